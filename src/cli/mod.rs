@@ -1,0 +1,454 @@
+//! The headless face: `cutover <verb> [--json]` over the same engine and events as the console.
+
+pub mod output;
+pub mod templates;
+
+use crate::engine::config::{CONFIG_FILE, Overrides, config_template};
+use crate::engine::db::{Db, Role};
+use crate::engine::events::{Command, DownTarget, EngineEvent, RunOptions};
+use crate::engine::ledger;
+use crate::engine::lock;
+use crate::engine::plan::compute_status;
+use crate::engine::project::{Project, new_version, sanitise_name};
+use crate::engine::runner;
+use clap::{Parser, Subcommand, ValueEnum};
+use color_eyre::eyre::{Result, eyre};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// A step failed, or an error (configuration, connection, bad input).
+    pub const FAILED: i32 = 1;
+    /// Command-line usage error (clap).
+    pub const USAGE: i32 = 2;
+    /// Another run holds the target's lock.
+    pub const LOCKED: i32 = 3;
+    /// The plan was refused: modified applied migration, step left failed/running, out of order,
+    /// or a destructive command without --yes.
+    pub const REFUSED: i32 = 4;
+    /// `verify` found a failing check.
+    pub const VERIFY_FAILED: i32 = 5;
+    /// The operator aborted the run at a batch boundary; `cutover up` resumes it.
+    pub const ABORTED: i32 = 6;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cutover",
+    version,
+    about = "A terminal migration console: move a live system's data into a new schema, step by step."
+)]
+pub struct Cli {
+    /// Project folder (holds cutover.toml).
+    #[arg(short = 'C', long = "project", global = true, default_value = ".")]
+    pub project: PathBuf,
+    /// Source database URL, overriding cutover.toml.
+    #[arg(long, global = true, env = "CUTOVER_SOURCE", hide_env_values = true)]
+    pub source: Option<String>,
+    /// Target database URL, overriding cutover.toml.
+    #[arg(long, global = true, env = "CUTOVER_TARGET", hide_env_values = true)]
+    pub target: Option<String>,
+    /// Machine-readable output: JSON (NDJSON events for runs).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Option<Verb>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum CreateKind {
+    Sql,
+    Data,
+    Merge,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Verb {
+    /// Create a new project folder with cutover.toml and migrations/.
+    Init { dir: PathBuf },
+    /// Add a migration folder from a template.
+    Create {
+        name: String,
+        #[arg(long, value_enum, default_value = "sql")]
+        kind: CreateKind,
+    },
+    /// Show every migration and its state.
+    Status,
+    /// Apply pending migrations.
+    Up {
+        /// Stop after this version.
+        #[arg(long)]
+        to: Option<String>,
+        /// Show what would run (schema SQL; data counts) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply pending migrations older than the newest applied one.
+        #[arg(long)]
+        allow_out_of_order: bool,
+        /// Keep going past rejected rows (they go to the reject store).
+        #[arg(long)]
+        continue_on_error: bool,
+    },
+    /// Revert applied migrations, newest first.
+    Down {
+        /// Revert everything above this version.
+        #[arg(long, conflicts_with = "all")]
+        to: Option<String>,
+        /// Revert every applied migration.
+        #[arg(long)]
+        all: bool,
+        /// Confirm: down changes the target.
+        #[arg(long)]
+        yes: bool,
+        /// Show what would be undone and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The ledger's event log (runs, failures, rollbacks, decisions).
+    History {
+        #[arg(long, default_value_t = 200)]
+        limit: i64,
+    },
+    /// Mark migrations up to VERSION as applied without running them (existing databases).
+    Baseline { version: String },
+    /// Clear steps left failed/running and record changed checksums.
+    Repair,
+    /// Build a demo project with a generated legacy clinic database, and run it.
+    Demo {
+        dir: Option<PathBuf>,
+        /// Patients in the generated legacy database.
+        #[arg(long, default_value_t = 20_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Do not open the console; print the result instead.
+        #[arg(long)]
+        no_console: bool,
+    },
+    /// Generate a legacy clinic database (for tests and benchmarks).
+    Generate {
+        path: PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        patients: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+pub fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn overrides(cli: &Cli) -> Overrides {
+    Overrides {
+        source: cli.source.clone(),
+        target: cli.target.clone(),
+    }
+}
+
+/// Entry point; returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let json = cli.json;
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = crate::engine::config::redact_url(&format!("{e:#}"));
+            if json {
+                println!("{}", serde_json::json!({"event": "error", "error": msg}));
+            } else {
+                eprintln!("error: {msg}");
+            }
+            exit::FAILED
+        }
+    }
+}
+
+fn load(cli: &Cli) -> Result<Arc<Project>> {
+    Ok(Arc::new(Project::load(&cli.project, &overrides(cli))?))
+}
+
+async fn dispatch(cli: Cli) -> Result<i32> {
+    let Some(verb) = &cli.command else {
+        if cli.project.join(CONFIG_FILE).exists() {
+            return status(&cli).await;
+        }
+        return Err(eyre!(
+            "no cutover.toml in {}: run `cutover init DIR`, `cutover demo`, or pass -C DIR (see --help)",
+            cli.project.display()
+        ));
+    };
+    match verb {
+        Verb::Init { dir } => init(dir, cli.json),
+        Verb::Create { name, kind } => create(&cli, name, *kind),
+        Verb::Status => status(&cli).await,
+        Verb::Up {
+            to,
+            dry_run,
+            allow_out_of_order,
+            continue_on_error,
+        } => {
+            let project = load(&cli)?;
+            let opts = RunOptions {
+                to: to.clone(),
+                only_next: false,
+                only: None,
+                dry_run: *dry_run,
+                allow_out_of_order: *allow_out_of_order,
+                continue_on_error: if *continue_on_error { Some(true) } else { None },
+            };
+            Ok(drive(project, cli.json, Command::Start(opts)).await)
+        }
+        Verb::Down {
+            to,
+            all,
+            yes,
+            dry_run,
+        } => {
+            let project = load(&cli)?;
+            let sel = match (to, all) {
+                (Some(v), _) => DownTarget::To(v.clone()),
+                (None, true) => DownTarget::All,
+                (None, false) => DownTarget::Last,
+            };
+            if !yes && !dry_run {
+                let msg = "down changes the target: add --yes to confirm (or --dry-run to see what it would undo)";
+                if cli.json {
+                    println!("{}", serde_json::json!({"event": "error", "error": msg}));
+                } else {
+                    eprintln!("refused: {msg}");
+                }
+                return Ok(exit::REFUSED);
+            }
+            Ok(drive(
+                project,
+                cli.json,
+                Command::Rollback {
+                    target: sel,
+                    dry_run: *dry_run,
+                },
+            )
+            .await)
+        }
+        Verb::History { limit } => history(&cli, *limit).await,
+        Verb::Baseline { version } => {
+            let project = load(&cli)?;
+            let marked = runner::baseline(&project, version).await?;
+            output::print_list(cli.json, "baselined", &marked);
+            Ok(exit::OK)
+        }
+        Verb::Repair => {
+            let project = load(&cli)?;
+            let actions = runner::repair(&project).await?;
+            output::print_list(cli.json, "repaired", &actions);
+            Ok(exit::OK)
+        }
+        Verb::Demo {
+            dir,
+            rows,
+            seed,
+            no_console: _,
+        } => {
+            let dir = dir.clone().unwrap_or_else(|| PathBuf::from("cutover-demo"));
+            crate::demo::create(&dir, *rows, *seed, cli.json).await?;
+            let project = Arc::new(Project::load(&dir, &overrides(&cli))?);
+            let code = drive(
+                project.clone(),
+                cli.json,
+                Command::Start(RunOptions::default()),
+            )
+            .await;
+            if !cli.json {
+                let cli2 = Cli {
+                    project: dir.clone(),
+                    source: None,
+                    target: None,
+                    json: false,
+                    verbose: 0,
+                    command: None,
+                };
+                status(&cli2).await?;
+                println!(
+                    "\nThe demo project is in {}; try `cutover -C {} status`.",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            Ok(code)
+        }
+        Verb::Generate {
+            path,
+            patients,
+            seed,
+        } => {
+            let cfg = crate::generator::GeneratorConfig {
+                patients: *patients,
+                seed: *seed,
+                ..Default::default()
+            };
+            let manifest = crate::generator::generate(path, &cfg).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&manifest)?);
+            } else {
+                println!(
+                    "generated {} ({} patients, seed {})",
+                    path.display(),
+                    patients,
+                    seed
+                );
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Start an engine, send it one command, print its events until the run finishes; returns the
+/// exit code.
+async fn drive(project: Arc<Project>, json: bool, command: Command) -> i32 {
+    let mut engine = runner::spawn(project);
+    if engine.commands.send(command).await.is_err() {
+        return exit::FAILED;
+    }
+    // ctrl-c stops the run at the next batch boundary instead of killing it mid-write.
+    let commands = engine.commands.clone();
+    let interrupt = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupt: stopping at the next batch boundary (ctrl-c again to kill)");
+            let _ = commands.send(Command::Abort).await;
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let mut printer = output::EventPrinter::new(json);
+    let mut code = exit::FAILED;
+    while let Some(ev) = engine.events.recv().await {
+        printer.print(&ev);
+        if let EngineEvent::Finished { outcome, .. } = &ev {
+            code = match outcome.as_str() {
+                "done" => exit::OK,
+                "locked" => exit::LOCKED,
+                "refused" => exit::REFUSED,
+                "aborted" => exit::ABORTED,
+                _ => exit::FAILED,
+            };
+            break;
+        }
+    }
+    interrupt.abort();
+    code
+}
+
+fn init(dir: &Path, json: bool) -> Result<i32> {
+    let cfg = dir.join(CONFIG_FILE);
+    if cfg.exists() {
+        return Err(eyre!(
+            "{} already exists; cutover will not overwrite a project",
+            cfg.display()
+        ));
+    }
+    std::fs::create_dir_all(dir.join("migrations"))
+        .map_err(|e| eyre!("cannot create {}: {e}", dir.display()))?;
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "cutover".into());
+    std::fs::write(&cfg, config_template(&name))
+        .map_err(|e| eyre!("cannot write {}: {e}", cfg.display()))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"created": cfg.display().to_string(), "migrations": dir.join("migrations").display().to_string()})
+        );
+    } else {
+        println!(
+            "created {} and {}/",
+            cfg.display(),
+            dir.join("migrations").display()
+        );
+        println!(
+            "next: edit the [source] and [target] urls, then `cutover -C {} create NAME --kind sql|data|merge`",
+            dir.display()
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn create(cli: &Cli, name: &str, kind: CreateKind) -> Result<i32> {
+    let project = Project::load(&cli.project, &overrides(cli))?;
+    let name = sanitise_name(name)?;
+    let mut now = chrono::Utc::now();
+    // Two creates in one second must not share a version.
+    while project.steps.iter().any(|s| s.version == new_version(now)) {
+        now += chrono::Duration::seconds(1);
+    }
+    let dir = project
+        .config
+        .migrations_dir
+        .join(format!("{}_{name}", new_version(now)));
+    std::fs::create_dir_all(&dir).map_err(|e| eyre!("cannot create {}: {e}", dir.display()))?;
+    let files: Vec<(&str, String)> = match kind {
+        CreateKind::Sql => vec![
+            ("up.sql", templates::schema_up(&name)),
+            ("down.sql", templates::schema_down(&name)),
+        ],
+        CreateKind::Data => vec![("step.toml", templates::DATA_STEP.to_string())],
+        CreateKind::Merge => vec![("step.toml", templates::MERGE_STEP.to_string())],
+    };
+    for (f, text) in &files {
+        std::fs::write(dir.join(f), text)
+            .map_err(|e| eyre!("cannot write {}: {e}", dir.join(f).display()))?;
+    }
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::json!({"created": dir.display().to_string(), "files": files.iter().map(|f| f.0).collect::<Vec<_>>()})
+        );
+    } else {
+        println!(
+            "created {}/ ({})",
+            dir.display(),
+            files.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(exit::OK)
+}
+
+async fn status(cli: &Cli) -> Result<i32> {
+    let project = load(cli)?;
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    let rows = ledger::load(&target).await?;
+    let holder = lock::current_holder(
+        &target,
+        std::time::Duration::from_secs(project.config.defaults.lock_stale_after_secs),
+    )
+    .await?;
+    target.close().await;
+    let status = compute_status(&project.steps, &rows);
+    output::print_status(cli.json, &project, &status, holder.as_ref());
+    Ok(exit::OK)
+}
+
+async fn history(cli: &Cli, limit: i64) -> Result<i32> {
+    let project = load(cli)?;
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    let h = ledger::history(&target, limit).await?;
+    target.close().await;
+    output::print_history(cli.json, &h);
+    Ok(exit::OK)
+}

@@ -1,0 +1,53 @@
+//! `cutover demo`: the bundled clinic project (fixtures/clinic, compiled in so the binary works
+//! from any folder) with a freshly generated legacy database.
+
+use color_eyre::eyre::{Result, eyre};
+use std::path::Path;
+
+/// Files of fixtures/clinic, relative to the project folder.
+pub const CLINIC_FILES: &[(&str, &str)] = &[
+    (
+        "cutover.toml",
+        include_str!("../fixtures/clinic/cutover.toml"),
+    ),
+    (
+        "migrations/20250101T090000_create_v2_schema/up.sql",
+        include_str!("../fixtures/clinic/migrations/20250101T090000_create_v2_schema/up.sql"),
+    ),
+    (
+        "migrations/20250101T090000_create_v2_schema/down.sql",
+        include_str!("../fixtures/clinic/migrations/20250101T090000_create_v2_schema/down.sql"),
+    ),
+];
+
+/// Write the clinic project into `dir` (unless it already holds a project) and generate its
+/// legacy database.
+pub async fn create(dir: &Path, patients: u64, seed: u64, json: bool) -> Result<()> {
+    if dir.join(crate::engine::config::CONFIG_FILE).exists() {
+        if !json {
+            println!("using the existing demo project in {}", dir.display());
+        }
+        return Ok(());
+    }
+    for (rel, text) in CLINIC_FILES {
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| eyre!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&p, text).map_err(|e| eyre!("cannot write {}: {e}", p.display()))?;
+    }
+    let legacy = dir.join("legacy.db");
+    if !legacy.exists() {
+        if !json {
+            println!("generating a legacy clinic database with {patients} patients (seed {seed})…");
+        }
+        let cfg = crate::generator::GeneratorConfig {
+            patients,
+            seed,
+            ..Default::default()
+        };
+        crate::generator::generate(&legacy, &cfg).await?;
+    }
+    Ok(())
+}

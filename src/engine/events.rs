@@ -1,0 +1,190 @@
+//! The engine's two message types: `Command` in, `EngineEvent` out. Both serialise, so the CLI's
+//! `--json` output is these events as NDJSON and the console consumes exactly the same stream.
+
+use crate::engine::project::StepKind;
+use serde::{Deserialize, Serialize};
+
+/// What a run should do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RunOptions {
+    /// Stop after this version (inclusive).
+    pub to: Option<String>,
+    /// Run only the next pending step.
+    pub only_next: bool,
+    /// Run only this version (console: dry-run of the selected step).
+    pub only: Option<String>,
+    pub dry_run: bool,
+    pub allow_out_of_order: bool,
+    /// Overrides the step's and the project's setting when set.
+    pub continue_on_error: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DownTarget {
+    /// Revert the last applied step only.
+    Last,
+    /// Revert every applied step above this version.
+    To(String),
+    /// Revert one step (the console's `u`), which must be the latest applied one.
+    Only(String),
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    Start(RunOptions),
+    Pause,
+    Resume,
+    Abort,
+    /// Retry rejected rows: one id, or all of a step when `id` is None.
+    Retry {
+        id: Option<i64>,
+        step: Option<String>,
+    },
+    /// Set a field of a rejected row before retrying it.
+    FixReject {
+        id: i64,
+        field: String,
+        value: String,
+    },
+    Decide {
+        id: i64,
+        decision: String,
+        note: Option<String>,
+    },
+    Rollback {
+        target: DownTarget,
+        dry_run: bool,
+    },
+    /// Re-read the ledger and rejects and send a fresh `Snapshot`.
+    Refresh,
+}
+
+/// Progress of the running step: small and `Copy` so it can be sent often and coalesced.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Progress {
+    pub step_index: u32,
+    pub rows_done: u64,
+    pub rows_total: u64,
+    pub written: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+    pub merged: u64,
+    pub warnings: u64,
+    pub batches_done: u64,
+    pub batches_total: u64,
+    pub rows_per_sec: f64,
+    pub elapsed_ms: u64,
+}
+
+/// The accounting of one step: source = written + skipped + rejected + merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Counts {
+    pub source: u64,
+    pub written: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+    pub merged: u64,
+    pub warnings: u64,
+}
+
+impl Counts {
+    pub fn balanced(&self) -> bool {
+        self.source == self.written + self.skipped + self.rejected + self.merged
+    }
+    pub fn add(&mut self, o: &Counts) {
+        self.source += o.source;
+        self.written += o.written;
+        self.skipped += o.skipped;
+        self.rejected += o.rejected;
+        self.merged += o.merged;
+        self.warnings += o.warnings;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub version: String,
+    pub name: String,
+    pub kind: StepKind,
+    /// Source rows when known (data steps), for ETA.
+    pub rows_estimate: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EngineEvent {
+    Planned {
+        run_id: String,
+        operation: String,
+        dry_run: bool,
+        steps: Vec<PlannedStep>,
+    },
+    StepStarted {
+        version: String,
+        name: String,
+        kind: StepKind,
+        dry_run: bool,
+    },
+    /// A schema statement (dry runs list them; real runs report each as it completes).
+    Statement {
+        version: String,
+        index: usize,
+        sql: String,
+    },
+    Progress {
+        version: String,
+        progress: Progress,
+    },
+    Rejected {
+        version: String,
+        source_table: String,
+        source_key: String,
+        rule: String,
+        reason: String,
+    },
+    Flagged {
+        version: String,
+        source_key: String,
+        field: String,
+        reason: String,
+    },
+    Paused {
+        version: Option<String>,
+    },
+    Resumed {
+        version: Option<String>,
+    },
+    StepFinished {
+        version: String,
+        name: String,
+        status: String,
+        counts: Counts,
+        duration_ms: u64,
+        dry_run: bool,
+    },
+    /// The run stopped at a batch boundary on request; `cutover up` resumes it.
+    Aborted {
+        version: String,
+        counts: Counts,
+    },
+    Failed {
+        version: Option<String>,
+        error: String,
+        statement: Option<String>,
+    },
+    /// The last event of every run. `outcome`: done, locked, refused, failed or aborted.
+    Finished {
+        run_id: String,
+        operation: String,
+        ok: bool,
+        outcome: String,
+        steps_done: usize,
+        dry_run: bool,
+    },
+    /// Answer to a retry/fix/decide command.
+    Notice {
+        message: String,
+    },
+}

@@ -1,0 +1,408 @@
+//! The ledger in the target: one row of state per step (`cutover_ledger`) and an append-only
+//! table of everything that happened (`cutover_events`), which is also the audit trail.
+
+use crate::engine::db::{Db, DbTx, Dialect};
+use crate::engine::events::Counts;
+use crate::engine::project::{StepDef, StepKind};
+use crate::engine::value::Value;
+use color_eyre::eyre::Result;
+use serde::Serialize;
+
+pub const LEDGER_TABLE: &str = "cutover_ledger";
+pub const EVENTS_TABLE: &str = "cutover_events";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerStatus {
+    Running,
+    Applied,
+    Failed,
+    Reverted,
+    /// Marked applied by `baseline`: never run, never reverted.
+    Baseline,
+}
+
+impl LedgerStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LedgerStatus::Running => "running",
+            LedgerStatus::Applied => "applied",
+            LedgerStatus::Failed => "failed",
+            LedgerStatus::Reverted => "reverted",
+            LedgerStatus::Baseline => "baseline",
+        }
+    }
+    pub fn parse(s: &str) -> LedgerStatus {
+        match s {
+            "running" => LedgerStatus::Running,
+            "applied" => LedgerStatus::Applied,
+            "failed" => LedgerStatus::Failed,
+            "baseline" => LedgerStatus::Baseline,
+            _ => LedgerStatus::Reverted,
+        }
+    }
+    pub fn is_applied(&self) -> bool {
+        matches!(self, LedgerStatus::Applied | LedgerStatus::Baseline)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerRow {
+    pub version: String,
+    pub name: String,
+    pub kind: String,
+    pub checksum: String,
+    pub status: LedgerStatus,
+    pub run_id: Option<String>,
+    pub started_at: Option<String>,
+    pub applied_at: Option<String>,
+    pub applied_by: Option<String>,
+    pub host: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub counts: Counts,
+    pub error: Option<String>,
+    pub failing_statement: Option<String>,
+}
+
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(user_from_uid)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The login name of this process's uid, from /proc and /etc/passwd (no libc needed).
+fn user_from_uid() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let _pw = f.next()?;
+        (f.next()? == uid).then(|| name.to_string())
+    })
+}
+
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+pub fn now_iso() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn serial(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+        Dialect::Mysql => "BIGINT AUTO_INCREMENT PRIMARY KEY",
+    }
+}
+
+/// Create the ledger tables when missing. Idempotent.
+pub async fn ensure(db: &Db) -> Result<()> {
+    let d = db.dialect();
+    let text_key = if d == Dialect::Mysql {
+        "VARCHAR(64)"
+    } else {
+        "TEXT"
+    };
+    let stmts = [
+        format!(
+            "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+                version {text_key} PRIMARY KEY,
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                checksum TEXT NOT NULL,
+                status TEXT NOT NULL,
+                run_id TEXT,
+                started_at TEXT,
+                applied_at TEXT,
+                applied_by TEXT,
+                host TEXT,
+                duration_ms BIGINT,
+                rows_source BIGINT NOT NULL DEFAULT 0,
+                rows_written BIGINT NOT NULL DEFAULT 0,
+                rows_skipped BIGINT NOT NULL DEFAULT 0,
+                rows_rejected BIGINT NOT NULL DEFAULT 0,
+                rows_merged BIGINT NOT NULL DEFAULT 0,
+                rows_warned BIGINT NOT NULL DEFAULT 0,
+                error TEXT,
+                failing_statement TEXT
+            )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (
+                id {},
+                at TEXT NOT NULL,
+                run_id TEXT,
+                version TEXT,
+                event TEXT NOT NULL,
+                os_user TEXT NOT NULL,
+                host TEXT NOT NULL,
+                detail TEXT
+            )",
+            serial(d)
+        ),
+    ];
+    let mut tx = db.begin().await?;
+    for s in &stmts {
+        tx.execute(s, &[]).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+const SELECT_COLUMNS: &str = "version, name, kind, checksum, status, run_id, started_at, applied_at, applied_by, host, duration_ms, rows_source, rows_written, rows_skipped, rows_rejected, rows_merged, rows_warned, error, failing_statement";
+
+fn text(v: &Value) -> Option<String> {
+    v.to_text()
+}
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        Value::Text(s) => s.parse().unwrap_or(0),
+        Value::Real(f) => *f as i64,
+        _ => 0,
+    }
+}
+
+fn row_from(vals: &[Value]) -> LedgerRow {
+    let g = |i: usize| vals.get(i).cloned().unwrap_or(Value::Null);
+    LedgerRow {
+        version: text(&g(0)).unwrap_or_default(),
+        name: text(&g(1)).unwrap_or_default(),
+        kind: text(&g(2)).unwrap_or_default(),
+        checksum: text(&g(3)).unwrap_or_default(),
+        status: LedgerStatus::parse(&text(&g(4)).unwrap_or_default()),
+        run_id: text(&g(5)),
+        started_at: text(&g(6)),
+        applied_at: text(&g(7)),
+        applied_by: text(&g(8)),
+        host: text(&g(9)),
+        duration_ms: if g(10).is_null() {
+            None
+        } else {
+            Some(int(&g(10)))
+        },
+        counts: Counts {
+            source: int(&g(11)) as u64,
+            written: int(&g(12)) as u64,
+            skipped: int(&g(13)) as u64,
+            rejected: int(&g(14)) as u64,
+            merged: int(&g(15)) as u64,
+            warnings: int(&g(16)) as u64,
+        },
+        error: text(&g(17)),
+        failing_statement: text(&g(18)),
+    }
+}
+
+pub async fn load(db: &Db) -> Result<Vec<LedgerRow>> {
+    if !db.table_exists(LEDGER_TABLE).await? {
+        return Ok(Vec::new());
+    }
+    let rows = db
+        .fetch_all(
+            &format!("SELECT {SELECT_COLUMNS} FROM {LEDGER_TABLE} ORDER BY version"),
+            &[],
+        )
+        .await?;
+    Ok(rows.rows.iter().map(|r| row_from(r)).collect())
+}
+
+pub async fn load_one(tx: &mut DbTx, version: &str) -> Result<Option<LedgerRow>> {
+    let r = tx
+        .fetch_optional(
+            &format!("SELECT {SELECT_COLUMNS} FROM {LEDGER_TABLE} WHERE version = $1"),
+            &[Value::Text(version.into())],
+        )
+        .await?;
+    Ok(r.map(|r| row_from(&r)))
+}
+
+/// Write the step's state row (insert or replace).
+#[allow(clippy::too_many_arguments)]
+pub async fn upsert(
+    tx: &mut DbTx,
+    step: &StepDef,
+    status: LedgerStatus,
+    run_id: &str,
+    started_at: &str,
+    duration_ms: Option<i64>,
+    counts: &Counts,
+    error: Option<&str>,
+    failing_statement: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let applied_at = if status == LedgerStatus::Running {
+        None
+    } else {
+        Some(now_iso())
+    };
+    let conflict = if tx.dialect() == Dialect::Mysql {
+        "ON DUPLICATE KEY UPDATE name = VALUES(name), kind = VALUES(kind), checksum = VALUES(checksum), status = VALUES(status), run_id = VALUES(run_id), started_at = VALUES(started_at), applied_at = VALUES(applied_at), applied_by = VALUES(applied_by), host = VALUES(host), duration_ms = VALUES(duration_ms), rows_source = VALUES(rows_source), rows_written = VALUES(rows_written), rows_skipped = VALUES(rows_skipped), rows_rejected = VALUES(rows_rejected), rows_merged = VALUES(rows_merged), rows_warned = VALUES(rows_warned), error = VALUES(error), failing_statement = VALUES(failing_statement)"
+    } else {
+        "ON CONFLICT (version) DO UPDATE SET name = excluded.name, kind = excluded.kind, checksum = excluded.checksum, status = excluded.status, run_id = excluded.run_id, started_at = excluded.started_at, applied_at = excluded.applied_at, applied_by = excluded.applied_by, host = excluded.host, duration_ms = excluded.duration_ms, rows_source = excluded.rows_source, rows_written = excluded.rows_written, rows_skipped = excluded.rows_skipped, rows_rejected = excluded.rows_rejected, rows_merged = excluded.rows_merged, rows_warned = excluded.rows_warned, error = excluded.error, failing_statement = excluded.failing_statement"
+    };
+    let sql = format!(
+        "INSERT INTO {LEDGER_TABLE} ({SELECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) {conflict}"
+    );
+    let opt = |s: Option<&str>| s.map(|s| Value::Text(s.into())).unwrap_or(Value::Null);
+    tx.execute(
+        &sql,
+        &[
+            Value::Text(step.version.clone()),
+            Value::Text(step.name.clone()),
+            Value::Text(step.kind.as_str().into()),
+            Value::Text(step.checksum.clone()),
+            Value::Text(status.as_str().into()),
+            Value::Text(run_id.into()),
+            Value::Text(started_at.into()),
+            opt(applied_at.as_deref()),
+            Value::Text(os_user()),
+            Value::Text(host_name()),
+            duration_ms.map(Value::Int).unwrap_or(Value::Null),
+            Value::Int(counts.source as i64),
+            Value::Int(counts.written as i64),
+            Value::Int(counts.skipped as i64),
+            Value::Int(counts.rejected as i64),
+            Value::Int(counts.merged as i64),
+            Value::Int(counts.warnings as i64),
+            opt(error),
+            opt(failing_statement),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn set_status(
+    tx: &mut DbTx,
+    version: &str,
+    status: LedgerStatus,
+) -> Result<(), sqlx::Error> {
+    tx.execute(
+        &format!("UPDATE {LEDGER_TABLE} SET status = $1, applied_at = $2, applied_by = $3, host = $4 WHERE version = $5"),
+        &[
+            Value::Text(status.as_str().into()),
+            Value::Text(now_iso()),
+            Value::Text(os_user()),
+            Value::Text(host_name()),
+            Value::Text(version.into()),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn delete(tx: &mut DbTx, version: &str) -> Result<(), sqlx::Error> {
+    tx.execute(
+        &format!("DELETE FROM {LEDGER_TABLE} WHERE version = $1"),
+        &[Value::Text(version.into())],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn set_checksum(tx: &mut DbTx, version: &str, checksum: &str) -> Result<(), sqlx::Error> {
+    tx.execute(
+        &format!("UPDATE {LEDGER_TABLE} SET checksum = $1 WHERE version = $2"),
+        &[Value::Text(checksum.into()), Value::Text(version.into())],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Append to the audit trail. `detail` is JSON and must never carry secrets.
+pub async fn append_event(
+    tx: &mut DbTx,
+    run_id: Option<&str>,
+    version: Option<&str>,
+    event: &str,
+    detail: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let opt = |s: Option<&str>| s.map(|s| Value::Text(s.into())).unwrap_or(Value::Null);
+    tx.execute(
+        &format!("INSERT INTO {EVENTS_TABLE} (at, run_id, version, event, os_user, host, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+        &[
+            Value::Text(now_iso()),
+            opt(run_id),
+            opt(version),
+            Value::Text(event.into()),
+            Value::Text(os_user()),
+            Value::Text(host_name()),
+            Value::Text(detail.to_string()),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn append_event_db(
+    db: &Db,
+    run_id: Option<&str>,
+    version: Option<&str>,
+    event: &str,
+    detail: &serde_json::Value,
+) -> Result<()> {
+    let mut tx = db.begin().await?;
+    append_event(&mut tx, run_id, version, event, detail).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub at: String,
+    pub run_id: Option<String>,
+    pub version: Option<String>,
+    pub event: String,
+    pub os_user: String,
+    pub host: String,
+    pub detail: serde_json::Value,
+}
+
+pub async fn history(db: &Db, limit: i64) -> Result<Vec<HistoryEntry>> {
+    if !db.table_exists(EVENTS_TABLE).await? {
+        return Ok(Vec::new());
+    }
+    let rows = db
+        .fetch_all(
+            &format!("SELECT id, at, run_id, version, event, os_user, host, detail FROM {EVENTS_TABLE} ORDER BY id DESC LIMIT $1"),
+            &[Value::Int(limit)],
+        )
+        .await?;
+    let mut out: Vec<HistoryEntry> = rows
+        .rows
+        .iter()
+        .map(|r| HistoryEntry {
+            id: int(&r[0]),
+            at: text(&r[1]).unwrap_or_default(),
+            run_id: text(&r[2]),
+            version: text(&r[3]),
+            event: text(&r[4]).unwrap_or_default(),
+            os_user: text(&r[5]).unwrap_or_default(),
+            host: text(&r[6]).unwrap_or_default(),
+            detail: text(&r[7])
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(serde_json::Value::Null),
+        })
+        .collect();
+    out.reverse();
+    Ok(out)
+}
+
+/// The kind recorded in the ledger, for steps whose folder has since disappeared.
+pub fn kind_of(row: &LedgerRow) -> StepKind {
+    StepKind::parse(&row.kind).unwrap_or(StepKind::Schema)
+}

@@ -1,0 +1,17 @@
+//! The migration engine. No terminal code lives here: the console and CLI reach it only
+//! through `Command`s in and `EngineEvent`s out.
+
+pub mod checksum;
+pub mod config;
+pub mod db;
+pub mod events;
+pub mod ledger;
+pub mod lock;
+pub mod plan;
+pub mod project;
+pub mod runner;
+pub mod schema_step;
+pub mod sqlsplit;
+pub mod transform;
+pub mod validate;
+pub mod value;

@@ -1,0 +1,303 @@
+//! What state each step is in (files on disk joined with the ledger) and which steps a run
+//! will touch. Pure functions, so the console and the CLI agree on the answers.
+
+use crate::engine::events::DownTarget;
+use crate::engine::ledger::{LedgerRow, LedgerStatus};
+use crate::engine::project::{StepDef, StepKind};
+use color_eyre::eyre::{Result, eyre};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    Pending,
+    Applied,
+    Failed,
+    Running,
+    Modified,
+    Reverted,
+}
+
+impl StepState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Applied => "applied",
+            StepState::Failed => "failed",
+            StepState::Running => "running",
+            StepState::Modified => "modified",
+            StepState::Reverted => "reverted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepStatus {
+    pub version: String,
+    pub name: String,
+    pub kind: StepKind,
+    pub state: StepState,
+    /// `ok`, `modified` (files changed since applied), `missing` (folder gone) or `-` (never run).
+    pub checksum_state: &'static str,
+    /// The file whose change made the step `modified`.
+    pub modified_file: Option<String>,
+    pub checksum: Option<String>,
+    pub baseline: bool,
+    #[serde(skip)]
+    pub def: Option<StepDef>,
+    pub ledger: Option<LedgerRow>,
+}
+
+impl StepStatus {
+    pub fn is_applied(&self) -> bool {
+        matches!(self.state, StepState::Applied | StepState::Modified)
+    }
+}
+
+pub fn compute_status(steps: &[StepDef], ledger: &[LedgerRow]) -> Vec<StepStatus> {
+    let mut out: Vec<StepStatus> = Vec::new();
+    for def in steps {
+        let row = ledger.iter().find(|r| r.version == def.version);
+        let (state, checksum_state, modified_file) = match row {
+            None => (StepState::Pending, "-", None),
+            Some(r) => match r.status {
+                LedgerStatus::Applied | LedgerStatus::Baseline => {
+                    if r.status == LedgerStatus::Applied && r.checksum != def.checksum {
+                        (
+                            StepState::Modified,
+                            "modified",
+                            Some(def.file(&def.checksum_file).display().to_string()),
+                        )
+                    } else {
+                        (StepState::Applied, "ok", None)
+                    }
+                }
+                LedgerStatus::Running => (StepState::Running, "-", None),
+                LedgerStatus::Failed => (StepState::Failed, "-", None),
+                LedgerStatus::Reverted => (StepState::Reverted, "-", None),
+            },
+        };
+        out.push(StepStatus {
+            version: def.version.clone(),
+            name: def.name.clone(),
+            kind: def.kind,
+            state,
+            checksum_state,
+            modified_file,
+            checksum: Some(def.checksum.clone()),
+            baseline: row.is_some_and(|r| r.status == LedgerStatus::Baseline),
+            def: Some(def.clone()),
+            ledger: row.cloned(),
+        });
+    }
+    // Steps the ledger knows but whose folders are gone: still shown, never silently dropped.
+    for r in ledger {
+        if steps.iter().any(|d| d.version == r.version) || r.status == LedgerStatus::Reverted {
+            continue;
+        }
+        out.push(StepStatus {
+            version: r.version.clone(),
+            name: r.name.clone(),
+            kind: crate::engine::ledger::kind_of(r),
+            state: match r.status {
+                LedgerStatus::Running => StepState::Running,
+                LedgerStatus::Failed => StepState::Failed,
+                _ => StepState::Applied,
+            },
+            checksum_state: "missing",
+            modified_file: None,
+            checksum: None,
+            baseline: r.status == LedgerStatus::Baseline,
+            def: None,
+            ledger: Some(r.clone()),
+        });
+    }
+    out.sort_by(|a, b| a.version.cmp(&b.version));
+    out
+}
+
+/// The explanation for a step left running or failed, and what `repair` will do about it.
+pub fn blocked_message(s: &StepStatus) -> String {
+    let r = s.ledger.as_ref();
+    let what = match s.state {
+        StepState::Running => "was left running (the process stopped before it finished; its transaction was rolled back)".to_string(),
+        _ => format!(
+            "failed{}{}",
+            r.and_then(|r| r.failing_statement.as_ref()).map(|st| format!(" at statement `{}`", one_line(st))).unwrap_or_default(),
+            r.and_then(|r| r.error.as_ref()).map(|e| format!(": {e}")).unwrap_or_default()
+        ),
+    };
+    format!(
+        "migration {}_{} {what}. Fix the migration if needed, then run `cutover repair`: it removes the {} ledger entry (nothing of it was committed) so `cutover up` runs the step again.",
+        s.version,
+        s.name,
+        s.state.as_str()
+    )
+}
+
+pub fn one_line(s: &str) -> String {
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.chars().count() > 160 {
+        format!("{}…", joined.chars().take(160).collect::<String>())
+    } else {
+        joined
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpPlanOptions<'a> {
+    pub to: Option<&'a str>,
+    pub only_next: bool,
+    pub only: Option<&'a str>,
+    pub allow_out_of_order: bool,
+}
+
+/// Steps `up` will run, in order; or why it refuses.
+pub fn plan_up(status: &[StepStatus], o: &UpPlanOptions) -> Result<Vec<StepDef>> {
+    for s in status {
+        if s.state == StepState::Modified {
+            return Err(eyre!(
+                "migration {}_{} was applied but {} has changed since (checksum {} in the ledger, {} on disk). Applied migrations must not be edited: restore the file, or add a new migration. If the change is deliberate and harmless (comments, formatting), `cutover repair` records the new checksum.",
+                s.version,
+                s.name,
+                s.modified_file.as_deref().unwrap_or("its file"),
+                s.ledger
+                    .as_ref()
+                    .map(|r| short(&r.checksum))
+                    .unwrap_or_default(),
+                s.checksum.as_deref().map(short).unwrap_or_default()
+            ));
+        }
+        if s.kind == StepKind::Schema && matches!(s.state, StepState::Running | StepState::Failed) {
+            return Err(eyre!("{}", blocked_message(s)));
+        }
+    }
+    if let Some(to) = o.to
+        && !status.iter().any(|s| s.version == to)
+    {
+        return Err(eyre!(
+            "--to {to}: no migration has this version (see `cutover status`)"
+        ));
+    }
+    let highest_applied = status
+        .iter()
+        .filter(|s| s.is_applied())
+        .map(|s| s.version.clone())
+        .max();
+    let mut out = Vec::new();
+    for s in status {
+        let runnable = matches!(s.state, StepState::Pending | StepState::Reverted)
+            || (s.kind != StepKind::Schema
+                && matches!(s.state, StepState::Running | StepState::Failed));
+        if !runnable {
+            continue;
+        }
+        if let Some(to) = o.to
+            && s.version.as_str() > to
+        {
+            break;
+        }
+        if let Some(only) = o.only
+            && s.version != only
+        {
+            continue;
+        }
+        let Some(def) = s.def.clone() else { continue };
+        if let Some(h) = &highest_applied
+            && s.version < *h
+            && !o.allow_out_of_order
+            && matches!(s.state, StepState::Pending)
+        {
+            return Err(eyre!(
+                "migration {}_{} is pending but older than the applied {h}; run with --allow-out-of-order to apply it anyway",
+                s.version,
+                s.name
+            ));
+        }
+        out.push(def);
+        if o.only_next {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Steps `down` will revert, newest first.
+pub fn plan_down(status: &[StepStatus], target: &DownTarget) -> Result<Vec<StatusRef>> {
+    let applied: Vec<&StepStatus> = status
+        .iter()
+        .filter(|s| {
+            s.is_applied()
+                || (s.kind != StepKind::Schema
+                    && matches!(s.state, StepState::Running | StepState::Failed))
+        })
+        .collect();
+    let mut chosen: Vec<&StepStatus> = match target {
+        DownTarget::Last => applied.last().copied().into_iter().collect(),
+        DownTarget::All => applied.clone(),
+        DownTarget::To(v) => {
+            if !status.iter().any(|s| &s.version == v) {
+                return Err(eyre!(
+                    "--to {v}: no migration has this version (see `cutover status`)"
+                ));
+            }
+            applied
+                .iter()
+                .copied()
+                .filter(|s| s.version.as_str() > v.as_str())
+                .collect()
+        }
+        DownTarget::Only(v) => {
+            let s = applied
+                .iter()
+                .copied()
+                .find(|s| &s.version == v)
+                .ok_or_else(|| {
+                    eyre!("migration {v} is not applied, so there is nothing to roll back")
+                })?;
+            if let Some(later) = applied.iter().find(|a| a.version > s.version) {
+                return Err(eyre!(
+                    "migration {}_{} is applied after {}_{}; roll that back first (steps are reverted newest first)",
+                    later.version,
+                    later.name,
+                    s.version,
+                    s.name
+                ));
+            }
+            vec![s]
+        }
+    };
+    if let Some(b) = chosen.iter().find(|s| s.baseline) {
+        return Err(eyre!(
+            "migration {}_{} is below the baseline (it was never run by cutover), so it cannot be reverted",
+            b.version,
+            b.name
+        ));
+    }
+    if let Some(m) = chosen.iter().find(|s| s.def.is_none()) {
+        return Err(eyre!(
+            "migration {}_{} is applied but its folder is gone, so cutover cannot know how to revert it; restore the folder",
+            m.version,
+            m.name
+        ));
+    }
+    chosen.reverse();
+    Ok(chosen
+        .into_iter()
+        .map(|s| StatusRef {
+            def: s.def.clone(),
+            status: s.clone(),
+        })
+        .filter(|s| s.def.is_some())
+        .collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct StatusRef {
+    pub def: Option<StepDef>,
+    pub status: StepStatus,
+}
+
+fn short(c: &str) -> String {
+    c.chars().take(19).collect()
+}

@@ -1,0 +1,203 @@
+//! A migration project on disk: `cutover.toml` plus `migrations/<version>_<name>/` folders.
+
+use crate::engine::checksum::checksum;
+use crate::engine::config::{Config, Overrides};
+use color_eyre::eyre::{Result, eyre};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum StepKind {
+    Schema,
+    Data,
+    Merge,
+}
+
+impl StepKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StepKind::Schema => "schema",
+            StepKind::Data => "data",
+            StepKind::Merge => "merge",
+        }
+    }
+    pub fn parse(s: &str) -> Option<StepKind> {
+        match s {
+            "schema" | "sql" => Some(StepKind::Schema),
+            "data" => Some(StepKind::Data),
+            "merge" => Some(StepKind::Merge),
+            _ => None,
+        }
+    }
+}
+
+/// One migration folder as found on disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepDef {
+    pub version: String,
+    pub name: String,
+    pub kind: StepKind,
+    #[serde(skip)]
+    pub dir: PathBuf,
+    /// The file whose content the checksum covers (`up.sql` or `step.toml`).
+    pub checksum_file: String,
+    pub checksum: String,
+}
+
+impl StepDef {
+    pub fn folder_name(&self) -> String {
+        format!("{}_{}", self.version, self.name)
+    }
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+    pub fn read(&self, name: &str) -> Result<String> {
+        let p = self.file(name);
+        std::fs::read_to_string(&p).map_err(|e| eyre!("cannot read {}: {e}", p.display()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub config: Config,
+    pub steps: Vec<StepDef>,
+}
+
+/// `YYYYMMDDTHHMMSS`, a real UTC time.
+pub fn is_version(s: &str) -> bool {
+    s.len() == 15 && chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%S").is_ok()
+}
+
+pub fn new_version(now: chrono::DateTime<chrono::Utc>) -> String {
+    now.format("%Y%m%dT%H%M%S").to_string()
+}
+
+impl Project {
+    pub fn load(dir: &Path, overrides: &Overrides) -> Result<Project> {
+        let config = Config::load(dir, overrides)?;
+        let steps = load_steps(&config.migrations_dir)?;
+        Ok(Project { config, steps })
+    }
+
+    pub fn step(&self, version: &str) -> Option<&StepDef> {
+        self.steps.iter().find(|s| s.version == version)
+    }
+}
+
+pub fn load_steps(migrations_dir: &Path) -> Result<Vec<StepDef>> {
+    if !migrations_dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut by_version: BTreeMap<String, StepDef> = BTreeMap::new();
+    let entries = std::fs::read_dir(migrations_dir)
+        .map_err(|e| eyre!("cannot read {}: {e}", migrations_dir.display()))?;
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        dirs.push(entry.path());
+    }
+    dirs.sort();
+    for dir in dirs {
+        let folder = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (version, name) = folder.split_once('_').ok_or_else(|| {
+            eyre!("migration folder '{folder}' is not named <version>_<name> (version = UTC YYYYMMDDTHHMMSS)")
+        })?;
+        if !is_version(version) {
+            return Err(eyre!(
+                "migration folder '{folder}': '{version}' is not a version; use a UTC timestamp YYYYMMDDTHHMMSS (e.g. 20250101T090000)"
+            ));
+        }
+        let step = load_step(&dir, version, name)?;
+        if let Some(prev) = by_version.get(version) {
+            return Err(eyre!(
+                "two migrations share version {version}: '{}' and '{}'; give one of them a new version",
+                prev.folder_name(),
+                folder
+            ));
+        }
+        by_version.insert(version.to_string(), step);
+    }
+    Ok(by_version.into_values().collect())
+}
+
+#[derive(Deserialize)]
+struct KindOnly {
+    kind: Option<String>,
+}
+
+fn load_step(dir: &Path, version: &str, name: &str) -> Result<StepDef> {
+    let up = dir.join("up.sql");
+    let step_toml = dir.join("step.toml");
+    let folder = format!("{version}_{name}");
+    let (kind, file) = match (up.exists(), step_toml.exists()) {
+        (true, true) => {
+            return Err(eyre!(
+                "migration '{folder}' has both up.sql and step.toml; a step is either schema (up.sql/down.sql) or data/merge (step.toml)"
+            ));
+        }
+        (true, false) => (StepKind::Schema, "up.sql"),
+        (false, true) => {
+            let text = std::fs::read_to_string(&step_toml)
+                .map_err(|e| eyre!("cannot read {}: {e}", step_toml.display()))?;
+            let k: KindOnly = toml::from_str(&text)
+                .map_err(|e| eyre!("{}: {}", step_toml.display(), e.to_string().trim_end()))?;
+            let kind = match k.kind.as_deref() {
+                None | Some("data") => StepKind::Data,
+                Some("merge") => StepKind::Merge,
+                Some(other) => {
+                    return Err(eyre!(
+                        "{}: kind = '{other}' is not a step kind (data or merge)",
+                        step_toml.display()
+                    ));
+                }
+            };
+            (kind, "step.toml")
+        }
+        (false, false) => {
+            return Err(eyre!(
+                "migration '{folder}' has neither up.sql nor step.toml"
+            ));
+        }
+    };
+    let text = std::fs::read_to_string(dir.join(file))
+        .map_err(|e| eyre!("cannot read {}: {e}", dir.join(file).display()))?;
+    Ok(StepDef {
+        version: version.to_string(),
+        name: name.to_string(),
+        kind,
+        dir: dir.to_path_buf(),
+        checksum_file: file.to_string(),
+        checksum: checksum(&text),
+    })
+}
+
+/// A folder-safe step name: lower-case letters, digits and underscores.
+pub fn sanitise_name(name: &str) -> Result<String> {
+    let s: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('_').to_string();
+    if s.is_empty() {
+        return Err(eyre!(
+            "'{name}' is not a usable migration name: use letters, digits and underscores"
+        ));
+    }
+    Ok(s)
+}

@@ -1,0 +1,728 @@
+//! The engine task: takes `Command`s, runs plans, sends `EngineEvent`s. A run holds the target's
+//! run lock from its first write to its last.
+
+use crate::engine::db::{Db, Role};
+use crate::engine::events::{Command, Counts, DownTarget, EngineEvent, PlannedStep, RunOptions};
+use crate::engine::ledger;
+use crate::engine::lock::{LockError, LockHolder, RunLock};
+use crate::engine::plan::{self, UpPlanOptions, compute_status};
+use crate::engine::project::{Project, StepDef, StepKind};
+use crate::engine::schema_step;
+use color_eyre::eyre::{Result, eyre};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Channel sizes: small and bounded so a slow consumer slows the engine instead of growing
+/// memory; progress is coalesced well below this rate.
+pub const COMMAND_QUEUE: usize = 64;
+pub const EVENT_QUEUE: usize = 1024;
+
+#[derive(Debug)]
+pub struct StepError {
+    pub message: String,
+    pub statement: Option<String>,
+}
+
+impl StepError {
+    pub fn plain(e: impl Into<color_eyre::Report>) -> StepError {
+        let e: color_eyre::Report = e.into();
+        StepError {
+            message: crate::engine::config::redact_url(&format!("{e:#}")),
+            statement: None,
+        }
+    }
+}
+
+/// How a run ended; the CLI maps these to exit codes.
+#[derive(Debug)]
+pub enum RunOutcome {
+    Done {
+        steps: usize,
+    },
+    Locked(LockHolder),
+    Refused(String),
+    Failed {
+        version: Option<String>,
+        message: String,
+    },
+    Aborted {
+        version: String,
+    },
+}
+
+/// Pause/abort flags the running step checks between batches.
+#[derive(Clone)]
+pub struct RunControl {
+    pub paused: watch::Sender<bool>,
+    pub abort: Arc<AtomicBool>,
+}
+
+impl Default for RunControl {
+    fn default() -> Self {
+        RunControl {
+            paused: watch::channel(false).0,
+            abort: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl RunControl {
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+    /// Wait here while paused; returns false when an abort arrived.
+    pub async fn checkpoint(&self) -> bool {
+        let mut rx = self.paused.subscribe();
+        while *rx.borrow_and_update() {
+            if self.aborted() {
+                return false;
+            }
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+        !self.aborted()
+    }
+}
+
+/// Everything a step needs while it runs.
+pub struct RunCtx {
+    pub project: Arc<Project>,
+    pub target: Db,
+    pub source: tokio::sync::OnceCell<Db>,
+    pub run_id: String,
+    pub dry_run: bool,
+    pub continue_on_error: Option<bool>,
+    pub events: mpsc::Sender<EngineEvent>,
+    pub control: RunControl,
+}
+
+impl RunCtx {
+    pub async fn emit(&self, e: EngineEvent) {
+        // A consumer that went away must not stop the run: the ledger is the record.
+        let _ = self.events.send(e).await;
+    }
+
+    pub async fn source(&self) -> Result<&Db> {
+        self.source
+            .get_or_try_init(|| async {
+                let url = self.project.config.source.as_ref().ok_or_else(|| {
+                    eyre!("this step reads the source, but no source is configured: add [source] url to cutover.toml or pass --source")
+                })?;
+                Db::connect(url, &self.project.config.dir, Role::Source).await
+            })
+            .await
+    }
+}
+
+pub fn new_run_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn lock_stale(project: &Project) -> Duration {
+    Duration::from_secs(project.config.defaults.lock_stale_after_secs)
+}
+
+async fn take_lock(project: &Project, target: &Db, command: &str) -> Result<RunLock, RunOutcome> {
+    match RunLock::acquire(target, command, lock_stale(project)).await {
+        Ok(l) => Ok(l),
+        Err(LockError::Held(h)) => Err(RunOutcome::Locked(h)),
+        Err(e) => Err(RunOutcome::Failed {
+            version: None,
+            message: e.to_string(),
+        }),
+    }
+}
+
+async fn emit_outcome(
+    events: &mpsc::Sender<EngineEvent>,
+    run_id: &str,
+    operation: &str,
+    dry_run: bool,
+    outcome: &RunOutcome,
+) {
+    let (ok, steps) = match outcome {
+        RunOutcome::Done { steps } => (true, *steps),
+        _ => (false, 0),
+    };
+    let name = match outcome {
+        RunOutcome::Done { .. } => "done",
+        RunOutcome::Locked(_) => "locked",
+        RunOutcome::Refused(_) => "refused",
+        RunOutcome::Failed { .. } => "failed",
+        RunOutcome::Aborted { .. } => "aborted",
+    };
+    match outcome {
+        RunOutcome::Locked(h) => {
+            let _ = events
+                .send(EngineEvent::Failed {
+                    version: None,
+                    error: LockError::Held(h.clone()).to_string(),
+                    statement: None,
+                })
+                .await;
+        }
+        RunOutcome::Refused(m) => {
+            let _ = events
+                .send(EngineEvent::Failed {
+                    version: None,
+                    error: m.clone(),
+                    statement: None,
+                })
+                .await;
+        }
+        _ => {}
+    }
+    let _ = events
+        .send(EngineEvent::Finished {
+            run_id: run_id.into(),
+            operation: operation.into(),
+            ok,
+            outcome: name.into(),
+            steps_done: steps,
+            dry_run,
+        })
+        .await;
+}
+
+/// `cutover up`: apply pending steps in order.
+pub async fn run_up(
+    project: Arc<Project>,
+    opts: RunOptions,
+    events: mpsc::Sender<EngineEvent>,
+    control: RunControl,
+) -> RunOutcome {
+    let run_id = new_run_id();
+    let outcome = run_up_inner(project, &opts, &run_id, events.clone(), control).await;
+    emit_outcome(&events, &run_id, "up", opts.dry_run, &outcome).await;
+    outcome
+}
+
+async fn run_up_inner(
+    project: Arc<Project>,
+    opts: &RunOptions,
+    run_id: &str,
+    events: mpsc::Sender<EngineEvent>,
+    control: RunControl,
+) -> RunOutcome {
+    let target = match Db::connect(&project.config.target, &project.config.dir, Role::Target).await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            return RunOutcome::Failed {
+                version: None,
+                message: format!("{e:#}"),
+            };
+        }
+    };
+    let lock = if opts.dry_run {
+        None
+    } else {
+        if let Err(e) = ledger::ensure(&target).await {
+            return RunOutcome::Failed {
+                version: None,
+                message: format!("cannot create the ledger tables: {e:#}"),
+            };
+        }
+        match take_lock(&project, &target, "up").await {
+            Ok(l) => Some(l),
+            Err(o) => return o,
+        }
+    };
+    let outcome = run_up_locked(&project, opts, run_id, &target, events, control).await;
+    if let Some(l) = lock
+        && let Err(e) = l.release().await
+    {
+        tracing::warn!("could not release the run lock: {e:#}");
+    }
+    target.close().await;
+    outcome
+}
+
+async fn run_up_locked(
+    project: &Arc<Project>,
+    opts: &RunOptions,
+    run_id: &str,
+    target: &Db,
+    events: mpsc::Sender<EngineEvent>,
+    control: RunControl,
+) -> RunOutcome {
+    let ledger_rows = match ledger::load(target).await {
+        Ok(r) => r,
+        Err(e) => {
+            return RunOutcome::Failed {
+                version: None,
+                message: format!("cannot read the ledger: {e:#}"),
+            };
+        }
+    };
+    let status = compute_status(&project.steps, &ledger_rows);
+    let plan = match plan::plan_up(
+        &status,
+        &UpPlanOptions {
+            to: opts.to.as_deref(),
+            only_next: opts.only_next,
+            only: opts.only.as_deref(),
+            allow_out_of_order: opts.allow_out_of_order,
+        },
+    ) {
+        Ok(p) => p,
+        Err(e) => return RunOutcome::Refused(format!("{e:#}")),
+    };
+    let ctx = RunCtx {
+        project: project.clone(),
+        target: target.clone(),
+        source: tokio::sync::OnceCell::new(),
+        run_id: run_id.to_string(),
+        dry_run: opts.dry_run,
+        continue_on_error: opts.continue_on_error,
+        events,
+        control,
+    };
+    ctx.emit(EngineEvent::Planned {
+        run_id: run_id.to_string(),
+        operation: "up".into(),
+        dry_run: opts.dry_run,
+        steps: plan
+            .iter()
+            .map(|s| PlannedStep {
+                version: s.version.clone(),
+                name: s.name.clone(),
+                kind: s.kind,
+                rows_estimate: None,
+            })
+            .collect(),
+    })
+    .await;
+    if !opts.dry_run {
+        let _ = ledger::append_event_db(
+            target,
+            Some(run_id),
+            None,
+            "run_started",
+            &serde_json::json!({"operation": "up", "steps": plan.len()}),
+        )
+        .await;
+    }
+    let mut done = 0;
+    for step in &plan {
+        if !ctx.control.checkpoint().await {
+            return RunOutcome::Aborted {
+                version: step.version.clone(),
+            };
+        }
+        ctx.emit(EngineEvent::StepStarted {
+            version: step.version.clone(),
+            name: step.name.clone(),
+            kind: step.kind,
+            dry_run: opts.dry_run,
+        })
+        .await;
+        let t0 = std::time::Instant::now();
+        let res = run_step(&ctx, step).await;
+        match res {
+            Ok(StepResult::Done(counts)) => {
+                done += 1;
+                ctx.emit(EngineEvent::StepFinished {
+                    version: step.version.clone(),
+                    name: step.name.clone(),
+                    status: if opts.dry_run {
+                        "dry-run".into()
+                    } else {
+                        "applied".into()
+                    },
+                    counts,
+                    duration_ms: t0.elapsed().as_millis() as u64,
+                    dry_run: opts.dry_run,
+                })
+                .await;
+            }
+            Ok(StepResult::Aborted(counts)) => {
+                ctx.emit(EngineEvent::Aborted {
+                    version: step.version.clone(),
+                    counts,
+                })
+                .await;
+                return RunOutcome::Aborted {
+                    version: step.version.clone(),
+                };
+            }
+            Err(e) => {
+                ctx.emit(EngineEvent::Failed {
+                    version: Some(step.version.clone()),
+                    error: e.message.clone(),
+                    statement: e.statement.clone(),
+                })
+                .await;
+                return RunOutcome::Failed {
+                    version: Some(step.version.clone()),
+                    message: e.message,
+                };
+            }
+        }
+    }
+    RunOutcome::Done { steps: done }
+}
+
+pub enum StepResult {
+    Done(Counts),
+    /// Stopped at a batch boundary on request; resumable.
+    Aborted(Counts),
+}
+
+async fn run_step(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
+    match step.kind {
+        StepKind::Schema => schema_step::apply(ctx, step).await.map(StepResult::Done),
+        StepKind::Data | StepKind::Merge => Err(StepError {
+            message: format!(
+                "{} steps are not supported by this version of cutover yet ({})",
+                step.kind.as_str(),
+                step.folder_name()
+            ),
+            statement: None,
+        }),
+    }
+}
+
+/// `cutover down`: revert applied steps, newest first.
+pub async fn run_down(
+    project: Arc<Project>,
+    target_sel: DownTarget,
+    dry_run: bool,
+    events: mpsc::Sender<EngineEvent>,
+) -> RunOutcome {
+    let run_id = new_run_id();
+    let outcome = run_down_inner(project, &target_sel, dry_run, &run_id, events.clone()).await;
+    emit_outcome(&events, &run_id, "down", dry_run, &outcome).await;
+    outcome
+}
+
+async fn run_down_inner(
+    project: Arc<Project>,
+    sel: &DownTarget,
+    dry_run: bool,
+    run_id: &str,
+    events: mpsc::Sender<EngineEvent>,
+) -> RunOutcome {
+    let target = match Db::connect(&project.config.target, &project.config.dir, Role::Target).await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            return RunOutcome::Failed {
+                version: None,
+                message: format!("{e:#}"),
+            };
+        }
+    };
+    let lock = if dry_run {
+        None
+    } else {
+        if let Err(e) = ledger::ensure(&target).await {
+            return RunOutcome::Failed {
+                version: None,
+                message: format!("{e:#}"),
+            };
+        }
+        match take_lock(&project, &target, "down").await {
+            Ok(l) => Some(l),
+            Err(o) => return o,
+        }
+    };
+    let outcome = async {
+        let rows = ledger::load(&target)
+            .await
+            .map_err(|e| RunOutcome::Failed {
+                version: None,
+                message: format!("{e:#}"),
+            })?;
+        let status = compute_status(&project.steps, &rows);
+        let plan =
+            plan::plan_down(&status, sel).map_err(|e| RunOutcome::Refused(format!("{e:#}")))?;
+        let ctx = RunCtx {
+            project: project.clone(),
+            target: target.clone(),
+            source: tokio::sync::OnceCell::new(),
+            run_id: run_id.to_string(),
+            dry_run,
+            continue_on_error: None,
+            events: events.clone(),
+            control: RunControl::default(),
+        };
+        ctx.emit(EngineEvent::Planned {
+            run_id: run_id.to_string(),
+            operation: "down".into(),
+            dry_run,
+            steps: plan
+                .iter()
+                .map(|s| PlannedStep {
+                    version: s.status.version.clone(),
+                    name: s.status.name.clone(),
+                    kind: s.status.kind,
+                    rows_estimate: None,
+                })
+                .collect(),
+        })
+        .await;
+        let mut done = 0;
+        for s in &plan {
+            let Some(def) = &s.def else { continue };
+            ctx.emit(EngineEvent::StepStarted {
+                version: def.version.clone(),
+                name: def.name.clone(),
+                kind: def.kind,
+                dry_run,
+            })
+            .await;
+            let t0 = std::time::Instant::now();
+            let res = match def.kind {
+                StepKind::Schema => schema_step::revert(&ctx, def)
+                    .await
+                    .map(|_| Counts::default()),
+                _ => Err(StepError {
+                    message: format!(
+                        "{} steps cannot be reverted by this version of cutover",
+                        def.kind.as_str()
+                    ),
+                    statement: None,
+                }),
+            };
+            match res {
+                Ok(counts) => {
+                    done += 1;
+                    ctx.emit(EngineEvent::StepFinished {
+                        version: def.version.clone(),
+                        name: def.name.clone(),
+                        status: if dry_run {
+                            "dry-run".into()
+                        } else {
+                            "reverted".into()
+                        },
+                        counts,
+                        duration_ms: t0.elapsed().as_millis() as u64,
+                        dry_run,
+                    })
+                    .await;
+                }
+                Err(e) => {
+                    ctx.emit(EngineEvent::Failed {
+                        version: Some(def.version.clone()),
+                        error: e.message.clone(),
+                        statement: e.statement.clone(),
+                    })
+                    .await;
+                    return Err(RunOutcome::Failed {
+                        version: Some(def.version.clone()),
+                        message: e.message,
+                    });
+                }
+            }
+        }
+        Ok(RunOutcome::Done { steps: done })
+    }
+    .await
+    .unwrap_or_else(|o| o);
+    if let Some(l) = lock
+        && let Err(e) = l.release().await
+    {
+        tracing::warn!("could not release the run lock: {e:#}");
+    }
+    target.close().await;
+    outcome
+}
+
+/// A handle to an engine task: send commands, receive events.
+pub struct EngineHandle {
+    pub commands: mpsc::Sender<Command>,
+    pub events: mpsc::Receiver<EngineEvent>,
+}
+
+/// Start the engine on its own task. It runs one operation at a time; pause/resume/abort reach
+/// the running operation between batches.
+pub fn spawn(project: Arc<Project>) -> EngineHandle {
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(COMMAND_QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel::<EngineEvent>(EVENT_QUEUE);
+    tokio::spawn(async move {
+        let mut running: Option<(tokio::task::JoinHandle<RunOutcome>, RunControl)> = None;
+        while let Some(cmd) = cmd_rx.recv().await {
+            if let Some((h, _)) = &running
+                && h.is_finished()
+            {
+                running = None;
+            }
+            match cmd {
+                Command::Start(opts) => {
+                    if running.is_some() {
+                        let _ = ev_tx
+                            .send(EngineEvent::Notice {
+                                message: "a run is already in progress".into(),
+                            })
+                            .await;
+                        continue;
+                    }
+                    let control = RunControl::default();
+                    let h = tokio::spawn(run_up(
+                        project.clone(),
+                        opts,
+                        ev_tx.clone(),
+                        control.clone(),
+                    ));
+                    running = Some((h, control));
+                }
+                Command::Rollback { target, dry_run } => {
+                    if running.is_some() {
+                        let _ = ev_tx
+                            .send(EngineEvent::Notice {
+                                message: "a run is in progress; roll back after it ends".into(),
+                            })
+                            .await;
+                        continue;
+                    }
+                    let h = tokio::spawn(run_down(project.clone(), target, dry_run, ev_tx.clone()));
+                    running = Some((h, RunControl::default()));
+                }
+                Command::Pause => {
+                    if let Some((_, c)) = &running {
+                        c.paused.send_replace(true);
+                        let _ = ev_tx.send(EngineEvent::Paused { version: None }).await;
+                    }
+                }
+                Command::Resume => {
+                    if let Some((_, c)) = &running {
+                        c.paused.send_replace(false);
+                        let _ = ev_tx.send(EngineEvent::Resumed { version: None }).await;
+                    }
+                }
+                Command::Abort => {
+                    if let Some((_, c)) = &running {
+                        c.abort.store(true, Ordering::SeqCst);
+                        c.paused.send_replace(false);
+                    }
+                }
+                Command::Retry { .. }
+                | Command::FixReject { .. }
+                | Command::Decide { .. }
+                | Command::Refresh => {
+                    let _ = ev_tx
+                        .send(EngineEvent::Notice {
+                            message: "not available in this version".into(),
+                        })
+                        .await;
+                }
+            }
+        }
+    });
+    EngineHandle {
+        commands: cmd_tx,
+        events: ev_rx,
+    }
+}
+
+/// `cutover baseline VERSION`: mark every pending step up to VERSION as applied without running it.
+pub async fn baseline(project: &Project, version: &str) -> Result<Vec<String>> {
+    if !project.steps.iter().any(|s| s.version == version) {
+        return Err(eyre!(
+            "no migration has version {version} (see `cutover status`)"
+        ));
+    }
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    ledger::ensure(&target).await?;
+    let lock = RunLock::acquire(&target, "baseline", lock_stale(project))
+        .await
+        .map_err(|e| eyre!("{e}"))?;
+    let rows = ledger::load(&target).await?;
+    let run_id = new_run_id();
+    let mut marked = Vec::new();
+    let mut tx = target.begin().await?;
+    for s in project
+        .steps
+        .iter()
+        .filter(|s| s.version.as_str() <= version)
+    {
+        if rows
+            .iter()
+            .any(|r| r.version == s.version && r.status != ledger::LedgerStatus::Reverted)
+        {
+            continue;
+        }
+        let now = ledger::now_iso();
+        ledger::upsert(
+            &mut tx,
+            s,
+            ledger::LedgerStatus::Baseline,
+            &run_id,
+            &now,
+            Some(0),
+            &Counts::default(),
+            None,
+            None,
+        )
+        .await?;
+        marked.push(s.folder_name());
+    }
+    ledger::append_event(
+        &mut tx,
+        Some(&run_id),
+        Some(version),
+        "baseline",
+        &serde_json::json!({"marked": marked}),
+    )
+    .await?;
+    tx.commit().await?;
+    lock.release().await?;
+    target.close().await;
+    Ok(marked)
+}
+
+/// `cutover repair`: forget schema steps left running/failed (nothing of them committed) and
+/// record the on-disk checksum of applied steps whose files changed.
+pub async fn repair(project: &Project) -> Result<Vec<String>> {
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    ledger::ensure(&target).await?;
+    let lock = RunLock::acquire(&target, "repair", lock_stale(project))
+        .await
+        .map_err(|e| eyre!("{e}"))?;
+    let rows = ledger::load(&target).await?;
+    let status = compute_status(&project.steps, &rows);
+    let run_id = new_run_id();
+    let mut actions = Vec::new();
+    let mut tx = target.begin().await?;
+    for s in &status {
+        match s.state {
+            plan::StepState::Running | plan::StepState::Failed if s.kind == StepKind::Schema => {
+                ledger::delete(&mut tx, &s.version).await?;
+                actions.push(format!(
+                    "{}_{}: removed the {} entry; `cutover up` will run it again",
+                    s.version,
+                    s.name,
+                    s.state.as_str()
+                ));
+            }
+            plan::StepState::Modified => {
+                if let Some(c) = &s.checksum {
+                    ledger::set_checksum(&mut tx, &s.version, c).await?;
+                    actions.push(format!(
+                        "{}_{}: recorded the new checksum of {}",
+                        s.version,
+                        s.name,
+                        s.modified_file.as_deref().unwrap_or("its file")
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    ledger::append_event(
+        &mut tx,
+        Some(&run_id),
+        None,
+        "repair",
+        &serde_json::json!({"actions": actions}),
+    )
+    .await?;
+    tx.commit().await?;
+    lock.release().await?;
+    target.close().await;
+    Ok(actions)
+}
