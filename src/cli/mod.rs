@@ -1,6 +1,7 @@
 //! The headless face: `cutover <verb> [--json]` over the same engine and events as the console.
 
 pub mod output;
+pub mod rejects;
 pub mod templates;
 
 use crate::engine::config::{CONFIG_FILE, Overrides, config_template};
@@ -68,6 +69,44 @@ pub enum CreateKind {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum RejectsAction {
+    /// List rejected rows (open and resolved).
+    List {
+        #[arg(long)]
+        step: Option<String>,
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only rows still waiting to be fixed.
+        #[arg(long)]
+        open: bool,
+        /// Include warnings (rows written with a note).
+        #[arg(long)]
+        warnings: bool,
+    },
+    /// One rejected row in full (secrets redacted).
+    Show { id: i64 },
+    /// Set a field of a rejected row's source data, then `retry` it.
+    Fix {
+        id: i64,
+        /// FIELD=VALUE (an empty VALUE sets NULL).
+        assignment: String,
+    },
+    /// Retry rejected rows through their step: one id, or all open rows of --step.
+    Retry {
+        id: Option<i64>,
+        #[arg(long)]
+        step: Option<String>,
+    },
+    /// Export rejects to CSV (secrets redacted).
+    Export {
+        #[arg(long)]
+        csv: PathBuf,
+        #[arg(long)]
+        step: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum Verb {
     /// Create a new project folder with cutover.toml and migrations/.
     Init { dir: PathBuf },
@@ -129,6 +168,11 @@ pub enum Verb {
         /// Do not open the console; print the result instead.
         #[arg(long)]
         no_console: bool,
+    },
+    /// The reject store: rows that did not go through, with their reasons.
+    Rejects {
+        #[command(subcommand)]
+        action: RejectsAction,
     },
     /// Generate a legacy clinic database (for tests and benchmarks).
     Generate {
@@ -289,6 +333,10 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 );
             }
             Ok(code)
+        }
+        Verb::Rejects { action } => {
+            let project = load(&cli)?;
+            crate::cli::rejects::run(&project, action, cli.json).await
         }
         Verb::Generate {
             path,

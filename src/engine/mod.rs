@@ -3,6 +3,7 @@
 
 pub mod checksum;
 pub mod config;
+pub mod data;
 pub mod db;
 pub mod events;
 pub mod ledger;

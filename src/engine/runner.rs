@@ -97,6 +97,9 @@ pub struct RunCtx {
     pub continue_on_error: Option<bool>,
     pub events: mpsc::Sender<EngineEvent>,
     pub control: RunControl,
+    /// Dry runs: one transaction for the whole plan, rolled back at the end, so later steps
+    /// see what earlier ones would have done and nothing is ever committed.
+    pub dry_tx: tokio::sync::Mutex<Option<crate::engine::db::DbTx>>,
 }
 
 impl RunCtx {
@@ -280,7 +283,14 @@ async fn run_up_locked(
         continue_on_error: opts.continue_on_error,
         events,
         control,
+        dry_tx: tokio::sync::Mutex::new(None),
     };
+    if opts.dry_run {
+        match target.begin().await {
+            Ok(tx) => *ctx.dry_tx.lock().await = Some(tx),
+            Err(e) => return RunOutcome::Failed { version: None, message: format!("{e:#}") },
+        }
+    }
     ctx.emit(EngineEvent::Planned {
         run_id: run_id.to_string(),
         operation: "up".into(),
@@ -363,6 +373,9 @@ async fn run_up_locked(
             }
         }
     }
+    if let Some(tx) = ctx.dry_tx.lock().await.take() {
+        let _ = tx.rollback().await;
+    }
     RunOutcome::Done { steps: done }
 }
 
@@ -375,12 +388,9 @@ pub enum StepResult {
 async fn run_step(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
     match step.kind {
         StepKind::Schema => schema_step::apply(ctx, step).await.map(StepResult::Done),
-        StepKind::Data | StepKind::Merge => Err(StepError {
-            message: format!(
-                "{} steps are not supported by this version of cutover yet ({})",
-                step.kind.as_str(),
-                step.folder_name()
-            ),
+        StepKind::Data => crate::engine::data::run::run(ctx, step).await,
+        StepKind::Merge => Err(StepError {
+            message: format!("merge steps are not supported by this version of cutover yet ({})", step.folder_name()),
             statement: None,
         }),
     }
@@ -449,6 +459,7 @@ async fn run_down_inner(
             continue_on_error: None,
             events: events.clone(),
             control: RunControl::default(),
+            dry_tx: tokio::sync::Mutex::new(None),
         };
         ctx.emit(EngineEvent::Planned {
             run_id: run_id.to_string(),
@@ -480,11 +491,28 @@ async fn run_down_inner(
                 StepKind::Schema => schema_step::revert(&ctx, def)
                     .await
                     .map(|_| Counts::default()),
-                _ => Err(StepError {
-                    message: format!(
-                        "{} steps cannot be reverted by this version of cutover",
-                        def.kind.as_str()
-                    ),
+                StepKind::Data => match crate::engine::data::run::revert(&ctx, def).await {
+                    Ok(p) => {
+                        ctx.emit(EngineEvent::Notice {
+                            message: format!(
+                                "  {} {} rows from {}, {} {} updated rows, {} {} ID-map entries and {} rejects",
+                                if dry_run { "would delete" } else { "deleted" },
+                                p.rows_to_delete,
+                                p.table,
+                                if dry_run { "would restore" } else { "restored" },
+                                p.rows_to_restore,
+                                if dry_run { "would drop" } else { "dropped" },
+                                p.id_map_entries,
+                                p.rejects
+                            ),
+                        })
+                        .await;
+                        Ok(Counts::default())
+                    }
+                    Err(e) => Err(e),
+                },
+                StepKind::Merge => Err(StepError {
+                    message: "merge steps cannot be reverted by this version of cutover".into(),
                     statement: None,
                 }),
             };

@@ -12,13 +12,16 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
     let sql = step.read("up.sql").map_err(StepError::plain)?;
     let statements = split_statements(&sql);
     if ctx.dry_run {
+        let mut guard = ctx.dry_tx.lock().await;
         for (i, s) in statements.iter().enumerate() {
-            ctx.emit(EngineEvent::Statement {
-                version: step.version.clone(),
-                index: i + 1,
-                sql: s.clone(),
-            })
-            .await;
+            ctx.emit(EngineEvent::Statement { version: step.version.clone(), index: i + 1, sql: s.clone() }).await;
+            // Run it inside the plan's rolled-back transaction, so a broken statement shows up
+            // now and later dry-run steps see the schema.
+            if let Some(tx) = guard.as_mut()
+                && let Err(e) = tx.execute_raw(s).await
+            {
+                return Err(StepError { message: e.to_string(), statement: Some(s.clone()) });
+            }
         }
         return Ok(Counts::default());
     }

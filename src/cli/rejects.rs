@@ -1,0 +1,165 @@
+//! `cutover rejects ...`: the reject store from the command line.
+
+use crate::cli::{RejectsAction, exit};
+use crate::engine::data::run::retry;
+use crate::engine::data::store::{self, RejectFilter, RejectRecord, RejectStore, redacted_row};
+use crate::engine::db::{Db, Role};
+use crate::engine::ledger;
+use crate::engine::lock::RunLock;
+use crate::engine::project::Project;
+use crate::engine::runner::new_run_id;
+use color_eyre::eyre::{Result, eyre};
+use serde_json::json;
+
+fn public(r: &RejectRecord) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "step": r.step,
+        "source_table": r.source_table,
+        "source_key": r.source_key,
+        "field": r.field,
+        "rule": r.rule,
+        "reason": r.reason,
+        "level": r.level,
+        "state": r.state,
+        "waits_for": r.waits_for_table.as_ref().map(|t| format!("{t} {}", r.waits_for_key.clone().unwrap_or_default())),
+        "row": redacted_row(&r.row),
+        "run_id": r.run_id,
+        "created_at": r.created_at,
+        "resolved_at": r.resolved_at,
+    })
+}
+
+pub async fn run(project: &Project, action: &RejectsAction, json_out: bool) -> Result<i32> {
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    let code = match action {
+        RejectsAction::List { step, rule, open, warnings } => {
+            let rows = RejectStore::list(&target, &RejectFilter { step: step.clone(), rule: rule.clone(), open_only: *open, include_warnings: *warnings }).await?;
+            if json_out {
+                println!("{}", serde_json::Value::Array(rows.iter().map(public).collect()));
+            } else if rows.is_empty() {
+                println!("no rejected rows");
+            } else {
+                println!("{:>6} {:<16} {:<14} {:<12} {:<9} {:<10} REASON", "ID", "STEP", "SOURCE", "KEY", "STATE", "RULE");
+                for r in &rows {
+                    println!("{:>6} {:<16} {:<14} {:<12} {:<9} {:<10} {}", r.id, r.step, r.source_table, r.source_key, r.state, r.rule, r.reason);
+                }
+            }
+            exit::OK
+        }
+        RejectsAction::Show { id } => {
+            let mut tx = target.begin().await?;
+            let r = RejectStore::get(&mut tx, *id).await?.ok_or_else(|| eyre!("no rejected row with id {id}"))?;
+            tx.rollback().await?;
+            if json_out {
+                println!("{}", public(&r));
+            } else {
+                println!("reject {} ({}), step {}, {} {}", r.id, r.state, r.step, r.source_table, r.source_key);
+                println!("rule: {}  field: {}", r.rule, r.field.as_deref().unwrap_or("-"));
+                println!("reason: {}", r.reason);
+                if let Some(t) = &r.waits_for_table {
+                    println!("waits for: {t} {}", r.waits_for_key.as_deref().unwrap_or(""));
+                }
+                println!("source row:");
+                if let Some(m) = redacted_row(&r.row).as_object() {
+                    for (k, v) in m {
+                        println!("  {k:<20} {v}");
+                    }
+                }
+            }
+            exit::OK
+        }
+        RejectsAction::Fix { id, assignment } => {
+            let (field, value) = assignment
+                .split_once('=')
+                .ok_or_else(|| eyre!("'{assignment}' is not FIELD=VALUE"))?;
+            let mut tx = target.begin().await?;
+            let r = RejectStore::get(&mut tx, *id).await?.ok_or_else(|| eyre!("no rejected row with id {id}"))?;
+            if r.state != "open" {
+                return Err(eyre!("reject {id} is {}, not open; nothing to fix", r.state));
+            }
+            let mut row = r.row.as_object().cloned().unwrap_or_default();
+            if !row.contains_key(field) {
+                return Err(eyre!(
+                    "the source row of reject {id} has no field '{field}' (it has: {})",
+                    row.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            let before = row.get(field).cloned().unwrap_or_default();
+            row.insert(field.to_string(), if value.is_empty() { serde_json::Value::Null } else { json!(value) });
+            RejectStore::set_row(&mut tx, *id, &serde_json::Value::Object(row)).await?;
+            let secret = store::is_secret_column(field);
+            ledger::append_event(
+                &mut tx,
+                None,
+                Some(&r.step),
+                "reject_fixed",
+                &json!({"reject": id, "field": field, "before": if secret { json!("<redacted>") } else { before }, "after": if secret { json!("<redacted>") } else { json!(value) }}),
+            )
+            .await?;
+            tx.commit().await?;
+            if json_out {
+                println!("{}", json!({"fixed": id, "field": field}));
+            } else {
+                println!("reject {id}: {field} set; run `cutover rejects retry {id}` to write it");
+            }
+            exit::OK
+        }
+        RejectsAction::Retry { id, step } => {
+            let ids: Vec<i64> = match (id, step) {
+                (Some(i), _) => vec![*i],
+                (None, Some(s)) => RejectStore::list(&target, &RejectFilter { step: Some(s.clone()), open_only: true, ..Default::default() })
+                    .await?
+                    .iter()
+                    .filter(|r| r.state == "open")
+                    .map(|r| r.id)
+                    .collect(),
+                (None, None) => return Err(eyre!("say which rows: `rejects retry ID` or `rejects retry --step VERSION`")),
+            };
+            let lock = RunLock::acquire(&target, "rejects retry", std::time::Duration::from_secs(project.config.defaults.lock_stale_after_secs))
+                .await
+                .map_err(|e| eyre!("{e}"))?;
+            let rep = retry(project, &target, ids, &new_run_id()).await;
+            lock.release().await?;
+            let rep = rep?;
+            if json_out {
+                println!("{}", serde_json::to_string(&rep)?);
+            } else {
+                println!("written: {}  still rejected: {}", rep.written.len(), rep.still_rejected.len());
+                for (i, why) in &rep.still_rejected {
+                    println!("  {i}: {why}");
+                }
+            }
+            if rep.still_rejected.is_empty() { exit::OK } else { exit::FAILED }
+        }
+        RejectsAction::Export { csv: path, step } => {
+            let rows = RejectStore::list(&target, &RejectFilter { step: step.clone(), include_warnings: true, ..Default::default() }).await?;
+            let mut w = csv::Writer::from_path(path).map_err(|e| eyre!("cannot write {}: {e}", path.display()))?;
+            w.write_record(["id", "step", "source_table", "source_key", "level", "state", "rule", "field", "reason", "waits_for", "row_json"])?;
+            for r in &rows {
+                w.write_record([
+                    r.id.to_string(),
+                    r.step.clone(),
+                    r.source_table.clone(),
+                    r.source_key.clone(),
+                    r.level.clone(),
+                    r.state.clone(),
+                    r.rule.clone(),
+                    r.field.clone().unwrap_or_default(),
+                    r.reason.clone(),
+                    r.waits_for_table.as_ref().map(|t| format!("{t} {}", r.waits_for_key.clone().unwrap_or_default())).unwrap_or_default(),
+                    redacted_row(&r.row).to_string(),
+                ])?;
+            }
+            w.flush()?;
+            if json_out {
+                println!("{}", json!({"exported": rows.len(), "file": path.display().to_string()}));
+            } else {
+                println!("exported {} rows to {}", rows.len(), path.display());
+            }
+            exit::OK
+        }
+    };
+    target.close().await;
+    Ok(code)
+}

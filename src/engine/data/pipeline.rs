@@ -1,0 +1,343 @@
+//! What happens to one source row: transforms, ID-map lookups, validation, and the decision
+//! (write with warnings, or reject with a reason). Pure apart from the per-batch lookup
+//! prefetch, so a row rejected today and retried tomorrow goes through exactly the same code.
+
+use crate::engine::data::spec::{DataStep, FieldSpec};
+use crate::engine::data::store::{ID_MAP, NewReject, RejectStore};
+use crate::engine::db::DbTx;
+use crate::engine::transform::{OnError, Transform};
+use crate::engine::validate::{Level, Rule, Validator, is_secret_field};
+use crate::engine::value::Value;
+use color_eyre::eyre::{Result, eyre};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// A page of source rows with their column names.
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    pub columns: Arc<Vec<String>>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+struct CompiledField {
+    spec: FieldSpec,
+    validator: Validator,
+    references: Vec<(String, Level)>,
+    /// Index into the target columns.
+    column: usize,
+    /// Path inside a JSON document column; empty for a plain column.
+    path: Vec<String>,
+    secret: bool,
+}
+
+pub struct CompiledStep {
+    pub spec: DataStep,
+    pub version: String,
+    pub source_name: String,
+    pub map_name: Option<String>,
+    pub target_columns: Vec<String>,
+    fields: Vec<CompiledField>,
+    /// Source column that holds the legacy key.
+    pub key_column: String,
+    pub id_key_column: String,
+}
+
+/// Per-batch answers of the ID map: `map -> legacy key -> new id`, and the keys that are
+/// waiting in the reject store.
+#[derive(Default, Debug)]
+pub struct LookupCache {
+    found: HashMap<String, HashMap<String, String>>,
+    waiting: HashMap<String, HashSet<String>>,
+}
+
+pub enum Processed {
+    Write { key: String, values: Vec<Value>, new_id: Option<String>, warnings: Vec<NewReject> },
+    Reject(NewReject),
+}
+
+/// The pseudo-map under which steps without `[id_map]` record the natural keys they wrote.
+pub fn written_log_map(version: &str) -> String {
+    format!("@{version}")
+}
+
+impl CompiledStep {
+    pub fn compile(version: &str, spec: DataStep) -> Result<CompiledStep> {
+        let target_columns = spec.target_columns();
+        let mut fields = Vec::new();
+        for f in &spec.fields {
+            let validator = Validator::compile(&f.validate).map_err(|e| eyre!("field '{}': {e}", f.target))?;
+            let mut parts = f.target.split('.');
+            let top = parts.next().unwrap_or(&f.target).to_string();
+            let path: Vec<String> = parts.map(|s| s.to_string()).collect();
+            let column = target_columns.iter().position(|c| *c == top).ok_or_else(|| eyre!("field '{}' has no column", f.target))?;
+            let references = f
+                .validate
+                .iter()
+                .filter_map(|c| match &c.rule {
+                    Rule::ReferenceExists { map } => Some((map.clone(), c.level)),
+                    _ => None,
+                })
+                .collect();
+            let secret = is_secret_field(&f.target) || f.source.as_deref().is_some_and(is_secret_field);
+            fields.push(CompiledField { spec: f.clone(), validator, references, column, path, secret });
+        }
+        let key_column = spec.source.key.clone();
+        let id_key_column = spec.id_map.as_ref().and_then(|m| m.key.clone()).unwrap_or_else(|| key_column.clone());
+        Ok(CompiledStep {
+            version: version.to_string(),
+            source_name: spec.source_name(),
+            map_name: spec.map_name(),
+            target_columns,
+            fields,
+            key_column,
+            id_key_column,
+            spec,
+        })
+    }
+
+    pub fn column_index(columns: &[String], name: &str) -> Option<usize> {
+        columns.iter().position(|c| c == name).or_else(|| columns.iter().position(|c| c.eq_ignore_ascii_case(name)))
+    }
+
+    /// Check that the source has the columns the step reads; says which is missing.
+    pub fn check_source_columns(&self, columns: &[String]) -> Result<()> {
+        let mut needed: Vec<&str> = vec![&self.key_column, &self.id_key_column];
+        needed.extend(self.fields.iter().filter_map(|f| f.spec.source.as_deref()));
+        for n in needed {
+            if Self::column_index(columns, n).is_none() {
+                return Err(eyre!(
+                    "step {}: the source {} has no column '{n}' (it has: {})",
+                    self.version,
+                    self.source_name,
+                    columns.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolve every lookup and reference of a batch with a few queries instead of one per row.
+    pub async fn prefetch(&self, tx: &mut DbTx, batch: &SourceBatch) -> Result<LookupCache> {
+        let mut wanted: HashMap<String, HashSet<String>> = HashMap::new();
+        for f in &self.fields {
+            let Some(src) = f.spec.source.as_deref() else { continue };
+            let Some(idx) = Self::column_index(&batch.columns, src) else { continue };
+            let lookup_at = f.spec.transforms.iter().position(|t| matches!(t, Transform::Lookup(_)));
+            let maps: Vec<String> = match lookup_at {
+                Some(i) => match &f.spec.transforms[i] {
+                    Transform::Lookup(l) => vec![l.map.clone()],
+                    _ => vec![],
+                },
+                None => vec![],
+            }
+            .into_iter()
+            .chain(f.references.iter().map(|r| r.0.clone()))
+            .collect();
+            if maps.is_empty() {
+                continue;
+            }
+            let before = lookup_at.unwrap_or(f.spec.transforms.len());
+            for row in &batch.rows {
+                let mut v = row.get(idx).cloned().unwrap_or(Value::Null);
+                for t in &f.spec.transforms[..before] {
+                    if matches!(t, Transform::Lookup(_) | Transform::NewId) {
+                        break;
+                    }
+                    v = match t.apply(v.clone()) {
+                        Ok(o) => o.value,
+                        Err(_) => break,
+                    };
+                }
+                if let Some(k) = v.to_text().filter(|k| !k.trim().is_empty()) {
+                    for m in &maps {
+                        wanted.entry(m.clone()).or_default().insert(k.clone());
+                    }
+                }
+            }
+        }
+        let mut cache = LookupCache::default();
+        for (map, keys) in wanted {
+            let keys: Vec<String> = keys.into_iter().collect();
+            let mut found = HashMap::new();
+            for chunk in keys.chunks(500) {
+                let mut sql = format!("SELECT old_key, new_id FROM {ID_MAP} WHERE map = $1 AND old_key IN (");
+                let mut params = vec![Value::Text(map.clone())];
+                for (i, k) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    params.push(Value::Text(k.clone()));
+                    sql.push_str(&format!("${}", params.len()));
+                }
+                sql.push(')');
+                for r in tx.fetch_all(&sql, &params).await?.rows {
+                    if let (Some(k), Some(v)) = (r.first().and_then(|v| v.to_text()), r.get(1).and_then(|v| v.to_text())) {
+                        found.insert(k, v);
+                    }
+                }
+            }
+            let missing: Vec<String> = keys.iter().filter(|k| !found.contains_key(*k)).cloned().collect();
+            if !missing.is_empty() {
+                let waiting = RejectStore::open_keys(tx, &map, &missing).await?;
+                cache.waiting.insert(map.clone(), waiting);
+            }
+            cache.found.insert(map, found);
+        }
+        Ok(cache)
+    }
+
+    pub fn row_json(columns: &[String], row: &[Value]) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (c, v) in columns.iter().zip(row) {
+            m.insert(c.clone(), v.to_json());
+        }
+        serde_json::Value::Object(m)
+    }
+
+    /// Decide one row.
+    pub fn process(&self, columns: &[String], row: &[Value], cache: &LookupCache, today: chrono::NaiveDate) -> Processed {
+        // Rejects are filed under the row's legacy identity (the ID-map key), which is what
+        // other rows' lookups name when they wait for it.
+        let key = Self::column_index(columns, &self.id_key_column)
+            .and_then(|i| row.get(i))
+            .and_then(|v| v.to_text())
+            .unwrap_or_default();
+        let reject = |field: &str, rule: &str, reason: String, waits_for: Option<(String, String)>| {
+            Processed::Reject(NewReject {
+                source_key: key.clone(),
+                row: Self::row_json(columns, row),
+                field: Some(field.to_string()),
+                rule: rule.to_string(),
+                reason,
+                warning: false,
+                waits_for,
+            })
+        };
+        let mut warnings: Vec<NewReject> = Vec::new();
+        let warn = |field: &str, rule: &str, reason: String| NewReject {
+            source_key: key.clone(),
+            row: serde_json::Value::Null,
+            field: Some(field.to_string()),
+            rule: rule.to_string(),
+            reason,
+            warning: true,
+            waits_for: None,
+        };
+        let mut out = vec![Value::Null; self.target_columns.len()];
+        let new_id = self.spec.id_map.as_ref().map(|_| uuid::Uuid::now_v7().to_string());
+        if let (Some(m), Some(id)) = (&self.spec.id_map, &new_id)
+            && let Some(i) = self.target_columns.iter().position(|c| *c == m.column)
+        {
+            out[i] = Value::Text(id.clone());
+        }
+        for f in &self.fields {
+            let name = f.spec.target.as_str();
+            let mut v = match (&f.spec.source, &f.spec.value) {
+                (Some(src), _) => Self::column_index(columns, src).and_then(|i| row.get(i)).cloned().unwrap_or(Value::Null),
+                (None, Some(lit)) => lit.to_value(),
+                (None, None) => Value::Null,
+            };
+            for t in &f.spec.transforms {
+                match t {
+                    Transform::Lookup(l) => {
+                        let Some(k) = v.to_text().filter(|k| !k.trim().is_empty()) else {
+                            v = Value::Null;
+                            continue;
+                        };
+                        if let Some(id) = cache.found.get(&l.map).and_then(|m| m.get(&k)) {
+                            v = Value::Text(id.clone());
+                            continue;
+                        }
+                        if cache.waiting.get(&l.map).is_some_and(|w| w.contains(&k)) {
+                            return reject(name, "waiting", format!("waiting for {} {k}", l.map), Some((l.map.clone(), k)));
+                        }
+                        let reason = format!("{name}: no {} with legacy id {k}", l.map);
+                        match l.on_missing {
+                            OnError::Reject => return reject(name, "lookup", reason, None),
+                            OnError::NullWarn => {
+                                warnings.push(warn(name, "lookup", format!("{reason}; set to NULL")));
+                                v = Value::Null;
+                            }
+                            OnError::KeepWarn => warnings.push(warn(name, "lookup", format!("{reason}; kept as is"))),
+                        }
+                    }
+                    Transform::NewId => v = Value::Text(uuid::Uuid::now_v7().to_string()),
+                    _ => match t.apply(v) {
+                        Ok(o) => {
+                            if let Some(w) = o.warning {
+                                warnings.push(warn(name, t.name(), if f.secret { format!("{name}: {} failed (value redacted)", t.name()) } else { format!("{name}: {w}") }));
+                            }
+                            v = o.value;
+                        }
+                        Err(e) => {
+                            let reason = if f.secret { format!("{name}: {} failed (value redacted)", t.name()) } else { format!("{name}: {}", e.reason) };
+                            return reject(name, t.name(), reason, None);
+                        }
+                    },
+                }
+            }
+            for viol in f.validator.check(name, &v, today) {
+                if viol.level == Level::Error {
+                    return reject(name, viol.rule, viol.reason, None);
+                }
+                warnings.push(warn(name, viol.rule, viol.reason));
+                if viol.null_value {
+                    v = Value::Null;
+                }
+            }
+            for (map, level) in &f.references {
+                let Some(k) = v.to_text().filter(|k| !k.trim().is_empty()) else { continue };
+                if cache.found.get(map).is_some_and(|m| m.contains_key(&k)) {
+                    continue;
+                }
+                if cache.waiting.get(map).is_some_and(|w| w.contains(&k)) {
+                    return reject(name, "waiting", format!("waiting for {map} {k}"), Some((map.clone(), k)));
+                }
+                let reason = format!("{name}: no {map} with legacy id {k}");
+                if *level == Level::Error {
+                    return reject(name, "reference_exists", reason, None);
+                }
+                warnings.push(warn(name, "reference_exists", reason));
+            }
+            if f.path.is_empty() {
+                out[f.column] = v;
+            } else {
+                set_path(&mut out[f.column], &f.path, v.to_json());
+            }
+        }
+        Processed::Write { key, values: out, new_id, warnings }
+    }
+}
+
+/// Put `val` at `path` inside the JSON document `doc`, creating objects on the way.
+fn set_path(doc: &mut Value, path: &[String], val: serde_json::Value) {
+    if !matches!(doc, Value::Json(serde_json::Value::Object(_))) {
+        *doc = Value::Json(serde_json::Value::Object(serde_json::Map::new()));
+    }
+    let Value::Json(root) = doc else { return };
+    let mut cur = root;
+    for (i, p) in path.iter().enumerate() {
+        let serde_json::Value::Object(m) = cur else { return };
+        if i + 1 == path.len() {
+            m.insert(p.clone(), val);
+            return;
+        }
+        cur = m.entry(p.clone()).or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        if !cur.is_object() {
+            *cur = serde_json::Value::Object(serde_json::Map::new());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_paths_build_one_document() {
+        let mut doc = Value::Null;
+        set_path(&mut doc, &["address".into(), "city".into()], serde_json::json!("Oslo"));
+        set_path(&mut doc, &["phone".into()], serde_json::json!("+4712345678"));
+        assert_eq!(doc, Value::Json(serde_json::json!({"address": {"city": "Oslo"}, "phone": "+4712345678"})));
+    }
+}

@@ -1,0 +1,631 @@
+//! Running a data step: read the source in keyset pages on one task, decide rows, and commit
+//! each batch's rows, ID-map entries, rejects and checkpoint in one transaction, so a run
+//! killed at any instant resumes from its last checkpoint with nothing lost or written twice.
+
+use crate::engine::data::pipeline::{CompiledStep, LookupCache, Processed, SourceBatch, written_log_map};
+use crate::engine::data::spec::{DataStep, DupPolicy};
+use crate::engine::data::store::{self, BACKUPS, BatchCheckpoint, ID_MAP, NewReject, REJECTS, RejectStore};
+use crate::engine::data::writer::{IdMapEntry, TargetWriter, ident, insert_id_map, join_key};
+use crate::engine::db::{Db, DbTx};
+use crate::engine::events::{Counts, EngineEvent, Progress};
+use crate::engine::ledger::{self, LedgerStatus};
+use crate::engine::project::StepDef;
+use crate::engine::runner::{RunCtx, StepError, StepResult};
+use crate::engine::value::Value;
+use color_eyre::eyre::{Result, eyre};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Progress is sent at most this often, so a fast run never floods a screen.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// Rejected/flagged events per batch beyond which only counts are sent (all are stored).
+const EVENTS_PER_BATCH: usize = 20;
+
+pub fn load_compiled(step: &StepDef) -> Result<CompiledStep> {
+    let spec = DataStep::load(&step.file("step.toml"))?;
+    CompiledStep::compile(&step.version, spec)
+}
+
+/// Count source rows (for progress, ETA and the plan's estimate).
+pub async fn count_source(source: &Db, c: &CompiledStep) -> Result<u64> {
+    let r = source.fetch_optional(&format!("SELECT COUNT(*) FROM ({}) src", c.spec.source_sql()), &[]).await?;
+    Ok(match r.and_then(|r| r.into_iter().next()) {
+        Some(Value::Int(n)) => n.max(0) as u64,
+        Some(Value::Text(s)) => s.parse().unwrap_or(0),
+        _ => 0,
+    })
+}
+
+/// One page of source rows after `after`, in key order.
+async fn read_page(source: &Db, c: &CompiledStep, after: &Option<Value>, limit: usize) -> Result<SourceBatch> {
+    let key = ident_src(source, &c.key_column);
+    let base = c.spec.source_sql();
+    let (sql, params) = match after {
+        Some(k) => (format!("SELECT * FROM ({base}) src WHERE {key} > $1 ORDER BY {key} LIMIT {limit}"), vec![k.clone()]),
+        None => (format!("SELECT * FROM ({base}) src ORDER BY {key} LIMIT {limit}"), vec![]),
+    };
+    let rows = source.fetch_all(&sql, &params).await.map_err(|e| eyre!("reading the source {}: {e:#}", c.source_name))?;
+    Ok(SourceBatch { columns: Arc::new(rows.columns), rows: rows.rows })
+}
+
+fn ident_src(db: &Db, name: &str) -> String {
+    match db {
+        Db::Mysql(_) => format!("`{}`", name.replace('`', "``")),
+        _ => ident(name),
+    }
+}
+
+fn today() -> chrono::NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+/// What one batch did.
+#[derive(Default)]
+struct BatchResult {
+    counts: Counts,
+    rejects: Vec<NewReject>,
+    warnings: Vec<NewReject>,
+}
+
+/// Decide and write one batch inside `tx`.
+async fn write_batch(
+    tx: &mut DbTx,
+    c: &CompiledStep,
+    writer: &TargetWriter,
+    batch: &SourceBatch,
+    cache: &LookupCache,
+) -> Result<BatchResult, sqlx::Error> {
+    let mut res = BatchResult::default();
+    res.counts.source = batch.rows.len() as u64;
+    let today = today();
+    let nk = &c.spec.target.natural_key;
+    let nk_idx: Vec<usize> = nk.iter().filter_map(|k| c.target_columns.iter().position(|t| t == k)).collect();
+    let id_col = c.spec.id_map.as_ref().map(|m| m.column.clone());
+    let id_idx = id_col.as_ref().and_then(|col| c.target_columns.iter().position(|t| t == col));
+    let key_idx = CompiledStep::column_index(&batch.columns, &c.id_key_column);
+
+    let mut writes: Vec<(String, Vec<Value>, Option<String>, Vec<NewReject>)> = Vec::with_capacity(batch.rows.len());
+    for row in &batch.rows {
+        match c.process(&batch.columns, row, cache, today) {
+            Processed::Write { key, values, new_id, warnings } => {
+                let map_key = key_idx.and_then(|i| row.get(i)).and_then(|v| v.to_text()).unwrap_or(key);
+                writes.push((map_key, values, new_id, warnings));
+            }
+            Processed::Reject(r) => res.rejects.push(r),
+        }
+    }
+    // Natural-key duplicates: against the target, and within this batch (first one wins).
+    let existing = if nk_idx.is_empty() {
+        HashMap::new()
+    } else {
+        let keys: Vec<Vec<Value>> = writes.iter().map(|w| nk_idx.iter().map(|i| w.1[*i].clone()).collect()).collect();
+        writer.existing(tx, nk, id_col.as_deref(), &keys).await?
+    };
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut inserts: Vec<Vec<Value>> = Vec::with_capacity(writes.len());
+    let mut map_entries: Vec<IdMapEntry> = Vec::with_capacity(writes.len());
+    let map_name = c.map_name.clone().unwrap_or_else(|| written_log_map(&c.version));
+    for (old_key, values, new_id, warnings) in writes {
+        let nk_key = if nk_idx.is_empty() { None } else { Some(join_key(&nk_idx.iter().map(|i| values[*i].clone()).collect::<Vec<_>>())) };
+        let dup_of: Option<String> = nk_key.as_ref().and_then(|k| existing.get(k).cloned().or_else(|| seen.get(k).cloned()));
+        if let Some(existing_id) = dup_of {
+            match c.spec.target.on_duplicate {
+                DupPolicy::Skip => {
+                    res.counts.skipped += 1;
+                    if c.spec.id_map.is_some() && !existing_id.is_empty() {
+                        // References to the skipped row resolve to the row that was kept.
+                        map_entries.push(IdMapEntry { map: map_name.clone(), old_key, new_id: existing_id, alias: true });
+                    }
+                    continue;
+                }
+                DupPolicy::Error => {
+                    res.rejects.push(NewReject {
+                        source_key: old_key.clone(),
+                        row: batch
+                            .rows
+                            .iter()
+                            .find(|r| key_idx.and_then(|i| r.get(i)).and_then(|v| v.to_text()).as_deref() == Some(old_key.as_str()))
+                            .map(|r| CompiledStep::row_json(&batch.columns, r))
+                            .unwrap_or(serde_json::Value::Null),
+                        field: Some(nk.join(",")),
+                        rule: "duplicate".into(),
+                        reason: format!("duplicate {} {}", nk.join(", "), nk_key.unwrap_or_default().replace('\u{1f}', ", ")),
+                        warning: false,
+                        waits_for: None,
+                    });
+                    continue;
+                }
+                DupPolicy::Update => {
+                    let nk_vals: Vec<Value> = nk_idx.iter().map(|i| values[*i].clone()).collect();
+                    let skip: Vec<String> = id_col.iter().cloned().collect();
+                    writer.update_with_backup(tx, &c.version, nk, &nk_vals, &values, &skip).await?;
+                    res.counts.written += 1;
+                    if c.spec.id_map.is_some() && !existing_id.is_empty() {
+                        map_entries.push(IdMapEntry { map: map_name.clone(), old_key, new_id: existing_id, alias: true });
+                    }
+                    res.warnings.extend(warnings);
+                    continue;
+                }
+            }
+        }
+        let row_id = match (&new_id, id_idx) {
+            (Some(id), _) => id.clone(),
+            (None, _) => nk_key.clone().unwrap_or_default(),
+        };
+        if let Some(k) = nk_key {
+            seen.insert(k, if new_id.is_some() { row_id.clone() } else { String::new() });
+        }
+        map_entries.push(IdMapEntry {
+            map: map_name.clone(),
+            old_key,
+            new_id: if new_id.is_some() { row_id } else { serde_json::to_string(&nk_idx.iter().map(|i| values[*i].to_json()).collect::<Vec<_>>()).unwrap_or_default() },
+            alias: false,
+        });
+        res.counts.written += 1;
+        res.warnings.extend(warnings);
+        inserts.push(values);
+    }
+    res.counts.rejected = res.rejects.len() as u64;
+    res.counts.warnings = res.warnings.len() as u64;
+    writer.insert(tx, &inserts).await?;
+    insert_id_map(tx, &c.version, &map_entries).await?;
+    Ok(res)
+}
+
+async fn store_rejects(tx: &mut DbTx, run_id: &str, c: &CompiledStep, res: &BatchResult) -> Result<(), sqlx::Error> {
+    RejectStore::insert(tx, run_id, &c.version, &c.source_name, &res.rejects).await?;
+    RejectStore::insert(tx, run_id, &c.version, &c.source_name, &res.warnings).await
+}
+
+fn sql_err(e: sqlx::Error) -> StepError {
+    StepError { message: crate::engine::config::redact_url(&e.to_string()), statement: None }
+}
+
+pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
+    let c = load_compiled(step).map_err(StepError::plain)?;
+    let source = ctx.source().await.map_err(StepError::plain)?.clone();
+    let batch_size = c.spec.batch_size.unwrap_or(ctx.project.config.defaults.batch_size).max(1);
+    let continue_on_error = ctx
+        .continue_on_error
+        .or(c.spec.continue_on_error)
+        .unwrap_or(ctx.project.config.defaults.continue_on_error)
+        || ctx.dry_run;
+    let total = count_source(&source, &c).await.map_err(StepError::plain)?;
+    let started_at = ledger::now_iso();
+    let t0 = Instant::now();
+
+    // Where to start: the last committed checkpoint of an interrupted run, or the beginning.
+    let mut dry_guard = ctx.dry_tx.lock().await;
+    let mut dry_tx: Option<&mut DbTx> = dry_guard.as_mut();
+    let mut cp = BatchCheckpoint::default();
+    let writer = match dry_tx.as_mut() {
+        Some(tx) => TargetWriter::new_in(tx, &c.spec.target.table, &c.target_columns).await,
+        None => TargetWriter::new(&ctx.target, &c.spec.target.table, &c.target_columns).await,
+    }
+    .map_err(StepError::plain)?;
+    if let Some(tx) = dry_tx.as_mut() {
+        store::ensure_in(tx).await.map_err(sql_err)?;
+    } else {
+        store::ensure(&ctx.target).await.map_err(StepError::plain)?;
+        let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
+        if let Some(existing) = BatchCheckpoint::load(&mut tx, &step.version).await.map_err(StepError::plain)? {
+            tracing::info!("resuming {} after key {:?} ({} rows done)", step.version, existing.last_key, existing.counts.source);
+            cp = existing;
+        }
+        ledger::upsert(&mut tx, step, LedgerStatus::Running, &ctx.run_id, &started_at, None, &cp.counts, None, None)
+            .await
+            .map_err(sql_err)?;
+        ledger::append_event(&mut tx, Some(&ctx.run_id), Some(&step.version), if cp.batches > 0 { "resumed" } else { "started" }, &serde_json::json!({"rows_done": cp.counts.source, "rows_total": total}))
+            .await
+            .map_err(sql_err)?;
+        tx.commit().await.map_err(StepError::plain)?;
+    }
+    let resumed_rows = cp.counts.source;
+    let batches_total = cp.batches + (total.saturating_sub(resumed_rows)).div_ceil(batch_size as u64);
+
+    // The reader runs one page ahead on its own task; the channel of 2 bounds memory.
+    let (page_tx, mut page_rx) = tokio::sync::mpsc::channel::<Result<SourceBatch>>(2);
+    let reader_c = Arc::new(c);
+    let c = reader_c.clone();
+    let start_key = cp.last_key.clone();
+    let reader = tokio::spawn({
+        let c = reader_c.clone();
+        async move {
+            let mut after = start_key;
+            loop {
+                let page = read_page(&source, &c, &after, batch_size).await;
+                let stop = match &page {
+                    Ok(p) => {
+                        if p.rows.is_empty() {
+                            true
+                        } else {
+                            let ki = CompiledStep::column_index(&p.columns, &c.key_column);
+                            after = ki.and_then(|i| p.rows.last().and_then(|r| r.get(i)).cloned());
+                            after.is_none()
+                        }
+                    }
+                    Err(_) => true,
+                };
+                let empty = page.as_ref().map(|p| p.rows.is_empty()).unwrap_or(false);
+                if !empty && page_tx.send(page).await.is_err() {
+                    break;
+                }
+                if stop {
+                    break;
+                }
+            }
+        }
+    });
+
+    let mut last_progress = Instant::now() - PROGRESS_EVERY;
+    let run_t0 = Instant::now();
+    let mut checked_columns = false;
+    let outcome: Result<StepResult, StepError> = loop {
+        if !ctx.control.checkpoint().await {
+            break Ok(StepResult::Aborted(cp.counts));
+        }
+        let Some(page) = page_rx.recv().await else { break Ok(StepResult::Done(cp.counts)) };
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => break Err(StepError::plain(e)),
+        };
+        if !checked_columns {
+            if let Err(e) = c.check_source_columns(&page.columns) {
+                break Err(StepError::plain(e));
+            }
+            checked_columns = true;
+        }
+        let key_i = CompiledStep::column_index(&page.columns, &c.key_column);
+        let last_key = key_i.and_then(|i| page.rows.last().and_then(|r| r.get(i)).cloned());
+
+        let mut own_tx = None;
+        let tx: &mut DbTx = match dry_tx.as_deref_mut() {
+            Some(t) => t,
+            None => match ctx.target.begin().await {
+                Ok(t) => own_tx.insert(t),
+                Err(e) => break Err(StepError::plain(e)),
+            },
+        };
+        let cache = match c.prefetch(tx, &page).await {
+            Ok(x) => x,
+            Err(e) => break Err(StepError::plain(e)),
+        };
+        let res = match write_batch(tx, &c, &writer, &page, &cache).await {
+            Ok(r) => r,
+            Err(e) => break Err(sql_err(e)),
+        };
+        if !continue_on_error && let Some(r) = res.rejects.first() {
+            // Nothing of this batch commits; the step stops on the row, resumable after a fix.
+            if let Some(t) = own_tx.take() {
+                let _ = t.rollback().await;
+            }
+            ctx.emit(EngineEvent::Rejected {
+                version: c.version.clone(),
+                source_table: c.source_name.clone(),
+                source_key: r.source_key.clone(),
+                rule: r.rule.clone(),
+                reason: r.reason.clone(),
+            })
+            .await;
+            let msg = format!(
+                "{} {} rejected ({}): {}. The step stopped before this batch (nothing of it was written); fix the source row, or run with --continue-on-error to send rejects to the reject store, then `cutover up` resumes",
+                c.source_name, r.source_key, r.rule, r.reason
+            );
+            record_failed(ctx, step, &started_at, t0, &cp.counts, &msg).await;
+            break Err(StepError { message: msg, statement: None });
+        }
+        if let Err(e) = store_rejects(tx, &ctx.run_id, &c, &res).await {
+            break Err(sql_err(e));
+        }
+        cp.counts.add(&res.counts);
+        cp.batches += 1;
+        cp.last_key = last_key;
+        if let Some(mut t) = own_tx.take() {
+            let saved = async {
+                cp.save(&mut t, &step.version).await?;
+                ledger::upsert(&mut t, step, LedgerStatus::Running, &ctx.run_id, &started_at, None, &cp.counts, None, None).await
+            }
+            .await;
+            if let Err(e) = saved {
+                let _ = t.rollback().await;
+                break Err(sql_err(e));
+            }
+            if let Err(e) = t.commit().await {
+                break Err(StepError::plain(e));
+            }
+        }
+        for r in res.rejects.iter().take(EVENTS_PER_BATCH) {
+            ctx.emit(EngineEvent::Rejected {
+                version: c.version.clone(),
+                source_table: c.source_name.clone(),
+                source_key: r.source_key.clone(),
+                rule: r.rule.clone(),
+                reason: r.reason.clone(),
+            })
+            .await;
+        }
+        for w in res.warnings.iter().take(EVENTS_PER_BATCH) {
+            ctx.emit(EngineEvent::Flagged {
+                version: c.version.clone(),
+                source_key: w.source_key.clone(),
+                field: w.field.clone().unwrap_or_default(),
+                reason: w.reason.clone(),
+            })
+            .await;
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            ctx.emit(progress_event(&c.version, &cp, total, batches_total, resumed_rows, run_t0)).await;
+        }
+    };
+    reader.abort();
+    ctx.emit(progress_event(&c.version, &cp, total, batches_total, resumed_rows, run_t0)).await;
+
+    if dry_tx.is_some() {
+        // The plan's dry-run transaction is rolled back by the runner at the end.
+        return outcome;
+    }
+    drop(dry_guard);
+    match outcome {
+        Ok(StepResult::Done(counts)) => {
+            let dur = t0.elapsed().as_millis() as i64;
+            let balanced = counts.balanced();
+            let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
+            let status = if balanced { LedgerStatus::Applied } else { LedgerStatus::Failed };
+            let err = (!balanced).then(|| format!("the books do not balance: {}", crate::cli::output::accounting(&counts)));
+            ledger::upsert(&mut tx, step, status, &ctx.run_id, &started_at, Some(dur), &counts, err.as_deref(), None).await.map_err(sql_err)?;
+            ledger::append_event(&mut tx, Some(&ctx.run_id), Some(&step.version), status.as_str(), &serde_json::json!({"counts": counts, "duration_ms": dur}))
+                .await
+                .map_err(sql_err)?;
+            tx.commit().await.map_err(StepError::plain)?;
+            match err {
+                Some(e) => Err(StepError { message: e, statement: None }),
+                None => Ok(StepResult::Done(counts)),
+            }
+        }
+        Ok(StepResult::Aborted(counts)) => {
+            let _ = ledger::append_event_db(&ctx.target, Some(&ctx.run_id), Some(&step.version), "aborted", &serde_json::json!({"counts": counts, "batches": cp.batches}))
+                .await;
+            Ok(StepResult::Aborted(counts))
+        }
+        Err(e) => {
+            record_failed(ctx, step, &started_at, t0, &cp.counts, &e.message).await;
+            Err(e)
+        }
+    }
+}
+
+fn progress_event(version: &str, cp: &BatchCheckpoint, total: u64, batches_total: u64, resumed: u64, t0: Instant) -> EngineEvent {
+    let secs = t0.elapsed().as_secs_f64().max(1e-3);
+    EngineEvent::Progress {
+        version: version.to_string(),
+        progress: Progress {
+            step_index: 0,
+            rows_done: cp.counts.source,
+            rows_total: total.max(cp.counts.source),
+            written: cp.counts.written,
+            skipped: cp.counts.skipped,
+            rejected: cp.counts.rejected,
+            merged: cp.counts.merged,
+            warnings: cp.counts.warnings,
+            batches_done: cp.batches,
+            batches_total: batches_total.max(cp.batches),
+            rows_per_sec: (cp.counts.source - resumed) as f64 / secs,
+            elapsed_ms: t0.elapsed().as_millis() as u64,
+        },
+    }
+}
+
+async fn record_failed(ctx: &RunCtx, step: &StepDef, started_at: &str, t0: Instant, counts: &Counts, msg: &str) {
+    let res: Result<()> = async {
+        let mut tx = ctx.target.begin().await?;
+        ledger::upsert(&mut tx, step, LedgerStatus::Failed, &ctx.run_id, started_at, Some(t0.elapsed().as_millis() as i64), counts, Some(msg), None).await?;
+        ledger::append_event(&mut tx, Some(&ctx.run_id), Some(&step.version), "failed", &serde_json::json!({"error": msg})).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = res {
+        tracing::error!("could not record the failure of {}: {e:#}", step.version);
+    }
+}
+
+/// What rolling back a data step will do, per table.
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq)]
+pub struct RollbackPreview {
+    pub table: String,
+    pub rows_to_delete: u64,
+    pub rows_to_restore: u64,
+    pub id_map_entries: u64,
+    pub rejects: u64,
+}
+
+pub async fn rollback_preview(db: &Db, step: &StepDef) -> Result<RollbackPreview> {
+    let c = load_compiled(step)?;
+    let count = |sql: String| async move {
+        if !db.table_exists(ID_MAP).await? {
+            return Ok::<u64, color_eyre::Report>(0);
+        }
+        let r = db.fetch_optional(&sql, &[Value::Text(step.version.clone())]).await?;
+        Ok(match r.and_then(|r| r.into_iter().next()) {
+            Some(Value::Int(n)) => n as u64,
+            _ => 0,
+        })
+    };
+    Ok(RollbackPreview {
+        table: c.spec.target.table.clone(),
+        rows_to_delete: count(format!("SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1 AND alias = 0")).await?,
+        rows_to_restore: count(format!("SELECT COUNT(*) FROM {BACKUPS} WHERE version = $1")).await?,
+        id_map_entries: count(format!("SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1")).await?,
+        rejects: count(format!("SELECT COUNT(*) FROM {REJECTS} WHERE version = $1")).await?,
+    })
+}
+
+/// Undo everything the step's runs wrote: restore updated rows, delete written rows, and drop
+/// its ID-map entries, rejects and checkpoint, in one transaction with the ledger change.
+pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<RollbackPreview, StepError> {
+    let c = load_compiled(step).map_err(StepError::plain)?;
+    let preview = rollback_preview(&ctx.target, step).await.map_err(StepError::plain)?;
+    if ctx.dry_run {
+        return Ok(preview);
+    }
+    store::ensure(&ctx.target).await.map_err(StepError::plain)?;
+    let writer = TargetWriter::new(&ctx.target, &c.spec.target.table, &c.target_columns).await.map_err(StepError::plain)?;
+    let v = Value::Text(step.version.clone());
+    let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
+    let res: Result<(), sqlx::Error> = async {
+        // 1. restore rows an `update` overwrote, newest backup last so the oldest image wins
+        let backups = tx.fetch_all(&format!("SELECT key_json, before_json FROM {BACKUPS} WHERE version = $1 ORDER BY id DESC"), &[v.clone()]).await?;
+        for b in &backups.rows {
+            let key: serde_json::Map<String, serde_json::Value> = b.first().and_then(|x| x.as_str()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+            let before: serde_json::Map<String, serde_json::Value> = b.get(1).and_then(|x| x.as_str()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+            let mut params = Vec::new();
+            let mut sets = Vec::new();
+            for (col, val) in &before {
+                params.push(Value::from_json(val));
+                sets.push(format!("{} = {}", ident(col), writer.param(params.len(), col)));
+            }
+            let mut wh = Vec::new();
+            for (col, val) in &key {
+                params.push(Value::from_json(val));
+                wh.push(format!("{} = {}", ident(col), writer.param(params.len(), col)));
+            }
+            if !sets.is_empty() && !wh.is_empty() {
+                tx.execute(&format!("UPDATE {} SET {} WHERE {}", ident(&writer.table), sets.join(", "), wh.join(" AND ")), &params).await?;
+            }
+        }
+        // 2. delete the rows the step wrote
+        match &c.spec.id_map {
+            Some(m) => {
+                let expr = writer.cast_text_expr("new_id", &m.column);
+                tx.execute(
+                    &format!("DELETE FROM {} WHERE {} IN (SELECT {expr} FROM {ID_MAP} WHERE version = $1 AND alias = 0)", ident(&writer.table), ident(&m.column)),
+                    &[v.clone()],
+                )
+                .await?;
+            }
+            None => {
+                let nk = &c.spec.target.natural_key;
+                let rows = tx.fetch_all(&format!("SELECT new_id FROM {ID_MAP} WHERE version = $1 AND alias = 0"), &[v.clone()]).await?;
+                for r in rows.rows {
+                    let vals: Vec<serde_json::Value> = r.first().and_then(|x| x.as_str()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+                    let mut params = Vec::new();
+                    let wh: Vec<String> = nk
+                        .iter()
+                        .zip(&vals)
+                        .map(|(col, val)| {
+                            params.push(Value::from_json(val));
+                            format!("{} = {}", ident(col), writer.param(params.len(), col))
+                        })
+                        .collect();
+                    if !wh.is_empty() {
+                        tx.execute(&format!("DELETE FROM {} WHERE {}", ident(&writer.table), wh.join(" AND ")), &params).await?;
+                    }
+                }
+            }
+        }
+        // 3. the engine's own records of the step
+        for t in [ID_MAP, REJECTS, BACKUPS] {
+            tx.execute(&format!("DELETE FROM {t} WHERE version = $1"), &[v.clone()]).await?;
+        }
+        BatchCheckpoint::delete(&mut tx, &step.version).await?;
+        ledger::set_status(&mut tx, &step.version, LedgerStatus::Reverted).await?;
+        ledger::append_event(&mut tx, Some(&ctx.run_id), Some(&step.version), "reverted", &serde_json::to_value(&preview).unwrap_or_default()).await?;
+        Ok(())
+    }
+    .await;
+    match res {
+        Ok(()) => {
+            tx.commit().await.map_err(StepError::plain)?;
+            Ok(preview)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(sql_err(e))
+        }
+    }
+}
+
+/// Result of retrying rejected rows.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RetryReport {
+    pub written: Vec<i64>,
+    pub still_rejected: Vec<(i64, String)>,
+}
+
+/// Retry rejected rows through their step's pipeline. A row that passes is written, leaves the
+/// store, and its step's books move from rejected to written; rows waiting for it are retried
+/// in turn.
+pub async fn retry(project: &crate::engine::project::Project, target: &Db, ids: Vec<i64>, run_id: &str) -> Result<RetryReport> {
+    store::ensure(target).await?;
+    let mut report = RetryReport::default();
+    let mut queue: std::collections::VecDeque<i64> = ids.into();
+    let mut done: HashSet<i64> = HashSet::new();
+    let mut compiled: HashMap<String, (Arc<CompiledStep>, Arc<TargetWriter>)> = HashMap::new();
+    while let Some(id) = queue.pop_front() {
+        if !done.insert(id) {
+            continue;
+        }
+        let mut tx = target.begin().await?;
+        let Some(rec) = RejectStore::get(&mut tx, id).await? else {
+            tx.rollback().await?;
+            return Err(eyre!("no rejected row with id {id} (see `cutover rejects list`)"));
+        };
+        if rec.state != "open" || rec.level != "error" {
+            tx.rollback().await?;
+            report.still_rejected.push((id, format!("not an open reject (state {})", rec.state)));
+            continue;
+        }
+        let step = project
+            .step(&rec.step)
+            .ok_or_else(|| eyre!("reject {id} belongs to step {} whose folder is gone", rec.step))?;
+        if !compiled.contains_key(&rec.step) {
+            let c = load_compiled(step)?;
+            let w = TargetWriter::new(target, &c.spec.target.table, &c.target_columns).await?;
+            compiled.insert(rec.step.clone(), (Arc::new(c), Arc::new(w)));
+        }
+        let (c, writer) = compiled.get(&rec.step).cloned().ok_or_else(|| eyre!("step {} not compiled", rec.step))?;
+        let obj = rec.row.as_object().cloned().unwrap_or_default();
+        let columns: Vec<String> = obj.keys().cloned().collect();
+        let row: Vec<Value> = obj.values().map(Value::from_json).collect();
+        let batch = SourceBatch { columns: Arc::new(columns), rows: vec![row] };
+        let cache = c.prefetch(&mut tx, &batch).await?;
+        let res = write_batch(&mut tx, &c, &writer, &batch, &cache).await?;
+        if let Some(r) = res.rejects.first() {
+            // Still rejected: keep the one record, with the new reason.
+            tx.execute(
+                &format!("UPDATE {REJECTS} SET rule = $1, reason = $2, waits_for_table = $3, waits_for_key = $4, run_id = $5 WHERE id = $6"),
+                &[
+                    Value::Text(r.rule.clone()),
+                    Value::Text(r.reason.clone()),
+                    r.waits_for.as_ref().map(|w| Value::Text(w.0.clone())).unwrap_or(Value::Null),
+                    r.waits_for.as_ref().map(|w| Value::Text(w.1.clone())).unwrap_or(Value::Null),
+                    Value::Text(run_id.into()),
+                    Value::Int(id),
+                ],
+            )
+            .await?;
+            tx.commit().await?;
+            report.still_rejected.push((id, r.reason.clone()));
+            continue;
+        }
+        RejectStore::insert(&mut tx, run_id, &c.version, &c.source_name, &res.warnings).await?;
+        RejectStore::resolve(&mut tx, id).await?;
+        tx.execute(
+            &format!(
+                "UPDATE {} SET rows_written = rows_written + $1, rows_skipped = rows_skipped + $2, rows_rejected = rows_rejected - 1, rows_warned = rows_warned + $3 WHERE version = $4",
+                ledger::LEDGER_TABLE
+            ),
+            &[Value::Int(res.counts.written as i64), Value::Int(res.counts.skipped as i64), Value::Int(res.counts.warnings as i64), Value::Text(rec.step.clone())],
+        )
+        .await?;
+        ledger::append_event(&mut tx, Some(run_id), Some(&rec.step), "retried", &serde_json::json!({"reject": id, "source_table": rec.source_table, "source_key": rec.source_key}))
+            .await?;
+        let waiting = RejectStore::waiting_for(&mut tx, &rec.source_table, &rec.source_key).await?;
+        tx.commit().await?;
+        report.written.push(id);
+        queue.extend(waiting);
+    }
+    Ok(report)
+}

@@ -1,0 +1,186 @@
+//! The `step.toml` of a data step, parsed strictly (unknown keys are errors with their line).
+
+use crate::engine::transform::{Literal, Transform};
+use crate::engine::validate::Check;
+use color_eyre::eyre::{Result, eyre};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataStep {
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub source: SourceSpec,
+    pub target: TargetSpec,
+    #[serde(default)]
+    pub id_map: Option<IdMapSpec>,
+    #[serde(default)]
+    pub fields: Vec<FieldSpec>,
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    #[serde(default)]
+    pub continue_on_error: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// A table of the source database.
+    pub table: Option<String>,
+    /// Or a query over the source connection; it must return the key column.
+    pub query: Option<String>,
+    /// Keyset pagination column: unique and never NULL.
+    pub key: String,
+    /// The name rejects and "waiting for" reasons use for this source (default: the table).
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DupPolicy {
+    /// Count as skipped; references to the row's legacy key resolve to the existing row.
+    Skip,
+    /// Overwrite the existing row (its old content is kept so rollback can restore it).
+    Update,
+    /// Reject the row as a duplicate.
+    #[default]
+    Error,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    pub table: String,
+    #[serde(default)]
+    pub natural_key: Vec<String>,
+    #[serde(default)]
+    pub on_duplicate: DupPolicy,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdMapSpec {
+    /// Target column that receives the new uuid v7.
+    pub column: String,
+    /// Name of the map (default: the source name). Later steps `lookup` through it.
+    pub map: Option<String>,
+    /// Source column holding the legacy key (default: the source key).
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// Target column, or a dotted path into a JSON document column (`contact.address.city`).
+    pub target: String,
+    /// Source column (default: none, then `value` or NULL).
+    pub source: Option<String>,
+    /// A constant instead of a source column.
+    pub value: Option<Literal>,
+    #[serde(default)]
+    pub transforms: Vec<Transform>,
+    #[serde(default)]
+    pub validate: Vec<Check>,
+}
+
+impl DataStep {
+    pub fn load(path: &Path) -> Result<DataStep> {
+        let text = std::fs::read_to_string(path).map_err(|e| eyre!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| eyre!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<DataStep> {
+        let s: DataStep = toml::from_str(text).map_err(|e| eyre!("{}", e.to_string().trim_end()))?;
+        match (&s.source.table, &s.source.query) {
+            (Some(_), Some(_)) => return Err(eyre!("[source] has both table and query; give one")),
+            (None, None) => return Err(eyre!("[source] needs a table or a query")),
+            _ => {}
+        }
+        if s.id_map.is_none() && s.target.natural_key.is_empty() {
+            return Err(eyre!(
+                "a data step needs [id_map] or [target] natural_key, so that rollback can find exactly the rows it wrote"
+            ));
+        }
+        if s.fields.is_empty() {
+            return Err(eyre!("no [[fields]]: say which source columns go to which target columns"));
+        }
+        for f in &s.fields {
+            if f.source.is_some() && f.value.is_some() {
+                return Err(eyre!("field '{}' has both source and value; give one", f.target));
+            }
+        }
+        for nk in &s.target.natural_key {
+            if !s.fields.iter().any(|f| &f.target == nk) {
+                return Err(eyre!("natural_key column '{nk}' is not the target of any [[fields]]"));
+            }
+        }
+        if s.batch_size == Some(0) {
+            return Err(eyre!("batch_size must be at least 1"));
+        }
+        Ok(s)
+    }
+
+    pub fn source_name(&self) -> String {
+        self.source.name.clone().or_else(|| self.source.table.clone()).unwrap_or_else(|| "query".into())
+    }
+
+    pub fn map_name(&self) -> Option<String> {
+        self.id_map.as_ref().map(|m| m.map.clone().unwrap_or_else(|| self.source_name()))
+    }
+
+    /// The source SQL, as a subquery the pager can wrap.
+    pub fn source_sql(&self) -> String {
+        match (&self.source.table, &self.source.query) {
+            (Some(t), _) => format!("SELECT * FROM {t}"),
+            (None, Some(q)) => q.trim().trim_end_matches(';').to_string(),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Target columns in write order: the id column first, then each field's top-level column.
+    pub fn target_columns(&self) -> Vec<String> {
+        let mut cols: Vec<String> = Vec::new();
+        if let Some(m) = &self.id_map {
+            cols.push(m.column.clone());
+        }
+        for f in &self.fields {
+            let top = f.target.split('.').next().unwrap_or(&f.target).to_string();
+            if !cols.contains(&top) {
+                cols.push(top);
+            }
+        }
+        cols
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_template() {
+        let s = DataStep::parse(include_str!("../../../assets/templates/data.step.toml")).unwrap();
+        assert_eq!(s.target.table, "new_table");
+        assert_eq!(s.target_columns(), vec!["id", "legacy_id", "email"]);
+        assert_eq!(s.map_name().as_deref(), Some("legacy_table"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let err = DataStep::parse("[source]\ntable = \"a\"\nkey = \"id\"\nkeey = 1\n[target]\ntable = \"b\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("keey") && msg.contains("line 4"), "{msg}");
+    }
+
+    #[test]
+    fn nested_targets_share_a_document_column() {
+        let s = DataStep::parse(
+            "[source]\ntable = \"p\"\nkey = \"id\"\n[target]\ntable = \"t\"\nnatural_key = [\"legacy_id\"]\n[[fields]]\ntarget = \"legacy_id\"\nsource = \"id\"\n[[fields]]\ntarget = \"contact.address.city\"\nsource = \"city\"\n[[fields]]\ntarget = \"contact.phone\"\nsource = \"phone\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.target_columns(), vec!["legacy_id", "contact"]);
+    }
+}

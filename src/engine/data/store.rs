@@ -1,0 +1,354 @@
+//! The engine's own tables in the target: the ID map, the reject store, batch checkpoints and
+//! the before-images of rows an `update` changed. They live in the target so that a batch's
+//! rows, its ID-map entries, its rejects and its checkpoint commit in one transaction.
+
+use crate::engine::db::{Db, DbTx, Dialect};
+use crate::engine::events::Counts;
+use crate::engine::value::Value;
+use color_eyre::eyre::Result;
+use serde::Serialize;
+
+pub const ID_MAP: &str = "cutover_id_map";
+pub const REJECTS: &str = "cutover_rejects";
+pub const CHECKPOINTS: &str = "cutover_checkpoints";
+pub const BACKUPS: &str = "cutover_row_backups";
+
+pub async fn ensure(db: &Db) -> Result<()> {
+    let mut tx = db.begin().await?;
+    ensure_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Create the tables inside the caller's transaction (dry runs roll them back again).
+pub async fn ensure_in(tx: &mut DbTx) -> Result<(), sqlx::Error> {
+    let d = tx.dialect();
+    let serial = match d {
+        Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+        Dialect::Mysql => "BIGINT AUTO_INCREMENT PRIMARY KEY",
+    };
+    let k = if d == Dialect::Mysql { "VARCHAR(191)" } else { "TEXT" };
+    let stmts = [
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ID_MAP} (map {k} NOT NULL, old_key {k} NOT NULL, new_id TEXT NOT NULL, version TEXT NOT NULL, alias INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (map, old_key))"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS {ID_MAP}_version ON {ID_MAP} (version)"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {REJECTS} (
+                id {serial},
+                run_id TEXT NOT NULL,
+                version {k} NOT NULL,
+                source_table {k} NOT NULL,
+                source_key {k} NOT NULL,
+                row_json TEXT NOT NULL,
+                field TEXT,
+                rule TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                level TEXT NOT NULL,
+                waits_for_table {k},
+                waits_for_key {k},
+                state TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                resolved_at TEXT
+            )"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS {REJECTS}_source ON {REJECTS} (source_table, source_key)"),
+        format!("CREATE INDEX IF NOT EXISTS {REJECTS}_waits ON {REJECTS} (waits_for_table, waits_for_key)"),
+        format!("CREATE INDEX IF NOT EXISTS {REJECTS}_version ON {REJECTS} (version, state)"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (version {k} PRIMARY KEY, last_key TEXT, rows_read BIGINT NOT NULL, written BIGINT NOT NULL, skipped BIGINT NOT NULL, rejected BIGINT NOT NULL, merged BIGINT NOT NULL, warnings BIGINT NOT NULL, batches BIGINT NOT NULL, updated_at TEXT NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {BACKUPS} (id {serial}, version {k} NOT NULL, target_table TEXT NOT NULL, key_json TEXT NOT NULL, before_json TEXT NOT NULL)"
+        ),
+    ];
+    for s in &stmts {
+        tx.execute(s, &[]).await?;
+    }
+    Ok(())
+}
+
+/// Where a step stands: the last source key whose batch committed, and the books so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchCheckpoint {
+    pub last_key: Option<Value>,
+    pub counts: Counts,
+    pub batches: u64,
+}
+
+impl BatchCheckpoint {
+    pub async fn load(tx: &mut DbTx, version: &str) -> Result<Option<BatchCheckpoint>> {
+        let r = tx
+            .fetch_optional(
+                &format!("SELECT last_key, rows_read, written, skipped, rejected, merged, warnings, batches FROM {CHECKPOINTS} WHERE version = $1"),
+                &[Value::Text(version.into())],
+            )
+            .await?;
+        Ok(r.map(|r| {
+            let n = |i: usize| match r.get(i) {
+                Some(Value::Int(x)) => *x as u64,
+                _ => 0,
+            };
+            BatchCheckpoint {
+                last_key: r.first().and_then(|v| v.as_str()).and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()).map(|j| Value::from_json(&j)),
+                counts: Counts { source: n(1), written: n(2), skipped: n(3), rejected: n(4), merged: n(5), warnings: n(6) },
+                batches: n(7),
+            }
+        }))
+    }
+
+    pub async fn save(&self, tx: &mut DbTx, version: &str) -> Result<(), sqlx::Error> {
+        let conflict = if tx.dialect() == Dialect::Mysql {
+            "ON DUPLICATE KEY UPDATE last_key = VALUES(last_key), rows_read = VALUES(rows_read), written = VALUES(written), skipped = VALUES(skipped), rejected = VALUES(rejected), merged = VALUES(merged), warnings = VALUES(warnings), batches = VALUES(batches), updated_at = VALUES(updated_at)"
+        } else {
+            "ON CONFLICT (version) DO UPDATE SET last_key = excluded.last_key, rows_read = excluded.rows_read, written = excluded.written, skipped = excluded.skipped, rejected = excluded.rejected, merged = excluded.merged, warnings = excluded.warnings, batches = excluded.batches, updated_at = excluded.updated_at"
+        };
+        let c = &self.counts;
+        tx.execute(
+            &format!("INSERT INTO {CHECKPOINTS} (version, last_key, rows_read, written, skipped, rejected, merged, warnings, batches, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {conflict}"),
+            &[
+                Value::Text(version.into()),
+                self.last_key.as_ref().map(|k| Value::Text(k.to_json().to_string())).unwrap_or(Value::Null),
+                Value::Int(c.source as i64),
+                Value::Int(c.written as i64),
+                Value::Int(c.skipped as i64),
+                Value::Int(c.rejected as i64),
+                Value::Int(c.merged as i64),
+                Value::Int(c.warnings as i64),
+                Value::Int(self.batches as i64),
+                Value::Text(crate::engine::ledger::now_iso()),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete(tx: &mut DbTx, version: &str) -> Result<(), sqlx::Error> {
+        tx.execute(&format!("DELETE FROM {CHECKPOINTS} WHERE version = $1"), &[Value::Text(version.into())]).await?;
+        Ok(())
+    }
+}
+
+/// A row of the reject store (rejected rows and warnings).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RejectRecord {
+    pub id: i64,
+    pub run_id: String,
+    /// The step's version.
+    pub step: String,
+    pub source_table: String,
+    pub source_key: String,
+    /// The whole source row; secret fields are redacted by `redacted_row` before display.
+    pub row: serde_json::Value,
+    pub field: Option<String>,
+    pub rule: String,
+    pub reason: String,
+    /// `error` (row rejected) or `warning` (row written, noted).
+    pub level: String,
+    pub waits_for_table: Option<String>,
+    pub waits_for_key: Option<String>,
+    /// `open`, `resolved` (retried and written) or `noted` (warnings).
+    pub state: String,
+    pub created_at: String,
+    pub resolved_at: Option<String>,
+}
+
+/// A reject about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewReject {
+    pub source_key: String,
+    pub row: serde_json::Value,
+    pub field: Option<String>,
+    pub rule: String,
+    pub reason: String,
+    pub warning: bool,
+    pub waits_for: Option<(String, String)>,
+}
+
+/// Column names whose values are secrets: never shown, exported or logged.
+pub fn is_secret_column(name: &str) -> bool {
+    crate::engine::validate::is_secret_field(name)
+}
+
+/// The row as it may be shown or exported: secret fields replaced by `<redacted>`.
+pub fn redacted_row(row: &serde_json::Value) -> serde_json::Value {
+    match row {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    if is_secret_column(k) && !v.is_null() {
+                        (k.clone(), serde_json::Value::String("<redacted>".into()))
+                    } else {
+                        (k.clone(), v.clone())
+                    }
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+pub struct RejectStore;
+
+const REJECT_COLUMNS: &str = "id, run_id, version, source_table, source_key, row_json, field, rule, reason, level, waits_for_table, waits_for_key, state, created_at, resolved_at";
+
+fn reject_from(r: &[Value]) -> RejectRecord {
+    let t = |i: usize| r.get(i).and_then(|v| v.to_text());
+    RejectRecord {
+        id: match r.first() {
+            Some(Value::Int(i)) => *i,
+            _ => 0,
+        },
+        run_id: t(1).unwrap_or_default(),
+        step: t(2).unwrap_or_default(),
+        source_table: t(3).unwrap_or_default(),
+        source_key: t(4).unwrap_or_default(),
+        row: t(5).and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(serde_json::Value::Null),
+        field: t(6),
+        rule: t(7).unwrap_or_default(),
+        reason: t(8).unwrap_or_default(),
+        level: t(9).unwrap_or_default(),
+        waits_for_table: t(10),
+        waits_for_key: t(11),
+        state: t(12).unwrap_or_default(),
+        created_at: t(13).unwrap_or_default(),
+        resolved_at: t(14),
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RejectFilter {
+    pub step: Option<String>,
+    pub rule: Option<String>,
+    pub open_only: bool,
+    pub include_warnings: bool,
+}
+
+impl RejectStore {
+    pub async fn insert(tx: &mut DbTx, run_id: &str, version: &str, source_table: &str, rejects: &[NewReject]) -> Result<(), sqlx::Error> {
+        let now = crate::engine::ledger::now_iso();
+        // Several rows per statement: rejects can come in bulk when a whole batch waits.
+        for chunk in rejects.chunks(50) {
+            let mut sql = format!(
+                "INSERT INTO {REJECTS} (run_id, version, source_table, source_key, row_json, field, rule, reason, level, waits_for_table, waits_for_key, state, created_at) VALUES "
+            );
+            let mut params = Vec::with_capacity(chunk.len() * 13);
+            for (i, r) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let b = i * 13;
+                sql.push('(');
+                for j in 1..=13 {
+                    if j > 1 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("${}", b + j));
+                }
+                sql.push(')');
+                let opt = |s: Option<&String>| s.map(|s| Value::Text(s.clone())).unwrap_or(Value::Null);
+                params.extend([
+                    Value::Text(run_id.into()),
+                    Value::Text(version.into()),
+                    Value::Text(source_table.into()),
+                    Value::Text(r.source_key.clone()),
+                    Value::Text(r.row.to_string()),
+                    opt(r.field.as_ref()),
+                    Value::Text(r.rule.clone()),
+                    Value::Text(r.reason.clone()),
+                    Value::Text(if r.warning { "warning".into() } else { "error".into() }),
+                    opt(r.waits_for.as_ref().map(|w| &w.0)),
+                    opt(r.waits_for.as_ref().map(|w| &w.1)),
+                    Value::Text(if r.warning { "noted".into() } else { "open".into() }),
+                    Value::Text(now.clone()),
+                ]);
+            }
+            tx.execute(&sql, &params).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn list(db: &Db, f: &RejectFilter) -> Result<Vec<RejectRecord>> {
+        if !db.table_exists(REJECTS).await? {
+            return Ok(Vec::new());
+        }
+        let mut sql = format!("SELECT {REJECT_COLUMNS} FROM {REJECTS} WHERE 1 = 1");
+        let mut params = Vec::new();
+        if let Some(s) = &f.step {
+            params.push(Value::Text(s.clone()));
+            sql.push_str(&format!(" AND version = ${}", params.len()));
+        }
+        if let Some(r) = &f.rule {
+            params.push(Value::Text(r.clone()));
+            sql.push_str(&format!(" AND rule = ${}", params.len()));
+        }
+        if !f.include_warnings {
+            sql.push_str(" AND level = 'error'");
+        }
+        if f.open_only {
+            sql.push_str(" AND state IN ('open', 'noted')");
+        }
+        sql.push_str(" ORDER BY id");
+        Ok(db.fetch_all(&sql, &params).await?.rows.iter().map(|r| reject_from(r)).collect())
+    }
+
+    pub async fn get(tx: &mut DbTx, id: i64) -> Result<Option<RejectRecord>> {
+        Ok(tx
+            .fetch_optional(&format!("SELECT {REJECT_COLUMNS} FROM {REJECTS} WHERE id = $1"), &[Value::Int(id)])
+            .await?
+            .map(|r| reject_from(&r)))
+    }
+
+    /// Open rejects among `keys` of `source_table`: the rows a lookup is waiting for.
+    pub async fn open_keys(tx: &mut DbTx, source_table: &str, keys: &[String]) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in keys.chunks(500) {
+            let mut sql = format!("SELECT DISTINCT source_key FROM {REJECTS} WHERE source_table = $1 AND level = 'error' AND state = 'open' AND source_key IN (");
+            let mut params = vec![Value::Text(source_table.into())];
+            for (i, k) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                params.push(Value::Text(k.clone()));
+                sql.push_str(&format!("${}", params.len()));
+            }
+            sql.push(')');
+            for r in tx.fetch_all(&sql, &params).await?.rows {
+                if let Some(k) = r.first().and_then(|v| v.to_text()) {
+                    out.insert(k);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn resolve(tx: &mut DbTx, id: i64) -> Result<(), sqlx::Error> {
+        tx.execute(
+            &format!("UPDATE {REJECTS} SET state = 'resolved', resolved_at = $1 WHERE id = $2"),
+            &[Value::Text(crate::engine::ledger::now_iso()), Value::Int(id)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_row(tx: &mut DbTx, id: i64, row: &serde_json::Value) -> Result<(), sqlx::Error> {
+        tx.execute(&format!("UPDATE {REJECTS} SET row_json = $1 WHERE id = $2"), &[Value::Text(row.to_string()), Value::Int(id)])
+            .await?;
+        Ok(())
+    }
+
+    /// Open rejects waiting for `table` `key`.
+    pub async fn waiting_for(tx: &mut DbTx, table: &str, key: &str) -> Result<Vec<i64>, sqlx::Error> {
+        let rows = tx
+            .fetch_all(
+                &format!("SELECT id FROM {REJECTS} WHERE waits_for_table = $1 AND waits_for_key = $2 AND state = 'open' ORDER BY id"),
+                &[Value::Text(table.into()), Value::Text(key.into())],
+            )
+            .await?;
+        Ok(rows.rows.iter().filter_map(|r| match r.first() {
+            Some(Value::Int(i)) => Some(*i),
+            _ => None,
+        }).collect())
+    }
+}
