@@ -139,10 +139,11 @@ impl EventPrinter {
                 if *ok && *steps_done > 0 {
                     println!(
                         "{} {steps_done} migration{}{}",
-                        if operation == "down" {
-                            "reverted"
-                        } else {
-                            "applied"
+                        match (operation.as_str(), *dry_run) {
+                            ("down", false) => "reverted",
+                            ("down", true) => "would revert",
+                            (_, false) => "applied",
+                            (_, true) => "would apply",
                         },
                         if *steps_done == 1 { "" } else { "s" },
                         if *dry_run {

@@ -104,6 +104,14 @@ impl Db {
                     .application_name("cutover");
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // PostgreSQL 14+: end the query of a client that died (kill -9)
+                            // within a second, instead of letting it hold its locks until done.
+                            let _ = sqlx::Executor::execute(&mut *conn, "SET client_connection_check_interval = 1000").await;
+                            Ok(())
+                        })
+                    })
                     .acquire_timeout(Duration::from_secs(15))
                     .connect_with(opts)
                     .await
@@ -215,12 +223,31 @@ pub fn mysql_placeholders(sql: &str) -> String {
     out
 }
 
+/// A NULL parameter whose type PostgreSQL infers from where it is used (oid 0 = unspecified),
+/// so one NULL fits a text, bigint, uuid or date column alike.
+struct PgUntypedNull;
+
+impl sqlx::Type<sqlx::Postgres> for PgUntypedNull {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_oid(sqlx::postgres::types::Oid(0))
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for PgUntypedNull {
+    fn encode_by_ref(
+        &self,
+        _buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        Ok(sqlx::encode::IsNull::Yes)
+    }
+}
+
 macro_rules! bind_all {
-    ($q:expr, $params:expr) => {{
+    ($q:expr, $params:expr, $null:expr) => {{
         let mut q = $q;
         for p in $params {
             q = match p {
-                Value::Null => q.bind(None::<String>),
+                Value::Null => q.bind($null),
                 Value::Bool(b) => q.bind(*b),
                 Value::Int(i) => q.bind(*i),
                 Value::Real(f) => q.bind(*f),
@@ -263,17 +290,17 @@ impl DbTx {
     /// Run a statement with parameters; returns rows affected.
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, sqlx::Error> {
         Ok(match self {
-            DbTx::Sqlite(t) => bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params)
+            DbTx::Sqlite(t) => bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, None::<String>)
                 .execute(&mut **t)
                 .await?
                 .rows_affected(),
-            DbTx::Postgres(t) => bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params)
+            DbTx::Postgres(t) => bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, PgUntypedNull)
                 .execute(&mut **t)
                 .await?
                 .rows_affected(),
             DbTx::Mysql(t) => {
                 let sql = mysql_placeholders(sql);
-                bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params)
+                bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, None::<String>)
                     .execute(&mut **t)
                     .await?
                     .rows_affected()
@@ -308,7 +335,7 @@ impl DbTx {
         match self {
             DbTx::Sqlite(t) => {
                 let mut s =
-                    bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params).fetch(&mut **t);
+                    bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, None::<String>).fetch(&mut **t);
                 while let Some(row) = s.try_next().await? {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
@@ -318,7 +345,7 @@ impl DbTx {
             }
             DbTx::Postgres(t) => {
                 let mut s =
-                    bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params).fetch(&mut **t);
+                    bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, PgUntypedNull).fetch(&mut **t);
                 while let Some(row) = s.try_next().await? {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
@@ -329,7 +356,7 @@ impl DbTx {
             DbTx::Mysql(t) => {
                 let sql = mysql_placeholders(sql);
                 let mut s =
-                    bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params).fetch(&mut **t);
+                    bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, None::<String>).fetch(&mut **t);
                 while let Some(row) = s.try_next().await? {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();

@@ -176,6 +176,11 @@ async fn emit_outcome(
                 })
                 .await;
         }
+        RunOutcome::Failed { version: None, message } => {
+            let _ = events
+                .send(EngineEvent::Failed { version: None, error: message.clone(), statement: None })
+                .await;
+        }
         _ => {}
     }
     let _ = events

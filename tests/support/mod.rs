@@ -1,0 +1,155 @@
+//! A cutover project in a temp folder, on a SQLite or a real PostgreSQL target, driven through
+//! the real binary.
+#![allow(dead_code)]
+
+use crate::common::pg::PgServer;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestProject {
+    pub dir: tempfile::TempDir,
+    pub backend: Backend,
+    pub target_url: String,
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cutover"))
+}
+
+impl TestProject {
+    pub fn new(backend: Backend) -> TestProject {
+        Self::with_config(backend, "")
+    }
+
+    /// `extra` is appended to cutover.toml (e.g. a [defaults] section).
+    pub fn with_config(backend: Backend, extra: &str) -> TestProject {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target_url = match backend {
+            Backend::Sqlite => "sqlite://target.db".to_string(),
+            Backend::Postgres => PgServer::shared().fresh_db("cutover"),
+        };
+        std::fs::create_dir_all(dir.path().join("migrations")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("cutover.toml"),
+            format!("[project]\nname = \"test\"\n\n[source]\nurl = \"sqlite://source.db\"\n\n[target]\nurl = \"{target_url}\"\n{extra}"),
+        )
+        .expect("write config");
+        TestProject { dir, backend, target_url }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn step_dir(&self, folder: &str) -> PathBuf {
+        self.path().join("migrations").join(folder)
+    }
+
+    pub fn schema_step(&self, folder: &str, up: &str, down: &str) {
+        let d = self.step_dir(folder);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("up.sql"), up).expect("up");
+        std::fs::write(d.join("down.sql"), down).expect("down");
+    }
+
+    pub fn data_step(&self, folder: &str, toml: &str) {
+        let d = self.step_dir(folder);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("step.toml"), toml).expect("step");
+    }
+
+    /// Run SQL on the source (a SQLite file) with the sqlite3 shell.
+    pub fn source_sql(&self, sql: &str) {
+        sqlite3(&self.path().join("source.db"), sql);
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("-C").arg(self.path()).args(args);
+        c.env_remove("CUTOVER_SOURCE").env_remove("CUTOVER_TARGET");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run cutover")
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "cutover {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.ok(&a);
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+
+    /// Rows of a query on the target, `|`-separated, one line per row.
+    pub fn target_sql(&self, sql: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => sqlite3(&self.path().join("target.db"), sql),
+            Backend::Postgres => {
+                let out = PgServer::shared().psql(&self.target_url, sql);
+                // psql prints booleans as t/f; SQLite stores 1/0.
+                out
+            }
+        }
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        self.target_sql(&format!("SELECT COUNT(*) FROM {table}")).trim().parse().expect("count")
+    }
+
+    /// Tables of the target, sorted (the user's schema, the engine's own tables left out).
+    pub fn user_tables(&self) -> Vec<String> {
+        let sql = match self.backend {
+            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            Backend::Postgres => "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
+        };
+        self.target_sql(sql)
+            .lines()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && !s.starts_with("cutover_"))
+            .collect()
+    }
+
+    /// The state of each migration from `status --json`.
+    pub fn states(&self) -> Vec<(String, String)> {
+        let v = self.json(&["status"]);
+        v["migrations"]
+            .as_array()
+            .expect("migrations array")
+            .iter()
+            .map(|m| (m["version"].as_str().unwrap_or("").to_string(), m["state"].as_str().unwrap_or("").to_string()))
+            .collect()
+    }
+}
+
+pub fn sqlite3(db: &Path, sql: &str) -> String {
+    let o = Command::new("sqlite3").arg(db).arg(sql).output().expect("sqlite3 (apt-get install sqlite3)");
+    assert!(o.status.success(), "sqlite3 {sql}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
