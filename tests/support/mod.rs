@@ -112,6 +112,17 @@ impl TestProject {
         }
     }
 
+    /// As `target_sql`, but `None` when the query fails (e.g. the table is not there yet).
+    pub fn try_target_sql(&self, sql: &str) -> Option<String> {
+        match self.backend {
+            Backend::Sqlite => {
+                let o = Command::new("sqlite3").arg(self.path().join("target.db")).arg(sql).output().ok()?;
+                o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
+            }
+            Backend::Postgres => PgServer::shared().try_psql(&self.target_url, sql).ok(),
+        }
+    }
+
     pub fn count(&self, table: &str) -> i64 {
         self.target_sql(&format!("SELECT COUNT(*) FROM {table}")).trim().parse().expect("count")
     }

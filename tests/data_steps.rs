@@ -1,0 +1,420 @@
+//! Data steps on SQLite and a real PostgreSQL target: accounting, the reject store, waiting
+//! rows, exactly-once resume after kill -9, dry run, continue-on-error, rollback.
+
+mod common;
+mod support;
+
+use std::time::Duration;
+use support::{Backend, TestProject, stderr, stdout};
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name(super::Backend::Postgres)
+            }
+        }
+    };
+}
+
+const SCHEMA: &str = "20250101T090000_schema";
+const ACCOUNTS: &str = "20250101T090100_accounts";
+const ORDERS: &str = "20250101T090200_orders";
+
+const SCHEMA_UP: &str = "CREATE TABLE accounts (id TEXT PRIMARY KEY, legacy_id TEXT NOT NULL UNIQUE, email TEXT NOT NULL UNIQUE, role TEXT NOT NULL, phone TEXT);
+CREATE TABLE orders (id TEXT PRIMARY KEY, legacy_id TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL REFERENCES accounts (id), amount DOUBLE PRECISION, placed DATE);
+";
+const SCHEMA_DOWN: &str = "DROP TABLE orders;\nDROP TABLE accounts;\n";
+
+fn accounts_step(extra: &str) -> String {
+    format!(
+        r#"kind = "data"
+{extra}
+[source]
+table = "users"
+key = "id"
+
+[target]
+table = "accounts"
+natural_key = ["email"]
+on_duplicate = "skip"
+
+[id_map]
+column = "id"
+map = "users"
+
+[[fields]]
+target = "legacy_id"
+source = "id"
+
+[[fields]]
+target = "email"
+source = "email"
+transforms = ["trim", "lower"]
+validate = [{{ rule = "required" }}, {{ rule = "email" }}]
+
+[[fields]]
+target = "role"
+source = "role"
+transforms = ["trim", {{ map = {{ values = {{ parent = "parent", Parent = "parent", doctor = "clinician", admin = "admin" }}, case_insensitive = false }} }}]
+
+[[fields]]
+target = "phone"
+source = "phone"
+transforms = [{{ phone = {{ country = "US", on_error = "null_warn" }} }}]
+"#
+    )
+}
+
+const ORDERS_STEP: &str = r#"kind = "data"
+[source]
+table = "orders"
+key = "id"
+
+[target]
+table = "orders"
+
+[id_map]
+column = "id"
+map = "orders"
+
+[[fields]]
+target = "legacy_id"
+source = "id"
+
+[[fields]]
+target = "account_id"
+source = "user_id"
+transforms = [{ lookup = { map = "users" } }]
+
+[[fields]]
+target = "amount"
+source = "amount"
+
+[[fields]]
+target = "placed"
+source = "placed"
+transforms = [{ date = { formats = ["%Y-%m-%d", "%m/%d/%Y"] } }]
+validate = [{ rule = "not_in_future" }]
+"#;
+
+fn project(b: Backend, extra_config: &str, accounts_extra: &str) -> TestProject {
+    let p = TestProject::with_config(b, extra_config);
+    p.source_sql(
+        "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT, role TEXT, phone TEXT, created_at TEXT);
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id TEXT, amount TEXT, placed TEXT);",
+    );
+    p.schema_step(SCHEMA, SCHEMA_UP, SCHEMA_DOWN);
+    p.data_step(ACCOUNTS, &accounts_step(accounts_extra));
+    p.data_step(ORDERS, ORDERS_STEP);
+    p
+}
+
+fn ledger_counts(p: &TestProject, version: &str) -> serde_json::Value {
+    let v = p.json(&["status"]);
+    v["migrations"].as_array().unwrap().iter().find(|m| m["version"] == version).map(|m| m["counts"].clone()).unwrap()
+}
+
+fn balanced(c: &serde_json::Value) -> bool {
+    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+    n("source") == n("written") + n("skipped") + n("rejected") + n("merged")
+}
+
+fn accounting_rejects_waiting_and_retry(b: Backend) {
+    let p = project(b, "", "");
+    p.source_sql(
+        "INSERT INTO users VALUES ('u1', ' Ann@Example.COM ', 'parent', '(555) 201-3344', '2020-01-01'),
+                                  ('u2', 'bob@example.com', 'nurse', 'call me', '2020-01-02'),
+                                  ('u3', 'ann@example.com', 'Parent', NULL, '2020-01-03'),
+                                  ('u4', 'cy@example.com', 'doctor', NULL, '2020-01-04');
+         INSERT INTO orders VALUES (1, 'u1', '12.50', '2024-03-01'), (2, 'u2', '3', '03/04/2024'), (3, 'u3', '7.25', '2024-03-05'),
+                                   (4, 'u9', '1', '2024-03-06'), (5, 'u4', '2', '2021-02-30');",
+    );
+    let o = p.run(&["up", "--continue-on-error"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("source 4 = written 2 + skipped 1 + rejected 1"), "{out}");
+    assert!(out.contains("source 5 = written 2 + skipped 0 + rejected 3"), "{out}");
+    assert_eq!(p.count("accounts"), 2);
+    assert_eq!(p.count("orders"), 2);
+    assert_eq!(p.target_sql("SELECT email || ' ' || role || ' ' || COALESCE(phone, '-') FROM accounts ORDER BY email"), "ann@example.com parent +15552013344\ncy@example.com clinician -");
+    // the duplicate's order resolves to the kept account
+    assert_eq!(
+        p.target_sql("SELECT a.legacy_id FROM orders o JOIN accounts a ON a.id = o.account_id WHERE o.legacy_id = '3'"),
+        "u1"
+    );
+    for v in ["20250101T090100", "20250101T090200"] {
+        assert!(balanced(&ledger_counts(&p, v)), "{v}: {}", ledger_counts(&p, v));
+    }
+    // the reject store, as JSON
+    let rejects = p.json(&["rejects", "list"]);
+    let items = rejects.as_array().unwrap();
+    assert_eq!(items.len(), 4, "{rejects}");
+    for i in items {
+        for k in ["step", "source_table", "source_key", "reason"] {
+            assert!(i.get(k).is_some_and(|v| !v.is_null()), "{k} missing in {i}");
+        }
+    }
+    let find = |t: &str, k: &str| items.iter().find(|i| i["source_table"] == t && i["source_key"] == k).unwrap_or_else(|| panic!("no reject {t} {k}")).clone();
+    assert!(find("users", "u2")["reason"].as_str().unwrap().contains("nurse"));
+    assert_eq!(find("orders", "2")["reason"], "waiting for users u2");
+    assert!(find("orders", "4")["reason"].as_str().unwrap().contains("u9"));
+    assert!(find("orders", "5")["reason"].as_str().unwrap().contains("2021-02-30"));
+    assert_eq!(find("users", "u2")["row"]["email"], "bob@example.com", "the whole source row is kept");
+    // warnings are kept too, marked as warnings
+    let warnings = p.json(&["rejects", "list", "--warnings"]);
+    assert!(warnings.as_array().unwrap().iter().any(|w| w["level"] == "warning" && w["source_key"] == "u2") == false);
+    // fix the rejected user and retry: it is written, and the order waiting for it follows
+    let u2 = find("users", "u2")["id"].as_i64().unwrap().to_string();
+    p.ok(&["rejects", "fix", &u2, "role=parent"]);
+    let r = p.json(&["rejects", "retry", &u2]);
+    assert_eq!(r["written"].as_array().unwrap().len(), 2, "the user and the order waiting for it: {r}");
+    assert_eq!(p.count("accounts"), 3);
+    assert_eq!(p.count("orders"), 3);
+    assert_eq!(
+        p.target_sql("SELECT a.email FROM orders o JOIN accounts a ON a.id = o.account_id WHERE o.legacy_id = '2'"),
+        "bob@example.com"
+    );
+    let users = ledger_counts(&p, "20250101T090100");
+    assert_eq!((users["written"].as_u64(), users["rejected"].as_u64()), (Some(3), Some(0)));
+    let orders = ledger_counts(&p, "20250101T090200");
+    assert_eq!((orders["written"].as_u64(), orders["rejected"].as_u64()), (Some(3), Some(2)));
+    assert!(balanced(&users) && balanced(&orders));
+    let open = p.json(&["rejects", "list", "--open"]);
+    assert_eq!(open.as_array().unwrap().len(), 2);
+    // export
+    let csv = p.path().join("rejects.csv");
+    p.ok(&["rejects", "export", "--csv", csv.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("id,step,source_table,source_key") && text.contains("u9"), "{text}");
+}
+both!(accounting_rejects_waiting_and_retry);
+
+fn stop_at_first_reject_then_resume(b: Backend) {
+    let p = project(b, "\n[defaults]\nbatch_size = 2\n", "");
+    p.source_sql(
+        "INSERT INTO users VALUES ('u1', 'a@x.org', 'parent', NULL, NULL), ('u2', 'b@x.org', 'parent', NULL, NULL),
+                                  ('u3', 'c@x.org', 'janitor', NULL, NULL), ('u4', 'd@x.org', 'parent', NULL, NULL),
+                                  ('u5', 'e@x.org', 'admin', NULL, NULL);",
+    );
+    let o = p.run(&["up", "--to", "20250101T090100"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("u3") && err.contains("janitor"), "{err}");
+    // the first batch committed; nothing of the failing batch did
+    assert_eq!(p.target_sql("SELECT legacy_id FROM accounts ORDER BY legacy_id"), "u1\nu2");
+    assert!(p.json(&["rejects", "list"]).as_array().unwrap().is_empty());
+    let v = p.json(&["status"]);
+    assert_eq!(v["migrations"][1]["state"], "failed");
+    // fix the source and run again: it resumes from the checkpoint, nothing is written twice
+    p.source_sql("UPDATE users SET role = 'parent' WHERE id = 'u3'");
+    p.ok(&["up", "--to", "20250101T090100"]);
+    assert_eq!(p.target_sql("SELECT legacy_id FROM accounts ORDER BY legacy_id"), "u1\nu2\nu3\nu4\nu5");
+    let c = ledger_counts(&p, "20250101T090100");
+    assert_eq!(c["source"].as_u64(), Some(5));
+    assert_eq!(c["written"].as_u64(), Some(5));
+}
+both!(stop_at_first_reject_then_resume);
+
+fn dry_run_reports_and_writes_nothing(b: Backend) {
+    let p = project(b, "", "");
+    p.source_sql(
+        "INSERT INTO users VALUES ('u1', 'a@x.org', 'parent', 'nope', NULL), ('u2', 'A@x.org', 'parent', NULL, NULL), ('u3', 'c@x.org', 'janitor', NULL, NULL);
+         INSERT INTO orders VALUES (1, 'u1', '1', '2024-01-01'), (2, 'u3', '1', '2024-01-01');",
+    );
+    let o = p.run(&["up", "--dry-run", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let events: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let fin = |v: &str| events.iter().find(|e| e["event"] == "step_finished" && e["version"] == v).unwrap()["counts"].clone();
+    let a = fin("20250101T090100");
+    assert_eq!((a["written"].as_u64(), a["skipped"].as_u64(), a["rejected"].as_u64(), a["warnings"].as_u64()), (Some(1), Some(1), Some(1), Some(1)));
+    let o2 = fin("20250101T090200");
+    assert_eq!((o2["written"].as_u64(), o2["rejected"].as_u64()), (Some(1), Some(1)), "the dry run sees the accounts it would have written");
+    assert!(p.user_tables().is_empty(), "{:?}", p.user_tables());
+    assert!(p.states().iter().all(|(_, s)| s == "pending"));
+}
+both!(dry_run_reports_and_writes_nothing);
+
+fn rollback_removes_writes_and_restores_updates(b: Backend) {
+    let p = project(b, "", "");
+    p.data_step(ACCOUNTS, &accounts_step("").replace("on_duplicate = \"skip\"", "on_duplicate = \"update\""));
+    p.source_sql(
+        "INSERT INTO users VALUES ('u1', 'pre@x.org', 'parent', NULL, NULL), ('u2', 'new@x.org', 'admin', NULL, NULL);
+         INSERT INTO orders VALUES (1, 'u2', '5', '2024-01-01');",
+    );
+    p.ok(&["up", "--to", "20250101T090000"]);
+    // a row that was there before the data step
+    p.target_sql("INSERT INTO accounts (id, legacy_id, email, role, phone) VALUES ('existing-1', 'legacy-0', 'pre@x.org', 'admin', '+15550000000')");
+    let before = p.target_sql("SELECT id || '|' || legacy_id || '|' || email || '|' || role || '|' || COALESCE(phone, '') FROM accounts ORDER BY id");
+    p.ok(&["up"]);
+    assert_eq!(p.target_sql("SELECT role FROM accounts WHERE email = 'pre@x.org'"), "parent", "update overwrote it");
+    assert_eq!(p.count("accounts"), 2);
+    assert_eq!(p.count("orders"), 1);
+    // rollback shows what it will undo, then undoes it
+    let preview = p.ok(&["down", "--dry-run"]);
+    assert!(preview.contains("would delete 1 rows from orders"), "{preview}");
+    p.ok(&["down", "--yes"]);
+    assert_eq!(p.count("orders"), 0);
+    let preview = p.ok(&["down", "--dry-run"]);
+    assert!(preview.contains("would delete 1 rows from accounts") && preview.contains("would restore 1"), "{preview}");
+    p.ok(&["down", "--yes"]);
+    let after = p.target_sql("SELECT id || '|' || legacy_id || '|' || email || '|' || role || '|' || COALESCE(phone, '') FROM accounts ORDER BY id");
+    assert_eq!(after, before, "the target is back to its pre-step content");
+    assert_eq!(p.count("cutover_id_map"), 0);
+    assert_eq!(p.count("cutover_rejects"), 0);
+    let states = p.states();
+    assert_eq!(states[1].1, "reverted");
+    assert_eq!(states[2].1, "reverted");
+    // and forward again gives the same content
+    p.ok(&["up"]);
+    assert_eq!(p.count("accounts"), 2);
+    assert_eq!(p.count("orders"), 1);
+}
+both!(rollback_removes_writes_and_restores_updates);
+
+/// Content of the target without the generated uuids, for comparing two runs.
+fn content(p: &TestProject) -> String {
+    p.target_sql(
+        "SELECT a.legacy_id || '|' || a.email || '|' || a.role || '|' || COALESCE(o.legacy_id, '-') FROM accounts a LEFT JOIN orders o ON o.account_id = a.id ORDER BY a.legacy_id, o.legacy_id",
+    )
+}
+
+fn fill_big_source(p: &TestProject, n: u32) {
+    p.source_sql(&format!(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n})
+         INSERT INTO users SELECT printf('u%07d', x), printf('user%d@example.org', x), CASE WHEN x % 97 = 0 THEN 'nurse' WHEN x % 2 = 0 THEN 'parent' ELSE 'doctor' END, NULL, NULL FROM c;
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n})
+         INSERT INTO orders SELECT x, printf('u%07d', (x * 7) % {n} + 1), '1.5', '2024-01-02' FROM c;"
+    ));
+}
+
+fn exactly_once_after_kill(b: Backend) {
+    const N: u32 = 30_000;
+    let cfg = "\n[defaults]\nbatch_size = 250\ncontinue_on_error = true\n";
+    let reference = project(b, cfg, "");
+    fill_big_source(&reference, N);
+    reference.ok(&["up"]);
+    let expected = content(&reference);
+
+    let p = project(b, cfg, "");
+    fill_big_source(&p, N);
+    let mut kills = 0;
+    for threshold in [3_000i64, 20_000, 40_000] {
+        let mut child = p.cmd(&["up"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        // kill -9 once the run has committed past `threshold` rows (over both data steps)
+        let reached = common::wait_until(Duration::from_secs(120), Duration::from_millis(5), || {
+            let done = p.try_target_sql("SELECT COALESCE(SUM(rows_read), 0) FROM cutover_checkpoints").unwrap_or_default();
+            done.trim().parse::<i64>().unwrap_or(0) >= threshold || child.try_wait().ok().flatten().is_some()
+        });
+        assert!(reached);
+        if child.try_wait().unwrap().is_none() {
+            let _ = std::process::Command::new("kill").args(["-9", &child.id().to_string()]).status();
+            kills += 1;
+        }
+        let _ = child.wait();
+    }
+    assert!(kills >= 2, "the run should have been killed mid-way at least twice (was {kills})");
+    p.ok(&["up"]);
+    assert_eq!(content(&p), expected, "resumed target differs from an uninterrupted run");
+    for t in ["accounts", "orders", "cutover_id_map", "cutover_rejects"] {
+        assert_eq!(p.count(t), reference.count(t), "{t}");
+    }
+    // every ID-map entry points at a row that exists, and every row has one
+    assert_eq!(
+        p.target_sql("SELECT COUNT(*) FROM cutover_id_map m LEFT JOIN accounts a ON a.id = m.new_id WHERE m.map = 'users' AND a.id IS NULL"),
+        "0"
+    );
+    for v in ["20250101T090100", "20250101T090200"] {
+        let c = ledger_counts(&p, v);
+        assert!(balanced(&c), "{c}");
+        assert_eq!(c["source"].as_u64(), Some(N as u64));
+    }
+}
+both!(exactly_once_after_kill);
+
+#[test]
+fn progress_is_streamed_and_coalesced() {
+    let p = project(Backend::Sqlite, "\n[defaults]\nbatch_size = 100\ncontinue_on_error = true\n", "");
+    fill_big_source(&p, 20_000);
+    let o = p.run(&["up", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let events: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let progress: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "progress" && e["version"] == "20250101T090100").collect();
+    assert!(!progress.is_empty());
+    let last = &progress.last().unwrap()["progress"];
+    assert_eq!(last["rows_done"], 20_000);
+    assert_eq!(last["rows_total"], 20_000);
+    assert_eq!(last["batches_done"], 200);
+    // coalesced: far fewer progress events than batches
+    assert!(progress.len() < 200, "{} progress events for 200 batches", progress.len());
+    let rejected = events.iter().filter(|e| e["event"] == "rejected").count();
+    assert!(rejected > 0);
+}
+
+#[tokio::test]
+async fn abort_pause_and_resume_between_batches() {
+    use cutover::engine::events::{Command, EngineEvent, RunOptions};
+    let p = project(Backend::Sqlite, "\n[defaults]\nbatch_size = 100\ncontinue_on_error = true\n", "");
+    fill_big_source(&p, 20_000);
+    let project = std::sync::Arc::new(cutover::engine::project::Project::load(p.path(), &Default::default()).unwrap());
+    let mut engine = cutover::engine::runner::spawn(project.clone());
+    engine.commands.send(Command::Start(RunOptions::default())).await.unwrap();
+    // abort as soon as the data step reports progress
+    let mut aborted_at = None;
+    while let Some(ev) = engine.events.recv().await {
+        match ev {
+            EngineEvent::Progress { .. } if aborted_at.is_none() => {
+                engine.commands.send(Command::Abort).await.unwrap();
+                aborted_at = Some(());
+            }
+            EngineEvent::Finished { outcome, .. } => {
+                assert_eq!(outcome, "aborted");
+                break;
+            }
+            _ => {}
+        }
+    }
+    let mid = p.count("accounts");
+    assert!(mid > 0 && mid < 19_000, "aborted mid-way at a batch boundary: {mid}");
+    assert_eq!(p.states()[1].1, "running", "an aborted step stays resumable");
+    // pause: no progress while paused; resume finishes the run
+    engine.commands.send(Command::Start(RunOptions::default())).await.unwrap();
+    let mut paused = false;
+    let mut progress_while_paused = 0;
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(60), engine.events.recv()).await.unwrap().unwrap();
+        match ev {
+            EngineEvent::Progress { .. } if !paused => {
+                engine.commands.send(Command::Pause).await.unwrap();
+                paused = true;
+            }
+            EngineEvent::Paused { .. } => {
+                // one batch may be in flight when the pause arrives; then nothing until resume
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                while let Ok(ev) = engine.events.try_recv() {
+                    if matches!(ev, EngineEvent::Progress { .. }) {
+                        progress_while_paused += 1;
+                    }
+                }
+                let before = p.count("accounts");
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                assert_eq!(p.count("accounts"), before, "rows were written while paused");
+                engine.commands.send(Command::Resume).await.unwrap();
+            }
+            EngineEvent::Finished { outcome, .. } => {
+                assert_eq!(outcome, "done");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(progress_while_paused <= 1);
+    let accounts = p.count("accounts");
+    assert_eq!(accounts, 20_000 - 20_000 / 97);
+    assert_eq!(p.target_sql("SELECT COUNT(DISTINCT legacy_id) FROM accounts"), accounts.to_string());
+}
