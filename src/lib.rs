@@ -2,6 +2,7 @@
 //! two faces over it that only talk to it through typed messages.
 
 pub mod cli;
+pub mod console;
 pub mod demo;
 pub mod engine;
 pub mod generator;

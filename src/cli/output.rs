@@ -155,6 +155,7 @@ impl EventPrinter {
                 }
             }
             EngineEvent::Notice { message } => println!("{message}"),
+            EngineEvent::Snapshot(_) | EngineEvent::RollbackPreview(_) => {}
         }
     }
 }

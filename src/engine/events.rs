@@ -59,6 +59,8 @@ pub enum Command {
     },
     /// Re-read the ledger and rejects and send a fresh `Snapshot`.
     Refresh,
+    /// Say what rolling back this step would undo (`RollbackPreview`).
+    PreviewRollback { version: String },
 }
 
 /// Progress of the running step: small and `Copy` so it can be sent often and coalesced.
@@ -183,6 +185,9 @@ pub enum EngineEvent {
         steps_done: usize,
         dry_run: bool,
     },
+    /// The state of every step and the reject store, after `Refresh` and after every run.
+    Snapshot(Box<crate::engine::snapshot::Snapshot>),
+    RollbackPreview(crate::engine::snapshot::RollbackPreview),
     /// Answer to a retry/fix/decide command.
     Notice {
         message: String,

@@ -18,7 +18,7 @@ pub const LOCK_TABLE: &str = "cutover_lock";
 /// Advisory lock key: "cutover" in ASCII, so other tools' keys are unlikely to collide.
 const PG_LOCK_KEY: i64 = 0x6375_746f_7665_72;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct LockHolder {
     pub owner: String,
     pub host: String,

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod project;
 pub mod runner;
 pub mod schema_step;
+pub mod snapshot;
 pub mod sqlsplit;
 pub mod transform;
 pub mod validate;

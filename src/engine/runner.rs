@@ -633,15 +633,52 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                         c.paused.send_replace(false);
                     }
                 }
-                Command::Retry { .. }
-                | Command::FixReject { .. }
-                | Command::Decide { .. }
-                | Command::Refresh => {
-                    let _ = ev_tx
-                        .send(EngineEvent::Notice {
-                            message: "not available in this version".into(),
-                        })
-                        .await;
+                Command::Refresh => {
+                    spawn_snapshot(project.clone(), ev_tx.clone());
+                }
+                Command::PreviewRollback { version } => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let ev = match crate::engine::snapshot::rollback_preview(&p, &version).await {
+                            Ok(pr) => EngineEvent::RollbackPreview(pr),
+                            Err(e) => EngineEvent::Notice { message: format!("cannot preview the rollback of {version}: {e:#}") },
+                        };
+                        let _ = tx.send(ev).await;
+                    });
+                }
+                Command::FixReject { id, field, value } => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let message = match crate::engine::snapshot::fix_reject(&p, id, &field, &value).await {
+                            Ok(()) => format!("reject {id}: {field} set; retry it with r"),
+                            Err(e) => format!("reject {id}: {e:#}"),
+                        };
+                        let _ = tx.send(EngineEvent::Notice { message }).await;
+                        spawn_snapshot(p, tx);
+                    });
+                }
+                Command::Retry { id, step } => {
+                    if running.is_some() {
+                        let _ = ev_tx.send(EngineEvent::Notice { message: "a run is in progress; retry after it ends".into() }).await;
+                        continue;
+                    }
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let message = match crate::engine::snapshot::retry_rejects(&p, id, step.as_deref()).await {
+                            Ok(r) => format!(
+                                "retry: {} written, {} still rejected{}",
+                                r.written.len(),
+                                r.still_rejected.len(),
+                                r.still_rejected.first().map(|(i, why)| format!(" ({i}: {why})")).unwrap_or_default()
+                            ),
+                            Err(e) => format!("retry failed: {e:#}"),
+                        };
+                        let _ = tx.send(EngineEvent::Notice { message }).await;
+                        spawn_snapshot(p, tx);
+                    });
+                }
+                Command::Decide { .. } => {
+                    let _ = ev_tx.send(EngineEvent::Notice { message: "there is no review queue in this project".into() }).await;
                 }
             }
         }
@@ -650,6 +687,16 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
         commands: cmd_tx,
         events: ev_rx,
     }
+}
+
+fn spawn_snapshot(project: Arc<Project>, tx: mpsc::Sender<EngineEvent>) {
+    tokio::spawn(async move {
+        let ev = match crate::engine::snapshot::snapshot(&project).await {
+            Ok(s) => EngineEvent::Snapshot(Box::new(s)),
+            Err(e) => EngineEvent::Notice { message: format!("cannot read the target: {e:#}") },
+        };
+        let _ = tx.send(ev).await;
+    });
 }
 
 /// `cutover baseline VERSION`: mark every pending step up to VERSION as applied without running it.

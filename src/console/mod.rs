@@ -1,0 +1,1 @@
+//! The ratatui console (see console/mod.rs docs).
