@@ -2,7 +2,6 @@ use clap::Parser;
 
 fn main() {
     let cli = cutover::cli::Cli::parse();
-    cutover::cli::init_tracing(cli.verbose);
     let code = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt.block_on(cutover::cli::run(cli)),
         Err(e) => {

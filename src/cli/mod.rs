@@ -1,5 +1,6 @@
 //! The headless face: `cutover <verb> [--json]` over the same engine and events as the console.
 
+pub mod bench;
 pub mod output;
 pub mod rejects;
 pub mod templates;
@@ -116,6 +117,8 @@ pub enum Verb {
         #[arg(long, value_enum, default_value = "sql")]
         kind: CreateKind,
     },
+    /// Open the console (also: plain `cutover` in a project folder).
+    Console,
     /// Show every migration and its state.
     Status,
     /// Apply pending migrations.
@@ -174,6 +177,19 @@ pub enum Verb {
         #[command(subcommand)]
         action: RejectsAction,
     },
+    /// Time a realistic data step (six transforms, four validations, ID map) over N rows.
+    Bench {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Target URL (default: a SQLite file in the bench folder).
+        #[arg(long = "target-url")]
+        target_url: Option<String>,
+        /// Folder for the bench project (must not exist).
+        #[arg(long, default_value = "cutover-bench")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 5000)]
+        batch_size: usize,
+    },
     /// Generate a legacy clinic database (for tests and benchmarks).
     Generate {
         path: PathBuf,
@@ -208,6 +224,15 @@ pub fn overrides(cli: &Cli) -> Overrides {
 /// Entry point; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let json = cli.json;
+    let console_mode = match &cli.command {
+        None => cli.project.join(CONFIG_FILE).exists(),
+        Some(Verb::Console) => true,
+        Some(Verb::Demo { no_console, .. }) => !no_console && !json && std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        _ => false,
+    };
+    if !console_mode {
+        init_tracing(cli.verbose);
+    }
     match dispatch(cli).await {
         Ok(code) => code,
         Err(e) => {
@@ -229,7 +254,7 @@ fn load(cli: &Cli) -> Result<Arc<Project>> {
 async fn dispatch(cli: Cli) -> Result<i32> {
     let Some(verb) = &cli.command else {
         if cli.project.join(CONFIG_FILE).exists() {
-            return status(&cli).await;
+            return console(&cli, &cli.project).await;
         }
         return Err(eyre!(
             "no cutover.toml in {}: run `cutover init DIR`, `cutover demo`, or pass -C DIR (see --help)",
@@ -240,6 +265,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Verb::Init { dir } => init(dir, cli.json),
         Verb::Create { name, kind } => create(&cli, name, *kind),
         Verb::Status => status(&cli).await,
+        Verb::Console => console(&cli, &cli.project).await,
         Verb::Up {
             to,
             dry_run,
@@ -305,10 +331,14 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             dir,
             rows,
             seed,
-            no_console: _,
+            no_console,
         } => {
             let dir = dir.clone().unwrap_or_else(|| PathBuf::from("cutover-demo"));
             crate::demo::create(&dir, *rows, *seed, cli.json).await?;
+            // The console needs a terminal; piped or with --no-console the demo runs headless.
+            if !no_console && !cli.json && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                return console(&cli, &dir).await;
+            }
             let project = Arc::new(Project::load(&dir, &overrides(&cli))?);
             let code = drive(
                 project.clone(),
@@ -333,6 +363,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 );
             }
             Ok(code)
+        }
+        Verb::Bench { rows, target_url, dir, batch_size } => {
+            crate::cli::bench::run(dir, *rows, target_url.as_deref(), *batch_size, cli.json).await
         }
         Verb::Rejects { action } => {
             let project = load(&cli)?;
@@ -362,6 +395,13 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
     }
+}
+
+/// Open the console on the project in `dir`; logs go to its log pane and `cutover.log`.
+async fn console(cli: &Cli, dir: &Path) -> Result<i32> {
+    let project = Arc::new(Project::load(dir, &overrides(cli))?);
+    crate::console::init_logging(&project.config.dir)?;
+    crate::console::run(project).await
 }
 
 /// Start an engine, send it one command, print its events until the run finishes; returns the

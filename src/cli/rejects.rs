@@ -1,13 +1,9 @@
 //! `cutover rejects ...`: the reject store from the command line.
 
 use crate::cli::{RejectsAction, exit};
-use crate::engine::data::run::retry;
-use crate::engine::data::store::{self, RejectFilter, RejectRecord, RejectStore, redacted_row};
+use crate::engine::data::store::{RejectFilter, RejectRecord, RejectStore, redacted_row};
 use crate::engine::db::{Db, Role};
-use crate::engine::ledger;
-use crate::engine::lock::RunLock;
 use crate::engine::project::Project;
-use crate::engine::runner::new_run_id;
 use color_eyre::eyre::{Result, eyre};
 use serde_json::json;
 
@@ -73,31 +69,7 @@ pub async fn run(project: &Project, action: &RejectsAction, json_out: bool) -> R
             let (field, value) = assignment
                 .split_once('=')
                 .ok_or_else(|| eyre!("'{assignment}' is not FIELD=VALUE"))?;
-            let mut tx = target.begin().await?;
-            let r = RejectStore::get(&mut tx, *id).await?.ok_or_else(|| eyre!("no rejected row with id {id}"))?;
-            if r.state != "open" {
-                return Err(eyre!("reject {id} is {}, not open; nothing to fix", r.state));
-            }
-            let mut row = r.row.as_object().cloned().unwrap_or_default();
-            if !row.contains_key(field) {
-                return Err(eyre!(
-                    "the source row of reject {id} has no field '{field}' (it has: {})",
-                    row.keys().cloned().collect::<Vec<_>>().join(", ")
-                ));
-            }
-            let before = row.get(field).cloned().unwrap_or_default();
-            row.insert(field.to_string(), if value.is_empty() { serde_json::Value::Null } else { json!(value) });
-            RejectStore::set_row(&mut tx, *id, &serde_json::Value::Object(row)).await?;
-            let secret = store::is_secret_column(field);
-            ledger::append_event(
-                &mut tx,
-                None,
-                Some(&r.step),
-                "reject_fixed",
-                &json!({"reject": id, "field": field, "before": if secret { json!("<redacted>") } else { before }, "after": if secret { json!("<redacted>") } else { json!(value) }}),
-            )
-            .await?;
-            tx.commit().await?;
+            crate::engine::snapshot::fix_reject(project, *id, field, value).await?;
             if json_out {
                 println!("{}", json!({"fixed": id, "field": field}));
             } else {
@@ -106,22 +78,10 @@ pub async fn run(project: &Project, action: &RejectsAction, json_out: bool) -> R
             exit::OK
         }
         RejectsAction::Retry { id, step } => {
-            let ids: Vec<i64> = match (id, step) {
-                (Some(i), _) => vec![*i],
-                (None, Some(s)) => RejectStore::list(&target, &RejectFilter { step: Some(s.clone()), open_only: true, ..Default::default() })
-                    .await?
-                    .iter()
-                    .filter(|r| r.state == "open")
-                    .map(|r| r.id)
-                    .collect(),
-                (None, None) => return Err(eyre!("say which rows: `rejects retry ID` or `rejects retry --step VERSION`")),
-            };
-            let lock = RunLock::acquire(&target, "rejects retry", std::time::Duration::from_secs(project.config.defaults.lock_stale_after_secs))
-                .await
-                .map_err(|e| eyre!("{e}"))?;
-            let rep = retry(project, &target, ids, &new_run_id()).await;
-            lock.release().await?;
-            let rep = rep?;
+            if id.is_none() && step.is_none() {
+                return Err(eyre!("say which rows: `rejects retry ID` or `rejects retry --step VERSION`"));
+            }
+            let rep = crate::engine::snapshot::retry_rejects(project, *id, step.as_deref()).await?;
             if json_out {
                 println!("{}", serde_json::to_string(&rep)?);
             } else {

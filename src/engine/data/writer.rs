@@ -231,7 +231,9 @@ pub async fn insert_multi(tx: &mut DbTx, table_sql: &str, columns: &[String], ro
                         if c > 0 {
                             s.push(',');
                         }
-                        s.push_str(&format!("${}", r * ncol + c + 1));
+                        // Plain `?`: SQLite resolves named parameters by a linear search, which
+                        // made wide multi-row inserts quadratic.
+                        s.push('?');
                     }
                     s.push(')');
                 }
@@ -246,11 +248,16 @@ pub async fn insert_multi(tx: &mut DbTx, table_sql: &str, columns: &[String], ro
 }
 
 fn copy_escape(out: &mut String, v: &Value) {
+    use std::fmt::Write;
     match v {
         Value::Null => out.push_str("\\N"),
         Value::Bool(b) => out.push(if *b { 't' } else { 'f' }),
-        Value::Int(i) => out.push_str(&i.to_string()),
-        Value::Real(f) => out.push_str(&f.to_string()),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Real(f) => {
+            let _ = write!(out, "{f}");
+        }
         Value::Bytes(b) => {
             out.push_str("\\\\x");
             out.push_str(&crate::engine::value::hex(&b.bytes));
@@ -261,6 +268,11 @@ fn copy_escape(out: &mut String, v: &Value) {
 }
 
 fn escape_text(out: &mut String, s: &str) {
+    // Most values need no escaping: copy them whole.
+    if !s.bytes().any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r')) {
+        out.push_str(s);
+        return;
+    }
     for ch in s.chars() {
         match ch {
             '\\' => out.push_str("\\\\"),
