@@ -18,6 +18,10 @@ pub const CLINIC_FILES: &[(&str, &str)] = &[
         "migrations/20250101T090000_create_v2_schema/down.sql",
         include_str!("../fixtures/clinic/migrations/20250101T090000_create_v2_schema/down.sql"),
     ),
+    (
+        "migrations/20250101T090100_accounts/step.toml",
+        include_str!("../fixtures/clinic/migrations/20250101T090100_accounts/step.toml"),
+    ),
 ];
 
 /// Write the clinic project into `dir` (unless it already holds a project) and generate its
@@ -50,4 +54,29 @@ pub async fn create(dir: &Path, patients: u64, seed: u64, json: bool) -> Result<
         crate::generator::generate(&legacy, &cfg).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every file of fixtures/clinic is compiled into the demo, so the demo is the fixture.
+    #[test]
+    fn every_fixture_file_is_embedded() {
+        fn walk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, base, out);
+                } else {
+                    out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clinic");
+        let mut on_disk = Vec::new();
+        walk(&base, &base, &mut on_disk);
+        on_disk.sort();
+        let mut embedded: Vec<String> = super::CLINIC_FILES.iter().map(|(p, _)| p.to_string()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+    }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub const LOCK_TABLE: &str = "cutover_lock";
 /// Advisory lock key: "cutover" in ASCII, so other tools' keys are unlikely to collide.
-const PG_LOCK_KEY: i64 = 0x6375_746f_7665_72;
+const PG_LOCK_KEY: i64 = 0x0063_7574_6f76_6572;
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct LockHolder {

@@ -60,6 +60,9 @@ fn today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
 }
 
+/// A row that passed: legacy key, target values, new id, warnings.
+type RowToWrite = (String, Vec<Value>, Option<String>, Vec<NewReject>);
+
 /// What one batch did.
 #[derive(Default)]
 struct BatchResult {
@@ -85,7 +88,7 @@ async fn write_batch(
     let id_idx = id_col.as_ref().and_then(|col| c.target_columns.iter().position(|t| t == col));
     let key_idx = CompiledStep::column_index(&batch.columns, &c.id_key_column);
 
-    let mut writes: Vec<(String, Vec<Value>, Option<String>, Vec<NewReject>)> = Vec::with_capacity(batch.rows.len());
+    let mut writes: Vec<RowToWrite> = Vec::with_capacity(batch.rows.len());
     for row in &batch.rows {
         match c.process(&batch.columns, row, cache, today) {
             Processed::Write { key, values, new_id, warnings } => {
@@ -476,7 +479,7 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<RollbackPreview, Ste
     let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
     let res: Result<(), sqlx::Error> = async {
         // 1. restore rows an `update` overwrote, newest backup last so the oldest image wins
-        let backups = tx.fetch_all(&format!("SELECT key_json, before_json FROM {BACKUPS} WHERE version = $1 ORDER BY id DESC"), &[v.clone()]).await?;
+        let backups = tx.fetch_all(&format!("SELECT key_json, before_json FROM {BACKUPS} WHERE version = $1 ORDER BY id DESC"), std::slice::from_ref(&v)).await?;
         for b in &backups.rows {
             let key: serde_json::Map<String, serde_json::Value> = b.first().and_then(|x| x.as_str()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
             let before: serde_json::Map<String, serde_json::Value> = b.get(1).and_then(|x| x.as_str()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
@@ -501,13 +504,13 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<RollbackPreview, Ste
                 let expr = writer.cast_text_expr("new_id", &m.column);
                 tx.execute(
                     &format!("DELETE FROM {} WHERE {} IN (SELECT {expr} FROM {ID_MAP} WHERE version = $1 AND alias = 0)", ident(&writer.table), ident(&m.column)),
-                    &[v.clone()],
+                    std::slice::from_ref(&v),
                 )
                 .await?;
             }
             None => {
                 let nk = &c.spec.target.natural_key;
-                let rows = tx.fetch_all(&format!("SELECT new_id FROM {ID_MAP} WHERE version = $1 AND alias = 0"), &[v.clone()]).await?;
+                let rows = tx.fetch_all(&format!("SELECT new_id FROM {ID_MAP} WHERE version = $1 AND alias = 0"), std::slice::from_ref(&v)).await?;
                 for r in rows.rows {
                     let vals: Vec<serde_json::Value> = r.first().and_then(|x| x.as_str()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
                     let mut params = Vec::new();
@@ -527,7 +530,7 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<RollbackPreview, Ste
         }
         // 3. the engine's own records of the step
         for t in [ID_MAP, REJECTS, BACKUPS] {
-            tx.execute(&format!("DELETE FROM {t} WHERE version = $1"), &[v.clone()]).await?;
+            tx.execute(&format!("DELETE FROM {t} WHERE version = $1"), std::slice::from_ref(&v)).await?;
         }
         BatchCheckpoint::delete(&mut tx, &step.version).await?;
         ledger::set_status(&mut tx, &step.version, LedgerStatus::Reverted).await?;

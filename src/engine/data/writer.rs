@@ -296,7 +296,7 @@ pub async fn copy_in(t: &mut sqlx::Transaction<'static, sqlx::Postgres>, stateme
         }
         buf.push('\n');
     }
-    let mut copy = (&mut **t).copy_in_raw(statement).await?;
+    let mut copy = t.copy_in_raw(statement).await?;
     if let Err(e) = copy.send(buf.into_bytes()).await {
         let _ = copy.abort("cutover: send failed").await;
         return Err(e);
