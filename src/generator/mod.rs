@@ -438,8 +438,15 @@ pub struct Expected {
 ///   rejected; a merged child's screenings are written to the patient's person.
 ///   **appointments / documents**: rejected when the patient is rejected.
 /// - persons = accepted patients + written children; parent_child_views = accepted children +
-///   written links; clinician_patient_views = accepted patients; discrepancies = disagreeing
-///   fields. No row is "merged" except merged children.
+///   written links (two child records of one parent still give two views); clinician_patient_views
+///   = accepted patients; discrepancies = disagreeing fields. No row is "merged" except merged
+///   children, and only merged children compare fields.
+/// - **values**: "future" dates are in 2100 or later, so the counts never depend on today;
+///   invalid dates are always `YYYY-MM-DD`-shaped (e.g. `2021-02-30`, `2019-02-29`, `2020-13-01`),
+///   and every `MM/DD/YYYY` value is a real past date. Equivalent values (case, surrounding
+///   spaces, other date format) and one-sided blanks are never discrepancies.
+/// - **warnings** (`expected.warnings`) count only rows that are not rejected; the planted counts
+///   in `anomalies` count every row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub seed: u64,
