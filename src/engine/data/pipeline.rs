@@ -194,11 +194,31 @@ impl CompiledStep {
         serde_json::Value::Object(m)
     }
 
-    /// Decide one row.
-    pub fn process(&self, columns: &[String], row: &[Value], cache: &LookupCache, today: chrono::NaiveDate) -> Processed {
+    /// Where each field's source column sits in a batch's columns (looked up once per batch,
+    /// not per row), followed by the identity column.
+    pub fn layout(&self, columns: &[String]) -> Vec<Option<usize>> {
+        self.fields
+            .iter()
+            .map(|f| f.spec.source.as_deref().and_then(|s| Self::column_index(columns, s)))
+            .chain(std::iter::once(Self::column_index(columns, &self.id_key_column)))
+            .collect()
+    }
+
+    /// Decide one row. `layout` comes from `layout(columns)`.
+    pub fn process(
+        &self,
+        columns: &[String],
+        layout: &[Option<usize>],
+        row: &[Value],
+        cache: &LookupCache,
+        today: chrono::NaiveDate,
+    ) -> Processed {
         // Rejects are filed under the row's legacy identity (the ID-map key), which is what
         // other rows' lookups name when they wait for it.
-        let key = Self::column_index(columns, &self.id_key_column)
+        let key = layout
+            .last()
+            .copied()
+            .flatten()
             .and_then(|i| row.get(i))
             .and_then(|v| v.to_text())
             .unwrap_or_default();
@@ -230,10 +250,10 @@ impl CompiledStep {
         {
             out[i] = Value::Text(id.clone());
         }
-        for f in &self.fields {
+        for (fi, f) in self.fields.iter().enumerate() {
             let name = f.spec.target.as_str();
             let mut v = match (&f.spec.source, &f.spec.value) {
-                (Some(src), _) => Self::column_index(columns, src).and_then(|i| row.get(i)).cloned().unwrap_or(Value::Null),
+                (Some(_), _) => layout.get(fi).copied().flatten().and_then(|i| row.get(i)).cloned().unwrap_or(Value::Null),
                 (None, Some(lit)) => lit.to_value(),
                 (None, None) => Value::Null,
             };

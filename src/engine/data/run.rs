@@ -89,8 +89,9 @@ async fn write_batch(
     let key_idx = CompiledStep::column_index(&batch.columns, &c.id_key_column);
 
     let mut writes: Vec<RowToWrite> = Vec::with_capacity(batch.rows.len());
+    let layout = c.layout(&batch.columns);
     for row in &batch.rows {
-        match c.process(&batch.columns, row, cache, today) {
+        match c.process(&batch.columns, &layout, row, cache, today) {
             Processed::Write { key, values, new_id, warnings } => {
                 let map_key = key_idx.and_then(|i| row.get(i)).and_then(|v| v.to_text()).unwrap_or(key);
                 writes.push((map_key, values, new_id, warnings));
