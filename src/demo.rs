@@ -6,10 +6,7 @@ use std::path::Path;
 
 /// Files of fixtures/clinic, relative to the project folder.
 pub const CLINIC_FILES: &[(&str, &str)] = &[
-    (
-        "cutover.toml",
-        include_str!("../fixtures/clinic/cutover.toml"),
-    ),
+    ("cutover.toml", include_str!("../fixtures/clinic/cutover.toml")),
     (
         "migrations/20250101T090000_create_v2_schema/up.sql",
         include_str!("../fixtures/clinic/migrations/20250101T090000_create_v2_schema/up.sql"),
@@ -36,8 +33,7 @@ pub async fn create(dir: &Path, patients: u64, seed: u64, json: bool) -> Result<
     for (rel, text) in CLINIC_FILES {
         let p = dir.join(rel);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| eyre!("cannot create {}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(|e| eyre!("cannot create {}: {e}", parent.display()))?;
         }
         std::fs::write(&p, text).map_err(|e| eyre!("cannot write {}: {e}", p.display()))?;
     }

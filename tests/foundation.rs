@@ -26,8 +26,16 @@ const V1: &str = "20250101T090000_create_people";
 const V2: &str = "20250101T090100_add_pets";
 
 fn two_steps(p: &TestProject) {
-    p.schema_step(V1, "CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT);\nCREATE INDEX people_name ON people (name);\n", "DROP TABLE people;\n");
-    p.schema_step(V2, "CREATE TABLE pets (id TEXT PRIMARY KEY, owner TEXT REFERENCES people (id));\n", "DROP TABLE pets;\n");
+    p.schema_step(
+        V1,
+        "CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT);\nCREATE INDEX people_name ON people (name);\n",
+        "DROP TABLE people;\n",
+    );
+    p.schema_step(
+        V2,
+        "CREATE TABLE pets (id TEXT PRIMARY KEY, owner TEXT REFERENCES people (id));\n",
+        "DROP TABLE pets;\n",
+    );
 }
 
 fn up_down_all_restores_the_schema(b: Backend) {
@@ -49,7 +57,12 @@ fn up_down_all_restores_the_schema(b: Backend) {
     p.ok(&["up"]);
     assert_eq!(p.user_tables(), vec!["existing_before", "people", "pets"]);
     let history = p.json(&["history"]);
-    let events: Vec<&str> = history.as_array().unwrap().iter().filter_map(|e| e["event"].as_str()).collect();
+    let events: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
     assert_eq!(events.iter().filter(|e| **e == "applied").count(), 4);
     assert_eq!(events.iter().filter(|e| **e == "reverted").count(), 2);
 }
@@ -71,9 +84,16 @@ fn status_json_and_up_to(b: Backend) {
     // up --json streams NDJSON events, ending with `finished`
     let o = p.run(&["up", "--json"]);
     assert!(o.status.success());
-    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).expect("NDJSON line")).collect();
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON line"))
+        .collect();
     assert_eq!(lines.first().unwrap()["event"], "planned");
-    assert!(lines.iter().any(|l| l["event"] == "step_finished" && l["version"] == "20250101T090100"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "step_finished" && l["version"] == "20250101T090100")
+    );
     assert_eq!(lines.last().unwrap()["event"], "finished");
     assert_eq!(lines.last().unwrap()["ok"], true);
 }
@@ -86,16 +106,29 @@ fn crlf_is_not_a_modification_but_an_edit_is(b: Backend) {
     let up = p.step_dir(V1).join("up.sql");
     let text = std::fs::read_to_string(&up).unwrap();
     std::fs::write(&up, format!("\u{feff}{}", text.replace('\n', "\r\n"))).unwrap();
-    assert!(p.states().iter().all(|(_, s)| s == "applied"), "CRLF + BOM must not count as an edit: {:?}", p.states());
+    assert!(
+        p.states().iter().all(|(_, s)| s == "applied"),
+        "CRLF + BOM must not count as an edit: {:?}",
+        p.states()
+    );
     assert!(stdout(&p.run(&["up"])).contains("nothing to do"));
 
     std::fs::write(&up, text.replace("name TEXT", "name TEXT, age INTEGER")).unwrap();
     let v = p.json(&["status"]);
     assert_eq!(v["migrations"][0]["state"], "modified");
-    assert!(v["migrations"][0]["modified_file"].as_str().unwrap().ends_with("up.sql"));
+    assert!(
+        v["migrations"][0]["modified_file"]
+            .as_str()
+            .unwrap()
+            .ends_with("up.sql")
+    );
     let o = p.run(&["up"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stderr(&o).contains("up.sql") && stderr(&o).contains("20250101T090000"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("up.sql") && stderr(&o).contains("20250101T090000"),
+        "{}",
+        stderr(&o)
+    );
     // repair records the new checksum, after which up has nothing to refuse
     p.ok(&["repair"]);
     assert!(p.states().iter().all(|(_, s)| s == "applied"));
@@ -112,18 +145,32 @@ fn failing_statement_is_recorded_and_target_unchanged(b: Backend) {
     let o = p.run(&["up"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no_such_table"), "{}", stderr(&o));
-    assert!(p.user_tables().is_empty(), "the failed step must leave the target unchanged: {:?}", p.user_tables());
+    assert!(
+        p.user_tables().is_empty(),
+        "the failed step must leave the target unchanged: {:?}",
+        p.user_tables()
+    );
     let v = p.json(&["status"]);
     assert_eq!(v["migrations"][0]["state"], "failed");
-    assert_eq!(v["migrations"][0]["failing_statement"], "INSERT INTO no_such_table VALUES (1)");
+    assert_eq!(
+        v["migrations"][0]["failing_statement"],
+        "INSERT INTO no_such_table VALUES (1)"
+    );
     assert!(v["migrations"][0]["error"].as_str().unwrap().contains("no_such_table"));
     // a failed step blocks up, saying what happened and what repair does
     let o = p.run(&["up"]);
     assert_eq!(o.status.code(), Some(4));
     let msg = stderr(&o);
-    assert!(msg.contains("INSERT INTO no_such_table") && msg.contains("repair"), "{msg}");
+    assert!(
+        msg.contains("INSERT INTO no_such_table") && msg.contains("repair"),
+        "{msg}"
+    );
     // fix, repair, run
-    p.schema_step(V1, "CREATE TABLE first_one (id INTEGER);\nCREATE TABLE third_one (id INTEGER);\n", "DROP TABLE third_one;\nDROP TABLE first_one;\n");
+    p.schema_step(
+        V1,
+        "CREATE TABLE first_one (id INTEGER);\nCREATE TABLE third_one (id INTEGER);\n",
+        "DROP TABLE third_one;\nDROP TABLE first_one;\n",
+    );
     p.ok(&["repair"]);
     p.ok(&["up"]);
     assert_eq!(p.user_tables(), vec!["first_one", "third_one"]);
@@ -174,14 +221,24 @@ fn lock_contention_and_killed_run(b: Backend) {
     assert!(msg.contains("locked") && msg.contains(&format!("pid {pid}")), "{msg}");
 
     // kill -9 the holder mid-step
-    let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
     let _ = first.wait();
     // The lock does not block the next run; the step the killed run left `running` does,
     // with a message that says so, until `repair`.
     let next = p.run(&["up"]);
     assert_eq!(next.status.code(), Some(4), "{}", stderr(&next));
-    assert!(stderr(&next).contains("running") && stderr(&next).contains("repair"), "{}", stderr(&next));
-    assert!(p.user_tables().is_empty(), "the killed step must not have committed: {:?}", p.user_tables());
+    assert!(
+        stderr(&next).contains("running") && stderr(&next).contains("repair"),
+        "{}",
+        stderr(&next)
+    );
+    assert!(
+        p.user_tables().is_empty(),
+        "the killed step must not have committed: {:?}",
+        p.user_tables()
+    );
     // replace the slow step by a quick one and finish
     p.schema_step(V1, "CREATE TABLE slow (n INTEGER);\n", "DROP TABLE slow;\n");
     p.ok(&["repair"]);
@@ -195,7 +252,12 @@ fn dry_run_prints_sql_and_writes_nothing(b: Backend) {
     let p = TestProject::new(b);
     two_steps(&p);
     let out = p.ok(&["up", "--dry-run"]);
-    assert!(out.contains("CREATE TABLE people") && out.contains("CREATE INDEX people_name") && out.contains("CREATE TABLE pets"), "{out}");
+    assert!(
+        out.contains("CREATE TABLE people")
+            && out.contains("CREATE INDEX people_name")
+            && out.contains("CREATE TABLE pets"),
+        "{out}"
+    );
     let people = out.find("CREATE TABLE people").unwrap();
     let pets = out.find("CREATE TABLE pets").unwrap();
     assert!(people < pets, "statements in order");
@@ -213,7 +275,13 @@ fn passwords_never_printed_nor_stored() {
     let p = TestProject::new(Backend::Sqlite);
     two_steps(&p);
     let mut outputs = String::new();
-    for args in [vec!["status"], vec!["up"], vec!["status", "--json"], vec!["history"], vec!["up", "--json"]] {
+    for args in [
+        vec!["status"],
+        vec!["up"],
+        vec!["status", "--json"],
+        vec!["history"],
+        vec!["up", "--json"],
+    ] {
         let mut a = vec!["--target", with_pw.as_str()];
         a.extend(args);
         let o = p.run(&a);
@@ -224,13 +292,23 @@ fn passwords_never_printed_nor_stored() {
     let bad = "postgres://postgres:Sup3rS3cretPw@127.0.0.1:1/nowhere";
     let o = p.run(&["--target", bad, "up"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot connect") && stderr(&o).contains("***"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot connect") && stderr(&o).contains("***"),
+        "{}",
+        stderr(&o)
+    );
     outputs.push_str(&stderr(&o));
-    assert!(outputs.contains("postgres:***@"), "the redacted URL is shown: {outputs}");
+    assert!(
+        outputs.contains("postgres:***@"),
+        "the redacted URL is shown: {outputs}"
+    );
     assert!(!outputs.contains("Sup3rS3cretPw"), "password leaked: {outputs}");
     let ledger = pg.psql(&url, "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM cutover_ledger) t; SELECT string_agg(e::text, ' ') FROM cutover_events e; SELECT string_agg(l::text, ' ') FROM cutover_lock l;");
     assert!(!ledger.contains("Sup3rS3cretPw"));
-    assert!(ledger.contains("create_people"), "the run went to the PostgreSQL target: {ledger}");
+    assert!(
+        ledger.contains("create_people"),
+        "the run went to the PostgreSQL target: {ledger}"
+    );
 }
 
 #[test]
@@ -240,15 +318,30 @@ fn init_create_and_config_errors() {
     let run = |args: &[&str]| std::process::Command::new(support::bin()).args(args).output().unwrap();
     assert!(run(&["init", proj.to_str().unwrap()]).status.success());
     assert!(proj.join("cutover.toml").exists() && proj.join("migrations").is_dir());
-    assert!(!run(&["init", proj.to_str().unwrap()]).status.success(), "init must not overwrite");
+    assert!(
+        !run(&["init", proj.to_str().unwrap()]).status.success(),
+        "init must not overwrite"
+    );
     for kind in ["sql", "data", "merge"] {
-        let o = run(&["-C", proj.to_str().unwrap(), "create", &format!("add {kind} step"), "--kind", kind]);
+        let o = run(&[
+            "-C",
+            proj.to_str().unwrap(),
+            "create",
+            &format!("add {kind} step"),
+            "--kind",
+            kind,
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    let mut folders: Vec<String> = std::fs::read_dir(proj.join("migrations")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut folders: Vec<String> = std::fs::read_dir(proj.join("migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     folders.sort();
     assert_eq!(folders.len(), 3);
-    assert!(folders[0].ends_with("_add_sql_step") && proj.join("migrations").join(&folders[0]).join("down.sql").exists());
+    assert!(
+        folders[0].ends_with("_add_sql_step") && proj.join("migrations").join(&folders[0]).join("down.sql").exists()
+    );
     assert!(proj.join("migrations").join(&folders[1]).join("step.toml").exists());
     // versions differ even within one second
     let versions: std::collections::HashSet<&str> = folders.iter().map(|f| &f[..15]).collect();
@@ -256,13 +349,21 @@ fn init_create_and_config_errors() {
     // unknown key: named with its line
     let cfg = proj.join("cutover.toml");
     let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, text.replace("batch_size = 5000", "batch_size = 5000\nbatchsize = 10")).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("batch_size = 5000", "batch_size = 5000\nbatchsize = 10"),
+    )
+    .unwrap();
     let o = run(&["-C", proj.to_str().unwrap(), "status"]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(e.contains("batchsize") && e.contains("line"), "{e}");
     // a missing env var is named
-    std::fs::write(&cfg, "[target]\nurl = \"postgres://u:${CUTOVER_TEST_NOT_SET_PW}@h/d\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[target]\nurl = \"postgres://u:${CUTOVER_TEST_NOT_SET_PW}@h/d\"\n",
+    )
+    .unwrap();
     let o = run(&["-C", proj.to_str().unwrap(), "status"]);
     assert!(stderr(&o).contains("CUTOVER_TEST_NOT_SET_PW"), "{}", stderr(&o));
 }
@@ -279,5 +380,10 @@ fn baseline_marks_without_running() {
     p.ok(&["up"]);
     assert_eq!(p.user_tables(), vec!["people", "pets"]);
     let o = p.run(&["down", "--all", "--yes"]);
-    assert_eq!(o.status.code(), Some(4), "below the baseline cannot be reverted: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "below the baseline cannot be reverted: {}",
+        stderr(&o)
+    );
 }

@@ -55,7 +55,11 @@ fn mariadb_source_to_sqlite_and_postgres_targets() {
         p.data_step("20250101T090100_accounts", STEP);
         let o = p.run(&["--source", &src, "up", "--continue-on-error"]);
         assert!(o.status.success(), "{backend:?}: {}", stderr(&o));
-        assert!(stdout(&o).contains("source 4 = written 2 + skipped 1 + rejected 1"), "{}", stdout(&o));
+        assert!(
+            stdout(&o).contains("source 4 = written 2 + skipped 1 + rejected 1"),
+            "{}",
+            stdout(&o)
+        );
         assert_eq!(
             p.target_sql("SELECT legacy_id || ' ' || email || ' ' || created_at FROM accounts ORDER BY legacy_id"),
             "1 a@x.org 2020-01-02T03:04:05\n4 d@x.org 2021-06-07T08:09:10"
@@ -68,30 +72,47 @@ fn mariadb_source_to_sqlite_and_postgres_targets() {
 #[test]
 fn unreachable_source_is_a_clear_error_and_loses_nothing() {
     let p = TestProject::new(Backend::Sqlite);
-    p.schema_step("20250101T090000_schema", "CREATE TABLE accounts (id TEXT PRIMARY KEY, legacy_id TEXT, email TEXT, created_at TEXT);\n", "DROP TABLE accounts;\n");
+    p.schema_step(
+        "20250101T090000_schema",
+        "CREATE TABLE accounts (id TEXT PRIMARY KEY, legacy_id TEXT, email TEXT, created_at TEXT);\n",
+        "DROP TABLE accounts;\n",
+    );
     p.data_step("20250101T090100_accounts", STEP);
     let o = p.run(&["--source", "mysql://root:Hunter2Pw@127.0.0.1:1/legacy", "up"]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("cannot connect to the source") && e.contains("***") && !e.contains("Hunter2Pw"), "{e}");
+    assert!(
+        e.contains("cannot connect to the source") && e.contains("***") && !e.contains("Hunter2Pw"),
+        "{e}"
+    );
     // the schema step before it stays applied; the data step can run later
     let states = p.states();
     assert_eq!(states[0].1, "applied");
     assert_ne!(states[1].1, "applied");
     // a missing SQLite source file says which file
     let o = p.run(&["up"]);
-    assert!(stderr(&o).contains("source.db") && stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("source.db") && stderr(&o).contains("does not exist"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn malformed_step_file_names_file_and_line() {
     let p = TestProject::new(Backend::Sqlite);
-    p.data_step("20250101T090100_accounts", &STEP.replace("on_duplicate = \"skip\"", "on_duplicate = \"skip\"\nmystery = 1"));
+    p.data_step(
+        "20250101T090100_accounts",
+        &STEP.replace("on_duplicate = \"skip\"", "on_duplicate = \"skip\"\nmystery = 1"),
+    );
     p.source_sql("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, created_at TEXT);");
     let o = p.run(&["up"]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("step.toml") && e.contains("mystery") && e.contains("line"), "{e}");
+    assert!(
+        e.contains("step.toml") && e.contains("mystery") && e.contains("line"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -109,12 +130,18 @@ fn demo_runs_headless_on_sqlite() {
     let users = support::sqlite3(&demo.join("legacy.db"), "SELECT COUNT(*) FROM users");
     assert!(accounts.parse::<i64>().unwrap() > 0 && accounts.parse::<i64>().unwrap() < users.parse::<i64>().unwrap());
     // the books balance for users: written + skipped + rejected = users
-    let ledger = support::sqlite3(&demo.join("target.db"), "SELECT rows_source, rows_written + rows_skipped + rows_rejected + rows_merged FROM cutover_ledger WHERE kind = 'data'");
+    let ledger = support::sqlite3(
+        &demo.join("target.db"),
+        "SELECT rows_source, rows_written + rows_skipped + rows_rejected + rows_merged FROM cutover_ledger WHERE kind = 'data'",
+    );
     let (a, b) = ledger.split_once('|').unwrap();
     assert_eq!(a, b);
     assert_eq!(a, users);
     // password hashes are copied untouched, and never appear in the reject store's output
-    let rejects = std::process::Command::new(support::bin()).args(["-C", demo.to_str().unwrap(), "rejects", "list", "--json"]).output().unwrap();
+    let rejects = std::process::Command::new(support::bin())
+        .args(["-C", demo.to_str().unwrap(), "rejects", "list", "--json"])
+        .output()
+        .unwrap();
     let text = stdout(&rejects);
     assert!(text.contains("<redacted>") && !text.contains("$2b$12$"), "{text}");
 }

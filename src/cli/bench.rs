@@ -93,17 +93,26 @@ fn source_sql(rows: u64) -> String {
 
 fn peak_rss_kb() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 pub async fn run(dir: &Path, rows: u64, target_url: Option<&str>, batch_size: usize, json: bool) -> Result<i32> {
     if dir.exists() {
-        return Err(eyre!("{} exists; give bench a new folder (or remove it)", dir.display()));
+        return Err(eyre!(
+            "{} exists; give bench a new folder (or remove it)",
+            dir.display()
+        ));
     }
     std::fs::create_dir_all(dir.join("migrations/20250101T000000_schema"))?;
     std::fs::create_dir_all(dir.join("migrations/20250101T000100_persons"))?;
     std::fs::write(dir.join("migrations/20250101T000000_schema/up.sql"), SCHEMA_UP)?;
-    std::fs::write(dir.join("migrations/20250101T000000_schema/down.sql"), "DROP TABLE persons;\n")?;
+    std::fs::write(
+        dir.join("migrations/20250101T000000_schema/down.sql"),
+        "DROP TABLE persons;\n",
+    )?;
     std::fs::write(dir.join("migrations/20250101T000100_persons/step.toml"), STEP)?;
     let target = target_url.unwrap_or("sqlite://target.db");
     std::fs::write(
@@ -115,21 +124,34 @@ pub async fn run(dir: &Path, rows: u64, target_url: Option<&str>, batch_size: us
     // Build the source with SQLite itself: fast, and nothing of it passes through our memory.
     let t_gen = std::time::Instant::now();
     {
-        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("source.db")).create_if_missing(true);
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.join("source.db"))
+            .create_if_missing(true);
         let pool = sqlx::SqlitePool::connect_with(opts).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(source_sql(rows))).execute(&pool).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(source_sql(rows)))
+            .execute(&pool)
+            .await?;
         pool.close().await;
     }
     let gen_secs = t_gen.elapsed().as_secs_f64();
     let rss_before = peak_rss_kb().unwrap_or(0);
     let project = Arc::new(Project::load(dir, &Overrides::default())?);
     let mut engine = crate::engine::runner::spawn(project);
-    engine.commands.send(Command::Start(RunOptions::default())).await.map_err(|_| eyre!("engine stopped"))?;
+    engine
+        .commands
+        .send(Command::Start(RunOptions::default()))
+        .await
+        .map_err(|_| eyre!("engine stopped"))?;
     let mut result = None;
     let mut error = None;
     while let Some(ev) = engine.events.recv().await {
         match ev {
-            EngineEvent::StepFinished { version, counts, duration_ms, .. } if version == "20250101T000100" => {
+            EngineEvent::StepFinished {
+                version,
+                counts,
+                duration_ms,
+                ..
+            } if version == "20250101T000100" => {
                 result = Some((counts, duration_ms));
             }
             EngineEvent::Failed { error: e, .. } => error = Some(e),
@@ -141,18 +163,32 @@ pub async fn run(dir: &Path, rows: u64, target_url: Option<&str>, batch_size: us
     let secs = (ms as f64 / 1000.0).max(1e-3);
     let rate = counts.source as f64 / secs;
     let peak = peak_rss_kb().unwrap_or(0);
-    let target_kind = if target.starts_with("postgres") { "postgres" } else { "sqlite" };
+    let target_kind = if target.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     if json {
         println!(
             "{}",
             serde_json::json!({"rows": counts.source, "target": target_kind, "seconds": secs, "rows_per_sec": rate, "peak_rss_kb": peak, "rss_before_run_kb": rss_before, "counts": counts, "source_generation_seconds": gen_secs, "batch_size": batch_size})
         );
     } else {
-        println!("bench: {} rows, SQLite source -> {target_kind} target, batch {batch_size}", counts.source);
+        println!(
+            "bench: {} rows, SQLite source -> {target_kind} target, batch {batch_size}",
+            counts.source
+        );
         println!("  {}", crate::cli::output::accounting(&counts));
         println!("  data step: {secs:.2} s, {rate:.0} rows/s");
-        println!("  peak RSS: {:.1} MB (before the run: {:.1} MB)", peak as f64 / 1024.0, rss_before as f64 / 1024.0);
-        println!("  (source generated in {gen_secs:.1} s; project left in {})", dir.display());
+        println!(
+            "  peak RSS: {:.1} MB (before the run: {:.1} MB)",
+            peak as f64 / 1024.0,
+            rss_before as f64 / 1024.0
+        );
+        println!(
+            "  (source generated in {gen_secs:.1} s; project left in {})",
+            dir.display()
+        );
     }
     Ok(0)
 }

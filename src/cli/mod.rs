@@ -227,7 +227,9 @@ pub async fn run(cli: Cli) -> i32 {
     let console_mode = match &cli.command {
         None => cli.project.join(CONFIG_FILE).exists(),
         Some(Verb::Console) => true,
-        Some(Verb::Demo { no_console, .. }) => !no_console && !json && std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        Some(Verb::Demo { no_console, .. }) => {
+            !no_console && !json && std::io::IsTerminal::is_terminal(&std::io::stdout())
+        }
         _ => false,
     };
     if !console_mode {
@@ -283,12 +285,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             };
             Ok(drive(project, cli.json, Command::Start(opts)).await)
         }
-        Verb::Down {
-            to,
-            all,
-            yes,
-            dry_run,
-        } => {
+        Verb::Down { to, all, yes, dry_run } => {
             let project = load(&cli)?;
             let sel = match (to, all) {
                 (Some(v), _) => DownTarget::To(v.clone()),
@@ -340,12 +337,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 return console(&cli, &dir).await;
             }
             let project = Arc::new(Project::load(&dir, &overrides(&cli))?);
-            let code = drive(
-                project.clone(),
-                cli.json,
-                Command::Start(RunOptions::default()),
-            )
-            .await;
+            let code = drive(project.clone(), cli.json, Command::Start(RunOptions::default())).await;
             if !cli.json {
                 let cli2 = Cli {
                     project: dir.clone(),
@@ -364,18 +356,17 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(code)
         }
-        Verb::Bench { rows, target_url, dir, batch_size } => {
-            crate::cli::bench::run(dir, *rows, target_url.as_deref(), *batch_size, cli.json).await
-        }
+        Verb::Bench {
+            rows,
+            target_url,
+            dir,
+            batch_size,
+        } => crate::cli::bench::run(dir, *rows, target_url.as_deref(), *batch_size, cli.json).await,
         Verb::Rejects { action } => {
             let project = load(&cli)?;
             crate::cli::rejects::run(&project, action, cli.json).await
         }
-        Verb::Generate {
-            path,
-            patients,
-            seed,
-        } => {
+        Verb::Generate { path, patients, seed } => {
             let cfg = crate::generator::GeneratorConfig {
                 patients: *patients,
                 seed: *seed,
@@ -385,12 +376,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             if cli.json {
                 println!("{}", serde_json::to_string(&manifest)?);
             } else {
-                println!(
-                    "generated {} ({} patients, seed {})",
-                    path.display(),
-                    patients,
-                    seed
-                );
+                println!("generated {} ({} patients, seed {})", path.display(), patients, seed);
             }
             Ok(exit::OK)
         }
@@ -449,26 +435,20 @@ fn init(dir: &Path, json: bool) -> Result<i32> {
             cfg.display()
         ));
     }
-    std::fs::create_dir_all(dir.join("migrations"))
-        .map_err(|e| eyre!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("migrations")).map_err(|e| eyre!("cannot create {}: {e}", dir.display()))?;
     let name = dir
         .canonicalize()
         .ok()
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "cutover".into());
-    std::fs::write(&cfg, config_template(&name))
-        .map_err(|e| eyre!("cannot write {}: {e}", cfg.display()))?;
+    std::fs::write(&cfg, config_template(&name)).map_err(|e| eyre!("cannot write {}: {e}", cfg.display()))?;
     if json {
         println!(
             "{}",
             serde_json::json!({"created": cfg.display().to_string(), "migrations": dir.join("migrations").display().to_string()})
         );
     } else {
-        println!(
-            "created {} and {}/",
-            cfg.display(),
-            dir.join("migrations").display()
-        );
+        println!("created {} and {}/", cfg.display(), dir.join("migrations").display());
         println!(
             "next: edit the [source] and [target] urls, then `cutover -C {} create NAME --kind sql|data|merge`",
             dir.display()
@@ -499,8 +479,7 @@ fn create(cli: &Cli, name: &str, kind: CreateKind) -> Result<i32> {
         CreateKind::Merge => vec![("step.toml", templates::MERGE_STEP.to_string())],
     };
     for (f, text) in &files {
-        std::fs::write(dir.join(f), text)
-            .map_err(|e| eyre!("cannot write {}: {e}", dir.join(f).display()))?;
+        std::fs::write(dir.join(f), text).map_err(|e| eyre!("cannot write {}: {e}", dir.join(f).display()))?;
     }
     if cli.json {
         println!(

@@ -19,11 +19,7 @@ pub fn accounting(c: &Counts) -> String {
         c.skipped,
         c.rejected,
         c.merged,
-        if c.balanced() {
-            ""
-        } else {
-            "  (DOES NOT BALANCE)"
-        },
+        if c.balanced() { "" } else { "  (DOES NOT BALANCE)" },
         if c.warnings > 0 {
             format!(", {} warnings", c.warnings)
         } else {
@@ -54,31 +50,20 @@ impl EventPrinter {
                 if steps.is_empty() {
                     println!(
                         "nothing to do: no {} migrations",
-                        if operation == "down" {
-                            "applied"
-                        } else {
-                            "pending"
-                        }
+                        if operation == "down" { "applied" } else { "pending" }
                     );
                 } else {
                     println!(
                         "{}{} {} migration{}",
                         if *dry_run { "dry run: " } else { "" },
-                        if operation == "down" {
-                            "reverting"
-                        } else {
-                            "applying"
-                        },
+                        if operation == "down" { "reverting" } else { "applying" },
                         steps.len(),
                         if steps.len() == 1 { "" } else { "s" }
                     );
                 }
             }
             EngineEvent::StepStarted {
-                version,
-                name,
-                kind,
-                ..
+                version, name, kind, ..
             } => println!("▶ {version} {name} ({})", kind.as_str()),
             EngineEvent::Statement { index, sql, .. } => println!("  [{index}] {sql};"),
             EngineEvent::Progress { .. } => {}
@@ -160,12 +145,7 @@ impl EventPrinter {
     }
 }
 
-pub fn print_status(
-    json: bool,
-    project: &Project,
-    status: &[StepStatus],
-    holder: Option<&LockHolder>,
-) {
+pub fn print_status(json: bool, project: &Project, status: &[StepStatus], holder: Option<&LockHolder>) {
     if json {
         let v = json!({
             "project": project.config.name,
@@ -214,11 +194,7 @@ pub fn print_status(
             s.version,
             truncate(&s.name, 32),
             s.kind.as_str(),
-            if s.baseline {
-                "baseline"
-            } else {
-                s.state.as_str()
-            },
+            if s.baseline { "baseline" } else { s.state.as_str() },
             s.checksum_state,
             l.and_then(|l| l.applied_at.clone()).unwrap_or_default(),
             l.map(|l| l.counts.written.to_string()).unwrap_or_default(),
@@ -243,10 +219,7 @@ fn truncate(s: &str, n: usize) -> String {
 
 pub fn print_history(json: bool, h: &[HistoryEntry]) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(h).unwrap_or_else(|_| "[]".into())
-        );
+        println!("{}", serde_json::to_string(h).unwrap_or_else(|_| "[]".into()));
         return;
     }
     for e in h {

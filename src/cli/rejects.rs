@@ -29,28 +29,53 @@ fn public(r: &RejectRecord) -> serde_json::Value {
 pub async fn run(project: &Project, action: &RejectsAction, json_out: bool) -> Result<i32> {
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     let code = match action {
-        RejectsAction::List { step, rule, open, warnings } => {
-            let rows = RejectStore::list(&target, &RejectFilter { step: step.clone(), rule: rule.clone(), open_only: *open, include_warnings: *warnings }).await?;
+        RejectsAction::List {
+            step,
+            rule,
+            open,
+            warnings,
+        } => {
+            let rows = RejectStore::list(
+                &target,
+                &RejectFilter {
+                    step: step.clone(),
+                    rule: rule.clone(),
+                    open_only: *open,
+                    include_warnings: *warnings,
+                },
+            )
+            .await?;
             if json_out {
                 println!("{}", serde_json::Value::Array(rows.iter().map(public).collect()));
             } else if rows.is_empty() {
                 println!("no rejected rows");
             } else {
-                println!("{:>6} {:<16} {:<14} {:<12} {:<9} {:<10} REASON", "ID", "STEP", "SOURCE", "KEY", "STATE", "RULE");
+                println!(
+                    "{:>6} {:<16} {:<14} {:<12} {:<9} {:<10} REASON",
+                    "ID", "STEP", "SOURCE", "KEY", "STATE", "RULE"
+                );
                 for r in &rows {
-                    println!("{:>6} {:<16} {:<14} {:<12} {:<9} {:<10} {}", r.id, r.step, r.source_table, r.source_key, r.state, r.rule, r.reason);
+                    println!(
+                        "{:>6} {:<16} {:<14} {:<12} {:<9} {:<10} {}",
+                        r.id, r.step, r.source_table, r.source_key, r.state, r.rule, r.reason
+                    );
                 }
             }
             exit::OK
         }
         RejectsAction::Show { id } => {
             let mut tx = target.begin().await?;
-            let r = RejectStore::get(&mut tx, *id).await?.ok_or_else(|| eyre!("no rejected row with id {id}"))?;
+            let r = RejectStore::get(&mut tx, *id)
+                .await?
+                .ok_or_else(|| eyre!("no rejected row with id {id}"))?;
             tx.rollback().await?;
             if json_out {
                 println!("{}", public(&r));
             } else {
-                println!("reject {} ({}), step {}, {} {}", r.id, r.state, r.step, r.source_table, r.source_key);
+                println!(
+                    "reject {} ({}), step {}, {} {}",
+                    r.id, r.state, r.step, r.source_table, r.source_key
+                );
                 println!("rule: {}  field: {}", r.rule, r.field.as_deref().unwrap_or("-"));
                 println!("reason: {}", r.reason);
                 if let Some(t) = &r.waits_for_table {
@@ -79,23 +104,53 @@ pub async fn run(project: &Project, action: &RejectsAction, json_out: bool) -> R
         }
         RejectsAction::Retry { id, step } => {
             if id.is_none() && step.is_none() {
-                return Err(eyre!("say which rows: `rejects retry ID` or `rejects retry --step VERSION`"));
+                return Err(eyre!(
+                    "say which rows: `rejects retry ID` or `rejects retry --step VERSION`"
+                ));
             }
             let rep = crate::engine::snapshot::retry_rejects(project, *id, step.as_deref()).await?;
             if json_out {
                 println!("{}", serde_json::to_string(&rep)?);
             } else {
-                println!("written: {}  still rejected: {}", rep.written.len(), rep.still_rejected.len());
+                println!(
+                    "written: {}  still rejected: {}",
+                    rep.written.len(),
+                    rep.still_rejected.len()
+                );
                 for (i, why) in &rep.still_rejected {
                     println!("  {i}: {why}");
                 }
             }
-            if rep.still_rejected.is_empty() { exit::OK } else { exit::FAILED }
+            if rep.still_rejected.is_empty() {
+                exit::OK
+            } else {
+                exit::FAILED
+            }
         }
         RejectsAction::Export { csv: path, step } => {
-            let rows = RejectStore::list(&target, &RejectFilter { step: step.clone(), include_warnings: true, ..Default::default() }).await?;
+            let rows = RejectStore::list(
+                &target,
+                &RejectFilter {
+                    step: step.clone(),
+                    include_warnings: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
             let mut w = csv::Writer::from_path(path).map_err(|e| eyre!("cannot write {}: {e}", path.display()))?;
-            w.write_record(["id", "step", "source_table", "source_key", "level", "state", "rule", "field", "reason", "waits_for", "row_json"])?;
+            w.write_record([
+                "id",
+                "step",
+                "source_table",
+                "source_key",
+                "level",
+                "state",
+                "rule",
+                "field",
+                "reason",
+                "waits_for",
+                "row_json",
+            ])?;
             for r in &rows {
                 w.write_record([
                     r.id.to_string(),
@@ -107,13 +162,19 @@ pub async fn run(project: &Project, action: &RejectsAction, json_out: bool) -> R
                     r.rule.clone(),
                     r.field.clone().unwrap_or_default(),
                     r.reason.clone(),
-                    r.waits_for_table.as_ref().map(|t| format!("{t} {}", r.waits_for_key.clone().unwrap_or_default())).unwrap_or_default(),
+                    r.waits_for_table
+                        .as_ref()
+                        .map(|t| format!("{t} {}", r.waits_for_key.clone().unwrap_or_default()))
+                        .unwrap_or_default(),
                     redacted_row(&r.row).to_string(),
                 ])?;
             }
             w.flush()?;
             if json_out {
-                println!("{}", json!({"exported": rows.len(), "file": path.display().to_string()}));
+                println!(
+                    "{}",
+                    json!({"exported": rows.len(), "file": path.display().to_string()})
+                );
             } else {
                 println!("exported {} rows to {}", rows.len(), path.display());
             }

@@ -1,1 +1,238 @@
-//! The ratatui console (see console/mod.rs docs).
+//! The ratatui console: the operator's face over the engine during a maintenance window.
+//!
+//! Shape (Elm-like, so the logic is testable without a terminal):
+//! - `state`: `AppState`, plain data; `Msg` (key, engine event, tick, resize); `Effect`.
+//! - `keymap`: the one table of keys; the help overlay and hint bar render from it.
+//! - `update`: `update(&mut AppState, Msg) -> Vec<Command>`, pure.
+//! - `view`: panes as widgets over `&AppState`.
+//! - this file: the terminal, the engine task and the loop between them; the only I/O.
+//!
+//! The engine runs on its own tokio tasks (`engine::runner::spawn`); the console talks to it
+//! only through `Command`s and `EngineEvent`s, so the screen never waits on the database.
+
+pub mod eta;
+pub mod export;
+pub mod format;
+pub mod keymap;
+pub mod logging;
+pub mod state;
+pub mod update;
+pub mod view;
+
+pub use logging::init_logging;
+pub use state::{AppState, Effect, Msg};
+pub use update::update;
+
+use crate::console::state::{StatusLevel, StepInfo, Window};
+use crate::engine::data::spec::DataStep;
+use crate::engine::events::Command;
+use crate::engine::project::{Project, StepKind};
+use crate::engine::runner::{self, EngineHandle};
+use color_eyre::eyre::{Result, WrapErr};
+use crossterm::event::{Event, EventStream};
+use futures::{FutureExt, StreamExt};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
+use tui_logger::{TuiWidgetEvent, TuiWidgetState};
+
+/// The clock and the quit grace period advance at this rate; progress redraws come with events.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Open the console on a project; returns the process exit code.
+pub async fn run(project: Arc<Project>) -> Result<i32> {
+    let mut state = initial_state(&project, chrono::Utc::now());
+    let mut engine = runner::spawn(project.clone());
+    // The first snapshot fills the panes; until then they say they are reading the target.
+    send(&mut state, &engine, Command::Refresh);
+
+    let log_state = TuiWidgetState::new().set_default_display_level(tui_logger::LevelFilter::Info);
+    // Start with the target selector folded away: the log lines need the width more.
+    log_state.transition(TuiWidgetEvent::HideKey);
+
+    // try_init installs a panic hook that restores the terminal before the panic message.
+    let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal for the console")?;
+    let _restore = RestoreOnDrop;
+    let size = terminal.size().wrap_err("cannot read the terminal size")?;
+    dispatch(
+        &mut state,
+        &engine,
+        &log_state,
+        &project.config.dir,
+        Msg::Resize(size.width, size.height),
+    );
+    let result = event_loop(&mut terminal, &mut state, &mut engine, &log_state, &project.config.dir).await;
+    tracing::info!("console closed");
+    result.map(|()| 0)
+}
+
+/// Leaves raw mode and the alternate screen however `run` ends (error or normal return).
+struct RestoreOnDrop;
+
+impl Drop for RestoreOnDrop {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// The state before the first snapshot: what the project files say.
+pub fn initial_state(project: &Project, now: chrono::DateTime<chrono::Utc>) -> AppState {
+    let mut state = AppState::new(project.config.name.clone(), project.config.target.redacted(), now);
+    state.window = project.config.window.as_ref().map(|w| Window {
+        start: w.start,
+        end: w.end,
+    });
+    state.own_pid = i64::from(std::process::id());
+    // https://no-color.org: set and not empty means no colour.
+    state.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    state.step_info = step_infos(project);
+    state
+}
+
+/// Where each step reads and writes, from its files; a file that does not parse says so here
+/// and fails properly when the step runs.
+pub fn step_infos(project: &Project) -> BTreeMap<String, StepInfo> {
+    let target = project.config.target.redacted();
+    let source = project
+        .config
+        .source
+        .as_ref()
+        .map(|s| s.redacted())
+        .unwrap_or_else(|| "(no source configured)".into());
+    project
+        .steps
+        .iter()
+        .map(|s| {
+            let info = match s.kind {
+                StepKind::Schema => StepInfo {
+                    source: "up.sql".into(),
+                    target: target.clone(),
+                },
+                StepKind::Merge => StepInfo {
+                    source: format!("step.toml (merge) on {source}"),
+                    target: target.clone(),
+                },
+                StepKind::Data => match DataStep::load(&s.file("step.toml")) {
+                    Ok(d) => StepInfo {
+                        source: match &d.source.table {
+                            Some(t) => format!("table {t} on {source}"),
+                            None => format!("query ({}) on {source}", d.source_name()),
+                        },
+                        target: format!("table {} on {target}", d.target.table),
+                    },
+                    Err(e) => StepInfo {
+                        source: format!("step.toml does not parse: {e}"),
+                        target: target.clone(),
+                    },
+                },
+            };
+            (s.version.clone(), info)
+        })
+        .collect()
+}
+
+async fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    state: &mut AppState,
+    engine: &mut EngineHandle,
+    log_state: &TuiWidgetState,
+    project_dir: &Path,
+) -> Result<()> {
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut engine_open = true;
+    loop {
+        terminal
+            .draw(|f| view::draw(f, state, log_state))
+            .wrap_err("cannot draw the console")?;
+        if state.should_exit() {
+            return Ok(());
+        }
+        // Wait for one message, then take everything else already queued, then draw once.
+        let first = tokio::select! {
+            ev = keys.next() => match ev {
+                Some(Ok(ev)) => terminal_msg(ev),
+                Some(Err(e)) => return Err(e).wrap_err("cannot read the terminal"),
+                None => return Ok(()),
+            },
+            ev = engine.events.recv(), if engine_open => match ev {
+                Some(ev) => Some(Msg::Engine(ev)),
+                None => {
+                    engine_open = false;
+                    state.set_status(StatusLevel::Error, "the engine stopped; restart the console");
+                    None
+                }
+            },
+            _ = tick.tick() => Some(Msg::Tick(chrono::Utc::now())),
+            // SIGINT from outside (raw mode turns the ctrl-c key into a key event instead).
+            _ = tokio::signal::ctrl_c() => Some(Msg::Key(crossterm::event::KeyEvent::new(
+                crossterm::event::KeyCode::Char('c'),
+                crossterm::event::KeyModifiers::CONTROL,
+            ))),
+        };
+        if let Some(msg) = first {
+            dispatch(state, engine, log_state, project_dir, msg);
+        }
+        while let Ok(ev) = engine.events.try_recv() {
+            dispatch(state, engine, log_state, project_dir, Msg::Engine(ev));
+        }
+        while let Some(Some(Ok(ev))) = keys.next().now_or_never() {
+            if let Some(msg) = terminal_msg(ev) {
+                dispatch(state, engine, log_state, project_dir, msg);
+            }
+        }
+    }
+}
+
+fn terminal_msg(ev: Event) -> Option<Msg> {
+    match ev {
+        Event::Key(k) => Some(Msg::Key(k)),
+        Event::Resize(w, h) => Some(Msg::Resize(w, h)),
+        _ => None,
+    }
+}
+
+/// One message through `update`, then its commands to the engine and its effects here.
+fn dispatch(state: &mut AppState, engine: &EngineHandle, log_state: &TuiWidgetState, project_dir: &Path, msg: Msg) {
+    let commands = update(state, msg);
+    for c in commands {
+        send(state, engine, c);
+    }
+    for effect in std::mem::take(&mut state.effects) {
+        match effect {
+            Effect::Log(ev) => log_state.transition(ev),
+            Effect::ExportRejects { rows, stamp } => {
+                let names: BTreeMap<String, String> = state
+                    .migrations
+                    .iter()
+                    .map(|m| (m.version.clone(), m.name.clone()))
+                    .collect();
+                let result = export::write_rejects_csv(project_dir, &stamp, &rows, &names)
+                    .map(|p| {
+                        tracing::info!(path = %p.display(), rows = rows.len(), "rejects exported");
+                        format!("{} ({} rows)", p.display(), rows.len())
+                    })
+                    .map_err(|e| format!("{e:#}"));
+                let commands = update(state, Msg::Exported(result));
+                for c in commands {
+                    send(state, engine, c);
+                }
+            }
+        }
+    }
+}
+
+/// Never wait on the engine's queue: a full queue is reported, not blocked on.
+fn send(state: &mut AppState, engine: &EngineHandle, command: Command) {
+    tracing::debug!(?command, "to engine");
+    match engine.commands.try_send(command) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => state.set_status(StatusLevel::Error, "the engine is busy; try again"),
+        Err(TrySendError::Closed(_)) => {
+            state.set_status(StatusLevel::Error, "the engine stopped; restart the console");
+        }
+    }
+}

@@ -190,8 +190,7 @@ impl Config {
     }
 
     pub fn parse(dir: &Path, text: &str, overrides: &Overrides) -> Result<Config> {
-        let file: ConfigFile =
-            toml::from_str(text).map_err(|e| eyre!("{}", e.to_string().trim_end()))?;
+        let file: ConfigFile = toml::from_str(text).map_err(|e| eyre!("{}", e.to_string().trim_end()))?;
         let target_raw = match &overrides.target {
             Some(t) => t.clone(),
             None => interpolate_env(&file.target.url, "[target] url")?,
@@ -207,11 +206,7 @@ impl Config {
         if let Some(w) = &file.window
             && w.end <= w.start
         {
-            return Err(eyre!(
-                "[window] end ({}) is not after start ({})",
-                w.end,
-                w.start
-            ));
+            return Err(eyre!("[window] end ({}) is not after start ({})", w.end, w.start));
         }
         let name = file
             .project

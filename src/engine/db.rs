@@ -53,9 +53,7 @@ fn connect_error(url: &DbUrl, role: Role, e: sqlx::Error) -> color_eyre::Report 
 
 /// The file of a `sqlite://path` URL, relative paths taken from the project folder.
 pub fn sqlite_path(url: &str, project_dir: &Path) -> Option<std::path::PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     let p = Path::new(path);
     Some(if p.is_absolute() {
@@ -70,8 +68,7 @@ impl Db {
         let raw = url.expose();
         match url.scheme() {
             "sqlite" => {
-                let path =
-                    sqlite_path(raw, project_dir).ok_or_else(|| eyre!("bad sqlite URL {url}"))?;
+                let path = sqlite_path(raw, project_dir).ok_or_else(|| eyre!("bad sqlite URL {url}"))?;
                 if role == Role::Source && !path.exists() {
                     return Err(eyre!(
                         "the source database {} does not exist (check [source] url in cutover.toml or --source)",
@@ -108,7 +105,8 @@ impl Db {
                         Box::pin(async move {
                             // PostgreSQL 14+: end the query of a client that died (kill -9)
                             // within a second, instead of letting it hold its locks until done.
-                            let _ = sqlx::Executor::execute(&mut *conn, "SET client_connection_check_interval = 1000").await;
+                            let _ = sqlx::Executor::execute(&mut *conn, "SET client_connection_check_interval = 1000")
+                                .await;
                             Ok(())
                         })
                     })
@@ -120,8 +118,7 @@ impl Db {
             }
             "mysql" | "mariadb" => {
                 let raw = raw.replacen("mariadb://", "mysql://", 1);
-                let opts = sqlx::mysql::MySqlConnectOptions::from_str(&raw)
-                    .map_err(|e| connect_error(url, role, e))?;
+                let opts = sqlx::mysql::MySqlConnectOptions::from_str(&raw).map_err(|e| connect_error(url, role, e))?;
                 let pool = sqlx::mysql::MySqlPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(15))
@@ -312,19 +309,13 @@ impl DbTx {
     pub async fn execute_raw(&mut self, sql: &str) -> Result<(), sqlx::Error> {
         match self {
             DbTx::Sqlite(t) => {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut **t)
-                    .await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut **t).await?;
             }
             DbTx::Postgres(t) => {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut **t)
-                    .await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut **t).await?;
             }
             DbTx::Mysql(t) => {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut **t)
-                    .await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut **t).await?;
             }
         }
         Ok(())
@@ -334,8 +325,7 @@ impl DbTx {
         let mut out = Rows::default();
         match self {
             DbTx::Sqlite(t) => {
-                let mut s =
-                    bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, None::<String>).fetch(&mut **t);
+                let mut s = bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, None::<String>).fetch(&mut **t);
                 while let Some(row) = s.try_next().await? {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
@@ -344,8 +334,7 @@ impl DbTx {
                 }
             }
             DbTx::Postgres(t) => {
-                let mut s =
-                    bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, PgUntypedNull).fetch(&mut **t);
+                let mut s = bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, PgUntypedNull).fetch(&mut **t);
                 while let Some(row) = s.try_next().await? {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
@@ -355,8 +344,7 @@ impl DbTx {
             }
             DbTx::Mysql(t) => {
                 let sql = mysql_placeholders(sql);
-                let mut s =
-                    bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, None::<String>).fetch(&mut **t);
+                let mut s = bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, None::<String>).fetch(&mut **t);
                 while let Some(row) = s.try_next().await? {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
@@ -368,11 +356,7 @@ impl DbTx {
         Ok(out)
     }
 
-    pub async fn fetch_optional(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-    ) -> Result<Option<Vec<Value>>, sqlx::Error> {
+    pub async fn fetch_optional(&mut self, sql: &str, params: &[Value]) -> Result<Option<Vec<Value>>, sqlx::Error> {
         Ok(self.fetch_all(sql, params).await?.rows.into_iter().next())
     }
 }
@@ -385,8 +369,9 @@ pub fn decode_sqlite(row: &sqlx::sqlite::SqliteRow) -> Result<Vec<Value>, sqlx::
             vals.push(Value::Null);
             continue;
         }
-        let ty = raw.type_info().name().to_string();
-        vals.push(match ty.as_str() {
+        // Match on the borrowed name: this runs for every cell read.
+        let ty = raw.type_info();
+        vals.push(match ty.name() {
             "INTEGER" | "BOOLEAN" => Value::Int(row.try_get::<i64, _>(i)?),
             "REAL" => Value::Real(row.try_get::<f64, _>(i)?),
             "BLOB" => Value::bytes(row.try_get::<Vec<u8>, _>(i)?),
@@ -404,8 +389,7 @@ pub fn decode_pg(row: &sqlx::postgres::PgRow) -> Result<Vec<Value>, sqlx::Error>
             vals.push(Value::Null);
             continue;
         }
-        let ty = row.column(i).type_info().name().to_string();
-        vals.push(match ty.as_str() {
+        vals.push(match row.column(i).type_info().name() {
             "INT2" => Value::Int(row.try_get::<i16, _>(i)? as i64),
             "INT4" => Value::Int(row.try_get::<i32, _>(i)? as i64),
             "INT8" => Value::Int(row.try_get::<i64, _>(i)?),
@@ -419,10 +403,7 @@ pub fn decode_pg(row: &sqlx::postgres::PgRow) -> Result<Vec<Value>, sqlx::Error>
                     .format("%Y-%m-%dT%H:%M:%S%.f")
                     .to_string(),
             ),
-            "TIMESTAMPTZ" => Value::Text(
-                row.try_get::<chrono::DateTime<chrono::Utc>, _>(i)?
-                    .to_rfc3339(),
-            ),
+            "TIMESTAMPTZ" => Value::Text(row.try_get::<chrono::DateTime<chrono::Utc>, _>(i)?.to_rfc3339()),
             "JSON" | "JSONB" => Value::Json(row.try_get::<serde_json::Value, _>(i)?),
             "BYTEA" => Value::bytes(row.try_get::<Vec<u8>, _>(i)?),
             _ => Value::Text(row.try_get::<String, _>(i)?),
@@ -439,11 +420,8 @@ pub fn decode_mysql(row: &sqlx::mysql::MySqlRow) -> Result<Vec<Value>, sqlx::Err
             vals.push(Value::Null);
             continue;
         }
-        let ty = row.column(i).type_info().name().to_string();
-        vals.push(match ty.as_str() {
-            "TINYINT" | "SMALLINT" | "INT" | "MEDIUMINT" | "BIGINT" => {
-                Value::Int(row.try_get::<i64, _>(i)?)
-            }
+        vals.push(match row.column(i).type_info().name() {
+            "TINYINT" | "SMALLINT" | "INT" | "MEDIUMINT" | "BIGINT" => Value::Int(row.try_get::<i64, _>(i)?),
             "BOOLEAN" => Value::Bool(row.try_get::<bool, _>(i)?),
             "FLOAT" | "DOUBLE" => Value::Real(row.try_get::<f64, _>(i)?),
             "BLOB" | "TINYBLOB" | "MEDIUMBLOB" | "LONGBLOB" | "BINARY" | "VARBINARY" => {
@@ -458,9 +436,7 @@ pub fn decode_mysql(row: &sqlx::mysql::MySqlRow) -> Result<Vec<Value>, sqlx::Err
             "JSON" => Value::Json(row.try_get::<serde_json::Value, _>(i)?),
             _ => match row.try_get::<String, _>(i) {
                 Ok(s) => Value::Text(s),
-                Err(_) => Value::Text(
-                    String::from_utf8_lossy(&row.try_get::<Vec<u8>, _>(i)?).into_owned(),
-                ),
+                Err(_) => Value::Text(String::from_utf8_lossy(&row.try_get::<Vec<u8>, _>(i)?).into_owned()),
             },
         });
     }

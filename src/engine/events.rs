@@ -60,7 +60,9 @@ pub enum Command {
     /// Re-read the ledger and rejects and send a fresh `Snapshot`.
     Refresh,
     /// Say what rolling back this step would undo (`RollbackPreview`).
-    PreviewRollback { version: String },
+    PreviewRollback {
+        version: String,
+    },
 }
 
 /// Progress of the running step: small and `Copy` so it can be sent often and coalesced.

@@ -76,7 +76,12 @@ pub fn os_user() -> String {
 /// The login name of this process's uid, from /proc and /etc/passwd (no libc needed).
 fn user_from_uid() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let mut f = l.split(':');
@@ -111,11 +116,7 @@ fn serial(dialect: Dialect) -> &'static str {
 /// Create the ledger tables when missing. Idempotent.
 pub async fn ensure(db: &Db) -> Result<()> {
     let d = db.dialect();
-    let text_key = if d == Dialect::Mysql {
-        "VARCHAR(64)"
-    } else {
-        "TEXT"
-    };
+    let text_key = if d == Dialect::Mysql { "VARCHAR(64)" } else { "TEXT" };
     let stmts = [
         format!(
             "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
@@ -189,11 +190,7 @@ fn row_from(vals: &[Value]) -> LedgerRow {
         applied_at: text(&g(7)),
         applied_by: text(&g(8)),
         host: text(&g(9)),
-        duration_ms: if g(10).is_null() {
-            None
-        } else {
-            Some(int(&g(10)))
-        },
+        duration_ms: if g(10).is_null() { None } else { Some(int(&g(10))) },
         counts: Counts {
             source: int(&g(11)) as u64,
             written: int(&g(12)) as u64,
@@ -285,13 +282,11 @@ pub async fn upsert(
     Ok(())
 }
 
-pub async fn set_status(
-    tx: &mut DbTx,
-    version: &str,
-    status: LedgerStatus,
-) -> Result<(), sqlx::Error> {
+pub async fn set_status(tx: &mut DbTx, version: &str, status: LedgerStatus) -> Result<(), sqlx::Error> {
     tx.execute(
-        &format!("UPDATE {LEDGER_TABLE} SET status = $1, applied_at = $2, applied_by = $3, host = $4 WHERE version = $5"),
+        &format!(
+            "UPDATE {LEDGER_TABLE} SET status = $1, applied_at = $2, applied_by = $3, host = $4 WHERE version = $5"
+        ),
         &[
             Value::Text(status.as_str().into()),
             Value::Text(now_iso()),

@@ -101,7 +101,10 @@ pub async fn holder(db: &Db) -> Result<Option<(String, LockHolder)>> {
         return Ok(None);
     }
     let row = db
-        .fetch_optional(&format!("SELECT token, owner, host, pid, command, since, heartbeat FROM {LOCK_TABLE} WHERE id = 1"), &[])
+        .fetch_optional(
+            &format!("SELECT token, owner, host, pid, command, since, heartbeat FROM {LOCK_TABLE} WHERE id = 1"),
+            &[],
+        )
         .await?;
     Ok(row.map(|r| {
         let t = |i: usize| r.get(i).and_then(|v| v.to_text()).unwrap_or_default();
@@ -141,10 +144,7 @@ pub async fn current_holder(db: &Db, stale_after: Duration) -> Result<Option<Loc
             }
             Ok(holder(db).await?.map(|(_, h)| h))
         }
-        _ => Ok(holder(db)
-            .await?
-            .map(|(_, h)| h)
-            .filter(|h| !abandoned(h, stale_after))),
+        _ => Ok(holder(db).await?.map(|(_, h)| h).filter(|h| !abandoned(h, stale_after))),
     }
 }
 
@@ -153,16 +153,11 @@ fn pid_alive(pid: i64) -> bool {
 }
 
 fn abandoned(h: &LockHolder, stale_after: Duration) -> bool {
-    h.heartbeat_age_secs > stale_after.as_secs() as i64
-        || (h.host == host_name() && !pid_alive(h.pid))
+    h.heartbeat_age_secs > stale_after.as_secs() as i64 || (h.host == host_name() && !pid_alive(h.pid))
 }
 
 impl RunLock {
-    pub async fn acquire(
-        db: &Db,
-        command: &str,
-        stale_after: Duration,
-    ) -> Result<RunLock, LockError> {
+    pub async fn acquire(db: &Db, command: &str, stale_after: Duration) -> Result<RunLock, LockError> {
         ensure_table(db).await?;
         let token = uuid::Uuid::now_v7().to_string();
         let mut lock = RunLock {
@@ -225,9 +220,7 @@ impl RunLock {
                 tokio::time::sleep(every).await;
                 let _ = db2
                     .execute(
-                        &format!(
-                            "UPDATE {LOCK_TABLE} SET heartbeat = $1 WHERE id = 1 AND token = $2"
-                        ),
+                        &format!("UPDATE {LOCK_TABLE} SET heartbeat = $1 WHERE id = 1 AND token = $2"),
                         &[Value::Int(epoch()), Value::Text(token.clone())],
                     )
                     .await;

@@ -120,11 +120,17 @@ pub fn compute_status(steps: &[StepDef], ledger: &[LedgerRow]) -> Vec<StepStatus
 pub fn blocked_message(s: &StepStatus) -> String {
     let r = s.ledger.as_ref();
     let what = match s.state {
-        StepState::Running => "was left running (the process stopped before it finished; its transaction was rolled back)".to_string(),
+        StepState::Running => {
+            "was left running (the process stopped before it finished; its transaction was rolled back)".to_string()
+        }
         _ => format!(
             "failed{}{}",
-            r.and_then(|r| r.failing_statement.as_ref()).map(|st| format!(" at statement `{}`", one_line(st))).unwrap_or_default(),
-            r.and_then(|r| r.error.as_ref()).map(|e| format!(": {e}")).unwrap_or_default()
+            r.and_then(|r| r.failing_statement.as_ref())
+                .map(|st| format!(" at statement `{}`", one_line(st)))
+                .unwrap_or_default(),
+            r.and_then(|r| r.error.as_ref())
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
         ),
     };
     format!(
@@ -161,10 +167,7 @@ pub fn plan_up(status: &[StepStatus], o: &UpPlanOptions) -> Result<Vec<StepDef>>
                 s.version,
                 s.name,
                 s.modified_file.as_deref().unwrap_or("its file"),
-                s.ledger
-                    .as_ref()
-                    .map(|r| short(&r.checksum))
-                    .unwrap_or_default(),
+                s.ledger.as_ref().map(|r| short(&r.checksum)).unwrap_or_default(),
                 s.checksum.as_deref().map(short).unwrap_or_default()
             ));
         }
@@ -175,9 +178,7 @@ pub fn plan_up(status: &[StepStatus], o: &UpPlanOptions) -> Result<Vec<StepDef>>
     if let Some(to) = o.to
         && !status.iter().any(|s| s.version == to)
     {
-        return Err(eyre!(
-            "--to {to}: no migration has this version (see `cutover status`)"
-        ));
+        return Err(eyre!("--to {to}: no migration has this version (see `cutover status`)"));
     }
     let highest_applied = status
         .iter()
@@ -187,8 +188,7 @@ pub fn plan_up(status: &[StepStatus], o: &UpPlanOptions) -> Result<Vec<StepDef>>
     let mut out = Vec::new();
     for s in status {
         let runnable = matches!(s.state, StepState::Pending | StepState::Reverted)
-            || (s.kind != StepKind::Schema
-                && matches!(s.state, StepState::Running | StepState::Failed));
+            || (s.kind != StepKind::Schema && matches!(s.state, StepState::Running | StepState::Failed));
         if !runnable {
             continue;
         }
@@ -227,9 +227,7 @@ pub fn plan_down(status: &[StepStatus], target: &DownTarget) -> Result<Vec<Statu
     let applied: Vec<&StepStatus> = status
         .iter()
         .filter(|s| {
-            s.is_applied()
-                || (s.kind != StepKind::Schema
-                    && matches!(s.state, StepState::Running | StepState::Failed))
+            s.is_applied() || (s.kind != StepKind::Schema && matches!(s.state, StepState::Running | StepState::Failed))
         })
         .collect();
     let mut chosen: Vec<&StepStatus> = match target {
@@ -237,9 +235,7 @@ pub fn plan_down(status: &[StepStatus], target: &DownTarget) -> Result<Vec<Statu
         DownTarget::All => applied.clone(),
         DownTarget::To(v) => {
             if !status.iter().any(|s| &s.version == v) {
-                return Err(eyre!(
-                    "--to {v}: no migration has this version (see `cutover status`)"
-                ));
+                return Err(eyre!("--to {v}: no migration has this version (see `cutover status`)"));
             }
             applied
                 .iter()
@@ -252,9 +248,7 @@ pub fn plan_down(status: &[StepStatus], target: &DownTarget) -> Result<Vec<Statu
                 .iter()
                 .copied()
                 .find(|s| &s.version == v)
-                .ok_or_else(|| {
-                    eyre!("migration {v} is not applied, so there is nothing to roll back")
-                })?;
+                .ok_or_else(|| eyre!("migration {v} is not applied, so there is nothing to roll back"))?;
             if let Some(later) = applied.iter().find(|a| a.version > s.version) {
                 return Err(eyre!(
                     "migration {}_{} is applied after {}_{}; roll that back first (steps are reverted newest first)",

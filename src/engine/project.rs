@@ -91,8 +91,8 @@ pub fn load_steps(migrations_dir: &Path) -> Result<Vec<StepDef>> {
         return Ok(Vec::new());
     }
     let mut by_version: BTreeMap<String, StepDef> = BTreeMap::new();
-    let entries = std::fs::read_dir(migrations_dir)
-        .map_err(|e| eyre!("cannot read {}: {e}", migrations_dir.display()))?;
+    let entries =
+        std::fs::read_dir(migrations_dir).map_err(|e| eyre!("cannot read {}: {e}", migrations_dir.display()))?;
     let mut dirs: Vec<PathBuf> = Vec::new();
     for entry in entries {
         let entry = entry?;
@@ -146,10 +146,10 @@ fn load_step(dir: &Path, version: &str, name: &str) -> Result<StepDef> {
         }
         (true, false) => (StepKind::Schema, "up.sql"),
         (false, true) => {
-            let text = std::fs::read_to_string(&step_toml)
-                .map_err(|e| eyre!("cannot read {}: {e}", step_toml.display()))?;
-            let k: KindOnly = toml::from_str(&text)
-                .map_err(|e| eyre!("{}: {}", step_toml.display(), e.to_string().trim_end()))?;
+            let text =
+                std::fs::read_to_string(&step_toml).map_err(|e| eyre!("cannot read {}: {e}", step_toml.display()))?;
+            let k: KindOnly =
+                toml::from_str(&text).map_err(|e| eyre!("{}: {}", step_toml.display(), e.to_string().trim_end()))?;
             let kind = match k.kind.as_deref() {
                 None | Some("data") => StepKind::Data,
                 Some("merge") => StepKind::Merge,
@@ -163,13 +163,11 @@ fn load_step(dir: &Path, version: &str, name: &str) -> Result<StepDef> {
             (kind, "step.toml")
         }
         (false, false) => {
-            return Err(eyre!(
-                "migration '{folder}' has neither up.sql nor step.toml"
-            ));
+            return Err(eyre!("migration '{folder}' has neither up.sql nor step.toml"));
         }
     };
-    let text = std::fs::read_to_string(dir.join(file))
-        .map_err(|e| eyre!("cannot read {}: {e}", dir.join(file).display()))?;
+    let text =
+        std::fs::read_to_string(dir.join(file)).map_err(|e| eyre!("cannot read {}: {e}", dir.join(file).display()))?;
     Ok(StepDef {
         version: version.to_string(),
         name: name.to_string(),

@@ -38,18 +38,11 @@ impl StepError {
 /// How a run ended; the CLI maps these to exit codes.
 #[derive(Debug)]
 pub enum RunOutcome {
-    Done {
-        steps: usize,
-    },
+    Done { steps: usize },
     Locked(LockHolder),
     Refused(String),
-    Failed {
-        version: Option<String>,
-        message: String,
-    },
-    Aborted {
-        version: String,
-    },
+    Failed { version: Option<String>, message: String },
+    Aborted { version: String },
 }
 
 /// Pause/abort flags the running step checks between batches.
@@ -178,7 +171,11 @@ async fn emit_outcome(
         }
         RunOutcome::Failed { version: None, message } => {
             let _ = events
-                .send(EngineEvent::Failed { version: None, error: message.clone(), statement: None })
+                .send(EngineEvent::Failed {
+                    version: None,
+                    error: message.clone(),
+                    statement: None,
+                })
                 .await;
         }
         _ => {}
@@ -215,8 +212,7 @@ async fn run_up_inner(
     events: mpsc::Sender<EngineEvent>,
     control: RunControl,
 ) -> RunOutcome {
-    let target = match Db::connect(&project.config.target, &project.config.dir, Role::Target).await
-    {
+    let target = match Db::connect(&project.config.target, &project.config.dir, Role::Target).await {
         Ok(t) => t,
         Err(e) => {
             return RunOutcome::Failed {
@@ -293,7 +289,12 @@ async fn run_up_locked(
     if opts.dry_run {
         match target.begin().await {
             Ok(tx) => *ctx.dry_tx.lock().await = Some(tx),
-            Err(e) => return RunOutcome::Failed { version: None, message: format!("{e:#}") },
+            Err(e) => {
+                return RunOutcome::Failed {
+                    version: None,
+                    message: format!("{e:#}"),
+                };
+            }
         }
     }
     ctx.emit(EngineEvent::Planned {
@@ -395,7 +396,10 @@ async fn run_step(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError>
         StepKind::Schema => schema_step::apply(ctx, step).await.map(StepResult::Done),
         StepKind::Data => crate::engine::data::run::run(ctx, step).await,
         StepKind::Merge => Err(StepError {
-            message: format!("merge steps are not supported by this version of cutover yet ({})", step.folder_name()),
+            message: format!(
+                "merge steps are not supported by this version of cutover yet ({})",
+                step.folder_name()
+            ),
             statement: None,
         }),
     }
@@ -421,8 +425,7 @@ async fn run_down_inner(
     run_id: &str,
     events: mpsc::Sender<EngineEvent>,
 ) -> RunOutcome {
-    let target = match Db::connect(&project.config.target, &project.config.dir, Role::Target).await
-    {
+    let target = match Db::connect(&project.config.target, &project.config.dir, Role::Target).await {
         Ok(t) => t,
         Err(e) => {
             return RunOutcome::Failed {
@@ -446,15 +449,12 @@ async fn run_down_inner(
         }
     };
     let outcome = async {
-        let rows = ledger::load(&target)
-            .await
-            .map_err(|e| RunOutcome::Failed {
-                version: None,
-                message: format!("{e:#}"),
-            })?;
+        let rows = ledger::load(&target).await.map_err(|e| RunOutcome::Failed {
+            version: None,
+            message: format!("{e:#}"),
+        })?;
         let status = compute_status(&project.steps, &rows);
-        let plan =
-            plan::plan_down(&status, sel).map_err(|e| RunOutcome::Refused(format!("{e:#}")))?;
+        let plan = plan::plan_down(&status, sel).map_err(|e| RunOutcome::Refused(format!("{e:#}")))?;
         let ctx = RunCtx {
             project: project.clone(),
             target: target.clone(),
@@ -493,9 +493,7 @@ async fn run_down_inner(
             .await;
             let t0 = std::time::Instant::now();
             let res = match def.kind {
-                StepKind::Schema => schema_step::revert(&ctx, def)
-                    .await
-                    .map(|_| Counts::default()),
+                StepKind::Schema => schema_step::revert(&ctx, def).await.map(|_| Counts::default()),
                 StepKind::Data => match crate::engine::data::run::revert(&ctx, def).await {
                     Ok(p) => {
                         ctx.emit(EngineEvent::Notice {
@@ -527,11 +525,7 @@ async fn run_down_inner(
                     ctx.emit(EngineEvent::StepFinished {
                         version: def.version.clone(),
                         name: def.name.clone(),
-                        status: if dry_run {
-                            "dry-run".into()
-                        } else {
-                            "reverted".into()
-                        },
+                        status: if dry_run { "dry-run".into() } else { "reverted".into() },
                         counts,
                         duration_ms: t0.elapsed().as_millis() as u64,
                         dry_run,
@@ -595,12 +589,7 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                         continue;
                     }
                     let control = RunControl::default();
-                    let h = tokio::spawn(run_up(
-                        project.clone(),
-                        opts,
-                        ev_tx.clone(),
-                        control.clone(),
-                    ));
+                    let h = tokio::spawn(run_up(project.clone(), opts, ev_tx.clone(), control.clone()));
                     running = Some((h, control));
                 }
                 Command::Rollback { target, dry_run } => {
@@ -641,7 +630,9 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                     tokio::spawn(async move {
                         let ev = match crate::engine::snapshot::rollback_preview(&p, &version).await {
                             Ok(pr) => EngineEvent::RollbackPreview(pr),
-                            Err(e) => EngineEvent::Notice { message: format!("cannot preview the rollback of {version}: {e:#}") },
+                            Err(e) => EngineEvent::Notice {
+                                message: format!("cannot preview the rollback of {version}: {e:#}"),
+                            },
                         };
                         let _ = tx.send(ev).await;
                     });
@@ -659,7 +650,11 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                 }
                 Command::Retry { id, step } => {
                     if running.is_some() {
-                        let _ = ev_tx.send(EngineEvent::Notice { message: "a run is in progress; retry after it ends".into() }).await;
+                        let _ = ev_tx
+                            .send(EngineEvent::Notice {
+                                message: "a run is in progress; retry after it ends".into(),
+                            })
+                            .await;
                         continue;
                     }
                     let (p, tx) = (project.clone(), ev_tx.clone());
@@ -669,7 +664,10 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                                 "retry: {} written, {} still rejected{}",
                                 r.written.len(),
                                 r.still_rejected.len(),
-                                r.still_rejected.first().map(|(i, why)| format!(" ({i}: {why})")).unwrap_or_default()
+                                r.still_rejected
+                                    .first()
+                                    .map(|(i, why)| format!(" ({i}: {why})"))
+                                    .unwrap_or_default()
                             ),
                             Err(e) => format!("retry failed: {e:#}"),
                         };
@@ -678,7 +676,11 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                     });
                 }
                 Command::Decide { .. } => {
-                    let _ = ev_tx.send(EngineEvent::Notice { message: "there is no review queue in this project".into() }).await;
+                    let _ = ev_tx
+                        .send(EngineEvent::Notice {
+                            message: "there is no review queue in this project".into(),
+                        })
+                        .await;
                 }
             }
         }
@@ -693,7 +695,9 @@ fn spawn_snapshot(project: Arc<Project>, tx: mpsc::Sender<EngineEvent>) {
     tokio::spawn(async move {
         let ev = match crate::engine::snapshot::snapshot(&project).await {
             Ok(s) => EngineEvent::Snapshot(Box::new(s)),
-            Err(e) => EngineEvent::Notice { message: format!("cannot read the target: {e:#}") },
+            Err(e) => EngineEvent::Notice {
+                message: format!("cannot read the target: {e:#}"),
+            },
         };
         let _ = tx.send(ev).await;
     });
@@ -702,9 +706,7 @@ fn spawn_snapshot(project: Arc<Project>, tx: mpsc::Sender<EngineEvent>) {
 /// `cutover baseline VERSION`: mark every pending step up to VERSION as applied without running it.
 pub async fn baseline(project: &Project, version: &str) -> Result<Vec<String>> {
     if !project.steps.iter().any(|s| s.version == version) {
-        return Err(eyre!(
-            "no migration has version {version} (see `cutover status`)"
-        ));
+        return Err(eyre!("no migration has version {version} (see `cutover status`)"));
     }
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     ledger::ensure(&target).await?;
@@ -715,11 +717,7 @@ pub async fn baseline(project: &Project, version: &str) -> Result<Vec<String>> {
     let run_id = new_run_id();
     let mut marked = Vec::new();
     let mut tx = target.begin().await?;
-    for s in project
-        .steps
-        .iter()
-        .filter(|s| s.version.as_str() <= version)
-    {
+    for s in project.steps.iter().filter(|s| s.version.as_str() <= version) {
         if rows
             .iter()
             .any(|r| r.version == s.version && r.status != ledger::LedgerStatus::Reverted)

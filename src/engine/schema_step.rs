@@ -14,13 +14,21 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
     if ctx.dry_run {
         let mut guard = ctx.dry_tx.lock().await;
         for (i, s) in statements.iter().enumerate() {
-            ctx.emit(EngineEvent::Statement { version: step.version.clone(), index: i + 1, sql: s.clone() }).await;
+            ctx.emit(EngineEvent::Statement {
+                version: step.version.clone(),
+                index: i + 1,
+                sql: s.clone(),
+            })
+            .await;
             // Run it inside the plan's rolled-back transaction, so a broken statement shows up
             // now and later dry-run steps see the schema.
             if let Some(tx) = guard.as_mut()
                 && let Err(e) = tx.execute_raw(s).await
             {
-                return Err(StepError { message: e.to_string(), statement: Some(s.clone()) });
+                return Err(StepError {
+                    message: e.to_string(),
+                    statement: Some(s.clone()),
+                });
             }
         }
         return Ok(Counts::default());
@@ -111,10 +119,7 @@ async fn record_failure(
     }
     .await;
     if let Err(e) = res {
-        tracing::error!(
-            "could not record the failure of {} in the ledger: {e:#}",
-            step.version
-        );
+        tracing::error!("could not record the failure of {} in the ledger: {e:#}", step.version);
     }
 }
 
@@ -134,9 +139,7 @@ pub fn down_statements(step: &StepDef) -> Result<Vec<String>, StepError> {
             p.display()
         )));
     }
-    Ok(split_statements(
-        &step.read("down.sql").map_err(StepError::plain)?,
-    ))
+    Ok(split_statements(&step.read("down.sql").map_err(StepError::plain)?))
 }
 
 pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<(), StepError> {
@@ -171,7 +174,14 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<(), StepError> {
     }
     let res: Result<(), sqlx::Error> = async {
         ledger::set_status(&mut tx, &step.version, LedgerStatus::Reverted).await?;
-        ledger::append_event(&mut tx, Some(&ctx.run_id), Some(&step.version), "reverted", &serde_json::json!({"name": step.name, "kind": "schema", "statements": statements.len()})).await?;
+        ledger::append_event(
+            &mut tx,
+            Some(&ctx.run_id),
+            Some(&step.version),
+            "reverted",
+            &serde_json::json!({"name": step.name, "kind": "schema", "statements": statements.len()}),
+        )
+        .await?;
         Ok(())
     }
     .await;

@@ -52,7 +52,16 @@ impl From<&RejectRecord> for RejectSummary {
         let row = match redacted_row(&r.row) {
             serde_json::Value::Object(m) => m
                 .into_iter()
-                .map(|(k, v)| (k, if let serde_json::Value::String(s) = v { s } else { v.to_string() }))
+                .map(|(k, v)| {
+                    (
+                        k,
+                        if let serde_json::Value::String(s) = v {
+                            s
+                        } else {
+                            v.to_string()
+                        },
+                    )
+                })
                 .collect(),
             _ => Vec::new(),
         };
@@ -66,7 +75,10 @@ impl From<&RejectRecord> for RejectSummary {
             reason: r.reason.clone(),
             level: r.level.clone(),
             state: r.state.clone(),
-            waits_for: r.waits_for_table.as_ref().map(|t| format!("{t} {}", r.waits_for_key.clone().unwrap_or_default())),
+            waits_for: r
+                .waits_for_table
+                .as_ref()
+                .map(|t| format!("{t} {}", r.waits_for_key.clone().unwrap_or_default())),
             row,
         }
     }
@@ -89,8 +101,19 @@ pub async fn snapshot(project: &Project) -> Result<Snapshot> {
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     let rows = ledger::load(&target).await?;
     let status = compute_status(&project.steps, &rows);
-    let locked_by = lock::current_holder(&target, Duration::from_secs(project.config.defaults.lock_stale_after_secs)).await?;
-    let rejects = RejectStore::list(&target, &RejectFilter { open_only: false, ..Default::default() }).await?;
+    let locked_by = lock::current_holder(
+        &target,
+        Duration::from_secs(project.config.defaults.lock_stale_after_secs),
+    )
+    .await?;
+    let rejects = RejectStore::list(
+        &target,
+        &RejectFilter {
+            open_only: false,
+            ..Default::default()
+        },
+    )
+    .await?;
     target.close().await;
     Ok(Snapshot {
         project: project.config.name.clone(),
@@ -103,7 +126,11 @@ pub async fn snapshot(project: &Project) -> Result<Snapshot> {
                 version: s.version.clone(),
                 name: s.name.clone(),
                 kind: s.kind,
-                state: if s.baseline { "applied".into() } else { s.state.as_str().into() },
+                state: if s.baseline {
+                    "applied".into()
+                } else {
+                    s.state.as_str().into()
+                },
                 checksum_state: s.checksum_state.into(),
                 modified_file: s.modified_file.clone(),
                 duration_ms: s.ledger.as_ref().and_then(|l| l.duration_ms),
@@ -114,7 +141,13 @@ pub async fn snapshot(project: &Project) -> Result<Snapshot> {
             })
             .collect(),
         open_rejects: rejects.iter().filter(|r| r.state == "open").count() as u64,
-        rejects: rejects.iter().rev().take(SNAPSHOT_REJECTS).rev().map(RejectSummary::from).collect(),
+        rejects: rejects
+            .iter()
+            .rev()
+            .take(SNAPSHOT_REJECTS)
+            .rev()
+            .map(RejectSummary::from)
+            .collect(),
         locked_by,
     })
 }
@@ -131,14 +164,19 @@ pub struct RollbackPreview {
 }
 
 pub async fn rollback_preview(project: &Project, version: &str) -> Result<RollbackPreview> {
-    let step = project.step(version).ok_or_else(|| eyre!("no migration has version {version}"))?;
+    let step = project
+        .step(version)
+        .ok_or_else(|| eyre!("no migration has version {version}"))?;
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     let rows = ledger::load(&target).await?;
     let status = compute_status(&project.steps, &rows);
-    let refused = crate::engine::plan::plan_down(&status, &crate::engine::events::DownTarget::Only(version.to_string()))
-        .err()
-        .map(|e| format!("{e:#}"));
-    let applied = status.iter().any(|s| s.version == version && matches!(s.state, StepState::Applied | StepState::Modified));
+    let refused =
+        crate::engine::plan::plan_down(&status, &crate::engine::events::DownTarget::Only(version.to_string()))
+            .err()
+            .map(|e| format!("{e:#}"));
+    let applied = status
+        .iter()
+        .any(|s| s.version == version && matches!(s.state, StepState::Applied | StepState::Modified));
     let lines = match step.kind {
         StepKind::Schema => match crate::engine::schema_step::down_statements(step) {
             Ok(st) => st.into_iter().map(|s| format!("{s};")).collect(),
@@ -148,7 +186,10 @@ pub async fn rollback_preview(project: &Project, version: &str) -> Result<Rollba
             let p = crate::engine::data::run::rollback_preview(&target, step).await?;
             vec![
                 format!("delete {} rows written to {}", p.rows_to_delete, p.table),
-                format!("restore {} rows of {} that the step updated", p.rows_to_restore, p.table),
+                format!(
+                    "restore {} rows of {} that the step updated",
+                    p.rows_to_restore, p.table
+                ),
                 format!("drop {} ID-map entries", p.id_map_entries),
                 format!("drop {} rejects and warnings", p.rejects),
             ]
@@ -160,7 +201,11 @@ pub async fn rollback_preview(project: &Project, version: &str) -> Result<Rollba
         name: step.name.clone(),
         kind: step.kind,
         lines,
-        refused: if applied || refused.is_some() { refused } else { Some(format!("{version} is not applied")) },
+        refused: if applied || refused.is_some() {
+            refused
+        } else {
+            Some(format!("{version} is not applied"))
+        },
     })
 }
 
@@ -168,7 +213,9 @@ pub async fn rollback_preview(project: &Project, version: &str) -> Result<Rollba
 pub async fn fix_reject(project: &Project, id: i64, field: &str, value: &str) -> Result<()> {
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     let mut tx = target.begin().await?;
-    let r = RejectStore::get(&mut tx, id).await?.ok_or_else(|| eyre!("no rejected row with id {id}"))?;
+    let r = RejectStore::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| eyre!("no rejected row with id {id}"))?;
     if r.state != "open" {
         return Err(eyre!("reject {id} is {}, not open; nothing to fix", r.state));
     }
@@ -180,7 +227,14 @@ pub async fn fix_reject(project: &Project, id: i64, field: &str, value: &str) ->
         ));
     }
     let before = row.get(field).cloned().unwrap_or_default();
-    row.insert(field.to_string(), if value.is_empty() { serde_json::Value::Null } else { serde_json::json!(value) });
+    row.insert(
+        field.to_string(),
+        if value.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(value)
+        },
+    );
     RejectStore::set_row(&mut tx, id, &serde_json::Value::Object(row)).await?;
     let secret = store::is_secret_column(field);
     let shown = |v: serde_json::Value| if secret { serde_json::json!("<redacted>") } else { v };
@@ -198,21 +252,36 @@ pub async fn fix_reject(project: &Project, id: i64, field: &str, value: &str) ->
 }
 
 /// Retry rejects under the run lock: one id, or every open reject of a step.
-pub async fn retry_rejects(project: &Project, id: Option<i64>, step: Option<&str>) -> Result<crate::engine::data::run::RetryReport> {
+pub async fn retry_rejects(
+    project: &Project,
+    id: Option<i64>,
+    step: Option<&str>,
+) -> Result<crate::engine::data::run::RetryReport> {
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     let ids: Vec<i64> = match (id, step) {
         (Some(i), _) => vec![i],
-        (None, Some(s)) => RejectStore::list(&target, &RejectFilter { step: Some(s.to_string()), open_only: true, ..Default::default() })
-            .await?
-            .iter()
-            .filter(|r| r.state == "open")
-            .map(|r| r.id)
-            .collect(),
+        (None, Some(s)) => RejectStore::list(
+            &target,
+            &RejectFilter {
+                step: Some(s.to_string()),
+                open_only: true,
+                ..Default::default()
+            },
+        )
+        .await?
+        .iter()
+        .filter(|r| r.state == "open")
+        .map(|r| r.id)
+        .collect(),
         (None, None) => return Err(eyre!("say which rows: one reject id, or a step")),
     };
-    let lock = crate::engine::lock::RunLock::acquire(&target, "rejects retry", Duration::from_secs(project.config.defaults.lock_stale_after_secs))
-        .await
-        .map_err(|e| eyre!("{e}"))?;
+    let lock = crate::engine::lock::RunLock::acquire(
+        &target,
+        "rejects retry",
+        Duration::from_secs(project.config.defaults.lock_stale_after_secs),
+    )
+    .await
+    .map_err(|e| eyre!("{e}"))?;
     let rep = crate::engine::data::run::retry(project, &target, ids, &crate::engine::runner::new_run_id()).await;
     lock.release().await?;
     target.close().await;

@@ -12,43 +12,33 @@ pub fn split_statements(sql: &str) -> Vec<String> {
     let mut in_trigger = false;
     let mut first_words: Vec<String> = Vec::new();
 
-    let flush_word = |word: &mut String,
-                      begin_depth: &mut usize,
-                      in_trigger: &mut bool,
-                      first_words: &mut Vec<String>| {
-        if word.is_empty() {
-            return;
-        }
-        let w = word.to_ascii_uppercase();
-        if first_words.len() < 4 {
-            first_words.push(w.clone());
-            if first_words.len() >= 2
-                && first_words.iter().any(|x| x == "TRIGGER")
-                && first_words[0] == "CREATE"
-            {
-                *in_trigger = true;
+    let flush_word =
+        |word: &mut String, begin_depth: &mut usize, in_trigger: &mut bool, first_words: &mut Vec<String>| {
+            if word.is_empty() {
+                return;
             }
-        }
-        if *in_trigger {
-            if w == "BEGIN" || w == "CASE" {
-                *begin_depth += 1;
-            } else if w == "END" && *begin_depth > 0 {
-                *begin_depth -= 1;
+            let w = word.to_ascii_uppercase();
+            if first_words.len() < 4 {
+                first_words.push(w.clone());
+                if first_words.len() >= 2 && first_words.iter().any(|x| x == "TRIGGER") && first_words[0] == "CREATE" {
+                    *in_trigger = true;
+                }
             }
-        }
-        word.clear();
-    };
+            if *in_trigger {
+                if w == "BEGIN" || w == "CASE" {
+                    *begin_depth += 1;
+                } else if w == "END" && *begin_depth > 0 {
+                    *begin_depth -= 1;
+                }
+            }
+            word.clear();
+        };
 
     while i < bytes.len() {
         let c = bytes[i];
         match c {
             b'\'' | b'"' | b'`' => {
-                flush_word(
-                    &mut word,
-                    &mut begin_depth,
-                    &mut in_trigger,
-                    &mut first_words,
-                );
+                flush_word(&mut word, &mut begin_depth, &mut in_trigger, &mut first_words);
                 let q = c;
                 i += 1;
                 while i < bytes.len() {
@@ -64,23 +54,13 @@ pub fn split_statements(sql: &str) -> Vec<String> {
                 i += 1;
             }
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                flush_word(
-                    &mut word,
-                    &mut begin_depth,
-                    &mut in_trigger,
-                    &mut first_words,
-                );
+                flush_word(&mut word, &mut begin_depth, &mut in_trigger, &mut first_words);
                 while i < bytes.len() && bytes[i] != b'\n' {
                     i += 1;
                 }
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                flush_word(
-                    &mut word,
-                    &mut begin_depth,
-                    &mut in_trigger,
-                    &mut first_words,
-                );
+                flush_word(&mut word, &mut begin_depth, &mut in_trigger, &mut first_words);
                 i += 2;
                 while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
                     i += 1;
@@ -88,21 +68,13 @@ pub fn split_statements(sql: &str) -> Vec<String> {
                 i += 2;
             }
             b'$' => {
-                flush_word(
-                    &mut word,
-                    &mut begin_depth,
-                    &mut in_trigger,
-                    &mut first_words,
-                );
+                flush_word(&mut word, &mut begin_depth, &mut in_trigger, &mut first_words);
                 // $tag$ ... $tag$
                 let mut j = i + 1;
                 while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
                     j += 1;
                 }
-                if j < bytes.len()
-                    && bytes[j] == b'$'
-                    && !bytes[i + 1..j].first().is_some_and(|b| b.is_ascii_digit())
-                {
+                if j < bytes.len() && bytes[j] == b'$' && !bytes[i + 1..j].first().is_some_and(|b| b.is_ascii_digit()) {
                     let tag = &sql[i..=j];
                     match sql[j + 1..].find(tag) {
                         Some(end) => i = j + 1 + end + tag.len(),
@@ -113,12 +85,7 @@ pub fn split_statements(sql: &str) -> Vec<String> {
                 }
             }
             b';' => {
-                flush_word(
-                    &mut word,
-                    &mut begin_depth,
-                    &mut in_trigger,
-                    &mut first_words,
-                );
+                flush_word(&mut word, &mut begin_depth, &mut in_trigger, &mut first_words);
                 if begin_depth == 0 {
                     push_stmt(&mut out, &sql[start..i]);
                     start = i + 1;
@@ -131,12 +98,7 @@ pub fn split_statements(sql: &str) -> Vec<String> {
                 if c.is_ascii_alphanumeric() || c == b'_' {
                     word.push(c as char);
                 } else {
-                    flush_word(
-                        &mut word,
-                        &mut begin_depth,
-                        &mut in_trigger,
-                        &mut first_words,
-                    );
+                    flush_word(&mut word, &mut begin_depth, &mut in_trigger, &mut first_words);
                 }
                 i += 1;
             }

@@ -40,7 +40,11 @@ impl TestProject {
             format!("[project]\nname = \"test\"\n\n[source]\nurl = \"sqlite://source.db\"\n\n[target]\nurl = \"{target_url}\"\n{extra}"),
         )
         .expect("write config");
-        TestProject { dir, backend, target_url }
+        TestProject {
+            dir,
+            backend,
+            target_url,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -116,22 +120,35 @@ impl TestProject {
     pub fn try_target_sql(&self, sql: &str) -> Option<String> {
         match self.backend {
             Backend::Sqlite => {
-                let o = Command::new("sqlite3").arg(self.path().join("target.db")).arg(sql).output().ok()?;
-                o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
+                let o = Command::new("sqlite3")
+                    .arg(self.path().join("target.db"))
+                    .arg(sql)
+                    .output()
+                    .ok()?;
+                o.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
             }
             Backend::Postgres => PgServer::shared().try_psql(&self.target_url, sql).ok(),
         }
     }
 
     pub fn count(&self, table: &str) -> i64 {
-        self.target_sql(&format!("SELECT COUNT(*) FROM {table}")).trim().parse().expect("count")
+        self.target_sql(&format!("SELECT COUNT(*) FROM {table}"))
+            .trim()
+            .parse()
+            .expect("count")
     }
 
     /// Tables of the target, sorted (the user's schema, the engine's own tables left out).
     pub fn user_tables(&self) -> Vec<String> {
         let sql = match self.backend {
-            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-            Backend::Postgres => "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
+            Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            }
+            Backend::Postgres => {
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name"
+            }
         };
         self.target_sql(sql)
             .lines()
@@ -147,14 +164,27 @@ impl TestProject {
             .as_array()
             .expect("migrations array")
             .iter()
-            .map(|m| (m["version"].as_str().unwrap_or("").to_string(), m["state"].as_str().unwrap_or("").to_string()))
+            .map(|m| {
+                (
+                    m["version"].as_str().unwrap_or("").to_string(),
+                    m["state"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect()
     }
 }
 
 pub fn sqlite3(db: &Path, sql: &str) -> String {
-    let o = Command::new("sqlite3").arg(db).arg(sql).output().expect("sqlite3 (apt-get install sqlite3)");
-    assert!(o.status.success(), "sqlite3 {sql}: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 (apt-get install sqlite3)");
+    assert!(
+        o.status.success(),
+        "sqlite3 {sql}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).trim_end().to_string()
 }
 

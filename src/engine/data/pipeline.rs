@@ -51,7 +51,12 @@ pub struct LookupCache {
 }
 
 pub enum Processed {
-    Write { key: String, values: Vec<Value>, new_id: Option<String>, warnings: Vec<NewReject> },
+    Write {
+        key: String,
+        values: Vec<Value>,
+        new_id: Option<String>,
+        warnings: Vec<NewReject>,
+    },
     Reject(NewReject),
 }
 
@@ -69,7 +74,10 @@ impl CompiledStep {
             let mut parts = f.target.split('.');
             let top = parts.next().unwrap_or(&f.target).to_string();
             let path: Vec<String> = parts.map(|s| s.to_string()).collect();
-            let column = target_columns.iter().position(|c| *c == top).ok_or_else(|| eyre!("field '{}' has no column", f.target))?;
+            let column = target_columns
+                .iter()
+                .position(|c| *c == top)
+                .ok_or_else(|| eyre!("field '{}' has no column", f.target))?;
             let references = f
                 .validate
                 .iter()
@@ -79,10 +87,21 @@ impl CompiledStep {
                 })
                 .collect();
             let secret = is_secret_field(&f.target) || f.source.as_deref().is_some_and(is_secret_field);
-            fields.push(CompiledField { spec: f.clone(), validator, references, column, path, secret });
+            fields.push(CompiledField {
+                spec: f.clone(),
+                validator,
+                references,
+                column,
+                path,
+                secret,
+            });
         }
         let key_column = spec.source.key.clone();
-        let id_key_column = spec.id_map.as_ref().and_then(|m| m.key.clone()).unwrap_or_else(|| key_column.clone());
+        let id_key_column = spec
+            .id_map
+            .as_ref()
+            .and_then(|m| m.key.clone())
+            .unwrap_or_else(|| key_column.clone());
         Ok(CompiledStep {
             version: version.to_string(),
             source_name: spec.source_name(),
@@ -96,7 +115,10 @@ impl CompiledStep {
     }
 
     pub fn column_index(columns: &[String], name: &str) -> Option<usize> {
-        columns.iter().position(|c| c == name).or_else(|| columns.iter().position(|c| c.eq_ignore_ascii_case(name)))
+        columns
+            .iter()
+            .position(|c| c == name)
+            .or_else(|| columns.iter().position(|c| c.eq_ignore_ascii_case(name)))
     }
 
     /// Check that the source has the columns the step reads; says which is missing.
@@ -121,7 +143,9 @@ impl CompiledStep {
         let mut wanted: HashMap<String, HashSet<String>> = HashMap::new();
         for f in &self.fields {
             let Some(src) = f.spec.source.as_deref() else { continue };
-            let Some(idx) = Self::column_index(&batch.columns, src) else { continue };
+            let Some(idx) = Self::column_index(&batch.columns, src) else {
+                continue;
+            };
             let lookup_at = f.spec.transforms.iter().position(|t| matches!(t, Transform::Lookup(_)));
             let maps: Vec<String> = match lookup_at {
                 Some(i) => match &f.spec.transforms[i] {
@@ -171,7 +195,9 @@ impl CompiledStep {
                 }
                 sql.push(')');
                 for r in tx.fetch_all(&sql, &params).await?.rows {
-                    if let (Some(k), Some(v)) = (r.first().and_then(|v| v.to_text()), r.get(1).and_then(|v| v.to_text())) {
+                    if let (Some(k), Some(v)) =
+                        (r.first().and_then(|v| v.to_text()), r.get(1).and_then(|v| v.to_text()))
+                    {
                         found.insert(k, v);
                     }
                 }
@@ -253,7 +279,13 @@ impl CompiledStep {
         for (fi, f) in self.fields.iter().enumerate() {
             let name = f.spec.target.as_str();
             let mut v = match (&f.spec.source, &f.spec.value) {
-                (Some(_), _) => layout.get(fi).copied().flatten().and_then(|i| row.get(i)).cloned().unwrap_or(Value::Null),
+                (Some(_), _) => layout
+                    .get(fi)
+                    .copied()
+                    .flatten()
+                    .and_then(|i| row.get(i))
+                    .cloned()
+                    .unwrap_or(Value::Null),
                 (None, Some(lit)) => lit.to_value(),
                 (None, None) => Value::Null,
             };
@@ -269,7 +301,12 @@ impl CompiledStep {
                             continue;
                         }
                         if cache.waiting.get(&l.map).is_some_and(|w| w.contains(&k)) {
-                            return reject(name, "waiting", format!("waiting for {} {k}", l.map), Some((l.map.clone(), k)));
+                            return reject(
+                                name,
+                                "waiting",
+                                format!("waiting for {} {k}", l.map),
+                                Some((l.map.clone(), k)),
+                            );
                         }
                         let reason = format!("{name}: no {} with legacy id {k}", l.map);
                         match l.on_missing {
@@ -285,12 +322,24 @@ impl CompiledStep {
                     _ => match t.apply(v) {
                         Ok(o) => {
                             if let Some(w) = o.warning {
-                                warnings.push(warn(name, t.name(), if f.secret { format!("{name}: {} failed (value redacted)", t.name()) } else { format!("{name}: {w}") }));
+                                warnings.push(warn(
+                                    name,
+                                    t.name(),
+                                    if f.secret {
+                                        format!("{name}: {} failed (value redacted)", t.name())
+                                    } else {
+                                        format!("{name}: {w}")
+                                    },
+                                ));
                             }
                             v = o.value;
                         }
                         Err(e) => {
-                            let reason = if f.secret { format!("{name}: {} failed (value redacted)", t.name()) } else { format!("{name}: {}", e.reason) };
+                            let reason = if f.secret {
+                                format!("{name}: {} failed (value redacted)", t.name())
+                            } else {
+                                format!("{name}: {}", e.reason)
+                            };
                             return reject(name, t.name(), reason, None);
                         }
                     },
@@ -306,12 +355,19 @@ impl CompiledStep {
                 }
             }
             for (map, level) in &f.references {
-                let Some(k) = v.to_text().filter(|k| !k.trim().is_empty()) else { continue };
+                let Some(k) = v.to_text().filter(|k| !k.trim().is_empty()) else {
+                    continue;
+                };
                 if cache.found.get(map).is_some_and(|m| m.contains_key(&k)) {
                     continue;
                 }
                 if cache.waiting.get(map).is_some_and(|w| w.contains(&k)) {
-                    return reject(name, "waiting", format!("waiting for {map} {k}"), Some((map.clone(), k)));
+                    return reject(
+                        name,
+                        "waiting",
+                        format!("waiting for {map} {k}"),
+                        Some((map.clone(), k)),
+                    );
                 }
                 let reason = format!("{name}: no {map} with legacy id {k}");
                 if *level == Level::Error {
@@ -325,7 +381,12 @@ impl CompiledStep {
                 set_path(&mut out[f.column], &f.path, v.to_json());
             }
         }
-        Processed::Write { key, values: out, new_id, warnings }
+        Processed::Write {
+            key,
+            values: out,
+            new_id,
+            warnings,
+        }
     }
 }
 
@@ -342,7 +403,9 @@ fn set_path(doc: &mut Value, path: &[String], val: serde_json::Value) {
             m.insert(p.clone(), val);
             return;
         }
-        cur = m.entry(p.clone()).or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        cur = m
+            .entry(p.clone())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
         if !cur.is_object() {
             *cur = serde_json::Value::Object(serde_json::Map::new());
         }
@@ -358,6 +421,9 @@ mod tests {
         let mut doc = Value::Null;
         set_path(&mut doc, &["address".into(), "city".into()], serde_json::json!("Oslo"));
         set_path(&mut doc, &["phone".into()], serde_json::json!("+4712345678"));
-        assert_eq!(doc, Value::Json(serde_json::json!({"address": {"city": "Oslo"}, "phone": "+4712345678"})));
+        assert_eq!(
+            doc,
+            Value::Json(serde_json::json!({"address": {"city": "Oslo"}, "phone": "+4712345678"}))
+        );
     }
 }

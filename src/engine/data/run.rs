@@ -29,7 +29,9 @@ pub fn load_compiled(step: &StepDef) -> Result<CompiledStep> {
 
 /// Count source rows (for progress, ETA and the plan's estimate).
 pub async fn count_source(source: &Db, c: &CompiledStep) -> Result<u64> {
-    let r = source.fetch_optional(&format!("SELECT COUNT(*) FROM ({}) src", c.spec.source_sql()), &[]).await?;
+    let r = source
+        .fetch_optional(&format!("SELECT COUNT(*) FROM ({}) src", c.spec.source_sql()), &[])
+        .await?;
     Ok(match r.and_then(|r| r.into_iter().next()) {
         Some(Value::Int(n)) => n.max(0) as u64,
         Some(Value::Text(s)) => s.parse().unwrap_or(0),
@@ -42,11 +44,23 @@ async fn read_page(source: &Db, c: &CompiledStep, after: &Option<Value>, limit: 
     let key = ident_src(source, &c.key_column);
     let base = c.spec.source_sql();
     let (sql, params) = match after {
-        Some(k) => (format!("SELECT * FROM ({base}) src WHERE {key} > $1 ORDER BY {key} LIMIT {limit}"), vec![k.clone()]),
-        None => (format!("SELECT * FROM ({base}) src ORDER BY {key} LIMIT {limit}"), vec![]),
+        Some(k) => (
+            format!("SELECT * FROM ({base}) src WHERE {key} > $1 ORDER BY {key} LIMIT {limit}"),
+            vec![k.clone()],
+        ),
+        None => (
+            format!("SELECT * FROM ({base}) src ORDER BY {key} LIMIT {limit}"),
+            vec![],
+        ),
     };
-    let rows = source.fetch_all(&sql, &params).await.map_err(|e| eyre!("reading the source {}: {e:#}", c.source_name))?;
-    Ok(SourceBatch { columns: Arc::new(rows.columns), rows: rows.rows })
+    let rows = source
+        .fetch_all(&sql, &params)
+        .await
+        .map_err(|e| eyre!("reading the source {}: {e:#}", c.source_name))?;
+    Ok(SourceBatch {
+        columns: Arc::new(rows.columns),
+        rows: rows.rows,
+    })
 }
 
 fn ident_src(db: &Db, name: &str) -> String {
@@ -83,17 +97,30 @@ async fn write_batch(
     res.counts.source = batch.rows.len() as u64;
     let today = today();
     let nk = &c.spec.target.natural_key;
-    let nk_idx: Vec<usize> = nk.iter().filter_map(|k| c.target_columns.iter().position(|t| t == k)).collect();
+    let nk_idx: Vec<usize> = nk
+        .iter()
+        .filter_map(|k| c.target_columns.iter().position(|t| t == k))
+        .collect();
     let id_col = c.spec.id_map.as_ref().map(|m| m.column.clone());
-    let id_idx = id_col.as_ref().and_then(|col| c.target_columns.iter().position(|t| t == col));
+    let id_idx = id_col
+        .as_ref()
+        .and_then(|col| c.target_columns.iter().position(|t| t == col));
     let key_idx = CompiledStep::column_index(&batch.columns, &c.id_key_column);
 
     let mut writes: Vec<RowToWrite> = Vec::with_capacity(batch.rows.len());
     let layout = c.layout(&batch.columns);
     for row in &batch.rows {
         match c.process(&batch.columns, &layout, row, cache, today) {
-            Processed::Write { key, values, new_id, warnings } => {
-                let map_key = key_idx.and_then(|i| row.get(i)).and_then(|v| v.to_text()).unwrap_or(key);
+            Processed::Write {
+                key,
+                values,
+                new_id,
+                warnings,
+            } => {
+                let map_key = key_idx
+                    .and_then(|i| row.get(i))
+                    .and_then(|v| v.to_text())
+                    .unwrap_or(key);
                 writes.push((map_key, values, new_id, warnings));
             }
             Processed::Reject(r) => res.rejects.push(r),
@@ -103,7 +130,10 @@ async fn write_batch(
     let existing = if nk_idx.is_empty() {
         HashMap::new()
     } else {
-        let keys: Vec<Vec<Value>> = writes.iter().map(|w| nk_idx.iter().map(|i| w.1[*i].clone()).collect()).collect();
+        let keys: Vec<Vec<Value>> = writes
+            .iter()
+            .map(|w| nk_idx.iter().map(|i| w.1[*i].clone()).collect())
+            .collect();
         writer.existing(tx, nk, id_col.as_deref(), &keys).await?
     };
     let mut seen: HashMap<String, String> = HashMap::new();
@@ -111,15 +141,26 @@ async fn write_batch(
     let mut map_entries: Vec<IdMapEntry> = Vec::with_capacity(writes.len());
     let map_name = c.map_name.clone().unwrap_or_else(|| written_log_map(&c.version));
     for (old_key, values, new_id, warnings) in writes {
-        let nk_key = if nk_idx.is_empty() { None } else { Some(join_key(&nk_idx.iter().map(|i| values[*i].clone()).collect::<Vec<_>>())) };
-        let dup_of: Option<String> = nk_key.as_ref().and_then(|k| existing.get(k).cloned().or_else(|| seen.get(k).cloned()));
+        let nk_key = if nk_idx.is_empty() {
+            None
+        } else {
+            Some(join_key(&nk_idx.iter().map(|i| values[*i].clone()).collect::<Vec<_>>()))
+        };
+        let dup_of: Option<String> = nk_key
+            .as_ref()
+            .and_then(|k| existing.get(k).cloned().or_else(|| seen.get(k).cloned()));
         if let Some(existing_id) = dup_of {
             match c.spec.target.on_duplicate {
                 DupPolicy::Skip => {
                     res.counts.skipped += 1;
                     if c.spec.id_map.is_some() && !existing_id.is_empty() {
                         // References to the skipped row resolve to the row that was kept.
-                        map_entries.push(IdMapEntry { map: map_name.clone(), old_key, new_id: existing_id, alias: true });
+                        map_entries.push(IdMapEntry {
+                            map: map_name.clone(),
+                            old_key,
+                            new_id: existing_id,
+                            alias: true,
+                        });
                     }
                     continue;
                 }
@@ -129,12 +170,19 @@ async fn write_batch(
                         row: batch
                             .rows
                             .iter()
-                            .find(|r| key_idx.and_then(|i| r.get(i)).and_then(|v| v.to_text()).as_deref() == Some(old_key.as_str()))
+                            .find(|r| {
+                                key_idx.and_then(|i| r.get(i)).and_then(|v| v.to_text()).as_deref()
+                                    == Some(old_key.as_str())
+                            })
                             .map(|r| CompiledStep::row_json(&batch.columns, r))
                             .unwrap_or(serde_json::Value::Null),
                         field: Some(nk.join(",")),
                         rule: "duplicate".into(),
-                        reason: format!("duplicate {} {}", nk.join(", "), nk_key.unwrap_or_default().replace('\u{1f}', ", ")),
+                        reason: format!(
+                            "duplicate {} {}",
+                            nk.join(", "),
+                            nk_key.unwrap_or_default().replace('\u{1f}', ", ")
+                        ),
                         warning: false,
                         waits_for: None,
                     });
@@ -143,10 +191,17 @@ async fn write_batch(
                 DupPolicy::Update => {
                     let nk_vals: Vec<Value> = nk_idx.iter().map(|i| values[*i].clone()).collect();
                     let skip: Vec<String> = id_col.iter().cloned().collect();
-                    writer.update_with_backup(tx, &c.version, nk, &nk_vals, &values, &skip).await?;
+                    writer
+                        .update_with_backup(tx, &c.version, nk, &nk_vals, &values, &skip)
+                        .await?;
                     res.counts.written += 1;
                     if c.spec.id_map.is_some() && !existing_id.is_empty() {
-                        map_entries.push(IdMapEntry { map: map_name.clone(), old_key, new_id: existing_id, alias: true });
+                        map_entries.push(IdMapEntry {
+                            map: map_name.clone(),
+                            old_key,
+                            new_id: existing_id,
+                            alias: true,
+                        });
                     }
                     res.warnings.extend(warnings);
                     continue;
@@ -158,12 +213,24 @@ async fn write_batch(
             (None, _) => nk_key.clone().unwrap_or_default(),
         };
         if let Some(k) = nk_key {
-            seen.insert(k, if new_id.is_some() { row_id.clone() } else { String::new() });
+            seen.insert(
+                k,
+                if new_id.is_some() {
+                    row_id.clone()
+                } else {
+                    String::new()
+                },
+            );
         }
         map_entries.push(IdMapEntry {
             map: map_name.clone(),
             old_key,
-            new_id: if new_id.is_some() { row_id } else { serde_json::to_string(&nk_idx.iter().map(|i| values[*i].to_json()).collect::<Vec<_>>()).unwrap_or_default() },
+            new_id: if new_id.is_some() {
+                row_id
+            } else {
+                serde_json::to_string(&nk_idx.iter().map(|i| values[*i].to_json()).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            },
             alias: false,
         });
         res.counts.written += 1;
@@ -183,13 +250,20 @@ async fn store_rejects(tx: &mut DbTx, run_id: &str, c: &CompiledStep, res: &Batc
 }
 
 fn sql_err(e: sqlx::Error) -> StepError {
-    StepError { message: crate::engine::config::redact_url(&e.to_string()), statement: None }
+    StepError {
+        message: crate::engine::config::redact_url(&e.to_string()),
+        statement: None,
+    }
 }
 
 pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
     let c = load_compiled(step).map_err(StepError::plain)?;
     let source = ctx.source().await.map_err(StepError::plain)?.clone();
-    let batch_size = c.spec.batch_size.unwrap_or(ctx.project.config.defaults.batch_size).max(1);
+    let batch_size = c
+        .spec
+        .batch_size
+        .unwrap_or(ctx.project.config.defaults.batch_size)
+        .max(1);
     let continue_on_error = ctx
         .continue_on_error
         .or(c.spec.continue_on_error)
@@ -213,16 +287,40 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     } else {
         store::ensure(&ctx.target).await.map_err(StepError::plain)?;
         let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
-        if let Some(existing) = BatchCheckpoint::load(&mut tx, &step.version).await.map_err(StepError::plain)? {
-            tracing::info!("resuming {} after key {:?} ({} rows done)", step.version, existing.last_key, existing.counts.source);
+        if let Some(existing) = BatchCheckpoint::load(&mut tx, &step.version)
+            .await
+            .map_err(StepError::plain)?
+        {
+            tracing::info!(
+                "resuming {} after key {:?} ({} rows done)",
+                step.version,
+                existing.last_key,
+                existing.counts.source
+            );
             cp = existing;
         }
-        ledger::upsert(&mut tx, step, LedgerStatus::Running, &ctx.run_id, &started_at, None, &cp.counts, None, None)
-            .await
-            .map_err(sql_err)?;
-        ledger::append_event(&mut tx, Some(&ctx.run_id), Some(&step.version), if cp.batches > 0 { "resumed" } else { "started" }, &serde_json::json!({"rows_done": cp.counts.source, "rows_total": total}))
-            .await
-            .map_err(sql_err)?;
+        ledger::upsert(
+            &mut tx,
+            step,
+            LedgerStatus::Running,
+            &ctx.run_id,
+            &started_at,
+            None,
+            &cp.counts,
+            None,
+            None,
+        )
+        .await
+        .map_err(sql_err)?;
+        ledger::append_event(
+            &mut tx,
+            Some(&ctx.run_id),
+            Some(&step.version),
+            if cp.batches > 0 { "resumed" } else { "started" },
+            &serde_json::json!({"rows_done": cp.counts.source, "rows_total": total}),
+        )
+        .await
+        .map_err(sql_err)?;
         tx.commit().await.map_err(StepError::plain)?;
     }
     let resumed_rows = cp.counts.source;
@@ -269,7 +367,9 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         if !ctx.control.checkpoint().await {
             break Ok(StepResult::Aborted(cp.counts));
         }
-        let Some(page) = page_rx.recv().await else { break Ok(StepResult::Done(cp.counts)) };
+        let Some(page) = page_rx.recv().await else {
+            break Ok(StepResult::Done(cp.counts));
+        };
         let page = match page {
             Ok(p) => p,
             Err(e) => break Err(StepError::plain(e)),
@@ -317,7 +417,10 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
                 c.source_name, r.source_key, r.rule, r.reason
             );
             record_failed(ctx, step, &started_at, t0, &cp.counts, &msg).await;
-            break Err(StepError { message: msg, statement: None });
+            break Err(StepError {
+                message: msg,
+                statement: None,
+            });
         }
         if let Err(e) = store_rejects(tx, &ctx.run_id, &c, &res).await {
             break Err(sql_err(e));
@@ -328,7 +431,18 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         if let Some(mut t) = own_tx.take() {
             let saved = async {
                 cp.save(&mut t, &step.version).await?;
-                ledger::upsert(&mut t, step, LedgerStatus::Running, &ctx.run_id, &started_at, None, &cp.counts, None, None).await
+                ledger::upsert(
+                    &mut t,
+                    step,
+                    LedgerStatus::Running,
+                    &ctx.run_id,
+                    &started_at,
+                    None,
+                    &cp.counts,
+                    None,
+                    None,
+                )
+                .await
             }
             .await;
             if let Err(e) = saved {
@@ -360,11 +474,27 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         }
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = Instant::now();
-            ctx.emit(progress_event(&c.version, &cp, total, batches_total, resumed_rows, run_t0)).await;
+            ctx.emit(progress_event(
+                &c.version,
+                &cp,
+                total,
+                batches_total,
+                resumed_rows,
+                run_t0,
+            ))
+            .await;
         }
     };
     reader.abort();
-    ctx.emit(progress_event(&c.version, &cp, total, batches_total, resumed_rows, run_t0)).await;
+    ctx.emit(progress_event(
+        &c.version,
+        &cp,
+        total,
+        batches_total,
+        resumed_rows,
+        run_t0,
+    ))
+    .await;
 
     if dry_tx.is_some() {
         // The plan's dry-run transaction is rolled back by the runner at the end.
@@ -376,21 +506,53 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
             let dur = t0.elapsed().as_millis() as i64;
             let balanced = counts.balanced();
             let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
-            let status = if balanced { LedgerStatus::Applied } else { LedgerStatus::Failed };
-            let err = (!balanced).then(|| format!("the books do not balance: {}", crate::cli::output::accounting(&counts)));
-            ledger::upsert(&mut tx, step, status, &ctx.run_id, &started_at, Some(dur), &counts, err.as_deref(), None).await.map_err(sql_err)?;
-            ledger::append_event(&mut tx, Some(&ctx.run_id), Some(&step.version), status.as_str(), &serde_json::json!({"counts": counts, "duration_ms": dur}))
-                .await
-                .map_err(sql_err)?;
+            let status = if balanced {
+                LedgerStatus::Applied
+            } else {
+                LedgerStatus::Failed
+            };
+            let err =
+                (!balanced).then(|| format!("the books do not balance: {}", crate::cli::output::accounting(&counts)));
+            ledger::upsert(
+                &mut tx,
+                step,
+                status,
+                &ctx.run_id,
+                &started_at,
+                Some(dur),
+                &counts,
+                err.as_deref(),
+                None,
+            )
+            .await
+            .map_err(sql_err)?;
+            ledger::append_event(
+                &mut tx,
+                Some(&ctx.run_id),
+                Some(&step.version),
+                status.as_str(),
+                &serde_json::json!({"counts": counts, "duration_ms": dur}),
+            )
+            .await
+            .map_err(sql_err)?;
             tx.commit().await.map_err(StepError::plain)?;
             match err {
-                Some(e) => Err(StepError { message: e, statement: None }),
+                Some(e) => Err(StepError {
+                    message: e,
+                    statement: None,
+                }),
                 None => Ok(StepResult::Done(counts)),
             }
         }
         Ok(StepResult::Aborted(counts)) => {
-            let _ = ledger::append_event_db(&ctx.target, Some(&ctx.run_id), Some(&step.version), "aborted", &serde_json::json!({"counts": counts, "batches": cp.batches}))
-                .await;
+            let _ = ledger::append_event_db(
+                &ctx.target,
+                Some(&ctx.run_id),
+                Some(&step.version),
+                "aborted",
+                &serde_json::json!({"counts": counts, "batches": cp.batches}),
+            )
+            .await;
             Ok(StepResult::Aborted(counts))
         }
         Err(e) => {
@@ -400,7 +562,14 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     }
 }
 
-fn progress_event(version: &str, cp: &BatchCheckpoint, total: u64, batches_total: u64, resumed: u64, t0: Instant) -> EngineEvent {
+fn progress_event(
+    version: &str,
+    cp: &BatchCheckpoint,
+    total: u64,
+    batches_total: u64,
+    resumed: u64,
+    t0: Instant,
+) -> EngineEvent {
     let secs = t0.elapsed().as_secs_f64().max(1e-3);
     EngineEvent::Progress {
         version: version.to_string(),
@@ -424,8 +593,26 @@ fn progress_event(version: &str, cp: &BatchCheckpoint, total: u64, batches_total
 async fn record_failed(ctx: &RunCtx, step: &StepDef, started_at: &str, t0: Instant, counts: &Counts, msg: &str) {
     let res: Result<()> = async {
         let mut tx = ctx.target.begin().await?;
-        ledger::upsert(&mut tx, step, LedgerStatus::Failed, &ctx.run_id, started_at, Some(t0.elapsed().as_millis() as i64), counts, Some(msg), None).await?;
-        ledger::append_event(&mut tx, Some(&ctx.run_id), Some(&step.version), "failed", &serde_json::json!({"error": msg})).await?;
+        ledger::upsert(
+            &mut tx,
+            step,
+            LedgerStatus::Failed,
+            &ctx.run_id,
+            started_at,
+            Some(t0.elapsed().as_millis() as i64),
+            counts,
+            Some(msg),
+            None,
+        )
+        .await?;
+        ledger::append_event(
+            &mut tx,
+            Some(&ctx.run_id),
+            Some(&step.version),
+            "failed",
+            &serde_json::json!({"error": msg}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -459,7 +646,10 @@ pub async fn rollback_preview(db: &Db, step: &StepDef) -> Result<RollbackPreview
     };
     Ok(RollbackPreview {
         table: c.spec.target.table.clone(),
-        rows_to_delete: count(format!("SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1 AND alias = 0")).await?,
+        rows_to_delete: count(format!(
+            "SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1 AND alias = 0"
+        ))
+        .await?,
         rows_to_restore: count(format!("SELECT COUNT(*) FROM {BACKUPS} WHERE version = $1")).await?,
         id_map_entries: count(format!("SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1")).await?,
         rejects: count(format!("SELECT COUNT(*) FROM {REJECTS} WHERE version = $1")).await?,
@@ -475,15 +665,30 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<RollbackPreview, Ste
         return Ok(preview);
     }
     store::ensure(&ctx.target).await.map_err(StepError::plain)?;
-    let writer = TargetWriter::new(&ctx.target, &c.spec.target.table, &c.target_columns).await.map_err(StepError::plain)?;
+    let writer = TargetWriter::new(&ctx.target, &c.spec.target.table, &c.target_columns)
+        .await
+        .map_err(StepError::plain)?;
     let v = Value::Text(step.version.clone());
     let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
     let res: Result<(), sqlx::Error> = async {
         // 1. restore rows an `update` overwrote, newest backup last so the oldest image wins
-        let backups = tx.fetch_all(&format!("SELECT key_json, before_json FROM {BACKUPS} WHERE version = $1 ORDER BY id DESC"), std::slice::from_ref(&v)).await?;
+        let backups = tx
+            .fetch_all(
+                &format!("SELECT key_json, before_json FROM {BACKUPS} WHERE version = $1 ORDER BY id DESC"),
+                std::slice::from_ref(&v),
+            )
+            .await?;
         for b in &backups.rows {
-            let key: serde_json::Map<String, serde_json::Value> = b.first().and_then(|x| x.as_str()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-            let before: serde_json::Map<String, serde_json::Value> = b.get(1).and_then(|x| x.as_str()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+            let key: serde_json::Map<String, serde_json::Value> = b
+                .first()
+                .and_then(|x| x.as_str())
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_default();
+            let before: serde_json::Map<String, serde_json::Value> = b
+                .get(1)
+                .and_then(|x| x.as_str())
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_default();
             let mut params = Vec::new();
             let mut sets = Vec::new();
             for (col, val) in &before {
@@ -496,7 +701,16 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<RollbackPreview, Ste
                 wh.push(format!("{} = {}", ident(col), writer.param(params.len(), col)));
             }
             if !sets.is_empty() && !wh.is_empty() {
-                tx.execute(&format!("UPDATE {} SET {} WHERE {}", ident(&writer.table), sets.join(", "), wh.join(" AND ")), &params).await?;
+                tx.execute(
+                    &format!(
+                        "UPDATE {} SET {} WHERE {}",
+                        ident(&writer.table),
+                        sets.join(", "),
+                        wh.join(" AND ")
+                    ),
+                    &params,
+                )
+                .await?;
             }
         }
         // 2. delete the rows the step wrote
@@ -504,16 +718,29 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<RollbackPreview, Ste
             Some(m) => {
                 let expr = writer.cast_text_expr("new_id", &m.column);
                 tx.execute(
-                    &format!("DELETE FROM {} WHERE {} IN (SELECT {expr} FROM {ID_MAP} WHERE version = $1 AND alias = 0)", ident(&writer.table), ident(&m.column)),
+                    &format!(
+                        "DELETE FROM {} WHERE {} IN (SELECT {expr} FROM {ID_MAP} WHERE version = $1 AND alias = 0)",
+                        ident(&writer.table),
+                        ident(&m.column)
+                    ),
                     std::slice::from_ref(&v),
                 )
                 .await?;
             }
             None => {
                 let nk = &c.spec.target.natural_key;
-                let rows = tx.fetch_all(&format!("SELECT new_id FROM {ID_MAP} WHERE version = $1 AND alias = 0"), std::slice::from_ref(&v)).await?;
+                let rows = tx
+                    .fetch_all(
+                        &format!("SELECT new_id FROM {ID_MAP} WHERE version = $1 AND alias = 0"),
+                        std::slice::from_ref(&v),
+                    )
+                    .await?;
                 for r in rows.rows {
-                    let vals: Vec<serde_json::Value> = r.first().and_then(|x| x.as_str()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+                    let vals: Vec<serde_json::Value> = r
+                        .first()
+                        .and_then(|x| x.as_str())
+                        .and_then(|s| serde_json::from_str(s).ok())
+                        .unwrap_or_default();
                     let mut params = Vec::new();
                     let wh: Vec<String> = nk
                         .iter()
@@ -524,18 +751,30 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<RollbackPreview, Ste
                         })
                         .collect();
                     if !wh.is_empty() {
-                        tx.execute(&format!("DELETE FROM {} WHERE {}", ident(&writer.table), wh.join(" AND ")), &params).await?;
+                        tx.execute(
+                            &format!("DELETE FROM {} WHERE {}", ident(&writer.table), wh.join(" AND ")),
+                            &params,
+                        )
+                        .await?;
                     }
                 }
             }
         }
         // 3. the engine's own records of the step
         for t in [ID_MAP, REJECTS, BACKUPS] {
-            tx.execute(&format!("DELETE FROM {t} WHERE version = $1"), std::slice::from_ref(&v)).await?;
+            tx.execute(&format!("DELETE FROM {t} WHERE version = $1"), std::slice::from_ref(&v))
+                .await?;
         }
         BatchCheckpoint::delete(&mut tx, &step.version).await?;
         ledger::set_status(&mut tx, &step.version, LedgerStatus::Reverted).await?;
-        ledger::append_event(&mut tx, Some(&ctx.run_id), Some(&step.version), "reverted", &serde_json::to_value(&preview).unwrap_or_default()).await?;
+        ledger::append_event(
+            &mut tx,
+            Some(&ctx.run_id),
+            Some(&step.version),
+            "reverted",
+            &serde_json::to_value(&preview).unwrap_or_default(),
+        )
+        .await?;
         Ok(())
     }
     .await;
@@ -561,7 +800,12 @@ pub struct RetryReport {
 /// Retry rejected rows through their step's pipeline. A row that passes is written, leaves the
 /// store, and its step's books move from rejected to written; rows waiting for it are retried
 /// in turn.
-pub async fn retry(project: &crate::engine::project::Project, target: &Db, ids: Vec<i64>, run_id: &str) -> Result<RetryReport> {
+pub async fn retry(
+    project: &crate::engine::project::Project,
+    target: &Db,
+    ids: Vec<i64>,
+    run_id: &str,
+) -> Result<RetryReport> {
     store::ensure(target).await?;
     let mut report = RetryReport::default();
     let mut queue: std::collections::VecDeque<i64> = ids.into();
@@ -578,7 +822,9 @@ pub async fn retry(project: &crate::engine::project::Project, target: &Db, ids: 
         };
         if rec.state != "open" || rec.level != "error" {
             tx.rollback().await?;
-            report.still_rejected.push((id, format!("not an open reject (state {})", rec.state)));
+            report
+                .still_rejected
+                .push((id, format!("not an open reject (state {})", rec.state)));
             continue;
         }
         let step = project
@@ -589,11 +835,17 @@ pub async fn retry(project: &crate::engine::project::Project, target: &Db, ids: 
             let w = TargetWriter::new(target, &c.spec.target.table, &c.target_columns).await?;
             compiled.insert(rec.step.clone(), (Arc::new(c), Arc::new(w)));
         }
-        let (c, writer) = compiled.get(&rec.step).cloned().ok_or_else(|| eyre!("step {} not compiled", rec.step))?;
+        let (c, writer) = compiled
+            .get(&rec.step)
+            .cloned()
+            .ok_or_else(|| eyre!("step {} not compiled", rec.step))?;
         let obj = rec.row.as_object().cloned().unwrap_or_default();
         let columns: Vec<String> = obj.keys().cloned().collect();
         let row: Vec<Value> = obj.values().map(Value::from_json).collect();
-        let batch = SourceBatch { columns: Arc::new(columns), rows: vec![row] };
+        let batch = SourceBatch {
+            columns: Arc::new(columns),
+            rows: vec![row],
+        };
         let cache = c.prefetch(&mut tx, &batch).await?;
         let res = write_batch(&mut tx, &c, &writer, &batch, &cache).await?;
         if let Some(r) = res.rejects.first() {
@@ -624,8 +876,14 @@ pub async fn retry(project: &crate::engine::project::Project, target: &Db, ids: 
             &[Value::Int(res.counts.written as i64), Value::Int(res.counts.skipped as i64), Value::Int(res.counts.warnings as i64), Value::Text(rec.step.clone())],
         )
         .await?;
-        ledger::append_event(&mut tx, Some(run_id), Some(&rec.step), "retried", &serde_json::json!({"reject": id, "source_table": rec.source_table, "source_key": rec.source_key}))
-            .await?;
+        ledger::append_event(
+            &mut tx,
+            Some(run_id),
+            Some(&rec.step),
+            "retried",
+            &serde_json::json!({"reject": id, "source_table": rec.source_table, "source_key": rec.source_key}),
+        )
+        .await?;
         let waiting = RejectStore::waiting_for(&mut tx, &rec.source_table, &rec.source_key).await?;
         tx.commit().await?;
         report.written.push(id);

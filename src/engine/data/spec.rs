@@ -105,7 +105,9 @@ impl DataStep {
             ));
         }
         if s.fields.is_empty() {
-            return Err(eyre!("no [[fields]]: say which source columns go to which target columns"));
+            return Err(eyre!(
+                "no [[fields]]: say which source columns go to which target columns"
+            ));
         }
         for f in &s.fields {
             if f.source.is_some() && f.value.is_some() {
@@ -124,11 +126,17 @@ impl DataStep {
     }
 
     pub fn source_name(&self) -> String {
-        self.source.name.clone().or_else(|| self.source.table.clone()).unwrap_or_else(|| "query".into())
+        self.source
+            .name
+            .clone()
+            .or_else(|| self.source.table.clone())
+            .unwrap_or_else(|| "query".into())
     }
 
     pub fn map_name(&self) -> Option<String> {
-        self.id_map.as_ref().map(|m| m.map.clone().unwrap_or_else(|| self.source_name()))
+        self.id_map
+            .as_ref()
+            .map(|m| m.map.clone().unwrap_or_else(|| self.source_name()))
     }
 
     /// The source SQL, as a subquery the pager can wrap.
@@ -170,7 +178,8 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error_with_its_line() {
-        let err = DataStep::parse("[source]\ntable = \"a\"\nkey = \"id\"\nkeey = 1\n[target]\ntable = \"b\"\n").unwrap_err();
+        let err =
+            DataStep::parse("[source]\ntable = \"a\"\nkey = \"id\"\nkeey = 1\n[target]\ntable = \"b\"\n").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("keey") && msg.contains("line 4"), "{msg}");
     }

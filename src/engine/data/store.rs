@@ -91,8 +91,19 @@ impl BatchCheckpoint {
                 _ => 0,
             };
             BatchCheckpoint {
-                last_key: r.first().and_then(|v| v.as_str()).and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()).map(|j| Value::from_json(&j)),
-                counts: Counts { source: n(1), written: n(2), skipped: n(3), rejected: n(4), merged: n(5), warnings: n(6) },
+                last_key: r
+                    .first()
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                    .map(|j| Value::from_json(&j)),
+                counts: Counts {
+                    source: n(1),
+                    written: n(2),
+                    skipped: n(3),
+                    rejected: n(4),
+                    merged: n(5),
+                    warnings: n(6),
+                },
                 batches: n(7),
             }
         }))
@@ -125,7 +136,11 @@ impl BatchCheckpoint {
     }
 
     pub async fn delete(tx: &mut DbTx, version: &str) -> Result<(), sqlx::Error> {
-        tx.execute(&format!("DELETE FROM {CHECKPOINTS} WHERE version = $1"), &[Value::Text(version.into())]).await?;
+        tx.execute(
+            &format!("DELETE FROM {CHECKPOINTS} WHERE version = $1"),
+            &[Value::Text(version.into())],
+        )
+        .await?;
         Ok(())
     }
 }
@@ -204,7 +219,9 @@ fn reject_from(r: &[Value]) -> RejectRecord {
         step: t(2).unwrap_or_default(),
         source_table: t(3).unwrap_or_default(),
         source_key: t(4).unwrap_or_default(),
-        row: t(5).and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(serde_json::Value::Null),
+        row: t(5)
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(serde_json::Value::Null),
         field: t(6),
         rule: t(7).unwrap_or_default(),
         reason: t(8).unwrap_or_default(),
@@ -226,7 +243,13 @@ pub struct RejectFilter {
 }
 
 impl RejectStore {
-    pub async fn insert(tx: &mut DbTx, run_id: &str, version: &str, source_table: &str, rejects: &[NewReject]) -> Result<(), sqlx::Error> {
+    pub async fn insert(
+        tx: &mut DbTx,
+        run_id: &str,
+        version: &str,
+        source_table: &str,
+        rejects: &[NewReject],
+    ) -> Result<(), sqlx::Error> {
         let now = crate::engine::ledger::now_iso();
         // Several rows per statement: rejects can come in bulk when a whole batch waits.
         for chunk in rejects.chunks(50) {
@@ -290,21 +313,36 @@ impl RejectStore {
             sql.push_str(" AND state IN ('open', 'noted')");
         }
         sql.push_str(" ORDER BY id");
-        Ok(db.fetch_all(&sql, &params).await?.rows.iter().map(|r| reject_from(r)).collect())
+        Ok(db
+            .fetch_all(&sql, &params)
+            .await?
+            .rows
+            .iter()
+            .map(|r| reject_from(r))
+            .collect())
     }
 
     pub async fn get(tx: &mut DbTx, id: i64) -> Result<Option<RejectRecord>> {
         Ok(tx
-            .fetch_optional(&format!("SELECT {REJECT_COLUMNS} FROM {REJECTS} WHERE id = $1"), &[Value::Int(id)])
+            .fetch_optional(
+                &format!("SELECT {REJECT_COLUMNS} FROM {REJECTS} WHERE id = $1"),
+                &[Value::Int(id)],
+            )
             .await?
             .map(|r| reject_from(&r)))
     }
 
     /// Open rejects among `keys` of `source_table`: the rows a lookup is waiting for.
-    pub async fn open_keys(tx: &mut DbTx, source_table: &str, keys: &[String]) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    pub async fn open_keys(
+        tx: &mut DbTx,
+        source_table: &str,
+        keys: &[String],
+    ) -> Result<std::collections::HashSet<String>, sqlx::Error> {
         let mut out = std::collections::HashSet::new();
         for chunk in keys.chunks(500) {
-            let mut sql = format!("SELECT DISTINCT source_key FROM {REJECTS} WHERE source_table = $1 AND level = 'error' AND state = 'open' AND source_key IN (");
+            let mut sql = format!(
+                "SELECT DISTINCT source_key FROM {REJECTS} WHERE source_table = $1 AND level = 'error' AND state = 'open' AND source_key IN ("
+            );
             let mut params = vec![Value::Text(source_table.into())];
             for (i, k) in chunk.iter().enumerate() {
                 if i > 0 {
@@ -333,8 +371,11 @@ impl RejectStore {
     }
 
     pub async fn set_row(tx: &mut DbTx, id: i64, row: &serde_json::Value) -> Result<(), sqlx::Error> {
-        tx.execute(&format!("UPDATE {REJECTS} SET row_json = $1 WHERE id = $2"), &[Value::Text(row.to_string()), Value::Int(id)])
-            .await?;
+        tx.execute(
+            &format!("UPDATE {REJECTS} SET row_json = $1 WHERE id = $2"),
+            &[Value::Text(row.to_string()), Value::Int(id)],
+        )
+        .await?;
         Ok(())
     }
 
@@ -346,9 +387,13 @@ impl RejectStore {
                 &[Value::Text(table.into()), Value::Text(key.into())],
             )
             .await?;
-        Ok(rows.rows.iter().filter_map(|r| match r.first() {
-            Some(Value::Int(i)) => Some(*i),
-            _ => None,
-        }).collect())
+        Ok(rows
+            .rows
+            .iter()
+            .filter_map(|r| match r.first() {
+                Some(Value::Int(i)) => Some(*i),
+                _ => None,
+            })
+            .collect())
     }
 }

@@ -47,20 +47,29 @@ impl TargetWriter {
                 ));
             }
         }
-        Ok(TargetWriter { dialect: tx.dialect(), table: table.to_string(), columns: columns.to_vec(), types: existing })
+        Ok(TargetWriter {
+            dialect: tx.dialect(),
+            table: table.to_string(),
+            columns: columns.to_vec(),
+            types: existing,
+        })
     }
 
     /// `$n`, cast to the column's type on PostgreSQL.
     pub fn param(&self, n: usize, column: &str) -> String {
         match (self.dialect, self.types.get(column)) {
-            (Dialect::Postgres, Some(t)) if !matches!(t.as_str(), "text" | "character varying") => format!("CAST(${n} AS {t})"),
+            (Dialect::Postgres, Some(t)) if !matches!(t.as_str(), "text" | "character varying") => {
+                format!("CAST(${n} AS {t})")
+            }
             _ => format!("${n}"),
         }
     }
 
     pub fn cast_text_expr(&self, expr: &str, column: &str) -> String {
         match (self.dialect, self.types.get(column)) {
-            (Dialect::Postgres, Some(t)) if !matches!(t.as_str(), "text" | "character varying") => format!("CAST({expr} AS {t})"),
+            (Dialect::Postgres, Some(t)) if !matches!(t.as_str(), "text" | "character varying") => {
+                format!("CAST({expr} AS {t})")
+            }
             _ => expr.to_string(),
         }
     }
@@ -102,17 +111,39 @@ impl TargetWriter {
                     params.push(v.clone());
                     t.push(self.param(params.len(), c));
                 }
-                tuples.push(if nk.len() == 1 { t.remove(0) } else { format!("({})", t.join(", ")) });
+                tuples.push(if nk.len() == 1 {
+                    t.remove(0)
+                } else {
+                    format!("({})", t.join(", "))
+                });
             }
-            let lhs = if nk.len() == 1 { ident(&nk[0]) } else { format!("({})", nk.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")) };
-            let sql = if nk.len() == 1 {
-                format!("SELECT {} FROM {} WHERE {lhs} IN ({})", select.join(", "), ident(&self.table), tuples.join(", "))
+            let lhs = if nk.len() == 1 {
+                ident(&nk[0])
             } else {
-                format!("SELECT {} FROM {} WHERE {lhs} IN (VALUES {})", select.join(", "), ident(&self.table), tuples.join(", "))
+                format!("({})", nk.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", "))
+            };
+            let sql = if nk.len() == 1 {
+                format!(
+                    "SELECT {} FROM {} WHERE {lhs} IN ({})",
+                    select.join(", "),
+                    ident(&self.table),
+                    tuples.join(", ")
+                )
+            } else {
+                format!(
+                    "SELECT {} FROM {} WHERE {lhs} IN (VALUES {})",
+                    select.join(", "),
+                    ident(&self.table),
+                    tuples.join(", ")
+                )
             };
             for r in tx.fetch_all(&sql, &params).await?.rows {
                 let key = join_key(&r[..nk.len()]);
-                let id = if id_column.is_some() { r.get(nk.len()).and_then(|v| v.to_text()).unwrap_or_default() } else { String::new() };
+                let id = if id_column.is_some() {
+                    r.get(nk.len()).and_then(|v| v.to_text()).unwrap_or_default()
+                } else {
+                    String::new()
+                };
                 out.insert(key, id);
             }
         }
@@ -142,15 +173,23 @@ impl TargetWriter {
             .collect();
         let where_sql = where_sql.join(" AND ");
         let select = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-        let before = tx.fetch_optional(&format!("SELECT {select} FROM {} WHERE {where_sql}", ident(&self.table)), &params).await?;
+        let before = tx
+            .fetch_optional(
+                &format!("SELECT {select} FROM {} WHERE {where_sql}", ident(&self.table)),
+                &params,
+            )
+            .await?;
         if let Some(before) = before {
             let mut m = serde_json::Map::new();
             for (c, v) in cols.iter().zip(&before) {
                 m.insert((*c).clone(), v.to_json());
             }
-            let key: serde_json::Map<String, serde_json::Value> = nk.iter().zip(nk_vals).map(|(c, v)| (c.clone(), v.to_json())).collect();
+            let key: serde_json::Map<String, serde_json::Value> =
+                nk.iter().zip(nk_vals).map(|(c, v)| (c.clone(), v.to_json())).collect();
             tx.execute(
-                &format!("INSERT INTO {BACKUPS} (version, target_table, key_json, before_json) VALUES ($1, $2, $3, $4)"),
+                &format!(
+                    "INSERT INTO {BACKUPS} (version, target_table, key_json, before_json) VALUES ($1, $2, $3, $4)"
+                ),
                 &[
                     Value::Text(version.into()),
                     Value::Text(self.table.clone()),
@@ -174,14 +213,25 @@ impl TargetWriter {
             set_params.push(v.clone());
             wh.push(format!("{} = {}", ident(c), self.param(set_params.len(), c)));
         }
-        tx.execute(&format!("UPDATE {} SET {} WHERE {}", ident(&self.table), sets.join(", "), wh.join(" AND ")), &set_params)
-            .await?;
+        tx.execute(
+            &format!(
+                "UPDATE {} SET {} WHERE {}",
+                ident(&self.table),
+                sets.join(", "),
+                wh.join(" AND ")
+            ),
+            &set_params,
+        )
+        .await?;
         Ok(())
     }
 }
 
 pub fn join_key(vals: &[Value]) -> String {
-    vals.iter().map(|v| v.to_text().unwrap_or_default()).collect::<Vec<_>>().join("\u{1f}")
+    vals.iter()
+        .map(|v| v.to_text().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
 }
 
 /// Column name -> type (PostgreSQL `data_type`, lower case; SQLite declared type).
@@ -206,12 +256,22 @@ pub async fn table_columns(db: &mut DbTx, table: &str) -> Result<HashMap<String,
     Ok(rows
         .rows
         .iter()
-        .filter_map(|r| Some((r.first()?.to_text()?, r.get(1).and_then(|v| v.to_text()).unwrap_or_default().to_lowercase())))
+        .filter_map(|r| {
+            Some((
+                r.first()?.to_text()?,
+                r.get(1).and_then(|v| v.to_text()).unwrap_or_default().to_lowercase(),
+            ))
+        })
         .collect())
 }
 
 /// Multi-row INSERT, as many rows per statement as SQLite's parameter limit allows.
-pub async fn insert_multi(tx: &mut DbTx, table_sql: &str, columns: &[String], rows: &[Vec<Value>]) -> Result<(), sqlx::Error> {
+pub async fn insert_multi(
+    tx: &mut DbTx,
+    table_sql: &str,
+    columns: &[String],
+    rows: &[Vec<Value>],
+) -> Result<(), sqlx::Error> {
     let ncol = columns.len().max(1);
     let per = (30_000 / ncol).clamp(1, 500);
     let cols = columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
@@ -285,7 +345,11 @@ fn escape_text(out: &mut String, s: &str) {
 }
 
 /// COPY rows in text format inside the caller's transaction.
-pub async fn copy_in(t: &mut sqlx::Transaction<'static, sqlx::Postgres>, statement: &str, rows: &[Vec<Value>]) -> Result<(), sqlx::Error> {
+pub async fn copy_in(
+    t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    statement: &str,
+    rows: &[Vec<Value>],
+) -> Result<(), sqlx::Error> {
     let mut buf = String::with_capacity(rows.len() * 64);
     for r in rows {
         for (i, v) in r.iter().enumerate() {
@@ -329,9 +393,19 @@ pub async fn insert_id_map(tx: &mut DbTx, version: &str, entries: &[IdMapEntry])
             ]
         })
         .collect();
-    let cols: Vec<String> = ["map", "old_key", "new_id", "version", "alias"].iter().map(|s| s.to_string()).collect();
+    let cols: Vec<String> = ["map", "old_key", "new_id", "version", "alias"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     match tx {
-        DbTx::Postgres(t) => copy_in(t, &format!("COPY {ID_MAP} (map, old_key, new_id, version, alias) FROM STDIN"), &rows).await,
+        DbTx::Postgres(t) => {
+            copy_in(
+                t,
+                &format!("COPY {ID_MAP} (map, old_key, new_id, version, alias) FROM STDIN"),
+                &rows,
+            )
+            .await
+        }
         _ => insert_multi(tx, ID_MAP, &cols, &rows).await,
     }
 }

@@ -1,0 +1,83 @@
+//! Number, duration and text formatting shared by the panes and the status line.
+
+/// 1234567 -> "1 234 567": digit groups the eye can read at a glance.
+pub fn fmt_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Milliseconds as "0.4s", "12.3s", "4m05s", "1h02m".
+pub fn fmt_duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    if secs < 60 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    }
+}
+
+/// Whole seconds as "45s", "4m05s", "1h02m" (clock and ETA precision).
+pub fn fmt_secs(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else if s < 48 * 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600)
+    }
+}
+
+pub fn fmt_rate(rows_per_sec: f64) -> String {
+    format!("{} rows/s", fmt_count(rows_per_sec.max(0.0).round() as u64))
+}
+
+/// Collapse whitespace (SQL and error messages span lines) so a value fits a table cell.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Cut to `width` characters with an ellipsis.
+pub fn truncate(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = s.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_digits() {
+        assert_eq!(fmt_count(0), "0");
+        assert_eq!(fmt_count(999), "999");
+        assert_eq!(fmt_count(1000), "1 000");
+        assert_eq!(fmt_count(1234567), "1 234 567");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(fmt_duration(400), "0.4s");
+        assert_eq!(fmt_duration(245_000), "4m05s");
+        assert_eq!(fmt_duration(3_720_000), "1h02m");
+        assert_eq!(fmt_secs(59), "59s");
+    }
+}

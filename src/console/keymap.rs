@@ -1,0 +1,331 @@
+//! The one table of keys. `update` resolves keys through it and the help overlay and the hint
+//! bar are rendered from it, so a key cannot work without being documented (or the reverse).
+
+use crate::console::state::{AppState, Dialog, Pane};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use tui_logger::TuiWidgetEvent;
+
+/// Where a binding applies. Dialogs and the help overlay take all keys while they are open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    Global,
+    Migrations,
+    Progress,
+    Rejects,
+    Log,
+    Confirm,
+    TextInput,
+    Details,
+    Help,
+}
+
+impl Context {
+    pub fn of_pane(p: Pane) -> Context {
+        match p {
+            Pane::Migrations => Context::Migrations,
+            Pane::Progress => Context::Progress,
+            Pane::Rejects => Context::Rejects,
+            Pane::Log => Context::Log,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Context::Global => "Everywhere",
+            Context::Migrations => "Migrations",
+            Context::Progress => "Progress",
+            Context::Rejects => "Rejects",
+            Context::Log => "Log",
+            Context::Confirm => "Confirmation",
+            Context::TextInput => "Text input",
+            Context::Details => "Details",
+            Context::Help => "Help",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    ForceQuit,
+    ToggleHelp,
+    NextPane,
+    PrevPane,
+    Focus(Pane),
+    Up,
+    Down,
+    Top,
+    Bottom,
+    Details,
+    Refresh,
+    RunNext,
+    RunAll,
+    PauseResume,
+    Abort,
+    DryRun,
+    Rollback,
+    Filter,
+    ClearFilter,
+    EditReject,
+    RetryReject,
+    RetryStep,
+    Export,
+    Log(TuiWidgetEvent),
+    Confirm,
+    Cancel,
+    Submit,
+    Backspace,
+    Close,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Binding {
+    pub context: Context,
+    pub code: KeyCode,
+    pub modifiers: KeyModifiers,
+    pub action: Action,
+    pub help: &'static str,
+}
+
+const fn key(context: Context, code: KeyCode, action: Action, help: &'static str) -> Binding {
+    Binding {
+        context,
+        code,
+        modifiers: KeyModifiers::NONE,
+        action,
+        help,
+    }
+}
+
+const fn ctrl(context: Context, code: KeyCode, action: Action, help: &'static str) -> Binding {
+    Binding {
+        context,
+        code,
+        modifiers: KeyModifiers::CONTROL,
+        action,
+        help,
+    }
+}
+
+use Action as A;
+use Context as C;
+use KeyCode::{BackTab, Backspace, Char, Down, End, Enter, Esc, Home, Left, PageDown, PageUp, Right, Tab, Up};
+
+/// Every key of the console. Consecutive rows with the same context and action are one help
+/// line ("j, ↓  select next").
+pub const KEYMAP: &[Binding] = &[
+    key(C::Global, Char('?'), A::ToggleHelp, "help"),
+    key(C::Global, Char('q'), A::Quit, "quit"),
+    ctrl(C::Global, Char('c'), A::ForceQuit, "quit now"),
+    key(C::Global, Tab, A::NextPane, "next pane"),
+    key(C::Global, BackTab, A::PrevPane, "previous pane"),
+    key(C::Global, Char('1'), A::Focus(Pane::Migrations), "migrations pane"),
+    key(C::Global, Char('2'), A::Focus(Pane::Progress), "progress pane"),
+    key(C::Global, Char('3'), A::Focus(Pane::Rejects), "rejects pane"),
+    key(C::Global, Char('4'), A::Focus(Pane::Log), "log pane"),
+    key(C::Global, Char('n'), A::RunNext, "run next pending step"),
+    key(C::Global, Char('a'), A::RunAll, "run all pending"),
+    key(C::Global, Char('p'), A::PauseResume, "pause / resume"),
+    ctrl(C::Global, Char('r'), A::Refresh, "refresh"),
+    key(C::Migrations, Char('j'), A::Down, "select next step"),
+    key(C::Migrations, Down, A::Down, "select next step"),
+    key(C::Migrations, Char('k'), A::Up, "select previous step"),
+    key(C::Migrations, Up, A::Up, "select previous step"),
+    key(C::Migrations, Char('g'), A::Top, "first step"),
+    key(C::Migrations, Home, A::Top, "first step"),
+    key(C::Migrations, Char('G'), A::Bottom, "last step"),
+    key(C::Migrations, End, A::Bottom, "last step"),
+    key(C::Migrations, Enter, A::Details, "step details"),
+    key(C::Migrations, Char('d'), A::DryRun, "dry-run step"),
+    key(C::Migrations, Char('u'), A::Rollback, "roll back step"),
+    key(C::Migrations, Char('x'), A::Abort, "abort (at batch end)"),
+    key(C::Progress, Char('x'), A::Abort, "abort (at batch end)"),
+    key(C::Progress, Enter, A::Details, "step details"),
+    key(C::Rejects, Char('j'), A::Down, "select next row"),
+    key(C::Rejects, Down, A::Down, "select next row"),
+    key(C::Rejects, Char('k'), A::Up, "select previous row"),
+    key(C::Rejects, Up, A::Up, "select previous row"),
+    key(C::Rejects, Char('g'), A::Top, "first row"),
+    key(C::Rejects, Home, A::Top, "first row"),
+    key(C::Rejects, Char('G'), A::Bottom, "last row"),
+    key(C::Rejects, End, A::Bottom, "last row"),
+    key(C::Rejects, Char('/'), A::Filter, "filter (step, rule)"),
+    key(C::Rejects, Esc, A::ClearFilter, "clear filter"),
+    key(C::Rejects, Enter, A::Details, "row details"),
+    key(C::Rejects, Char('e'), A::EditReject, "fix field (F=VALUE)"),
+    key(C::Rejects, Char('r'), A::RetryReject, "retry row"),
+    key(C::Rejects, Char('R'), A::RetryStep, "retry its whole step"),
+    key(C::Rejects, Char('x'), A::Export, "export CSV"),
+    key(
+        C::Log,
+        Char('h'),
+        A::Log(TuiWidgetEvent::HideKey),
+        "show / hide targets",
+    ),
+    key(
+        C::Log,
+        Char('f'),
+        A::Log(TuiWidgetEvent::FocusKey),
+        "only the selected target",
+    ),
+    key(C::Log, Char('k'), A::Log(TuiWidgetEvent::UpKey), "previous target"),
+    key(C::Log, Up, A::Log(TuiWidgetEvent::UpKey), "previous target"),
+    key(C::Log, Char('j'), A::Log(TuiWidgetEvent::DownKey), "next target"),
+    key(C::Log, Down, A::Log(TuiWidgetEvent::DownKey), "next target"),
+    key(C::Log, Left, A::Log(TuiWidgetEvent::LeftKey), "show fewer levels"),
+    key(C::Log, Right, A::Log(TuiWidgetEvent::RightKey), "show more levels"),
+    key(
+        C::Log,
+        Char('-'),
+        A::Log(TuiWidgetEvent::MinusKey),
+        "capture fewer levels",
+    ),
+    key(
+        C::Log,
+        Char('+'),
+        A::Log(TuiWidgetEvent::PlusKey),
+        "capture more levels",
+    ),
+    key(
+        C::Log,
+        Char(' '),
+        A::Log(TuiWidgetEvent::SpaceKey),
+        "hide targets that are off",
+    ),
+    key(C::Log, PageUp, A::Log(TuiWidgetEvent::PrevPageKey), "scroll back"),
+    key(C::Log, PageDown, A::Log(TuiWidgetEvent::NextPageKey), "scroll forward"),
+    key(C::Log, Esc, A::Log(TuiWidgetEvent::EscapeKey), "back to live tail"),
+    key(C::Confirm, Char('y'), A::Confirm, "yes, do it"),
+    key(C::Confirm, Enter, A::Confirm, "yes, do it"),
+    key(C::Confirm, Char('n'), A::Cancel, "no"),
+    key(C::Confirm, Esc, A::Cancel, "no"),
+    key(C::TextInput, Enter, A::Submit, "submit"),
+    key(C::TextInput, Esc, A::Cancel, "cancel"),
+    key(C::TextInput, Backspace, A::Backspace, "delete"),
+    key(C::Details, Char('j'), A::Down, "scroll down"),
+    key(C::Details, Down, A::Down, "scroll down"),
+    key(C::Details, Char('k'), A::Up, "scroll up"),
+    key(C::Details, Up, A::Up, "scroll up"),
+    key(C::Details, Esc, A::Close, "close"),
+    key(C::Details, Enter, A::Close, "close"),
+    key(C::Details, Char('q'), A::Close, "close"),
+    key(C::Help, Esc, A::Close, "close help"),
+    key(C::Help, Char('?'), A::Close, "close help"),
+    key(C::Help, Char('q'), A::Close, "close help"),
+];
+
+/// The context whose keys apply now.
+pub fn active_context(state: &AppState) -> Context {
+    if state.help {
+        return Context::Help;
+    }
+    match &state.dialog {
+        Some(Dialog::Confirm { .. }) => Context::Confirm,
+        Some(Dialog::Rollback { .. } | Dialog::EditReject { .. }) => Context::TextInput,
+        Some(Dialog::Details { .. }) => Context::Details,
+        None if state.filter_editing => Context::TextInput,
+        None => Context::of_pane(state.focus),
+    }
+}
+
+/// Contexts searched for a key, most specific first. Panes fall back to the global keys;
+/// dialogs do not (their letters are text or answers), except that ctrl-c always works.
+fn search_order(context: Context) -> &'static [Context] {
+    match context {
+        Context::Migrations => &[Context::Migrations, Context::Global],
+        Context::Progress => &[Context::Progress, Context::Global],
+        Context::Rejects => &[Context::Rejects, Context::Global],
+        Context::Log => &[Context::Log, Context::Global],
+        Context::Global => &[Context::Global],
+        Context::Confirm => &[Context::Confirm],
+        Context::TextInput => &[Context::TextInput],
+        Context::Details => &[Context::Details],
+        Context::Help => &[Context::Help],
+    }
+}
+
+/// Modifiers that matter for matching: shift is already in the character ('R', '?') and in
+/// BackTab, and terminals disagree on whether they report it.
+fn significant(modifiers: KeyModifiers) -> KeyModifiers {
+    modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT)
+}
+
+fn matches(b: &Binding, key: &KeyEvent) -> bool {
+    b.code == key.code && significant(b.modifiers) == significant(key.modifiers)
+}
+
+pub fn lookup(context: Context, key: &KeyEvent) -> Option<Action> {
+    let force_quit = KEYMAP.iter().find(|b| b.action == Action::ForceQuit && matches(b, key));
+    if force_quit.is_some() {
+        return Some(Action::ForceQuit);
+    }
+    search_order(context).iter().find_map(|ctx| {
+        KEYMAP
+            .iter()
+            .find(|b| b.context == *ctx && matches(b, key))
+            .map(|b| b.action)
+    })
+}
+
+pub fn key_label(code: KeyCode, modifiers: KeyModifiers) -> String {
+    let base = match code {
+        Char(' ') => "space".to_string(),
+        Char(c) => c.to_string(),
+        Enter => "enter".into(),
+        Esc => "esc".into(),
+        Tab => "tab".into(),
+        BackTab => "shift-tab".into(),
+        Backspace => "backspace".into(),
+        Up => "↑".into(),
+        Down => "↓".into(),
+        Left => "←".into(),
+        Right => "→".into(),
+        Home => "home".into(),
+        End => "end".into(),
+        PageUp => "pgup".into(),
+        PageDown => "pgdn".into(),
+        other => format!("{other:?}").to_lowercase(),
+    };
+    if modifiers.contains(KeyModifiers::CONTROL) {
+        format!("ctrl-{base}")
+    } else {
+        base
+    }
+}
+
+/// One help line: all keys of one action in one context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelpLine {
+    pub keys: String,
+    pub help: &'static str,
+}
+
+/// The help lines of a context, generated from `KEYMAP`.
+pub fn help_lines(context: Context) -> Vec<HelpLine> {
+    let mut out: Vec<(Action, HelpLine)> = Vec::new();
+    for b in KEYMAP.iter().filter(|b| b.context == context) {
+        let label = key_label(b.code, b.modifiers);
+        match out.iter_mut().find(|(a, _)| *a == b.action) {
+            Some((_, line)) => {
+                line.keys.push_str(", ");
+                line.keys.push_str(&label);
+            }
+            None => out.push((
+                b.action,
+                HelpLine {
+                    keys: label,
+                    help: b.help,
+                },
+            )),
+        }
+    }
+    out.into_iter().map(|(_, l)| l).collect()
+}
+
+/// The first key of an action in a context, for hints ("n run next").
+pub fn first_key(context: Context, action: Action) -> Option<String> {
+    KEYMAP
+        .iter()
+        .find(|b| b.context == context && b.action == action)
+        .map(|b| key_label(b.code, b.modifiers))
+}

@@ -1,0 +1,352 @@
+//! The console's whole state as plain data, and the messages that change it.
+//!
+//! Nothing here does I/O: `update` (in `update.rs`) is a pure function over these types, and the
+//! panes only read them, so both can be tested without a terminal or a database.
+
+use crate::engine::events::{Counts, EngineEvent, PlannedStep, Progress};
+use crate::engine::lock::LockHolder;
+use crate::engine::project::StepKind;
+use crate::engine::snapshot::{RejectSummary, RollbackPreview, StepSummary};
+use chrono::{DateTime, FixedOffset, Utc};
+use crossterm::event::KeyEvent;
+use std::collections::BTreeMap;
+
+/// Most rows/s samples the throughput sparkline keeps (about a minute at 4 Hz progress).
+pub const RATE_HISTORY: usize = 240;
+
+/// How long a quit waits for the running step to reach its batch boundary before leaving anyway.
+pub const QUIT_GRACE_SECS: i64 = 10;
+
+/// Everything that can change the state.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(KeyEvent),
+    Engine(EngineEvent),
+    /// The clock; injected so tests and snapshots are stable.
+    Tick(DateTime<Utc>),
+    Resize(u16, u16),
+    /// The console's own CSV export finished: the file written, or why not.
+    Exported(Result<String, String>),
+}
+
+/// Work the console does itself (not engine work, which goes out as `Command`s).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Write these rejects to `rejects-<stamp>.csv` in the project folder.
+    ExportRejects { rows: Vec<RejectSummary>, stamp: String },
+    /// A key for the tui-logger widget, whose state lives outside `AppState`.
+    Log(tui_logger::TuiWidgetEvent),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pane {
+    Migrations,
+    Progress,
+    Rejects,
+    Log,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 4] = [Pane::Migrations, Pane::Progress, Pane::Rejects, Pane::Log];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Migrations => "Migrations",
+            Pane::Progress => "Progress",
+            Pane::Rejects => "Rejects",
+            Pane::Log => "Log",
+        }
+    }
+
+    /// The digit that focuses the pane.
+    pub fn number(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0) + 1
+    }
+
+    pub fn next(self) -> Pane {
+        Pane::ALL[self.number() % Pane::ALL.len()]
+    }
+
+    pub fn prev(self) -> Pane {
+        Pane::ALL[(self.number() + Pane::ALL.len() - 2) % Pane::ALL.len()]
+    }
+}
+
+/// The maintenance window from the config (or the latest snapshot).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub start: DateTime<FixedOffset>,
+    pub end: DateTime<FixedOffset>,
+}
+
+impl Window {
+    pub fn parse(start: &str, end: &str) -> Option<Window> {
+        Some(Window {
+            start: DateTime::parse_from_rfc3339(start).ok()?,
+            end: DateTime::parse_from_rfc3339(end).ok()?,
+        })
+    }
+}
+
+/// Where a step reads and writes, for the confirmation dialog and the details view. Read from
+/// the step files once at start-up (outside `update`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepInfo {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusLine {
+    pub level: StatusLevel,
+    pub text: String,
+}
+
+/// The step the engine is working on now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentStep {
+    pub version: String,
+    pub name: String,
+    pub kind: StepKind,
+    pub dry_run: bool,
+    pub progress: Progress,
+    /// rows/s samples for the sparkline, oldest first.
+    pub rate_history: Vec<u64>,
+    pub statements_done: usize,
+    pub last_statement: Option<String>,
+    pub flags: u64,
+    pub last_reject: Option<String>,
+}
+
+/// A run (up, down or dry run) from the moment the console asked for it until `Finished`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunState {
+    /// `up` or `down`, once the engine says (`Planned`).
+    pub operation: String,
+    pub dry_run: bool,
+    pub planned: Vec<PlannedStep>,
+    pub steps_done: usize,
+    pub current: Option<CurrentStep>,
+    pub paused: bool,
+    /// An abort was asked for; the run stops at the next batch boundary.
+    pub aborting: bool,
+}
+
+/// The last step that finished in this session, shown in the progress pane when idle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedStep {
+    pub version: String,
+    pub name: String,
+    pub status: String,
+    pub counts: Counts,
+    pub duration_ms: u64,
+    pub dry_run: bool,
+}
+
+/// What a yes/no dialog confirms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfirmAction {
+    RunNext { version: String },
+    RunAll,
+    Abort,
+    Quit,
+    RetryReject { id: i64 },
+    RetryStep { version: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dialog {
+    Confirm {
+        action: ConfirmAction,
+        title: String,
+        lines: Vec<String>,
+    },
+    /// `u`: what the rollback undoes, and the step name typed so far.
+    Rollback {
+        version: String,
+        name: String,
+        preview: Option<RollbackPreview>,
+        typed: String,
+    },
+    /// `e`: FIELD=VALUE for one rejected row.
+    EditReject {
+        id: i64,
+        fields: Vec<String>,
+        input: String,
+    },
+    Details {
+        title: String,
+        lines: Vec<String>,
+        scroll: u16,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuitState {
+    #[default]
+    Running,
+    /// Asked the running step to stop; leaving when the run ends or the grace time passes.
+    Stopping {
+        since: DateTime<Utc>,
+    },
+    Now,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppState {
+    pub project: String,
+    /// Already redacted.
+    pub target: String,
+    pub window: Option<Window>,
+    pub now: DateTime<Utc>,
+    /// This process, so the console does not call its own run lock "someone else's".
+    pub own_pid: i64,
+    /// False when NO_COLOR is set.
+    pub color: bool,
+    pub size: (u16, u16),
+    pub focus: Pane,
+    /// True once the first snapshot arrived.
+    pub loaded: bool,
+    pub migrations: Vec<StepSummary>,
+    pub step_info: BTreeMap<String, StepInfo>,
+    pub selected_step: usize,
+    pub rejects: Vec<RejectSummary>,
+    pub open_rejects: u64,
+    pub reject_filter: String,
+    pub filter_editing: bool,
+    /// Index into the filtered rejects.
+    pub selected_reject: usize,
+    pub locked_by: Option<LockHolder>,
+    pub run: Option<RunState>,
+    pub last_finished: Option<FinishedStep>,
+    /// The last rows/s seen in this session, for the ETA when nothing runs.
+    pub last_rate: Option<f64>,
+    /// Would-be counts of dry runs, by version.
+    pub dry_runs: BTreeMap<String, Counts>,
+    pub dialog: Option<Dialog>,
+    pub help: bool,
+    pub status: Option<StatusLine>,
+    /// Console-side work for the main loop; drained after every `update`.
+    pub effects: Vec<Effect>,
+    pub quit: QuitState,
+}
+
+impl AppState {
+    pub fn new(project: impl Into<String>, target: impl Into<String>, now: DateTime<Utc>) -> AppState {
+        AppState {
+            project: project.into(),
+            target: target.into(),
+            window: None,
+            now,
+            own_pid: 0,
+            color: true,
+            size: (0, 0),
+            focus: Pane::Migrations,
+            loaded: false,
+            migrations: Vec::new(),
+            step_info: BTreeMap::new(),
+            selected_step: 0,
+            rejects: Vec::new(),
+            open_rejects: 0,
+            reject_filter: String::new(),
+            filter_editing: false,
+            selected_reject: 0,
+            locked_by: None,
+            run: None,
+            last_finished: None,
+            last_rate: None,
+            dry_runs: BTreeMap::new(),
+            dialog: None,
+            help: false,
+            status: None,
+            effects: Vec::new(),
+            quit: QuitState::Running,
+        }
+    }
+
+    pub fn should_exit(&self) -> bool {
+        self.quit == QuitState::Now
+    }
+
+    pub fn running(&self) -> bool {
+        self.run.is_some()
+    }
+
+    pub fn selected_step(&self) -> Option<&StepSummary> {
+        self.migrations.get(self.selected_step)
+    }
+
+    pub fn step_name(&self, version: &str) -> Option<&str> {
+        self.migrations
+            .iter()
+            .find(|m| m.version == version)
+            .map(|m| m.name.as_str())
+    }
+
+    /// The lock holder when it is another process (our own run holds the lock too).
+    pub fn foreign_lock(&self) -> Option<&LockHolder> {
+        self.locked_by.as_ref().filter(|h| h.pid != self.own_pid)
+    }
+
+    /// The step `n` would run: the engine's rule (pending or reverted; a data or merge step
+    /// that failed or was interrupted resumes).
+    pub fn next_pending(&self) -> Option<&StepSummary> {
+        self.migrations.iter().find(|m| is_runnable(m))
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.migrations.iter().filter(|m| is_runnable(m)).count()
+    }
+
+    /// Rejects matching the filter: every word must appear in the step (version or name) or
+    /// the rule.
+    pub fn filtered_rejects(&self) -> Vec<&RejectSummary> {
+        let words: Vec<String> = self.reject_filter.split_whitespace().map(str::to_lowercase).collect();
+        self.rejects
+            .iter()
+            .filter(|r| {
+                if words.is_empty() {
+                    return true;
+                }
+                let hay = format!("{} {} {}", r.step, self.step_name(&r.step).unwrap_or(""), r.rule).to_lowercase();
+                words.iter().all(|w| hay.contains(w.as_str()))
+            })
+            .collect()
+    }
+
+    pub fn selected_reject(&self) -> Option<&RejectSummary> {
+        self.filtered_rejects().get(self.selected_reject).copied()
+    }
+
+    pub fn set_status(&mut self, level: StatusLevel, text: impl Into<String>) {
+        self.status = Some(StatusLine {
+            level,
+            text: text.into(),
+        });
+    }
+}
+
+/// Whether `up` would run this step (mirrors the engine's planner).
+pub fn is_runnable(m: &StepSummary) -> bool {
+    match m.state.as_str() {
+        "pending" | "reverted" => true,
+        "failed" | "running" => m.kind != StepKind::Schema,
+        _ => false,
+    }
+}
+
+/// Whether `u` can offer a rollback of this step (the engine has the last word in the preview).
+pub fn is_revertible(m: &StepSummary) -> bool {
+    match m.state.as_str() {
+        "applied" | "modified" => true,
+        "failed" | "running" => m.kind != StepKind::Schema,
+        _ => false,
+    }
+}

@@ -1,0 +1,204 @@
+//! Overlays: confirmation, rollback (type the name), reject edit, details, and the help screen
+//! generated from the keymap.
+
+use crate::console::keymap::{self, Context, HelpLine};
+use crate::console::state::{AppState, Dialog};
+use crate::console::view::theme::Theme;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Widget, Wrap};
+
+pub fn draw_overlays(frame: &mut Frame, state: &AppState, area: Rect) {
+    if let Some(d) = &state.dialog {
+        frame.render_widget(DialogView { state, dialog: d }, area);
+    }
+    if state.help {
+        frame.render_widget(HelpView { state }, area);
+    }
+}
+
+/// A centred rectangle of at most `width`×`height` that leaves a margin around it.
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width.saturating_sub(4)).max(1);
+    let h = height.min(area.height.saturating_sub(2)).max(1);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn frame_block<'a>(title: String, theme: Theme) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Double)
+        .border_style(theme.accent())
+        .title(Span::styled(format!(" {title} "), theme.bold()))
+}
+
+/// "y, enter yes, do it   n, esc no" from the keymap.
+fn key_footer(context: Context, theme: Theme) -> Line<'static> {
+    let mut spans = Vec::new();
+    for HelpLine { keys, help } in keymap::help_lines(context) {
+        spans.push(Span::styled(keys, theme.accent().patch(theme.bold())));
+        spans.push(Span::styled(format!(" {help}   "), theme.dim()));
+    }
+    Line::from(spans)
+}
+
+pub struct DialogView<'a> {
+    pub state: &'a AppState,
+    pub dialog: &'a Dialog,
+}
+
+impl Widget for DialogView<'_> {
+    fn render(self, area: Rect, buf: &mut ratatui::buffer::Buffer) {
+        let theme = Theme::of(self.state);
+        let (title, mut lines, context): (String, Vec<Line>, Context) = match self.dialog {
+            Dialog::Confirm { title, lines, .. } => (
+                title.clone(),
+                lines.iter().map(|l| Line::from(l.clone())).collect(),
+                Context::Confirm,
+            ),
+            Dialog::Rollback {
+                version,
+                name,
+                preview,
+                typed,
+            } => (
+                format!("Roll back {version}_{name}?"),
+                rollback_lines(name, preview, typed, theme),
+                Context::TextInput,
+            ),
+            Dialog::EditReject { id, fields, input } => {
+                let lines = vec![
+                    Line::from("Set one field of the source row, then r retries it."),
+                    Line::styled(format!("fields: {}", fields.join(", ")), theme.dim()),
+                    Line::from(""),
+                    Line::from(vec![
+                        Span::styled("FIELD=VALUE > ", theme.accent()),
+                        Span::styled(input.clone(), theme.bold()),
+                        Span::styled("▏", theme.accent()),
+                    ]),
+                ];
+                (format!("Fix reject {id}"), lines, Context::TextInput)
+            }
+            Dialog::Details { title, lines, scroll } => {
+                let lines = lines
+                    .iter()
+                    .skip(*scroll as usize)
+                    .map(|l| Line::from(l.clone()))
+                    .collect();
+                (title.clone(), lines, Context::Details)
+            }
+        };
+        lines.push(Line::from(""));
+        lines.push(key_footer(context, theme));
+        let wide = matches!(self.dialog, Dialog::Details { .. } | Dialog::Rollback { .. });
+        let width = if wide { 100 } else { 72 };
+        // Height after wrapping, so long errors and statements are not cut off.
+        let inner_width = width.min(area.width.saturating_sub(4)).saturating_sub(2).max(1) as usize;
+        let height: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner_width)).sum();
+        let rect = centered(area, width, height as u16 + 2);
+        Clear.render(rect, buf);
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(frame_block(title, theme))
+            .render(rect, buf);
+    }
+}
+
+fn rollback_lines(
+    name: &str,
+    preview: &Option<crate::engine::snapshot::RollbackPreview>,
+    typed: &str,
+    theme: Theme,
+) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    match preview {
+        None => lines.push(Line::styled("asking the engine what this undoes…", theme.dim())),
+        Some(p) => {
+            lines.push(Line::styled("This rollback will:", theme.bold()));
+            for l in &p.lines {
+                lines.push(Line::from(format!("  {l}")));
+            }
+            if let Some(why) = &p.refused {
+                lines.push(Line::from(""));
+                lines.push(Line::styled(format!("REFUSED: {why}"), theme.error()));
+                return lines;
+            }
+        }
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(vec![
+        Span::raw("Type the step's name "),
+        Span::styled(name.to_string(), theme.bold()),
+        Span::raw(" and press enter to roll it back:"),
+    ]));
+    let verdict = if typed == name {
+        Span::styled("  ✓ matches", theme.ok())
+    } else if typed.is_empty() {
+        Span::raw("")
+    } else {
+        Span::styled("  (does not match)", theme.warn())
+    };
+    lines.push(Line::from(vec![
+        Span::styled("> ", theme.accent()),
+        Span::styled(typed.to_string(), theme.bold()),
+        Span::styled("▏", theme.accent()),
+        verdict,
+    ]));
+    lines
+}
+
+/// Every key of the focused pane and the global keys, from `KEYMAP`.
+pub struct HelpView<'a> {
+    pub state: &'a AppState,
+}
+
+impl Widget for HelpView<'_> {
+    fn render(self, area: Rect, buf: &mut ratatui::buffer::Buffer) {
+        let theme = Theme::of(self.state);
+        let pane = Context::of_pane(self.state.focus);
+        let sections = [pane, Context::Global];
+        let columns: Vec<Vec<Line>> = sections
+            .iter()
+            .map(|ctx| {
+                let entries = keymap::help_lines(*ctx);
+                let key_width = entries.iter().map(|e| e.keys.chars().count()).max().unwrap_or(0);
+                let mut lines = vec![Line::styled(
+                    ctx.title().to_string(),
+                    theme.bold().patch(theme.accent()),
+                )];
+                lines.extend(entries.into_iter().map(|e| {
+                    Line::from(vec![
+                        Span::styled(format!("{:<key_width$}  ", e.keys), theme.accent()),
+                        Span::raw(e.help.to_string()),
+                    ])
+                }));
+                lines
+            })
+            .collect();
+        let height = columns.iter().map(Vec::len).max().unwrap_or(0) as u16 + 2;
+        let rect = centered(area, 96, height);
+        Clear.render(rect, buf);
+        let block = frame_block(format!("Keys · {} pane (esc closes)", self.state.focus.title()), theme);
+        let inner = block.inner(rect);
+        block.render(rect, buf);
+        let inner = Rect {
+            x: inner.x + 1,
+            width: inner.width.saturating_sub(2),
+            ..inner
+        };
+        let [left, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(inner);
+        let mut it = columns.into_iter();
+        if let Some(c) = it.next() {
+            Paragraph::new(c).render(left, buf);
+        }
+        if let Some(c) = it.next() {
+            Paragraph::new(c).render(right, buf);
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Drawing. Every pane is a widget over `&AppState`; `draw` lays them out for the terminal's
+//! size: all panes at once on a large terminal, the focused pane with a tab bar on a small one.
+
+pub mod dialogs;
+pub mod header;
+pub mod log;
+pub mod migrations;
+pub mod progress;
+pub mod rejects;
+pub mod theme;
+
+use crate::console::keymap::{self, Action, Context};
+use crate::console::state::{AppState, Pane, StatusLevel};
+use crate::console::view::theme::Theme;
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Paragraph, Wrap};
+use tui_logger::TuiWidgetState;
+
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 24;
+/// From this size on, all four panes are on screen at once.
+const GRID_WIDTH: u16 = 110;
+const GRID_HEIGHT: u16 = 34;
+
+pub fn draw(frame: &mut Frame, state: &AppState, log: &TuiWidgetState) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        draw_too_small(frame, state, area);
+        return;
+    }
+    let banner = u16::from(state.foreign_lock().is_some());
+    let grid = area.width >= GRID_WIDTH && area.height >= GRID_HEIGHT;
+    let [head, lock, body, status, hints] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(banner),
+        Constraint::Min(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    frame.render_widget(header::Header { state }, head);
+    if banner == 1 {
+        frame.render_widget(header::LockBanner { state }, lock);
+    }
+    if grid {
+        draw_grid(frame, state, log, body);
+    } else {
+        draw_tabs(frame, state, log, body);
+    }
+    frame.render_widget(StatusBar { state }, status);
+    frame.render_widget(HintBar { state }, hints);
+    dialogs::draw_overlays(frame, state, area);
+}
+
+fn draw_grid(frame: &mut Frame, state: &AppState, log: &TuiWidgetState, body: Rect) {
+    // The migrations table wants one row per step; progress needs about a dozen rows.
+    let top_height = (state.migrations.len() as u16 + 3).clamp(13, body.height / 2);
+    let rest = body.height.saturating_sub(top_height);
+    let rejects_height = (rest * 11 / 20).max(8);
+    let [top, middle, bottom] = Layout::vertical([
+        Constraint::Length(top_height),
+        Constraint::Length(rejects_height),
+        Constraint::Min(4),
+    ])
+    .areas(body);
+    let [left, right] = Layout::horizontal([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(top);
+    render_pane(frame, state, log, Pane::Migrations, left);
+    render_pane(frame, state, log, Pane::Progress, right);
+    render_pane(frame, state, log, Pane::Rejects, middle);
+    render_pane(frame, state, log, Pane::Log, bottom);
+}
+
+fn draw_tabs(frame: &mut Frame, state: &AppState, log: &TuiWidgetState, body: Rect) {
+    let [tabs, pane] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(body);
+    frame.render_widget(TabBar { state }, tabs);
+    render_pane(frame, state, log, state.focus, pane);
+}
+
+fn render_pane(frame: &mut Frame, state: &AppState, log: &TuiWidgetState, pane: Pane, area: Rect) {
+    let focused = state.focus == pane;
+    match pane {
+        Pane::Migrations => frame.render_widget(migrations::MigrationsPane { state, focused }, area),
+        Pane::Progress => frame.render_widget(progress::ProgressPane { state, focused }, area),
+        Pane::Rejects => frame.render_widget(rejects::RejectsPane { state, focused }, area),
+        Pane::Log => frame.render_widget(log::LogPane { state, log, focused }, area),
+    }
+}
+
+/// The frame of a pane: "[1] Migrations" with the focused one highlighted.
+pub fn pane_block<'a>(state: &AppState, pane: Pane, focused: bool, extra: &str) -> Block<'a> {
+    let theme = Theme::of(state);
+    let mut title = format!(" [{}] {} ", pane.number(), pane.title());
+    if !extra.is_empty() {
+        title.push_str(&format!("· {extra} "));
+    }
+    Block::default()
+        .borders(Borders::ALL)
+        .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
+        .border_style(theme.border(focused))
+        .title(Span::styled(title, if focused { theme.bold() } else { theme.plain() }))
+}
+
+fn draw_too_small(frame: &mut Frame, state: &AppState, area: Rect) {
+    let theme = Theme::of(state);
+    let text = vec![
+        Line::styled("window too small (need 80×24)", theme.error()),
+        Line::from(format!(
+            "now {}×{}: enlarge the terminal; q quits",
+            area.width, area.height
+        )),
+    ];
+    let y = area.height.saturating_sub(2) / 2;
+    let rect = Rect {
+        x: area.x,
+        y: area.y + y,
+        width: area.width,
+        height: area.height.min(2),
+    };
+    frame.render_widget(
+        Paragraph::new(text)
+            .alignment(Alignment::Center)
+            .wrap(Wrap { trim: true }),
+        rect,
+    );
+}
+
+struct TabBar<'a> {
+    state: &'a AppState,
+}
+
+impl ratatui::widgets::Widget for TabBar<'_> {
+    fn render(self, area: Rect, buf: &mut ratatui::buffer::Buffer) {
+        let theme = Theme::of(self.state);
+        let mut spans = Vec::new();
+        for p in Pane::ALL {
+            let label = format!(" {} {} ", p.number(), p.title());
+            let style = if p == self.state.focus {
+                theme.selected().patch(theme.bold())
+            } else {
+                theme.plain()
+            };
+            spans.push(Span::styled(label, style));
+            spans.push(Span::raw(" "));
+        }
+        // The running step stays visible whichever pane is in front.
+        if let Some(c) = self.state.run.as_ref().and_then(|r| r.current.as_ref()) {
+            let p = &c.progress;
+            let pct = (p.rows_done * 100).checked_div(p.rows_total).unwrap_or(0);
+            spans.push(Span::styled(format!(" ▶ {} {pct}%", c.name), theme.accent()));
+        }
+        Paragraph::new(Line::from(spans)).render(area, buf);
+    }
+}
+
+struct StatusBar<'a> {
+    state: &'a AppState,
+}
+
+impl ratatui::widgets::Widget for StatusBar<'_> {
+    fn render(self, area: Rect, buf: &mut ratatui::buffer::Buffer) {
+        let theme = Theme::of(self.state);
+        let (style, text) = match &self.state.status {
+            Some(s) => {
+                let prefix = match s.level {
+                    StatusLevel::Info => "",
+                    StatusLevel::Warn => "! ",
+                    StatusLevel::Error => "✗ ",
+                };
+                (theme.level(s.level), format!(" {prefix}{}", s.text))
+            }
+            None if !self.state.loaded => (theme.dim(), " reading the target…".to_string()),
+            None => (theme.dim(), " ready".to_string()),
+        };
+        Paragraph::new(Line::styled(text, style)).render(area, buf);
+    }
+}
+
+/// The keys of the context in front, from the keymap, with help and quit always at the right.
+struct HintBar<'a> {
+    state: &'a AppState,
+}
+
+impl ratatui::widgets::Widget for HintBar<'_> {
+    fn render(self, area: Rect, buf: &mut ratatui::buffer::Buffer) {
+        let theme = Theme::of(self.state);
+        let context = keymap::active_context(self.state);
+        let in_pane = matches!(
+            context,
+            Context::Migrations | Context::Progress | Context::Rejects | Context::Log
+        );
+        // Movement and pane switching are the same everywhere; the help lists them.
+        let routine = |a: Action| {
+            matches!(
+                a,
+                Action::Up
+                    | Action::Down
+                    | Action::Top
+                    | Action::Bottom
+                    | Action::Focus(_)
+                    | Action::NextPane
+                    | Action::PrevPane
+                    | Action::ToggleHelp
+                    | Action::Quit
+                    | Action::ForceQuit
+                    | Action::Refresh
+            )
+        };
+        let mut items: Vec<(String, &str)> = Vec::new();
+        // Running steps is what the migrations and progress panes are for: those keys first.
+        let contexts: &[Context] = match context {
+            Context::Migrations | Context::Progress => &[Context::Global, context],
+            Context::Rejects | Context::Log => &[context, Context::Global],
+            _ => &[context],
+        };
+        for ctx in contexts {
+            for b in keymap::KEYMAP.iter().filter(|b| b.context == *ctx) {
+                if (in_pane && routine(b.action)) || items.iter().any(|(_, h)| *h == b.help) {
+                    continue;
+                }
+                items.push((keymap::key_label(b.code, b.modifiers), b.help));
+            }
+        }
+        let mut right: Vec<Span> = Vec::new();
+        if in_pane {
+            for action in [Action::ToggleHelp, Action::Quit] {
+                if let Some(k) = keymap::first_key(Context::Global, action) {
+                    let label = if action == Action::Quit { " quit " } else { " help  " };
+                    right.push(Span::styled(k, theme.accent().patch(theme.bold())));
+                    right.push(Span::styled(label, theme.dim()));
+                }
+            }
+        }
+        let right_width: usize = right.iter().map(|s| s.width()).sum();
+        let mut spans = vec![Span::raw(" ")];
+        let mut used = 1usize;
+        for (key, help) in items {
+            let piece = key.chars().count() + help.chars().count() + 3;
+            if used + piece + right_width > area.width as usize {
+                break;
+            }
+            used += piece;
+            spans.push(Span::styled(key, theme.accent().patch(theme.bold())));
+            spans.push(Span::styled(format!(" {help}"), theme.dim()));
+            spans.push(Span::raw("  "));
+        }
+        let pad = (area.width as usize).saturating_sub(used + right_width);
+        spans.push(Span::raw(" ".repeat(pad)));
+        spans.extend(right);
+        Paragraph::new(Line::from(spans)).style(Style::new()).render(area, buf);
+    }
+}

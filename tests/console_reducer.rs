@@ -1,0 +1,704 @@
+//! The console's reducer: keys and engine events in, state and engine commands out. No terminal,
+//! no database: `update` is pure.
+
+use chrono::{DateTime, TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use cutover::console::keymap::{self, Action, Context, KEYMAP};
+use cutover::console::state::{ConfirmAction, Dialog, Pane, QuitState, StatusLevel};
+use cutover::console::{AppState, Effect, Msg, update};
+use cutover::engine::events::{Command, Counts, DownTarget, EngineEvent, PlannedStep, Progress, RunOptions};
+use cutover::engine::lock::LockHolder;
+use cutover::engine::project::StepKind;
+use cutover::engine::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 23, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn step(version: &str, name: &str, kind: StepKind, state: &str) -> StepSummary {
+    StepSummary {
+        version: version.into(),
+        name: name.into(),
+        kind,
+        state: state.into(),
+        checksum_state: if state == "pending" { "-".into() } else { "ok".into() },
+        modified_file: None,
+        duration_ms: None,
+        applied_at: None,
+        counts: Counts::default(),
+        error: None,
+        failing_statement: None,
+    }
+}
+
+fn reject(id: i64, step: &str, rule: &str, state: &str) -> RejectSummary {
+    RejectSummary {
+        id,
+        step: step.into(),
+        source_table: "users".into(),
+        source_key: format!("u{id}"),
+        field: Some("email".into()),
+        rule: rule.into(),
+        reason: format!("{rule} failed"),
+        level: "error".into(),
+        state: state.into(),
+        waits_for: None,
+        row: vec![("id".into(), format!("u{id}")), ("email".into(), "bob@".into())],
+    }
+}
+
+fn snapshot(migrations: Vec<StepSummary>) -> Snapshot {
+    Snapshot {
+        project: "clinic".into(),
+        target: "sqlite://target.db".into(),
+        migrations,
+        ..Default::default()
+    }
+}
+
+/// A state that has seen its first snapshot.
+fn loaded(migrations: Vec<StepSummary>) -> AppState {
+    let mut s = AppState::new("clinic", "sqlite://target.db", t0());
+    s.own_pid = 4242;
+    let cmds = update(
+        &mut s,
+        Msg::Engine(EngineEvent::Snapshot(Box::new(snapshot(migrations)))),
+    );
+    assert!(cmds.is_empty());
+    s
+}
+
+fn two_steps() -> Vec<StepSummary> {
+    vec![
+        step("20250101T090000", "schema", StepKind::Schema, "applied"),
+        step("20250101T090100", "accounts", StepKind::Data, "pending"),
+    ]
+}
+
+fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ch(c: char) -> Msg {
+    key(KeyCode::Char(c))
+}
+
+fn ctrl(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn type_str(s: &mut AppState, text: &str) -> Vec<Command> {
+    text.chars().flat_map(|c| update(s, ch(c))).collect()
+}
+
+fn progress(rows_done: u64, rows_total: u64, rate: f64) -> Progress {
+    Progress {
+        step_index: 1,
+        rows_done,
+        rows_total,
+        written: rows_done - 3,
+        skipped: 1,
+        rejected: 2,
+        merged: 0,
+        warnings: 5,
+        batches_done: rows_done / 100,
+        batches_total: rows_total / 100,
+        rows_per_sec: rate,
+        elapsed_ms: 2500,
+    }
+}
+
+/// A state with `accounts` running (the engine has acknowledged the start).
+fn running() -> AppState {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('n'));
+    let cmds = update(&mut s, ch('y'));
+    assert_eq!(cmds.len(), 1);
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Planned {
+            run_id: "r1".into(),
+            operation: "up".into(),
+            dry_run: false,
+            steps: vec![PlannedStep {
+                version: "20250101T090100".into(),
+                name: "accounts".into(),
+                kind: StepKind::Data,
+                rows_estimate: None,
+            }],
+        }),
+    );
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::StepStarted {
+            version: "20250101T090100".into(),
+            name: "accounts".into(),
+            kind: StepKind::Data,
+            dry_run: false,
+        }),
+    );
+    s
+}
+
+#[test]
+fn n_with_nothing_pending_sends_nothing() {
+    let mut s = loaded(vec![step("20250101T090000", "schema", StepKind::Schema, "applied")]);
+    let cmds = update(&mut s, ch('n'));
+    assert!(cmds.is_empty());
+    assert!(s.dialog.is_none(), "no confirmation for nothing");
+    let status = s.status.as_ref().expect("a status line says why");
+    assert!(status.text.contains("nothing pending"), "{status:?}");
+}
+
+#[test]
+fn n_asks_then_confirm_starts_only_the_next_step() {
+    let mut s = loaded(two_steps());
+    let cmds = update(&mut s, ch('n'));
+    assert!(cmds.is_empty(), "nothing runs before the confirmation");
+    match &s.dialog {
+        Some(Dialog::Confirm {
+            action: ConfirmAction::RunNext { version },
+            lines,
+            ..
+        }) => {
+            assert_eq!(version, "20250101T090100");
+            assert!(lines[0].contains("accounts") && lines[0].contains("data"), "{lines:?}");
+        }
+        other => panic!("expected the run-next confirmation, got {other:?}"),
+    }
+    let cmds = update(&mut s, key(KeyCode::Enter));
+    assert_eq!(
+        cmds,
+        vec![Command::Start(RunOptions {
+            only_next: true,
+            ..Default::default()
+        })]
+    );
+    assert!(s.dialog.is_none());
+    assert!(s.running());
+}
+
+#[test]
+fn n_then_no_cancels() {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('n'));
+    let cmds = update(&mut s, key(KeyCode::Esc));
+    assert!(cmds.is_empty());
+    assert!(s.dialog.is_none());
+    assert!(!s.running());
+}
+
+#[test]
+fn a_confirms_and_runs_all_pending() {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('a'));
+    assert!(matches!(
+        s.dialog,
+        Some(Dialog::Confirm {
+            action: ConfirmAction::RunAll,
+            ..
+        })
+    ));
+    let cmds = update(&mut s, ch('y'));
+    assert_eq!(cmds, vec![Command::Start(RunOptions::default())]);
+}
+
+#[test]
+fn rollback_needs_the_exact_name() {
+    let mut s = loaded(two_steps());
+    // Select the applied schema step (the first snapshot selected the next pending one).
+    update(&mut s, ch('k'));
+    assert_eq!(s.selected_step, 0);
+    let cmds = update(&mut s, ch('u'));
+    assert_eq!(
+        cmds,
+        vec![Command::PreviewRollback {
+            version: "20250101T090000".into()
+        }]
+    );
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::RollbackPreview(RollbackPreview {
+            version: "20250101T090000".into(),
+            name: "schema".into(),
+            kind: StepKind::Schema,
+            lines: vec!["DROP TABLE accounts;".into()],
+            refused: None,
+        })),
+    );
+    assert!(matches!(&s.dialog, Some(Dialog::Rollback { preview: Some(_), .. })));
+
+    let mut cmds = type_str(&mut s, "schemaa");
+    cmds.extend(update(&mut s, key(KeyCode::Enter)));
+    assert!(
+        !cmds.iter().any(|c| matches!(c, Command::Rollback { .. })),
+        "a wrong name must not roll back: {cmds:?}"
+    );
+    assert!(
+        matches!(s.dialog, Some(Dialog::Rollback { .. })),
+        "the dialog stays open"
+    );
+    assert_eq!(s.status.as_ref().map(|x| x.level), Some(StatusLevel::Warn));
+
+    update(&mut s, key(KeyCode::Backspace));
+    let cmds = update(&mut s, key(KeyCode::Enter));
+    assert_eq!(
+        cmds,
+        vec![Command::Rollback {
+            target: DownTarget::Only("20250101T090000".into()),
+            dry_run: false
+        }]
+    );
+    assert!(s.dialog.is_none());
+    assert!(s.running());
+}
+
+#[test]
+fn rollback_refused_by_the_engine_sends_nothing() {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('k'));
+    update(&mut s, ch('u'));
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::RollbackPreview(RollbackPreview {
+            version: "20250101T090000".into(),
+            name: "schema".into(),
+            kind: StepKind::Schema,
+            lines: vec![],
+            refused: Some("roll back accounts first".into()),
+        })),
+    );
+    let mut cmds = type_str(&mut s, "schema");
+    cmds.extend(update(&mut s, key(KeyCode::Enter)));
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert_eq!(s.status.as_ref().map(|x| x.level), Some(StatusLevel::Error));
+}
+
+#[test]
+fn enter_before_the_preview_arrives_does_not_roll_back() {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('k'));
+    update(&mut s, ch('u'));
+    let mut cmds = type_str(&mut s, "schema");
+    cmds.extend(update(&mut s, key(KeyCode::Enter)));
+    assert!(
+        cmds.is_empty(),
+        "the operator has not seen what it undoes yet: {cmds:?}"
+    );
+}
+
+#[test]
+fn u_on_a_pending_step_explains() {
+    let mut s = loaded(two_steps());
+    assert_eq!(s.selected_step, 1);
+    let cmds = update(&mut s, ch('u'));
+    assert!(cmds.is_empty());
+    assert!(s.dialog.is_none());
+}
+
+#[test]
+fn q_while_running_asks_and_yes_aborts_first() {
+    let mut s = running();
+    let cmds = update(&mut s, ch('q'));
+    assert!(cmds.is_empty());
+    assert!(matches!(
+        s.dialog,
+        Some(Dialog::Confirm {
+            action: ConfirmAction::Quit,
+            ..
+        })
+    ));
+    assert!(!s.should_exit());
+    let cmds = update(&mut s, ch('y'));
+    assert_eq!(cmds, vec![Command::Abort]);
+    assert!(matches!(s.quit, QuitState::Stopping { .. }));
+    // The run ends at its batch boundary: now the console leaves.
+    let cmds = update(
+        &mut s,
+        Msg::Engine(EngineEvent::Finished {
+            run_id: "r1".into(),
+            operation: "up".into(),
+            ok: false,
+            outcome: "aborted".into(),
+            steps_done: 0,
+            dry_run: false,
+        }),
+    );
+    assert_eq!(cmds, vec![Command::Refresh]);
+    assert!(s.should_exit());
+}
+
+#[test]
+fn q_while_running_no_stays() {
+    let mut s = running();
+    update(&mut s, ch('q'));
+    update(&mut s, ch('n'));
+    assert!(s.dialog.is_none());
+    assert!(!s.should_exit());
+    assert!(s.running());
+}
+
+#[test]
+fn quit_gives_up_waiting_after_the_grace_time() {
+    let mut s = running();
+    update(&mut s, ctrl('c'));
+    assert!(!s.should_exit());
+    update(&mut s, Msg::Tick(t0() + chrono::Duration::seconds(3)));
+    assert!(!s.should_exit());
+    update(&mut s, Msg::Tick(t0() + chrono::Duration::seconds(11)));
+    assert!(s.should_exit());
+}
+
+#[test]
+fn q_when_idle_quits_at_once() {
+    let mut s = loaded(two_steps());
+    let cmds = update(&mut s, ch('q'));
+    assert!(cmds.is_empty());
+    assert!(s.should_exit());
+}
+
+#[test]
+fn ctrl_c_quits_from_anywhere() {
+    let mut s = loaded(two_steps());
+    let cmds = update(&mut s, ctrl('c'));
+    assert!(cmds.is_empty());
+    assert!(s.should_exit());
+
+    // Even from a text input, where 'c' would otherwise be typed.
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('k'));
+    update(&mut s, ch('u'));
+    update(&mut s, ctrl('c'));
+    assert!(s.should_exit());
+
+    // While running: stop at the batch boundary; a second ctrl-c leaves at once.
+    let mut s = running();
+    assert_eq!(update(&mut s, ctrl('c')), vec![Command::Abort]);
+    assert!(!s.should_exit());
+    update(&mut s, ctrl('c'));
+    assert!(s.should_exit());
+}
+
+#[test]
+fn progress_events_update_the_gauge_numbers() {
+    let mut s = running();
+    for (done, rate) in [(200, 100.0), (500, 150.0)] {
+        update(
+            &mut s,
+            Msg::Engine(EngineEvent::Progress {
+                version: "20250101T090100".into(),
+                progress: progress(done, 1000, rate),
+            }),
+        );
+    }
+    let c = s.run.as_ref().and_then(|r| r.current.as_ref()).expect("a current step");
+    assert_eq!(c.progress.rows_done, 500);
+    assert_eq!(c.progress.rows_total, 1000);
+    assert_eq!(c.progress.batches_done, 5);
+    assert_eq!(c.rate_history, vec![100, 150]);
+    assert_eq!(s.last_rate, Some(150.0));
+    // 500 rows left at 150 rows/s.
+    let est = cutover::console::eta::estimate(&s);
+    assert_eq!(est.rows_left, 500);
+    assert_eq!(est.secs, Some(4));
+
+    // Progress for another version (a stale event) does not touch the gauge.
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Progress {
+            version: "20250101T090000".into(),
+            progress: progress(900, 1000, 1.0),
+        }),
+    );
+    let c = s.run.as_ref().and_then(|r| r.current.as_ref()).expect("a current step");
+    assert_eq!(c.progress.rows_done, 500);
+}
+
+#[test]
+fn step_finished_and_finished_end_the_run_and_refresh() {
+    let mut s = running();
+    let counts = Counts {
+        source: 10,
+        written: 8,
+        skipped: 0,
+        rejected: 2,
+        merged: 0,
+        warnings: 0,
+    };
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::StepFinished {
+            version: "20250101T090100".into(),
+            name: "accounts".into(),
+            status: "applied".into(),
+            counts,
+            duration_ms: 1200,
+            dry_run: false,
+        }),
+    );
+    assert_eq!(s.migrations[1].state, "applied");
+    assert_eq!(s.migrations[1].counts, counts);
+    let cmds = update(
+        &mut s,
+        Msg::Engine(EngineEvent::Finished {
+            run_id: "r1".into(),
+            operation: "up".into(),
+            ok: true,
+            outcome: "done".into(),
+            steps_done: 1,
+            dry_run: false,
+        }),
+    );
+    assert_eq!(cmds, vec![Command::Refresh]);
+    assert!(!s.running());
+}
+
+#[test]
+fn a_locked_snapshot_refuses_writes() {
+    let mut s = loaded(two_steps());
+    let mut snap = snapshot(two_steps());
+    snap.locked_by = Some(LockHolder {
+        owner: "alice".into(),
+        host: "ops1".into(),
+        pid: 999,
+        command: "up".into(),
+        since: "2026-11-21T22:58:00Z".into(),
+        heartbeat_age_secs: 2,
+    });
+    update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    let cmds = update(&mut s, ch('n'));
+    assert!(cmds.is_empty());
+    assert!(s.dialog.is_none(), "no confirmation for a refused action");
+    let status = s.status.as_ref().expect("status");
+    assert!(status.text.contains("alice@ops1"), "{status:?}");
+    assert!(status.text.contains("read-only"), "{status:?}");
+    // Rollback is a write too.
+    update(&mut s, ch('k'));
+    assert!(update(&mut s, ch('u')).is_empty());
+    // A dry run commits nothing and takes no lock: allowed.
+    update(&mut s, ch('j'));
+    let cmds = update(&mut s, ch('d'));
+    assert_eq!(
+        cmds,
+        vec![Command::Start(RunOptions {
+            only: Some("20250101T090100".into()),
+            dry_run: true,
+            ..Default::default()
+        })]
+    );
+}
+
+#[test]
+fn our_own_lock_is_not_a_foreign_lock() {
+    let mut s = loaded(two_steps());
+    let mut snap = snapshot(two_steps());
+    snap.locked_by = Some(LockHolder {
+        owner: "me".into(),
+        host: "here".into(),
+        pid: 4242,
+        command: "up".into(),
+        since: "x".into(),
+        heartbeat_age_secs: 0,
+    });
+    update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    update(&mut s, ch('n'));
+    assert!(s.dialog.is_some());
+}
+
+#[test]
+fn dry_run_records_would_be_counts() {
+    let mut s = loaded(two_steps());
+    let cmds = update(&mut s, ch('d'));
+    assert_eq!(cmds.len(), 1);
+    let counts = Counts {
+        source: 10,
+        written: 7,
+        skipped: 1,
+        rejected: 2,
+        merged: 0,
+        warnings: 0,
+    };
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::StepFinished {
+            version: "20250101T090100".into(),
+            name: "accounts".into(),
+            status: "dry-run".into(),
+            counts,
+            duration_ms: 50,
+            dry_run: true,
+        }),
+    );
+    assert_eq!(s.dry_runs.get("20250101T090100"), Some(&counts));
+    assert_eq!(s.migrations[1].state, "pending", "a dry run changes nothing");
+    assert!(s.status.as_ref().is_some_and(|x| x.text.contains("would write 7")));
+}
+
+#[test]
+fn pause_and_abort() {
+    let mut s = running();
+    assert_eq!(update(&mut s, ch('p')), vec![Command::Pause]);
+    update(&mut s, Msg::Engine(EngineEvent::Paused { version: None }));
+    assert!(s.run.as_ref().is_some_and(|r| r.paused));
+    assert_eq!(update(&mut s, ch('p')), vec![Command::Resume]);
+    // x asks first, then aborts.
+    assert!(update(&mut s, ch('x')).is_empty());
+    assert_eq!(update(&mut s, ch('y')), vec![Command::Abort]);
+}
+
+fn with_rejects() -> AppState {
+    let mut s = loaded(two_steps());
+    let mut snap = snapshot(two_steps());
+    snap.migrations[1].state = "applied".into();
+    snap.rejects = vec![
+        reject(1, "20250101T090100", "email", "open"),
+        reject(2, "20250101T090100", "required", "open"),
+        reject(3, "20250101T090000", "email", "resolved"),
+    ];
+    snap.open_rejects = 2;
+    update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    update(&mut s, ch('3'));
+    assert_eq!(s.focus, Pane::Rejects);
+    s
+}
+
+#[test]
+fn reject_filter_matches_step_and_rule() {
+    let mut s = with_rejects();
+    update(&mut s, ch('/'));
+    type_str(&mut s, "accounts email");
+    let ids: Vec<i64> = s.filtered_rejects().iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![1]);
+    update(&mut s, key(KeyCode::Enter));
+    assert!(!s.filter_editing);
+    assert_eq!(s.reject_filter, "accounts email");
+    // Keys act again once the filter is closed; esc clears it.
+    update(&mut s, key(KeyCode::Esc));
+    assert_eq!(s.filtered_rejects().len(), 3);
+}
+
+#[test]
+fn retry_edit_and_export_rejects() {
+    let mut s = with_rejects();
+    update(&mut s, ch('j'));
+    assert_eq!(s.selected_reject().map(|r| r.id), Some(2));
+    update(&mut s, ch('r'));
+    assert_eq!(
+        update(&mut s, ch('y')),
+        vec![Command::Retry {
+            id: Some(2),
+            step: None
+        }]
+    );
+    update(&mut s, ch('R'));
+    assert_eq!(
+        update(&mut s, ch('y')),
+        vec![Command::Retry {
+            id: None,
+            step: Some("20250101T090100".into())
+        }]
+    );
+
+    // e starts with the failing field; the operator types the value.
+    update(&mut s, ch('e'));
+    match &s.dialog {
+        Some(Dialog::EditReject { id, input, .. }) => {
+            assert_eq!(*id, 2);
+            assert_eq!(input, "email=");
+        }
+        other => panic!("expected the edit dialog, got {other:?}"),
+    }
+    type_str(&mut s, "bob@example.com");
+    let cmds = update(&mut s, key(KeyCode::Enter));
+    assert_eq!(
+        cmds,
+        vec![Command::FixReject {
+            id: 2,
+            field: "email".into(),
+            value: "bob@example.com".into()
+        }]
+    );
+
+    // An unknown field is refused with the fields the row has.
+    update(&mut s, ch('e'));
+    for _ in 0.."email=".len() {
+        update(&mut s, key(KeyCode::Backspace));
+    }
+    type_str(&mut s, "nope=1");
+    assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+    assert!(s.status.as_ref().is_some_and(|x| x.text.contains("no field 'nope'")));
+    update(&mut s, key(KeyCode::Esc));
+
+    let cmds = update(&mut s, ch('x'));
+    assert!(cmds.is_empty(), "export is the console's own work, not the engine's");
+    match s.effects.as_slice() {
+        [Effect::ExportRejects { rows, stamp }] => {
+            assert_eq!(rows.len(), 3);
+            assert_eq!(stamp, "20261121T230000");
+        }
+        other => panic!("expected one export effect, got {other:?}"),
+    }
+}
+
+#[test]
+fn panes_switch_with_tab_and_digits() {
+    let mut s = loaded(two_steps());
+    assert_eq!(s.focus, Pane::Migrations);
+    update(&mut s, key(KeyCode::Tab));
+    assert_eq!(s.focus, Pane::Progress);
+    update(&mut s, key(KeyCode::BackTab));
+    update(&mut s, key(KeyCode::BackTab));
+    assert_eq!(s.focus, Pane::Log);
+    update(&mut s, ch('1'));
+    assert_eq!(s.focus, Pane::Migrations);
+    update(&mut s, ch('?'));
+    assert!(s.help);
+    update(&mut s, key(KeyCode::Esc));
+    assert!(!s.help);
+}
+
+#[test]
+fn keymap_has_no_duplicate_keys_per_context() {
+    for (i, a) in KEYMAP.iter().enumerate() {
+        for b in &KEYMAP[i + 1..] {
+            assert!(
+                !(a.context == b.context && a.code == b.code && a.modifiers == b.modifiers),
+                "{:?} {:?} is bound twice",
+                a.context,
+                a.code
+            );
+        }
+    }
+    // Every pane has help lines, and the help overlay lists the pane's own keys.
+    for ctx in [Context::Migrations, Context::Rejects, Context::Log, Context::Progress] {
+        assert!(!keymap::help_lines(ctx).is_empty());
+    }
+    let k = KeyEvent::new(KeyCode::Char('R'), KeyModifiers::SHIFT);
+    assert_eq!(keymap::lookup(Context::Rejects, &k), Some(Action::RetryStep));
+}
+
+#[test]
+fn failures_and_notices_reach_the_status_line() {
+    let mut s = running();
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Failed {
+            version: Some("20250101T090100".into()),
+            error: "UNIQUE constraint failed:\n accounts.email".into(),
+            statement: None,
+        }),
+    );
+    let st = s.status.clone().expect("status");
+    assert_eq!(st.level, StatusLevel::Error);
+    assert_eq!(st.text, "accounts failed: UNIQUE constraint failed: accounts.email");
+    assert_eq!(s.migrations[1].state, "failed");
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Notice {
+            message: "retry: 1 written, 0 still rejected".into(),
+        }),
+    );
+    assert_eq!(s.status.as_ref().map(|x| x.level), Some(StatusLevel::Info));
+}

@@ -1,0 +1,452 @@
+//! What the console draws, as text snapshots on ratatui's TestBackend. The clock, the pid and
+//! every id are injected, so the screens are stable. Update with
+//! `INSTA_UPDATE=always cargo test --test console_snapshots` and review the .snap diff.
+
+use chrono::{DateTime, TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use cutover::console::state::{StepInfo, Window};
+use cutover::console::{AppState, Msg, update, view};
+use cutover::engine::events::{Counts, EngineEvent, PlannedStep, Progress};
+use cutover::engine::lock::LockHolder;
+use cutover::engine::project::StepKind;
+use cutover::engine::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use tui_logger::{TuiWidgetEvent, TuiWidgetState};
+
+const SCHEMA: &str = "20250101T090000";
+const ACCOUNTS: &str = "20250101T090100";
+const ORDERS: &str = "20250101T090200";
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 23, 10, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn window() -> Window {
+    Window::parse("2026-11-21T22:00:00+00:00", "2026-11-22T02:00:00+00:00").expect("window")
+}
+
+fn step(version: &str, name: &str, kind: StepKind, state: &str) -> StepSummary {
+    StepSummary {
+        version: version.into(),
+        name: name.into(),
+        kind,
+        state: state.into(),
+        checksum_state: if state == "pending" { "-".into() } else { "ok".into() },
+        modified_file: None,
+        duration_ms: None,
+        applied_at: None,
+        counts: Counts::default(),
+        error: None,
+        failing_statement: None,
+    }
+}
+
+fn counts(source: u64, written: u64, skipped: u64, rejected: u64) -> Counts {
+    Counts {
+        source,
+        written,
+        skipped,
+        rejected,
+        merged: 0,
+        warnings: 1,
+    }
+}
+
+fn migrations() -> Vec<StepSummary> {
+    let mut schema = step(SCHEMA, "create_v2_schema", StepKind::Schema, "applied");
+    schema.duration_ms = Some(140);
+    vec![
+        schema,
+        step(ACCOUNTS, "accounts", StepKind::Data, "pending"),
+        step(ORDERS, "orders", StepKind::Data, "pending"),
+    ]
+}
+
+fn base() -> AppState {
+    let mut s = AppState::new("clinic-v2", "sqlite://target.db", t0());
+    s.own_pid = 4242;
+    s.window = Some(window());
+    s.step_info.insert(
+        ACCOUNTS.into(),
+        StepInfo {
+            source: "table users on sqlite://legacy.db".into(),
+            target: "table accounts on sqlite://target.db".into(),
+        },
+    );
+    s
+}
+
+fn with_snapshot(mut s: AppState, snap: Snapshot) -> AppState {
+    update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    s
+}
+
+fn snap(migrations: Vec<StepSummary>) -> Snapshot {
+    Snapshot {
+        project: "clinic-v2".into(),
+        target: "sqlite://target.db".into(),
+        window_start: Some("2026-11-21T22:00:00+00:00".into()),
+        window_end: Some("2026-11-22T02:00:00+00:00".into()),
+        migrations,
+        ..Default::default()
+    }
+}
+
+fn ev(s: &mut AppState, e: EngineEvent) {
+    update(s, Msg::Engine(e));
+}
+
+fn key(s: &mut AppState, code: KeyCode) {
+    update(s, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+}
+
+fn chars(s: &mut AppState, text: &str) {
+    for c in text.chars() {
+        key(s, KeyCode::Char(c));
+    }
+}
+
+/// accounts running: 4 200 of 10 000 rows, with a rate history for the sparkline.
+fn running() -> AppState {
+    let mut s = with_snapshot(base(), snap(migrations()));
+    key(&mut s, KeyCode::Char('n'));
+    key(&mut s, KeyCode::Char('y'));
+    ev(
+        &mut s,
+        EngineEvent::Planned {
+            run_id: "run-1".into(),
+            operation: "up".into(),
+            dry_run: false,
+            steps: vec![
+                PlannedStep {
+                    version: ACCOUNTS.into(),
+                    name: "accounts".into(),
+                    kind: StepKind::Data,
+                    rows_estimate: None,
+                },
+                PlannedStep {
+                    version: ORDERS.into(),
+                    name: "orders".into(),
+                    kind: StepKind::Data,
+                    rows_estimate: None,
+                },
+            ],
+        },
+    );
+    ev(
+        &mut s,
+        EngineEvent::StepStarted {
+            version: ACCOUNTS.into(),
+            name: "accounts".into(),
+            kind: StepKind::Data,
+            dry_run: false,
+        },
+    );
+    for i in 1..=42u64 {
+        let rate = 800.0 + ((i * 37) % 11) as f64 * 40.0;
+        let progress = Progress {
+            step_index: 1,
+            rows_done: i * 100,
+            rows_total: 10_000,
+            written: i * 100 - i * 2,
+            skipped: i,
+            rejected: i,
+            merged: 0,
+            warnings: i / 4,
+            batches_done: i,
+            batches_total: 100,
+            rows_per_sec: rate,
+            elapsed_ms: i * 120,
+        };
+        ev(
+            &mut s,
+            EngineEvent::Progress {
+                version: ACCOUNTS.into(),
+                progress,
+            },
+        );
+    }
+    ev(
+        &mut s,
+        EngineEvent::Rejected {
+            version: ACCOUNTS.into(),
+            source_table: "users".into(),
+            source_key: "u4117".into(),
+            rule: "email".into(),
+            reason: "'bob@' is not an email address".into(),
+        },
+    );
+    s
+}
+
+fn failed() -> AppState {
+    let mut s = running();
+    ev(
+        &mut s,
+        EngineEvent::Failed {
+            version: Some(ACCOUNTS.into()),
+            error: "reject at users u4117 (email: 'bob@' is not an email address); continue_on_error is off".into(),
+            statement: None,
+        },
+    );
+    ev(
+        &mut s,
+        EngineEvent::Finished {
+            run_id: "run-1".into(),
+            operation: "up".into(),
+            ok: false,
+            outcome: "failed".into(),
+            steps_done: 0,
+            dry_run: false,
+        },
+    );
+    let mut m = migrations();
+    m[1].state = "failed".into();
+    m[1].duration_ms = Some(5040);
+    m[1].counts = counts(4200, 4116, 42, 42);
+    m[1].error = Some("reject at users u4117 (email)".into());
+    with_snapshot(s, snap(m))
+}
+
+fn reject(id: i64, step: &str, key: &str, field: &str, rule: &str, reason: &str) -> RejectSummary {
+    RejectSummary {
+        id,
+        step: step.into(),
+        source_table: "users".into(),
+        source_key: key.into(),
+        field: Some(field.into()),
+        rule: rule.into(),
+        reason: reason.into(),
+        level: "error".into(),
+        state: "open".into(),
+        waits_for: None,
+        row: vec![
+            ("id".into(), key.into()),
+            (
+                "email".into(),
+                if field == "email" {
+                    "bob@".into()
+                } else {
+                    "ann@example.com".into()
+                },
+            ),
+            ("role".into(), "doctor".into()),
+            ("phone".into(), "555-0100".into()),
+            ("password_hash".into(), "<redacted>".into()),
+        ],
+    }
+}
+
+fn with_rejects() -> AppState {
+    let mut m = migrations();
+    m[1].state = "applied".into();
+    m[1].duration_ms = Some(12_400);
+    m[1].counts = counts(10_000, 9_990, 7, 3);
+    let mut sn = snap(m);
+    sn.rejects = vec![
+        reject(1, ACCOUNTS, "u17", "email", "email", "'bob@' is not an email address"),
+        reject(
+            2,
+            ACCOUNTS,
+            "u230",
+            "role",
+            "enum",
+            "'janitor' is not one of parent, clinician, admin",
+        ),
+        RejectSummary {
+            waits_for: Some("users u9".into()),
+            ..reject(3, ORDERS, "o88", "account_id", "lookup", "no account for user u9 yet")
+        },
+    ];
+    sn.open_rejects = 3;
+    let mut s = with_snapshot(base(), sn);
+    key(&mut s, KeyCode::Char('3'));
+    s
+}
+
+fn render(state: &AppState, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    let log = TuiWidgetState::new();
+    log.transition(TuiWidgetEvent::HideKey);
+    terminal.draw(|f| view::draw(f, state, &log)).expect("draw");
+    terminal
+}
+
+#[test]
+fn empty_project() {
+    let s = with_snapshot(base(), snap(Vec::new()));
+    insta::assert_snapshot!("empty_project", render(&s, 120, 40).backend());
+}
+
+#[test]
+fn before_the_first_snapshot() {
+    let s = base();
+    insta::assert_snapshot!("before_first_snapshot", render(&s, 120, 40).backend());
+}
+
+#[test]
+fn running_step_mid_way() {
+    let s = running();
+    insta::assert_snapshot!("running_mid_way", render(&s, 120, 40).backend());
+}
+
+#[test]
+fn failed_step() {
+    let s = failed();
+    insta::assert_snapshot!("failed_step", render(&s, 120, 40).backend());
+}
+
+#[test]
+fn failed_step_details() {
+    let mut s = failed();
+    key(&mut s, KeyCode::Char('j'));
+    key(&mut s, KeyCode::Char('k'));
+    key(&mut s, KeyCode::Enter);
+    insta::assert_snapshot!("failed_step_details", render(&s, 120, 40).backend());
+}
+
+#[test]
+fn rejects_listed() {
+    let mut s = with_rejects();
+    key(&mut s, KeyCode::Char('j'));
+    insta::assert_snapshot!("rejects_listed", render(&s, 120, 40).backend());
+}
+
+#[test]
+fn rejects_filtered_small() {
+    let mut s = with_rejects();
+    key(&mut s, KeyCode::Char('/'));
+    chars(&mut s, "lookup");
+    insta::assert_snapshot!("rejects_filtered_80x24", render(&s, 80, 24).backend());
+}
+
+#[test]
+fn run_next_confirmation() {
+    let mut s = with_snapshot(base(), snap(migrations()));
+    key(&mut s, KeyCode::Char('n'));
+    insta::assert_snapshot!("run_next_confirmation", render(&s, 120, 40).backend());
+}
+
+#[test]
+fn rollback_dialog() {
+    let mut m = migrations();
+    m[1].state = "applied".into();
+    m[1].counts = counts(10_000, 9_990, 7, 3);
+    let mut s = with_snapshot(base(), snap(m));
+    key(&mut s, KeyCode::Char('k'));
+    key(&mut s, KeyCode::Char('u'));
+    ev(
+        &mut s,
+        EngineEvent::RollbackPreview(RollbackPreview {
+            version: ACCOUNTS.into(),
+            name: "accounts".into(),
+            kind: StepKind::Data,
+            lines: vec![
+                "delete 9990 rows written to accounts".into(),
+                "restore 0 rows of accounts that the step updated".into(),
+                "drop 9990 ID-map entries".into(),
+                "drop 3 rejects and warnings".into(),
+            ],
+            refused: None,
+        }),
+    );
+    chars(&mut s, "accou");
+    insta::assert_snapshot!("rollback_dialog", render(&s, 120, 40).backend());
+}
+
+#[test]
+fn help_overlay() {
+    let mut s = with_rejects();
+    key(&mut s, KeyCode::Char('?'));
+    insta::assert_snapshot!("help_overlay_rejects_80x24", render(&s, 80, 24).backend());
+}
+
+#[test]
+fn full_screen_80x24() {
+    let s = running();
+    insta::assert_snapshot!("running_80x24", render(&s, 80, 24).backend());
+}
+
+#[test]
+fn full_screen_80x24_progress_pane() {
+    let mut s = running();
+    key(&mut s, KeyCode::Char('2'));
+    insta::assert_snapshot!("running_80x24_progress", render(&s, 80, 24).backend());
+}
+
+#[test]
+fn too_small() {
+    let s = running();
+    insta::assert_snapshot!("too_small", render(&s, 79, 24).backend());
+    insta::assert_snapshot!("too_small_short", render(&s, 100, 20).backend());
+}
+
+#[test]
+fn locked_banner() {
+    let mut sn = snap(migrations());
+    sn.locked_by = Some(LockHolder {
+        owner: "alice".into(),
+        host: "ops1".into(),
+        pid: 999,
+        command: "up".into(),
+        since: "2026-11-21T22:58:00+00:00".into(),
+        heartbeat_age_secs: 2,
+    });
+    let mut s = with_snapshot(base(), sn);
+    key(&mut s, KeyCode::Char('n'));
+    insta::assert_snapshot!("locked_80x24", render(&s, 80, 24).backend());
+}
+
+/// The ETA of all pending work against the window: red (and said in words) when it overruns.
+#[test]
+fn clock_turns_red_when_the_eta_passes_the_window_end() {
+    let mut s = running();
+    // 5 800 rows left at 920 rows/s is 7 s; 5 s before the window closes that overruns.
+    s.now = Utc.with_ymd_and_hms(2026, 11, 22, 1, 59, 55).single().expect("time");
+    let t = render(&s, 120, 40);
+    let buf = t.backend().buffer();
+    let line: String = (0..120).map(|x| buf[(x, 1)].symbol().to_string()).collect();
+    assert!(line.contains("OVERRUNS the window"), "{line}");
+    assert!(
+        (0..120).any(|x| buf[(x, 1)].fg == Color::Red),
+        "the clock line is red: {line}"
+    );
+
+    // With every pending step's size known and hours left, it fits.
+    let mut s = running();
+    s.dry_runs.insert(ORDERS.into(), counts(2_000, 2_000, 0, 0));
+    let t = render(&s, 120, 40);
+    let buf = t.backend().buffer();
+    let line: String = (0..120).map(|x| buf[(x, 1)].symbol().to_string()).collect();
+    assert!(line.contains("fits"), "{line}");
+    assert!(!(0..120).any(|x| buf[(x, 1)].fg == Color::Red), "{line}");
+}
+
+#[test]
+fn eta_is_unknown_without_a_rate() {
+    let s = with_snapshot(base(), snap(migrations()));
+    let t = render(&s, 120, 40);
+    let buf = t.backend().buffer();
+    let line: String = (0..120).map(|x| buf[(x, 1)].symbol().to_string()).collect();
+    assert!(line.contains("ETA unknown") || line.contains("unknown size"), "{line}");
+}
+
+#[test]
+fn no_color_means_no_colour_at_all() {
+    for mut s in [running(), failed(), with_rejects()] {
+        s.color = false;
+        s.now = Utc.with_ymd_and_hms(2026, 11, 22, 1, 59, 0).single().expect("time");
+        key(&mut s, KeyCode::Char('?'));
+        for (w, h) in [(120, 40), (80, 24)] {
+            let t = render(&s, w, h);
+            for cell in t.backend().buffer().content() {
+                assert_eq!(cell.fg, Color::Reset, "fg colour under NO_COLOR at {:?}", cell.symbol());
+                assert_eq!(cell.bg, Color::Reset, "bg colour under NO_COLOR at {:?}", cell.symbol());
+            }
+        }
+    }
+}

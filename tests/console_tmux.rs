@@ -1,0 +1,327 @@
+//! End to end: the real binary's console in a real terminal (tmux), on a SQLite project with a
+//! schema step and a data step. Runs both with `n`, checks the screen against the target
+//! database, rolls the data step back with `u` + its name, and quits.
+//!
+//! The screens at each stage are printed (see them with `-- --nocapture`).
+
+mod common;
+mod support;
+
+use cutover::console::format::fmt_count;
+use std::cell::RefCell;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use support::{Backend, TestProject};
+
+const SCHEMA: &str = "20250101T090000";
+const ACCOUNTS: &str = "20250101T090100";
+/// Enough rows in small batches that the run lasts a few seconds and the progress is visible.
+const ROWS: u32 = 20_000;
+/// Every 1000th source row has a bad email, so the step rejects some rows and goes on.
+const BAD_EVERY: u32 = 1000;
+
+const ACCOUNTS_STEP: &str = r#"kind = "data"
+
+[source]
+table = "users"
+key = "id"
+
+[target]
+table = "accounts"
+natural_key = ["email"]
+on_duplicate = "skip"
+
+[id_map]
+column = "id"
+map = "users"
+
+[[fields]]
+target = "legacy_id"
+source = "id"
+
+[[fields]]
+target = "email"
+source = "email"
+transforms = ["trim", "lower"]
+validate = [{ rule = "required" }, { rule = "email" }]
+
+[[fields]]
+target = "role"
+source = "role"
+"#;
+
+fn project() -> TestProject {
+    let p = TestProject::with_config(
+        Backend::Sqlite,
+        "\n[window]\nstart = \"2020-01-01T00:00:00+00:00\"\nend = \"2099-01-01T00:00:00+00:00\"\n\n[defaults]\nbatch_size = 4\ncontinue_on_error = true\n",
+    );
+    p.source_sql(&format!(
+        "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT, role TEXT);
+         WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < {ROWS})
+         INSERT INTO users SELECT printf('u%05d', i),
+           CASE WHEN i % {BAD_EVERY} = 0 THEN 'not-an-email' ELSE printf('user%d@example.com', i) END,
+           'admin' FROM c;"
+    ));
+    p.schema_step(
+        &format!("{SCHEMA}_schema"),
+        "CREATE TABLE accounts (id TEXT PRIMARY KEY, legacy_id TEXT NOT NULL UNIQUE, email TEXT NOT NULL UNIQUE, role TEXT NOT NULL);\n",
+        "DROP TABLE accounts;\n",
+    );
+    p.data_step(&format!("{ACCOUNTS}_accounts"), ACCOUNTS_STEP);
+    p
+}
+
+/// A tmux session that is killed when the test ends, pass or fail.
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn start(width: u16, height: u16, command: &str) -> Tmux {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "cutover-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let out = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+                "-s",
+                &name,
+                command,
+            ])
+            .env_remove("NO_COLOR")
+            .env_remove("TMUX")
+            .output()
+            .expect("tmux is needed for this test (apt-get install tmux)");
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmux { name }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", self.name.as_str()];
+        args.extend_from_slice(keys);
+        let out = Command::new("tmux").args(&args).output().expect("tmux send-keys");
+        assert!(
+            out.status.success(),
+            "tmux send-keys {keys:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Type text literally (no key-name lookup).
+    fn type_text(&self, text: &str) {
+        let out = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "-l", text])
+            .output()
+            .expect("tmux send-keys");
+        assert!(out.status.success());
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Poll the screen until `ok` holds; panics with the last screen after `timeout`.
+    fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out after {timeout:?} waiting for {what}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).output();
+    }
+}
+
+/// The screen line of a migration (its row in the migrations table).
+fn step_line<'a>(screen: &'a str, version: &str) -> &'a str {
+    screen.lines().find(|l| l.contains(version)).unwrap_or("")
+}
+
+fn step_state_is(screen: &str, version: &str, state: &str) -> bool {
+    step_line(screen, version).split_whitespace().any(|w| w == state)
+}
+
+/// The running step's gauge ("42% · 4 200 / 10 000 rows"), 0 when not on screen.
+fn percent_done(screen: &str) -> u32 {
+    screen
+        .lines()
+        .find_map(|l| {
+            let end = l.find("% · ")?;
+            let digits: String = l[..end].chars().rev().take_while(char::is_ascii_digit).collect();
+            digits.chars().rev().collect::<String>().parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[test]
+fn console_runs_steps_and_rolls_back_in_tmux() {
+    let p = project();
+    let bin = support::bin();
+    // The shell keeps the pane open after the console exits so the exit status can be read.
+    let command = format!(
+        "{} -C {} console; echo CONSOLE-EXITED-$?; sleep 600",
+        shell_quote(&bin.display().to_string()),
+        shell_quote(&p.path().display().to_string())
+    );
+    let tmux = Tmux::start(120, 40, &command);
+    let long = Duration::from_secs(60);
+
+    let s = tmux.wait_for("the first snapshot", Duration::from_secs(30), |s| {
+        step_line(s, SCHEMA).contains("next") || s.contains("CONSOLE-EXITED")
+    });
+    assert!(!s.contains("CONSOLE-EXITED"), "the console did not start:\n{s}");
+    println!("--- console opened:\n{s}");
+
+    // Step 1: the schema step, through the confirmation dialog.
+    tmux.keys(&["n"]);
+    let s = tmux.wait_for("the run-next confirmation", long, |s| {
+        s.contains("Run the next pending step?")
+    });
+    assert!(
+        s.contains("schema") && s.contains("up.sql"),
+        "the dialog names the step and its source:\n{s}"
+    );
+    tmux.keys(&["y"]);
+    // "No step is running" too: `n` is refused until the whole run has finished.
+    tmux.wait_for("the schema step applied", long, |s| {
+        step_state_is(s, SCHEMA, "applied") && s.contains("No step is running.")
+    });
+
+    // Step 2: the data step. Keep a screen from mid-run when the terminal is fast enough.
+    tmux.keys(&["n"]);
+    let s = tmux.wait_for("the run-next confirmation", long, |s| {
+        s.contains("Run the next pending step?")
+    });
+    assert!(
+        s.contains("table users") && s.contains("table accounts"),
+        "source and target in the dialog:\n{s}"
+    );
+    tmux.keys(&["y"]);
+    let mid_run: RefCell<Option<String>> = RefCell::new(None);
+    let done = tmux.wait_for("the data step applied", long, |s| {
+        // Keep the latest running screen until one is at least 40% through.
+        let far_enough = mid_run.borrow().as_deref().is_some_and(|m| percent_done(m) >= 40);
+        if !far_enough && s.contains("▶ running accounts") && s.contains(" rows/s") {
+            *mid_run.borrow_mut() = Some(s.to_string());
+        }
+        step_state_is(s, ACCOUNTS, "applied") && s.contains(" written, ") && s.contains("No step is running.")
+    });
+    match mid_run.into_inner() {
+        Some(screen) => println!("--- mid-run:\n{screen}"),
+        None => println!("--- (the run ended between two captures; no mid-run screen)"),
+    }
+    println!("--- data step applied:\n{done}");
+
+    let count: i64 = p
+        .target_sql("SELECT COUNT(*) FROM accounts")
+        .trim()
+        .parse()
+        .expect("a count");
+    let rejected = i64::from(ROWS / BAD_EVERY);
+    assert_eq!(
+        count,
+        i64::from(ROWS) - rejected,
+        "the target holds the rows that were not rejected"
+    );
+    let row = step_line(&done, ACCOUNTS);
+    assert!(
+        row.contains(&fmt_count(count as u64)),
+        "the migrations row shows {count} written: {row}"
+    );
+    let summary = done.lines().find(|l| l.contains(" written, ")).unwrap_or("");
+    assert!(
+        summary.contains(&format!(
+            "{} written, {} rejected",
+            fmt_count(count as u64),
+            fmt_count(rejected as u64)
+        )),
+        "the progress pane shows the same books: {summary}"
+    );
+
+    // The rejected rows are in the error inspector.
+    tmux.keys(&["3"]);
+    let s = tmux.wait_for("the rejects", long, |s| s.contains(&format!("{rejected} open")));
+    assert!(
+        s.contains("not-an-email"),
+        "the selected row's source row is shown:\n{s}"
+    );
+    tmux.keys(&["1"]);
+
+    // Roll the data step back: select it, `u`, read what it undoes, type its name.
+    tmux.keys(&["G", "u"]);
+    let s = tmux.wait_for("the rollback preview", long, |s| {
+        s.contains("This rollback will:") || s.contains("REFUSED")
+    });
+    assert!(!s.contains("REFUSED"), "the rollback was refused:\n{s}");
+    assert!(
+        s.contains(&format!("delete {count} rows written to accounts")),
+        "the preview says what it deletes:\n{s}"
+    );
+    tmux.type_text("account");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("the refusal of a wrong name", long, |s| {
+        s.contains("type the step's name exactly")
+    });
+    assert!(
+        s.contains("This rollback will:"),
+        "the dialog stays open after a wrong name:\n{s}"
+    );
+    tmux.type_text("s");
+    let dialog = tmux.wait_for("the typed name", long, |s| s.contains("✓ matches"));
+    println!("--- rollback dialog:\n{dialog}");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("the data step reverted", long, |s| {
+        step_state_is(s, ACCOUNTS, "reverted")
+    });
+    println!("--- after the rollback:\n{s}");
+    assert_eq!(
+        p.target_sql("SELECT COUNT(*) FROM accounts").trim(),
+        "0",
+        "the rollback removed every row"
+    );
+    assert!(step_state_is(&s, SCHEMA, "applied"), "the schema step is untouched");
+
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the console to exit", Duration::from_secs(20), |s| {
+        s.contains("CONSOLE-EXITED")
+    });
+    assert!(
+        s.contains("CONSOLE-EXITED-0"),
+        "the console exits with 0 and restores the terminal:\n{s}"
+    );
+    assert!(
+        p.path().join("cutover.log").exists(),
+        "the console logs to cutover.log in the project folder"
+    );
+}
