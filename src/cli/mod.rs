@@ -3,7 +3,9 @@
 pub mod bench;
 pub mod output;
 pub mod rejects;
+pub mod review;
 pub mod templates;
+pub mod verify;
 
 use crate::engine::config::{CONFIG_FILE, Overrides, config_template};
 use crate::engine::db::{Db, Role};
@@ -190,6 +192,13 @@ pub enum Verb {
         #[arg(long, default_value_t = 5000)]
         batch_size: usize,
     },
+    /// Check the target against the source: accounting, expectations, checksums, foreign keys, documents.
+    Verify,
+    /// The discrepancy review queue of merge steps.
+    Review {
+        #[command(subcommand)]
+        action: crate::cli::review::ReviewAction,
+    },
     /// Generate a legacy clinic database (for tests and benchmarks).
     Generate {
         path: PathBuf,
@@ -362,9 +371,17 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             dir,
             batch_size,
         } => crate::cli::bench::run(dir, *rows, target_url.as_deref(), *batch_size, cli.json).await,
+        Verb::Review { action } => {
+            let project = load(&cli)?;
+            crate::cli::review::run(&project, action, cli.json).await
+        }
         Verb::Rejects { action } => {
             let project = load(&cli)?;
             crate::cli::rejects::run(&project, action, cli.json).await
+        }
+        Verb::Verify => {
+            let project = load(&cli)?;
+            crate::cli::verify::run(&project, cli.json).await
         }
         Verb::Generate { path, patients, seed } => {
             let cfg = crate::generator::GeneratorConfig {

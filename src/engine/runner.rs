@@ -395,13 +395,7 @@ async fn run_step(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError>
     match step.kind {
         StepKind::Schema => schema_step::apply(ctx, step).await.map(StepResult::Done),
         StepKind::Data => crate::engine::data::run::run(ctx, step).await,
-        StepKind::Merge => Err(StepError {
-            message: format!(
-                "merge steps are not supported by this version of cutover yet ({})",
-                step.folder_name()
-            ),
-            statement: None,
-        }),
+        StepKind::Merge => crate::engine::merge::run(ctx, step).await,
     }
 }
 
@@ -494,7 +488,7 @@ async fn run_down_inner(
             let t0 = std::time::Instant::now();
             let res = match def.kind {
                 StepKind::Schema => schema_step::revert(&ctx, def).await.map(|_| Counts::default()),
-                StepKind::Data => match crate::engine::data::run::revert(&ctx, def).await {
+                StepKind::Data | StepKind::Merge => match crate::engine::data::run::revert(&ctx, def).await {
                     Ok(p) => {
                         ctx.emit(EngineEvent::Notice {
                             message: format!(
@@ -514,10 +508,6 @@ async fn run_down_inner(
                     }
                     Err(e) => Err(e),
                 },
-                StepKind::Merge => Err(StepError {
-                    message: "merge steps cannot be reverted by this version of cutover".into(),
-                    statement: None,
-                }),
             };
             match res {
                 Ok(counts) => {
@@ -675,12 +665,19 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                         spawn_snapshot(p, tx);
                     });
                 }
-                Command::Decide { .. } => {
-                    let _ = ev_tx
-                        .send(EngineEvent::Notice {
-                            message: "there is no review queue in this project".into(),
-                        })
-                        .await;
+                Command::Decide { id, decision, note } => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let message = match crate::engine::review::Decision::parse(&decision) {
+                            Ok(d) => match crate::engine::review::decide(&p, id, &d, note.as_deref()).await {
+                                Ok(m) => m,
+                                Err(e) => format!("discrepancy {id}: {e:#}"),
+                            },
+                            Err(e) => format!("{e:#}"),
+                        };
+                        let _ = tx.send(EngineEvent::Notice { message }).await;
+                        spawn_snapshot(p, tx);
+                    });
                 }
             }
         }

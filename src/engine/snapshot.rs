@@ -95,6 +95,9 @@ pub struct Snapshot {
     pub rejects: Vec<RejectSummary>,
     pub open_rejects: u64,
     pub locked_by: Option<LockHolder>,
+    /// The review queue (all states; the console filters).
+    #[serde(default)]
+    pub discrepancies: Vec<crate::engine::review::Discrepancy>,
 }
 
 pub async fn snapshot(project: &Project) -> Result<Snapshot> {
@@ -114,6 +117,7 @@ pub async fn snapshot(project: &Project) -> Result<Snapshot> {
         },
     )
     .await?;
+    let discrepancies = crate::engine::review::list(&target, false).await?;
     target.close().await;
     Ok(Snapshot {
         project: project.config.name.clone(),
@@ -149,6 +153,7 @@ pub async fn snapshot(project: &Project) -> Result<Snapshot> {
             .map(RejectSummary::from)
             .collect(),
         locked_by,
+        discrepancies,
     })
 }
 

@@ -70,6 +70,18 @@ pub enum Transform {
     NewId,
     /// Lower-case hex SHA-256 of text (its UTF-8 bytes) or bytes.
     Hash,
+    /// Length in bytes of binary data or text.
+    ByteLength,
+    /// Store binary data in a content-addressed folder beside the target (`dir`, relative to
+    /// the project) and become its storage key. The engine resolves this (it writes files).
+    StoreFile(StoreFileSpec),
+}
+
+/// Options of `store_file`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFileSpec {
+    pub dir: String,
 }
 
 /// What a transform with an `on_error` option does with input it cannot convert.
@@ -230,6 +242,10 @@ pub struct MapSpec {
     /// pass through (a missing value is not an unforeseen one).
     #[serde(default)]
     pub otherwise: Otherwise,
+    /// A value for everything that has no entry (e.g. `"unknown"`); takes precedence over
+    /// `otherwise`. NULL and blank still pass through.
+    #[serde(default)]
+    pub otherwise_value: Option<String>,
 }
 
 /// Options of `lookup`.
@@ -289,6 +305,8 @@ impl Transform {
             Transform::Lookup(_) => "lookup",
             Transform::NewId => "new_id",
             Transform::Hash => "hash",
+            Transform::ByteLength => "byte_length",
+            Transform::StoreFile(_) => "store_file",
         }
     }
 
@@ -315,6 +333,16 @@ impl Transform {
             Transform::Split(spec) => plain(spec.split(v)),
             Transform::Map(spec) => plain(spec.map(v)),
             Transform::Hash => plain(hash(v)),
+            Transform::ByteLength => plain(match &v {
+                Value::Null => Ok(Value::Null),
+                Value::Bytes(b) => Ok(Value::Int(b.bytes.len() as i64)),
+                Value::Text(t) => Ok(Value::Int(t.len() as i64)),
+                other => Err(format!("byte_length expects bytes or text, got {}", kind_name(other))),
+            }),
+            Transform::StoreFile(_) => Err(TransformError {
+                transform: name,
+                reason: "store_file is resolved by the engine".into(),
+            }),
             Transform::Lookup(_) | Transform::NewId => Err(TransformError {
                 transform: name,
                 reason: format!("{name} is resolved by the engine through the ID map"),
@@ -1017,6 +1045,7 @@ impl MapSpec {
         match hit {
             Some(out) => Ok(reuse_or_new(v, out)),
             None if v.is_blank() => Ok(v),
+            None if self.otherwise_value.is_some() => Ok(Value::Text(self.otherwise_value.clone().unwrap_or_default())),
             None => match self.otherwise {
                 Otherwise::Keep => Ok(v),
                 Otherwise::Null => Ok(Value::Null),
@@ -1226,6 +1255,7 @@ fn bare(name: &str) -> Option<Transform> {
         "boolean" => Transform::Boolean,
         "new_id" => Transform::NewId,
         "hash" => Transform::Hash,
+        "byte_length" => Transform::ByteLength,
         "date" => Transform::Date(DateSpec::default()),
         "datetime" => Transform::Datetime(DateSpec::default()),
         "phone" => Transform::Phone(PhoneSpec::default()),
@@ -1278,6 +1308,7 @@ impl<'de> Visitor<'de> for TransformVisitor {
             "split" => Transform::Split(map.next_value()?),
             "map" => Transform::Map(map.next_value()?),
             "lookup" => Transform::Lookup(map.next_value()?),
+            "store_file" => Transform::StoreFile(map.next_value()?),
             other => match bare(other) {
                 Some(t) => {
                     map.next_value::<NoOptions>()?;

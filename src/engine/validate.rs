@@ -51,6 +51,9 @@ pub enum Rule {
     /// The value must be a key of the engine's ID map `map`. Checked by the engine; a
     /// [`Validator`] skips it.
     ReferenceExists { map: String },
+    /// The value must equal (case-insensitively, trimmed) the raw source column `column`;
+    /// checked by the engine, e.g. a recorded digest against the one computed.
+    MatchesSource { column: String },
 }
 
 impl Rule {
@@ -67,6 +70,7 @@ impl Rule {
             Rule::NotInFuture => "not_in_future",
             Rule::Range { .. } => "range",
             Rule::ReferenceExists { .. } => "reference_exists",
+            Rule::MatchesSource { .. } => "matches_source",
         }
     }
 }
@@ -239,7 +243,7 @@ fn compile_one(c: &Check) -> Result<Compiled, String> {
             }
             Test::Range(*min, *max)
         }
-        Rule::ReferenceExists { .. } => Test::Engine,
+        Rule::ReferenceExists { .. } | Rule::MatchesSource { .. } => Test::Engine,
     };
     // An error already rejects the row, so nulling the field would be a silent no-op; say so.
     if c.null_on_warning && c.level != Level::Warning {

@@ -23,6 +23,8 @@ struct CompiledField {
     spec: FieldSpec,
     validator: Validator,
     references: Vec<(String, Level)>,
+    /// `matches_source` checks: (source column, level, null on warning).
+    matches: Vec<(String, Level, bool)>,
     /// Index into the target columns.
     column: usize,
     /// Path inside a JSON document column; empty for a plain column.
@@ -30,7 +32,15 @@ struct CompiledField {
     secret: bool,
 }
 
+/// Where `store_file` puts bytes: the project folder, and whether to write (not in dry runs).
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    pub root: std::path::PathBuf,
+    pub write: bool,
+}
+
 pub struct CompiledStep {
+    pub file_store: Option<FileStore>,
     pub spec: DataStep,
     pub version: String,
     pub source_name: String,
@@ -86,11 +96,20 @@ impl CompiledStep {
                     _ => None,
                 })
                 .collect();
+            let matches = f
+                .validate
+                .iter()
+                .filter_map(|c| match &c.rule {
+                    Rule::MatchesSource { column } => Some((column.clone(), c.level, c.null_on_warning)),
+                    _ => None,
+                })
+                .collect();
             let secret = is_secret_field(&f.target) || f.source.as_deref().is_some_and(is_secret_field);
             fields.push(CompiledField {
                 spec: f.clone(),
                 validator,
                 references,
+                matches,
                 column,
                 path,
                 secret,
@@ -103,6 +122,7 @@ impl CompiledStep {
             .and_then(|m| m.key.clone())
             .unwrap_or_else(|| key_column.clone());
         Ok(CompiledStep {
+            file_store: None,
             version: version.to_string(),
             source_name: spec.source_name(),
             map_name: spec.map_name(),
@@ -179,6 +199,14 @@ impl CompiledStep {
                 }
             }
         }
+        for r in &self.spec.source.references {
+            let Some(idx) = Self::column_index(&batch.columns, &r.column) else { continue };
+            for row in &batch.rows {
+                if let Some(k) = row.get(idx).and_then(|v| v.to_text()).filter(|k| !k.trim().is_empty()) {
+                    wanted.entry(r.map.clone()).or_default().insert(k);
+                }
+            }
+        }
         let mut cache = LookupCache::default();
         for (map, keys) in wanted {
             let keys: Vec<String> = keys.into_iter().collect();
@@ -210,6 +238,32 @@ impl CompiledStep {
             cache.found.insert(map, found);
         }
         Ok(cache)
+    }
+
+    /// A value for one target field entered by a person: the field's pure transforms and its
+    /// validations, as if it had come from the source.
+    pub fn field_value(&self, target: &str, v: Value, today: chrono::NaiveDate) -> Result<Value, String> {
+        let f = self
+            .fields
+            .iter()
+            .find(|f| f.spec.target == target)
+            .ok_or_else(|| format!("no field {target}"))?;
+        let mut v = v;
+        for t in &f.spec.transforms {
+            if matches!(t, Transform::Lookup(_) | Transform::NewId) {
+                continue;
+            }
+            v = t.apply(v).map_err(|e| e.reason)?.value;
+        }
+        if let Some(viol) = f
+            .validator
+            .check(target, &v, today)
+            .into_iter()
+            .find(|x| x.level == Level::Error)
+        {
+            return Err(viol.reason);
+        }
+        Ok(v)
     }
 
     pub fn row_json(columns: &[String], row: &[Value]) -> serde_json::Value {
@@ -276,6 +330,22 @@ impl CompiledStep {
         {
             out[i] = Value::Text(id.clone());
         }
+        for r in &self.spec.source.references {
+            let Some(k) = Self::column_index(columns, &r.column)
+                .and_then(|i| row.get(i))
+                .and_then(|v| v.to_text())
+                .filter(|k| !k.trim().is_empty())
+            else {
+                continue;
+            };
+            if cache.found.get(&r.map).is_some_and(|m| m.contains_key(&k)) {
+                continue;
+            }
+            if cache.waiting.get(&r.map).is_some_and(|w| w.contains(&k)) {
+                return reject(&r.column, "waiting", format!("waiting for {} {k}", r.map), Some((r.map.clone(), k)));
+            }
+            return reject(&r.column, "reference_exists", format!("{}: no {} with legacy id {k}", r.column, r.map), None);
+        }
         for (fi, f) in self.fields.iter().enumerate() {
             let name = f.spec.target.as_str();
             let mut v = match (&f.spec.source, &f.spec.value) {
@@ -319,6 +389,10 @@ impl CompiledStep {
                         }
                     }
                     Transform::NewId => v = Value::Text(uuid::Uuid::now_v7().to_string()),
+                    Transform::StoreFile(spec) => match store_file(self.file_store.as_ref(), &spec.dir, &v) {
+                        Ok(key) => v = key,
+                        Err(e) => return reject(name, "store_file", format!("{name}: {e}"), None),
+                    },
                     _ => match t.apply(v) {
                         Ok(o) => {
                             if let Some(w) = o.warning {
@@ -352,6 +426,27 @@ impl CompiledStep {
                 warnings.push(warn(name, viol.rule, viol.reason));
                 if viol.null_value {
                     v = Value::Null;
+                }
+            }
+            for (col, level, null_it) in &f.matches {
+                let raw = Self::column_index(columns, col)
+                    .and_then(|i| row.get(i))
+                    .and_then(|x| x.to_text())
+                    .map(|t| t.trim().to_lowercase());
+                let mine = v.to_text().map(|t| t.trim().to_lowercase());
+                if raw.is_some() && raw != mine {
+                    let reason = format!(
+                        "{name}: the source's {col} {} does not match {}",
+                        raw.unwrap_or_default(),
+                        mine.unwrap_or_default()
+                    );
+                    if *level == Level::Error {
+                        return reject(name, "matches_source", reason, None);
+                    }
+                    warnings.push(warn(name, "matches_source", reason));
+                    if *null_it {
+                        v = Value::Null;
+                    }
                 }
             }
             for (map, level) in &f.references {
@@ -388,6 +483,33 @@ impl CompiledStep {
             warnings,
         }
     }
+}
+
+/// Write bytes into the content-addressed store and return their key (`ab/abcdef…`). Writing
+/// is idempotent: the same bytes have the same key, and an existing file is left alone.
+fn store_file(store: Option<&FileStore>, dir: &str, v: &Value) -> Result<Value, String> {
+    use sha2::{Digest, Sha256};
+    let bytes: &[u8] = match v {
+        Value::Null => return Ok(Value::Null),
+        Value::Bytes(b) => &b.bytes,
+        Value::Text(t) => t.as_bytes(),
+        _ => return Err("store_file expects bytes".into()),
+    };
+    let store = store.ok_or("store_file needs a project folder")?;
+    let digest = crate::engine::value::hex(&Sha256::digest(bytes));
+    let key = format!("{}/{digest}", &digest[..2]);
+    if store.write {
+        let path = store.root.join(dir).join(&key);
+        if !path.exists() {
+            let parent = path.parent().ok_or("bad store path")?;
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            // Write then rename, so a crash never leaves a half-written file under its digest.
+            let tmp = parent.join(format!(".{digest}.{}", std::process::id()));
+            std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, &path).map_err(|e| format!("cannot store {}: {e}", path.display()))?;
+        }
+    }
+    Ok(Value::Text(key))
 }
 
 /// Put `val` at `path` inside the JSON document `doc`, creating objects on the way.

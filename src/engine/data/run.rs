@@ -23,6 +23,10 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 const EVENTS_PER_BATCH: usize = 20;
 
 pub fn load_compiled(step: &StepDef) -> Result<CompiledStep> {
+    if step.kind == crate::engine::project::StepKind::Merge {
+        // A merge step writes one table with one id column, like its side A.
+        return Ok(crate::engine::merge::MergeStep::load(step)?.a);
+    }
     let spec = DataStep::load(&step.file("step.toml"))?;
     CompiledStep::compile(&step.version, spec)
 }
@@ -40,7 +44,7 @@ pub async fn count_source(source: &Db, c: &CompiledStep) -> Result<u64> {
 }
 
 /// One page of source rows after `after`, in key order.
-async fn read_page(source: &Db, c: &CompiledStep, after: &Option<Value>, limit: usize) -> Result<SourceBatch> {
+pub(crate) async fn read_page(source: &Db, c: &CompiledStep, after: &Option<Value>, limit: usize) -> Result<SourceBatch> {
     let key = ident_src(source, &c.key_column);
     let base = c.spec.source_sql();
     let (sql, params) = match after {
@@ -70,7 +74,7 @@ fn ident_src(db: &Db, name: &str) -> String {
     }
 }
 
-fn today() -> chrono::NaiveDate {
+pub(crate) fn today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
 }
 
@@ -249,7 +253,7 @@ async fn store_rejects(tx: &mut DbTx, run_id: &str, c: &CompiledStep, res: &Batc
     RejectStore::insert(tx, run_id, &c.version, &c.source_name, &res.warnings).await
 }
 
-fn sql_err(e: sqlx::Error) -> StepError {
+pub(crate) fn sql_err(e: sqlx::Error) -> StepError {
     StepError {
         message: crate::engine::config::redact_url(&e.to_string()),
         statement: None,
@@ -257,7 +261,8 @@ fn sql_err(e: sqlx::Error) -> StepError {
 }
 
 pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
-    let c = load_compiled(step).map_err(StepError::plain)?;
+    let mut c = load_compiled(step).map_err(StepError::plain)?;
+    c.file_store = Some(crate::engine::data::pipeline::FileStore { root: ctx.project.config.dir.clone(), write: !ctx.dry_run });
     let source = ctx.source().await.map_err(StepError::plain)?.clone();
     let batch_size = c
         .spec
@@ -562,7 +567,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     }
 }
 
-fn progress_event(
+pub(crate) fn progress_event(
     version: &str,
     cp: &BatchCheckpoint,
     total: u64,
@@ -590,7 +595,7 @@ fn progress_event(
     }
 }
 
-async fn record_failed(ctx: &RunCtx, step: &StepDef, started_at: &str, t0: Instant, counts: &Counts, msg: &str) {
+pub(crate) async fn record_failed(ctx: &RunCtx, step: &StepDef, started_at: &str, t0: Instant, counts: &Counts, msg: &str) {
     let res: Result<()> = async {
         let mut tx = ctx.target.begin().await?;
         ledger::upsert(
@@ -761,7 +766,7 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<RollbackPreview, Ste
             }
         }
         // 3. the engine's own records of the step
-        for t in [ID_MAP, REJECTS, BACKUPS] {
+        for t in [ID_MAP, REJECTS, BACKUPS, store::DISCREPANCIES] {
             tx.execute(&format!("DELETE FROM {t} WHERE version = $1"), std::slice::from_ref(&v))
                 .await?;
         }
@@ -811,6 +816,8 @@ pub async fn retry(
     let mut queue: std::collections::VecDeque<i64> = ids.into();
     let mut done: HashSet<i64> = HashSet::new();
     let mut compiled: HashMap<String, (Arc<CompiledStep>, Arc<TargetWriter>)> = HashMap::new();
+    let mut merges: HashMap<String, Arc<crate::engine::merge::MergeStep>> = HashMap::new();
+    let mut source: Option<Db> = None;
     while let Some(id) = queue.pop_front() {
         if !done.insert(id) {
             continue;
@@ -831,7 +838,8 @@ pub async fn retry(
             .step(&rec.step)
             .ok_or_else(|| eyre!("reject {id} belongs to step {} whose folder is gone", rec.step))?;
         if !compiled.contains_key(&rec.step) {
-            let c = load_compiled(step)?;
+            let mut c = load_compiled(step)?;
+            c.file_store = Some(crate::engine::data::pipeline::FileStore { root: project.config.dir.clone(), write: true });
             let w = TargetWriter::new(target, &c.spec.target.table, &c.target_columns).await?;
             compiled.insert(rec.step.clone(), (Arc::new(c), Arc::new(w)));
         }
@@ -839,16 +847,28 @@ pub async fn retry(
             .get(&rec.step)
             .cloned()
             .ok_or_else(|| eyre!("step {} not compiled", rec.step))?;
-        let obj = rec.row.as_object().cloned().unwrap_or_default();
-        let columns: Vec<String> = obj.keys().cloned().collect();
-        let row: Vec<Value> = obj.values().map(Value::from_json).collect();
-        let batch = SourceBatch {
-            columns: Arc::new(columns),
-            rows: vec![row],
+        let (still, counts, warnings) = if step.kind == crate::engine::project::StepKind::Merge {
+            if !merges.contains_key(&rec.step) {
+                merges.insert(rec.step.clone(), Arc::new(crate::engine::merge::MergeStep::load(step)?));
+            }
+            let m = merges.get(&rec.step).cloned().ok_or_else(|| eyre!("step {} not loaded", rec.step))?;
+            if source.is_none() {
+                let url = project.config.source.as_ref().ok_or_else(|| eyre!("no [source] configured"))?;
+                source = Some(Db::connect(url, &project.config.dir, crate::engine::db::Role::Source).await?);
+            }
+            let src = source.as_ref().ok_or_else(|| eyre!("no source"))?;
+            let (still, counts) = crate::engine::merge::retry_row(&mut tx, src, &m, &writer, run_id, &rec).await?;
+            (still, counts, Vec::new())
+        } else {
+            let obj = rec.row.as_object().cloned().unwrap_or_default();
+            let columns: Vec<String> = obj.keys().cloned().collect();
+            let row: Vec<Value> = obj.values().map(Value::from_json).collect();
+            let batch = SourceBatch { columns: Arc::new(columns), rows: vec![row] };
+            let cache = c.prefetch(&mut tx, &batch).await?;
+            let mut res = write_batch(&mut tx, &c, &writer, &batch, &cache).await?;
+            (res.rejects.pop(), res.counts, res.warnings)
         };
-        let cache = c.prefetch(&mut tx, &batch).await?;
-        let res = write_batch(&mut tx, &c, &writer, &batch, &cache).await?;
-        if let Some(r) = res.rejects.first() {
+        if let Some(r) = still {
             // Still rejected: keep the one record, with the new reason.
             tx.execute(
                 &format!("UPDATE {REJECTS} SET rule = $1, reason = $2, waits_for_table = $3, waits_for_key = $4, run_id = $5 WHERE id = $6"),
@@ -866,14 +886,22 @@ pub async fn retry(
             report.still_rejected.push((id, r.reason.clone()));
             continue;
         }
-        RejectStore::insert(&mut tx, run_id, &c.version, &c.source_name, &res.warnings).await?;
+        let res = BatchResult { counts: Counts { warnings: warnings.len() as u64, ..counts }, rejects: Vec::new(), warnings };
+        let warn_table = if res.warnings.is_empty() { c.source_name.clone() } else { rec.source_table.clone() };
+        RejectStore::insert(&mut tx, run_id, &c.version, &warn_table, &res.warnings).await?;
         RejectStore::resolve(&mut tx, id).await?;
         tx.execute(
             &format!(
-                "UPDATE {} SET rows_written = rows_written + $1, rows_skipped = rows_skipped + $2, rows_rejected = rows_rejected - 1, rows_warned = rows_warned + $3 WHERE version = $4",
+                "UPDATE {} SET rows_written = rows_written + $1, rows_skipped = rows_skipped + $2, rows_rejected = rows_rejected - 1, rows_warned = rows_warned + $3, rows_merged = rows_merged + $5 WHERE version = $4",
                 ledger::LEDGER_TABLE
             ),
-            &[Value::Int(res.counts.written as i64), Value::Int(res.counts.skipped as i64), Value::Int(res.counts.warnings as i64), Value::Text(rec.step.clone())],
+            &[
+                Value::Int(res.counts.written as i64),
+                Value::Int(res.counts.skipped as i64),
+                Value::Int(res.counts.warnings as i64),
+                Value::Text(rec.step.clone()),
+                Value::Int(res.counts.merged as i64),
+            ],
         )
         .await?;
         ledger::append_event(

@@ -36,6 +36,17 @@ pub struct SourceSpec {
     pub key: String,
     /// The name rejects and "waiting for" reasons use for this source (default: the table).
     pub name: Option<String>,
+    /// Source columns that must name a row another step wrote (through its ID map), though
+    /// they are not written themselves: a row waits while the row it names is rejected.
+    #[serde(default)]
+    pub references: Vec<SourceReference>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceReference {
+    pub column: String,
+    pub map: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]

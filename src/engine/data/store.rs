@@ -12,6 +12,7 @@ pub const ID_MAP: &str = "cutover_id_map";
 pub const REJECTS: &str = "cutover_rejects";
 pub const CHECKPOINTS: &str = "cutover_checkpoints";
 pub const BACKUPS: &str = "cutover_row_backups";
+pub const DISCREPANCIES: &str = "cutover_discrepancies";
 
 pub async fn ensure(db: &Db) -> Result<()> {
     let mut tx = db.begin().await?;
@@ -59,6 +60,31 @@ pub async fn ensure_in(tx: &mut DbTx) -> Result<(), sqlx::Error> {
         format!(
             "CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (version {k} PRIMARY KEY, last_key TEXT, rows_read BIGINT NOT NULL, written BIGINT NOT NULL, skipped BIGINT NOT NULL, rejected BIGINT NOT NULL, merged BIGINT NOT NULL, warnings BIGINT NOT NULL, batches BIGINT NOT NULL, updated_at TEXT NOT NULL)"
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {DISCREPANCIES} (
+                id {serial},
+                version {k} NOT NULL,
+                entity_table TEXT NOT NULL,
+                entity_id {k} NOT NULL,
+                field TEXT NOT NULL,
+                value_a TEXT,
+                value_b TEXT,
+                side_a TEXT NOT NULL,
+                side_b TEXT NOT NULL,
+                key_a {k} NOT NULL,
+                key_b {k} NOT NULL,
+                state TEXT NOT NULL,
+                decision TEXT,
+                value_applied TEXT,
+                value_before TEXT,
+                reviewer TEXT,
+                decided_at TEXT,
+                note TEXT,
+                created_at TEXT NOT NULL
+            )"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS {DISCREPANCIES}_entity ON {DISCREPANCIES} (entity_id, state)"),
+        format!("CREATE INDEX IF NOT EXISTS {DISCREPANCIES}_key_b ON {DISCREPANCIES} (key_b)"),
         format!(
             "CREATE TABLE IF NOT EXISTS {BACKUPS} (id {serial}, version {k} NOT NULL, target_table TEXT NOT NULL, key_json TEXT NOT NULL, before_json TEXT NOT NULL)"
         ),

@@ -1,0 +1,94 @@
+//! `cutover verify [--json]`: check the target against the source and print the checks.
+
+use crate::cli::exit;
+use crate::engine::project::Project;
+use crate::engine::verify::{Check, VerifyReport, verify};
+use color_eyre::eyre::Result;
+
+/// Run every check; exit code 5 when one fails.
+pub async fn run(project: &Project, json: bool) -> Result<i32> {
+    let report = verify(project).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", render(project, &report));
+    }
+    Ok(if report.ok { exit::OK } else { exit::VERIFY_FAILED })
+}
+
+fn side(m: &Option<crate::engine::verify::Measure>) -> String {
+    m.as_ref().map(|m| m.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn width(checks: &[Check], min: usize, max: usize, f: impl Fn(&Check) -> String) -> usize {
+    checks
+        .iter()
+        .map(|c| f(c).chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(min, max)
+}
+
+fn pad(s: &str, w: usize) -> String {
+    let n = s.chars().count();
+    if n >= w {
+        s.to_string()
+    } else {
+        format!("{s}{}", " ".repeat(w - n))
+    }
+}
+
+/// The report as a table, one line per check, and a closing verdict.
+pub fn render(project: &Project, report: &VerifyReport) -> String {
+    let mut out = format!(
+        "verify {}: target {}",
+        project.config.name,
+        project.config.target.redacted()
+    );
+    if let Some(s) = &project.config.source {
+        out.push_str(&format!(", source {}", s.redacted()));
+    }
+    out.push('\n');
+    let checks = &report.checks;
+    let wk = width(checks, 4, 14, |c| c.kind.as_str().to_string());
+    let wn = width(checks, 5, 60, |c| c.name.clone());
+    let ws = width(checks, 6, 32, |c| side(&c.source));
+    let wt = width(checks, 6, 32, |c| side(&c.target));
+    let line = |cols: [&str; 6]| {
+        format!(
+            "{} {} {} {} {} {}",
+            pad(cols[0], 6),
+            pad(cols[1], wk),
+            pad(cols[2], wn),
+            pad(cols[3], ws),
+            pad(cols[4], wt),
+            cols[5]
+        )
+        .trim_end()
+        .to_string()
+    };
+    out.push_str(&line(["RESULT", "KIND", "CHECK", "SOURCE", "TARGET", "DETAIL"]));
+    out.push('\n');
+    for c in checks {
+        out.push_str(&line([
+            if c.ok { "ok" } else { "FAIL" },
+            c.kind.as_str(),
+            &c.name,
+            &side(&c.source),
+            &side(&c.target),
+            &c.detail,
+        ]));
+        out.push('\n');
+    }
+    let failed = report.failed().count();
+    if failed == 0 {
+        out.push_str(&format!("verified: all {} checks passed\n", checks.len()));
+    } else {
+        out.push_str(&format!(
+            "FAILED: {failed} of {} checks failed ({})\n",
+            checks.len(),
+            report.failed().map(|c| c.name.as_str()).collect::<Vec<_>>().join("; ")
+        ));
+    }
+    out
+}
