@@ -7,18 +7,55 @@ use std::path::Path;
 /// Files of fixtures/clinic, relative to the project folder.
 pub const CLINIC_FILES: &[(&str, &str)] = &[
     ("cutover.toml", include_str!("../fixtures/clinic/cutover.toml")),
-    ("migrations/20250101T090000_create_v2_schema/down.sql", include_str!("../fixtures/clinic/migrations/20250101T090000_create_v2_schema/down.sql")),
-    ("migrations/20250101T090000_create_v2_schema/up.sql", include_str!("../fixtures/clinic/migrations/20250101T090000_create_v2_schema/up.sql")),
-    ("migrations/20250101T090100_accounts/step.toml", include_str!("../fixtures/clinic/migrations/20250101T090100_accounts/step.toml")),
-    ("migrations/20250101T090200_persons/step.toml", include_str!("../fixtures/clinic/migrations/20250101T090200_persons/step.toml")),
-    ("migrations/20250101T090300_child_views/step.toml", include_str!("../fixtures/clinic/migrations/20250101T090300_child_views/step.toml")),
-    ("migrations/20250101T090400_link_views/step.toml", include_str!("../fixtures/clinic/migrations/20250101T090400_link_views/step.toml")),
-    ("migrations/20250101T090500_clinician_views/step.toml", include_str!("../fixtures/clinic/migrations/20250101T090500_clinician_views/step.toml")),
-    ("migrations/20250101T090600_access_grants/step.toml", include_str!("../fixtures/clinic/migrations/20250101T090600_access_grants/step.toml")),
-    ("migrations/20250101T090700_patient_screenings/step.toml", include_str!("../fixtures/clinic/migrations/20250101T090700_patient_screenings/step.toml")),
-    ("migrations/20250101T090800_child_screenings/step.toml", include_str!("../fixtures/clinic/migrations/20250101T090800_child_screenings/step.toml")),
-    ("migrations/20250101T090900_appointments/step.toml", include_str!("../fixtures/clinic/migrations/20250101T090900_appointments/step.toml")),
-    ("migrations/20250101T091000_documents/step.toml", include_str!("../fixtures/clinic/migrations/20250101T091000_documents/step.toml")),
+    (
+        "migrations/20250101T090000_create_v2_schema/down.sql",
+        include_str!("../fixtures/clinic/migrations/20250101T090000_create_v2_schema/down.sql"),
+    ),
+    (
+        "migrations/20250101T090000_create_v2_schema/up.sql",
+        include_str!("../fixtures/clinic/migrations/20250101T090000_create_v2_schema/up.sql"),
+    ),
+    (
+        "migrations/20250101T090100_accounts/step.toml",
+        include_str!("../fixtures/clinic/migrations/20250101T090100_accounts/step.toml"),
+    ),
+    (
+        "migrations/20250101T090200_persons/step.toml",
+        include_str!("../fixtures/clinic/migrations/20250101T090200_persons/step.toml"),
+    ),
+    (
+        "migrations/20250101T090300_child_views/step.toml",
+        include_str!("../fixtures/clinic/migrations/20250101T090300_child_views/step.toml"),
+    ),
+    (
+        "migrations/20250101T090400_link_views/step.toml",
+        include_str!("../fixtures/clinic/migrations/20250101T090400_link_views/step.toml"),
+    ),
+    (
+        "migrations/20250101T090500_clinician_views/step.toml",
+        include_str!("../fixtures/clinic/migrations/20250101T090500_clinician_views/step.toml"),
+    ),
+    (
+        "migrations/20250101T090600_access_grants/step.toml",
+        include_str!("../fixtures/clinic/migrations/20250101T090600_access_grants/step.toml"),
+    ),
+    (
+        "migrations/20250101T090700_patient_screenings/step.toml",
+        include_str!("../fixtures/clinic/migrations/20250101T090700_patient_screenings/step.toml"),
+    ),
+    (
+        "migrations/20250101T090800_child_screenings/step.toml",
+        include_str!("../fixtures/clinic/migrations/20250101T090800_child_screenings/step.toml"),
+    ),
+    (
+        "migrations/20250101T090900_appointments/step.toml",
+        include_str!("../fixtures/clinic/migrations/20250101T090900_appointments/step.toml"),
+    ),
+    (
+        "migrations/20250101T091000_documents/step.toml",
+        include_str!("../fixtures/clinic/migrations/20250101T091000_documents/step.toml"),
+    ),
+    ("verify.toml", include_str!("../fixtures/clinic/verify.toml")),
 ];
 
 /// Write the clinic project into `dir` (unless it already holds a project) and generate its

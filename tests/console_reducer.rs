@@ -9,6 +9,7 @@ use cutover::console::{AppState, Effect, Msg, update};
 use cutover::engine::events::{Command, Counts, DownTarget, EngineEvent, PlannedStep, Progress, RunOptions};
 use cutover::engine::lock::LockHolder;
 use cutover::engine::project::StepKind;
+use cutover::engine::review::Discrepancy;
 use cutover::engine::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 
 fn t0() -> DateTime<Utc> {
@@ -701,4 +702,377 @@ fn failures_and_notices_reach_the_status_line() {
         }),
     );
     assert_eq!(s.status.as_ref().map(|x| x.level), Some(StatusLevel::Info));
+}
+
+// ---- the review pane -----------------------------------------------------------------------
+
+const MERGE: &str = "20250101T090300";
+
+fn discrepancy(id: i64, entity: &str, field: &str, a: Option<&str>, b: Option<&str>, state: &str) -> Discrepancy {
+    Discrepancy {
+        id,
+        step: MERGE.into(),
+        entity_table: "people".into(),
+        entity_id: entity.into(),
+        field: field.into(),
+        values: [a.map(String::from), b.map(String::from)],
+        sides: ["patients".into(), "children".into()],
+        keys: [format!("p{entity}"), format!("c{entity}")],
+        state: state.into(),
+        decision: (state == "decided").then(|| "take_a".into()),
+        value_applied: None,
+        reviewer: (state == "decided").then(|| "alice".into()),
+        decided_at: None,
+        note: None,
+    }
+}
+
+fn queue() -> Vec<Discrepancy> {
+    vec![
+        discrepancy(11, "7", "phone", Some("555-0101"), Some("555-0199"), "open"),
+        discrepancy(12, "7", "email", Some("ann@x.org"), None, "open"),
+        discrepancy(13, "8", "last_name", Some("Smith"), Some("Smyth"), "decided"),
+        discrepancy(14, "9", "phone", Some("555-0400"), Some("555-0401"), "open"),
+    ]
+}
+
+fn review_snapshot(discrepancies: Vec<Discrepancy>, locked: bool) -> Snapshot {
+    let mut snap = snapshot(two_steps());
+    snap.discrepancies = discrepancies;
+    if locked {
+        snap.locked_by = Some(LockHolder {
+            owner: "alice".into(),
+            host: "ops1".into(),
+            pid: 999,
+            command: "up".into(),
+            since: "2026-11-21T22:58:00Z".into(),
+            heartbeat_age_secs: 2,
+        });
+    }
+    snap
+}
+
+/// The review pane in front, with the queue above.
+fn reviewing() -> AppState {
+    let mut s = loaded(two_steps());
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Snapshot(Box::new(review_snapshot(queue(), false)))),
+    );
+    update(&mut s, ch('5'));
+    assert_eq!(s.focus, Pane::Review);
+    s
+}
+
+fn decide(id: i64, decision: &str, note: Option<&str>) -> Command {
+    Command::Decide {
+        id,
+        decision: decision.into(),
+        note: note.map(String::from),
+    }
+}
+
+fn selected_id(s: &AppState) -> Option<i64> {
+    s.selected_discrepancy().map(|d| d.id)
+}
+
+#[test]
+fn review_a_on_the_selected_open_discrepancy_takes_a_and_moves_on() {
+    let mut s = reviewing();
+    // Open only by default; the first open one is selected.
+    let shown: Vec<i64> = s.shown_discrepancies().iter().map(|d| d.id).collect();
+    assert_eq!(shown, vec![11, 12, 14]);
+    assert_eq!(selected_id(&s), Some(11));
+    // One key per ordinary decision: the selection moves to the next open one.
+    assert_eq!(update(&mut s, ch('a')), vec![decide(11, "a", None)]);
+    assert_eq!(selected_id(&s), Some(12));
+    assert!(s.is_deciding(11));
+    assert_eq!(update(&mut s, ch('b')), vec![decide(12, "b", None)]);
+    assert_eq!(selected_id(&s), Some(14));
+    // The engine answers, then a snapshot without them open: the selection stays.
+    for (id, label) in [(11, "take_a"), (12, "take_b")] {
+        update(
+            &mut s,
+            Msg::Engine(EngineEvent::Notice {
+                message: format!("discrepancy {id}: phone = x ({label})"),
+            }),
+        );
+    }
+    assert_eq!(s.status.as_ref().map(|x| x.level), Some(StatusLevel::Info));
+    let mut q = queue();
+    q[0].state = "decided".into();
+    q[1].state = "decided".into();
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Snapshot(Box::new(review_snapshot(q, false)))),
+    );
+    assert!(s.deciding.is_empty());
+    assert_eq!(selected_id(&s), Some(14));
+    assert_eq!(s.review_counts(), (1, 3, 0));
+    // The last open one: nothing left to move to.
+    assert_eq!(update(&mut s, ch('a')), vec![decide(14, "a", None)]);
+    assert_eq!(selected_id(&s), Some(14));
+    assert!(s.status.as_ref().is_some_and(|x| x.text.contains("no other open")));
+}
+
+#[test]
+fn review_selection_advances_to_the_next_open_one_and_wraps() {
+    let mut s = reviewing();
+    // v shows all; j/k walk the whole list.
+    update(&mut s, ch('v'));
+    assert_eq!(s.shown_discrepancies().len(), 4);
+    update(&mut s, ch('j'));
+    update(&mut s, ch('j'));
+    assert_eq!(selected_id(&s), Some(13), "a decided one can be selected with v");
+    // Re-deciding a decided one goes to the next open one after it.
+    assert_eq!(update(&mut s, ch('b')), vec![decide(13, "b", None)]);
+    assert_eq!(selected_id(&s), Some(14));
+    // From the end it wraps to the first open one not already on its way.
+    assert_eq!(update(&mut s, ch('a')), vec![decide(14, "a", None)]);
+    assert_eq!(selected_id(&s), Some(11));
+    update(&mut s, ch('k'));
+    assert_eq!(selected_id(&s), Some(11), "k stops at the top");
+    update(&mut s, ch('v'));
+    assert!(!s.review_all);
+}
+
+#[test]
+fn review_s_asks_then_splits() {
+    let mut s = reviewing();
+    assert!(update(&mut s, ch('s')).is_empty());
+    match &s.dialog {
+        Some(Dialog::Confirm {
+            action: ConfirmAction::Split { id },
+            title,
+            lines,
+        }) => {
+            assert_eq!(*id, 11);
+            assert!(title.contains("children c7"), "{title}");
+            assert!(lines.iter().any(|l| l.contains("void")), "{lines:?}");
+        }
+        other => panic!("expected the split confirmation, got {other:?}"),
+    }
+    // No cancels.
+    assert!(update(&mut s, ch('n')).is_empty());
+    assert!(s.dialog.is_none());
+    update(&mut s, ch('s'));
+    assert_eq!(update(&mut s, ch('y')), vec![decide(11, "split", None)]);
+    // The split voids the other open discrepancy of the same records: skipped as well.
+    assert!(s.is_deciding(12));
+    assert_eq!(selected_id(&s), Some(14));
+}
+
+#[test]
+fn review_e_sends_the_typed_value() {
+    let mut s = reviewing();
+    assert!(update(&mut s, ch('e')).is_empty());
+    assert!(matches!(s.dialog, Some(Dialog::DecideValue { id: 11, .. })));
+    // Keys are text now: a and b do not decide.
+    assert!(type_str(&mut s, "555-0").is_empty());
+    update(&mut s, key(KeyCode::Backspace));
+    assert!(type_str(&mut s, "0100 ab").is_empty());
+    assert_eq!(
+        update(&mut s, key(KeyCode::Enter)),
+        vec![decide(11, "value=555-0100 ab", None)]
+    );
+    assert!(s.dialog.is_none());
+    assert_eq!(selected_id(&s), Some(12));
+    // An empty value is not sent; the dialog stays.
+    update(&mut s, ch('e'));
+    assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+    assert!(matches!(s.dialog, Some(Dialog::DecideValue { id: 12, .. })));
+    update(&mut s, key(KeyCode::Esc));
+    assert!(s.dialog.is_none());
+}
+
+#[test]
+fn review_nothing_is_sent_while_locked_or_running() {
+    let mut s = loaded(two_steps());
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Snapshot(Box::new(review_snapshot(queue(), true)))),
+    );
+    update(&mut s, ch('5'));
+    for c in ['a', 'b', 'e', 's', 'U'] {
+        assert!(update(&mut s, ch(c)).is_empty(), "{c} sent something");
+        assert!(s.dialog.is_none(), "{c} opened a dialog");
+        let status = s.status.as_ref().expect("status");
+        assert!(status.text.contains("read-only"), "{c}: {status:?}");
+    }
+    assert_eq!(selected_id(&s), Some(11), "nothing moved");
+
+    // A split confirmed just before the lock arrived is not sent either.
+    let mut s = reviewing();
+    update(&mut s, ch('s'));
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Snapshot(Box::new(review_snapshot(queue(), true)))),
+    );
+    assert!(update(&mut s, ch('y')).is_empty());
+
+    // Nor while a run is in progress.
+    let mut s = running();
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Snapshot(Box::new(review_snapshot(queue(), false)))),
+    );
+    update(&mut s, ch('5'));
+    assert!(update(&mut s, ch('a')).is_empty());
+    assert!(s.status.as_ref().is_some_and(|x| x.text.contains("run is in progress")));
+}
+
+#[test]
+fn review_note_goes_with_the_next_decision_only() {
+    let mut s = reviewing();
+    update(&mut s, ch('N'));
+    assert!(matches!(s.dialog, Some(Dialog::ReviewNote { .. })));
+    type_str(&mut s, "same phone, typo in B");
+    assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+    assert_eq!(s.review_note.as_deref(), Some("same phone, typo in B"));
+    assert_eq!(
+        update(&mut s, ch('a')),
+        vec![decide(11, "a", Some("same phone, typo in B"))]
+    );
+    assert_eq!(s.review_note, None);
+    assert_eq!(update(&mut s, ch('a')), vec![decide(12, "a", None)]);
+}
+
+#[test]
+fn review_u_takes_the_other_side_of_the_last_a_or_b() {
+    let mut s = reviewing();
+    update(&mut s, ch('U'));
+    assert!(
+        s.status
+            .as_ref()
+            .is_some_and(|x| x.text.contains("no decision to undo"))
+    );
+    update(&mut s, ch('a'));
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Notice {
+            message: "discrepancy 11: phone = 555-0101 (take_a)".into(),
+        }),
+    );
+    // U asks (it writes to a discrepancy that may no longer be on screen), then takes B.
+    assert!(update(&mut s, ch('U')).is_empty());
+    match &s.dialog {
+        Some(Dialog::Confirm {
+            action: ConfirmAction::Redecide { id, decision },
+            lines,
+            ..
+        }) => {
+            assert_eq!((*id, decision.as_str()), (11, "b"));
+            assert!(lines.iter().any(|l| l.contains("555-0199")), "{lines:?}");
+        }
+        other => panic!("expected the undo confirmation, got {other:?}"),
+    }
+    assert_eq!(update(&mut s, ch('y')), vec![decide(11, "b", None)]);
+
+    // A value (or a split) cannot be undone.
+    update(&mut s, ch('e'));
+    type_str(&mut s, "x");
+    update(&mut s, key(KeyCode::Enter));
+    assert!(update(&mut s, ch('U')).is_empty());
+    assert!(s.dialog.is_none());
+    let status = s.status.as_ref().expect("status");
+    assert!(status.text.contains("cannot undo a split/value"), "{status:?}");
+}
+
+#[test]
+fn review_a_refused_decision_brings_back_the_selection_and_the_note() {
+    let mut s = reviewing();
+    update(&mut s, ch('N'));
+    type_str(&mut s, "checked");
+    update(&mut s, key(KeyCode::Enter));
+    update(&mut s, ch('e'));
+    type_str(&mut s, "not a phone");
+    update(&mut s, key(KeyCode::Enter));
+    assert_eq!(selected_id(&s), Some(12));
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Notice {
+            message: "discrepancy 11: 'not a phone' is not a valid phone: bad format".into(),
+        }),
+    );
+    let status = s.status.clone().expect("status");
+    assert_eq!(status.level, StatusLevel::Error);
+    assert!(status.text.starts_with("not applied:"), "{status:?}");
+    assert_eq!(selected_id(&s), Some(11));
+    assert_eq!(s.review_note.as_deref(), Some("checked"));
+    // Nothing of this session to undo: the refused one does not count.
+    update(&mut s, ch('U'));
+    assert!(
+        s.status
+            .as_ref()
+            .is_some_and(|x| x.text.contains("no decision to undo"))
+    );
+    // A notice about discrepancy 1 is not an answer about 11 or 12.
+    update(&mut s, ch('a'));
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Notice {
+            message: "discrepancy 1: something".into(),
+        }),
+    );
+    assert!(s.is_deciding(11));
+}
+
+#[test]
+fn review_keys_leave_n_and_p_global_and_tab_reaches_the_pane() {
+    let k = |c: char| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+    assert_eq!(keymap::lookup(Context::Review, &k('n')), Some(Action::RunNext));
+    assert_eq!(keymap::lookup(Context::Review, &k('p')), Some(Action::PauseResume));
+    assert_eq!(keymap::lookup(Context::Review, &k('a')), Some(Action::TakeA));
+    assert_eq!(
+        keymap::lookup(Context::Review, &k('5')),
+        Some(Action::Focus(Pane::Review))
+    );
+    let shift = KeyEvent::new(KeyCode::Char('U'), KeyModifiers::SHIFT);
+    assert_eq!(keymap::lookup(Context::Review, &shift), Some(Action::UndoDecision));
+    // The only global key a pane takes over is `a` (take A) in the review pane; the help
+    // overlay marks "run all" as not working there.
+    let mut shadowed = Vec::new();
+    for b in KEYMAP.iter().filter(|b| b.context != Context::Global) {
+        if KEYMAP
+            .iter()
+            .any(|g| g.context == Context::Global && g.code == b.code && g.modifiers == b.modifiers)
+            && matches!(
+                b.context,
+                Context::Migrations | Context::Progress | Context::Rejects | Context::Log | Context::Review
+            )
+        {
+            shadowed.push((b.context, b.code));
+        }
+    }
+    assert_eq!(shadowed, vec![(Context::Review, KeyCode::Char('a'))]);
+    assert!(keymap::shadowed(Context::Review, Action::RunAll));
+    assert!(!keymap::shadowed(Context::Review, Action::RunNext));
+    assert!(!keymap::help_lines(Context::Review).is_empty());
+    assert!(keymap::help_lines(Context::Review).iter().any(|l| l.keys == "U"));
+
+    // Tab: the review pane comes right after the rejects pane it shares the grid with.
+    let mut s = with_rejects();
+    update(&mut s, key(KeyCode::Tab));
+    assert_eq!(s.focus, Pane::Review);
+    assert_eq!(s.middle, Pane::Review);
+    update(&mut s, key(KeyCode::Tab));
+    assert_eq!(s.focus, Pane::Log);
+    assert_eq!(s.middle, Pane::Review, "the grid keeps the last of rejects/review");
+    update(&mut s, key(KeyCode::BackTab));
+    update(&mut s, key(KeyCode::BackTab));
+    assert_eq!(s.middle, Pane::Rejects);
+}
+
+#[test]
+fn review_enter_shows_the_whole_discrepancy() {
+    let mut s = reviewing();
+    update(&mut s, key(KeyCode::Enter));
+    match &s.dialog {
+        Some(Dialog::Details { title, lines, .. }) => {
+            assert_eq!(title, "Discrepancy 11");
+            assert!(lines.iter().any(|l| l.contains("patients p7: 555-0101")), "{lines:?}");
+            assert!(lines.iter().any(|l| l.contains("children c7: 555-0199")), "{lines:?}");
+        }
+        other => panic!("expected details, got {other:?}"),
+    }
 }

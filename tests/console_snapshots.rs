@@ -9,10 +9,11 @@ use cutover::console::{AppState, Msg, update, view};
 use cutover::engine::events::{Counts, EngineEvent, PlannedStep, Progress};
 use cutover::engine::lock::LockHolder;
 use cutover::engine::project::StepKind;
+use cutover::engine::review::Discrepancy;
 use cutover::engine::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use ratatui::style::Color;
+use ratatui::style::{Color, Modifier};
 use tui_logger::{TuiWidgetEvent, TuiWidgetState};
 
 const SCHEMA: &str = "20250101T090000";
@@ -448,5 +449,157 @@ fn no_color_means_no_colour_at_all() {
                 assert_eq!(cell.bg, Color::Reset, "bg colour under NO_COLOR at {:?}", cell.symbol());
             }
         }
+    }
+}
+
+// ---- the review pane -----------------------------------------------------------------------
+
+const MERGE: &str = "20250101T090300";
+
+fn discrepancy(id: i64, field: &str, a: Option<&str>, b: Option<&str>) -> Discrepancy {
+    Discrepancy {
+        id,
+        step: MERGE.into(),
+        entity_table: "people".into(),
+        entity_id: "0b7e2c1a".into(),
+        field: field.into(),
+        values: [a.map(String::from), b.map(String::from)],
+        sides: ["patients".into(), "children".into()],
+        keys: ["P-1042".into(), "C-77".into()],
+        state: "open".into(),
+        decision: None,
+        value_applied: None,
+        reviewer: None,
+        decided_at: None,
+        note: None,
+    }
+}
+
+/// Two open discrepancies of one entity (people 0b7e2c1a, merged from patient P-1042 and
+/// child C-77) and one decided, with the review pane in front.
+fn reviewing() -> AppState {
+    let mut m = migrations();
+    m[1].state = "applied".into();
+    m[1].counts = counts(10_000, 9_990, 7, 3);
+    m[2].state = "applied".into();
+    m[2].counts = counts(500, 500, 0, 0);
+    let mut merge = step(MERGE, "merge_people", StepKind::Merge, "applied");
+    merge.counts = counts(1_200, 1_100, 0, 0);
+    m.push(merge);
+    let mut sn = snap(m);
+    sn.discrepancies = vec![
+        discrepancy(1, "phone", Some("555-0101"), Some("555-0199")),
+        discrepancy(2, "email", Some("ann.lee@example.org"), None),
+        Discrepancy {
+            state: "decided".into(),
+            decision: Some("take_b".into()),
+            value_applied: Some("Lee-Smith".into()),
+            reviewer: Some("alice".into()),
+            decided_at: Some("2026-11-21T23:05:12Z".into()),
+            note: Some("married name, per the front desk".into()),
+            ..discrepancy(3, "last_name", Some("Lee"), Some("Lee-Smith"))
+        },
+    ];
+    let mut s = with_snapshot(base(), sn);
+    key(&mut s, KeyCode::Char('5'));
+    s
+}
+
+#[test]
+fn review_pane() {
+    let s = reviewing();
+    insta::assert_snapshot!("review_120x40", render(&s, 120, 40).backend());
+    insta::assert_snapshot!("review_80x24", render(&s, 80, 24).backend());
+}
+
+#[test]
+fn review_pane_all_shown_with_a_note() {
+    let mut s = reviewing();
+    key(&mut s, KeyCode::Char('v'));
+    key(&mut s, KeyCode::Char('G'));
+    key(&mut s, KeyCode::Char('N'));
+    chars(&mut s, "called the family");
+    key(&mut s, KeyCode::Enter);
+    insta::assert_snapshot!("review_all_80x24", render(&s, 80, 24).backend());
+}
+
+#[test]
+fn review_split_confirmation() {
+    let mut s = reviewing();
+    key(&mut s, KeyCode::Char('s'));
+    insta::assert_snapshot!("review_split_confirmation", render(&s, 120, 40).backend());
+}
+
+#[test]
+fn review_help_overlay() {
+    let mut s = reviewing();
+    key(&mut s, KeyCode::Char('?'));
+    insta::assert_snapshot!("help_overlay_review_80x24", render(&s, 80, 24).backend());
+}
+
+/// Without colour the differences still show: `≠`, bold, and the selected row reversed.
+#[test]
+fn review_pane_without_colour() {
+    let mut s = reviewing();
+    s.color = false;
+    for (w, h) in [(120, 40), (80, 24)] {
+        let t = render(&s, w, h);
+        let buf = t.backend().buffer();
+        for cell in buf.content() {
+            assert_eq!(cell.fg, Color::Reset, "fg colour under NO_COLOR at {:?}", cell.symbol());
+            assert_eq!(cell.bg, Color::Reset, "bg colour under NO_COLOR at {:?}", cell.symbol());
+        }
+        let marks: Vec<_> = buf.content().iter().filter(|c| c.symbol() == "≠").collect();
+        assert_eq!(marks.len(), 3, "one ≠ per differing field at {w}x{h}");
+        assert!(marks.iter().all(|c| c.modifier.contains(Modifier::BOLD)));
+        assert!(
+            buf.content().iter().any(|c| c.modifier.contains(Modifier::REVERSED)),
+            "the selected row is reversed at {w}x{h}"
+        );
+    }
+}
+
+/// In the grid, rejects and review share a place; the hidden one's open count is on the frame.
+#[test]
+fn review_and_rejects_share_the_grid() {
+    let mut s = reviewing();
+    key(&mut s, KeyCode::Char('3'));
+    let t = render(&s, 120, 40);
+    let text: String = t.backend().buffer().content().iter().map(|c| c.symbol()).collect();
+    assert!(text.contains("[3] Rejects"), "rejects in front");
+    assert!(text.contains(" 5 review: 2 open "), "review's open count on the frame");
+    key(&mut s, KeyCode::Char('1'));
+    let t = render(&s, 120, 40);
+    let text: String = t.backend().buffer().content().iter().map(|c| c.symbol()).collect();
+    assert!(text.contains("[3] Rejects"), "the last of the two focused stays");
+}
+
+/// A long queue: the list shows a window around the selection.
+#[test]
+fn review_long_queue_keeps_the_selection_in_view() {
+    let mut s = reviewing();
+    let mut sn = snap(migrations());
+    sn.discrepancies = (1..=500)
+        .map(|i| Discrepancy {
+            entity_id: format!("e{i:04}"),
+            keys: [format!("Pe{i:04}"), format!("Ce{i:04}")],
+            ..discrepancy(i, "phone", Some("1"), Some("2"))
+        })
+        .collect();
+    s = with_snapshot(s, sn);
+    key(&mut s, KeyCode::Char('G'));
+    for (w, h) in [(120, 40), (80, 24)] {
+        let t = render(&s, w, h);
+        let buf = t.backend().buffer();
+        let lines: Vec<String> = (0..h)
+            .map(|y| (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect())
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(">? 500") && l.contains("Pe0500 + Ce0500")),
+            "the last one is listed and selected at {w}x{h}:\n{}",
+            lines.join("\n")
+        );
     }
 }

@@ -325,3 +325,162 @@ fn console_runs_steps_and_rolls_back_in_tmux() {
         "the console logs to cutover.log in the project folder"
     );
 }
+
+const PEOPLE: &str = "20250101T090100";
+
+/// Patients and children; two children are linked to a patient whose name they spell
+/// differently, so the merge step leaves three discrepancies for review.
+fn merge_project() -> TestProject {
+    let p = TestProject::new(Backend::Sqlite);
+    p.source_sql(
+        "CREATE TABLE patients (id TEXT PRIMARY KEY, first_name TEXT, last_name TEXT);
+         CREATE TABLE children (id TEXT PRIMARY KEY, first_name TEXT, last_name TEXT, linked_patient_id TEXT);
+         INSERT INTO patients VALUES ('p1', 'Ann', 'Lee'), ('p2', 'Bob', 'Smith'), ('p3', 'Cy', 'Young');
+         INSERT INTO children VALUES ('c1', 'Anne', 'Lee', 'p1'), ('c2', 'Rob', 'Smyth', 'p2'), ('c3', 'Dee', 'Dunn', NULL);",
+    );
+    p.schema_step(
+        &format!("{SCHEMA}_schema"),
+        "CREATE TABLE people (id TEXT PRIMARY KEY, first_name TEXT, last_name TEXT, needs_review BOOLEAN NOT NULL DEFAULT 0, legacy_patient_id TEXT, legacy_child_id TEXT);\n",
+        "DROP TABLE people;\n",
+    );
+    p.data_step(
+        &format!("{PEOPLE}_people"),
+        r#"kind = "merge"
+description = "patients + children -> people"
+
+[a]
+table = "patients"
+key = "id"
+
+[b]
+table = "children"
+key = "id"
+link = "linked_patient_id"
+
+[target]
+table = "people"
+review_flag = "needs_review"
+
+[id_map]
+column = "id"
+
+[[fields]]
+target = "first_name"
+a = "first_name"
+b = "first_name"
+compare = true
+
+[[fields]]
+target = "last_name"
+a = "last_name"
+b = "last_name"
+compare = true
+
+[[fields]]
+target = "needs_review"
+value = false
+
+[[fields]]
+target = "legacy_patient_id"
+a = "id"
+
+[[fields]]
+target = "legacy_child_id"
+b = "id"
+"#,
+    );
+    p
+}
+
+/// The review pane against the real engine: take B, undo it (A again), split a child off,
+/// and the target and the queue follow.
+#[test]
+fn console_reviews_discrepancies_in_tmux() {
+    let p = merge_project();
+    let bin = support::bin();
+    let command = format!(
+        "{} -C {} console; echo CONSOLE-EXITED-$?; sleep 600",
+        shell_quote(&bin.display().to_string()),
+        shell_quote(&p.path().display().to_string())
+    );
+    let tmux = Tmux::start(120, 40, &command);
+    let long = Duration::from_secs(60);
+    let first_name = |patient: &str| {
+        p.target_sql(&format!(
+            "SELECT first_name FROM people WHERE legacy_patient_id = '{patient}'"
+        ))
+        .trim()
+        .to_string()
+    };
+
+    let s = tmux.wait_for("the first snapshot", Duration::from_secs(30), |s| {
+        step_line(s, SCHEMA).contains("next") || s.contains("CONSOLE-EXITED")
+    });
+    assert!(!s.contains("CONSOLE-EXITED"), "the console did not start:\n{s}");
+    tmux.keys(&["a"]);
+    tmux.wait_for("the run-all confirmation", long, |s| {
+        s.contains("Run all pending steps?")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the merge step applied", long, |s| {
+        step_state_is(s, PEOPLE, "applied") && s.contains("No step is running.")
+    });
+
+    // The queue: the first open one is selected, its entity's records side by side.
+    tmux.keys(&["5"]);
+    let s = tmux.wait_for("the review queue", long, |s| {
+        s.contains("[5] Review · 3 open · 0 decided · 0 void")
+    });
+    println!("--- review pane:\n{s}");
+    assert!(
+        s.contains("A · patients p1") && s.contains("B · children c1"),
+        "the two records of the selected entity:\n{s}"
+    );
+    assert!(s.contains("≠ Ann"), "the difference is marked:\n{s}");
+
+    // b: one key, written at once; the selection moves to the next open one (p2's).
+    tmux.keys(&["b"]);
+    let s = tmux.wait_for("take B applied", long, |s| {
+        s.contains("discrepancy 1: first_name = Anne (take_b)") && s.contains("2 open · 1 decided")
+    });
+    println!("--- after b:\n{s}");
+    assert_eq!(first_name("p1"), "Anne");
+    assert!(
+        s.contains("A · patients p2") && s.contains("B · children c2"),
+        "the next open discrepancy is selected:\n{s}"
+    );
+
+    // U: asks, then takes the other side of that last decision.
+    tmux.keys(&["U"]);
+    tmux.wait_for("the undo confirmation", long, |s| {
+        s.contains("Undo: take A for discrepancy 1?")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("take A applied", long, |s| {
+        s.contains("discrepancy 1: first_name = Ann (take_a)")
+    });
+    assert_eq!(first_name("p1"), "Ann");
+
+    // s on p2/c2: not the same person. The child becomes a person of its own and its other
+    // discrepancy with p2 is void.
+    tmux.keys(&["s"]);
+    tmux.wait_for("the split confirmation", long, |s| s.contains("Split off children c2"));
+    tmux.keys(&["y"]);
+    let s = tmux.wait_for("the split applied", long, |s| {
+        s.contains("split off into entity") && s.contains("0 open · 2 decided · 1 void")
+    });
+    println!("--- after the split:\n{s}");
+    assert_eq!(
+        p.target_sql("SELECT COUNT(*) FROM people WHERE legacy_child_id = 'c2' AND legacy_patient_id IS NULL")
+            .trim(),
+        "1",
+        "c2 is a person of its own"
+    );
+    assert!(s.contains("No open discrepancies"), "nothing left open:\n{s}");
+
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the console to exit", Duration::from_secs(20), |s| {
+        s.contains("CONSOLE-EXITED")
+    });
+    assert!(s.contains("CONSOLE-EXITED-0"), "the console exits with 0:\n{s}");
+}

@@ -140,7 +140,7 @@ impl EventPrinter {
                 }
             }
             EngineEvent::Notice { message } => println!("{message}"),
-            EngineEvent::Snapshot(_) | EngineEvent::RollbackPreview(_) => {}
+            EngineEvent::Snapshot(_) | EngineEvent::RollbackPreview(_) | EngineEvent::Verified(_) => {}
         }
     }
 }

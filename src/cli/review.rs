@@ -49,7 +49,10 @@ pub async fn run(project: &Project, action: &ReviewAction, json: bool) -> Result
             } else if items.is_empty() {
                 println!("no discrepancies");
             } else {
-                println!("{:>6} {:<9} {:<14} {:<22} {:<22} {:<12} {:<12}", "ID", "STATE", "FIELD", "A", "B", "KEY A", "KEY B");
+                println!(
+                    "{:>6} {:<9} {:<14} {:<22} {:<22} {:<12} {:<12}",
+                    "ID", "STATE", "FIELD", "A", "B", "KEY A", "KEY B"
+                );
                 for d in &items {
                     println!(
                         "{:>6} {:<9} {:<14} {:<22} {:<22} {:<12} {:<12}",
@@ -69,14 +72,31 @@ pub async fn run(project: &Project, action: &ReviewAction, json: bool) -> Result
         }
         ReviewAction::Show { id } => {
             let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
-            let d = review::list(&target, false).await?.into_iter().find(|d| d.id == *id).ok_or_else(|| eyre!("no discrepancy with id {id}"))?;
+            let d = review::list(&target, false)
+                .await?
+                .into_iter()
+                .find(|d| d.id == *id)
+                .ok_or_else(|| eyre!("no discrepancy with id {id}"))?;
             target.close().await;
             if json {
                 println!("{}", serde_json::to_string(&d)?);
             } else {
-                println!("discrepancy {} ({}) on {} {} field {}", d.id, d.state, d.entity_table, d.entity_id, d.field);
-                println!("  {:<10} {:<12} {}", d.sides[0], d.keys[0], d.values[0].as_deref().unwrap_or("∅"));
-                println!("  {:<10} {:<12} {}", d.sides[1], d.keys[1], d.values[1].as_deref().unwrap_or("∅"));
+                println!(
+                    "discrepancy {} ({}) on {} {} field {}",
+                    d.id, d.state, d.entity_table, d.entity_id, d.field
+                );
+                println!(
+                    "  {:<10} {:<12} {}",
+                    d.sides[0],
+                    d.keys[0],
+                    d.values[0].as_deref().unwrap_or("∅")
+                );
+                println!(
+                    "  {:<10} {:<12} {}",
+                    d.sides[1],
+                    d.keys[1],
+                    d.values[1].as_deref().unwrap_or("∅")
+                );
                 if let Some(dec) = &d.decision {
                     println!(
                         "decided {dec} by {} at {}{}",
@@ -92,7 +112,10 @@ pub async fn run(project: &Project, action: &ReviewAction, json: bool) -> Result
             let decision = Decision::parse(take)?;
             let msg = review::decide(project, *id, &decision, note.as_deref()).await?;
             if json {
-                println!("{}", serde_json::json!({"decided": id, "decision": decision.label(), "message": msg}));
+                println!(
+                    "{}",
+                    serde_json::json!({"decided": id, "decision": decision.label(), "message": msg})
+                );
             } else {
                 println!("{msg}");
             }
@@ -103,7 +126,18 @@ pub async fn run(project: &Project, action: &ReviewAction, json: bool) -> Result
             let items = review::list(&target, false).await?;
             target.close().await;
             let mut w = csv::Writer::from_path(path).map_err(|e| eyre!("cannot write {}: {e}", path.display()))?;
-            w.write_record(["id", "state", "entity_id", "field", "value_a", "value_b", "key_a", "key_b", "decision", "note"])?;
+            w.write_record([
+                "id",
+                "state",
+                "entity_id",
+                "field",
+                "value_a",
+                "value_b",
+                "key_a",
+                "key_b",
+                "decision",
+                "note",
+            ])?;
             for d in &items {
                 w.write_record([
                     d.id.to_string(),
@@ -128,10 +162,15 @@ pub async fn run(project: &Project, action: &ReviewAction, json: bool) -> Result
             if json {
                 println!(
                     "{}",
-                    serde_json::json!(results.iter().map(|(id, r)| match r {
-                        Ok(m) => serde_json::json!({"id": id, "ok": true, "message": m}),
-                        Err(e) => serde_json::json!({"id": id, "ok": false, "error": e}),
-                    }).collect::<Vec<_>>())
+                    serde_json::json!(
+                        results
+                            .iter()
+                            .map(|(id, r)| match r {
+                                Ok(m) => serde_json::json!({"id": id, "ok": true, "message": m}),
+                                Err(e) => serde_json::json!({"id": id, "ok": false, "error": e}),
+                            })
+                            .collect::<Vec<_>>()
+                    )
                 );
             } else {
                 for (id, r) in &results {

@@ -61,6 +61,14 @@ pub fn truncate(s: &str, width: usize) -> String {
     out
 }
 
+/// A value that may be missing (SQL NULL): shown as "(none)", never as an empty string.
+pub fn show_value(v: &Option<String>) -> String {
+    match v {
+        Some(s) => s.clone(),
+        None => "(none)".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

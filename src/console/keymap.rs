@@ -13,6 +13,7 @@ pub enum Context {
     Progress,
     Rejects,
     Log,
+    Review,
     Confirm,
     TextInput,
     Details,
@@ -26,6 +27,7 @@ impl Context {
             Pane::Progress => Context::Progress,
             Pane::Rejects => Context::Rejects,
             Pane::Log => Context::Log,
+            Pane::Review => Context::Review,
         }
     }
 
@@ -36,6 +38,7 @@ impl Context {
             Context::Progress => "Progress",
             Context::Rejects => "Rejects",
             Context::Log => "Log",
+            Context::Review => "Review",
             Context::Confirm => "Confirmation",
             Context::TextInput => "Text input",
             Context::Details => "Details",
@@ -70,6 +73,13 @@ pub enum Action {
     RetryReject,
     RetryStep,
     Export,
+    TakeA,
+    TakeB,
+    DecideValue,
+    Split,
+    ReviewNote,
+    UndoDecision,
+    ToggleShowAll,
     Log(TuiWidgetEvent),
     Confirm,
     Cancel,
@@ -123,6 +133,7 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Global, Char('2'), A::Focus(Pane::Progress), "progress pane"),
     key(C::Global, Char('3'), A::Focus(Pane::Rejects), "rejects pane"),
     key(C::Global, Char('4'), A::Focus(Pane::Log), "log pane"),
+    key(C::Global, Char('5'), A::Focus(Pane::Review), "review pane"),
     key(C::Global, Char('n'), A::RunNext, "run next pending step"),
     key(C::Global, Char('a'), A::RunAll, "run all pending"),
     key(C::Global, Char('p'), A::PauseResume, "pause / resume"),
@@ -156,6 +167,24 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Rejects, Char('r'), A::RetryReject, "retry row"),
     key(C::Rejects, Char('R'), A::RetryStep, "retry its whole step"),
     key(C::Rejects, Char('x'), A::Export, "export CSV"),
+    // `a` takes side A here, so "run all" is not reachable from this pane (only from the others);
+    // `n` and `p` keep their global meaning.
+    key(C::Review, Char('j'), A::Down, "next discrepancy"),
+    key(C::Review, Down, A::Down, "next discrepancy"),
+    key(C::Review, Char('k'), A::Up, "previous discrepancy"),
+    key(C::Review, Up, A::Up, "previous discrepancy"),
+    key(C::Review, Char('g'), A::Top, "first discrepancy"),
+    key(C::Review, Home, A::Top, "first discrepancy"),
+    key(C::Review, Char('G'), A::Bottom, "last discrepancy"),
+    key(C::Review, End, A::Bottom, "last discrepancy"),
+    key(C::Review, Char('a'), A::TakeA, "take A"),
+    key(C::Review, Char('b'), A::TakeB, "take B"),
+    key(C::Review, Char('e'), A::DecideValue, "other value…"),
+    key(C::Review, Char('s'), A::Split, "split (not the same)"),
+    key(C::Review, Char('N'), A::ReviewNote, "add a note"),
+    key(C::Review, Char('U'), A::UndoDecision, "undo a/b (other side)"),
+    key(C::Review, Char('v'), A::ToggleShowAll, "show all / open only"),
+    key(C::Review, Enter, A::Details, "discrepancy details"),
     key(
         C::Log,
         Char('h'),
@@ -221,7 +250,12 @@ pub fn active_context(state: &AppState) -> Context {
     }
     match &state.dialog {
         Some(Dialog::Confirm { .. }) => Context::Confirm,
-        Some(Dialog::Rollback { .. } | Dialog::EditReject { .. }) => Context::TextInput,
+        Some(
+            Dialog::Rollback { .. }
+            | Dialog::EditReject { .. }
+            | Dialog::DecideValue { .. }
+            | Dialog::ReviewNote { .. },
+        ) => Context::TextInput,
         Some(Dialog::Details { .. }) => Context::Details,
         None if state.filter_editing => Context::TextInput,
         None => Context::of_pane(state.focus),
@@ -236,6 +270,7 @@ fn search_order(context: Context) -> &'static [Context] {
         Context::Progress => &[Context::Progress, Context::Global],
         Context::Rejects => &[Context::Rejects, Context::Global],
         Context::Log => &[Context::Log, Context::Global],
+        Context::Review => &[Context::Review, Context::Global],
         Context::Global => &[Context::Global],
         Context::Confirm => &[Context::Confirm],
         Context::TextInput => &[Context::TextInput],
@@ -321,6 +356,45 @@ pub fn help_lines(context: Context) -> Vec<HelpLine> {
     }
     out.into_iter().map(|(_, l)| l).collect()
 }
+
+/// Whether every key of a global action is taken by the pane's own keys (so the action does
+/// not work while that pane is focused). The help overlay says so.
+pub fn shadowed(pane: Context, action: Action) -> bool {
+    let mut global = KEYMAP
+        .iter()
+        .filter(|b| b.context == Context::Global && b.action == action)
+        .peekable();
+    global.peek().is_some()
+        && global.all(|g| {
+            KEYMAP
+                .iter()
+                .any(|b| b.context == pane && b.code == g.code && b.modifiers == g.modifiers)
+        })
+}
+
+/// Lines the help overlay adds under a pane's keys (full width), for what one line per key
+/// cannot say.
+pub fn help_notes(context: Context) -> &'static [&'static str] {
+    match context {
+        Context::Review => &[
+            "U is no true undo: it decides this session's last a/b the other way;",
+            "a split or an entered value cannot be undone from the console.",
+            "A note (N) goes with the next decision. Here `a` takes A, not run all.",
+        ],
+        _ => &[],
+    }
+}
+
+/// The review pane's decision keys: listed in the pane's own footer (not the hint bar).
+pub const REVIEW_DECISIONS: [Action; 7] = [
+    Action::TakeA,
+    Action::TakeB,
+    Action::DecideValue,
+    Action::Split,
+    Action::ReviewNote,
+    Action::UndoDecision,
+    Action::ToggleShowAll,
+];
 
 /// The first key of an action in a context, for hints ("n run next").
 pub fn first_key(context: Context, action: Action) -> Option<String> {

@@ -6,10 +6,11 @@
 use crate::engine::events::{Counts, EngineEvent, PlannedStep, Progress};
 use crate::engine::lock::LockHolder;
 use crate::engine::project::StepKind;
+use crate::engine::review::Discrepancy;
 use crate::engine::snapshot::{RejectSummary, RollbackPreview, StepSummary};
 use chrono::{DateTime, FixedOffset, Utc};
 use crossterm::event::KeyEvent;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Most rows/s samples the throughput sparkline keeps (about a minute at 4 Hz progress).
 pub const RATE_HISTORY: usize = 240;
@@ -44,10 +45,13 @@ pub enum Pane {
     Progress,
     Rejects,
     Log,
+    Review,
 }
 
 impl Pane {
-    pub const ALL: [Pane; 4] = [Pane::Migrations, Pane::Progress, Pane::Rejects, Pane::Log];
+    /// Tab order, which is also the order on screen: the review pane shares the rejects pane's
+    /// place in the grid, so it comes right after it (its digit, 5, is simply the newest).
+    pub const ALL: [Pane; 5] = [Pane::Migrations, Pane::Progress, Pane::Rejects, Pane::Review, Pane::Log];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -55,20 +59,31 @@ impl Pane {
             Pane::Progress => "Progress",
             Pane::Rejects => "Rejects",
             Pane::Log => "Log",
+            Pane::Review => "Review",
         }
     }
 
     /// The digit that focuses the pane.
     pub fn number(self) -> usize {
-        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0) + 1
+        match self {
+            Pane::Migrations => 1,
+            Pane::Progress => 2,
+            Pane::Rejects => 3,
+            Pane::Log => 4,
+            Pane::Review => 5,
+        }
+    }
+
+    fn position(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
     }
 
     pub fn next(self) -> Pane {
-        Pane::ALL[self.number() % Pane::ALL.len()]
+        Pane::ALL[(self.position() + 1) % Pane::ALL.len()]
     }
 
     pub fn prev(self) -> Pane {
-        Pane::ALL[(self.number() + Pane::ALL.len() - 2) % Pane::ALL.len()]
+        Pane::ALL[(self.position() + Pane::ALL.len() - 1) % Pane::ALL.len()]
     }
 }
 
@@ -153,12 +168,27 @@ pub struct FinishedStep {
 /// What a yes/no dialog confirms.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConfirmAction {
-    RunNext { version: String },
+    RunNext {
+        version: String,
+    },
     RunAll,
     Abort,
     Quit,
-    RetryReject { id: i64 },
-    RetryStep { version: String },
+    RetryReject {
+        id: i64,
+    },
+    RetryStep {
+        version: String,
+    },
+    /// `s`: side B's record is not the same entity.
+    Split {
+        id: i64,
+    },
+    /// `U`: decide the session's last a/b decision the other way.
+    Redecide {
+        id: i64,
+        decision: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +216,31 @@ pub enum Dialog {
         lines: Vec<String>,
         scroll: u16,
     },
+    /// `e` in the review pane: a value other than either side's.
+    DecideValue { id: i64, input: String },
+    /// `N`: a note that goes with the next decision.
+    ReviewNote { input: String },
+}
+
+/// A decision sent to the engine and not yet answered (its `Notice`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingDecision {
+    pub id: i64,
+    /// As sent: `a`, `b`, `value=…` or `split`.
+    pub decision: String,
+    pub note: Option<String>,
+    /// The engine answered; the next snapshot shows the outcome.
+    pub answered: bool,
+    /// `last_decision` before this one, restored when the engine refuses it.
+    pub previous: Option<SessionDecision>,
+}
+
+/// A decision made in this console session, for `U`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionDecision {
+    pub id: i64,
+    /// As sent: `a`, `b`, `value=…` or `split`.
+    pub decision: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -224,6 +279,20 @@ pub struct AppState {
     /// Index into the filtered rejects.
     pub selected_reject: usize,
     pub locked_by: Option<LockHolder>,
+    /// The review queue, all states (the pane filters).
+    pub discrepancies: Vec<Discrepancy>,
+    /// `v`: show decided and void discrepancies too.
+    pub review_all: bool,
+    /// The selected discrepancy, by id (the list changes under it as decisions land).
+    pub selected_discrepancy: Option<i64>,
+    /// `N`: sent with the next decision, then cleared.
+    pub review_note: Option<String>,
+    /// Decisions sent and not yet answered.
+    pub deciding: Vec<PendingDecision>,
+    /// The last decision of this session, for `U`.
+    pub last_decision: Option<SessionDecision>,
+    /// Which of rejects and review the grid shows in their shared place: the last focused.
+    pub middle: Pane,
     pub run: Option<RunState>,
     pub last_finished: Option<FinishedStep>,
     /// The last rows/s seen in this session, for the ETA when nothing runs.
@@ -259,6 +328,13 @@ impl AppState {
             filter_editing: false,
             selected_reject: 0,
             locked_by: None,
+            discrepancies: Vec::new(),
+            review_all: false,
+            selected_discrepancy: None,
+            review_note: None,
+            deciding: Vec::new(),
+            last_decision: None,
+            middle: Pane::Rejects,
             run: None,
             last_finished: None,
             last_rate: None,
@@ -323,6 +399,63 @@ impl AppState {
 
     pub fn selected_reject(&self) -> Option<&RejectSummary> {
         self.filtered_rejects().get(self.selected_reject).copied()
+    }
+
+    /// The discrepancies the review pane lists: open ones, or all with `v`.
+    pub fn shown_discrepancies(&self) -> Vec<&Discrepancy> {
+        self.discrepancies
+            .iter()
+            .filter(|d| self.review_all || d.state == "open")
+            .collect()
+    }
+
+    pub fn selected_discrepancy(&self) -> Option<&Discrepancy> {
+        let id = self.selected_discrepancy?;
+        self.shown_discrepancies().into_iter().find(|d| d.id == id)
+    }
+
+    pub fn discrepancy(&self, id: i64) -> Option<&Discrepancy> {
+        self.discrepancies.iter().find(|d| d.id == id)
+    }
+
+    /// (open, decided, void).
+    pub fn review_counts(&self) -> (usize, usize, usize) {
+        let n = |s: &str| self.discrepancies.iter().filter(|d| d.state == s).count();
+        (n("open"), n("decided"), n("void"))
+    }
+
+    /// Discrepancies a decision is on its way for: the ones sent and not yet answered, and the
+    /// open ones a split on its way will void (same step, entity and record B). One pass over
+    /// the queue, so the pane and the reducer ask once per frame or key, not once per row.
+    pub fn deciding_ids(&self) -> BTreeSet<i64> {
+        let mut ids = BTreeSet::new();
+        let mut splits = Vec::new();
+        for p in self.deciding.iter().filter(|p| !p.answered) {
+            ids.insert(p.id);
+            if p.decision == "split"
+                && let Some(s) = self.discrepancy(p.id)
+            {
+                splits.push(s);
+            }
+        }
+        if !splits.is_empty() {
+            ids.extend(
+                self.discrepancies
+                    .iter()
+                    .filter(|d| {
+                        d.state == "open"
+                            && splits
+                                .iter()
+                                .any(|s| d.step == s.step && d.entity_id == s.entity_id && d.keys[1] == s.keys[1])
+                    })
+                    .map(|d| d.id),
+            );
+        }
+        ids
+    }
+
+    pub fn is_deciding(&self, id: i64) -> bool {
+        self.deciding.iter().any(|p| !p.answered) && self.deciding_ids().contains(&id)
     }
 
     pub fn set_status(&mut self, level: StatusLevel, text: impl Into<String>) {

@@ -11,6 +11,8 @@ use crate::engine::events::{Command, Counts, DownTarget, EngineEvent, RunOptions
 use crate::engine::project::StepKind;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+mod review;
+
 pub fn update(state: &mut AppState, msg: Msg) -> Vec<Command> {
     match msg {
         Msg::Key(key) => on_key(state, key),
@@ -88,9 +90,9 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         Action::ToggleHelp => state.help = !state.help,
         Action::Quit => return quit(state),
         Action::ForceQuit => return force_quit(state),
-        Action::NextPane => state.focus = state.focus.next(),
-        Action::PrevPane => state.focus = state.focus.prev(),
-        Action::Focus(p) => state.focus = p,
+        Action::NextPane => set_focus(state, state.focus.next()),
+        Action::PrevPane => set_focus(state, state.focus.prev()),
+        Action::Focus(p) => set_focus(state, p),
         Action::Up | Action::Down | Action::Top | Action::Bottom => move_selection(state, action),
         Action::Details => open_details(state),
         Action::Refresh => {
@@ -105,7 +107,7 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         Action::Rollback => return ask_rollback(state),
         Action::Filter => {
             state.filter_editing = true;
-            state.focus = Pane::Rejects;
+            set_focus(state, Pane::Rejects);
         }
         Action::ClearFilter => {
             state.reject_filter.clear();
@@ -115,10 +117,24 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         Action::RetryReject => ask_retry(state, false),
         Action::RetryStep => ask_retry(state, true),
         Action::Export => export(state),
+        Action::TakeA => return review::decide_side(state, "a"),
+        Action::TakeB => return review::decide_side(state, "b"),
+        Action::DecideValue => review::ask_value(state),
+        Action::Split => review::ask_split(state),
+        Action::ReviewNote => review::ask_note(state),
+        Action::UndoDecision => review::ask_undo(state),
+        Action::ToggleShowAll => review::toggle_all(state),
         Action::Log(event) => state.effects.push(Effect::Log(event)),
         Action::Confirm | Action::Cancel | Action::Submit | Action::Backspace | Action::Close => {}
     }
     Vec::new()
+}
+
+fn set_focus(state: &mut AppState, pane: Pane) {
+    state.focus = pane;
+    if matches!(pane, Pane::Rejects | Pane::Review) {
+        state.middle = pane;
+    }
 }
 
 // ---- quitting ------------------------------------------------------------------------------
@@ -179,6 +195,7 @@ fn move_selection(state: &mut AppState, action: Action) {
             let len = state.filtered_rejects().len();
             (len, &mut state.selected_reject)
         }
+        Pane::Review => return review::move_selection(state, action),
         _ => return,
     };
     if len == 0 {
@@ -197,6 +214,7 @@ fn clamp_selections(state: &mut AppState) {
     state.selected_step = state.selected_step.min(state.migrations.len().saturating_sub(1));
     let n = state.filtered_rejects().len();
     state.selected_reject = state.selected_reject.min(n.saturating_sub(1));
+    review::fix_selection(state);
 }
 
 // ---- details -------------------------------------------------------------------------------
@@ -234,6 +252,7 @@ fn open_details(state: &mut AppState) {
                 scroll: 0,
             }
         }),
+        Pane::Review => review::details(state),
         Pane::Log => None,
     };
     if dialog.is_some() {
@@ -609,6 +628,8 @@ fn on_confirm(state: &mut AppState, action: Action) -> Vec<Command> {
                 step: Some(version),
             }]
         }
+        ConfirmAction::Split { id } => review::confirmed_split(state, id),
+        ConfirmAction::Redecide { id, decision } => review::confirmed_redecide(state, id, decision),
     }
 }
 
@@ -621,7 +642,9 @@ fn type_char(state: &mut AppState, c: char) {
     }
     match &mut state.dialog {
         Some(Dialog::Rollback { typed, .. }) => typed.push(c),
-        Some(Dialog::EditReject { input, .. }) => input.push(c),
+        Some(Dialog::EditReject { input, .. } | Dialog::DecideValue { input, .. } | Dialog::ReviewNote { input }) => {
+            input.push(c)
+        }
         None if state.filter_editing => {
             state.reject_filter.push(c);
             state.selected_reject = 0;
@@ -642,7 +665,9 @@ fn on_text_action(state: &mut AppState, action: Action) -> Vec<Command> {
                 Some(Dialog::Rollback { typed, .. }) => {
                     typed.pop();
                 }
-                Some(Dialog::EditReject { input, .. }) => {
+                Some(
+                    Dialog::EditReject { input, .. } | Dialog::DecideValue { input, .. } | Dialog::ReviewNote { input },
+                ) => {
                     input.pop();
                 }
                 None if state.filter_editing => {
@@ -744,6 +769,11 @@ fn submit(state: &mut AppState) -> Vec<Command> {
                 }
             }
         }
+        Some(Dialog::DecideValue { id, input }) => review::submit_value(state, id, input),
+        Some(Dialog::ReviewNote { input }) => {
+            review::keep_note(state, input);
+            Vec::new()
+        }
         other => {
             state.dialog = other;
             Vec::new()
@@ -755,6 +785,27 @@ fn submit(state: &mut AppState) -> Vec<Command> {
 
 fn on_engine(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
     match event {
+        // Shown by the verify pane (to come); until then the summary goes to the status line.
+        EngineEvent::Verified(report) => {
+            let failed = report.checks.iter().filter(|c| !c.ok).count();
+            state.status = Some(crate::console::state::StatusLine {
+                level: if failed > 0 {
+                    crate::console::state::StatusLevel::Error
+                } else {
+                    crate::console::state::StatusLevel::Info
+                },
+                text: format!(
+                    "verify: {} of {} checks passed{}",
+                    report.checks.len() - failed,
+                    report.checks.len(),
+                    if failed > 0 {
+                        " — run `cutover verify` for details"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
         EngineEvent::Planned {
             operation,
             dry_run,
@@ -939,6 +990,9 @@ fn on_engine(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             state.rejects = s.rejects;
             state.open_rejects = s.open_rejects;
             state.locked_by = s.locked_by;
+            state.discrepancies = s.discrepancies;
+            // Answered decisions are in this snapshot (or were refused): no longer "on the way".
+            state.deciding.retain(|p| !p.answered);
             if first && let Some(i) = state.migrations.iter().position(is_runnable) {
                 state.selected_step = i;
             }
@@ -952,6 +1006,9 @@ fn on_engine(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             }
         }
         EngineEvent::Notice { message } => {
+            if review::on_notice(state, &message) {
+                return Vec::new();
+            }
             let level = if message.contains("failed") || message.contains("cannot") {
                 StatusLevel::Error
             } else {

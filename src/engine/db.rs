@@ -143,9 +143,21 @@ impl Db {
 
     pub async fn begin(&self) -> Result<DbTx> {
         Ok(match self {
-            Db::Sqlite(p) => DbTx::Sqlite(p.begin().await?),
+            // IMMEDIATE takes the write lock up front: a deferred transaction that read first
+            // fails with SQLITE_BUSY_SNAPSHOT (no retry) if another connection (the lock
+            // heartbeat, the console) wrote in between.
+            Db::Sqlite(p) => DbTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(p) => DbTx::Postgres(p.begin().await?),
             Db::Mysql(p) => DbTx::Mysql(p.begin().await?),
+        })
+    }
+
+    /// A transaction for reading only: on SQLite a deferred one, so readers never wait for
+    /// the writer (WAL) and a read-only source can be read.
+    pub async fn begin_read(&self) -> Result<DbTx> {
+        Ok(match self {
+            Db::Sqlite(p) => DbTx::Sqlite(p.begin().await?),
+            other => other.begin().await?,
         })
     }
 
@@ -158,7 +170,7 @@ impl Db {
     }
 
     pub async fn fetch_all(&self, sql: &str, params: &[Value]) -> Result<Rows> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_read().await?;
         let rows = tx.fetch_all(sql, params).await?;
         tx.rollback().await?;
         Ok(rows)

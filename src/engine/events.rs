@@ -63,6 +63,8 @@ pub enum Command {
     PreviewRollback {
         version: String,
     },
+    /// Check the target against the source (`Verified`).
+    Verify,
 }
 
 /// Progress of the running step: small and `Copy` so it can be sent often and coalesced.
@@ -190,6 +192,8 @@ pub enum EngineEvent {
     /// The state of every step and the reject store, after `Refresh` and after every run.
     Snapshot(Box<crate::engine::snapshot::Snapshot>),
     RollbackPreview(crate::engine::snapshot::RollbackPreview),
+    /// The result of `Verify`: the same checks `cutover verify` prints.
+    Verified(crate::engine::verify::VerifyReport),
     /// Answer to a retry/fix/decide command.
     Notice {
         message: String,

@@ -158,6 +158,14 @@ fn abandoned(h: &LockHolder, stale_after: Duration) -> bool {
 
 impl RunLock {
     pub async fn acquire(db: &Db, command: &str, stale_after: Duration) -> Result<RunLock, LockError> {
+        // Look before writing: on SQLite a live run may hold the write lock for a whole
+        // statement, and the second run must say who holds it, not time out waiting.
+        if !matches!(db, Db::Postgres(_))
+            && let Some((_, h)) = holder(db).await?
+            && !abandoned(&h, stale_after)
+        {
+            return Err(LockError::Held(h));
+        }
         ensure_table(db).await?;
         let token = uuid::Uuid::now_v7().to_string();
         let mut lock = RunLock {

@@ -116,7 +116,10 @@ pub struct MergeStep {
 }
 
 fn side_name(s: &SideSpec, fallback: &str) -> String {
-    s.name.clone().or_else(|| s.table.clone()).unwrap_or_else(|| fallback.to_string())
+    s.name
+        .clone()
+        .or_else(|| s.table.clone())
+        .unwrap_or_else(|| fallback.to_string())
 }
 
 impl MergeStep {
@@ -136,36 +139,56 @@ impl MergeStep {
         if file.b.link.is_none() {
             return Err(eyre!("[b] needs link: the column of side B that names side A's key"));
         }
-        let side = |s: &SideSpec, fallback: &str, pick: &dyn Fn(&MergeField) -> Option<String>| -> Result<CompiledStep> {
-            let name = side_name(s, fallback);
-            let spec = DataStep {
-                kind: None,
-                description: None,
-                source: SourceSpec { table: s.table.clone(), query: s.query.clone(), key: s.key.clone(), name: Some(name.clone()), references: s.references.clone() },
-                target: TargetSpec { table: file.target.table.clone(), natural_key: vec![], on_duplicate: DupPolicy::Error },
-                id_map: Some(IdMapSpec { column: file.id_map.column.clone(), map: Some(name), key: None }),
-                fields: file
-                    .fields
-                    .iter()
-                    .map(|f| {
-                        let src = pick(f);
-                        FieldSpec {
-                            target: f.target.clone(),
-                            value: if src.is_none() { f.value.clone() } else { None },
-                            transforms: if src.is_some() { f.transforms.clone() } else { vec![] },
-                            validate: if src.is_some() { f.validate.clone() } else { vec![] },
-                            source: src,
-                        }
-                    })
-                    .collect(),
-                batch_size: file.batch_size,
-                continue_on_error: file.continue_on_error,
+        let side =
+            |s: &SideSpec, fallback: &str, pick: &dyn Fn(&MergeField) -> Option<String>| -> Result<CompiledStep> {
+                let name = side_name(s, fallback);
+                let spec = DataStep {
+                    kind: None,
+                    description: None,
+                    source: SourceSpec {
+                        table: s.table.clone(),
+                        query: s.query.clone(),
+                        key: s.key.clone(),
+                        name: Some(name.clone()),
+                        references: s.references.clone(),
+                    },
+                    target: TargetSpec {
+                        table: file.target.table.clone(),
+                        natural_key: vec![],
+                        on_duplicate: DupPolicy::Error,
+                    },
+                    id_map: Some(IdMapSpec {
+                        column: file.id_map.column.clone(),
+                        map: Some(name),
+                        key: None,
+                    }),
+                    fields: file
+                        .fields
+                        .iter()
+                        .map(|f| {
+                            let src = pick(f);
+                            FieldSpec {
+                                target: f.target.clone(),
+                                value: if src.is_none() { f.value.clone() } else { None },
+                                transforms: if src.is_some() { f.transforms.clone() } else { vec![] },
+                                validate: if src.is_some() { f.validate.clone() } else { vec![] },
+                                source: src,
+                            }
+                        })
+                        .collect(),
+                    batch_size: file.batch_size,
+                    continue_on_error: file.continue_on_error,
+                };
+                CompiledStep::compile(version, spec)
             };
-            CompiledStep::compile(version, spec)
-        };
         let a = side(&file.a, "a", &|f: &MergeField| f.a.clone())?;
         let b = side(&file.b, "b", &|f: &MergeField| f.b.clone())?;
-        Ok(MergeStep { file, a, b, version: version.to_string() })
+        Ok(MergeStep {
+            file,
+            a,
+            b,
+            version: version.to_string(),
+        })
     }
 
     fn column(&self, target: &str) -> Option<usize> {
@@ -205,19 +228,20 @@ fn merge_into(
     let mut out = Vec::new();
     for f in &m.file.fields {
         let Some(i) = m.column(&f.target) else { continue };
-        if f.compare && f.a.is_some() && f.b.is_some() {
-            if let (Some(x), Some(y)) = (compare_form(&a_own[i]), compare_form(&b_vals[i]))
-                && x != y
-            {
-                out.push(NewDiscrepancy {
-                    entity_id: entity_id.to_string(),
-                    field: f.target.clone(),
-                    value_a: a_own[i].to_text(),
-                    value_b: b_vals[i].to_text(),
-                    key_a: key_a.to_string(),
-                    key_b: key_b.to_string(),
-                });
-            }
+        if f.compare
+            && f.a.is_some()
+            && f.b.is_some()
+            && let (Some(x), Some(y)) = (compare_form(&a_own[i]), compare_form(&b_vals[i]))
+            && x != y
+        {
+            out.push(NewDiscrepancy {
+                entity_id: entity_id.to_string(),
+                field: f.target.clone(),
+                value_a: a_own[i].to_text(),
+                value_b: b_vals[i].to_text(),
+                key_a: key_a.to_string(),
+                key_b: key_b.to_string(),
+            });
         }
         if f.fill && f.b.is_some() && a_vals[i].is_blank() && !b_vals[i].is_blank() {
             a_vals[i] = b_vals[i].clone();
@@ -271,7 +295,10 @@ fn set_flag(m: &MergeStep, vals: &mut [Value], on: bool) {
 }
 
 fn key_of(c: &CompiledStep, batch: &SourceBatch, row: &[Value]) -> String {
-    CompiledStep::column_index(&batch.columns, &c.id_key_column).and_then(|i| row.get(i)).and_then(|v| v.to_text()).unwrap_or_default()
+    CompiledStep::column_index(&batch.columns, &c.id_key_column)
+        .and_then(|i| row.get(i))
+        .and_then(|v| v.to_text())
+        .unwrap_or_default()
 }
 
 /// Linked B rows of a page of A keys, read from the source.
@@ -281,15 +308,27 @@ async fn linked_b_rows(source: &Db, m: &MergeStep, a_keys: &[String]) -> Result<
     let mut out: Option<SourceBatch> = None;
     for chunk in a_keys.chunks(500) {
         let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT * FROM ({}) src WHERE {link} IN ({}) ORDER BY {key}", m.b.spec.source_sql(), ph.join(", "));
+        let sql = format!(
+            "SELECT * FROM ({}) src WHERE {link} IN ({}) ORDER BY {key}",
+            m.b.spec.source_sql(),
+            ph.join(", ")
+        );
         let params: Vec<Value> = chunk.iter().map(|k| Value::Text(k.clone())).collect();
         let rows = source.fetch_all(&sql, &params).await?;
         match &mut out {
-            None => out = Some(SourceBatch { columns: Arc::new(rows.columns), rows: rows.rows }),
+            None => {
+                out = Some(SourceBatch {
+                    columns: Arc::new(rows.columns),
+                    rows: rows.rows,
+                })
+            }
             Some(b) => b.rows.extend(rows.rows),
         }
     }
-    Ok(out.unwrap_or(SourceBatch { columns: Arc::new(vec![]), rows: vec![] }))
+    Ok(out.unwrap_or(SourceBatch {
+        columns: Arc::new(vec![]),
+        rows: vec![],
+    }))
 }
 
 /// Side B rows that merge into nothing: no link, or a link to no A row.
@@ -333,9 +372,19 @@ async fn phase_a_page(tx: &mut DbTx, m: &MergeStep, source: &Db, page: &SourceBa
         a_keys.push(key.clone());
         r.counts.source += 1;
         match m.a.process(&page.columns, &layout, row, &cache, today) {
-            Processed::Write { values, new_id, warnings, .. } => {
+            Processed::Write {
+                values,
+                new_id,
+                warnings,
+                ..
+            } => {
                 let id = new_id.unwrap_or_default();
-                r.map.push(IdMapEntry { map: a_name.clone(), old_key: key.clone(), new_id: id.clone(), alias: false });
+                r.map.push(IdMapEntry {
+                    map: a_name.clone(),
+                    old_key: key.clone(),
+                    new_id: id.clone(),
+                    alias: false,
+                });
                 written.insert(key, (r.entities.len(), id));
                 a_own.push(values.clone());
                 r.entities.push(values);
@@ -356,7 +405,10 @@ async fn phase_a_page(tx: &mut DbTx, m: &MergeStep, source: &Db, page: &SourceBa
         let link_i = CompiledStep::column_index(&linked.columns, m.file.b.link.as_deref().unwrap_or(""));
         for row in &linked.rows {
             r.counts.source += 1;
-            let link = link_i.and_then(|i| row.get(i)).and_then(|v| v.to_text()).unwrap_or_default();
+            let link = link_i
+                .and_then(|i| row.get(i))
+                .and_then(|v| v.to_text())
+                .unwrap_or_default();
             let key_b = key_of(&m.b, &linked, row);
             if rejected.contains(&link) {
                 // Never a second entity for a rejected A row: wait for it.
@@ -372,7 +424,9 @@ async fn phase_a_page(tx: &mut DbTx, m: &MergeStep, source: &Db, page: &SourceBa
                 r.counts.rejected += 1;
                 continue;
             }
-            let Some((idx, entity_id)) = written.get(&link).cloned() else { continue };
+            let Some((idx, entity_id)) = written.get(&link).cloned() else {
+                continue;
+            };
             match m.b.process(&linked.columns, &b_layout, row, &b_cache, today) {
                 Processed::Write { values, warnings, .. } => {
                     let ds = merge_into(m, &mut r.entities[idx], &a_own[idx], &values, &entity_id, &link, &key_b);
@@ -380,7 +434,12 @@ async fn phase_a_page(tx: &mut DbTx, m: &MergeStep, source: &Db, page: &SourceBa
                         set_flag(m, &mut r.entities[idx], true);
                     }
                     r.discrepancies.extend(ds);
-                    r.map.push(IdMapEntry { map: b_name.clone(), old_key: key_b, new_id: entity_id, alias: true });
+                    r.map.push(IdMapEntry {
+                        map: b_name.clone(),
+                        old_key: key_b,
+                        new_id: entity_id,
+                        alias: true,
+                    });
                     r.warnings_b.extend(warnings);
                     r.counts.merged += 1;
                 }
@@ -409,20 +468,37 @@ async fn phase_b_page(tx: &mut DbTx, m: &MergeStep, page: &SourceBatch) -> Resul
         r.counts.source += 1;
         let key_b = key_of(&m.b, page, row);
         match m.b.process(&page.columns, &layout, row, &cache, today()) {
-            Processed::Write { values, new_id, mut warnings, .. } => {
-                if let Some(link) = link_i.and_then(|i| row.get(i)).and_then(|v| v.to_text()).filter(|l| !l.trim().is_empty()) {
+            Processed::Write {
+                values,
+                new_id,
+                mut warnings,
+                ..
+            } => {
+                if let Some(link) = link_i
+                    .and_then(|i| row.get(i))
+                    .and_then(|v| v.to_text())
+                    .filter(|l| !l.trim().is_empty())
+                {
                     warnings.push(NewReject {
                         source_key: key_b.clone(),
                         row: serde_json::Value::Null,
                         field: m.file.b.link.clone(),
                         rule: "dangling_link".into(),
-                        reason: format!("{} {link} does not exist in {a_name}; kept as an entity of its own", m.file.b.link.as_deref().unwrap_or("link")),
+                        reason: format!(
+                            "{} {link} does not exist in {a_name}; kept as an entity of its own",
+                            m.file.b.link.as_deref().unwrap_or("link")
+                        ),
                         warning: true,
                         waits_for: None,
                     });
                 }
                 let id = new_id.unwrap_or_default();
-                r.map.push(IdMapEntry { map: b_name.clone(), old_key: key_b, new_id: id, alias: false });
+                r.map.push(IdMapEntry {
+                    map: b_name.clone(),
+                    old_key: key_b,
+                    new_id: id,
+                    alias: false,
+                });
                 let mut values = values;
                 apply_defaults(m, &mut values);
                 r.entities.push(values);
@@ -438,7 +514,13 @@ async fn phase_b_page(tx: &mut DbTx, m: &MergeStep, page: &SourceBatch) -> Resul
     Ok(r)
 }
 
-async fn store_page(tx: &mut DbTx, ctx: &impl HasRunId, m: &MergeStep, writer: &TargetWriter, r: &PageResult) -> Result<(), sqlx::Error> {
+async fn store_page(
+    tx: &mut DbTx,
+    ctx: &impl HasRunId,
+    m: &MergeStep,
+    writer: &TargetWriter,
+    r: &PageResult,
+) -> Result<(), sqlx::Error> {
     writer.insert(tx, &r.entities).await?;
     insert_id_map(tx, &m.version, &r.map).await?;
     let a = m.a.source_name.clone();
@@ -468,13 +550,28 @@ fn parse_phase(v: &Option<Value>) -> (String, Option<Value>) {
 pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
     let mut m = MergeStep::load(step).map_err(StepError::plain)?;
     for side in [&mut m.a, &mut m.b] {
-        side.file_store = Some(crate::engine::data::pipeline::FileStore { root: ctx.project.config.dir.clone(), write: !ctx.dry_run });
+        side.file_store = Some(crate::engine::data::pipeline::FileStore {
+            root: ctx.project.config.dir.clone(),
+            write: !ctx.dry_run,
+        });
     }
     let source = ctx.source().await.map_err(StepError::plain)?.clone();
-    let batch = m.file.batch_size.unwrap_or(ctx.project.config.defaults.batch_size).max(1);
-    let continue_on_error = ctx.continue_on_error.or(m.file.continue_on_error).unwrap_or(ctx.project.config.defaults.continue_on_error) || ctx.dry_run;
-    let total_a = crate::engine::data::run::count_source(&source, &m.a).await.map_err(StepError::plain)?;
-    let total_b = crate::engine::data::run::count_source(&source, &m.b).await.map_err(StepError::plain)?;
+    let batch = m
+        .file
+        .batch_size
+        .unwrap_or(ctx.project.config.defaults.batch_size)
+        .max(1);
+    let continue_on_error = ctx
+        .continue_on_error
+        .or(m.file.continue_on_error)
+        .unwrap_or(ctx.project.config.defaults.continue_on_error)
+        || ctx.dry_run;
+    let total_a = crate::engine::data::run::count_source(&source, &m.a)
+        .await
+        .map_err(StepError::plain)?;
+    let total_b = crate::engine::data::run::count_source(&source, &m.b)
+        .await
+        .map_err(StepError::plain)?;
     let total = total_a + total_b;
     let started_at = ledger::now_iso();
     let t0 = Instant::now();
@@ -491,22 +588,52 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     } else {
         store::ensure(&ctx.target).await.map_err(StepError::plain)?;
         let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
-        if let Some(existing) = BatchCheckpoint::load(&mut tx, &step.version).await.map_err(StepError::plain)? {
+        if let Some(existing) = BatchCheckpoint::load(&mut tx, &step.version)
+            .await
+            .map_err(StepError::plain)?
+        {
             cp = existing;
         }
-        ledger::upsert(&mut tx, step, LedgerStatus::Running, &ctx.run_id, &started_at, None, &cp.counts, None, None).await.map_err(sql_err)?;
-        ledger::append_event(&mut tx, Some(&ctx.run_id), Some(&step.version), if cp.batches > 0 { "resumed" } else { "started" }, &serde_json::json!({"rows_done": cp.counts.source, "rows_total": total}))
-            .await
-            .map_err(sql_err)?;
+        ledger::upsert(
+            &mut tx,
+            step,
+            LedgerStatus::Running,
+            &ctx.run_id,
+            &started_at,
+            None,
+            &cp.counts,
+            None,
+            None,
+        )
+        .await
+        .map_err(sql_err)?;
+        ledger::append_event(
+            &mut tx,
+            Some(&ctx.run_id),
+            Some(&step.version),
+            if cp.batches > 0 { "resumed" } else { "started" },
+            &serde_json::json!({"rows_done": cp.counts.source, "rows_total": total}),
+        )
+        .await
+        .map_err(sql_err)?;
         tx.commit().await.map_err(StepError::plain)?;
     }
     let resumed = cp.counts.source;
     let batches_total = cp.batches + total.saturating_sub(resumed).div_ceil(batch as u64);
     let (mut phase, mut after) = parse_phase(&cp.last_key);
-    let unmerged = SourceSpec { table: None, query: Some(unmerged_b_sql(&m)), key: m.file.b.key.clone(), name: m.b.spec.source.name.clone(), references: m.b.spec.source.references.clone() };
+    let unmerged = SourceSpec {
+        table: None,
+        query: Some(unmerged_b_sql(&m)),
+        key: m.file.b.key.clone(),
+        name: m.b.spec.source.name.clone(),
+        references: m.b.spec.source.references.clone(),
+    };
     let unmerged_step = CompiledStep::compile(
         &m.version,
-        DataStep { source: unmerged, ..m.b.spec.clone() },
+        DataStep {
+            source: unmerged,
+            ..m.b.spec.clone()
+        },
     )
     .map_err(StepError::plain)?;
     let mut last_progress = Instant::now() - PROGRESS_EVERY;
@@ -538,7 +665,11 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
                 Err(e) => break Err(StepError::plain(e)),
             },
         };
-        let res = if phase == "a" { phase_a_page(tx, &m, &source, &page).await } else { phase_b_page(tx, &m, &page).await };
+        let res = if phase == "a" {
+            phase_a_page(tx, &m, &source, &page).await
+        } else {
+            phase_b_page(tx, &m, &page).await
+        };
         let res = match res {
             Ok(r) => r,
             Err(e) => break Err(StepError::plain(e)),
@@ -552,7 +683,10 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
                 r.source_key, r.rule, r.reason
             );
             record_failed(ctx, step, &started_at, t0, &cp.counts, &msg).await;
-            break Err(StepError { message: msg, statement: None });
+            break Err(StepError {
+                message: msg,
+                statement: None,
+            });
         }
         if let Err(e) = store_page(tx, ctx, &m, &writer, &res).await {
             break Err(sql_err(e));
@@ -565,7 +699,18 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         if let Some(mut t) = own_tx.take() {
             let saved = async {
                 cp.save(&mut t, &step.version).await?;
-                ledger::upsert(&mut t, step, LedgerStatus::Running, &ctx.run_id, &started_at, None, &cp.counts, None, None).await
+                ledger::upsert(
+                    &mut t,
+                    step,
+                    LedgerStatus::Running,
+                    &ctx.run_id,
+                    &started_at,
+                    None,
+                    &cp.counts,
+                    None,
+                    None,
+                )
+                .await
             }
             .await;
             if let Err(e) = saved {
@@ -576,7 +721,13 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
                 break Err(StepError::plain(e));
             }
         }
-        for (table, rej) in res.rejects_a.iter().map(|r| (&m.a.source_name, r)).chain(res.rejects_b.iter().map(|r| (&m.b.source_name, r))).take(20) {
+        for (table, rej) in res
+            .rejects_a
+            .iter()
+            .map(|r| (&m.a.source_name, r))
+            .chain(res.rejects_b.iter().map(|r| (&m.b.source_name, r)))
+            .take(20)
+        {
             ctx.emit(EngineEvent::Rejected {
                 version: m.version.clone(),
                 source_table: table.clone(),
@@ -588,10 +739,12 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         }
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = Instant::now();
-            ctx.emit(progress_event(&m.version, &cp, total, batches_total, resumed, run_t0)).await;
+            ctx.emit(progress_event(&m.version, &cp, total, batches_total, resumed, run_t0))
+                .await;
         }
     };
-    ctx.emit(progress_event(&m.version, &cp, total, batches_total, resumed, run_t0)).await;
+    ctx.emit(progress_event(&m.version, &cp, total, batches_total, resumed, run_t0))
+        .await;
     if dry_tx.is_some() {
         return outcome;
     }
@@ -600,14 +753,42 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         Ok(StepResult::Done(counts)) => {
             let dur = t0.elapsed().as_millis() as i64;
             let balanced = counts.balanced();
-            let status = if balanced { LedgerStatus::Applied } else { LedgerStatus::Failed };
-            let err = (!balanced).then(|| format!("the books do not balance: {}", crate::cli::output::accounting(&counts)));
+            let status = if balanced {
+                LedgerStatus::Applied
+            } else {
+                LedgerStatus::Failed
+            };
+            let err =
+                (!balanced).then(|| format!("the books do not balance: {}", crate::cli::output::accounting(&counts)));
             let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
-            ledger::upsert(&mut tx, step, status, &ctx.run_id, &started_at, Some(dur), &counts, err.as_deref(), None).await.map_err(sql_err)?;
-            ledger::append_event(&mut tx, Some(&ctx.run_id), Some(&step.version), status.as_str(), &serde_json::json!({"counts": counts, "duration_ms": dur})).await.map_err(sql_err)?;
+            ledger::upsert(
+                &mut tx,
+                step,
+                status,
+                &ctx.run_id,
+                &started_at,
+                Some(dur),
+                &counts,
+                err.as_deref(),
+                None,
+            )
+            .await
+            .map_err(sql_err)?;
+            ledger::append_event(
+                &mut tx,
+                Some(&ctx.run_id),
+                Some(&step.version),
+                status.as_str(),
+                &serde_json::json!({"counts": counts, "duration_ms": dur}),
+            )
+            .await
+            .map_err(sql_err)?;
             tx.commit().await.map_err(StepError::plain)?;
             match err {
-                Some(e) => Err(StepError { message: e, statement: None }),
+                Some(e) => Err(StepError {
+                    message: e,
+                    statement: None,
+                }),
                 None => Ok(StepResult::Done(counts)),
             }
         }
@@ -621,9 +802,19 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
 
 /// Retry one rejected row of a merge step inside `tx`. `Ok(None)` when it was written or
 /// merged; `Ok(Some(reject))` when it is still rejected.
-pub async fn retry_row(tx: &mut DbTx, source: &Db, m: &MergeStep, writer: &TargetWriter, run_id: &str, rec: &store::RejectRecord) -> Result<(Option<NewReject>, Counts)> {
+pub async fn retry_row(
+    tx: &mut DbTx,
+    source: &Db,
+    m: &MergeStep,
+    writer: &TargetWriter,
+    run_id: &str,
+    rec: &store::RejectRecord,
+) -> Result<(Option<NewReject>, Counts)> {
     let obj = rec.row.as_object().cloned().unwrap_or_default();
-    let batch = SourceBatch { columns: Arc::new(obj.keys().cloned().collect()), rows: vec![obj.values().map(Value::from_json).collect()] };
+    let batch = SourceBatch {
+        columns: Arc::new(obj.keys().cloned().collect()),
+        rows: vec![obj.values().map(Value::from_json).collect()],
+    };
     let mut counts = Counts::default();
     if rec.source_table == m.a.source_name {
         let mut r = phase_a_page(tx, m, source, &batch).await?;
@@ -638,13 +829,21 @@ pub async fn retry_row(tx: &mut DbTx, source: &Db, m: &MergeStep, writer: &Targe
         r.rejects_b.clear();
         r.warnings_b.clear();
         counts.written = 1;
-        let only_a = PageResult { entities: r.entities, map: r.map, warnings_a: r.warnings_a, ..Default::default() };
+        let only_a = PageResult {
+            entities: r.entities,
+            map: r.map,
+            warnings_a: r.warnings_a,
+            ..Default::default()
+        };
         store_page(tx, &ctx_less(run_id), m, writer, &only_a).await?;
         return Ok((None, counts));
     }
     // Side B: merge into A's entity when it exists now, else an entity of its own.
     let link_i = CompiledStep::column_index(&batch.columns, m.file.b.link.as_deref().unwrap_or(""));
-    let link = link_i.and_then(|i| batch.rows[0].get(i)).and_then(|v| v.to_text()).unwrap_or_default();
+    let link = link_i
+        .and_then(|i| batch.rows[0].get(i))
+        .and_then(|v| v.to_text())
+        .unwrap_or_default();
     let a_name = m.a.map_name.clone().unwrap_or_default();
     let entity = if link.is_empty() {
         None
@@ -657,8 +856,15 @@ pub async fn retry_row(tx: &mut DbTx, source: &Db, m: &MergeStep, writer: &Targe
         .and_then(|r| r.first().and_then(|v| v.to_text()))
     };
     let a_exists_in_source = !link.is_empty() && {
-        let sql = format!("SELECT 1 FROM ({}) a WHERE a.{} = $1", m.a.spec.source_sql(), ident(&m.file.a.key));
-        source.fetch_optional(&sql, &[Value::Text(link.clone())]).await?.is_some()
+        let sql = format!(
+            "SELECT 1 FROM ({}) a WHERE a.{} = $1",
+            m.a.spec.source_sql(),
+            ident(&m.file.a.key)
+        );
+        source
+            .fetch_optional(&sql, &[Value::Text(link.clone())])
+            .await?
+            .is_some()
     };
     match entity {
         Some(entity_id) => {
@@ -669,14 +875,26 @@ pub async fn retry_row(tx: &mut DbTx, source: &Db, m: &MergeStep, writer: &Targe
                     let key_b = key_of(&m.b, &batch, &batch.rows[0]);
                     let mut current = read_entity(tx, m, writer, &entity_id).await?;
                     let before = current.clone();
-                    let a_own = a_own_values(tx, source, m, &link).await?.unwrap_or_else(|| current.clone());
+                    let a_own = a_own_values(tx, source, m, &link)
+                        .await?
+                        .unwrap_or_else(|| current.clone());
                     let ds = merge_into(m, &mut current, &a_own, &values, &entity_id, &link, &key_b);
                     if !ds.is_empty() {
                         set_flag(m, &mut current, true);
                     }
                     update_entity(tx, m, writer, &entity_id, &before, &current).await?;
                     insert_discrepancies(tx, m, &ds).await?;
-                    insert_id_map(tx, &m.version, &[IdMapEntry { map: m.b.map_name.clone().unwrap_or_default(), old_key: key_b, new_id: entity_id, alias: true }]).await?;
+                    insert_id_map(
+                        tx,
+                        &m.version,
+                        &[IdMapEntry {
+                            map: m.b.map_name.clone().unwrap_or_default(),
+                            old_key: key_b,
+                            new_id: entity_id,
+                            alias: true,
+                        }],
+                    )
+                    .await?;
                     RejectStore::insert(tx, run_id, &m.version, &m.b.source_name, &warnings).await?;
                     counts.merged = 1;
                     Ok((None, counts))
@@ -711,7 +929,9 @@ pub async fn retry_row(tx: &mut DbTx, source: &Db, m: &MergeStep, writer: &Targe
 
 /// `store_page` only needs the run id from the context.
 fn ctx_less(run_id: &str) -> RunCtxLite {
-    RunCtxLite { run_id: run_id.to_string() }
+    RunCtxLite {
+        run_id: run_id.to_string(),
+    }
 }
 
 pub struct RunCtxLite {
@@ -735,10 +955,20 @@ impl HasRunId for RunCtxLite {
 /// Side A's own values for `key`, read from the source and put through its pipeline.
 pub async fn a_own_values(tx: &mut DbTx, source: &Db, m: &MergeStep, key: &str) -> Result<Option<Vec<Value>>> {
     let rows = source
-        .fetch_all(&format!("SELECT * FROM ({}) src WHERE src.{} = $1", m.a.spec.source_sql(), ident(&m.file.a.key)), &[Value::Text(key.into())])
+        .fetch_all(
+            &format!(
+                "SELECT * FROM ({}) src WHERE src.{} = $1",
+                m.a.spec.source_sql(),
+                ident(&m.file.a.key)
+            ),
+            &[Value::Text(key.into())],
+        )
         .await?;
     let Some(row) = rows.rows.first() else { return Ok(None) };
-    let batch = SourceBatch { columns: Arc::new(rows.columns.clone()), rows: vec![row.clone()] };
+    let batch = SourceBatch {
+        columns: Arc::new(rows.columns.clone()),
+        rows: vec![row.clone()],
+    };
     let cache = m.a.prefetch(tx, &batch).await?;
     let layout = m.a.layout(&batch.columns);
     Ok(match m.a.process(&batch.columns, &layout, row, &cache, today()) {
@@ -748,16 +978,36 @@ pub async fn a_own_values(tx: &mut DbTx, source: &Db, m: &MergeStep, key: &str) 
 }
 
 async fn read_entity(tx: &mut DbTx, m: &MergeStep, writer: &TargetWriter, id: &str) -> Result<Vec<Value>, sqlx::Error> {
-    let cols = m.a.target_columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+    let cols =
+        m.a.target_columns
+            .iter()
+            .map(|c| ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
     let id_col = &m.file.id_map.column;
     let row = tx
-        .fetch_optional(&format!("SELECT {cols} FROM {} WHERE {} = {}", ident(&m.file.target.table), ident(id_col), writer.param(1, id_col)), &[Value::Text(id.into())])
+        .fetch_optional(
+            &format!(
+                "SELECT {cols} FROM {} WHERE {} = {}",
+                ident(&m.file.target.table),
+                ident(id_col),
+                writer.param(1, id_col)
+            ),
+            &[Value::Text(id.into())],
+        )
         .await?;
     Ok(row.unwrap_or_else(|| vec![Value::Null; m.a.target_columns.len()]))
 }
 
 /// Write the columns that changed.
-async fn update_entity(tx: &mut DbTx, m: &MergeStep, writer: &TargetWriter, id: &str, before: &[Value], after: &[Value]) -> Result<(), sqlx::Error> {
+async fn update_entity(
+    tx: &mut DbTx,
+    m: &MergeStep,
+    writer: &TargetWriter,
+    id: &str,
+    before: &[Value],
+    after: &[Value],
+) -> Result<(), sqlx::Error> {
     let mut sets = Vec::new();
     let mut params = Vec::new();
     for (i, c) in m.a.target_columns.iter().enumerate() {
@@ -772,7 +1022,13 @@ async fn update_entity(tx: &mut DbTx, m: &MergeStep, writer: &TargetWriter, id: 
     let id_col = &m.file.id_map.column;
     params.push(Value::Text(id.into()));
     tx.execute(
-        &format!("UPDATE {} SET {} WHERE {} = {}", ident(&m.file.target.table), sets.join(", "), ident(id_col), writer.param(params.len(), id_col)),
+        &format!(
+            "UPDATE {} SET {} WHERE {} = {}",
+            ident(&m.file.target.table),
+            sets.join(", "),
+            ident(id_col),
+            writer.param(params.len(), id_col)
+        ),
         &params,
     )
     .await?;

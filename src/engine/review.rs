@@ -63,13 +63,21 @@ pub async fn list(db: &Db, open_only: bool) -> Result<Vec<Discrepancy>> {
         return Ok(Vec::new());
     }
     let filter = if open_only { " WHERE state = 'open'" } else { "" };
-    let rows = db.fetch_all(&format!("SELECT {COLUMNS} FROM {DISCREPANCIES}{filter} ORDER BY id"), &[]).await?;
+    let rows = db
+        .fetch_all(
+            &format!("SELECT {COLUMNS} FROM {DISCREPANCIES}{filter} ORDER BY id"),
+            &[],
+        )
+        .await?;
     Ok(rows.rows.iter().map(|r| from_row(r)).collect())
 }
 
 async fn get(tx: &mut DbTx, id: i64) -> Result<Option<Discrepancy>> {
     Ok(tx
-        .fetch_optional(&format!("SELECT {COLUMNS} FROM {DISCREPANCIES} WHERE id = $1"), &[Value::Int(id)])
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM {DISCREPANCIES} WHERE id = $1"),
+            &[Value::Int(id)],
+        )
         .await?
         .map(|r| from_row(&r)))
 }
@@ -114,20 +122,53 @@ impl Decision {
 pub async fn decide(project: &Project, id: i64, decision: &Decision, note: Option<&str>) -> Result<String> {
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     store::ensure(&target).await?;
+    // A decision writes to the target: never in the middle of someone else's run.
+    let lock = crate::engine::lock::RunLock::acquire(
+        &target,
+        "review decide",
+        std::time::Duration::from_secs(project.config.defaults.lock_stale_after_secs),
+    )
+    .await
+    .map_err(|e| eyre!("{e}"))?;
+    let res = decide_locked(project, &target, id, decision, note).await;
+    lock.release().await?;
+    target.close().await;
+    res
+}
+
+async fn decide_locked(
+    project: &Project,
+    target: &Db,
+    id: i64,
+    decision: &Decision,
+    note: Option<&str>,
+) -> Result<String> {
     let mut tx = target.begin().await?;
-    let d = get(&mut tx, id).await?.ok_or_else(|| eyre!("no discrepancy with id {id} (see `cutover review list`)"))?;
+    let d = get(&mut tx, id)
+        .await?
+        .ok_or_else(|| eyre!("no discrepancy with id {id} (see `cutover review list`)"))?;
     if d.state == "void" {
-        return Err(eyre!("discrepancy {id} is void: its record was split off into an entity of its own"));
+        return Err(eyre!(
+            "discrepancy {id} is void: its record was split off into an entity of its own"
+        ));
     }
     if d.state == "decided" && d.decision.as_deref() == Some(decision.label().as_str()) {
-        return Ok(format!("discrepancy {id} was already decided ({}); nothing changed", decision.label()));
+        return Ok(format!(
+            "discrepancy {id} was already decided ({}); nothing changed",
+            decision.label()
+        ));
     }
     if d.state == "decided" && (d.decision.as_deref() == Some("split") || *decision == Decision::Split) {
-        return Err(eyre!("discrepancy {id} is already decided ({}); a split cannot be changed here", d.decision.unwrap_or_default()));
+        return Err(eyre!(
+            "discrepancy {id} is already decided ({}); a split cannot be changed here",
+            d.decision.unwrap_or_default()
+        ));
     }
-    let step = project.step(&d.step).ok_or_else(|| eyre!("discrepancy {id} belongs to step {} whose folder is gone", d.step))?;
+    let step = project
+        .step(&d.step)
+        .ok_or_else(|| eyre!("discrepancy {id} belongs to step {} whose folder is gone", d.step))?;
     let m = MergeStep::load(step)?;
-    let writer = TargetWriter::new(&target, &m.file.target.table, &m.a.target_columns).await?;
+    let writer = TargetWriter::new_in(&mut tx, &m.file.target.table, &m.a.target_columns).await?;
     let id_col = m.file.id_map.column.clone();
     let summary = match decision {
         Decision::Split => split(project, &mut tx, &m, &writer, &d, note).await?,
@@ -135,15 +176,21 @@ pub async fn decide(project: &Project, id: i64, decision: &Decision, note: Optio
             let value = match decision {
                 Decision::TakeA => d.values[0].clone().map(Value::Text).unwrap_or(Value::Null),
                 Decision::TakeB => d.values[1].clone().map(Value::Text).unwrap_or(Value::Null),
-                Decision::Value(v) => m
-                    .a
-                    .field_value(&d.field, Value::Text(v.clone()), chrono::Utc::now().date_naive())
-                    .map_err(|e| eyre!("'{v}' is not a valid {}: {e}", d.field))?,
+                Decision::Value(v) => {
+                    m.a.field_value(&d.field, Value::Text(v.clone()), chrono::Utc::now().date_naive())
+                        .map_err(|e| eyre!("'{v}' is not a valid {}: {e}", d.field))?
+                }
                 Decision::Split => Value::Null,
             };
             let before = tx
                 .fetch_optional(
-                    &format!("SELECT {} FROM {} WHERE {} = {}", ident(&d.field), ident(&m.file.target.table), ident(&id_col), writer.param(1, &id_col)),
+                    &format!(
+                        "SELECT {} FROM {} WHERE {} = {}",
+                        ident(&d.field),
+                        ident(&m.file.target.table),
+                        ident(&id_col),
+                        writer.param(1, &id_col)
+                    ),
                     &[Value::Text(d.entity_id.clone())],
                 )
                 .await?
@@ -175,11 +222,17 @@ pub async fn decide(project: &Project, id: i64, decision: &Decision, note: Optio
     )
     .await?;
     tx.commit().await?;
-    target.close().await;
     Ok(summary)
 }
 
-async fn mark_decided(tx: &mut DbTx, id: i64, decision: &str, applied: Option<String>, before: Option<String>, note: Option<&str>) -> Result<(), sqlx::Error> {
+async fn mark_decided(
+    tx: &mut DbTx,
+    id: i64,
+    decision: &str,
+    applied: Option<String>,
+    before: Option<String>,
+    note: Option<&str>,
+) -> Result<(), sqlx::Error> {
     let opt = |s: Option<String>| s.map(Value::Text).unwrap_or(Value::Null);
     tx.execute(
         &format!("UPDATE {DISCREPANCIES} SET state = 'decided', decision = $1, value_applied = $2, value_before = $3, reviewer = $4, decided_at = $5, note = $6 WHERE id = $7"),
@@ -199,14 +252,26 @@ async fn mark_decided(tx: &mut DbTx, id: i64, decision: &str, applied: Option<St
 
 /// The entity's review flag follows its open discrepancies.
 async fn refresh_flag(tx: &mut DbTx, m: &MergeStep, writer: &TargetWriter, entity_id: &str) -> Result<(), sqlx::Error> {
-    let Some(flag) = &m.file.target.review_flag else { return Ok(()) };
+    let Some(flag) = &m.file.target.review_flag else {
+        return Ok(());
+    };
     let open = tx
-        .fetch_optional(&format!("SELECT 1 FROM {DISCREPANCIES} WHERE entity_id = $1 AND state = 'open'"), &[Value::Text(entity_id.into())])
+        .fetch_optional(
+            &format!("SELECT 1 FROM {DISCREPANCIES} WHERE entity_id = $1 AND state = 'open'"),
+            &[Value::Text(entity_id.into())],
+        )
         .await?
         .is_some();
     let id_col = &m.file.id_map.column;
     tx.execute(
-        &format!("UPDATE {} SET {} = {} WHERE {} = {}", ident(&m.file.target.table), ident(flag), writer.param(1, flag), ident(id_col), writer.param(2, id_col)),
+        &format!(
+            "UPDATE {} SET {} = {} WHERE {} = {}",
+            ident(&m.file.target.table),
+            ident(flag),
+            writer.param(1, flag),
+            ident(id_col),
+            writer.param(2, id_col)
+        ),
         &[Value::Bool(open), Value::Text(entity_id.into())],
     )
     .await?;
@@ -215,19 +280,43 @@ async fn refresh_flag(tx: &mut DbTx, m: &MergeStep, writer: &TargetWriter, entit
 
 /// "Not the same entity": side B's record becomes an entity of its own, rows that follow it
 /// move there, and its other discrepancies are void.
-async fn split(project: &Project, tx: &mut DbTx, m: &MergeStep, writer: &TargetWriter, d: &Discrepancy, note: Option<&str>) -> Result<String> {
-    let url = project.config.source.as_ref().ok_or_else(|| eyre!("a split reads side B's record from the source, but no source is configured"))?;
+async fn split(
+    project: &Project,
+    tx: &mut DbTx,
+    m: &MergeStep,
+    writer: &TargetWriter,
+    d: &Discrepancy,
+    note: Option<&str>,
+) -> Result<String> {
+    let url = project
+        .config
+        .source
+        .as_ref()
+        .ok_or_else(|| eyre!("a split reads side B's record from the source, but no source is configured"))?;
     let source = Db::connect(url, &project.config.dir, Role::Source).await?;
     let key_b = d.keys[1].clone();
-    let sql = format!("SELECT * FROM ({}) src WHERE src.{} = $1", m.b.spec.source_sql(), ident(&m.file.b.key));
+    let sql = format!(
+        "SELECT * FROM ({}) src WHERE src.{} = $1",
+        m.b.spec.source_sql(),
+        ident(&m.file.b.key)
+    );
     let rows = source.fetch_all(&sql, &[Value::Text(key_b.clone())]).await?;
     let Some(row) = rows.rows.first() else {
-        return Err(eyre!("{} {key_b} is no longer in the source; cannot split it off", m.b.source_name));
+        return Err(eyre!(
+            "{} {key_b} is no longer in the source; cannot split it off",
+            m.b.source_name
+        ));
     };
-    let batch = crate::engine::data::pipeline::SourceBatch { columns: std::sync::Arc::new(rows.columns.clone()), rows: vec![row.clone()] };
+    let batch = crate::engine::data::pipeline::SourceBatch {
+        columns: std::sync::Arc::new(rows.columns.clone()),
+        rows: vec![row.clone()],
+    };
     let cache = m.b.prefetch(tx, &batch).await?;
     let layout = m.b.layout(&batch.columns);
-    let (values, new_id) = match m.b.process(&batch.columns, &layout, row, &cache, chrono::Utc::now().date_naive()) {
+    let (values, new_id) = match m
+        .b
+        .process(&batch.columns, &layout, row, &cache, chrono::Utc::now().date_naive())
+    {
         Processed::Write { mut values, new_id, .. } => {
             for f in &m.file.fields {
                 if let (Some(d), Some(i)) = (&f.default, m.a.target_columns.iter().position(|c| *c == f.target))
@@ -238,14 +327,22 @@ async fn split(project: &Project, tx: &mut DbTx, m: &MergeStep, writer: &TargetW
             }
             (values, new_id.unwrap_or_default())
         }
-        Processed::Reject(r) => return Err(eyre!("{} {key_b} does not pass its own checks ({}); fix it first", m.b.source_name, r.reason)),
+        Processed::Reject(r) => {
+            return Err(eyre!(
+                "{} {key_b} does not pass its own checks ({}); fix it first",
+                m.b.source_name,
+                r.reason
+            ));
+        }
     };
     // Undo what B lent the old entity: its own fields, and blanks of A it filled.
     let old = d.entity_id.clone();
     let a_own = crate::engine::merge::a_own_values(tx, &source, m, &d.keys[0]).await?;
     let id_col = m.file.id_map.column.clone();
     for f in &m.file.fields {
-        let Some(i) = m.a.target_columns.iter().position(|c| *c == f.target) else { continue };
+        let Some(i) = m.a.target_columns.iter().position(|c| *c == f.target) else {
+            continue;
+        };
         if f.b.is_none() || f.target == id_col || values[i].is_blank() {
             continue;
         }
@@ -269,13 +366,23 @@ async fn split(project: &Project, tx: &mut DbTx, m: &MergeStep, writer: &TargetW
     let b_map = m.b.map_name.clone().unwrap_or_default();
     tx.execute(
         &format!("UPDATE {ID_MAP} SET new_id = $1, alias = 0 WHERE map = $2 AND old_key = $3"),
-        &[Value::Text(new_id.clone()), Value::Text(b_map), Value::Text(key_b.clone())],
+        &[
+            Value::Text(new_id.clone()),
+            Value::Text(b_map),
+            Value::Text(key_b.clone()),
+        ],
     )
     .await?;
     let mut moved = Vec::new();
     for fb in &m.file.follows_b {
         let keys: Vec<Value> = match &fb.source_query {
-            Some(q) => source.fetch_all(q, &[Value::Text(key_b.clone())]).await?.rows.into_iter().filter_map(|r| r.into_iter().next()).collect(),
+            Some(q) => source
+                .fetch_all(q, &[Value::Text(key_b.clone())])
+                .await?
+                .rows
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect(),
             None => vec![Value::Text(key_b.clone())],
         };
         if keys.is_empty() {
@@ -317,7 +424,11 @@ async fn split(project: &Project, tx: &mut DbTx, m: &MergeStep, writer: &TargetW
         "discrepancy {}: {} {key_b} split off into entity {new_id}{}",
         d.id,
         m.b.source_name,
-        if moved.is_empty() { String::new() } else { format!(" (moved {})", moved.join(", ")) }
+        if moved.is_empty() {
+            String::new()
+        } else {
+            format!(" (moved {})", moved.join(", "))
+        }
     ))
 }
 
@@ -328,13 +439,23 @@ pub async fn import_csv(project: &Project, path: &std::path::Path) -> Result<Vec
     let headers = rdr.headers()?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (Some(id_i), Some(dec_i)) = (col("id"), col("decision")) else {
-        return Err(eyre!("{}: needs columns id and decision (a, b, value=…, split); note is optional", path.display()));
+        return Err(eyre!(
+            "{}: needs columns id and decision (a, b, value=…, split); note is optional",
+            path.display()
+        ));
     };
     let note_i = col("note");
     let mut out = Vec::new();
     for (line, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| eyre!("{} line {}: {e}", path.display(), line + 2))?;
-        let id: i64 = rec.get(id_i).unwrap_or("").trim().parse().map_err(|_| eyre!("{} line {}: id '{}' is not a number", path.display(), line + 2, rec.get(id_i).unwrap_or("")))?;
+        let id: i64 = rec.get(id_i).unwrap_or("").trim().parse().map_err(|_| {
+            eyre!(
+                "{} line {}: id '{}' is not a number",
+                path.display(),
+                line + 2,
+                rec.get(id_i).unwrap_or("")
+            )
+        })?;
         let dec = rec.get(dec_i).unwrap_or("").trim();
         if dec.is_empty() {
             continue;

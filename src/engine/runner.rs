@@ -224,16 +224,18 @@ async fn run_up_inner(
     let lock = if opts.dry_run {
         None
     } else {
+        let lock = match take_lock(&project, &target, "up").await {
+            Ok(l) => l,
+            Err(o) => return o,
+        };
         if let Err(e) = ledger::ensure(&target).await {
+            let _ = lock.release().await;
             return RunOutcome::Failed {
                 version: None,
                 message: format!("cannot create the ledger tables: {e:#}"),
             };
         }
-        match take_lock(&project, &target, "up").await {
-            Ok(l) => Some(l),
-            Err(o) => return o,
-        }
+        Some(lock)
     };
     let outcome = run_up_locked(&project, opts, run_id, &target, events, control).await;
     if let Some(l) = lock
@@ -431,16 +433,18 @@ async fn run_down_inner(
     let lock = if dry_run {
         None
     } else {
+        let lock = match take_lock(&project, &target, "down").await {
+            Ok(l) => l,
+            Err(o) => return o,
+        };
         if let Err(e) = ledger::ensure(&target).await {
+            let _ = lock.release().await;
             return RunOutcome::Failed {
                 version: None,
                 message: format!("{e:#}"),
             };
         }
-        match take_lock(&project, &target, "down").await {
-            Ok(l) => Some(l),
-            Err(o) => return o,
-        }
+        Some(lock)
     };
     let outcome = async {
         let rows = ledger::load(&target).await.map_err(|e| RunOutcome::Failed {
@@ -615,6 +619,25 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                 Command::Refresh => {
                     spawn_snapshot(project.clone(), ev_tx.clone());
                 }
+                Command::Verify => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    // The verifier's streams are not `Send` across awaits, so it runs on a
+                    // thread of its own with a single-threaded runtime.
+                    std::thread::spawn(move || {
+                        let ev = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                            Ok(rt) => match rt.block_on(crate::engine::verify::verify(&p)) {
+                                Ok(r) => EngineEvent::Verified(r),
+                                Err(e) => EngineEvent::Notice {
+                                    message: format!("verify could not run: {e:#}"),
+                                },
+                            },
+                            Err(e) => EngineEvent::Notice {
+                                message: format!("verify could not start: {e}"),
+                            },
+                        };
+                        let _ = tx.blocking_send(ev);
+                    });
+                }
                 Command::PreviewRollback { version } => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {
@@ -706,10 +729,10 @@ pub async fn baseline(project: &Project, version: &str) -> Result<Vec<String>> {
         return Err(eyre!("no migration has version {version} (see `cutover status`)"));
     }
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
-    ledger::ensure(&target).await?;
     let lock = RunLock::acquire(&target, "baseline", lock_stale(project))
         .await
         .map_err(|e| eyre!("{e}"))?;
+    ledger::ensure(&target).await?;
     let rows = ledger::load(&target).await?;
     let run_id = new_run_id();
     let mut marked = Vec::new();
@@ -754,10 +777,10 @@ pub async fn baseline(project: &Project, version: &str) -> Result<Vec<String>> {
 /// record the on-disk checksum of applied steps whose files changed.
 pub async fn repair(project: &Project) -> Result<Vec<String>> {
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
-    ledger::ensure(&target).await?;
     let lock = RunLock::acquire(&target, "repair", lock_stale(project))
         .await
         .map_err(|e| eyre!("{e}"))?;
+    ledger::ensure(&target).await?;
     let rows = ledger::load(&target).await?;
     let status = compute_status(&project.steps, &rows);
     let run_id = new_run_id();

@@ -1498,6 +1498,7 @@ mod tests {
                     values,
                     case_insensitive: true,
                     otherwise: Otherwise::Reject,
+                    otherwise_value: None,
                 }),
                 Transform::Lookup(LookupSpec {
                     map: "users".into(),
@@ -1610,6 +1611,7 @@ mod tests {
                 values: BTreeMap::from([("a".into(), "b".into())]),
                 case_insensitive: false,
                 otherwise: Otherwise::Keep,
+                otherwise_value: None,
             }),
             Transform::NewId,
         ];
@@ -2019,6 +2021,7 @@ mod tests {
             ]),
             case_insensitive,
             otherwise,
+            otherwise_value: None,
         })
     }
 

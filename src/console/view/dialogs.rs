@@ -1,7 +1,8 @@
 //! Overlays: confirmation, rollback (type the name), reject edit, details, and the help screen
 //! generated from the keymap.
 
-use crate::console::keymap::{self, Context, HelpLine};
+use crate::console::format::show_value;
+use crate::console::keymap::{self, Action, Context, HelpLine};
 use crate::console::state::{AppState, Dialog};
 use crate::console::view::theme::Theme;
 use ratatui::Frame;
@@ -85,6 +86,23 @@ impl Widget for DialogView<'_> {
                 ];
                 (format!("Fix reject {id}"), lines, Context::TextInput)
             }
+            Dialog::DecideValue { id, input } => (
+                format!("Another value for discrepancy {id}"),
+                decide_value_lines(self.state, *id, input, theme),
+                Context::TextInput,
+            ),
+            Dialog::ReviewNote { input } => {
+                let lines = vec![
+                    Line::from("Recorded with the next decision (a, b, e, s or U); empty clears it."),
+                    Line::from(""),
+                    Line::from(vec![
+                        Span::styled("note > ", theme.accent()),
+                        Span::styled(input.clone(), theme.bold()),
+                        Span::styled("▏", theme.accent()),
+                    ]),
+                ];
+                ("Note for the next decision".to_string(), lines, Context::TextInput)
+            }
             Dialog::Details { title, lines, scroll } => {
                 let lines = lines
                     .iter()
@@ -108,6 +126,39 @@ impl Widget for DialogView<'_> {
             .block(frame_block(title, theme))
             .render(rect, buf);
     }
+}
+
+fn decide_value_lines(state: &AppState, id: i64, input: &str, theme: Theme) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    if let Some(d) = state.discrepancy(id) {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{} {} · ", d.entity_table, d.entity_id), theme.dim()),
+            Span::styled(d.field.clone(), theme.bold()),
+        ]));
+        for i in 0..2 {
+            lines.push(Line::from(vec![
+                Span::styled(
+                    format!("{} · {} {}: ", ["A", "B"][i], d.sides[i], d.keys[i]),
+                    theme.dim(),
+                ),
+                Span::raw(show_value(&d.values[i])),
+            ]));
+        }
+    }
+    lines.push(Line::styled(
+        "The value is checked like the field's own values before it is written.",
+        theme.dim(),
+    ));
+    if let Some(n) = &state.review_note {
+        lines.push(Line::styled(format!("note: {n}"), theme.dim()));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(vec![
+        Span::styled("VALUE > ", theme.accent()),
+        Span::styled(input.to_string(), theme.bold()),
+        Span::styled("▏", theme.accent()),
+    ]));
+    lines
 }
 
 fn rollback_lines(
@@ -153,6 +204,14 @@ fn rollback_lines(
     lines
 }
 
+/// The global action a help line describes.
+fn global_action(help: &str) -> Option<Action> {
+    keymap::KEYMAP
+        .iter()
+        .find(|b| b.context == Context::Global && b.help == help)
+        .map(|b| b.action)
+}
+
 /// Every key of the focused pane and the global keys, from `KEYMAP`.
 pub struct HelpView<'a> {
     pub state: &'a AppState,
@@ -173,16 +232,25 @@ impl Widget for HelpView<'_> {
                     theme.bold().patch(theme.accent()),
                 )];
                 lines.extend(entries.into_iter().map(|e| {
-                    Line::from(vec![
-                        Span::styled(format!("{:<key_width$}  ", e.keys), theme.accent()),
-                        Span::raw(e.help.to_string()),
-                    ])
+                    // A global key the focused pane uses for something else does not work here.
+                    let shadowed =
+                        *ctx == Context::Global && global_action(e.help).is_some_and(|a| keymap::shadowed(pane, a));
+                    if shadowed {
+                        Line::styled(format!("{:<key_width$}  ✗ {}", e.keys, e.help), theme.dim())
+                    } else {
+                        Line::from(vec![
+                            Span::styled(format!("{:<key_width$}  ", e.keys), theme.accent()),
+                            Span::raw(e.help.to_string()),
+                        ])
+                    }
                 }));
                 lines
             })
             .collect();
-        let height = columns.iter().map(Vec::len).max().unwrap_or(0) as u16 + 2;
-        let rect = centered(area, 96, height);
+        let notes = keymap::help_notes(pane);
+        let columns_height = columns.iter().map(Vec::len).max().unwrap_or(0) as u16;
+        let notes_height = if notes.is_empty() { 0 } else { notes.len() as u16 + 1 };
+        let rect = centered(area, 96, columns_height + notes_height + 2);
         Clear.render(rect, buf);
         let block = frame_block(format!("Keys · {} pane (esc closes)", self.state.focus.title()), theme);
         let inner = block.inner(rect);
@@ -192,7 +260,12 @@ impl Widget for HelpView<'_> {
             width: inner.width.saturating_sub(2),
             ..inner
         };
-        let [left, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(inner);
+        let [keys, below] =
+            Layout::vertical([Constraint::Length(columns_height), Constraint::Length(notes_height)]).areas(inner);
+        let mut note_lines = vec![Line::from("")];
+        note_lines.extend(notes.iter().map(|n| Line::from(n.to_string())));
+        Paragraph::new(note_lines).wrap(Wrap { trim: false }).render(below, buf);
+        let [left, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(keys);
         let mut it = columns.into_iter();
         if let Some(c) = it.next() {
             Paragraph::new(c).render(left, buf);

@@ -152,7 +152,7 @@ impl Widget for LockBanner<'_> {
             return;
         };
         let text = format!(
-            " READ-ONLY: the target is locked by {}@{} since {} (pid {}, `{}`); runs, rollbacks and retries are refused ",
+            " READ-ONLY: the target is locked by {}@{} since {} (pid {}, `{}`); runs, rollbacks, retries and review decisions are refused ",
             h.owner, h.host, h.since, h.pid, h.command
         );
         Paragraph::new(Line::styled(text, theme.banner()))

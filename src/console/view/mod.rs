@@ -7,6 +7,7 @@ pub mod log;
 pub mod migrations;
 pub mod progress;
 pub mod rejects;
+pub mod review;
 pub mod theme;
 
 use crate::console::keymap::{self, Action, Context};
@@ -69,8 +70,39 @@ fn draw_grid(frame: &mut Frame, state: &AppState, log: &TuiWidgetState, body: Re
     let [left, right] = Layout::horizontal([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(top);
     render_pane(frame, state, log, Pane::Migrations, left);
     render_pane(frame, state, log, Pane::Progress, right);
-    render_pane(frame, state, log, Pane::Rejects, middle);
+    // Rejects and review share the middle: the one focused last is shown, and the other's
+    // open count sits on the frame so it is not forgotten.
+    render_pane(frame, state, log, state.middle, middle);
+    frame.render_widget(OtherMiddle { state }, middle);
     render_pane(frame, state, log, Pane::Log, bottom);
+}
+
+/// On the middle pane's top border, right: the hidden one of rejects and review, when it has
+/// open items.
+struct OtherMiddle<'a> {
+    state: &'a AppState,
+}
+
+impl ratatui::widgets::Widget for OtherMiddle<'_> {
+    fn render(self, area: Rect, buf: &mut ratatui::buffer::Buffer) {
+        let state = self.state;
+        let (pane, open) = match state.middle {
+            Pane::Review => (Pane::Rejects, state.open_rejects as usize),
+            _ => (Pane::Review, state.review_counts().0),
+        };
+        if open == 0 || area.width < 4 {
+            return;
+        }
+        let text = format!(" {} {}: {open} open ", pane.number(), pane.title().to_lowercase());
+        let width = (text.chars().count() as u16).min(area.width - 4);
+        let rect = Rect {
+            x: area.x + area.width - 2 - width,
+            y: area.y,
+            width,
+            height: 1,
+        };
+        Paragraph::new(Line::styled(text, Theme::of(state).warn())).render(rect, buf);
+    }
 }
 
 fn draw_tabs(frame: &mut Frame, state: &AppState, log: &TuiWidgetState, body: Rect) {
@@ -86,6 +118,7 @@ fn render_pane(frame: &mut Frame, state: &AppState, log: &TuiWidgetState, pane: 
         Pane::Progress => frame.render_widget(progress::ProgressPane { state, focused }, area),
         Pane::Rejects => frame.render_widget(rejects::RejectsPane { state, focused }, area),
         Pane::Log => frame.render_widget(log::LogPane { state, log, focused }, area),
+        Pane::Review => frame.render_widget(review::ReviewPane { state, focused }, area),
     }
 }
 
@@ -135,8 +168,12 @@ impl ratatui::widgets::Widget for TabBar<'_> {
     fn render(self, area: Rect, buf: &mut ratatui::buffer::Buffer) {
         let theme = Theme::of(self.state);
         let mut spans = Vec::new();
+        let open_review = self.state.review_counts().0;
         for p in Pane::ALL {
-            let label = format!(" {} {} ", p.number(), p.title());
+            let label = match p {
+                Pane::Review if open_review > 0 => format!(" {} {} ({open_review}) ", p.number(), p.title()),
+                _ => format!(" {} {} ", p.number(), p.title()),
+            };
             let style = if p == self.state.focus {
                 theme.selected().patch(theme.bold())
             } else {
@@ -189,7 +226,7 @@ impl ratatui::widgets::Widget for HintBar<'_> {
         let context = keymap::active_context(self.state);
         let in_pane = matches!(
             context,
-            Context::Migrations | Context::Progress | Context::Rejects | Context::Log
+            Context::Migrations | Context::Progress | Context::Rejects | Context::Log | Context::Review
         );
         // Movement and pane switching are the same everywhere; the help lists them.
         let routine = |a: Action| {
@@ -212,12 +249,21 @@ impl ratatui::widgets::Widget for HintBar<'_> {
         // Running steps is what the migrations and progress panes are for: those keys first.
         let contexts: &[Context] = match context {
             Context::Migrations | Context::Progress => &[Context::Global, context],
-            Context::Rejects | Context::Log => &[context, Context::Global],
+            Context::Rejects | Context::Log | Context::Review => &[context, Context::Global],
             _ => &[context],
         };
         for ctx in contexts {
             for b in keymap::KEYMAP.iter().filter(|b| b.context == *ctx) {
                 if (in_pane && routine(b.action)) || items.iter().any(|(_, h)| *h == b.help) {
+                    continue;
+                }
+                // The review pane lists its decision keys in its own footer.
+                if context == Context::Review && keymap::REVIEW_DECISIONS.contains(&b.action) {
+                    continue;
+                }
+                // A global key the pane uses for something else (`a` in the review pane).
+                let event = crossterm::event::KeyEvent::new(b.code, b.modifiers);
+                if keymap::lookup(context, &event) != Some(b.action) {
                     continue;
                 }
                 items.push((keymap::key_label(b.code, b.modifiers), b.help));

@@ -200,7 +200,9 @@ impl CompiledStep {
             }
         }
         for r in &self.spec.source.references {
-            let Some(idx) = Self::column_index(&batch.columns, &r.column) else { continue };
+            let Some(idx) = Self::column_index(&batch.columns, &r.column) else {
+                continue;
+            };
             for row in &batch.rows {
                 if let Some(k) = row.get(idx).and_then(|v| v.to_text()).filter(|k| !k.trim().is_empty()) {
                     wanted.entry(r.map.clone()).or_default().insert(k);
@@ -342,9 +344,19 @@ impl CompiledStep {
                 continue;
             }
             if cache.waiting.get(&r.map).is_some_and(|w| w.contains(&k)) {
-                return reject(&r.column, "waiting", format!("waiting for {} {k}", r.map), Some((r.map.clone(), k)));
+                return reject(
+                    &r.column,
+                    "waiting",
+                    format!("waiting for {} {k}", r.map),
+                    Some((r.map.clone(), k)),
+                );
             }
-            return reject(&r.column, "reference_exists", format!("{}: no {} with legacy id {k}", r.column, r.map), None);
+            return reject(
+                &r.column,
+                "reference_exists",
+                format!("{}: no {} with legacy id {k}", r.column, r.map),
+                None,
+            );
         }
         for (fi, f) in self.fields.iter().enumerate() {
             let name = f.spec.target.as_str();

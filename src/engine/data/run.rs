@@ -44,7 +44,12 @@ pub async fn count_source(source: &Db, c: &CompiledStep) -> Result<u64> {
 }
 
 /// One page of source rows after `after`, in key order.
-pub(crate) async fn read_page(source: &Db, c: &CompiledStep, after: &Option<Value>, limit: usize) -> Result<SourceBatch> {
+pub(crate) async fn read_page(
+    source: &Db,
+    c: &CompiledStep,
+    after: &Option<Value>,
+    limit: usize,
+) -> Result<SourceBatch> {
     let key = ident_src(source, &c.key_column);
     let base = c.spec.source_sql();
     let (sql, params) = match after {
@@ -262,7 +267,10 @@ pub(crate) fn sql_err(e: sqlx::Error) -> StepError {
 
 pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
     let mut c = load_compiled(step).map_err(StepError::plain)?;
-    c.file_store = Some(crate::engine::data::pipeline::FileStore { root: ctx.project.config.dir.clone(), write: !ctx.dry_run });
+    c.file_store = Some(crate::engine::data::pipeline::FileStore {
+        root: ctx.project.config.dir.clone(),
+        write: !ctx.dry_run,
+    });
     let source = ctx.source().await.map_err(StepError::plain)?.clone();
     let batch_size = c
         .spec
@@ -595,7 +603,14 @@ pub(crate) fn progress_event(
     }
 }
 
-pub(crate) async fn record_failed(ctx: &RunCtx, step: &StepDef, started_at: &str, t0: Instant, counts: &Counts, msg: &str) {
+pub(crate) async fn record_failed(
+    ctx: &RunCtx,
+    step: &StepDef,
+    started_at: &str,
+    t0: Instant,
+    counts: &Counts,
+    msg: &str,
+) {
     let res: Result<()> = async {
         let mut tx = ctx.target.begin().await?;
         ledger::upsert(
@@ -839,8 +854,11 @@ pub async fn retry(
             .ok_or_else(|| eyre!("reject {id} belongs to step {} whose folder is gone", rec.step))?;
         if !compiled.contains_key(&rec.step) {
             let mut c = load_compiled(step)?;
-            c.file_store = Some(crate::engine::data::pipeline::FileStore { root: project.config.dir.clone(), write: true });
-            let w = TargetWriter::new(target, &c.spec.target.table, &c.target_columns).await?;
+            c.file_store = Some(crate::engine::data::pipeline::FileStore {
+                root: project.config.dir.clone(),
+                write: true,
+            });
+            let w = TargetWriter::new_in(&mut tx, &c.spec.target.table, &c.target_columns).await?;
             compiled.insert(rec.step.clone(), (Arc::new(c), Arc::new(w)));
         }
         let (c, writer) = compiled
@@ -851,9 +869,16 @@ pub async fn retry(
             if !merges.contains_key(&rec.step) {
                 merges.insert(rec.step.clone(), Arc::new(crate::engine::merge::MergeStep::load(step)?));
             }
-            let m = merges.get(&rec.step).cloned().ok_or_else(|| eyre!("step {} not loaded", rec.step))?;
+            let m = merges
+                .get(&rec.step)
+                .cloned()
+                .ok_or_else(|| eyre!("step {} not loaded", rec.step))?;
             if source.is_none() {
-                let url = project.config.source.as_ref().ok_or_else(|| eyre!("no [source] configured"))?;
+                let url = project
+                    .config
+                    .source
+                    .as_ref()
+                    .ok_or_else(|| eyre!("no [source] configured"))?;
                 source = Some(Db::connect(url, &project.config.dir, crate::engine::db::Role::Source).await?);
             }
             let src = source.as_ref().ok_or_else(|| eyre!("no source"))?;
@@ -863,7 +888,10 @@ pub async fn retry(
             let obj = rec.row.as_object().cloned().unwrap_or_default();
             let columns: Vec<String> = obj.keys().cloned().collect();
             let row: Vec<Value> = obj.values().map(Value::from_json).collect();
-            let batch = SourceBatch { columns: Arc::new(columns), rows: vec![row] };
+            let batch = SourceBatch {
+                columns: Arc::new(columns),
+                rows: vec![row],
+            };
             let cache = c.prefetch(&mut tx, &batch).await?;
             let mut res = write_batch(&mut tx, &c, &writer, &batch, &cache).await?;
             (res.rejects.pop(), res.counts, res.warnings)
@@ -886,8 +914,19 @@ pub async fn retry(
             report.still_rejected.push((id, r.reason.clone()));
             continue;
         }
-        let res = BatchResult { counts: Counts { warnings: warnings.len() as u64, ..counts }, rejects: Vec::new(), warnings };
-        let warn_table = if res.warnings.is_empty() { c.source_name.clone() } else { rec.source_table.clone() };
+        let res = BatchResult {
+            counts: Counts {
+                warnings: warnings.len() as u64,
+                ..counts
+            },
+            rejects: Vec::new(),
+            warnings,
+        };
+        let warn_table = if res.warnings.is_empty() {
+            c.source_name.clone()
+        } else {
+            rec.source_table.clone()
+        };
         RejectStore::insert(&mut tx, run_id, &c.version, &warn_table, &res.warnings).await?;
         RejectStore::resolve(&mut tx, id).await?;
         tx.execute(

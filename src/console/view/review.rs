@@ -1,0 +1,370 @@
+//! The review pane: the queue of discrepancies found by merge steps, and the selected one's
+//! entity with its two records side by side, field by field.
+//!
+//! Differences are marked `≠` (and bold) so they show without colour too; the decision keys
+//! are in the pane's own footer, from the keymap.
+
+use crate::console::format::{show_value, truncate};
+use crate::console::keymap::{self, Context};
+use crate::console::state::{AppState, Pane};
+use crate::console::view::pane_block;
+use crate::console::view::theme::Theme;
+use crate::engine::review::Discrepancy;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, StatefulWidget, Table, TableState, Widget};
+use std::collections::BTreeSet;
+
+/// From this inner width on, the list and the records sit side by side.
+const WIDE: u16 = 100;
+
+pub struct ReviewPane<'a> {
+    pub state: &'a AppState,
+    pub focused: bool,
+}
+
+impl Widget for ReviewPane<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let state = self.state;
+        let theme = Theme::of(state);
+        let (open, decided, void) = state.review_counts();
+        let extra = if state.discrepancies.is_empty() {
+            String::new()
+        } else {
+            let filter = if state.review_all { "all shown" } else { "open only" };
+            format!("{open} open · {decided} decided · {void} void · {filter}")
+        };
+        let block = pane_block(state, Pane::Review, self.focused, &extra);
+        let inner = block.inner(area);
+        block.render(area, buf);
+        if inner.height < 2 || inner.width < 20 {
+            return;
+        }
+        if !state.loaded {
+            Paragraph::new(Line::styled("reading the target…", theme.dim())).render(inner, buf);
+            return;
+        }
+        if state.discrepancies.is_empty() {
+            let text = vec![
+                Line::from("No discrepancies to review."),
+                Line::styled(
+                    "Merge steps put the fields where two records of one entity disagree here.",
+                    theme.dim(),
+                ),
+            ];
+            Paragraph::new(text).render(inner, buf);
+            return;
+        }
+        let footer = footer_lines(state, inner.width as usize, theme);
+        let footer_height = (footer.len() as u16).min(inner.height.saturating_sub(1));
+        let [body, foot] = Layout::vertical([Constraint::Min(1), Constraint::Length(footer_height)]).areas(inner);
+        Paragraph::new(footer).render(foot, buf);
+
+        let shown = state.shown_discrepancies();
+        if shown.is_empty() {
+            let text = format!("No open discrepancies; v shows all {}.", state.discrepancies.len());
+            Paragraph::new(Line::styled(text, theme.ok())).render(body, buf);
+            return;
+        }
+        let selected = state.selected_discrepancy();
+        let (list_area, records_area) = if body.width >= WIDE {
+            let [l, r] = Layout::horizontal([Constraint::Percentage(36), Constraint::Percentage(64)]).areas(body);
+            let block = Block::default().borders(Borders::LEFT).border_style(theme.dim());
+            let r_inner = block.inner(r);
+            block.render(r, buf);
+            (l, r_inner)
+        } else {
+            let list_height = (shown.len() as u16 + 1).clamp(2, (body.height * 2 / 5).max(3));
+            let [l, r] = Layout::vertical([Constraint::Length(list_height), Constraint::Min(1)]).areas(body);
+            let block = Block::default().borders(Borders::TOP).border_style(theme.dim());
+            let r_inner = block.inner(r);
+            block.render(r, buf);
+            (l, r_inner)
+        };
+        let cx = Cx {
+            state,
+            deciding: state.deciding_ids(),
+            focused: self.focused,
+            theme,
+        };
+        render_list(&cx, &shown, selected.map(|d| d.id), list_area, buf);
+        if let Some(d) = selected {
+            render_records(&cx, d, records_area, buf);
+        }
+    }
+}
+
+/// What every part of the pane needs, worked out once per frame.
+struct Cx<'a> {
+    state: &'a AppState,
+    deciding: BTreeSet<i64>,
+    focused: bool,
+    theme: Theme,
+}
+
+fn state_marker(cx: &Cx, d: &Discrepancy) -> &'static str {
+    if cx.deciding.contains(&d.id) {
+        return "…";
+    }
+    match d.state.as_str() {
+        "open" => "?",
+        "decided" => "✓",
+        _ => "–",
+    }
+}
+
+fn render_list(cx: &Cx, shown: &[&Discrepancy], selected: Option<i64>, area: Rect, buf: &mut Buffer) {
+    let theme = cx.theme;
+    // The queue can be long: rows are built only for the window that shows the selection.
+    let pos = selected.and_then(|id| shown.iter().position(|d| d.id == id));
+    let visible = (area.height as usize).saturating_sub(1).max(1);
+    let start = pos.map_or(0, |p| (p + 1).saturating_sub(visible));
+    let window = &shown[start..shown.len().min(start + visible)];
+    let rows: Vec<Row> = window
+        .iter()
+        .map(|d| {
+            Row::new(vec![
+                Cell::from(state_marker(cx, d)),
+                Cell::from(d.id.to_string()),
+                // The legacy keys say more to the reviewer than the new entity's id.
+                Cell::from(format!("{} + {}", d.keys[0], d.keys[1])),
+                Cell::from(d.field.clone()),
+            ])
+            .style(if d.state == "open" { theme.plain() } else { theme.dim() })
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(1),
+        Constraint::Length(5),
+        Constraint::Min(8),
+        Constraint::Min(6),
+    ];
+    let table = Table::new(rows, widths)
+        .header(Row::new(["", "ID", "Records A + B", "Field"]).style(theme.bold()))
+        .column_spacing(1)
+        .highlight_symbol(">")
+        .row_highlight_style(if cx.focused { theme.selected() } else { theme.bold() });
+    let mut ts = TableState::default().with_selected(pos.map(|p| p - start));
+    StatefulWidget::render(table, area, buf, &mut ts);
+}
+
+/// The selected discrepancy's entity: one row per field in dispute between the same two
+/// records, side A | side B.
+fn render_records(cx: &Cx, sel: &Discrepancy, area: Rect, buf: &mut Buffer) {
+    let (state, theme) = (cx.state, cx.theme);
+    let same_entity =
+        |d: &&Discrepancy| d.step == sel.step && d.entity_table == sel.entity_table && d.entity_id == sel.entity_id;
+    let rows: Vec<&Discrepancy> = state
+        .discrepancies
+        .iter()
+        .filter(same_entity)
+        .filter(|d| d.keys == sel.keys)
+        .collect();
+    let others = state.discrepancies.iter().filter(same_entity).count() - rows.len();
+
+    let width = area.width as usize;
+    let step = state.step_name(&sel.step).unwrap_or(&sel.step);
+    let mut head = vec![Line::from(vec![
+        Span::styled(format!("{} {}", sel.entity_table, sel.entity_id), theme.bold()),
+        Span::styled(format!(" · merged by {step}"), theme.dim()),
+    ])];
+    if others > 0 {
+        head.push(Line::styled(
+            format!("(+{others} with other records; select them in the list)"),
+            theme.dim(),
+        ));
+    }
+    let mut tail: Vec<Line> = Vec::new();
+    if let Some(r) = &sel.reviewer {
+        tail.push(Line::styled(
+            format!("decided by {r} at {}", sel.decided_at.as_deref().unwrap_or("?")),
+            theme.dim(),
+        ));
+    }
+    if let Some(n) = &sel.note {
+        tail.push(Line::from(vec![
+            Span::styled("note ", theme.dim()),
+            Span::raw(n.clone()),
+        ]));
+    }
+    let [head_area, table_area, tail_area] = Layout::vertical([
+        Constraint::Length(head.len() as u16),
+        Constraint::Min(1),
+        Constraint::Length(tail.len() as u16),
+    ])
+    .areas(area);
+    Paragraph::new(head).render(head_area, buf);
+    Paragraph::new(tail).render(tail_area, buf);
+
+    // Columns: ▶ field ≠ A B decision, with the values sharing what is left.
+    let field_w = rows
+        .iter()
+        .map(|d| d.field.chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 18);
+    let mut decision_w = 10;
+    let fixed = 2 + field_w + 2 + 4;
+    let mut value_w = width.saturating_sub(fixed + decision_w + 1) / 2;
+    if value_w < 10 {
+        decision_w = 0;
+        value_w = width.saturating_sub(fixed) / 2;
+    }
+    let side = |i: usize| {
+        truncate(
+            &format!("{} · {} {}", ["A", "B"][i], sel.sides[i], sel.keys[i]),
+            value_w,
+        )
+    };
+    let mut header = vec![
+        Cell::from("Field"),
+        Cell::from(""),
+        Cell::from(side(0)),
+        Cell::from(side(1)),
+    ];
+    if decision_w > 0 {
+        header.push(Cell::from("Decision"));
+    }
+    let table_rows: Vec<Row> = rows
+        .iter()
+        .map(|d| record_row(cx, d, [field_w, value_w, decision_w]))
+        .collect();
+    let mut widths = vec![
+        Constraint::Length(field_w as u16),
+        Constraint::Length(1),
+        Constraint::Length(value_w as u16),
+        Constraint::Length(value_w as u16),
+    ];
+    if decision_w > 0 {
+        widths.push(Constraint::Min(decision_w as u16));
+    }
+    let table = Table::new(table_rows, widths)
+        .header(Row::new(header).style(theme.bold()))
+        .column_spacing(1)
+        .highlight_symbol("▶")
+        .row_highlight_style(if cx.focused { theme.selected() } else { theme.bold() });
+    let mut ts = TableState::default().with_selected(rows.iter().position(|d| d.id == sel.id));
+    StatefulWidget::render(table, table_area, buf, &mut ts);
+}
+
+/// `widths`: field, each value, decision (0: no decision column).
+fn record_row<'a>(cx: &Cx, d: &Discrepancy, widths: [usize; 3]) -> Row<'a> {
+    let theme = cx.theme;
+    let [field_w, value_w, decision_w] = widths;
+    let differ = d.values[0] != d.values[1];
+    let taken = match d.decision.as_deref() {
+        Some("take_a") if d.state == "decided" => Some(0),
+        Some("take_b") if d.state == "decided" => Some(1),
+        _ => None,
+    };
+    let value_style = |i: usize| -> Style {
+        match (d.state.as_str(), taken) {
+            ("open", _) if differ => theme.bold(),
+            ("open", _) => theme.plain(),
+            (_, Some(t)) if t == i => theme.ok(),
+            _ => theme.dim(),
+        }
+    };
+    let value = |i: usize| {
+        let mark = if taken == Some(i) { "✓ " } else { "" };
+        Cell::from(Span::styled(
+            truncate(&format!("{mark}{}", show_value(&d.values[i])), value_w),
+            value_style(i),
+        ))
+    };
+    let (rel, rel_style) = if differ {
+        ("≠", theme.warn().patch(theme.bold()))
+    } else {
+        ("=", theme.dim())
+    };
+    let decision = if cx.deciding.contains(&d.id) {
+        "deciding…".to_string()
+    } else {
+        match (d.state.as_str(), d.decision.as_deref()) {
+            ("open", _) => "open".into(),
+            ("void", _) => "void".into(),
+            (_, Some("take_a")) => "took A".into(),
+            (_, Some("take_b")) => "took B".into(),
+            (_, Some("split")) => "split".into(),
+            (_, Some(v)) => match v.strip_prefix("value=") {
+                Some(v) => format!("set {v}"),
+                None => v.to_string(),
+            },
+            (s, None) => s.to_string(),
+        }
+    };
+    let mut cells = vec![
+        Cell::from(Span::styled(
+            truncate(&d.field, field_w),
+            if differ && d.state == "open" {
+                theme.bold()
+            } else {
+                theme.plain()
+            },
+        )),
+        Cell::from(Span::styled(rel, rel_style)),
+        value(0),
+        value(1),
+    ];
+    if decision_w > 0 {
+        let style = if d.state == "open" { theme.warn() } else { theme.dim() };
+        cells.push(Cell::from(Span::styled(decision, style)));
+    }
+    Row::new(cells)
+}
+
+/// The note waiting for the next decision, why decisions are refused now, and the decision keys
+/// (from the keymap), packed into as few lines as the width allows.
+fn footer_lines(state: &AppState, width: usize, theme: Theme) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    if let Some(n) = &state.review_note {
+        lines.push(Line::from(vec![
+            Span::styled("note for the next decision: ", theme.accent()),
+            Span::raw(truncate(n, width.saturating_sub(28))),
+        ]));
+    }
+    if let Some(h) = state.foreign_lock() {
+        let text = format!(
+            "read-only: {}@{} holds the lock; no decisions until it is released",
+            h.owner, h.host
+        );
+        lines.push(Line::styled(truncate(&text, width), theme.warn()));
+        return lines;
+    }
+    if state.running() {
+        lines.push(Line::styled(
+            truncate("a run is in progress; decisions wait until it ends", width),
+            theme.warn(),
+        ));
+        return lines;
+    }
+    let items: Vec<(String, &str)> = keymap::REVIEW_DECISIONS
+        .iter()
+        .filter_map(|a| {
+            let key = keymap::first_key(Context::Review, *a)?;
+            let help = keymap::KEYMAP
+                .iter()
+                .find(|b| b.context == Context::Review && b.action == *a)
+                .map(|b| b.help)?;
+            Some((key, help))
+        })
+        .collect();
+    let mut spans: Vec<Span> = Vec::new();
+    let mut used = 0;
+    for (key, help) in items {
+        let piece = key.chars().count() + 1 + help.chars().count() + 2;
+        if used > 0 && used + piece > width {
+            lines.push(Line::from(std::mem::take(&mut spans)));
+            used = 0;
+        }
+        used += piece;
+        spans.push(Span::styled(key, theme.accent().patch(theme.bold())));
+        spans.push(Span::styled(format!(" {help}  "), theme.dim()));
+    }
+    if !spans.is_empty() {
+        lines.push(Line::from(spans));
+    }
+    lines
+}
