@@ -749,55 +749,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         return outcome;
     }
     drop(dry_guard);
-    match outcome {
-        Ok(StepResult::Done(counts)) => {
-            let dur = t0.elapsed().as_millis() as i64;
-            let balanced = counts.balanced();
-            let status = if balanced {
-                LedgerStatus::Applied
-            } else {
-                LedgerStatus::Failed
-            };
-            let err =
-                (!balanced).then(|| format!("the books do not balance: {}", crate::cli::output::accounting(&counts)));
-            let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
-            ledger::upsert(
-                &mut tx,
-                step,
-                status,
-                &ctx.run_id,
-                &started_at,
-                Some(dur),
-                &counts,
-                err.as_deref(),
-                None,
-            )
-            .await
-            .map_err(sql_err)?;
-            ledger::append_event(
-                &mut tx,
-                Some(&ctx.run_id),
-                Some(&step.version),
-                status.as_str(),
-                &serde_json::json!({"counts": counts, "duration_ms": dur}),
-            )
-            .await
-            .map_err(sql_err)?;
-            tx.commit().await.map_err(StepError::plain)?;
-            match err {
-                Some(e) => Err(StepError {
-                    message: e,
-                    statement: None,
-                }),
-                None => Ok(StepResult::Done(counts)),
-            }
-        }
-        Ok(StepResult::Aborted(c)) => Ok(StepResult::Aborted(c)),
-        Err(e) => {
-            record_failed(ctx, step, &started_at, t0, &cp.counts, &e.message).await;
-            Err(e)
-        }
-    }
+    crate::engine::data::run::finish(ctx, step, &started_at, t0, &cp, outcome).await
 }
 
 /// Retry one rejected row of a merge step inside `tx`. `Ok(None)` when it was written or

@@ -514,65 +514,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         return outcome;
     }
     drop(dry_guard);
-    match outcome {
-        Ok(StepResult::Done(counts)) => {
-            let dur = t0.elapsed().as_millis() as i64;
-            let balanced = counts.balanced();
-            let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
-            let status = if balanced {
-                LedgerStatus::Applied
-            } else {
-                LedgerStatus::Failed
-            };
-            let err =
-                (!balanced).then(|| format!("the books do not balance: {}", crate::cli::output::accounting(&counts)));
-            ledger::upsert(
-                &mut tx,
-                step,
-                status,
-                &ctx.run_id,
-                &started_at,
-                Some(dur),
-                &counts,
-                err.as_deref(),
-                None,
-            )
-            .await
-            .map_err(sql_err)?;
-            ledger::append_event(
-                &mut tx,
-                Some(&ctx.run_id),
-                Some(&step.version),
-                status.as_str(),
-                &serde_json::json!({"counts": counts, "duration_ms": dur}),
-            )
-            .await
-            .map_err(sql_err)?;
-            tx.commit().await.map_err(StepError::plain)?;
-            match err {
-                Some(e) => Err(StepError {
-                    message: e,
-                    statement: None,
-                }),
-                None => Ok(StepResult::Done(counts)),
-            }
-        }
-        Ok(StepResult::Aborted(counts)) => {
-            let _ = ledger::append_event_db(
-                &ctx.target,
-                Some(&ctx.run_id),
-                Some(&step.version),
-                "aborted",
-                &serde_json::json!({"counts": counts, "batches": cp.batches}),
-            )
-            .await;
-            Ok(StepResult::Aborted(counts))
-        }
-        Err(e) => {
-            record_failed(ctx, step, &started_at, t0, &cp.counts, &e.message).await;
-            Err(e)
-        }
-    }
+    finish(ctx, step, &started_at, t0, &cp, outcome).await
 }
 
 pub(crate) fn progress_event(
@@ -639,6 +581,77 @@ pub(crate) async fn record_failed(
     .await;
     if let Err(e) = res {
         tracing::error!("could not record the failure of {}: {e:#}", step.version);
+    }
+}
+
+/// Close a step's run: balance the books into the ledger when it finished, note an abort,
+/// record a failure. Shared by data and merge steps.
+pub(crate) async fn finish(
+    ctx: &RunCtx,
+    step: &StepDef,
+    started_at: &str,
+    t0: Instant,
+    cp: &BatchCheckpoint,
+    outcome: Result<StepResult, StepError>,
+) -> Result<StepResult, StepError> {
+    match outcome {
+        Ok(StepResult::Done(counts)) => {
+            let dur = t0.elapsed().as_millis() as i64;
+            let balanced = counts.balanced();
+            let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
+            let status = if balanced {
+                LedgerStatus::Applied
+            } else {
+                LedgerStatus::Failed
+            };
+            let err =
+                (!balanced).then(|| format!("the books do not balance: {}", crate::cli::output::accounting(&counts)));
+            ledger::upsert(
+                &mut tx,
+                step,
+                status,
+                &ctx.run_id,
+                started_at,
+                Some(dur),
+                &counts,
+                err.as_deref(),
+                None,
+            )
+            .await
+            .map_err(sql_err)?;
+            ledger::append_event(
+                &mut tx,
+                Some(&ctx.run_id),
+                Some(&step.version),
+                status.as_str(),
+                &serde_json::json!({"counts": counts, "duration_ms": dur}),
+            )
+            .await
+            .map_err(sql_err)?;
+            tx.commit().await.map_err(StepError::plain)?;
+            match err {
+                Some(e) => Err(StepError {
+                    message: e,
+                    statement: None,
+                }),
+                None => Ok(StepResult::Done(counts)),
+            }
+        }
+        Ok(StepResult::Aborted(counts)) => {
+            let _ = ledger::append_event_db(
+                &ctx.target,
+                Some(&ctx.run_id),
+                Some(&step.version),
+                "aborted",
+                &serde_json::json!({"counts": counts, "batches": cp.batches}),
+            )
+            .await;
+            Ok(StepResult::Aborted(counts))
+        }
+        Err(e) => {
+            record_failed(ctx, step, started_at, t0, &cp.counts, &e.message).await;
+            Err(e)
+        }
     }
 }
 
