@@ -11,6 +11,7 @@ use cutover::engine::lock::LockHolder;
 use cutover::engine::project::StepKind;
 use cutover::engine::review::Discrepancy;
 use cutover::engine::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
+use cutover::engine::verify::{Check, CheckKind, Measure, VerifyReport};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 23, 0, 0)
@@ -673,7 +674,14 @@ fn keymap_has_no_duplicate_keys_per_context() {
         }
     }
     // Every pane has help lines, and the help overlay lists the pane's own keys.
-    for ctx in [Context::Migrations, Context::Rejects, Context::Log, Context::Progress] {
+    for ctx in [
+        Context::Migrations,
+        Context::Rejects,
+        Context::Log,
+        Context::Progress,
+        Context::Review,
+        Context::Verify,
+    ] {
         assert!(!keymap::help_lines(ctx).is_empty());
     }
     let k = KeyEvent::new(KeyCode::Char('R'), KeyModifiers::SHIFT);
@@ -1038,7 +1046,12 @@ fn review_keys_leave_n_and_p_global_and_tab_reaches_the_pane() {
             .any(|g| g.context == Context::Global && g.code == b.code && g.modifiers == b.modifiers)
             && matches!(
                 b.context,
-                Context::Migrations | Context::Progress | Context::Rejects | Context::Log | Context::Review
+                Context::Migrations
+                    | Context::Progress
+                    | Context::Rejects
+                    | Context::Log
+                    | Context::Review
+                    | Context::Verify
             )
         {
             shadowed.push((b.context, b.code));
@@ -1050,15 +1063,25 @@ fn review_keys_leave_n_and_p_global_and_tab_reaches_the_pane() {
     assert!(!keymap::help_lines(Context::Review).is_empty());
     assert!(keymap::help_lines(Context::Review).iter().any(|l| l.keys == "U"));
 
-    // Tab: the review pane comes right after the rejects pane it shares the grid with.
+    // Tab: the review and verify panes come right after the rejects pane they share the grid
+    // with.
     let mut s = with_rejects();
     update(&mut s, key(KeyCode::Tab));
     assert_eq!(s.focus, Pane::Review);
     assert_eq!(s.middle, Pane::Review);
     update(&mut s, key(KeyCode::Tab));
+    assert_eq!(s.focus, Pane::Verify);
+    assert_eq!(s.middle, Pane::Verify);
+    update(&mut s, key(KeyCode::Tab));
     assert_eq!(s.focus, Pane::Log);
-    assert_eq!(s.middle, Pane::Review, "the grid keeps the last of rejects/review");
+    assert_eq!(
+        s.middle,
+        Pane::Verify,
+        "the grid keeps the last of rejects/review/verify"
+    );
     update(&mut s, key(KeyCode::BackTab));
+    update(&mut s, key(KeyCode::BackTab));
+    assert_eq!(s.middle, Pane::Review);
     update(&mut s, key(KeyCode::BackTab));
     assert_eq!(s.middle, Pane::Rejects);
 }
@@ -1075,4 +1098,246 @@ fn review_enter_shows_the_whole_discrepancy() {
         }
         other => panic!("expected details, got {other:?}"),
     }
+}
+
+// ---- the verify pane -----------------------------------------------------------------------
+
+fn check(name: &str, kind: CheckKind, ok: bool, source: Option<i64>, target: Option<i64>) -> Check {
+    Check {
+        name: name.into(),
+        kind,
+        ok,
+        source: source.map(Measure::Int),
+        target: target.map(Measure::Int),
+        detail: format!("{name}: {}", if ok { "equal" } else { "differ" }),
+    }
+}
+
+/// Five checks in the engine's order; the 2nd and 4th fail.
+fn report_with_two_failing() -> VerifyReport {
+    VerifyReport::new(vec![
+        check("no step failed or running", CheckKind::Ledger, true, None, Some(0)),
+        check("accounts = users", CheckKind::Expect, false, Some(182), Some(181)),
+        check(
+            "accounting 20250101T090100_accounts",
+            CheckKind::Accounting,
+            true,
+            Some(10),
+            Some(10),
+        ),
+        check("account emails", CheckKind::Checksum, false, Some(1), Some(2)),
+        check("foreign keys accounts", CheckKind::ForeignKeys, true, None, Some(0)),
+    ])
+}
+
+fn finished(ok: bool, outcome: &str) -> Msg {
+    Msg::Engine(EngineEvent::Finished {
+        run_id: "r1".into(),
+        operation: "up".into(),
+        ok,
+        outcome: outcome.into(),
+        steps_done: 1,
+        dry_run: false,
+    })
+}
+
+fn count_verify(cmds: &[Command]) -> usize {
+    cmds.iter().filter(|c| **c == Command::Verify).count()
+}
+
+#[test]
+fn verify_v_sends_verify_once_and_says_verifying() {
+    let mut s = loaded(two_steps());
+    assert_eq!(update(&mut s, ch('V')), vec![Command::Verify]);
+    assert!(s.verify.verifying());
+    assert_eq!(s.verify.since, Some(t0()));
+    let status = s.status.clone().expect("status");
+    assert!(status.text.contains("verifying"), "{status:?}");
+    // A second V while the first is on its way sends nothing more.
+    assert!(update(&mut s, ch('V')).is_empty());
+    assert_eq!(s.verify.in_flight, 1);
+    assert!(s.status.as_ref().is_some_and(|x| x.text.contains("already verifying")));
+    // V works from every pane, the review pane too (its own `v` is another key).
+    update(&mut s, Msg::Engine(EngineEvent::Verified(report_with_two_failing())));
+    for pane in ['1', '2', '3', '4', '5', '6'] {
+        update(&mut s, ch(pane));
+        assert_eq!(update(&mut s, ch('V')), vec![Command::Verify], "from pane {pane}");
+        update(&mut s, Msg::Engine(EngineEvent::Verified(report_with_two_failing())));
+    }
+    let k = KeyEvent::new(KeyCode::Char('V'), KeyModifiers::SHIFT);
+    assert_eq!(keymap::lookup(Context::Verify, &k), Some(Action::Verify));
+    assert_eq!(keymap::lookup(Context::Review, &k), Some(Action::Verify));
+}
+
+#[test]
+fn verify_is_allowed_while_another_process_holds_the_lock_but_not_during_our_run() {
+    let mut s = loaded(two_steps());
+    let mut snap = snapshot(two_steps());
+    snap.locked_by = Some(LockHolder {
+        owner: "alice".into(),
+        host: "ops1".into(),
+        pid: 999,
+        command: "up".into(),
+        since: "2026-11-21T22:58:00Z".into(),
+        heartbeat_age_secs: 2,
+    });
+    update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    assert!(update(&mut s, ch('n')).is_empty(), "writes are refused");
+    assert_eq!(update(&mut s, ch('V')), vec![Command::Verify], "verify only reads");
+
+    // While this console's own run writes, the checks would see it half done.
+    let mut s = running();
+    assert!(update(&mut s, ch('V')).is_empty());
+    assert!(!s.verify.verifying());
+    assert!(s.status.as_ref().is_some_and(|x| x.text.contains("run is in progress")));
+}
+
+#[test]
+fn verify_runs_once_after_a_run_of_all_pending_steps_ends_well() {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('a'));
+    assert_eq!(update(&mut s, ch('y')), vec![Command::Start(RunOptions::default())]);
+    let cmds = update(&mut s, finished(true, "done"));
+    assert_eq!(cmds, vec![Command::Refresh, Command::Verify]);
+    assert!(s.verify.verifying());
+    let status = s.status.clone().expect("status");
+    assert!(
+        status.text.contains("run finished") && status.text.contains("verifying…"),
+        "{status:?}"
+    );
+    // The snapshot that follows does not verify again.
+    let cmds = update(
+        &mut s,
+        Msg::Engine(EngineEvent::Snapshot(Box::new(snapshot(two_steps())))),
+    );
+    assert_eq!(count_verify(&cmds), 0);
+    // The answer ends "verifying…".
+    update(&mut s, Msg::Engine(EngineEvent::Verified(report_with_two_failing())));
+    assert!(!s.verify.verifying());
+}
+
+#[test]
+fn verify_does_not_run_after_other_runs() {
+    // A failed or aborted run of all steps.
+    for (ok, outcome) in [(false, "failed"), (false, "aborted"), (false, "locked")] {
+        let mut s = loaded(two_steps());
+        update(&mut s, ch('a'));
+        update(&mut s, ch('y'));
+        assert_eq!(
+            update(&mut s, finished(ok, outcome)),
+            vec![Command::Refresh],
+            "{outcome}"
+        );
+        assert!(!s.verify.verifying());
+    }
+    // `n` runs one step only.
+    let mut s = running();
+    assert_eq!(update(&mut s, finished(true, "done")), vec![Command::Refresh]);
+    // A dry run commits nothing.
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('d'));
+    let cmds = update(
+        &mut s,
+        Msg::Engine(EngineEvent::Finished {
+            run_id: "r2".into(),
+            operation: "up".into(),
+            ok: true,
+            outcome: "done".into(),
+            steps_done: 1,
+            dry_run: true,
+        }),
+    );
+    assert_eq!(count_verify(&cmds), 0);
+    // Quitting while the run of all steps ends: leave, do not start checking.
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('a'));
+    update(&mut s, ch('y'));
+    update(&mut s, ctrl('c'));
+    assert_eq!(update(&mut s, finished(true, "done")), vec![Command::Refresh]);
+}
+
+#[test]
+fn verified_fills_the_verify_pane_failing_checks_first() {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('V'));
+    let later = t0() + chrono::Duration::seconds(4);
+    update(&mut s, Msg::Tick(later));
+    let cmds = update(&mut s, Msg::Engine(EngineEvent::Verified(report_with_two_failing())));
+    assert!(cmds.is_empty());
+    let v = &s.verify;
+    assert!(!v.verifying());
+    assert_eq!(v.since, None);
+    assert_eq!(v.at, Some(later), "the time of the answer, from the injected clock");
+    assert_eq!(v.passed(), Some((3, 5)));
+    let report = v.report.as_ref().expect("a report");
+    let order: Vec<(&str, bool)> = report.checks.iter().map(|c| (c.name.as_str(), c.ok)).collect();
+    assert_eq!(
+        order,
+        vec![
+            ("accounts = users", false),
+            ("account emails", false),
+            ("no step failed or running", true),
+            ("accounting 20250101T090100_accounts", true),
+            ("foreign keys accounts", true),
+        ],
+        "failing first, otherwise in the engine's order"
+    );
+    assert_eq!(v.selected_check().map(|c| c.name.as_str()), Some("accounts = users"));
+    let status = s.status.clone().expect("status");
+    assert_eq!(status.level, StatusLevel::Error);
+    assert!(
+        status.text.contains("3 of 5 checks passed") && status.text.contains("2 FAILED"),
+        "{status:?}"
+    );
+
+    // The pane: j/k move through the checks, enter shows one whole.
+    update(&mut s, ch('6'));
+    assert_eq!(s.focus, Pane::Verify);
+    update(&mut s, ch('j'));
+    update(&mut s, ch('j'));
+    update(&mut s, ch('k'));
+    assert_eq!(s.verify.selected, 1);
+    update(&mut s, ch('G'));
+    assert_eq!(s.verify.selected, 4);
+    update(&mut s, ch('g'));
+    update(&mut s, key(KeyCode::Enter));
+    match &s.dialog {
+        Some(Dialog::Details { title, lines, .. }) => {
+            assert!(title.contains("accounts = users"), "{title}");
+            let text = lines.join("\n");
+            assert!(
+                text.contains("FAIL") && text.contains("182") && text.contains("181"),
+                "{text}"
+            );
+        }
+        other => panic!("expected the check's details, got {other:?}"),
+    }
+
+    // All passing: an info line.
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('V'));
+    let all_ok = VerifyReport::new(vec![check("x", CheckKind::Ledger, true, None, Some(0))]);
+    update(&mut s, Msg::Engine(EngineEvent::Verified(all_ok)));
+    let status = s.status.clone().expect("status");
+    assert_eq!(status.level, StatusLevel::Info);
+    assert!(status.text.contains("all 1 checks passed"), "{status:?}");
+}
+
+#[test]
+fn verify_that_cannot_run_says_why_and_stops_verifying() {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('V'));
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Notice {
+            message: "verify could not run: verify.toml: unknown field `expects`".into(),
+        }),
+    );
+    assert!(!s.verify.verifying());
+    assert!(s.verify.error.as_deref().is_some_and(|e| e.contains("unknown field")));
+    assert_eq!(s.status.as_ref().map(|x| x.level), Some(StatusLevel::Error));
+    // V again is allowed, and a report clears the error.
+    assert_eq!(update(&mut s, ch('V')), vec![Command::Verify]);
+    update(&mut s, Msg::Engine(EngineEvent::Verified(report_with_two_failing())));
+    assert_eq!(s.verify.error, None);
 }

@@ -11,6 +11,7 @@ use cutover::engine::lock::LockHolder;
 use cutover::engine::project::StepKind;
 use cutover::engine::review::Discrepancy;
 use cutover::engine::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
+use cutover::engine::verify::{Check, CheckKind, Measure, VerifyReport};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::{Color, Modifier};
@@ -601,5 +602,247 @@ fn review_long_queue_keeps_the_selection_in_view() {
             "the last one is listed and selected at {w}x{h}:\n{}",
             lines.join("\n")
         );
+    }
+}
+
+// ---- the verify pane -----------------------------------------------------------------------
+
+fn check(
+    kind: CheckKind,
+    name: &str,
+    ok: bool,
+    source: Option<Measure>,
+    target: Option<Measure>,
+    detail: &str,
+) -> Check {
+    Check {
+        name: name.into(),
+        kind,
+        ok,
+        source,
+        target,
+        detail: detail.into(),
+    }
+}
+
+/// The checks of `cutover verify` on the three-step project, in the engine's order; with
+/// `failing`, the expect and the checksum of the accounts disagree (two rows went missing).
+fn report(failing: bool) -> VerifyReport {
+    let int = |n: i64| Some(Measure::Int(n));
+    let digest = |s: &str| Some(Measure::Text(s.into()));
+    let (target_rows, target_digest) = if failing {
+        (9_988, "5d0c3e1f77a2b94c08e6d1a3f29b7c40")
+    } else {
+        (9_990, "97a95da9c83656bb329a383cb900767e")
+    };
+    VerifyReport::new(vec![
+        check(
+            CheckKind::Ledger,
+            "no step failed or running",
+            true,
+            None,
+            int(0),
+            "3 steps applied",
+        ),
+        check(
+            CheckKind::Accounting,
+            &format!("accounting {ACCOUNTS}_accounts"),
+            true,
+            int(10_000),
+            int(10_000),
+            "source 10000 = written 9990 + skipped 7 + rejected 3 + merged 0",
+        ),
+        check(
+            CheckKind::Rejects,
+            &format!("rejects {ACCOUNTS}_accounts"),
+            true,
+            int(3),
+            int(3),
+            "ledger rejected 3 = open rejects in cutover_rejects 3",
+        ),
+        check(
+            CheckKind::Accounting,
+            &format!("accounting {ORDERS}_orders"),
+            true,
+            int(500),
+            int(500),
+            "source 500 = written 500 + skipped 0 + rejected 0 + merged 0",
+        ),
+        check(
+            CheckKind::Expect,
+            "accounts = users - duplicate emails - unknown roles",
+            !failing,
+            int(9_990),
+            int(target_rows),
+            &format!("source 9990 {} target {target_rows}", if failing { "≠" } else { "=" }),
+        ),
+        check(
+            CheckKind::Checksum,
+            "account emails",
+            !failing,
+            digest("97a95da9c83656bb329a383cb900767e"),
+            digest(target_digest),
+            &format!(
+                "rows: source 9990, target {target_rows}; content {}",
+                if failing { "differs" } else { "equal" }
+            ),
+        ),
+        check(
+            CheckKind::ForeignKeys,
+            "foreign keys orders",
+            true,
+            None,
+            int(0),
+            "no orphan references (to accounts)",
+        ),
+        check(
+            CheckKind::Documents,
+            "documents documents",
+            true,
+            int(59),
+            int(59),
+            "59 files in /srv/clinic/document-store: 0 missing, 0 mismatching",
+        ),
+    ])
+}
+
+fn all_applied() -> AppState {
+    let mut m = migrations();
+    m[1].state = "applied".into();
+    m[1].counts = counts(10_000, 9_990, 7, 3);
+    m[2].state = "applied".into();
+    m[2].counts = counts(500, 500, 0, 0);
+    with_snapshot(base(), snap(m))
+}
+
+/// `V` at 23:10:00, the answer 4 s later, looked at at 23:12:05 in the verify pane.
+fn verified(failing: bool) -> AppState {
+    let mut s = all_applied();
+    key(&mut s, KeyCode::Char('V'));
+    update(&mut s, Msg::Tick(t0() + chrono::Duration::seconds(4)));
+    ev(&mut s, EngineEvent::Verified(report(failing)));
+    update(&mut s, Msg::Tick(t0() + chrono::Duration::seconds(125)));
+    key(&mut s, KeyCode::Char('6'));
+    s
+}
+
+fn screen_text(t: &Terminal<TestBackend>) -> String {
+    let buf = t.backend().buffer();
+    let (w, h) = (buf.area.width, buf.area.height);
+    (0..h)
+        .map(|y| (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn verify_pane_all_passing() {
+    let s = verified(false);
+    insta::assert_snapshot!("verify_passing_120x40", render(&s, 120, 40).backend());
+    insta::assert_snapshot!("verify_passing_80x24", render(&s, 80, 24).backend());
+}
+
+#[test]
+fn verify_pane_two_failing() {
+    let s = verified(true);
+    insta::assert_snapshot!("verify_failing_120x40", render(&s, 120, 40).backend());
+    insta::assert_snapshot!("verify_failing_80x24", render(&s, 80, 24).backend());
+}
+
+/// Without colour a failing check still shows: `FAIL` in words, and the row in bold.
+#[test]
+fn verify_pane_without_colour() {
+    let mut s = verified(true);
+    s.color = false;
+    for (w, h) in [(120, 40), (80, 24)] {
+        let t = render(&s, w, h);
+        let buf = t.backend().buffer();
+        for cell in buf.content() {
+            assert_eq!(cell.fg, Color::Reset, "fg colour under NO_COLOR at {:?}", cell.symbol());
+            assert_eq!(cell.bg, Color::Reset, "bg colour under NO_COLOR at {:?}", cell.symbol());
+        }
+        let text = screen_text(&t);
+        let fails: Vec<&str> = text.lines().filter(|l| l.contains("FAIL ")).collect();
+        assert!(fails.len() >= 2, "the failing checks say FAIL at {w}x{h}:\n{text}");
+        // The second failing row (the first is selected and reversed) is bold throughout.
+        let y = text
+            .lines()
+            .position(|l| l.contains("FAIL") && l.contains("checksum"))
+            .expect("the failing checksum row") as u16;
+        let x = text
+            .lines()
+            .nth(y as usize)
+            .and_then(|l| l.chars().position(|c| c == 'F'))
+            .expect("FAIL") as u16;
+        assert!(buf[(x, y)].modifier.contains(Modifier::BOLD), "FAIL is bold at {w}x{h}");
+        assert!(
+            text.contains("6 of 8 checks passed · 2 FAILED"),
+            "the title at {w}x{h}:\n{text}"
+        );
+    }
+}
+
+/// Between `V` and the answer: "verifying…" in the pane, on the shared frame and in the status.
+#[test]
+fn verify_pane_while_verifying() {
+    let mut s = all_applied();
+    key(&mut s, KeyCode::Char('6'));
+    key(&mut s, KeyCode::Char('V'));
+    for (w, h) in [(120, 40), (80, 24)] {
+        let text = screen_text(&render(&s, w, h));
+        assert!(
+            text.contains("[6] Verify · verifying…"),
+            "the title at {w}x{h}:\n{text}"
+        );
+        assert!(
+            text.contains("verifying… (since 23:10:00)"),
+            "the pane at {w}x{h}:\n{text}"
+        );
+        assert!(
+            text.contains(" verifying the target (read-only)…"),
+            "the status at {w}x{h}:\n{text}"
+        );
+    }
+    // With the rejects pane in the grid's shared place, its frame says so.
+    key(&mut s, KeyCode::Char('3'));
+    let text = screen_text(&render(&s, 120, 40));
+    assert!(text.contains(" 6 verify: verifying… "), "{text}");
+    let text = screen_text(&render(&s, 80, 24));
+    let tabs = text.lines().nth(2).unwrap_or("");
+    assert!(tabs.contains(" 6 Ver (verifying…) "), "the tab bar at 80x24:\n{text}");
+
+    // A new answer replaces the old one; while the next is on its way, the old one stays.
+    ev(&mut s, EngineEvent::Verified(report(true)));
+    key(&mut s, KeyCode::Char('V'));
+    key(&mut s, KeyCode::Char('6'));
+    let text = screen_text(&render(&s, 120, 40));
+    assert!(
+        text.contains("verifying… · 6 of 8 checks passed · 2 FAILED"),
+        "the last result stays while verifying:\n{text}"
+    );
+    assert!(
+        text.contains("verifying… (the checks below are from 23:10:00)"),
+        "{text}"
+    );
+}
+
+/// The help overlay of the verify pane: its keys, `V` among the global ones, the pane digits on
+/// one line, and why `V` works while the target is locked.
+#[test]
+fn verify_help_overlay() {
+    let mut s = verified(true);
+    key(&mut s, KeyCode::Char('?'));
+    for (w, h) in [(120, 40), (80, 24)] {
+        let text = screen_text(&render(&s, w, h));
+        for needle in [
+            "Keys · Verify pane",
+            "j, ↓     next check",
+            "enter    check in full",
+            "1–6        focus pane by number",
+            "V          verify the target",
+            "another process holds the lock",
+        ] {
+            assert!(text.contains(needle), "{needle:?} at {w}x{h}:\n{text}");
+        }
     }
 }

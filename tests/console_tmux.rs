@@ -180,6 +180,11 @@ fn percent_done(screen: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// Rows of a query on the project's SQLite target (see `sqlite`).
+fn target_sql(p: &TestProject, sql: &str) -> String {
+    sqlite(&p.path().join("target.db"), sql)
+}
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -243,8 +248,7 @@ fn console_runs_steps_and_rolls_back_in_tmux() {
     }
     println!("--- data step applied:\n{done}");
 
-    let count: i64 = p
-        .target_sql("SELECT COUNT(*) FROM accounts")
+    let count: i64 = target_sql(&p, "SELECT COUNT(*) FROM accounts")
         .trim()
         .parse()
         .expect("a count");
@@ -306,7 +310,7 @@ fn console_runs_steps_and_rolls_back_in_tmux() {
     });
     println!("--- after the rollback:\n{s}");
     assert_eq!(
-        p.target_sql("SELECT COUNT(*) FROM accounts").trim(),
+        target_sql(&p, "SELECT COUNT(*) FROM accounts").trim(),
         "0",
         "the rollback removed every row"
     );
@@ -406,9 +410,10 @@ fn console_reviews_discrepancies_in_tmux() {
     let tmux = Tmux::start(120, 40, &command);
     let long = Duration::from_secs(60);
     let first_name = |patient: &str| {
-        p.target_sql(&format!(
-            "SELECT first_name FROM people WHERE legacy_patient_id = '{patient}'"
-        ))
+        target_sql(
+            &p,
+            &format!("SELECT first_name FROM people WHERE legacy_patient_id = '{patient}'"),
+        )
         .trim()
         .to_string()
     };
@@ -471,8 +476,11 @@ fn console_reviews_discrepancies_in_tmux() {
     });
     println!("--- after the split:\n{s}");
     assert_eq!(
-        p.target_sql("SELECT COUNT(*) FROM people WHERE legacy_child_id = 'c2' AND legacy_patient_id IS NULL")
-            .trim(),
+        target_sql(
+            &p,
+            "SELECT COUNT(*) FROM people WHERE legacy_child_id = 'c2' AND legacy_patient_id IS NULL"
+        )
+        .trim(),
         "1",
         "c2 is a person of its own"
     );
@@ -483,4 +491,201 @@ fn console_reviews_discrepancies_in_tmux() {
         s.contains("CONSOLE-EXITED")
     });
     assert!(s.contains("CONSOLE-EXITED-0"), "the console exits with 0:\n{s}");
+}
+
+// ---- the real demo: review and verify ------------------------------------------------------
+
+/// The selected row of the focused review list ("┃>? 3     p00000140 + c000 date_of_birth │"):
+/// its id and field.
+fn selected_review_row(screen: &str) -> Option<(i64, String)> {
+    screen.lines().find_map(|l| {
+        let list = l.strip_prefix("┃>")?.split('│').next()?;
+        let words: Vec<&str> = list.split_whitespace().collect();
+        // The state marker, the id, "A + B", the field.
+        let id = words.get(1)?.parse().ok()?;
+        Some((id, words.last()?.to_string()))
+    })
+}
+
+/// "[5] Review · 16 open · 0 decided · …": (open, decided).
+fn review_counts(screen: &str) -> Option<(usize, usize)> {
+    let rest = screen.split("[5] Review · ").nth(1)?;
+    let mut words = rest.split_whitespace();
+    let open = words.next()?.parse().ok()?;
+    let decided = words.nth(2)?.parse().ok()?;
+    Some((open, decided))
+}
+
+/// "[6] Verify · 37 of 37 checks passed · checked at …": (passed, total).
+fn verify_title(screen: &str) -> Option<(usize, usize)> {
+    let rest = screen.split("[6] Verify · ").nth(1)?;
+    let line = rest.lines().next()?;
+    if !line.contains("checks passed · ") {
+        return None;
+    }
+    let mut words = line.split_whitespace();
+    let passed = words.next()?.parse().ok()?;
+    let total = words.nth(1)?.parse().ok()?;
+    Some((passed, total))
+}
+
+/// A query with the sqlite3 shell, waiting (up to 10 s) while the engine's last write commits:
+/// a screen can show a result just before the engine's transaction ends.
+fn sqlite(db: &std::path::Path, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("the sqlite3 shell is needed for this test");
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The demo's clinic project, built and applied headless, then reviewed in the console: three
+/// date-of-birth discrepancies decided with `b`, `a` and `e` + a date, and the target follows;
+/// `6` + `V` shows every check of the project's verify.toml passing.
+#[test]
+fn console_reviews_and_verifies_the_demo_in_tmux() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("clinic");
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .arg("demo")
+        .arg(&dir)
+        .args(["--rows", "300", "--no-console"])
+        .env_remove("CUTOVER_SOURCE")
+        .env_remove("CUTOVER_TARGET")
+        .output()
+        .expect("run the demo");
+    assert!(
+        out.status.success(),
+        "cutover demo failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = dir.join("target.db");
+    assert!(
+        dir.join("verify.toml").exists(),
+        "the clinic project ships a verify.toml"
+    );
+
+    let command = format!(
+        "{} -C {} console; echo CONSOLE-EXITED-$?; sleep 600",
+        shell_quote(env!("CARGO_BIN_EXE_cutover")),
+        shell_quote(&dir.display().to_string())
+    );
+    let tmux = Tmux::start(120, 40, &command);
+    let long = Duration::from_secs(60);
+    let s = tmux.wait_for("the first snapshot", Duration::from_secs(30), |s| {
+        s.contains("nothing pending") || s.contains("CONSOLE-EXITED")
+    });
+    assert!(!s.contains("CONSOLE-EXITED"), "the console did not start:\n{s}");
+
+    tmux.keys(&["5"]);
+    let s = tmux.wait_for("the review queue", long, |s| {
+        review_counts(s).is_some() && selected_review_row(s).is_some()
+    });
+    println!("--- review pane:\n{s}");
+    let (open, decided) = review_counts(&s).expect("counts");
+    assert_eq!(decided, 0, "nothing is decided yet:\n{s}");
+    let in_db: usize = sqlite(&db, "SELECT COUNT(*) FROM cutover_discrepancies WHERE state = 'open'")
+        .parse()
+        .expect("a count");
+    assert_eq!(open, in_db, "the pane counts the open discrepancies of the target");
+
+    // Three dates of birth: take B, take A, then a date of the reviewer's own.
+    let decisions = [("b", "take_b"), ("a", "take_a"), ("e", "value=2015-03-04")];
+    let mut decided_rows = Vec::new();
+    for (n, (key, label)) in decisions.iter().enumerate() {
+        // Move down the list to the next date of birth (the selection starts on an open one).
+        let mut s = tmux.screen();
+        let id = loop {
+            let (id, field) = selected_review_row(&s).unwrap_or_else(|| panic!("no selected row:\n{s}"));
+            if field == "date_of_birth" {
+                break id;
+            }
+            tmux.keys(&["j"]);
+            s = tmux.wait_for("the selection to move", long, |s| {
+                selected_review_row(s).is_some_and(|(next, _)| next != id)
+            });
+        };
+        let row = sqlite(
+            &db,
+            &format!("SELECT value_a, value_b, entity_id FROM cutover_discrepancies WHERE id = {id}"),
+        );
+        let [a, b, entity]: [&str; 3] = row.split('|').collect::<Vec<_>>().try_into().expect("a row");
+        assert!(
+            s.lines()
+                .any(|l| l.contains("▶date_of_birth ≠ ") && l.contains(a) && l.contains(b)),
+            "the records of discrepancy {id} side by side ({a} | {b}):\n{s}"
+        );
+        let value = match *key {
+            "a" => a.to_string(),
+            "b" => b.to_string(),
+            _ => "2015-03-04".to_string(),
+        };
+        tmux.keys(&[key]);
+        if *key == "e" {
+            tmux.wait_for("the value dialog", long, |s| {
+                s.contains(&format!("Another value for discrepancy {id}"))
+            });
+            tmux.type_text(&value);
+            tmux.keys(&["Enter"]);
+        }
+        let s = tmux.wait_for("the decision applied", long, |s| {
+            s.contains(&format!("discrepancy {id}: date_of_birth = {value} ({label})"))
+                && review_counts(s) == Some((open - n - 1, n + 1))
+        });
+        println!("--- after {key} on discrepancy {id}:\n{s}");
+        decided_rows.push((id, label.to_string(), value, entity.to_string()));
+    }
+
+    // Verify: read-only, from the verify pane.
+    tmux.keys(&["6"]);
+    tmux.wait_for("the verify pane", long, |s| s.contains("[6] Verify"));
+    tmux.keys(&["V"]);
+    let s = tmux.wait_for("the verify result", long, |s| verify_title(s).is_some());
+    println!("--- verify pane:\n{s}");
+    let (passed, total) = verify_title(&s).expect("the title");
+    assert!(total > 10, "the clinic project's checks ran ({total}):\n{s}");
+    assert_eq!(passed, total, "every check passes:\n{s}");
+    assert!(
+        s.contains(&format!("verify: all {total} checks passed")),
+        "the status line:\n{s}"
+    );
+    assert!(!s.contains("FAIL"), "no failing check is listed:\n{s}");
+    for kind in ["ledger", "accounting", "rejects"] {
+        assert!(
+            s.contains(&format!("ok     {kind} ")),
+            "a passing {kind} check is listed:\n{s}"
+        );
+    }
+
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the console to exit", Duration::from_secs(20), |s| {
+        s.contains("CONSOLE-EXITED")
+    });
+    assert!(s.contains("CONSOLE-EXITED-0"), "the console exits with 0:\n{s}");
+
+    // The target: the three are decided as chosen, and the persons hold the chosen dates.
+    for (id, label, value, entity) in &decided_rows {
+        let row = sqlite(
+            &db,
+            &format!("SELECT state, decision, value_applied FROM cutover_discrepancies WHERE id = {id}"),
+        );
+        assert_eq!(row, format!("decided|{label}|{value}"), "discrepancy {id}");
+        let dob = sqlite(&db, &format!("SELECT date_of_birth FROM persons WHERE id = '{entity}'"));
+        assert_eq!(&dob, value, "persons {entity} (discrepancy {id}) holds the chosen date");
+    }
+    let decided: usize = sqlite(
+        &db,
+        "SELECT COUNT(*) FROM cutover_discrepancies WHERE state = 'decided'",
+    )
+    .parse()
+    .expect("a count");
+    assert_eq!(decided, 3, "only those three were decided");
 }

@@ -14,6 +14,7 @@ pub enum Context {
     Rejects,
     Log,
     Review,
+    Verify,
     Confirm,
     TextInput,
     Details,
@@ -28,6 +29,7 @@ impl Context {
             Pane::Rejects => Context::Rejects,
             Pane::Log => Context::Log,
             Pane::Review => Context::Review,
+            Pane::Verify => Context::Verify,
         }
     }
 
@@ -39,6 +41,7 @@ impl Context {
             Context::Rejects => "Rejects",
             Context::Log => "Log",
             Context::Review => "Review",
+            Context::Verify => "Verify",
             Context::Confirm => "Confirmation",
             Context::TextInput => "Text input",
             Context::Details => "Details",
@@ -80,6 +83,7 @@ pub enum Action {
     ReviewNote,
     UndoDecision,
     ToggleShowAll,
+    Verify,
     Log(TuiWidgetEvent),
     Confirm,
     Cancel,
@@ -134,9 +138,12 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Global, Char('3'), A::Focus(Pane::Rejects), "rejects pane"),
     key(C::Global, Char('4'), A::Focus(Pane::Log), "log pane"),
     key(C::Global, Char('5'), A::Focus(Pane::Review), "review pane"),
+    key(C::Global, Char('6'), A::Focus(Pane::Verify), "verify pane"),
     key(C::Global, Char('n'), A::RunNext, "run next pending step"),
     key(C::Global, Char('a'), A::RunAll, "run all pending"),
     key(C::Global, Char('p'), A::PauseResume, "pause / resume"),
+    // Read-only, so it works while another process holds the lock.
+    key(C::Global, Char('V'), A::Verify, "verify the target"),
     ctrl(C::Global, Char('r'), A::Refresh, "refresh"),
     key(C::Migrations, Char('j'), A::Down, "select next step"),
     key(C::Migrations, Down, A::Down, "select next step"),
@@ -185,6 +192,15 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Review, Char('U'), A::UndoDecision, "undo a/b (other side)"),
     key(C::Review, Char('v'), A::ToggleShowAll, "show all / open only"),
     key(C::Review, Enter, A::Details, "discrepancy details"),
+    key(C::Verify, Char('j'), A::Down, "next check"),
+    key(C::Verify, Down, A::Down, "next check"),
+    key(C::Verify, Char('k'), A::Up, "previous check"),
+    key(C::Verify, Up, A::Up, "previous check"),
+    key(C::Verify, Char('g'), A::Top, "first check"),
+    key(C::Verify, Home, A::Top, "first check"),
+    key(C::Verify, Char('G'), A::Bottom, "last check"),
+    key(C::Verify, End, A::Bottom, "last check"),
+    key(C::Verify, Enter, A::Details, "check in full"),
     key(
         C::Log,
         Char('h'),
@@ -271,6 +287,7 @@ fn search_order(context: Context) -> &'static [Context] {
         Context::Rejects => &[Context::Rejects, Context::Global],
         Context::Log => &[Context::Log, Context::Global],
         Context::Review => &[Context::Review, Context::Global],
+        Context::Verify => &[Context::Verify, Context::Global],
         Context::Global => &[Context::Global],
         Context::Confirm => &[Context::Confirm],
         Context::TextInput => &[Context::TextInput],
@@ -335,11 +352,29 @@ pub struct HelpLine {
     pub help: &'static str,
 }
 
+/// The help line of the pane digits: one line for all of them ("1–6"), not one per pane (the
+/// frames and the tab bar carry the numbers).
+pub const FOCUS_HELP: &str = "focus pane by number";
+
 /// The help lines of a context, generated from `KEYMAP`.
 pub fn help_lines(context: Context) -> Vec<HelpLine> {
     let mut out: Vec<(Action, HelpLine)> = Vec::new();
+    let mut digits: Vec<String> = Vec::new();
     for b in KEYMAP.iter().filter(|b| b.context == context) {
         let label = key_label(b.code, b.modifiers);
+        if let Action::Focus(_) = b.action {
+            if digits.is_empty() {
+                out.push((
+                    b.action,
+                    HelpLine {
+                        keys: String::new(),
+                        help: FOCUS_HELP,
+                    },
+                ));
+            }
+            digits.push(label);
+            continue;
+        }
         match out.iter_mut().find(|(a, _)| *a == b.action) {
             Some((_, line)) => {
                 line.keys.push_str(", ");
@@ -354,7 +389,26 @@ pub fn help_lines(context: Context) -> Vec<HelpLine> {
             )),
         }
     }
+    if let Some((_, line)) = out.iter_mut().find(|(a, _)| matches!(a, Action::Focus(_))) {
+        line.keys = key_range(&digits);
+    }
     out.into_iter().map(|(_, l)| l).collect()
+}
+
+/// "1–6" for consecutive single characters, else "1, 2, 4".
+fn key_range(labels: &[String]) -> String {
+    let chars: Vec<char> = labels
+        .iter()
+        .filter_map(|l| {
+            let mut it = l.chars();
+            it.next().filter(|_| it.next().is_none())
+        })
+        .collect();
+    let consecutive = chars.len() == labels.len() && chars.windows(2).all(|w| w[1] as u32 == w[0] as u32 + 1);
+    match (consecutive, chars.first(), chars.last()) {
+        (true, Some(first), Some(last)) if labels.len() > 2 => format!("{first}–{last}"),
+        _ => labels.join(", "),
+    }
 }
 
 /// Whether every key of a global action is taken by the pane's own keys (so the action does
@@ -380,6 +434,10 @@ pub fn help_notes(context: Context) -> &'static [&'static str] {
             "U is no true undo: it decides this session's last a/b the other way;",
             "a split or an entered value cannot be undone from the console.",
             "A note (N) goes with the next decision. Here `a` takes A, not run all.",
+        ],
+        Context::Verify => &[
+            "V runs the checks of `cutover verify`. They only read the databases, so",
+            "V works while another process holds the lock; they also run after `a`.",
         ],
         _ => &[],
     }

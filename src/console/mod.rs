@@ -197,6 +197,9 @@ fn terminal_msg(ev: Event) -> Option<Msg> {
 
 /// One message through `update`, then its commands to the engine and its effects here.
 fn dispatch(state: &mut AppState, engine: &EngineHandle, log_state: &TuiWidgetState, project_dir: &Path, msg: Msg) {
+    if let Msg::Engine(crate::engine::events::EngineEvent::Verified(report)) = &msg {
+        log_verified(report);
+    }
     let commands = update(state, msg);
     for c in commands {
         send(state, engine, c);
@@ -222,6 +225,25 @@ fn dispatch(state: &mut AppState, engine: &EngineHandle, log_state: &TuiWidgetSt
                 }
             }
         }
+    }
+}
+
+/// A verification goes to the log (and cutover.log) too: the pane keeps only the last one.
+fn log_verified(report: &crate::engine::verify::VerifyReport) {
+    let total = report.checks.len();
+    let failed: Vec<_> = report.failed().collect();
+    if failed.is_empty() {
+        tracing::info!(checks = total, "verified: all {total} checks passed");
+        return;
+    }
+    tracing::warn!(
+        checks = total,
+        failed = failed.len(),
+        "verified: {} of {total} checks passed",
+        total - failed.len()
+    );
+    for c in failed {
+        tracing::warn!(kind = c.kind.as_str(), "check failed: {}: {}", c.name, c.detail);
     }
 }
 

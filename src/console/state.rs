@@ -8,7 +8,8 @@ use crate::engine::lock::LockHolder;
 use crate::engine::project::StepKind;
 use crate::engine::review::Discrepancy;
 use crate::engine::snapshot::{RejectSummary, RollbackPreview, StepSummary};
-use chrono::{DateTime, FixedOffset, Utc};
+use crate::engine::verify::{Check, VerifyReport};
+use chrono::{DateTime, FixedOffset, Offset, Utc};
 use crossterm::event::KeyEvent;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -46,12 +47,24 @@ pub enum Pane {
     Rejects,
     Log,
     Review,
+    Verify,
 }
 
 impl Pane {
-    /// Tab order, which is also the order on screen: the review pane shares the rejects pane's
-    /// place in the grid, so it comes right after it (its digit, 5, is simply the newest).
-    pub const ALL: [Pane; 5] = [Pane::Migrations, Pane::Progress, Pane::Rejects, Pane::Review, Pane::Log];
+    /// Tab order, which is also the order on screen: the review and verify panes share the
+    /// rejects pane's place in the grid, so they come right after it (their digits, 5 and 6,
+    /// are simply the newest).
+    pub const ALL: [Pane; 6] = [
+        Pane::Migrations,
+        Pane::Progress,
+        Pane::Rejects,
+        Pane::Review,
+        Pane::Verify,
+        Pane::Log,
+    ];
+
+    /// The panes that take turns in the grid's middle place (the one focused last is shown).
+    pub const MIDDLE: [Pane; 3] = [Pane::Rejects, Pane::Review, Pane::Verify];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -60,6 +73,19 @@ impl Pane {
             Pane::Rejects => "Rejects",
             Pane::Log => "Log",
             Pane::Review => "Review",
+            Pane::Verify => "Verify",
+        }
+    }
+
+    /// The title where room is short (the tab bar beside a running step).
+    pub fn short_title(self) -> &'static str {
+        match self {
+            Pane::Migrations => "Migr",
+            Pane::Progress => "Prog",
+            Pane::Rejects => "Rej",
+            Pane::Log => "Log",
+            Pane::Review => "Rev",
+            Pane::Verify => "Ver",
         }
     }
 
@@ -71,6 +97,7 @@ impl Pane {
             Pane::Rejects => 3,
             Pane::Log => 4,
             Pane::Review => 5,
+            Pane::Verify => 6,
         }
     }
 
@@ -152,6 +179,45 @@ pub struct RunState {
     pub paused: bool,
     /// An abort was asked for; the run stops at the next batch boundary.
     pub aborting: bool,
+    /// A run of all pending steps (`a`): verified by itself when it ends well.
+    pub all: bool,
+}
+
+/// The verify pane: the last report of the checks `cutover verify` runs, and any on the way.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VerifyState {
+    /// The last report, its checks failing first (otherwise in the engine's order).
+    pub report: Option<VerifyReport>,
+    /// When the last report arrived (the console's clock).
+    pub at: Option<DateTime<Utc>>,
+    /// `Verify` commands sent and not answered yet.
+    pub in_flight: u32,
+    /// When the oldest unanswered `Verify` was sent.
+    pub since: Option<DateTime<Utc>>,
+    /// Why the last verify could not run (cleared by the next report).
+    pub error: Option<String>,
+    /// The selected check, an index into `report.checks`.
+    pub selected: usize,
+}
+
+impl VerifyState {
+    pub fn verifying(&self) -> bool {
+        self.in_flight > 0
+    }
+
+    /// (passed, total) of the last report.
+    pub fn passed(&self) -> Option<(usize, usize)> {
+        let r = self.report.as_ref()?;
+        Some((r.checks.iter().filter(|c| c.ok).count(), r.checks.len()))
+    }
+
+    pub fn failed(&self) -> usize {
+        self.passed().map_or(0, |(ok, all)| all - ok)
+    }
+
+    pub fn selected_check(&self) -> Option<&Check> {
+        self.report.as_ref()?.checks.get(self.selected)
+    }
 }
 
 /// The last step that finished in this session, shown in the progress pane when idle.
@@ -291,8 +357,10 @@ pub struct AppState {
     pub deciding: Vec<PendingDecision>,
     /// The last decision of this session, for `U`.
     pub last_decision: Option<SessionDecision>,
-    /// Which of rejects and review the grid shows in their shared place: the last focused.
+    /// Which of rejects, review and verify the grid shows in their shared place: the last
+    /// focused.
     pub middle: Pane,
+    pub verify: VerifyState,
     pub run: Option<RunState>,
     pub last_finished: Option<FinishedStep>,
     /// The last rows/s seen in this session, for the ETA when nothing runs.
@@ -335,6 +403,7 @@ impl AppState {
             deciding: Vec::new(),
             last_decision: None,
             middle: Pane::Rejects,
+            verify: VerifyState::default(),
             run: None,
             last_finished: None,
             last_rate: None,
@@ -456,6 +525,12 @@ impl AppState {
 
     pub fn is_deciding(&self, id: i64) -> bool {
         self.deciding.iter().any(|p| !p.answered) && self.deciding_ids().contains(&id)
+    }
+
+    /// A time as the header's clock shows it: in the maintenance window's offset, else UTC.
+    pub fn local_time(&self, t: DateTime<Utc>) -> DateTime<FixedOffset> {
+        let offset = self.window.map(|w| *w.end.offset()).unwrap_or_else(|| Utc.fix());
+        t.with_timezone(&offset)
     }
 
     pub fn set_status(&mut self, level: StatusLevel, text: impl Into<String>) {

@@ -12,6 +12,7 @@ use crate::engine::project::StepKind;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 mod review;
+mod verify;
 
 pub fn update(state: &mut AppState, msg: Msg) -> Vec<Command> {
     match msg {
@@ -124,6 +125,7 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         Action::ReviewNote => review::ask_note(state),
         Action::UndoDecision => review::ask_undo(state),
         Action::ToggleShowAll => review::toggle_all(state),
+        Action::Verify => return verify::request(state),
         Action::Log(event) => state.effects.push(Effect::Log(event)),
         Action::Confirm | Action::Cancel | Action::Submit | Action::Backspace | Action::Close => {}
     }
@@ -132,7 +134,7 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
 
 fn set_focus(state: &mut AppState, pane: Pane) {
     state.focus = pane;
-    if matches!(pane, Pane::Rejects | Pane::Review) {
+    if Pane::MIDDLE.contains(&pane) {
         state.middle = pane;
     }
 }
@@ -196,6 +198,7 @@ fn move_selection(state: &mut AppState, action: Action) {
             (len, &mut state.selected_reject)
         }
         Pane::Review => return review::move_selection(state, action),
+        Pane::Verify => return verify::move_selection(state, action),
         _ => return,
     };
     if len == 0 {
@@ -253,6 +256,7 @@ fn open_details(state: &mut AppState) {
             }
         }),
         Pane::Review => review::details(state),
+        Pane::Verify => verify::details(state),
         Pane::Log => None,
     };
     if dialog.is_some() {
@@ -593,6 +597,7 @@ fn on_confirm(state: &mut AppState, action: Action) -> Vec<Command> {
         ConfirmAction::RunAll => {
             state.run = Some(RunState {
                 operation: "up".into(),
+                all: true,
                 ..Default::default()
             });
             vec![Command::Start(RunOptions::default())]
@@ -785,27 +790,7 @@ fn submit(state: &mut AppState) -> Vec<Command> {
 
 fn on_engine(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
     match event {
-        // Shown by the verify pane (to come); until then the summary goes to the status line.
-        EngineEvent::Verified(report) => {
-            let failed = report.checks.iter().filter(|c| !c.ok).count();
-            state.status = Some(crate::console::state::StatusLine {
-                level: if failed > 0 {
-                    crate::console::state::StatusLevel::Error
-                } else {
-                    crate::console::state::StatusLevel::Info
-                },
-                text: format!(
-                    "verify: {} of {} checks passed{}",
-                    report.checks.len() - failed,
-                    report.checks.len(),
-                    if failed > 0 {
-                        " — run `cutover verify` for details"
-                    } else {
-                        ""
-                    }
-                ),
-            });
-        }
+        EngineEvent::Verified(report) => verify::on_report(state, report),
         EngineEvent::Planned {
             operation,
             dry_run,
@@ -955,13 +940,14 @@ fn on_engine(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             state.set_status(StatusLevel::Error, text);
         }
         EngineEvent::Finished {
+            ok,
             outcome,
             steps_done,
             dry_run,
             operation,
             ..
         } => {
-            state.run = None;
+            let all = state.run.take().is_some_and(|r| r.all);
             if state.quit != QuitState::Running {
                 state.quit = QuitState::Now;
             }
@@ -974,7 +960,13 @@ fn on_engine(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
                 };
                 state.set_status(StatusLevel::Info, text);
             }
-            return vec![Command::Refresh];
+            let mut commands = vec![Command::Refresh];
+            // A run of all pending steps that ended well is checked at once, as `cutover
+            // verify` would (not when leaving, and not after a dry run or a rollback).
+            if all && ok && outcome == "done" && !dry_run && operation == "up" && state.quit == QuitState::Running {
+                commands.extend(verify::after_run(state));
+            }
+            return commands;
         }
         EngineEvent::Snapshot(s) => {
             let first = !state.loaded;
@@ -1006,7 +998,7 @@ fn on_engine(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             }
         }
         EngineEvent::Notice { message } => {
-            if review::on_notice(state, &message) {
+            if verify::on_notice(state, &message) || review::on_notice(state, &message) {
                 return Vec::new();
             }
             let level = if message.contains("failed") || message.contains("cannot") {

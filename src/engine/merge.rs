@@ -993,7 +993,11 @@ mod tests {
 
     #[test]
     fn the_template_parses() {
-        let m = MergeStep::parse("20250101T000000", include_str!("../../assets/templates/merge.step.toml")).unwrap();
+        let m = MergeStep::parse(
+            "20250101T000000",
+            include_str!("../../assets/templates/merge.step.toml"),
+        )
+        .unwrap();
         assert_eq!(m.a.map_name.as_deref(), Some("patients"));
         assert_eq!(m.b.map_name.as_deref(), Some("children"));
         assert_eq!(m.a.target_columns, m.b.target_columns);
@@ -1010,7 +1014,10 @@ mod tests {
         let own = vec![Value::Text("e1".into()), Value::Text(" Ann ".into()), Value::Null];
         let mut entity = own.clone();
         let b = vec![Value::Null, Value::Text("ann".into()), Value::Text("Oslo".into())];
-        assert!(merge_into(&m, &mut entity, &own, &b, "e1", "p1", "c1").is_empty(), "case and spaces are not a difference");
+        assert!(
+            merge_into(&m, &mut entity, &own, &b, "e1", "p1", "c1").is_empty(),
+            "case and spaces are not a difference"
+        );
         assert_eq!(entity[2], Value::Text("Oslo".into()), "a blank of A is filled from B");
         let b2 = vec![Value::Null, Value::Text("Anna".into()), Value::Text("Bergen".into())];
         let ds = merge_into(&m, &mut entity, &own, &b2, "e1", "p1", "c2");

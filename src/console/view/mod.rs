@@ -9,6 +9,7 @@ pub mod progress;
 pub mod rejects;
 pub mod review;
 pub mod theme;
+pub mod verify;
 
 use crate::console::keymap::{self, Action, Context};
 use crate::console::state::{AppState, Pane, StatusLevel};
@@ -70,15 +71,30 @@ fn draw_grid(frame: &mut Frame, state: &AppState, log: &TuiWidgetState, body: Re
     let [left, right] = Layout::horizontal([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(top);
     render_pane(frame, state, log, Pane::Migrations, left);
     render_pane(frame, state, log, Pane::Progress, right);
-    // Rejects and review share the middle: the one focused last is shown, and the other's
-    // open count sits on the frame so it is not forgotten.
+    // Rejects, review and verify share the middle: the one focused last is shown, and what the
+    // others have to say sits on the frame so it is not forgotten.
     render_pane(frame, state, log, state.middle, middle);
     frame.render_widget(OtherMiddle { state }, middle);
     render_pane(frame, state, log, Pane::Log, bottom);
 }
 
-/// On the middle pane's top border, right: the hidden one of rejects and review, when it has
-/// open items.
+/// What a pane that is not in front has waiting: open rejects or discrepancies, failed checks,
+/// a verification on its way. None when there is nothing to say.
+fn waiting(state: &AppState, pane: Pane) -> Option<String> {
+    match pane {
+        Pane::Rejects if state.open_rejects > 0 => Some(format!("{} open", state.open_rejects)),
+        Pane::Review => match state.review_counts().0 {
+            0 => None,
+            n => Some(format!("{n} open")),
+        },
+        Pane::Verify if state.verify.verifying() => Some("verifying…".into()),
+        Pane::Verify if state.verify.failed() > 0 => Some(format!("{} FAILED", state.verify.failed())),
+        _ => None,
+    }
+}
+
+/// On the middle pane's top border, right: the hidden ones of rejects, review and verify that
+/// have something waiting.
 struct OtherMiddle<'a> {
     state: &'a AppState,
 }
@@ -86,14 +102,18 @@ struct OtherMiddle<'a> {
 impl ratatui::widgets::Widget for OtherMiddle<'_> {
     fn render(self, area: Rect, buf: &mut ratatui::buffer::Buffer) {
         let state = self.state;
-        let (pane, open) = match state.middle {
-            Pane::Review => (Pane::Rejects, state.open_rejects as usize),
-            _ => (Pane::Review, state.review_counts().0),
-        };
-        if open == 0 || area.width < 4 {
+        let parts: Vec<String> = Pane::MIDDLE
+            .iter()
+            .filter(|p| **p != state.middle)
+            .filter_map(|p| {
+                let what = waiting(state, *p)?;
+                Some(format!("{} {}: {what}", p.number(), p.title().to_lowercase()))
+            })
+            .collect();
+        if parts.is_empty() || area.width < 4 {
             return;
         }
-        let text = format!(" {} {}: {open} open ", pane.number(), pane.title().to_lowercase());
+        let text = format!(" {} ", parts.join(" · "));
         let width = (text.chars().count() as u16).min(area.width - 4);
         let rect = Rect {
             x: area.x + area.width - 2 - width,
@@ -119,6 +139,7 @@ fn render_pane(frame: &mut Frame, state: &AppState, log: &TuiWidgetState, pane: 
         Pane::Rejects => frame.render_widget(rejects::RejectsPane { state, focused }, area),
         Pane::Log => frame.render_widget(log::LogPane { state, log, focused }, area),
         Pane::Review => frame.render_widget(review::ReviewPane { state, focused }, area),
+        Pane::Verify => frame.render_widget(verify::VerifyPane { state, focused }, area),
     }
 }
 
@@ -167,26 +188,64 @@ struct TabBar<'a> {
 impl ratatui::widgets::Widget for TabBar<'_> {
     fn render(self, area: Rect, buf: &mut ratatui::buffer::Buffer) {
         let theme = Theme::of(self.state);
-        let mut spans = Vec::new();
-        let open_review = self.state.review_counts().0;
-        for p in Pane::ALL {
-            let label = match p {
-                Pane::Review if open_review > 0 => format!(" {} {} ({open_review}) ", p.number(), p.title()),
-                _ => format!(" {} {} ", p.number(), p.title()),
+        let running = self.state.run.as_ref().and_then(|r| r.current.as_ref()).map(|c| {
+            let p = &c.progress;
+            let pct = (p.rows_done * 100).checked_div(p.rows_total).unwrap_or(0);
+            format!(" ▶ {} {pct}%", c.name)
+        });
+        // Full titles when they fit beside the running step; else the focused pane's title and
+        // the others shortened, or by their number only (what they have waiting stays).
+        #[derive(Clone, Copy, PartialEq)]
+        enum Fit {
+            Full,
+            Short,
+            Number,
+        }
+        let label = |p: Pane, fit: Fit| {
+            let name = match fit {
+                _ if p == self.state.focus => p.title(),
+                Fit::Full => p.title(),
+                Fit::Short => p.short_title(),
+                Fit::Number => "",
             };
+            let waiting = match p {
+                Pane::Review => Some(self.state.review_counts().0)
+                    .filter(|n| *n > 0)
+                    .map(|n| format!("({n})")),
+                Pane::Verify => waiting(self.state, p).map(|w| format!("({w})")),
+                _ => None,
+            };
+            let text = [p.number().to_string(), name.to_string(), waiting.unwrap_or_default()]
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            format!(" {text} ")
+        };
+        let width = |fit: Fit| -> usize {
+            Pane::ALL
+                .iter()
+                .map(|p| label(*p, fit).chars().count() + 1)
+                .sum::<usize>()
+                + running.as_ref().map_or(0, |r| r.chars().count())
+        };
+        let fit = [Fit::Full, Fit::Short]
+            .into_iter()
+            .find(|f| width(*f) <= area.width as usize)
+            .unwrap_or(Fit::Number);
+        let mut spans = Vec::new();
+        for p in Pane::ALL {
             let style = if p == self.state.focus {
                 theme.selected().patch(theme.bold())
             } else {
                 theme.plain()
             };
-            spans.push(Span::styled(label, style));
+            spans.push(Span::styled(label(p, fit), style));
             spans.push(Span::raw(" "));
         }
         // The running step stays visible whichever pane is in front.
-        if let Some(c) = self.state.run.as_ref().and_then(|r| r.current.as_ref()) {
-            let p = &c.progress;
-            let pct = (p.rows_done * 100).checked_div(p.rows_total).unwrap_or(0);
-            spans.push(Span::styled(format!(" ▶ {} {pct}%", c.name), theme.accent()));
+        if let Some(r) = running {
+            spans.push(Span::styled(r, theme.accent()));
         }
         Paragraph::new(Line::from(spans)).render(area, buf);
     }
@@ -215,6 +274,14 @@ impl ratatui::widgets::Widget for StatusBar<'_> {
     }
 }
 
+/// The global action a help text belongs to.
+fn global_action(help: &str) -> Option<Action> {
+    keymap::KEYMAP
+        .iter()
+        .find(|b| b.context == Context::Global && b.help == help)
+        .map(|b| b.action)
+}
+
 /// The keys of the context in front, from the keymap, with help and quit always at the right.
 struct HintBar<'a> {
     state: &'a AppState,
@@ -226,7 +293,12 @@ impl ratatui::widgets::Widget for HintBar<'_> {
         let context = keymap::active_context(self.state);
         let in_pane = matches!(
             context,
-            Context::Migrations | Context::Progress | Context::Rejects | Context::Log | Context::Review
+            Context::Migrations
+                | Context::Progress
+                | Context::Rejects
+                | Context::Log
+                | Context::Review
+                | Context::Verify
         );
         // Movement and pane switching are the same everywhere; the help lists them.
         let routine = |a: Action| {
@@ -249,7 +321,7 @@ impl ratatui::widgets::Widget for HintBar<'_> {
         // Running steps is what the migrations and progress panes are for: those keys first.
         let contexts: &[Context] = match context {
             Context::Migrations | Context::Progress => &[Context::Global, context],
-            Context::Rejects | Context::Log | Context::Review => &[context, Context::Global],
+            Context::Rejects | Context::Log | Context::Review | Context::Verify => &[context, Context::Global],
             _ => &[context],
         };
         for ctx in contexts {
@@ -267,6 +339,15 @@ impl ratatui::widgets::Widget for HintBar<'_> {
                     continue;
                 }
                 items.push((keymap::key_label(b.code, b.modifiers), b.help));
+            }
+        }
+        // Verifying is what the verify pane is for; elsewhere its key comes after the pane's own.
+        if let Some(i) = items.iter().position(|(_, h)| global_action(h) == Some(Action::Verify)) {
+            let v = items.remove(i);
+            if context == Context::Verify {
+                items.insert(0, v);
+            } else {
+                items.push(v);
             }
         }
         let mut right: Vec<Span> = Vec::new();
