@@ -11,7 +11,7 @@ use crate::engine::data::store::{self, BatchCheckpoint, DISCREPANCIES, NewReject
 use crate::engine::data::writer::{IdMapEntry, TargetWriter, ident, insert_id_map};
 use crate::engine::db::{Db, DbTx};
 use crate::engine::events::{Counts, EngineEvent};
-use crate::engine::ledger::{self, LedgerStatus};
+use crate::engine::ledger;
 use crate::engine::project::StepDef;
 use crate::engine::runner::{RunCtx, StepError, StepResult};
 use crate::engine::transform::{Literal, Transform};
@@ -586,37 +586,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     if let Some(tx) = dry_tx.as_mut() {
         store::ensure_in(tx).await.map_err(sql_err)?;
     } else {
-        store::ensure(&ctx.target).await.map_err(StepError::plain)?;
-        let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
-        if let Some(existing) = BatchCheckpoint::load(&mut tx, &step.version)
-            .await
-            .map_err(StepError::plain)?
-        {
-            cp = existing;
-        }
-        ledger::upsert(
-            &mut tx,
-            step,
-            LedgerStatus::Running,
-            &ctx.run_id,
-            &started_at,
-            None,
-            &cp.counts,
-            None,
-            None,
-        )
-        .await
-        .map_err(sql_err)?;
-        ledger::append_event(
-            &mut tx,
-            Some(&ctx.run_id),
-            Some(&step.version),
-            if cp.batches > 0 { "resumed" } else { "started" },
-            &serde_json::json!({"rows_done": cp.counts.source, "rows_total": total}),
-        )
-        .await
-        .map_err(sql_err)?;
-        tx.commit().await.map_err(StepError::plain)?;
+        cp = crate::engine::data::run::begin_step(ctx, step, &started_at, total).await?;
     }
     let resumed = cp.counts.source;
     let batches_total = cp.batches + total.saturating_sub(resumed).div_ceil(batch as u64);
@@ -696,30 +666,10 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         cp.batches += 1;
         after = last;
         cp.last_key = Some(phase_key(&phase, after.clone()));
-        if let Some(mut t) = own_tx.take() {
-            let saved = async {
-                cp.save(&mut t, &step.version).await?;
-                ledger::upsert(
-                    &mut t,
-                    step,
-                    LedgerStatus::Running,
-                    &ctx.run_id,
-                    &started_at,
-                    None,
-                    &cp.counts,
-                    None,
-                    None,
-                )
-                .await
-            }
-            .await;
-            if let Err(e) = saved {
-                let _ = t.rollback().await;
-                break Err(sql_err(e));
-            }
-            if let Err(e) = t.commit().await {
-                break Err(StepError::plain(e));
-            }
+        if let Some(t) = own_tx.take()
+            && let Err(e) = crate::engine::data::run::commit_batch(t, ctx, step, &started_at, &cp).await
+        {
+            break Err(e);
         }
         for (table, rej) in res
             .rejects_a

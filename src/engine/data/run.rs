@@ -298,43 +298,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     if let Some(tx) = dry_tx.as_mut() {
         store::ensure_in(tx).await.map_err(sql_err)?;
     } else {
-        store::ensure(&ctx.target).await.map_err(StepError::plain)?;
-        let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
-        if let Some(existing) = BatchCheckpoint::load(&mut tx, &step.version)
-            .await
-            .map_err(StepError::plain)?
-        {
-            tracing::info!(
-                "resuming {} after key {:?} ({} rows done)",
-                step.version,
-                existing.last_key,
-                existing.counts.source
-            );
-            cp = existing;
-        }
-        ledger::upsert(
-            &mut tx,
-            step,
-            LedgerStatus::Running,
-            &ctx.run_id,
-            &started_at,
-            None,
-            &cp.counts,
-            None,
-            None,
-        )
-        .await
-        .map_err(sql_err)?;
-        ledger::append_event(
-            &mut tx,
-            Some(&ctx.run_id),
-            Some(&step.version),
-            if cp.batches > 0 { "resumed" } else { "started" },
-            &serde_json::json!({"rows_done": cp.counts.source, "rows_total": total}),
-        )
-        .await
-        .map_err(sql_err)?;
-        tx.commit().await.map_err(StepError::plain)?;
+        cp = crate::engine::data::run::begin_step(ctx, step, &started_at, total).await?;
     }
     let resumed_rows = cp.counts.source;
     let batches_total = cp.batches + (total.saturating_sub(resumed_rows)).div_ceil(batch_size as u64);
@@ -441,30 +405,10 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         cp.counts.add(&res.counts);
         cp.batches += 1;
         cp.last_key = last_key;
-        if let Some(mut t) = own_tx.take() {
-            let saved = async {
-                cp.save(&mut t, &step.version).await?;
-                ledger::upsert(
-                    &mut t,
-                    step,
-                    LedgerStatus::Running,
-                    &ctx.run_id,
-                    &started_at,
-                    None,
-                    &cp.counts,
-                    None,
-                    None,
-                )
-                .await
-            }
-            .await;
-            if let Err(e) = saved {
-                let _ = t.rollback().await;
-                break Err(sql_err(e));
-            }
-            if let Err(e) = t.commit().await {
-                break Err(StepError::plain(e));
-            }
+        if let Some(t) = own_tx.take()
+            && let Err(e) = crate::engine::data::run::commit_batch(t, ctx, step, &started_at, &cp).await
+        {
+            break Err(e);
         }
         for r in res.rejects.iter().take(EVENTS_PER_BATCH) {
             ctx.emit(EngineEvent::Rejected {
@@ -582,6 +526,86 @@ pub(crate) async fn record_failed(
     if let Err(e) = res {
         tracing::error!("could not record the failure of {}: {e:#}", step.version);
     }
+}
+
+/// Start (or resume) a step: the engine's tables, the last checkpoint, and the ledger saying
+/// `running` — committed first, so a run killed from here on is seen as interrupted.
+pub(crate) async fn begin_step(
+    ctx: &RunCtx,
+    step: &StepDef,
+    started_at: &str,
+    total: u64,
+) -> Result<BatchCheckpoint, StepError> {
+    store::ensure(&ctx.target).await.map_err(StepError::plain)?;
+    let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
+    let cp = BatchCheckpoint::load(&mut tx, &step.version)
+        .await
+        .map_err(StepError::plain)?
+        .unwrap_or_default();
+    if cp.batches > 0 {
+        tracing::info!(
+            "resuming {} after key {:?} ({} rows done)",
+            step.version,
+            cp.last_key,
+            cp.counts.source
+        );
+    }
+    ledger::upsert(
+        &mut tx,
+        step,
+        LedgerStatus::Running,
+        &ctx.run_id,
+        started_at,
+        None,
+        &cp.counts,
+        None,
+        None,
+    )
+    .await
+    .map_err(sql_err)?;
+    ledger::append_event(
+        &mut tx,
+        Some(&ctx.run_id),
+        Some(&step.version),
+        if cp.batches > 0 { "resumed" } else { "started" },
+        &serde_json::json!({"rows_done": cp.counts.source, "rows_total": total}),
+    )
+    .await
+    .map_err(sql_err)?;
+    tx.commit().await.map_err(StepError::plain)?;
+    Ok(cp)
+}
+
+/// Commit a batch together with its checkpoint and the ledger's running counts: the
+/// exactly-once point.
+pub(crate) async fn commit_batch(
+    mut t: DbTx,
+    ctx: &RunCtx,
+    step: &StepDef,
+    started_at: &str,
+    cp: &BatchCheckpoint,
+) -> Result<(), StepError> {
+    let saved = async {
+        cp.save(&mut t, &step.version).await?;
+        ledger::upsert(
+            &mut t,
+            step,
+            LedgerStatus::Running,
+            &ctx.run_id,
+            started_at,
+            None,
+            &cp.counts,
+            None,
+            None,
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = saved {
+        let _ = t.rollback().await;
+        return Err(sql_err(e));
+    }
+    t.commit().await.map_err(StepError::plain)
 }
 
 /// Close a step's run: balance the books into the ledger when it finished, note an abort,
