@@ -79,6 +79,8 @@ impl Db {
                     .filename(&path)
                     .create_if_missing(role == Role::Target)
                     .busy_timeout(Duration::from_secs(10))
+                    // Wide multi-row inserts are big prepared statements; a step needs few.
+                    .statement_cache_capacity(16)
                     .foreign_keys(true);
                 if role == Role::Target {
                     // WAL lets the console read the ledger while a run writes.
