@@ -116,6 +116,9 @@ esac
                 ])
                 .args(user_option())
                 .args(engine_options())
+                // Temporary tables in the instance's own folder: two bootstraps sharing /tmp
+                // can collide on their temporary file names (seen in a fresh CI run).
+                .arg(format!("--tmpdir={}", server.dir.display()))
                 .current_dir(&server.dir);
             super::run_cmd(&mut cmd, None, "mariadb-install-db")?;
             super::save_template(&key, &data);
@@ -146,6 +149,7 @@ esac
             ])
             .args(user_option())
             .args(engine_options())
+            .arg(format!("--tmpdir={}", self.dir.display()))
             .current_dir(&self.dir)
             // Own process group: a Ctrl-C to the test does not hit the
             // server; the watchdog stops it instead.
