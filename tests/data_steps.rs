@@ -531,3 +531,59 @@ async fn abort_pause_and_resume_between_batches() {
         accounts.to_string()
     );
 }
+
+fn nested_paths_build_json_documents(b: Backend) {
+    let p = TestProject::new(b);
+    p.source_sql(
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, city TEXT, zip TEXT, phone TEXT);
+         INSERT INTO people VALUES (1, ' Oslo ', '0150', '(555) 201-3344'), (2, 'Bergen', NULL, NULL);",
+    );
+    let doc_type = if b == Backend::Postgres { "JSONB" } else { "TEXT" };
+    p.schema_step(
+        "20250101T090000_schema",
+        &format!("CREATE TABLE profiles (id TEXT PRIMARY KEY, legacy_id TEXT NOT NULL UNIQUE, contact {doc_type});\n"),
+        "DROP TABLE profiles;\n",
+    );
+    p.data_step(
+        "20250101T090100_profiles",
+        r#"kind = "data"
+[source]
+table = "people"
+key = "id"
+[target]
+table = "profiles"
+[id_map]
+column = "id"
+map = "people"
+[[fields]]
+target = "legacy_id"
+source = "id"
+[[fields]]
+target = "contact.address.city"
+source = "city"
+transforms = ["trim"]
+[[fields]]
+target = "contact.address.zip"
+source = "zip"
+[[fields]]
+target = "contact.phone"
+source = "phone"
+transforms = ["phone"]
+"#,
+    );
+    p.ok(&["up"]);
+    let docs = p.target_sql("SELECT contact FROM profiles ORDER BY legacy_id");
+    let docs: Vec<serde_json::Value> = docs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert_eq!(
+        docs[0],
+        serde_json::json!({"address": {"city": "Oslo", "zip": "0150"}, "phone": "+15552013344"})
+    );
+    assert_eq!(
+        docs[1],
+        serde_json::json!({"address": {"city": "Bergen", "zip": null}, "phone": null})
+    );
+}
+both!(nested_paths_build_json_documents);
