@@ -206,6 +206,15 @@ pub fn print_status(json: bool, project: &Project, status: &[StepStatus], holder
         if let Some(e) = l.and_then(|l| l.error.as_ref()) {
             println!("    error: {}", one_line(e));
         }
+        // `running` with nobody holding the lock: the run stopped (abort, kill, lost connection).
+        if s.state == crate::engine::plan::StepState::Running && holder.is_none() {
+            let how = if s.kind == crate::engine::project::StepKind::Schema {
+                "nothing of it committed; `cutover repair`, then `cutover up`"
+            } else {
+                "`cutover up` resumes it from its last checkpoint"
+            };
+            println!("    interrupted: no run holds the lock; {how}");
+        }
     }
 }
 
