@@ -4,25 +4,11 @@
 //! patient whose dependants wait and go through once its date of birth is fixed.
 
 mod common;
+#[macro_use]
 mod support;
 
 use serde_json::Value as J;
 use support::{Backend, TestProject, stderr};
-
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(super::Backend::Sqlite)
-            }
-            #[test]
-            fn postgres() {
-                super::$name(super::Backend::Postgres)
-            }
-        }
-    };
-}
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -2,25 +2,11 @@
 //! rows, exactly-once resume after kill -9, dry run, continue-on-error, rollback.
 
 mod common;
+#[macro_use]
 mod support;
 
 use std::time::Duration;
 use support::{Backend, TestProject, stderr, stdout};
-
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(super::Backend::Sqlite)
-            }
-            #[test]
-            fn postgres() {
-                super::$name(super::Backend::Postgres)
-            }
-        }
-    };
-}
 
 const SCHEMA: &str = "20250101T090000_schema";
 const ACCOUNTS: &str = "20250101T090100_accounts";

@@ -2,25 +2,11 @@
 //! through the real binary.
 
 mod common;
+#[macro_use]
 mod support;
 
 use std::time::Duration;
 use support::{Backend, TestProject, stderr, stdout};
-
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(super::Backend::Sqlite)
-            }
-            #[test]
-            fn postgres() {
-                super::$name(super::Backend::Postgres)
-            }
-        }
-    };
-}
 
 const V1: &str = "20250101T090000_create_people";
 const V2: &str = "20250101T090100_add_pets";

@@ -3,25 +3,11 @@
 //! store, and broken declarations reported as failed checks.
 
 mod common;
+#[macro_use]
 mod support;
 
 use sha2::{Digest, Sha256};
 use support::{Backend, TestProject, stderr, stdout};
-
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(super::Backend::Sqlite)
-            }
-            #[test]
-            fn postgres() {
-                super::$name(super::Backend::Postgres)
-            }
-        }
-    };
-}
 
 const VERIFY_FAILED: i32 = 5;
 

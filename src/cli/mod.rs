@@ -348,15 +348,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             let project = Arc::new(Project::load(&dir, &overrides(&cli))?);
             let code = drive(project.clone(), cli.json, Command::Start(RunOptions::default())).await;
             if !cli.json {
-                let cli2 = Cli {
-                    project: dir.clone(),
-                    source: None,
-                    target: None,
-                    json: false,
-                    verbose: 0,
-                    command: None,
-                };
-                status(&cli2).await?;
+                print_project_status(&project, false).await?;
                 println!(
                     "\nThe demo project is in {}; try `cutover -C {} status`.",
                     dir.display(),
@@ -514,7 +506,10 @@ fn create(cli: &Cli, name: &str, kind: CreateKind) -> Result<i32> {
 }
 
 async fn status(cli: &Cli) -> Result<i32> {
-    let project = load(cli)?;
+    print_project_status(&*load(cli)?, cli.json).await
+}
+
+async fn print_project_status(project: &Project, json: bool) -> Result<i32> {
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     let rows = ledger::load(&target).await?;
     let holder = lock::current_holder(
@@ -524,7 +519,7 @@ async fn status(cli: &Cli) -> Result<i32> {
     .await?;
     target.close().await;
     let status = compute_status(&project.steps, &rows);
-    output::print_status(cli.json, &project, &status, holder.as_ref());
+    output::print_status(json, project, &status, holder.as_ref());
     Ok(exit::OK)
 }
 

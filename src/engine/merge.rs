@@ -278,7 +278,7 @@ async fn insert_discrepancies(tx: &mut DbTx, m: &MergeStep, ds: &[NewDiscrepancy
 }
 
 /// Fields still blank after merging take their default.
-fn apply_defaults(m: &MergeStep, vals: &mut [Value]) {
+pub(crate) fn apply_defaults(m: &MergeStep, vals: &mut [Value]) {
     for f in &m.file.fields {
         if let (Some(d), Some(i)) = (&f.default, m.column(&f.target))
             && vals[i].is_blank()
@@ -516,7 +516,7 @@ async fn phase_b_page(tx: &mut DbTx, m: &MergeStep, page: &SourceBatch) -> Resul
 
 async fn store_page(
     tx: &mut DbTx,
-    ctx: &impl HasRunId,
+    run_id: &str,
     m: &MergeStep,
     writer: &TargetWriter,
     r: &PageResult,
@@ -525,7 +525,6 @@ async fn store_page(
     insert_id_map(tx, &m.version, &r.map).await?;
     let a = m.a.source_name.clone();
     let b = m.b.source_name.clone();
-    let run_id = ctx.run_id();
     RejectStore::insert(tx, run_id, &m.version, &a, &r.rejects_a).await?;
     RejectStore::insert(tx, run_id, &m.version, &a, &r.warnings_a).await?;
     RejectStore::insert(tx, run_id, &m.version, &b, &r.rejects_b).await?;
@@ -658,7 +657,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
                 statement: None,
             });
         }
-        if let Err(e) = store_page(tx, ctx, &m, &writer, &res).await {
+        if let Err(e) = store_page(tx, &ctx.run_id, &m, &writer, &res).await {
             break Err(sql_err(e));
         }
         cp.counts.add(&res.counts);
@@ -737,7 +736,7 @@ pub async fn retry_row(
             warnings_a: r.warnings_a,
             ..Default::default()
         };
-        store_page(tx, &ctx_less(run_id), m, writer, &only_a).await?;
+        store_page(tx, run_id, m, writer, &only_a).await?;
         return Ok((None, counts));
     }
     // Side B: merge into A's entity when it exists now, else an entity of its own.
@@ -823,34 +822,9 @@ pub async fn retry_row(
             }
             counts.written = 1;
             r.counts = Counts::default();
-            store_page(tx, &ctx_less(run_id), m, writer, &r).await?;
+            store_page(tx, run_id, m, writer, &r).await?;
             Ok((None, counts))
         }
-    }
-}
-
-/// `store_page` only needs the run id from the context.
-fn ctx_less(run_id: &str) -> RunCtxLite {
-    RunCtxLite {
-        run_id: run_id.to_string(),
-    }
-}
-
-pub struct RunCtxLite {
-    pub run_id: String,
-}
-
-pub trait HasRunId {
-    fn run_id(&self) -> &str;
-}
-impl HasRunId for RunCtx {
-    fn run_id(&self) -> &str {
-        &self.run_id
-    }
-}
-impl HasRunId for RunCtxLite {
-    fn run_id(&self) -> &str {
-        &self.run_id
     }
 }
 

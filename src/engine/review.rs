@@ -318,13 +318,7 @@ async fn split(
         .process(&batch.columns, &layout, row, &cache, chrono::Utc::now().date_naive())
     {
         Processed::Write { mut values, new_id, .. } => {
-            for f in &m.file.fields {
-                if let (Some(d), Some(i)) = (&f.default, m.a.target_columns.iter().position(|c| *c == f.target))
-                    && values[i].is_blank()
-                {
-                    values[i] = d.to_value();
-                }
-            }
+            crate::engine::merge::apply_defaults(m, &mut values);
             (values, new_id.unwrap_or_default())
         }
         Processed::Reject(r) => {

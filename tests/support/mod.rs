@@ -2,6 +2,23 @@
 //! the real binary.
 #![allow(dead_code)]
 
+/// `both!(check)` runs `fn check(b: Backend)` as two tests: on SQLite and on PostgreSQL.
+#[allow(unused_macros)]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name(super::Backend::Postgres)
+            }
+        }
+    };
+}
+
 use crate::common::pg::PgServer;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

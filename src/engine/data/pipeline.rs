@@ -278,11 +278,25 @@ impl CompiledStep {
 
     /// Where each field's source column sits in a batch's columns (looked up once per batch,
     /// not per row), followed by the identity column.
+    /// Laid out as: one entry per field, the identity column, one per source reference, then
+    /// one per `matches_source` check in field order.
     pub fn layout(&self, columns: &[String]) -> Vec<Option<usize>> {
         self.fields
             .iter()
             .map(|f| f.spec.source.as_deref().and_then(|s| Self::column_index(columns, s)))
             .chain(std::iter::once(Self::column_index(columns, &self.id_key_column)))
+            .chain(
+                self.spec
+                    .source
+                    .references
+                    .iter()
+                    .map(|r| Self::column_index(columns, &r.column)),
+            )
+            .chain(
+                self.fields
+                    .iter()
+                    .flat_map(|f| f.matches.iter().map(|m| Self::column_index(columns, &m.0))),
+            )
             .collect()
     }
 
@@ -297,8 +311,11 @@ impl CompiledStep {
     ) -> Processed {
         // Rejects are filed under the row's legacy identity (the ID-map key), which is what
         // other rows' lookups name when they wait for it.
+        let identity = self.fields.len();
+        let refs_at = identity + 1;
+        let mut matches_at = refs_at + self.spec.source.references.len();
         let key = layout
-            .last()
+            .get(identity)
             .copied()
             .flatten()
             .and_then(|i| row.get(i))
@@ -332,8 +349,11 @@ impl CompiledStep {
         {
             out[i] = Value::Text(id.clone());
         }
-        for r in &self.spec.source.references {
-            let Some(k) = Self::column_index(columns, &r.column)
+        for (ri, r) in self.spec.source.references.iter().enumerate() {
+            let Some(k) = layout
+                .get(refs_at + ri)
+                .copied()
+                .flatten()
                 .and_then(|i| row.get(i))
                 .and_then(|v| v.to_text())
                 .filter(|k| !k.trim().is_empty())
@@ -441,7 +461,10 @@ impl CompiledStep {
                 }
             }
             for (col, level, null_it) in &f.matches {
-                let raw = Self::column_index(columns, col)
+                let raw = layout
+                    .get(matches_at)
+                    .copied()
+                    .flatten()
                     .and_then(|i| row.get(i))
                     .and_then(|x| x.to_text())
                     .map(|t| t.trim().to_lowercase());
@@ -460,6 +483,7 @@ impl CompiledStep {
                         v = Value::Null;
                     }
                 }
+                matches_at += 1;
             }
             for (map, level) in &f.references {
                 let Some(k) = v.to_text().filter(|k| !k.trim().is_empty()) else {

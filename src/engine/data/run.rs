@@ -691,33 +691,42 @@ pub struct RollbackPreview {
 
 pub async fn rollback_preview(db: &Db, step: &StepDef) -> Result<RollbackPreview> {
     let c = load_compiled(step)?;
+    preview_of(db, &step.version, &c.spec.target.table).await
+}
+
+async fn preview_of(db: &Db, version: &str, table: &str) -> Result<RollbackPreview> {
+    let mut p = RollbackPreview {
+        table: table.to_string(),
+        ..Default::default()
+    };
+    // The engine's tables are created together: none yet means the step wrote nothing.
+    if !db.table_exists(ID_MAP).await? {
+        return Ok(p);
+    }
     let count = |sql: String| async move {
-        if !db.table_exists(ID_MAP).await? {
-            return Ok::<u64, color_eyre::Report>(0);
-        }
-        let r = db.fetch_optional(&sql, &[Value::Text(step.version.clone())]).await?;
-        Ok(match r.and_then(|r| r.into_iter().next()) {
+        let r = db.fetch_optional(&sql, &[Value::Text(version.to_string())]).await?;
+        Ok::<u64, color_eyre::Report>(match r.and_then(|r| r.into_iter().next()) {
             Some(Value::Int(n)) => n as u64,
             _ => 0,
         })
     };
-    Ok(RollbackPreview {
-        table: c.spec.target.table.clone(),
-        rows_to_delete: count(format!(
-            "SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1 AND alias = 0"
-        ))
-        .await?,
-        rows_to_restore: count(format!("SELECT COUNT(*) FROM {BACKUPS} WHERE version = $1")).await?,
-        id_map_entries: count(format!("SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1")).await?,
-        rejects: count(format!("SELECT COUNT(*) FROM {REJECTS} WHERE version = $1")).await?,
-    })
+    p.rows_to_delete = count(format!(
+        "SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1 AND alias = 0"
+    ))
+    .await?;
+    p.rows_to_restore = count(format!("SELECT COUNT(*) FROM {BACKUPS} WHERE version = $1")).await?;
+    p.id_map_entries = count(format!("SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1")).await?;
+    p.rejects = count(format!("SELECT COUNT(*) FROM {REJECTS} WHERE version = $1")).await?;
+    Ok(p)
 }
 
 /// Undo everything the step's runs wrote: restore updated rows, delete written rows, and drop
 /// its ID-map entries, rejects and checkpoint, in one transaction with the ledger change.
 pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<RollbackPreview, StepError> {
     let c = load_compiled(step).map_err(StepError::plain)?;
-    let preview = rollback_preview(&ctx.target, step).await.map_err(StepError::plain)?;
+    let preview = preview_of(&ctx.target, &step.version, &c.spec.target.table)
+        .await
+        .map_err(StepError::plain)?;
     if ctx.dry_run {
         return Ok(preview);
     }
