@@ -3,10 +3,11 @@
 //! SQLite/PostgreSQL drivers accept; MySQL statements are rewritten to `?`.
 
 use crate::engine::config::DbUrl;
+use crate::engine::decode::{CellIssue, decode_mysql, decode_pg, decode_sqlite};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use futures::TryStreamExt;
-use sqlx::{Column, Row, TypeInfo, ValueRef};
+use sqlx::{Column, Row};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -215,6 +216,8 @@ impl Db {
 pub struct Rows {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,
+    /// Cells that could not be decoded without loss, by row index (the cell holds NULL).
+    pub issues: Vec<(usize, CellIssue)>,
 }
 
 /// `$1` → `?` for MySQL. Our own statements never put `$` inside string literals.
@@ -344,7 +347,11 @@ impl DbTx {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
                     }
-                    out.rows.push(decode_sqlite(&row)?);
+                    let mut issues = Vec::new();
+                    let vals = decode_sqlite(&row, &mut issues)?;
+                    let n = out.rows.len();
+                    out.issues.extend(issues.into_iter().map(|i| (n, i)));
+                    out.rows.push(vals);
                 }
             }
             DbTx::Postgres(t) => {
@@ -353,7 +360,11 @@ impl DbTx {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
                     }
-                    out.rows.push(decode_pg(&row)?);
+                    let mut issues = Vec::new();
+                    let vals = decode_pg(&row, &mut issues)?;
+                    let n = out.rows.len();
+                    out.issues.extend(issues.into_iter().map(|i| (n, i)));
+                    out.rows.push(vals);
                 }
             }
             DbTx::Mysql(t) => {
@@ -363,7 +374,11 @@ impl DbTx {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
                     }
-                    out.rows.push(decode_mysql(&row)?);
+                    let mut issues = Vec::new();
+                    let vals = decode_mysql(&row, &mut issues)?;
+                    let n = out.rows.len();
+                    out.issues.extend(issues.into_iter().map(|i| (n, i)));
+                    out.rows.push(vals);
                 }
             }
         }
@@ -373,86 +388,4 @@ impl DbTx {
     pub async fn fetch_optional(&mut self, sql: &str, params: &[Value]) -> Result<Option<Vec<Value>>, sqlx::Error> {
         Ok(self.fetch_all(sql, params).await?.rows.into_iter().next())
     }
-}
-
-pub fn decode_sqlite(row: &sqlx::sqlite::SqliteRow) -> Result<Vec<Value>, sqlx::Error> {
-    let mut vals = Vec::with_capacity(row.len());
-    for i in 0..row.len() {
-        let raw = row.try_get_raw(i)?;
-        if raw.is_null() {
-            vals.push(Value::Null);
-            continue;
-        }
-        // Match on the borrowed name: this runs for every cell read.
-        let ty = raw.type_info();
-        vals.push(match ty.name() {
-            "INTEGER" | "BOOLEAN" => Value::Int(row.try_get::<i64, _>(i)?),
-            "REAL" => Value::Real(row.try_get::<f64, _>(i)?),
-            "BLOB" => Value::bytes(row.try_get::<Vec<u8>, _>(i)?),
-            _ => Value::Text(row.try_get::<String, _>(i)?),
-        });
-    }
-    Ok(vals)
-}
-
-pub fn decode_pg(row: &sqlx::postgres::PgRow) -> Result<Vec<Value>, sqlx::Error> {
-    let mut vals = Vec::with_capacity(row.len());
-    for i in 0..row.len() {
-        let raw = row.try_get_raw(i)?;
-        if raw.is_null() {
-            vals.push(Value::Null);
-            continue;
-        }
-        vals.push(match row.column(i).type_info().name() {
-            "INT2" => Value::Int(row.try_get::<i16, _>(i)? as i64),
-            "INT4" => Value::Int(row.try_get::<i32, _>(i)? as i64),
-            "INT8" => Value::Int(row.try_get::<i64, _>(i)?),
-            "FLOAT4" => Value::Real(row.try_get::<f32, _>(i)? as f64),
-            "FLOAT8" => Value::Real(row.try_get::<f64, _>(i)?),
-            "BOOL" => Value::Bool(row.try_get::<bool, _>(i)?),
-            "UUID" => Value::Text(row.try_get::<uuid::Uuid, _>(i)?.to_string()),
-            "DATE" => Value::Text(row.try_get::<chrono::NaiveDate, _>(i)?.to_string()),
-            "TIMESTAMP" => Value::Text(
-                row.try_get::<chrono::NaiveDateTime, _>(i)?
-                    .format("%Y-%m-%dT%H:%M:%S%.f")
-                    .to_string(),
-            ),
-            "TIMESTAMPTZ" => Value::Text(row.try_get::<chrono::DateTime<chrono::Utc>, _>(i)?.to_rfc3339()),
-            "JSON" | "JSONB" => Value::Json(row.try_get::<serde_json::Value, _>(i)?),
-            "BYTEA" => Value::bytes(row.try_get::<Vec<u8>, _>(i)?),
-            _ => Value::Text(row.try_get::<String, _>(i)?),
-        });
-    }
-    Ok(vals)
-}
-
-pub fn decode_mysql(row: &sqlx::mysql::MySqlRow) -> Result<Vec<Value>, sqlx::Error> {
-    let mut vals = Vec::with_capacity(row.len());
-    for i in 0..row.len() {
-        let raw = row.try_get_raw(i)?;
-        if raw.is_null() {
-            vals.push(Value::Null);
-            continue;
-        }
-        vals.push(match row.column(i).type_info().name() {
-            "TINYINT" | "SMALLINT" | "INT" | "MEDIUMINT" | "BIGINT" => Value::Int(row.try_get::<i64, _>(i)?),
-            "BOOLEAN" => Value::Bool(row.try_get::<bool, _>(i)?),
-            "FLOAT" | "DOUBLE" => Value::Real(row.try_get::<f64, _>(i)?),
-            "BLOB" | "TINYBLOB" | "MEDIUMBLOB" | "LONGBLOB" | "BINARY" | "VARBINARY" => {
-                Value::bytes(row.try_get::<Vec<u8>, _>(i)?)
-            }
-            "DATE" => Value::Text(row.try_get::<chrono::NaiveDate, _>(i)?.to_string()),
-            "DATETIME" | "TIMESTAMP" => Value::Text(
-                row.try_get::<chrono::NaiveDateTime, _>(i)?
-                    .format("%Y-%m-%dT%H:%M:%S")
-                    .to_string(),
-            ),
-            "JSON" => Value::Json(row.try_get::<serde_json::Value, _>(i)?),
-            _ => match row.try_get::<String, _>(i) {
-                Ok(s) => Value::Text(s),
-                Err(_) => Value::Text(String::from_utf8_lossy(&row.try_get::<Vec<u8>, _>(i)?).into_owned()),
-            },
-        });
-    }
-    Ok(vals)
 }

@@ -5,6 +5,7 @@ pub mod checksum;
 pub mod config;
 pub mod data;
 pub mod db;
+pub mod decode;
 pub mod events;
 pub mod ledger;
 pub mod lock;

@@ -16,7 +16,8 @@
 //! verification.
 
 use crate::engine::data::store::REJECTS;
-use crate::engine::db::{Db, Dialect, Role, decode_mysql, decode_pg, decode_sqlite};
+use crate::engine::db::{Db, Dialect, Role};
+use crate::engine::decode::{CellIssue, decode_mysql, decode_pg, decode_sqlite};
 use crate::engine::ledger::{self, LedgerStatus};
 use crate::engine::project::{Project, StepKind};
 use crate::engine::value::{Value, hex};
@@ -325,7 +326,19 @@ where
             {
                 let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false).fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await? {
-                    let vals = $decode(&row)?;
+                    let mut issues = Vec::new();
+                    let vals = $decode(&row, &mut issues)?;
+                    if let Some(i) = issues.first() {
+                        let name = row
+                            .columns()
+                            .get(i.column)
+                            .map(|c| c.name().to_string())
+                            .unwrap_or_default();
+                        return Err(sqlx::Error::ColumnDecode {
+                            index: name,
+                            source: i.reason.clone().into(),
+                        });
+                    }
                     if f(vals).await.is_break() {
                         break;
                     }
@@ -343,8 +356,8 @@ where
 }
 
 /// `decode_pg`, plus NUMERIC (what `SUM`, `AVG` and `ROUND` return), which it does not read.
-fn decode_pg_any(row: &sqlx::postgres::PgRow) -> Result<Vec<Value>, sqlx::Error> {
-    match decode_pg(row) {
+fn decode_pg_any(row: &sqlx::postgres::PgRow, issues: &mut Vec<CellIssue>) -> Result<Vec<Value>, sqlx::Error> {
+    match decode_pg(row, issues) {
         Ok(v) => Ok(v),
         Err(e) => {
             if !row.columns().iter().any(|c| c.type_info().name() == "NUMERIC") {
