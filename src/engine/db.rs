@@ -7,7 +7,7 @@ use crate::engine::decode::{CellIssue, decode_mysql, decode_pg, decode_sqlite};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use futures::TryStreamExt;
-use sqlx::{Column, Row};
+use sqlx::{Column, Row, TypeInfo};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -211,10 +211,20 @@ impl Db {
     }
 }
 
+/// Quote an identifier for a dialect (MySQL without ANSI_QUOTES wants backticks).
+pub fn quote_ident(dialect: Dialect, name: &str) -> String {
+    match dialect {
+        Dialect::Mysql => format!("`{}`", name.replace('`', "``")),
+        _ => format!("\"{}\"", name.replace('"', "\"\"")),
+    }
+}
+
 /// Result rows with their column names.
 #[derive(Debug, Clone, Default)]
 pub struct Rows {
     pub columns: Vec<String>,
+    /// The driver's type name of each column (`INT8`, `TIMESTAMPTZ`, `TEXT`, ...).
+    pub types: Vec<String>,
     pub rows: Vec<Vec<Value>>,
     /// Cells that could not be decoded without loss, by row index (the cell holds NULL).
     pub issues: Vec<(usize, CellIssue)>,
@@ -346,6 +356,7 @@ impl DbTx {
                 while let Some(row) = s.try_next().await? {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+                        out.types = row.columns().iter().map(|c| c.type_info().name().to_string()).collect();
                     }
                     let mut issues = Vec::new();
                     let vals = decode_sqlite(&row, &mut issues)?;
@@ -359,6 +370,7 @@ impl DbTx {
                 while let Some(row) = s.try_next().await? {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+                        out.types = row.columns().iter().map(|c| c.type_info().name().to_string()).collect();
                     }
                     let mut issues = Vec::new();
                     let vals = decode_pg(&row, &mut issues)?;
@@ -373,6 +385,7 @@ impl DbTx {
                 while let Some(row) = s.try_next().await? {
                     if out.columns.is_empty() {
                         out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+                        out.types = row.columns().iter().map(|c| c.type_info().name().to_string()).collect();
                     }
                     let mut issues = Vec::new();
                     let vals = decode_mysql(&row, &mut issues)?;

@@ -148,7 +148,7 @@ impl MergeStep {
                     source: SourceSpec {
                         table: s.table.clone(),
                         query: s.query.clone(),
-                        key: s.key.clone(),
+                        key: crate::engine::data::spec::SourceKey::One(s.key.clone()),
                         name: Some(name.clone()),
                         references: s.references.clone(),
                     },
@@ -310,34 +310,26 @@ async fn linked_b_rows(source: &Db, m: &MergeStep, a_keys: &[String]) -> Result<
         let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT * FROM ({}) src WHERE {link} IN ({}) ORDER BY {key}",
-            m.b.spec.source_sql(),
+            m.b.spec.source_sql(source.dialect()),
             ph.join(", ")
         );
         let params: Vec<Value> = chunk.iter().map(|k| Value::Text(k.clone())).collect();
         let rows = source.fetch_all(&sql, &params).await?;
         match &mut out {
-            None => {
-                out = Some(SourceBatch {
-                    columns: Arc::new(rows.columns),
-                    rows: rows.rows,
-                })
-            }
+            None => out = Some(SourceBatch::new(Arc::new(rows.columns), rows.rows)),
             Some(b) => b.rows.extend(rows.rows),
         }
     }
-    Ok(out.unwrap_or(SourceBatch {
-        columns: Arc::new(vec![]),
-        rows: vec![],
-    }))
+    Ok(out.unwrap_or(SourceBatch::new(Arc::new(vec![]), vec![])))
 }
 
 /// Side B rows that merge into nothing: no link, or a link to no A row.
-fn unmerged_b_sql(m: &MergeStep) -> String {
+fn unmerged_b_sql(m: &MergeStep, dialect: crate::engine::db::Dialect) -> String {
     let link = ident(m.file.b.link.as_deref().unwrap_or(""));
     format!(
         "SELECT b.* FROM ({}) b WHERE b.{link} IS NULL OR NOT EXISTS (SELECT 1 FROM ({}) a WHERE a.{} = b.{link})",
-        m.b.spec.source_sql(),
-        m.a.spec.source_sql(),
+        m.b.spec.source_sql(dialect),
+        m.a.spec.source_sql(dialect),
         ident(&m.file.a.key)
     )
 }
@@ -592,8 +584,8 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     let (mut phase, mut after) = parse_phase(&cp.last_key);
     let unmerged = SourceSpec {
         table: None,
-        query: Some(unmerged_b_sql(&m)),
-        key: m.file.b.key.clone(),
+        query: Some(unmerged_b_sql(&m, source.dialect())),
+        key: crate::engine::data::spec::SourceKey::One(m.file.b.key.clone()),
         name: m.b.spec.source.name.clone(),
         references: m.b.spec.source.references.clone(),
     };
@@ -712,10 +704,10 @@ pub async fn retry_row(
     rec: &store::RejectRecord,
 ) -> Result<(Option<NewReject>, Counts)> {
     let obj = rec.row.as_object().cloned().unwrap_or_default();
-    let batch = SourceBatch {
-        columns: Arc::new(obj.keys().cloned().collect()),
-        rows: vec![obj.values().map(Value::from_json).collect()],
-    };
+    let batch = SourceBatch::new(
+        Arc::new(obj.keys().cloned().collect()),
+        vec![obj.values().map(Value::from_json).collect()],
+    );
     let mut counts = Counts::default();
     if rec.source_table == m.a.source_name {
         let mut r = phase_a_page(tx, m, source, &batch).await?;
@@ -759,7 +751,7 @@ pub async fn retry_row(
     let a_exists_in_source = !link.is_empty() && {
         let sql = format!(
             "SELECT 1 FROM ({}) a WHERE a.{} = $1",
-            m.a.spec.source_sql(),
+            m.a.spec.source_sql(source.dialect()),
             ident(&m.file.a.key)
         );
         source
@@ -834,17 +826,14 @@ pub async fn a_own_values(tx: &mut DbTx, source: &Db, m: &MergeStep, key: &str) 
         .fetch_all(
             &format!(
                 "SELECT * FROM ({}) src WHERE src.{} = $1",
-                m.a.spec.source_sql(),
+                m.a.spec.source_sql(source.dialect()),
                 ident(&m.file.a.key)
             ),
             &[Value::Text(key.into())],
         )
         .await?;
     let Some(row) = rows.rows.first() else { return Ok(None) };
-    let batch = SourceBatch {
-        columns: Arc::new(rows.columns.clone()),
-        rows: vec![row.clone()],
-    };
+    let batch = SourceBatch::new(Arc::new(rows.columns.clone()), vec![row.clone()]);
     let cache = m.a.prefetch(tx, &batch).await?;
     let layout = m.a.layout(&batch.columns);
     Ok(match m.a.process(&batch.columns, &layout, row, &cache, today()) {

@@ -297,7 +297,7 @@ async fn split(
     let key_b = d.keys[1].clone();
     let sql = format!(
         "SELECT * FROM ({}) src WHERE src.{} = $1",
-        m.b.spec.source_sql(),
+        m.b.spec.source_sql(source.dialect()),
         ident(&m.file.b.key)
     );
     let rows = source.fetch_all(&sql, &[Value::Text(key_b.clone())]).await?;
@@ -307,10 +307,8 @@ async fn split(
             m.b.source_name
         ));
     };
-    let batch = crate::engine::data::pipeline::SourceBatch {
-        columns: std::sync::Arc::new(rows.columns.clone()),
-        rows: vec![row.clone()],
-    };
+    let batch =
+        crate::engine::data::pipeline::SourceBatch::new(std::sync::Arc::new(rows.columns.clone()), vec![row.clone()]);
     let cache = m.b.prefetch(tx, &batch).await?;
     let layout = m.b.layout(&batch.columns);
     let (values, new_id) = match m

@@ -299,6 +299,29 @@ async fn run_up_locked(
             }
         }
     }
+    // Pre-flight: every pending step is loaded and checked before the first write.
+    let problems = crate::engine::preflight::check(&ctx, &plan).await;
+    if !problems.is_empty() {
+        if !opts.dry_run {
+            let _ = ledger::append_event_db(
+                target,
+                Some(run_id),
+                None,
+                "refused",
+                &serde_json::json!({"operation": "up", "problems": problems}),
+            )
+            .await;
+        }
+        if let Some(tx) = ctx.dry_tx.lock().await.take() {
+            let _ = tx.rollback().await;
+        }
+        let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+        return RunOutcome::Refused(format!(
+            "pre-flight found {} problem(s); nothing was written:\n{}",
+            problems.len(),
+            list.join("\n")
+        ));
+    }
     ctx.emit(EngineEvent::Planned {
         run_id: run_id.to_string(),
         operation: "up".into(),
@@ -325,7 +348,9 @@ async fn run_up_locked(
         .await;
     }
     let mut done = 0;
-    for step in &plan {
+    // A dry run goes on past a failing step (under a savepoint) to report every failure.
+    let mut dry_failures: Vec<(String, String)> = Vec::new();
+    for (at, step) in plan.iter().enumerate() {
         if !ctx.control.checkpoint().await {
             return RunOutcome::Aborted {
                 version: step.version.clone(),
@@ -339,7 +364,22 @@ async fn run_up_locked(
         })
         .await;
         let t0 = std::time::Instant::now();
+        if opts.dry_run
+            && let Some(tx) = ctx.dry_tx.lock().await.as_mut()
+        {
+            let _ = tx.execute_raw("SAVEPOINT cutover_dry_step").await;
+        }
         let res = run_step(&ctx, step).await;
+        if opts.dry_run
+            && let Some(tx) = ctx.dry_tx.lock().await.as_mut()
+        {
+            let sql = if res.is_err() {
+                "ROLLBACK TO SAVEPOINT cutover_dry_step"
+            } else {
+                "RELEASE SAVEPOINT cutover_dry_step"
+            };
+            let _ = tx.execute_raw(sql).await;
+        }
         match res {
             Ok(StepResult::Done(counts)) => {
                 done += 1;
@@ -374,12 +414,41 @@ async fn run_up_locked(
                     statement: e.statement.clone(),
                 })
                 .await;
+                if opts.dry_run {
+                    dry_failures.push((step.version.clone(), e.message));
+                    continue;
+                }
+                let not_run: Vec<&str> = plan[at + 1..].iter().map(|s| s.version.as_str()).collect();
+                let message = if not_run.is_empty() {
+                    e.message
+                } else {
+                    format!(
+                        "{}\nNot run because of this failure ({} step(s), still pending): {}",
+                        e.message,
+                        not_run.len(),
+                        not_run.join(", ")
+                    )
+                };
                 return RunOutcome::Failed {
                     version: Some(step.version.clone()),
-                    message: e.message,
+                    message,
                 };
             }
         }
+    }
+    if !dry_failures.is_empty() {
+        if let Some(tx) = ctx.dry_tx.lock().await.take() {
+            let _ = tx.rollback().await;
+        }
+        let list: Vec<String> = dry_failures.iter().map(|(v, m)| format!("  {v}: {m}")).collect();
+        return RunOutcome::Failed {
+            version: dry_failures.first().map(|f| f.0.clone()),
+            message: format!(
+                "the dry run found {} step(s) that would fail (nothing was written):\n{}",
+                dry_failures.len(),
+                list.join("\n")
+            ),
+        };
     }
     if let Some(tx) = ctx.dry_tx.lock().await.take() {
         let _ = tx.rollback().await;

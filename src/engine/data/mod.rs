@@ -1,6 +1,7 @@
 //! Data steps: declarative `step.toml` moves of rows from the source to the target.
 
 pub mod pipeline;
+pub mod reader;
 pub mod run;
 pub mod spec;
 pub mod store;

@@ -17,6 +17,18 @@ use std::sync::Arc;
 pub struct SourceBatch {
     pub columns: Arc<Vec<String>>,
     pub rows: Vec<Vec<Value>>,
+    /// Cells the reader could not decode without loss, by row index: such a row is a reject.
+    pub issues: Vec<(usize, crate::engine::decode::CellIssue)>,
+}
+
+impl SourceBatch {
+    pub fn new(columns: Arc<Vec<String>>, rows: Vec<Vec<Value>>) -> SourceBatch {
+        SourceBatch {
+            columns,
+            rows,
+            issues: Vec::new(),
+        }
+    }
 }
 
 struct CompiledField {
@@ -47,8 +59,10 @@ pub struct CompiledStep {
     pub map_name: Option<String>,
     pub target_columns: Vec<String>,
     fields: Vec<CompiledField>,
-    /// Source column that holds the legacy key.
+    /// The first (for most steps the only) keyset column.
     pub key_column: String,
+    /// Every keyset column, in `ORDER BY` order.
+    pub key_columns: Vec<String>,
     pub id_key_column: String,
 }
 
@@ -115,7 +129,8 @@ impl CompiledStep {
                 secret,
             });
         }
-        let key_column = spec.source.key.clone();
+        let key_columns = spec.source.key.columns();
+        let key_column = key_columns.first().cloned().unwrap_or_default();
         let id_key_column = spec
             .id_map
             .as_ref()
@@ -129,6 +144,7 @@ impl CompiledStep {
             target_columns,
             fields,
             key_column,
+            key_columns,
             id_key_column,
             spec,
         })
@@ -141,11 +157,50 @@ impl CompiledStep {
             .or_else(|| columns.iter().position(|c| c.eq_ignore_ascii_case(name)))
     }
 
+    /// Every source column the step reads: keys, identity, field sources, references and
+    /// `matches_source` columns, each once, in first-use order.
+    pub fn read_columns(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let names = self
+            .key_columns
+            .iter()
+            .map(|s| s.as_str())
+            .chain(std::iter::once(self.id_key_column.as_str()))
+            .chain(self.fields.iter().filter_map(|f| f.spec.source.as_deref()))
+            .chain(self.spec.source.references.iter().map(|r| r.column.as_str()))
+            .chain(self.fields.iter().flat_map(|f| f.matches.iter().map(|m| m.0.as_str())));
+        for n in names {
+            if !out.iter().any(|o| o == n) {
+                out.push(n.to_string());
+            }
+        }
+        out
+    }
+
+    /// The keyset position of a row: the key's value, or a JSON array for a composite key.
+    /// `None` when a key column is NULL (which the reader refuses).
+    pub fn page_key(&self, columns: &[String], row: &[Value]) -> Option<Value> {
+        let mut vals = Vec::with_capacity(self.key_columns.len());
+        for k in &self.key_columns {
+            let v = Self::column_index(columns, k).and_then(|i| row.get(i))?;
+            if v.is_null() {
+                return None;
+            }
+            vals.push(v.clone());
+        }
+        if vals.len() == 1 {
+            vals.pop()
+        } else {
+            Some(Value::Json(serde_json::Value::Array(
+                vals.iter().map(|v| v.to_json()).collect(),
+            )))
+        }
+    }
+
     /// Check that the source has the columns the step reads; says which is missing.
     pub fn check_source_columns(&self, columns: &[String]) -> Result<()> {
-        let mut needed: Vec<&str> = vec![&self.key_column, &self.id_key_column];
-        needed.extend(self.fields.iter().filter_map(|f| f.spec.source.as_deref()));
-        for n in needed {
+        let needed = self.read_columns();
+        for n in &needed {
             if Self::column_index(columns, n).is_none() {
                 return Err(eyre!(
                     "step {}: the source {} has no column '{n}' (it has: {})",

@@ -3,10 +3,11 @@
 //! killed at any instant resumes from its last checkpoint with nothing lost or written twice.
 
 use crate::engine::data::pipeline::{CompiledStep, LookupCache, Processed, SourceBatch, written_log_map};
+use crate::engine::data::reader::SourceReader;
 use crate::engine::data::spec::{DataStep, DupPolicy};
 use crate::engine::data::store::{self, BACKUPS, BatchCheckpoint, ID_MAP, NewReject, REJECTS, RejectStore};
 use crate::engine::data::writer::{IdMapEntry, TargetWriter, ident, insert_id_map, join_key};
-use crate::engine::db::{Db, DbTx};
+use crate::engine::db::{Db, DbTx, quote_ident};
 use crate::engine::events::{Counts, EngineEvent, Progress};
 use crate::engine::ledger::{self, LedgerStatus};
 use crate::engine::project::StepDef;
@@ -33,25 +34,18 @@ pub fn load_compiled(step: &StepDef) -> Result<CompiledStep> {
 
 /// Count source rows (for progress, ETA and the plan's estimate).
 pub async fn count_source(source: &Db, c: &CompiledStep) -> Result<u64> {
-    let r = source
-        .fetch_optional(&format!("SELECT COUNT(*) FROM ({}) src", c.spec.source_sql()), &[])
-        .await?;
-    Ok(match r.and_then(|r| r.into_iter().next()) {
-        Some(Value::Int(n)) => n.max(0) as u64,
-        Some(Value::Text(s)) => s.parse().unwrap_or(0),
-        _ => 0,
-    })
+    crate::engine::data::reader::count_rows(source, &c.spec.source_sql(source.dialect())).await
 }
 
-/// One page of source rows after `after`, in key order.
+/// One page of whole source rows after `after`, in key order (merge steps).
 pub(crate) async fn read_page(
     source: &Db,
     c: &CompiledStep,
     after: &Option<Value>,
     limit: usize,
 ) -> Result<SourceBatch> {
-    let key = ident_src(source, &c.key_column);
-    let base = c.spec.source_sql();
+    let key = quote_ident(source.dialect(), &c.key_column);
+    let base = c.spec.source_sql(source.dialect());
     let (sql, params) = match after {
         Some(k) => (
             format!("SELECT * FROM ({base}) src WHERE {key} > $1 ORDER BY {key} LIMIT {limit}"),
@@ -69,22 +63,44 @@ pub(crate) async fn read_page(
     Ok(SourceBatch {
         columns: Arc::new(rows.columns),
         rows: rows.rows,
+        issues: rows.issues,
     })
 }
 
-fn ident_src(db: &Db, name: &str) -> String {
-    match db {
-        Db::Mysql(_) => format!("`{}`", name.replace('`', "``")),
-        _ => ident(name),
+/// A panic's message, for the operator (a decoder bug must still say what happened).
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    match p.downcast::<String>() {
+        Ok(s) => format!("it panicked: {s}"),
+        Err(p) => match p.downcast::<&str>() {
+            Ok(s) => format!("it panicked: {s}"),
+            Err(_) => "it panicked".into(),
+        },
     }
+}
+
+/// After the last page: the rows read must be the rows the source has. A difference means
+/// the source changed during the run (rows added below the last key are never read) or the
+/// pager skipped rows; either way the step must not be called applied.
+async fn reconcile_source_count(source: &Db, c: &CompiledStep, cp: &BatchCheckpoint) -> Result<(), StepError> {
+    let have = count_source(source, c).await.map_err(StepError::plain)?;
+    if have != cp.counts.source {
+        return Err(StepError {
+            message: format!(
+                "step {}: the source {} has {have} rows but the step read {}. The source changed while the step ran, or rows were skipped; nothing read was lost (every row read is written, skipped or rejected). Stop writes to the source, roll the step back (`cutover down --to` the step before) and run it again",
+                c.version, c.source_name, cp.counts.source
+            ),
+            statement: None,
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
 }
 
-/// A row that passed: legacy key, target values, new id, warnings.
-type RowToWrite = (String, Vec<Value>, Option<String>, Vec<NewReject>);
+/// A row that passed: legacy key, target values, new id, warnings, index in the batch.
+type RowToWrite = (String, Vec<Value>, Option<String>, Vec<NewReject>, usize);
 
 /// What one batch did.
 #[derive(Default)]
@@ -118,7 +134,37 @@ async fn write_batch(
 
     let mut writes: Vec<RowToWrite> = Vec::with_capacity(batch.rows.len());
     let layout = c.layout(&batch.columns);
-    for row in &batch.rows {
+    let mut issues = batch.issues.iter().peekable();
+    for (ri, row) in batch.rows.iter().enumerate() {
+        // A cell the reader could not decode without loss: the row is a reject, never a
+        // guess (the cell is NULL in `row`).
+        let mut bad: Option<&crate::engine::decode::CellIssue> = None;
+        while let Some((i, issue)) = issues.peek() {
+            if *i > ri {
+                break;
+            }
+            if *i == ri && bad.is_none() {
+                bad = Some(issue);
+            }
+            issues.next();
+        }
+        if let Some(issue) = bad {
+            let column = batch.columns.get(issue.column).cloned().unwrap_or_default();
+            let source_key = key_idx
+                .and_then(|i| row.get(i))
+                .and_then(|v| v.to_text())
+                .unwrap_or_default();
+            res.rejects.push(NewReject {
+                source_key,
+                row: CompiledStep::row_json(&batch.columns, row),
+                field: Some(column.clone()),
+                rule: "decode".into(),
+                reason: format!("source column {column}: {}", issue.reason),
+                warning: false,
+                waits_for: None,
+            });
+            continue;
+        }
         match c.process(&batch.columns, &layout, row, cache, today) {
             Processed::Write {
                 key,
@@ -130,7 +176,7 @@ async fn write_batch(
                     .and_then(|i| row.get(i))
                     .and_then(|v| v.to_text())
                     .unwrap_or(key);
-                writes.push((map_key, values, new_id, warnings));
+                writes.push((map_key, values, new_id, warnings, ri));
             }
             Processed::Reject(r) => res.rejects.push(r),
         }
@@ -149,7 +195,14 @@ async fn write_batch(
     let mut inserts: Vec<Vec<Value>> = Vec::with_capacity(writes.len());
     let mut map_entries: Vec<IdMapEntry> = Vec::with_capacity(writes.len());
     let map_name = c.map_name.clone().unwrap_or_else(|| written_log_map(&c.version));
-    for (old_key, values, new_id, warnings) in writes {
+    // Rows to insert, each with its ID-map entry, batch index and warnings: a row the target
+    // refuses takes its entry and warnings out with it.
+    let mut pending: Vec<(IdMapEntry, usize, Vec<NewReject>)> = Vec::with_capacity(writes.len());
+    for (old_key, mut values, new_id, warnings, ri) in writes {
+        if let Some(r) = bytes_into_text(writer, &mut values, &old_key, &batch.columns, &batch.rows[ri]) {
+            res.rejects.push(r);
+            continue;
+        }
         let nk_key = if nk_idx.is_empty() {
             None
         } else {
@@ -200,9 +253,21 @@ async fn write_batch(
                 DupPolicy::Update => {
                     let nk_vals: Vec<Value> = nk_idx.iter().map(|i| values[*i].clone()).collect();
                     let skip: Vec<String> = id_col.iter().cloned().collect();
-                    writer
+                    tx.execute_raw("SAVEPOINT cutover_rows").await?;
+                    match writer
                         .update_with_backup(tx, &c.version, nk, &nk_vals, &values, &skip)
-                        .await?;
+                        .await
+                    {
+                        Ok(()) => tx.execute_raw("RELEASE SAVEPOINT cutover_rows").await?,
+                        Err(e) if crate::engine::db_error::is_row_refusal(&e) => {
+                            tx.execute_raw("ROLLBACK TO SAVEPOINT cutover_rows").await?;
+                            tx.execute_raw("RELEASE SAVEPOINT cutover_rows").await?;
+                            res.rejects
+                                .push(refusal_reject(c, &e, &old_key, &batch.columns, &batch.rows[ri]));
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                     res.counts.written += 1;
                     if c.spec.id_map.is_some() && !existing_id.is_empty() {
                         map_entries.push(IdMapEntry {
@@ -231,26 +296,96 @@ async fn write_batch(
                 },
             );
         }
-        map_entries.push(IdMapEntry {
-            map: map_name.clone(),
-            old_key,
-            new_id: if new_id.is_some() {
-                row_id
-            } else {
-                serde_json::to_string(&nk_idx.iter().map(|i| values[*i].to_json()).collect::<Vec<_>>())
-                    .unwrap_or_default()
+        pending.push((
+            IdMapEntry {
+                map: map_name.clone(),
+                old_key,
+                new_id: if new_id.is_some() {
+                    row_id
+                } else {
+                    serde_json::to_string(&nk_idx.iter().map(|i| values[*i].to_json()).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                },
+                alias: false,
             },
-            alias: false,
-        });
+            ri,
+            warnings,
+        ));
+        inserts.push(values);
+    }
+    let refused = writer.insert_isolating(tx, &inserts).await?;
+    let mut refused = refused.into_iter().peekable();
+    for (i, (entry, ri, warnings)) in pending.into_iter().enumerate() {
+        if refused.peek().is_some_and(|(r, _)| *r == i) {
+            if let Some((_, e)) = refused.next() {
+                res.rejects
+                    .push(refusal_reject(c, &e, &entry.old_key, &batch.columns, &batch.rows[ri]));
+            }
+            continue;
+        }
         res.counts.written += 1;
         res.warnings.extend(warnings);
-        inserts.push(values);
+        map_entries.push(entry);
     }
     res.counts.rejected = res.rejects.len() as u64;
     res.counts.warnings = res.warnings.len() as u64;
-    writer.insert(tx, &inserts).await?;
     insert_id_map(tx, &c.version, &map_entries).await?;
     Ok(res)
+}
+
+/// A reject for a row the target refused, naming the column and the server's reason.
+fn refusal_reject(c: &CompiledStep, e: &sqlx::Error, key: &str, columns: &[String], row: &[Value]) -> NewReject {
+    let column = crate::engine::db_error::refused_column(e);
+    let secret = column.as_deref().is_some_and(crate::engine::validate::is_secret_field);
+    NewReject {
+        source_key: key.to_string(),
+        row: CompiledStep::row_json(columns, row),
+        field: column.clone(),
+        rule: "target".into(),
+        reason: format!(
+            "the target table {} refused the row{}: {}",
+            c.spec.target.table,
+            column.map(|c| format!(" (column {c})")).unwrap_or_default(),
+            crate::engine::db_error::describe_refusal(e, secret)
+        ),
+        warning: false,
+        waits_for: None,
+    }
+}
+
+/// Bytes bound for a text column are text in the source's encoding: decode them as UTF-8
+/// (never write them as hex text); a byte string that is not UTF-8 makes the row a reject.
+fn bytes_into_text(
+    writer: &TargetWriter,
+    values: &mut [Value],
+    key: &str,
+    columns: &[String],
+    row: &[Value],
+) -> Option<NewReject> {
+    for (col, v) in writer.columns.iter().zip(values.iter_mut()) {
+        let Value::Bytes(b) = v else { continue };
+        if !writer.is_text_column(col) {
+            continue;
+        }
+        match String::from_utf8(std::mem::take(&mut b.bytes)) {
+            Ok(s) => *v = Value::Text(s),
+            Err(e) => {
+                return Some(NewReject {
+                    source_key: key.to_string(),
+                    row: CompiledStep::row_json(columns, row),
+                    field: Some(col.clone()),
+                    rule: "encoding".into(),
+                    reason: format!(
+                        "{col}: a byte string bound for a text column is not valid UTF-8 (invalid byte at position {})",
+                        e.utf8_error().valid_up_to()
+                    ),
+                    warning: false,
+                    waits_for: None,
+                });
+            }
+        }
+    }
+    None
 }
 
 async fn store_rejects(tx: &mut DbTx, run_id: &str, c: &CompiledStep, res: &BatchResult) -> Result<(), sqlx::Error> {
@@ -260,7 +395,7 @@ async fn store_rejects(tx: &mut DbTx, run_id: &str, c: &CompiledStep, res: &Batc
 
 pub(crate) fn sql_err(e: sqlx::Error) -> StepError {
     StepError {
-        message: crate::engine::config::redact_url(&e.to_string()),
+        message: crate::engine::db_error::describe(&e),
         statement: None,
     }
 }
@@ -303,62 +438,83 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     let resumed_rows = cp.counts.source;
     let batches_total = cp.batches + (total.saturating_sub(resumed_rows)).div_ceil(batch_size as u64);
 
-    // The reader runs one page ahead on its own task; the channel of 2 bounds memory.
-    let (page_tx, mut page_rx) = tokio::sync::mpsc::channel::<Result<SourceBatch>>(2);
-    let reader_c = Arc::new(c);
-    let c = reader_c.clone();
+    // The reader runs one page ahead on its own task; the channel of 2 bounds memory. It ends
+    // with an explicit `None`: a channel that closes without it means the reader died, which
+    // must fail the step, never look like the end of the data.
+    let (page_tx, mut page_rx) = tokio::sync::mpsc::channel::<Result<Option<SourceBatch>>>(2);
+    let c = Arc::new(c);
     let start_key = cp.last_key.clone();
+    let src = SourceReader::new(source.clone(), c.clone(), true);
+    if let Err(e) = src.check_columns().await {
+        let e = StepError {
+            message: e,
+            statement: None,
+        };
+        if dry_tx.is_some() {
+            return Err(e);
+        }
+        drop(dry_guard);
+        return finish(ctx, step, &started_at, t0, &cp, Err(e)).await;
+    }
     let reader = tokio::spawn({
-        let c = reader_c.clone();
+        let mut src = src;
+        let kc = c.clone();
         async move {
             let mut after = start_key;
             loop {
-                let page = read_page(&source, &c, &after, batch_size).await;
-                let stop = match &page {
+                let page = src.page(&after, batch_size).await;
+                let msg = match page {
+                    Ok(p) if p.rows.is_empty() => Ok(None),
                     Ok(p) => {
-                        if p.rows.is_empty() {
-                            true
-                        } else {
-                            let ki = CompiledStep::column_index(&p.columns, &c.key_column);
-                            after = ki.and_then(|i| p.rows.last().and_then(|r| r.get(i)).cloned());
-                            after.is_none()
-                        }
+                        after = p.rows.last().and_then(|r| kc.page_key(&p.columns, r));
+                        Ok(Some(p))
                     }
-                    Err(_) => true,
+                    Err(e) => Err(e),
                 };
-                let empty = page.as_ref().map(|p| p.rows.is_empty()).unwrap_or(false);
-                if !empty && page_tx.send(page).await.is_err() {
-                    break;
-                }
-                if stop {
+                let last = !matches!(msg, Ok(Some(_)));
+                if page_tx.send(msg).await.is_err() || last {
                     break;
                 }
             }
         }
     });
+    let mut reader = Some(reader);
 
     let mut last_progress = Instant::now() - PROGRESS_EVERY;
     let run_t0 = Instant::now();
-    let mut checked_columns = false;
     let outcome: Result<StepResult, StepError> = loop {
         if !ctx.control.checkpoint().await {
             break Ok(StepResult::Aborted(cp.counts));
         }
-        let Some(page) = page_rx.recv().await else {
-            break Ok(StepResult::Done(cp.counts));
-        };
-        let page = match page {
-            Ok(p) => p,
-            Err(e) => break Err(StepError::plain(e)),
-        };
-        if !checked_columns {
-            if let Err(e) = c.check_source_columns(&page.columns) {
-                break Err(StepError::plain(e));
+        let page = match page_rx.recv().await {
+            Some(Ok(Some(p))) => p,
+            Some(Ok(None)) => {
+                // The source says it has no more rows: hold that against its own count.
+                match reconcile_source_count(&source, &c, &cp).await {
+                    Ok(()) => break Ok(StepResult::Done(cp.counts)),
+                    Err(e) => break Err(e),
+                }
             }
-            checked_columns = true;
-        }
-        let key_i = CompiledStep::column_index(&page.columns, &c.key_column);
-        let last_key = key_i.and_then(|i| page.rows.last().and_then(|r| r.get(i)).cloned());
+            Some(Err(e)) => break Err(StepError::plain(e)),
+            None => {
+                let why = match reader.take() {
+                    Some(h) => match h.await {
+                        Err(e) if e.is_panic() => panic_text(e.into_panic()),
+                        Err(e) => e.to_string(),
+                        Ok(()) => "it ended without saying the data was complete".into(),
+                    },
+                    None => "unknown".into(),
+                };
+                break Err(StepError {
+                    message: format!(
+                        "step {}: the source reader of {} stopped after {} rows: {why}. Nothing after the last committed batch was written; `cutover up` resumes from there",
+                        c.version, c.source_name, cp.counts.source
+                    ),
+                    statement: None,
+                });
+            }
+        };
+        let last_key = page.rows.last().and_then(|r| c.page_key(&page.columns, r));
 
         let mut own_tx = None;
         let tx: &mut DbTx = match dry_tx.as_deref_mut() {
@@ -442,7 +598,9 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
             .await;
         }
     };
-    reader.abort();
+    if let Some(r) = reader {
+        r.abort();
+    }
     ctx.emit(progress_event(
         &c.version,
         &cp,
@@ -934,10 +1092,7 @@ pub async fn retry(
             let obj = rec.row.as_object().cloned().unwrap_or_default();
             let columns: Vec<String> = obj.keys().cloned().collect();
             let row: Vec<Value> = obj.values().map(Value::from_json).collect();
-            let batch = SourceBatch {
-                columns: Arc::new(columns),
-                rows: vec![row],
-            };
+            let batch = SourceBatch::new(Arc::new(columns), vec![row]);
             let cache = c.prefetch(&mut tx, &batch).await?;
             let mut res = write_batch(&mut tx, &c, &writer, &batch, &cache).await?;
             (res.rejects.pop(), res.counts, res.warnings)

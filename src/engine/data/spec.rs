@@ -1,10 +1,19 @@
 //! The `step.toml` of a data step, parsed strictly (unknown keys are errors with their line).
 
+use crate::engine::db::{Dialect, quote_ident};
 use crate::engine::transform::{Literal, Transform};
 use crate::engine::validate::Check;
 use color_eyre::eyre::{Result, eyre};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// A table name as written in step.toml, quoted; `schema.table` is quoted part by part.
+fn quote_table(dialect: Dialect, t: &str) -> String {
+    t.split('.')
+        .map(|p| quote_ident(dialect, p))
+        .collect::<Vec<_>>()
+        .join(".")
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -32,14 +41,41 @@ pub struct SourceSpec {
     pub table: Option<String>,
     /// Or a query over the source connection; it must return the key column.
     pub query: Option<String>,
-    /// Keyset pagination column: unique and never NULL.
-    pub key: String,
+    /// Keyset pagination column(s): unique and never NULL together. Checked before a run
+    /// writes anything, and again row by row while reading.
+    pub key: SourceKey,
     /// The name rejects and "waiting for" reasons use for this source (default: the table).
     pub name: Option<String>,
     /// Source columns that must name a row another step wrote (through its ID map), though
     /// they are not written themselves: a row waits while the row it names is rejected.
     #[serde(default)]
     pub references: Vec<SourceReference>,
+}
+
+/// `key = "id"` or a composite `key = ["created_at", "id"]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum SourceKey {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl SourceKey {
+    pub fn columns(&self) -> Vec<String> {
+        match self {
+            SourceKey::One(k) => vec![k.clone()],
+            SourceKey::Many(ks) => ks.clone(),
+        }
+    }
+    pub fn is_composite(&self) -> bool {
+        matches!(self, SourceKey::Many(ks) if ks.len() > 1)
+    }
+}
+
+impl std::fmt::Display for SourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.columns().join(", "))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -130,6 +166,16 @@ impl DataStep {
                 return Err(eyre!("natural_key column '{nk}' is not the target of any [[fields]]"));
             }
         }
+        let keys = s.source.key.columns();
+        if keys.is_empty() || keys.iter().any(|k| k.trim().is_empty()) {
+            return Err(eyre!("[source] key must name at least one column"));
+        }
+        if s.source.key.is_composite() && s.id_map.as_ref().is_some_and(|m| m.key.is_none()) {
+            return Err(eyre!(
+                "[source] key is composite ({}): set [id_map] key to the one column other steps use to name these rows",
+                s.source.key
+            ));
+        }
         if s.batch_size == Some(0) {
             return Err(eyre!("batch_size must be at least 1"));
         }
@@ -150,10 +196,26 @@ impl DataStep {
             .map(|m| m.map.clone().unwrap_or_else(|| self.source_name()))
     }
 
-    /// The source SQL, as a subquery the pager can wrap.
-    pub fn source_sql(&self) -> String {
+    /// The source SQL, as a subquery the pager can wrap. A table is read whole here; the
+    /// data-step reader narrows it to the columns the step uses (`source_sql_of`).
+    pub fn source_sql(&self, dialect: Dialect) -> String {
+        self.source_sql_of(dialect, None)
+    }
+
+    /// The source SQL reading only `columns` of a table (a query is used as written).
+    pub fn source_sql_of(&self, dialect: Dialect, columns: Option<&[String]>) -> String {
         match (&self.source.table, &self.source.query) {
-            (Some(t), _) => format!("SELECT * FROM {t}"),
+            (Some(t), _) => {
+                let cols = match columns {
+                    Some(cs) if !cs.is_empty() => cs
+                        .iter()
+                        .map(|c| quote_ident(dialect, c))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    _ => "*".to_string(),
+                };
+                format!("SELECT {cols} FROM {}", quote_table(dialect, t))
+            }
             (None, Some(q)) => q.trim().trim_end_matches(';').to_string(),
             (None, None) => String::new(),
         }

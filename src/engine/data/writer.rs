@@ -87,6 +87,72 @@ impl TargetWriter {
         }
     }
 
+    /// Whether a column holds text (so bytes bound for it must be decoded, not hex-encoded).
+    pub fn is_text_column(&self, column: &str) -> bool {
+        let Some(t) = self.types.get(column) else {
+            return false;
+        };
+        match self.dialect {
+            Dialect::Postgres | Dialect::Mysql => {
+                matches!(
+                    t.as_str(),
+                    "text"
+                        | "character varying"
+                        | "character"
+                        | "varchar"
+                        | "char"
+                        | "tinytext"
+                        | "mediumtext"
+                        | "longtext"
+                        | "citext"
+                        | "name"
+                )
+            }
+            // SQLite's type affinity rule: a declared type containing CHAR, CLOB or TEXT.
+            Dialect::Sqlite => {
+                let t = t.to_ascii_uppercase();
+                t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT")
+            }
+        }
+    }
+
+    /// Insert `rows`, isolating the ones the target refuses: the batch is tried whole under a
+    /// savepoint and, when a row's data is refused, split in halves down to single rows (as
+    /// pgloader does), so one bad row costs a few statements, not the batch. Returns the
+    /// refused rows' indexes with the error; anything but a data refusal is returned as `Err`.
+    pub async fn insert_isolating(
+        &self,
+        tx: &mut DbTx,
+        rows: &[Vec<Value>],
+    ) -> Result<Vec<(usize, sqlx::Error)>, sqlx::Error> {
+        let mut refused = Vec::new();
+        if rows.is_empty() {
+            return Ok(refused);
+        }
+        let mut todo: Vec<std::ops::Range<usize>> = vec![0..rows.len()];
+        while let Some(r) = todo.pop() {
+            tx.execute_raw("SAVEPOINT cutover_rows").await?;
+            match self.insert(tx, &rows[r.clone()]).await {
+                Ok(()) => tx.execute_raw("RELEASE SAVEPOINT cutover_rows").await?,
+                Err(e) if crate::engine::db_error::is_row_refusal(&e) => {
+                    tx.execute_raw("ROLLBACK TO SAVEPOINT cutover_rows").await?;
+                    tx.execute_raw("RELEASE SAVEPOINT cutover_rows").await?;
+                    if r.len() == 1 {
+                        refused.push((r.start, e));
+                    } else {
+                        let mid = r.start + r.len() / 2;
+                        // Second half first onto the stack, so rows are tried in order.
+                        todo.push(mid..r.end);
+                        todo.push(r.start..mid);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        refused.sort_by_key(|(i, _)| *i);
+        Ok(refused)
+    }
+
     /// Existing target rows among `keys` (natural-key values in `nk` column order):
     /// joined key -> value of `id_column` (or empty when there is none).
     pub async fn existing(

@@ -1,0 +1,252 @@
+//! Reading a step's source in keyset pages: `WHERE key > last ORDER BY key LIMIT n`, with
+//! single or composite keys. The pager is only correct when the key is unique and never NULL,
+//! so the reader refuses a page that breaks that instead of silently skipping rows, and the
+//! pre-flight (`check_keys`) refuses the run before anything is written.
+
+use crate::engine::data::pipeline::{CompiledStep, SourceBatch};
+use crate::engine::db::{Db, Dialect, quote_ident};
+use crate::engine::value::Value;
+use color_eyre::eyre::{Result, eyre};
+use std::sync::Arc;
+
+pub struct SourceReader {
+    source: Db,
+    c: Arc<CompiledStep>,
+    /// The step's source as a subquery (a table narrowed to the columns the step reads).
+    base: String,
+    /// PostgreSQL type names of the key columns, so a text-decoded key (a timestamp, a uuid)
+    /// compares as its own type when it comes back as a parameter.
+    key_types: Option<Vec<String>>,
+}
+
+impl SourceReader {
+    /// `narrow`: read only the columns the step uses (data steps); merge steps read whole rows.
+    pub fn new(source: Db, c: Arc<CompiledStep>, narrow: bool) -> SourceReader {
+        let d = source.dialect();
+        let cols = c.read_columns();
+        let base = c.spec.source_sql_of(d, narrow.then_some(cols.as_slice()));
+        SourceReader {
+            source,
+            c,
+            base,
+            key_types: None,
+        }
+    }
+
+    fn q(&self, name: &str) -> String {
+        quote_ident(self.source.dialect(), name)
+    }
+
+    /// How many rows the source has for this step, as the source itself counts them.
+    pub async fn count(&self) -> Result<u64> {
+        count_rows(&self.source, &self.base).await
+    }
+
+    /// Check that the source has every column the step reads, on one whole row (a narrowed
+    /// SELECT cannot tell: SQLite reads an unknown double-quoted name as a string literal).
+    pub async fn check_columns(&self) -> Result<(), String> {
+        let whole = self.c.spec.source_sql(self.source.dialect());
+        let rows = self
+            .source
+            .fetch_all(&format!("SELECT * FROM ({whole}) src LIMIT 1"), &[])
+            .await
+            .map_err(|e| {
+                format!(
+                    "step {}: cannot read the source {}: {e:#}",
+                    self.c.version, self.c.source_name
+                )
+            })?;
+        if rows.rows.is_empty() {
+            return Ok(());
+        }
+        self.c.check_source_columns(&rows.columns).map_err(|e| format!("{e:#}"))
+    }
+
+    /// Refuse a key that is NULL or not unique, naming the step, the key and one offending value.
+    pub async fn check_keys(&self) -> Result<(), String> {
+        let keys: Vec<String> = self.c.key_columns.iter().map(|k| self.q(k)).collect();
+        let list = keys.join(", ");
+        let step = &self.c.version;
+        let key_name = self.c.key_columns.join(", ");
+        let nulls = keys
+            .iter()
+            .map(|k| format!("{k} IS NULL"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!("SELECT COUNT(*) FROM ({}) src WHERE {nulls}", self.base);
+        let n = scalar_count(&self.source, &sql)
+            .await
+            .map_err(|e| format!("step {step}: cannot read the source {}: {e:#}", self.c.source_name))?;
+        if n > 0 {
+            return Err(format!(
+                "step {step}: the source key ({key_name}) of {} is NULL in {n} row(s). Keyset paging needs a key that is never NULL: choose another [source] key (a composite key = [\"a\", \"b\"] is allowed) or fix the source rows",
+                self.c.source_name
+            ));
+        }
+        let sql = format!(
+            "SELECT {list}, COUNT(*) FROM ({}) src GROUP BY {list} HAVING COUNT(*) > 1 ORDER BY {list} LIMIT 1",
+            self.base
+        );
+        let dup = self
+            .source
+            .fetch_optional(&sql, &[])
+            .await
+            .map_err(|e| format!("step {step}: cannot read the source {}: {e:#}", self.c.source_name))?;
+        if let Some(row) = dup {
+            let n = row.last().cloned().unwrap_or(Value::Null);
+            let vals: Vec<String> = row[..row.len().saturating_sub(1)]
+                .iter()
+                .map(|v| v.to_string())
+                .collect();
+            return Err(format!(
+                "step {step}: the source key ({key_name}) of {} is not unique: {} appears in {n} rows. Keyset paging would skip rows with an equal key: choose a unique [source] key (a composite key = [\"a\", \"b\"] is allowed)",
+                self.c.source_name,
+                vals.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The page of up to `limit` rows after `after`, in key order.
+    pub async fn page(&mut self, after: &Option<Value>, limit: usize) -> Result<SourceBatch> {
+        let keys: Vec<String> = self.c.key_columns.iter().map(|k| self.q(k)).collect();
+        let order = keys.join(", ");
+        let (sql, params) = match after {
+            None => (
+                format!("SELECT * FROM ({}) src ORDER BY {order} LIMIT {limit}", self.base),
+                vec![],
+            ),
+            Some(k) => {
+                let params: Vec<Value> = match k {
+                    Value::Json(serde_json::Value::Array(a)) if keys.len() > 1 => {
+                        a.iter().map(Value::from_json).collect()
+                    }
+                    other => vec![other.clone()],
+                };
+                if params.len() != keys.len() {
+                    return Err(eyre!(
+                        "step {}: the checkpoint's key {k} does not fit the source key ({}); was [source] key changed after the step started? Roll the step back (`cutover down --to`) and run it again",
+                        self.c.version,
+                        self.c.key_columns.join(", ")
+                    ));
+                }
+                self.load_key_types().await?;
+                let ph: Vec<String> = (1..=params.len())
+                    .map(|i| match (&self.key_types, self.source.dialect()) {
+                        (Some(t), Dialect::Postgres) => match t.get(i - 1) {
+                            Some(ty) if !ty.is_empty() => format!("CAST(${i} AS {ty})"),
+                            _ => format!("${i}"),
+                        },
+                        _ => format!("${i}"),
+                    })
+                    .collect();
+                let cond = if keys.len() == 1 {
+                    format!("{} > {}", keys[0], ph[0])
+                } else {
+                    format!("({order}) > ({})", ph.join(", "))
+                };
+                (
+                    format!(
+                        "SELECT * FROM ({}) src WHERE {cond} ORDER BY {order} LIMIT {limit}",
+                        self.base
+                    ),
+                    params,
+                )
+            }
+        };
+        let rows = self.source.fetch_all(&sql, &params).await.map_err(|e| {
+            eyre!(
+                "step {}: reading the source {} after key {}: {e:#}",
+                self.c.version,
+                self.c.source_name,
+                after
+                    .as_ref()
+                    .map(|k| k.to_string())
+                    .unwrap_or_else(|| "(start)".into())
+            )
+        })?;
+        if self.key_types.is_none() && !rows.types.is_empty() {
+            self.key_types = Some(key_types_of(&self.c, &rows.columns, &rows.types));
+        }
+        let batch = SourceBatch {
+            columns: Arc::new(rows.columns),
+            rows: rows.rows,
+            issues: rows.issues,
+        };
+        self.guard(&batch)?;
+        Ok(batch)
+    }
+
+    /// The second guard: no row of a page may have a NULL key or repeat its predecessor's.
+    fn guard(&self, batch: &SourceBatch) -> Result<()> {
+        let mut prev: Option<Value> = None;
+        for row in &batch.rows {
+            let Some(k) = self.c.page_key(&batch.columns, row) else {
+                return Err(eyre!(
+                    "step {}: a source row of {} has a NULL key ({}) after key {}; rows with a NULL key cannot be paged and would be lost. Choose a key that is never NULL",
+                    self.c.version,
+                    self.c.source_name,
+                    self.c.key_columns.join(", "),
+                    prev.map(|p| p.to_string()).unwrap_or_else(|| "(page start)".into())
+                ));
+            };
+            if prev.as_ref() == Some(&k) {
+                return Err(eyre!(
+                    "step {}: the source key ({}) of {} repeats the value {k}; rows with an equal key would be skipped. Choose a unique key",
+                    self.c.version,
+                    self.c.key_columns.join(", "),
+                    self.c.source_name
+                ));
+            }
+            prev = Some(k);
+        }
+        Ok(())
+    }
+
+    async fn load_key_types(&mut self) -> Result<()> {
+        if self.key_types.is_some() || self.source.dialect() != Dialect::Postgres {
+            return Ok(());
+        }
+        let cols = self
+            .c
+            .key_columns
+            .iter()
+            .map(|k| self.q(k))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = self
+            .source
+            .fetch_all(&format!("SELECT {cols} FROM ({}) src LIMIT 1", self.base), &[])
+            .await?;
+        if !rows.types.is_empty() {
+            self.key_types = Some(key_types_of(&self.c, &rows.columns, &rows.types));
+        }
+        Ok(())
+    }
+}
+
+fn key_types_of(c: &CompiledStep, columns: &[String], types: &[String]) -> Vec<String> {
+    c.key_columns
+        .iter()
+        .map(|k| {
+            CompiledStep::column_index(columns, k)
+                .and_then(|i| types.get(i))
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+async fn scalar_count(db: &Db, sql: &str) -> Result<u64> {
+    let r = db.fetch_optional(sql, &[]).await?;
+    match r.and_then(|r| r.into_iter().next()) {
+        Some(Value::Int(n)) => Ok(n.max(0) as u64),
+        Some(Value::Text(s)) => s.trim().parse().map_err(|_| eyre!("COUNT(*) returned {s}")),
+        other => Err(eyre!("COUNT(*) returned {other:?}")),
+    }
+}
+
+/// `SELECT COUNT(*)` of a subquery.
+pub async fn count_rows(db: &Db, base: &str) -> Result<u64> {
+    scalar_count(db, &format!("SELECT COUNT(*) FROM ({base}) src")).await
+}

@@ -1,0 +1,99 @@
+//! What a database error means for the row that caused it. A value or constraint the target
+//! refuses is the row's problem (it becomes a reject naming the column); anything else (a lost
+//! connection, a missing table) is the step's. Each server words this differently, so the
+//! reading of SQLSTATEs and messages lives here, with the backends.
+
+/// The target refused a row's data: a bad value, a NOT NULL, CHECK, UNIQUE or foreign-key
+/// violation. Such an error is confined to the statement; the transaction can go on after a
+/// rollback to a savepoint.
+pub fn is_row_refusal(e: &sqlx::Error) -> bool {
+    let Some(db) = e.as_database_error() else {
+        return false;
+    };
+    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+        // 22: data exception (bad input, out of range, NUL byte); 23: integrity violation.
+        return code.starts_with("22") || code.starts_with("23");
+    }
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // Primary result codes: 19 CONSTRAINT, 20 MISMATCH, 25 RANGE, 18 TOOBIG.
+        return code
+            .parse::<i64>()
+            .map(|n| matches!(n & 0xff, 18 | 19 | 20 | 25))
+            .unwrap_or(false);
+    }
+    if db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some() {
+        // SQLSTATE 22xxx and 23xxx as on PostgreSQL (MySQL reports them for bad values,
+        // NOT NULL, duplicates, foreign keys and CHECK constraints).
+        return code.starts_with("22")
+            || code.starts_with("23")
+            || (code == "HY000" && db.message().contains("CONSTRAINT"));
+    }
+    false
+}
+
+/// The column a refusal names, when the server says (PostgreSQL's error field or COPY
+/// context, SQLite's `NOT NULL constraint failed: t.col`).
+pub fn refused_column(e: &sqlx::Error) -> Option<String> {
+    let db = e.as_database_error()?;
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        if let Some(c) = pg.column() {
+            return Some(c.to_string());
+        }
+        // COPY context: `COPY t, line 2, column qty: "lots-of-it"`.
+        let w = pg.r#where()?;
+        let at = w.find(", column ")?;
+        let rest = &w[at + ", column ".len()..];
+        return Some(rest.split(':').next().unwrap_or(rest).trim().to_string());
+    }
+    let msg = db.message();
+    let tail = msg.split("constraint failed: ").nth(1)?;
+    let first = tail.split(',').next().unwrap_or(tail).trim();
+    Some(first.rsplit('.').next().unwrap_or(first).to_string())
+}
+
+/// The server's own words for a refusal, with its detail but without the C-source location
+/// and without the refused value where the column holds a secret.
+pub fn describe_refusal(e: &sqlx::Error, secret_column: bool) -> String {
+    let Some(db) = e.as_database_error() else {
+        return crate::engine::config::redact_url(&e.to_string());
+    };
+    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    if secret_column {
+        return format!("the target refused the value (SQLSTATE {code}; the value is secret and not shown)");
+    }
+    let mut out = db.message().to_string();
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        && let Some(d) = pg.detail()
+    {
+        out.push_str(&format!(" ({d})"));
+    }
+    if !code.is_empty() {
+        out.push_str(&format!(" [SQLSTATE {code}]"));
+    }
+    out
+}
+
+/// A driver error as an operator reads it: PostgreSQL's message, detail, hint and context
+/// (which names the table, line and column of a COPY) instead of the C source line.
+pub fn describe(e: &sqlx::Error) -> String {
+    let Some(db) = e.as_database_error() else {
+        return crate::engine::config::redact_url(&e.to_string());
+    };
+    let mut out = db.message().to_string();
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        if let Some(d) = pg.detail() {
+            out.push_str(&format!(". {d}"));
+        }
+        if let Some(h) = pg.hint() {
+            out.push_str(&format!(". Hint: {h}"));
+        }
+        if let Some(w) = pg.r#where() {
+            out.push_str(&format!(" (where: {w})"));
+        }
+    }
+    if let Some(code) = db.code() {
+        out.push_str(&format!(" [SQLSTATE {code}]"));
+    }
+    crate::engine::config::redact_url(&out)
+}

@@ -1,0 +1,140 @@
+//! Pre-flight: before a run writes anything, load and check every pending step (its files,
+//! the source table, columns and key, the target table and columns), so a problem in step 7
+//! refuses the run up front instead of failing it after steps 1 to 6 were applied.
+
+use crate::engine::data::pipeline::CompiledStep;
+use crate::engine::data::reader::SourceReader;
+use crate::engine::data::writer::TargetWriter;
+use crate::engine::db::{Db, DbTx};
+use crate::engine::project::{StepDef, StepKind};
+use crate::engine::runner::RunCtx;
+use std::sync::Arc;
+
+/// One thing that would make a step fail, with the step it belongs to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    pub version: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.version, self.message)
+    }
+}
+
+/// Check every step of `plan`; returns all problems found (empty: the run may start).
+pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (i, step) in plan.iter().enumerate() {
+        let problem = |m: String| Problem {
+            version: step.version.clone(),
+            message: m,
+        };
+        match step.kind {
+            StepKind::Schema => {
+                if let Err(e) = step.read("up.sql") {
+                    problems.push(problem(format!("{e:#}")));
+                }
+            }
+            StepKind::Data | StepKind::Merge => {
+                let compiled: Vec<CompiledStep> = match load_sides(step) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        problems.push(problem(format!("{e:#}")));
+                        continue;
+                    }
+                };
+                let source = match ctx.source().await {
+                    Ok(s) => s.clone(),
+                    Err(e) => {
+                        problems.push(problem(format!("{e:#}")));
+                        continue;
+                    }
+                };
+                let narrow = step.kind == StepKind::Data;
+                let mut target_table = None;
+                for c in compiled {
+                    target_table.get_or_insert_with(|| (c.spec.target.table.clone(), c.target_columns.clone()));
+                    let reader = SourceReader::new(source.clone(), Arc::new(c), narrow);
+                    if let Err(e) = reader.check_columns().await {
+                        problems.push(problem(e));
+                        continue;
+                    }
+                    if narrow && let Err(e) = reader.check_keys().await {
+                        problems.push(problem(e));
+                    }
+                }
+                if let Some((table, columns)) = target_table
+                    && let Err(e) = check_target(ctx, &plan[..i], &table, &columns).await
+                {
+                    problems.push(problem(e));
+                }
+            }
+        }
+    }
+    problems
+}
+
+fn load_sides(step: &StepDef) -> color_eyre::eyre::Result<Vec<CompiledStep>> {
+    Ok(match step.kind {
+        StepKind::Merge => {
+            let m = crate::engine::merge::MergeStep::load(step)?;
+            vec![m.a, m.b]
+        }
+        _ => vec![crate::engine::data::run::load_compiled(step)?],
+    })
+}
+
+/// The target table must exist with the step's columns, or be created by a schema step that
+/// runs before it in this plan.
+async fn check_target(ctx: &RunCtx, earlier: &[StepDef], table: &str, columns: &[String]) -> Result<(), String> {
+    let mut dry = ctx.dry_tx.lock().await;
+    let found = match dry.as_mut() {
+        Some(tx) => writer_in(tx, table, columns).await,
+        None => TargetWriter::new(&ctx.target, table, columns).await,
+    };
+    match found {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            if !table_exists(&ctx.target, dry.as_mut(), table).await && created_by(earlier, table) {
+                return Ok(());
+            }
+            Err(format!("{e:#}"))
+        }
+    }
+}
+
+async fn writer_in(tx: &mut DbTx, table: &str, columns: &[String]) -> color_eyre::eyre::Result<TargetWriter> {
+    TargetWriter::new_in(tx, table, columns).await
+}
+
+async fn table_exists(db: &Db, tx: Option<&mut DbTx>, table: &str) -> bool {
+    match tx {
+        Some(tx) => crate::engine::data::writer::table_columns(tx, table)
+            .await
+            .map(|c| !c.is_empty())
+            .unwrap_or(false),
+        None => db.table_exists(table).await.unwrap_or(false),
+    }
+}
+
+/// Whether a pending schema step before this one creates `table` (its up.sql names it in a
+/// CREATE TABLE); the real check happens again when the data step starts.
+fn created_by(earlier: &[StepDef], table: &str) -> bool {
+    let t = table.to_ascii_lowercase();
+    earlier.iter().filter(|s| s.kind == StepKind::Schema).any(|s| {
+        let Ok(sql) = s.read("up.sql") else { return false };
+        let sql = sql.to_ascii_lowercase();
+        sql.match_indices("create table").any(|(at, _)| {
+            let rest = sql[at + "create table".len()..].trim_start();
+            let rest = rest.strip_prefix("if not exists").unwrap_or(rest).trim_start();
+            let name: String = rest
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '(')
+                .filter(|c| !matches!(c, '"' | '`' | '[' | ']'))
+                .collect();
+            name == t || name.rsplit('.').next() == Some(t.as_str())
+        })
+    })
+}
