@@ -54,6 +54,9 @@ pub struct Defaults {
     /// Seconds without a heartbeat after which a SQLite run lock counts as abandoned.
     #[serde(default = "default_lock_stale")]
     pub lock_stale_after_secs: u64,
+    /// How long a step keeps retrying a lost connection (a server restart) before it fails.
+    #[serde(default = "default_retry_for")]
+    pub retry_for_secs: u64,
 }
 
 impl Default for Defaults {
@@ -62,6 +65,7 @@ impl Default for Defaults {
             batch_size: default_batch_size(),
             continue_on_error: false,
             lock_stale_after_secs: default_lock_stale(),
+            retry_for_secs: default_retry_for(),
         }
     }
 }
@@ -71,6 +75,9 @@ fn default_batch_size() -> usize {
 }
 fn default_lock_stale() -> u64 {
     30
+}
+fn default_retry_for() -> u64 {
+    60
 }
 
 /// A connection URL that keeps its password out of every `Display` and `Debug`.

@@ -97,3 +97,34 @@ pub fn describe(e: &sqlx::Error) -> String {
     }
     crate::engine::config::redact_url(&out)
 }
+
+/// A failure that a new connection may cure: the connection was lost or refused for a while
+/// (a server restart), the pool timed out, the server is shutting down or starting, or a
+/// lock/serialization conflict. The step resumes from its checkpoint after such an error.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                return code.starts_with("08") || matches!(code.as_str(), "57P01" | "57P02" | "57P03" | "40001" | "40P01");
+            }
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout.
+                return code.parse::<i64>().map(|n| matches!(n & 0xff, 5 | 6)).unwrap_or(false);
+            }
+            // MySQL: lock wait timeout, deadlock, server shutdown in progress.
+            matches!(code.as_str(), "40001" | "08S01" | "HY000") && {
+                let m = db.message().to_ascii_lowercase();
+                m.contains("deadlock") || m.contains("lock wait") || m.contains("shutdown") || m.contains("gone away")
+            }
+        }
+        _ => false,
+    }
+}
+
+/// `is_transient` for an error somewhere in a report's chain.
+pub fn report_is_transient(e: &color_eyre::Report) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<sqlx::Error>().is_some_and(is_transient))
+}

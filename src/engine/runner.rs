@@ -23,6 +23,8 @@ pub const EVENT_QUEUE: usize = 1024;
 pub struct StepError {
     pub message: String,
     pub statement: Option<String>,
+    /// A lost connection or similar: retrying the step (from its checkpoint) may succeed.
+    pub transient: bool,
 }
 
 impl StepError {
@@ -31,6 +33,16 @@ impl StepError {
         StepError {
             message: crate::engine::config::redact_url(&format!("{e:#}")),
             statement: None,
+            transient: crate::engine::db_error::report_is_transient(&e),
+        }
+    }
+
+    /// An error of the step's own making (not retried).
+    pub fn msg(message: impl Into<String>) -> StepError {
+        StepError {
+            message: message.into(),
+            statement: None,
+            transient: false,
         }
     }
 }
@@ -369,7 +381,7 @@ async fn run_up_locked(
         {
             let _ = tx.execute_raw("SAVEPOINT cutover_dry_step").await;
         }
-        let res = run_step(&ctx, step).await;
+        let res = run_step_retrying(&ctx, step).await;
         if opts.dry_run
             && let Some(tx) = ctx.dry_tx.lock().await.as_mut()
         {
@@ -460,6 +472,49 @@ pub enum StepResult {
     Done(Counts),
     /// Stopped at a batch boundary on request; resumable.
     Aborted(Counts),
+}
+
+/// Run a step; on a transient failure (a server restart) wait with backoff and run it again,
+/// which resumes from its last committed checkpoint, for up to `retry_for_secs`.
+async fn run_step_retrying(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
+    let budget = Duration::from_secs(ctx.project.config.defaults.retry_for_secs);
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match run_step(ctx, step).await {
+            Err(e) if e.transient && !ctx.dry_run && started.elapsed() < budget && !ctx.control.aborted() => {
+                tracing::warn!(
+                    "{}: {} — retrying in {:.1}s from the last checkpoint ({}s of {}s used)",
+                    step.version,
+                    e.message,
+                    delay.as_secs_f64(),
+                    started.elapsed().as_secs(),
+                    budget.as_secs()
+                );
+                ctx.emit(EngineEvent::Notice {
+                    message: format!(
+                        "{}: connection lost ({}); retrying in {:.1}s from the last checkpoint",
+                        step.version,
+                        e.message,
+                        delay.as_secs_f64()
+                    ),
+                })
+                .await;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+            }
+            Err(e) if e.transient && !ctx.dry_run => {
+                let message = format!(
+                    "{} (gave up after retrying for {}s; set [defaults] retry_for_secs to wait longer)",
+                    e.message,
+                    started.elapsed().as_secs()
+                );
+                crate::engine::data::run::record_failed_now(ctx, step, &message).await;
+                return Err(StepError { message, ..e });
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn run_step(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {

@@ -26,6 +26,7 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
                 && let Err(e) = tx.execute_raw(s).await
             {
                 return Err(StepError {
+                    transient: false,
                     message: e.to_string(),
                     statement: Some(s.clone()),
                 });
@@ -59,6 +60,7 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
         let msg = crate::engine::config::redact_url(&err.to_string());
         record_failure(ctx, step, &started, t0, &msg, Some(&stmt)).await;
         return Err(StepError {
+            transient: false,
             message: msg,
             statement: Some(stmt),
         });
@@ -75,6 +77,7 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
         let msg = e.to_string();
         record_failure(ctx, step, &started, t0, &msg, None).await;
         return Err(StepError {
+            transient: false,
             message: msg,
             statement: None,
         });
@@ -168,6 +171,7 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<(), StepError> {
         )
         .await;
         return Err(StepError {
+            transient: false,
             message: format!("down.sql failed: {msg}"),
             statement: Some(stmt),
         });
@@ -188,6 +192,7 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<(), StepError> {
     if let Err(e) = res {
         let _ = tx.rollback().await;
         return Err(StepError {
+            transient: false,
             message: e.to_string(),
             statement: None,
         });

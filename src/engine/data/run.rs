@@ -85,6 +85,7 @@ async fn reconcile_source_count(source: &Db, c: &CompiledStep, cp: &BatchCheckpo
     let have = count_source(source, c).await.map_err(StepError::plain)?;
     if have != cp.counts.source {
         return Err(StepError {
+            transient: false,
             message: format!(
                 "step {}: the source {} has {have} rows but the step read {}. The source changed while the step ran, or rows were skipped; nothing read was lost (every row read is written, skipped or rejected). Stop writes to the source, roll the step back (`cutover down --to` the step before) and run it again",
                 c.version, c.source_name, cp.counts.source
@@ -395,6 +396,7 @@ async fn store_rejects(tx: &mut DbTx, run_id: &str, c: &CompiledStep, res: &Batc
 
 pub(crate) fn sql_err(e: sqlx::Error) -> StepError {
     StepError {
+        transient: crate::engine::db_error::is_transient(&e),
         message: crate::engine::db_error::describe(&e),
         statement: None,
     }
@@ -447,6 +449,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     let src = SourceReader::new(source.clone(), c.clone(), true);
     if let Err(e) = src.check_columns().await {
         let e = StepError {
+            transient: false,
             message: e,
             statement: None,
         };
@@ -506,6 +509,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
                     None => "unknown".into(),
                 };
                 break Err(StepError {
+                    transient: false,
                     message: format!(
                         "step {}: the source reader of {} stopped after {} rows: {why}. Nothing after the last committed batch was written; `cutover up` resumes from there",
                         c.version, c.source_name, cp.counts.source
@@ -551,6 +555,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
             );
             record_failed(ctx, step, &started_at, t0, &cp.counts, &msg).await;
             break Err(StepError {
+                transient: false,
                 message: msg,
                 statement: None,
             });
@@ -647,6 +652,19 @@ pub(crate) fn progress_event(
     }
 }
 
+/// Record a failure from outside the step's own loop (the runner giving up on retries).
+pub(crate) async fn record_failed_now(ctx: &RunCtx, step: &StepDef, msg: &str) {
+    let counts = match ctx.target.begin().await {
+        Ok(mut tx) => {
+            let cp = BatchCheckpoint::load(&mut tx, &step.version).await.ok().flatten();
+            let _ = tx.rollback().await;
+            cp.map(|c| c.counts).unwrap_or_default()
+        }
+        Err(_) => Counts::default(),
+    };
+    record_failed_retrying(ctx, step, &ledger::now_iso(), Instant::now(), &counts, msg).await;
+}
+
 pub(crate) async fn record_failed(
     ctx: &RunCtx,
     step: &StepDef,
@@ -655,35 +673,54 @@ pub(crate) async fn record_failed(
     counts: &Counts,
     msg: &str,
 ) {
-    let res: Result<()> = async {
-        let mut tx = ctx.target.begin().await?;
-        ledger::upsert(
-            &mut tx,
-            step,
-            LedgerStatus::Failed,
-            &ctx.run_id,
-            started_at,
-            Some(t0.elapsed().as_millis() as i64),
-            counts,
-            Some(msg),
-            None,
-        )
-        .await?;
-        ledger::append_event(
-            &mut tx,
-            Some(&ctx.run_id),
-            Some(&step.version),
-            "failed",
-            &serde_json::json!({"error": msg}),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = res {
+    if let Err(e) = try_record_failed(ctx, step, started_at, t0, counts, msg).await {
         tracing::error!("could not record the failure of {}: {e:#}", step.version);
     }
+}
+
+async fn try_record_failed(
+    ctx: &RunCtx,
+    step: &StepDef,
+    started_at: &str,
+    t0: Instant,
+    counts: &Counts,
+    msg: &str,
+) -> Result<()> {
+    let mut tx = ctx.target.begin().await?;
+    ledger::upsert(
+        &mut tx,
+        step,
+        LedgerStatus::Failed,
+        &ctx.run_id,
+        started_at,
+        Some(t0.elapsed().as_millis() as i64),
+        counts,
+        Some(msg),
+        None,
+    )
+    .await?;
+    ledger::append_event(
+        &mut tx,
+        Some(&ctx.run_id),
+        Some(&step.version),
+        "failed",
+        &serde_json::json!({"error": msg}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `record_failed`, tried again for a few seconds when the target is unreachable, so a step
+/// that gave up is recorded `failed` rather than left `running` where that is possible.
+async fn record_failed_retrying(ctx: &RunCtx, step: &StepDef, started_at: &str, t0: Instant, counts: &Counts, msg: &str) {
+    for attempt in 0..5u32 {
+        if try_record_failed(ctx, step, started_at, t0, counts, msg).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt + 1))).await;
+    }
+    record_failed(ctx, step, started_at, t0, counts, msg).await;
 }
 
 /// Start (or resume) a step: the engine's tables, the last checkpoint, and the ledger saying
@@ -813,6 +850,7 @@ pub(crate) async fn finish(
             tx.commit().await.map_err(StepError::plain)?;
             match err {
                 Some(e) => Err(StepError {
+                    transient: false,
                     message: e,
                     statement: None,
                 }),
