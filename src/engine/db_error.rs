@@ -107,7 +107,8 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
-                return code.starts_with("08") || matches!(code.as_str(), "57P01" | "57P02" | "57P03" | "40001" | "40P01");
+                return code.starts_with("08")
+                    || matches!(code.as_str(), "57P01" | "57P02" | "57P03" | "40001" | "40P01");
             }
             if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
                 // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout.

@@ -6,7 +6,7 @@
 use crate::engine::data::pipeline::{CompiledStep, SourceBatch};
 use crate::engine::db::{Db, Dialect, quote_ident};
 use crate::engine::value::Value;
-use color_eyre::eyre::{Result, eyre};
+use color_eyre::eyre::{Result, WrapErr, eyre};
 use std::sync::Arc;
 
 pub struct SourceReader {
@@ -154,9 +154,9 @@ impl SourceReader {
                 )
             }
         };
-        let rows = self.source.fetch_all(&sql, &params).await.map_err(|e| {
-            eyre!(
-                "step {}: reading the source {} after key {}: {e:#}",
+        let rows = self.source.fetch_all(&sql, &params).await.wrap_err_with(|| {
+            format!(
+                "step {}: reading the source {} after key {}",
                 self.c.version,
                 self.c.source_name,
                 after

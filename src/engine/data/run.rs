@@ -713,7 +713,14 @@ async fn try_record_failed(
 
 /// `record_failed`, tried again for a few seconds when the target is unreachable, so a step
 /// that gave up is recorded `failed` rather than left `running` where that is possible.
-async fn record_failed_retrying(ctx: &RunCtx, step: &StepDef, started_at: &str, t0: Instant, counts: &Counts, msg: &str) {
+async fn record_failed_retrying(
+    ctx: &RunCtx,
+    step: &StepDef,
+    started_at: &str,
+    t0: Instant,
+    counts: &Counts,
+    msg: &str,
+) {
     for attempt in 0..5u32 {
         if try_record_failed(ctx, step, started_at, t0, counts, msg).await.is_ok() {
             return;
