@@ -32,24 +32,68 @@ pub fn is_row_refusal(e: &sqlx::Error) -> bool {
     false
 }
 
-/// The column a refusal names, when the server says (PostgreSQL's error field or COPY
-/// context, SQLite's `NOT NULL constraint failed: t.col`).
-pub fn refused_column(e: &sqlx::Error) -> Option<String> {
+/// The column a refusal names, when the server says: PostgreSQL's column field, COPY context
+/// or constraint name (`items_qty_check`), SQLite's `constraint failed: t.col` or `column t.col`;
+/// else a target column named in the message. `columns` are the columns written.
+pub fn refused_column(e: &sqlx::Error, columns: &[String]) -> Option<String> {
     let db = e.as_database_error()?;
+    let known = |name: &str| columns.iter().find(|c| c.eq_ignore_ascii_case(name)).cloned();
     if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
         if let Some(c) = pg.column() {
             return Some(c.to_string());
         }
         // COPY context: `COPY t, line 2, column qty: "lots-of-it"`.
-        let w = pg.r#where()?;
-        let at = w.find(", column ")?;
-        let rest = &w[at + ", column ".len()..];
-        return Some(rest.split(':').next().unwrap_or(rest).trim().to_string());
+        if let Some(w) = pg.r#where()
+            && let Some(at) = w.find(", column ")
+        {
+            let rest = &w[at + ", column ".len()..];
+            return Some(rest.split(':').next().unwrap_or(rest).trim().to_string());
+        }
+        // Default constraint names: `<table>_<column>_check|key|fkey`.
+        if let Some(con) = pg.constraint() {
+            let mut by_len: Vec<&String> = columns.iter().collect();
+            by_len.sort_by_key(|c| std::cmp::Reverse(c.len()));
+            for suffix in ["_check", "_fkey", "_key", "_not_null"] {
+                if let Some(stem) = con.strip_suffix(suffix)
+                    && let Some(c) = by_len
+                        .iter()
+                        .find(|c| stem.ends_with(&format!("_{c}")) || stem == c.as_str())
+                {
+                    return Some((*c).clone());
+                }
+            }
+        }
+        // `Key (email)=(…) already exists.`
+        if let Some(d) = pg.detail()
+            && let Some(rest) = d.strip_prefix("Key (")
+        {
+            let name = rest.split(')').next().unwrap_or("");
+            if let Some(c) = known(name) {
+                return Some(c);
+            }
+        }
     }
     let msg = db.message();
-    let tail = msg.split("constraint failed: ").nth(1)?;
-    let first = tail.split(',').next().unwrap_or(tail).trim();
-    Some(first.rsplit('.').next().unwrap_or(first).to_string())
+    for marker in ["constraint failed: ", " column "] {
+        if let Some(tail) = msg.split(marker).nth(1) {
+            let first = tail.split([',', ' ']).next().unwrap_or(tail).trim();
+            let name = first.rsplit('.').next().unwrap_or(first).trim_matches(['"', '\'', '`']);
+            if let Some(c) = known(name) {
+                return Some(c);
+            }
+        }
+    }
+    // A CHECK expression or other wording: the longest target column named as a word.
+    let words: Vec<&str> = msg
+        .split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut by_len: Vec<&String> = columns.iter().collect();
+    by_len.sort_by_key(|c| std::cmp::Reverse(c.len()));
+    by_len
+        .into_iter()
+        .find(|c| words.iter().any(|w| w.eq_ignore_ascii_case(c)))
+        .cloned()
 }
 
 /// The server's own words for a refusal, with its detail but without the C-source location
@@ -63,8 +107,10 @@ pub fn describe_refusal(e: &sqlx::Error, secret_column: bool) -> String {
         return format!("the target refused the value (SQLSTATE {code}; the value is secret and not shown)");
     }
     let mut out = db.message().to_string();
+    // PostgreSQL's "Failing row contains (…)" repeats every value of the row, secrets too.
     if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
         && let Some(d) = pg.detail()
+        && !d.starts_with("Failing row contains")
     {
         out.push_str(&format!(" ({d})"));
     }
@@ -82,7 +128,7 @@ pub fn describe(e: &sqlx::Error) -> String {
     };
     let mut out = db.message().to_string();
     if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-        if let Some(d) = pg.detail() {
+        if let Some(d) = pg.detail().filter(|d| !d.starts_with("Failing row contains")) {
             out.push_str(&format!(". {d}"));
         }
         if let Some(h) = pg.hint() {
@@ -128,4 +174,28 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
 pub fn report_is_transient(e: &color_eyre::Report) -> bool {
     e.chain()
         .any(|c| c.downcast_ref::<sqlx::Error>().is_some_and(is_transient))
+}
+
+/// A report as one line for an operator: each cause once (a driver error's `source` often
+/// repeats its own text, which made messages read `X: X`), database errors in their own words.
+pub fn report_text(e: &color_eyre::Report) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = match cause.downcast_ref::<sqlx::Error>() {
+            Some(s) => describe(s),
+            None => cause.to_string(),
+        };
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        // A sqlx error's source is the database error it already described.
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        if cause.downcast_ref::<sqlx::Error>().is_some() {
+            break;
+        }
+    }
+    crate::engine::config::redact_url(&out)
 }

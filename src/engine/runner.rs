@@ -31,7 +31,7 @@ impl StepError {
     pub fn plain(e: impl Into<color_eyre::Report>) -> StepError {
         let e: color_eyre::Report = e.into();
         StepError {
-            message: crate::engine::config::redact_url(&format!("{e:#}")),
+            message: crate::engine::db_error::report_text(&e),
             statement: None,
             transient: crate::engine::db_error::report_is_transient(&e),
         }
@@ -431,6 +431,16 @@ async fn run_up_locked(
                     continue;
                 }
                 let not_run: Vec<&str> = plan[at + 1..].iter().map(|s| s.version.as_str()).collect();
+                if !not_run.is_empty() {
+                    ctx.emit(EngineEvent::Notice {
+                        message: format!(
+                            "Not run because of this failure ({} step(s), still pending): {}",
+                            not_run.len(),
+                            not_run.join(", ")
+                        ),
+                    })
+                    .await;
+                }
                 let message = if not_run.is_empty() {
                     e.message
                 } else {
@@ -453,8 +463,9 @@ async fn run_up_locked(
             let _ = tx.rollback().await;
         }
         let list: Vec<String> = dry_failures.iter().map(|(v, m)| format!("  {v}: {m}")).collect();
+        // Failed with no version: the summary is printed after the per-step failures.
         return RunOutcome::Failed {
-            version: dry_failures.first().map(|f| f.0.clone()),
+            version: None,
             message: format!(
                 "the dry run found {} step(s) that would fail (nothing was written):\n{}",
                 dry_failures.len(),

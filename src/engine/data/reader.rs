@@ -74,9 +74,13 @@ impl SourceReader {
             .collect::<Vec<_>>()
             .join(" OR ");
         let sql = format!("SELECT COUNT(*) FROM ({}) src WHERE {nulls}", self.base);
-        let n = scalar_count(&self.source, &sql)
-            .await
-            .map_err(|e| format!("step {step}: cannot read the source {}: {e:#}", self.c.source_name))?;
+        let n = scalar_count(&self.source, &sql).await.map_err(|e| {
+            format!(
+                "step {step}: cannot read the source {}: {}",
+                self.c.source_name,
+                crate::engine::db_error::report_text(&e)
+            )
+        })?;
         if n > 0 {
             return Err(format!(
                 "step {step}: the source key ({key_name}) of {} is NULL in {n} row(s). Keyset paging needs a key that is never NULL: choose another [source] key (a composite key = [\"a\", \"b\"] is allowed) or fix the source rows",
@@ -87,11 +91,13 @@ impl SourceReader {
             "SELECT {list}, COUNT(*) FROM ({}) src GROUP BY {list} HAVING COUNT(*) > 1 ORDER BY {list} LIMIT 1",
             self.base
         );
-        let dup = self
-            .source
-            .fetch_optional(&sql, &[])
-            .await
-            .map_err(|e| format!("step {step}: cannot read the source {}: {e:#}", self.c.source_name))?;
+        let dup = self.source.fetch_optional(&sql, &[]).await.map_err(|e| {
+            format!(
+                "step {step}: cannot read the source {}: {}",
+                self.c.source_name,
+                crate::engine::db_error::report_text(&e)
+            )
+        })?;
         if let Some(row) = dup {
             let n = row.last().cloned().unwrap_or(Value::Null);
             let vals: Vec<String> = row[..row.len().saturating_sub(1)]

@@ -336,7 +336,7 @@ async fn write_batch(
 
 /// A reject for a row the target refused, naming the column and the server's reason.
 fn refusal_reject(c: &CompiledStep, e: &sqlx::Error, key: &str, columns: &[String], row: &[Value]) -> NewReject {
-    let column = crate::engine::db_error::refused_column(e);
+    let column = crate::engine::db_error::refused_column(e, &c.target_columns);
     let secret = column.as_deref().is_some_and(crate::engine::validate::is_secret_field);
     NewReject {
         source_key: key.to_string(),
@@ -354,7 +354,7 @@ fn refusal_reject(c: &CompiledStep, e: &sqlx::Error, key: &str, columns: &[Strin
     }
 }
 
-/// Bytes bound for a text column are text in the source's encoding: decode them as UTF-8
+/// A NUL byte cannot go into PostgreSQL text. Bytes bound for a text column are text in the source's encoding: decode them as UTF-8
 /// (never write them as hex text); a byte string that is not UTF-8 makes the row a reject.
 fn bytes_into_text(
     writer: &TargetWriter,
@@ -364,6 +364,23 @@ fn bytes_into_text(
     row: &[Value],
 ) -> Option<NewReject> {
     for (col, v) in writer.columns.iter().zip(values.iter_mut()) {
+        // PostgreSQL text cannot hold a NUL byte; say which column and where, up front.
+        if writer.dialect == crate::engine::db::Dialect::Postgres
+            && let Value::Text(t) = v
+            && let Some(at) = t.find('\0')
+        {
+            return Some(NewReject {
+                source_key: key.to_string(),
+                row: CompiledStep::row_json(columns, row),
+                field: Some(col.clone()),
+                rule: "encoding".into(),
+                reason: format!(
+                    "{col}: PostgreSQL text cannot hold a NUL byte (at byte {at}); remove it in the source or with a transform"
+                ),
+                warning: false,
+                waits_for: None,
+            });
+        }
         let Value::Bytes(b) = v else { continue };
         if !writer.is_text_column(col) {
             continue;
