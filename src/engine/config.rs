@@ -80,23 +80,35 @@ fn default_retry_for() -> u64 {
     60
 }
 
-/// A connection URL that keeps its password out of every `Display` and `Debug`.
+/// A connection URL that keeps its password out of every `Display` and `Debug`, and knows its
+/// secrets so any text (a driver's error message) can be redacted against it.
 #[derive(Clone, PartialEq)]
-pub struct DbUrl(String);
+pub struct DbUrl {
+    raw: String,
+    /// The password (and `password=` query values) in every spelling it may be printed in.
+    secrets: Vec<String>,
+}
 
 impl DbUrl {
     pub fn new(s: impl Into<String>) -> Self {
-        DbUrl(s.into())
+        let raw = s.into();
+        let secrets = secret_forms(&url_secrets(&raw));
+        register_secrets(&secrets);
+        DbUrl { raw, secrets }
     }
     /// The real URL, for the driver only.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.raw
     }
     pub fn redacted(&self) -> String {
-        redact_url(&self.0)
+        self.redact(&self.raw)
+    }
+    /// `text` with this URL's secrets, any URL password and `password=` values replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        redact_text(text, &self.secrets)
     }
     pub fn scheme(&self) -> &str {
-        self.0.split(':').next().unwrap_or("")
+        self.raw.split(':').next().unwrap_or("")
     }
 }
 
@@ -111,57 +123,284 @@ impl fmt::Debug for DbUrl {
     }
 }
 
-/// Replace the password of `scheme://user:password@host/...` (and `password=` query
-/// parameters) with `***`.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find(['/', '?'])
-            .map(|i| rest_start + i)
-            .unwrap_or(out.len());
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let at = rest_start + at;
-            if let Some(colon) = out[rest_start..at].find(':') {
-                let colon = rest_start + colon;
-                out.replace_range(colon + 1..at, "***");
+/// Shorter secrets are not scrubbed from free text: removing every "ab" would garble messages,
+/// and the URL-structure redaction still hides them inside URLs.
+const MIN_SCRUB_LEN: usize = 4;
+
+/// Every secret of every `DbUrl` made in this process, so text redacted without a `DbUrl` at
+/// hand (a ledger message, the last error) is still scrubbed.
+static SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn register_secrets(secrets: &[String]) {
+    let mut all = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
+    for s in secrets {
+        if !all.contains(s) {
+            all.push(s.clone());
+        }
+    }
+}
+
+fn registered_secrets() -> Vec<String> {
+    SECRETS.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+fn is_password_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password") || k.contains("passwd") || k == "pwd"
+}
+
+/// The password of a URL and its `password=` query values, as written. Works on URLs the
+/// parser refuses too (an unencoded `/` or `?` in the password): then the userinfo is taken up
+/// to the last `@`.
+fn url_secrets(raw: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(u) = url::Url::parse(raw) {
+        if let Some(p) = u.password() {
+            out.push(p.to_string());
+        }
+        for (k, v) in u.query_pairs() {
+            if is_password_key(&k) {
+                out.push(v.into_owned());
             }
         }
     }
-    // query parameters such as ?password=... or &sslpassword=...
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let parts: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect();
-        out = format!("{head}{}", parts.join("&"));
+    if let Some(i) = raw.find("://") {
+        let rest = &raw[i + 3..];
+        if let Some(at) = rest.rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            out.push(rest[colon + 1..at].to_string());
+        }
+    }
+    for part in raw.split(['?', '&']) {
+        if let Some((k, v)) = part.split_once('=')
+            && is_password_key(k)
+        {
+            out.push(v.to_string());
+        }
     }
     out
 }
 
+/// The characters left as they are when a value is put into a URL (RFC 3986 "unreserved").
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Each secret as written, percent-decoded, percent-encoded and form-encoded: a driver may
+/// print any of them.
+fn secret_forms(secrets: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in secrets {
+        let decoded = percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let form_decoded: String = url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        for base in [s.clone(), decoded, form_decoded] {
+            let encoded = percent_encoding::utf8_percent_encode(&base, COMPONENT).to_string();
+            let all_encoded =
+                percent_encoding::utf8_percent_encode(&base, percent_encoding::NON_ALPHANUMERIC).to_string();
+            let form: String = url::form_urlencoded::byte_serialize(base.as_bytes()).collect();
+            for f in [base, encoded, all_encoded, form] {
+                if f.chars().count() >= MIN_SCRUB_LEN && !out.contains(&f) {
+                    out.push(f);
+                }
+            }
+        }
+    }
+    // Longest first, so a secret is never half-replaced by a shorter spelling of itself.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+/// Redact a URL or any text that contains URLs (a driver error): URL passwords, `password=`
+/// values, and every secret of every connection URL this process has seen.
+pub fn redact_url(text: &str) -> String {
+    redact_text(text, &registered_secrets())
+}
+
+/// Redact `text`: the given secrets (and their encoded/decoded spellings) wherever they appear,
+/// the password of every URL in it (parsed with a real URL parser; a URL the parser refuses is
+/// cut at its last `@`), and `password=` values. Secrets already registered are removed too.
+pub fn redact_text(text: &str, secrets: &[String]) -> String {
+    let mut all = secret_forms(secrets);
+    for s in registered_secrets() {
+        if !all.contains(&s) {
+            all.push(s);
+        }
+    }
+    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = redact_url_passwords(text);
+    for s in &all {
+        if s.chars().count() >= MIN_SCRUB_LEN && out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "***");
+        }
+    }
+    redact_password_params(&out)
+}
+
+/// `scheme://user:password@host/...` → `scheme://user:***@host/...` for every URL in `text`.
+fn redact_url_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let after = i + 3;
+        // The URL runs to the next whitespace or quote: a password with an unencoded space is
+        // only caught by the secret scrub.
+        let end = rest[after..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+            .map(|e| after + e)
+            .unwrap_or(rest.len());
+        let region = &rest[after..end];
+        out.push_str(&rest[..after]);
+        match password_span(&rest[..after], region) {
+            Some((a, b)) => {
+                out.push_str(&region[..a]);
+                out.push_str("***");
+                out.push_str(&region[b..]);
+            }
+            None => out.push_str(region),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Byte span of the password inside `region` (the text after `://`).
+fn password_span(head: &str, region: &str) -> Option<(usize, usize)> {
+    let scheme: String = head
+        .trim_end_matches("://")
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let trimmed = region.trim_end_matches(['.', ',', ';', ':', ')', ']']);
+    let parsed = (!scheme.is_empty())
+        .then(|| url::Url::parse(&format!("{scheme}://{trimmed}")).ok())
+        .flatten();
+    let authority_end = region.find(['/', '?', '#']).unwrap_or(region.len());
+    let last_at = region.rfind('@')?;
+    let at = match parsed {
+        // Well formed: the userinfo ends at the last `@` of the authority.
+        Some(u) if u.password().is_some() => region[..authority_end].rfind('@')?,
+        // Well formed and no `@` past the authority: no password.
+        Some(_) if last_at < authority_end => return None,
+        // Refused, or an `@` in the path/query (an unencoded `/`, `?` or `#` in the password
+        // moved the authority's end): the userinfo runs to the last `@`.
+        _ => last_at,
+    };
+    let colon = region[..at].find(':')?;
+    Some((colon + 1, at))
+}
+
+/// `password=value` (also `sslpassword=`, `passwd=`, `pwd=`) → `password=***`.
+fn redact_password_params(text: &str) -> String {
+    static RE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex::Regex::new(r#"(?i)([\w.-]*(?:password|passwd|pwd)[\w.-]*=)([^&\s'"]+)"#).ok());
+    match re {
+        Some(re) => re.replace_all(text, "${1}***").into_owned(),
+        None => text.to_string(),
+    }
+}
+
 /// Expand `${VAR}` from the environment. A missing variable is an error naming it.
 pub fn interpolate_env(s: &str, what: &str) -> Result<String> {
-    let mut out = String::with_capacity(s.len());
+    let mut out = String::new();
+    for part in split_vars(s, what)? {
+        match part {
+            Part::Lit(l) => out.push_str(l),
+            Part::Var(name) => out.push_str(&env_var(name, what)?),
+        }
+    }
+    Ok(out)
+}
+
+enum Part<'a> {
+    Lit(&'a str),
+    Var(&'a str),
+}
+
+fn split_vars<'a>(s: &'a str, what: &str) -> Result<Vec<Part<'a>>> {
+    let mut parts = Vec::new();
     let mut rest = s;
     while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
+        parts.push(Part::Lit(&rest[..start]));
         let after = &rest[start + 2..];
         let end = after
             .find('}')
             .ok_or_else(|| eyre!("{what}: unterminated '${{' in value"))?;
-        let name = &after[..end];
-        let val = std::env::var(name).map_err(|_| {
-            eyre!("{what}: environment variable {name} is not set (export {name}=... before running cutover)")
-        })?;
-        out.push_str(&val);
+        parts.push(Part::Var(&after[..end]));
         rest = &after[end + 1..];
     }
-    out.push_str(rest);
+    parts.push(Part::Lit(rest));
+    Ok(parts)
+}
+
+fn env_var(name: &str, what: &str) -> Result<String> {
+    std::env::var(name)
+        .map_err(|_| eyre!("{what}: environment variable {name} is not set (export {name}=... before running cutover)"))
+}
+
+/// Expand `${VAR}` in a connection URL, percent-encoding each value for the part of the URL it
+/// lands in (user name, password, database name, query value), so a password with `/ ? @ # %`
+/// connects. Host, port and a whole URL in one variable are taken as they are; so are SQLite
+/// paths, which are file names, not URL-encoded.
+pub fn interpolate_url(s: &str, what: &str) -> Result<String> {
+    let parts = split_vars(s, what)?;
+    // The URL's shape with each variable as one neutral character: where each one lands.
+    let mut skeleton = String::new();
+    let mut var_pos = Vec::new();
+    for p in &parts {
+        match p {
+            Part::Lit(l) => skeleton.push_str(l),
+            Part::Var(_) => {
+                var_pos.push(skeleton.len());
+                skeleton.push('x');
+            }
+        }
+    }
+    let encode_from = |pos: usize| -> bool {
+        let Some(sep) = skeleton.find("://") else {
+            return false;
+        };
+        let scheme = &skeleton[..sep];
+        if pos < sep + 3 || scheme.starts_with("sqlite") {
+            return false;
+        }
+        let a = sep + 3;
+        let authority_end = skeleton[a..]
+            .find(['/', '?', '#'])
+            .map(|i| a + i)
+            .unwrap_or(skeleton.len());
+        if pos < authority_end {
+            // userinfo yes; host and port no
+            return skeleton[a..authority_end].rfind('@').is_some_and(|at| pos < a + at);
+        }
+        true
+    };
+    let mut out = String::new();
+    let mut vi = 0;
+    for p in &parts {
+        match p {
+            Part::Lit(l) => out.push_str(l),
+            Part::Var(name) => {
+                let val = env_var(name, what)?;
+                if encode_from(var_pos[vi]) {
+                    out.extend(percent_encoding::utf8_percent_encode(&val, COMPONENT));
+                } else {
+                    out.push_str(&val);
+                }
+                vi += 1;
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -200,11 +439,11 @@ impl Config {
         let file: ConfigFile = toml::from_str(text).map_err(|e| eyre!("{}", e.to_string().trim_end()))?;
         let target_raw = match &overrides.target {
             Some(t) => t.clone(),
-            None => interpolate_env(&file.target.url, "[target] url")?,
+            None => interpolate_url(&file.target.url, "[target] url")?,
         };
         let source_raw = match (&overrides.source, &file.source) {
             (Some(s), _) => Some(s.clone()),
-            (None, Some(s)) => Some(interpolate_env(&s.url, "[source] url")?),
+            (None, Some(s)) => Some(interpolate_url(&s.url, "[source] url")?),
             (None, None) => None,
         };
         if file.defaults.batch_size == 0 {
@@ -281,6 +520,84 @@ mod tests {
             "postgres://db/x?user=a&password=***"
         );
         assert!(!format!("{:?}", DbUrl::new("mysql://a:pw@h/d")).contains("pw@"));
+    }
+
+    const PW: &str = "Zm9v/YmFy+==?x@y#z%41";
+
+    fn enc(s: &str) -> String {
+        percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
+    }
+
+    /// No fragment of the password of 4+ characters survives.
+    fn assert_clean(text: &str) {
+        let chars: Vec<char> = PW.chars().collect();
+        for w in chars.windows(4) {
+            let frag: String = w.iter().collect();
+            assert!(!text.contains(&frag), "{frag:?} leaked in {text:?}");
+        }
+        assert!(!text.contains(&enc(PW)), "{text}");
+    }
+
+    #[test]
+    fn redacts_hostile_passwords() {
+        let good = DbUrl::new(format!("postgres://sec:{}@127.0.0.1:5432/x?sslmode=disable", enc(PW)));
+        assert_eq!(good.redacted(), "postgres://sec:***@127.0.0.1:5432/x?sslmode=disable");
+        // Unencoded, as a user may type it: the parser refuses it, the redaction does not.
+        let bad = DbUrl::new(format!("postgres://sec:{PW}@127.0.0.1:1/x"));
+        assert_clean(&bad.redacted());
+        assert!(bad.redacted().contains("127.0.0.1:1/x"), "{}", bad.redacted());
+        // The issue's reproduction: a `/` in the password.
+        let r = redact_url("cannot connect to postgres://sec:ab/cd@127.0.0.1:1/x: refused");
+        assert_eq!(r, "cannot connect to postgres://sec:***@127.0.0.1:1/x: refused");
+        let r = redact_url("mysql://root:a?b#c@db/x and then mysql://u:p1234@h/y.");
+        assert_eq!(r, "mysql://root:***@db/x and then mysql://u:***@h/y.");
+        // Free text that mentions the password in any spelling.
+        // As written, encoded, and as a form decoder reads it (`+` is a space, %41 is `A`).
+        for spelling in [PW.to_string(), enc(PW), "Zm9v/YmFy ==?x@y#zA".to_string()] {
+            let msg = format!("driver said: password {spelling} rejected; url postgres://sec:{spelling}@h/d");
+            assert_clean(&good.redact(&msg));
+        }
+        assert_eq!(
+            redact_url("postgres://h/x?user=a&password=s3cret&sslpassword=zz"),
+            "postgres://h/x?user=a&password=***&sslpassword=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h:5432/x?host=/tmp/a"),
+            "postgres://u@h:5432/x?host=/tmp/a"
+        );
+    }
+
+    #[test]
+    fn env_values_are_encoded_where_they_land() {
+        // SAFETY: single-threaded use of variable names only this test reads.
+        unsafe {
+            std::env::set_var("CUTOVER_TEST_PW_2", PW);
+            std::env::set_var("CUTOVER_TEST_HOST_2", "db.example:5433");
+            std::env::set_var("CUTOVER_TEST_SOCK_2", "/tmp/sock dir");
+            std::env::set_var("CUTOVER_TEST_URL_2", "postgres://a:b@c/d");
+        }
+        let u = interpolate_url(
+            "postgres://sec:${CUTOVER_TEST_PW_2}@${CUTOVER_TEST_HOST_2}/x?host=${CUTOVER_TEST_SOCK_2}",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            u,
+            format!("postgres://sec:{}@db.example:5433/x?host=%2Ftmp%2Fsock%20dir", enc(PW))
+        );
+        let parsed = url::Url::parse(&u).unwrap();
+        let pw = percent_encoding::percent_decode_str(parsed.password().unwrap())
+            .decode_utf8()
+            .unwrap();
+        assert_eq!(pw, PW);
+        assert_eq!(
+            interpolate_url("${CUTOVER_TEST_URL_2}", "t").unwrap(),
+            "postgres://a:b@c/d"
+        );
+        assert_eq!(
+            interpolate_url("sqlite://${CUTOVER_TEST_SOCK_2}/t.db", "t").unwrap(),
+            "sqlite:///tmp/sock dir/t.db"
+        );
     }
 
     #[test]

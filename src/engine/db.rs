@@ -40,16 +40,106 @@ pub enum Role {
     Target,
 }
 
-/// Turn a driver error into a message without the URL's password, saying what to check.
-fn connect_error(url: &DbUrl, role: Role, e: sqlx::Error) -> color_eyre::Report {
-    let what = match role {
+fn role_name(role: Role) -> &'static str {
+    match role {
         Role::Source => "source",
         Role::Target => "target",
-    };
-    let detail = crate::engine::config::redact_url(&e.to_string());
-    eyre!(
-        "cannot connect to the {what} database {url}: {detail}. Check that the server is running and reachable, and the user, password (from the environment) and database name."
-    )
+    }
+}
+
+/// How long the first, direct connection attempt may take before we say the server does not
+/// answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What went wrong connecting, and what to do about it.
+fn connect_advice(e: &sqlx::Error) -> &'static str {
+    if let sqlx::Error::Io(io) = e {
+        let msg = io.to_string().to_ascii_lowercase();
+        return match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "Connection refused: nothing listens at that host and port. Check that the server is running and the port is right."
+            }
+            std::io::ErrorKind::NotFound => {
+                "No server socket there: check that the server is running and the socket directory (host=) is right."
+            }
+            std::io::ErrorKind::TimedOut => {
+                "The server did not answer in time: check the host, the port and any firewall in between."
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "Permission denied opening the connection: check the socket's permissions."
+            }
+            _ if msg.contains("lookup")
+                || msg.contains("name or service not known")
+                || msg.contains("nodename nor servname")
+                || msg.contains("no address associated") =>
+            {
+                "Unknown host: check the host name in the URL."
+            }
+            _ => "Check that the server is running and reachable at that host and port.",
+        };
+    }
+    if let sqlx::Error::Tls(_) = e {
+        return "The TLS handshake failed: check the server's TLS setup and the URL's sslmode / ssl-mode.";
+    }
+    if let Some(db) = e.as_database_error() {
+        let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+        let msg = db.message().to_ascii_lowercase();
+        // PostgreSQL SQLSTATEs; MySQL reports 28000 / 42000 with these messages.
+        if code == "28P01" || code == "28000" || msg.contains("access denied") || msg.contains("authentication failed")
+        {
+            return "Authentication failed: check the user name and the password (from the environment; a password written into a URL on the command line must be percent-encoded).";
+        }
+        if code == "3D000"
+            || msg.contains("unknown database")
+            || (msg.contains("database") && msg.contains("does not exist"))
+        {
+            return "The database does not exist: create it, or correct the database name in the URL.";
+        }
+        if code == "53300" || msg.contains("too many connections") {
+            return "The server has no free connection slots: try again later or raise its connection limit.";
+        }
+        return "The server refused the connection: check the user, its rights on this database and the server's access rules (pg_hba.conf / GRANT).";
+    }
+    "Check that the server is running and reachable, and the user, password (from the environment) and database name."
+}
+
+/// Turn a driver error into a message without the URL's password, saying what to check.
+fn connect_error(url: &DbUrl, role: Role, e: sqlx::Error) -> color_eyre::Report {
+    let what = role_name(role);
+    let detail = url.redact(&e.to_string());
+    let advice = connect_advice(&e);
+    eyre!("cannot connect to the {what} database {url}: {detail}. {advice}")
+}
+
+/// Refuse a URL the parser cannot read, or one whose password evidently held an unencoded
+/// `/ ? #` (the authority ended early and an `@` landed in the path). Never echoes the URL.
+fn check_url(url: &DbUrl, role: Role) -> Result<()> {
+    let what = role_name(role);
+    let hint = "Characters such as / ? # @ % : + = in a user name or password must be percent-encoded when the URL is written out (/ is %2F, ? is %3F, # is %23, @ is %40, % is %25, : is %3A, + is %2B, = is %3D); or keep the password in the environment and write ${VAR} in cutover.toml, which encodes it for you";
+    match url::Url::parse(url.expose()) {
+        Err(e) => Err(eyre!("the {what} database URL cannot be parsed ({e}). {hint}.")),
+        Ok(u) if u.password().is_none() && (u.path().contains('@') || u.fragment().is_some()) => Err(eyre!(
+            "the {what} database URL looks malformed (an '@' after the host, or a '#'): probably an unencoded character in the password. {hint}."
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// One direct connection before the pool: a refused port, a wrong password or a missing
+/// database is reported at once with its real cause, not as a pool timeout 15 s later.
+async fn probe<C: sqlx::Connection>(url: &DbUrl, role: Role, opts: &C::Options) -> Result<()> {
+    match tokio::time::timeout(PROBE_TIMEOUT, C::connect_with(opts)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(connect_error(url, role, e)),
+        Err(_) => Err(eyre!(
+            "cannot connect to the {} database {url}: no answer within {} s. The server did not answer in time: check the host, the port and any firewall in between.",
+            role_name(role),
+            PROBE_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 /// The file of a `sqlite://path` URL, relative paths taken from the project folder.
@@ -99,9 +189,11 @@ impl Db {
                 Ok(Db::Sqlite(pool))
             }
             "postgres" | "postgresql" => {
+                check_url(url, role)?;
                 let opts = sqlx::postgres::PgConnectOptions::from_str(raw)
                     .map_err(|e| connect_error(url, role, e))?
                     .application_name("cutover");
+                probe::<sqlx::PgConnection>(url, role, &opts).await?;
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(4)
                     .after_connect(|conn, _| {
@@ -120,8 +212,10 @@ impl Db {
                 Ok(Db::Postgres(pool))
             }
             "mysql" | "mariadb" => {
+                check_url(url, role)?;
                 let raw = raw.replacen("mariadb://", "mysql://", 1);
                 let opts = sqlx::mysql::MySqlConnectOptions::from_str(&raw).map_err(|e| connect_error(url, role, e))?;
+                probe::<sqlx::mysql::MySqlConnection>(url, role, &opts).await?;
                 let pool = sqlx::mysql::MySqlPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(15))
