@@ -603,12 +603,18 @@ fn retry_edit_and_export_rejects() {
         }]
     );
 
-    // e starts with the failing field; the operator types the value.
+    // e chooses the failing field; the operator types the value alone.
     update(&mut s, ch('e'));
     match &s.dialog {
-        Some(Dialog::EditReject { id, input, .. }) => {
+        Some(Dialog::EditReject {
+            id,
+            fields,
+            field,
+            input,
+        }) => {
             assert_eq!(*id, 2);
-            assert_eq!(input, "email=");
+            assert_eq!(fields[*field].0, "email");
+            assert_eq!(input, "", "nothing to delete before typing");
         }
         other => panic!("expected the edit dialog, got {other:?}"),
     }
@@ -623,15 +629,11 @@ fn retry_edit_and_export_rejects() {
         }]
     );
 
-    // An unknown field is refused with the fields the row has.
+    // Esc leaves without a command.
     update(&mut s, ch('e'));
-    for _ in 0.."email=".len() {
-        update(&mut s, key(KeyCode::Backspace));
-    }
-    type_str(&mut s, "nope=1");
-    assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
-    assert!(s.status.as_ref().is_some_and(|x| x.text.contains("no field 'nope'")));
-    update(&mut s, key(KeyCode::Esc));
+    type_str(&mut s, "x");
+    assert!(update(&mut s, key(KeyCode::Esc)).is_empty());
+    assert_eq!(s.dialog, None);
 
     let cmds = update(&mut s, ch('x'));
     assert!(cmds.is_empty(), "export is the console's own work, not the engine's");
@@ -1340,4 +1342,177 @@ fn verify_that_cannot_run_says_why_and_stops_verifying() {
     assert_eq!(update(&mut s, ch('V')), vec![Command::Verify]);
     update(&mut s, Msg::Engine(EngineEvent::Verified(report_with_two_failing())));
     assert_eq!(s.verify.error, None);
+}
+
+/// A rejected accounts row whose failing field is `role`, with a secret column.
+fn with_secret_reject() -> AppState {
+    let mut s = loaded(two_steps());
+    let mut snap = snapshot(two_steps());
+    snap.rejects = vec![RejectSummary {
+        field: Some("role".into()),
+        rule: "map".into(),
+        reason: "role 'nurse' is not mapped".into(),
+        row: vec![
+            ("id".into(), "u7".into()),
+            ("email".into(), "ann@example.com".into()),
+            ("role".into(), "nurse".into()),
+            ("password_hash".into(), "<redacted>".into()),
+        ],
+        ..reject(7, "20250101T090100", "map", "open")
+    }];
+    snap.open_rejects = 1;
+    update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    update(&mut s, ch('3'));
+    s
+}
+
+fn edit_dialog(s: &AppState) -> (String, String) {
+    match &s.dialog {
+        Some(Dialog::EditReject {
+            fields, field, input, ..
+        }) => (fields[*field].0.clone(), input.clone()),
+        other => panic!("expected the edit dialog, got {other:?}"),
+    }
+}
+
+/// Issue 8, item 10: `password_hash=NEWSECRET123` typed in the dialog opened on `role` set
+/// `role` to the whole text. Now the text is the value of the field shown, and the CLI's
+/// FIELD=VALUE form typed there is refused, without echoing the secret.
+#[test]
+fn the_fix_dialog_sets_exactly_the_field_shown() {
+    let mut s = with_secret_reject();
+    update(&mut s, ch('e'));
+    assert_eq!(keymap::active_context(&s), Context::FixField);
+    assert_eq!(edit_dialog(&s), ("role".into(), String::new()));
+
+    type_str(&mut s, "password_hash=NEWSECRET123");
+    assert!(
+        update(&mut s, key(KeyCode::Enter)).is_empty(),
+        "FIELD=VALUE in the value is refused"
+    );
+    let status = s.status.clone().expect("a warning");
+    assert_eq!(status.level, StatusLevel::Warn);
+    assert!(status.text.contains("tab chooses password_hash"), "{}", status.text);
+    assert!(
+        !status.text.contains("NEWSECRET123"),
+        "the refused value is not echoed: {}",
+        status.text
+    );
+    assert_eq!(edit_dialog(&s).0, "role", "still open on role");
+
+    // tab moves to the next field and clears what was typed (a secret is never shown under
+    // another field's name); shift-tab and ↑/↓ move too, wrapping around.
+    update(&mut s, key(KeyCode::Tab));
+    assert_eq!(edit_dialog(&s), ("password_hash".into(), String::new()));
+    update(&mut s, key(KeyCode::Down));
+    assert_eq!(edit_dialog(&s).0, "id");
+    update(&mut s, key(KeyCode::BackTab));
+    update(&mut s, key(KeyCode::Up));
+    update(&mut s, key(KeyCode::Down));
+    assert_eq!(edit_dialog(&s).0, "password_hash");
+
+    // j and k are text here, not movement.
+    type_str(&mut s, "NEWSECRET123jk");
+    update(&mut s, key(KeyCode::Backspace));
+    update(&mut s, key(KeyCode::Backspace));
+    let cmds = update(&mut s, key(KeyCode::Enter));
+    assert_eq!(
+        cmds,
+        vec![Command::FixReject {
+            id: 7,
+            field: "password_hash".into(),
+            value: "NEWSECRET123".into()
+        }]
+    );
+    assert_eq!(s.dialog, None);
+    let status = s.status.clone().expect("a status");
+    assert_eq!(status.text, "reject 7: setting password_hash…");
+}
+
+#[test]
+fn the_fix_dialog_refuses_its_own_field_name_and_sets_null_when_empty() {
+    let mut s = with_secret_reject();
+    update(&mut s, ch('e'));
+    type_str(&mut s, "role=parent");
+    assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+    assert!(
+        s.status.as_ref().is_some_and(|x| x.text.contains("without 'role='")),
+        "{:?}",
+        s.status
+    );
+    // A value that merely contains '=' is a value.
+    for _ in 0.."role=parent".len() {
+        update(&mut s, key(KeyCode::Backspace));
+    }
+    type_str(&mut s, "a=b");
+    assert_eq!(
+        update(&mut s, key(KeyCode::Enter)),
+        vec![Command::FixReject {
+            id: 7,
+            field: "role".into(),
+            value: "a=b".into()
+        }]
+    );
+    // Empty sets NULL, as `cutover rejects fix 7 role=` does, and the status says so.
+    update(&mut s, ch('e'));
+    assert_eq!(
+        update(&mut s, key(KeyCode::Enter)),
+        vec![Command::FixReject {
+            id: 7,
+            field: "role".into(),
+            value: String::new()
+        }]
+    );
+    assert!(s.status.as_ref().is_some_and(|x| x.text.contains("to NULL")));
+}
+
+#[test]
+fn the_fix_dialog_is_documented_in_the_keymap() {
+    let lines = keymap::help_lines(Context::FixField);
+    let text: Vec<String> = lines.iter().map(|l| format!("{} {}", l.keys, l.help)).collect();
+    for want in [
+        "enter set the field",
+        "esc cancel",
+        "tab, ↓ next field",
+        "shift-tab, ↑ previous field",
+    ] {
+        assert!(text.iter().any(|t| t == want), "{want} not in {text:?}");
+    }
+}
+
+/// The engine hands the console (and its CSV export) secret columns already redacted.
+#[test]
+fn secret_columns_reach_the_console_redacted() {
+    use cutover::engine::data::store::RejectRecord;
+    let record = RejectRecord {
+        id: 1,
+        run_id: "r".into(),
+        step: "20250101T090100".into(),
+        source_table: "users".into(),
+        source_key: "u1".into(),
+        row: serde_json::json!({
+            "id": "u1",
+            "password_hash": "$2b$12$abcdefghijklmnopqrstuv",
+            "api_token": "tok-123",
+            "client_secret": "s3cr3t",
+            "pin_hash": "9999",
+            "role": "nurse"
+        }),
+        field: Some("role".into()),
+        rule: "map".into(),
+        reason: "role 'nurse' is not mapped".into(),
+        level: "error".into(),
+        waits_for_table: None,
+        waits_for_key: None,
+        state: "open".into(),
+        created_at: "2026-11-21T23:00:00Z".into(),
+        resolved_at: None,
+    };
+    let summary = RejectSummary::from(&record);
+    let row: std::collections::BTreeMap<_, _> = summary.row.iter().cloned().collect();
+    for secret in ["password_hash", "api_token", "client_secret", "pin_hash"] {
+        assert_eq!(row[secret], "<redacted>", "{secret}");
+    }
+    assert_eq!(row["role"], "nurse");
+    assert_eq!(row["id"], "u1");
 }

@@ -318,6 +318,25 @@ fn rejects_listed() {
     insta::assert_snapshot!("rejects_listed", render(&s, 120, 40).backend());
 }
 
+/// Issue 8, item 10: the fix dialog names the field it sets as a label, takes the value alone,
+/// and masks a secret field's value (and its length) while it is typed.
+#[test]
+fn fix_dialog_plain_and_secret() {
+    let mut s = with_rejects();
+    key(&mut s, KeyCode::Char('j'));
+    key(&mut s, KeyCode::Char('e'));
+    chars(&mut s, "parent");
+    insta::assert_snapshot!("fix_dialog_role_80x24", render(&s, 80, 24).backend());
+    // tab twice from role: phone, then password_hash.
+    key(&mut s, KeyCode::Tab);
+    key(&mut s, KeyCode::Tab);
+    chars(&mut s, "NEWSECRET123");
+    let screen = render(&s, 120, 40);
+    let text = format!("{}", screen.backend());
+    assert!(!text.contains("NEWSECRET"), "the secret is masked:\n{text}");
+    insta::assert_snapshot!("fix_dialog_secret_120x40", screen.backend());
+}
+
 #[test]
 fn rejects_filtered_small() {
     let mut s = with_rejects();

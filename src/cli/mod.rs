@@ -220,7 +220,14 @@ pub fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(stderr_in_colour())
         .try_init();
+}
+
+/// Colour codes on stderr only for a person at a terminal: not when stderr is a file or a
+/// pipe (logs, CI), and never with `NO_COLOR` set to anything but the empty string.
+pub fn stderr_in_colour() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 pub fn overrides(cli: &Cli) -> Overrides {

@@ -17,6 +17,8 @@ pub enum Context {
     Verify,
     Confirm,
     TextInput,
+    /// The fix dialog of the rejects pane: a value for one field, tab chooses the field.
+    FixField,
     Details,
     Help,
 }
@@ -44,6 +46,7 @@ impl Context {
             Context::Verify => "Verify",
             Context::Confirm => "Confirmation",
             Context::TextInput => "Text input",
+            Context::FixField => "Fix a field",
             Context::Details => "Details",
             Context::Help => "Help",
         }
@@ -170,7 +173,7 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Rejects, Char('/'), A::Filter, "filter (step, rule)"),
     key(C::Rejects, Esc, A::ClearFilter, "clear filter"),
     key(C::Rejects, Enter, A::Details, "row details"),
-    key(C::Rejects, Char('e'), A::EditReject, "fix field (F=VALUE)"),
+    key(C::Rejects, Char('e'), A::EditReject, "fix a field"),
     key(C::Rejects, Char('r'), A::RetryReject, "retry row"),
     key(C::Rejects, Char('R'), A::RetryStep, "retry its whole step"),
     key(C::Rejects, Char('x'), A::Export, "export CSV"),
@@ -247,6 +250,13 @@ pub const KEYMAP: &[Binding] = &[
     key(C::TextInput, Enter, A::Submit, "submit"),
     key(C::TextInput, Esc, A::Cancel, "cancel"),
     key(C::TextInput, Backspace, A::Backspace, "delete"),
+    key(C::FixField, Enter, A::Submit, "set the field"),
+    key(C::FixField, Esc, A::Cancel, "cancel"),
+    key(C::FixField, Backspace, A::Backspace, "delete"),
+    key(C::FixField, Tab, A::Down, "next field"),
+    key(C::FixField, Down, A::Down, "next field"),
+    key(C::FixField, BackTab, A::Up, "previous field"),
+    key(C::FixField, Up, A::Up, "previous field"),
     key(C::Details, Char('j'), A::Down, "scroll down"),
     key(C::Details, Down, A::Down, "scroll down"),
     key(C::Details, Char('k'), A::Up, "scroll up"),
@@ -266,12 +276,8 @@ pub fn active_context(state: &AppState) -> Context {
     }
     match &state.dialog {
         Some(Dialog::Confirm { .. }) => Context::Confirm,
-        Some(
-            Dialog::Rollback { .. }
-            | Dialog::EditReject { .. }
-            | Dialog::DecideValue { .. }
-            | Dialog::ReviewNote { .. },
-        ) => Context::TextInput,
+        Some(Dialog::Rollback { .. } | Dialog::DecideValue { .. } | Dialog::ReviewNote { .. }) => Context::TextInput,
+        Some(Dialog::EditReject { .. }) => Context::FixField,
         Some(Dialog::Details { .. }) => Context::Details,
         None if state.filter_editing => Context::TextInput,
         None => Context::of_pane(state.focus),
@@ -291,6 +297,7 @@ fn search_order(context: Context) -> &'static [Context] {
         Context::Global => &[Context::Global],
         Context::Confirm => &[Context::Confirm],
         Context::TextInput => &[Context::TextInput],
+        Context::FixField => &[Context::FixField],
         Context::Details => &[Context::Details],
         Context::Help => &[Context::Help],
     }

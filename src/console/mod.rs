@@ -249,7 +249,11 @@ fn log_verified(report: &crate::engine::verify::VerifyReport) {
 
 /// Never wait on the engine's queue: a full queue is reported, not blocked on.
 fn send(state: &mut AppState, engine: &EngineHandle, command: Command) {
-    tracing::debug!(?command, "to engine");
+    match &command {
+        // A fixed value may be a secret or a patient's data: the log names the field only.
+        Command::FixReject { id, field, .. } => tracing::debug!(id, field = %field, "to engine: fix reject"),
+        other => tracing::debug!(command = ?other, "to engine"),
+    }
     match engine.commands.try_send(command) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => state.set_status(StatusLevel::Error, "the engine is busy; try again"),

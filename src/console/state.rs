@@ -271,10 +271,15 @@ pub enum Dialog {
         preview: Option<RollbackPreview>,
         typed: String,
     },
-    /// `e`: FIELD=VALUE for one rejected row.
+    /// `e`: a new value for one field of a rejected row's source data, as
+    /// `cutover rejects fix ID FIELD=VALUE` sets it. The field is chosen with tab/↑↓ and shown
+    /// as a label; `input` is the value alone (empty sets NULL), masked for secret fields.
     EditReject {
         id: i64,
-        fields: Vec<String>,
+        /// The source row's fields and their current values (secrets already redacted).
+        fields: Vec<(String, String)>,
+        /// Index into `fields` of the field being set.
+        field: usize,
         input: String,
     },
     Details {

@@ -50,7 +50,7 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
     let context = keymap::active_context(state);
     match keymap::lookup(context, &key) {
         Some(action) => on_action(state, context, action),
-        None if context == Context::TextInput => {
+        None if matches!(context, Context::TextInput | Context::FixField) => {
             if let KeyCode::Char(c) = key.code
                 && !key.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
             {
@@ -71,6 +71,7 @@ fn on_action(state: &mut AppState, context: Context, action: Action) -> Vec<Comm
         }
         Context::Confirm => on_confirm(state, action),
         Context::TextInput => on_text_action(state, action),
+        Context::FixField => on_fix_action(state, action),
         Context::Details => {
             if let Some(Dialog::Details { scroll, .. }) = &mut state.dialog {
                 match action {
@@ -509,10 +510,22 @@ fn ask_edit(state: &mut AppState) {
         state.set_status(StatusLevel::Info, text);
         return;
     }
-    let (id, fields) = (r.id, r.row.iter().map(|(k, _)| k.clone()).collect());
-    // Start with the failing field so the operator only types the value.
-    let input = r.field.as_ref().map(|f| format!("{f}=")).unwrap_or_default();
-    state.dialog = Some(Dialog::EditReject { id, fields, input });
+    if r.row.is_empty() {
+        state.set_status(StatusLevel::Info, format!("reject {} has no source row to fix", r.id));
+        return;
+    }
+    // The failing field is chosen first; the text is its new value alone, never FIELD=VALUE.
+    let field = r
+        .field
+        .as_ref()
+        .and_then(|f| r.row.iter().position(|(k, _)| k == f))
+        .unwrap_or(0);
+    state.dialog = Some(Dialog::EditReject {
+        id: r.id,
+        fields: r.row.clone(),
+        field,
+        input: String::new(),
+    });
 }
 
 fn ask_retry(state: &mut AppState, whole_step: bool) {
@@ -696,6 +709,72 @@ fn on_text_action(state: &mut AppState, action: Action) -> Vec<Command> {
     }
 }
 
+/// The fix dialog: ↑/↓ (tab/shift-tab) choose the field, the rest is text input. Choosing
+/// another field clears the value typed so far, so a secret typed for one field is never
+/// shown unmasked under another.
+fn on_fix_action(state: &mut AppState, action: Action) -> Vec<Command> {
+    match action {
+        Action::Down | Action::Up => {
+            if let Some(Dialog::EditReject {
+                fields, field, input, ..
+            }) = &mut state.dialog
+                && !fields.is_empty()
+            {
+                let n = fields.len();
+                *field = if action == Action::Down {
+                    (*field + 1) % n
+                } else {
+                    (*field + n - 1) % n
+                };
+                input.clear();
+            }
+            Vec::new()
+        }
+        other => on_text_action(state, other),
+    }
+}
+
+/// The fix dialog's Enter: the value goes to the chosen field as typed. A value that starts
+/// with `FIELD=` naming a field of the row is the CLI's syntax typed in the wrong place (it
+/// would set the chosen field to the whole text), so it is refused without echoing the value.
+fn submit_fix(
+    state: &mut AppState,
+    id: i64,
+    fields: Vec<(String, String)>,
+    field: usize,
+    input: String,
+) -> Vec<Command> {
+    let Some(name) = fields.get(field).map(|(f, _)| f.clone()) else {
+        return Vec::new();
+    };
+    if let Some((other, _)) = fields.iter().find(|(f, _)| input.starts_with(&format!("{f}="))) {
+        let text = if *other == name {
+            format!("type only the new value of {name}, without '{name}='")
+        } else {
+            format!("this sets {name} only: type the value alone; tab chooses {other}")
+        };
+        state.set_status(StatusLevel::Warn, text);
+        state.dialog = Some(Dialog::EditReject {
+            id,
+            fields,
+            field,
+            input,
+        });
+        return Vec::new();
+    }
+    let text = if input.is_empty() {
+        format!("reject {id}: setting {name} to NULL…")
+    } else {
+        format!("reject {id}: setting {name}…")
+    };
+    state.set_status(StatusLevel::Info, text);
+    vec![Command::FixReject {
+        id,
+        field: name,
+        value: input,
+    }]
+}
+
 fn submit(state: &mut AppState) -> Vec<Command> {
     match state.dialog.take() {
         None => {
@@ -752,28 +831,12 @@ fn submit(state: &mut AppState) -> Vec<Command> {
                 dry_run: false,
             }]
         }
-        Some(Dialog::EditReject { id, fields, input }) => {
-            let parsed = input
-                .split_once('=')
-                .map(|(f, v)| (f.trim().to_string(), v.to_string()));
-            match parsed {
-                Some((field, value)) if fields.contains(&field) => {
-                    state.set_status(StatusLevel::Info, format!("reject {id}: setting {field}…"));
-                    vec![Command::FixReject { id, field, value }]
-                }
-                Some((field, _)) if !field.is_empty() => {
-                    let text = format!("the row has no field '{field}' (it has: {})", fields.join(", "));
-                    state.set_status(StatusLevel::Warn, text);
-                    state.dialog = Some(Dialog::EditReject { id, fields, input });
-                    Vec::new()
-                }
-                _ => {
-                    state.set_status(StatusLevel::Warn, "write FIELD=VALUE (an empty value sets NULL)");
-                    state.dialog = Some(Dialog::EditReject { id, fields, input });
-                    Vec::new()
-                }
-            }
-        }
+        Some(Dialog::EditReject {
+            id,
+            fields,
+            field,
+            input,
+        }) => submit_fix(state, id, fields, field, input),
         Some(Dialog::DecideValue { id, input }) => review::submit_value(state, id, input),
         Some(Dialog::ReviewNote { input }) => {
             review::keep_note(state, input);

@@ -241,16 +241,13 @@ pub async fn fix_reject(project: &Project, id: i64, field: &str, value: &str) ->
         },
     );
     RejectStore::set_row(&mut tx, id, &serde_json::Value::Object(row)).await?;
-    let secret = store::is_secret_column(field);
-    let shown = |v: serde_json::Value| if secret { serde_json::json!("<redacted>") } else { v };
-    ledger::append_event(
-        &mut tx,
-        None,
-        Some(&r.step),
-        "reject_fixed",
-        &serde_json::json!({"reject": id, "field": field, "before": shown(before), "after": shown(serde_json::json!(value))}),
-    )
-    .await?;
+    // A secret field's audit entry records that it changed, never its values.
+    let detail = if store::is_secret_column(field) {
+        serde_json::json!({"reject": id, "field": field, "changed": true, "redacted": true})
+    } else {
+        serde_json::json!({"reject": id, "field": field, "before": before, "after": value})
+    };
+    ledger::append_event(&mut tx, None, Some(&r.step), "reject_fixed", &detail).await?;
     tx.commit().await?;
     target.close().await;
     Ok(())

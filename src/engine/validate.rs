@@ -451,6 +451,7 @@ pub fn is_secret_field(field: &str) -> bool {
         "apikey",
         "private_key",
         "credential",
+        "hash",
     ];
     let b = field.as_bytes();
     MARKERS
@@ -958,6 +959,7 @@ mod tests {
             "client_secret",
             "api_token",
             "apiKey",
+            "pin_hash",
         ] {
             let reasons = run(&v, field, text("hunter"));
             assert_eq!(reasons.len(), 3, "{field}");

@@ -5,6 +5,7 @@ use crate::console::format::show_value;
 use crate::console::keymap::{self, Action, Context, HelpLine};
 use crate::console::state::{AppState, Dialog};
 use crate::console::view::theme::Theme;
+use crate::engine::validate::is_secret_field;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -73,19 +74,16 @@ impl Widget for DialogView<'_> {
                 rollback_lines(name, preview, typed, theme),
                 Context::TextInput,
             ),
-            Dialog::EditReject { id, fields, input } => {
-                let lines = vec![
-                    Line::from("Set one field of the source row, then r retries it."),
-                    Line::styled(format!("fields: {}", fields.join(", ")), theme.dim()),
-                    Line::from(""),
-                    Line::from(vec![
-                        Span::styled("FIELD=VALUE > ", theme.accent()),
-                        Span::styled(input.clone(), theme.bold()),
-                        Span::styled("▏", theme.accent()),
-                    ]),
-                ];
-                (format!("Fix reject {id}"), lines, Context::TextInput)
-            }
+            Dialog::EditReject {
+                id,
+                fields,
+                field,
+                input,
+            } => (
+                format!("Fix reject {id}"),
+                fix_lines(*id, fields, *field, input, theme),
+                Context::FixField,
+            ),
             Dialog::DecideValue { id, input } => (
                 format!("Another value for discrepancy {id}"),
                 decide_value_lines(self.state, *id, input, theme),
@@ -126,6 +124,52 @@ impl Widget for DialogView<'_> {
             .block(frame_block(title, theme))
             .render(rect, buf);
     }
+}
+
+/// The fix dialog: the field as a label (tab chooses another), its current value, and the new
+/// value alone. Secret fields show neither their value nor its length.
+fn fix_lines(id: i64, fields: &[(String, String)], field: usize, input: &str, theme: Theme) -> Vec<Line<'static>> {
+    let Some((name, now)) = fields.get(field) else {
+        return Vec::new();
+    };
+    let secret = is_secret_field(name);
+    let shown = if secret {
+        if input.is_empty() {
+            String::new()
+        } else {
+            "••••••".to_string()
+        }
+    } else {
+        input.to_string()
+    };
+    let label = |s: &str| Span::styled(format!("{s:<7}"), theme.dim());
+    vec![
+        Line::from("Set one field of the rejected row's source data; r retries it."),
+        Line::from(""),
+        Line::from(vec![
+            label("field"),
+            Span::styled(name.clone(), theme.accent().patch(theme.bold())),
+            Span::styled(
+                format!("  ({} of {}, tab/↑↓ choose)", field + 1, fields.len()),
+                theme.dim(),
+            ),
+        ]),
+        Line::from(vec![
+            label("now"),
+            Span::raw(if secret { "<redacted>".to_string() } else { now.clone() }),
+        ]),
+        Line::from(vec![
+            label("new >"),
+            Span::styled(shown, theme.bold()),
+            Span::styled("▏", theme.accent()),
+            Span::styled(if secret { "  (secret: hidden)" } else { "" }, theme.dim()),
+        ]),
+        Line::from(""),
+        Line::styled(
+            format!("The value alone (empty sets NULL); as `cutover rejects fix {id} {name}=VALUE`."),
+            theme.dim(),
+        ),
+    ]
 }
 
 fn decide_value_lines(state: &AppState, id: i64, input: &str, theme: Theme) -> Vec<Line<'static>> {
