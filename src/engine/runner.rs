@@ -105,6 +105,9 @@ pub struct RunCtx {
     /// Dry runs: one transaction for the whole plan, rolled back at the end, so later steps
     /// see what earlier ones would have done and nothing is ever committed.
     pub dry_tx: tokio::sync::Mutex<Option<crate::engine::db::DbTx>>,
+    /// The run lock's fencing token: each batch commits only while the lock row still holds
+    /// it, so a run that lost its lock (paused past the stale time) cannot write again.
+    pub lock_token: Option<String>,
 }
 
 impl RunCtx {
@@ -249,7 +252,8 @@ async fn run_up_inner(
         }
         Some(lock)
     };
-    let outcome = run_up_locked(&project, opts, run_id, &target, events, control).await;
+    let lock_token = lock.as_ref().map(|l| l.token().to_string());
+    let outcome = run_up_locked(&project, opts, run_id, &target, events, control, lock_token).await;
     if let Some(l) = lock
         && let Err(e) = l.release().await
     {
@@ -266,6 +270,7 @@ async fn run_up_locked(
     target: &Db,
     events: mpsc::Sender<EngineEvent>,
     control: RunControl,
+    lock_token: Option<String>,
 ) -> RunOutcome {
     let ledger_rows = match ledger::load(target).await {
         Ok(r) => r,
@@ -299,6 +304,7 @@ async fn run_up_locked(
         events,
         control,
         dry_tx: tokio::sync::Mutex::new(None),
+        lock_token: lock_token.clone(),
     };
     if opts.dry_run {
         match target.begin().await {
@@ -598,6 +604,7 @@ async fn run_down_inner(
             events: events.clone(),
             control: RunControl::default(),
             dry_tx: tokio::sync::Mutex::new(None),
+            lock_token: lock.as_ref().map(|l| l.token().to_string()),
         };
         ctx.emit(EngineEvent::Planned {
             run_id: run_id.to_string(),

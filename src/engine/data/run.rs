@@ -804,6 +804,12 @@ pub(crate) async fn commit_batch(
     started_at: &str,
     cp: &BatchCheckpoint,
 ) -> Result<(), StepError> {
+    if let Some(token) = &ctx.lock_token
+        && let Err(e) = crate::engine::lock::fence(&mut t, token).await
+    {
+        let _ = t.rollback().await;
+        return Err(StepError::msg(e.to_string()));
+    }
     let saved = async {
         cp.save(&mut t, &step.version).await?;
         ledger::upsert(
