@@ -62,7 +62,7 @@ fn assert_row(columns: &[String], got: &[Value], want: &[Value], what: &str) {
 /// A data step copying `cols` of `table` into the same-named target table.
 fn copy_step(table: &str, cols: &[&str], batch: usize) -> String {
     let mut s = format!(
-        "kind = \"data\"\nbatch_size = {batch}\n[source]\ntable = \"{table}\"\nkey = \"id\"\n\n[target]\ntable = \"{table}\"\n"
+        "kind = \"data\"\nbatch_size = {batch}\n[source]\ntable = \"{table}\"\nkey = \"id\"\n\n[target]\ntable = \"{table}\"\nnatural_key = [\"id\"]\n"
     );
     for c in cols {
         s.push_str(&format!("\n[[fields]]\ntarget = \"{c}\"\nsource = \"{c}\"\n"));
@@ -935,4 +935,20 @@ fn sqlite_invalid_utf8_end_to_end_rejects() {
     assert!(got[0].2.contains("invalid UTF-8 at byte 2"), "{:?}", got[0]);
     assert_eq!((got[1].0.as_str(), got[1].1.as_str()), ("4", "label"));
     assert!(got[1].2.contains("invalid UTF-8 at byte 0"), "{:?}", got[1]);
+}
+
+#[test]
+fn zz_probe() {
+    use sqlx::{Column, Row};
+    let src = my_source();
+    rt().block_on(async {
+        let pool = sqlx::mysql::MySqlPool::connect(&src).await.unwrap();
+        let rows = sqlx::query("SELECT c_json, c_text, c_varchar_bin, c_bin FROM every_type")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        for c in rows[0].columns() {
+            eprintln!("PROBE {} {:?}", c.name(), c.type_info());
+        }
+    });
 }

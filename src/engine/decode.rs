@@ -528,13 +528,17 @@ fn numeric_text(b: &[u8]) -> Result<String, Bad> {
     if int.is_empty() {
         int.push('0');
     }
+    // every stored fraction digit, then padded or trimmed (zeros only) to the display scale
     let mut fr = String::new();
+    let last = i64::try_from(ndigits).unwrap_or(i64::MAX) - 1;
     let mut pos = weight + 1;
-    while fr.len() < dscale {
+    while pos <= last || fr.len() < dscale {
         fr.push_str(&format!("{:04}", digit_at(pos)));
         pos += 1;
     }
-    fr.truncate(dscale);
+    while fr.len() > dscale && fr.ends_with('0') {
+        fr.pop();
+    }
     let negative = sign == 0x4000 && (int != "0" || fr.bytes().any(|c| c != b'0'));
     Ok(format!(
         "{}{int}{}{fr}",
@@ -732,7 +736,7 @@ fn pg_binary(ty: Option<&PgTypeInfo>, oid: u32, b: &[u8]) -> Cell {
         }
         700 => real_from_f32(f32::from_bits(r.u32()?)),
         701 => Value::Real(r.f64()?),
-        1700 => Value::Text(numeric_text(b)?),
+        1700 => return numeric_text(b).map(Value::Text),
         // money: an int64 count of the currency's smallest unit; 2 fraction digits assumed
         // (lc_monetary C and most locales)
         790 => {
@@ -843,7 +847,7 @@ fn pg_binary(ty: Option<&PgTypeInfo>, oid: u32, b: &[u8]) -> Cell {
             let l = r.i64()? as u64;
             Value::Text(format!("{:X}/{:X}", l >> 32, l & 0xffff_ffff))
         }
-        3614 => Value::Text(tsvector_text(b)?),
+        3614 => return tsvector_text(b).map(Value::Text),
         // anonymous record
         2249 => return pg_composite(None, b),
         // builtin ranges, by element
@@ -911,15 +915,25 @@ fn pg_custom(ty: Option<&PgTypeInfo>, oid: u32, b: &[u8]) -> Cell {
 
 /// The column flags and collation sqlx keeps private, read from its `Debug` form (only for the
 /// few type names that are ambiguous without them).
-fn mysql_meta(ty: &sqlx::mysql::MySqlTypeInfo) -> (bool, Option<u16>) {
+fn mysql_meta(ty: &sqlx::mysql::MySqlTypeInfo) -> MyMeta {
     let d = format!("{ty:?}");
-    let unsigned = d.contains("UNSIGNED");
-    let collation = d
-        .split("Collation(")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .and_then(|n| n.trim().parse().ok());
-    (unsigned, collation)
+    let after = |key: &str| -> Option<u32> {
+        d.split(key)
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|n| n.trim().parse().ok())
+    };
+    MyMeta {
+        unsigned: d.contains("UNSIGNED"),
+        collation: after("Collation(").and_then(|c| u16::try_from(c).ok()),
+        max_size: after("max_size: Some("),
+    }
+}
+
+struct MyMeta {
+    unsigned: bool,
+    collation: Option<u16>,
+    max_size: Option<u32>,
 }
 
 /// The binary collation: bytes, not text.
@@ -1087,7 +1101,7 @@ pub fn decode_mysql(row: &sqlx::mysql::MySqlRow, issues: &mut Vec<CellIssue>) ->
         let cell = match name {
             // TINYINT(1): an integer column, whatever the driver calls it (2 stays 2)
             "BOOLEAN" => {
-                if mysql_meta(ty).0 {
+                if mysql_meta(ty).unsigned {
                     Ok(Value::Int(row.try_get_unchecked::<u8, _>(i).map_err(wrap)?.into()))
                 } else {
                     Ok(Value::Int(row.try_get_unchecked::<i8, _>(i).map_err(wrap)?.into()))
@@ -1114,17 +1128,21 @@ pub fn decode_mysql(row: &sqlx::mysql::MySqlRow, issues: &mut Vec<CellIssue>) ->
                 .and_then(json_value),
             "GEOMETRY" => Ok(Value::bytes(bytes()?.to_vec())),
             "NULL" => Ok(Value::Null),
-            "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
-                // The BINARY flag is also set for text in a `_bin` collation (and MariaDB's
-                // JSON is LONGTEXT utf8mb4_bin): only the binary collation means bytes.
+            "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" | "TINYTEXT" | "TEXT"
+            | "MEDIUMTEXT" | "LONGTEXT" => {
+                // The BINARY flag is also set for text in a `_bin` collation: only the binary
+                // collation means bytes.
                 let b = bytes()?;
-                match mysql_meta(ty).1 {
-                    Some(MYSQL_BINARY_COLLATION) | None => Ok(Value::bytes(b.to_vec())),
-                    Some(_) if name == "LONGBLOB" => mysql_longtext(b),
-                    Some(_) => utf8(b),
+                let meta = mysql_meta(ty);
+                match meta.collation {
+                    Some(MYSQL_BINARY_COLLATION) => Ok(Value::bytes(b.to_vec())),
+                    None if !name.ends_with("TEXT") => Ok(Value::bytes(b.to_vec())),
+                    // MariaDB's JSON is LONGTEXT utf8mb4_bin with a json_valid check, which the
+                    // protocol does not show: a LONGTEXT in a `_bin` collation (BINARY flag)
+                    Some(_) if !name.ends_with("TEXT") && meta.max_size == Some(u32::MAX) => mysql_longtext(b),
+                    _ => utf8(b),
                 }
             }
-            "LONGTEXT" => mysql_longtext(bytes()?),
             // CHAR, VARCHAR, TEXT types, ENUM, SET, MariaDB INET6/UUID: text
             _ => utf8(bytes()?),
         };
@@ -1243,7 +1261,7 @@ mod tests {
             Ok(Value::Text("2024-02-29T23:59:58.120".into()))
         );
         assert_eq!(
-            mysql_datetime(&[11, 0xe8, 0x07, 2, 29, 23, 59, 58, 0x40, 0xd4, 0x01, 0], true),
+            mysql_datetime(&[11, 0xe8, 0x07, 2, 29, 23, 59, 58, 0xc0, 0xd4, 0x01, 0], true),
             Ok(Value::Text("2024-02-29T23:59:58.120".into()))
         );
         assert_eq!(
