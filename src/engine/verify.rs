@@ -17,7 +17,7 @@
 
 use crate::engine::data::store::REJECTS;
 use crate::engine::db::{Db, Dialect, Role};
-use crate::engine::decode::{CellIssue, decode_mysql, decode_pg, decode_sqlite};
+use crate::engine::decode::{decode_mysql, decode_pg_compare, decode_sqlite};
 use crate::engine::ledger::{self, LedgerStatus};
 use crate::engine::project::{Project, StepKind};
 use crate::engine::value::{Value, hex};
@@ -25,7 +25,7 @@ use color_eyre::eyre::{Result, eyre};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::{Column, Row, TypeInfo, ValueRef};
+use sqlx::{Column, Row};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::ControlFlow;
@@ -349,118 +349,10 @@ where
     }
     match db {
         Db::Sqlite(p) => stream!(p.begin().await?, decode_sqlite),
-        Db::Postgres(p) => stream!(p.begin_with("BEGIN READ ONLY").await?, decode_pg_any),
+        Db::Postgres(p) => stream!(p.begin_with("BEGIN READ ONLY").await?, decode_pg_compare),
         Db::Mysql(p) => stream!(p.begin_with("START TRANSACTION READ ONLY").await?, decode_mysql),
     }
     Ok(())
-}
-
-/// `decode_pg`, plus NUMERIC (what `SUM`, `AVG` and `ROUND` return), which it does not read.
-fn decode_pg_any(row: &sqlx::postgres::PgRow, issues: &mut Vec<CellIssue>) -> Result<Vec<Value>, sqlx::Error> {
-    match decode_pg(row, issues) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            if !row.columns().iter().any(|c| c.type_info().name() == "NUMERIC") {
-                return Err(e);
-            }
-            (0..row.len()).map(|i| pg_cell(row, i)).collect()
-        }
-    }
-}
-
-/// One PostgreSQL cell, for rows `decode_pg` cannot read whole.
-fn pg_cell(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, sqlx::Error> {
-    let raw = row.try_get_raw(i)?;
-    if raw.is_null() {
-        return Ok(Value::Null);
-    }
-    Ok(match row.column(i).type_info().name() {
-        "NUMERIC" => {
-            let bytes = raw.as_bytes().map_err(sqlx::Error::Decode)?;
-            numeric_value(bytes).ok_or_else(|| sqlx::Error::Decode("unreadable NUMERIC value".into()))?
-        }
-        "INT2" => Value::Int(i64::from(row.try_get::<i16, _>(i)?)),
-        "INT4" => Value::Int(i64::from(row.try_get::<i32, _>(i)?)),
-        "INT8" => Value::Int(row.try_get::<i64, _>(i)?),
-        "FLOAT4" => Value::Real(f64::from(row.try_get::<f32, _>(i)?)),
-        "FLOAT8" => Value::Real(row.try_get::<f64, _>(i)?),
-        "BOOL" => Value::Bool(row.try_get::<bool, _>(i)?),
-        "UUID" => Value::Text(row.try_get::<uuid::Uuid, _>(i)?.to_string()),
-        "DATE" => Value::Text(row.try_get::<chrono::NaiveDate, _>(i)?.to_string()),
-        "TIMESTAMP" => Value::Text(
-            row.try_get::<chrono::NaiveDateTime, _>(i)?
-                .format("%Y-%m-%dT%H:%M:%S%.f")
-                .to_string(),
-        ),
-        "TIMESTAMPTZ" => Value::Text(row.try_get::<chrono::DateTime<chrono::Utc>, _>(i)?.to_rfc3339()),
-        "JSON" | "JSONB" => Value::Json(row.try_get::<serde_json::Value, _>(i)?),
-        "BYTEA" => Value::bytes(row.try_get::<Vec<u8>, _>(i)?),
-        _ => Value::Text(row.try_get::<String, _>(i)?),
-    })
-}
-
-/// PostgreSQL's binary NUMERIC: ndigits, weight, sign, dscale (i16/u16 each), then base-10000
-/// digits. An integer that fits becomes `Int`, other finite values their shortest decimal text.
-fn numeric_value(b: &[u8]) -> Option<Value> {
-    let word = |i: usize| -> Option<u16> { Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?])) };
-    let ndigits = usize::from(word(0)?);
-    let weight = i64::from(word(2)? as i16);
-    let sign = word(4)?;
-    match sign {
-        0x0000 | 0x4000 => {}
-        0xC000 => return Some(Value::Text("NaN".into())),
-        0xD000 => return Some(Value::Text("Infinity".into())),
-        0xF000 => return Some(Value::Text("-Infinity".into())),
-        _ => return None,
-    }
-    let digits: Vec<u16> = (0..ndigits).map(|k| word(8 + 2 * k)).collect::<Option<_>>()?;
-    let digit_at = |pos: i64| -> u16 {
-        // the digit group worth 10000^(weight - pos)
-        usize::try_from(pos)
-            .ok()
-            .and_then(|p| digits.get(p).copied())
-            .unwrap_or(0)
-    };
-    let mut int = String::new();
-    for pos in 0..=weight {
-        if int.is_empty() {
-            let d = digit_at(pos);
-            if d != 0 {
-                int = d.to_string();
-            }
-        } else {
-            int.push_str(&format!("{:04}", digit_at(pos)));
-        }
-    }
-    if int.is_empty() {
-        int.push('0');
-    }
-    let mut frac = String::new();
-    let last = i64::try_from(ndigits).ok()? - 1;
-    let mut pos = weight + 1;
-    while pos <= last {
-        frac.push_str(&format!("{:04}", digit_at(pos)));
-        pos += 1;
-    }
-    let frac = frac.trim_end_matches('0');
-    let negative = sign == 0x4000 && (int != "0" || !frac.is_empty());
-    let text = format!(
-        "{}{int}{}{frac}",
-        if negative { "-" } else { "" },
-        if frac.is_empty() { "" } else { "." }
-    );
-    if frac.is_empty()
-        && let Ok(i) = text.parse::<i64>()
-    {
-        return Some(Value::Int(i));
-    }
-    // a decimal a real reproduces exactly (12.5) is a real; others keep their digits
-    if let Ok(f) = text.parse::<f64>()
-        && canonical_real(f) == text
-    {
-        return Some(Value::Real(f));
-    }
-    Some(Value::Text(text))
 }
 
 /// The one value of a scalar query.
@@ -1195,47 +1087,6 @@ mod tests {
             row_hash(&[Value::Text("ab".into()), Value::Text("c".into())]),
             row_hash(&[Value::Text("a".into()), Value::Text("bc".into())])
         );
-    }
-
-    fn numeric(ndigits: u16, weight: i16, sign: u16, dscale: u16, digits: &[u16]) -> Vec<u8> {
-        let mut b = Vec::new();
-        for w in [ndigits, weight as u16, sign, dscale] {
-            b.extend(w.to_be_bytes());
-        }
-        for d in digits {
-            b.extend(d.to_be_bytes());
-        }
-        b
-    }
-
-    #[test]
-    fn reads_postgres_numeric() {
-        assert_eq!(numeric_value(&numeric(0, 0, 0, 0, &[])), Some(Value::Int(0)));
-        assert_eq!(numeric_value(&numeric(1, 0, 0, 0, &[42])), Some(Value::Int(42)));
-        // 123456789 = 1|2345|6789
-        assert_eq!(
-            numeric_value(&numeric(3, 2, 0, 0, &[1, 2345, 6789])),
-            Some(Value::Int(123_456_789))
-        );
-        // 10000 = 1 * 10000^1, digits trimmed
-        assert_eq!(numeric_value(&numeric(1, 1, 0, 0, &[1])), Some(Value::Int(10000)));
-        // -12.50
-        assert_eq!(
-            numeric_value(&numeric(2, 0, 0x4000, 2, &[12, 5000])),
-            Some(Value::Real(-12.5))
-        );
-        // 0.0001 = 1 * 10000^-1 ; 0.00000002 = 2 * 10000^-2
-        assert_eq!(numeric_value(&numeric(1, -1, 0, 4, &[1])), Some(Value::Real(0.0001)));
-        assert_eq!(
-            numeric_value(&numeric(1, -2, 0, 8, &[2])),
-            Some(Value::Real(0.00000002))
-        );
-        // more digits than a real holds: kept as text
-        assert_eq!(
-            numeric_value(&numeric(6, 0, 0, 20, &[1, 2345, 6789, 123, 4567, 8901])),
-            Some(Value::Text("1.23456789012345678901".into()))
-        );
-        assert_eq!(numeric_value(&[0, 1]), None);
     }
 
     #[test]
