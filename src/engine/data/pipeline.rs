@@ -576,6 +576,56 @@ impl CompiledStep {
     }
 }
 
+impl CompiledStep {
+    /// Remove temporary files a killed run left in this step's document stores (written but
+    /// not yet renamed to their digest). Named `.<digest>.<pid>`; only a dead pid's are taken.
+    pub fn sweep_store_temp_files(&self) {
+        let Some(store) = self.file_store.as_ref().filter(|s| s.write) else {
+            return;
+        };
+        for f in &self.fields {
+            for t in &f.spec.transforms {
+                if let Transform::StoreFile(spec) = t {
+                    sweep_dir(&store.root.join(&spec.dir));
+                }
+            }
+        }
+    }
+}
+
+fn sweep_dir(dir: &std::path::Path) {
+    let Ok(shards) = std::fs::read_dir(dir) else { return };
+    for shard in shards.flatten() {
+        let Ok(files) = std::fs::read_dir(shard.path()) else { continue };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix('.')
+                .and_then(|n| n.rsplit_once('.'))
+                .and_then(|(_, pid)| pid.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if !pid_alive(pid) {
+                if let Err(e) = std::fs::remove_file(f.path()) {
+                    tracing::warn!("cannot remove the partial file {}: {e}", f.path().display());
+                } else {
+                    tracing::info!("removed the partial file {} of a killed run", f.path().display());
+                }
+            }
+        }
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    if pid == std::process::id() as i32 {
+        return true;
+    }
+    // SAFETY: signal 0 only checks that the process exists; no signal is sent.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Write bytes into the content-addressed store and return their key (`ab/abcdef…`). Writing
 /// is idempotent: the same bytes have the same key, and an existing file is left alone.
 fn store_file(store: Option<&FileStore>, dir: &str, v: &Value) -> Result<Value, String> {

@@ -425,6 +425,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         root: ctx.project.config.dir.clone(),
         write: !ctx.dry_run,
     });
+    c.sweep_store_temp_files();
     let source = ctx.source().await.map_err(StepError::plain)?.clone();
     let batch_size = c
         .spec
