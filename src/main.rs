@@ -6,6 +6,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    install_error_hooks();
     let cli = cutover::cli::Cli::parse();
     let code = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt.block_on(cutover::cli::run(cli)),
@@ -15,4 +16,21 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// color-eyre's panic and error report hooks; plain (no colour codes) when stderr is not a
+/// terminal or NO_COLOR is set, so redirected logs stay readable. The console's own hook
+/// (restore the terminal first) chains onto this one.
+fn install_error_hooks() {
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let hooks = color_eyre::config::HookBuilder::default().display_env_section(false);
+    let hooks = if colour {
+        hooks
+    } else {
+        hooks.theme(color_eyre::config::Theme::new())
+    };
+    if let Err(e) = hooks.install() {
+        eprintln!("warning: cannot install the error report hooks: {e}");
+    }
 }

@@ -426,3 +426,43 @@ fn postgres_restart_mid_run_is_survived() {
         format!("60000|60000|{}", (1..=60_000i64).sum::<i64>())
     );
 }
+
+// 11. A documents step killed between writing a stored file and renaming it leaves a
+//     `.<digest>.<pid>` temp file; the next run of the step removes those of dead processes
+//     (and only those) before it writes.
+fn partial_store_files_are_removed(b: Backend) {
+    let p = TestProject::new(b);
+    p.source_sql(
+        "CREATE TABLE t (id INTEGER, name TEXT, qty INTEGER, doc BLOB);
+         INSERT INTO t VALUES (1, 'a', 1, X'0102'), (2, 'b', 2, X'0304'), (3, 'c', 3, NULL);",
+    );
+    let schema = items_schema(b).replace("qty >= 0)", "qty >= 0), doc_key TEXT");
+    p.schema_step(SCHEMA, &schema, "DROP TABLE items;");
+    let step = format!(
+        "{}\n[[fields]]\ntarget = \"doc_key\"\nsource = \"doc\"\ntransforms = [{{ store_file = {{ dir = \"docs\" }} }}]\n",
+        items_step("table = \"t\"", "\"id\"", "")
+    );
+    p.data_step(ITEMS, &step);
+    // A process that has exited: its pid is dead (and not reused within this test).
+    let mut done = std::process::Command::new("true").spawn().expect("spawn true");
+    let dead = done.id();
+    done.wait().expect("wait");
+    let shard = p.path().join("docs").join("ab");
+    std::fs::create_dir_all(&shard).expect("mkdir");
+    let orphan = shard.join(format!(".ab{}.{dead}", "0".repeat(62)));
+    let live = shard.join(format!(".ab{}.{}", "1".repeat(62), std::process::id()));
+    std::fs::write(&orphan, b"half").expect("orphan");
+    std::fs::write(&live, b"in use").expect("live");
+    p.ok(&["up"]);
+    assert!(!orphan.exists(), "the dead run's partial file is still there");
+    assert!(live.exists(), "a live process's temp file was removed");
+    assert_books(&p, ITEMS, 3, "items");
+    // the stored documents are there under their digests
+    let keys = p.target_sql("SELECT doc_key FROM items WHERE doc_key IS NOT NULL ORDER BY legacy_id");
+    let keys: Vec<&str> = keys.lines().map(|l| l.trim()).collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for k in keys {
+        assert!(p.path().join("docs").join(k).is_file(), "missing stored file {k}");
+    }
+}
+both!(partial_store_files_are_removed);

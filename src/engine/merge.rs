@@ -646,6 +646,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
             record_failed(ctx, step, &started_at, t0, &cp.counts, &msg).await;
             break Err(StepError {
                 transient: false,
+                lost_lock: None,
                 message: msg,
                 statement: None,
             });

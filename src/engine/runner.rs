@@ -25,6 +25,9 @@ pub struct StepError {
     pub statement: Option<String>,
     /// A lost connection or similar: retrying the step (from its checkpoint) may succeed.
     pub transient: bool,
+    /// The run lost its lock to this holder: the step stops without touching the ledger,
+    /// which belongs to the new holder now, and the run ends as `Locked`.
+    pub lost_lock: Option<LockHolder>,
 }
 
 impl StepError {
@@ -34,6 +37,33 @@ impl StepError {
             message: crate::engine::db_error::report_text(&e),
             statement: None,
             transient: crate::engine::db_error::report_is_transient(&e),
+            lost_lock: None,
+        }
+    }
+
+    /// The fence refused a commit: another run holds the lock now.
+    pub fn lock_lost(e: crate::engine::lock::FenceError) -> StepError {
+        let message = e.to_string();
+        match e {
+            crate::engine::lock::FenceError::Lost(holder) => StepError {
+                message,
+                statement: None,
+                transient: false,
+                lost_lock: Some(holder.unwrap_or_else(|| LockHolder {
+                    owner: "(unknown)".into(),
+                    host: "(unknown)".into(),
+                    pid: 0,
+                    command: "(the lock row is gone)".into(),
+                    since: String::new(),
+                    heartbeat_age_secs: 0,
+                })),
+            },
+            crate::engine::lock::FenceError::Db(e) => StepError {
+                message,
+                statement: None,
+                transient: crate::engine::db_error::is_transient(&e),
+                lost_lock: None,
+            },
         }
     }
 
@@ -43,6 +73,7 @@ impl StepError {
             message: message.into(),
             statement: None,
             transient: false,
+            lost_lock: None,
         }
     }
 }
@@ -426,6 +457,9 @@ async fn run_up_locked(
                 };
             }
             Err(e) => {
+                if let Some(holder) = e.lost_lock {
+                    return RunOutcome::Locked(holder);
+                }
                 ctx.emit(EngineEvent::Failed {
                     version: Some(step.version.clone()),
                     error: e.message.clone(),

@@ -27,6 +27,7 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
             {
                 return Err(StepError {
                     transient: false,
+                    lost_lock: None,
                     message: e.to_string(),
                     statement: Some(s.clone()),
                 });
@@ -61,6 +62,7 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
         record_failure(ctx, step, &started, t0, &msg, Some(&stmt)).await;
         return Err(StepError {
             transient: false,
+            lost_lock: None,
             message: msg,
             statement: Some(stmt),
         });
@@ -78,9 +80,16 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
         record_failure(ctx, step, &started, t0, &msg, None).await;
         return Err(StepError {
             transient: false,
+            lost_lock: None,
             message: msg,
             statement: None,
         });
+    }
+    if let Some(token) = &ctx.lock_token
+        && let Err(e) = crate::engine::lock::fence(&mut tx, token).await
+    {
+        let _ = tx.rollback().await;
+        return Err(StepError::lock_lost(e));
     }
     tx.commit().await.map_err(StepError::plain)?;
     Ok(Counts::default())
@@ -172,6 +181,7 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<(), StepError> {
         .await;
         return Err(StepError {
             transient: false,
+            lost_lock: None,
             message: format!("down.sql failed: {msg}"),
             statement: Some(stmt),
         });
@@ -193,6 +203,7 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<(), StepError> {
         let _ = tx.rollback().await;
         return Err(StepError {
             transient: false,
+            lost_lock: None,
             message: e.to_string(),
             statement: None,
         });

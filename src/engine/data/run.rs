@@ -86,6 +86,7 @@ async fn reconcile_source_count(source: &Db, c: &CompiledStep, cp: &BatchCheckpo
     if have != cp.counts.source {
         return Err(StepError {
             transient: false,
+            lost_lock: None,
             message: format!(
                 "step {}: the source {} has {have} rows but the step read {}. The source changed while the step ran, or rows were skipped; nothing read was lost (every row read is written, skipped or rejected). Stop writes to the source, roll the step back (`cutover down --to` the step before) and run it again",
                 c.version, c.source_name, cp.counts.source
@@ -414,6 +415,7 @@ async fn store_rejects(tx: &mut DbTx, run_id: &str, c: &CompiledStep, res: &Batc
 pub(crate) fn sql_err(e: sqlx::Error) -> StepError {
     StepError {
         transient: crate::engine::db_error::is_transient(&e),
+        lost_lock: None,
         message: crate::engine::db_error::describe(&e),
         statement: None,
     }
@@ -468,6 +470,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     if let Err(e) = src.check_columns().await {
         let e = StepError {
             transient: false,
+            lost_lock: None,
             message: e,
             statement: None,
         };
@@ -528,6 +531,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
                 };
                 break Err(StepError {
                     transient: false,
+                    lost_lock: None,
                     message: format!(
                         "step {}: the source reader of {} stopped after {} rows: {why}. Nothing after the last committed batch was written; `cutover up` resumes from there",
                         c.version, c.source_name, cp.counts.source
@@ -574,6 +578,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
             record_failed(ctx, step, &started_at, t0, &cp.counts, &msg).await;
             break Err(StepError {
                 transient: false,
+                lost_lock: None,
                 message: msg,
                 statement: None,
             });
@@ -809,7 +814,7 @@ pub(crate) async fn commit_batch(
         && let Err(e) = crate::engine::lock::fence(&mut t, token).await
     {
         let _ = t.rollback().await;
-        return Err(StepError::msg(e.to_string()));
+        return Err(StepError::lock_lost(e));
     }
     let saved = async {
         cp.save(&mut t, &step.version).await?;
@@ -882,6 +887,7 @@ pub(crate) async fn finish(
             match err {
                 Some(e) => Err(StepError {
                     transient: false,
+                    lost_lock: None,
                     message: e,
                     statement: None,
                 }),
@@ -899,6 +905,7 @@ pub(crate) async fn finish(
             .await;
             Ok(StepResult::Aborted(counts))
         }
+        Err(e) if e.lost_lock.is_some() => Err(e),
         Err(e) => {
             record_failed(ctx, step, started_at, t0, &cp.counts, &e.message).await;
             Err(e)
