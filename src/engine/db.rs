@@ -57,7 +57,7 @@ fn connect_advice(e: &sqlx::Error) -> &'static str {
         let msg = io.to_string().to_ascii_lowercase();
         return match io.kind() {
             std::io::ErrorKind::ConnectionRefused => {
-                "Connection refused: nothing listens at that host and port. Check that the server is running and the port is right."
+                "Nothing listens at that host and port: check that the server is running and the port is right."
             }
             std::io::ErrorKind::NotFound => {
                 "No server socket there: check that the server is running and the socket directory (host=) is right."
