@@ -257,7 +257,7 @@ fn mysql_password_never_printed() {
         .output()
         .unwrap();
     assert_output_clean("mysql status", &o);
-    assert!(!stderr(&o).contains("Authentication failed"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("cannot connect"), "{}", stderr(&o));
     // Wrong database: the real reason, no password.
     let o = p
         .cmd(&["--target", &url(&encoded(PW), "no_such_db"), "status"])

@@ -57,7 +57,7 @@ fn connect_advice(e: &sqlx::Error) -> &'static str {
         let msg = io.to_string().to_ascii_lowercase();
         return match io.kind() {
             std::io::ErrorKind::ConnectionRefused => {
-                "Connection refused: nothing listens at that host and port. Check that the server is running and the port is right."
+                "Nothing listens at that host and port: check that the server is running and the port is right."
             }
             std::io::ErrorKind::NotFound => {
                 "No server socket there: check that the server is running and the socket directory (host=) is right."
@@ -84,7 +84,12 @@ fn connect_advice(e: &sqlx::Error) -> &'static str {
     if let Some(db) = e.as_database_error() {
         let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
         let msg = db.message().to_ascii_lowercase();
-        // PostgreSQL SQLSTATEs; MySQL reports 28000 / 42000 with these messages.
+        // MySQL error 1044: the user authenticated but may not use that database (which is
+        // also what a missing database looks like to a user without global rights).
+        if msg.contains("access denied") && msg.contains("to database") {
+            return "The user may not use this database, or it does not exist: check the database name in the URL and the user's grants.";
+        }
+        // PostgreSQL SQLSTATEs; MySQL reports 28000 with "Access denied ... (using password)".
         if code == "28P01" || code == "28000" || msg.contains("access denied") || msg.contains("authentication failed")
         {
             return "Authentication failed: check the user name and the password (from the environment; a password written into a URL on the command line must be percent-encoded).";

@@ -305,7 +305,7 @@ mod oslock {
         let mut fl = whole_file(libc::F_RDLCK);
         // SAFETY: valid fd and a valid, initialised `flock`.
         let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
-        (r == 0).then(|| fl.l_type != libc::F_UNLCK as libc::c_short)
+        (r == 0).then_some(fl.l_type != libc::F_UNLCK as libc::c_short)
     }
 
     #[cfg(not(target_os = "linux"))]
