@@ -72,7 +72,7 @@ fn utf8(b: &[u8]) -> Cell {
 fn frac(micros: u32) -> String {
     if micros == 0 {
         String::new()
-    } else if micros % 1000 == 0 {
+    } else if micros.is_multiple_of(1000) {
         format!(".{:03}", micros / 1000)
     } else {
         format!(".{micros:06}")
