@@ -946,3 +946,44 @@ fn sqlite_invalid_utf8_end_to_end_rejects() {
     assert_eq!((got[1].0.as_str(), got[1].1.as_str()), ("4", "label"));
     assert!(got[1].2.contains("invalid UTF-8 at byte 0"), "{:?}", got[1]);
 }
+
+#[test]
+fn postgres_domains_composites_ranges_and_geometry_decode_exactly() {
+    let pg = PgServer::shared();
+    let src = pg.fresh_db("types2");
+    pg.psql(
+        &src,
+        "CREATE DOMAIN amount AS numeric(10,2);
+         CREATE TYPE addr AS (street text, no int, since date);
+         CREATE TABLE more (id int PRIMARY KEY, a amount, ad addr, ads addr[], r8 int8range, rd daterange,
+           rn numrange, circ circle, ln line, seg lseg, pth path, poly polygon, m8 macaddr8, lsn pg_lsn,
+           ivs interval[], tsv tsvector, big numeric);
+         INSERT INTO more VALUES (1, 12.3, ROW('Main \"St\"', 7, '2020-02-02'), ARRAY[ROW('x', NULL, NULL)::addr],
+           '[1,5]', '[2020-01-01,2020-02-01)', '(1.50,2.5]', '<(1,2),3>', '{1,-1,0}', '[(0,0),(1,1)]',
+           '[(0,0),(1,1)]', '((0,0),(1,0),(1,1))', '08:00:2b:01:02:03:04:05', '16/B374D848',
+           '{1 day,-00:00:01}', $$'it''s':1 z:2B$$, 1e40);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rows = fetch(&src, dir.path(), "SELECT * FROM more", &[]);
+    assert_eq!(rows.issues, vec![]);
+    let want = vec![
+        Value::Int(1),
+        text("12.30"),
+        json(r#"{"street":"Main \"St\"","no":7,"since":"2020-02-02"}"#),
+        json(r#"[{"street":"x","no":null,"since":null}]"#),
+        text("[1,6)"),
+        text("[2020-01-01,2020-02-01)"),
+        text("(1.50,2.5]"),
+        text("<(1,2),3>"),
+        text("{1,-1,0}"),
+        text("[(0,0),(1,1)]"),
+        text("[(0,0),(1,1)]"),
+        text("((0,0),(1,0),(1,1))"),
+        text("08:00:2b:01:02:03:04:05"),
+        text("16/B374D848"),
+        json(r#"["P1D","PT-1S"]"#),
+        text("'it''s':1 'z':2B"),
+        text("10000000000000000000000000000000000000000"),
+    ];
+    assert_row(&rows.columns, &rows.rows[0], &want, "row 0");
+}
