@@ -72,7 +72,7 @@ fn utf8(b: &[u8]) -> Cell {
 fn frac(micros: u32) -> String {
     if micros == 0 {
         String::new()
-    } else if micros % 1000 == 0 {
+    } else if micros.is_multiple_of(1000) {
         format!(".{:03}", micros / 1000)
     } else {
         format!(".{micros:06}")
@@ -160,10 +160,10 @@ fn decimal_key(s: &str) -> (bool, String, i64) {
     };
     let (int, fr) = mant.split_once('.').unwrap_or((mant, ""));
     let mut digits = format!("{int}{fr}");
-    let mut exp = exp - fr.len() as i64;
+    let mut exp = exp.saturating_sub(fr.len() as i64);
     while digits.ends_with('0') {
         digits.pop();
-        exp += 1;
+        exp = exp.saturating_add(1);
     }
     let digits = digits.trim_start_matches('0').to_string();
     if digits.is_empty() {
@@ -646,8 +646,15 @@ fn pg_array(elem: Option<&PgTypeInfo>, b: &[u8]) -> Cell {
         }
         dims.push(usize::try_from(len).map_err(|_| Bad::Fail("malformed array value".into()))?);
     }
-    let total: usize = if dims.is_empty() { 0 } else { dims.iter().product() };
-    let mut flat = Vec::with_capacity(total);
+    let total = if dims.is_empty() {
+        0
+    } else {
+        dims.iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| Bad::Fail("malformed array value".into()))?
+    };
+    // each element takes at least its 4-byte length: never trust the header for memory
+    let mut flat = Vec::with_capacity(total.min(r.b.len() / 4));
     for _ in 0..total {
         flat.push(match r.field()? {
             None => serde_json::Value::Null,
@@ -1038,7 +1045,13 @@ fn mysql_time(b: &[u8]) -> Cell {
     let days = r.u32()?;
     let (h, m, s) = (u32::from(r.u8()?), u32::from(r.u8()?), u32::from(r.u8()?));
     let us = if len >= 12 { r.u32()? } else { 0 };
-    Ok(Value::Text(duration_text(neg, days * 24 + h, m, s, us)))
+    Ok(Value::Text(duration_text(
+        neg,
+        days.saturating_mul(24).saturating_add(h),
+        m,
+        s,
+        us,
+    )))
 }
 
 fn duration_text(neg: bool, h: u32, m: u32, s: u32, us: u32) -> String {
