@@ -297,10 +297,10 @@ fn postgres_every_type_decodes_exactly() {
 
 /// The text each PostgreSQL source row arrives as in a text/jsonb target.
 fn pg_expected_text(target: Backend) -> Vec<Vec<Option<&'static str>>> {
-    // Reals travel as reals (read back as `Value::Real`, written here as Rust does); SQLite
-    // cannot store NaN: it makes it NULL.
+    // Reals travel as reals (read back as `Value::Real`, written here as Rust does); into
+    // SQLite's text columns they are written as text, infinities spelt as PostgreSQL does.
     let (nan, inf, ninf) = match target {
-        Backend::Sqlite => (None, Some("inf"), Some("-inf")),
+        Backend::Sqlite => (Some("NaN"), Some("Infinity"), Some("-Infinity")),
         Backend::Postgres => (Some("NaN"), Some("inf"), Some("-inf")),
     };
     let (bytes1, bytes3) = (Some("00ff"), Some(""));
@@ -412,9 +412,11 @@ fn postgres_every_type_copies_into_sqlite_and_postgres() {
                     (Backend::Postgres, "c_json" | "c_int_arr" | "c_text_arr" | "c_enum_arr" | "c_num_arr") => "jsonb",
                     (Backend::Postgres, "c_bytea") => "bytea",
                     (Backend::Sqlite, "c_bytea") => "BLOB",
-                    // reals stay reals (a TEXT column in SQLite would round them to 15 digits)
+                    // PostgreSQL keeps reals as reals; SQLite cannot store NaN in a REAL
+                    // column (it becomes NULL), so the SQLite target keeps them as text, every
+                    // digit kept (the writer does not let SQLite round them to 15 digits).
                     (Backend::Postgres, "c_real" | "c_double") => "double precision",
-                    (Backend::Sqlite, "c_real" | "c_double") => "REAL",
+                    (Backend::Sqlite, "c_real" | "c_double") => "TEXT",
                     (Backend::Postgres, "c_bool") => "boolean",
                     (Backend::Sqlite, "c_bool") => "INTEGER",
                     _ => "TEXT",

@@ -79,16 +79,17 @@ fn unreachable_source_is_a_clear_error_and_loses_nothing() {
     );
     p.data_step("20250101T090100_accounts", STEP);
     let o = p.run(&["--source", "mysql://root:Hunter2Pw@127.0.0.1:1/legacy", "up"]);
-    assert_eq!(o.status.code(), Some(1));
+    // Pre-flight reaches the source before anything is written: the run is refused (exit 4).
+    assert_eq!(o.status.code(), Some(4));
     let e = stderr(&o);
     assert!(
         e.contains("cannot connect to the source") && e.contains("***") && !e.contains("Hunter2Pw"),
         "{e}"
     );
-    // the schema step before it stays applied; the data step can run later
+    // nothing was applied, not even the schema step before it; everything can run later
     let states = p.states();
-    assert_eq!(states[0].1, "applied");
-    assert_ne!(states[1].1, "applied");
+    assert!(states.iter().all(|(_, s)| s == "pending"), "{states:?}");
+    assert!(p.user_tables().is_empty(), "{:?}", p.user_tables());
     // a missing SQLite source file says which file
     let o = p.run(&["up"]);
     assert!(
@@ -107,7 +108,8 @@ fn malformed_step_file_names_file_and_line() {
     );
     p.source_sql("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, created_at TEXT);");
     let o = p.run(&["up"]);
-    assert_eq!(o.status.code(), Some(1));
+    // found by pre-flight, before anything runs: refused
+    assert_eq!(o.status.code(), Some(4));
     let e = stderr(&o);
     assert!(
         e.contains("step.toml") && e.contains("mystery") && e.contains("line"),

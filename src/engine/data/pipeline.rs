@@ -596,7 +596,9 @@ impl CompiledStep {
 fn sweep_dir(dir: &std::path::Path) {
     let Ok(shards) = std::fs::read_dir(dir) else { return };
     for shard in shards.flatten() {
-        let Ok(files) = std::fs::read_dir(shard.path()) else { continue };
+        let Ok(files) = std::fs::read_dir(shard.path()) else {
+            continue;
+        };
         for f in files.flatten() {
             let name = f.file_name().to_string_lossy().into_owned();
             let Some(pid) = name

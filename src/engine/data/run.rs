@@ -201,7 +201,7 @@ async fn write_batch(
     // refuses takes its entry and warnings out with it.
     let mut pending: Vec<(IdMapEntry, usize, Vec<NewReject>)> = Vec::with_capacity(writes.len());
     for (old_key, mut values, new_id, warnings, ri) in writes {
-        if let Some(r) = bytes_into_text(writer, &mut values, &old_key, &batch.columns, &batch.rows[ri]) {
+        if let Some(r) = fit_to_target(writer, &mut values, &old_key, &batch.columns, &batch.rows[ri]) {
             res.rejects.push(r);
             continue;
         }
@@ -357,7 +357,7 @@ fn refusal_reject(c: &CompiledStep, e: &sqlx::Error, key: &str, columns: &[Strin
 
 /// A NUL byte cannot go into PostgreSQL text. Bytes bound for a text column are text in the source's encoding: decode them as UTF-8
 /// (never write them as hex text); a byte string that is not UTF-8 makes the row a reject.
-fn bytes_into_text(
+fn fit_to_target(
     writer: &TargetWriter,
     values: &mut [Value],
     key: &str,
@@ -381,6 +381,32 @@ fn bytes_into_text(
                 warning: false,
                 waits_for: None,
             });
+        }
+        if writer.dialect == crate::engine::db::Dialect::Sqlite
+            && let Value::Real(f) = v
+        {
+            let f = *f;
+            if writer.is_text_column(col) {
+                // SQLite would print a REAL into a TEXT column with 15 digits; keep every one.
+                *v = Value::Text(match f {
+                    f if f == f64::INFINITY => "Infinity".into(),
+                    f if f == f64::NEG_INFINITY => "-Infinity".into(),
+                    f => f.to_string(),
+                });
+            } else if f.is_nan() {
+                return Some(NewReject {
+                    source_key: key.to_string(),
+                    row: CompiledStep::row_json(columns, row),
+                    field: Some(col.clone()),
+                    rule: "target".into(),
+                    reason: format!(
+                        "{col}: SQLite stores NaN as NULL, which would lose the value; map it with a transform or write it to a text column"
+                    ),
+                    warning: false,
+                    waits_for: None,
+                });
+            }
+            continue;
         }
         let Value::Bytes(b) = v else { continue };
         if !writer.is_text_column(col) {
