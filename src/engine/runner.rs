@@ -27,7 +27,7 @@ pub struct StepError {
     pub transient: bool,
     /// The run lost its lock to this holder: the step stops without touching the ledger,
     /// which belongs to the new holder now, and the run ends as `Locked`.
-    pub lost_lock: Option<LockHolder>,
+    pub lost_lock: Option<Box<LockHolder>>,
 }
 
 impl StepError {
@@ -49,14 +49,14 @@ impl StepError {
                 message,
                 statement: None,
                 transient: false,
-                lost_lock: Some(holder.unwrap_or_else(|| LockHolder {
+                lost_lock: Some(Box::new(holder.unwrap_or_else(|| LockHolder {
                     owner: "(unknown)".into(),
                     host: "(unknown)".into(),
                     pid: 0,
                     command: "(the lock row is gone)".into(),
                     since: String::new(),
                     heartbeat_age_secs: 0,
-                })),
+                }))),
             },
             crate::engine::lock::FenceError::Db(e) => StepError {
                 message,
@@ -458,7 +458,7 @@ async fn run_up_locked(
             }
             Err(e) => {
                 if let Some(holder) = e.lost_lock {
-                    return RunOutcome::Locked(holder);
+                    return RunOutcome::Locked(*holder);
                 }
                 ctx.emit(EngineEvent::Failed {
                     version: Some(step.version.clone()),

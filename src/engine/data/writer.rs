@@ -129,7 +129,8 @@ impl TargetWriter {
         if rows.is_empty() {
             return Ok(refused);
         }
-        let mut todo: Vec<std::ops::Range<usize>> = vec![0..rows.len()];
+        let mut todo: Vec<std::ops::Range<usize>> = Vec::with_capacity(16);
+        todo.push(0..rows.len());
         while let Some(r) = todo.pop() {
             tx.execute_raw("SAVEPOINT cutover_rows").await?;
             match self.insert(tx, &rows[r.clone()]).await {
