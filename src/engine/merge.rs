@@ -644,12 +644,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
                 r.source_key, r.rule, r.reason
             );
             record_failed(ctx, step, &started_at, t0, &cp.counts, &msg).await;
-            break Err(StepError {
-                transient: false,
-                lost_lock: None,
-                message: msg,
-                statement: None,
-            });
+            break Err(StepError::msg(msg));
         }
         if let Err(e) = store_page(tx, &ctx.run_id, &m, &writer, &res).await {
             break Err(sql_err(e));

@@ -78,12 +78,7 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
         let _ = tx.rollback().await;
         let msg = e.to_string();
         record_failure(ctx, step, &started, t0, &msg, None).await;
-        return Err(StepError {
-            transient: false,
-            lost_lock: None,
-            message: msg,
-            statement: None,
-        });
+        return Err(StepError::msg(msg));
     }
     if let Some(token) = &ctx.lock_token
         && let Err(e) = crate::engine::lock::fence(&mut tx, token).await
@@ -201,12 +196,7 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<(), StepError> {
     .await;
     if let Err(e) = res {
         let _ = tx.rollback().await;
-        return Err(StepError {
-            transient: false,
-            lost_lock: None,
-            message: e.to_string(),
-            statement: None,
-        });
+        return Err(StepError::msg(e.to_string()));
     }
     tx.commit().await.map_err(StepError::plain)?;
     Ok(())

@@ -84,15 +84,10 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 async fn reconcile_source_count(source: &Db, c: &CompiledStep, cp: &BatchCheckpoint) -> Result<(), StepError> {
     let have = count_source(source, c).await.map_err(StepError::plain)?;
     if have != cp.counts.source {
-        return Err(StepError {
-            transient: false,
-            lost_lock: None,
-            message: format!(
-                "step {}: the source {} has {have} rows but the step read {}. The source changed while the step ran, or rows were skipped; nothing read was lost (every row read is written, skipped or rejected). Stop writes to the source, roll the step back (`cutover down --to` the step before) and run it again",
-                c.version, c.source_name, cp.counts.source
-            ),
-            statement: None,
-        });
+        return Err(StepError::msg(format!(
+            "step {}: the source {} has {have} rows but the step read {}. The source changed while the step ran, or rows were skipped; nothing read was lost (every row read is written, skipped or rejected). Stop writes to the source, roll the step back (`cutover down --to` the step before) and run it again",
+            c.version, c.source_name, cp.counts.source
+        )));
     }
     Ok(())
 }
@@ -494,12 +489,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     let start_key = cp.last_key.clone();
     let src = SourceReader::new(source.clone(), c.clone(), true);
     if let Err(e) = src.check_columns().await {
-        let e = StepError {
-            transient: false,
-            lost_lock: None,
-            message: e,
-            statement: None,
-        };
+        let e = StepError::msg(e);
         if dry_tx.is_some() {
             return Err(e);
         }
@@ -555,15 +545,10 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
                     },
                     None => "unknown".into(),
                 };
-                break Err(StepError {
-                    transient: false,
-                    lost_lock: None,
-                    message: format!(
-                        "step {}: the source reader of {} stopped after {} rows: {why}. Nothing after the last committed batch was written; `cutover up` resumes from there",
-                        c.version, c.source_name, cp.counts.source
-                    ),
-                    statement: None,
-                });
+                break Err(StepError::msg(format!(
+                    "step {}: the source reader of {} stopped after {} rows: {why}. Nothing after the last committed batch was written; `cutover up` resumes from there",
+                    c.version, c.source_name, cp.counts.source
+                )));
             }
         };
         let last_key = page.rows.last().and_then(|r| c.page_key(&page.columns, r));
@@ -602,12 +587,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
                 c.source_name, r.source_key, r.rule, r.reason
             );
             record_failed(ctx, step, &started_at, t0, &cp.counts, &msg).await;
-            break Err(StepError {
-                transient: false,
-                lost_lock: None,
-                message: msg,
-                statement: None,
-            });
+            break Err(StepError::msg(msg));
         }
         if let Err(e) = store_rejects(tx, &ctx.run_id, &c, &res).await {
             break Err(sql_err(e));
@@ -911,12 +891,7 @@ pub(crate) async fn finish(
             .map_err(sql_err)?;
             tx.commit().await.map_err(StepError::plain)?;
             match err {
-                Some(e) => Err(StepError {
-                    transient: false,
-                    lost_lock: None,
-                    message: e,
-                    statement: None,
-                }),
+                Some(e) => Err(StepError::msg(e)),
                 None => Ok(StepResult::Done(counts)),
             }
         }
