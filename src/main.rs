@@ -23,6 +23,14 @@ fn main() {
 /// (restore the terminal first) chains onto this one.
 fn install_error_hooks() {
     use std::io::IsTerminal;
+    // color-eyre captures a resolved backtrace with every error report when RUST_BACKTRACE is
+    // set, which loads the debug info (about 180 MB and most of a second) the first time an
+    // error is built, even one that is handled. Operators' errors say what and where without
+    // it; panics keep their backtraces. RUST_LIB_BACKTRACE=1 still asks for them explicitly.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let hooks = color_eyre::config::HookBuilder::default().display_env_section(false);
     let hooks = if colour {

@@ -90,19 +90,14 @@ fn load_sides(step: &StepDef) -> color_eyre::eyre::Result<Vec<CompiledStep>> {
 /// runs before it in this plan.
 async fn check_target(ctx: &RunCtx, earlier: &[StepDef], table: &str, columns: &[String]) -> Result<(), String> {
     let mut dry = ctx.dry_tx.lock().await;
+    if created_by(earlier, table) && !table_exists(&ctx.target, dry.as_mut(), table).await {
+        return Ok(());
+    }
     let found = match dry.as_mut() {
         Some(tx) => writer_in(tx, table, columns).await,
         None => TargetWriter::new(&ctx.target, table, columns).await,
     };
-    match found {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            if !table_exists(&ctx.target, dry.as_mut(), table).await && created_by(earlier, table) {
-                return Ok(());
-            }
-            Err(format!("{e:#}"))
-        }
-    }
+    found.map(|_| ()).map_err(|e| format!("{e:#}"))
 }
 
 async fn writer_in(tx: &mut DbTx, table: &str, columns: &[String]) -> color_eyre::eyre::Result<TargetWriter> {

@@ -350,8 +350,10 @@ fn refusal_reject(c: &CompiledStep, e: &sqlx::Error, key: &str, columns: &[Strin
     }
 }
 
-/// A NUL byte cannot go into PostgreSQL text. Bytes bound for a text column are text in the source's encoding: decode them as UTF-8
-/// (never write them as hex text); a byte string that is not UTF-8 makes the row a reject.
+/// Values the target would store as something else are fixed or refused here, before writing:
+/// a NUL byte cannot go into PostgreSQL text; bytes bound for a text column are text in the
+/// source's encoding (decoded as UTF-8, never written as hex); SQLite would round a REAL put
+/// into a TEXT column to 15 digits and turns NaN into NULL.
 fn fit_to_target(
     writer: &TargetWriter,
     values: &mut [Value],
@@ -359,70 +361,62 @@ fn fit_to_target(
     columns: &[String],
     row: &[Value],
 ) -> Option<NewReject> {
+    use crate::engine::db::Dialect;
+    let reject = |col: &str, rule: &str, reason: String| NewReject {
+        source_key: key.to_string(),
+        row: CompiledStep::row_json(columns, row),
+        field: Some(col.to_string()),
+        rule: rule.into(),
+        reason,
+        warning: false,
+        waits_for: None,
+    };
     for (col, v) in writer.columns.iter().zip(values.iter_mut()) {
-        // PostgreSQL text cannot hold a NUL byte; say which column and where, up front.
-        if writer.dialect == crate::engine::db::Dialect::Postgres
-            && let Value::Text(t) = v
-            && let Some(at) = t.find('\0')
-        {
-            return Some(NewReject {
-                source_key: key.to_string(),
-                row: CompiledStep::row_json(columns, row),
-                field: Some(col.clone()),
-                rule: "encoding".into(),
-                reason: format!(
-                    "{col}: PostgreSQL text cannot hold a NUL byte (at byte {at}); remove it in the source or with a transform"
-                ),
-                warning: false,
-                waits_for: None,
-            });
-        }
-        if writer.dialect == crate::engine::db::Dialect::Sqlite
-            && let Value::Real(f) = v
-        {
-            let f = *f;
-            if writer.is_text_column(col) {
-                // SQLite would print a REAL into a TEXT column with 15 digits; keep every one.
-                *v = Value::Text(match f {
-                    f if f == f64::INFINITY => "Infinity".into(),
-                    f if f == f64::NEG_INFINITY => "-Infinity".into(),
-                    f => f.to_string(),
-                });
-            } else if f.is_nan() {
-                return Some(NewReject {
-                    source_key: key.to_string(),
-                    row: CompiledStep::row_json(columns, row),
-                    field: Some(col.clone()),
-                    rule: "target".into(),
-                    reason: format!(
-                        "{col}: SQLite stores NaN as NULL, which would lose the value; map it with a transform or write it to a text column"
-                    ),
-                    warning: false,
-                    waits_for: None,
-                });
+        match (writer.dialect, &mut *v) {
+            (Dialect::Postgres, Value::Text(t)) => {
+                if let Some(at) = t.find('\0') {
+                    return Some(reject(
+                        col,
+                        "encoding",
+                        format!(
+                            "{col}: PostgreSQL text cannot hold a NUL byte (at byte {at}); remove it in the source or with a transform"
+                        ),
+                    ));
+                }
             }
-            continue;
-        }
-        let Value::Bytes(b) = v else { continue };
-        if !writer.is_text_column(col) {
-            continue;
-        }
-        match String::from_utf8(std::mem::take(&mut b.bytes)) {
-            Ok(s) => *v = Value::Text(s),
-            Err(e) => {
-                return Some(NewReject {
-                    source_key: key.to_string(),
-                    row: CompiledStep::row_json(columns, row),
-                    field: Some(col.clone()),
-                    rule: "encoding".into(),
-                    reason: format!(
-                        "{col}: a byte string bound for a text column is not valid UTF-8 (invalid byte at position {})",
-                        e.utf8_error().valid_up_to()
-                    ),
-                    warning: false,
-                    waits_for: None,
-                });
+            (Dialect::Sqlite, Value::Real(f)) => {
+                let f = *f;
+                if writer.is_text_column(col) {
+                    *v = Value::Text(match f {
+                        f if f == f64::INFINITY => "Infinity".into(),
+                        f if f == f64::NEG_INFINITY => "-Infinity".into(),
+                        f => f.to_string(),
+                    });
+                } else if f.is_nan() {
+                    return Some(reject(
+                        col,
+                        "target",
+                        format!(
+                            "{col}: SQLite stores NaN as NULL, which would lose the value; map it with a transform or write it to a text column"
+                        ),
+                    ));
+                }
             }
+            (_, Value::Bytes(b)) if writer.is_text_column(col) => match String::from_utf8(std::mem::take(&mut b.bytes))
+            {
+                Ok(s) => *v = Value::Text(s),
+                Err(e) => {
+                    return Some(reject(
+                        col,
+                        "encoding",
+                        format!(
+                            "{col}: a byte string bound for a text column is not valid UTF-8 (invalid byte at position {})",
+                            e.utf8_error().valid_up_to()
+                        ),
+                    ));
+                }
+            },
+            _ => {}
         }
     }
     None
