@@ -310,13 +310,26 @@ fn redact_password_params(text: &str) -> String {
     }
 }
 
+/// Where `${VAR}` values come from: the process environment, or a map in tests (which must
+/// not mutate the environment of a multi-threaded test harness).
+pub type VarLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// Expand `${VAR}` from the environment. A missing variable is an error naming it.
 pub fn interpolate_env(s: &str, what: &str) -> Result<String> {
+    interpolate_env_with(s, what, &process_env)
+}
+
+/// `interpolate_env` with the variables from `vars`.
+pub fn interpolate_env_with(s: &str, what: &str, vars: VarLookup) -> Result<String> {
     let mut out = String::new();
     for part in split_vars(s, what)? {
         match part {
             Part::Lit(l) => out.push_str(l),
-            Part::Var(name) => out.push_str(&env_var(name, what)?),
+            Part::Var(name) => out.push_str(&env_var(name, what, vars)?),
         }
     }
     Ok(out)
@@ -343,9 +356,10 @@ fn split_vars<'a>(s: &'a str, what: &str) -> Result<Vec<Part<'a>>> {
     Ok(parts)
 }
 
-fn env_var(name: &str, what: &str) -> Result<String> {
-    std::env::var(name)
-        .map_err(|_| eyre!("{what}: environment variable {name} is not set (export {name}=... before running cutover)"))
+fn env_var(name: &str, what: &str, vars: VarLookup) -> Result<String> {
+    vars(name).ok_or_else(|| {
+        eyre!("{what}: environment variable {name} is not set (export {name}=... before running cutover)")
+    })
 }
 
 /// Expand `${VAR}` in a connection URL, percent-encoding each value for the part of the URL it
@@ -353,6 +367,11 @@ fn env_var(name: &str, what: &str) -> Result<String> {
 /// connects. Host, port and a whole URL in one variable are taken as they are; so are SQLite
 /// paths, which are file names, not URL-encoded.
 pub fn interpolate_url(s: &str, what: &str) -> Result<String> {
+    interpolate_url_with(s, what, &process_env)
+}
+
+/// `interpolate_url` with the variables from `vars`.
+pub fn interpolate_url_with(s: &str, what: &str, vars: VarLookup) -> Result<String> {
     let parts = split_vars(s, what)?;
     // The URL's shape with each variable as one neutral character: where each one lands.
     let mut skeleton = String::new();
@@ -391,7 +410,7 @@ pub fn interpolate_url(s: &str, what: &str) -> Result<String> {
         match p {
             Part::Lit(l) => out.push_str(l),
             Part::Var(name) => {
-                let val = env_var(name, what)?;
+                let val = env_var(name, what, vars)?;
                 if encode_from(var_pos[vi]) {
                     out.extend(percent_encoding::utf8_percent_encode(&val, COMPONENT));
                 } else {
@@ -519,7 +538,11 @@ mod tests {
             redact_url("postgres://db/x?user=a&password=s3cret"),
             "postgres://db/x?user=a&password=***"
         );
-        assert!(!format!("{:?}", DbUrl::new("mysql://a:pw@h/d")).contains("pw@"));
+        let url = DbUrl::new("mysql://a:Vq7xLmZ2pw@h/d");
+        for shown in [format!("{url:?}"), format!("{url}"), url.redacted()] {
+            assert!(!shown.contains("Vq7xLmZ2pw") && !shown.contains("Vq7x"), "{shown}");
+            assert!(shown.contains("a:***@h/d"), "{shown}");
+        }
     }
 
     const PW: &str = "Zm9v/YmFy+==?x@y#z%41";
@@ -569,13 +592,17 @@ mod tests {
 
     #[test]
     fn env_values_are_encoded_where_they_land() {
-        // SAFETY: single-threaded use of variable names only this test reads.
-        unsafe {
-            std::env::set_var("CUTOVER_TEST_PW_2", PW);
-            std::env::set_var("CUTOVER_TEST_HOST_2", "db.example:5433");
-            std::env::set_var("CUTOVER_TEST_SOCK_2", "/tmp/sock dir");
-            std::env::set_var("CUTOVER_TEST_URL_2", "postgres://a:b@c/d");
-        }
+        let vars = |n: &str| {
+            match n {
+                "CUTOVER_TEST_PW_2" => Some(PW),
+                "CUTOVER_TEST_HOST_2" => Some("db.example:5433"),
+                "CUTOVER_TEST_SOCK_2" => Some("/tmp/sock dir"),
+                "CUTOVER_TEST_URL_2" => Some("postgres://a:b@c/d"),
+                _ => None,
+            }
+            .map(str::to_string)
+        };
+        let interpolate_url = |s: &str, w: &str| interpolate_url_with(s, w, &vars);
         let u = interpolate_url(
             "postgres://sec:${CUTOVER_TEST_PW_2}@${CUTOVER_TEST_HOST_2}/x?host=${CUTOVER_TEST_SOCK_2}",
             "t",
@@ -611,13 +638,12 @@ mod tests {
 
     #[test]
     fn env_interpolation() {
-        // SAFETY: single-threaded use of a variable name only this test reads.
-        unsafe { std::env::set_var("CUTOVER_TEST_PW_1", "pw") };
+        let vars = |n: &str| (n == "CUTOVER_TEST_PW_1").then(|| "pw".to_string());
         assert_eq!(
-            interpolate_env("postgres://u:${CUTOVER_TEST_PW_1}@h/d", "x").unwrap(),
+            interpolate_env_with("postgres://u:${CUTOVER_TEST_PW_1}@h/d", "x", &vars).unwrap(),
             "postgres://u:pw@h/d"
         );
-        let err = interpolate_env("${CUTOVER_TEST_MISSING_9}", "[target] url").unwrap_err();
+        let err = interpolate_env_with("${CUTOVER_TEST_MISSING_9}", "[target] url", &vars).unwrap_err();
         assert!(err.to_string().contains("CUTOVER_TEST_MISSING_9"));
     }
 }

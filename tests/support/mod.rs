@@ -35,8 +35,12 @@ pub struct TestProject {
     pub target_url: String,
 }
 
+/// The binary under test; `CUTOVER_TEST_BIN` runs a test file against another build (e.g. to
+/// show that a new test fails on the code before a fix).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cutover"))
+    std::env::var_os("CUTOVER_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cutover")))
 }
 
 impl TestProject {
@@ -177,6 +181,11 @@ impl TestProject {
     /// The state of each migration from `status --json`.
     pub fn states(&self) -> Vec<(String, String)> {
         let v = self.json(&["status"]);
+        // An empty list would make every `states().iter().all(..)` pass.
+        assert!(
+            v["migrations"].as_array().is_some_and(|m| !m.is_empty()),
+            "status lists no migrations: {v}"
+        );
         v["migrations"]
             .as_array()
             .expect("migrations array")
