@@ -466,3 +466,46 @@ fn partial_store_files_are_removed(b: Backend) {
     }
 }
 both!(partial_store_files_are_removed);
+
+// 1. The issue's own reproduction: a PostgreSQL `timestamptz` holding `infinity` at row 2500
+//    of 5000 (batch 1000). The old decoder panicked in the reader, the step took the closed
+//    channel for the end of the data and reported 2000 of 5000 rows as applied. Now every row
+//    is read: `infinity` arrives as a value, and a date transform rejects it with a reason.
+fn infinity_mid_read_loses_nothing(b: Backend) {
+    let pg = PgServer::shared();
+    let src = pg.fresh_db("infinity");
+    pg.psql(
+        &src,
+        "CREATE TABLE t (id int PRIMARY KEY, name text, qty int, seen timestamptz);
+         INSERT INTO t SELECT i, 'item ' || i, i, CASE WHEN i = 2500 THEN 'infinity'::timestamptz ELSE timestamptz '2024-01-01 00:00:00+00' + i * interval '1 minute' END FROM generate_series(1, 5000) i;",
+    );
+    let p = TestProject::new(b);
+    let schema = items_schema(b).replace("qty >= 0)", "qty >= 0), seen TEXT");
+    p.schema_step(SCHEMA, &schema, "DROP TABLE items;");
+    let step = format!(
+        "{}\n[[fields]]\ntarget = \"seen\"\nsource = \"seen\"\ntransforms = [\"datetime\"]\n",
+        items_step("table = \"t\"", "\"id\"", "")
+    );
+    p.data_step(ITEMS, &step);
+    let o = p.run(&["--source", &src, "up", "--continue-on-error"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(p.count("items"), 4999);
+    let rs = p.json(&["--source", &src, "rejects", "list"]);
+    let rs = rs.as_array().expect("rejects");
+    assert_eq!(rs.len(), 1, "{rs:#?}");
+    assert_eq!(rs[0]["source_key"], "2500");
+    assert_eq!(rs[0]["field"], "seen");
+    assert!(rs[0]["reason"].as_str().unwrap_or("").contains("infinity"), "{}", rs[0]);
+    let m = ledger_counts(&p, ITEMS);
+    assert_eq!(
+        (
+            count_of(&m, "source"),
+            count_of(&m, "written"),
+            count_of(&m, "rejected")
+        ),
+        (5000, 4999, 1),
+        "{m}"
+    );
+    p.ok(&["--source", &src, "verify"]);
+}
+both!(infinity_mid_read_loses_nothing);
