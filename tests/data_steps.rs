@@ -438,7 +438,7 @@ fn exactly_once_after_kill(b: Backend) {
         "0"
     );
     // Independent of both runs: nurses have no role mapping (rejected), and their orders wait.
-    let nurse = |u: u32| u % 97 == 0;
+    let nurse = |u: u32| u.is_multiple_of(97);
     let accounts = (1..=N).filter(|x| !nurse(*x)).count() as i64;
     let orders = (1..=N).filter(|x| !nurse((x * 7) % N + 1)).count() as i64;
     assert_eq!(p.count("accounts"), accounts);
