@@ -959,14 +959,7 @@ fn mysql_datetime(b: &[u8], with_time: bool) -> Cell {
         let (hms, fr) = time.split_once('.').unwrap_or((time, ""));
         let mut tp = hms.split(':');
         let (h, mi, s) = (num(tp.next())?, num(tp.next())?, num(tp.next())?);
-        let us = if fr.is_empty() {
-            0
-        } else {
-            format!("{fr:0<6}")
-                .get(..6)
-                .and_then(|x| x.parse().ok())
-                .ok_or_else(bad)?
-        };
+        let us = micros(fr).ok_or_else(bad)?;
         (y, mo, d, h, mi, s, us)
     } else {
         let mut r = MyRd(b);
@@ -1026,14 +1019,7 @@ fn mysql_time(b: &[u8]) -> Cell {
         let mut p = hms.split(':');
         let mut num = || -> Result<u32, Bad> { p.next().and_then(|x| x.parse().ok()).ok_or_else(bad) };
         let (h, m, s) = (num()?, num()?, num()?);
-        let us = if fr.is_empty() {
-            0
-        } else {
-            format!("{fr:0<6}")
-                .get(..6)
-                .and_then(|x| x.parse().ok())
-                .ok_or_else(bad)?
-        };
+        let us = micros(fr).ok_or_else(bad)?;
         return Ok(Value::Text(duration_text(neg, h, m, s, us)));
     }
     let mut r = MyRd(b);
@@ -1177,6 +1163,14 @@ fn mysql_longtext(b: &[u8]) -> Cell {
         }
     }
     Ok(t)
+}
+
+/// A text fraction of a second (`"5"`, `"123456"`) as microseconds; `""` is 0.
+fn micros(fraction: &str) -> Option<u32> {
+    if fraction.is_empty() {
+        return Some(0);
+    }
+    format!("{fraction:0<6}").get(..6).and_then(|x| x.parse().ok())
 }
 
 #[cfg(test)]

@@ -317,6 +317,41 @@ pub async fn set_checksum(tx: &mut DbTx, version: &str, checksum: &str) -> Resul
     Ok(())
 }
 
+/// What a failed step leaves in the ledger, in one transaction: the row marked `failed` with
+/// its counts and error (and the failing statement of a schema step), and a `failed` event.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_failure(
+    db: &Db,
+    step: &StepDef,
+    run_id: &str,
+    started_at: &str,
+    duration_ms: i64,
+    counts: &Counts,
+    error: &str,
+    statement: Option<&str>,
+) -> Result<()> {
+    let mut tx = db.begin().await?;
+    upsert(
+        &mut tx,
+        step,
+        LedgerStatus::Failed,
+        run_id,
+        started_at,
+        Some(duration_ms),
+        counts,
+        Some(error),
+        statement,
+    )
+    .await?;
+    let detail = match statement {
+        Some(s) => serde_json::json!({"error": error, "statement": s}),
+        None => serde_json::json!({"error": error}),
+    };
+    append_event(&mut tx, Some(run_id), Some(&step.version), "failed", &detail).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Append to the audit trail. `detail` is JSON and must never carry secrets.
 pub async fn append_event(
     tx: &mut DbTx,

@@ -99,33 +99,18 @@ async fn record_failure(
     stmt: Option<&str>,
 ) {
     let dur = t0.elapsed().as_millis() as i64;
-    let res: color_eyre::Result<()> = async {
-        let mut tx = ctx.target.begin().await?;
-        ledger::upsert(
-            &mut tx,
-            step,
-            LedgerStatus::Failed,
-            &ctx.run_id,
-            started,
-            Some(dur),
-            &Counts::default(),
-            Some(msg),
-            stmt,
-        )
-        .await?;
-        ledger::append_event(
-            &mut tx,
-            Some(&ctx.run_id),
-            Some(&step.version),
-            "failed",
-            &serde_json::json!({"error": msg, "statement": stmt}),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = res {
+    if let Err(e) = ledger::record_failure(
+        &ctx.target,
+        step,
+        &ctx.run_id,
+        started,
+        dur,
+        &Counts::default(),
+        msg,
+        stmt,
+    )
+    .await
+    {
         tracing::error!("could not record the failure of {} in the ledger: {e:#}", step.version);
     }
 }

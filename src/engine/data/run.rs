@@ -350,10 +350,8 @@ fn refusal_reject(c: &CompiledStep, e: &sqlx::Error, key: &str, columns: &[Strin
     }
 }
 
-/// Values the target would store as something else are fixed or refused here, before writing:
-/// a NUL byte cannot go into PostgreSQL text; bytes bound for a text column are text in the
-/// source's encoding (decoded as UTF-8, never written as hex); SQLite would round a REAL put
-/// into a TEXT column to 15 digits and turns NaN into NULL.
+/// A row with a value the target would store as something else is a reject (see
+/// `TargetWriter::fit`).
 fn fit_to_target(
     writer: &TargetWriter,
     values: &mut [Value],
@@ -361,65 +359,16 @@ fn fit_to_target(
     columns: &[String],
     row: &[Value],
 ) -> Option<NewReject> {
-    use crate::engine::db::Dialect;
-    let reject = |col: &str, rule: &str, reason: String| NewReject {
+    let unfit = writer.fit(values).err()?;
+    Some(NewReject {
         source_key: key.to_string(),
         row: CompiledStep::row_json(columns, row),
-        field: Some(col.to_string()),
-        rule: rule.into(),
-        reason,
+        field: Some(unfit.column),
+        rule: unfit.rule.into(),
+        reason: unfit.reason,
         warning: false,
         waits_for: None,
-    };
-    for (col, v) in writer.columns.iter().zip(values.iter_mut()) {
-        match (writer.dialect, &mut *v) {
-            (Dialect::Postgres, Value::Text(t)) => {
-                if let Some(at) = t.find('\0') {
-                    return Some(reject(
-                        col,
-                        "encoding",
-                        format!(
-                            "{col}: PostgreSQL text cannot hold a NUL byte (at byte {at}); remove it in the source or with a transform"
-                        ),
-                    ));
-                }
-            }
-            (Dialect::Sqlite, Value::Real(f)) => {
-                let f = *f;
-                if writer.is_text_column(col) {
-                    *v = Value::Text(match f {
-                        f if f == f64::INFINITY => "Infinity".into(),
-                        f if f == f64::NEG_INFINITY => "-Infinity".into(),
-                        f => f.to_string(),
-                    });
-                } else if f.is_nan() {
-                    return Some(reject(
-                        col,
-                        "target",
-                        format!(
-                            "{col}: SQLite stores NaN as NULL, which would lose the value; map it with a transform or write it to a text column"
-                        ),
-                    ));
-                }
-            }
-            (_, Value::Bytes(b)) if writer.is_text_column(col) => match String::from_utf8(std::mem::take(&mut b.bytes))
-            {
-                Ok(s) => *v = Value::Text(s),
-                Err(e) => {
-                    return Some(reject(
-                        col,
-                        "encoding",
-                        format!(
-                            "{col}: a byte string bound for a text column is not valid UTF-8 (invalid byte at position {})",
-                            e.utf8_error().valid_up_to()
-                        ),
-                    ));
-                }
-            },
-            _ => {}
-        }
-    }
-    None
+    })
 }
 
 async fn store_rejects(tx: &mut DbTx, run_id: &str, c: &CompiledStep, res: &BatchResult) -> Result<(), sqlx::Error> {
@@ -685,7 +634,16 @@ pub(crate) async fn record_failed_now(ctx: &RunCtx, step: &StepDef, msg: &str) {
         }
         Err(_) => Counts::default(),
     };
-    record_failed_retrying(ctx, step, &ledger::now_iso(), Instant::now(), &counts, msg).await;
+    // The target may be coming back: try for a few seconds, so a step that gave up is
+    // recorded `failed` rather than left `running` where that is possible.
+    let started_at = ledger::now_iso();
+    for attempt in 1..=5u64 {
+        match ledger::record_failure(&ctx.target, step, &ctx.run_id, &started_at, 0, &counts, msg, None).await {
+            Ok(()) => return,
+            Err(e) if attempt == 5 => tracing::error!("could not record the failure of {}: {e:#}", step.version),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500 * attempt)).await,
+        }
+    }
 }
 
 pub(crate) async fn record_failed(
@@ -696,61 +654,10 @@ pub(crate) async fn record_failed(
     counts: &Counts,
     msg: &str,
 ) {
-    if let Err(e) = try_record_failed(ctx, step, started_at, t0, counts, msg).await {
+    let dur = t0.elapsed().as_millis() as i64;
+    if let Err(e) = ledger::record_failure(&ctx.target, step, &ctx.run_id, started_at, dur, counts, msg, None).await {
         tracing::error!("could not record the failure of {}: {e:#}", step.version);
     }
-}
-
-async fn try_record_failed(
-    ctx: &RunCtx,
-    step: &StepDef,
-    started_at: &str,
-    t0: Instant,
-    counts: &Counts,
-    msg: &str,
-) -> Result<()> {
-    let mut tx = ctx.target.begin().await?;
-    ledger::upsert(
-        &mut tx,
-        step,
-        LedgerStatus::Failed,
-        &ctx.run_id,
-        started_at,
-        Some(t0.elapsed().as_millis() as i64),
-        counts,
-        Some(msg),
-        None,
-    )
-    .await?;
-    ledger::append_event(
-        &mut tx,
-        Some(&ctx.run_id),
-        Some(&step.version),
-        "failed",
-        &serde_json::json!({"error": msg}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// `record_failed`, tried again for a few seconds when the target is unreachable, so a step
-/// that gave up is recorded `failed` rather than left `running` where that is possible.
-async fn record_failed_retrying(
-    ctx: &RunCtx,
-    step: &StepDef,
-    started_at: &str,
-    t0: Instant,
-    counts: &Counts,
-    msg: &str,
-) {
-    for attempt in 0..5u32 {
-        if try_record_failed(ctx, step, started_at, t0, counts, msg).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt + 1))).await;
-    }
-    record_failed(ctx, step, started_at, t0, counts, msg).await;
 }
 
 /// Start (or resume) a step: the engine's tables, the last checkpoint, and the ledger saying

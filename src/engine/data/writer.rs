@@ -7,6 +7,13 @@ use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use std::collections::HashMap;
 
+/// A value the target cannot store as it is: the column, the reject rule and the reason.
+pub struct Unfit {
+    pub column: String,
+    pub rule: &'static str,
+    pub reason: String,
+}
+
 pub struct TargetWriter {
     pub dialect: Dialect,
     pub table: String,
@@ -114,6 +121,68 @@ impl TargetWriter {
                 t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT")
             }
         }
+    }
+
+    /// Fix or refuse, before writing, values the target would store as something else: a NUL
+    /// byte cannot go into PostgreSQL text; bytes bound for a text column are text in the
+    /// source's encoding (decoded as UTF-8, never written as hex); SQLite would round a REAL put
+    /// into a TEXT column to 15 digits and turns NaN into NULL.
+    pub fn fit(&self, values: &mut [Value]) -> Result<(), Unfit> {
+        let unfit = |col: &str, rule: &'static str, reason: String| Unfit {
+            column: col.to_string(),
+            rule,
+            reason,
+        };
+        for (col, v) in self.columns.iter().zip(values.iter_mut()) {
+            match (self.dialect, &mut *v) {
+                (Dialect::Postgres, Value::Text(t)) => {
+                    if let Some(at) = t.find('\0') {
+                        return Err(unfit(
+                            col,
+                            "encoding",
+                            format!(
+                                "{col}: PostgreSQL text cannot hold a NUL byte (at byte {at}); remove it in the source or with a transform"
+                            ),
+                        ));
+                    }
+                }
+                (Dialect::Sqlite, Value::Real(f)) => {
+                    let f = *f;
+                    if self.is_text_column(col) {
+                        *v = Value::Text(match f {
+                            f if f == f64::INFINITY => "Infinity".into(),
+                            f if f == f64::NEG_INFINITY => "-Infinity".into(),
+                            f => f.to_string(),
+                        });
+                    } else if f.is_nan() {
+                        return Err(unfit(
+                            col,
+                            "target",
+                            format!(
+                                "{col}: SQLite stores NaN as NULL, which would lose the value; map it with a transform or write it to a text column"
+                            ),
+                        ));
+                    }
+                }
+                (_, Value::Bytes(b)) if self.is_text_column(col) => {
+                    match String::from_utf8(std::mem::take(&mut b.bytes)) {
+                        Ok(s) => *v = Value::Text(s),
+                        Err(e) => {
+                            return Err(unfit(
+                                col,
+                                "encoding",
+                                format!(
+                                    "{col}: a byte string bound for a text column is not valid UTF-8 (invalid byte at position {})",
+                                    e.utf8_error().valid_up_to()
+                                ),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Insert `rows`, isolating the ones the target refuses: the batch is tried whole under a
