@@ -480,7 +480,7 @@ fn progress_is_streamed_and_coalesced() {
 
 #[tokio::test]
 async fn abort_pause_and_resume_between_batches() {
-    use cutover::engine::events::{Command, EngineEvent, RunOptions};
+    use cutover::engine::protocol::{Command, EngineEvent, RunOptions};
     let p = project(
         Backend::Sqlite,
         "\n[defaults]\nbatch_size = 100\ncontinue_on_error = true\n",

@@ -2,8 +2,8 @@
 //! Six transforms, four validations and an ID map per row, like a real clinic step.
 
 use crate::engine::config::Overrides;
-use crate::engine::events::{Command, EngineEvent, RunOptions};
 use crate::engine::project::Project;
+use crate::engine::protocol::{Command, EngineEvent, RunOptions};
 use color_eyre::eyre::{Result, eyre};
 use std::path::Path;
 use std::sync::Arc;
@@ -178,7 +178,7 @@ pub async fn run(dir: &Path, rows: u64, target_url: Option<&str>, batch_size: us
             "bench: {} rows, SQLite source -> {target_kind} target, batch {batch_size}",
             counts.source
         );
-        println!("  {}", crate::cli::output::accounting(&counts));
+        println!("  {}", counts.equation());
         println!("  data step: {secs:.2} s, {rate:.0} rows/s");
         println!(
             "  peak RSS: {:.1} MB (before the run: {:.1} MB)",

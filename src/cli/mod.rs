@@ -9,11 +9,11 @@ pub mod verify;
 
 use crate::engine::config::{CONFIG_FILE, Overrides, config_template};
 use crate::engine::db::{Db, Role};
-use crate::engine::events::{Command, DownTarget, EngineEvent, RunOptions};
 use crate::engine::ledger;
 use crate::engine::lock;
 use crate::engine::plan::compute_status;
 use crate::engine::project::{Project, new_version, sanitise_name};
+use crate::engine::protocol::{Command, DownTarget, EngineEvent, RunOptions};
 use crate::engine::runner;
 use clap::{Parser, Subcommand, ValueEnum};
 use color_eyre::eyre::{Result, eyre};

@@ -1,31 +1,14 @@
 //! Printing for the headless face: a readable text form, or JSON (`--json`).
 
-use crate::engine::events::{Counts, EngineEvent};
 use crate::engine::ledger::HistoryEntry;
 use crate::engine::lock::LockHolder;
 use crate::engine::plan::{StepStatus, one_line};
 use crate::engine::project::Project;
+use crate::engine::protocol::EngineEvent;
 use serde_json::json;
 
 pub struct EventPrinter {
     json: bool,
-}
-
-pub fn accounting(c: &Counts) -> String {
-    format!(
-        "source {} = written {} + skipped {} + rejected {} + merged {}{}{}",
-        c.source,
-        c.written,
-        c.skipped,
-        c.rejected,
-        c.merged,
-        if c.balanced() { "" } else { "  (DOES NOT BALANCE)" },
-        if c.warnings > 0 {
-            format!(", {} warnings", c.warnings)
-        } else {
-            String::new()
-        }
-    )
 }
 
 impl EventPrinter {
@@ -90,7 +73,7 @@ impl EventPrinter {
                 ..
             } => {
                 if counts.source > 0 || counts.written > 0 {
-                    println!("  ✓ {status} in {duration_ms} ms: {}", accounting(counts));
+                    println!("  ✓ {status} in {duration_ms} ms: {}", counts.equation());
                 } else {
                     println!("  ✓ {status} in {duration_ms} ms");
                 }
@@ -98,7 +81,7 @@ impl EventPrinter {
             EngineEvent::Aborted { version, counts } => {
                 println!(
                     "  ■ aborted {version} at a batch boundary: {}; `cutover up` resumes it",
-                    accounting(counts)
+                    counts.equation()
                 )
             }
             EngineEvent::Failed {

@@ -25,8 +25,8 @@ pub use update::update;
 
 use crate::console::state::{StatusLevel, StepInfo, Window};
 use crate::engine::data::spec::DataStep;
-use crate::engine::events::Command;
 use crate::engine::project::{Project, StepKind};
+use crate::engine::protocol::Command;
 use crate::engine::runner::{self, EngineHandle};
 use color_eyre::eyre::{Result, WrapErr};
 use crossterm::event::{Event, EventStream};
@@ -197,7 +197,7 @@ fn terminal_msg(ev: Event) -> Option<Msg> {
 
 /// One message through `update`, then its commands to the engine and its effects here.
 fn dispatch(state: &mut AppState, engine: &EngineHandle, log_state: &TuiWidgetState, project_dir: &Path, msg: Msg) {
-    if let Msg::Engine(crate::engine::events::EngineEvent::Verified(report)) = &msg {
+    if let Msg::Engine(crate::engine::protocol::EngineEvent::Verified(report)) = &msg {
         log_verified(report);
     }
     let commands = update(state, msg);

@@ -3,9 +3,9 @@
 //! Nothing here does I/O: `update` (in `update.rs`) is a pure function over these types, and the
 //! panes only read them, so both can be tested without a terminal or a database.
 
-use crate::engine::events::{Counts, EngineEvent, PlannedStep, Progress};
 use crate::engine::lock::LockHolder;
 use crate::engine::project::StepKind;
+use crate::engine::protocol::{Counts, EngineEvent, PlannedStep, Progress};
 use crate::engine::review::Discrepancy;
 use crate::engine::snapshot::{RejectSummary, RollbackPreview, StepSummary};
 use crate::engine::verify::{Check, VerifyReport};

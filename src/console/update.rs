@@ -7,8 +7,8 @@ use crate::console::state::{
     AppState, ConfirmAction, CurrentStep, Dialog, Effect, FinishedStep, Msg, Pane, QUIT_GRACE_SECS, QuitState,
     RATE_HISTORY, RunState, StatusLevel, Window, is_revertible, is_runnable,
 };
-use crate::engine::events::{Command, Counts, DownTarget, EngineEvent, RunOptions};
 use crate::engine::project::StepKind;
+use crate::engine::protocol::{Command, Counts, DownTarget, EngineEvent, RunOptions};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 mod review;

@@ -2,8 +2,8 @@
 //! table of everything that happened (`cutover_events`), which is also the audit trail.
 
 use crate::engine::db::{Db, DbTx, Dialect};
-use crate::engine::events::Counts;
 use crate::engine::project::{StepDef, StepKind};
+use crate::engine::protocol::Counts;
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
 use serde::Serialize;

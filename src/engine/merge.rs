@@ -4,16 +4,22 @@
 //! review); every other B row becomes an entity of its own. Both sides' legacy keys map to the
 //! entity in the ID map. Nothing here knows about clinics: the step file says it all.
 
+use crate::engine::clock::today;
 use crate::engine::data::pipeline::{CompiledStep, Processed, SourceBatch};
-use crate::engine::data::run::{progress_event, read_page, record_failed, sql_err, today};
+use crate::engine::data::reader::SourceReader;
+use crate::engine::data::run::count_source;
 use crate::engine::data::spec::{DataStep, DupPolicy, FieldSpec, IdMapSpec, SourceSpec, TargetSpec};
-use crate::engine::data::store::{self, BatchCheckpoint, DISCREPANCIES, NewReject, RejectStore};
+use crate::engine::data::store::{self, DISCREPANCIES, NewReject, RejectStore};
 use crate::engine::data::writer::{IdMapEntry, TargetWriter, ident, insert_id_map};
 use crate::engine::db::{Db, DbTx};
-use crate::engine::events::{Counts, EngineEvent};
+use crate::engine::exec::batch::{
+    BatchPlan, BatchStep, EVENTS_PER_BATCH, FlagNote, PageOutcome, RejectNote, run_batches,
+};
+use crate::engine::exec::{RunCtx, StepError, StepResult};
 use crate::engine::ledger;
 use crate::engine::project::StepDef;
-use crate::engine::runner::{RunCtx, StepError, StepResult};
+use crate::engine::protocol::Counts;
+use crate::engine::source::read_ahead::ReadAhead;
 use crate::engine::transform::{Literal, Transform};
 use crate::engine::validate::Check;
 use crate::engine::value::Value;
@@ -21,9 +27,6 @@ use color_eyre::eyre::{Result, eyre};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -538,6 +541,136 @@ fn parse_phase(v: &Option<Value>) -> (String, Option<Value>) {
     }
 }
 
+/// A merge step in the batch loop: phase A pages A rows (with the B rows linked to them),
+/// then phase B pages the B rows no A row took. The checkpoint key names the phase.
+struct MergeBatches {
+    m: MergeStep,
+    source: Db,
+    batch_size: usize,
+    writer: Option<TargetWriter>,
+    /// Side A's reader and phase B's (the unmerged B rows), compiled for reading.
+    a_reader: Arc<CompiledStep>,
+    b_reader: Arc<CompiledStep>,
+    phase: String,
+    pages: Option<ReadAhead>,
+}
+
+impl MergeBatches {
+    fn open(&mut self, after: Option<Value>) {
+        let c = if self.phase == "a" {
+            &self.a_reader
+        } else {
+            &self.b_reader
+        };
+        let reader = SourceReader::new(self.source.clone(), c.clone(), false);
+        self.pages = Some(ReadAhead::spawn(reader, after, self.batch_size));
+    }
+}
+
+impl BatchStep for MergeBatches {
+    type Page = (String, SourceBatch);
+
+    async fn prepare(
+        &mut self,
+        ctx: &RunCtx,
+        dry_tx: Option<&mut DbTx>,
+        resume_from: &Option<Value>,
+    ) -> Result<(), StepError> {
+        let (table, columns) = (&self.m.file.target.table, &self.m.a.target_columns);
+        self.writer = Some(
+            match dry_tx {
+                Some(tx) => TargetWriter::new_in(tx, table, columns).await,
+                None => TargetWriter::new(&ctx.target, table, columns).await,
+            }
+            .map_err(StepError::plain)?,
+        );
+        let (phase, after) = parse_phase(resume_from);
+        self.phase = phase;
+        self.open(after);
+        Ok(())
+    }
+
+    async fn next_page(&mut self) -> Result<Option<(String, SourceBatch)>, StepError> {
+        loop {
+            let pages = self
+                .pages
+                .as_mut()
+                .ok_or_else(|| StepError::msg("the source was not opened"))?;
+            match pages.next().await.map_err(StepError::plain)? {
+                Some(p) => return Ok(Some((self.phase.clone(), p))),
+                None if self.phase == "a" => {
+                    self.phase = "b".into();
+                    self.open(None);
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    async fn at_end(&mut self, _counts: &Counts) -> Result<(), StepError> {
+        // Phase B reads what phase A left, so the rows read are not one count of the source;
+        // `verify` holds each side's books against the source instead.
+        Ok(())
+    }
+
+    async fn write_page(
+        &mut self,
+        tx: &mut DbTx,
+        run_id: &str,
+        page: (String, SourceBatch),
+    ) -> Result<PageOutcome, StepError> {
+        let (phase, page) = page;
+        let writer = self
+            .writer
+            .as_ref()
+            .ok_or_else(|| StepError::msg("the target was not opened"))?;
+        let reader = if phase == "a" { &self.a_reader } else { &self.b_reader };
+        let last = page.rows.last().and_then(|r| reader.page_key(&page.columns, r));
+        let res = if phase == "a" {
+            phase_a_page(tx, &self.m, &self.source, &page).await
+        } else {
+            phase_b_page(tx, &self.m, &page).await
+        }
+        .map_err(StepError::plain)?;
+        store_page(tx, run_id, &self.m, writer, &res)
+            .await
+            .map_err(StepError::sql)?;
+        let mut counts = res.counts;
+        counts.warnings += (res.warnings_a.len() + res.warnings_b.len()) as u64;
+        let note = |table: &String, r: &NewReject| RejectNote {
+            source_table: table.clone(),
+            source_key: r.source_key.clone(),
+            rule: r.rule.clone(),
+            reason: r.reason.clone(),
+            column: r.field.clone(),
+        };
+        let rejects = res
+            .rejects_a
+            .iter()
+            .map(|r| note(&self.m.a.source_name, r))
+            .chain(res.rejects_b.iter().map(|r| note(&self.m.b.source_name, r)))
+            .take(EVENTS_PER_BATCH)
+            .collect();
+        let flags = res
+            .warnings_a
+            .iter()
+            .chain(&res.warnings_b)
+            .take(EVENTS_PER_BATCH)
+            .map(|w| FlagNote {
+                source_key: w.source_key.clone(),
+                field: w.field.clone().unwrap_or_default(),
+                reason: w.reason.clone(),
+            })
+            .collect();
+        Ok(PageOutcome {
+            counts,
+            rejects,
+            flags,
+            next_key: Some(phase_key(&phase, last)),
+        })
+    }
+}
+
 pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
     let mut m = MergeStep::load(step).map_err(StepError::plain)?;
     for side in [&mut m.a, &mut m.b] {
@@ -547,7 +680,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         });
     }
     let source = ctx.source().await.map_err(StepError::plain)?.clone();
-    let batch = m
+    let batch_size = m
         .file
         .batch_size
         .unwrap_or(ctx.project.config.defaults.batch_size)
@@ -557,31 +690,8 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         .or(m.file.continue_on_error)
         .unwrap_or(ctx.project.config.defaults.continue_on_error)
         || ctx.dry_run;
-    let total_a = crate::engine::data::run::count_source(&source, &m.a)
-        .await
-        .map_err(StepError::plain)?;
-    let total_b = crate::engine::data::run::count_source(&source, &m.b)
-        .await
-        .map_err(StepError::plain)?;
-    let total = total_a + total_b;
-    let started_at = ledger::now_iso();
-    let t0 = Instant::now();
-    let mut dry_guard = ctx.dry_tx.lock().await;
-    let mut dry_tx: Option<&mut DbTx> = dry_guard.as_mut();
-    let writer = match dry_tx.as_mut() {
-        Some(tx) => TargetWriter::new_in(tx, &m.file.target.table, &m.a.target_columns).await,
-        None => TargetWriter::new(&ctx.target, &m.file.target.table, &m.a.target_columns).await,
-    }
-    .map_err(StepError::plain)?;
-    let mut cp = BatchCheckpoint::default();
-    if let Some(tx) = dry_tx.as_mut() {
-        store::ensure_in(tx).await.map_err(sql_err)?;
-    } else {
-        cp = crate::engine::data::run::begin_step(ctx, step, &started_at, total).await?;
-    }
-    let resumed = cp.counts.source;
-    let batches_total = cp.batches + total.saturating_sub(resumed).div_ceil(batch as u64);
-    let (mut phase, mut after) = parse_phase(&cp.last_key);
+    let total_a = count_source(&source, &m.a).await.map_err(StepError::plain)?;
+    let total_b = count_source(&source, &m.b).await.map_err(StepError::plain)?;
     let unmerged = SourceSpec {
         table: None,
         query: Some(unmerged_b_sql(&m, source.dialect())),
@@ -589,7 +699,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         name: m.b.spec.source.name.clone(),
         references: m.b.spec.source.references.clone(),
     };
-    let unmerged_step = CompiledStep::compile(
+    let b_reader = CompiledStep::compile(
         &m.version,
         DataStep {
             source: unmerged,
@@ -597,97 +707,23 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         },
     )
     .map_err(StepError::plain)?;
-    let mut last_progress = Instant::now() - PROGRESS_EVERY;
-    let run_t0 = Instant::now();
-    let outcome: Result<StepResult, StepError> = loop {
-        if !ctx.control.checkpoint().await {
-            break Ok(StepResult::Aborted(cp.counts));
-        }
-        let reader = if phase == "a" { &m.a } else { &unmerged_step };
-        let page = match read_page(&source, reader, &after, batch).await {
-            Ok(p) => p,
-            Err(e) => break Err(StepError::plain(e)),
-        };
-        if page.rows.is_empty() {
-            if phase == "a" {
-                phase = "b".into();
-                after = None;
-                continue;
-            }
-            break Ok(StepResult::Done(cp.counts));
-        }
-        let ki = CompiledStep::column_index(&page.columns, &reader.key_column);
-        let last = ki.and_then(|i| page.rows.last().and_then(|r| r.get(i)).cloned());
-        let mut own_tx = None;
-        let tx: &mut DbTx = match dry_tx.as_deref_mut() {
-            Some(t) => t,
-            None => match ctx.target.begin().await {
-                Ok(t) => own_tx.insert(t),
-                Err(e) => break Err(StepError::plain(e)),
-            },
-        };
-        let res = if phase == "a" {
-            phase_a_page(tx, &m, &source, &page).await
-        } else {
-            phase_b_page(tx, &m, &page).await
-        };
-        let res = match res {
-            Ok(r) => r,
-            Err(e) => break Err(StepError::plain(e)),
-        };
-        if !continue_on_error && let Some(r) = res.rejects_a.first().or(res.rejects_b.first()) {
-            if let Some(t) = own_tx.take() {
-                let _ = t.rollback().await;
-            }
-            let msg = format!(
-                "{} rejected ({}): {}. Nothing of this batch was written; fix the source or run with --continue-on-error, then `cutover up` resumes",
-                r.source_key, r.rule, r.reason
-            );
-            record_failed(ctx, step, &started_at, t0, &cp.counts, &msg).await;
-            break Err(StepError::msg(msg));
-        }
-        if let Err(e) = store_page(tx, &ctx.run_id, &m, &writer, &res).await {
-            break Err(sql_err(e));
-        }
-        cp.counts.add(&res.counts);
-        cp.counts.warnings += (res.warnings_a.len() + res.warnings_b.len()) as u64;
-        cp.batches += 1;
-        after = last;
-        cp.last_key = Some(phase_key(&phase, after.clone()));
-        if let Some(t) = own_tx.take()
-            && let Err(e) = crate::engine::data::run::commit_batch(t, ctx, step, &started_at, &cp).await
-        {
-            break Err(e);
-        }
-        for (table, rej) in res
-            .rejects_a
-            .iter()
-            .map(|r| (&m.a.source_name, r))
-            .chain(res.rejects_b.iter().map(|r| (&m.b.source_name, r)))
-            .take(20)
-        {
-            ctx.emit(EngineEvent::Rejected {
-                version: m.version.clone(),
-                source_table: table.clone(),
-                source_key: rej.source_key.clone(),
-                rule: rej.rule.clone(),
-                reason: rej.reason.clone(),
-            })
-            .await;
-        }
-        if last_progress.elapsed() >= PROGRESS_EVERY {
-            last_progress = Instant::now();
-            ctx.emit(progress_event(&m.version, &cp, total, batches_total, resumed, run_t0))
-                .await;
-        }
+    let a_reader = CompiledStep::compile(&m.version, m.a.spec.clone()).map_err(StepError::plain)?;
+    let plan = BatchPlan {
+        total: total_a + total_b,
+        batch_size,
+        continue_on_error,
     };
-    ctx.emit(progress_event(&m.version, &cp, total, batches_total, resumed, run_t0))
-        .await;
-    if dry_tx.is_some() {
-        return outcome;
-    }
-    drop(dry_guard);
-    crate::engine::data::run::finish(ctx, step, &started_at, t0, &cp, outcome).await
+    let mut s = MergeBatches {
+        m,
+        source,
+        batch_size,
+        writer: None,
+        a_reader: Arc::new(a_reader),
+        b_reader: Arc::new(b_reader),
+        phase: "a".into(),
+        pages: None,
+    };
+    run_batches(ctx, step, plan, &mut s).await
 }
 
 /// Retry one rejected row of a merge step inside `tx`. `Ok(None)` when it was written or

@@ -2,22 +2,25 @@
 //! through `Command`s in and `EngineEvent`s out.
 
 pub mod checksum;
+pub mod clock;
 pub mod config;
 pub mod data;
 pub mod db;
 pub mod db_error;
 pub mod decode;
-pub mod events;
+pub mod exec;
 pub mod ledger;
 pub mod lock;
 pub mod merge;
 pub mod plan;
 pub mod preflight;
 pub mod project;
+pub mod protocol;
 pub mod review;
 pub mod runner;
 pub mod schema_step;
 pub mod snapshot;
+pub mod source;
 pub mod sqlsplit;
 pub mod transform;
 pub mod validate;

@@ -1,9 +1,9 @@
 //! What state each step is in (files on disk joined with the ledger) and which steps a run
 //! will touch. Pure functions, so the console and the CLI agree on the answers.
 
-use crate::engine::events::DownTarget;
 use crate::engine::ledger::{LedgerRow, LedgerStatus};
 use crate::engine::project::{StepDef, StepKind};
+use crate::engine::protocol::DownTarget;
 use color_eyre::eyre::{Result, eyre};
 use serde::Serialize;
 

@@ -6,8 +6,8 @@ use crate::engine::data::pipeline::CompiledStep;
 use crate::engine::data::reader::SourceReader;
 use crate::engine::data::writer::TargetWriter;
 use crate::engine::db::{Db, DbTx};
+use crate::engine::exec::RunCtx;
 use crate::engine::project::{StepDef, StepKind};
-use crate::engine::runner::RunCtx;
 use std::sync::Arc;
 
 /// One thing that would make a step fail, with the step it belongs to.

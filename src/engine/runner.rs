@@ -2,81 +2,24 @@
 //! run lock from its first write to its last.
 
 use crate::engine::db::{Db, Role};
-use crate::engine::events::{Command, Counts, DownTarget, EngineEvent, PlannedStep, RunOptions};
+use crate::engine::exec::batch::record_failed_now;
+use crate::engine::exec::{RunControl, RunCtx, StepError, StepResult, new_run_id};
 use crate::engine::ledger;
 use crate::engine::lock::{LockError, LockHolder, RunLock};
 use crate::engine::plan::{self, UpPlanOptions, compute_status};
 use crate::engine::project::{Project, StepDef, StepKind};
+use crate::engine::protocol::{Command, Counts, DownTarget, EngineEvent, PlannedStep, RunOptions};
 use crate::engine::schema_step;
 use color_eyre::eyre::{Result, eyre};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// Channel sizes: small and bounded so a slow consumer slows the engine instead of growing
 /// memory; progress is coalesced well below this rate.
 pub const COMMAND_QUEUE: usize = 64;
 pub const EVENT_QUEUE: usize = 1024;
-
-#[derive(Debug)]
-pub struct StepError {
-    pub message: String,
-    pub statement: Option<String>,
-    /// A lost connection or similar: retrying the step (from its checkpoint) may succeed.
-    pub transient: bool,
-    /// The run lost its lock to this holder: the step stops without touching the ledger,
-    /// which belongs to the new holder now, and the run ends as `Locked`.
-    pub lost_lock: Option<Box<LockHolder>>,
-}
-
-impl StepError {
-    pub fn plain(e: impl Into<color_eyre::Report>) -> StepError {
-        let e: color_eyre::Report = e.into();
-        StepError {
-            message: crate::engine::db_error::report_text(&e),
-            statement: None,
-            transient: crate::engine::db_error::report_is_transient(&e),
-            lost_lock: None,
-        }
-    }
-
-    /// The fence refused a commit: another run holds the lock now.
-    pub fn lock_lost(e: crate::engine::lock::FenceError) -> StepError {
-        let message = e.to_string();
-        match e {
-            crate::engine::lock::FenceError::Lost(holder) => StepError {
-                message,
-                statement: None,
-                transient: false,
-                lost_lock: Some(Box::new(holder.unwrap_or_else(|| LockHolder {
-                    owner: "(unknown)".into(),
-                    host: "(unknown)".into(),
-                    pid: 0,
-                    command: "(the lock row is gone)".into(),
-                    since: String::new(),
-                    heartbeat_age_secs: 0,
-                }))),
-            },
-            crate::engine::lock::FenceError::Db(e) => StepError {
-                message,
-                statement: None,
-                transient: crate::engine::db_error::is_transient(&e),
-                lost_lock: None,
-            },
-        }
-    }
-
-    /// An error of the step's own making (not retried).
-    pub fn msg(message: impl Into<String>) -> StepError {
-        StepError {
-            message: message.into(),
-            statement: None,
-            transient: false,
-            lost_lock: None,
-        }
-    }
-}
 
 /// How a run ended; the CLI maps these to exit codes.
 #[derive(Debug)]
@@ -86,81 +29,6 @@ pub enum RunOutcome {
     Refused(String),
     Failed { version: Option<String>, message: String },
     Aborted { version: String },
-}
-
-/// Pause/abort flags the running step checks between batches.
-#[derive(Clone)]
-pub struct RunControl {
-    pub paused: watch::Sender<bool>,
-    pub abort: Arc<AtomicBool>,
-}
-
-impl Default for RunControl {
-    fn default() -> Self {
-        RunControl {
-            paused: watch::channel(false).0,
-            abort: Arc::new(AtomicBool::new(false)),
-        }
-    }
-}
-
-impl RunControl {
-    pub fn aborted(&self) -> bool {
-        self.abort.load(Ordering::SeqCst)
-    }
-    /// Wait here while paused; returns false when an abort arrived.
-    pub async fn checkpoint(&self) -> bool {
-        let mut rx = self.paused.subscribe();
-        while *rx.borrow_and_update() {
-            if self.aborted() {
-                return false;
-            }
-            if rx.changed().await.is_err() {
-                break;
-            }
-        }
-        !self.aborted()
-    }
-}
-
-/// Everything a step needs while it runs.
-pub struct RunCtx {
-    pub project: Arc<Project>,
-    pub target: Db,
-    pub source: tokio::sync::OnceCell<Db>,
-    pub run_id: String,
-    pub dry_run: bool,
-    pub continue_on_error: Option<bool>,
-    pub events: mpsc::Sender<EngineEvent>,
-    pub control: RunControl,
-    /// Dry runs: one transaction for the whole plan, rolled back at the end, so later steps
-    /// see what earlier ones would have done and nothing is ever committed.
-    pub dry_tx: tokio::sync::Mutex<Option<crate::engine::db::DbTx>>,
-    /// The run lock's fencing token: each batch commits only while the lock row still holds
-    /// it, so a run that lost its lock (paused past the stale time) cannot write again.
-    pub lock_token: Option<String>,
-}
-
-impl RunCtx {
-    pub async fn emit(&self, e: EngineEvent) {
-        // A consumer that went away must not stop the run: the ledger is the record.
-        let _ = self.events.send(e).await;
-    }
-
-    pub async fn source(&self) -> Result<&Db> {
-        self.source
-            .get_or_try_init(|| async {
-                let url = self.project.config.source.as_ref().ok_or_else(|| {
-                    eyre!("this step reads the source, but no source is configured: add [source] url to cutover.toml or pass --source")
-                })?;
-                Db::connect(url, &self.project.config.dir, Role::Source).await
-            })
-            .await
-    }
-}
-
-pub fn new_run_id() -> String {
-    uuid::Uuid::now_v7().to_string()
 }
 
 fn lock_stale(project: &Project) -> Duration {
@@ -519,12 +387,6 @@ async fn run_up_locked(
     RunOutcome::Done { steps: done }
 }
 
-pub enum StepResult {
-    Done(Counts),
-    /// Stopped at a batch boundary on request; resumable.
-    Aborted(Counts),
-}
-
 /// Run a step; on a transient failure (a server restart) wait with backoff and run it again,
 /// which resumes from its last committed checkpoint, for up to `retry_for_secs`.
 async fn run_step_retrying(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
@@ -560,7 +422,7 @@ async fn run_step_retrying(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, S
                     e.message,
                     started.elapsed().as_secs()
                 );
-                crate::engine::data::run::record_failed_now(ctx, step, &message).await;
+                record_failed_now(ctx, step, &message).await;
                 return Err(StepError { message, ..e });
             }
             other => return other,

@@ -2,10 +2,10 @@
 //! row, so the ledger never claims a change that did not commit.
 
 use crate::engine::db::DbTx;
-use crate::engine::events::{Counts, EngineEvent};
+use crate::engine::exec::{RunCtx, StepError};
 use crate::engine::ledger::{self, LedgerStatus};
 use crate::engine::project::StepDef;
-use crate::engine::runner::{RunCtx, StepError};
+use crate::engine::protocol::{Counts, EngineEvent};
 use crate::engine::sqlsplit::split_statements;
 
 pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
@@ -26,10 +26,9 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
                 && let Err(e) = tx.execute_raw(s).await
             {
                 return Err(StepError {
-                    transient: false,
-                    lost_lock: None,
                     message: e.to_string(),
                     statement: Some(s.clone()),
+                    ..StepError::default()
                 });
             }
         }
@@ -61,10 +60,9 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
         let msg = crate::engine::config::redact_url(&err.to_string());
         record_failure(ctx, step, &started, t0, &msg, Some(&stmt)).await;
         return Err(StepError {
-            transient: false,
-            lost_lock: None,
             message: msg,
             statement: Some(stmt),
+            ..StepError::default()
         });
     }
     let dur = t0.elapsed().as_millis() as i64;
@@ -160,10 +158,9 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<(), StepError> {
         )
         .await;
         return Err(StepError {
-            transient: false,
-            lost_lock: None,
             message: format!("down.sql failed: {msg}"),
             statement: Some(stmt),
+            ..StepError::default()
         });
     }
     let res: Result<(), sqlx::Error> = async {

@@ -4,11 +4,11 @@
 
 use crate::engine::data::store::{self, RejectFilter, RejectRecord, RejectStore, redacted_row};
 use crate::engine::db::{Db, Role};
-use crate::engine::events::Counts;
 use crate::engine::ledger;
 use crate::engine::lock::{self, LockHolder};
 use crate::engine::plan::{StepState, compute_status};
 use crate::engine::project::{Project, StepKind};
+use crate::engine::protocol::Counts;
 use color_eyre::eyre::{Result, eyre};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -176,7 +176,7 @@ pub async fn rollback_preview(project: &Project, version: &str) -> Result<Rollba
     let rows = ledger::load(&target).await?;
     let status = compute_status(&project.steps, &rows);
     let refused =
-        crate::engine::plan::plan_down(&status, &crate::engine::events::DownTarget::Only(version.to_string()))
+        crate::engine::plan::plan_down(&status, &crate::engine::protocol::DownTarget::Only(version.to_string()))
             .err()
             .map(|e| format!("{e:#}"));
     let applied = status
@@ -284,7 +284,7 @@ pub async fn retry_rejects(
     )
     .await
     .map_err(|e| eyre!("{e}"))?;
-    let rep = crate::engine::data::run::retry(project, &target, ids, &crate::engine::runner::new_run_id()).await;
+    let rep = crate::engine::data::run::retry(project, &target, ids, &crate::engine::exec::new_run_id()).await;
     lock.release().await?;
     target.close().await;
     rep

@@ -9,7 +9,7 @@ use super::{refuse_if_locked, refuse_if_running};
 use crate::console::format::{one_line, show_value};
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, ConfirmAction, Dialog, PendingDecision, SessionDecision, StatusLevel};
-use crate::engine::events::Command;
+use crate::engine::protocol::Command;
 use crate::engine::review::{Decision, Discrepancy};
 
 /// Why this discrepancy cannot take a decision here, if it cannot.

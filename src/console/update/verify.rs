@@ -9,7 +9,7 @@ use super::refuse_if_running;
 use crate::console::format::one_line;
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, Dialog, StatusLevel};
-use crate::engine::events::Command;
+use crate::engine::protocol::Command;
 use crate::engine::verify::VerifyReport;
 
 /// The engine's answer when verification could not run at all (bad verify.toml, no target).

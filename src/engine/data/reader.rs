@@ -33,6 +33,11 @@ impl SourceReader {
         }
     }
 
+    /// The step this reader reads for.
+    pub fn compiled(&self) -> &Arc<CompiledStep> {
+        &self.c
+    }
+
     fn q(&self, name: &str) -> String {
         quote_ident(self.source.dialect(), name)
     }

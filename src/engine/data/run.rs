@@ -7,21 +7,20 @@ use crate::engine::data::reader::SourceReader;
 use crate::engine::data::spec::{DataStep, DupPolicy};
 use crate::engine::data::store::{self, BACKUPS, BatchCheckpoint, ID_MAP, NewReject, REJECTS, RejectStore};
 use crate::engine::data::writer::{IdMapEntry, TargetWriter, ident, insert_id_map, join_key};
-use crate::engine::db::{Db, DbTx, quote_ident};
-use crate::engine::events::{Counts, EngineEvent, Progress};
+use crate::engine::db::{Db, DbTx};
+use crate::engine::exec::batch::{
+    BatchPlan, BatchStep, EVENTS_PER_BATCH, FlagNote, PageOutcome, RejectNote, run_batches,
+};
+use crate::engine::exec::{RunCtx, StepError, StepResult};
 use crate::engine::ledger::{self, LedgerStatus};
 use crate::engine::project::StepDef;
-use crate::engine::runner::{RunCtx, StepError, StepResult};
+use crate::engine::protocol::Counts;
+use crate::engine::source::Source;
+use crate::engine::source::read_ahead::ReadAhead;
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Progress is sent at most this often, so a fast run never floods a screen.
-const PROGRESS_EVERY: Duration = Duration::from_millis(100);
-/// Rejected/flagged events per batch beyond which only counts are sent (all are stored).
-const EVENTS_PER_BATCH: usize = 20;
 
 pub fn load_compiled(step: &StepDef) -> Result<CompiledStep> {
     if step.kind == crate::engine::project::StepKind::Merge {
@@ -37,63 +36,18 @@ pub async fn count_source(source: &Db, c: &CompiledStep) -> Result<u64> {
     crate::engine::data::reader::count_rows(source, &c.spec.source_sql(source.dialect())).await
 }
 
-/// One page of whole source rows after `after`, in key order (merge steps).
-pub(crate) async fn read_page(
-    source: &Db,
-    c: &CompiledStep,
-    after: &Option<Value>,
-    limit: usize,
-) -> Result<SourceBatch> {
-    let key = quote_ident(source.dialect(), &c.key_column);
-    let base = c.spec.source_sql(source.dialect());
-    let (sql, params) = match after {
-        Some(k) => (
-            format!("SELECT * FROM ({base}) src WHERE {key} > $1 ORDER BY {key} LIMIT {limit}"),
-            vec![k.clone()],
-        ),
-        None => (
-            format!("SELECT * FROM ({base}) src ORDER BY {key} LIMIT {limit}"),
-            vec![],
-        ),
-    };
-    let rows = source
-        .fetch_all(&sql, &params)
-        .await
-        .map_err(|e| eyre!("reading the source {}: {e:#}", c.source_name))?;
-    Ok(SourceBatch {
-        columns: Arc::new(rows.columns),
-        rows: rows.rows,
-        issues: rows.issues,
-    })
-}
-
-/// A panic's message, for the operator (a decoder bug must still say what happened).
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    match p.downcast::<String>() {
-        Ok(s) => format!("it panicked: {s}"),
-        Err(p) => match p.downcast::<&str>() {
-            Ok(s) => format!("it panicked: {s}"),
-            Err(_) => "it panicked".into(),
-        },
-    }
-}
-
 /// After the last page: the rows read must be the rows the source has. A difference means
 /// the source changed during the run (rows added below the last key are never read) or the
 /// pager skipped rows; either way the step must not be called applied.
-async fn reconcile_source_count(source: &Db, c: &CompiledStep, cp: &BatchCheckpoint) -> Result<(), StepError> {
+async fn reconcile_source_count(source: &Db, c: &CompiledStep, read: u64) -> Result<(), StepError> {
     let have = count_source(source, c).await.map_err(StepError::plain)?;
-    if have != cp.counts.source {
+    if have != read {
         return Err(StepError::msg(format!(
             "step {}: the source {} has {have} rows but the step read {}. The source changed while the step ran, or rows were skipped; nothing read was lost (every row read is written, skipped or rejected). Stop writes to the source, roll the step back (`cutover down --to` the step before) and run it again",
-            c.version, c.source_name, cp.counts.source
+            c.version, c.source_name, read
         )));
     }
     Ok(())
-}
-
-pub(crate) fn today() -> chrono::NaiveDate {
-    chrono::Utc::now().date_naive()
 }
 
 /// A row that passed: legacy key, target values, new id, warnings, index in the batch.
@@ -117,7 +71,7 @@ async fn write_batch(
 ) -> Result<BatchResult, sqlx::Error> {
     let mut res = BatchResult::default();
     res.counts.source = batch.rows.len() as u64;
-    let today = today();
+    let today = crate::engine::clock::today();
     let nk = &c.spec.target.natural_key;
     let nk_idx: Vec<usize> = nk
         .iter()
@@ -376,12 +330,98 @@ async fn store_rejects(tx: &mut DbTx, run_id: &str, c: &CompiledStep, res: &Batc
     RejectStore::insert(tx, run_id, &c.version, &c.source_name, &res.warnings).await
 }
 
-pub(crate) fn sql_err(e: sqlx::Error) -> StepError {
-    StepError {
-        transient: crate::engine::db_error::is_transient(&e),
-        lost_lock: None,
-        message: crate::engine::db_error::describe(&e),
-        statement: None,
+/// A data step in the batch loop: pages from its source read one ahead, each decided and
+/// written with its rejects and ID-map entries.
+struct DataBatches {
+    c: Arc<CompiledStep>,
+    source: Db,
+    batch_size: usize,
+    writer: Option<TargetWriter>,
+    pages: Option<ReadAhead>,
+}
+
+impl DataBatches {
+    fn notes(&self, rejects: &[NewReject]) -> Vec<RejectNote> {
+        rejects
+            .iter()
+            .take(EVENTS_PER_BATCH)
+            .map(|r| RejectNote {
+                source_table: self.c.source_name.clone(),
+                source_key: r.source_key.clone(),
+                rule: r.rule.clone(),
+                reason: r.reason.clone(),
+                column: r.field.clone(),
+            })
+            .collect()
+    }
+}
+
+impl BatchStep for DataBatches {
+    type Page = SourceBatch;
+
+    async fn prepare(
+        &mut self,
+        ctx: &RunCtx,
+        dry_tx: Option<&mut DbTx>,
+        resume_from: &Option<Value>,
+    ) -> Result<(), StepError> {
+        let (table, columns) = (&self.c.spec.target.table, &self.c.target_columns);
+        self.writer = Some(
+            match dry_tx {
+                Some(tx) => TargetWriter::new_in(tx, table, columns).await,
+                None => TargetWriter::new(&ctx.target, table, columns).await,
+            }
+            .map_err(StepError::plain)?,
+        );
+        let reader = SourceReader::new(self.source.clone(), self.c.clone(), true);
+        reader.check().await.map_err(StepError::msg)?;
+        self.pages = Some(ReadAhead::spawn(reader, resume_from.clone(), self.batch_size));
+        Ok(())
+    }
+
+    async fn next_page(&mut self) -> Result<Option<SourceBatch>, StepError> {
+        let pages = self
+            .pages
+            .as_mut()
+            .ok_or_else(|| StepError::msg("the source was not opened"))?;
+        pages.next().await.map_err(|e| {
+            StepError::plain(e.wrap_err(format!(
+                "step {}: nothing after the last committed batch was written; `cutover up` resumes from there",
+                self.c.version
+            )))
+        })
+    }
+
+    async fn at_end(&mut self, counts: &Counts) -> Result<(), StepError> {
+        reconcile_source_count(&self.source, &self.c, counts.source).await
+    }
+
+    async fn write_page(&mut self, tx: &mut DbTx, run_id: &str, page: SourceBatch) -> Result<PageOutcome, StepError> {
+        let writer = self
+            .writer
+            .as_ref()
+            .ok_or_else(|| StepError::msg("the target was not opened"))?;
+        let next_key = page.rows.last().and_then(|r| self.c.page_key(&page.columns, r));
+        let cache = self.c.prefetch(tx, &page).await.map_err(StepError::plain)?;
+        let res = write_batch(tx, &self.c, writer, &page, &cache)
+            .await
+            .map_err(StepError::sql)?;
+        store_rejects(tx, run_id, &self.c, &res).await.map_err(StepError::sql)?;
+        Ok(PageOutcome {
+            counts: res.counts,
+            rejects: self.notes(&res.rejects),
+            flags: res
+                .warnings
+                .iter()
+                .take(EVENTS_PER_BATCH)
+                .map(|w| FlagNote {
+                    source_key: w.source_key.clone(),
+                    field: w.field.clone().unwrap_or_default(),
+                    reason: w.reason.clone(),
+                })
+                .collect(),
+            next_key,
+        })
     }
 }
 
@@ -404,415 +444,19 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         .unwrap_or(ctx.project.config.defaults.continue_on_error)
         || ctx.dry_run;
     let total = count_source(&source, &c).await.map_err(StepError::plain)?;
-    let started_at = ledger::now_iso();
-    let t0 = Instant::now();
-
-    // Where to start: the last committed checkpoint of an interrupted run, or the beginning.
-    let mut dry_guard = ctx.dry_tx.lock().await;
-    let mut dry_tx: Option<&mut DbTx> = dry_guard.as_mut();
-    let mut cp = BatchCheckpoint::default();
-    let writer = match dry_tx.as_mut() {
-        Some(tx) => TargetWriter::new_in(tx, &c.spec.target.table, &c.target_columns).await,
-        None => TargetWriter::new(&ctx.target, &c.spec.target.table, &c.target_columns).await,
-    }
-    .map_err(StepError::plain)?;
-    if let Some(tx) = dry_tx.as_mut() {
-        store::ensure_in(tx).await.map_err(sql_err)?;
-    } else {
-        cp = crate::engine::data::run::begin_step(ctx, step, &started_at, total).await?;
-    }
-    let resumed_rows = cp.counts.source;
-    let batches_total = cp.batches + (total.saturating_sub(resumed_rows)).div_ceil(batch_size as u64);
-
-    // The reader runs one page ahead on its own task; the channel of 2 bounds memory. It ends
-    // with an explicit `None`: a channel that closes without it means the reader died, which
-    // must fail the step, never look like the end of the data.
-    let (page_tx, mut page_rx) = tokio::sync::mpsc::channel::<Result<Option<SourceBatch>>>(2);
-    let c = Arc::new(c);
-    let start_key = cp.last_key.clone();
-    let src = SourceReader::new(source.clone(), c.clone(), true);
-    if let Err(e) = src.check_columns().await {
-        let e = StepError::msg(e);
-        if dry_tx.is_some() {
-            return Err(e);
-        }
-        drop(dry_guard);
-        return finish(ctx, step, &started_at, t0, &cp, Err(e)).await;
-    }
-    let reader = tokio::spawn({
-        let mut src = src;
-        let kc = c.clone();
-        async move {
-            let mut after = start_key;
-            loop {
-                let page = src.page(&after, batch_size).await;
-                let msg = match page {
-                    Ok(p) if p.rows.is_empty() => Ok(None),
-                    Ok(p) => {
-                        after = p.rows.last().and_then(|r| kc.page_key(&p.columns, r));
-                        Ok(Some(p))
-                    }
-                    Err(e) => Err(e),
-                };
-                let last = !matches!(msg, Ok(Some(_)));
-                if page_tx.send(msg).await.is_err() || last {
-                    break;
-                }
-            }
-        }
-    });
-    let mut reader = Some(reader);
-
-    let mut last_progress = Instant::now() - PROGRESS_EVERY;
-    let run_t0 = Instant::now();
-    let outcome: Result<StepResult, StepError> = loop {
-        if !ctx.control.checkpoint().await {
-            break Ok(StepResult::Aborted(cp.counts));
-        }
-        let page = match page_rx.recv().await {
-            Some(Ok(Some(p))) => p,
-            Some(Ok(None)) => {
-                // The source says it has no more rows: hold that against its own count.
-                match reconcile_source_count(&source, &c, &cp).await {
-                    Ok(()) => break Ok(StepResult::Done(cp.counts)),
-                    Err(e) => break Err(e),
-                }
-            }
-            Some(Err(e)) => break Err(StepError::plain(e)),
-            None => {
-                let why = match reader.take() {
-                    Some(h) => match h.await {
-                        Err(e) if e.is_panic() => panic_text(e.into_panic()),
-                        Err(e) => e.to_string(),
-                        Ok(()) => "it ended without saying the data was complete".into(),
-                    },
-                    None => "unknown".into(),
-                };
-                break Err(StepError::msg(format!(
-                    "step {}: the source reader of {} stopped after {} rows: {why}. Nothing after the last committed batch was written; `cutover up` resumes from there",
-                    c.version, c.source_name, cp.counts.source
-                )));
-            }
-        };
-        let last_key = page.rows.last().and_then(|r| c.page_key(&page.columns, r));
-
-        let mut own_tx = None;
-        let tx: &mut DbTx = match dry_tx.as_deref_mut() {
-            Some(t) => t,
-            None => match ctx.target.begin().await {
-                Ok(t) => own_tx.insert(t),
-                Err(e) => break Err(StepError::plain(e)),
-            },
-        };
-        let cache = match c.prefetch(tx, &page).await {
-            Ok(x) => x,
-            Err(e) => break Err(StepError::plain(e)),
-        };
-        let res = match write_batch(tx, &c, &writer, &page, &cache).await {
-            Ok(r) => r,
-            Err(e) => break Err(sql_err(e)),
-        };
-        if !continue_on_error && let Some(r) = res.rejects.first() {
-            // Nothing of this batch commits; the step stops on the row, resumable after a fix.
-            if let Some(t) = own_tx.take() {
-                let _ = t.rollback().await;
-            }
-            ctx.emit(EngineEvent::Rejected {
-                version: c.version.clone(),
-                source_table: c.source_name.clone(),
-                source_key: r.source_key.clone(),
-                rule: r.rule.clone(),
-                reason: r.reason.clone(),
-            })
-            .await;
-            let msg = format!(
-                "{} {} rejected ({}): {}. The step stopped before this batch (nothing of it was written); fix the source row, or run with --continue-on-error to send rejects to the reject store, then `cutover up` resumes",
-                c.source_name, r.source_key, r.rule, r.reason
-            );
-            record_failed(ctx, step, &started_at, t0, &cp.counts, &msg).await;
-            break Err(StepError::msg(msg));
-        }
-        if let Err(e) = store_rejects(tx, &ctx.run_id, &c, &res).await {
-            break Err(sql_err(e));
-        }
-        cp.counts.add(&res.counts);
-        cp.batches += 1;
-        cp.last_key = last_key;
-        if let Some(t) = own_tx.take()
-            && let Err(e) = crate::engine::data::run::commit_batch(t, ctx, step, &started_at, &cp).await
-        {
-            break Err(e);
-        }
-        for r in res.rejects.iter().take(EVENTS_PER_BATCH) {
-            ctx.emit(EngineEvent::Rejected {
-                version: c.version.clone(),
-                source_table: c.source_name.clone(),
-                source_key: r.source_key.clone(),
-                rule: r.rule.clone(),
-                reason: r.reason.clone(),
-            })
-            .await;
-        }
-        for w in res.warnings.iter().take(EVENTS_PER_BATCH) {
-            ctx.emit(EngineEvent::Flagged {
-                version: c.version.clone(),
-                source_key: w.source_key.clone(),
-                field: w.field.clone().unwrap_or_default(),
-                reason: w.reason.clone(),
-            })
-            .await;
-        }
-        if last_progress.elapsed() >= PROGRESS_EVERY {
-            last_progress = Instant::now();
-            ctx.emit(progress_event(
-                &c.version,
-                &cp,
-                total,
-                batches_total,
-                resumed_rows,
-                run_t0,
-            ))
-            .await;
-        }
-    };
-    if let Some(r) = reader {
-        r.abort();
-    }
-    ctx.emit(progress_event(
-        &c.version,
-        &cp,
+    let plan = BatchPlan {
         total,
-        batches_total,
-        resumed_rows,
-        run_t0,
-    ))
-    .await;
-
-    if dry_tx.is_some() {
-        // The plan's dry-run transaction is rolled back by the runner at the end.
-        return outcome;
-    }
-    drop(dry_guard);
-    finish(ctx, step, &started_at, t0, &cp, outcome).await
-}
-
-pub(crate) fn progress_event(
-    version: &str,
-    cp: &BatchCheckpoint,
-    total: u64,
-    batches_total: u64,
-    resumed: u64,
-    t0: Instant,
-) -> EngineEvent {
-    let secs = t0.elapsed().as_secs_f64().max(1e-3);
-    EngineEvent::Progress {
-        version: version.to_string(),
-        progress: Progress {
-            step_index: 0,
-            rows_done: cp.counts.source,
-            rows_total: total.max(cp.counts.source),
-            written: cp.counts.written,
-            skipped: cp.counts.skipped,
-            rejected: cp.counts.rejected,
-            merged: cp.counts.merged,
-            warnings: cp.counts.warnings,
-            batches_done: cp.batches,
-            batches_total: batches_total.max(cp.batches),
-            rows_per_sec: (cp.counts.source - resumed) as f64 / secs,
-            elapsed_ms: t0.elapsed().as_millis() as u64,
-        },
-    }
-}
-
-/// Record a failure from outside the step's own loop (the runner giving up on retries).
-pub(crate) async fn record_failed_now(ctx: &RunCtx, step: &StepDef, msg: &str) {
-    let counts = match ctx.target.begin().await {
-        Ok(mut tx) => {
-            let cp = BatchCheckpoint::load(&mut tx, &step.version).await.ok().flatten();
-            let _ = tx.rollback().await;
-            cp.map(|c| c.counts).unwrap_or_default()
-        }
-        Err(_) => Counts::default(),
+        batch_size,
+        continue_on_error,
     };
-    // The target may be coming back: try for a few seconds, so a step that gave up is
-    // recorded `failed` rather than left `running` where that is possible.
-    let started_at = ledger::now_iso();
-    for attempt in 1..=5u64 {
-        match ledger::record_failure(&ctx.target, step, &ctx.run_id, &started_at, 0, &counts, msg, None).await {
-            Ok(()) => return,
-            Err(e) if attempt == 5 => tracing::error!("could not record the failure of {}: {e:#}", step.version),
-            Err(_) => tokio::time::sleep(Duration::from_millis(500 * attempt)).await,
-        }
-    }
-}
-
-pub(crate) async fn record_failed(
-    ctx: &RunCtx,
-    step: &StepDef,
-    started_at: &str,
-    t0: Instant,
-    counts: &Counts,
-    msg: &str,
-) {
-    let dur = t0.elapsed().as_millis() as i64;
-    if let Err(e) = ledger::record_failure(&ctx.target, step, &ctx.run_id, started_at, dur, counts, msg, None).await {
-        tracing::error!("could not record the failure of {}: {e:#}", step.version);
-    }
-}
-
-/// Start (or resume) a step: the engine's tables, the last checkpoint, and the ledger saying
-/// `running` — committed first, so a run killed from here on is seen as interrupted.
-pub(crate) async fn begin_step(
-    ctx: &RunCtx,
-    step: &StepDef,
-    started_at: &str,
-    total: u64,
-) -> Result<BatchCheckpoint, StepError> {
-    store::ensure(&ctx.target).await.map_err(StepError::plain)?;
-    let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
-    let cp = BatchCheckpoint::load(&mut tx, &step.version)
-        .await
-        .map_err(StepError::plain)?
-        .unwrap_or_default();
-    if cp.batches > 0 {
-        tracing::info!(
-            "resuming {} after key {:?} ({} rows done)",
-            step.version,
-            cp.last_key,
-            cp.counts.source
-        );
-    }
-    ledger::upsert(
-        &mut tx,
-        step,
-        LedgerStatus::Running,
-        &ctx.run_id,
-        started_at,
-        None,
-        &cp.counts,
-        None,
-        None,
-    )
-    .await
-    .map_err(sql_err)?;
-    ledger::append_event(
-        &mut tx,
-        Some(&ctx.run_id),
-        Some(&step.version),
-        if cp.batches > 0 { "resumed" } else { "started" },
-        &serde_json::json!({"rows_done": cp.counts.source, "rows_total": total}),
-    )
-    .await
-    .map_err(sql_err)?;
-    tx.commit().await.map_err(StepError::plain)?;
-    Ok(cp)
-}
-
-/// Commit a batch together with its checkpoint and the ledger's running counts: the
-/// exactly-once point.
-pub(crate) async fn commit_batch(
-    mut t: DbTx,
-    ctx: &RunCtx,
-    step: &StepDef,
-    started_at: &str,
-    cp: &BatchCheckpoint,
-) -> Result<(), StepError> {
-    if let Some(token) = &ctx.lock_token
-        && let Err(e) = crate::engine::lock::fence(&mut t, token).await
-    {
-        let _ = t.rollback().await;
-        return Err(StepError::lock_lost(e));
-    }
-    let saved = async {
-        cp.save(&mut t, &step.version).await?;
-        ledger::upsert(
-            &mut t,
-            step,
-            LedgerStatus::Running,
-            &ctx.run_id,
-            started_at,
-            None,
-            &cp.counts,
-            None,
-            None,
-        )
-        .await
-    }
-    .await;
-    if let Err(e) = saved {
-        let _ = t.rollback().await;
-        return Err(sql_err(e));
-    }
-    t.commit().await.map_err(StepError::plain)
-}
-
-/// Close a step's run: balance the books into the ledger when it finished, note an abort,
-/// record a failure. Shared by data and merge steps.
-pub(crate) async fn finish(
-    ctx: &RunCtx,
-    step: &StepDef,
-    started_at: &str,
-    t0: Instant,
-    cp: &BatchCheckpoint,
-    outcome: Result<StepResult, StepError>,
-) -> Result<StepResult, StepError> {
-    match outcome {
-        Ok(StepResult::Done(counts)) => {
-            let dur = t0.elapsed().as_millis() as i64;
-            let balanced = counts.balanced();
-            let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
-            let status = if balanced {
-                LedgerStatus::Applied
-            } else {
-                LedgerStatus::Failed
-            };
-            let err =
-                (!balanced).then(|| format!("the books do not balance: {}", crate::cli::output::accounting(&counts)));
-            ledger::upsert(
-                &mut tx,
-                step,
-                status,
-                &ctx.run_id,
-                started_at,
-                Some(dur),
-                &counts,
-                err.as_deref(),
-                None,
-            )
-            .await
-            .map_err(sql_err)?;
-            ledger::append_event(
-                &mut tx,
-                Some(&ctx.run_id),
-                Some(&step.version),
-                status.as_str(),
-                &serde_json::json!({"counts": counts, "duration_ms": dur}),
-            )
-            .await
-            .map_err(sql_err)?;
-            tx.commit().await.map_err(StepError::plain)?;
-            match err {
-                Some(e) => Err(StepError::msg(e)),
-                None => Ok(StepResult::Done(counts)),
-            }
-        }
-        Ok(StepResult::Aborted(counts)) => {
-            let _ = ledger::append_event_db(
-                &ctx.target,
-                Some(&ctx.run_id),
-                Some(&step.version),
-                "aborted",
-                &serde_json::json!({"counts": counts, "batches": cp.batches}),
-            )
-            .await;
-            Ok(StepResult::Aborted(counts))
-        }
-        Err(e) if e.lost_lock.is_some() => Err(e),
-        Err(e) => {
-            record_failed(ctx, step, started_at, t0, &cp.counts, &e.message).await;
-            Err(e)
-        }
-    }
+    let mut s = DataBatches {
+        c: Arc::new(c),
+        source,
+        batch_size,
+        writer: None,
+        pages: None,
+    };
+    run_batches(ctx, step, plan, &mut s).await
 }
 
 /// What rolling back a data step will do, per table.
@@ -987,7 +631,7 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<RollbackPreview, Ste
         }
         Err(e) => {
             let _ = tx.rollback().await;
-            Err(sql_err(e))
+            Err(StepError::sql(e))
         }
     }
 }

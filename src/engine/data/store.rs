@@ -3,7 +3,7 @@
 //! rows, its ID-map entries, its rejects and its checkpoint commit in one transaction.
 
 use crate::engine::db::{Db, DbTx, Dialect};
-use crate::engine::events::Counts;
+use crate::engine::protocol::Counts;
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
 use serde::Serialize;

@@ -99,6 +99,23 @@ impl Counts {
     pub fn balanced(&self) -> bool {
         self.source == self.written + self.skipped + self.rejected + self.merged
     }
+    /// The equation as people read it: `source 10 = written 8 + skipped 1 + rejected 1 + merged 0`.
+    pub fn equation(&self) -> String {
+        format!(
+            "source {} = written {} + skipped {} + rejected {} + merged {}{}{}",
+            self.source,
+            self.written,
+            self.skipped,
+            self.rejected,
+            self.merged,
+            if self.balanced() { "" } else { "  (DOES NOT BALANCE)" },
+            if self.warnings > 0 {
+                format!(", {} warnings", self.warnings)
+            } else {
+                String::new()
+            }
+        )
+    }
     pub fn add(&mut self, o: &Counts) {
         self.source += o.source;
         self.written += o.written;

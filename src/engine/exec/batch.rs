@@ -1,0 +1,436 @@
+//! The one batch loop. Data and merge steps differ in how they read a page and what they
+//! write for it; everything else is here, once: the ledger's `running` row, resuming from the
+//! last checkpoint, pause and abort between batches, one transaction per batch (or the plan's
+//! dry-run transaction), stop-at-first-reject, the checkpoint committed with the rows (the
+//! exactly-once point, fenced by the run lock), rejected/flagged events, coalesced progress,
+//! and closing the books into the ledger.
+
+use crate::engine::data::store::{self, BatchCheckpoint};
+use crate::engine::db::DbTx;
+use crate::engine::exec::{RunCtx, StepError, StepResult};
+use crate::engine::ledger::{self, LedgerStatus};
+use crate::engine::project::StepDef;
+use crate::engine::protocol::{Counts, EngineEvent, Progress};
+use crate::engine::value::Value;
+use std::time::{Duration, Instant};
+
+/// Progress is sent at most this often, so a fast run never floods a screen.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// Rejected/flagged events per batch beyond which only counts are sent (all are stored).
+pub const EVENTS_PER_BATCH: usize = 20;
+
+/// A rejected row as events and messages name it.
+#[derive(Debug, Clone)]
+pub struct RejectNote {
+    pub source_table: String,
+    pub source_key: String,
+    pub rule: String,
+    pub reason: String,
+    pub column: Option<String>,
+}
+
+/// A row written with a warning.
+#[derive(Debug, Clone)]
+pub struct FlagNote {
+    pub source_key: String,
+    pub field: String,
+    pub reason: String,
+}
+
+/// What one page did inside the batch transaction (not committed yet).
+#[derive(Debug, Default)]
+pub struct PageOutcome {
+    /// The page's share of the books, warnings included.
+    pub counts: Counts,
+    /// The first rejects of the page (at most `EVENTS_PER_BATCH`); all are in the store.
+    pub rejects: Vec<RejectNote>,
+    pub flags: Vec<FlagNote>,
+    /// The checkpoint key after this page: where a resumed run starts reading.
+    pub next_key: Option<Value>,
+}
+
+/// The sizes a step runs with.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPlan {
+    /// Source rows, as the source counts them at the start.
+    pub total: u64,
+    pub batch_size: usize,
+    pub continue_on_error: bool,
+}
+
+/// A step that runs in batches: it reads pages and writes each inside a transaction the loop
+/// owns. Only implemented and called inside the crate with concrete types, where the futures'
+/// `Send` is known, so plain `async fn` is enough.
+#[allow(async_fn_in_trait)]
+pub trait BatchStep {
+    type Page: Send;
+
+    /// Once, before the first page, inside the plan's dry-run transaction when there is one;
+    /// `resume_from` is the last committed checkpoint key of an interrupted run.
+    async fn prepare(
+        &mut self,
+        ctx: &RunCtx,
+        dry_tx: Option<&mut DbTx>,
+        resume_from: &Option<Value>,
+    ) -> Result<(), StepError>;
+
+    /// The next page, or `None` when the source has no more rows.
+    async fn next_page(&mut self) -> Result<Option<Self::Page>, StepError>;
+
+    /// After the last page: hold the rows read against the source's own count.
+    async fn at_end(&mut self, counts: &Counts) -> Result<(), StepError>;
+
+    /// Decide and write one page inside `tx`, rejects and ID map included.
+    async fn write_page(&mut self, tx: &mut DbTx, run_id: &str, page: Self::Page) -> Result<PageOutcome, StepError>;
+}
+
+/// Run `step` batch by batch through `s`; the ledger, checkpoint and events are handled here.
+pub async fn run_batches<S: BatchStep>(
+    ctx: &RunCtx,
+    step: &StepDef,
+    plan: BatchPlan,
+    s: &mut S,
+) -> Result<StepResult, StepError> {
+    let started_at = ledger::now_iso();
+    let t0 = Instant::now();
+    let mut dry_guard = ctx.dry_tx.lock().await;
+    let mut dry_tx: Option<&mut DbTx> = dry_guard.as_mut();
+    let mut cp = BatchCheckpoint::default();
+    match dry_tx.as_mut() {
+        Some(tx) => store::ensure_in(tx).await.map_err(StepError::sql)?,
+        None => cp = begin_step(ctx, step, &started_at, plan.total).await?,
+    }
+    let mut progress = ProgressClock::new(&step.version, plan, &cp);
+
+    if let Err(e) = s.prepare(ctx, dry_tx.as_deref_mut(), &cp.last_key).await {
+        if dry_tx.is_some() {
+            return Err(e);
+        }
+        drop(dry_guard);
+        return finish(ctx, step, &started_at, t0, &cp, Err(e)).await;
+    }
+
+    let outcome: Result<StepResult, StepError> = loop {
+        if !ctx.control.checkpoint().await {
+            break Ok(StepResult::Aborted(cp.counts));
+        }
+        let page = match s.next_page().await {
+            Ok(Some(p)) => p,
+            Ok(None) => match s.at_end(&cp.counts).await {
+                Ok(()) => break Ok(StepResult::Done(cp.counts)),
+                Err(e) => break Err(e),
+            },
+            Err(e) => break Err(e),
+        };
+        let mut own_tx = None;
+        let tx: &mut DbTx = match dry_tx.as_deref_mut() {
+            Some(t) => t,
+            None => match ctx.target.begin().await {
+                Ok(t) => own_tx.insert(t),
+                Err(e) => break Err(StepError::plain(e)),
+            },
+        };
+        let res = match s.write_page(tx, &ctx.run_id, page).await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(t) = own_tx.take() {
+                    let _ = t.rollback().await;
+                }
+                break Err(e);
+            }
+        };
+        if !plan.continue_on_error
+            && let Some(r) = res.rejects.first()
+        {
+            // Nothing of this batch commits; the step stops on the row, resumable after a fix.
+            if let Some(t) = own_tx.take() {
+                let _ = t.rollback().await;
+            }
+            ctx.emit(rejected_event(&step.version, r)).await;
+            let msg = format!(
+                "{} {} rejected ({}): {}. The step stopped before this batch (nothing of it was written); fix the source row, or run with --continue-on-error to send rejects to the reject store, then `cutover up` resumes",
+                r.source_table, r.source_key, r.rule, r.reason
+            );
+            // `finish` records the failure in the ledger.
+            break Err(StepError::msg(msg).at_row(r.source_key.clone(), r.column.clone()));
+        }
+        cp.counts.add(&res.counts);
+        cp.batches += 1;
+        cp.last_key = res.next_key;
+        if let Some(t) = own_tx.take()
+            && let Err(e) = commit_batch(t, ctx, step, &started_at, &cp).await
+        {
+            break Err(e);
+        }
+        for r in res.rejects.iter().take(EVENTS_PER_BATCH) {
+            ctx.emit(rejected_event(&step.version, r)).await;
+        }
+        for w in res.flags.iter().take(EVENTS_PER_BATCH) {
+            ctx.emit(EngineEvent::Flagged {
+                version: step.version.clone(),
+                source_key: w.source_key.clone(),
+                field: w.field.clone(),
+                reason: w.reason.clone(),
+            })
+            .await;
+        }
+        if let Some(ev) = progress.tick(&cp) {
+            ctx.emit(ev).await;
+        }
+    };
+    ctx.emit(progress.now(&cp)).await;
+
+    if dry_tx.is_some() {
+        // The plan's dry-run transaction is rolled back by the runner at the end.
+        return outcome.map_err(|e| e.with_counts(cp.counts));
+    }
+    drop(dry_guard);
+    finish(ctx, step, &started_at, t0, &cp, outcome).await
+}
+
+fn rejected_event(version: &str, r: &RejectNote) -> EngineEvent {
+    EngineEvent::Rejected {
+        version: version.to_string(),
+        source_table: r.source_table.clone(),
+        source_key: r.source_key.clone(),
+        rule: r.rule.clone(),
+        reason: r.reason.clone(),
+    }
+}
+
+/// Coalesces progress to one event per `PROGRESS_EVERY`, so a fast run never floods a screen.
+pub struct ProgressClock {
+    version: String,
+    total: u64,
+    batches_total: u64,
+    resumed: u64,
+    t0: Instant,
+    last: Option<Instant>,
+}
+
+impl ProgressClock {
+    pub fn new(version: &str, plan: BatchPlan, cp: &BatchCheckpoint) -> ProgressClock {
+        let resumed = cp.counts.source;
+        ProgressClock {
+            version: version.to_string(),
+            total: plan.total,
+            batches_total: cp.batches
+                + plan
+                    .total
+                    .saturating_sub(resumed)
+                    .div_ceil(plan.batch_size.max(1) as u64),
+            resumed,
+            t0: Instant::now(),
+            last: None,
+        }
+    }
+
+    /// An event when the last one is at least `PROGRESS_EVERY` old.
+    pub fn tick(&mut self, cp: &BatchCheckpoint) -> Option<EngineEvent> {
+        if self.last.is_some_and(|l| l.elapsed() < PROGRESS_EVERY) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(self.now(cp))
+    }
+
+    /// An event now (the last one of a step).
+    pub fn now(&self, cp: &BatchCheckpoint) -> EngineEvent {
+        let secs = self.t0.elapsed().as_secs_f64().max(1e-3);
+        EngineEvent::Progress {
+            version: self.version.clone(),
+            progress: Progress {
+                step_index: 0,
+                rows_done: cp.counts.source,
+                rows_total: self.total.max(cp.counts.source),
+                written: cp.counts.written,
+                skipped: cp.counts.skipped,
+                rejected: cp.counts.rejected,
+                merged: cp.counts.merged,
+                warnings: cp.counts.warnings,
+                batches_done: cp.batches,
+                batches_total: self.batches_total.max(cp.batches),
+                rows_per_sec: cp.counts.source.saturating_sub(self.resumed) as f64 / secs,
+                elapsed_ms: self.t0.elapsed().as_millis() as u64,
+            },
+        }
+    }
+}
+
+/// Record a failure from outside the step's own loop (the runner giving up on retries).
+pub async fn record_failed_now(ctx: &RunCtx, step: &StepDef, msg: &str) {
+    let counts = match ctx.target.begin().await {
+        Ok(mut tx) => {
+            let cp = BatchCheckpoint::load(&mut tx, &step.version).await.ok().flatten();
+            let _ = tx.rollback().await;
+            cp.map(|c| c.counts).unwrap_or_default()
+        }
+        Err(_) => Counts::default(),
+    };
+    // The target may be coming back: try for a few seconds, so a step that gave up is
+    // recorded `failed` rather than left `running` where that is possible.
+    let started_at = ledger::now_iso();
+    for attempt in 1..=5u64 {
+        match ledger::record_failure(&ctx.target, step, &ctx.run_id, &started_at, 0, &counts, msg, None).await {
+            Ok(()) => return,
+            Err(e) if attempt == 5 => tracing::error!("could not record the failure of {}: {e:#}", step.version),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500 * attempt)).await,
+        }
+    }
+}
+
+pub async fn record_failed(ctx: &RunCtx, step: &StepDef, started_at: &str, t0: Instant, counts: &Counts, msg: &str) {
+    let dur = t0.elapsed().as_millis() as i64;
+    if let Err(e) = ledger::record_failure(&ctx.target, step, &ctx.run_id, started_at, dur, counts, msg, None).await {
+        tracing::error!("could not record the failure of {}: {e:#}", step.version);
+    }
+}
+
+/// Start (or resume) a step: the engine's tables, the last checkpoint, and the ledger saying
+/// `running` — committed first, so a run killed from here on is seen as interrupted.
+async fn begin_step(ctx: &RunCtx, step: &StepDef, started_at: &str, total: u64) -> Result<BatchCheckpoint, StepError> {
+    store::ensure(&ctx.target).await.map_err(StepError::plain)?;
+    let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
+    let cp = BatchCheckpoint::load(&mut tx, &step.version)
+        .await
+        .map_err(StepError::plain)?
+        .unwrap_or_default();
+    if cp.batches > 0 {
+        tracing::info!(
+            "resuming {} after key {:?} ({} rows done)",
+            step.version,
+            cp.last_key,
+            cp.counts.source
+        );
+    }
+    ledger::upsert(
+        &mut tx,
+        step,
+        LedgerStatus::Running,
+        &ctx.run_id,
+        started_at,
+        None,
+        &cp.counts,
+        None,
+        None,
+    )
+    .await
+    .map_err(StepError::sql)?;
+    ledger::append_event(
+        &mut tx,
+        Some(&ctx.run_id),
+        Some(&step.version),
+        if cp.batches > 0 { "resumed" } else { "started" },
+        &serde_json::json!({"rows_done": cp.counts.source, "rows_total": total}),
+    )
+    .await
+    .map_err(StepError::sql)?;
+    tx.commit().await.map_err(StepError::plain)?;
+    Ok(cp)
+}
+
+/// Commit a batch together with its checkpoint and the ledger's running counts: the
+/// exactly-once point.
+async fn commit_batch(
+    mut t: DbTx,
+    ctx: &RunCtx,
+    step: &StepDef,
+    started_at: &str,
+    cp: &BatchCheckpoint,
+) -> Result<(), StepError> {
+    if let Some(token) = &ctx.lock_token
+        && let Err(e) = crate::engine::lock::fence(&mut t, token).await
+    {
+        let _ = t.rollback().await;
+        return Err(StepError::lock_lost(e));
+    }
+    let saved = async {
+        cp.save(&mut t, &step.version).await?;
+        ledger::upsert(
+            &mut t,
+            step,
+            LedgerStatus::Running,
+            &ctx.run_id,
+            started_at,
+            None,
+            &cp.counts,
+            None,
+            None,
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = saved {
+        let _ = t.rollback().await;
+        return Err(StepError::sql(e));
+    }
+    t.commit().await.map_err(StepError::plain)
+}
+
+/// Close a step's run: balance the books into the ledger when it finished, note an abort,
+/// record a failure.
+async fn finish(
+    ctx: &RunCtx,
+    step: &StepDef,
+    started_at: &str,
+    t0: Instant,
+    cp: &BatchCheckpoint,
+    outcome: Result<StepResult, StepError>,
+) -> Result<StepResult, StepError> {
+    match outcome {
+        Ok(StepResult::Done(counts)) => {
+            let dur = t0.elapsed().as_millis() as i64;
+            let balanced = counts.balanced();
+            let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
+            let status = if balanced {
+                LedgerStatus::Applied
+            } else {
+                LedgerStatus::Failed
+            };
+            let err = (!balanced).then(|| format!("the books do not balance: {}", counts.equation()));
+            ledger::upsert(
+                &mut tx,
+                step,
+                status,
+                &ctx.run_id,
+                started_at,
+                Some(dur),
+                &counts,
+                err.as_deref(),
+                None,
+            )
+            .await
+            .map_err(StepError::sql)?;
+            ledger::append_event(
+                &mut tx,
+                Some(&ctx.run_id),
+                Some(&step.version),
+                status.as_str(),
+                &serde_json::json!({"counts": counts, "duration_ms": dur}),
+            )
+            .await
+            .map_err(StepError::sql)?;
+            tx.commit().await.map_err(StepError::plain)?;
+            match err {
+                Some(e) => Err(StepError::msg(e).with_counts(counts)),
+                None => Ok(StepResult::Done(counts)),
+            }
+        }
+        Ok(StepResult::Aborted(counts)) => {
+            let _ = ledger::append_event_db(
+                &ctx.target,
+                Some(&ctx.run_id),
+                Some(&step.version),
+                "aborted",
+                &serde_json::json!({"counts": counts, "batches": cp.batches}),
+            )
+            .await;
+            Ok(StepResult::Aborted(counts))
+        }
+        Err(e) if e.lost_lock.is_some() => Err(e.with_counts(cp.counts)),
+        Err(e) => {
+            record_failed(ctx, step, started_at, t0, &cp.counts, &e.message).await;
+            Err(e.with_counts(cp.counts))
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! What every step runs inside: the run's context (target, source, pause/abort, the dry-run
+//! transaction, the lock's fencing token), the step's typed error, and the one batch loop
+//! (`batch`) that data and merge steps plug into.
+
+pub mod batch;
+
+use crate::engine::db::{Db, DbTx, Role};
+use crate::engine::lock::LockHolder;
+use crate::engine::project::Project;
+use crate::engine::protocol::{Counts, EngineEvent};
+use color_eyre::eyre::{Result, eyre};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{mpsc, watch};
+
+/// Why a step stopped. Typed so the runner can decide (retry a transient failure, end the run
+/// as `Locked` when the lock was lost) and so the failure says where: the source key and
+/// column when one row caused it, and the books committed before it.
+#[derive(Debug, Default, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub message: String,
+    pub statement: Option<String>,
+    /// A lost connection or similar: retrying the step (from its checkpoint) may succeed.
+    pub transient: bool,
+    /// The run lost its lock to this holder: the step stops without touching the ledger,
+    /// which belongs to the new holder now, and the run ends as `Locked`.
+    pub lost_lock: Option<Box<LockHolder>>,
+    /// The source row that stopped the step, when one did.
+    pub source_key: Option<String>,
+    /// The column at fault, when the failure names one.
+    pub column: Option<String>,
+    /// What the step had committed when it stopped.
+    pub counts: Option<Counts>,
+}
+
+impl StepError {
+    pub fn plain(e: impl Into<color_eyre::Report>) -> StepError {
+        let e: color_eyre::Report = e.into();
+        StepError {
+            message: crate::engine::db_error::report_text(&e),
+            transient: crate::engine::db_error::report_is_transient(&e),
+            ..StepError::default()
+        }
+    }
+
+    /// A database error while writing or reading: transient when the server went away.
+    pub fn sql(e: sqlx::Error) -> StepError {
+        StepError {
+            transient: crate::engine::db_error::is_transient(&e),
+            message: crate::engine::db_error::describe(&e),
+            ..StepError::default()
+        }
+    }
+
+    /// The fence refused a commit: another run holds the lock now.
+    pub fn lock_lost(e: crate::engine::lock::FenceError) -> StepError {
+        let message = e.to_string();
+        match e {
+            crate::engine::lock::FenceError::Lost(holder) => StepError {
+                message,
+                lost_lock: Some(Box::new(holder.unwrap_or_else(|| LockHolder {
+                    owner: "(unknown)".into(),
+                    host: "(unknown)".into(),
+                    pid: 0,
+                    command: "(the lock row is gone)".into(),
+                    since: String::new(),
+                    heartbeat_age_secs: 0,
+                }))),
+                ..StepError::default()
+            },
+            crate::engine::lock::FenceError::Db(e) => StepError {
+                message,
+                transient: crate::engine::db_error::is_transient(&e),
+                ..StepError::default()
+            },
+        }
+    }
+
+    /// An error of the step's own making (not retried).
+    pub fn msg(message: impl Into<String>) -> StepError {
+        StepError {
+            message: message.into(),
+            ..StepError::default()
+        }
+    }
+
+    /// The same error, saying which source row stopped the step.
+    pub fn at_row(mut self, source_key: impl Into<String>, column: Option<String>) -> StepError {
+        self.source_key = Some(source_key.into());
+        self.column = column;
+        self
+    }
+
+    /// The same error, carrying the books committed before it.
+    pub fn with_counts(mut self, counts: Counts) -> StepError {
+        self.counts.get_or_insert(counts);
+        self
+    }
+}
+
+pub enum StepResult {
+    Done(Counts),
+    /// Stopped at a batch boundary on request; resumable.
+    Aborted(Counts),
+}
+
+/// Pause/abort flags the running step checks between batches.
+#[derive(Clone)]
+pub struct RunControl {
+    pub paused: watch::Sender<bool>,
+    pub abort: Arc<AtomicBool>,
+}
+
+impl Default for RunControl {
+    fn default() -> Self {
+        RunControl {
+            paused: watch::channel(false).0,
+            abort: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl RunControl {
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+    /// Wait here while paused; returns false when an abort arrived.
+    pub async fn checkpoint(&self) -> bool {
+        let mut rx = self.paused.subscribe();
+        while *rx.borrow_and_update() {
+            if self.aborted() {
+                return false;
+            }
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+        !self.aborted()
+    }
+}
+
+/// Everything a step needs while it runs.
+pub struct RunCtx {
+    pub project: Arc<Project>,
+    pub target: Db,
+    pub source: tokio::sync::OnceCell<Db>,
+    pub run_id: String,
+    pub dry_run: bool,
+    pub continue_on_error: Option<bool>,
+    pub events: mpsc::Sender<EngineEvent>,
+    pub control: RunControl,
+    /// Dry runs: one transaction for the whole plan, rolled back at the end, so later steps
+    /// see what earlier ones would have done and nothing is ever committed.
+    pub dry_tx: tokio::sync::Mutex<Option<DbTx>>,
+    /// The run lock's fencing token: each batch commits only while the lock row still holds
+    /// it, so a run that lost its lock (paused past the stale time) cannot write again.
+    pub lock_token: Option<String>,
+}
+
+impl RunCtx {
+    pub async fn emit(&self, e: EngineEvent) {
+        // A consumer that went away must not stop the run: the ledger is the record.
+        let _ = self.events.send(e).await;
+    }
+
+    pub async fn source(&self) -> Result<&Db> {
+        self.source
+            .get_or_try_init(|| async {
+                let url = self.project.config.source.as_ref().ok_or_else(|| {
+                    eyre!("this step reads the source, but no source is configured: add [source] url to cutover.toml or pass --source")
+                })?;
+                Db::connect(url, &self.project.config.dir, Role::Source).await
+            })
+            .await
+    }
+}
+
+pub fn new_run_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,32 @@
+//! A database table or query as a `Source`: keyset pages through `SourceReader`.
+
+use crate::engine::data::pipeline::SourceBatch;
+use crate::engine::data::reader::SourceReader;
+use crate::engine::source::Source;
+use crate::engine::value::Value;
+use color_eyre::eyre::Result;
+use std::future::Future;
+
+impl Source for SourceReader {
+    fn name(&self) -> &str {
+        &self.compiled().source_name
+    }
+
+    fn count(&self) -> impl Future<Output = Result<u64>> + Send {
+        SourceReader::count(self)
+    }
+
+    fn check(&self) -> impl Future<Output = Result<(), String>> + Send {
+        self.check_columns()
+    }
+
+    fn page(&mut self, after: &Option<Value>, limit: usize) -> impl Future<Output = Result<SourceBatch>> + Send {
+        SourceReader::page(self, after, limit)
+    }
+
+    fn key_after(&self, page: &SourceBatch) -> Option<Value> {
+        page.rows
+            .last()
+            .and_then(|r| self.compiled().page_key(&page.columns, r))
+    }
+}
