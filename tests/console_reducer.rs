@@ -7,10 +7,10 @@ use cutover::console::keymap::{self, Action, Context, KEYMAP};
 use cutover::console::state::{ConfirmAction, Dialog, Pane, QuitState, StatusLevel};
 use cutover::console::{AppState, Effect, Msg, update};
 use cutover::engine::lock::LockHolder;
+use cutover::engine::ops::review::Discrepancy;
+use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use cutover::engine::project::StepKind;
 use cutover::engine::protocol::{Command, Counts, DownTarget, EngineEvent, PlannedStep, Progress, RunOptions};
-use cutover::engine::review::Discrepancy;
-use cutover::engine::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use cutover::engine::verify::{Check, CheckKind, Measure, VerifyReport};
 
 fn t0() -> DateTime<Utc> {
@@ -707,8 +707,11 @@ fn failures_and_notices_reach_the_status_line() {
     assert_eq!(s.migrations[1].state, "failed");
     update(
         &mut s,
-        Msg::Engine(EngineEvent::Notice {
-            message: "retry: 1 written, 0 still rejected".into(),
+        Msg::Engine(EngineEvent::Retried {
+            written: 1,
+            still_rejected: 0,
+            first_still_rejected: None,
+            error: None,
         }),
     );
     assert_eq!(s.status.as_ref().map(|x| x.level), Some(StatusLevel::Info));
@@ -803,7 +806,10 @@ fn review_a_on_the_selected_open_discrepancy_takes_a_and_moves_on() {
     for (id, label) in [(11, "take_a"), (12, "take_b")] {
         update(
             &mut s,
-            Msg::Engine(EngineEvent::Notice {
+            Msg::Engine(EngineEvent::Decided {
+                id,
+                decision: label.into(),
+                applied: true,
                 message: format!("discrepancy {id}: phone = x ({label})"),
             }),
         );
@@ -959,7 +965,10 @@ fn review_u_takes_the_other_side_of_the_last_a_or_b() {
     update(&mut s, ch('a'));
     update(
         &mut s,
-        Msg::Engine(EngineEvent::Notice {
+        Msg::Engine(EngineEvent::Decided {
+            id: 11,
+            decision: "a".into(),
+            applied: true,
             message: "discrepancy 11: phone = 555-0101 (take_a)".into(),
         }),
     );
@@ -1000,7 +1009,10 @@ fn review_a_refused_decision_brings_back_the_selection_and_the_note() {
     assert_eq!(selected_id(&s), Some(12));
     update(
         &mut s,
-        Msg::Engine(EngineEvent::Notice {
+        Msg::Engine(EngineEvent::Decided {
+            id: 11,
+            decision: "value".into(),
+            applied: false,
             message: "discrepancy 11: 'not a phone' is not a valid phone: bad format".into(),
         }),
     );
@@ -1020,7 +1032,10 @@ fn review_a_refused_decision_brings_back_the_selection_and_the_note() {
     update(&mut s, ch('a'));
     update(
         &mut s,
-        Msg::Engine(EngineEvent::Notice {
+        Msg::Engine(EngineEvent::Decided {
+            id: 1,
+            decision: "a".into(),
+            applied: true,
             message: "discrepancy 1: something".into(),
         }),
     );
@@ -1331,7 +1346,7 @@ fn verify_that_cannot_run_says_why_and_stops_verifying() {
     update(&mut s, ch('V'));
     update(
         &mut s,
-        Msg::Engine(EngineEvent::Notice {
+        Msg::Engine(EngineEvent::Unverified {
             message: "verify could not run: verify.toml: unknown field `expects`".into(),
         }),
     );

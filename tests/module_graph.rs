@@ -24,7 +24,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// `src/engine/data/run.rs` → `engine::data::run`; `src/engine/mod.rs` → `engine`.
+/// `src/engine/data/run.rs` → `engine::steps::data`; `src/engine/mod.rs` → `engine`.
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).expect("under src").with_extension("");
     let mut parts: Vec<String> = rel.iter().map(|s| s.to_string_lossy().into_owned()).collect();

@@ -122,7 +122,25 @@ impl EventPrinter {
                     );
                 }
             }
-            EngineEvent::Notice { message } => println!("{message}"),
+            EngineEvent::Notice { message, .. }
+            | EngineEvent::Unverified { message }
+            | EngineEvent::Decided { message, .. }
+            | EngineEvent::Fixed { message, .. } => println!("{message}"),
+            EngineEvent::Retried {
+                written,
+                still_rejected,
+                first_still_rejected,
+                error,
+            } => match error {
+                Some(e) => println!("{e}"),
+                None => println!(
+                    "retry: {written} written, {still_rejected} still rejected{}",
+                    first_still_rejected
+                        .as_ref()
+                        .map(|(i, why)| format!(" ({i}: {why})"))
+                        .unwrap_or_default()
+                ),
+            },
             EngineEvent::Snapshot(_) | EngineEvent::RollbackPreview(_) | EngineEvent::Verified(_) => {}
         }
     }

@@ -94,7 +94,7 @@ pub async fn run(project: &Project, action: &RejectsAction, json_out: bool) -> R
             let (field, value) = assignment
                 .split_once('=')
                 .ok_or_else(|| eyre!("'{assignment}' is not FIELD=VALUE"))?;
-            crate::engine::snapshot::fix_reject(project, *id, field, value).await?;
+            crate::engine::ops::rejects::fix_reject(project, *id, field, value).await?;
             if json_out {
                 println!("{}", json!({"fixed": id, "field": field}));
             } else {
@@ -108,7 +108,7 @@ pub async fn run(project: &Project, action: &RejectsAction, json_out: bool) -> R
                     "say which rows: `rejects retry ID` or `rejects retry --step VERSION`"
                 ));
             }
-            let rep = crate::engine::snapshot::retry_rejects(project, *id, step.as_deref()).await?;
+            let rep = crate::engine::ops::rejects::retry_rejects(project, *id, step.as_deref()).await?;
             if json_out {
                 println!("{}", serde_json::to_string(&rep)?);
             } else {

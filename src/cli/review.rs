@@ -2,8 +2,8 @@
 
 use crate::cli::exit;
 use crate::engine::db::{Db, Role};
+use crate::engine::ops::review::{self, Decision};
 use crate::engine::project::Project;
-use crate::engine::review::{self, Decision};
 use clap::Subcommand;
 use color_eyre::eyre::{Result, eyre};
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! `x` in the error inspector: the shown rejects as CSV in the project folder. The rows are
 //! already redacted by the engine (secret columns never reach the console).
 
-use crate::engine::snapshot::RejectSummary;
+use crate::engine::ops::snapshot::RejectSummary;
 use color_eyre::eyre::{Result, WrapErr};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

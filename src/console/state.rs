@@ -4,10 +4,10 @@
 //! panes only read them, so both can be tested without a terminal or a database.
 
 use crate::engine::lock::LockHolder;
+use crate::engine::ops::review::Discrepancy;
+use crate::engine::ops::snapshot::{RejectSummary, RollbackPreview, StepSummary};
 use crate::engine::project::StepKind;
 use crate::engine::protocol::{Counts, EngineEvent, PlannedStep, Progress};
-use crate::engine::review::Discrepancy;
-use crate::engine::snapshot::{RejectSummary, RollbackPreview, StepSummary};
 use crate::engine::verify::{Check, VerifyReport};
 use chrono::{DateTime, FixedOffset, Offset, Utc};
 use crossterm::event::KeyEvent;

@@ -8,7 +8,7 @@ use crate::console::state::{
     RATE_HISTORY, RunState, StatusLevel, Window, is_revertible, is_runnable,
 };
 use crate::engine::project::StepKind;
-use crate::engine::protocol::{Command, Counts, DownTarget, EngineEvent, RunOptions};
+use crate::engine::protocol::{Command, Counts, DownTarget, EngineEvent, NoticeLevel, RunOptions};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 mod review;
@@ -1060,14 +1060,43 @@ fn on_engine(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
                 *preview = Some(p);
             }
         }
-        EngineEvent::Notice { message } => {
-            if verify::on_notice(state, &message) || review::on_notice(state, &message) {
-                return Vec::new();
+        EngineEvent::Unverified { message } => verify::on_unverified(state, &message),
+        EngineEvent::Decided {
+            id, applied, message, ..
+        } => review::on_decided(state, id, applied, &message),
+        EngineEvent::Fixed { applied, message, .. } => {
+            let level = if applied { StatusLevel::Info } else { StatusLevel::Error };
+            state.set_status(level, one_line(&message));
+        }
+        EngineEvent::Retried {
+            written,
+            still_rejected,
+            first_still_rejected,
+            error,
+        } => match error {
+            Some(e) => state.set_status(StatusLevel::Error, one_line(&e)),
+            None => {
+                let first = first_still_rejected
+                    .map(|(i, why)| format!(" ({i}: {why})"))
+                    .unwrap_or_default();
+                let level = if still_rejected > 0 {
+                    StatusLevel::Warn
+                } else {
+                    StatusLevel::Info
+                };
+                state.set_status(
+                    level,
+                    one_line(&format!(
+                        "retry: {written} written, {still_rejected} still rejected{first}"
+                    )),
+                );
             }
-            let level = if message.contains("failed") || message.contains("cannot") {
-                StatusLevel::Error
-            } else {
-                StatusLevel::Info
+        },
+        EngineEvent::Notice { level, message } => {
+            let level = match level {
+                NoticeLevel::Info => StatusLevel::Info,
+                NoticeLevel::Warning => StatusLevel::Warn,
+                NoticeLevel::Error => StatusLevel::Error,
             };
             state.set_status(level, one_line(&message));
         }

@@ -15,9 +15,9 @@
 
 use crate::engine::db::{Db, DbTx, Dialect};
 use crate::engine::ledger::{host_name, os_user};
+pub use crate::engine::protocol::views::LockHolder;
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
-use serde::Serialize;
 use sqlx::Connection;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -30,16 +30,6 @@ pub const LOCK_FILE_SUFFIX: &str = ".cutover-lock";
 /// How long a refused run waits for the winner's row to appear, to name the holder.
 const HOLDER_WAIT: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct LockHolder {
-    pub owner: String,
-    pub host: String,
-    pub pid: i64,
-    pub command: String,
-    pub since: String,
-    pub heartbeat_age_secs: i64,
-}
-
 impl LockHolder {
     fn unknown() -> LockHolder {
         LockHolder {
@@ -50,16 +40,6 @@ impl LockHolder {
             since: "unknown".into(),
             heartbeat_age_secs: 0,
         }
-    }
-}
-
-impl std::fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}@{} (pid {}, `{}`) since {}, last heartbeat {}s ago",
-            self.owner, self.host, self.pid, self.command, self.since, self.heartbeat_age_secs
-        )
     }
 }
 

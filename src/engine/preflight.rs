@@ -79,10 +79,10 @@ pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
 fn load_sides(step: &StepDef) -> color_eyre::eyre::Result<Vec<CompiledStep>> {
     Ok(match step.kind {
         StepKind::Merge => {
-            let m = crate::engine::merge::MergeStep::load(step)?;
+            let m = crate::engine::steps::merge::MergeStep::load(step)?;
             vec![m.a, m.b]
         }
-        _ => vec![crate::engine::data::run::load_compiled(step)?],
+        _ => vec![crate::engine::ops::load_compiled(step)?],
     })
 }
 

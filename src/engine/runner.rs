@@ -8,8 +8,8 @@ use crate::engine::ledger;
 use crate::engine::lock::{LockError, LockHolder, RunLock};
 use crate::engine::plan::{self, UpPlanOptions, compute_status};
 use crate::engine::project::{Project, StepDef, StepKind};
-use crate::engine::protocol::{Command, Counts, DownTarget, EngineEvent, PlannedStep, RunOptions};
-use crate::engine::schema_step;
+use crate::engine::protocol::{Command, Counts, DownTarget, EngineEvent, NoticeLevel, PlannedStep, RunOptions};
+use crate::engine::steps::schema;
 use color_eyre::eyre::{Result, eyre};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -341,6 +341,7 @@ async fn run_up_locked(
                 let not_run: Vec<&str> = plan[at + 1..].iter().map(|s| s.version.as_str()).collect();
                 if !not_run.is_empty() {
                     ctx.emit(EngineEvent::Notice {
+                        level: NoticeLevel::Warning,
                         message: format!(
                             "Not run because of this failure ({} step(s), still pending): {}",
                             not_run.len(),
@@ -405,6 +406,7 @@ async fn run_step_retrying(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, S
                     budget.as_secs()
                 );
                 ctx.emit(EngineEvent::Notice {
+                    level: NoticeLevel::Warning,
                     message: format!(
                         "{}: connection lost ({}); retrying in {:.1}s from the last checkpoint",
                         step.version,
@@ -432,9 +434,9 @@ async fn run_step_retrying(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, S
 
 async fn run_step(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
     match step.kind {
-        StepKind::Schema => schema_step::apply(ctx, step).await.map(StepResult::Done),
-        StepKind::Data => crate::engine::data::run::run(ctx, step).await,
-        StepKind::Merge => crate::engine::merge::run(ctx, step).await,
+        StepKind::Schema => schema::apply(ctx, step).await.map(StepResult::Done),
+        StepKind::Data => crate::engine::steps::data::run(ctx, step).await,
+        StepKind::Merge => crate::engine::steps::merge::run(ctx, step).await,
     }
 }
 
@@ -529,10 +531,11 @@ async fn run_down_inner(
             .await;
             let t0 = std::time::Instant::now();
             let res = match def.kind {
-                StepKind::Schema => schema_step::revert(&ctx, def).await.map(|_| Counts::default()),
-                StepKind::Data | StepKind::Merge => match crate::engine::data::run::revert(&ctx, def).await {
+                StepKind::Schema => schema::revert(&ctx, def).await.map(|_| Counts::default()),
+                StepKind::Data | StepKind::Merge => match crate::engine::ops::rollback::revert(&ctx, def).await {
                     Ok(p) => {
                         ctx.emit(EngineEvent::Notice {
+                            level: NoticeLevel::Info,
                             message: format!(
                                 "  {} {} rows from {}, {} {} updated rows, {} {} ID-map entries and {} rejects",
                                 if dry_run { "would delete" } else { "deleted" },
@@ -615,6 +618,7 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                     if running.is_some() {
                         let _ = ev_tx
                             .send(EngineEvent::Notice {
+                                level: NoticeLevel::Warning,
                                 message: "a run is already in progress".into(),
                             })
                             .await;
@@ -628,6 +632,7 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                     if running.is_some() {
                         let _ = ev_tx
                             .send(EngineEvent::Notice {
+                                level: NoticeLevel::Warning,
                                 message: "a run is in progress; roll back after it ends".into(),
                             })
                             .await;
@@ -665,11 +670,11 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                         let ev = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                             Ok(rt) => match rt.block_on(crate::engine::verify::verify(&p)) {
                                 Ok(r) => EngineEvent::Verified(r),
-                                Err(e) => EngineEvent::Notice {
+                                Err(e) => EngineEvent::Unverified {
                                     message: format!("verify could not run: {e:#}"),
                                 },
                             },
-                            Err(e) => EngineEvent::Notice {
+                            Err(e) => EngineEvent::Unverified {
                                 message: format!("verify could not start: {e}"),
                             },
                         };
@@ -679,9 +684,10 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                 Command::PreviewRollback { version } => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {
-                        let ev = match crate::engine::snapshot::rollback_preview(&p, &version).await {
+                        let ev = match crate::engine::ops::rollback::rollback_preview(&p, &version).await {
                             Ok(pr) => EngineEvent::RollbackPreview(pr),
                             Err(e) => EngineEvent::Notice {
+                                level: NoticeLevel::Error,
                                 message: format!("cannot preview the rollback of {version}: {e:#}"),
                             },
                         };
@@ -691,52 +697,72 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                 Command::FixReject { id, field, value } => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {
-                        let message = match crate::engine::snapshot::fix_reject(&p, id, &field, &value).await {
-                            Ok(()) => format!("reject {id}: {field} set; retry it with r"),
-                            Err(e) => format!("reject {id}: {e:#}"),
-                        };
-                        let _ = tx.send(EngineEvent::Notice { message }).await;
+                        let (applied, message) =
+                            match crate::engine::ops::rejects::fix_reject(&p, id, &field, &value).await {
+                                Ok(()) => (true, format!("reject {id}: {field} set; retry it with r")),
+                                Err(e) => (false, format!("reject {id}: {e:#}")),
+                            };
+                        let _ = tx
+                            .send(EngineEvent::Fixed {
+                                id,
+                                field,
+                                applied,
+                                message,
+                            })
+                            .await;
                         spawn_snapshot(p, tx);
                     });
                 }
                 Command::Retry { id, step } => {
                     if running.is_some() {
                         let _ = ev_tx
-                            .send(EngineEvent::Notice {
-                                message: "a run is in progress; retry after it ends".into(),
+                            .send(EngineEvent::Retried {
+                                written: 0,
+                                still_rejected: 0,
+                                first_still_rejected: None,
+                                error: Some("a run is in progress; retry after it ends".into()),
                             })
                             .await;
                         continue;
                     }
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {
-                        let message = match crate::engine::snapshot::retry_rejects(&p, id, step.as_deref()).await {
-                            Ok(r) => format!(
-                                "retry: {} written, {} still rejected{}",
-                                r.written.len(),
-                                r.still_rejected.len(),
-                                r.still_rejected
-                                    .first()
-                                    .map(|(i, why)| format!(" ({i}: {why})"))
-                                    .unwrap_or_default()
-                            ),
-                            Err(e) => format!("retry failed: {e:#}"),
+                        let ev = match crate::engine::ops::rejects::retry_rejects(&p, id, step.as_deref()).await {
+                            Ok(r) => EngineEvent::Retried {
+                                written: r.written.len() as u64,
+                                still_rejected: r.still_rejected.len() as u64,
+                                first_still_rejected: r.still_rejected.first().cloned(),
+                                error: None,
+                            },
+                            Err(e) => EngineEvent::Retried {
+                                written: 0,
+                                still_rejected: 0,
+                                first_still_rejected: None,
+                                error: Some(format!("retry failed: {e:#}")),
+                            },
                         };
-                        let _ = tx.send(EngineEvent::Notice { message }).await;
+                        let _ = tx.send(ev).await;
                         spawn_snapshot(p, tx);
                     });
                 }
                 Command::Decide { id, decision, note } => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {
-                        let message = match crate::engine::review::Decision::parse(&decision) {
-                            Ok(d) => match crate::engine::review::decide(&p, id, &d, note.as_deref()).await {
-                                Ok(m) => m,
-                                Err(e) => format!("discrepancy {id}: {e:#}"),
+                        let (applied, message) = match crate::engine::ops::review::Decision::parse(&decision) {
+                            Ok(d) => match crate::engine::ops::review::decide(&p, id, &d, note.as_deref()).await {
+                                Ok(m) => (true, m),
+                                Err(e) => (false, format!("discrepancy {id}: {e:#}")),
                             },
-                            Err(e) => format!("{e:#}"),
+                            Err(e) => (false, format!("discrepancy {id}: {e:#}")),
                         };
-                        let _ = tx.send(EngineEvent::Notice { message }).await;
+                        let _ = tx
+                            .send(EngineEvent::Decided {
+                                id,
+                                decision,
+                                applied,
+                                message,
+                            })
+                            .await;
                         spawn_snapshot(p, tx);
                     });
                 }
@@ -751,9 +777,10 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
 
 fn spawn_snapshot(project: Arc<Project>, tx: mpsc::Sender<EngineEvent>) {
     tokio::spawn(async move {
-        let ev = match crate::engine::snapshot::snapshot(&project).await {
+        let ev = match crate::engine::ops::snapshot::snapshot(&project).await {
             Ok(s) => EngineEvent::Snapshot(Box::new(s)),
             Err(e) => EngineEvent::Notice {
+                level: NoticeLevel::Error,
                 message: format!("cannot read the target: {e:#}"),
             },
         };

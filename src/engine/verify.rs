@@ -20,6 +20,8 @@ use crate::engine::db::{Db, Dialect, Role};
 use crate::engine::decode::{decode_mysql, decode_pg_compare, decode_sqlite};
 use crate::engine::ledger::{self, LedgerStatus};
 use crate::engine::project::{Project, StepKind};
+use crate::engine::protocol::report::canonical_real;
+pub use crate::engine::protocol::report::{Check, CheckKind, Measure, VerifyReport};
 use crate::engine::value::{Value, hex};
 use color_eyre::eyre::{Result, eyre};
 use futures::TryStreamExt;
@@ -27,7 +29,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{Column, Row};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::ops::ControlFlow;
 use std::path::{Component, Path, PathBuf};
 
@@ -36,13 +37,6 @@ pub const VERIFY_FILE: &str = "verify.toml";
 
 /// How many keys of missing or mismatching documents a check names.
 const SHOW_KEYS: usize = 5;
-
-/// The result of a verification: `ok` when every check passed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VerifyReport {
-    pub ok: bool,
-    pub checks: Vec<Check>,
-}
 
 impl VerifyReport {
     pub fn new(checks: Vec<Check>) -> VerifyReport {
@@ -54,48 +48,6 @@ impl VerifyReport {
     pub fn failed(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| !c.ok)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckKind {
-    /// No step left failed or running.
-    Ledger,
-    /// source = written + skipped + rejected + merged, per step.
-    Accounting,
-    /// The ledger's rejected count against the open rejects in the reject store, per step.
-    Rejects,
-    /// A declared `[[expect]]`.
-    Expect,
-    /// A declared `[[checksum]]`.
-    Checksum,
-    /// No orphan references in one target table.
-    ForeignKeys,
-    /// A declared `[[documents]]` store.
-    Documents,
-}
-
-impl CheckKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            CheckKind::Ledger => "ledger",
-            CheckKind::Accounting => "accounting",
-            CheckKind::Rejects => "rejects",
-            CheckKind::Expect => "expect",
-            CheckKind::Checksum => "checksum",
-            CheckKind::ForeignKeys => "foreign_keys",
-            CheckKind::Documents => "documents",
-        }
-    }
-}
-
-/// One side's number or text (a count, a scalar, a digest).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Measure {
-    Int(i64),
-    Real(f64),
-    Text(String),
 }
 
 impl Measure {
@@ -113,31 +65,6 @@ impl Measure {
     fn count(n: u64) -> Measure {
         Measure::Int(i64::try_from(n).unwrap_or(i64::MAX))
     }
-
-    /// The canonical text form, as values are compared.
-    pub fn canonical(&self) -> String {
-        match self {
-            Measure::Int(i) => i.to_string(),
-            Measure::Real(f) => canonical_real(*f),
-            Measure::Text(s) => s.clone(),
-        }
-    }
-}
-
-impl fmt::Display for Measure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.canonical())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Check {
-    pub name: String,
-    pub kind: CheckKind,
-    pub ok: bool,
-    pub source: Option<Measure>,
-    pub target: Option<Measure>,
-    pub detail: String,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,15 +175,6 @@ impl VerifyFile {
 
 // ---------------------------------------------------------------------------------------------
 // canonical values and the content checksum
-
-fn canonical_real(f: f64) -> String {
-    if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e18 {
-        // 1.0 on one side equals 1 on the other
-        (f as i64).to_string()
-    } else {
-        f.to_string()
-    }
-}
 
 /// The canonical text form of a value, the same for every database: NULL is `None`; integers as
 /// decimals; a real with no fraction as an integer; booleans as 1/0 (SQLite has no booleans);
@@ -576,8 +494,8 @@ async fn source_count_checks(project: &Project, target: &Db, source: &Source) ->
             Source::Unavailable(why) => Err(format!("cannot count the source: {why}")),
             Source::Open(db) => {
                 let sides = match step.kind {
-                    StepKind::Merge => crate::engine::merge::MergeStep::load(step).map(|m| vec![m.a, m.b]),
-                    _ => crate::engine::data::run::load_compiled(step).map(|c| vec![c]),
+                    StepKind::Merge => crate::engine::steps::merge::MergeStep::load(step).map(|m| vec![m.a, m.b]),
+                    _ => crate::engine::ops::load_compiled(step).map(|c| vec![c]),
                 };
                 match sides {
                     Err(e) => Err(format!("cannot load the step: {e:#}")),
@@ -585,7 +503,7 @@ async fn source_count_checks(project: &Project, target: &Db, source: &Source) ->
                         let mut n = 0u64;
                         let mut err = None;
                         for c in &sides {
-                            match crate::engine::data::run::count_source(db, c).await {
+                            match crate::engine::source::table::count_source(db, c).await {
                                 Ok(k) => n += k,
                                 Err(e) => err = Some(format!("cannot count the source: {e:#}")),
                             }

@@ -1,6 +1,6 @@
 //! The review pane's part of `update`: deciding discrepancies found by merge steps.
 //!
-//! A decision goes out as `Command::Decide`; the engine answers with a `Notice` and then a
+//! A decision goes out as `Command::Decide`; the engine answers with `Decided` and then a
 //! fresh `Snapshot`. Until the answer, the discrepancy is "on the way" (`state.deciding`) and
 //! the selection has already moved on to the next open one, so a run of ordinary decisions is
 //! one key each.
@@ -9,8 +9,8 @@ use super::{refuse_if_locked, refuse_if_running};
 use crate::console::format::{one_line, show_value};
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, ConfirmAction, Dialog, PendingDecision, SessionDecision, StatusLevel};
+use crate::engine::ops::review::Discrepancy;
 use crate::engine::protocol::Command;
-use crate::engine::review::{Decision, Discrepancy};
 
 /// Why this discrepancy cannot take a decision here, if it cannot.
 fn refusal(d: &Discrepancy) -> Option<String> {
@@ -365,22 +365,20 @@ pub fn details(state: &AppState) -> Option<Dialog> {
 
 // ---- the engine's answer -------------------------------------------------------------------
 
-/// A `Notice` that answers one of our decisions. Returns false when it is about something else.
-/// A refused decision puts the selection (and the note) back on its discrepancy.
-pub fn on_notice(state: &mut AppState, message: &str) -> bool {
-    let Some(i) = state.deciding.iter().position(|p| {
-        !p.answered
-            && message
-                .strip_prefix(&format!("discrepancy {}", p.id))
-                .is_some_and(|rest| rest.starts_with([':', ' ']))
-    }) else {
-        return false;
+/// The engine's answer to one of our decisions. A refused decision puts the selection (and
+/// the note) back on its discrepancy.
+pub fn on_decided(state: &mut AppState, id: i64, applied: bool, message: &str) {
+    let Some(i) = state.deciding.iter().position(|p| !p.answered && p.id == id) else {
+        // Not ours (another console's, or already answered): still worth showing.
+        let level = if applied { StatusLevel::Info } else { StatusLevel::Error };
+        state.set_status(level, one_line(message));
+        return;
     };
     state.deciding[i].answered = true;
     let p = state.deciding[i].clone();
-    if accepted(&p.decision, message) {
+    if applied {
         state.set_status(StatusLevel::Info, one_line(message));
-        return true;
+        return;
     }
     state.set_status(StatusLevel::Error, format!("not applied: {}", one_line(message)));
     state.selected_discrepancy = Some(p.id);
@@ -394,15 +392,4 @@ pub fn on_notice(state: &mut AppState, message: &str) -> bool {
     if state.last_decision.as_ref() == Some(&this) {
         state.last_decision = p.previous;
     }
-    true
-}
-
-/// Whether the engine's answer says the decision was applied. The engine answers in words
-/// only: "discrepancy 7: phone = 555 (take_a)", "… split off into entity …", "… was already
-/// decided …"; anything else is a refusal.
-fn accepted(decision: &str, message: &str) -> bool {
-    let label = Decision::parse(decision).map(|d| d.label()).unwrap_or_default();
-    (!label.is_empty() && message.trim_end().ends_with(&format!("({label})")))
-        || message.contains(" split off into entity ")
-        || message.contains("was already decided")
 }

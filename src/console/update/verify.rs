@@ -13,7 +13,6 @@ use crate::engine::protocol::Command;
 use crate::engine::verify::VerifyReport;
 
 /// The engine's answer when verification could not run at all (bad verify.toml, no target).
-const COULD_NOT: &str = "verify could not ";
 
 /// `V`.
 pub fn request(state: &mut AppState) -> Vec<Command> {
@@ -80,16 +79,12 @@ pub fn on_report(state: &mut AppState, mut report: VerifyReport) {
     }
 }
 
-/// A `Notice` saying verification could not run. Returns false when it is about something else.
-pub fn on_notice(state: &mut AppState, message: &str) -> bool {
-    if !message.starts_with(COULD_NOT) {
-        return false;
-    }
+/// Verification could not run: the pane shows why.
+pub fn on_unverified(state: &mut AppState, message: &str) {
     answered(state);
     let message = one_line(message);
     state.verify.error = Some(message.clone());
     state.set_status(StatusLevel::Error, message);
-    true
 }
 
 pub fn move_selection(state: &mut AppState, action: Action) {

@@ -207,7 +207,7 @@ fn decide_value_lines(state: &AppState, id: i64, input: &str, theme: Theme) -> V
 
 fn rollback_lines(
     name: &str,
-    preview: &Option<crate::engine::snapshot::RollbackPreview>,
+    preview: &Option<crate::engine::ops::snapshot::RollbackPreview>,
     typed: &str,
     theme: Theme,
 ) -> Vec<Line<'static>> {

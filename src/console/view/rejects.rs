@@ -5,7 +5,7 @@ use crate::console::format::truncate;
 use crate::console::state::{AppState, Pane};
 use crate::console::view::pane_block;
 use crate::console::view::theme::Theme;
-use crate::engine::snapshot::RejectSummary;
+use crate::engine::ops::snapshot::RejectSummary;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};

@@ -9,7 +9,7 @@ use crate::console::keymap::{self, Context};
 use crate::console::state::{AppState, Pane};
 use crate::console::view::pane_block;
 use crate::console::view::theme::Theme;
-use crate::engine::review::Discrepancy;
+use crate::engine::ops::review::Discrepancy;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;

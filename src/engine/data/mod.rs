@@ -2,7 +2,6 @@
 
 pub mod pipeline;
 pub mod reader;
-pub mod run;
 pub mod spec;
 pub mod store;
 pub mod writer;

@@ -26,12 +26,17 @@ pub struct StepError {
     /// The run lost its lock to this holder: the step stops without touching the ledger,
     /// which belongs to the new holder now, and the run ends as `Locked`.
     pub lost_lock: Option<Box<LockHolder>>,
-    /// The source row that stopped the step, when one did.
-    pub source_key: Option<String>,
-    /// The column at fault, when the failure names one.
-    pub column: Option<String>,
+    /// The source row that stopped the step (and its column), when one did.
+    pub row: Option<Box<RowPlace>>,
     /// What the step had committed when it stopped.
-    pub counts: Option<Counts>,
+    pub counts: Option<Box<Counts>>,
+}
+
+/// Where in the source a failure is: the row's key and, when known, the column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowPlace {
+    pub source_key: String,
+    pub column: Option<String>,
 }
 
 impl StepError {
@@ -87,14 +92,16 @@ impl StepError {
 
     /// The same error, saying which source row stopped the step.
     pub fn at_row(mut self, source_key: impl Into<String>, column: Option<String>) -> StepError {
-        self.source_key = Some(source_key.into());
-        self.column = column;
+        self.row = Some(Box::new(RowPlace {
+            source_key: source_key.into(),
+            column,
+        }));
         self
     }
 
     /// The same error, carrying the books committed before it.
     pub fn with_counts(mut self, counts: Counts) -> StepError {
-        self.counts.get_or_insert(counts);
+        self.counts.get_or_insert(Box::new(counts));
         self
     }
 }

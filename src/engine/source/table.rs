@@ -1,7 +1,8 @@
 //! A database table or query as a `Source`: keyset pages through `SourceReader`.
 
-use crate::engine::data::pipeline::SourceBatch;
+use crate::engine::data::pipeline::{CompiledStep, SourceBatch};
 use crate::engine::data::reader::SourceReader;
+use crate::engine::db::Db;
 use crate::engine::source::Source;
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
@@ -29,4 +30,9 @@ impl Source for SourceReader {
             .last()
             .and_then(|r| self.compiled().page_key(&page.columns, r))
     }
+}
+
+/// Count source rows (for progress, ETA and the plan's estimate).
+pub async fn count_source(source: &Db, c: &CompiledStep) -> Result<u64> {
+    crate::engine::data::reader::count_rows(source, &c.spec.source_sql(source.dialect())).await
 }

@@ -5,42 +5,29 @@
 use crate::engine::data::pipeline::{CompiledStep, LookupCache, Processed, SourceBatch, written_log_map};
 use crate::engine::data::reader::SourceReader;
 use crate::engine::data::spec::{DataStep, DupPolicy};
-use crate::engine::data::store::{self, BACKUPS, BatchCheckpoint, ID_MAP, NewReject, REJECTS, RejectStore};
-use crate::engine::data::writer::{IdMapEntry, TargetWriter, ident, insert_id_map, join_key};
+use crate::engine::data::store::{NewReject, RejectStore};
+use crate::engine::data::writer::{IdMapEntry, TargetWriter, insert_id_map, join_key};
 use crate::engine::db::{Db, DbTx};
 use crate::engine::exec::batch::{
     BatchPlan, BatchStep, EVENTS_PER_BATCH, FlagNote, PageOutcome, RejectNote, run_batches,
 };
 use crate::engine::exec::{RunCtx, StepError, StepResult};
-use crate::engine::ledger::{self, LedgerStatus};
 use crate::engine::project::StepDef;
 use crate::engine::protocol::Counts;
 use crate::engine::source::Source;
 use crate::engine::source::read_ahead::ReadAhead;
 use crate::engine::value::Value;
-use color_eyre::eyre::{Result, eyre};
-use std::collections::{HashMap, HashSet};
+use color_eyre::eyre::Result;
+use std::collections::HashMap;
 use std::sync::Arc;
-
-pub fn load_compiled(step: &StepDef) -> Result<CompiledStep> {
-    if step.kind == crate::engine::project::StepKind::Merge {
-        // A merge step writes one table with one id column, like its side A.
-        return Ok(crate::engine::merge::MergeStep::load(step)?.a);
-    }
-    let spec = DataStep::load(&step.file("step.toml"))?;
-    CompiledStep::compile(&step.version, spec)
-}
-
-/// Count source rows (for progress, ETA and the plan's estimate).
-pub async fn count_source(source: &Db, c: &CompiledStep) -> Result<u64> {
-    crate::engine::data::reader::count_rows(source, &c.spec.source_sql(source.dialect())).await
-}
 
 /// After the last page: the rows read must be the rows the source has. A difference means
 /// the source changed during the run (rows added below the last key are never read) or the
 /// pager skipped rows; either way the step must not be called applied.
 async fn reconcile_source_count(source: &Db, c: &CompiledStep, read: u64) -> Result<(), StepError> {
-    let have = count_source(source, c).await.map_err(StepError::plain)?;
+    let have = crate::engine::source::table::count_source(source, c)
+        .await
+        .map_err(StepError::plain)?;
     if have != read {
         return Err(StepError::msg(format!(
             "step {}: the source {} has {have} rows but the step read {}. The source changed while the step ran, or rows were skipped; nothing read was lost (every row read is written, skipped or rejected). Stop writes to the source, roll the step back (`cutover down --to` the step before) and run it again",
@@ -425,8 +412,14 @@ impl BatchStep for DataBatches {
     }
 }
 
+/// A data step's `step.toml`, compiled.
+pub fn load(step: &StepDef) -> Result<CompiledStep> {
+    let spec = DataStep::load(&step.file("step.toml"))?;
+    CompiledStep::compile(&step.version, spec)
+}
+
 pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
-    let mut c = load_compiled(step).map_err(StepError::plain)?;
+    let mut c = load(step).map_err(StepError::plain)?;
     c.file_store = Some(crate::engine::data::pipeline::FileStore {
         root: ctx.project.config.dir.clone(),
         write: !ctx.dry_run,
@@ -443,7 +436,9 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         .or(c.spec.continue_on_error)
         .unwrap_or(ctx.project.config.defaults.continue_on_error)
         || ctx.dry_run;
-    let total = count_source(&source, &c).await.map_err(StepError::plain)?;
+    let total = crate::engine::source::table::count_source(&source, &c)
+        .await
+        .map_err(StepError::plain)?;
     let plan = BatchPlan {
         total,
         batch_size,
@@ -459,325 +454,19 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     run_batches(ctx, step, plan, &mut s).await
 }
 
-/// What rolling back a data step will do, per table.
-#[derive(Debug, Clone, Default, serde::Serialize, PartialEq)]
-pub struct RollbackPreview {
-    pub table: String,
-    pub rows_to_delete: u64,
-    pub rows_to_restore: u64,
-    pub id_map_entries: u64,
-    pub rejects: u64,
-}
-
-pub async fn rollback_preview(db: &Db, step: &StepDef) -> Result<RollbackPreview> {
-    let c = load_compiled(step)?;
-    preview_of(db, &step.version, &c.spec.target.table).await
-}
-
-async fn preview_of(db: &Db, version: &str, table: &str) -> Result<RollbackPreview> {
-    let mut p = RollbackPreview {
-        table: table.to_string(),
-        ..Default::default()
-    };
-    // The engine's tables are created together: none yet means the step wrote nothing.
-    if !db.table_exists(ID_MAP).await? {
-        return Ok(p);
-    }
-    let count = |sql: String| async move {
-        let r = db.fetch_optional(&sql, &[Value::Text(version.to_string())]).await?;
-        Ok::<u64, color_eyre::Report>(match r.and_then(|r| r.into_iter().next()) {
-            Some(Value::Int(n)) => n as u64,
-            _ => 0,
-        })
-    };
-    p.rows_to_delete = count(format!(
-        "SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1 AND alias = 0"
-    ))
-    .await?;
-    p.rows_to_restore = count(format!("SELECT COUNT(*) FROM {BACKUPS} WHERE version = $1")).await?;
-    p.id_map_entries = count(format!("SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1")).await?;
-    p.rejects = count(format!("SELECT COUNT(*) FROM {REJECTS} WHERE version = $1")).await?;
-    Ok(p)
-}
-
-/// Undo everything the step's runs wrote: restore updated rows, delete written rows, and drop
-/// its ID-map entries, rejects and checkpoint, in one transaction with the ledger change.
-pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<RollbackPreview, StepError> {
-    let c = load_compiled(step).map_err(StepError::plain)?;
-    let preview = preview_of(&ctx.target, &step.version, &c.spec.target.table)
-        .await
-        .map_err(StepError::plain)?;
-    if ctx.dry_run {
-        return Ok(preview);
-    }
-    store::ensure(&ctx.target).await.map_err(StepError::plain)?;
-    let writer = TargetWriter::new(&ctx.target, &c.spec.target.table, &c.target_columns)
-        .await
-        .map_err(StepError::plain)?;
-    let v = Value::Text(step.version.clone());
-    let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
-    let res: Result<(), sqlx::Error> = async {
-        // 1. restore rows an `update` overwrote, newest backup last so the oldest image wins
-        let backups = tx
-            .fetch_all(
-                &format!("SELECT key_json, before_json FROM {BACKUPS} WHERE version = $1 ORDER BY id DESC"),
-                std::slice::from_ref(&v),
-            )
-            .await?;
-        for b in &backups.rows {
-            let key: serde_json::Map<String, serde_json::Value> = b
-                .first()
-                .and_then(|x| x.as_str())
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or_default();
-            let before: serde_json::Map<String, serde_json::Value> = b
-                .get(1)
-                .and_then(|x| x.as_str())
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or_default();
-            let mut params = Vec::new();
-            let mut sets = Vec::new();
-            for (col, val) in &before {
-                params.push(Value::from_json(val));
-                sets.push(format!("{} = {}", ident(col), writer.param(params.len(), col)));
-            }
-            let mut wh = Vec::new();
-            for (col, val) in &key {
-                params.push(Value::from_json(val));
-                wh.push(format!("{} = {}", ident(col), writer.param(params.len(), col)));
-            }
-            if !sets.is_empty() && !wh.is_empty() {
-                tx.execute(
-                    &format!(
-                        "UPDATE {} SET {} WHERE {}",
-                        ident(&writer.table),
-                        sets.join(", "),
-                        wh.join(" AND ")
-                    ),
-                    &params,
-                )
-                .await?;
-            }
-        }
-        // 2. delete the rows the step wrote
-        match &c.spec.id_map {
-            Some(m) => {
-                let expr = writer.cast_text_expr("new_id", &m.column);
-                tx.execute(
-                    &format!(
-                        "DELETE FROM {} WHERE {} IN (SELECT {expr} FROM {ID_MAP} WHERE version = $1 AND alias = 0)",
-                        ident(&writer.table),
-                        ident(&m.column)
-                    ),
-                    std::slice::from_ref(&v),
-                )
-                .await?;
-            }
-            None => {
-                let nk = &c.spec.target.natural_key;
-                let rows = tx
-                    .fetch_all(
-                        &format!("SELECT new_id FROM {ID_MAP} WHERE version = $1 AND alias = 0"),
-                        std::slice::from_ref(&v),
-                    )
-                    .await?;
-                for r in rows.rows {
-                    let vals: Vec<serde_json::Value> = r
-                        .first()
-                        .and_then(|x| x.as_str())
-                        .and_then(|s| serde_json::from_str(s).ok())
-                        .unwrap_or_default();
-                    let mut params = Vec::new();
-                    let wh: Vec<String> = nk
-                        .iter()
-                        .zip(&vals)
-                        .map(|(col, val)| {
-                            params.push(Value::from_json(val));
-                            format!("{} = {}", ident(col), writer.param(params.len(), col))
-                        })
-                        .collect();
-                    if !wh.is_empty() {
-                        tx.execute(
-                            &format!("DELETE FROM {} WHERE {}", ident(&writer.table), wh.join(" AND ")),
-                            &params,
-                        )
-                        .await?;
-                    }
-                }
-            }
-        }
-        // 3. the engine's own records of the step
-        for t in [ID_MAP, REJECTS, BACKUPS, store::DISCREPANCIES] {
-            tx.execute(&format!("DELETE FROM {t} WHERE version = $1"), std::slice::from_ref(&v))
-                .await?;
-        }
-        BatchCheckpoint::delete(&mut tx, &step.version).await?;
-        ledger::set_status(&mut tx, &step.version, LedgerStatus::Reverted).await?;
-        ledger::append_event(
-            &mut tx,
-            Some(&ctx.run_id),
-            Some(&step.version),
-            "reverted",
-            &serde_json::to_value(&preview).unwrap_or_default(),
-        )
-        .await?;
-        Ok(())
-    }
-    .await;
-    match res {
-        Ok(()) => {
-            tx.commit().await.map_err(StepError::plain)?;
-            Ok(preview)
-        }
-        Err(e) => {
-            let _ = tx.rollback().await;
-            Err(StepError::sql(e))
-        }
-    }
-}
-
-/// Result of retrying rejected rows.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct RetryReport {
-    pub written: Vec<i64>,
-    pub still_rejected: Vec<(i64, String)>,
-}
-
-/// Retry rejected rows through their step's pipeline. A row that passes is written, leaves the
-/// store, and its step's books move from rejected to written; rows waiting for it are retried
-/// in turn.
-pub async fn retry(
-    project: &crate::engine::project::Project,
-    target: &Db,
-    ids: Vec<i64>,
-    run_id: &str,
-) -> Result<RetryReport> {
-    store::ensure(target).await?;
-    let mut report = RetryReport::default();
-    let mut queue: std::collections::VecDeque<i64> = ids.into();
-    let mut done: HashSet<i64> = HashSet::new();
-    let mut compiled: HashMap<String, (Arc<CompiledStep>, Arc<TargetWriter>)> = HashMap::new();
-    let mut merges: HashMap<String, Arc<crate::engine::merge::MergeStep>> = HashMap::new();
-    let mut source: Option<Db> = None;
-    while let Some(id) = queue.pop_front() {
-        if !done.insert(id) {
-            continue;
-        }
-        let mut tx = target.begin().await?;
-        let Some(rec) = RejectStore::get(&mut tx, id).await? else {
-            tx.rollback().await?;
-            return Err(eyre!("no rejected row with id {id} (see `cutover rejects list`)"));
-        };
-        if rec.state != "open" || rec.level != "error" {
-            tx.rollback().await?;
-            report
-                .still_rejected
-                .push((id, format!("not an open reject (state {})", rec.state)));
-            continue;
-        }
-        let step = project
-            .step(&rec.step)
-            .ok_or_else(|| eyre!("reject {id} belongs to step {} whose folder is gone", rec.step))?;
-        if !compiled.contains_key(&rec.step) {
-            let mut c = load_compiled(step)?;
-            c.file_store = Some(crate::engine::data::pipeline::FileStore {
-                root: project.config.dir.clone(),
-                write: true,
-            });
-            let w = TargetWriter::new_in(&mut tx, &c.spec.target.table, &c.target_columns).await?;
-            compiled.insert(rec.step.clone(), (Arc::new(c), Arc::new(w)));
-        }
-        let (c, writer) = compiled
-            .get(&rec.step)
-            .cloned()
-            .ok_or_else(|| eyre!("step {} not compiled", rec.step))?;
-        let (still, counts, warnings) = if step.kind == crate::engine::project::StepKind::Merge {
-            if !merges.contains_key(&rec.step) {
-                merges.insert(rec.step.clone(), Arc::new(crate::engine::merge::MergeStep::load(step)?));
-            }
-            let m = merges
-                .get(&rec.step)
-                .cloned()
-                .ok_or_else(|| eyre!("step {} not loaded", rec.step))?;
-            if source.is_none() {
-                let url = project
-                    .config
-                    .source
-                    .as_ref()
-                    .ok_or_else(|| eyre!("no [source] configured"))?;
-                source = Some(Db::connect(url, &project.config.dir, crate::engine::db::Role::Source).await?);
-            }
-            let src = source.as_ref().ok_or_else(|| eyre!("no source"))?;
-            let (still, counts) = crate::engine::merge::retry_row(&mut tx, src, &m, &writer, run_id, &rec).await?;
-            (still, counts, Vec::new())
-        } else {
-            let obj = rec.row.as_object().cloned().unwrap_or_default();
-            let columns: Vec<String> = obj.keys().cloned().collect();
-            let row: Vec<Value> = obj.values().map(Value::from_json).collect();
-            let batch = SourceBatch::new(Arc::new(columns), vec![row]);
-            let cache = c.prefetch(&mut tx, &batch).await?;
-            let mut res = write_batch(&mut tx, &c, &writer, &batch, &cache).await?;
-            (res.rejects.pop(), res.counts, res.warnings)
-        };
-        if let Some(r) = still {
-            // Still rejected: keep the one record, with the new reason.
-            tx.execute(
-                &format!("UPDATE {REJECTS} SET rule = $1, reason = $2, waits_for_table = $3, waits_for_key = $4, run_id = $5 WHERE id = $6"),
-                &[
-                    Value::Text(r.rule.clone()),
-                    Value::Text(r.reason.clone()),
-                    r.waits_for.as_ref().map(|w| Value::Text(w.0.clone())).unwrap_or(Value::Null),
-                    r.waits_for.as_ref().map(|w| Value::Text(w.1.clone())).unwrap_or(Value::Null),
-                    Value::Text(run_id.into()),
-                    Value::Int(id),
-                ],
-            )
-            .await?;
-            tx.commit().await?;
-            report.still_rejected.push((id, r.reason.clone()));
-            continue;
-        }
-        let res = BatchResult {
-            counts: Counts {
-                warnings: warnings.len() as u64,
-                ..counts
-            },
-            rejects: Vec::new(),
-            warnings,
-        };
-        let warn_table = if res.warnings.is_empty() {
-            c.source_name.clone()
-        } else {
-            rec.source_table.clone()
-        };
-        RejectStore::insert(&mut tx, run_id, &c.version, &warn_table, &res.warnings).await?;
-        RejectStore::resolve(&mut tx, id).await?;
-        tx.execute(
-            &format!(
-                "UPDATE {} SET rows_written = rows_written + $1, rows_skipped = rows_skipped + $2, rows_rejected = rows_rejected - 1, rows_warned = rows_warned + $3, rows_merged = rows_merged + $5 WHERE version = $4",
-                ledger::LEDGER_TABLE
-            ),
-            &[
-                Value::Int(res.counts.written as i64),
-                Value::Int(res.counts.skipped as i64),
-                Value::Int(res.counts.warnings as i64),
-                Value::Text(rec.step.clone()),
-                Value::Int(res.counts.merged as i64),
-            ],
-        )
-        .await?;
-        ledger::append_event(
-            &mut tx,
-            Some(run_id),
-            Some(&rec.step),
-            "retried",
-            &serde_json::json!({"reject": id, "source_table": rec.source_table, "source_key": rec.source_key}),
-        )
-        .await?;
-        let waiting = RejectStore::waiting_for(&mut tx, &rec.source_table, &rec.source_key).await?;
-        tx.commit().await?;
-        report.written.push(id);
-        queue.extend(waiting);
-    }
-    Ok(report)
+/// Retry one rejected row of a data step inside `tx`: the row goes through the step's pipeline
+/// again. Returns the reject when it is still rejected, else the row's books and warnings.
+pub async fn retry_row(
+    tx: &mut DbTx,
+    c: &CompiledStep,
+    writer: &TargetWriter,
+    row: &serde_json::Value,
+) -> Result<(Option<NewReject>, Counts, Vec<NewReject>)> {
+    let obj = row.as_object().cloned().unwrap_or_default();
+    let columns: Vec<String> = obj.keys().cloned().collect();
+    let row: Vec<Value> = obj.values().map(Value::from_json).collect();
+    let batch = SourceBatch::new(Arc::new(columns), vec![row]);
+    let cache = c.prefetch(tx, &batch).await?;
+    let mut res = write_batch(tx, c, writer, &batch, &cache).await?;
+    Ok((res.rejects.pop(), res.counts, res.warnings))
 }

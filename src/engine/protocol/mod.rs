@@ -1,6 +1,9 @@
 //! The engine's two message types: `Command` in, `EngineEvent` out. Both serialise, so the CLI's
 //! `--json` output is these events as NDJSON and the console consumes exactly the same stream.
 
+pub mod report;
+pub mod views;
+
 use crate::engine::project::StepKind;
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +68,15 @@ pub enum Command {
     },
     /// Check the target against the source (`Verified`).
     Verify,
+}
+
+/// How much a `Notice` matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeLevel {
+    Info,
+    Warning,
+    Error,
 }
 
 /// Progress of the running step: small and `Copy` so it can be sent often and coalesced.
@@ -207,12 +219,39 @@ pub enum EngineEvent {
         dry_run: bool,
     },
     /// The state of every step and the reject store, after `Refresh` and after every run.
-    Snapshot(Box<crate::engine::snapshot::Snapshot>),
-    RollbackPreview(crate::engine::snapshot::RollbackPreview),
+    Snapshot(Box<views::Snapshot>),
+    RollbackPreview(views::RollbackPreview),
     /// The result of `Verify`: the same checks `cutover verify` prints.
-    Verified(crate::engine::verify::VerifyReport),
-    /// Answer to a retry/fix/decide command.
+    Verified(report::VerifyReport),
+    /// `Verify` could not run (a broken verify.toml, an unreachable database).
+    Unverified {
+        message: String,
+    },
+    /// Answer to `Decide`: `applied` false when the engine refused it (`message` says why).
+    Decided {
+        id: i64,
+        decision: String,
+        applied: bool,
+        message: String,
+    },
+    /// Answer to `FixReject`.
+    Fixed {
+        id: i64,
+        field: String,
+        applied: bool,
+        message: String,
+    },
+    /// Answer to `Retry`: `error` set when the retry could not run at all.
+    Retried {
+        written: u64,
+        still_rejected: u64,
+        /// The first row still rejected, with its reason.
+        first_still_rejected: Option<(i64, String)>,
+        error: Option<String>,
+    },
+    /// Anything else the engine wants the operator to see.
     Notice {
+        level: NoticeLevel,
         message: String,
     },
 }

@@ -7,7 +7,6 @@
 use crate::engine::clock::today;
 use crate::engine::data::pipeline::{CompiledStep, Processed, SourceBatch};
 use crate::engine::data::reader::SourceReader;
-use crate::engine::data::run::count_source;
 use crate::engine::data::spec::{DataStep, DupPolicy, FieldSpec, IdMapSpec, SourceSpec, TargetSpec};
 use crate::engine::data::store::{self, DISCREPANCIES, NewReject, RejectStore};
 use crate::engine::data::writer::{IdMapEntry, TargetWriter, ident, insert_id_map};
@@ -20,6 +19,7 @@ use crate::engine::ledger;
 use crate::engine::project::StepDef;
 use crate::engine::protocol::Counts;
 use crate::engine::source::read_ahead::ReadAhead;
+use crate::engine::source::table::count_source;
 use crate::engine::transform::{Literal, Transform};
 use crate::engine::validate::Check;
 use crate::engine::value::Value;
@@ -941,7 +941,7 @@ mod tests {
     fn the_template_parses() {
         let m = MergeStep::parse(
             "20250101T000000",
-            include_str!("../../assets/templates/merge.step.toml"),
+            include_str!("../../../assets/templates/merge.step.toml"),
         )
         .unwrap();
         assert_eq!(m.a.map_name.as_deref(), Some("patients"));

@@ -6,32 +6,12 @@ use crate::engine::data::store::{self, DISCREPANCIES, ID_MAP};
 use crate::engine::data::writer::{TargetWriter, ident};
 use crate::engine::db::{Db, DbTx, Role};
 use crate::engine::ledger;
-use crate::engine::merge::MergeStep;
 use crate::engine::project::Project;
+pub use crate::engine::protocol::views::Discrepancy;
+use crate::engine::steps::merge::MergeStep;
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Discrepancy {
-    pub id: i64,
-    pub step: String,
-    pub entity_table: String,
-    pub entity_id: String,
-    pub field: String,
-    /// `[side A's value, side B's value]`.
-    pub values: [Option<String>; 2],
-    pub sides: [String; 2],
-    /// Legacy keys of the two records.
-    pub keys: [String; 2],
-    /// `open`, `decided` or `void` (its record was split off).
-    pub state: String,
-    pub decision: Option<String>,
-    pub value_applied: Option<String>,
-    pub reviewer: Option<String>,
-    pub decided_at: Option<String>,
-    pub note: Option<String>,
-}
 
 const COLUMNS: &str = "id, version, entity_table, entity_id, field, value_a, value_b, side_a, side_b, key_a, key_b, state, decision, value_applied, reviewer, decided_at, note";
 
@@ -316,7 +296,7 @@ async fn split(
         .process(&batch.columns, &layout, row, &cache, chrono::Utc::now().date_naive())
     {
         Processed::Write { mut values, new_id, .. } => {
-            crate::engine::merge::apply_defaults(m, &mut values);
+            crate::engine::steps::merge::apply_defaults(m, &mut values);
             (values, new_id.unwrap_or_default())
         }
         Processed::Reject(r) => {
@@ -329,7 +309,7 @@ async fn split(
     };
     // Undo what B lent the old entity: its own fields, and blanks of A it filled.
     let old = d.entity_id.clone();
-    let a_own = crate::engine::merge::a_own_values(tx, &source, m, &d.keys[0]).await?;
+    let a_own = crate::engine::steps::merge::a_own_values(tx, &source, m, &d.keys[0]).await?;
     let id_col = m.file.id_map.column.clone();
     for f in &m.file.fields {
         let Some(i) = m.a.target_columns.iter().position(|c| *c == f.target) else {

@@ -1,0 +1,223 @@
+//! Rejected rows after a run: fix a field of one, retry one or a step's worth. A row that
+//! passes is written, leaves the store, and its step's books move from rejected to written.
+
+use crate::engine::data::pipeline::CompiledStep;
+use crate::engine::data::store::{self, REJECTS, RejectFilter, RejectStore};
+use crate::engine::data::writer::TargetWriter;
+use crate::engine::db::{Db, Role};
+use crate::engine::ledger;
+use crate::engine::ops::load_compiled;
+use crate::engine::project::Project;
+use crate::engine::protocol::Counts;
+use crate::engine::value::Value;
+use color_eyre::eyre::{Result, eyre};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Result of retrying rejected rows.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RetryReport {
+    pub written: Vec<i64>,
+    pub still_rejected: Vec<(i64, String)>,
+}
+
+/// Retry rejected rows through their step's pipeline. A row that passes is written, leaves the
+/// store, and its step's books move from rejected to written; rows waiting for it are retried
+/// in turn.
+pub async fn retry(project: &Project, target: &Db, ids: Vec<i64>, run_id: &str) -> Result<RetryReport> {
+    store::ensure(target).await?;
+    let mut report = RetryReport::default();
+    let mut queue: std::collections::VecDeque<i64> = ids.into();
+    let mut done: HashSet<i64> = HashSet::new();
+    let mut compiled: HashMap<String, (Arc<CompiledStep>, Arc<TargetWriter>)> = HashMap::new();
+    let mut merges: HashMap<String, Arc<crate::engine::steps::merge::MergeStep>> = HashMap::new();
+    let mut source: Option<Db> = None;
+    while let Some(id) = queue.pop_front() {
+        if !done.insert(id) {
+            continue;
+        }
+        let mut tx = target.begin().await?;
+        let Some(rec) = RejectStore::get(&mut tx, id).await? else {
+            tx.rollback().await?;
+            return Err(eyre!("no rejected row with id {id} (see `cutover rejects list`)"));
+        };
+        if rec.state != "open" || rec.level != "error" {
+            tx.rollback().await?;
+            report
+                .still_rejected
+                .push((id, format!("not an open reject (state {})", rec.state)));
+            continue;
+        }
+        let step = project
+            .step(&rec.step)
+            .ok_or_else(|| eyre!("reject {id} belongs to step {} whose folder is gone", rec.step))?;
+        if !compiled.contains_key(&rec.step) {
+            let mut c = load_compiled(step)?;
+            c.file_store = Some(crate::engine::data::pipeline::FileStore {
+                root: project.config.dir.clone(),
+                write: true,
+            });
+            let w = TargetWriter::new_in(&mut tx, &c.spec.target.table, &c.target_columns).await?;
+            compiled.insert(rec.step.clone(), (Arc::new(c), Arc::new(w)));
+        }
+        let (c, writer) = compiled
+            .get(&rec.step)
+            .cloned()
+            .ok_or_else(|| eyre!("step {} not compiled", rec.step))?;
+        let (still, counts, warnings) = if step.kind == crate::engine::project::StepKind::Merge {
+            if !merges.contains_key(&rec.step) {
+                merges.insert(
+                    rec.step.clone(),
+                    Arc::new(crate::engine::steps::merge::MergeStep::load(step)?),
+                );
+            }
+            let m = merges
+                .get(&rec.step)
+                .cloned()
+                .ok_or_else(|| eyre!("step {} not loaded", rec.step))?;
+            if source.is_none() {
+                let url = project
+                    .config
+                    .source
+                    .as_ref()
+                    .ok_or_else(|| eyre!("no [source] configured"))?;
+                source = Some(Db::connect(url, &project.config.dir, crate::engine::db::Role::Source).await?);
+            }
+            let src = source.as_ref().ok_or_else(|| eyre!("no source"))?;
+            let (still, counts) =
+                crate::engine::steps::merge::retry_row(&mut tx, src, &m, &writer, run_id, &rec).await?;
+            (still, counts, Vec::new())
+        } else {
+            crate::engine::steps::data::retry_row(&mut tx, &c, &writer, &rec.row).await?
+        };
+        if let Some(r) = still {
+            // Still rejected: keep the one record, with the new reason.
+            tx.execute(
+                &format!("UPDATE {REJECTS} SET rule = $1, reason = $2, waits_for_table = $3, waits_for_key = $4, run_id = $5 WHERE id = $6"),
+                &[
+                    Value::Text(r.rule.clone()),
+                    Value::Text(r.reason.clone()),
+                    r.waits_for.as_ref().map(|w| Value::Text(w.0.clone())).unwrap_or(Value::Null),
+                    r.waits_for.as_ref().map(|w| Value::Text(w.1.clone())).unwrap_or(Value::Null),
+                    Value::Text(run_id.into()),
+                    Value::Int(id),
+                ],
+            )
+            .await?;
+            tx.commit().await?;
+            report.still_rejected.push((id, r.reason.clone()));
+            continue;
+        }
+        let counts = Counts {
+            warnings: warnings.len() as u64,
+            ..counts
+        };
+        let warn_table = if warnings.is_empty() {
+            c.source_name.clone()
+        } else {
+            rec.source_table.clone()
+        };
+        RejectStore::insert(&mut tx, run_id, &c.version, &warn_table, &warnings).await?;
+        RejectStore::resolve(&mut tx, id).await?;
+        tx.execute(
+            &format!(
+                "UPDATE {} SET rows_written = rows_written + $1, rows_skipped = rows_skipped + $2, rows_rejected = rows_rejected - 1, rows_warned = rows_warned + $3, rows_merged = rows_merged + $5 WHERE version = $4",
+                ledger::LEDGER_TABLE
+            ),
+            &[
+                Value::Int(counts.written as i64),
+                Value::Int(counts.skipped as i64),
+                Value::Int(counts.warnings as i64),
+                Value::Text(rec.step.clone()),
+                Value::Int(counts.merged as i64),
+            ],
+        )
+        .await?;
+        ledger::append_event(
+            &mut tx,
+            Some(run_id),
+            Some(&rec.step),
+            "retried",
+            &serde_json::json!({"reject": id, "source_table": rec.source_table, "source_key": rec.source_key}),
+        )
+        .await?;
+        let waiting = RejectStore::waiting_for(&mut tx, &rec.source_table, &rec.source_key).await?;
+        tx.commit().await?;
+        report.written.push(id);
+        queue.extend(waiting);
+    }
+    Ok(report)
+}
+
+/// Set one field of a rejected row's source data (before a retry). Audited.
+pub async fn fix_reject(project: &Project, id: i64, field: &str, value: &str) -> Result<()> {
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    let mut tx = target.begin().await?;
+    let r = RejectStore::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| eyre!("no rejected row with id {id}"))?;
+    if r.state != "open" {
+        return Err(eyre!("reject {id} is {}, not open; nothing to fix", r.state));
+    }
+    let mut row = r.row.as_object().cloned().unwrap_or_default();
+    if !row.contains_key(field) {
+        return Err(eyre!(
+            "the source row of reject {id} has no field '{field}' (it has: {})",
+            row.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let before = row.get(field).cloned().unwrap_or_default();
+    row.insert(
+        field.to_string(),
+        if value.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(value)
+        },
+    );
+    RejectStore::set_row(&mut tx, id, &serde_json::Value::Object(row)).await?;
+    // A secret field's audit entry records that it changed, never its values.
+    let detail = if store::is_secret_column(field) {
+        serde_json::json!({"reject": id, "field": field, "changed": true, "redacted": true})
+    } else {
+        serde_json::json!({"reject": id, "field": field, "before": before, "after": value})
+    };
+    ledger::append_event(&mut tx, None, Some(&r.step), "reject_fixed", &detail).await?;
+    tx.commit().await?;
+    target.close().await;
+    Ok(())
+}
+
+/// Retry rejects under the run lock: one id, or every open reject of a step.
+pub async fn retry_rejects(project: &Project, id: Option<i64>, step: Option<&str>) -> Result<RetryReport> {
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    let ids: Vec<i64> = match (id, step) {
+        (Some(i), _) => vec![i],
+        (None, Some(s)) => RejectStore::list(
+            &target,
+            &RejectFilter {
+                step: Some(s.to_string()),
+                open_only: true,
+                ..Default::default()
+            },
+        )
+        .await?
+        .iter()
+        .filter(|r| r.state == "open")
+        .map(|r| r.id)
+        .collect(),
+        (None, None) => return Err(eyre!("say which rows: one reject id, or a step")),
+    };
+    let lock = crate::engine::lock::RunLock::acquire(
+        &target,
+        "rejects retry",
+        Duration::from_secs(project.config.defaults.lock_stale_after_secs),
+    )
+    .await
+    .map_err(|e| eyre!("{e}"))?;
+    let rep = retry(project, &target, ids, &crate::engine::exec::new_run_id()).await;
+    lock.release().await?;
+    target.close().await;
+    rep
+}

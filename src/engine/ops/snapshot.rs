@@ -1,0 +1,110 @@
+//! Read-side answers the console asks the engine for: the state of every step and the reject
+//! store (`Snapshot`), and what a rollback would undo (`RollbackPreview`). Also the reject
+//! fix shared by the CLI and the console.
+
+use crate::engine::data::store::{RejectFilter, RejectRecord, RejectStore, redacted_row};
+use crate::engine::db::{Db, Role};
+use crate::engine::ledger;
+use crate::engine::lock;
+use crate::engine::plan::compute_status;
+use crate::engine::project::Project;
+pub use crate::engine::protocol::views::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
+use color_eyre::eyre::Result;
+use std::time::Duration;
+
+/// Most rejects a snapshot carries; the CLI's `rejects list` has them all.
+pub const SNAPSHOT_REJECTS: usize = 2000;
+
+impl From<&RejectRecord> for RejectSummary {
+    fn from(r: &RejectRecord) -> Self {
+        let row = match redacted_row(&r.row) {
+            serde_json::Value::Object(m) => m
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        if let serde_json::Value::String(s) = v {
+                            s
+                        } else {
+                            v.to_string()
+                        },
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        RejectSummary {
+            id: r.id,
+            step: r.step.clone(),
+            source_table: r.source_table.clone(),
+            source_key: r.source_key.clone(),
+            field: r.field.clone(),
+            rule: r.rule.clone(),
+            reason: r.reason.clone(),
+            level: r.level.clone(),
+            state: r.state.clone(),
+            waits_for: r
+                .waits_for_table
+                .as_ref()
+                .map(|t| format!("{t} {}", r.waits_for_key.clone().unwrap_or_default())),
+            row,
+        }
+    }
+}
+
+pub async fn snapshot(project: &Project) -> Result<Snapshot> {
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    let rows = ledger::load(&target).await?;
+    let status = compute_status(&project.steps, &rows);
+    let locked_by = lock::current_holder(
+        &target,
+        Duration::from_secs(project.config.defaults.lock_stale_after_secs),
+    )
+    .await?;
+    let rejects = RejectStore::list(
+        &target,
+        &RejectFilter {
+            open_only: false,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let discrepancies = crate::engine::ops::review::list(&target, false).await?;
+    target.close().await;
+    Ok(Snapshot {
+        project: project.config.name.clone(),
+        target: project.config.target.redacted(),
+        window_start: project.config.window.as_ref().map(|w| w.start.to_rfc3339()),
+        window_end: project.config.window.as_ref().map(|w| w.end.to_rfc3339()),
+        migrations: status
+            .iter()
+            .map(|s| StepSummary {
+                version: s.version.clone(),
+                name: s.name.clone(),
+                kind: s.kind,
+                state: if s.baseline {
+                    "applied".into()
+                } else {
+                    s.state.as_str().into()
+                },
+                checksum_state: s.checksum_state.into(),
+                modified_file: s.modified_file.clone(),
+                duration_ms: s.ledger.as_ref().and_then(|l| l.duration_ms),
+                applied_at: s.ledger.as_ref().and_then(|l| l.applied_at.clone()),
+                counts: s.ledger.as_ref().map(|l| l.counts).unwrap_or_default(),
+                error: s.ledger.as_ref().and_then(|l| l.error.clone()),
+                failing_statement: s.ledger.as_ref().and_then(|l| l.failing_statement.clone()),
+            })
+            .collect(),
+        open_rejects: rejects.iter().filter(|r| r.state == "open").count() as u64,
+        rejects: rejects
+            .iter()
+            .rev()
+            .take(SNAPSHOT_REJECTS)
+            .rev()
+            .map(RejectSummary::from)
+            .collect(),
+        locked_by,
+        discrepancies,
+    })
+}
