@@ -12,8 +12,6 @@ use crate::console::state::{AppState, Dialog, StatusLevel};
 use crate::engine::protocol::Command;
 use crate::engine::verify::VerifyReport;
 
-/// The engine's answer when verification could not run at all (bad verify.toml, no target).
-
 /// `V`.
 pub fn request(state: &mut AppState) -> Vec<Command> {
     if let Some(since) = state.verify.since.filter(|_| state.verify.verifying()) {
