@@ -87,8 +87,7 @@ fn unreachable_source_is_a_clear_error_and_loses_nothing() {
         "{e}"
     );
     // nothing was applied, not even the schema step before it; everything can run later
-    let states = p.states();
-    assert!(states.iter().all(|(_, s)| s == "pending"), "{states:?}");
+    p.assert_states(&["pending", "pending"]);
     assert!(p.user_tables().is_empty(), "{:?}", p.user_tables());
     // a missing SQLite source file says which file
     let o = p.run(&["up"]);
