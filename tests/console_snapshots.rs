@@ -200,7 +200,14 @@ fn running_rejects() -> Vec<RejectSummary> {
         .map(|i| {
             let key = format!("u{}", i * 100 - 83);
             if i % 2 == 0 {
-                reject(i as i64, ACCOUNTS, &key, "email", "email", "'bob@' is not an email address")
+                reject(
+                    i as i64,
+                    ACCOUNTS,
+                    &key,
+                    "email",
+                    "email",
+                    "'bob@' is not an email address",
+                )
             } else {
                 reject(
                     i as i64,
@@ -324,12 +331,32 @@ const LOG_VERIFY: &str = "cutover::engine::verify";
 
 /// The lines each scenario has logged, by target, in order.
 const LOG_LINES: &[(&str, tracing::Level, &str)] = &[
-    (LOG_CONSOLE, tracing::Level::INFO, "console logging started log=/srv/clinic-v2/cutover.log"),
+    (
+        LOG_CONSOLE,
+        tracing::Level::INFO,
+        "console logging started log=/srv/clinic-v2/cutover.log",
+    ),
     (LOG_RUN, tracing::Level::INFO, "run run-1: up, 2 steps planned"),
-    (LOG_RUN, tracing::Level::INFO, "step 20250101T090100 accounts started (data)"),
-    (LOG_DATA, tracing::Level::WARN, "users u4117 rejected: email — 'bob@' is not an email address"),
-    (LOG_FAILED, tracing::Level::ERROR, "accounts failed: reading users after u4117: the source closed the connection"),
-    (LOG_VERIFY, tracing::Level::INFO, "verify: checking sqlite://target.db against sqlite://legacy.db (read-only)"),
+    (
+        LOG_RUN,
+        tracing::Level::INFO,
+        "step 20250101T090100 accounts started (data)",
+    ),
+    (
+        LOG_DATA,
+        tracing::Level::WARN,
+        "users u4117 rejected: email — 'bob@' is not an email address",
+    ),
+    (
+        LOG_FAILED,
+        tracing::Level::ERROR,
+        "accounts failed: reading users after u4117: the source closed the connection",
+    ),
+    (
+        LOG_VERIFY,
+        tracing::Level::INFO,
+        "verify: checking sqlite://target.db against sqlite://legacy.db (read-only)",
+    ),
 ];
 
 fn log_once() {
@@ -463,7 +490,10 @@ fn running_step_mid_way() {
     for key in ["u17 ", "u117 ", "u217 "] {
         assert!(text.contains(key), "{key:?} in the list:\n{text}");
     }
-    assert!(text.contains("'janitor' is not one of"), "the selected reject's reason:\n{text}");
+    assert!(
+        text.contains("'janitor' is not one of"),
+        "the selected reject's reason:\n{text}"
+    );
     assert_log_pane(&s);
     insta::assert_snapshot!("running_mid_way", shot(&s, 120, 40));
 }
@@ -616,7 +646,9 @@ fn locked_banner() {
     }
     let wide = screen_text(&render(&s, 200, 50));
     assert!(
-        wide.contains("since 2026-11-21T22:58:00+00:00 (pid 999, `up`); runs, rollbacks, retries and review decisions are refused"),
+        wide.contains(
+            "since 2026-11-21T22:58:00+00:00 (pid 999, `up`); runs, rollbacks, retries and review decisions are refused"
+        ),
         "{wide}"
     );
     insta::assert_snapshot!("locked_80x24", shot(&s, 80, 24));
@@ -983,7 +1015,9 @@ fn assert_every_check_shown(s: &AppState, w: u16, h: u16) {
         assert_eq!(result, if c.ok { "ok" } else { "FAIL" }, "{} at {w}x{h}", c.name);
         assert_eq!(kind, c.kind.as_str(), "{} at {w}x{h}", c.name);
         let named = rest.starts_with(&c.name)
-            || (4..c.name.len()).rev().any(|k| rest.starts_with(&format!("{}…", &c.name[..k])));
+            || (4..c.name.len())
+                .rev()
+                .any(|k| rest.starts_with(&format!("{}…", &c.name[..k])));
         assert!(named, "the row of {:?} at {w}x{h}: {rest}", c.name);
     }
     let passed = checks.iter().filter(|c| c.ok).count();
@@ -1036,7 +1070,11 @@ fn verify_pane_with_more_checks_than_rows() {
     for (w, h) in [(120, 40), (80, 24)] {
         let text = screen_text(&render(&s, w, h));
         let rows = verify_rows(&text);
-        assert!(rows.len() < 30 && rows.len() >= 3, "{} rows at {w}x{h}:\n{text}", rows.len());
+        assert!(
+            rows.len() < 30 && rows.len() >= 3,
+            "{} rows at {w}x{h}:\n{text}",
+            rows.len()
+        );
         assert!(rows[0].2.starts_with("expectation 01"), "{text}");
         let below = format!("↓ {} more below", 30 - rows.len());
         assert!(text.contains(&below), "{below:?} at {w}x{h}:\n{text}");

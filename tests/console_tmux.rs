@@ -287,7 +287,10 @@ fn console_runs_steps_and_rolls_back_in_tmux() {
         .unwrap_or_else(|| panic!("a rate in the progress pane:\n{paused}"));
     assert!(rate > 0, "{paused}");
     // Paused: the target holds part of the rows and no more arrive.
-    let held: i64 = target_sql(&p, "SELECT COUNT(*) FROM accounts").trim().parse().expect("a count");
+    let held: i64 = target_sql(&p, "SELECT COUNT(*) FROM accounts")
+        .trim()
+        .parse()
+        .expect("a count");
     assert!(held > 0 && held < i64::from(ROWS), "{held} rows while paused");
     tmux.keys(&["p"]);
     let done = tmux.wait_for("the data step applied", long, |s| {

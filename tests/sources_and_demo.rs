@@ -65,7 +65,25 @@ fn mariadb_source_to_sqlite_and_postgres_targets() {
             "1 a@x.org 2020-01-02T03:04:05\n4 d@x.org 2021-06-07T08:09:10"
         );
         let rejects = p.json(&["--source", &src, "rejects", "list"]);
+        assert_eq!(rejects.as_array().map(Vec::len), Some(1), "{rejects}");
         assert_eq!(rejects[0]["source_key"], "3");
+        // The ledger's books against the MariaDB table, the target table and the reject store.
+        let status = p.json(&["--source", &src, "status"]);
+        let c = &status["migrations"][1]["counts"];
+        let k = |key: &str| c[key].as_u64().unwrap_or_else(|| panic!("no counts.{key}: {c}"));
+        let source_rows: u64 = maria
+            .mysql(&src, "SELECT COUNT(*) FROM users")
+            .trim()
+            .parse()
+            .expect("count");
+        assert_eq!(k("source"), source_rows, "{c}");
+        assert_eq!(k("written"), p.count("accounts") as u64, "{c}");
+        assert_eq!(k("rejected"), 1, "{c}");
+        assert_eq!(
+            k("source"),
+            k("written") + k("skipped") + k("rejected") + k("merged"),
+            "{c}"
+        );
     }
 }
 
@@ -166,7 +184,11 @@ fn demo_runs_headless_on_sqlite() {
         (f[0].to_string(), [c(1), c(2), c(3), c(4), c(5)])
     })
     .collect();
-    let step = |name: &str| ledger.get(name).unwrap_or_else(|| panic!("no ledger row for {name}: {ledger:?}"));
+    let step = |name: &str| {
+        ledger
+            .get(name)
+            .unwrap_or_else(|| panic!("no ledger row for {name}: {ledger:?}"))
+    };
     // [source, written, skipped, rejected, merged]
     let (src, written, skipped, rejected, merged) = (0, 1, 2, 3, 4);
     assert_eq!(ledger.len(), 10, "{ledger:?}");
@@ -174,7 +196,12 @@ fn demo_runs_headless_on_sqlite() {
     assert_eq!(users[src], legacy_rows("users"));
     assert_eq!(
         [users[written], users[skipped], users[rejected], users[merged]],
-        [outcome("users", "written"), outcome("users", "skipped"), outcome("users", "rejected"), 0]
+        [
+            outcome("users", "written"),
+            outcome("users", "skipped"),
+            outcome("users", "rejected"),
+            0
+        ]
     );
     let persons = step("persons");
     assert_eq!(persons[src], legacy_rows("patients") + legacy_rows("children"));
@@ -209,7 +236,10 @@ fn demo_runs_headless_on_sqlite() {
     assert_eq!(grants[src], legacy_rows("consent_grants"));
     assert_eq!(
         [grants[written], grants[rejected]],
-        [outcome("consent_grants", "written"), outcome("consent_grants", "rejected")]
+        [
+            outcome("consent_grants", "written"),
+            outcome("consent_grants", "rejected")
+        ]
     );
     let (ps, cs) = (step("patient_screenings"), step("child_screenings"));
     assert_eq!(ps[src] + cs[src], legacy_rows("screenings"));
@@ -280,7 +310,11 @@ fn demo_runs_headless_on_sqlite() {
         demo.join("legacy.db").display()
     ));
     let accounts = n(&expected["accounts"]);
-    assert_eq!(hashes, format!("{accounts}|{accounts}|{accounts}"), "(accounts, equal hashes, bcrypt hashes)");
+    assert_eq!(
+        hashes,
+        format!("{accounts}|{accounts}|{accounts}"),
+        "(accounts, equal hashes, bcrypt hashes)"
+    );
     // and never appear in the reject store's output
     let rejects = std::process::Command::new(support::bin())
         .args(["-C", demo.to_str().unwrap(), "rejects", "list", "--json"])

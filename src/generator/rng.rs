@@ -76,10 +76,7 @@ mod tests {
     fn chi_square(buckets: &[u64]) -> f64 {
         let total: u64 = buckets.iter().sum();
         let expected = total as f64 / buckets.len() as f64;
-        buckets
-            .iter()
-            .map(|&o| (o as f64 - expected).powi(2) / expected)
-            .sum()
+        buckets.iter().map(|&o| (o as f64 - expected).powi(2) / expected).sum()
     }
 
     // With a fixed seed these are deterministic; the bounds are the 0.1% critical values of
