@@ -63,7 +63,7 @@ impl Widget for VerifyPane<'_> {
             .selected_check()
             .map(|c| selected_line(c, theme).width().div_ceil(width).clamp(1, 3) as u16);
         let (footer_height, rule) = match selected_text {
-            Some(text) if inner.height >= 8 && avail >= rows_needed + text + 1 => (text + 1, true),
+            Some(text) if inner.height >= 8 && avail > rows_needed + text => (text + 1, true),
             Some(_) if avail > rows_needed => (1, false),
             Some(_) if avail < rows_needed && avail >= 6 => (1, false),
             _ => (0, false),
