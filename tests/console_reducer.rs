@@ -295,9 +295,14 @@ fn enter_before_the_preview_arrives_does_not_roll_back() {
 fn u_on_a_pending_step_explains() {
     let mut s = loaded(two_steps());
     assert_eq!(s.selected_step, 1);
+    assert!(s.status.is_none(), "no status before u: {:?}", s.status);
     let cmds = update(&mut s, ch('u'));
     assert!(cmds.is_empty());
     assert!(s.dialog.is_none());
+    // The status line says why nothing happened: the step, its state, and what u is for.
+    let status = s.status.as_ref().expect("u on a pending step explains itself");
+    assert_eq!(status.level, StatusLevel::Info, "{status:?}");
+    assert_eq!(status.text, "accounts is pending; u rolls back an applied step");
 }
 
 #[test]

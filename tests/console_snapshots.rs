@@ -182,16 +182,54 @@ fn running() -> AppState {
             reason: "'bob@' is not an email address".into(),
         },
     );
+    // The snapshot the console reads while the step runs: the step `running` in the ledger and
+    // its 42 rejects in the store, the last one the u4117 the event named.
+    let mut m = migrations();
+    m[1].state = "running".into();
+    let mut sn = snap(m);
+    sn.rejects = running_rejects();
+    sn.open_rejects = sn.rejects.len() as u64;
+    let s = with_snapshot(s, sn);
+    show_logs(&[LOG_RUN, LOG_DATA]);
     s
+}
+
+/// The 42 rows the accounts step has rejected by 4 200 rows: one per 100, the last u4117.
+fn running_rejects() -> Vec<RejectSummary> {
+    (1..=42u64)
+        .map(|i| {
+            let key = format!("u{}", i * 100 - 83);
+            if i % 2 == 0 {
+                reject(
+                    i as i64,
+                    ACCOUNTS,
+                    &key,
+                    "email",
+                    "email",
+                    "'bob@' is not an email address",
+                )
+            } else {
+                reject(
+                    i as i64,
+                    ACCOUNTS,
+                    &key,
+                    "role",
+                    "enum",
+                    "'janitor' is not one of parent, clinician, admin",
+                )
+            }
+        })
+        .collect()
 }
 
 fn failed() -> AppState {
     let mut s = running();
+    show_logs(&[LOG_FAILED]);
     ev(
         &mut s,
         EngineEvent::Failed {
             version: Some(ACCOUNTS.into()),
-            error: "reject at users u4117 (email: 'bob@' is not an email address); continue_on_error is off".into(),
+            error: "reading users after u4117: the source closed the connection (retried for 60s)".into(),
             statement: None,
         },
     );
@@ -210,8 +248,12 @@ fn failed() -> AppState {
     m[1].state = "failed".into();
     m[1].duration_ms = Some(5040);
     m[1].counts = counts(4200, 4116, 42, 42);
-    m[1].error = Some("reject at users u4117 (email)".into());
-    with_snapshot(s, snap(m))
+    m[1].error = Some("reading users after u4117: the source closed the connection".into());
+    // The step ran with continue_on_error: its 42 rejects stay in the store.
+    let mut sn = snap(m);
+    sn.rejects = running_rejects();
+    sn.open_rejects = sn.rejects.len() as u64;
+    with_snapshot(s, sn)
 }
 
 fn reject(id: i64, step: &str, key: &str, field: &str, rule: &str, reason: &str) -> RejectSummary {
@@ -270,36 +312,206 @@ fn with_rejects() -> AppState {
     s
 }
 
+// ---- the log pane ---------------------------------------------------------------------------
+//
+// tui-logger keeps one global log, so the lines of every scenario are logged once, each under
+// its own target (as the engine's modules log), and a screen shows the targets of its scenario:
+// what the console would have logged by then.
+
+/// Every screen: the console's own start.
+const LOG_CONSOLE: &str = "cutover::console";
+/// From `n` + `y` on: the run and the step.
+const LOG_RUN: &str = "cutover::engine::runner";
+/// The data step's rejects, as they happen.
+const LOG_DATA: &str = "cutover::engine::data";
+/// The step's failure.
+const LOG_FAILED: &str = "cutover::engine::ledger";
+/// `V`.
+const LOG_VERIFY: &str = "cutover::engine::verify";
+
+/// The lines each scenario has logged, by target, in order.
+const LOG_LINES: &[(&str, tracing::Level, &str)] = &[
+    (
+        LOG_CONSOLE,
+        tracing::Level::INFO,
+        "console logging started log=/srv/clinic-v2/cutover.log",
+    ),
+    (LOG_RUN, tracing::Level::INFO, "run run-1: up, 2 steps planned"),
+    (
+        LOG_RUN,
+        tracing::Level::INFO,
+        "step 20250101T090100 accounts started (data)",
+    ),
+    (
+        LOG_DATA,
+        tracing::Level::WARN,
+        "users u4117 rejected: email — 'bob@' is not an email address",
+    ),
+    (
+        LOG_FAILED,
+        tracing::Level::ERROR,
+        "accounts failed: reading users after u4117: the source closed the connection",
+    ),
+    (
+        LOG_VERIFY,
+        tracing::Level::INFO,
+        "verify: checking sqlite://target.db against sqlite://legacy.db (read-only)",
+    ),
+];
+
+fn log_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(tui_logger::TuiTracingSubscriberLayer);
+        tracing::subscriber::set_global_default(subscriber).expect("the test's subscriber");
+        tui_logger::set_default_level(tui_logger::LevelFilter::Trace);
+        for (target, level, line) in LOG_LINES {
+            // tracing wants a constant target and level at each call site.
+            macro_rules! at {
+                ($t:expr) => {
+                    match *level {
+                        tracing::Level::ERROR => tracing::error!(target: $t, "{line}"),
+                        tracing::Level::WARN => tracing::warn!(target: $t, "{line}"),
+                        _ => tracing::info!(target: $t, "{line}"),
+                    }
+                };
+            }
+            match *target {
+                LOG_CONSOLE => at!("cutover::console"),
+                LOG_RUN => at!("cutover::engine::runner"),
+                LOG_DATA => at!("cutover::engine::data"),
+                LOG_FAILED => at!("cutover::engine::ledger"),
+                _ => at!("cutover::engine::verify"),
+            }
+        }
+        tui_logger::move_events();
+    });
+}
+
+thread_local! {
+    /// The log targets this test's screens show (each test runs on its own thread).
+    static SHOWN: std::cell::RefCell<Vec<&'static str>> = std::cell::RefCell::new(vec![LOG_CONSOLE]);
+}
+
+fn show_logs(targets: &[&'static str]) {
+    SHOWN.with(|s| s.borrow_mut().extend_from_slice(targets));
+}
+
+/// The log lines this test's screens should show.
+fn shown_log_lines() -> Vec<&'static str> {
+    SHOWN.with(|s| {
+        let shown = s.borrow();
+        LOG_LINES
+            .iter()
+            .filter(|(t, _, _)| shown.contains(t))
+            .map(|(_, _, l)| *l)
+            .collect()
+    })
+}
+
+/// The screen as insta shows a TestBackend, with the log's wall-clock timestamps masked.
+fn masked(t: &Terminal<TestBackend>) -> String {
+    let text = format!("{}", t.backend());
+    let stamp = regex::Regex::new(r"([│┃])\d\d:\d\d:\d\d ([EWIDT]) ").expect("regex");
+    let text = stamp.replace_all(&text, "${1}hh:mm:ss ${2} ");
+    // tui-logger's own rate of log lines, measured on the wall clock.
+    // Masked to the same width, so the frame stays as wide as the screen.
+    let rate = regex::Regex::new(r"\[log=[0-9.]+/s\]─*").expect("regex");
+    rate.replace_all(&text, |c: &regex::Captures| {
+        let width = c[0].chars().count();
+        format!("[log=…/s]{}", "─".repeat(width.saturating_sub(9)))
+    })
+    .into_owned()
+}
+
+fn shot(state: &AppState, width: u16, height: u16) -> String {
+    masked(&render(state, width, height))
+}
+
 fn render(state: &AppState, width: u16, height: u16) -> Terminal<TestBackend> {
+    log_once();
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
-    let log = TuiWidgetState::new();
+    let log = SHOWN.with(|shown| {
+        shown.borrow().iter().fold(
+            TuiWidgetState::new().set_default_display_level(tui_logger::LevelFilter::Off),
+            |state, t| state.set_level_for_target(t, tui_logger::LevelFilter::Trace),
+        )
+    });
     log.transition(TuiWidgetEvent::HideKey);
     terminal.draw(|f| view::draw(f, state, &log)).expect("draw");
     terminal
 }
 
+/// The log pane of a 120×40 screen shows this scenario's lines, in order, and no others.
+fn assert_log_pane(s: &AppState) {
+    let text = screen_text(&render(s, 120, 40));
+    let log: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("[4] Log"))
+        .skip(1)
+        .filter_map(|l| {
+            let l = l.trim_start_matches(['│', '┃']).trim_end_matches(['│', '┃']).trim();
+            // "23:10:00 I cutover::engine::runner run run-1: …"
+            let mut parts = l.splitn(4, ' ');
+            let (stamp, level, target) = (parts.next()?, parts.next()?, parts.next()?);
+            (stamp.len() == 8 && level.len() == 1 && target.starts_with("cutover::"))
+                .then(|| parts.next().unwrap_or("").trim())
+        })
+        .collect();
+    assert_eq!(log, shown_log_lines(), "the log pane:\n{text}");
+}
+
 #[test]
 fn empty_project() {
     let s = with_snapshot(base(), snap(Vec::new()));
-    insta::assert_snapshot!("empty_project", render(&s, 120, 40).backend());
+    assert_log_pane(&s);
+    insta::assert_snapshot!("empty_project", shot(&s, 120, 40));
 }
 
 #[test]
 fn before_the_first_snapshot() {
     let s = base();
-    insta::assert_snapshot!("before_first_snapshot", render(&s, 120, 40).backend());
+    insta::assert_snapshot!("before_first_snapshot", shot(&s, 120, 40));
 }
 
 #[test]
 fn running_step_mid_way() {
     let s = running();
-    insta::assert_snapshot!("running_mid_way", render(&s, 120, 40).backend());
+    let text = screen_text(&render(&s, 120, 40));
+    // The rejects pane and the progress pane tell the same books.
+    assert!(text.contains("rejected 42"), "the progress pane:\n{text}");
+    assert!(
+        text.contains("[3] Rejects · 42 open · 42 shown"),
+        "the rejects pane counts what progress counts:\n{text}"
+    );
+    assert!(!text.contains("No rejected rows"), "{text}");
+    // The first rejects listed, the selected one's whole row beside it.
+    for key in ["u17 ", "u117 ", "u217 "] {
+        assert!(text.contains(key), "{key:?} in the list:\n{text}");
+    }
+    assert!(
+        text.contains("'janitor' is not one of"),
+        "the selected reject's reason:\n{text}"
+    );
+    assert_log_pane(&s);
+    insta::assert_snapshot!("running_mid_way", shot(&s, 120, 40));
 }
 
 #[test]
 fn failed_step() {
     let s = failed();
-    insta::assert_snapshot!("failed_step", render(&s, 120, 40).backend());
+    assert_log_pane(&s);
+    let text = screen_text(&render(&s, 120, 40));
+    // The migrations row, the rejects pane and the status tell one story.
+    let row = text.lines().find(|l| l.contains(ACCOUNTS)).unwrap_or("");
+    assert!(row.contains("failed") && row.contains(" 42 "), "{row}");
+    assert!(text.contains("[3] Rejects · 42 open · 42 shown"), "{text}");
+    assert!(
+        text.contains("✗ accounts failed: reading users after u4117: the source closed the connection"),
+        "{text}"
+    );
+    insta::assert_snapshot!("failed_step", shot(&s, 120, 40));
 }
 
 #[test]
@@ -308,14 +520,14 @@ fn failed_step_details() {
     key(&mut s, KeyCode::Char('j'));
     key(&mut s, KeyCode::Char('k'));
     key(&mut s, KeyCode::Enter);
-    insta::assert_snapshot!("failed_step_details", render(&s, 120, 40).backend());
+    insta::assert_snapshot!("failed_step_details", shot(&s, 120, 40));
 }
 
 #[test]
 fn rejects_listed() {
     let mut s = with_rejects();
     key(&mut s, KeyCode::Char('j'));
-    insta::assert_snapshot!("rejects_listed", render(&s, 120, 40).backend());
+    insta::assert_snapshot!("rejects_listed", shot(&s, 120, 40));
 }
 
 /// Issue 8, item 10: the fix dialog names the field it sets as a label, takes the value alone,
@@ -326,7 +538,7 @@ fn fix_dialog_plain_and_secret() {
     key(&mut s, KeyCode::Char('j'));
     key(&mut s, KeyCode::Char('e'));
     chars(&mut s, "parent");
-    insta::assert_snapshot!("fix_dialog_role_80x24", render(&s, 80, 24).backend());
+    insta::assert_snapshot!("fix_dialog_role_80x24", shot(&s, 80, 24));
     // tab twice from role: phone, then password_hash.
     key(&mut s, KeyCode::Tab);
     key(&mut s, KeyCode::Tab);
@@ -334,7 +546,7 @@ fn fix_dialog_plain_and_secret() {
     let screen = render(&s, 120, 40);
     let text = format!("{}", screen.backend());
     assert!(!text.contains("NEWSECRET"), "the secret is masked:\n{text}");
-    insta::assert_snapshot!("fix_dialog_secret_120x40", screen.backend());
+    insta::assert_snapshot!("fix_dialog_secret_120x40", masked(&screen));
 }
 
 #[test]
@@ -342,14 +554,14 @@ fn rejects_filtered_small() {
     let mut s = with_rejects();
     key(&mut s, KeyCode::Char('/'));
     chars(&mut s, "lookup");
-    insta::assert_snapshot!("rejects_filtered_80x24", render(&s, 80, 24).backend());
+    insta::assert_snapshot!("rejects_filtered_80x24", shot(&s, 80, 24));
 }
 
 #[test]
 fn run_next_confirmation() {
     let mut s = with_snapshot(base(), snap(migrations()));
     key(&mut s, KeyCode::Char('n'));
-    insta::assert_snapshot!("run_next_confirmation", render(&s, 120, 40).backend());
+    insta::assert_snapshot!("run_next_confirmation", shot(&s, 120, 40));
 }
 
 #[test]
@@ -376,34 +588,34 @@ fn rollback_dialog() {
         }),
     );
     chars(&mut s, "accou");
-    insta::assert_snapshot!("rollback_dialog", render(&s, 120, 40).backend());
+    insta::assert_snapshot!("rollback_dialog", shot(&s, 120, 40));
 }
 
 #[test]
 fn help_overlay() {
     let mut s = with_rejects();
     key(&mut s, KeyCode::Char('?'));
-    insta::assert_snapshot!("help_overlay_rejects_80x24", render(&s, 80, 24).backend());
+    insta::assert_snapshot!("help_overlay_rejects_80x24", shot(&s, 80, 24));
 }
 
 #[test]
 fn full_screen_80x24() {
     let s = running();
-    insta::assert_snapshot!("running_80x24", render(&s, 80, 24).backend());
+    insta::assert_snapshot!("running_80x24", shot(&s, 80, 24));
 }
 
 #[test]
 fn full_screen_80x24_progress_pane() {
     let mut s = running();
     key(&mut s, KeyCode::Char('2'));
-    insta::assert_snapshot!("running_80x24_progress", render(&s, 80, 24).backend());
+    insta::assert_snapshot!("running_80x24_progress", shot(&s, 80, 24));
 }
 
 #[test]
 fn too_small() {
     let s = running();
-    insta::assert_snapshot!("too_small", render(&s, 79, 24).backend());
-    insta::assert_snapshot!("too_small_short", render(&s, 100, 20).backend());
+    insta::assert_snapshot!("too_small", shot(&s, 79, 24));
+    insta::assert_snapshot!("too_small_short", shot(&s, 100, 20));
 }
 
 #[test]
@@ -419,7 +631,27 @@ fn locked_banner() {
     });
     let mut s = with_snapshot(base(), sn);
     key(&mut s, KeyCode::Char('n'));
-    insta::assert_snapshot!("locked_80x24", render(&s, 80, 24).backend());
+    // The banner is a whole sentence at every width: who, which process, since when, and
+    // what is refused; never cut off mid-way.
+    for (w, h) in [(80, 24), (120, 40), (200, 50)] {
+        let text = screen_text(&render(&s, w, h));
+        let banner = text.lines().nth(2).unwrap_or("").trim_end();
+        assert!(
+            banner.starts_with(" READ-ONLY: ")
+                && banner.contains("alice@ops1")
+                && banner.contains("pid 999")
+                && banner.ends_with("refused"),
+            "the banner at {w}x{h}: {banner:?}"
+        );
+    }
+    let wide = screen_text(&render(&s, 200, 50));
+    assert!(
+        wide.contains(
+            "since 2026-11-21T22:58:00+00:00 (pid 999, `up`); runs, rollbacks, retries and review decisions are refused"
+        ),
+        "{wide}"
+    );
+    insta::assert_snapshot!("locked_80x24", shot(&s, 80, 24));
 }
 
 /// The ETA of all pending work against the window: red (and said in words) when it overruns.
@@ -528,8 +760,8 @@ fn reviewing() -> AppState {
 #[test]
 fn review_pane() {
     let s = reviewing();
-    insta::assert_snapshot!("review_120x40", render(&s, 120, 40).backend());
-    insta::assert_snapshot!("review_80x24", render(&s, 80, 24).backend());
+    insta::assert_snapshot!("review_120x40", shot(&s, 120, 40));
+    insta::assert_snapshot!("review_80x24", shot(&s, 80, 24));
 }
 
 #[test]
@@ -540,21 +772,21 @@ fn review_pane_all_shown_with_a_note() {
     key(&mut s, KeyCode::Char('N'));
     chars(&mut s, "called the family");
     key(&mut s, KeyCode::Enter);
-    insta::assert_snapshot!("review_all_80x24", render(&s, 80, 24).backend());
+    insta::assert_snapshot!("review_all_80x24", shot(&s, 80, 24));
 }
 
 #[test]
 fn review_split_confirmation() {
     let mut s = reviewing();
     key(&mut s, KeyCode::Char('s'));
-    insta::assert_snapshot!("review_split_confirmation", render(&s, 120, 40).backend());
+    insta::assert_snapshot!("review_split_confirmation", shot(&s, 120, 40));
 }
 
 #[test]
 fn review_help_overlay() {
     let mut s = reviewing();
     key(&mut s, KeyCode::Char('?'));
-    insta::assert_snapshot!("help_overlay_review_80x24", render(&s, 80, 24).backend());
+    insta::assert_snapshot!("help_overlay_review_80x24", shot(&s, 80, 24));
 }
 
 /// Without colour the differences still show: `≠`, bold, and the selected row reversed.
@@ -737,6 +969,7 @@ fn all_applied() -> AppState {
 /// `V` at 23:10:00, the answer 4 s later, looked at at 23:12:05 in the verify pane.
 fn verified(failing: bool) -> AppState {
     let mut s = all_applied();
+    show_logs(&[LOG_VERIFY]);
     key(&mut s, KeyCode::Char('V'));
     update(&mut s, Msg::Tick(t0() + chrono::Duration::seconds(4)));
     ev(&mut s, EngineEvent::Verified(report(failing)));
@@ -754,18 +987,111 @@ fn screen_text(t: &Terminal<TestBackend>) -> String {
         .join("\n")
 }
 
+/// The rows of the verify table on screen: `(result, kind, the rest of the row)`.
+fn verify_rows(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let inner = l.trim_start_matches(['┃', '│']).trim_end_matches(['┃', '│']);
+            let row = inner.strip_prefix('>').or_else(|| inner.strip_prefix(' '))?;
+            let mut words = row.split_whitespace();
+            let result = words.next()?;
+            if result != "ok" && result != "FAIL" {
+                return None;
+            }
+            let kind = words.next()?.to_string();
+            Some((result.to_string(), kind, words.collect::<Vec<_>>().join(" ")))
+        })
+        .collect()
+}
+
+/// Every check of the report has its row, in the pane's order, with its result, its kind and
+/// its name (whole, or cut with `…` where the column is narrow), and the title counts them.
+fn assert_every_check_shown(s: &AppState, w: u16, h: u16) {
+    let text = screen_text(&render(s, w, h));
+    let checks = &s.verify.report.as_ref().expect("a report").checks;
+    let rows = verify_rows(&text);
+    assert_eq!(rows.len(), checks.len(), "one row per check at {w}x{h}:\n{text}");
+    for (c, (result, kind, rest)) in checks.iter().zip(&rows) {
+        assert_eq!(result, if c.ok { "ok" } else { "FAIL" }, "{} at {w}x{h}", c.name);
+        assert_eq!(kind, c.kind.as_str(), "{} at {w}x{h}", c.name);
+        let named = rest.starts_with(&c.name)
+            || (4..c.name.len())
+                .rev()
+                .any(|k| rest.starts_with(&format!("{}…", &c.name[..k])));
+        assert!(named, "the row of {:?} at {w}x{h}: {rest}", c.name);
+    }
+    let passed = checks.iter().filter(|c| c.ok).count();
+    assert!(
+        text.contains(&format!("{passed} of {} checks passed", checks.len())),
+        "the title at {w}x{h}:\n{text}"
+    );
+}
+
 #[test]
 fn verify_pane_all_passing() {
     let s = verified(false);
-    insta::assert_snapshot!("verify_passing_120x40", render(&s, 120, 40).backend());
-    insta::assert_snapshot!("verify_passing_80x24", render(&s, 80, 24).backend());
+    assert_log_pane(&s);
+    for (w, h) in [(120, 40), (80, 24)] {
+        assert_every_check_shown(&s, w, h);
+    }
+    insta::assert_snapshot!("verify_passing_120x40", shot(&s, 120, 40));
+    insta::assert_snapshot!("verify_passing_80x24", shot(&s, 80, 24));
 }
 
 #[test]
 fn verify_pane_two_failing() {
     let s = verified(true);
-    insta::assert_snapshot!("verify_failing_120x40", render(&s, 120, 40).backend());
-    insta::assert_snapshot!("verify_failing_80x24", render(&s, 80, 24).backend());
+    for (w, h) in [(120, 40), (80, 24)] {
+        assert_every_check_shown(&s, w, h);
+    }
+    insta::assert_snapshot!("verify_failing_120x40", shot(&s, 120, 40));
+    insta::assert_snapshot!("verify_failing_80x24", shot(&s, 80, 24));
+}
+
+/// More checks than rows: the table scrolls with the selection and says what is out of view.
+#[test]
+fn verify_pane_with_more_checks_than_rows() {
+    let mut s = all_applied();
+    key(&mut s, KeyCode::Char('V'));
+    let checks: Vec<Check> = (1..=30)
+        .map(|i| {
+            check(
+                CheckKind::Expect,
+                &format!("expectation {i:02}"),
+                true,
+                Some(Measure::Int(i)),
+                Some(Measure::Int(i)),
+                "equal",
+            )
+        })
+        .collect();
+    ev(&mut s, EngineEvent::Verified(VerifyReport::new(checks)));
+    key(&mut s, KeyCode::Char('6'));
+    for (w, h) in [(120, 40), (80, 24)] {
+        let text = screen_text(&render(&s, w, h));
+        let rows = verify_rows(&text);
+        assert!(
+            rows.len() < 30 && rows.len() >= 3,
+            "{} rows at {w}x{h}:\n{text}",
+            rows.len()
+        );
+        assert!(rows[0].2.starts_with("expectation 01"), "{text}");
+        let below = format!("↓ {} more below", 30 - rows.len());
+        assert!(text.contains(&below), "{below:?} at {w}x{h}:\n{text}");
+        assert!(!text.contains("more above"), "{text}");
+    }
+    key(&mut s, KeyCode::Char('G'));
+    for (w, h) in [(120, 40), (80, 24)] {
+        let text = screen_text(&render(&s, w, h));
+        let rows = verify_rows(&text);
+        assert!(
+            rows.last().is_some_and(|r| r.2.starts_with("expectation 30")),
+            "the last check in view at {w}x{h}:\n{text}"
+        );
+        let above = format!("↑ {} more above", 30 - rows.len());
+        assert!(text.contains(&above), "{above:?} at {w}x{h}:\n{text}");
+        assert!(!text.contains("more below"), "{text}");
+    }
 }
 
 /// Without colour a failing check still shows: `FAIL` in words, and the row in bold.

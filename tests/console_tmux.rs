@@ -8,7 +8,6 @@ mod common;
 mod support;
 
 use cutover::console::format::fmt_count;
-use std::cell::RefCell;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -159,9 +158,17 @@ impl Drop for Tmux {
     }
 }
 
-/// The screen line of a migration (its row in the migrations table).
+/// The screen line of a migration: its row in the migrations table, without the pane beside it
+/// (whose "last: schema applied" must not read as the row's state).
 fn step_line<'a>(screen: &'a str, version: &str) -> &'a str {
-    screen.lines().find(|l| l.contains(version)).unwrap_or("")
+    screen
+        .lines()
+        .find_map(|l| {
+            let at = l.find(version)?;
+            let end = l[at..].find(['┃', '│']).map_or(l.len(), |e| at + e);
+            Some(&l[at..end])
+        })
+        .unwrap_or("")
 }
 
 fn step_state_is(screen: &str, version: &str, state: &str) -> bool {
@@ -178,6 +185,14 @@ fn percent_done(screen: &str) -> u32 {
             digits.chars().rev().collect::<String>().parse().ok()
         })
         .unwrap_or(0)
+}
+
+/// The running step's gauge rows ("4 200 / 10 000 rows"): (done, total).
+fn rows_of_gauge(screen: &str) -> Option<(u64, u64)> {
+    let re = regex::Regex::new(r"% · ([0-9][0-9 ]*) / ([0-9][0-9 ]*) rows").expect("regex");
+    let c = re.captures(screen)?;
+    let n = |i: usize| c[i].replace(' ', "").parse().ok();
+    Some((n(1)?, n(2)?))
 }
 
 /// Rows of a query on the project's SQLite target (see `sqlite`).
@@ -223,7 +238,8 @@ fn console_runs_steps_and_rolls_back_in_tmux() {
         step_state_is(s, SCHEMA, "applied") && s.contains("No step is running.")
     });
 
-    // Step 2: the data step. Keep a screen from mid-run when the terminal is fast enough.
+    // Step 2: the data step. Catch it mid-run (the gauge part-way, a rate), pause it there
+    // with `p` so the screen can be read at leisure, check it, and resume.
     tmux.keys(&["n"]);
     let s = tmux.wait_for("the run-next confirmation", long, |s| {
         s.contains("Run the next pending step?")
@@ -233,19 +249,53 @@ fn console_runs_steps_and_rolls_back_in_tmux() {
         "source and target in the dialog:\n{s}"
     );
     tmux.keys(&["y"]);
-    let mid_run: RefCell<Option<String>> = RefCell::new(None);
+    let s = tmux.wait_for("the gauge mid-run (or the end of the run)", long, |s| {
+        let finished = step_state_is(s, ACCOUNTS, "applied") || s.contains("CONSOLE-EXITED");
+        finished || (s.contains("▶ running accounts") && (1..100).contains(&percent_done(s)))
+    });
+    assert!(
+        !step_state_is(&s, ACCOUNTS, "applied"),
+        "the run ended before any capture showed it mid-way; the test needs a larger source:\n{s}"
+    );
+    tmux.keys(&["p"]);
+    let paused = tmux.wait_for("the paused run", long, |s| {
+        step_state_is(s, ACCOUNTS, "paused") || step_state_is(s, ACCOUNTS, "applied")
+    });
+    println!("--- mid-run, paused:\n{paused}");
+    assert!(
+        step_state_is(&paused, ACCOUNTS, "paused"),
+        "the run ended instead of pausing:\n{paused}"
+    );
+    assert!(
+        paused.contains("paused at a batch boundary; p resumes"),
+        "the status says how to go on:\n{paused}"
+    );
+    let pct = percent_done(&paused);
+    assert!((1..100).contains(&pct), "the gauge part-way: {pct}%\n{paused}");
+    let (done, total) = rows_of_gauge(&paused).unwrap_or_else(|| panic!("the gauge's rows:\n{paused}"));
+    assert_eq!(total, u64::from(ROWS), "{paused}");
+    assert!(done > 0 && done < total, "{done} of {total}:\n{paused}");
+    let exact = done as f64 * 100.0 / total as f64;
+    assert!(
+        (f64::from(pct) - exact).abs() <= 1.0,
+        "the percentage is the rows' ({exact:.1}):\n{paused}"
+    );
+    let rate = regex::Regex::new(r"│([0-9][0-9 ]*) rows/s ").expect("regex");
+    let rate: u64 = rate
+        .captures(&paused)
+        .and_then(|c| c[1].replace(' ', "").parse().ok())
+        .unwrap_or_else(|| panic!("a rate in the progress pane:\n{paused}"));
+    assert!(rate > 0, "{paused}");
+    // Paused: the target holds part of the rows and no more arrive.
+    let held: i64 = target_sql(&p, "SELECT COUNT(*) FROM accounts")
+        .trim()
+        .parse()
+        .expect("a count");
+    assert!(held > 0 && held < i64::from(ROWS), "{held} rows while paused");
+    tmux.keys(&["p"]);
     let done = tmux.wait_for("the data step applied", long, |s| {
-        // Keep the latest running screen until one is at least 40% through.
-        let far_enough = mid_run.borrow().as_deref().is_some_and(|m| percent_done(m) >= 40);
-        if !far_enough && s.contains("▶ running accounts") && s.contains(" rows/s") {
-            *mid_run.borrow_mut() = Some(s.to_string());
-        }
         step_state_is(s, ACCOUNTS, "applied") && s.contains(" written, ") && s.contains("No step is running.")
     });
-    match mid_run.into_inner() {
-        Some(screen) => println!("--- mid-run:\n{screen}"),
-        None => println!("--- (the run ended between two captures; no mid-run screen)"),
-    }
     println!("--- data step applied:\n{done}");
 
     let count: i64 = target_sql(&p, "SELECT COUNT(*) FROM accounts")

@@ -318,7 +318,7 @@ fn dry_run_reports_and_writes_nothing(b: Backend) {
         "the dry run sees the accounts it would have written"
     );
     assert!(p.user_tables().is_empty(), "{:?}", p.user_tables());
-    assert!(p.states().iter().all(|(_, s)| s == "pending"));
+    p.assert_states(&["pending", "pending", "pending"]);
 }
 both!(dry_run_reports_and_writes_nothing);
 
@@ -395,7 +395,16 @@ fn exactly_once_after_kill(b: Backend) {
 
     let p = project(b, cfg, "");
     fill_big_source(&p, N);
-    let mut kills = 0;
+    // Three runs, each killed with -9 once it has committed past a threshold (over both data
+    // steps: mid accounts, mid orders, later in orders). The kill does not race the run: the
+    // test first takes an exclusive lock on the source, so the step waits at its next page
+    // read (and a run cannot finish without reading the source), and kills it there.
+    let checkpointed = || {
+        p.try_target_sql("SELECT COALESCE(SUM(rows_read), 0) FROM cutover_checkpoints")
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let mut killed_at = Vec::new();
     for threshold in [3_000i64, 20_000, 40_000] {
         let mut child = p
             .cmd(&["up"])
@@ -403,25 +412,27 @@ fn exactly_once_after_kill(b: Backend) {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // kill -9 once the run has committed past `threshold` rows (over both data steps)
         let reached = common::wait_until(Duration::from_secs(120), Duration::from_millis(5), || {
-            let done = p
-                .try_target_sql("SELECT COALESCE(SUM(rows_read), 0) FROM cutover_checkpoints")
-                .unwrap_or_default();
-            done.trim().parse::<i64>().unwrap_or(0) >= threshold || child.try_wait().ok().flatten().is_some()
+            checkpointed() >= threshold || child.try_wait().ok().flatten().is_some()
         });
-        assert!(reached);
-        if child.try_wait().unwrap().is_none() {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &child.id().to_string()])
-                .status();
-            kills += 1;
-        }
+        assert!(reached, "no progress past {threshold} rows in 120 s");
+        let lock = support::SqliteLock::exclusive(&p.path().join("source.db"));
+        let status = child.try_wait().unwrap();
+        assert!(
+            status.is_none(),
+            "the run past {threshold} ended before it could be held ({status:?}); the test needs a run that is still going"
+        );
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status();
         let _ = child.wait();
+        drop(lock);
+        killed_at.push(checkpointed());
     }
+    // Each kill left a run part-way: more committed than the threshold, less than everything.
     assert!(
-        kills >= 2,
-        "the run should have been killed mid-way at least twice (was {kills})"
+        killed_at.windows(2).all(|w| w[0] <= w[1]) && killed_at[0] >= 3_000 && killed_at[2] < 2 * i64::from(N),
+        "killed at {killed_at:?}"
     );
     p.ok(&["up"]);
     assert_eq!(
@@ -468,19 +479,50 @@ fn progress_is_streamed_and_coalesced() {
     assert_eq!(last["rows_done"], 20_000);
     assert_eq!(last["rows_total"], 20_000);
     assert_eq!(last["batches_done"], 200);
-    // coalesced: far fewer progress events than batches
+    // Coalesced by the run's own clock (each event carries the step's elapsed time): at most
+    // one event per 100 ms however fast or slow the machine is, plus the final one.
+    let elapsed: Vec<u64> = progress
+        .iter()
+        .map(|e| e["progress"]["elapsed_ms"].as_u64().expect("elapsed_ms"))
+        .collect();
+    assert!(elapsed.windows(2).all(|w| w[0] <= w[1]), "{elapsed:?}");
+    let gaps: Vec<u64> = elapsed[..elapsed.len() - 1].windows(2).map(|w| w[1] - w[0]).collect();
     assert!(
-        progress.len() < 200,
-        "{} progress events for 200 batches",
-        progress.len()
+        gaps.iter().all(|g| *g >= 95),
+        "progress events closer than 100 ms apart: {elapsed:?}"
     );
+    assert!(
+        (progress.len() as u64) <= elapsed.last().unwrap() / 100 + 2,
+        "{} progress events in {} ms",
+        progress.len(),
+        elapsed.last().unwrap()
+    );
+    // and streamed: the batches in between were reported as they went, not only at the end
+    let batches: Vec<u64> = progress
+        .iter()
+        .map(|e| e["progress"]["batches_done"].as_u64().expect("batches_done"))
+        .collect();
+    assert!(batches.windows(2).all(|w| w[0] < w[1]), "{batches:?}");
     let rejected = events.iter().filter(|e| e["event"] == "rejected").count();
     assert!(rejected > 0);
+}
+
+/// The next engine event, or a failure naming what was awaited after `secs` seconds.
+async fn next_event(
+    engine: &mut cutover::engine::runner::EngineHandle,
+    secs: u64,
+    what: &str,
+) -> cutover::engine::protocol::EngineEvent {
+    tokio::time::timeout(Duration::from_secs(secs), engine.events.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no engine event in {secs} s while waiting for {what}"))
+        .unwrap_or_else(|| panic!("the engine stopped while waiting for {what}"))
 }
 
 #[tokio::test]
 async fn abort_pause_and_resume_between_batches() {
     use cutover::engine::protocol::{Command, EngineEvent, RunOptions};
+    const BATCH: i64 = 100;
     let p = project(
         Backend::Sqlite,
         "\n[defaults]\nbatch_size = 100\ncontinue_on_error = true\n",
@@ -495,14 +537,15 @@ async fn abort_pause_and_resume_between_batches() {
         .await
         .unwrap();
     // abort as soon as the data step reports progress
-    let mut aborted_at = None;
-    while let Some(ev) = engine.events.recv().await {
-        match ev {
-            EngineEvent::Progress { .. } if aborted_at.is_none() => {
+    let mut aborted = false;
+    loop {
+        match next_event(&mut engine, 60, "the aborted run to finish").await {
+            EngineEvent::Progress { .. } if !aborted => {
                 engine.commands.send(Command::Abort).await.unwrap();
-                aborted_at = Some(());
+                aborted = true;
             }
             EngineEvent::Finished { outcome, .. } => {
+                assert!(aborted, "the run finished before it could be aborted");
                 assert_eq!(outcome, "aborted");
                 break;
             }
@@ -512,37 +555,68 @@ async fn abort_pause_and_resume_between_batches() {
     let mid = p.count("accounts");
     assert!(mid > 0 && mid < 19_000, "aborted mid-way at a batch boundary: {mid}");
     assert_eq!(p.states()[1].1, "running", "an aborted step stays resumable");
-    // pause: no progress while paused; resume finishes the run
+
+    // Pause at the first progress of the resumed run; the engine must say it paused.
     engine
         .commands
         .send(Command::Start(RunOptions::default()))
         .await
         .unwrap();
-    let mut paused = false;
-    let mut progress_while_paused = 0;
+    let rate = loop {
+        match next_event(&mut engine, 60, "the resumed run's progress").await {
+            EngineEvent::Progress { progress, .. } => break progress.rows_per_sec,
+            EngineEvent::Finished { outcome, .. } => panic!("the run ended ({outcome}) before it could be paused"),
+            _ => {}
+        }
+    };
+    engine.commands.send(Command::Pause).await.unwrap();
     loop {
-        let ev = tokio::time::timeout(Duration::from_secs(60), engine.events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        match ev {
-            EngineEvent::Progress { .. } if !paused => {
-                engine.commands.send(Command::Pause).await.unwrap();
-                paused = true;
+        match next_event(&mut engine, 30, "the Paused event").await {
+            EngineEvent::Paused { .. } => break,
+            EngineEvent::Finished { outcome, .. } => panic!("the run ended ({outcome}) instead of pausing"),
+            _ => {}
+        }
+    }
+    // Several batch intervals at the rate the run was going (at least 0.2 s, at most 3 s).
+    let interval = Duration::from_secs_f64((BATCH as f64 / rate.max(1.0)).clamp(0.01, 0.5));
+    let window = (interval * 6).max(Duration::from_millis(200));
+    // What arrives while paused: the batch that was in flight may still commit and report.
+    let drain = |engine: &mut cutover::engine::runner::EngineHandle| {
+        let mut progress = 0;
+        while let Ok(ev) = engine.events.try_recv() {
+            match ev {
+                EngineEvent::Progress { .. } => progress += 1,
+                EngineEvent::Finished { outcome, .. } => panic!("the run ended ({outcome}) while paused"),
+                _ => {}
             }
-            EngineEvent::Paused { .. } => {
-                // one batch may be in flight when the pause arrives; then nothing until resume
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                while let Ok(ev) = engine.events.try_recv() {
-                    if matches!(ev, EngineEvent::Progress { .. }) {
-                        progress_while_paused += 1;
-                    }
-                }
-                let before = p.count("accounts");
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                assert_eq!(p.count("accounts"), before, "rows were written while paused");
-                engine.commands.send(Command::Resume).await.unwrap();
-            }
+        }
+        progress
+    };
+    let at_pause = p.count("accounts");
+    tokio::time::sleep(window).await;
+    drain(&mut engine);
+    let settled = p.count("accounts");
+    assert!(
+        settled - at_pause <= BATCH,
+        "{} rows written in {window:?} after Paused: more than the one batch in flight",
+        settled - at_pause
+    );
+    for _ in 0..3 {
+        tokio::time::sleep(window).await;
+        assert_eq!(drain(&mut engine), 0, "progress reported while paused");
+        assert_eq!(
+            p.count("accounts"),
+            settled,
+            "rows were written while paused (batch interval {interval:?})"
+        );
+    }
+    assert!(settled < 19_000, "paused before the end: {settled}");
+
+    engine.commands.send(Command::Resume).await.unwrap();
+    let mut resumed = false;
+    loop {
+        match next_event(&mut engine, 60, "the resumed run to finish").await {
+            EngineEvent::Resumed { .. } => resumed = true,
             EngineEvent::Finished { outcome, .. } => {
                 assert_eq!(outcome, "done");
                 break;
@@ -550,9 +624,10 @@ async fn abort_pause_and_resume_between_batches() {
             _ => {}
         }
     }
-    assert!(progress_while_paused <= 1);
+    assert!(resumed, "the engine said it resumed");
     let accounts = p.count("accounts");
     assert_eq!(accounts, 20_000 - 20_000 / 97);
+    assert!(accounts > settled, "resume wrote the rest");
     assert_eq!(
         p.target_sql("SELECT COUNT(DISTINCT legacy_id) FROM accounts"),
         accounts.to_string()

@@ -29,16 +29,16 @@ fn up_down_all_restores_the_schema(b: Backend) {
     p.target_sql("CREATE TABLE existing_before (x INTEGER)");
     let before = p.user_tables();
     two_steps(&p);
-    assert!(p.states().iter().all(|(_, s)| s == "pending"));
+    p.assert_states(&["pending", "pending"]);
     p.ok(&["up"]);
     assert_eq!(p.user_tables(), vec!["existing_before", "people", "pets"]);
-    assert!(p.states().iter().all(|(_, s)| s == "applied"), "{:?}", p.states());
+    p.assert_states(&["applied", "applied"]);
     let refused = p.run(&["down", "--all"]);
     assert_eq!(refused.status.code(), Some(4), "down without --yes must be refused");
     assert_eq!(p.user_tables(), vec!["existing_before", "people", "pets"]);
     p.ok(&["down", "--all", "--yes"]);
     assert_eq!(p.user_tables(), before);
-    assert!(p.states().iter().all(|(_, s)| s == "reverted"), "{:?}", p.states());
+    p.assert_states(&["reverted", "reverted"]);
     // and forward again
     p.ok(&["up"]);
     assert_eq!(p.user_tables(), vec!["existing_before", "people", "pets"]);
@@ -92,11 +92,8 @@ fn crlf_is_not_a_modification_but_an_edit_is(b: Backend) {
     let up = p.step_dir(V1).join("up.sql");
     let text = std::fs::read_to_string(&up).unwrap();
     std::fs::write(&up, format!("\u{feff}{}", text.replace('\n', "\r\n"))).unwrap();
-    assert!(
-        p.states().iter().all(|(_, s)| s == "applied"),
-        "CRLF + BOM must not count as an edit: {:?}",
-        p.states()
-    );
+    // CRLF + BOM must not count as an edit
+    p.assert_states(&["applied", "applied"]);
     assert!(stdout(&p.run(&["up"])).contains("nothing to do"));
 
     std::fs::write(&up, text.replace("name TEXT", "name TEXT, age INTEGER")).unwrap();
@@ -117,7 +114,7 @@ fn crlf_is_not_a_modification_but_an_edit_is(b: Backend) {
     );
     // repair records the new checksum, after which up has nothing to refuse
     p.ok(&["repair"]);
-    assert!(p.states().iter().all(|(_, s)| s == "applied"));
+    p.assert_states(&["applied", "applied"]);
 }
 both!(crlf_is_not_a_modification_but_an_edit_is);
 
@@ -181,26 +178,61 @@ fn out_of_order_and_duplicate_versions(b: Backend) {
 }
 both!(out_of_order_and_duplicate_versions);
 
-/// A schema step that takes several seconds, so a second process can meet the lock.
-fn slow_sql(b: Backend) -> &'static str {
+/// A schema step that does not end by itself, however fast the machine: the test ends it with
+/// kill -9. On SQLite a count to 10^15; on PostgreSQL it waits for an advisory lock the test
+/// holds (see `Held`).
+fn endless_sql(b: Backend) -> &'static str {
     match b {
         Backend::Sqlite => {
-            "CREATE TABLE slow AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 60000000) SELECT count(*) AS n FROM c;\n"
+            "CREATE TABLE slow AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000000000) SELECT count(*) AS n FROM c;\n"
         }
-        Backend::Postgres => "CREATE TABLE slow AS SELECT 1 AS n FROM pg_sleep(60);\n",
+        Backend::Postgres => "SELECT pg_advisory_xact_lock(424242);\nCREATE TABLE slow (n INTEGER);\n",
+    }
+}
+
+/// On PostgreSQL, the advisory lock `endless_sql` waits for, held on the test's own connection
+/// until dropped.
+struct Held {
+    _rt: tokio::runtime::Runtime,
+    _conn: Option<sqlx::PgConnection>,
+}
+
+impl Held {
+    fn take(p: &TestProject) -> Held {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let conn = (p.backend == Backend::Postgres).then(|| {
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&p.target_url).await.expect("connect");
+                sqlx::query("SELECT pg_advisory_lock(424242)")
+                    .execute(&mut c)
+                    .await
+                    .expect("advisory lock");
+                c
+            })
+        });
+        Held { _rt: rt, _conn: conn }
     }
 }
 
 fn lock_contention_and_killed_run(b: Backend) {
     let p = TestProject::new(b);
-    p.schema_step(V1, slow_sql(b), "DROP TABLE slow;\n");
+    p.schema_step(V1, endless_sql(b), "DROP TABLE slow;\n");
+    let advisory = Held::take(&p);
     let mut first = p.cmd(&["up"]).spawn().expect("spawn first run");
     let pid = first.id();
-    // Wait until the first run holds the lock.
+    // Wait until the first run holds the lock and is inside the step (which cannot end).
     let held = common::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        p.json(&["status"])["locked_by"]["pid"].as_i64() == Some(pid as i64)
+        let v = p.json(&["status"]);
+        v["locked_by"]["pid"].as_i64() == Some(pid as i64) && v["migrations"][0]["state"] == "running"
     });
-    assert!(held, "the first run never showed up as the lock holder");
+    assert!(
+        held,
+        "the first run never showed up as the lock holder with its step running"
+    );
     let second = p.run(&["up"]);
     assert_eq!(second.status.code(), Some(3), "second run: {}", stderr(&second));
     let msg = stderr(&second);
@@ -211,9 +243,11 @@ fn lock_contention_and_killed_run(b: Backend) {
         .args(["-9", &pid.to_string()])
         .status();
     let _ = first.wait();
+    drop(advisory);
     // The lock does not block the next run; the step the killed run left `running` does,
     // with a message that says so, until `repair`.
-    let next = p.run(&["up"]);
+    // (bounded: were the endless step run again, the test would fail instead of hanging)
+    let next = support::output_within(p.cmd(&["up"]), Duration::from_secs(60));
     assert_eq!(next.status.code(), Some(4), "{}", stderr(&next));
     assert!(
         stderr(&next).contains("running") && stderr(&next).contains("repair"),
@@ -248,7 +282,7 @@ fn dry_run_prints_sql_and_writes_nothing(b: Backend) {
     let pets = out.find("CREATE TABLE pets").unwrap();
     assert!(people < pets, "statements in order");
     assert!(p.user_tables().is_empty());
-    assert!(p.states().iter().all(|(_, s)| s == "pending"));
+    p.assert_states(&["pending", "pending"]);
 }
 both!(dry_run_prints_sql_and_writes_nothing);
 
@@ -358,13 +392,29 @@ fn init_create_and_config_errors() {
 fn baseline_marks_without_running() {
     let p = TestProject::new(Backend::Sqlite);
     two_steps(&p);
-    p.target_sql("CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT)");
-    p.ok(&["baseline", "20250101T090000"]);
+    // The table exists already, with a row, and without the index the step would create.
+    p.target_sql("CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT); INSERT INTO people VALUES ('p1', 'Ann')");
+    let schema = || {
+        p.target_sql("SELECT type || ' ' || name FROM sqlite_master WHERE name NOT LIKE 'cutover_%' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+    };
+    let content = || p.target_sql("SELECT id || '|' || name FROM people ORDER BY id");
+    let out = p.ok(&["baseline", "20250101T090000"]);
+    assert!(out.contains("baselined: 20250101T090000_create_people"), "{out}");
+    // Marked, not run: the step's up.sql would have added people_name.
+    assert_eq!(schema(), "table people", "baseline ran the step");
+    assert_eq!(content(), "p1|Ann");
     let v = p.json(&["status"]);
+    assert_eq!(v["migrations"].as_array().map(Vec::len), Some(2), "{v}");
     assert_eq!(v["migrations"][0]["state"], "applied");
     assert_eq!(v["migrations"][0]["baseline"], true);
+    assert_eq!(v["migrations"][1]["state"], "pending");
     p.ok(&["up"]);
     assert_eq!(p.user_tables(), vec!["people", "pets"]);
+    assert_eq!(
+        schema(),
+        "table people\ntable pets",
+        "up ran only the step after the baseline"
+    );
     let o = p.run(&["down", "--all", "--yes"]);
     assert_eq!(
         o.status.code(),
@@ -372,4 +422,13 @@ fn baseline_marks_without_running() {
         "below the baseline cannot be reverted: {}",
         stderr(&o)
     );
+    let msg = stderr(&o);
+    assert!(
+        msg.contains("20250101T090000_create_people is below the baseline") && msg.contains("cannot be reverted"),
+        "{msg}"
+    );
+    // Refused as a whole: nothing was reverted, not even the step above the baseline.
+    assert_eq!(schema(), "table people\ntable pets");
+    assert_eq!(content(), "p1|Ann");
+    p.assert_states(&["applied", "applied"]);
 }

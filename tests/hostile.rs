@@ -164,7 +164,7 @@ fn bad_keys_refuse_the_run(b: Backend) {
     );
     // nothing ran: not even the schema step before it
     assert!(p.user_tables().is_empty(), "{:?}", p.user_tables());
-    assert!(p.states().iter().all(|(_, s)| s == "pending"), "{:?}", p.states());
+    p.assert_states(&["pending", "pending"]);
 
     p.data_step(ITEMS, &items_step("table = \"u\"", "\"id\"", ""));
     let o = p.run(&["up"]);

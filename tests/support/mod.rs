@@ -200,6 +200,16 @@ impl TestProject {
     }
 }
 
+impl TestProject {
+    /// Every migration's state, in order, exactly as `expected` (so neither an empty list nor
+    /// a missing step can pass).
+    pub fn assert_states(&self, expected: &[&str]) {
+        let states = self.states();
+        let got: Vec<&str> = states.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(got, expected, "states of {states:?}");
+    }
+}
+
 pub fn sqlite3(db: &Path, sql: &str) -> String {
     let o = Command::new("sqlite3")
         .arg(db)
@@ -219,4 +229,70 @@ pub fn stdout(o: &Output) -> String {
 }
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// An exclusive lock on a SQLite file, held by a `sqlite3` shell until dropped: a reader of
+/// that file (a step reading its source) waits at its next page, so the test decides when the
+/// step may go on. Held for less than the engine's busy timeout (10 s), a held read only waits.
+pub struct SqliteLock {
+    child: std::process::Child,
+}
+
+impl SqliteLock {
+    /// Blocks until the lock is held (waiting for readers that are inside a page to finish).
+    pub fn exclusive(db: &Path) -> SqliteLock {
+        use std::io::{BufRead, Write};
+        let mut child = Command::new("sqlite3")
+            .arg(db)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("sqlite3 (apt-get install sqlite3)");
+        let stdin = child.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(b".timeout 30000\nBEGIN EXCLUSIVE;\nSELECT 'held';\n")
+            .expect("write to sqlite3");
+        stdin.flush().expect("flush");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read from sqlite3");
+        assert_eq!(line.trim(), "held", "sqlite3 could not lock {}", db.display());
+        SqliteLock { child }
+    }
+}
+
+impl Drop for SqliteLock {
+    fn drop(&mut self) {
+        use std::io::Write;
+        if let Some(stdin) = self.child.stdin.as_mut() {
+            let _ = stdin.write_all(b"ROLLBACK;\n.quit\n");
+        }
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `cmd` to the end, or kill it and fail the test after `limit`.
+pub fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let o = child.wait_with_output().expect("output");
+            panic!(
+                "{cmd:?} still running after {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                stdout(&o),
+                stderr(&o)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
 }

@@ -2,7 +2,7 @@
 //! work; and the banner shown while another run holds the target's lock.
 
 use crate::console::eta::{self, RateSource};
-use crate::console::format::{fmt_count, fmt_rate, fmt_secs};
+use crate::console::format::{fmt_count, fmt_rate, fmt_secs, truncate};
 use crate::console::state::AppState;
 use crate::console::view::theme::Theme;
 use ratatui::buffer::Buffer;
@@ -151,10 +151,38 @@ impl Widget for LockBanner<'_> {
         let Some(h) = self.state.foreign_lock() else {
             return;
         };
-        let text = format!(
-            " READ-ONLY: the target is locked by {}@{} since {} (pid {}, `{}`); runs, rollbacks, retries and review decisions are refused ",
-            h.owner, h.host, h.since, h.pid, h.command
-        );
+        // The whole sentence when it fits; else shorter ones, so the banner is never cut off
+        // mid-sentence (the status line repeats who holds the lock).
+        let short_since = chrono::DateTime::parse_from_rfc3339(&h.since)
+            .map(|t| {
+                let t = self.state.local_time(t.with_timezone(&chrono::Utc));
+                let same_day = t.date_naive() == self.state.local_time(self.state.now).date_naive();
+                t.format(if same_day { "%H:%M" } else { "%Y-%m-%d %H:%M" }).to_string()
+            })
+            .unwrap_or_else(|_| h.since.clone());
+        let who = format!("{}@{}", h.owner, h.host);
+        let candidates = [
+            format!(
+                " READ-ONLY: the target is locked by {who} since {} (pid {}, `{}`); runs, rollbacks, retries and review decisions are refused ",
+                h.since, h.pid, h.command
+            ),
+            format!(
+                " READ-ONLY: locked by {who} (pid {}, `{}`) since {short_since}; runs, rollbacks, retries and review decisions are refused ",
+                h.pid, h.command
+            ),
+            format!(
+                " READ-ONLY: locked by {who} (pid {} `{}`) since {short_since}; changes refused ",
+                h.pid, h.command
+            ),
+            format!(" READ-ONLY: locked by {who} (pid {}) since {short_since} ", h.pid),
+            format!(" READ-ONLY: locked by {who} "),
+        ];
+        let width = area.width as usize;
+        let text = candidates
+            .iter()
+            .find(|t| t.chars().count() <= width)
+            .cloned()
+            .unwrap_or_else(|| truncate(&candidates[candidates.len() - 1], width));
         Paragraph::new(Line::styled(text, theme.banner()))
             .style(theme.banner())
             .render(area, buf);

@@ -53,26 +53,50 @@ impl Widget for VerifyPane<'_> {
             Paragraph::new(top).render(inner, buf);
             return;
         }
-        // The selected check in full under the table (up to three lines), when there is room.
-        let footer_height = match v.selected_check() {
-            Some(c) if inner.height >= 8 => {
-                let text = selected_line(c, theme).width().div_ceil(width).clamp(1, 3) as u16;
-                (text + 1).min(inner.height - 6)
-            }
-            _ => 0,
+        // Every check has a row when it fits; the selected check in full goes under the table
+        // (up to three lines under a rule), or as one line without the rule when that is what
+        // lets every row show. When the rows do not fit, the table scrolls and says how many
+        // are out of view.
+        let rows_needed = 1 + report.checks.len() as u16;
+        let avail = inner.height.saturating_sub(top.len() as u16);
+        let selected_text = v
+            .selected_check()
+            .map(|c| selected_line(c, theme).width().div_ceil(width).clamp(1, 3) as u16);
+        let (footer_height, rule) = match selected_text {
+            Some(text) if inner.height >= 8 && avail > rows_needed + text => (text + 1, true),
+            Some(_) if avail > rows_needed => (1, false),
+            Some(_) if avail < rows_needed && avail >= 6 => (1, false),
+            _ => (0, false),
         };
-        let [top_area, table_area, foot_area] = Layout::vertical([
+        let table_height = avail.saturating_sub(footer_height);
+        let marker_height = u16::from(rows_needed > table_height && table_height >= 3);
+        let [top_area, table_area, marker_area, foot_area] = Layout::vertical([
             Constraint::Length(top.len() as u16),
-            Constraint::Min(2),
+            Constraint::Length(table_height - marker_height),
+            Constraint::Length(marker_height),
             Constraint::Length(footer_height),
         ])
         .areas(inner);
         Paragraph::new(top).render(top_area, buf);
-        render_table(state, report.checks.as_slice(), self.focused, table_area, buf);
+        let offset = render_table(state, report.checks.as_slice(), self.focused, table_area, buf);
+        if marker_height > 0 {
+            let shown = table_area.height.saturating_sub(1) as usize;
+            let above = offset;
+            let below = report.checks.len().saturating_sub(offset + shown);
+            let mut parts = Vec::new();
+            if above > 0 {
+                parts.push(format!("↑ {above} more above"));
+            }
+            if below > 0 {
+                parts.push(format!("↓ {below} more below"));
+            }
+            let text = format!("{} (j/k scrolls)", parts.join(" · "));
+            Paragraph::new(Line::styled(truncate(&text, width), theme.dim())).render(marker_area, buf);
+        }
         if footer_height > 0
             && let Some(c) = v.selected_check()
         {
-            render_selected(c, theme, foot_area, buf);
+            render_selected(c, theme, rule, foot_area, buf);
         }
     }
 }
@@ -150,7 +174,8 @@ fn measure(m: &Option<Measure>) -> String {
     m.as_ref().map_or_else(|| "-".to_string(), |m| m.to_string())
 }
 
-fn render_table(state: &AppState, checks: &[Check], focused: bool, area: Rect, buf: &mut Buffer) {
+/// Draws the checks; returns the index of the first one in view.
+fn render_table(state: &AppState, checks: &[Check], focused: bool, area: Rect, buf: &mut Buffer) -> usize {
     let theme = Theme::of(state);
     // Widths: the result and kind as long as they are, the measures up to a cap (digests are
     // long; the details show them whole), and what is left shared by the name and the detail.
@@ -200,6 +225,7 @@ fn render_table(state: &AppState, checks: &[Check], focused: bool, area: Rect, b
         .row_highlight_style(if focused { theme.selected() } else { theme.bold() });
     let mut ts = TableState::default().with_selected(Some(state.verify.selected.min(checks.len() - 1)));
     StatefulWidget::render(table, area, buf, &mut ts);
+    ts.offset()
 }
 
 /// The selected check: result, name and detail.
@@ -217,9 +243,14 @@ fn selected_line(c: &Check, theme: Theme) -> Line<'static> {
     ])
 }
 
-/// The selected check's line, wrapped under a rule (cut to the pane; enter shows it all).
-fn render_selected(c: &Check, theme: Theme, area: Rect, buf: &mut Buffer) {
-    let block = Block::default().borders(Borders::TOP).border_style(theme.dim());
+/// The selected check's line, wrapped, under a rule when there is room for one (cut to the
+/// pane; enter shows it all).
+fn render_selected(c: &Check, theme: Theme, rule: bool, area: Rect, buf: &mut Buffer) {
+    let block = if rule {
+        Block::default().borders(Borders::TOP).border_style(theme.dim())
+    } else {
+        Block::default()
+    };
     let inner = block.inner(area);
     block.render(area, buf);
     Paragraph::new(selected_line(c, theme))
