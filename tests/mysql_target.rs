@@ -103,7 +103,12 @@ fn exactly_once_after_kill_mid_run() {
     fill_users(&p, N);
     let mut kills = 0;
     for threshold in [2_000i64, 9_000] {
-        let mut child = p.cmd(&["up"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = p
+            .cmd(&["up"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let reached = common::wait_until(Duration::from_secs(120), Duration::from_millis(5), || {
             let done = MariaDbServer::shared()
                 .try_mysql(&url, "SELECT COALESCE(SUM(rows_read), 0) FROM cutover_checkpoints")
@@ -128,15 +133,24 @@ fn exactly_once_after_kill_mid_run() {
     let expected = source_count(&p, "SELECT COUNT(*) FROM users WHERE role <> 'nurse'");
     assert_eq!(expected, (1..=N).filter(|x| !x.is_multiple_of(97)).count() as i64);
     assert_eq!(count(&url, "accounts"), expected);
-    assert_eq!(sql(&url, "SELECT COUNT(DISTINCT legacy_id) FROM accounts"), expected.to_string());
+    assert_eq!(
+        sql(&url, "SELECT COUNT(DISTINCT legacy_id) FROM accounts"),
+        expected.to_string()
+    );
     assert_eq!(count(&url, "cutover_id_map"), expected);
     assert_eq!(
-        sql(&url, "SELECT COUNT(*) FROM cutover_rejects WHERE level = 'error' AND state = 'open'"),
+        sql(
+            &url,
+            "SELECT COUNT(*) FROM cutover_rejects WHERE level = 'error' AND state = 'open'"
+        ),
         (i64::from(N) - expected).to_string()
     );
     // every ID-map entry points at a row that exists
     assert_eq!(
-        sql(&url, "SELECT COUNT(*) FROM cutover_id_map m LEFT JOIN accounts a ON a.id = m.new_id WHERE a.id IS NULL"),
+        sql(
+            &url,
+            "SELECT COUNT(*) FROM cutover_id_map m LEFT JOIN accounts a ON a.id = m.new_id WHERE a.id IS NULL"
+        ),
         "0"
     );
     let v = p.json(&["verify"]);
@@ -157,13 +171,21 @@ fn a_second_run_is_refused_by_get_lock() {
             == "1"
     };
     assert!(!held());
-    let mut first = p.cmd(&["up"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = p
+        .cmd(&["up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let running = common::wait_until(Duration::from_secs(60), Duration::from_millis(10), || {
         MariaDbServer::shared()
             .try_mysql(&url, "SELECT COUNT(*) FROM cutover_checkpoints")
             .is_ok_and(|n| n.trim() != "0")
     });
-    assert!(running && first.try_wait().unwrap().is_none(), "the first run is under way");
+    assert!(
+        running && first.try_wait().unwrap().is_none(),
+        "the first run is under way"
+    );
     assert!(held(), "the first run holds GET_LOCK");
     let o = p.run(&["up"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
@@ -264,7 +286,13 @@ source = "born"
     assert_eq!(n("written"), count(&url, "people"));
     assert_eq!(n("rejected"), count(&url, "cutover_rejects"));
     // a fixed value goes through on retry
-    let id = rejects.as_array().unwrap().iter().find(|r| r["source_key"] == "3").unwrap()["id"].to_string();
+    let id = rejects
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source_key"] == "3")
+        .unwrap()["id"]
+        .to_string();
     p.ok(&["rejects", "fix", &id, "name=Bart"]);
     p.ok(&["rejects", "retry", &id]);
     assert_eq!(sql(&url, "SELECT name FROM people WHERE legacy_id = '3'"), "Bart");
@@ -292,18 +320,29 @@ fn rollback_restores_the_pre_step_state() {
     let before = content();
     p.ok(&["up"]);
     assert_ne!(content(), before);
-    assert_eq!(sql(&url, "SELECT role FROM accounts WHERE id = 'existing-1'"), "clinician");
+    assert_eq!(
+        sql(&url, "SELECT role FROM accounts WHERE id = 'existing-1'"),
+        "clinician"
+    );
     assert_eq!(count(&url, "accounts"), 3);
     p.ok(&["down", "--yes"]);
     assert_eq!(content(), before, "the target is back to its pre-step content");
-    for t in ["cutover_id_map", "cutover_rejects", "cutover_checkpoints", "cutover_row_backups"] {
+    for t in [
+        "cutover_id_map",
+        "cutover_rejects",
+        "cutover_checkpoints",
+        "cutover_row_backups",
+    ] {
         assert_eq!(count(&url, t), 0, "{t}");
     }
     assert_eq!(p.states()[1].1, "reverted");
     // and the schema step's down.sql
     p.ok(&["down", "--yes"]);
     assert_eq!(
-        sql(&url, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'accounts'"),
+        sql(
+            &url,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'accounts'"
+        ),
         "0"
     );
 }
@@ -328,7 +367,10 @@ fn assert_clean(what: &str, text: &str) {
     let mut fragments: Vec<String> = chars.windows(4).map(|w| w.iter().collect()).collect();
     fragments.push(encoded(PW));
     for f in fragments {
-        assert!(!text.contains(&f), "{what} contains the password fragment {f:?}:\n{text}");
+        assert!(
+            !text.contains(&f),
+            "{what} contains the password fragment {f:?}:\n{text}"
+        );
     }
 }
 
@@ -360,18 +402,34 @@ fn a_target_password_is_never_printed() {
         ),
     );
     let sock = my.socket_path();
-    let url = format!("mysql://cutover_tgt:${{{PW_VAR}}}@localhost/{db}?socket={}", sock.display());
+    let url = format!(
+        "mysql://cutover_tgt:${{{PW_VAR}}}@localhost/{db}?socket={}",
+        sock.display()
+    );
     let (p, _) = project("", Some(url));
     p.schema_step(SCHEMA, SCHEMA_UP, SCHEMA_DOWN);
     p.data_step(ACCOUNTS, &accounts_step("skip"));
     p.source_sql("INSERT INTO users VALUES ('u1', 'a@x.org', 'parent', NULL), ('u2', 'b@x.org', 'nurse', NULL);");
     let run = |args: &[&str]| p.cmd(args).env(PW_VAR, PW).output().unwrap();
-    for args in [&["up", "--continue-on-error"][..], &["status"], &["status", "--json"], &["history", "--json"], &["verify"], &["rejects", "list", "--json"]] {
+    for args in [
+        &["up", "--continue-on-error"][..],
+        &["status"],
+        &["status", "--json"],
+        &["history", "--json"],
+        &["verify"],
+        &["rejects", "list", "--json"],
+    ] {
         let o = run(args);
         assert_output_clean(&format!("{args:?}"), &o);
         assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
     }
-    assert_eq!(count(&format!("mysql://root@localhost/{db}?socket={}", sock.display()), "accounts"), 1);
+    assert_eq!(
+        count(
+            &format!("mysql://root@localhost/{db}?socket={}", sock.display()),
+            "accounts"
+        ),
+        1
+    );
     // A wrong password: an authentication error that names neither password.
     let o = p.cmd(&["status"]).env(PW_VAR, "wrong/?@#pass").output().unwrap();
     assert!(!o.status.success());
@@ -379,7 +437,11 @@ fn a_target_password_is_never_printed() {
     assert!(stderr(&o).contains("Authentication failed"), "{}", stderr(&o));
     // Unencoded on the command line: refused without echoing it.
     let o = p
-        .cmd(&["--target", &format!("mysql://cutover_tgt:{PW}@localhost/{db}?socket={}", sock.display()), "status"])
+        .cmd(&[
+            "--target",
+            &format!("mysql://cutover_tgt:{PW}@localhost/{db}?socket={}", sock.display()),
+            "status",
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success());
