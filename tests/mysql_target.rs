@@ -347,6 +347,34 @@ fn rollback_restores_the_pre_step_state() {
     );
 }
 
+/// MySQL commits DDL at once: a dry run refuses it instead of making everything permanent,
+/// and dry-runs data steps on an applied schema without writing anything.
+#[test]
+fn a_dry_run_writes_nothing() {
+    let (p, url) = project("\n[defaults]\ncontinue_on_error = true\n", None);
+    p.schema_step(SCHEMA, SCHEMA_UP, SCHEMA_DOWN);
+    p.data_step(ACCOUNTS, &accounts_step("skip"));
+    fill_users(&p, 500);
+    let o = p.run(&["up", "--dry-run"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("commits DDL at once"), "{}", stderr(&o));
+    assert_eq!(
+        sql(
+            &url,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name NOT LIKE 'cutover%'"
+        ),
+        "0",
+        "the schema step's DDL did not run"
+    );
+    p.ok(&["up", "--to", "20250101T090000"]);
+    let out = p.ok(&["up", "--dry-run"]);
+    assert!(out.contains("nothing was written"), "{out}");
+    assert_eq!(count(&url, "accounts"), 0);
+    assert_eq!(count(&url, "cutover_id_map"), 0);
+    assert_eq!(count(&url, "cutover_rejects"), 0);
+    assert_eq!(p.states()[1].1, "pending");
+}
+
 const PW: &str = "Zm9v/YmFy?x@y#z";
 const PW_VAR: &str = "CUTOVER_MYSQL_TARGET_PW";
 

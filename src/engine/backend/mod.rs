@@ -41,7 +41,7 @@ pub enum Db {
 pub enum DbTx {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-    Mysql(sqlx::Transaction<'static, sqlx::MySql>),
+    Mysql(mysql::MysqlTx),
 }
 
 /// What a connection is for: the target is created when missing, a source never is.
@@ -456,7 +456,16 @@ impl Db {
             // heartbeat, the console) wrote in between.
             Db::Sqlite(p) => DbTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(p) => DbTx::Postgres(p.begin().await?),
-            Db::Mysql(p) => DbTx::Mysql(p.begin().await?),
+            Db::Mysql(p) => DbTx::Mysql(mysql::MysqlTx::begin(p, false).await?),
+        })
+    }
+
+    /// The transaction of a dry run, rolled back at its end. On MySQL, where DDL commits at
+    /// once (and with it everything before), it refuses every statement that would commit.
+    pub async fn begin_dry_run(&self) -> Result<DbTx> {
+        Ok(match self {
+            Db::Mysql(p) => DbTx::Mysql(mysql::MysqlTx::begin(p, true).await?),
+            other => other.begin().await?,
         })
     }
 
@@ -656,7 +665,7 @@ impl DbTx {
         match self {
             DbTx::Sqlite(t) => t.commit().await?,
             DbTx::Postgres(t) => t.commit().await?,
-            DbTx::Mysql(t) => t.commit().await?,
+            DbTx::Mysql(t) => t.tx.commit().await?,
         }
         Ok(())
     }
@@ -665,7 +674,7 @@ impl DbTx {
         match self {
             DbTx::Sqlite(t) => t.rollback().await?,
             DbTx::Postgres(t) => t.rollback().await?,
-            DbTx::Mysql(t) => t.rollback().await?,
+            DbTx::Mysql(t) => t.tx.rollback().await?,
         }
         Ok(())
     }
@@ -682,13 +691,14 @@ impl DbTx {
                 .await?
                 .rows_affected(),
             DbTx::Mysql(t) => {
+                t.guard(sql)?;
                 let (sql, params) = mysql::placeholders(sql, params);
                 bind_all!(
                     sqlx::query(sqlx::AssertSqlSafe(sql.into_owned())),
                     params.iter(),
                     None::<String>
                 )
-                .execute(&mut **t)
+                .execute(&mut *t.tx)
                 .await?
                 .rows_affected()
             }
@@ -705,7 +715,8 @@ impl DbTx {
                 sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut **t).await?;
             }
             DbTx::Mysql(t) => {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut **t).await?;
+                t.guard(sql)?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *t.tx).await?;
             }
         }
         Ok(())
@@ -732,7 +743,7 @@ impl DbTx {
                         params.iter(),
                         None::<String>
                     ),
-                    &mut **t,
+                    &mut *t.tx,
                     decode_mysql
                 )
             }
@@ -759,6 +770,21 @@ impl DbTx {
                 ))
             })
             .collect())
+    }
+
+    /// Create the tool's own tables where missing: `groups` are each a table and the
+    /// statements that create it and its indexes (`CREATE ... IF NOT EXISTS`). In the
+    /// transaction where DDL is transactional; on MySQL see `MysqlTx::create_own_tables`.
+    pub async fn create_own_tables(&mut self, groups: &[(&str, Vec<String>)]) -> Result<(), sqlx::Error> {
+        if let DbTx::Mysql(t) = self {
+            return t.create_own_tables(groups).await;
+        }
+        for (_, statements) in groups {
+            for s in statements {
+                self.execute(s, &[]).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Write `rows` into `table` (quoted name) as fast as the dialect allows, inside this

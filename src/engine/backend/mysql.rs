@@ -166,6 +166,95 @@ pub fn placeholders<'a>(sql: &'a str, params: &'a [Value]) -> (Cow<'a, str>, Cow
     (Cow::Owned(out), params)
 }
 
+/// A MySQL transaction, with its pool for the DDL of the tool's own tables (which MySQL runs
+/// outside any transaction) and, in a dry run, a guard against statements that commit.
+pub struct MysqlTx {
+    pub tx: sqlx::Transaction<'static, sqlx::MySql>,
+    pool: sqlx::MySqlPool,
+    /// A dry run's transaction: a statement that would commit it is refused.
+    dry_run: bool,
+}
+
+impl MysqlTx {
+    pub async fn begin(pool: &sqlx::MySqlPool, dry_run: bool) -> Result<MysqlTx, sqlx::Error> {
+        Ok(MysqlTx {
+            tx: pool.begin().await?,
+            pool: pool.clone(),
+            dry_run,
+        })
+    }
+
+    /// In a dry run, refuse a statement that MySQL would run after committing the transaction
+    /// (DDL and the like): it would make everything the dry run did so far permanent.
+    pub fn guard(&self, sql: &str) -> Result<(), sqlx::Error> {
+        if self.dry_run && commits_implicitly(sql) {
+            let code = sql
+                .lines()
+                .map(|l| l.split("--").next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let head: String = code.chars().take(60).collect();
+            return Err(sqlx::Error::InvalidArgument(format!(
+                "a dry run on a MySQL/MariaDB target cannot try `{head}…`: MySQL commits DDL at once, with everything before it, so it could not be rolled back. Apply schema steps for real (`cutover up --to VERSION`) and dry-run the data steps after them"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Create the tool's own tables that are missing, each with its indexes, on a connection
+    /// of its own (DDL commits on MySQL; empty bookkeeping tables are harmless even after a
+    /// dry run). Tables that exist are left alone, so no DDL waits on this transaction's locks.
+    pub async fn create_own_tables(&mut self, groups: &[(&str, Vec<String>)]) -> Result<(), sqlx::Error> {
+        for (table, statements) in groups {
+            let exists: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = database() AND table_name = ?",
+            )
+            .bind(*table)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            if exists.is_some() {
+                continue;
+            }
+            let mut conn = self.pool.acquire().await?;
+            for s in statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(s.as_str()))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether MySQL commits the transaction before running `sql` (DDL, account and lock
+/// statements, transaction control). Checks the first word of each `;`-separated part.
+pub fn commits_implicitly(sql: &str) -> bool {
+    // Line comments out first: a `;` in a comment must not cut a statement.
+    let text: String = sql
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.split(';').any(|part| {
+        let part = part.trim_start();
+        let part = match part.strip_prefix("/*") {
+            Some(rest) => rest.split_once("*/").map(|(_, r)| r).unwrap_or(""),
+            None => part,
+        };
+        let mut words = part.split_whitespace().map(str::to_ascii_uppercase);
+        match words.next().as_deref() {
+            Some("CREATE") | Some("DROP") => words.next().as_deref() != Some("TEMPORARY"),
+            Some(
+                "ALTER" | "RENAME" | "TRUNCATE" | "GRANT" | "REVOKE" | "LOCK" | "UNLOCK" | "ANALYZE" | "OPTIMIZE"
+                | "REPAIR" | "INSTALL" | "UNINSTALL" | "FLUSH" | "RESET" | "LOAD" | "BEGIN" | "START" | "COMMIT"
+                | "CACHE",
+            ) => true,
+            _ => false,
+        }
+    })
+}
+
 pub async fn connect(url: &DbUrl, role: Role) -> Result<sqlx::MySqlPool> {
     check_url(url, role)?;
     let raw = url.expose().replacen("mariadb://", "mysql://", 1);
@@ -267,6 +356,19 @@ mod tests {
         assert_eq!(Dialect::Mysql.share_lock_suffix(), " LOCK IN SHARE MODE");
         assert_eq!(Dialect::Mysql.tuple_list(&["(?, ?)".into()]), "((?, ?))");
         assert!(!Dialect::Mysql.transactional_ddl());
+    }
+
+    #[test]
+    fn statements_that_commit() {
+        assert!(commits_implicitly("CREATE TABLE t (a INT)"));
+        assert!(commits_implicitly("  -- note\n  create index i on t (a)"));
+        assert!(commits_implicitly("INSERT INTO t VALUES (1); DROP TABLE t"));
+        assert!(commits_implicitly("-- a; b\n-- c\nCREATE TABLE t (a INT)"));
+        assert!(commits_implicitly("/* head */ ALTER TABLE t ADD b INT"));
+        assert!(!commits_implicitly("CREATE TEMPORARY TABLE t (a INT)"));
+        assert!(!commits_implicitly("INSERT INTO t VALUES ('CREATE')"));
+        assert!(!commits_implicitly("SAVEPOINT cutover_rows"));
+        assert!(!commits_implicitly("UPDATE t SET a = 1"));
     }
 
     #[test]

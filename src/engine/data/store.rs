@@ -32,69 +32,87 @@ pub async fn ensure_in(tx: &mut DbTx) -> Result<(), sqlx::Error> {
     let version = d.key_text(64);
     let state = d.key_text(16);
     let options = d.table_options();
-    let stmts = [
-        format!(
-            "CREATE TABLE IF NOT EXISTS {ID_MAP} (map {name} NOT NULL, old_key {key} NOT NULL, new_id TEXT NOT NULL, version {version} NOT NULL, alias INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (map, old_key)){options}"
+    let groups: Vec<(&str, Vec<String>)> = vec![
+        (
+            ID_MAP,
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {ID_MAP} (map {name} NOT NULL, old_key {key} NOT NULL, new_id TEXT NOT NULL, version {version} NOT NULL, alias INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (map, old_key)){options}"
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {ID_MAP}_version ON {ID_MAP} (version)"),
+            ],
         ),
-        format!("CREATE INDEX IF NOT EXISTS {ID_MAP}_version ON {ID_MAP} (version)"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {REJECTS} (
-                id {serial},
-                run_id TEXT NOT NULL,
-                version {version} NOT NULL,
-                source_table {name} NOT NULL,
-                source_key {key} NOT NULL,
-                row_json TEXT NOT NULL,
-                field TEXT,
-                rule TEXT NOT NULL,
-                reason TEXT NOT NULL,
-                level TEXT NOT NULL,
-                waits_for_table {name},
-                waits_for_key {key},
-                state {state} NOT NULL,
-                created_at TEXT NOT NULL,
-                resolved_at TEXT
-            ){options}"
+        (
+            REJECTS,
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {REJECTS} (
+                        id {serial},
+                        run_id TEXT NOT NULL,
+                        version {version} NOT NULL,
+                        source_table {name} NOT NULL,
+                        source_key {key} NOT NULL,
+                        row_json TEXT NOT NULL,
+                        field TEXT,
+                        rule TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        level TEXT NOT NULL,
+                        waits_for_table {name},
+                        waits_for_key {key},
+                        state {state} NOT NULL,
+                        created_at TEXT NOT NULL,
+                        resolved_at TEXT
+                    ){options}"
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {REJECTS}_source ON {REJECTS} (source_table, source_key)"),
+                format!("CREATE INDEX IF NOT EXISTS {REJECTS}_waits ON {REJECTS} (waits_for_table, waits_for_key)"),
+                format!("CREATE INDEX IF NOT EXISTS {REJECTS}_version ON {REJECTS} (version, state)"),
+            ],
         ),
-        format!("CREATE INDEX IF NOT EXISTS {REJECTS}_source ON {REJECTS} (source_table, source_key)"),
-        format!("CREATE INDEX IF NOT EXISTS {REJECTS}_waits ON {REJECTS} (waits_for_table, waits_for_key)"),
-        format!("CREATE INDEX IF NOT EXISTS {REJECTS}_version ON {REJECTS} (version, state)"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (version {version} PRIMARY KEY, last_key TEXT, rows_read BIGINT NOT NULL, written BIGINT NOT NULL, skipped BIGINT NOT NULL, rejected BIGINT NOT NULL, merged BIGINT NOT NULL, warnings BIGINT NOT NULL, batches BIGINT NOT NULL, updated_at TEXT NOT NULL){options}"
+        (
+            CHECKPOINTS,
+            vec![format!(
+                "CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (version {version} PRIMARY KEY, last_key TEXT, rows_read BIGINT NOT NULL, written BIGINT NOT NULL, skipped BIGINT NOT NULL, rejected BIGINT NOT NULL, merged BIGINT NOT NULL, warnings BIGINT NOT NULL, batches BIGINT NOT NULL, updated_at TEXT NOT NULL){options}"
+            )],
         ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {DISCREPANCIES} (
-                id {serial},
-                version {version} NOT NULL,
-                entity_table TEXT NOT NULL,
-                entity_id {name} NOT NULL,
-                field TEXT NOT NULL,
-                value_a TEXT,
-                value_b TEXT,
-                side_a TEXT NOT NULL,
-                side_b TEXT NOT NULL,
-                key_a {key} NOT NULL,
-                key_b {key} NOT NULL,
-                state {state} NOT NULL,
-                decision TEXT,
-                value_applied TEXT,
-                value_before TEXT,
-                reviewer TEXT,
-                decided_at TEXT,
-                note TEXT,
-                created_at TEXT NOT NULL
-            ){options}"
+        (
+            DISCREPANCIES,
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {DISCREPANCIES} (
+                        id {serial},
+                        version {version} NOT NULL,
+                        entity_table TEXT NOT NULL,
+                        entity_id {name} NOT NULL,
+                        field TEXT NOT NULL,
+                        value_a TEXT,
+                        value_b TEXT,
+                        side_a TEXT NOT NULL,
+                        side_b TEXT NOT NULL,
+                        key_a {key} NOT NULL,
+                        key_b {key} NOT NULL,
+                        state {state} NOT NULL,
+                        decision TEXT,
+                        value_applied TEXT,
+                        value_before TEXT,
+                        reviewer TEXT,
+                        decided_at TEXT,
+                        note TEXT,
+                        created_at TEXT NOT NULL
+                    ){options}"
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {DISCREPANCIES}_entity ON {DISCREPANCIES} (entity_id, state)"),
+                format!("CREATE INDEX IF NOT EXISTS {DISCREPANCIES}_key_b ON {DISCREPANCIES} (key_b)"),
+            ],
         ),
-        format!("CREATE INDEX IF NOT EXISTS {DISCREPANCIES}_entity ON {DISCREPANCIES} (entity_id, state)"),
-        format!("CREATE INDEX IF NOT EXISTS {DISCREPANCIES}_key_b ON {DISCREPANCIES} (key_b)"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {BACKUPS} (id {serial}, version {version} NOT NULL, target_table TEXT NOT NULL, key_json TEXT NOT NULL, before_json TEXT NOT NULL){options}"
+        (
+            BACKUPS,
+            vec![format!(
+                "CREATE TABLE IF NOT EXISTS {BACKUPS} (id {serial}, version {version} NOT NULL, target_table TEXT NOT NULL, key_json TEXT NOT NULL, before_json TEXT NOT NULL){options}"
+            )],
         ),
     ];
-    for s in &stmts {
-        tx.execute(s, &[]).await?;
-    }
-    Ok(())
+    tx.create_own_tables(&groups).await
 }
 
 /// Where a step stands: the last source key whose batch committed, and the books so far.
