@@ -235,3 +235,35 @@ pub fn report_text(e: &color_eyre::Report) -> String {
     }
     crate::engine::config::redact_url(&out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_messages_name_their_column() {
+        let cols: Vec<String> = ["id", "legacy_id", "name", "born", "person_id", "email"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let c = |m: &str| mysql_refused_column(m, &cols);
+        assert_eq!(c("Data too long for column 'name' at row 1").as_deref(), Some("name"));
+        assert_eq!(
+            c("Incorrect date value: '2021-02-30' for column `db`.`people`.`born` at row 1").as_deref(),
+            Some("born")
+        );
+        assert_eq!(c("Column 'name' cannot be null").as_deref(), Some("name"));
+        assert_eq!(
+            c("Cannot add or update a child row: a foreign key constraint fails (`db`.`t`, CONSTRAINT `t_ibfk_1` FOREIGN KEY (`person_id`) REFERENCES `persons` (`id`))").as_deref(),
+            Some("person_id")
+        );
+        assert_eq!(c("Duplicate entry 'a@x.org' for key 'email'").as_deref(), Some("email"));
+        assert_eq!(c("something else entirely"), None);
+        for n in [1048, 1062, 1292, 1366, 1406, 1452, 4025] {
+            assert!(mysql_row_refusal(n), "{n}");
+        }
+        for n in [1146, 1213, 2006] {
+            assert!(!mysql_row_refusal(n), "{n}");
+        }
+    }
+}

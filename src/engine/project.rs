@@ -257,3 +257,50 @@ pub fn sanitise_name(name: &str) -> Result<String> {
     }
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dialect_override_replaces_up_sql_and_counts_in_the_checksum() {
+        let dir = tempfile_dir();
+        let step = dir.join("20250101T090000_schema");
+        std::fs::create_dir_all(&step).unwrap();
+        std::fs::write(step.join("up.sql"), "CREATE TABLE t (id TEXT PRIMARY KEY);\n").unwrap();
+        std::fs::write(step.join("down.sql"), "DROP TABLE t;\n").unwrap();
+        let plain = load_steps_for(&dir, Some(Dialect::Mysql)).unwrap().remove(0);
+        assert_eq!(plain.checksum, checksum("CREATE TABLE t (id TEXT PRIMARY KEY);\n"));
+        assert!(plain.overrides.is_empty());
+        std::fs::write(
+            step.join("up.mysql.sql"),
+            "CREATE TABLE t (id VARCHAR(36) PRIMARY KEY);\n",
+        )
+        .unwrap();
+        let my = load_steps_for(&dir, Some(Dialect::Mysql)).unwrap().remove(0);
+        assert_eq!(my.file("up.sql"), step.join("up.mysql.sql"));
+        assert_eq!(my.file("down.sql"), step.join("down.sql"));
+        assert_eq!(my.checksum_file, "up.mysql.sql");
+        assert!(my.read("up.sql").unwrap().contains("VARCHAR(36)"));
+        let pg = load_steps_for(&dir, Some(Dialect::Postgres)).unwrap().remove(0);
+        assert_eq!(pg.file("up.sql"), step.join("up.sql"));
+        // one checksum on every target, and it changes with the override
+        assert_eq!(pg.checksum, my.checksum);
+        assert_ne!(my.checksum, plain.checksum);
+        std::fs::write(
+            step.join("up.mysql.sql"),
+            "CREATE TABLE t (id VARCHAR(40) PRIMARY KEY);\n",
+        )
+        .unwrap();
+        let edited = load_steps_for(&dir, Some(Dialect::Sqlite)).unwrap().remove(0);
+        assert_ne!(edited.checksum, my.checksum);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cutover-project-test-{}-{}", std::process::id(), line!()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
