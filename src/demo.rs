@@ -16,6 +16,10 @@ pub const CLINIC_FILES: &[(&str, &str)] = &[
         include_str!("../fixtures/clinic/migrations/20250101T090000_create_v2_schema/up.sql"),
     ),
     (
+        "migrations/20250101T090000_create_v2_schema/up.mysql.sql",
+        include_str!("../fixtures/clinic/migrations/20250101T090000_create_v2_schema/up.mysql.sql"),
+    ),
+    (
         "migrations/20250101T090100_accounts/step.toml",
         include_str!("../fixtures/clinic/migrations/20250101T090100_accounts/step.toml"),
     ),

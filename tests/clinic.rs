@@ -1,14 +1,91 @@
 //! The clinic scenario end to end on a generated legacy database, checked count by count
-//! against the generator's manifest, on SQLite and on PostgreSQL as target; then the review
-//! queue (a split), an orphan grant, a dangling link, primary caregivers, and a rejected
+//! against the generator's manifest, on SQLite, PostgreSQL and MariaDB as target; then the
+//! review queue (a split), an orphan grant, a dangling link, primary caregivers, and a rejected
 //! patient whose dependants wait and go through once its date of birth is fixed.
 
 mod common;
-#[macro_use]
 mod support;
 
+use common::mysql::MariaDbServer;
 use serde_json::Value as J;
 use support::{Backend, TestProject, stderr};
+
+/// The target a clinic test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Sqlite,
+    Postgres,
+    Mariadb,
+}
+
+/// `targets!(check)` runs `fn check(t: Target)` as three tests, one per target.
+macro_rules! targets {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Target::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name(super::Target::Postgres)
+            }
+            #[test]
+            fn mariadb() {
+                super::$name(super::Target::Mariadb)
+            }
+        }
+    };
+}
+
+/// A clinic project on one target: SQL on the target goes through that server's own client.
+struct Clinic {
+    p: TestProject,
+    t: Target,
+}
+
+impl std::ops::Deref for Clinic {
+    type Target = TestProject;
+    fn deref(&self) -> &TestProject {
+        &self.p
+    }
+}
+
+/// The session settings of the engine's MariaDB target sessions (ANSI quotes, `||`, strict).
+const MARIADB_SESSION: &str = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,ANSI_QUOTES,PIPES_AS_CONCAT';";
+
+impl Clinic {
+    fn target_sql(&self, sql: &str) -> String {
+        match self.t {
+            Target::Mariadb => MariaDbServer::shared().mysql(&self.p.target_url, &format!("{MARIADB_SESSION} {sql}")),
+            _ => self.p.target_sql(sql),
+        }
+    }
+
+    fn count(&self, table: &str) -> i64 {
+        scalar(self, &format!("SELECT COUNT(*) FROM {table}"))
+    }
+
+    /// `expr` as text in this target's SQL.
+    fn text(&self, expr: &str) -> String {
+        match self.t {
+            Target::Mariadb => format!("CAST({expr} AS CHAR)"),
+            _ => format!("CAST({expr} AS TEXT)"),
+        }
+    }
+
+    fn user_tables(&self) -> Vec<String> {
+        match self.t {
+            Target::Mariadb => self
+                .target_sql("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY table_name")
+                .lines()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty() && !s.starts_with("cutover_"))
+                .collect(),
+            _ => self.p.user_tables(),
+        }
+    }
+}
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -24,8 +101,21 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 }
 
 /// The clinic project (fixtures/clinic, unchanged) on a freshly generated legacy database.
-fn clinic(b: Backend, patients: u32, seed: u32) -> (TestProject, J) {
-    let p = TestProject::with_config(b, "\n[defaults]\nbatch_size = 500\ncontinue_on_error = true\n");
+fn clinic(t: Target, patients: u32, seed: u32) -> (Clinic, J) {
+    let b = if t == Target::Postgres {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+    let mut p = TestProject::with_config(b, "\n[defaults]\nbatch_size = 500\ncontinue_on_error = true\n");
+    if t == Target::Mariadb {
+        let url = MariaDbServer::shared().fresh_db("clinic");
+        let config = p.path().join("cutover.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(text.contains("url = \"sqlite://target.db\""), "{text}");
+        std::fs::write(&config, text.replace("sqlite://target.db", &url)).unwrap();
+        p.target_url = url;
+    }
     copy_dir(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clinic/migrations"),
         &p.path().join("migrations"),
@@ -50,21 +140,97 @@ fn clinic(b: Backend, patients: u32, seed: u32) -> (TestProject, J) {
     assert!(o.status.success(), "{}", stderr(&o));
     let manifest: J =
         serde_json::from_str(&std::fs::read_to_string(p.path().join("source.db.manifest.json")).unwrap()).unwrap();
-    (p, manifest)
+    (Clinic { p, t }, manifest)
 }
 
 fn n(v: &J) -> i64 {
     v.as_i64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
-fn scalar(p: &TestProject, sql: &str) -> i64 {
-    p.target_sql(sql)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{sql}: {}", p.target_sql(sql)))
+fn scalar(p: &Clinic, sql: &str) -> i64 {
+    let out = p.target_sql(sql);
+    out.trim().parse().unwrap_or_else(|_| panic!("{sql}: {out}"))
 }
 
-fn check_against_manifest(p: &TestProject, m: &J) {
+/// Rows of a query on the legacy (SQLite) source.
+fn source_count(p: &Clinic, sql: &str) -> u64 {
+    let out = support::sqlite3(&p.path().join("source.db"), sql);
+    out.trim().parse().unwrap_or_else(|_| panic!("{sql}: {out}"))
+}
+
+/// The source rows of a data or merge step, counted on the source from its own step.toml
+/// (a table or a query; both sides of a merge).
+fn step_source_rows(p: &Clinic, folder: &std::path::Path) -> u64 {
+    let text = std::fs::read_to_string(folder.join("step.toml")).unwrap();
+    let step: toml::Value = toml::from_str(&text).unwrap();
+    let count = |side: &toml::Value| {
+        let from = match (side.get("table"), side.get("query")) {
+            (Some(t), _) => format!("\"{}\"", t.as_str().unwrap()),
+            (None, Some(q)) => format!("({})", q.as_str().unwrap()),
+            _ => panic!("{}: a source without table or query", folder.display()),
+        };
+        source_count(p, &format!("SELECT COUNT(*) FROM {from}"))
+    };
+    match step.get("kind").and_then(|k| k.as_str()) {
+        Some("merge") => count(&step["a"]) + count(&step["b"]),
+        _ => count(&step["source"]),
+    }
+}
+
+/// The books of every applied data and merge step, against counts taken from the source and
+/// the target's own tables (never the ledger against itself): the source rows counted now on
+/// the source; the rejected rows in the reject store; the written, skipped and merged rows in
+/// the ID map (one entry per row: an own row, or an alias to the row it joined). A count
+/// missing from `status --json` fails.
+fn assert_books(p: &Clinic) {
+    let status = p.json(&["status"]);
+    let migrations = status["migrations"].as_array().expect("migrations");
+    assert_eq!(migrations.len(), 11, "{status}");
+    let mut checked = 0;
+    for m in migrations {
+        if m["kind"] == "schema" {
+            continue;
+        }
+        let version = m["version"].as_str().expect("version");
+        let c = &m["counts"];
+        let n = |k: &str| c[k].as_i64().unwrap_or_else(|| panic!("{version}: no counts.{k}: {m}"));
+        let folder = p
+            .path()
+            .join("migrations")
+            .join(format!("{version}_{}", m["name"].as_str().expect("name")));
+        let source = step_source_rows(p, &folder) as i64;
+        let rejected = scalar(
+            p,
+            &format!(
+                "SELECT COUNT(*) FROM cutover_rejects WHERE version = '{version}' AND level = 'error' AND state = 'open'"
+            ),
+        );
+        let mapped = scalar(
+            p,
+            &format!("SELECT COUNT(*) FROM cutover_id_map WHERE version = '{version}'"),
+        );
+        assert_eq!(n("source"), source, "{version}: ledger source vs the source now: {m}");
+        assert_eq!(
+            n("rejected"),
+            rejected,
+            "{version}: ledger rejected vs the reject store: {m}"
+        );
+        assert_eq!(
+            n("written") + n("skipped") + n("merged"),
+            mapped,
+            "{version}: written + skipped + merged vs the ID map: {m}"
+        );
+        assert_eq!(
+            source,
+            mapped + rejected,
+            "{version}: the books balance on the tables: {m}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 10, "every data and merge step was checked");
+}
+
+fn check_against_manifest(p: &Clinic, m: &J) {
     let e = &m["expected"];
     for (table, key) in [
         ("accounts", "accounts"),
@@ -174,18 +340,22 @@ fn check_against_manifest(p: &TestProject, m: &J) {
     );
 }
 
-fn whole_project_matches_the_manifest(b: Backend) {
-    let (p, m) = clinic(b, 1500, 7);
+fn whole_project_matches_the_manifest(t: Target) {
+    let (p, m) = clinic(t, 1500, 7);
     let o = p.run(&["up"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(p.states().iter().all(|(_, s)| s == "applied"), "{:?}", p.states());
+    let states = p.states();
+    assert_eq!(states.len(), 11, "{states:?}");
+    assert!(states.iter().all(|(_, s)| s == "applied"), "{states:?}");
     check_against_manifest(&p, &m);
+    assert_books(&p);
     // `cutover verify` agrees: accounting, expectations, checksums, foreign keys, documents
     let v = p.json(&["verify"]);
     assert_eq!(v["ok"], true, "{v}");
     assert!(v["checks"].as_array().unwrap().len() > 30);
     // document bytes in the store hash to their row's sha256
     let rows = p.target_sql("SELECT storage_key || '|' || sha256 || '|' || size_bytes FROM documents");
+    assert_eq!(rows.lines().count() as i64, n(&m["expected"]["documents"]));
     for line in rows.lines() {
         let parts: Vec<&str> = line.split('|').collect();
         let bytes = std::fs::read(p.path().join("document-store").join(parts[0])).unwrap();
@@ -196,10 +366,11 @@ fn whole_project_matches_the_manifest(b: Backend) {
         assert_eq!(bytes.len().to_string(), parts[2]);
     }
     // a rollback of everything, then a second run, gives the same content (ids aside)
-    let content = |p: &TestProject| {
-        p.target_sql(
-            "SELECT COALESCE(legacy_patient_id, '') || '/' || COALESCE(legacy_child_id, '') || '/' || COALESCE(first_name, '') || '/' || COALESCE(CAST(date_of_birth AS TEXT), '') || '/' || gender || '/' || allergies FROM persons ORDER BY 1",
-        )
+    let content = |p: &Clinic| {
+        p.target_sql(&format!(
+            "SELECT COALESCE(legacy_patient_id, '') || '/' || COALESCE(legacy_child_id, '') || '/' || COALESCE(first_name, '') || '/' || COALESCE({}, '') || '/' || gender || '/' || allergies FROM persons ORDER BY 1",
+            p.text("date_of_birth")
+        ))
     };
     let before = content(&p);
     p.ok(&["down", "--all", "--yes"]);
@@ -207,11 +378,12 @@ fn whole_project_matches_the_manifest(b: Backend) {
     p.ok(&["up"]);
     assert_eq!(content(&p), before);
     check_against_manifest(&p, &m);
+    assert_books(&p);
 }
-both!(whole_project_matches_the_manifest);
+targets!(whole_project_matches_the_manifest);
 
-fn review_split_and_waiting_rows(b: Backend) {
-    let (p, _m) = clinic(b, 800, 11);
+fn review_split_and_waiting_rows(t: Target) {
+    let (p, _m) = clinic(t, 800, 11);
     p.ok(&["up"]);
     // --- a split: "not the same person"
     let queue = p.json(&["review", "list", "--open"]);
@@ -288,36 +460,39 @@ fn review_split_and_waiting_rows(b: Backend) {
     p.ok(&["review", "decide", &id.to_string(), "--take", "split"]);
     assert_eq!(p.count("persons"), persons + 1);
     // take b on another: applied to the target, and needs_review clears with the last one
-    if let Some(d2) = p
+    let d2 = p
         .json(&["review", "list", "--open"])
         .as_array()
-        .unwrap()
+        .expect("review list")
         .first()
         .cloned()
-    {
-        let entity = d2["entity_id"].as_str().unwrap().to_string();
-        let field = d2["field"].as_str().unwrap().to_string();
-        for open in p
-            .json(&["review", "list", "--open"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|x| x["entity_id"] == entity.as_str())
-        {
-            p.ok(&["review", "decide", &open["id"].to_string(), "--take", "b"]);
-        }
-        let v = p.target_sql(&format!(
-            "SELECT CAST({field} AS TEXT) FROM persons WHERE id = '{entity}'"
-        ));
-        assert_eq!(v, d2["values"][1].as_str().unwrap());
-        assert_eq!(
-            scalar(
-                &p,
-                &format!("SELECT COUNT(*) FROM persons WHERE id = '{entity}' AND needs_review")
-            ),
-            0
-        );
+        .expect("an open discrepancy left to take b on");
+    let entity = d2["entity_id"].as_str().expect("entity_id").to_string();
+    let field = d2["field"].as_str().expect("field").to_string();
+    let open_of_entity: Vec<J> = p
+        .json(&["review", "list", "--open"])
+        .as_array()
+        .expect("review list")
+        .iter()
+        .filter(|x| x["entity_id"] == entity.as_str())
+        .cloned()
+        .collect();
+    assert!(!open_of_entity.is_empty());
+    for open in &open_of_entity {
+        p.ok(&["review", "decide", &open["id"].to_string(), "--take", "b"]);
     }
+    let v = p.target_sql(&format!(
+        "SELECT {} FROM persons WHERE id = '{entity}'",
+        p.text(&format!("\"{field}\""))
+    ));
+    assert_eq!(v, d2["values"][1].as_str().expect("value b"));
+    assert_eq!(
+        scalar(
+            &p,
+            &format!("SELECT COUNT(*) FROM persons WHERE id = '{entity}' AND needs_review")
+        ),
+        0
+    );
     let history = p.json(&["history"]);
     assert!(
         history
@@ -357,7 +532,8 @@ fn review_split_and_waiting_rows(b: Backend) {
         "the patient and what waited for it: {r}"
     );
     let person = p.target_sql(&format!(
-        "SELECT id || '|' || CAST(date_of_birth AS TEXT) FROM persons WHERE legacy_patient_id = '{key}'"
+        "SELECT id || '|' || {} FROM persons WHERE legacy_patient_id = '{key}'",
+        p.text("date_of_birth")
     ));
     assert!(person.ends_with("|2015-06-01"), "{person}");
     let person_id = person.split('|').next().unwrap().to_string();
@@ -380,19 +556,26 @@ fn review_split_and_waiting_rows(b: Backend) {
     );
     let v = p.json(&["verify"]);
     assert_eq!(v["ok"], true, "after decisions and a retry: {v}");
-    // a tampered document is caught
+    // a tampered document is caught: exactly the documents check fails, and it names the key
     let key = p.target_sql("SELECT storage_key FROM documents ORDER BY legacy_id LIMIT 1");
-    std::fs::write(p.path().join("document-store").join(key.trim()), b"tampered").unwrap();
-    let o = p.run(&["verify"]);
+    let key = key.trim().to_string();
+    assert!(!key.is_empty());
+    std::fs::write(p.path().join("document-store").join(&key), b"tampered").unwrap();
+    let o = p.run(&["verify", "--json"]);
     assert_eq!(o.status.code(), Some(5), "{}", support::stdout(&o));
-    // the books still balance for every step
-    for m in p.json(&["status"])["migrations"].as_array().unwrap() {
-        let c = &m["counts"];
-        assert_eq!(
-            n(&c["source"]),
-            n(&c["written"]) + n(&c["skipped"]) + n(&c["rejected"]) + n(&c["merged"]),
-            "{m}"
-        );
-    }
+    let report: J = serde_json::from_str(support::stdout(&o).trim()).expect("verify --json");
+    assert_eq!(report["ok"], false, "{report}");
+    let failed: Vec<&J> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1, "exactly one check fails: {failed:?}");
+    assert_eq!(failed[0]["kind"], "documents", "{failed:?}");
+    let detail = failed[0]["detail"].as_str().expect("detail");
+    assert!(detail.contains("1 mismatching") && detail.contains(&key), "{detail}");
+    // the books still balance for every step, on the tables themselves
+    assert_books(&p);
 }
-both!(review_split_and_waiting_rows);
+targets!(review_split_and_waiting_rows);

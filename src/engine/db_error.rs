@@ -22,14 +22,23 @@ pub fn is_row_refusal(e: &sqlx::Error) -> bool {
             .map(|n| matches!(n & 0xff, 18 | 19 | 20 | 25))
             .unwrap_or(false);
     }
-    if db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some() {
-        // SQLSTATE 22xxx and 23xxx as on PostgreSQL (MySQL reports them for bad values,
-        // NOT NULL, duplicates, foreign keys and CHECK constraints).
-        return code.starts_with("22")
-            || code.starts_with("23")
-            || (code == "HY000" && db.message().contains("CONSTRAINT"));
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return mysql_row_refusal(my.number()) || code.starts_with("22") || code.starts_with("23");
     }
     false
+}
+
+/// MySQL/MariaDB error numbers that refuse a row's data (in strict mode; the target session
+/// runs in it, so none of these is a mere warning): 1048 NULL into NOT NULL, 1062/1586
+/// duplicate key, 1264 out of range, 1265 data truncated, 1292 incorrect date/time/number,
+/// 1366 incorrect value (e.g. text into a number), 1367 illegal value, 1406 data too long,
+/// 1411 incorrect value for a function, 1451/1452 foreign key, 1690 value out of range,
+/// 3819/4025 CHECK constraint, 4078 illegal JSON.
+fn mysql_row_refusal(number: u16) -> bool {
+    matches!(
+        number,
+        1048 | 1062 | 1264 | 1265 | 1292 | 1366 | 1367 | 1406 | 1411 | 1451 | 1452 | 1586 | 1690 | 3819 | 4025 | 4078
+    )
 }
 
 /// The column a refusal names, when the server says: PostgreSQL's column field, COPY context
@@ -74,6 +83,11 @@ pub fn refused_column(e: &sqlx::Error, columns: &[String]) -> Option<String> {
         }
     }
     let msg = db.message();
+    if db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some()
+        && let Some(c) = mysql_refused_column(msg, columns)
+    {
+        return Some(c);
+    }
     for marker in ["constraint failed: ", " column "] {
         if let Some(tail) = msg.split(marker).nth(1) {
             let first = tail.split([',', ' ']).next().unwrap_or(tail).trim();
@@ -94,6 +108,28 @@ pub fn refused_column(e: &sqlx::Error, columns: &[String]) -> Option<String> {
         .into_iter()
         .find(|c| words.iter().any(|w| w.eq_ignore_ascii_case(c)))
         .cloned()
+}
+
+/// The column in MySQL/MariaDB's wording: `Column 'c' cannot be null`, `... for column
+/// \`db\`.\`t\`.\`c\` at row 1`, `FOREIGN KEY (\`c\`) REFERENCES`, `for key 't.c'` (a unique key
+/// named after its column), `CONSTRAINT \`t.c\` failed` (a column CHECK).
+fn mysql_refused_column(msg: &str, columns: &[String]) -> Option<String> {
+    let known = |name: &str| {
+        let name = name.trim_matches(['"', '\'', '`', '(', ')', ' ']);
+        let name = name.rsplit('.').next().unwrap_or(name).trim_matches(['"', '\'', '`']);
+        columns.iter().find(|c| c.eq_ignore_ascii_case(name)).cloned()
+    };
+    let after = |marker: &str| -> Option<String> {
+        let at = msg.find(marker)? + marker.len();
+        let rest = &msg[at..];
+        let token: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != ',').collect();
+        known(&token)
+    };
+    after("Column ")
+        .or_else(|| after("for column "))
+        .or_else(|| after("FOREIGN KEY ("))
+        .or_else(|| after("for key "))
+        .or_else(|| after("CONSTRAINT "))
 }
 
 /// The server's own words for a refusal, with its detail but without the C-source location
@@ -198,4 +234,36 @@ pub fn report_text(e: &color_eyre::Report) -> String {
         }
     }
     crate::engine::config::redact_url(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_messages_name_their_column() {
+        let cols: Vec<String> = ["id", "legacy_id", "name", "born", "person_id", "email"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let c = |m: &str| mysql_refused_column(m, &cols);
+        assert_eq!(c("Data too long for column 'name' at row 1").as_deref(), Some("name"));
+        assert_eq!(
+            c("Incorrect date value: '2021-02-30' for column `db`.`people`.`born` at row 1").as_deref(),
+            Some("born")
+        );
+        assert_eq!(c("Column 'name' cannot be null").as_deref(), Some("name"));
+        assert_eq!(
+            c("Cannot add or update a child row: a foreign key constraint fails (`db`.`t`, CONSTRAINT `t_ibfk_1` FOREIGN KEY (`person_id`) REFERENCES `persons` (`id`))").as_deref(),
+            Some("person_id")
+        );
+        assert_eq!(c("Duplicate entry 'a@x.org' for key 'email'").as_deref(), Some("email"));
+        assert_eq!(c("something else entirely"), None);
+        for n in [1048, 1062, 1292, 1366, 1406, 1452, 4025] {
+            assert!(mysql_row_refusal(n), "{n}");
+        }
+        for n in [1146, 1213, 2006] {
+            assert!(!mysql_row_refusal(n), "{n}");
+        }
+    }
 }

@@ -1,9 +1,9 @@
 //! The ledger in the target: one row of state per step (`cutover_ledger`) and an append-only
 //! table of everything that happened (`cutover_events`), which is also the audit trail.
 
-use crate::engine::db::{Db, DbTx, Dialect};
-use crate::engine::project::{StepDef, StepKind};
+use crate::engine::db::{Db, DbTx};
 use crate::engine::protocol::Counts;
+use crate::engine::project::{StepDef, StepKind};
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
 use serde::Serialize;
@@ -105,18 +105,11 @@ pub fn now_iso() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn serial(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
-        Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
-        Dialect::Mysql => "BIGINT AUTO_INCREMENT PRIMARY KEY",
-    }
-}
-
 /// Create the ledger tables when missing. Idempotent.
 pub async fn ensure(db: &Db) -> Result<()> {
     let d = db.dialect();
-    let text_key = if d == Dialect::Mysql { "VARCHAR(64)" } else { "TEXT" };
+    let text_key = d.key_text(64);
+    let options = d.table_options();
     let stmts = [
         format!(
             "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
@@ -139,7 +132,7 @@ pub async fn ensure(db: &Db) -> Result<()> {
                 rows_warned BIGINT NOT NULL DEFAULT 0,
                 error TEXT,
                 failing_statement TEXT
-            )"
+            ){options}"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (
@@ -151,8 +144,8 @@ pub async fn ensure(db: &Db) -> Result<()> {
                 os_user TEXT NOT NULL,
                 host TEXT NOT NULL,
                 detail TEXT
-            )",
-            serial(d)
+            ){options}",
+            d.serial_primary_key()
         ),
     ];
     let mut tx = db.begin().await?;
@@ -245,11 +238,9 @@ pub async fn upsert(
     } else {
         Some(now_iso())
     };
-    let conflict = if tx.dialect() == Dialect::Mysql {
-        "ON DUPLICATE KEY UPDATE name = VALUES(name), kind = VALUES(kind), checksum = VALUES(checksum), status = VALUES(status), run_id = VALUES(run_id), started_at = VALUES(started_at), applied_at = VALUES(applied_at), applied_by = VALUES(applied_by), host = VALUES(host), duration_ms = VALUES(duration_ms), rows_source = VALUES(rows_source), rows_written = VALUES(rows_written), rows_skipped = VALUES(rows_skipped), rows_rejected = VALUES(rows_rejected), rows_merged = VALUES(rows_merged), rows_warned = VALUES(rows_warned), error = VALUES(error), failing_statement = VALUES(failing_statement)"
-    } else {
-        "ON CONFLICT (version) DO UPDATE SET name = excluded.name, kind = excluded.kind, checksum = excluded.checksum, status = excluded.status, run_id = excluded.run_id, started_at = excluded.started_at, applied_at = excluded.applied_at, applied_by = excluded.applied_by, host = excluded.host, duration_ms = excluded.duration_ms, rows_source = excluded.rows_source, rows_written = excluded.rows_written, rows_skipped = excluded.rows_skipped, rows_rejected = excluded.rows_rejected, rows_merged = excluded.rows_merged, rows_warned = excluded.rows_warned, error = excluded.error, failing_statement = excluded.failing_statement"
-    };
+    let conflict = tx
+        .dialect()
+        .upsert_clause(&["version"], &SELECT_COLUMNS.split(", ").skip(1).collect::<Vec<_>>());
     let sql = format!(
         "INSERT INTO {LEDGER_TABLE} ({SELECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) {conflict}"
     );

@@ -1,30 +1,28 @@
 //! One run per target at a time, and a run that lost its lock cannot write.
 //!
-//! PostgreSQL: a session-level advisory lock held on a connection of its own, so the server
-//! releases it when the process dies. It is taken before anything is created, so two first
-//! starts on a fresh database cannot race on `CREATE TABLE`.
+//! PostgreSQL and MySQL/MariaDB: a server-side lock held by a session of its own (an advisory
+//! lock; `GET_LOCK`), so the server releases it when the process dies. It is taken before
+//! anything is created, so two first starts on a fresh database cannot race on `CREATE TABLE`.
 //!
 //! SQLite: an OS file lock on `<db>.cutover-lock` next to the database, held for the run and
 //! released by the kernel when the holder dies. A live holder is never taken over, however old
 //! its heartbeat (a long transaction may keep the heartbeat from being written); a dead one is
 //! taken over at once. Without a file (in-memory) it falls back to the lock row's heartbeat.
 //!
-//! Both write the holder into `cutover_lock` with a fresh token, so a refused run can say who
+//! All write the holder into `cutover_lock` with a fresh token, so a refused run can say who
 //! holds the lock and since when, and every batch transaction can check ([`fence`]) that the
 //! row still holds its run's token: a run that lost its lock cannot commit another batch.
 
-use crate::engine::db::{Db, DbTx, Dialect};
-use crate::engine::ledger::{host_name, os_user};
+use crate::engine::backend::{SessionLock, SessionLockAttempt};
+use crate::engine::db::{Db, DbTx};
+use crate::engine::clock::{host_name, os_user};
 pub use crate::engine::protocol::views::LockHolder;
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
-use sqlx::Connection;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub const LOCK_TABLE: &str = "cutover_lock";
-/// Advisory lock key: "cutover" in ASCII, so other tools' keys are unlikely to collide.
-const PG_LOCK_KEY: i64 = 0x0063_7574_6f76_6572;
 /// Suffix of the SQLite OS lock file, next to the database file.
 pub const LOCK_FILE_SUFFIX: &str = ".cutover-lock";
 /// How long a refused run waits for the winner's row to appear, to name the holder.
@@ -54,7 +52,7 @@ impl std::fmt::Display for LockError {
         match self {
             LockError::Held(h) => write!(
                 f,
-                "the target is locked by another cutover run: {h}. Wait for it to finish; a crashed run's lock is freed automatically (the OS releases a dead process's lock; on PostgreSQL its session ends)."
+                "the target is locked by another cutover run: {h}. Wait for it to finish; a crashed run's lock is freed automatically (the OS releases a dead process's lock; on PostgreSQL and MariaDB its session ends)."
             ),
             LockError::Other(e) => write!(f, "cannot take the run lock: {e:#}"),
         }
@@ -104,11 +102,7 @@ impl std::error::Error for FenceError {}
 /// transactions are serial anyway), so a takeover that replaces the token waits for this
 /// transaction, and this transaction never commits after a takeover.
 pub async fn fence(tx: &mut DbTx, token: &str) -> Result<(), FenceError> {
-    let lock_clause = match tx.dialect() {
-        Dialect::Sqlite => "",
-        Dialect::Postgres => " FOR SHARE",
-        Dialect::Mysql => " LOCK IN SHARE MODE",
-    };
+    let lock_clause = tx.dialect().share_lock_suffix();
     let row = tx
         .fetch_optional(
             &format!(
@@ -128,7 +122,8 @@ pub async fn fence(tx: &mut DbTx, token: &str) -> Result<(), FenceError> {
 pub struct RunLock {
     db: Db,
     token: String,
-    pg_conn: Option<sqlx::PgConnection>,
+    /// PostgreSQL, MySQL: the session that holds the server-side lock.
+    session: Option<SessionLock>,
     /// SQLite: the open lock file; closing it (or the process dying) releases the OS lock.
     file_lock: Option<std::fs::File>,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
@@ -145,13 +140,9 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 async fn ensure_table(db: &Db) -> Result<()> {
-    let key = if db.dialect() == Dialect::Mysql {
-        "INT"
-    } else {
-        "INTEGER"
-    };
     let sql = format!(
-        "CREATE TABLE IF NOT EXISTS {LOCK_TABLE} (id {key} PRIMARY KEY, token TEXT NOT NULL, owner TEXT NOT NULL, host TEXT NOT NULL, pid BIGINT NOT NULL, command TEXT NOT NULL, since TEXT NOT NULL, heartbeat BIGINT NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS {LOCK_TABLE} (id INTEGER PRIMARY KEY, token TEXT NOT NULL, owner TEXT NOT NULL, host TEXT NOT NULL, pid BIGINT NOT NULL, command TEXT NOT NULL, since TEXT NOT NULL, heartbeat BIGINT NOT NULL){}",
+        db.dialect().table_options()
     );
     let mut tx = db.begin().await?;
     match tx.execute(&sql, &[]).await {
@@ -219,14 +210,8 @@ async fn held_by(db: &Db) -> LockHolder {
 
 /// The OS lock file of a SQLite database; `None` for an in-memory one.
 pub fn sqlite_lock_path(db: &Db) -> Option<PathBuf> {
-    let Db::Sqlite(pool) = db else { return None };
-    let opts = pool.connect_options();
-    let file = opts.get_filename();
-    let name = file.to_string_lossy();
-    if name.is_empty() || name.contains(":memory:") {
-        return None;
-    }
-    let mut p = file.as_os_str().to_os_string();
+    let file = db.sqlite_file()?;
+    let mut p = file.into_os_string();
     p.push(LOCK_FILE_SUFFIX);
     Some(PathBuf::from(p))
 }
@@ -296,23 +281,10 @@ mod oslock {
 
 /// Is the lock currently held by a live run? Used by the console and `status`.
 pub async fn current_holder(db: &Db, stale_after: Duration) -> Result<Option<LockHolder>> {
-    match db {
-        Db::Postgres(_) => {
-            // Ask pg_locks instead of trying the lock: a `status` that held it for a moment
-            // would make a run starting at that moment think the target is locked.
-            let held = db
-                .fetch_optional(
-                    "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid::text::bigint = $1 AND objid::text::bigint = $2 AND objsubid = 1",
-                    &[Value::Int(PG_LOCK_KEY >> 32), Value::Int(PG_LOCK_KEY & 0xffff_ffff)],
-                )
-                .await?
-                .is_some();
-            if !held {
-                return Ok(None);
-            }
-            Ok(Some(held_by(db).await))
-        }
-        _ => {
+    match db.session_lock_held().await? {
+        Some(false) => Ok(None),
+        Some(true) => Ok(Some(held_by(db).await)),
+        None => {
             let os = sqlite_lock_path(db)
                 .and_then(|p| std::fs::File::open(p).ok())
                 .and_then(|f| oslock::is_locked(&f));
@@ -340,29 +312,20 @@ impl RunLock {
         let mut lock = RunLock {
             db: db.clone(),
             token,
-            pg_conn: None,
+            session: None,
             file_lock: None,
             heartbeat: None,
         };
-        match db {
-            Db::Postgres(pool) => {
-                // A connection of its own, outside the pool, so the session lives exactly as
-                // long as this lock. The advisory lock comes first: only its holder creates
-                // the lock table, so first starts cannot race on it.
-                let mut conn = pool.acquire().await?.detach();
-                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(PG_LOCK_KEY)
-                    .fetch_one(&mut conn)
-                    .await?;
-                if !got {
-                    let _ = conn.close().await;
-                    return Err(LockError::Held(held_by(db).await));
-                }
-                lock.pg_conn = Some(conn);
+        match db.try_session_lock().await? {
+            SessionLockAttempt::Busy => return Err(LockError::Held(held_by(db).await)),
+            SessionLockAttempt::Taken(session) => {
+                // The server-side lock comes first: only its holder creates the lock table,
+                // so first starts cannot race on it.
+                lock.session = Some(session);
                 ensure_table(db).await?;
                 lock.write_row(command).await?;
             }
-            _ => {
+            SessionLockAttempt::Unsupported => {
                 if let Some(path) = sqlite_lock_path(db) {
                     let file = std::fs::OpenOptions::new()
                         .read(true)
@@ -438,7 +401,7 @@ impl RunLock {
             Value::Text(crate::engine::ledger::now_iso()),
             Value::Int(epoch()),
         ];
-        let replace = self.pg_conn.is_some();
+        let replace = self.session.is_some();
         let ins = format!(
             "INSERT INTO {LOCK_TABLE} (id, token, owner, host, pid, command, since, heartbeat) VALUES (1, $1, $2, $3, $4, $5, $6, $7)"
         );
@@ -475,12 +438,8 @@ impl RunLock {
                 &[Value::Text(self.token.clone())],
             )
             .await?;
-        if let Some(mut conn) = self.pg_conn.take() {
-            let _: bool = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
-                .bind(PG_LOCK_KEY)
-                .fetch_one(&mut conn)
-                .await?;
-            conn.close().await?;
+        if let Some(session) = self.session.take() {
+            session.release().await?;
         }
         // The row is gone: now let the next run in. The file stays (deleting it would let
         // two runs lock two different files).

@@ -1,6 +1,7 @@
 //! The migration engine. No terminal code lives here: the console and CLI reach it only
 //! through `Command`s in and `EngineEvent`s out.
 
+pub mod backend;
 pub mod checksum;
 pub mod clock;
 pub mod config;

@@ -1,5 +1,6 @@
 //! A migration project on disk: `cutover.toml` plus `migrations/<version>_<name>/` folders.
 
+use crate::engine::backend::Dialect;
 use crate::engine::checksum::checksum;
 use crate::engine::config::{Config, Overrides};
 use color_eyre::eyre::{Result, eyre};
@@ -41,17 +42,24 @@ pub struct StepDef {
     pub kind: StepKind,
     #[serde(skip)]
     pub dir: PathBuf,
-    /// The file whose content the checksum covers (`up.sql` or `step.toml`).
+    /// The file whose content the checksum covers (`up.sql` or `step.toml`; the target's
+    /// `up.<dialect>.sql` when there is one).
     pub checksum_file: String,
     pub checksum: String,
+    /// Per-dialect SQL used instead of a file on this target: `up.sql` -> `up.mysql.sql`.
+    #[serde(skip)]
+    pub overrides: BTreeMap<String, String>,
 }
 
 impl StepDef {
     pub fn folder_name(&self) -> String {
         format!("{}_{}", self.version, self.name)
     }
+    /// The path of a step's file: the target dialect's override (`up.mysql.sql`) of `up.sql`
+    /// or `down.sql` when the folder has one.
     pub fn file(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        self.dir
+            .join(self.overrides.get(name).map(String::as_str).unwrap_or(name))
     }
     pub fn read(&self, name: &str) -> Result<String> {
         let p = self.file(name);
@@ -77,7 +85,8 @@ pub fn new_version(now: chrono::DateTime<chrono::Utc>) -> String {
 impl Project {
     pub fn load(dir: &Path, overrides: &Overrides) -> Result<Project> {
         let config = Config::load(dir, overrides)?;
-        let steps = load_steps(&config.migrations_dir)?;
+        let dialect = Dialect::from_scheme(config.target.scheme());
+        let steps = load_steps_for(&config.migrations_dir, dialect)?;
         Ok(Project { config, steps })
     }
 
@@ -86,7 +95,14 @@ impl Project {
     }
 }
 
+/// The steps of a migrations folder, without a target dialect (no per-dialect overrides).
 pub fn load_steps(migrations_dir: &Path) -> Result<Vec<StepDef>> {
+    load_steps_for(migrations_dir, None)
+}
+
+/// The steps of a migrations folder, each schema step's `up.sql`/`down.sql` replaced by the
+/// target dialect's `up.<dialect>.sql`/`down.<dialect>.sql` where the folder has one.
+pub fn load_steps_for(migrations_dir: &Path, dialect: Option<Dialect>) -> Result<Vec<StepDef>> {
     if !migrations_dir.exists() {
         return Ok(Vec::new());
     }
@@ -116,7 +132,7 @@ pub fn load_steps(migrations_dir: &Path) -> Result<Vec<StepDef>> {
                 "migration folder '{folder}': '{version}' is not a version; use a UTC timestamp YYYYMMDDTHHMMSS (e.g. 20250101T090000)"
             ));
         }
-        let step = load_step(&dir, version, name)?;
+        let step = load_step(&dir, version, name, dialect)?;
         if let Some(prev) = by_version.get(version) {
             return Err(eyre!(
                 "two migrations share version {version}: '{}' and '{}'; give one of them a new version",
@@ -134,7 +150,18 @@ struct KindOnly {
     kind: Option<String>,
 }
 
-fn load_step(dir: &Path, version: &str, name: &str) -> Result<StepDef> {
+/// `up.<dialect>.sql` / `down.<dialect>.sql` files of a folder, by dialect.
+fn dialect_files(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = Dialect::all()
+        .iter()
+        .flat_map(|d| [format!("up.{}.sql", d.name()), format!("down.{}.sql", d.name())])
+        .filter(|f| dir.join(f).is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+fn load_step(dir: &Path, version: &str, name: &str, dialect: Option<Dialect>) -> Result<StepDef> {
     let up = dir.join("up.sql");
     let step_toml = dir.join("step.toml");
     let folder = format!("{version}_{name}");
@@ -166,15 +193,46 @@ fn load_step(dir: &Path, version: &str, name: &str) -> Result<StepDef> {
             return Err(eyre!("migration '{folder}' has neither up.sql nor step.toml"));
         }
     };
-    let text =
-        std::fs::read_to_string(dir.join(file)).map_err(|e| eyre!("cannot read {}: {e}", dir.join(file).display()))?;
+    let read =
+        |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| eyre!("cannot read {}: {e}", dir.join(f).display()));
+    let text = read(file)?;
+    let mut overrides = BTreeMap::new();
+    let mut checksum_file = file.to_string();
+    let variants = if kind == StepKind::Schema {
+        dialect_files(dir)
+    } else {
+        Vec::new()
+    };
+    let sum = if variants.is_empty() {
+        checksum(&text)
+    } else {
+        // The checksum covers up.sql and every dialect's variant: editing any of them after
+        // the step was applied is a change.
+        let mut all = format!("up.sql\n{text}");
+        for f in &variants {
+            all.push_str(&format!("\n\u{1f}{f}\n{}", read(f)?));
+        }
+        checksum(&all)
+    };
+    if let Some(d) = dialect {
+        for base in ["up.sql", "down.sql"] {
+            let variant = base.replacen(".sql", &format!(".{}.sql", d.name()), 1);
+            if variants.contains(&variant) {
+                if base == "up.sql" {
+                    checksum_file = variant.clone();
+                }
+                overrides.insert(base.to_string(), variant);
+            }
+        }
+    }
     Ok(StepDef {
         version: version.to_string(),
         name: name.to_string(),
         kind,
         dir: dir.to_path_buf(),
-        checksum_file: file.to_string(),
-        checksum: checksum(&text),
+        checksum_file,
+        checksum: sum,
+        overrides,
     })
 }
 
@@ -198,4 +256,51 @@ pub fn sanitise_name(name: &str) -> Result<String> {
         ));
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dialect_override_replaces_up_sql_and_counts_in_the_checksum() {
+        let dir = tempfile_dir();
+        let step = dir.join("20250101T090000_schema");
+        std::fs::create_dir_all(&step).unwrap();
+        std::fs::write(step.join("up.sql"), "CREATE TABLE t (id TEXT PRIMARY KEY);\n").unwrap();
+        std::fs::write(step.join("down.sql"), "DROP TABLE t;\n").unwrap();
+        let plain = load_steps_for(&dir, Some(Dialect::Mysql)).unwrap().remove(0);
+        assert_eq!(plain.checksum, checksum("CREATE TABLE t (id TEXT PRIMARY KEY);\n"));
+        assert!(plain.overrides.is_empty());
+        std::fs::write(
+            step.join("up.mysql.sql"),
+            "CREATE TABLE t (id VARCHAR(36) PRIMARY KEY);\n",
+        )
+        .unwrap();
+        let my = load_steps_for(&dir, Some(Dialect::Mysql)).unwrap().remove(0);
+        assert_eq!(my.file("up.sql"), step.join("up.mysql.sql"));
+        assert_eq!(my.file("down.sql"), step.join("down.sql"));
+        assert_eq!(my.checksum_file, "up.mysql.sql");
+        assert!(my.read("up.sql").unwrap().contains("VARCHAR(36)"));
+        let pg = load_steps_for(&dir, Some(Dialect::Postgres)).unwrap().remove(0);
+        assert_eq!(pg.file("up.sql"), step.join("up.sql"));
+        // one checksum on every target, and it changes with the override
+        assert_eq!(pg.checksum, my.checksum);
+        assert_ne!(my.checksum, plain.checksum);
+        std::fs::write(
+            step.join("up.mysql.sql"),
+            "CREATE TABLE t (id VARCHAR(40) PRIMARY KEY);\n",
+        )
+        .unwrap();
+        let edited = load_steps_for(&dir, Some(Dialect::Sqlite)).unwrap().remove(0);
+        assert_ne!(edited.checksum, my.checksum);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cutover-project-test-{}-{}", std::process::id(), line!()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
 }

@@ -206,7 +206,7 @@ async fn run_up_locked(
         lock_token: lock_token.clone(),
     };
     if opts.dry_run {
-        match target.begin().await {
+        match target.begin_dry_run().await {
             Ok(tx) => *ctx.dry_tx.lock().await = Some(tx),
             Err(e) => {
                 return RunOutcome::Failed {

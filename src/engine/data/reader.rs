@@ -4,7 +4,7 @@
 //! pre-flight (`check_keys`) refuses the run before anything is written.
 
 use crate::engine::data::pipeline::{CompiledStep, SourceBatch};
-use crate::engine::db::{Db, Dialect, quote_ident};
+use crate::engine::db::{Db, quote_ident};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 use std::sync::Arc;
@@ -143,12 +143,9 @@ impl SourceReader {
                 }
                 self.load_key_types().await?;
                 let ph: Vec<String> = (1..=params.len())
-                    .map(|i| match (&self.key_types, self.source.dialect()) {
-                        (Some(t), Dialect::Postgres) => match t.get(i - 1) {
-                            Some(ty) if !ty.is_empty() => format!("CAST(${i} AS {ty})"),
-                            _ => format!("${i}"),
-                        },
-                        _ => format!("${i}"),
+                    .map(|i| {
+                        let ty = self.key_types.as_ref().and_then(|t| t.get(i - 1));
+                        self.source.dialect().key_param(i, ty.map(String::as_str))
                     })
                     .collect();
                 let cond = if keys.len() == 1 {
@@ -215,7 +212,7 @@ impl SourceReader {
     }
 
     async fn load_key_types(&mut self) -> Result<()> {
-        if self.key_types.is_some() || self.source.dialect() != Dialect::Postgres {
+        if self.key_types.is_some() || !self.source.dialect().casts_key_params() {
             return Ok(());
         }
         let cols = self

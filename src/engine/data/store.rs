@@ -2,7 +2,7 @@
 //! the before-images of rows an `update` changed. They live in the target so that a batch's
 //! rows, its ID-map entries, its rejects and its checkpoint commit in one transaction.
 
-use crate::engine::db::{Db, DbTx, Dialect};
+use crate::engine::db::{Db, DbTx};
 use crate::engine::protocol::Counts;
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
@@ -24,75 +24,95 @@ pub async fn ensure(db: &Db) -> Result<()> {
 /// Create the tables inside the caller's transaction (dry runs roll them back again).
 pub async fn ensure_in(tx: &mut DbTx) -> Result<(), sqlx::Error> {
     let d = tx.dialect();
-    let serial = match d {
-        Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
-        Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
-        Dialect::Mysql => "BIGINT AUTO_INCREMENT PRIMARY KEY",
-    };
-    let k = if d == Dialect::Mysql { "VARCHAR(191)" } else { "TEXT" };
-    let stmts = [
-        format!(
-            "CREATE TABLE IF NOT EXISTS {ID_MAP} (map {k} NOT NULL, old_key {k} NOT NULL, new_id TEXT NOT NULL, version TEXT NOT NULL, alias INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (map, old_key))"
+    let serial = d.serial_primary_key();
+    // Text columns that are keys or indexed (VARCHAR on MySQL, TEXT elsewhere): names of maps
+    // and tables, source keys (whole composite keys as text), versions and states.
+    let name = d.key_text(191);
+    let key = d.key_text(512);
+    let version = d.key_text(64);
+    let state = d.key_text(16);
+    let options = d.table_options();
+    let groups: Vec<(&str, Vec<String>)> = vec![
+        (
+            ID_MAP,
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {ID_MAP} (map {name} NOT NULL, old_key {key} NOT NULL, new_id TEXT NOT NULL, version {version} NOT NULL, alias INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (map, old_key)){options}"
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {ID_MAP}_version ON {ID_MAP} (version)"),
+            ],
         ),
-        format!("CREATE INDEX IF NOT EXISTS {ID_MAP}_version ON {ID_MAP} (version)"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {REJECTS} (
-                id {serial},
-                run_id TEXT NOT NULL,
-                version {k} NOT NULL,
-                source_table {k} NOT NULL,
-                source_key {k} NOT NULL,
-                row_json TEXT NOT NULL,
-                field TEXT,
-                rule TEXT NOT NULL,
-                reason TEXT NOT NULL,
-                level TEXT NOT NULL,
-                waits_for_table {k},
-                waits_for_key {k},
-                state TEXT NOT NULL,
-                created_at TEXT NOT NULL,
-                resolved_at TEXT
-            )"
+        (
+            REJECTS,
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {REJECTS} (
+                        id {serial},
+                        run_id TEXT NOT NULL,
+                        version {version} NOT NULL,
+                        source_table {name} NOT NULL,
+                        source_key {key} NOT NULL,
+                        row_json TEXT NOT NULL,
+                        field TEXT,
+                        rule TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        level TEXT NOT NULL,
+                        waits_for_table {name},
+                        waits_for_key {key},
+                        state {state} NOT NULL,
+                        created_at TEXT NOT NULL,
+                        resolved_at TEXT
+                    ){options}"
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {REJECTS}_source ON {REJECTS} (source_table, source_key)"),
+                format!("CREATE INDEX IF NOT EXISTS {REJECTS}_waits ON {REJECTS} (waits_for_table, waits_for_key)"),
+                format!("CREATE INDEX IF NOT EXISTS {REJECTS}_version ON {REJECTS} (version, state)"),
+            ],
         ),
-        format!("CREATE INDEX IF NOT EXISTS {REJECTS}_source ON {REJECTS} (source_table, source_key)"),
-        format!("CREATE INDEX IF NOT EXISTS {REJECTS}_waits ON {REJECTS} (waits_for_table, waits_for_key)"),
-        format!("CREATE INDEX IF NOT EXISTS {REJECTS}_version ON {REJECTS} (version, state)"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (version {k} PRIMARY KEY, last_key TEXT, rows_read BIGINT NOT NULL, written BIGINT NOT NULL, skipped BIGINT NOT NULL, rejected BIGINT NOT NULL, merged BIGINT NOT NULL, warnings BIGINT NOT NULL, batches BIGINT NOT NULL, updated_at TEXT NOT NULL)"
+        (
+            CHECKPOINTS,
+            vec![format!(
+                "CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (version {version} PRIMARY KEY, last_key TEXT, rows_read BIGINT NOT NULL, written BIGINT NOT NULL, skipped BIGINT NOT NULL, rejected BIGINT NOT NULL, merged BIGINT NOT NULL, warnings BIGINT NOT NULL, batches BIGINT NOT NULL, updated_at TEXT NOT NULL){options}"
+            )],
         ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {DISCREPANCIES} (
-                id {serial},
-                version {k} NOT NULL,
-                entity_table TEXT NOT NULL,
-                entity_id {k} NOT NULL,
-                field TEXT NOT NULL,
-                value_a TEXT,
-                value_b TEXT,
-                side_a TEXT NOT NULL,
-                side_b TEXT NOT NULL,
-                key_a {k} NOT NULL,
-                key_b {k} NOT NULL,
-                state TEXT NOT NULL,
-                decision TEXT,
-                value_applied TEXT,
-                value_before TEXT,
-                reviewer TEXT,
-                decided_at TEXT,
-                note TEXT,
-                created_at TEXT NOT NULL
-            )"
+        (
+            DISCREPANCIES,
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {DISCREPANCIES} (
+                        id {serial},
+                        version {version} NOT NULL,
+                        entity_table TEXT NOT NULL,
+                        entity_id {name} NOT NULL,
+                        field TEXT NOT NULL,
+                        value_a TEXT,
+                        value_b TEXT,
+                        side_a TEXT NOT NULL,
+                        side_b TEXT NOT NULL,
+                        key_a {key} NOT NULL,
+                        key_b {key} NOT NULL,
+                        state {state} NOT NULL,
+                        decision TEXT,
+                        value_applied TEXT,
+                        value_before TEXT,
+                        reviewer TEXT,
+                        decided_at TEXT,
+                        note TEXT,
+                        created_at TEXT NOT NULL
+                    ){options}"
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {DISCREPANCIES}_entity ON {DISCREPANCIES} (entity_id, state)"),
+                format!("CREATE INDEX IF NOT EXISTS {DISCREPANCIES}_key_b ON {DISCREPANCIES} (key_b)"),
+            ],
         ),
-        format!("CREATE INDEX IF NOT EXISTS {DISCREPANCIES}_entity ON {DISCREPANCIES} (entity_id, state)"),
-        format!("CREATE INDEX IF NOT EXISTS {DISCREPANCIES}_key_b ON {DISCREPANCIES} (key_b)"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {BACKUPS} (id {serial}, version {k} NOT NULL, target_table TEXT NOT NULL, key_json TEXT NOT NULL, before_json TEXT NOT NULL)"
+        (
+            BACKUPS,
+            vec![format!(
+                "CREATE TABLE IF NOT EXISTS {BACKUPS} (id {serial}, version {version} NOT NULL, target_table TEXT NOT NULL, key_json TEXT NOT NULL, before_json TEXT NOT NULL){options}"
+            )],
         ),
     ];
-    for s in &stmts {
-        tx.execute(s, &[]).await?;
-    }
-    Ok(())
+    tx.create_own_tables(&groups).await
 }
 
 /// Where a step stands: the last source key whose batch committed, and the books so far.
@@ -136,11 +156,20 @@ impl BatchCheckpoint {
     }
 
     pub async fn save(&self, tx: &mut DbTx, version: &str) -> Result<(), sqlx::Error> {
-        let conflict = if tx.dialect() == Dialect::Mysql {
-            "ON DUPLICATE KEY UPDATE last_key = VALUES(last_key), rows_read = VALUES(rows_read), written = VALUES(written), skipped = VALUES(skipped), rejected = VALUES(rejected), merged = VALUES(merged), warnings = VALUES(warnings), batches = VALUES(batches), updated_at = VALUES(updated_at)"
-        } else {
-            "ON CONFLICT (version) DO UPDATE SET last_key = excluded.last_key, rows_read = excluded.rows_read, written = excluded.written, skipped = excluded.skipped, rejected = excluded.rejected, merged = excluded.merged, warnings = excluded.warnings, batches = excluded.batches, updated_at = excluded.updated_at"
-        };
+        let conflict = tx.dialect().upsert_clause(
+            &["version"],
+            &[
+                "last_key",
+                "rows_read",
+                "written",
+                "skipped",
+                "rejected",
+                "merged",
+                "warnings",
+                "batches",
+                "updated_at",
+            ],
+        );
         let c = &self.counts;
         tx.execute(
             &format!("INSERT INTO {CHECKPOINTS} (version, last_key, rows_read, written, skipped, rejected, merged, warnings, batches, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {conflict}"),

@@ -1,18 +1,12 @@
-//! Writing rows into the target: prepared multi-row INSERTs on SQLite, COPY on PostgreSQL, both
-//! inside the batch's transaction.
+//! Writing rows into the target inside the batch's transaction, by the backend's bulk path
+//! (COPY on PostgreSQL, multi-row INSERTs on SQLite and MySQL).
 
+pub use crate::engine::backend::{Unfit, ident};
 use crate::engine::data::store::{BACKUPS, ID_MAP};
 use crate::engine::db::{Db, DbTx, Dialect};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use std::collections::HashMap;
-
-/// A value the target cannot store as it is: the column, the reject rule and the reason.
-pub struct Unfit {
-    pub column: String,
-    pub rule: &'static str,
-    pub reason: String,
-}
 
 pub struct TargetWriter {
     pub dialect: Dialect,
@@ -21,11 +15,6 @@ pub struct TargetWriter {
     /// PostgreSQL column types, to cast text parameters (uuid, date, ...) where the server
     /// will not do it implicitly.
     types: HashMap<String, String>,
-}
-
-/// Quote an identifier we put into SQL text.
-pub fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 impl TargetWriter {
@@ -62,125 +51,32 @@ impl TargetWriter {
         })
     }
 
-    /// `$n`, cast to the column's type on PostgreSQL.
+    /// `$n`, cast to the column's type where the target needs it (PostgreSQL).
     pub fn param(&self, n: usize, column: &str) -> String {
-        match (self.dialect, self.types.get(column)) {
-            (Dialect::Postgres, Some(t)) if !matches!(t.as_str(), "text" | "character varying") => {
-                format!("CAST(${n} AS {t})")
-            }
-            _ => format!("${n}"),
-        }
+        self.cast_text_expr(&format!("${n}"), column)
     }
 
     pub fn cast_text_expr(&self, expr: &str, column: &str) -> String {
-        match (self.dialect, self.types.get(column)) {
-            (Dialect::Postgres, Some(t)) if !matches!(t.as_str(), "text" | "character varying") => {
-                format!("CAST({expr} AS {t})")
-            }
-            _ => expr.to_string(),
-        }
+        self.dialect
+            .cast_to_column(expr, self.types.get(column).map(String::as_str))
     }
 
     pub async fn insert(&self, tx: &mut DbTx, rows: &[Vec<Value>]) -> Result<(), sqlx::Error> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        match tx {
-            DbTx::Postgres(t) => {
-                let cols = self.columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-                copy_in(t, &format!("COPY {} ({cols}) FROM STDIN", ident(&self.table)), rows).await
-            }
-            _ => insert_multi(tx, &ident(&self.table), &self.columns, rows).await,
-        }
+        tx.bulk_insert(&ident(&self.table), &self.columns, rows).await
     }
 
     /// Whether a column holds text (so bytes bound for it must be decoded, not hex-encoded).
     pub fn is_text_column(&self, column: &str) -> bool {
-        let Some(t) = self.types.get(column) else {
-            return false;
-        };
-        match self.dialect {
-            Dialect::Postgres | Dialect::Mysql => {
-                matches!(
-                    t.as_str(),
-                    "text"
-                        | "character varying"
-                        | "character"
-                        | "varchar"
-                        | "char"
-                        | "tinytext"
-                        | "mediumtext"
-                        | "longtext"
-                        | "citext"
-                        | "name"
-                )
-            }
-            // SQLite's type affinity rule: a declared type containing CHAR, CLOB or TEXT.
-            Dialect::Sqlite => {
-                let t = t.to_ascii_uppercase();
-                t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT")
-            }
-        }
+        self.types.get(column).is_some_and(|t| self.dialect.is_text_type(t))
     }
 
-    /// Fix or refuse, before writing, values the target would store as something else: a NUL
-    /// byte cannot go into PostgreSQL text; bytes bound for a text column are text in the
-    /// source's encoding (decoded as UTF-8, never written as hex); SQLite would round a REAL put
-    /// into a TEXT column to 15 digits and turns NaN into NULL.
+    /// Fix or refuse, before writing, values the target would store as something else (see
+    /// [`Dialect::fit`]: a NUL byte cannot go into PostgreSQL text; bytes bound for a text
+    /// column are text in the source's encoding; SQLite would round a REAL put into a TEXT
+    /// column to 15 digits and turns NaN into NULL; MySQL holds no NaN or infinity).
     pub fn fit(&self, values: &mut [Value]) -> Result<(), Unfit> {
-        let unfit = |col: &str, rule: &'static str, reason: String| Unfit {
-            column: col.to_string(),
-            rule,
-            reason,
-        };
         for (col, v) in self.columns.iter().zip(values.iter_mut()) {
-            match (self.dialect, &mut *v) {
-                (Dialect::Postgres, Value::Text(t)) => {
-                    if let Some(at) = t.find('\0') {
-                        return Err(unfit(
-                            col,
-                            "encoding",
-                            format!(
-                                "{col}: PostgreSQL text cannot hold a NUL byte (at byte {at}); remove it in the source or with a transform"
-                            ),
-                        ));
-                    }
-                }
-                (Dialect::Sqlite, Value::Real(f)) => {
-                    let f = *f;
-                    if self.is_text_column(col) {
-                        *v = Value::Text(match f {
-                            f if f == f64::INFINITY => "Infinity".into(),
-                            f if f == f64::NEG_INFINITY => "-Infinity".into(),
-                            f => f.to_string(),
-                        });
-                    } else if f.is_nan() {
-                        return Err(unfit(
-                            col,
-                            "target",
-                            format!(
-                                "{col}: SQLite stores NaN as NULL, which would lose the value; map it with a transform or write it to a text column"
-                            ),
-                        ));
-                    }
-                }
-                (_, Value::Bytes(b)) if self.is_text_column(col) => {
-                    match String::from_utf8(std::mem::take(&mut b.bytes)) {
-                        Ok(s) => *v = Value::Text(s),
-                        Err(e) => {
-                            return Err(unfit(
-                                col,
-                                "encoding",
-                                format!(
-                                    "{col}: a byte string bound for a text column is not valid UTF-8 (invalid byte at position {})",
-                                    e.utf8_error().valid_up_to()
-                                ),
-                            ));
-                        }
-                    }
-                }
-                _ => {}
-            }
+            self.dialect.fit(col, v, self.is_text_column(col))?;
         }
         Ok(())
     }
@@ -258,21 +154,16 @@ impl TargetWriter {
             } else {
                 format!("({})", nk.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", "))
             };
-            let sql = if nk.len() == 1 {
-                format!(
-                    "SELECT {} FROM {} WHERE {lhs} IN ({})",
-                    select.join(", "),
-                    ident(&self.table),
-                    tuples.join(", ")
-                )
+            let list = if nk.len() == 1 {
+                format!("({})", tuples.join(", "))
             } else {
-                format!(
-                    "SELECT {} FROM {} WHERE {lhs} IN (VALUES {})",
-                    select.join(", "),
-                    ident(&self.table),
-                    tuples.join(", ")
-                )
+                self.dialect.tuple_list(&tuples)
             };
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {lhs} IN {list}",
+                select.join(", "),
+                ident(&self.table)
+            );
             for r in tx.fetch_all(&sql, &params).await?.rows {
                 let key = join_key(&r[..nk.len()]);
                 let id = if id_column.is_some() {
@@ -370,139 +261,9 @@ pub fn join_key(vals: &[Value]) -> String {
         .join("\u{1f}")
 }
 
-/// Column name -> type (PostgreSQL `data_type`, lower case; SQLite declared type).
+/// Column name -> type (see [`DbTx::table_columns`]).
 pub async fn table_columns(db: &mut DbTx, table: &str) -> Result<HashMap<String, String>> {
-    let rows = match db.dialect() {
-        Dialect::Sqlite => db.fetch_all(&format!("SELECT name, type FROM pragma_table_info('{}')", table.replace('\'', "''")), &[]).await?,
-        Dialect::Postgres => {
-            db.fetch_all(
-                "SELECT column_name, CASE WHEN data_type = 'USER-DEFINED' THEN udt_name WHEN data_type = 'ARRAY' THEN 'text' ELSE data_type END FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
-                &[Value::Text(table.into())],
-            )
-            .await?
-        }
-        Dialect::Mysql => {
-            db.fetch_all(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = database() AND table_name = $1",
-                &[Value::Text(table.into())],
-            )
-            .await?
-        }
-    };
-    Ok(rows
-        .rows
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r.first()?.to_text()?,
-                r.get(1).and_then(|v| v.to_text()).unwrap_or_default().to_lowercase(),
-            ))
-        })
-        .collect())
-}
-
-/// Multi-row INSERT, as many rows per statement as SQLite's parameter limit allows.
-pub async fn insert_multi(
-    tx: &mut DbTx,
-    table_sql: &str,
-    columns: &[String],
-    rows: &[Vec<Value>],
-) -> Result<(), sqlx::Error> {
-    let ncol = columns.len().max(1);
-    let per = (30_000 / ncol).clamp(1, 500);
-    let cols = columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-    let mut cached: Option<(usize, String)> = None;
-    for chunk in rows.chunks(per) {
-        let sql = match &cached {
-            Some((n, s)) if *n == chunk.len() => s.clone(),
-            _ => {
-                let mut s = String::with_capacity(32 + chunk.len() * ncol * 6);
-                s.push_str(&format!("INSERT INTO {table_sql} ({cols}) VALUES "));
-                for r in 0..chunk.len() {
-                    if r > 0 {
-                        s.push(',');
-                    }
-                    s.push('(');
-                    for c in 0..ncol {
-                        if c > 0 {
-                            s.push(',');
-                        }
-                        // Plain `?`: SQLite resolves named parameters by a linear search, which
-                        // made wide multi-row inserts quadratic.
-                        s.push('?');
-                    }
-                    s.push(')');
-                }
-                cached = Some((chunk.len(), s.clone()));
-                s
-            }
-        };
-        let params: Vec<Value> = chunk.iter().flat_map(|r| r.iter().cloned()).collect();
-        tx.execute(&sql, &params).await?;
-    }
-    Ok(())
-}
-
-fn copy_escape(out: &mut String, v: &Value) {
-    use std::fmt::Write;
-    match v {
-        Value::Null => out.push_str("\\N"),
-        Value::Bool(b) => out.push(if *b { 't' } else { 'f' }),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::Real(f) => {
-            let _ = write!(out, "{f}");
-        }
-        Value::Bytes(b) => {
-            out.push_str("\\\\x");
-            out.push_str(&crate::engine::value::hex(&b.bytes));
-        }
-        Value::Text(s) => escape_text(out, s),
-        Value::Json(j) => escape_text(out, &j.to_string()),
-    }
-}
-
-fn escape_text(out: &mut String, s: &str) {
-    // Most values need no escaping: copy them whole.
-    if !s.bytes().any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r')) {
-        out.push_str(s);
-        return;
-    }
-    for ch in s.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// COPY rows in text format inside the caller's transaction.
-pub async fn copy_in(
-    t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    statement: &str,
-    rows: &[Vec<Value>],
-) -> Result<(), sqlx::Error> {
-    let mut buf = String::with_capacity(rows.len() * 64);
-    for r in rows {
-        for (i, v) in r.iter().enumerate() {
-            if i > 0 {
-                buf.push('\t');
-            }
-            copy_escape(&mut buf, v);
-        }
-        buf.push('\n');
-    }
-    let mut copy = t.copy_in_raw(statement).await?;
-    if let Err(e) = copy.send(buf.into_bytes()).await {
-        let _ = copy.abort("cutover: send failed").await;
-        return Err(e);
-    }
-    copy.finish().await?;
-    Ok(())
+    Ok(db.table_columns(table).await?)
 }
 
 /// One ID-map entry: `alias` entries point at a row another source row already wrote.
@@ -533,15 +294,5 @@ pub async fn insert_id_map(tx: &mut DbTx, version: &str, entries: &[IdMapEntry])
         .iter()
         .map(|s| s.to_string())
         .collect();
-    match tx {
-        DbTx::Postgres(t) => {
-            copy_in(
-                t,
-                &format!("COPY {ID_MAP} (map, old_key, new_id, version, alias) FROM STDIN"),
-                &rows,
-            )
-            .await
-        }
-        _ => insert_multi(tx, ID_MAP, &cols, &rows).await,
-    }
+    tx.bulk_insert(ID_MAP, &cols, &rows).await
 }

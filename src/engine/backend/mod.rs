@@ -1,0 +1,959 @@
+//! The database backends: the one place that knows how SQLite, PostgreSQL and MySQL/MariaDB
+//! differ. Everything else speaks to a target or a source through [`Db`] (a pool) and
+//! [`DbTx`] (a transaction), and asks the [`Dialect`] for the SQL fragments that differ
+//! (quoting, DDL of the tool's own tables, upserts, casts, lock clauses).
+//!
+//! SQL is written with `$1`-style placeholders; SQLite and PostgreSQL take them as they are,
+//! MySQL statements are rewritten to `?` with the parameters reordered ([`mysql::placeholders`]).
+//!
+//! The engine's own target SQL quotes identifiers ANSI-style (`"name"`, [`ident`]): a MariaDB
+//! target session runs with `sql_mode` `ANSI_QUOTES` (and strict mode), so the same text works
+//! on every target. Source SQL is quoted for the source's dialect ([`Dialect::quote_ident`]).
+
+pub mod mysql;
+pub mod postgres;
+pub mod sqlite;
+
+use crate::engine::config::DbUrl;
+use crate::engine::decode::CellIssue;
+use crate::engine::value::Value;
+use color_eyre::eyre::{Result, eyre};
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+    Mysql(sqlx::MySqlPool),
+}
+
+pub enum DbTx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Mysql(mysql::MysqlTx),
+}
+
+/// What a connection is for: the target is created when missing, a source never is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    Source,
+    Target,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Target => "target",
+        }
+    }
+}
+
+/// A value the target cannot store as it is: the column, the reject rule and the reason.
+#[derive(Debug)]
+pub struct Unfit {
+    pub column: String,
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+impl Unfit {
+    pub fn new(column: &str, rule: &'static str, reason: String) -> Unfit {
+        Unfit {
+            column: column.to_string(),
+            rule,
+            reason,
+        }
+    }
+}
+
+/// Where the foreign keys of a target are listed, and how orphans are found.
+pub enum ForeignKeyCatalog {
+    /// SQLite: `list` gives (table, parent table) per key column; `check` gives one row per
+    /// orphan reference (table, rowid, parent, fkid).
+    Pragma { list: &'static str, check: &'static str },
+    /// A catalog query with one row per constraint: name, table, parent schema, parent table,
+    /// child columns and parent columns (each list separated by `,` or U+001F).
+    Query(&'static str),
+}
+
+/// Quote an ANSI identifier (`"name"`) for the engine's own SQL on the target.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quote an identifier for a dialect (MySQL without ANSI_QUOTES wants backticks).
+pub fn quote_ident(dialect: Dialect, name: &str) -> String {
+    dialect.quote_ident(name)
+}
+
+impl Dialect {
+    /// The dialect of a URL scheme (`sqlite`, `postgres`/`postgresql`, `mysql`/`mariadb`).
+    pub fn from_scheme(scheme: &str) -> Option<Dialect> {
+        match scheme {
+            "sqlite" => Some(Dialect::Sqlite),
+            "postgres" | "postgresql" => Some(Dialect::Postgres),
+            "mysql" | "mariadb" => Some(Dialect::Mysql),
+            _ => None,
+        }
+    }
+
+    /// The dialect's name in file names (`up.mysql.sql`) and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+            Dialect::Mysql => "mysql",
+        }
+    }
+
+    pub fn all() -> [Dialect; 3] {
+        [Dialect::Sqlite, Dialect::Postgres, Dialect::Mysql]
+    }
+
+    /// Quote one identifier.
+    pub fn quote_ident(self, name: &str) -> String {
+        match self {
+            Dialect::Sqlite => sqlite::quote_ident(name),
+            Dialect::Postgres => postgres::quote_ident(name),
+            Dialect::Mysql => mysql::quote_ident(name),
+        }
+    }
+
+    /// Quote a possibly schema-qualified name (`schema.table`), part by part.
+    pub fn quote_table(self, name: &str) -> String {
+        name.split('.')
+            .map(|p| self.quote_ident(p))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// The column definition of an auto-incrementing integer primary key.
+    pub fn serial_primary_key(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => sqlite::SERIAL_PRIMARY_KEY,
+            Dialect::Postgres => postgres::SERIAL_PRIMARY_KEY,
+            Dialect::Mysql => mysql::SERIAL_PRIMARY_KEY,
+        }
+    }
+
+    /// The type of a text column that is a key or indexed, holding up to `max_chars`
+    /// characters (MySQL cannot index TEXT; SQLite and PostgreSQL use TEXT).
+    pub fn key_text(self, max_chars: u32) -> String {
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => "TEXT".into(),
+            Dialect::Mysql => mysql::key_text(max_chars),
+        }
+    }
+
+    /// Options after `CREATE TABLE t (...)` for the tool's own tables (MySQL: InnoDB, utf8mb4,
+    /// a binary no-pad collation so keys compare exactly as on the other targets).
+    pub fn table_options(self) -> &'static str {
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => "",
+            Dialect::Mysql => mysql::TABLE_OPTIONS,
+        }
+    }
+
+    /// The clause after `INSERT INTO t (...) VALUES (...)` that turns a conflict on the unique
+    /// `conflict` columns into an update of `update` columns with the new values.
+    pub fn upsert_clause(self, conflict: &[&str], update: &[&str]) -> String {
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => postgres::upsert_clause(conflict, update),
+            Dialect::Mysql => mysql::upsert_clause(update),
+        }
+    }
+
+    /// Appended to a `SELECT` that must hold a share lock on the rows it read until commit.
+    pub fn share_lock_suffix(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR SHARE",
+            Dialect::Mysql => " LOCK IN SHARE MODE",
+        }
+    }
+
+    /// A parameter or text expression written into a column of type `column_type`: cast on
+    /// PostgreSQL, which does not convert text to uuid, date, ... implicitly.
+    pub fn cast_to_column(self, expr: &str, column_type: Option<&str>) -> String {
+        match self {
+            Dialect::Postgres => postgres::cast_to_column(expr, column_type),
+            Dialect::Sqlite | Dialect::Mysql => expr.to_string(),
+        }
+    }
+
+    /// A keyset parameter `$n` compared with a source key of driver type `key_type`.
+    pub fn key_param(self, n: usize, key_type: Option<&str>) -> String {
+        match self {
+            Dialect::Postgres => postgres::key_param(n, key_type),
+            Dialect::Sqlite | Dialect::Mysql => format!("${n}"),
+        }
+    }
+
+    /// Whether keyset parameters are cast to the key's type ([`Dialect::key_param`]), so the
+    /// reader needs the key columns' types.
+    pub fn casts_key_params(self) -> bool {
+        matches!(self, Dialect::Postgres)
+    }
+
+    /// `lhs IN <this>` for row-value tuples `(a, b)`.
+    pub fn tuple_list(self, tuples: &[String]) -> String {
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => format!("(VALUES {})", tuples.join(", ")),
+            Dialect::Mysql => format!("({})", tuples.join(", ")),
+        }
+    }
+
+    /// Whether a column type (as [`DbTx::table_columns`] reports it) holds text.
+    pub fn is_text_type(self, column_type: &str) -> bool {
+        match self {
+            Dialect::Sqlite => sqlite::is_text_type(column_type),
+            Dialect::Postgres | Dialect::Mysql => matches!(
+                column_type,
+                "text"
+                    | "character varying"
+                    | "character"
+                    | "varchar"
+                    | "char"
+                    | "tinytext"
+                    | "mediumtext"
+                    | "longtext"
+                    | "citext"
+                    | "name"
+            ),
+        }
+    }
+
+    /// Fix or refuse, before writing, a value the target would store as something else (see
+    /// each backend's `fit`). Bytes bound for a text column are text in the source's encoding:
+    /// decoded as UTF-8, never written as hex, on every target.
+    pub fn fit(self, column: &str, v: &mut Value, text_column: bool) -> Result<(), Unfit> {
+        if text_column && let Value::Bytes(b) = v {
+            match String::from_utf8(std::mem::take(&mut b.bytes)) {
+                Ok(s) => *v = Value::Text(s),
+                Err(e) => {
+                    return Err(Unfit::new(
+                        column,
+                        "encoding",
+                        format!(
+                            "{column}: a byte string bound for a text column is not valid UTF-8 (invalid byte at position {})",
+                            e.utf8_error().valid_up_to()
+                        ),
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        match self {
+            Dialect::Sqlite => sqlite::fit(column, v, text_column),
+            Dialect::Postgres => postgres::fit(column, v),
+            Dialect::Mysql => mysql::fit(column, v, text_column),
+        }
+    }
+
+    /// Whether DDL runs inside a transaction (MySQL commits before and after each DDL
+    /// statement, so a schema step there is not atomic and a dry run cannot try DDL).
+    pub fn transactional_ddl(self) -> bool {
+        !matches!(self, Dialect::Mysql)
+    }
+
+    pub fn foreign_key_catalog(self) -> ForeignKeyCatalog {
+        match self {
+            Dialect::Sqlite => ForeignKeyCatalog::Pragma {
+                list: sqlite::FOREIGN_KEY_LIST,
+                check: sqlite::FOREIGN_KEY_CHECK,
+            },
+            Dialect::Postgres => ForeignKeyCatalog::Query(postgres::FOREIGN_KEYS),
+            Dialect::Mysql => ForeignKeyCatalog::Query(mysql::FOREIGN_KEYS),
+        }
+    }
+
+    fn table_exists_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => sqlite::TABLE_EXISTS,
+            Dialect::Postgres => postgres::TABLE_EXISTS,
+            Dialect::Mysql => mysql::TABLE_EXISTS,
+        }
+    }
+
+    fn columns_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => sqlite::COLUMNS,
+            Dialect::Postgres => postgres::COLUMNS,
+            Dialect::Mysql => mysql::COLUMNS,
+        }
+    }
+}
+
+/// How long the first, direct connection attempt may take before we say the server does not
+/// answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What went wrong connecting, and what to do about it.
+fn connect_advice(e: &sqlx::Error) -> &'static str {
+    if let sqlx::Error::Io(io) = e {
+        let msg = io.to_string().to_ascii_lowercase();
+        return match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "Nothing listens at that host and port: check that the server is running and the port is right."
+            }
+            std::io::ErrorKind::NotFound => {
+                "No server socket there: check that the server is running and the socket directory (host=) is right."
+            }
+            std::io::ErrorKind::TimedOut => {
+                "The server did not answer in time: check the host, the port and any firewall in between."
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "Permission denied opening the connection: check the socket's permissions."
+            }
+            _ if msg.contains("lookup")
+                || msg.contains("name or service not known")
+                || msg.contains("nodename nor servname")
+                || msg.contains("no address associated") =>
+            {
+                "Unknown host: check the host name in the URL."
+            }
+            _ => "Check that the server is running and reachable at that host and port.",
+        };
+    }
+    if let sqlx::Error::Tls(_) = e {
+        return "The TLS handshake failed: check the server's TLS setup and the URL's sslmode / ssl-mode.";
+    }
+    if let Some(db) = e.as_database_error() {
+        let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+        let msg = db.message().to_ascii_lowercase();
+        // MySQL error 1044: the user authenticated but may not use that database (which is
+        // also what a missing database looks like to a user without global rights).
+        if msg.contains("access denied") && msg.contains("to database") {
+            return "The user may not use this database, or it does not exist: check the database name in the URL and the user's grants.";
+        }
+        // PostgreSQL SQLSTATEs; MySQL reports 28000 with "Access denied ... (using password)".
+        if code == "28P01" || code == "28000" || msg.contains("access denied") || msg.contains("authentication failed")
+        {
+            return "Authentication failed: check the user name and the password (from the environment; a password written into a URL on the command line must be percent-encoded).";
+        }
+        if code == "3D000"
+            || msg.contains("unknown database")
+            || (msg.contains("database") && msg.contains("does not exist"))
+        {
+            return "The database does not exist: create it, or correct the database name in the URL.";
+        }
+        if code == "53300" || msg.contains("too many connections") {
+            return "The server has no free connection slots: try again later or raise its connection limit.";
+        }
+        return "The server refused the connection: check the user, its rights on this database and the server's access rules (pg_hba.conf / GRANT).";
+    }
+    "Check that the server is running and reachable, and the user, password (from the environment) and database name."
+}
+
+/// Turn a driver error into a message without the URL's password, saying what to check.
+pub(crate) fn connect_error(url: &DbUrl, role: Role, e: sqlx::Error) -> color_eyre::Report {
+    let what = role.name();
+    let detail = url.redact(&e.to_string());
+    let advice = connect_advice(&e);
+    eyre!("cannot connect to the {what} database {url}: {detail}. {advice}")
+}
+
+/// Refuse a URL the parser cannot read, or one whose password evidently held an unencoded
+/// `/ ? #` (the authority ended early and an `@` landed in the path). Never echoes the URL.
+pub(crate) fn check_url(url: &DbUrl, role: Role) -> Result<()> {
+    let what = role.name();
+    let hint = "Characters such as / ? # @ % : + = in a user name or password must be percent-encoded when the URL is written out (/ is %2F, ? is %3F, # is %23, @ is %40, % is %25, : is %3A, + is %2B, = is %3D); or keep the password in the environment and write ${VAR} in cutover.toml, which encodes it for you";
+    match url::Url::parse(url.expose()) {
+        Err(e) => Err(eyre!("the {what} database URL cannot be parsed ({e}). {hint}.")),
+        Ok(u) if u.password().is_none() && (u.path().contains('@') || u.fragment().is_some()) => Err(eyre!(
+            "the {what} database URL looks malformed (an '@' after the host, or a '#'): probably an unencoded character in the password. {hint}."
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// One direct connection before the pool: a refused port, a wrong password or a missing
+/// database is reported at once with its real cause, not as a pool timeout 15 s later.
+pub(crate) async fn probe<C: sqlx::Connection>(url: &DbUrl, role: Role, opts: &C::Options) -> Result<()> {
+    match tokio::time::timeout(PROBE_TIMEOUT, C::connect_with(opts)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(connect_error(url, role, e)),
+        Err(_) => Err(eyre!(
+            "cannot connect to the {} database {url}: no answer within {} s. The server did not answer in time: check the host, the port and any firewall in between.",
+            role.name(),
+            PROBE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// The file of a `sqlite://path` URL, relative paths taken from the project folder.
+pub fn sqlite_path(url: &str, project_dir: &Path) -> Option<PathBuf> {
+    sqlite::path_of(url, project_dir)
+}
+
+/// A run lock held by a database session of its own (PostgreSQL advisory lock, MySQL
+/// `GET_LOCK`): the server releases it when the session ends, so a killed run never leaves
+/// it behind.
+pub enum SessionLock {
+    Postgres(sqlx::PgConnection),
+    Mysql(sqlx::MySqlConnection),
+}
+
+/// The outcome of trying the session lock.
+pub enum SessionLockAttempt {
+    /// This dialect has no session lock (SQLite: an OS lock file instead).
+    Unsupported,
+    Taken(SessionLock),
+    /// Another session holds it.
+    Busy,
+}
+
+impl SessionLock {
+    /// Release the lock and close its session.
+    pub async fn release(self) -> Result<()> {
+        match self {
+            SessionLock::Postgres(conn) => postgres::release_session_lock(conn).await,
+            SessionLock::Mysql(conn) => mysql::release_session_lock(conn).await,
+        }
+    }
+}
+
+impl Db {
+    pub async fn connect(url: &DbUrl, project_dir: &Path, role: Role) -> Result<Db> {
+        match Dialect::from_scheme(url.scheme()) {
+            Some(Dialect::Sqlite) => sqlite::connect(url, project_dir, role).await.map(Db::Sqlite),
+            Some(Dialect::Postgres) => postgres::connect(url, role).await.map(Db::Postgres),
+            Some(Dialect::Mysql) => mysql::connect(url, role).await.map(Db::Mysql),
+            None => Err(eyre!(
+                "unsupported database URL scheme '{}' in {url}: use sqlite://, postgres:// or mysql://",
+                url.scheme()
+            )),
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+            Db::Mysql(_) => Dialect::Mysql,
+        }
+    }
+
+    pub async fn begin(&self) -> Result<DbTx> {
+        Ok(match self {
+            // IMMEDIATE takes the write lock up front: a deferred transaction that read first
+            // fails with SQLITE_BUSY_SNAPSHOT (no retry) if another connection (the lock
+            // heartbeat, the console) wrote in between.
+            Db::Sqlite(p) => DbTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => DbTx::Postgres(p.begin().await?),
+            Db::Mysql(p) => DbTx::Mysql(mysql::MysqlTx::begin(p, false).await?),
+        })
+    }
+
+    /// The transaction of a dry run, rolled back at its end. On MySQL, where DDL commits at
+    /// once (and with it everything before), it refuses every statement that would commit.
+    pub async fn begin_dry_run(&self) -> Result<DbTx> {
+        Ok(match self {
+            Db::Mysql(p) => DbTx::Mysql(mysql::MysqlTx::begin(p, true).await?),
+            other => other.begin().await?,
+        })
+    }
+
+    /// A transaction for reading only: on SQLite a deferred one, so readers never wait for
+    /// the writer (WAL) and a read-only source can be read.
+    pub async fn begin_read(&self) -> Result<DbTx> {
+        Ok(match self {
+            Db::Sqlite(p) => DbTx::Sqlite(p.begin().await?),
+            other => other.begin().await?,
+        })
+    }
+
+    /// Run one statement outside an explicit transaction.
+    pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let n = tx.execute(sql, params).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub async fn fetch_all(&self, sql: &str, params: &[Value]) -> Result<Rows> {
+        let mut tx = self.begin_read().await?;
+        let rows = tx.fetch_all(sql, params).await?;
+        tx.rollback().await?;
+        Ok(rows)
+    }
+
+    pub async fn fetch_optional(&self, sql: &str, params: &[Value]) -> Result<Option<Vec<Value>>> {
+        let rows = self.fetch_all(sql, params).await?;
+        Ok(rows.rows.into_iter().next())
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+            Db::Mysql(p) => p.close().await,
+        }
+    }
+
+    pub async fn table_exists(&self, table: &str) -> Result<bool> {
+        Ok(self
+            .fetch_optional(self.dialect().table_exists_sql(), &[Value::Text(table.into())])
+            .await?
+            .is_some())
+    }
+
+    /// Run `sql` inside a transaction that is rolled back (read-only on PostgreSQL and MySQL),
+    /// streaming its rows into `f` until it returns `Break`. A cell that cannot be decoded
+    /// without loss is an error naming its column. PostgreSQL values are decoded for
+    /// comparison across databases (see `decode_pg_compare`).
+    pub async fn for_each_row<F>(&self, sql: &str, f: F) -> Result<(), sqlx::Error>
+    where
+        F: AsyncFnMut(Vec<Value>) -> ControlFlow<()>,
+    {
+        match self {
+            Db::Sqlite(p) => sqlite::for_each_row(p, sql, f).await,
+            Db::Postgres(p) => postgres::for_each_row(p, sql, f).await,
+            Db::Mysql(p) => mysql::for_each_row(p, sql, f).await,
+        }
+    }
+
+    /// SQLite: the database file (`None` in memory); other dialects have none.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        match self {
+            Db::Sqlite(p) => sqlite::file_of(p),
+            _ => None,
+        }
+    }
+
+    /// Try the run lock that lives in a session of its own, without waiting.
+    pub async fn try_session_lock(&self) -> Result<SessionLockAttempt, sqlx::Error> {
+        match self {
+            Db::Sqlite(_) => Ok(SessionLockAttempt::Unsupported),
+            Db::Postgres(p) => postgres::try_session_lock(p).await,
+            Db::Mysql(p) => mysql::try_session_lock(p).await,
+        }
+    }
+
+    /// Whether some session holds the run lock, asked without taking it (a `status` that held
+    /// it for a moment would make a run starting then think the target is locked). `None`
+    /// where the dialect has no session lock.
+    pub async fn session_lock_held(&self) -> Result<Option<bool>> {
+        match self {
+            Db::Sqlite(_) => Ok(None),
+            Db::Postgres(_) => Ok(Some(
+                self.fetch_optional(postgres::LOCK_HELD, &postgres::lock_key_params())
+                    .await?
+                    .is_some(),
+            )),
+            Db::Mysql(_) => Ok(Some(
+                self.fetch_optional(mysql::LOCK_HELD, &[])
+                    .await?
+                    .and_then(|r| r.into_iter().next())
+                    .is_some_and(|v| !v.is_null()),
+            )),
+        }
+    }
+}
+
+/// Result rows with their column names.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    /// The driver's type name of each column (`INT8`, `TIMESTAMPTZ`, `TEXT`, ...).
+    pub types: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    /// Cells that could not be decoded without loss, by row index (the cell holds NULL).
+    pub issues: Vec<(usize, CellIssue)>,
+}
+
+/// Bind engine values to a query; `$null` is the dialect's NULL parameter.
+macro_rules! bind_all {
+    ($q:expr, $params:expr, $null:expr) => {{
+        let mut q = $q;
+        for p in $params {
+            q = match p {
+                Value::Null => q.bind($null),
+                Value::Bool(b) => q.bind(*b),
+                Value::Int(i) => q.bind(*i),
+                Value::Real(f) => q.bind(*f),
+                Value::Text(s) => q.bind(s.as_str()),
+                Value::Bytes(b) => q.bind(b.bytes.as_slice()),
+                Value::Json(j) => q.bind(j.to_string()),
+            };
+        }
+        q
+    }};
+}
+
+/// Fetch every row of a bound query into `Rows`, decoding with `$decode`.
+macro_rules! fetch_rows {
+    ($query:expr, $exec:expr, $decode:expr) => {{
+        use futures::TryStreamExt;
+        use sqlx::{Column, Row, TypeInfo};
+        let mut out = Rows::default();
+        let mut s = $query.fetch($exec);
+        while let Some(row) = s.try_next().await? {
+            if out.columns.is_empty() {
+                out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+                out.types = row.columns().iter().map(|c| c.type_info().name().to_string()).collect();
+            }
+            let mut issues = Vec::new();
+            let vals = $decode(&row, &mut issues)?;
+            let n = out.rows.len();
+            out.issues.extend(issues.into_iter().map(|i| (n, i)));
+            out.rows.push(vals);
+        }
+        out
+    }};
+}
+
+/// Stream a query's rows inside a transaction that is rolled back (see [`Db::for_each_row`]).
+macro_rules! stream_rows {
+    ($tx:expr, $sql:expr, $f:expr, $decode:expr) => {{
+        use futures::TryStreamExt;
+        use sqlx::{Column, Row};
+        let mut tx = $tx;
+        let mut f = $f;
+        {
+            let mut rows = sqlx::query(sqlx::AssertSqlSafe($sql)).persistent(false).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let mut issues = Vec::new();
+                let vals = $decode(&row, &mut issues)?;
+                if let Some(i) = issues.first() {
+                    let name = row
+                        .columns()
+                        .get(i.column)
+                        .map(|c| c.name().to_string())
+                        .unwrap_or_default();
+                    return Err(sqlx::Error::ColumnDecode {
+                        index: name,
+                        source: i.reason.clone().into(),
+                    });
+                }
+                if f(vals).await.is_break() {
+                    break;
+                }
+            }
+        }
+        tx.rollback().await?;
+        Ok(())
+    }};
+}
+pub(crate) use stream_rows;
+
+impl DbTx {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            DbTx::Sqlite(_) => Dialect::Sqlite,
+            DbTx::Postgres(_) => Dialect::Postgres,
+            DbTx::Mysql(_) => Dialect::Mysql,
+        }
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            DbTx::Sqlite(t) => t.commit().await?,
+            DbTx::Postgres(t) => t.commit().await?,
+            DbTx::Mysql(t) => t.tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        match self {
+            DbTx::Sqlite(t) => t.rollback().await?,
+            DbTx::Postgres(t) => t.rollback().await?,
+            DbTx::Mysql(t) => t.tx.rollback().await?,
+        }
+        Ok(())
+    }
+
+    /// Run a statement with parameters; returns rows affected.
+    pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, sqlx::Error> {
+        Ok(match self {
+            DbTx::Sqlite(t) => bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, None::<String>)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+            DbTx::Postgres(t) => bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, postgres::UntypedNull)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+            DbTx::Mysql(t) => {
+                t.guard(sql)?;
+                let (sql, params) = mysql::placeholders(sql, params);
+                bind_all!(
+                    sqlx::query(sqlx::AssertSqlSafe(sql.into_owned())),
+                    params.iter(),
+                    None::<String>
+                )
+                .execute(&mut *t.tx)
+                .await?
+                .rows_affected()
+            }
+        })
+    }
+
+    /// Run SQL text without parameters (DDL, user scripts), possibly several statements.
+    pub async fn execute_raw(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        match self {
+            DbTx::Sqlite(t) => {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut **t).await?;
+            }
+            DbTx::Postgres(t) => {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut **t).await?;
+            }
+            DbTx::Mysql(t) => {
+                t.guard(sql)?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *t.tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Rows, sqlx::Error> {
+        use crate::engine::decode::{decode_mysql, decode_pg, decode_sqlite};
+        Ok(match self {
+            DbTx::Sqlite(t) => fetch_rows!(
+                bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, None::<String>),
+                &mut **t,
+                decode_sqlite
+            ),
+            DbTx::Postgres(t) => fetch_rows!(
+                bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params, postgres::UntypedNull),
+                &mut **t,
+                decode_pg
+            ),
+            DbTx::Mysql(t) => {
+                let (sql, params) = mysql::placeholders(sql, params);
+                fetch_rows!(
+                    bind_all!(
+                        sqlx::query(sqlx::AssertSqlSafe(sql.into_owned())),
+                        params.iter(),
+                        None::<String>
+                    ),
+                    &mut *t.tx,
+                    decode_mysql
+                )
+            }
+        })
+    }
+
+    pub async fn fetch_optional(&mut self, sql: &str, params: &[Value]) -> Result<Option<Vec<Value>>, sqlx::Error> {
+        Ok(self.fetch_all(sql, params).await?.rows.into_iter().next())
+    }
+
+    /// Column name -> type of a table: PostgreSQL's `data_type` (a domain or enum by its name),
+    /// SQLite's declared type, MySQL's `data_type`; lower case. Empty when there is no table.
+    pub async fn table_columns(&mut self, table: &str) -> Result<HashMap<String, String>, sqlx::Error> {
+        let rows = self
+            .fetch_all(self.dialect().columns_sql(), &[Value::Text(table.into())])
+            .await?;
+        Ok(rows
+            .rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.first()?.to_text()?,
+                    r.get(1).and_then(|v| v.to_text()).unwrap_or_default().to_lowercase(),
+                ))
+            })
+            .collect())
+    }
+
+    /// Create the tool's own tables where missing: `groups` are each a table and the
+    /// statements that create it and its indexes (`CREATE ... IF NOT EXISTS`). In the
+    /// transaction where DDL is transactional; on MySQL see `MysqlTx::create_own_tables`.
+    pub async fn create_own_tables(&mut self, groups: &[(&str, Vec<String>)]) -> Result<(), sqlx::Error> {
+        if let DbTx::Mysql(t) = self {
+            return t.create_own_tables(groups).await;
+        }
+        for (_, statements) in groups {
+            for s in statements {
+                self.execute(s, &[]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write `rows` into `table` (quoted name) as fast as the dialect allows, inside this
+    /// transaction: COPY on PostgreSQL, multi-row INSERTs with placeholders on SQLite and
+    /// MySQL (as many rows per statement as the parameter and packet limits allow).
+    pub async fn bulk_insert(
+        &mut self,
+        table_sql: &str,
+        columns: &[String],
+        rows: &[Vec<Value>],
+    ) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let limits = match self {
+            DbTx::Postgres(t) => return postgres::copy_in(t, table_sql, columns, rows).await,
+            DbTx::Sqlite(_) => sqlite::INSERT_LIMITS,
+            DbTx::Mysql(_) => mysql::insert_limits(),
+        };
+        insert_multi(self, table_sql, columns, rows, limits).await
+    }
+}
+
+/// How big one multi-row INSERT may get.
+#[derive(Clone, Copy, Debug)]
+pub struct InsertLimits {
+    pub max_params: usize,
+    pub max_rows: usize,
+    /// Estimated bytes of the bound values (MySQL's max_allowed_packet); `usize::MAX` for none.
+    pub max_bytes: usize,
+}
+
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) => 1,
+        Value::Int(_) | Value::Real(_) => 8,
+        Value::Text(s) => s.len(),
+        Value::Bytes(b) => b.bytes.len(),
+        Value::Json(j) => j.to_string().len(),
+    }
+}
+
+/// The chunks (`start..end`) a multi-row insert is cut into under `limits`; a row bigger than
+/// the byte limit goes alone (the server then says why it refuses it).
+pub fn insert_chunks(rows: &[Vec<Value>], ncol: usize, limits: InsertLimits) -> Vec<std::ops::Range<usize>> {
+    let per = (limits.max_params / ncol.max(1)).clamp(1, limits.max_rows.max(1));
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0usize;
+    for (i, r) in rows.iter().enumerate() {
+        // a few bytes of protocol per value besides its content
+        let size: usize = r.iter().map(|v| value_bytes(v) + 4).sum();
+        if i > start && (i - start >= per || bytes.saturating_add(size) > limits.max_bytes) {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes = bytes.saturating_add(size);
+    }
+    if start < rows.len() {
+        out.push(start..rows.len());
+    }
+    out
+}
+
+async fn insert_multi(
+    tx: &mut DbTx,
+    table_sql: &str,
+    columns: &[String],
+    rows: &[Vec<Value>],
+    limits: InsertLimits,
+) -> Result<(), sqlx::Error> {
+    let ncol = columns.len().max(1);
+    let cols = columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+    let mut cached: Option<(usize, String)> = None;
+    for range in insert_chunks(rows, ncol, limits) {
+        let chunk = &rows[range];
+        let sql = match &cached {
+            Some((n, s)) if *n == chunk.len() => s.clone(),
+            _ => {
+                let mut s = String::with_capacity(32 + chunk.len() * ncol * 2);
+                s.push_str(&format!("INSERT INTO {table_sql} ({cols}) VALUES "));
+                for r in 0..chunk.len() {
+                    if r > 0 {
+                        s.push(',');
+                    }
+                    s.push('(');
+                    for c in 0..ncol {
+                        if c > 0 {
+                            s.push(',');
+                        }
+                        // Plain `?`: SQLite resolves named parameters by a linear search, which
+                        // made wide multi-row inserts quadratic; MySQL takes `?` as it is.
+                        s.push('?');
+                    }
+                    s.push(')');
+                }
+                cached = Some((chunk.len(), s.clone()));
+                s
+            }
+        };
+        let params: Vec<Value> = chunk.iter().flat_map(|r| r.iter().cloned()).collect();
+        tx.execute(&sql, &params).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_respect_params_rows_and_bytes() {
+        let rows: Vec<Vec<Value>> = (0..10)
+            .map(|i| vec![Value::Int(i), Value::Text("x".repeat(100))])
+            .collect();
+        let by_params = insert_chunks(
+            &rows,
+            2,
+            InsertLimits {
+                max_params: 6,
+                max_rows: 100,
+                max_bytes: usize::MAX,
+            },
+        );
+        assert_eq!(by_params, vec![0..3, 3..6, 6..9, 9..10]);
+        let by_bytes = insert_chunks(
+            &rows,
+            2,
+            InsertLimits {
+                max_params: 1000,
+                max_rows: 100,
+                max_bytes: 250,
+            },
+        );
+        assert_eq!(by_bytes, vec![0..2, 2..4, 4..6, 6..8, 8..10]);
+        // a row over the byte limit goes alone
+        let tiny = insert_chunks(
+            &rows[..2],
+            2,
+            InsertLimits {
+                max_params: 1000,
+                max_rows: 100,
+                max_bytes: 10,
+            },
+        );
+        assert_eq!(tiny, vec![0..1, 1..2]);
+    }
+
+    #[test]
+    fn bytes_into_text_are_decoded_on_every_dialect() {
+        for d in Dialect::all() {
+            let mut v = Value::bytes(b"caf\xc3\xa9".to_vec());
+            assert!(d.fit("c", &mut v, true).is_ok());
+            assert_eq!(v, Value::Text("café".into()));
+            let mut bad = Value::bytes(vec![0xff]);
+            let e = d.fit("c", &mut bad, true).unwrap_err();
+            assert_eq!((e.column.as_str(), e.rule), ("c", "encoding"));
+        }
+    }
+
+    #[test]
+    fn dialects_round_trip_their_names() {
+        for d in Dialect::all() {
+            assert_eq!(Dialect::from_scheme(d.name()), Some(d));
+        }
+        assert_eq!(Dialect::from_scheme("mariadb"), Some(Dialect::Mysql));
+        assert_eq!(Dialect::from_scheme("postgresql"), Some(Dialect::Postgres));
+        assert_eq!(Dialect::from_scheme("oracle"), None);
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+    }
+}
