@@ -10,7 +10,9 @@ use cutover::engine::lock::LockHolder;
 use cutover::engine::ops::review::Discrepancy;
 use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use cutover::engine::project::StepKind;
-use cutover::engine::protocol::{Command, Counts, DownTarget, EngineEvent, PlannedStep, Progress, RunOptions};
+use cutover::engine::protocol::{
+    Command, Counts, DownTarget, EngineEvent, Operation, Outcome, PlannedStep, Progress, RunOptions,
+};
 use cutover::engine::verify::{Check, CheckKind, Measure, VerifyReport};
 
 fn t0() -> DateTime<Utc> {
@@ -122,7 +124,7 @@ fn running() -> AppState {
         &mut s,
         Msg::Engine(EngineEvent::Planned {
             run_id: "r1".into(),
-            operation: "up".into(),
+            operation: Operation::Up,
             dry_run: false,
             steps: vec![PlannedStep {
                 version: "20250101T090100".into(),
@@ -326,9 +328,9 @@ fn q_while_running_asks_and_yes_aborts_first() {
         &mut s,
         Msg::Engine(EngineEvent::Finished {
             run_id: "r1".into(),
-            operation: "up".into(),
+            operation: Operation::Up,
             ok: false,
-            outcome: "aborted".into(),
+            outcome: Outcome::Aborted,
             steps_done: 0,
             dry_run: false,
         }),
@@ -451,9 +453,9 @@ fn step_finished_and_finished_end_the_run_and_refresh() {
         &mut s,
         Msg::Engine(EngineEvent::Finished {
             run_id: "r1".into(),
-            operation: "up".into(),
+            operation: Operation::Up,
             ok: true,
-            outcome: "done".into(),
+            outcome: Outcome::Done,
             steps_done: 1,
             dry_run: false,
         }),
@@ -1152,12 +1154,12 @@ fn report_with_two_failing() -> VerifyReport {
     ])
 }
 
-fn finished(ok: bool, outcome: &str) -> Msg {
+fn finished(ok: bool, outcome: Outcome) -> Msg {
     Msg::Engine(EngineEvent::Finished {
         run_id: "r1".into(),
-        operation: "up".into(),
+        operation: Operation::Up,
         ok,
-        outcome: outcome.into(),
+        outcome,
         steps_done: 1,
         dry_run: false,
     })
@@ -1219,7 +1221,7 @@ fn verify_runs_once_after_a_run_of_all_pending_steps_ends_well() {
     let mut s = loaded(two_steps());
     update(&mut s, ch('a'));
     assert_eq!(update(&mut s, ch('y')), vec![Command::Start(RunOptions::default())]);
-    let cmds = update(&mut s, finished(true, "done"));
+    let cmds = update(&mut s, finished(true, Outcome::Done));
     assert_eq!(cmds, vec![Command::Refresh, Command::Verify]);
     assert!(s.verify.verifying());
     let status = s.status.clone().expect("status");
@@ -1241,7 +1243,11 @@ fn verify_runs_once_after_a_run_of_all_pending_steps_ends_well() {
 #[test]
 fn verify_does_not_run_after_other_runs() {
     // A failed or aborted run of all steps.
-    for (ok, outcome) in [(false, "failed"), (false, "aborted"), (false, "locked")] {
+    for (ok, outcome) in [
+        (false, Outcome::Failed),
+        (false, Outcome::Aborted),
+        (false, Outcome::Locked),
+    ] {
         let mut s = loaded(two_steps());
         update(&mut s, ch('a'));
         update(&mut s, ch('y'));
@@ -1254,7 +1260,7 @@ fn verify_does_not_run_after_other_runs() {
     }
     // `n` runs one step only.
     let mut s = running();
-    assert_eq!(update(&mut s, finished(true, "done")), vec![Command::Refresh]);
+    assert_eq!(update(&mut s, finished(true, Outcome::Done)), vec![Command::Refresh]);
     // A dry run commits nothing.
     let mut s = loaded(two_steps());
     update(&mut s, ch('d'));
@@ -1262,9 +1268,9 @@ fn verify_does_not_run_after_other_runs() {
         &mut s,
         Msg::Engine(EngineEvent::Finished {
             run_id: "r2".into(),
-            operation: "up".into(),
+            operation: Operation::Up,
             ok: true,
-            outcome: "done".into(),
+            outcome: Outcome::Done,
             steps_done: 1,
             dry_run: true,
         }),
@@ -1275,7 +1281,7 @@ fn verify_does_not_run_after_other_runs() {
     update(&mut s, ch('a'));
     update(&mut s, ch('y'));
     update(&mut s, ctrl('c'));
-    assert_eq!(update(&mut s, finished(true, "done")), vec![Command::Refresh]);
+    assert_eq!(update(&mut s, finished(true, Outcome::Done)), vec![Command::Refresh]);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use cutover::engine::lock::LockHolder;
 use cutover::engine::ops::review::Discrepancy;
 use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use cutover::engine::project::StepKind;
-use cutover::engine::protocol::{Counts, EngineEvent, PlannedStep, Progress};
+use cutover::engine::protocol::{Counts, EngineEvent, Operation, Outcome, PlannedStep, Progress};
 use cutover::engine::verify::{Check, CheckKind, Measure, VerifyReport};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -121,7 +121,7 @@ fn running() -> AppState {
         &mut s,
         EngineEvent::Planned {
             run_id: "run-1".into(),
-            operation: "up".into(),
+            operation: Operation::Up,
             dry_run: false,
             steps: vec![
                 PlannedStep {
@@ -237,9 +237,9 @@ fn failed() -> AppState {
         &mut s,
         EngineEvent::Finished {
             run_id: "run-1".into(),
-            operation: "up".into(),
+            operation: Operation::Up,
             ok: false,
-            outcome: "failed".into(),
+            outcome: Outcome::Failed,
             steps_done: 0,
             dry_run: false,
         },

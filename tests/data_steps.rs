@@ -521,7 +521,7 @@ async fn next_event(
 
 #[tokio::test]
 async fn abort_pause_and_resume_between_batches() {
-    use cutover::engine::protocol::{Command, EngineEvent, RunOptions};
+    use cutover::engine::protocol::{Command, EngineEvent, Outcome, RunOptions};
     const BATCH: i64 = 100;
     let p = project(
         Backend::Sqlite,
@@ -546,7 +546,7 @@ async fn abort_pause_and_resume_between_batches() {
             }
             EngineEvent::Finished { outcome, .. } => {
                 assert!(aborted, "the run finished before it could be aborted");
-                assert_eq!(outcome, "aborted");
+                assert_eq!(outcome, Outcome::Aborted);
                 break;
             }
             _ => {}
@@ -618,7 +618,7 @@ async fn abort_pause_and_resume_between_batches() {
         match next_event(&mut engine, 60, "the resumed run to finish").await {
             EngineEvent::Resumed { .. } => resumed = true,
             EngineEvent::Finished { outcome, .. } => {
-                assert_eq!(outcome, "done");
+                assert_eq!(outcome, Outcome::Done);
                 break;
             }
             _ => {}

@@ -1,42 +1,26 @@
 //! The headless face: `cutover <verb> [--json]` over the same engine and events as the console.
 
 pub mod bench;
+pub mod exit;
 pub mod output;
 pub mod rejects;
 pub mod review;
 pub mod templates;
 pub mod verify;
 
+use crate::cli::rejects::RejectsAction;
 use crate::engine::config::{CONFIG_FILE, Overrides, config_template};
 use crate::engine::db::{Db, Role};
 use crate::engine::ledger;
 use crate::engine::lock;
 use crate::engine::plan::compute_status;
 use crate::engine::project::{Project, new_version, sanitise_name};
-use crate::engine::protocol::{Command, DownTarget, EngineEvent, RunOptions};
+use crate::engine::protocol::{Command, DownTarget, EngineEvent, Outcome, RunOptions};
 use crate::engine::runner;
 use clap::{Parser, Subcommand, ValueEnum};
 use color_eyre::eyre::{Result, eyre};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Exit codes, documented in the README.
-pub mod exit {
-    pub const OK: i32 = 0;
-    /// A step failed, or an error (configuration, connection, bad input).
-    pub const FAILED: i32 = 1;
-    /// Command-line usage error (clap).
-    pub const USAGE: i32 = 2;
-    /// Another run holds the target's lock.
-    pub const LOCKED: i32 = 3;
-    /// The plan was refused: modified applied migration, step left failed/running, out of order,
-    /// or a destructive command without --yes.
-    pub const REFUSED: i32 = 4;
-    /// `verify` found a failing check.
-    pub const VERIFY_FAILED: i32 = 5;
-    /// The operator aborted the run at a batch boundary; `cutover up` resumes it.
-    pub const ABORTED: i32 = 6;
-}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -69,44 +53,6 @@ pub enum CreateKind {
     Sql,
     Data,
     Merge,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum RejectsAction {
-    /// List rejected rows (open and resolved).
-    List {
-        #[arg(long)]
-        step: Option<String>,
-        #[arg(long)]
-        rule: Option<String>,
-        /// Only rows still waiting to be fixed.
-        #[arg(long)]
-        open: bool,
-        /// Include warnings (rows written with a note).
-        #[arg(long)]
-        warnings: bool,
-    },
-    /// One rejected row in full (secrets redacted).
-    Show { id: i64 },
-    /// Set a field of a rejected row's source data, then `retry` it.
-    Fix {
-        id: i64,
-        /// FIELD=VALUE (an empty VALUE sets NULL).
-        assignment: String,
-    },
-    /// Retry rejected rows through their step: one id, or all open rows of --step.
-    Retry {
-        id: Option<i64>,
-        #[arg(long)]
-        step: Option<String>,
-    },
-    /// Export rejects to CSV (secrets redacted).
-    Export {
-        #[arg(long)]
-        csv: PathBuf,
-        #[arg(long)]
-        step: Option<String>,
-    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -429,12 +375,12 @@ async fn drive(project: Arc<Project>, json: bool, command: Command) -> i32 {
     while let Some(ev) = engine.events.recv().await {
         printer.print(&ev);
         if let EngineEvent::Finished { outcome, .. } = &ev {
-            code = match outcome.as_str() {
-                "done" => exit::OK,
-                "locked" => exit::LOCKED,
-                "refused" => exit::REFUSED,
-                "aborted" => exit::ABORTED,
-                _ => exit::FAILED,
+            code = match outcome {
+                Outcome::Done => exit::OK,
+                Outcome::Locked => exit::LOCKED,
+                Outcome::Refused => exit::REFUSED,
+                Outcome::Aborted => exit::ABORTED,
+                Outcome::Failed => exit::FAILED,
             };
             break;
         }

@@ -4,7 +4,7 @@ use crate::engine::ledger::HistoryEntry;
 use crate::engine::lock::LockHolder;
 use crate::engine::plan::{StepStatus, one_line};
 use crate::engine::project::Project;
-use crate::engine::protocol::EngineEvent;
+use crate::engine::protocol::{EngineEvent, Operation};
 use serde_json::json;
 
 pub struct EventPrinter {
@@ -33,13 +33,21 @@ impl EventPrinter {
                 if steps.is_empty() {
                     println!(
                         "nothing to do: no {} migrations",
-                        if operation == "down" { "applied" } else { "pending" }
+                        if *operation == Operation::Down {
+                            "applied"
+                        } else {
+                            "pending"
+                        }
                     );
                 } else {
                     println!(
                         "{}{} {} migration{}",
                         if *dry_run { "dry run: " } else { "" },
-                        if operation == "down" { "reverting" } else { "applying" },
+                        if *operation == Operation::Down {
+                            "reverting"
+                        } else {
+                            "applying"
+                        },
                         steps.len(),
                         if steps.len() == 1 { "" } else { "s" }
                     );

@@ -1,11 +1,51 @@
 //! `cutover rejects ...`: the reject store from the command line.
 
-use crate::cli::{RejectsAction, exit};
+use crate::cli::exit;
 use crate::engine::data::store::{RejectFilter, RejectRecord, RejectStore, redacted_row};
 use crate::engine::db::{Db, Role};
 use crate::engine::project::Project;
+use clap::Subcommand;
 use color_eyre::eyre::{Result, eyre};
 use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum RejectsAction {
+    /// List rejected rows (open and resolved).
+    List {
+        #[arg(long)]
+        step: Option<String>,
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only rows still waiting to be fixed.
+        #[arg(long)]
+        open: bool,
+        /// Include warnings (rows written with a note).
+        #[arg(long)]
+        warnings: bool,
+    },
+    /// One rejected row in full (secrets redacted).
+    Show { id: i64 },
+    /// Set a field of a rejected row's source data, then `retry` it.
+    Fix {
+        id: i64,
+        /// FIELD=VALUE (an empty VALUE sets NULL).
+        assignment: String,
+    },
+    /// Retry rejected rows through their step: one id, or all open rows of --step.
+    Retry {
+        id: Option<i64>,
+        #[arg(long)]
+        step: Option<String>,
+    },
+    /// Export rejects to CSV (secrets redacted).
+    Export {
+        #[arg(long)]
+        csv: PathBuf,
+        #[arg(long)]
+        step: Option<String>,
+    },
+}
 
 fn public(r: &RejectRecord) -> serde_json::Value {
     json!({

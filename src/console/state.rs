@@ -7,7 +7,7 @@ use crate::engine::lock::LockHolder;
 use crate::engine::ops::review::Discrepancy;
 use crate::engine::ops::snapshot::{RejectSummary, RollbackPreview, StepSummary};
 use crate::engine::project::StepKind;
-use crate::engine::protocol::{Counts, EngineEvent, PlannedStep, Progress};
+use crate::engine::protocol::{Counts, EngineEvent, Operation, PlannedStep, Progress};
 use crate::engine::verify::{Check, VerifyReport};
 use chrono::{DateTime, FixedOffset, Offset, Utc};
 use crossterm::event::KeyEvent;
@@ -171,7 +171,7 @@ pub struct CurrentStep {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RunState {
     /// `up` or `down`, once the engine says (`Planned`).
-    pub operation: String,
+    pub operation: Operation,
     pub dry_run: bool,
     pub planned: Vec<PlannedStep>,
     pub steps_done: usize,

@@ -8,7 +8,7 @@ use crate::console::state::{
     RATE_HISTORY, RunState, StatusLevel, Window, is_revertible, is_runnable,
 };
 use crate::engine::project::StepKind;
-use crate::engine::protocol::{Command, Counts, DownTarget, EngineEvent, NoticeLevel, RunOptions};
+use crate::engine::protocol::{Command, Counts, DownTarget, EngineEvent, NoticeLevel, Operation, Outcome, RunOptions};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 mod review;
@@ -464,7 +464,7 @@ fn dry_run(state: &mut AppState) -> Vec<Command> {
     let text = format!("dry run of {}: nothing will be committed…", step.name);
     state.set_status(StatusLevel::Info, text);
     state.run = Some(RunState {
-        operation: "up".into(),
+        operation: Operation::Up,
         dry_run: true,
         ..Default::default()
     });
@@ -599,7 +599,7 @@ fn on_confirm(state: &mut AppState, action: Action) -> Vec<Command> {
                 return Vec::new();
             }
             state.run = Some(RunState {
-                operation: "up".into(),
+                operation: Operation::Up,
                 ..Default::default()
             });
             vec![Command::Start(RunOptions {
@@ -609,7 +609,7 @@ fn on_confirm(state: &mut AppState, action: Action) -> Vec<Command> {
         }
         ConfirmAction::RunAll => {
             state.run = Some(RunState {
-                operation: "up".into(),
+                operation: Operation::Up,
                 all: true,
                 ..Default::default()
             });
@@ -823,7 +823,7 @@ fn submit(state: &mut AppState) -> Vec<Command> {
             }
             state.set_status(StatusLevel::Info, format!("rolling back {name}…"));
             state.run = Some(RunState {
-                operation: "down".into(),
+                operation: Operation::Down,
                 ..Default::default()
             });
             vec![Command::Rollback {
@@ -1015,7 +1015,7 @@ fn on_engine(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
                 state.quit = QuitState::Now;
             }
             // Failures and aborts already said why; only a clean end needs a line of its own.
-            if outcome == "done" && !dry_run {
+            if outcome == Outcome::Done && !dry_run {
                 let text = match (operation.as_str(), steps_done) {
                     (_, 0) => "nothing to do".to_string(),
                     ("down", n) => format!("rollback finished: {n} step(s) reverted"),
@@ -1026,7 +1026,13 @@ fn on_engine(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             let mut commands = vec![Command::Refresh];
             // A run of all pending steps that ended well is checked at once, as `cutover
             // verify` would (not when leaving, and not after a dry run or a rollback).
-            if all && ok && outcome == "done" && !dry_run && operation == "up" && state.quit == QuitState::Running {
+            if all
+                && ok
+                && outcome == Outcome::Done
+                && !dry_run
+                && operation == Operation::Up
+                && state.quit == QuitState::Running
+            {
                 commands.extend(verify::after_run(state));
             }
             return commands;

@@ -1,9 +1,10 @@
 //! The ledger in the target: one row of state per step (`cutover_ledger`) and an append-only
 //! table of everything that happened (`cutover_events`), which is also the audit trail.
 
+use crate::engine::clock::{host_name, now_iso, os_user};
 use crate::engine::db::{Db, DbTx};
-use crate::engine::protocol::Counts;
 use crate::engine::project::{StepDef, StepKind};
+use crate::engine::protocol::Counts;
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
 use serde::Serialize;
@@ -62,47 +63,6 @@ pub struct LedgerRow {
     pub counts: Counts,
     pub error: Option<String>,
     pub failing_statement: Option<String>,
-}
-
-pub fn os_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(user_from_uid)
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// The login name of this process's uid, from /proc and /etc/passwd (no libc needed).
-fn user_from_uid() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        let _pw = f.next()?;
-        (f.next()? == uid).then(|| name.to_string())
-    })
-}
-
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-pub fn now_iso() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Create the ledger tables when missing. Idempotent.

@@ -14,8 +14,8 @@
 //! row still holds its run's token: a run that lost its lock cannot commit another batch.
 
 use crate::engine::backend::{SessionLock, SessionLockAttempt};
-use crate::engine::db::{Db, DbTx};
 use crate::engine::clock::{host_name, os_user};
+use crate::engine::db::{Db, DbTx};
 pub use crate::engine::protocol::views::LockHolder;
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
@@ -398,7 +398,7 @@ impl RunLock {
             Value::Text(host_name()),
             Value::Int(std::process::id() as i64),
             Value::Text(command.into()),
-            Value::Text(crate::engine::ledger::now_iso()),
+            Value::Text(crate::engine::clock::now_iso()),
             Value::Int(epoch()),
         ];
         let replace = self.session.is_some();

@@ -8,7 +8,9 @@ use crate::engine::ledger;
 use crate::engine::lock::{LockError, LockHolder, RunLock};
 use crate::engine::plan::{self, UpPlanOptions, compute_status};
 use crate::engine::project::{Project, StepDef, StepKind};
-use crate::engine::protocol::{Command, Counts, DownTarget, EngineEvent, NoticeLevel, PlannedStep, RunOptions};
+use crate::engine::protocol::{
+    Command, Counts, DownTarget, EngineEvent, NoticeLevel, Operation, Outcome, PlannedStep, RunOptions,
+};
 use crate::engine::steps::schema;
 use color_eyre::eyre::{Result, eyre};
 use std::sync::Arc;
@@ -49,7 +51,7 @@ async fn take_lock(project: &Project, target: &Db, command: &str) -> Result<RunL
 async fn emit_outcome(
     events: &mpsc::Sender<EngineEvent>,
     run_id: &str,
-    operation: &str,
+    operation: Operation,
     dry_run: bool,
     outcome: &RunOutcome,
 ) {
@@ -58,11 +60,11 @@ async fn emit_outcome(
         _ => (false, 0),
     };
     let name = match outcome {
-        RunOutcome::Done { .. } => "done",
-        RunOutcome::Locked(_) => "locked",
-        RunOutcome::Refused(_) => "refused",
-        RunOutcome::Failed { .. } => "failed",
-        RunOutcome::Aborted { .. } => "aborted",
+        RunOutcome::Done { .. } => Outcome::Done,
+        RunOutcome::Locked(_) => Outcome::Locked,
+        RunOutcome::Refused(_) => Outcome::Refused,
+        RunOutcome::Failed { .. } => Outcome::Failed,
+        RunOutcome::Aborted { .. } => Outcome::Aborted,
     };
     match outcome {
         RunOutcome::Locked(h) => {
@@ -97,9 +99,9 @@ async fn emit_outcome(
     let _ = events
         .send(EngineEvent::Finished {
             run_id: run_id.into(),
-            operation: operation.into(),
+            operation,
             ok,
-            outcome: name.into(),
+            outcome: name,
             steps_done: steps,
             dry_run,
         })
@@ -115,7 +117,7 @@ pub async fn run_up(
 ) -> RunOutcome {
     let run_id = new_run_id();
     let outcome = run_up_inner(project, &opts, &run_id, events.clone(), control).await;
-    emit_outcome(&events, &run_id, "up", opts.dry_run, &outcome).await;
+    emit_outcome(&events, &run_id, Operation::Up, opts.dry_run, &outcome).await;
     outcome
 }
 
@@ -241,7 +243,7 @@ async fn run_up_locked(
     }
     ctx.emit(EngineEvent::Planned {
         run_id: run_id.to_string(),
-        operation: "up".into(),
+        operation: Operation::Up,
         dry_run: opts.dry_run,
         steps: plan
             .iter()
@@ -449,7 +451,7 @@ pub async fn run_down(
 ) -> RunOutcome {
     let run_id = new_run_id();
     let outcome = run_down_inner(project, &target_sel, dry_run, &run_id, events.clone()).await;
-    emit_outcome(&events, &run_id, "down", dry_run, &outcome).await;
+    emit_outcome(&events, &run_id, Operation::Down, dry_run, &outcome).await;
     outcome
 }
 
@@ -506,7 +508,7 @@ async fn run_down_inner(
         };
         ctx.emit(EngineEvent::Planned {
             run_id: run_id.to_string(),
-            operation: "down".into(),
+            operation: Operation::Down,
             dry_run,
             steps: plan
                 .iter()
@@ -809,7 +811,7 @@ pub async fn baseline(project: &Project, version: &str) -> Result<Vec<String>> {
         {
             continue;
         }
-        let now = ledger::now_iso();
+        let now = crate::engine::clock::now_iso();
         ledger::upsert(
             &mut tx,
             s,

@@ -7,6 +7,7 @@ use crate::console::update::would_be;
 use crate::console::view::pane_block;
 use crate::console::view::theme::Theme;
 use crate::engine::project::StepKind;
+use crate::engine::protocol::Operation;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -48,7 +49,7 @@ fn render_running(state: &AppState, c: &CurrentStep, area: Rect, buf: &mut Buffe
     if run.is_some_and(|r| r.aborting) {
         tags.push(Span::styled(" ABORTING", theme.error()));
     }
-    let verb = if run.is_some_and(|r| r.operation == "down") {
+    let verb = if run.is_some_and(|r| r.operation == Operation::Down) {
         "rolling back"
     } else {
         "running"

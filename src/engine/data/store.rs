@@ -183,7 +183,7 @@ impl BatchCheckpoint {
                 Value::Int(c.merged as i64),
                 Value::Int(c.warnings as i64),
                 Value::Int(self.batches as i64),
-                Value::Text(crate::engine::ledger::now_iso()),
+                Value::Text(crate::engine::clock::now_iso()),
             ],
         )
         .await?;
@@ -305,7 +305,7 @@ impl RejectStore {
         source_table: &str,
         rejects: &[NewReject],
     ) -> Result<(), sqlx::Error> {
-        let now = crate::engine::ledger::now_iso();
+        let now = crate::engine::clock::now_iso();
         // Several rows per statement: rejects can come in bulk when a whole batch waits.
         for chunk in rejects.chunks(50) {
             let mut sql = format!(
@@ -419,7 +419,7 @@ impl RejectStore {
     pub async fn resolve(tx: &mut DbTx, id: i64) -> Result<(), sqlx::Error> {
         tx.execute(
             &format!("UPDATE {REJECTS} SET state = 'resolved', resolved_at = $1 WHERE id = $2"),
-            &[Value::Text(crate::engine::ledger::now_iso()), Value::Int(id)],
+            &[Value::Text(crate::engine::clock::now_iso()), Value::Int(id)],
         )
         .await?;
         Ok(())

@@ -91,7 +91,7 @@ pub async fn run_batches<S: BatchStep>(
     plan: BatchPlan,
     s: &mut S,
 ) -> Result<StepResult, StepError> {
-    let started_at = ledger::now_iso();
+    let started_at = crate::engine::clock::now_iso();
     let t0 = Instant::now();
     let mut dry_guard = ctx.dry_tx.lock().await;
     let mut dry_tx: Option<&mut DbTx> = dry_guard.as_mut();
@@ -269,7 +269,7 @@ pub async fn record_failed_now(ctx: &RunCtx, step: &StepDef, msg: &str) {
     };
     // The target may be coming back: try for a few seconds, so a step that gave up is
     // recorded `failed` rather than left `running` where that is possible.
-    let started_at = ledger::now_iso();
+    let started_at = crate::engine::clock::now_iso();
     for attempt in 1..=5u64 {
         match ledger::record_failure(&ctx.target, step, &ctx.run_id, &started_at, 0, &counts, msg, None).await {
             Ok(()) => return,

@@ -70,6 +70,53 @@ pub enum Command {
     Verify,
 }
 
+/// Which way a run goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    #[default]
+    Up,
+    Down,
+}
+
+impl Operation {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Operation::Up => "up",
+            Operation::Down => "down",
+        }
+    }
+}
+
+/// How a run ended. The CLI's exit code follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Done,
+    Locked,
+    Refused,
+    Failed,
+    Aborted,
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Locked => "locked",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+            Outcome::Aborted => "aborted",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How much a `Notice` matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -152,7 +199,7 @@ pub struct PlannedStep {
 pub enum EngineEvent {
     Planned {
         run_id: String,
-        operation: String,
+        operation: Operation,
         dry_run: bool,
         steps: Vec<PlannedStep>,
     },
@@ -212,9 +259,9 @@ pub enum EngineEvent {
     /// The last event of every run. `outcome`: done, locked, refused, failed or aborted.
     Finished {
         run_id: String,
-        operation: String,
+        operation: Operation,
         ok: bool,
-        outcome: String,
+        outcome: Outcome,
         steps_done: usize,
         dry_run: bool,
     },

@@ -15,7 +15,6 @@ use crate::engine::exec::batch::{
     BatchPlan, BatchStep, EVENTS_PER_BATCH, FlagNote, PageOutcome, RejectNote, run_batches,
 };
 use crate::engine::exec::{RunCtx, StepError, StepResult};
-use crate::engine::ledger;
 use crate::engine::project::StepDef;
 use crate::engine::protocol::Counts;
 use crate::engine::source::read_ahead::ReadAhead;
@@ -254,7 +253,7 @@ fn merge_into(
 }
 
 async fn insert_discrepancies(tx: &mut DbTx, m: &MergeStep, ds: &[NewDiscrepancy]) -> Result<(), sqlx::Error> {
-    let now = ledger::now_iso();
+    let now = crate::engine::clock::now_iso();
     let side_a = side_name(&m.file.a, "a");
     let side_b = side_name(&m.file.b, "b");
     for d in ds {

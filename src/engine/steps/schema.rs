@@ -34,7 +34,7 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
         }
         return Ok(Counts::default());
     }
-    let started = ledger::now_iso();
+    let started = crate::engine::clock::now_iso();
     let t0 = std::time::Instant::now();
     // Written (and committed) first, so a process killed mid-step leaves `running` behind.
     {
