@@ -6,13 +6,13 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use cutover::console::keymap::{self, Action, Context, KEYMAP};
 use cutover::console::state::{ConfirmAction, Dialog, Pane, QuitState, StatusLevel};
 use cutover::console::{AppState, Effect, Msg, update};
-use cutover::engine::lock::LockHolder;
 use cutover::engine::ops::review::Discrepancy;
 use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use cutover::engine::project::StepKind;
 use cutover::engine::protocol::{
     Command, Counts, DownTarget, EngineEvent, Operation, Outcome, PlannedStep, Progress, RunOptions,
 };
+use cutover::engine::store::lock::LockHolder;
 use cutover::engine::verify::{Check, CheckKind, Measure, VerifyReport};
 
 fn t0() -> DateTime<Utc> {
@@ -1509,7 +1509,7 @@ fn the_fix_dialog_is_documented_in_the_keymap() {
 /// The engine hands the console (and its CSV export) secret columns already redacted.
 #[test]
 fn secret_columns_reach_the_console_redacted() {
-    use cutover::engine::data::store::RejectRecord;
+    use cutover::engine::store::RejectRecord;
     let record = RejectRecord {
         id: 1,
         run_id: "r".into(),

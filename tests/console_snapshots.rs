@@ -6,11 +6,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use cutover::console::state::{StepInfo, Window};
 use cutover::console::{AppState, Msg, update, view};
-use cutover::engine::lock::LockHolder;
 use cutover::engine::ops::review::Discrepancy;
 use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use cutover::engine::project::StepKind;
 use cutover::engine::protocol::{Counts, EngineEvent, Operation, Outcome, PlannedStep, Progress};
+use cutover::engine::store::lock::LockHolder;
 use cutover::engine::verify::{Check, CheckKind, Measure, VerifyReport};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -325,7 +325,7 @@ const LOG_RUN: &str = "cutover::engine::runner";
 /// The data step's rejects, as they happen.
 const LOG_DATA: &str = "cutover::engine::data";
 /// The step's failure.
-const LOG_FAILED: &str = "cutover::engine::ledger";
+const LOG_FAILED: &str = "cutover::engine::store::ledger";
 /// `V`.
 const LOG_VERIFY: &str = "cutover::engine::verify";
 
@@ -381,7 +381,7 @@ fn log_once() {
                 LOG_CONSOLE => at!("cutover::console"),
                 LOG_RUN => at!("cutover::engine::runner"),
                 LOG_DATA => at!("cutover::engine::data"),
-                LOG_FAILED => at!("cutover::engine::ledger"),
+                LOG_FAILED => at!("cutover::engine::store::ledger"),
                 _ => at!("cutover::engine::verify"),
             }
         }

@@ -313,6 +313,16 @@ fn parser_finds_grouped_and_super_paths() {
 }
 
 #[test]
+fn rule_matchers_see_what_they_look_for() {
+    let arm = regex_lite(&["Dialect::Mysql", "Db::Sqlite"]);
+    assert_eq!(arm("match d { Dialect::Mysql => 1 }"), Some("Dialect::Mysql".into()));
+    assert_eq!(arm("DbTx::Sqlite(t) => t"), None, "DbTx is not Db");
+    assert_eq!(arm("MyDb::Sqlite"), None);
+    assert!(!code_only("// Dialect::Mysql in prose\nlet x = 1;").contains("Dialect"));
+    assert!(strip_comments("let t = \"cutover_rejects\";").contains("cutover_rejects"));
+}
+
+#[test]
 fn cycle_finder_sees_a_cycle() {
     let mut g = BTreeMap::new();
     g.insert("a".to_string(), BTreeSet::from(["b".to_string()]));
@@ -349,4 +359,92 @@ fn no_module_cycles_and_engine_stays_below_the_faces() {
     }
     assert!(upward.is_empty(), "the engine imports a face: {upward:?}");
     assert!(found.is_empty(), "module cycles: {found:?}");
+}
+
+/// Each non-test source file's code (comments, literals kept for the table check) by module.
+fn sources(keep_literals: bool) -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).expect("read source file");
+            // unit tests sit at the end of a file; they may name anything
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default().to_string();
+            let text = if keep_literals {
+                strip_comments(&text)
+            } else {
+                code_only(&text)
+            };
+            (module_of(&src, f), text)
+        })
+        .collect()
+}
+
+fn strip_comments(text: &str) -> String {
+    text.lines()
+        .map(|l| if l.trim_start().starts_with("//") { "" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn only_the_backends_match_on_a_dialect() {
+    let arm = regex_lite(&[
+        "Dialect::Sqlite",
+        "Dialect::Postgres",
+        "Dialect::Mysql",
+        "Db::Sqlite",
+        "Db::Postgres",
+        "Db::Mysql",
+        "DbTx::Sqlite",
+        "DbTx::Postgres",
+        "DbTx::Mysql",
+    ]);
+    let offenders: Vec<String> = sources(false)
+        .into_iter()
+        .filter(|(m, _)| !m.starts_with("engine::backend"))
+        .filter_map(|(m, code)| arm(&code).map(|hit| format!("{m}: {hit}")))
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "dialect code outside engine::backend: {offenders:?}"
+    );
+}
+
+#[test]
+fn only_the_store_names_the_tools_tables() {
+    let names = [
+        "cutover_ledger",
+        "cutover_events",
+        "cutover_id_map",
+        "cutover_rejects",
+        "cutover_checkpoints",
+        "cutover_backups",
+        "cutover_discrepancies",
+        "cutover_lock\"",
+    ];
+    let offenders: Vec<String> = sources(true)
+        .into_iter()
+        .filter(|(m, _)| !m.starts_with("engine::store"))
+        .filter_map(|(m, code)| regex_lite(&names)(&code).map(|hit| format!("{m}: {hit}")))
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "the tool's tables named outside engine::store: {offenders:?}"
+    );
+}
+
+/// A matcher for any of `needles` (whole words on the left), returning the first hit.
+fn regex_lite<'a>(needles: &'a [&'a str]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |hay: &str| {
+        needles.iter().find_map(|n| {
+            hay.match_indices(n)
+                .find(|(i, _)| {
+                    *i == 0 || !hay.as_bytes()[i - 1].is_ascii_alphanumeric() && hay.as_bytes()[i - 1] != b'_'
+                })
+                .map(|_| n.to_string())
+        })
+    }
 }

@@ -527,7 +527,7 @@ fn sqlite_long_transaction_does_not_starve_the_lock() {
 async fn fence_refuses_a_batch_after_takeover() {
     use cutover::engine::config::DbUrl;
     use cutover::engine::db::{Db, Role};
-    use cutover::engine::lock::{FenceError, RunLock, fence};
+    use cutover::engine::store::lock::{FenceError, RunLock, fence};
     use cutover::engine::value::Value;
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let dir = tempfile::tempdir().unwrap();
@@ -583,7 +583,7 @@ async fn fence_refuses_a_batch_after_takeover() {
 async fn fence_serialises_with_a_takeover_on_postgres() {
     use cutover::engine::config::DbUrl;
     use cutover::engine::db::{Db, Role};
-    use cutover::engine::lock::{RunLock, fence};
+    use cutover::engine::store::lock::{RunLock, fence};
     use cutover::engine::value::Value;
     let dir = tempfile::tempdir().unwrap();
     let url = PgServer::shared().fresh_db("fence_wait");

@@ -1,10 +1,10 @@
 //! Printing for the headless face: a readable text form, or JSON (`--json`).
 
-use crate::engine::ledger::HistoryEntry;
-use crate::engine::lock::LockHolder;
 use crate::engine::plan::{StepStatus, one_line};
 use crate::engine::project::Project;
 use crate::engine::protocol::{EngineEvent, Operation};
+use crate::engine::store::ledger::HistoryEntry;
+use crate::engine::store::lock::LockHolder;
 use serde_json::json;
 
 pub struct EventPrinter {

@@ -1,9 +1,9 @@
 //! `cutover rejects ...`: the reject store from the command line.
 
 use crate::cli::exit;
-use crate::engine::data::store::{RejectFilter, RejectRecord, RejectStore, redacted_row};
 use crate::engine::db::{Db, Role};
 use crate::engine::project::Project;
+use crate::engine::store::{RejectFilter, RejectRecord, RejectStore, redacted_row};
 use clap::Subcommand;
 use color_eyre::eyre::{Result, eyre};
 use serde_json::json;

@@ -3,11 +3,11 @@
 //! Nothing here does I/O: `update` (in `update.rs`) is a pure function over these types, and the
 //! panes only read them, so both can be tested without a terminal or a database.
 
-use crate::engine::lock::LockHolder;
 use crate::engine::ops::review::Discrepancy;
 use crate::engine::ops::snapshot::{RejectSummary, RollbackPreview, StepSummary};
 use crate::engine::project::StepKind;
 use crate::engine::protocol::{Counts, EngineEvent, Operation, PlannedStep, Progress};
+use crate::engine::store::lock::LockHolder;
 use crate::engine::verify::{Check, VerifyReport};
 use chrono::{DateTime, FixedOffset, Offset, Utc};
 use crossterm::event::KeyEvent;

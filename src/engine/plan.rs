@@ -1,9 +1,9 @@
 //! What state each step is in (files on disk joined with the ledger) and which steps a run
 //! will touch. Pure functions, so the console and the CLI agree on the answers.
 
-use crate::engine::ledger::{LedgerRow, LedgerStatus};
 use crate::engine::project::{StepDef, StepKind};
 use crate::engine::protocol::DownTarget;
+use crate::engine::store::ledger::{LedgerRow, LedgerStatus};
 use color_eyre::eyre::{Result, eyre};
 use serde::Serialize;
 
@@ -98,7 +98,7 @@ pub fn compute_status(steps: &[StepDef], ledger: &[LedgerRow]) -> Vec<StepStatus
         out.push(StepStatus {
             version: r.version.clone(),
             name: r.name.clone(),
-            kind: crate::engine::ledger::kind_of(r),
+            kind: crate::engine::store::ledger::kind_of(r),
             state: match r.status {
                 LedgerStatus::Running => StepState::Running,
                 LedgerStatus::Failed => StepState::Failed,

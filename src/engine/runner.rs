@@ -4,14 +4,14 @@
 use crate::engine::db::{Db, Role};
 use crate::engine::exec::batch::record_failed_now;
 use crate::engine::exec::{RunControl, RunCtx, StepError, StepResult, new_run_id};
-use crate::engine::ledger;
-use crate::engine::lock::{LockError, LockHolder, RunLock};
 use crate::engine::plan::{self, UpPlanOptions, compute_status};
 use crate::engine::project::{Project, StepDef, StepKind};
 use crate::engine::protocol::{
     Command, Counts, DownTarget, EngineEvent, NoticeLevel, Operation, Outcome, PlannedStep, RunOptions,
 };
 use crate::engine::steps::schema;
+use crate::engine::store::ledger;
+use crate::engine::store::lock::{LockError, LockHolder, RunLock};
 use color_eyre::eyre::{Result, eyre};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

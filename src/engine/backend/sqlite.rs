@@ -154,8 +154,8 @@ mod tests {
             .unwrap();
         let db = Db::Sqlite(pool);
         for _ in 0..2 {
-            crate::engine::ledger::ensure(&db).await.unwrap();
-            crate::engine::data::store::ensure(&db).await.unwrap();
+            crate::engine::store::ledger::ensure(&db).await.unwrap();
+            crate::engine::store::ensure(&db).await.unwrap();
         }
         for t in [
             "cutover_ledger",

@@ -3,5 +3,4 @@
 pub mod pipeline;
 pub mod reader;
 pub mod spec;
-pub mod store;
 pub mod writer;

@@ -3,8 +3,8 @@
 //! prefetch, so a row rejected today and retried tomorrow goes through exactly the same code.
 
 use crate::engine::data::spec::{DataStep, FieldSpec};
-use crate::engine::data::store::{ID_MAP, NewReject, RejectStore};
 use crate::engine::db::DbTx;
+use crate::engine::store::{ID_MAP, NewReject, RejectStore};
 use crate::engine::transform::{OnError, Transform};
 use crate::engine::validate::{Level, Rule, Validator, is_secret_field};
 use crate::engine::value::Value;

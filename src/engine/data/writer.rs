@@ -2,8 +2,8 @@
 //! (COPY on PostgreSQL, multi-row INSERTs on SQLite and MySQL).
 
 pub use crate::engine::backend::{Unfit, ident};
-use crate::engine::data::store::{BACKUPS, ID_MAP};
 use crate::engine::db::{Db, DbTx, Dialect};
+use crate::engine::store::{BACKUPS, ID_MAP};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use std::collections::HashMap;

@@ -5,12 +5,12 @@
 //! exactly-once point, fenced by the run lock), rejected/flagged events, coalesced progress,
 //! and closing the books into the ledger.
 
-use crate::engine::data::store::{self, BatchCheckpoint};
 use crate::engine::db::DbTx;
 use crate::engine::exec::{RunCtx, StepError, StepResult};
-use crate::engine::ledger::{self, LedgerStatus};
 use crate::engine::project::StepDef;
 use crate::engine::protocol::{Counts, EngineEvent, Progress};
+use crate::engine::store::ledger::{self, LedgerStatus};
+use crate::engine::store::{self, BatchCheckpoint};
 use crate::engine::value::Value;
 use std::time::{Duration, Instant};
 
@@ -339,7 +339,7 @@ async fn commit_batch(
     cp: &BatchCheckpoint,
 ) -> Result<(), StepError> {
     if let Some(token) = &ctx.lock_token
-        && let Err(e) = crate::engine::lock::fence(&mut t, token).await
+        && let Err(e) = crate::engine::store::lock::fence(&mut t, token).await
     {
         let _ = t.rollback().await;
         return Err(StepError::lock_lost(e));

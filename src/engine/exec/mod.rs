@@ -5,9 +5,9 @@
 pub mod batch;
 
 use crate::engine::db::{Db, DbTx, Role};
-use crate::engine::lock::LockHolder;
 use crate::engine::project::Project;
 use crate::engine::protocol::{Counts, EngineEvent};
+use crate::engine::store::lock::LockHolder;
 use color_eyre::eyre::{Result, eyre};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,10 +59,10 @@ impl StepError {
     }
 
     /// The fence refused a commit: another run holds the lock now.
-    pub fn lock_lost(e: crate::engine::lock::FenceError) -> StepError {
+    pub fn lock_lost(e: crate::engine::store::lock::FenceError) -> StepError {
         let message = e.to_string();
         match e {
-            crate::engine::lock::FenceError::Lost(holder) => StepError {
+            crate::engine::store::lock::FenceError::Lost(holder) => StepError {
                 message,
                 lost_lock: Some(Box::new(holder.unwrap_or_else(|| LockHolder {
                     owner: "(unknown)".into(),
@@ -74,7 +74,7 @@ impl StepError {
                 }))),
                 ..StepError::default()
             },
-            crate::engine::lock::FenceError::Db(e) => StepError {
+            crate::engine::store::lock::FenceError::Db(e) => StepError {
                 message,
                 transient: crate::engine::db_error::is_transient(&e),
                 ..StepError::default()

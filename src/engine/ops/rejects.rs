@@ -2,13 +2,13 @@
 //! passes is written, leaves the store, and its step's books move from rejected to written.
 
 use crate::engine::data::pipeline::CompiledStep;
-use crate::engine::data::store::{self, REJECTS, RejectFilter, RejectStore};
 use crate::engine::data::writer::TargetWriter;
 use crate::engine::db::{Db, Role};
-use crate::engine::ledger;
 use crate::engine::ops::load_compiled;
 use crate::engine::project::Project;
 use crate::engine::protocol::Counts;
+use crate::engine::store::ledger;
+use crate::engine::store::{self, REJECTS, RejectFilter, RejectStore};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use std::collections::{HashMap, HashSet};
@@ -209,7 +209,7 @@ pub async fn retry_rejects(project: &Project, id: Option<i64>, step: Option<&str
         .collect(),
         (None, None) => return Err(eyre!("say which rows: one reject id, or a step")),
     };
-    let lock = crate::engine::lock::RunLock::acquire(
+    let lock = crate::engine::store::lock::RunLock::acquire(
         &target,
         "rejects retry",
         Duration::from_secs(project.config.defaults.lock_stale_after_secs),

@@ -2,13 +2,13 @@
 //! decisions, applied to the target at once and recorded in the audit trail.
 
 use crate::engine::data::pipeline::Processed;
-use crate::engine::data::store::{self, DISCREPANCIES, ID_MAP};
 use crate::engine::data::writer::{TargetWriter, ident};
 use crate::engine::db::{Db, DbTx, Role};
-use crate::engine::ledger;
 use crate::engine::project::Project;
 pub use crate::engine::protocol::views::Discrepancy;
 use crate::engine::steps::merge::MergeStep;
+use crate::engine::store::ledger;
+use crate::engine::store::{self, DISCREPANCIES, ID_MAP};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use serde::{Deserialize, Serialize};
@@ -103,7 +103,7 @@ pub async fn decide(project: &Project, id: i64, decision: &Decision, note: Optio
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     store::ensure(&target).await?;
     // A decision writes to the target: never in the middle of someone else's run.
-    let lock = crate::engine::lock::RunLock::acquire(
+    let lock = crate::engine::store::lock::RunLock::acquire(
         &target,
         "review decide",
         std::time::Duration::from_secs(project.config.defaults.lock_stale_after_secs),

@@ -2,15 +2,15 @@
 //! (`revert`): restore updated rows, delete written rows, drop the step's ID-map entries,
 //! rejects and checkpoint, in one transaction with the ledger change.
 
-use crate::engine::data::store::{self, BACKUPS, BatchCheckpoint, ID_MAP, REJECTS};
 use crate::engine::data::writer::{TargetWriter, ident};
 use crate::engine::db::{Db, Role};
 use crate::engine::exec::{RunCtx, StepError};
-use crate::engine::ledger::{self, LedgerStatus};
 use crate::engine::ops::load_compiled;
 use crate::engine::plan::{StepState, compute_status};
 use crate::engine::project::{Project, StepDef, StepKind};
 use crate::engine::protocol::views::RollbackPreview;
+use crate::engine::store::ledger::{self, LedgerStatus};
+use crate::engine::store::{self, BACKUPS, BatchCheckpoint, ID_MAP, REJECTS};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 

@@ -2,13 +2,13 @@
 //! store (`Snapshot`), and what a rollback would undo (`RollbackPreview`). Also the reject
 //! fix shared by the CLI and the console.
 
-use crate::engine::data::store::{RejectFilter, RejectRecord, RejectStore, redacted_row};
 use crate::engine::db::{Db, Role};
-use crate::engine::ledger;
-use crate::engine::lock;
 use crate::engine::plan::compute_status;
 use crate::engine::project::Project;
 pub use crate::engine::protocol::views::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
+use crate::engine::store::ledger;
+use crate::engine::store::lock;
+use crate::engine::store::{RejectFilter, RejectRecord, RejectStore, redacted_row};
 use color_eyre::eyre::Result;
 use std::time::Duration;
 

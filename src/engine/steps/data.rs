@@ -5,7 +5,6 @@
 use crate::engine::data::pipeline::{CompiledStep, LookupCache, Processed, SourceBatch, written_log_map};
 use crate::engine::data::reader::SourceReader;
 use crate::engine::data::spec::{DataStep, DupPolicy};
-use crate::engine::data::store::{NewReject, RejectStore};
 use crate::engine::data::writer::{IdMapEntry, TargetWriter, insert_id_map, join_key};
 use crate::engine::db::{Db, DbTx};
 use crate::engine::exec::batch::{
@@ -16,6 +15,7 @@ use crate::engine::project::StepDef;
 use crate::engine::protocol::Counts;
 use crate::engine::source::Source;
 use crate::engine::source::read_ahead::ReadAhead;
+use crate::engine::store::{NewReject, RejectStore};
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
 use std::collections::HashMap;

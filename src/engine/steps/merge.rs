@@ -8,7 +8,6 @@ use crate::engine::clock::today;
 use crate::engine::data::pipeline::{CompiledStep, Processed, SourceBatch};
 use crate::engine::data::reader::SourceReader;
 use crate::engine::data::spec::{DataStep, DupPolicy, FieldSpec, IdMapSpec, SourceSpec, TargetSpec};
-use crate::engine::data::store::{self, DISCREPANCIES, NewReject, RejectStore};
 use crate::engine::data::writer::{IdMapEntry, TargetWriter, ident, insert_id_map};
 use crate::engine::db::{Db, DbTx};
 use crate::engine::exec::batch::{
@@ -19,6 +18,7 @@ use crate::engine::project::StepDef;
 use crate::engine::protocol::Counts;
 use crate::engine::source::read_ahead::ReadAhead;
 use crate::engine::source::table::count_source;
+use crate::engine::store::{self, DISCREPANCIES, NewReject, RejectStore};
 use crate::engine::transform::{Literal, Transform};
 use crate::engine::validate::Check;
 use crate::engine::value::Value;

@@ -3,10 +3,10 @@
 
 use crate::engine::db::DbTx;
 use crate::engine::exec::{RunCtx, StepError};
-use crate::engine::ledger::{self, LedgerStatus};
 use crate::engine::project::StepDef;
 use crate::engine::protocol::{Counts, EngineEvent};
 use crate::engine::sqlsplit::split_statements;
+use crate::engine::store::ledger::{self, LedgerStatus};
 
 pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
     let sql = step.read("up.sql").map_err(StepError::plain)?;
@@ -79,7 +79,7 @@ pub async fn apply(ctx: &RunCtx, step: &StepDef) -> Result<Counts, StepError> {
         return Err(StepError::msg(msg));
     }
     if let Some(token) = &ctx.lock_token
-        && let Err(e) = crate::engine::lock::fence(&mut tx, token).await
+        && let Err(e) = crate::engine::store::lock::fence(&mut tx, token).await
     {
         let _ = tx.rollback().await;
         return Err(StepError::lock_lost(e));

@@ -1,6 +1,11 @@
-//! The engine's own tables in the target: the ID map, the reject store, batch checkpoints and
-//! the before-images of rows an `update` changed. They live in the target so that a batch's
-//! rows, its ID-map entries, its rejects and its checkpoint commit in one transaction.
+//! The engine's own tables in the target, and the only module that names them: the ledger
+//! and its events (`ledger`), the run lock (`lock`), and here the ID map, the reject store,
+//! batch checkpoints, the before-images of rows an `update` changed and merge discrepancies.
+//! They live in the target so that a batch's rows, its ID-map entries, its rejects and its
+//! checkpoint commit in one transaction.
+
+pub mod ledger;
+pub mod lock;
 
 use crate::engine::db::{Db, DbTx};
 use crate::engine::protocol::Counts;
