@@ -295,3 +295,192 @@ pub struct StatusRef {
 fn short(c: &str) -> String {
     c.chars().take(19).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::protocol::Counts;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn def(version: &str, kind: StepKind) -> StepDef {
+        StepDef {
+            version: version.into(),
+            name: format!("s{version}"),
+            kind,
+            dir: PathBuf::from(format!("/nonexistent/{version}")),
+            checksum_file: "up.sql".into(),
+            checksum: format!("sum-{version}"),
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    fn row(d: &StepDef, status: LedgerStatus) -> LedgerRow {
+        LedgerRow {
+            version: d.version.clone(),
+            name: d.name.clone(),
+            kind: "data".into(),
+            checksum: d.checksum.clone(),
+            status,
+            run_id: None,
+            started_at: None,
+            applied_at: None,
+            applied_by: None,
+            host: None,
+            duration_ms: None,
+            counts: Counts::default(),
+            error: Some("boom".into()),
+            failing_statement: None,
+        }
+    }
+
+    fn versions(defs: &[StepDef]) -> Vec<&str> {
+        defs.iter().map(|d| d.version.as_str()).collect()
+    }
+
+    #[test]
+    fn states_join_files_and_ledger() {
+        let (a, b, c) = (
+            def("1", StepKind::Schema),
+            def("2", StepKind::Data),
+            def("3", StepKind::Data),
+        );
+        let mut edited = row(&b, LedgerStatus::Applied);
+        edited.checksum = "older".into();
+        let gone = def("9", StepKind::Data);
+        let st = compute_status(
+            &[a.clone(), b.clone(), c.clone()],
+            &[row(&a, LedgerStatus::Applied), edited, row(&gone, LedgerStatus::Failed)],
+        );
+        let got: Vec<(&str, StepState, &str)> = st
+            .iter()
+            .map(|s| (s.version.as_str(), s.state, s.checksum_state))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("1", StepState::Applied, "ok"),
+                ("2", StepState::Modified, "modified"),
+                ("3", StepState::Pending, "-"),
+                // a ledger row whose folder is gone is still shown, never dropped
+                ("9", StepState::Failed, "missing"),
+            ]
+        );
+    }
+
+    #[test]
+    fn up_refuses_a_modified_step_and_an_older_pending_one() {
+        let (a, b) = (def("1", StepKind::Data), def("2", StepKind::Data));
+        let mut edited = row(&a, LedgerStatus::Applied);
+        edited.checksum = "older".into();
+        let err = plan_up(
+            &compute_status(&[a.clone(), b.clone()], &[edited]),
+            &UpPlanOptions::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("has changed since"), "{err}");
+
+        let st = compute_status(&[a.clone(), b.clone()], &[row(&b, LedgerStatus::Applied)]);
+        let err = plan_up(&st, &UpPlanOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("--allow-out-of-order"), "{err}");
+        let ok = plan_up(
+            &st,
+            &UpPlanOptions {
+                allow_out_of_order: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(versions(&ok), ["1"]);
+    }
+
+    #[test]
+    fn up_resumes_data_steps_but_blocks_on_a_failed_schema_step() {
+        let (a, b, c) = (
+            def("1", StepKind::Schema),
+            def("2", StepKind::Data),
+            def("3", StepKind::Data),
+        );
+        let st = compute_status(
+            &[a.clone(), b.clone(), c.clone()],
+            &[row(&a, LedgerStatus::Applied), row(&b, LedgerStatus::Running)],
+        );
+        assert_eq!(versions(&plan_up(&st, &UpPlanOptions::default()).unwrap()), ["2", "3"]);
+        assert_eq!(
+            versions(
+                &plan_up(
+                    &st,
+                    &UpPlanOptions {
+                        only_next: true,
+                        ..Default::default()
+                    }
+                )
+                .unwrap()
+            ),
+            ["2"]
+        );
+        assert_eq!(
+            versions(
+                &plan_up(
+                    &st,
+                    &UpPlanOptions {
+                        to: Some("2"),
+                        ..Default::default()
+                    }
+                )
+                .unwrap()
+            ),
+            ["2"]
+        );
+        let err = plan_up(
+            &st,
+            &UpPlanOptions {
+                to: Some("7"),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no migration has this version"), "{err}");
+
+        let st = compute_status(&[a.clone(), b.clone()], &[row(&a, LedgerStatus::Failed)]);
+        let err = plan_up(&st, &UpPlanOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("cutover repair"), "{err}");
+    }
+
+    #[test]
+    fn down_goes_newest_first_and_refuses_baseline_and_out_of_turn() {
+        let (a, b, c) = (
+            def("1", StepKind::Schema),
+            def("2", StepKind::Data),
+            def("3", StepKind::Data),
+        );
+        let steps = [a.clone(), b.clone(), c.clone()];
+        let st = compute_status(
+            &steps,
+            &[
+                row(&a, LedgerStatus::Applied),
+                row(&b, LedgerStatus::Applied),
+                row(&c, LedgerStatus::Applied),
+            ],
+        );
+        let order = |t: &DownTarget| {
+            plan_down(&st, t)
+                .unwrap()
+                .iter()
+                .map(|r| r.status.version.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&DownTarget::Last), ["3"]);
+        assert_eq!(order(&DownTarget::To("1".into())), ["3", "2"]);
+        assert_eq!(order(&DownTarget::All), ["3", "2", "1"]);
+        let err = plan_down(&st, &DownTarget::Only("2".into())).unwrap_err();
+        assert!(err.to_string().contains("roll that back first"), "{err}");
+
+        let st = compute_status(
+            &steps,
+            &[row(&a, LedgerStatus::Baseline), row(&b, LedgerStatus::Applied)],
+        );
+        let err = plan_down(&st, &DownTarget::All).unwrap_err();
+        assert!(err.to_string().contains("below the baseline"), "{err}");
+    }
+}

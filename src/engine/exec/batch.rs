@@ -434,3 +434,243 @@ async fn finish(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::config::Overrides;
+    use crate::engine::db::{Db, Role};
+    use crate::engine::exec::RunControl;
+    use crate::engine::project::{Project, StepKind};
+    use crate::engine::store::ledger::LedgerStatus;
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
+
+    /// Pages of row ids; a page may carry one reject. Rows go into table `t` of the target.
+    struct Pages {
+        pages: Vec<(Vec<i64>, Option<i64>)>,
+        next: usize,
+    }
+
+    impl BatchStep for Pages {
+        type Page = (Vec<i64>, Option<i64>);
+
+        async fn prepare(
+            &mut self,
+            _: &RunCtx,
+            _: Option<&mut DbTx>,
+            resume_from: &Option<Value>,
+        ) -> Result<(), StepError> {
+            // resume after the checkpoint key: skip pages already committed
+            if let Some(Value::Int(k)) = resume_from {
+                self.next = self
+                    .pages
+                    .iter()
+                    .position(|(ids, _)| ids.first().is_some_and(|f| f > k))
+                    .unwrap_or(self.pages.len());
+            }
+            Ok(())
+        }
+
+        async fn next_page(&mut self) -> Result<Option<Self::Page>, StepError> {
+            self.next += 1;
+            Ok(self.pages.get(self.next - 1).cloned())
+        }
+
+        async fn at_end(&mut self, _: &Counts) -> Result<(), StepError> {
+            Ok(())
+        }
+
+        async fn write_page(
+            &mut self,
+            tx: &mut DbTx,
+            _: &str,
+            (ids, reject): Self::Page,
+        ) -> Result<PageOutcome, StepError> {
+            let mut out = PageOutcome {
+                next_key: ids.last().map(|i| Value::Int(*i)),
+                ..PageOutcome::default()
+            };
+            for id in &ids {
+                out.counts.source += 1;
+                if Some(*id) == reject {
+                    out.counts.rejected += 1;
+                    out.rejects.push(RejectNote {
+                        source_table: "src".into(),
+                        source_key: id.to_string(),
+                        rule: "required".into(),
+                        reason: "name is empty".into(),
+                        column: Some("name".into()),
+                    });
+                    continue;
+                }
+                tx.execute("INSERT INTO t (id) VALUES ($1)", &[Value::Int(*id)])
+                    .await
+                    .map_err(StepError::sql)?;
+                out.counts.written += 1;
+            }
+            Ok(out)
+        }
+    }
+
+    async fn ctx(dir: &std::path::Path) -> (RunCtx, mpsc::Receiver<EngineEvent>) {
+        std::fs::write(dir.join("cutover.toml"), "[target]\nurl = \"sqlite://target.db\"\n").unwrap();
+        let project = Project::load(dir, &Overrides::default()).unwrap();
+        let target = Db::connect(&project.config.target, dir, Role::Target).await.unwrap();
+        target
+            .execute("CREATE TABLE t (id INTEGER PRIMARY KEY)", &[])
+            .await
+            .unwrap();
+        // the runner creates the ledger before any step runs
+        crate::engine::store::ledger::ensure(&target).await.unwrap();
+        let (events, rx) = mpsc::channel(1024);
+        let ctx = RunCtx {
+            project: Arc::new(project),
+            target,
+            source: tokio::sync::OnceCell::new(),
+            run_id: "run-1".into(),
+            dry_run: false,
+            continue_on_error: None,
+            events,
+            control: RunControl::default(),
+            dry_tx: tokio::sync::Mutex::new(None),
+            lock_token: None,
+        };
+        (ctx, rx)
+    }
+
+    fn step() -> StepDef {
+        StepDef {
+            version: "20250101T000000".into(),
+            name: "rows".into(),
+            kind: StepKind::Data,
+            dir: std::path::PathBuf::new(),
+            checksum_file: "step.toml".into(),
+            checksum: "sum".into(),
+            overrides: Default::default(),
+        }
+    }
+
+    async fn ids_in_t(ctx: &RunCtx) -> Vec<i64> {
+        let rows = ctx.target.fetch_all("SELECT id FROM t ORDER BY id", &[]).await.unwrap();
+        rows.rows
+            .iter()
+            .map(|r| match r[0] {
+                Value::Int(i) => i,
+                ref other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    async fn ledger_status(ctx: &RunCtx) -> (LedgerStatus, Counts) {
+        let rows = crate::engine::store::ledger::load(&ctx.target).await.unwrap();
+        let r = rows.iter().find(|r| r.version == step().version).expect("a ledger row");
+        (r.status, r.counts)
+    }
+
+    fn plan(continue_on_error: bool) -> BatchPlan {
+        BatchPlan {
+            total: 6,
+            batch_size: 2,
+            continue_on_error,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_page_commits_and_the_books_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, mut rx) = ctx(dir.path()).await;
+        let mut s = Pages {
+            pages: vec![(vec![1, 2], None), (vec![3, 4], Some(4)), (vec![5, 6], None)],
+            next: 0,
+        };
+        let res = run_batches(&ctx, &step(), plan(true), &mut s).await.unwrap();
+        let want = Counts {
+            source: 6,
+            written: 5,
+            rejected: 1,
+            ..Counts::default()
+        };
+        assert!(matches!(res, StepResult::Done(c) if c == want));
+        assert_eq!(ids_in_t(&ctx).await, [1, 2, 3, 5, 6]);
+        assert_eq!(ledger_status(&ctx).await, (LedgerStatus::Applied, want));
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, EngineEvent::Rejected { source_key, .. } if source_key == "4"))
+        );
+        match events.last() {
+            Some(EngineEvent::Progress { progress, .. }) => {
+                assert_eq!((progress.rows_done, progress.written, progress.batches_done), (6, 5, 3));
+            }
+            other => panic!("the last event is the final progress, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reject_stops_before_its_batch_and_a_rerun_resumes_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, _rx) = ctx(dir.path()).await;
+        let pages = vec![(vec![1, 2], None), (vec![3, 4], Some(4)), (vec![5, 6], None)];
+        let mut s = Pages {
+            pages: pages.clone(),
+            next: 0,
+        };
+        let err = run_batches(&ctx, &step(), plan(false), &mut s)
+            .await
+            .err()
+            .expect("the reject stops the step");
+        let place = err.row.as_deref().expect("the row is named");
+        assert_eq!(
+            (place.source_key.as_str(), place.column.as_deref()),
+            ("4", Some("name"))
+        );
+        assert_eq!(
+            err.counts.as_deref().map(|c| c.written),
+            Some(2),
+            "partial books: the first batch"
+        );
+        // nothing of the rejected batch was written; the first batch was
+        assert_eq!(ids_in_t(&ctx).await, [1, 2]);
+        assert_eq!(ledger_status(&ctx).await.0, LedgerStatus::Failed);
+
+        // the fixed source runs again from the checkpoint: exactly once
+        let mut s = Pages {
+            pages: vec![(vec![1, 2], None), (vec![3, 4], None), (vec![5, 6], None)],
+            next: 0,
+        };
+        run_batches(&ctx, &step(), plan(false), &mut s).await.unwrap();
+        assert_eq!(ids_in_t(&ctx).await, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            ledger_status(&ctx).await,
+            (
+                LedgerStatus::Applied,
+                Counts {
+                    source: 6,
+                    written: 6,
+                    ..Counts::default()
+                }
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abort_stops_at_the_batch_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, _rx) = ctx(dir.path()).await;
+        ctx.control.abort.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut s = Pages {
+            pages: vec![(vec![1, 2], None)],
+            next: 0,
+        };
+        let res = run_batches(&ctx, &step(), plan(true), &mut s).await.unwrap();
+        assert!(matches!(res, StepResult::Aborted(c) if c == Counts::default()));
+        assert!(ids_in_t(&ctx).await.is_empty());
+        // the ledger says running: an interrupted step that `up` resumes
+        assert_eq!(ledger_status(&ctx).await.0, LedgerStatus::Running);
+    }
+}
