@@ -325,7 +325,7 @@ const LOG_RUN: &str = "cutover::engine::runner";
 /// The data step's rejects, as they happen.
 const LOG_DATA: &str = "cutover::engine::data";
 /// The step's failure.
-const LOG_FAILED: &str = "cutover::engine::store::ledger";
+const LOG_FAILED: &str = "cutover::engine::exec";
 /// `V`.
 const LOG_VERIFY: &str = "cutover::engine::verify";
 
@@ -381,7 +381,7 @@ fn log_once() {
                 LOG_CONSOLE => at!("cutover::console"),
                 LOG_RUN => at!("cutover::engine::runner"),
                 LOG_DATA => at!("cutover::engine::data"),
-                LOG_FAILED => at!("cutover::engine::store::ledger"),
+                LOG_FAILED => at!("cutover::engine::exec"),
                 _ => at!("cutover::engine::verify"),
             }
         }
