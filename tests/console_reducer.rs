@@ -706,6 +706,9 @@ fn failures_and_notices_reach_the_status_line() {
             version: Some("20250101T090100".into()),
             error: "UNIQUE constraint failed:\n accounts.email".into(),
             statement: None,
+            source_key: None,
+            column: None,
+            counts: None,
         }),
     );
     let st = s.status.clone().expect("status");

@@ -231,6 +231,9 @@ fn failed() -> AppState {
             version: Some(ACCOUNTS.into()),
             error: "reading users after u4117: the source closed the connection (retried for 60s)".into(),
             statement: None,
+            source_key: None,
+            column: None,
+            counts: None,
         },
     );
     ev(

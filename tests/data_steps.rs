@@ -260,10 +260,32 @@ fn stop_at_first_reject_then_resume(b: Backend) {
                                   ('u3', 'c@x.org', 'janitor', NULL, NULL), ('u4', 'd@x.org', 'parent', NULL, NULL),
                                   ('u5', 'e@x.org', 'admin', NULL, NULL);",
     );
-    let o = p.run(&["up", "--to", "20250101T090100"]);
+    let o = p.run(&["up", "--to", "20250101T090100", "--json"]);
     assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
-    assert!(err.contains("u3") && err.contains("janitor"), "{err}");
+    // the failure names the row and its column, and carries the books committed before it
+    let failed: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "failed" && e["version"] == "20250101T090100")
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", stdout(&o));
+    let f = &failed[0];
+    assert!(
+        f["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("u3") && e.contains("janitor")),
+        "{f}"
+    );
+    assert_eq!(
+        (f["source_key"].as_str(), f["column"].as_str()),
+        (Some("u3"), Some("role")),
+        "{f}"
+    );
+    assert_eq!(
+        (f["counts"]["source"].as_u64(), f["counts"]["written"].as_u64()),
+        (Some(2), Some(2)),
+        "{f}"
+    );
     // the first batch committed; nothing of the failing batch did
     assert_eq!(
         p.target_sql("SELECT legacy_id FROM accounts ORDER BY legacy_id"),

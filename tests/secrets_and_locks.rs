@@ -561,7 +561,7 @@ async fn fence_refuses_a_batch_after_takeover() {
         let mut tx = db.begin().await.unwrap();
         tx.execute("INSERT INTO batch VALUES (2)", &[]).await.unwrap();
         match fence(&mut tx, &token).await {
-            Err(FenceError::Lost(Some(h))) => assert_eq!(h.pid, 424242),
+            Err(FenceError::Taken(h)) => assert_eq!(h.pid, 424242),
             other => panic!("{backend:?}: expected Lost, got {other:?}"),
         }
         tx.rollback().await.unwrap();
@@ -570,7 +570,7 @@ async fn fence_refuses_a_batch_after_takeover() {
         // The lock row gone entirely: refused too.
         other.execute("DELETE FROM cutover_lock", &[]).await.unwrap();
         let mut tx = db.begin().await.unwrap();
-        assert!(matches!(fence(&mut tx, &token).await, Err(FenceError::Lost(None))));
+        assert!(matches!(fence(&mut tx, &token).await, Err(FenceError::Gone)));
         tx.rollback().await.unwrap();
         drop(lock);
         other.close().await;

@@ -96,6 +96,8 @@ impl EventPrinter {
                 version,
                 error,
                 statement,
+                counts,
+                ..
             } => {
                 match version {
                     Some(v) => eprintln!("  ✗ {v} failed: {error}"),
@@ -103,6 +105,9 @@ impl EventPrinter {
                 }
                 if let Some(s) = statement {
                     eprintln!("    statement: {}", one_line(s));
+                }
+                if let Some(c) = counts.filter(|c| c.source > 0) {
+                    eprintln!("    committed before the failure: {}", c.equation());
                 }
             }
             EngineEvent::Finished {

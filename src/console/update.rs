@@ -987,6 +987,7 @@ fn on_engine(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             version,
             error,
             statement,
+            ..
         } => {
             let error = one_line(&error);
             if let Some(v) = &version

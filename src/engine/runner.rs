@@ -73,6 +73,9 @@ async fn emit_outcome(
                     version: None,
                     error: LockError::Held(h.clone()).to_string(),
                     statement: None,
+                    source_key: None,
+                    column: None,
+                    counts: None,
                 })
                 .await;
         }
@@ -82,6 +85,9 @@ async fn emit_outcome(
                     version: None,
                     error: m.clone(),
                     statement: None,
+                    source_key: None,
+                    column: None,
+                    counts: None,
                 })
                 .await;
         }
@@ -91,6 +97,9 @@ async fn emit_outcome(
                     version: None,
                     error: message.clone(),
                     statement: None,
+                    source_key: None,
+                    column: None,
+                    counts: None,
                 })
                 .await;
         }
@@ -334,6 +343,9 @@ async fn run_up_locked(
                     version: Some(step.version.clone()),
                     error: e.message.clone(),
                     statement: e.statement.clone(),
+                    source_key: e.row.as_ref().map(|r| r.source_key.clone()),
+                    column: e.row.as_ref().and_then(|r| r.column.clone()),
+                    counts: e.counts.as_deref().copied(),
                 })
                 .await;
                 if opts.dry_run {
@@ -574,6 +586,9 @@ async fn run_down_inner(
                         version: Some(def.version.clone()),
                         error: e.message.clone(),
                         statement: e.statement.clone(),
+                        source_key: e.row.as_ref().map(|r| r.source_key.clone()),
+                        column: e.row.as_ref().and_then(|r| r.column.clone()),
+                        counts: e.counts.as_deref().copied(),
                     })
                     .await;
                     return Err(RunOutcome::Failed {

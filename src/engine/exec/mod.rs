@@ -7,7 +7,7 @@ pub mod batch;
 use crate::engine::db::{Db, DbTx, Role};
 use crate::engine::project::Project;
 use crate::engine::protocol::{Counts, EngineEvent};
-use crate::engine::store::lock::LockHolder;
+use crate::engine::store::lock::{FenceError, LockHolder};
 use color_eyre::eyre::{Result, eyre};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,26 +59,30 @@ impl StepError {
     }
 
     /// The fence refused a commit: another run holds the lock now.
-    pub fn lock_lost(e: crate::engine::store::lock::FenceError) -> StepError {
+    pub fn lock_lost(e: FenceError) -> StepError {
         let message = e.to_string();
-        match e {
-            crate::engine::store::lock::FenceError::Lost(holder) => StepError {
-                message,
-                lost_lock: Some(Box::new(holder.unwrap_or_else(|| LockHolder {
-                    owner: "(unknown)".into(),
-                    host: "(unknown)".into(),
-                    pid: 0,
-                    command: "(the lock row is gone)".into(),
-                    since: String::new(),
-                    heartbeat_age_secs: 0,
-                }))),
-                ..StepError::default()
+        let holder = match e {
+            FenceError::Taken(holder) => holder,
+            FenceError::Gone => LockHolder {
+                owner: "(unknown)".into(),
+                host: "(unknown)".into(),
+                pid: 0,
+                command: "(the lock row is gone)".into(),
+                since: String::new(),
+                heartbeat_age_secs: 0,
             },
-            crate::engine::store::lock::FenceError::Db(e) => StepError {
-                message,
-                transient: crate::engine::db_error::is_transient(&e),
-                ..StepError::default()
-            },
+            FenceError::Db(e) => {
+                return StepError {
+                    message,
+                    transient: crate::engine::db_error::is_transient(&e),
+                    ..StepError::default()
+                };
+            }
+        };
+        StepError {
+            message,
+            lost_lock: Some(Box::new(holder)),
+            ..StepError::default()
         }
     }
 

@@ -251,10 +251,18 @@ pub enum EngineEvent {
         version: String,
         counts: Counts,
     },
+    /// A step or the run failed. For a step: the source row that stopped it (key and column)
+    /// when one did, and the books it had committed.
     Failed {
         version: Option<String>,
         error: String,
         statement: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_key: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        column: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        counts: Option<Counts>,
     },
     /// The last event of every run. `outcome`: done, locked, refused, failed or aborted.
     Finished {

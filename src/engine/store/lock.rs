@@ -41,24 +41,16 @@ impl LockHolder {
     }
 }
 
-#[derive(Debug)]
+/// Why the run lock was not taken.
+#[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    #[error(
+        "the target is locked by another cutover run: {0}. Wait for it to finish; a crashed run's lock is freed automatically (the OS releases a dead process's lock; on PostgreSQL and MariaDB its session ends)."
+    )]
     Held(LockHolder),
+    #[error("cannot take the run lock: {0:#}")]
     Other(color_eyre::Report),
 }
-
-impl std::fmt::Display for LockError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LockError::Held(h) => write!(
-                f,
-                "the target is locked by another cutover run: {h}. Wait for it to finish; a crashed run's lock is freed automatically (the OS releases a dead process's lock; on PostgreSQL and MariaDB its session ends)."
-            ),
-            LockError::Other(e) => write!(f, "cannot take the run lock: {e:#}"),
-        }
-    }
-}
-impl std::error::Error for LockError {}
 
 impl From<sqlx::Error> for LockError {
     fn from(e: sqlx::Error) -> Self {
@@ -72,30 +64,22 @@ impl From<color_eyre::Report> for LockError {
 }
 
 /// A batch was about to commit for a run that no longer holds the lock.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum FenceError {
-    /// The lock row holds another run's token (or none): someone took the lock over.
-    Lost(Option<LockHolder>),
+    /// The lock row holds another run's token: someone took the lock over.
+    #[error(
+        "this run lost its run lock (now held by {0}); the batch was not committed. The run that holds the lock continues from the last committed batch."
+    )]
+    Taken(LockHolder),
+    /// The lock row is gone.
+    #[error(
+        "this run lost its run lock (the lock row is gone); the batch was not committed. Run again: it resumes from the last committed batch."
+    )]
+    Gone,
     /// The lock row could not be read; the batch must not commit either.
-    Db(sqlx::Error),
+    #[error("cannot check the run lock before committing: {0}")]
+    Db(#[from] sqlx::Error),
 }
-
-impl std::fmt::Display for FenceError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FenceError::Lost(Some(h)) => write!(
-                f,
-                "this run lost its run lock (now held by {h}); the batch was not committed. The run that holds the lock continues from the last committed batch."
-            ),
-            FenceError::Lost(None) => write!(
-                f,
-                "this run lost its run lock (the lock row is gone); the batch was not committed. Run again: it resumes from the last committed batch."
-            ),
-            FenceError::Db(e) => write!(f, "cannot check the run lock before committing: {e}"),
-        }
-    }
-}
-impl std::error::Error for FenceError {}
 
 /// Check, inside the caller's transaction and just before it commits, that the lock row still
 /// holds `token`. The row is read with a share lock (PostgreSQL, MySQL; SQLite write
@@ -114,8 +98,8 @@ pub async fn fence(tx: &mut DbTx, token: &str) -> Result<(), FenceError> {
         .map_err(FenceError::Db)?;
     match row.map(|r| holder_from_row(&r)) {
         Some((t, _)) if t == token => Ok(()),
-        Some((_, h)) => Err(FenceError::Lost(Some(h))),
-        None => Err(FenceError::Lost(None)),
+        Some((_, h)) => Err(FenceError::Taken(h)),
+        None => Err(FenceError::Gone),
     }
 }
 
