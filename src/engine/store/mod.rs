@@ -457,3 +457,83 @@ impl RejectStore {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::config::DbUrl;
+    use crate::engine::db::Role;
+
+    async fn target(dir: &std::path::Path) -> Db {
+        let db = Db::connect(&DbUrl::new("sqlite://target.db"), dir, Role::Target).await.unwrap();
+        ensure(&db).await.unwrap();
+        db
+    }
+
+    fn reject(key: &str, warning: bool, waits_for: Option<(&str, &str)>) -> NewReject {
+        NewReject {
+            source_key: key.into(),
+            row: serde_json::json!({"id": key, "password_hash": "$2b$secret"}),
+            field: Some("email".into()),
+            rule: "email".into(),
+            reason: "not an email".into(),
+            warning,
+            waits_for: waits_for.map(|(t, k)| (t.into(), k.into())),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_round_trips_and_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = target(dir.path()).await;
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(BatchCheckpoint::load(&mut tx, "v1").await.unwrap(), None);
+        let cp = BatchCheckpoint {
+            last_key: Some(Value::Json(serde_json::json!(["a", 7]))),
+            counts: Counts { source: 10, written: 7, skipped: 1, rejected: 2, merged: 0, warnings: 3 },
+            batches: 4,
+        };
+        cp.save(&mut tx, "v1").await.unwrap();
+        // saving again replaces, never adds a second row
+        let later = BatchCheckpoint { batches: 5, ..cp.clone() };
+        later.save(&mut tx, "v1").await.unwrap();
+        assert_eq!(BatchCheckpoint::load(&mut tx, "v1").await.unwrap(), Some(later));
+        BatchCheckpoint::delete(&mut tx, "v1").await.unwrap();
+        assert_eq!(BatchCheckpoint::load(&mut tx, "v1").await.unwrap(), None);
+        tx.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn rejects_are_stored_filtered_resolved_and_wait_for_their_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = target(dir.path()).await;
+        let mut tx = db.begin().await.unwrap();
+        RejectStore::insert(&mut tx, "run", "v1", "users", &[reject("u1", false, None), reject("u2", true, None)]).await.unwrap();
+        RejectStore::insert(&mut tx, "run", "v2", "orders", &[reject("o9", false, Some(("users", "u1")))]).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let open = RejectStore::list(&db, &RejectFilter { open_only: true, ..Default::default() }).await.unwrap();
+        let keys: Vec<&str> = open.iter().map(|r| r.source_key.as_str()).collect();
+        assert_eq!(keys.len(), 2, "warnings are not open rejects: {keys:?}");
+        assert!(keys.contains(&"u1") && keys.contains(&"o9"));
+        let v1 = RejectStore::list(&db, &RejectFilter { step: Some("v1".into()), include_warnings: true, ..Default::default() }).await.unwrap();
+        assert_eq!(v1.len(), 2);
+        assert!(v1.iter().any(|r| r.level == "warning" && r.source_key == "u2"));
+        // the row is stored whole; showing it redacts secrets
+        let u1 = v1.iter().find(|r| r.source_key == "u1").unwrap();
+        assert_eq!(u1.row["password_hash"], "$2b$secret");
+        assert_ne!(redacted_row(&u1.row)["password_hash"], "$2b$secret");
+
+        let mut tx = db.begin().await.unwrap();
+        let waiting = RejectStore::waiting_for(&mut tx, "users", "u1").await.unwrap();
+        let o9 = open.iter().find(|r| r.source_key == "o9").unwrap();
+        assert_eq!(waiting, [o9.id]);
+        RejectStore::resolve(&mut tx, u1.id).await.unwrap();
+        let got = RejectStore::get(&mut tx, u1.id).await.unwrap().unwrap();
+        assert_eq!(got.state, "resolved");
+        assert!(got.resolved_at.is_some());
+        tx.commit().await.unwrap();
+        let open = RejectStore::list(&db, &RejectFilter { open_only: true, ..Default::default() }).await.unwrap();
+        assert_eq!(open.len(), 1);
+    }
+}
