@@ -276,13 +276,13 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Verb::History { limit } => history(&cli, *limit).await,
         Verb::Baseline { version } => {
             let project = load(&cli)?;
-            let marked = runner::baseline(&project, version).await?;
+            let marked = crate::engine::ops::repair::baseline(&project, version).await?;
             output::print_list(cli.json, "baselined", &marked);
             Ok(exit::OK)
         }
         Verb::Repair => {
             let project = load(&cli)?;
-            let actions = runner::repair(&project).await?;
+            let actions = crate::engine::ops::repair::repair(&project).await?;
             output::print_list(cli.json, "repaired", &actions);
             Ok(exit::OK)
         }

@@ -2,6 +2,7 @@
 //! rejects (fix, retry), review of merge discrepancies, and the snapshot the console shows.
 
 pub mod rejects;
+pub mod repair;
 pub mod review;
 pub mod rollback;
 pub mod snapshot;

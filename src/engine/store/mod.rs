@@ -465,7 +465,9 @@ mod tests {
     use crate::engine::db::Role;
 
     async fn target(dir: &std::path::Path) -> Db {
-        let db = Db::connect(&DbUrl::new("sqlite://target.db"), dir, Role::Target).await.unwrap();
+        let db = Db::connect(&DbUrl::new("sqlite://target.db"), dir, Role::Target)
+            .await
+            .unwrap();
         ensure(&db).await.unwrap();
         db
     }
@@ -490,12 +492,22 @@ mod tests {
         assert_eq!(BatchCheckpoint::load(&mut tx, "v1").await.unwrap(), None);
         let cp = BatchCheckpoint {
             last_key: Some(Value::Json(serde_json::json!(["a", 7]))),
-            counts: Counts { source: 10, written: 7, skipped: 1, rejected: 2, merged: 0, warnings: 3 },
+            counts: Counts {
+                source: 10,
+                written: 7,
+                skipped: 1,
+                rejected: 2,
+                merged: 0,
+                warnings: 3,
+            },
             batches: 4,
         };
         cp.save(&mut tx, "v1").await.unwrap();
         // saving again replaces, never adds a second row
-        let later = BatchCheckpoint { batches: 5, ..cp.clone() };
+        let later = BatchCheckpoint {
+            batches: 5,
+            ..cp.clone()
+        };
         later.save(&mut tx, "v1").await.unwrap();
         assert_eq!(BatchCheckpoint::load(&mut tx, "v1").await.unwrap(), Some(later));
         BatchCheckpoint::delete(&mut tx, "v1").await.unwrap();
@@ -508,15 +520,48 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = target(dir.path()).await;
         let mut tx = db.begin().await.unwrap();
-        RejectStore::insert(&mut tx, "run", "v1", "users", &[reject("u1", false, None), reject("u2", true, None)]).await.unwrap();
-        RejectStore::insert(&mut tx, "run", "v2", "orders", &[reject("o9", false, Some(("users", "u1")))]).await.unwrap();
+        RejectStore::insert(
+            &mut tx,
+            "run",
+            "v1",
+            "users",
+            &[reject("u1", false, None), reject("u2", true, None)],
+        )
+        .await
+        .unwrap();
+        RejectStore::insert(
+            &mut tx,
+            "run",
+            "v2",
+            "orders",
+            &[reject("o9", false, Some(("users", "u1")))],
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
 
-        let open = RejectStore::list(&db, &RejectFilter { open_only: true, ..Default::default() }).await.unwrap();
+        let open = RejectStore::list(
+            &db,
+            &RejectFilter {
+                open_only: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         let keys: Vec<&str> = open.iter().map(|r| r.source_key.as_str()).collect();
         assert_eq!(keys.len(), 2, "warnings are not open rejects: {keys:?}");
         assert!(keys.contains(&"u1") && keys.contains(&"o9"));
-        let v1 = RejectStore::list(&db, &RejectFilter { step: Some("v1".into()), include_warnings: true, ..Default::default() }).await.unwrap();
+        let v1 = RejectStore::list(
+            &db,
+            &RejectFilter {
+                step: Some("v1".into()),
+                include_warnings: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(v1.len(), 2);
         assert!(v1.iter().any(|r| r.level == "warning" && r.source_key == "u2"));
         // the row is stored whole; showing it redacts secrets
@@ -533,7 +578,15 @@ mod tests {
         assert_eq!(got.state, "resolved");
         assert!(got.resolved_at.is_some());
         tx.commit().await.unwrap();
-        let open = RejectStore::list(&db, &RejectFilter { open_only: true, ..Default::default() }).await.unwrap();
+        let open = RejectStore::list(
+            &db,
+            &RejectFilter {
+                open_only: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(open.len(), 1);
     }
 }

@@ -1,0 +1,170 @@
+//! `down`: revert applied steps, newest first, under the run lock.
+
+use crate::engine::db::{Db, Role};
+use crate::engine::exec::{RunControl, RunCtx, new_run_id};
+use crate::engine::plan::{self, compute_status};
+use crate::engine::project::{Project, StepKind};
+use crate::engine::protocol::{Counts, DownTarget, EngineEvent, NoticeLevel, Operation, PlannedStep};
+use crate::engine::steps::schema;
+use crate::engine::store::ledger;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+use crate::engine::runner::outcome::{RunOutcome, emit_outcome, take_lock};
+
+/// `cutover down`: revert applied steps, newest first.
+pub async fn run_down(
+    project: Arc<Project>,
+    target_sel: DownTarget,
+    dry_run: bool,
+    events: mpsc::Sender<EngineEvent>,
+) -> RunOutcome {
+    let run_id = new_run_id();
+    let outcome = run_down_inner(project, &target_sel, dry_run, &run_id, events.clone()).await;
+    emit_outcome(&events, &run_id, Operation::Down, dry_run, &outcome).await;
+    outcome
+}
+
+async fn run_down_inner(
+    project: Arc<Project>,
+    sel: &DownTarget,
+    dry_run: bool,
+    run_id: &str,
+    events: mpsc::Sender<EngineEvent>,
+) -> RunOutcome {
+    let target = match Db::connect(&project.config.target, &project.config.dir, Role::Target).await {
+        Ok(t) => t,
+        Err(e) => {
+            return RunOutcome::Failed {
+                version: None,
+                message: format!("{e:#}"),
+            };
+        }
+    };
+    let lock = if dry_run {
+        None
+    } else {
+        let lock = match take_lock(&project, &target, "down").await {
+            Ok(l) => l,
+            Err(o) => return o,
+        };
+        if let Err(e) = ledger::ensure(&target).await {
+            let _ = lock.release().await;
+            return RunOutcome::Failed {
+                version: None,
+                message: format!("{e:#}"),
+            };
+        }
+        Some(lock)
+    };
+    let outcome = async {
+        let rows = ledger::load(&target).await.map_err(|e| RunOutcome::Failed {
+            version: None,
+            message: format!("{e:#}"),
+        })?;
+        let status = compute_status(&project.steps, &rows);
+        let plan = plan::plan_down(&status, sel).map_err(|e| RunOutcome::Refused(format!("{e:#}")))?;
+        let ctx = RunCtx {
+            project: project.clone(),
+            target: target.clone(),
+            source: tokio::sync::OnceCell::new(),
+            run_id: run_id.to_string(),
+            dry_run,
+            continue_on_error: None,
+            events: events.clone(),
+            control: RunControl::default(),
+            dry_tx: tokio::sync::Mutex::new(None),
+            lock_token: lock.as_ref().map(|l| l.token().to_string()),
+        };
+        ctx.emit(EngineEvent::Planned {
+            run_id: run_id.to_string(),
+            operation: Operation::Down,
+            dry_run,
+            steps: plan
+                .iter()
+                .map(|s| PlannedStep {
+                    version: s.status.version.clone(),
+                    name: s.status.name.clone(),
+                    kind: s.status.kind,
+                    rows_estimate: None,
+                })
+                .collect(),
+        })
+        .await;
+        let mut done = 0;
+        for s in &plan {
+            let Some(def) = &s.def else { continue };
+            ctx.emit(EngineEvent::StepStarted {
+                version: def.version.clone(),
+                name: def.name.clone(),
+                kind: def.kind,
+                dry_run,
+            })
+            .await;
+            let t0 = std::time::Instant::now();
+            let res = match def.kind {
+                StepKind::Schema => schema::revert(&ctx, def).await.map(|_| Counts::default()),
+                StepKind::Data | StepKind::Merge => match crate::engine::ops::rollback::revert(&ctx, def).await {
+                    Ok(p) => {
+                        ctx.emit(EngineEvent::Notice {
+                            level: NoticeLevel::Info,
+                            message: format!(
+                                "  {} {} rows from {}, {} {} updated rows, {} {} ID-map entries and {} rejects",
+                                if dry_run { "would delete" } else { "deleted" },
+                                p.rows_to_delete,
+                                p.table,
+                                if dry_run { "would restore" } else { "restored" },
+                                p.rows_to_restore,
+                                if dry_run { "would drop" } else { "dropped" },
+                                p.id_map_entries,
+                                p.rejects
+                            ),
+                        })
+                        .await;
+                        Ok(Counts::default())
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match res {
+                Ok(counts) => {
+                    done += 1;
+                    ctx.emit(EngineEvent::StepFinished {
+                        version: def.version.clone(),
+                        name: def.name.clone(),
+                        status: if dry_run { "dry-run".into() } else { "reverted".into() },
+                        counts,
+                        duration_ms: t0.elapsed().as_millis() as u64,
+                        dry_run,
+                    })
+                    .await;
+                }
+                Err(e) => {
+                    ctx.emit(EngineEvent::Failed {
+                        version: Some(def.version.clone()),
+                        error: e.message.clone(),
+                        statement: e.statement.clone(),
+                        source_key: e.row.as_ref().map(|r| r.source_key.clone()),
+                        column: e.row.as_ref().and_then(|r| r.column.clone()),
+                        counts: e.counts.as_deref().copied(),
+                    })
+                    .await;
+                    return Err(RunOutcome::Failed {
+                        version: Some(def.version.clone()),
+                        message: e.message,
+                    });
+                }
+            }
+        }
+        Ok(RunOutcome::Done { steps: done })
+    }
+    .await
+    .unwrap_or_else(|o| o);
+    if let Some(l) = lock
+        && let Err(e) = l.release().await
+    {
+        tracing::warn!("could not release the run lock: {e:#}");
+    }
+    target.close().await;
+    outcome
+}

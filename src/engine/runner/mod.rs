@@ -1,0 +1,217 @@
+//! The engine task: takes `Command`s, runs plans, sends `EngineEvent`s. A run holds the target's
+//! run lock from its first write to its last. `up` and `down` are the two operations;
+//! everything else a command asks for is an `ops` call answered with a typed event.
+
+pub mod down;
+pub mod outcome;
+pub mod up;
+
+pub use down::run_down;
+pub use outcome::RunOutcome;
+pub use up::run_up;
+
+use crate::engine::exec::RunControl;
+use crate::engine::project::Project;
+use crate::engine::protocol::{Command, EngineEvent, NoticeLevel};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
+
+/// Channel sizes: small and bounded so a slow consumer slows the engine instead of growing
+/// memory; progress is coalesced well below this rate.
+pub const COMMAND_QUEUE: usize = 64;
+pub const EVENT_QUEUE: usize = 1024;
+
+/// A handle to an engine task: send commands, receive events.
+pub struct EngineHandle {
+    pub commands: mpsc::Sender<Command>,
+    pub events: mpsc::Receiver<EngineEvent>,
+}
+
+/// Start the engine on its own task. It runs one operation at a time; pause/resume/abort reach
+/// the running operation between batches.
+pub fn spawn(project: Arc<Project>) -> EngineHandle {
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(COMMAND_QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel::<EngineEvent>(EVENT_QUEUE);
+    tokio::spawn(async move {
+        let mut running: Option<(tokio::task::JoinHandle<RunOutcome>, RunControl)> = None;
+        while let Some(cmd) = cmd_rx.recv().await {
+            if let Some((h, _)) = &running
+                && h.is_finished()
+            {
+                running = None;
+            }
+            match cmd {
+                Command::Start(opts) => {
+                    if running.is_some() {
+                        let _ = ev_tx
+                            .send(EngineEvent::Notice {
+                                level: NoticeLevel::Warning,
+                                message: "a run is already in progress".into(),
+                            })
+                            .await;
+                        continue;
+                    }
+                    let control = RunControl::default();
+                    let h = tokio::spawn(run_up(project.clone(), opts, ev_tx.clone(), control.clone()));
+                    running = Some((h, control));
+                }
+                Command::Rollback { target, dry_run } => {
+                    if running.is_some() {
+                        let _ = ev_tx
+                            .send(EngineEvent::Notice {
+                                level: NoticeLevel::Warning,
+                                message: "a run is in progress; roll back after it ends".into(),
+                            })
+                            .await;
+                        continue;
+                    }
+                    let h = tokio::spawn(run_down(project.clone(), target, dry_run, ev_tx.clone()));
+                    running = Some((h, RunControl::default()));
+                }
+                Command::Pause => {
+                    if let Some((_, c)) = &running {
+                        c.paused.send_replace(true);
+                        let _ = ev_tx.send(EngineEvent::Paused { version: None }).await;
+                    }
+                }
+                Command::Resume => {
+                    if let Some((_, c)) = &running {
+                        c.paused.send_replace(false);
+                        let _ = ev_tx.send(EngineEvent::Resumed { version: None }).await;
+                    }
+                }
+                Command::Abort => {
+                    if let Some((_, c)) = &running {
+                        c.abort.store(true, Ordering::SeqCst);
+                        c.paused.send_replace(false);
+                    }
+                }
+                Command::Refresh => {
+                    spawn_snapshot(project.clone(), ev_tx.clone());
+                }
+                Command::Verify => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    // The verifier's streams are not `Send` across awaits, so it runs on a
+                    // thread of its own with a single-threaded runtime.
+                    std::thread::spawn(move || {
+                        let ev = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                            Ok(rt) => match rt.block_on(crate::engine::verify::verify(&p)) {
+                                Ok(r) => EngineEvent::Verified(r),
+                                Err(e) => EngineEvent::Unverified {
+                                    message: format!("verify could not run: {e:#}"),
+                                },
+                            },
+                            Err(e) => EngineEvent::Unverified {
+                                message: format!("verify could not start: {e}"),
+                            },
+                        };
+                        let _ = tx.blocking_send(ev);
+                    });
+                }
+                Command::PreviewRollback { version } => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let ev = match crate::engine::ops::rollback::rollback_preview(&p, &version).await {
+                            Ok(pr) => EngineEvent::RollbackPreview(pr),
+                            Err(e) => EngineEvent::Notice {
+                                level: NoticeLevel::Error,
+                                message: format!("cannot preview the rollback of {version}: {e:#}"),
+                            },
+                        };
+                        let _ = tx.send(ev).await;
+                    });
+                }
+                Command::FixReject { id, field, value } => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let (applied, message) =
+                            match crate::engine::ops::rejects::fix_reject(&p, id, &field, &value).await {
+                                Ok(()) => (true, format!("reject {id}: {field} set; retry it with r")),
+                                Err(e) => (false, format!("reject {id}: {e:#}")),
+                            };
+                        let _ = tx
+                            .send(EngineEvent::Fixed {
+                                id,
+                                field,
+                                applied,
+                                message,
+                            })
+                            .await;
+                        spawn_snapshot(p, tx);
+                    });
+                }
+                Command::Retry { id, step } => {
+                    if running.is_some() {
+                        let _ = ev_tx
+                            .send(EngineEvent::Retried {
+                                written: 0,
+                                still_rejected: 0,
+                                first_still_rejected: None,
+                                error: Some("a run is in progress; retry after it ends".into()),
+                            })
+                            .await;
+                        continue;
+                    }
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let ev = match crate::engine::ops::rejects::retry_rejects(&p, id, step.as_deref()).await {
+                            Ok(r) => EngineEvent::Retried {
+                                written: r.written.len() as u64,
+                                still_rejected: r.still_rejected.len() as u64,
+                                first_still_rejected: r.still_rejected.first().cloned(),
+                                error: None,
+                            },
+                            Err(e) => EngineEvent::Retried {
+                                written: 0,
+                                still_rejected: 0,
+                                first_still_rejected: None,
+                                error: Some(format!("retry failed: {e:#}")),
+                            },
+                        };
+                        let _ = tx.send(ev).await;
+                        spawn_snapshot(p, tx);
+                    });
+                }
+                Command::Decide { id, decision, note } => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let (applied, message) = match crate::engine::ops::review::Decision::parse(&decision) {
+                            Ok(d) => match crate::engine::ops::review::decide(&p, id, &d, note.as_deref()).await {
+                                Ok(m) => (true, m),
+                                Err(e) => (false, format!("discrepancy {id}: {e:#}")),
+                            },
+                            Err(e) => (false, format!("discrepancy {id}: {e:#}")),
+                        };
+                        let _ = tx
+                            .send(EngineEvent::Decided {
+                                id,
+                                decision,
+                                applied,
+                                message,
+                            })
+                            .await;
+                        spawn_snapshot(p, tx);
+                    });
+                }
+            }
+        }
+    });
+    EngineHandle {
+        commands: cmd_tx,
+        events: ev_rx,
+    }
+}
+
+fn spawn_snapshot(project: Arc<Project>, tx: mpsc::Sender<EngineEvent>) {
+    tokio::spawn(async move {
+        let ev = match crate::engine::ops::snapshot::snapshot(&project).await {
+            Ok(s) => EngineEvent::Snapshot(Box::new(s)),
+            Err(e) => EngineEvent::Notice {
+                level: NoticeLevel::Error,
+                message: format!("cannot read the target: {e:#}"),
+            },
+        };
+        let _ = tx.send(ev).await;
+    });
+}

@@ -1,0 +1,104 @@
+//! How a run ends: the outcome, the one `Finished` event that closes every run, and the run
+//! lock a run takes first (a lock held elsewhere is an outcome, not an error).
+
+use crate::engine::db::Db;
+use crate::engine::project::Project;
+use crate::engine::protocol::{EngineEvent, Operation, Outcome};
+use crate::engine::store::lock::{LockError, LockHolder, RunLock};
+use color_eyre::eyre::Result;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How a run ended; the CLI maps these to exit codes.
+#[derive(Debug)]
+pub enum RunOutcome {
+    Done { steps: usize },
+    Locked(LockHolder),
+    Refused(String),
+    Failed { version: Option<String>, message: String },
+    Aborted { version: String },
+}
+
+pub(crate) fn lock_stale(project: &Project) -> Duration {
+    Duration::from_secs(project.config.defaults.lock_stale_after_secs)
+}
+
+pub(crate) async fn take_lock(project: &Project, target: &Db, command: &str) -> Result<RunLock, RunOutcome> {
+    match RunLock::acquire(target, command, lock_stale(project)).await {
+        Ok(l) => Ok(l),
+        Err(LockError::Held(h)) => Err(RunOutcome::Locked(h)),
+        Err(e) => Err(RunOutcome::Failed {
+            version: None,
+            message: e.to_string(),
+        }),
+    }
+}
+
+pub(crate) async fn emit_outcome(
+    events: &mpsc::Sender<EngineEvent>,
+    run_id: &str,
+    operation: Operation,
+    dry_run: bool,
+    outcome: &RunOutcome,
+) {
+    let (ok, steps) = match outcome {
+        RunOutcome::Done { steps } => (true, *steps),
+        _ => (false, 0),
+    };
+    let name = match outcome {
+        RunOutcome::Done { .. } => Outcome::Done,
+        RunOutcome::Locked(_) => Outcome::Locked,
+        RunOutcome::Refused(_) => Outcome::Refused,
+        RunOutcome::Failed { .. } => Outcome::Failed,
+        RunOutcome::Aborted { .. } => Outcome::Aborted,
+    };
+    match outcome {
+        RunOutcome::Locked(h) => {
+            let _ = events
+                .send(EngineEvent::Failed {
+                    version: None,
+                    error: LockError::Held(h.clone()).to_string(),
+                    statement: None,
+                    source_key: None,
+                    column: None,
+                    counts: None,
+                })
+                .await;
+        }
+        RunOutcome::Refused(m) => {
+            let _ = events
+                .send(EngineEvent::Failed {
+                    version: None,
+                    error: m.clone(),
+                    statement: None,
+                    source_key: None,
+                    column: None,
+                    counts: None,
+                })
+                .await;
+        }
+        RunOutcome::Failed { version: None, message } => {
+            let _ = events
+                .send(EngineEvent::Failed {
+                    version: None,
+                    error: message.clone(),
+                    statement: None,
+                    source_key: None,
+                    column: None,
+                    counts: None,
+                })
+                .await;
+        }
+        _ => {}
+    }
+    let _ = events
+        .send(EngineEvent::Finished {
+            run_id: run_id.into(),
+            operation,
+            ok,
+            outcome: name,
+            steps_done: steps,
+            dry_run,
+        })
+        .await;
+}
