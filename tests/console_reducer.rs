@@ -8,12 +8,12 @@ use cutover::console::state::{ConfirmAction, Dialog, Pane, QuitState, StatusLeve
 use cutover::console::{AppState, Effect, Msg, update};
 use cutover::engine::ops::review::Discrepancy;
 use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
+use cutover::engine::ops::verify::{Check, CheckKind, Measure, VerifyReport};
 use cutover::engine::project::StepKind;
 use cutover::engine::protocol::{
     Command, Counts, DownTarget, EngineEvent, Operation, Outcome, PlannedStep, Progress, RunOptions,
 };
 use cutover::engine::store::lock::LockHolder;
-use cutover::engine::verify::{Check, CheckKind, Measure, VerifyReport};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 23, 0, 0)

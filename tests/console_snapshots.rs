@@ -8,10 +8,10 @@ use cutover::console::state::{StepInfo, Window};
 use cutover::console::{AppState, Msg, update, view};
 use cutover::engine::ops::review::Discrepancy;
 use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
+use cutover::engine::ops::verify::{Check, CheckKind, Measure, VerifyReport};
 use cutover::engine::project::StepKind;
 use cutover::engine::protocol::{Counts, EngineEvent, Operation, Outcome, PlannedStep, Progress};
 use cutover::engine::store::lock::LockHolder;
-use cutover::engine::verify::{Check, CheckKind, Measure, VerifyReport};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::{Color, Modifier};
@@ -330,7 +330,7 @@ const LOG_DATA: &str = "cutover::engine::data";
 /// The step's failure.
 const LOG_FAILED: &str = "cutover::engine::exec";
 /// `V`.
-const LOG_VERIFY: &str = "cutover::engine::verify";
+const LOG_VERIFY: &str = "cutover::engine::ops::verify";
 
 /// The lines each scenario has logged, by target, in order.
 const LOG_LINES: &[(&str, tracing::Level, &str)] = &[
@@ -385,7 +385,7 @@ fn log_once() {
                 LOG_RUN => at!("cutover::engine::runner"),
                 LOG_DATA => at!("cutover::engine::data"),
                 LOG_FAILED => at!("cutover::engine::exec"),
-                _ => at!("cutover::engine::verify"),
+                _ => at!("cutover::engine::ops::verify"),
             }
         }
         tui_logger::move_events();

@@ -1,8 +1,8 @@
 //! `cutover verify [--json]`: check the target against the source and print the checks.
 
 use crate::cli::exit;
+use crate::engine::ops::verify::{Check, VerifyReport, verify};
 use crate::engine::project::Project;
-use crate::engine::verify::{Check, VerifyReport, verify};
 use color_eyre::eyre::Result;
 
 /// Run every check; exit code 5 when one fails.
@@ -16,7 +16,7 @@ pub async fn run(project: &Project, json: bool) -> Result<i32> {
     Ok(if report.ok { exit::OK } else { exit::VERIFY_FAILED })
 }
 
-fn side(m: &Option<crate::engine::verify::Measure>) -> String {
+fn side(m: &Option<crate::engine::ops::verify::Measure>) -> String {
     m.as_ref().map(|m| m.to_string()).unwrap_or_else(|| "-".into())
 }
 

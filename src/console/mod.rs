@@ -229,7 +229,7 @@ fn dispatch(state: &mut AppState, engine: &EngineHandle, log_state: &TuiWidgetSt
 }
 
 /// A verification goes to the log (and cutover.log) too: the pane keeps only the last one.
-fn log_verified(report: &crate::engine::verify::VerifyReport) {
+fn log_verified(report: &crate::engine::ops::verify::VerifyReport) {
     let total = report.checks.len();
     let failed: Vec<_> = report.failed().collect();
     if failed.is_empty() {

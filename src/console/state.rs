@@ -5,10 +5,10 @@
 
 use crate::engine::ops::review::Discrepancy;
 use crate::engine::ops::snapshot::{RejectSummary, RollbackPreview, StepSummary};
+use crate::engine::ops::verify::{Check, VerifyReport};
 use crate::engine::project::StepKind;
 use crate::engine::protocol::{Counts, EngineEvent, Operation, PlannedStep, Progress};
 use crate::engine::store::lock::LockHolder;
-use crate::engine::verify::{Check, VerifyReport};
 use chrono::{DateTime, FixedOffset, Offset, Utc};
 use crossterm::event::KeyEvent;
 use std::collections::{BTreeMap, BTreeSet};

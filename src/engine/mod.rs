@@ -23,4 +23,3 @@ pub mod store;
 pub mod transform;
 pub mod validate;
 pub mod value;
-pub mod verify;

@@ -9,8 +9,8 @@ use super::refuse_if_running;
 use crate::console::format::one_line;
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, Dialog, StatusLevel};
+use crate::engine::ops::verify::VerifyReport;
 use crate::engine::protocol::Command;
-use crate::engine::verify::VerifyReport;
 
 /// `V`.
 pub fn request(state: &mut AppState) -> Vec<Command> {
@@ -103,7 +103,8 @@ pub fn move_selection(state: &mut AppState, action: Action) {
 /// `enter`: the selected check, nothing cut.
 pub fn details(state: &AppState) -> Option<Dialog> {
     let c = state.verify.selected_check()?;
-    let measure = |m: &Option<crate::engine::verify::Measure>| m.as_ref().map_or("-".to_string(), |m| m.to_string());
+    let measure =
+        |m: &Option<crate::engine::ops::verify::Measure>| m.as_ref().map_or("-".to_string(), |m| m.to_string());
     let mut lines = vec![
         format!("result      {}", if c.ok { "ok" } else { "FAIL" }),
         format!("kind        {}", c.kind.as_str()),

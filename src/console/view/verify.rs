@@ -6,7 +6,7 @@ use crate::console::format::{fmt_secs, truncate};
 use crate::console::state::{AppState, Pane, VerifyState};
 use crate::console::view::pane_block;
 use crate::console::view::theme::Theme;
-use crate::engine::verify::{Check, Measure};
+use crate::engine::ops::verify::{Check, Measure};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};

@@ -6,6 +6,7 @@ pub mod repair;
 pub mod review;
 pub mod rollback;
 pub mod snapshot;
+pub mod verify;
 
 use crate::engine::data::pipeline::CompiledStep;
 use crate::engine::project::{StepDef, StepKind};

@@ -96,7 +96,7 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                     // thread of its own with a single-threaded runtime.
                     std::thread::spawn(move || {
                         let ev = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                            Ok(rt) => match rt.block_on(crate::engine::verify::verify(&p)) {
+                            Ok(rt) => match rt.block_on(crate::engine::ops::verify::verify(&p)) {
                                 Ok(r) => EngineEvent::Verified(r),
                                 Err(e) => EngineEvent::Unverified {
                                     message: format!("verify could not run: {e:#}"),
