@@ -3,7 +3,8 @@
 
 use super::common::{books, would_be};
 use super::navigation::force_quit;
-use super::{review, verify};
+use super::review;
+use super::verify;
 use crate::console::format::{fmt_count, fmt_duration, one_line};
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, Dialog, Pane};

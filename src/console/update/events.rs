@@ -4,7 +4,9 @@
 
 use super::common::would_be;
 use super::navigation::clamp_selections;
-use super::{review, rollback, verify};
+use super::review;
+use super::rollback;
+use super::verify;
 use crate::console::format::{fmt_count, fmt_duration, one_line};
 use crate::console::state::{
     AppState, CurrentStep, FinishedStep, QuitState, RATE_HISTORY, RunState, StatusLevel, Window, is_runnable,

@@ -3,7 +3,9 @@
 //! filter. Enter hands the dialog to the part of `update` it belongs to.
 
 use super::navigation::force_quit;
-use super::{rejects, review, rollback};
+use super::rejects;
+use super::review;
+use super::rollback;
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, Dialog, StatusLevel};
 use crate::engine::protocol::Command;

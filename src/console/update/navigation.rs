@@ -1,7 +1,8 @@
 //! Moving around and leaving: pane focus, selection movement in each pane, the help overlay,
 //! and quitting (with its question while a run is in progress).
 
-use super::{review, verify};
+use super::review;
+use super::verify;
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, ConfirmAction, Dialog, Pane, QuitState, StatusLevel};
 use crate::engine::protocol::Command;
