@@ -5,7 +5,7 @@
 //! the selection has already moved on to the next open one, so a run of ordinary decisions is
 //! one key each.
 
-use super::{refuse_if_locked, refuse_if_running};
+use super::common::{refuse_if_locked, refuse_if_running};
 use crate::console::format::{one_line, show_value};
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, ConfirmAction, Dialog, PendingDecision, SessionDecision, StatusLevel};

@@ -5,7 +5,7 @@
 //! is refused while this console's own run is writing (the checks would see it half done), and
 //! it runs by itself once after a run of all pending steps ends well.
 
-use super::refuse_if_running;
+use super::common::refuse_if_running;
 use crate::console::format::one_line;
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, Dialog, StatusLevel};

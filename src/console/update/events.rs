@@ -1,0 +1,281 @@
+//! Engine events: what each `EngineEvent` changes in the state. The run's progress (planned,
+//! step started, statements, progress, rejects and flags, pause, end) is applied here; the
+//! review, verify and rollback answers go to their own parts of `update`.
+
+use super::common::would_be;
+use super::navigation::clamp_selections;
+use super::review;
+use super::rollback;
+use super::verify;
+use crate::console::format::{fmt_count, fmt_duration, one_line};
+use crate::console::state::{
+    AppState, CurrentStep, FinishedStep, QuitState, RATE_HISTORY, RunState, StatusLevel, Window, is_runnable,
+};
+use crate::engine::protocol::{Command, EngineEvent, NoticeLevel, Operation, Outcome};
+
+pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
+    match event {
+        EngineEvent::Verified(report) => verify::on_report(state, report),
+        EngineEvent::Planned {
+            operation,
+            dry_run,
+            steps,
+            ..
+        } => {
+            let run = state.run.get_or_insert_with(RunState::default);
+            run.operation = operation;
+            run.dry_run = dry_run;
+            run.planned = steps;
+        }
+        EngineEvent::StepStarted {
+            version,
+            name,
+            kind,
+            dry_run,
+        } => {
+            if !dry_run && let Some(m) = state.migrations.iter_mut().find(|m| m.version == version) {
+                m.state = "running".into();
+            }
+            let verb = match (dry_run, state.run.as_ref().map(|r| r.operation.as_str())) {
+                (true, _) => "dry run of",
+                (false, Some("down")) => "rolling back",
+                _ => "running",
+            };
+            state.set_status(StatusLevel::Info, format!("{verb} {name} ({})…", kind.as_str()));
+            let run = state.run.get_or_insert_with(RunState::default);
+            run.current = Some(CurrentStep {
+                version,
+                name,
+                kind,
+                dry_run,
+                progress: Default::default(),
+                rate_history: Vec::new(),
+                statements_done: 0,
+                last_statement: None,
+                flags: 0,
+                last_reject: None,
+            });
+        }
+        EngineEvent::Statement { version, index, sql } => {
+            if let Some(c) = current_mut(state, &version) {
+                c.statements_done = c.statements_done.max(index + 1);
+                c.last_statement = Some(one_line(&sql));
+            }
+        }
+        EngineEvent::Progress { version, progress } => {
+            if progress.rows_per_sec > 0.0 {
+                state.last_rate = Some(progress.rows_per_sec);
+            }
+            if let Some(c) = current_mut(state, &version) {
+                c.progress = progress;
+                // A sparkline's worth of history; older rates are dropped.
+                c.rate_history.push(progress.rows_per_sec.max(0.0).round() as u64);
+                if c.rate_history.len() > RATE_HISTORY {
+                    let extra = c.rate_history.len() - RATE_HISTORY;
+                    c.rate_history.drain(..extra);
+                }
+            }
+        }
+        EngineEvent::Rejected {
+            version,
+            source_key,
+            rule,
+            reason,
+            ..
+        } => {
+            if let Some(c) = current_mut(state, &version) {
+                c.last_reject = Some(format!("{source_key}: {rule} — {reason}"));
+            }
+        }
+        EngineEvent::Flagged { version, .. } => {
+            if let Some(c) = current_mut(state, &version) {
+                c.flags += 1;
+            }
+        }
+        EngineEvent::Paused { .. } => {
+            if let Some(r) = &mut state.run {
+                r.paused = true;
+            }
+            state.set_status(StatusLevel::Warn, "paused at a batch boundary; p resumes");
+        }
+        EngineEvent::Resumed { .. } => {
+            if let Some(r) = &mut state.run {
+                r.paused = false;
+            }
+            state.set_status(StatusLevel::Info, "resumed");
+        }
+        EngineEvent::StepFinished {
+            version,
+            name,
+            status,
+            counts,
+            duration_ms,
+            dry_run,
+        } => {
+            if dry_run {
+                state.dry_runs.insert(version.clone(), counts);
+                state.set_status(StatusLevel::Info, format!("dry run of {name}: {}", would_be(&counts)));
+            } else {
+                if let Some(m) = state.migrations.iter_mut().find(|m| m.version == version) {
+                    m.state = status.clone();
+                    m.counts = counts;
+                    m.duration_ms = Some(duration_ms as i64);
+                    m.error = None;
+                }
+                let text = format!("{name} {status} in {}", fmt_duration(duration_ms));
+                state.set_status(StatusLevel::Info, text);
+            }
+            if let Some(r) = &mut state.run {
+                r.steps_done += 1;
+                r.current = None;
+            }
+            state.last_finished = Some(FinishedStep {
+                version,
+                name,
+                status,
+                counts,
+                duration_ms,
+                dry_run,
+            });
+        }
+        EngineEvent::Aborted { version, counts } => {
+            let name = state.step_name(&version).unwrap_or(&version).to_string();
+            let text = format!(
+                "{name} aborted at a batch boundary after {} rows; n resumes it",
+                fmt_count(counts.written + counts.skipped + counts.rejected + counts.merged)
+            );
+            state.set_status(StatusLevel::Warn, text);
+        }
+        EngineEvent::Failed {
+            version,
+            error,
+            statement,
+            ..
+        } => {
+            let error = one_line(&error);
+            if let Some(v) = &version
+                && let Some(m) = state.migrations.iter_mut().find(|m| &m.version == v)
+            {
+                m.state = "failed".into();
+                m.error = Some(error.clone());
+                m.failing_statement = statement;
+            }
+            let text = match version.as_deref().and_then(|v| state.step_name(v)) {
+                Some(name) => format!("{name} failed: {error}"),
+                None => error,
+            };
+            state.set_status(StatusLevel::Error, text);
+        }
+        EngineEvent::Finished {
+            ok,
+            outcome,
+            steps_done,
+            dry_run,
+            operation,
+            ..
+        } => {
+            let all = state.run.take().is_some_and(|r| r.all);
+            // A quit that waited for the run to stop can leave now.
+            if state.quit != QuitState::Running {
+                state.quit = QuitState::Now;
+            }
+            // Failures and aborts already said why; only a clean end needs a line of its own.
+            if outcome == Outcome::Done && !dry_run {
+                let text = match (operation.as_str(), steps_done) {
+                    (_, 0) => "nothing to do".to_string(),
+                    ("down", n) => format!("rollback finished: {n} step(s) reverted"),
+                    (_, n) => format!("run finished: {n} step(s) applied"),
+                };
+                state.set_status(StatusLevel::Info, text);
+            }
+            let mut commands = vec![Command::Refresh];
+            // A run of all pending steps that ended well is checked at once, as `cutover
+            // verify` would (not when leaving, and not after a dry run or a rollback).
+            if all
+                && ok
+                && outcome == Outcome::Done
+                && !dry_run
+                && operation == Operation::Up
+                && state.quit == QuitState::Running
+            {
+                commands.extend(verify::after_run(state));
+            }
+            return commands;
+        }
+        EngineEvent::Snapshot(s) => {
+            let first = !state.loaded;
+            state.loaded = true;
+            state.project = s.project;
+            state.target = s.target;
+            if let (Some(a), Some(b)) = (&s.window_start, &s.window_end)
+                && let Some(w) = Window::parse(a, b)
+            {
+                state.window = Some(w);
+            }
+            state.migrations = s.migrations;
+            state.rejects = s.rejects;
+            state.open_rejects = s.open_rejects;
+            state.locked_by = s.locked_by;
+            state.discrepancies = s.discrepancies;
+            // Answered decisions are in this snapshot (or were refused): no longer "on the way".
+            state.deciding.retain(|p| !p.answered);
+            // On the first snapshot only: later ones keep the operator's selection.
+            if first && let Some(i) = state.migrations.iter().position(is_runnable) {
+                state.selected_step = i;
+            }
+            clamp_selections(state);
+        }
+        EngineEvent::RollbackPreview(p) => rollback::on_preview(state, p),
+        EngineEvent::Unverified { message } => verify::on_unverified(state, &message),
+        EngineEvent::Decided {
+            id, applied, message, ..
+        } => review::on_decided(state, id, applied, &message),
+        EngineEvent::Fixed { applied, message, .. } => {
+            let level = if applied { StatusLevel::Info } else { StatusLevel::Error };
+            state.set_status(level, one_line(&message));
+        }
+        EngineEvent::Retried {
+            written,
+            still_rejected,
+            first_still_rejected,
+            error,
+        } => match error {
+            Some(e) => state.set_status(StatusLevel::Error, one_line(&e)),
+            None => {
+                let first = first_still_rejected
+                    .map(|(i, why)| format!(" ({i}: {why})"))
+                    .unwrap_or_default();
+                let level = if still_rejected > 0 {
+                    StatusLevel::Warn
+                } else {
+                    StatusLevel::Info
+                };
+                state.set_status(
+                    level,
+                    one_line(&format!(
+                        "retry: {written} written, {still_rejected} still rejected{first}"
+                    )),
+                );
+            }
+        },
+        EngineEvent::Notice { level, message } => {
+            let level = match level {
+                NoticeLevel::Info => StatusLevel::Info,
+                NoticeLevel::Warning => StatusLevel::Warn,
+                NoticeLevel::Error => StatusLevel::Error,
+            };
+            state.set_status(level, one_line(&message));
+        }
+    }
+    Vec::new()
+}
+
+/// The step running now, if it is the one the event is about (a late event of a step that
+/// already ended is dropped).
+fn current_mut<'a>(state: &'a mut AppState, version: &str) -> Option<&'a mut CurrentStep> {
+    state
+        .run
+        .as_mut()
+        .and_then(|r| r.current.as_mut())
+        .filter(|c| c.version == version)
+}

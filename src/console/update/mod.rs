@@ -1,0 +1,164 @@
+//! `update`: the only place the console's state changes. Pure: a message in, engine commands
+//! out (console-side work is queued in `state.effects`); no I/O, no clock, no await.
+//!
+//! This file routes: a message to its kind, a key through the keymap to an `Action`, an action
+//! to the part of `update` that handles it. The parts:
+//! - `navigation`: pane focus, selection, help, quitting;
+//! - `details`: the details dialog of each pane;
+//! - `run`: running, pausing, aborting, dry runs, and the questions before them;
+//! - `rollback`: the rollback dialog (preview, typed name, confirm);
+//! - `rejects`: the rejects pane (filter, fix dialog, retry, export);
+//! - `review`, `verify`: the review and verify panes;
+//! - `input`: text typed into dialogs and the filter, and their enter;
+//! - `events`: applying each `EngineEvent`;
+//! - `common`: the refusals and count summaries the others share.
+//!
+//! The parts never import this file, only `common` and each other, so the module graph stays
+//! free of cycles.
+
+use crate::console::keymap::{self, Action, Context};
+use crate::console::state::{AppState, ConfirmAction, Dialog, Effect, Msg, QUIT_GRACE_SECS, QuitState, StatusLevel};
+use crate::engine::protocol::Command;
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+mod common;
+mod details;
+mod events;
+mod input;
+mod navigation;
+mod rejects;
+mod review;
+mod rollback;
+mod run;
+mod verify;
+
+pub use common::{books, would_be};
+
+pub fn update(state: &mut AppState, msg: Msg) -> Vec<Command> {
+    match msg {
+        Msg::Key(key) => on_key(state, key),
+        Msg::Engine(event) => events::on_event(state, event),
+        Msg::Tick(now) => {
+            state.now = now;
+            // A quit waiting for the run to stop gives up after a grace period.
+            if let QuitState::Stopping { since } = state.quit
+                && (now - since).num_seconds() >= QUIT_GRACE_SECS
+            {
+                state.quit = QuitState::Now;
+            }
+            Vec::new()
+        }
+        Msg::Resize(w, h) => {
+            state.size = (w, h);
+            Vec::new()
+        }
+        Msg::Exported(Ok(path)) => {
+            state.set_status(StatusLevel::Info, format!("rejects exported to {path}"));
+            Vec::new()
+        }
+        Msg::Exported(Err(e)) => {
+            state.set_status(StatusLevel::Error, format!("export failed: {e}"));
+            Vec::new()
+        }
+    }
+}
+
+fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
+    // Terminals with enhanced keyboard reporting also send releases and repeats.
+    if key.kind == KeyEventKind::Release {
+        return Vec::new();
+    }
+    let context = keymap::active_context(state);
+    match keymap::lookup(context, &key) {
+        Some(action) => on_action(state, context, action),
+        None if matches!(context, Context::TextInput | Context::FixField) => {
+            if let KeyCode::Char(c) = key.code
+                && !key.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+            {
+                input::type_char(state, c);
+            }
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
+}
+
+fn on_action(state: &mut AppState, context: Context, action: Action) -> Vec<Command> {
+    match context {
+        Context::Help => navigation::on_help_action(state, action),
+        Context::Confirm => on_confirm(state, action),
+        // In the fix dialog ↑/↓ choose the field; every other key is text input.
+        Context::FixField if matches!(action, Action::Down | Action::Up) => {
+            rejects::choose_field(state, action);
+            Vec::new()
+        }
+        Context::TextInput | Context::FixField => input::on_action(state, action),
+        Context::Details => details::on_action(state, action),
+        _ => on_pane_action(state, action),
+    }
+}
+
+fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
+    match action {
+        Action::ToggleHelp => state.help = !state.help,
+        Action::Quit => return navigation::quit(state),
+        Action::ForceQuit => return navigation::force_quit(state),
+        Action::NextPane => navigation::set_focus(state, state.focus.next()),
+        Action::PrevPane => navigation::set_focus(state, state.focus.prev()),
+        Action::Focus(p) => navigation::set_focus(state, p),
+        Action::Up | Action::Down | Action::Top | Action::Bottom => navigation::move_selection(state, action),
+        Action::Details => details::open(state),
+        Action::Refresh => {
+            state.set_status(StatusLevel::Info, "reading the target…");
+            return vec![Command::Refresh];
+        }
+        Action::RunNext => run::ask_run_next(state),
+        Action::RunAll => run::ask_run_all(state),
+        Action::PauseResume => return run::pause_resume(state),
+        Action::Abort => run::ask_abort(state),
+        Action::DryRun => return run::dry_run(state),
+        Action::Rollback => return rollback::ask(state),
+        Action::Filter => rejects::start_filter(state),
+        Action::ClearFilter => rejects::clear_filter(state),
+        Action::EditReject => rejects::ask_edit(state),
+        Action::RetryReject => rejects::ask_retry(state, false),
+        Action::RetryStep => rejects::ask_retry(state, true),
+        Action::Export => rejects::export(state),
+        Action::TakeA => return review::decide_side(state, "a"),
+        Action::TakeB => return review::decide_side(state, "b"),
+        Action::DecideValue => review::ask_value(state),
+        Action::Split => review::ask_split(state),
+        Action::ReviewNote => review::ask_note(state),
+        Action::UndoDecision => review::ask_undo(state),
+        Action::ToggleShowAll => review::toggle_all(state),
+        Action::Verify => return verify::request(state),
+        Action::Log(event) => state.effects.push(Effect::Log(event)),
+        Action::Confirm | Action::Cancel | Action::Submit | Action::Backspace | Action::Close => {}
+    }
+    Vec::new()
+}
+
+/// A key in a yes/no dialog: the dialog closes on any key; only a yes acts, through the part
+/// that asked.
+fn on_confirm(state: &mut AppState, action: Action) -> Vec<Command> {
+    if action == Action::ForceQuit {
+        state.dialog = None;
+        return navigation::force_quit(state);
+    }
+    let Some(Dialog::Confirm { action: what, .. }) = state.dialog.take() else {
+        return Vec::new();
+    };
+    if action != Action::Confirm {
+        return Vec::new();
+    }
+    match what {
+        ConfirmAction::RunNext { version } => run::confirmed_run_next(state, version),
+        ConfirmAction::RunAll => run::confirmed_run_all(state),
+        ConfirmAction::Abort => run::confirmed_abort(state),
+        ConfirmAction::Quit => navigation::confirmed_quit(state),
+        ConfirmAction::RetryReject { id } => rejects::confirmed_retry_reject(state, id),
+        ConfirmAction::RetryStep { version } => rejects::confirmed_retry_step(state, version),
+        ConfirmAction::Split { id } => review::confirmed_split(state, id),
+        ConfirmAction::Redecide { id, decision } => review::confirmed_redecide(state, id, decision),
+    }
+}
