@@ -26,8 +26,6 @@ mod phone;
 mod reason;
 mod text;
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 pub(crate) use date::fast_iso_date;
@@ -153,19 +151,12 @@ pub struct TransformOutcome {
 ///
 /// Reasons quote the input value; callers must redact them for secret fields
 /// (see [`super::validate::is_secret_field`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
 pub struct TransformError {
     pub transform: &'static str,
     pub reason: String,
 }
-
-impl fmt::Display for TransformError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason)
-    }
-}
-
-impl std::error::Error for TransformError {}
 
 impl Transform {
     /// The snake_case name used in `step.toml`.
