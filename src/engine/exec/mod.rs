@@ -175,6 +175,20 @@ impl RunCtx {
         let _ = self.events.send(e).await;
     }
 
+    /// Rows per batch: the step's own setting, else the project's default.
+    pub fn batch_size(&self, step_setting: Option<usize>) -> usize {
+        step_setting.unwrap_or(self.project.config.defaults.batch_size).max(1)
+    }
+
+    /// Whether a rejected row stops the step: the command line's choice, else the step's, else
+    /// the project's. A dry run never stops on one (it reports them all).
+    pub fn continue_on_error(&self, step_setting: Option<bool>) -> bool {
+        self.continue_on_error
+            .or(step_setting)
+            .unwrap_or(self.project.config.defaults.continue_on_error)
+            || self.dry_run
+    }
+
     pub async fn source(&self) -> Result<&Db> {
         self.source
             .get_or_try_init(|| async {

@@ -44,18 +44,10 @@ async fn run_down_inner(
     let lock = if dry_run {
         None
     } else {
-        let lock = match take_lock(&project, &target, "down").await {
-            Ok(l) => l,
+        match take_lock(&project, &target, "down").await {
+            Ok(l) => Some(l),
             Err(o) => return o,
-        };
-        if let Err(e) = ledger::ensure(&target).await {
-            let _ = lock.release().await;
-            return RunOutcome::Failed {
-                version: None,
-                message: format!("{e:#}"),
-            };
         }
-        Some(lock)
     };
     let outcome = async {
         let rows = ledger::load(&target).await.map_err(|e| RunOutcome::Failed {

@@ -23,15 +23,27 @@ pub(crate) fn lock_stale(project: &Project) -> Duration {
     Duration::from_secs(project.config.defaults.lock_stale_after_secs)
 }
 
+/// Take the target's run lock for `command` and make sure the ledger's tables exist (under
+/// the lock, so two first runs never race to create them).
 pub(crate) async fn take_lock(project: &Project, target: &Db, command: &str) -> Result<RunLock, RunOutcome> {
-    match RunLock::acquire(target, command, lock_stale(project)).await {
-        Ok(l) => Ok(l),
-        Err(LockError::Held(h)) => Err(RunOutcome::Locked(h)),
-        Err(e) => Err(RunOutcome::Failed {
+    let lock = match RunLock::acquire(target, command, lock_stale(project)).await {
+        Ok(l) => l,
+        Err(LockError::Held(h)) => return Err(RunOutcome::Locked(h)),
+        Err(e) => {
+            return Err(RunOutcome::Failed {
+                version: None,
+                message: e.to_string(),
+            });
+        }
+    };
+    if let Err(e) = crate::engine::store::ledger::ensure(target).await {
+        let _ = lock.release().await;
+        return Err(RunOutcome::Failed {
             version: None,
-            message: e.to_string(),
-        }),
+            message: format!("cannot create the ledger tables: {e:#}"),
+        });
     }
+    Ok(lock)
 }
 
 pub(crate) async fn emit_outcome(

@@ -48,18 +48,10 @@ async fn run_up_inner(
     let lock = if opts.dry_run {
         None
     } else {
-        let lock = match take_lock(&project, &target, "up").await {
-            Ok(l) => l,
+        match take_lock(&project, &target, "up").await {
+            Ok(l) => Some(l),
             Err(o) => return o,
-        };
-        if let Err(e) = ledger::ensure(&target).await {
-            let _ = lock.release().await;
-            return RunOutcome::Failed {
-                version: None,
-                message: format!("cannot create the ledger tables: {e:#}"),
-            };
         }
-        Some(lock)
     };
     let lock_token = lock.as_ref().map(|l| l.token().to_string());
     let outcome = run_up_locked(&project, opts, run_id, &target, events, control, lock_token).await;

@@ -426,16 +426,8 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     });
     c.sweep_store_temp_files();
     let source = ctx.source().await.map_err(StepError::plain)?.clone();
-    let batch_size = c
-        .spec
-        .batch_size
-        .unwrap_or(ctx.project.config.defaults.batch_size)
-        .max(1);
-    let continue_on_error = ctx
-        .continue_on_error
-        .or(c.spec.continue_on_error)
-        .unwrap_or(ctx.project.config.defaults.continue_on_error)
-        || ctx.dry_run;
+    let batch_size = ctx.batch_size(c.spec.batch_size);
+    let continue_on_error = ctx.continue_on_error(c.spec.continue_on_error);
     let total = crate::engine::source::table::count_source(&source, &c)
         .await
         .map_err(StepError::plain)?;

@@ -366,16 +366,8 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         });
     }
     let source = ctx.source().await.map_err(StepError::plain)?.clone();
-    let batch_size = m
-        .file
-        .batch_size
-        .unwrap_or(ctx.project.config.defaults.batch_size)
-        .max(1);
-    let continue_on_error = ctx
-        .continue_on_error
-        .or(m.file.continue_on_error)
-        .unwrap_or(ctx.project.config.defaults.continue_on_error)
-        || ctx.dry_run;
+    let batch_size = ctx.batch_size(m.file.batch_size);
+    let continue_on_error = ctx.continue_on_error(m.file.continue_on_error);
     let total_a = count_source(&source, &m.a).await.map_err(StepError::plain)?;
     let total_b = count_source(&source, &m.b).await.map_err(StepError::plain)?;
     let unmerged = SourceSpec {
