@@ -10,6 +10,7 @@ use cutover::engine::ops::review::Discrepancy;
 use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use cutover::engine::ops::verify::{Check, CheckKind, Measure, VerifyReport};
 use cutover::engine::project::StepKind;
+use cutover::engine::protocol::StepState;
 use cutover::engine::protocol::{
     Command, Counts, DownTarget, EngineEvent, Operation, Outcome, PlannedStep, Progress, RunOptions,
 };
@@ -26,7 +27,7 @@ fn step(version: &str, name: &str, kind: StepKind, state: &str) -> StepSummary {
         version: version.into(),
         name: name.into(),
         kind,
-        state: state.into(),
+        state: serde_json::from_value(serde_json::json!(state)).expect("a step state"),
         checksum_state: if state == "pending" { "-".into() } else { "ok".into() },
         modified_file: None,
         duration_ms: None,
@@ -441,13 +442,13 @@ fn step_finished_and_finished_end_the_run_and_refresh() {
         Msg::Engine(EngineEvent::StepFinished {
             version: "20250101T090100".into(),
             name: "accounts".into(),
-            status: "applied".into(),
+            status: StepState::Applied,
             counts,
             duration_ms: 1200,
             dry_run: false,
         }),
     );
-    assert_eq!(s.migrations[1].state, "applied");
+    assert_eq!(s.migrations[1].state, StepState::Applied);
     assert_eq!(s.migrations[1].counts, counts);
     let cmds = update(
         &mut s,
@@ -534,14 +535,14 @@ fn dry_run_records_would_be_counts() {
         Msg::Engine(EngineEvent::StepFinished {
             version: "20250101T090100".into(),
             name: "accounts".into(),
-            status: "dry-run".into(),
+            status: StepState::Applied,
             counts,
             duration_ms: 50,
             dry_run: true,
         }),
     );
     assert_eq!(s.dry_runs.get("20250101T090100"), Some(&counts));
-    assert_eq!(s.migrations[1].state, "pending", "a dry run changes nothing");
+    assert_eq!(s.migrations[1].state, StepState::Pending, "a dry run changes nothing");
     assert!(s.status.as_ref().is_some_and(|x| x.text.contains("would write 7")));
 }
 
@@ -560,7 +561,7 @@ fn pause_and_abort() {
 fn with_rejects() -> AppState {
     let mut s = loaded(two_steps());
     let mut snap = snapshot(two_steps());
-    snap.migrations[1].state = "applied".into();
+    snap.migrations[1].state = StepState::Applied;
     snap.rejects = vec![
         reject(1, "20250101T090100", "email", "open"),
         reject(2, "20250101T090100", "required", "open"),
@@ -714,7 +715,7 @@ fn failures_and_notices_reach_the_status_line() {
     let st = s.status.clone().expect("status");
     assert_eq!(st.level, StatusLevel::Error);
     assert_eq!(st.text, "accounts failed: UNIQUE constraint failed: accounts.email");
-    assert_eq!(s.migrations[1].state, "failed");
+    assert_eq!(s.migrations[1].state, StepState::Failed);
     update(
         &mut s,
         Msg::Engine(EngineEvent::Retried {

@@ -10,6 +10,7 @@ use cutover::engine::ops::review::Discrepancy;
 use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use cutover::engine::ops::verify::{Check, CheckKind, Measure, VerifyReport};
 use cutover::engine::project::StepKind;
+use cutover::engine::protocol::StepState;
 use cutover::engine::protocol::{Counts, EngineEvent, Operation, Outcome, PlannedStep, Progress};
 use cutover::engine::store::lock::LockHolder;
 use ratatui::Terminal;
@@ -36,7 +37,7 @@ fn step(version: &str, name: &str, kind: StepKind, state: &str) -> StepSummary {
         version: version.into(),
         name: name.into(),
         kind,
-        state: state.into(),
+        state: serde_json::from_value(serde_json::json!(state)).expect("a step state"),
         checksum_state: if state == "pending" { "-".into() } else { "ok".into() },
         modified_file: None,
         duration_ms: None,
@@ -185,7 +186,7 @@ fn running() -> AppState {
     // The snapshot the console reads while the step runs: the step `running` in the ledger and
     // its 42 rejects in the store, the last one the u4117 the event named.
     let mut m = migrations();
-    m[1].state = "running".into();
+    m[1].state = StepState::Running;
     let mut sn = snap(m);
     sn.rejects = running_rejects();
     sn.open_rejects = sn.rejects.len() as u64;
@@ -248,7 +249,7 @@ fn failed() -> AppState {
         },
     );
     let mut m = migrations();
-    m[1].state = "failed".into();
+    m[1].state = StepState::Failed;
     m[1].duration_ms = Some(5040);
     m[1].counts = counts(4200, 4116, 42, 42);
     m[1].error = Some("reading users after u4117: the source closed the connection".into());
@@ -290,7 +291,7 @@ fn reject(id: i64, step: &str, key: &str, field: &str, rule: &str, reason: &str)
 
 fn with_rejects() -> AppState {
     let mut m = migrations();
-    m[1].state = "applied".into();
+    m[1].state = StepState::Applied;
     m[1].duration_ms = Some(12_400);
     m[1].counts = counts(10_000, 9_990, 7, 3);
     let mut sn = snap(m);
@@ -570,7 +571,7 @@ fn run_next_confirmation() {
 #[test]
 fn rollback_dialog() {
     let mut m = migrations();
-    m[1].state = "applied".into();
+    m[1].state = StepState::Applied;
     m[1].counts = counts(10_000, 9_990, 7, 3);
     let mut s = with_snapshot(base(), snap(m));
     key(&mut s, KeyCode::Char('k'));
@@ -734,9 +735,9 @@ fn discrepancy(id: i64, field: &str, a: Option<&str>, b: Option<&str>) -> Discre
 /// child C-77) and one decided, with the review pane in front.
 fn reviewing() -> AppState {
     let mut m = migrations();
-    m[1].state = "applied".into();
+    m[1].state = StepState::Applied;
     m[1].counts = counts(10_000, 9_990, 7, 3);
-    m[2].state = "applied".into();
+    m[2].state = StepState::Applied;
     m[2].counts = counts(500, 500, 0, 0);
     let mut merge = step(MERGE, "merge_people", StepKind::Merge, "applied");
     merge.counts = counts(1_200, 1_100, 0, 0);
@@ -962,9 +963,9 @@ fn report(failing: bool) -> VerifyReport {
 
 fn all_applied() -> AppState {
     let mut m = migrations();
-    m[1].state = "applied".into();
+    m[1].state = StepState::Applied;
     m[1].counts = counts(10_000, 9_990, 7, 3);
-    m[2].state = "applied".into();
+    m[2].state = StepState::Applied;
     m[2].counts = counts(500, 500, 0, 0);
     with_snapshot(base(), snap(m))
 }

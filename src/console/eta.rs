@@ -3,6 +3,7 @@
 
 use crate::console::state::{AppState, is_runnable};
 use crate::engine::project::StepKind;
+use crate::engine::protocol::StepState;
 use chrono::{DateTime, Duration, FixedOffset, Offset, Utc};
 
 /// Where the rows/s figure comes from, so the header can say how much to trust it.
@@ -54,7 +55,7 @@ pub fn estimate(state: &AppState) -> Estimate {
             .dry_runs
             .get(&m.version)
             .map(|c| c.source)
-            .or((m.state == "reverted").then_some(m.counts.source))
+            .or((m.state == StepState::Reverted).then_some(m.counts.source))
             .filter(|n| *n > 0);
         match known {
             Some(n) => rows_left += n,
@@ -88,7 +89,7 @@ fn ledger_rate(state: &AppState) -> Option<f64> {
     let (rows, ms) = state
         .migrations
         .iter()
-        .filter(|m| m.state == "applied" && m.kind != StepKind::Schema)
+        .filter(|m| m.state == StepState::Applied && m.kind != StepKind::Schema)
         .filter_map(|m| m.duration_ms.filter(|d| *d > 0).map(|d| (m.counts.source, d as u64)))
         .fold((0u64, 0u64), |(r, t), (a, b)| (r + a, t + b));
     (rows > 0 && ms > 0).then(|| rows as f64 * 1000.0 / ms as f64)

@@ -7,29 +7,7 @@ use crate::engine::store::ledger::{LedgerRow, LedgerStatus};
 use color_eyre::eyre::{Result, eyre};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StepState {
-    Pending,
-    Applied,
-    Failed,
-    Running,
-    Modified,
-    Reverted,
-}
-
-impl StepState {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            StepState::Pending => "pending",
-            StepState::Applied => "applied",
-            StepState::Failed => "failed",
-            StepState::Running => "running",
-            StepState::Modified => "modified",
-            StepState::Reverted => "reverted",
-        }
-    }
-}
+pub use crate::engine::protocol::StepState;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepStatus {

@@ -11,6 +11,7 @@ use crate::console::format::{fmt_count, fmt_duration, one_line};
 use crate::console::state::{
     AppState, CurrentStep, FinishedStep, QuitState, RATE_HISTORY, RunState, StatusLevel, Window, is_runnable,
 };
+use crate::engine::protocol::StepState;
 use crate::engine::protocol::{Command, EngineEvent, NoticeLevel, Operation, Outcome};
 
 pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
@@ -34,7 +35,7 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             dry_run,
         } => {
             if !dry_run && let Some(m) = state.migrations.iter_mut().find(|m| m.version == version) {
-                m.state = "running".into();
+                m.state = StepState::Running;
             }
             let verb = match (dry_run, state.run.as_ref().map(|r| r.operation.as_str())) {
                 (true, _) => "dry run of",
@@ -117,7 +118,7 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
                 state.set_status(StatusLevel::Info, format!("dry run of {name}: {}", would_be(&counts)));
             } else {
                 if let Some(m) = state.migrations.iter_mut().find(|m| m.version == version) {
-                    m.state = status.clone();
+                    m.state = status;
                     m.counts = counts;
                     m.duration_ms = Some(duration_ms as i64);
                     m.error = None;
@@ -132,7 +133,8 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             state.last_finished = Some(FinishedStep {
                 version,
                 name,
-                status,
+                // what the progress pane says: a dry run changed nothing
+                status: if dry_run { "dry-run".into() } else { status.to_string() },
                 counts,
                 duration_ms,
                 dry_run,
@@ -156,7 +158,7 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             if let Some(v) = &version
                 && let Some(m) = state.migrations.iter_mut().find(|m| &m.version == v)
             {
-                m.state = "failed".into();
+                m.state = StepState::Failed;
                 m.error = Some(error.clone());
                 m.failing_statement = statement;
             }

@@ -6,6 +6,7 @@
 
 use super::common::{refuse_if_locked, refuse_if_running, would_be};
 use crate::console::state::{AppState, ConfirmAction, Dialog, RunState, StatusLevel, is_runnable};
+use crate::engine::protocol::StepState;
 use crate::engine::protocol::{Command, Operation, RunOptions};
 
 /// `n`.
@@ -23,7 +24,7 @@ pub fn ask_run_next(state: &mut AppState) {
         lines.push(format!("source  {}", info.source));
         lines.push(format!("target  {}", info.target));
     }
-    if step.state != "pending" {
+    if step.state != StepState::Pending {
         lines.push(format!("it is {}; the run resumes or repeats it", step.state));
     }
     if let Some(c) = state.dry_runs.get(&version) {

@@ -86,7 +86,11 @@ fn step_row<'a>(state: &AppState, m: &'a StepSummary, next: Option<&str>, theme:
         (None, "pending") if next == Some(m.version.as_str()) => "next".to_string(),
         (None, s) => s.to_string(),
     };
-    let state_style = theme.step_state(if state_word == "paused" { "running" } else { &m.state });
+    let state_style = theme.step_state(if state_word == "paused" {
+        "running"
+    } else {
+        m.state.as_str()
+    });
     let time = match (live, m.duration_ms) {
         (Some(p), _) => fmt_duration(p.elapsed_ms),
         // A reverted step's ledger row still holds the undone run's figures: not shown as current.

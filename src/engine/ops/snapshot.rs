@@ -3,7 +3,7 @@
 //! fix shared by the CLI and the console.
 
 use crate::engine::db::{Db, Role};
-use crate::engine::plan::compute_status;
+use crate::engine::plan::{StepState, compute_status};
 use crate::engine::project::Project;
 pub use crate::engine::protocol::views::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use crate::engine::store::ledger;
@@ -82,11 +82,7 @@ pub async fn snapshot(project: &Project) -> Result<Snapshot> {
                 version: s.version.clone(),
                 name: s.name.clone(),
                 kind: s.kind,
-                state: if s.baseline {
-                    "applied".into()
-                } else {
-                    s.state.as_str().into()
-                },
+                state: if s.baseline { StepState::Applied } else { s.state },
                 checksum_state: s.checksum_state.into(),
                 modified_file: s.modified_file.clone(),
                 duration_ms: s.ledger.as_ref().and_then(|l| l.duration_ms),

@@ -117,6 +117,38 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// Where a step stands: its folder joined with the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    #[default]
+    Pending,
+    Applied,
+    Failed,
+    Running,
+    Modified,
+    Reverted,
+}
+
+impl std::fmt::Display for StepState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl StepState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Applied => "applied",
+            StepState::Failed => "failed",
+            StepState::Running => "running",
+            StepState::Modified => "modified",
+            StepState::Reverted => "reverted",
+        }
+    }
+}
+
 /// How much a `Notice` matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -241,7 +273,8 @@ pub enum EngineEvent {
     StepFinished {
         version: String,
         name: String,
-        status: String,
+        /// The state the step is in now (a dry run: would be in).
+        status: StepState,
         counts: Counts,
         duration_ms: u64,
         dry_run: bool,

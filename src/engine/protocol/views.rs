@@ -3,7 +3,7 @@
 //! depends on nothing that computes them.
 
 use crate::engine::project::StepKind;
-use crate::engine::protocol::Counts;
+use crate::engine::protocol::{Counts, StepState};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,7 +11,7 @@ pub struct StepSummary {
     pub version: String,
     pub name: String,
     pub kind: StepKind,
-    pub state: String,
+    pub state: StepState,
     pub checksum_state: String,
     pub modified_file: Option<String>,
     pub duration_ms: Option<i64>,

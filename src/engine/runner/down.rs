@@ -4,6 +4,7 @@ use crate::engine::db::{Db, Role};
 use crate::engine::exec::{RunControl, RunCtx, new_run_id};
 use crate::engine::plan::{self, compute_status};
 use crate::engine::project::{Project, StepKind};
+use crate::engine::protocol::StepState;
 use crate::engine::protocol::{Counts, DownTarget, EngineEvent, NoticeLevel, Operation, PlannedStep};
 use crate::engine::steps::schema;
 use crate::engine::store::ledger;
@@ -124,7 +125,7 @@ async fn run_down_inner(
                     ctx.emit(EngineEvent::StepFinished {
                         version: def.version.clone(),
                         name: def.name.clone(),
-                        status: if dry_run { "dry-run".into() } else { "reverted".into() },
+                        status: StepState::Reverted,
                         counts,
                         duration_ms: t0.elapsed().as_millis() as u64,
                         dry_run,

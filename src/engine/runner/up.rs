@@ -6,6 +6,7 @@ use crate::engine::exec::batch::record_failed_now;
 use crate::engine::exec::{RunControl, RunCtx, StepError, StepResult, new_run_id};
 use crate::engine::plan::{self, UpPlanOptions, compute_status};
 use crate::engine::project::{Project, StepDef, StepKind};
+use crate::engine::protocol::StepState;
 use crate::engine::protocol::{EngineEvent, NoticeLevel, Operation, PlannedStep, RunOptions};
 use crate::engine::steps::schema;
 use crate::engine::store::ledger;
@@ -205,11 +206,7 @@ async fn run_up_locked(
                 ctx.emit(EngineEvent::StepFinished {
                     version: step.version.clone(),
                     name: step.name.clone(),
-                    status: if opts.dry_run {
-                        "dry-run".into()
-                    } else {
-                        "applied".into()
-                    },
+                    status: StepState::Applied,
                     counts,
                     duration_ms: t0.elapsed().as_millis() as u64,
                     dry_run: opts.dry_run,
