@@ -81,12 +81,7 @@ impl EventPrinter {
                 dry_run,
                 ..
             } => {
-                // a dry run changed nothing: say so rather than the state it would reach
-                let status = if *dry_run {
-                    "dry-run".to_string()
-                } else {
-                    status.to_string()
-                };
+                let status = status.finished_label(*dry_run);
                 if counts.source > 0 || counts.written > 0 {
                     println!("  ✓ {status} in {duration_ms} ms: {}", counts.equation());
                 } else {

@@ -133,8 +133,7 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             state.last_finished = Some(FinishedStep {
                 version,
                 name,
-                // what the progress pane says: a dry run changed nothing
-                status: if dry_run { "dry-run".into() } else { status.to_string() },
+                status: status.finished_label(dry_run).into(),
                 counts,
                 duration_ms,
                 dry_run,

@@ -86,6 +86,18 @@ impl StepError {
         }
     }
 
+    /// The `Failed` event of step `version`, with the row and books this error carries.
+    pub fn event(&self, version: &str) -> EngineEvent {
+        EngineEvent::Failed {
+            version: Some(version.to_string()),
+            error: self.message.clone(),
+            statement: self.statement.clone(),
+            source_key: self.row.as_ref().map(|r| r.source_key.clone()),
+            column: self.row.as_ref().and_then(|r| r.column.clone()),
+            counts: self.counts.as_deref().copied(),
+        }
+    }
+
     /// An error of the step's own making (not retried).
     pub fn msg(message: impl Into<String>) -> StepError {
         StepError {

@@ -130,6 +130,13 @@ pub enum StepState {
     Reverted,
 }
 
+impl StepState {
+    /// How a finished step is shown: a dry run changed nothing, whatever state it would reach.
+    pub fn finished_label(self, dry_run: bool) -> &'static str {
+        if dry_run { "dry-run" } else { self.as_str() }
+    }
+}
+
 impl std::fmt::Display for StepState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -145,6 +152,20 @@ impl StepState {
             StepState::Running => "running",
             StepState::Modified => "modified",
             StepState::Reverted => "reverted",
+        }
+    }
+}
+
+impl EngineEvent {
+    /// The run failed outside any step (a lock held elsewhere, a refused plan, no connection).
+    pub fn run_failed(error: String) -> EngineEvent {
+        EngineEvent::Failed {
+            version: None,
+            error,
+            statement: None,
+            source_key: None,
+            column: None,
+            counts: None,
         }
     }
 }

@@ -133,15 +133,7 @@ async fn run_down_inner(
                     .await;
                 }
                 Err(e) => {
-                    ctx.emit(EngineEvent::Failed {
-                        version: Some(def.version.clone()),
-                        error: e.message.clone(),
-                        statement: e.statement.clone(),
-                        source_key: e.row.as_ref().map(|r| r.source_key.clone()),
-                        column: e.row.as_ref().and_then(|r| r.column.clone()),
-                        counts: e.counts.as_deref().copied(),
-                    })
-                    .await;
+                    ctx.emit(e.event(&def.version)).await;
                     return Err(RunOutcome::Failed {
                         version: Some(def.version.clone()),
                         message: e.message,

@@ -64,44 +64,19 @@ pub(crate) async fn emit_outcome(
         RunOutcome::Failed { .. } => Outcome::Failed,
         RunOutcome::Aborted { .. } => Outcome::Aborted,
     };
-    match outcome {
-        RunOutcome::Locked(h) => {
-            let _ = events
-                .send(EngineEvent::Failed {
-                    version: None,
-                    error: LockError::Held(h.clone()).to_string(),
-                    statement: None,
-                    source_key: None,
-                    column: None,
-                    counts: None,
-                })
-                .await;
-        }
-        RunOutcome::Refused(m) => {
-            let _ = events
-                .send(EngineEvent::Failed {
-                    version: None,
-                    error: m.clone(),
-                    statement: None,
-                    source_key: None,
-                    column: None,
-                    counts: None,
-                })
-                .await;
-        }
-        RunOutcome::Failed { version: None, message } => {
-            let _ = events
-                .send(EngineEvent::Failed {
-                    version: None,
-                    error: message.clone(),
-                    statement: None,
-                    source_key: None,
-                    column: None,
-                    counts: None,
-                })
-                .await;
-        }
-        _ => {}
+    // A run that failed before or outside any step says why once; a step's own failure was
+    // already sent with its version.
+    let run_error = match outcome {
+        RunOutcome::Locked(h) => Some(LockError::Held(h.clone()).to_string()),
+        RunOutcome::Refused(m)
+        | RunOutcome::Failed {
+            version: None,
+            message: m,
+        } => Some(m.clone()),
+        _ => None,
+    };
+    if let Some(error) = run_error {
+        let _ = events.send(EngineEvent::run_failed(error)).await;
     }
     let _ = events
         .send(EngineEvent::Finished {

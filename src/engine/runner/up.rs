@@ -227,15 +227,7 @@ async fn run_up_locked(
                 if let Some(holder) = e.lost_lock {
                     return RunOutcome::Locked(*holder);
                 }
-                ctx.emit(EngineEvent::Failed {
-                    version: Some(step.version.clone()),
-                    error: e.message.clone(),
-                    statement: e.statement.clone(),
-                    source_key: e.row.as_ref().map(|r| r.source_key.clone()),
-                    column: e.row.as_ref().and_then(|r| r.column.clone()),
-                    counts: e.counts.as_deref().copied(),
-                })
-                .await;
+                ctx.emit(e.event(&step.version)).await;
                 if opts.dry_run {
                     dry_failures.push((step.version.clone(), e.message));
                     continue;
