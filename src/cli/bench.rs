@@ -5,8 +5,77 @@ use crate::engine::config::Overrides;
 use crate::engine::project::Project;
 use crate::engine::protocol::{Command, EngineEvent, RunOptions};
 use color_eyre::eyre::{Result, eyre};
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// `cutover bench` options.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Rows of the generated source.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Target URL (default: a SQLite file in the bench folder).
+    #[arg(long = "target-url")]
+    pub target_url: Option<String>,
+    /// Folder for the bench project (must not exist).
+    #[arg(long, default_value = "cutover-bench")]
+    pub dir: PathBuf,
+    /// Rows per batch (one transaction each).
+    #[arg(long, default_value_t = 5000)]
+    pub batch_size: usize,
+    /// A plain copy step instead: every column as it is, no transforms, no validation, no ID
+    /// map (the work of pgloader or a COPY pipe).
+    #[arg(long)]
+    pub plain: bool,
+    /// Read this existing bench source (a SQLite file from an earlier bench's folder) instead
+    /// of generating one, so repeated runs read the same bytes.
+    #[arg(long = "source-db")]
+    pub source_db: Option<PathBuf>,
+}
+
+/// The plain step's target: the source's columns, typed as the pipe's table.
+const PLAIN_SCHEMA_UP: &str = "CREATE TABLE patients_copy (
+  id BIGINT PRIMARY KEY, first_name TEXT, last_name TEXT, email TEXT, phone TEXT, dob TEXT,
+  gender TEXT, allergies TEXT, created_at TEXT
+);
+";
+
+const PLAIN_STEP: &str = r#"kind = "data"
+[source]
+table = "patients"
+key = "id"
+
+[target]
+table = "patients_copy"
+
+[[fields]]
+target = "id"
+source = "id"
+[[fields]]
+target = "first_name"
+source = "first_name"
+[[fields]]
+target = "last_name"
+source = "last_name"
+[[fields]]
+target = "email"
+source = "email"
+[[fields]]
+target = "phone"
+source = "phone"
+[[fields]]
+target = "dob"
+source = "dob"
+[[fields]]
+target = "gender"
+source = "gender"
+[[fields]]
+target = "allergies"
+source = "allergies"
+[[fields]]
+target = "created_at"
+source = "created_at"
+"#;
 
 const SCHEMA_UP: &str = "CREATE TABLE persons (
   id TEXT PRIMARY KEY, legacy_id TEXT NOT NULL UNIQUE, first_name TEXT, last_name TEXT, email TEXT,
@@ -99,31 +168,41 @@ fn peak_rss_kb() -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-pub async fn run(dir: &Path, rows: u64, target_url: Option<&str>, batch_size: usize, json: bool) -> Result<i32> {
+pub async fn run(args: &BenchArgs, json: bool) -> Result<i32> {
+    let (dir, rows, batch_size) = (args.dir.as_path(), args.rows, args.batch_size);
     if dir.exists() {
         return Err(eyre!(
             "{} exists; give bench a new folder (or remove it)",
             dir.display()
         ));
     }
+    let (schema, down, step) = if args.plain {
+        (PLAIN_SCHEMA_UP, "DROP TABLE patients_copy;\n", PLAIN_STEP)
+    } else {
+        (SCHEMA_UP, "DROP TABLE persons;\n", STEP)
+    };
     std::fs::create_dir_all(dir.join("migrations/20250101T000000_schema"))?;
     std::fs::create_dir_all(dir.join("migrations/20250101T000100_persons"))?;
-    std::fs::write(dir.join("migrations/20250101T000000_schema/up.sql"), SCHEMA_UP)?;
-    std::fs::write(
-        dir.join("migrations/20250101T000000_schema/down.sql"),
-        "DROP TABLE persons;\n",
-    )?;
-    std::fs::write(dir.join("migrations/20250101T000100_persons/step.toml"), STEP)?;
-    let target = target_url.unwrap_or("sqlite://target.db");
+    std::fs::write(dir.join("migrations/20250101T000000_schema/up.sql"), schema)?;
+    std::fs::write(dir.join("migrations/20250101T000000_schema/down.sql"), down)?;
+    std::fs::write(dir.join("migrations/20250101T000100_persons/step.toml"), step)?;
+    let target = args.target_url.as_deref().unwrap_or("sqlite://target.db");
+    let source_url = match &args.source_db {
+        Some(p) => {
+            let p = std::fs::canonicalize(p).map_err(|e| eyre!("--source-db {}: {e}", p.display()))?;
+            format!("sqlite://{}", p.display())
+        }
+        None => "sqlite://source.db".to_string(),
+    };
     std::fs::write(
         dir.join("cutover.toml"),
         format!(
-            "[project]\nname = \"bench\"\n[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"{target}\"\n[defaults]\nbatch_size = {batch_size}\ncontinue_on_error = true\n"
+            "[project]\nname = \"bench\"\n[source]\nurl = \"{source_url}\"\n[target]\nurl = \"{target}\"\n[defaults]\nbatch_size = {batch_size}\ncontinue_on_error = true\n"
         ),
     )?;
     // Build the source with SQLite itself: fast, and nothing of it passes through our memory.
     let t_gen = std::time::Instant::now();
-    {
+    if args.source_db.is_none() {
         let opts = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(dir.join("source.db"))
             .create_if_missing(true);
@@ -171,12 +250,13 @@ pub async fn run(dir: &Path, rows: u64, target_url: Option<&str>, batch_size: us
     if json {
         println!(
             "{}",
-            serde_json::json!({"rows": counts.source, "target": target_kind, "seconds": secs, "rows_per_sec": rate, "peak_rss_kb": peak, "rss_before_run_kb": rss_before, "counts": counts, "source_generation_seconds": gen_secs, "batch_size": batch_size})
+            serde_json::json!({"rows": counts.source, "target": target_kind, "plain": args.plain, "seconds": secs, "rows_per_sec": rate, "peak_rss_kb": peak, "rss_before_run_kb": rss_before, "counts": counts, "source_generation_seconds": gen_secs, "batch_size": batch_size})
         );
     } else {
         println!(
-            "bench: {} rows, SQLite source -> {target_kind} target, batch {batch_size}",
-            counts.source
+            "bench: {} rows, SQLite source -> {target_kind} target, batch {batch_size}{}",
+            counts.source,
+            if args.plain { ", plain copy step" } else { "" }
         );
         println!("  {}", counts.equation());
         println!("  data step: {secs:.2} s, {rate:.0} rows/s");

@@ -126,18 +126,7 @@ pub enum Verb {
         action: RejectsAction,
     },
     /// Time a realistic data step (six transforms, four validations, ID map) over N rows.
-    Bench {
-        #[arg(long, default_value_t = 1_000_000)]
-        rows: u64,
-        /// Target URL (default: a SQLite file in the bench folder).
-        #[arg(long = "target-url")]
-        target_url: Option<String>,
-        /// Folder for the bench project (must not exist).
-        #[arg(long, default_value = "cutover-bench")]
-        dir: PathBuf,
-        #[arg(long, default_value_t = 5000)]
-        batch_size: usize,
-    },
+    Bench(crate::cli::bench::BenchArgs),
     /// Check the target against the source: accounting, expectations, checksums, foreign keys, documents.
     Verify,
     /// The discrepancy review queue of merge steps.
@@ -310,12 +299,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(code)
         }
-        Verb::Bench {
-            rows,
-            target_url,
-            dir,
-            batch_size,
-        } => crate::cli::bench::run(dir, *rows, target_url.as_deref(), *batch_size, cli.json).await,
+        Verb::Bench(args) => crate::cli::bench::run(args, cli.json).await,
         Verb::Review { action } => {
             let project = load(&cli)?;
             crate::cli::review::run(&project, action, cli.json).await

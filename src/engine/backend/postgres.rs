@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn ddl_fragments() {
         assert_eq!(Dialect::Postgres.serial_primary_key(), "BIGSERIAL PRIMARY KEY");
-        assert_eq!(Dialect::Postgres.key_text(64), "TEXT");
+        assert_eq!(Dialect::Postgres.key_text(64), "TEXT COLLATE \"C\"");
         assert_eq!(Dialect::Postgres.table_options(), "");
         assert_eq!(
             upsert_clause(&["version"], &["a", "b"]),

@@ -214,6 +214,15 @@ impl CompiledStep {
     }
 
     /// Resolve every lookup and reference of a batch with a few queries instead of one per row.
+    /// Whether rows can be decided without asking the target: no lookups and no references.
+    /// Such a step's pages are decided ahead of the writer, overlapping the target's work.
+    pub fn decides_alone(&self) -> bool {
+        self.spec.source.references.is_empty()
+            && self.fields.iter().all(|f| {
+                f.references.is_empty() && !f.spec.transforms.iter().any(|t| matches!(t, Transform::Lookup(_)))
+            })
+    }
+
     pub async fn prefetch(&self, tx: &mut DbTx, batch: &SourceBatch) -> Result<LookupCache> {
         let mut wanted: HashMap<String, HashSet<String>> = HashMap::new();
         for f in &self.fields {

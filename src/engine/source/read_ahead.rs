@@ -1,24 +1,69 @@
-//! A source read on its own task, one page ahead of the writer, so reading and writing
-//! overlap. The channel of two pages bounds memory. The task ends with an explicit end marker:
-//! a channel that closes without it means the reader died, which must fail the step and never
-//! look like the end of the data.
+//! A source read on its own task, ahead of the writer, so reading and writing overlap. A step
+//! may also give a pure per-page preparation (a data step's transforms and validations) that
+//! runs on that side, on a blocking thread, so the CPU work of page N+1 overlaps the target's
+//! work on page N. The channel of two pages bounds memory. The task ends with an explicit end
+//! marker: a channel that closes without it means the reader died, which must fail the step and
+//! never look like the end of the data.
 
 use crate::engine::data::pipeline::SourceBatch;
 use crate::engine::source::Source;
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub struct ReadAhead {
-    pages: mpsc::Receiver<Result<Option<SourceBatch>>>,
+/// Pages prepared ahead of the writer; `T` is what one page becomes (the page itself when
+/// nothing is prepared ahead).
+pub struct ReadAhead<T = SourceBatch> {
+    pages: mpsc::Receiver<Result<Option<T>>>,
     task: Option<JoinHandle<()>>,
     name: String,
 }
 
-impl ReadAhead {
+impl ReadAhead<SourceBatch> {
     /// Start reading `source` after `start`, `batch_size` rows a page.
-    pub fn spawn<S: Source>(mut source: S, start: Option<Value>, batch_size: usize) -> ReadAhead {
+    pub fn spawn<S: Source>(source: S, start: Option<Value>, batch_size: usize) -> ReadAhead<SourceBatch> {
+        Self::spawn_inline(source, start, batch_size, |p| p)
+    }
+}
+
+impl<T: Send + 'static> ReadAhead<T> {
+    /// Read `source` and turn each page into a `T` with `prepare` on a blocking thread (CPU work
+    /// must not hold up the runtime's workers, which also draw the console).
+    pub fn spawn_prepared<S, F>(source: S, start: Option<Value>, batch_size: usize, prepare: F) -> ReadAhead<T>
+    where
+        S: Source,
+        F: Fn(SourceBatch) -> T + Send + Sync + 'static,
+    {
+        let prepare = Arc::new(prepare);
+        Self::spawn_with(source, start, batch_size, move |page| {
+            let prepare = prepare.clone();
+            async move {
+                tokio::task::spawn_blocking(move || prepare(page))
+                    .await
+                    .map_err(|e| match e.try_into_panic() {
+                        Ok(p) => eyre!("preparing a page {}", panic_text(p)),
+                        Err(e) => eyre!("preparing a page stopped: {e}"),
+                    })
+            }
+        })
+    }
+
+    fn spawn_inline<S, F>(source: S, start: Option<Value>, batch_size: usize, f: F) -> ReadAhead<T>
+    where
+        S: Source,
+        F: Fn(SourceBatch) -> T + Send + Sync + 'static,
+    {
+        Self::spawn_with(source, start, batch_size, move |page| std::future::ready(Ok(f(page))))
+    }
+
+    fn spawn_with<S, F, Fut>(mut source: S, start: Option<Value>, batch_size: usize, f: F) -> ReadAhead<T>
+    where
+        S: Source,
+        F: Fn(SourceBatch) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T>> + Send,
+    {
         let name = source.name().to_string();
         let (tx, pages) = mpsc::channel(2);
         let task = tokio::spawn(async move {
@@ -28,7 +73,7 @@ impl ReadAhead {
                     Ok(p) if p.rows.is_empty() => Ok(None),
                     Ok(p) => {
                         after = source.key_after(&p);
-                        Ok(Some(p))
+                        f(p).await.map(Some)
                     }
                     Err(e) => Err(e),
                 };
@@ -46,7 +91,7 @@ impl ReadAhead {
     }
 
     /// The next page; `Ok(None)` only when the source said it has no more rows.
-    pub async fn next(&mut self) -> Result<Option<SourceBatch>> {
+    pub async fn next(&mut self) -> Result<Option<T>> {
         match self.pages.recv().await {
             Some(msg) => msg,
             None => {
@@ -64,7 +109,7 @@ impl ReadAhead {
     }
 }
 
-impl Drop for ReadAhead {
+impl<T> Drop for ReadAhead<T> {
     fn drop(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();

@@ -48,29 +48,23 @@ struct BatchResult {
     warnings: Vec<NewReject>,
 }
 
-/// Decide and write one batch inside `tx`.
-async fn write_batch(
-    tx: &mut DbTx,
-    c: &CompiledStep,
-    writer: &TargetWriter,
-    batch: &SourceBatch,
-    cache: &LookupCache,
-) -> Result<BatchResult, sqlx::Error> {
-    let mut res = BatchResult::default();
-    res.counts.source = batch.rows.len() as u64;
-    let today = crate::engine::clock::today();
-    let nk = &c.spec.target.natural_key;
-    let nk_idx: Vec<usize> = nk
-        .iter()
-        .filter_map(|k| c.target_columns.iter().position(|t| t == k))
-        .collect();
-    let id_col = c.spec.id_map.as_ref().map(|m| m.column.clone());
-    let id_idx = id_col
-        .as_ref()
-        .and_then(|col| c.target_columns.iter().position(|t| t == col));
-    let key_idx = CompiledStep::column_index(&batch.columns, &c.id_key_column);
+/// The half of a batch that needs nothing but the rows (and, for lookups, the batch's
+/// `LookupCache`): every row decoded, transformed, validated and fitted to the target's
+/// columns, or a reject.
+pub(crate) struct DecidedRows {
+    writes: Vec<RowToWrite>,
+    rejects: Vec<NewReject>,
+}
 
-    let mut writes: Vec<RowToWrite> = Vec::with_capacity(batch.rows.len());
+/// Decide every row of `batch`. Pure CPU work: for a step without lookups it runs ahead of
+/// the writer, while the target stores the previous batch.
+fn decide_rows(c: &CompiledStep, writer: &TargetWriter, batch: &SourceBatch, cache: &LookupCache) -> DecidedRows {
+    let today = crate::engine::clock::today();
+    let key_idx = CompiledStep::column_index(&batch.columns, &c.id_key_column);
+    let mut out = DecidedRows {
+        writes: Vec::with_capacity(batch.rows.len()),
+        rejects: Vec::new(),
+    };
     let layout = c.layout(&batch.columns);
     let mut issues = batch.issues.iter().peekable();
     for (ri, row) in batch.rows.iter().enumerate() {
@@ -92,7 +86,7 @@ async fn write_batch(
                 .and_then(|i| row.get(i))
                 .and_then(|v| v.to_text())
                 .unwrap_or_default();
-            res.rejects.push(NewReject {
+            out.rejects.push(NewReject {
                 source_key,
                 row: CompiledStep::row_json(&batch.columns, row),
                 field: Some(column.clone()),
@@ -106,7 +100,7 @@ async fn write_batch(
         match c.process(&batch.columns, &layout, row, cache, today) {
             Processed::Write {
                 key,
-                values,
+                mut values,
                 new_id,
                 warnings,
             } => {
@@ -114,11 +108,53 @@ async fn write_batch(
                     .and_then(|i| row.get(i))
                     .and_then(|v| v.to_text())
                     .unwrap_or(key);
-                writes.push((map_key, values, new_id, warnings, ri));
+                if let Some(r) = fit_to_target(writer, &mut values, &map_key, &batch.columns, row) {
+                    out.rejects.push(r);
+                    continue;
+                }
+                out.writes.push((map_key, values, new_id, warnings, ri));
             }
-            Processed::Reject(r) => res.rejects.push(r),
+            Processed::Reject(r) => out.rejects.push(r),
         }
     }
+    out
+}
+
+/// Decide and write one batch inside `tx`.
+async fn write_batch(
+    tx: &mut DbTx,
+    c: &CompiledStep,
+    writer: &TargetWriter,
+    batch: &SourceBatch,
+    cache: &LookupCache,
+) -> Result<BatchResult, sqlx::Error> {
+    let decided = decide_rows(c, writer, batch, cache);
+    write_decided(tx, c, writer, batch, decided).await
+}
+
+/// Write the decided rows of one batch inside `tx`: natural-key duplicates, the rows, their
+/// ID-map entries.
+async fn write_decided(
+    tx: &mut DbTx,
+    c: &CompiledStep,
+    writer: &TargetWriter,
+    batch: &SourceBatch,
+    decided: DecidedRows,
+) -> Result<BatchResult, sqlx::Error> {
+    let mut res = BatchResult::default();
+    res.counts.source = batch.rows.len() as u64;
+    let nk = &c.spec.target.natural_key;
+    let nk_idx: Vec<usize> = nk
+        .iter()
+        .filter_map(|k| c.target_columns.iter().position(|t| t == k))
+        .collect();
+    let id_col = c.spec.id_map.as_ref().map(|m| m.column.clone());
+    let id_idx = id_col
+        .as_ref()
+        .and_then(|col| c.target_columns.iter().position(|t| t == col));
+    let key_idx = CompiledStep::column_index(&batch.columns, &c.id_key_column);
+    let DecidedRows { writes, rejects } = decided;
+    res.rejects = rejects;
     // Natural-key duplicates: against the target, and within this batch (first one wins).
     let existing = if nk_idx.is_empty() {
         HashMap::new()
@@ -136,11 +172,7 @@ async fn write_batch(
     // Rows to insert, each with its ID-map entry, batch index and warnings: a row the target
     // refuses takes its entry and warnings out with it.
     let mut pending: Vec<(IdMapEntry, usize, Vec<NewReject>)> = Vec::with_capacity(writes.len());
-    for (old_key, mut values, new_id, warnings, ri) in writes {
-        if let Some(r) = fit_to_target(writer, &mut values, &old_key, &batch.columns, &batch.rows[ri]) {
-            res.rejects.push(r);
-            continue;
-        }
+    for (old_key, values, new_id, warnings, ri) in writes {
         let nk_key = if nk_idx.is_empty() {
             None
         } else {
@@ -323,8 +355,15 @@ struct DataBatches {
     c: Arc<CompiledStep>,
     source: Db,
     batch_size: usize,
-    writer: Option<TargetWriter>,
-    pages: Option<ReadAhead>,
+    writer: Option<Arc<TargetWriter>>,
+    pages: Option<ReadAhead<DataPage>>,
+}
+
+/// A page on its way to the writer: decided ahead when the step needs nothing from the
+/// target to decide (no lookups), else decided by the writer after its lookups.
+struct DataPage {
+    batch: SourceBatch,
+    decided: Option<DecidedRows>,
 }
 
 impl DataBatches {
@@ -344,7 +383,7 @@ impl DataBatches {
 }
 
 impl BatchStep for DataBatches {
-    type Page = SourceBatch;
+    type Page = DataPage;
 
     async fn prepare(
         &mut self,
@@ -353,20 +392,33 @@ impl BatchStep for DataBatches {
         resume_from: &Option<Value>,
     ) -> Result<(), StepError> {
         let (table, columns) = (&self.c.spec.target.table, &self.c.target_columns);
-        self.writer = Some(
+        let writer = Arc::new(
             match dry_tx {
                 Some(tx) => TargetWriter::new_in(tx, table, columns).await,
                 None => TargetWriter::new(&ctx.target, table, columns).await,
             }
             .map_err(StepError::plain)?,
         );
+        self.writer = Some(writer.clone());
         let reader = SourceReader::new(self.source.clone(), self.c.clone(), true);
         reader.check().await.map_err(StepError::msg)?;
-        self.pages = Some(ReadAhead::spawn(reader, resume_from.clone(), self.batch_size));
+        let (start, size) = (resume_from.clone(), self.batch_size);
+        self.pages = Some(if self.c.decides_alone() {
+            let c = self.c.clone();
+            ReadAhead::spawn_prepared(reader, start, size, move |batch| {
+                let decided = decide_rows(&c, &writer, &batch, &LookupCache::default());
+                DataPage {
+                    batch,
+                    decided: Some(decided),
+                }
+            })
+        } else {
+            ReadAhead::spawn_prepared(reader, start, size, |batch| DataPage { batch, decided: None })
+        });
         Ok(())
     }
 
-    async fn next_page(&mut self) -> Result<Option<SourceBatch>, StepError> {
+    async fn next_page(&mut self) -> Result<Option<DataPage>, StepError> {
         let pages = self
             .pages
             .as_mut()
@@ -383,14 +435,21 @@ impl BatchStep for DataBatches {
         reconcile_source_count(&self.source, &self.c, counts.source).await
     }
 
-    async fn write_page(&mut self, tx: &mut DbTx, run_id: &str, page: SourceBatch) -> Result<PageOutcome, StepError> {
+    async fn write_page(&mut self, tx: &mut DbTx, run_id: &str, page: DataPage) -> Result<PageOutcome, StepError> {
         let writer = self
             .writer
             .as_ref()
             .ok_or_else(|| StepError::msg("the target was not opened"))?;
+        let DataPage { batch: page, decided } = page;
         let next_key = page.rows.last().and_then(|r| self.c.page_key(&page.columns, r));
-        let cache = self.c.prefetch(tx, &page).await.map_err(StepError::plain)?;
-        let res = write_batch(tx, &self.c, writer, &page, &cache)
+        let decided = match decided {
+            Some(d) => d,
+            None => {
+                let cache = self.c.prefetch(tx, &page).await.map_err(StepError::plain)?;
+                decide_rows(&self.c, writer, &page, &cache)
+            }
+        };
+        let res = write_decided(tx, &self.c, writer, &page, decided)
             .await
             .map_err(StepError::sql)?;
         store_rejects(tx, run_id, &self.c, &res).await.map_err(StepError::sql)?;
