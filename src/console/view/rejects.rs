@@ -1,7 +1,7 @@
 //! The error inspector: rejected rows (filterable), the selected row's whole source row beside
 //! its reason, and what a waiting row waits for.
 
-use crate::console::format::truncate;
+use crate::console::format::{fmt_count, truncate};
 use crate::console::state::{AppState, Pane};
 use crate::console::view::pane_block;
 use crate::console::view::theme::Theme;
@@ -20,8 +20,8 @@ impl Widget for RejectsPane<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let state = self.state;
         let theme = Theme::of(state);
-        let shown = state.filtered_rejects();
-        let extra = format!("{} open · {} shown", state.open_rejects, shown.len());
+        let shown = state.shown_rejects();
+        let extra = page_title(state);
         let block = pane_block(state, Pane::Rejects, self.focused, &extra);
         let inner = block.inner(area);
         block.render(area, buf);
@@ -31,7 +31,9 @@ impl Widget for RejectsPane<'_> {
         let [filter_area, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
         render_filter(state, filter_area, buf, theme);
         if shown.is_empty() {
-            let text = if state.rejects.is_empty() {
+            let text = if !state.reject_page.loaded {
+                "Reading the reject store…"
+            } else if state.reject_page.filter.trim().is_empty() {
                 "No rejected rows."
             } else {
                 "No rejected rows match the filter (esc clears it)."
@@ -80,6 +82,24 @@ impl Widget for RejectsPane<'_> {
     }
 }
 
+/// The frame's title: where the page is among all the rejects the filter matches, and the
+/// store's open total ("showing 1 201–1 250 of 7 383 · 7 001 open").
+fn page_title(state: &AppState) -> String {
+    let p = &state.reject_page;
+    let open = format!("{} open", fmt_count(state.open_rejects));
+    let filtered = !p.filter.trim().is_empty();
+    match p.shown_range(state.rejects.len()) {
+        Some((first, last)) => format!(
+            "showing {}–{} of {}{} · {open}",
+            fmt_count(first),
+            fmt_count(last),
+            fmt_count(p.matching),
+            if filtered { " matching" } else { "" },
+        ),
+        None => open,
+    }
+}
+
 fn render_filter(state: &AppState, area: Rect, buf: &mut Buffer, theme: Theme) {
     let line = if state.filter_editing {
         Line::from(vec![
@@ -89,7 +109,7 @@ fn render_filter(state: &AppState, area: Rect, buf: &mut Buffer, theme: Theme) {
             Span::styled("  enter keeps · esc clears", theme.dim()),
         ])
     } else if state.reject_filter.is_empty() {
-        Line::styled("/ filters by step and rule", theme.dim())
+        Line::styled("/ filters by step, rule, key or text · pgup/pgdn pages", theme.dim())
     } else {
         Line::from(vec![
             Span::styled("filter: ", theme.dim()),
