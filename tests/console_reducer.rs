@@ -5,12 +5,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use cutover::console::keymap::{self, Action, Context, KEYMAP};
 use cutover::console::state::{ConfirmAction, Dialog, Pane, QuitState, StatusLevel};
-use cutover::console::{AppState, Effect, Msg, update};
+use cutover::console::{AppState, Msg, update};
 use cutover::engine::ops::review::Discrepancy;
 use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use cutover::engine::ops::verify::{Check, CheckKind, Measure, VerifyReport};
 use cutover::engine::project::StepKind;
-use cutover::engine::protocol::StepState;
+use cutover::engine::protocol::views::RejectPage;
+use cutover::engine::protocol::{PageAt, StepState};
 use cutover::engine::protocol::{
     Command, Counts, DownTarget, EngineEvent, Operation, Outcome, PlannedStep, Progress, RunOptions,
 };
@@ -71,7 +72,12 @@ fn loaded(migrations: Vec<StepSummary>) -> AppState {
         &mut s,
         Msg::Engine(EngineEvent::Snapshot(Box::new(snapshot(migrations)))),
     );
-    assert!(cmds.is_empty());
+    // The first snapshot asks for the first page of the reject store; it is empty.
+    assert!(
+        matches!(cmds.as_slice(), [Command::LoadRejects(r)] if r.at == PageAt::Offset(0)),
+        "{cmds:?}"
+    );
+    answer_page(&mut s, 0, Vec::new(), 0);
     s
 }
 
@@ -198,7 +204,7 @@ fn n_then_no_cancels() {
 #[test]
 fn a_confirms_and_runs_all_pending() {
     let mut s = loaded(two_steps());
-    update(&mut s, ch('a'));
+    update(&mut s, ch('A'));
     assert!(matches!(
         s.dialog,
         Some(Dialog::Confirm {
@@ -559,34 +565,69 @@ fn pause_and_abort() {
 }
 
 fn with_rejects() -> AppState {
-    let mut s = loaded(two_steps());
+    let mut s = AppState::new("clinic", "sqlite://target.db", t0());
     let mut snap = snapshot(two_steps());
     snap.migrations[1].state = StepState::Applied;
-    snap.rejects = vec![
-        reject(1, "20250101T090100", "email", "open"),
-        reject(2, "20250101T090100", "required", "open"),
-        reject(3, "20250101T090000", "email", "resolved"),
-    ];
     snap.open_rejects = 2;
-    update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    snap.open_rejects_by_step = [("20250101T090100".to_string(), 2)].into();
+    let cmds = update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    assert!(
+        matches!(cmds.as_slice(), [Command::LoadRejects(r)] if r.at == PageAt::Offset(0)),
+        "a snapshot reads the rejects page again: {cmds:?}"
+    );
+    answer_page(
+        &mut s,
+        0,
+        vec![
+            reject(1, "20250101T090100", "email", "open"),
+            reject(2, "20250101T090100", "required", "open"),
+            reject(3, "20250101T090000", "email", "resolved"),
+        ],
+        3,
+    );
     update(&mut s, ch('3'));
     assert_eq!(s.focus, Pane::Rejects);
     s
 }
 
+/// The engine's answer to the console's latest page request.
+fn answer_page(s: &mut AppState, offset: u64, rows: Vec<RejectSummary>, matching: u64) {
+    let page = RejectPage {
+        seq: s.reject_page.seq,
+        filter: s.reject_filter.clone(),
+        offset,
+        rows,
+        matching,
+        open: matching,
+        error: None,
+    };
+    update(s, Msg::Engine(EngineEvent::RejectPage(page)));
+}
+
+/// The filter of the page request among `cmds`, if there is one.
+fn requested_filter(cmds: &[Command]) -> Option<String> {
+    cmds.iter().find_map(|c| match c {
+        Command::LoadRejects(r) => Some(r.filter.clone()),
+        _ => None,
+    })
+}
+
 #[test]
-fn reject_filter_matches_step_and_rule() {
+fn reject_filter_goes_to_the_store_query() {
     let mut s = with_rejects();
     update(&mut s, ch('/'));
-    type_str(&mut s, "accounts email");
-    let ids: Vec<i64> = s.filtered_rejects().iter().map(|r| r.id).collect();
-    assert_eq!(ids, vec![1]);
+    let mut last = Vec::new();
+    for c in "accounts email".chars() {
+        last = update(&mut s, ch(c));
+    }
+    // Each keystroke asks the store for the first page of what the filter matches.
+    assert_eq!(requested_filter(&last).as_deref(), Some("accounts email"));
     update(&mut s, key(KeyCode::Enter));
     assert!(!s.filter_editing);
     assert_eq!(s.reject_filter, "accounts email");
-    // Keys act again once the filter is closed; esc clears it.
-    update(&mut s, key(KeyCode::Esc));
-    assert_eq!(s.filtered_rejects().len(), 3);
+    // Esc clears it and asks for the unfiltered first page.
+    let cmds = update(&mut s, key(KeyCode::Esc));
+    assert_eq!(requested_filter(&cmds).as_deref(), Some(""));
 }
 
 #[test]
@@ -643,15 +684,15 @@ fn retry_edit_and_export_rejects() {
     assert!(update(&mut s, key(KeyCode::Esc)).is_empty());
     assert_eq!(s.dialog, None);
 
-    let cmds = update(&mut s, ch('x'));
-    assert!(cmds.is_empty(), "export is the console's own work, not the engine's");
-    match s.effects.as_slice() {
-        [Effect::ExportRejects { rows, stamp }] => {
-            assert_eq!(rows.len(), 3);
-            assert_eq!(stamp, "20261121T230000");
-        }
-        other => panic!("expected one export effect, got {other:?}"),
-    }
+    // w: every matching row, exported by the engine from the store (not the page in memory).
+    let cmds = update(&mut s, ch('w'));
+    assert_eq!(
+        cmds,
+        vec![Command::ExportRejects {
+            filter: String::new(),
+            stamp: "20261121T230000".into()
+        }]
+    );
 }
 
 #[test]
@@ -662,7 +703,7 @@ fn panes_switch_with_tab_and_digits() {
     assert_eq!(s.focus, Pane::Progress);
     update(&mut s, key(KeyCode::BackTab));
     update(&mut s, key(KeyCode::BackTab));
-    assert_eq!(s.focus, Pane::Log);
+    assert_eq!(s.focus, Pane::Verify, "shift-tab from 1 wraps to 6");
     update(&mut s, ch('1'));
     assert_eq!(s.focus, Pane::Migrations);
     update(&mut s, ch('?'));
@@ -951,7 +992,7 @@ fn review_nothing_is_sent_while_locked_or_running() {
 #[test]
 fn review_note_goes_with_the_next_decision_only() {
     let mut s = reviewing();
-    update(&mut s, ch('N'));
+    update(&mut s, ch('c'));
     assert!(matches!(s.dialog, Some(Dialog::ReviewNote { .. })));
     type_str(&mut s, "same phone, typo in B");
     assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
@@ -1011,7 +1052,7 @@ fn review_u_takes_the_other_side_of_the_last_a_or_b() {
 #[test]
 fn review_a_refused_decision_brings_back_the_selection_and_the_note() {
     let mut s = reviewing();
-    update(&mut s, ch('N'));
+    update(&mut s, ch('c'));
     type_str(&mut s, "checked");
     update(&mut s, key(KeyCode::Enter));
     update(&mut s, ch('e'));
@@ -1065,8 +1106,8 @@ fn review_keys_leave_n_and_p_global_and_tab_reaches_the_pane() {
     );
     let shift = KeyEvent::new(KeyCode::Char('U'), KeyModifiers::SHIFT);
     assert_eq!(keymap::lookup(Context::Review, &shift), Some(Action::UndoDecision));
-    // The only global key a pane takes over is `a` (take A) in the review pane; the help
-    // overlay marks "run all" as not working there.
+    // The only global key a pane takes over is `A` (run all, one shift from `a` take A) in the
+    // review pane, where it is refused; the help overlay marks "run all" as not working there.
     let mut shadowed = Vec::new();
     for b in KEYMAP.iter().filter(|b| b.context != Context::Global) {
         if KEYMAP
@@ -1085,33 +1126,21 @@ fn review_keys_leave_n_and_p_global_and_tab_reaches_the_pane() {
             shadowed.push((b.context, b.code));
         }
     }
-    assert_eq!(shadowed, vec![(Context::Review, KeyCode::Char('a'))]);
+    assert_eq!(shadowed, vec![(Context::Review, KeyCode::Char('A'))]);
     assert!(keymap::shadowed(Context::Review, Action::RunAll));
     assert!(!keymap::shadowed(Context::Review, Action::RunNext));
     assert!(!keymap::help_lines(Context::Review).is_empty());
     assert!(keymap::help_lines(Context::Review).iter().any(|l| l.keys == "U"));
 
-    // Tab: the review and verify panes come right after the rejects pane they share the grid
-    // with.
+    // Tab follows the pane numbers: 3 Rejects, 4 Log, 5 Review, 6 Verify, then 1 again.
     let mut s = with_rejects();
-    update(&mut s, key(KeyCode::Tab));
-    assert_eq!(s.focus, Pane::Review);
-    assert_eq!(s.middle, Pane::Review);
-    update(&mut s, key(KeyCode::Tab));
-    assert_eq!(s.focus, Pane::Verify);
-    assert_eq!(s.middle, Pane::Verify);
-    update(&mut s, key(KeyCode::Tab));
-    assert_eq!(s.focus, Pane::Log);
-    assert_eq!(
-        s.middle,
-        Pane::Verify,
-        "the grid keeps the last of rejects/review/verify"
-    );
-    update(&mut s, key(KeyCode::BackTab));
-    update(&mut s, key(KeyCode::BackTab));
-    assert_eq!(s.middle, Pane::Review);
-    update(&mut s, key(KeyCode::BackTab));
-    assert_eq!(s.middle, Pane::Rejects);
+    let mut order = vec![s.focus.number()];
+    for _ in 0..6 {
+        update(&mut s, key(KeyCode::Tab));
+        order.push(s.focus.number());
+    }
+    assert_eq!(order, vec![3, 4, 5, 6, 1, 2, 3]);
+    assert_eq!(s.middle, Pane::Rejects, "the grid shows the last of rejects/review/verify focused");
 }
 
 #[test]
@@ -1223,7 +1252,7 @@ fn verify_is_allowed_while_another_process_holds_the_lock_but_not_during_our_run
 #[test]
 fn verify_runs_once_after_a_run_of_all_pending_steps_ends_well() {
     let mut s = loaded(two_steps());
-    update(&mut s, ch('a'));
+    update(&mut s, ch('A'));
     assert_eq!(update(&mut s, ch('y')), vec![Command::Start(RunOptions::default())]);
     let cmds = update(&mut s, finished(true, Outcome::Done));
     assert_eq!(cmds, vec![Command::Refresh, Command::Verify]);
@@ -1377,8 +1406,9 @@ fn verify_that_cannot_run_says_why_and_stops_verifying() {
 /// A rejected accounts row whose failing field is `role`, with a secret column.
 fn with_secret_reject() -> AppState {
     let mut s = loaded(two_steps());
-    let mut snap = snapshot(two_steps());
-    snap.rejects = vec![RejectSummary {
+    let snap = snapshot(two_steps());
+    update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    let rows = vec![RejectSummary {
         field: Some("role".into()),
         rule: "map".into(),
         reason: "role 'nurse' is not mapped".into(),
@@ -1390,8 +1420,7 @@ fn with_secret_reject() -> AppState {
         ],
         ..reject(7, "20250101T090100", "map", "open")
     }];
-    snap.open_rejects = 1;
-    update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    answer_page(&mut s, 0, rows, 1);
     update(&mut s, ch('3'));
     s
 }

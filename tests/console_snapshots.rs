@@ -11,6 +11,7 @@ use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, S
 use cutover::engine::ops::verify::{Check, CheckKind, Measure, VerifyReport};
 use cutover::engine::project::StepKind;
 use cutover::engine::protocol::StepState;
+use cutover::engine::protocol::views::RejectPage;
 use cutover::engine::protocol::{Counts, EngineEvent, Operation, Outcome, PlannedStep, Progress};
 use cutover::engine::store::lock::LockHolder;
 use ratatui::Terminal;
@@ -188,9 +189,9 @@ fn running() -> AppState {
     let mut m = migrations();
     m[1].state = StepState::Running;
     let mut sn = snap(m);
-    sn.rejects = running_rejects();
-    sn.open_rejects = sn.rejects.len() as u64;
-    let s = with_snapshot(s, sn);
+    sn.open_rejects = 42;
+    let mut s = with_snapshot(s, sn);
+    store_page(&mut s, running_rejects(), 42);
     show_logs(&[LOG_RUN, LOG_DATA]);
     s
 }
@@ -255,9 +256,10 @@ fn failed() -> AppState {
     m[1].error = Some("reading users after u4117: the source closed the connection".into());
     // The step ran with continue_on_error: its 42 rejects stay in the store.
     let mut sn = snap(m);
-    sn.rejects = running_rejects();
-    sn.open_rejects = sn.rejects.len() as u64;
-    with_snapshot(s, sn)
+    sn.open_rejects = 42;
+    let mut s = with_snapshot(s, sn);
+    store_page(&mut s, running_rejects(), 42);
+    s
 }
 
 fn reject(id: i64, step: &str, key: &str, field: &str, rule: &str, reason: &str) -> RejectSummary {
@@ -294,8 +296,8 @@ fn with_rejects() -> AppState {
     m[1].state = StepState::Applied;
     m[1].duration_ms = Some(12_400);
     m[1].counts = counts(10_000, 9_990, 7, 3);
-    let mut sn = snap(m);
-    sn.rejects = vec![
+    let sn = snap(m);
+    let rows = vec![
         reject(1, ACCOUNTS, "u17", "email", "email", "'bob@' is not an email address"),
         reject(
             2,
@@ -310,10 +312,25 @@ fn with_rejects() -> AppState {
             ..reject(3, ORDERS, "o88", "account_id", "lookup", "no account for user u9 yet")
         },
     ];
-    sn.open_rejects = 3;
     let mut s = with_snapshot(base(), sn);
+    store_page(&mut s, rows, 3);
     key(&mut s, KeyCode::Char('3'));
     s
+}
+
+/// The engine's answer to the console's last page request: these rows, the first page of
+/// `matching`, all of them open.
+fn store_page(s: &mut AppState, rows: Vec<RejectSummary>, matching: u64) {
+    let page = RejectPage {
+        seq: s.reject_page.seq,
+        filter: s.reject_filter.clone(),
+        offset: 0,
+        rows,
+        matching,
+        open: matching,
+        error: None,
+    };
+    ev(s, EngineEvent::RejectPage(page));
 }
 
 // ---- the log pane ---------------------------------------------------------------------------
@@ -486,7 +503,7 @@ fn running_step_mid_way() {
     // The rejects pane and the progress pane tell the same books.
     assert!(text.contains("rejected 42"), "the progress pane:\n{text}");
     assert!(
-        text.contains("[3] Rejects · 42 open · 42 shown"),
+        text.contains("[3] Rejects · showing 1–42 of 42 · 42 open"),
         "the rejects pane counts what progress counts:\n{text}"
     );
     assert!(!text.contains("No rejected rows"), "{text}");
@@ -510,7 +527,7 @@ fn failed_step() {
     // The migrations row, the rejects pane and the status tell one story.
     let row = text.lines().find(|l| l.contains(ACCOUNTS)).unwrap_or("");
     assert!(row.contains("failed") && row.contains(" 42 "), "{row}");
-    assert!(text.contains("[3] Rejects · 42 open · 42 shown"), "{text}");
+    assert!(text.contains("[3] Rejects · showing 1–42 of 42 · 42 open"), "{text}");
     assert!(
         text.contains("✗ accounts failed: reading users after u4117: the source closed the connection"),
         "{text}"
@@ -558,6 +575,12 @@ fn rejects_filtered_small() {
     let mut s = with_rejects();
     key(&mut s, KeyCode::Char('/'));
     chars(&mut s, "lookup");
+    // The engine answers with what the store's query matched.
+    let waiting = RejectSummary {
+        waits_for: Some("users u9".into()),
+        ..reject(3, ORDERS, "o88", "account_id", "lookup", "no account for user u9 yet")
+    };
+    store_page(&mut s, vec![waiting], 1);
     insta::assert_snapshot!("rejects_filtered_80x24", shot(&s, 80, 24));
 }
 
@@ -773,7 +796,7 @@ fn review_pane_all_shown_with_a_note() {
     let mut s = reviewing();
     key(&mut s, KeyCode::Char('v'));
     key(&mut s, KeyCode::Char('G'));
-    key(&mut s, KeyCode::Char('N'));
+    key(&mut s, KeyCode::Char('c'));
     chars(&mut s, "called the family");
     key(&mut s, KeyCode::Enter);
     insta::assert_snapshot!("review_all_80x24", shot(&s, 80, 24));

@@ -177,7 +177,7 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Rejects, Home, A::Top, "first row of all"),
     key(C::Rejects, Char('G'), A::Bottom, "last row of all"),
     key(C::Rejects, End, A::Bottom, "last row of all"),
-    key(C::Rejects, Char('/'), A::Filter, "filter (step, rule, key, text)"),
+    key(C::Rejects, Char('/'), A::Filter, "filter (any text)"),
     key(C::Rejects, Esc, A::ClearFilter, "clear filter"),
     key(C::Rejects, Enter, A::Details, "row details"),
     key(C::Rejects, Char('e'), A::EditReject, "fix a field"),
@@ -196,9 +196,9 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Review, Char('b'), A::TakeB, "take B"),
     key(C::Review, Char('e'), A::DecideValue, "other value…"),
     key(C::Review, Char('s'), A::Split, "split (not the same)"),
-    key(C::Review, Char('c'), A::ReviewNote, "comment (note) on the next decision"),
+    key(C::Review, Char('c'), A::ReviewNote, "note for next decision"),
     key(C::Review, Char('U'), A::UndoDecision, "undo the last decision"),
-    key(C::Review, Char('A'), A::NotHere, "(run all: not from this pane)"),
+    key(C::Review, Char('A'), A::NotHere, "run all: not here"),
     key(C::Review, Char('v'), A::ToggleShowAll, "show all / open only"),
     key(C::Review, Enter, A::Details, "discrepancy details"),
     key(C::Verify, Char('j'), A::Down, "next check"),
@@ -373,7 +373,8 @@ pub const FOCUS_HELP: &str = "focus pane by number";
 pub fn help_lines(context: Context) -> Vec<HelpLine> {
     let mut out: Vec<(Action, HelpLine)> = Vec::new();
     let mut digits: Vec<String> = Vec::new();
-    for b in KEYMAP.iter().filter(|b| b.context == context) {
+    // A refused key is shown as the global action marked ✗, not as a line of its own.
+    for b in KEYMAP.iter().filter(|b| b.context == context && b.action != Action::NotHere) {
         let label = key_label(b.code, b.modifiers);
         if let Action::Focus(_) = b.action {
             if digits.is_empty() {
@@ -444,9 +445,9 @@ pub fn shadowed(pane: Context, action: Action) -> bool {
 pub fn help_notes(context: Context) -> &'static [&'static str] {
     match context {
         Context::Review => &[
-            "U undoes this session's last decision: the field gets its value from before it",
-            "back and the discrepancy is open again (audited); a split cannot be undone here.",
-            "A note (c) goes with the next decision. Deciding a decided one asks first.",
+            "U undoes this session's last decision: the field gets back the value it",
+            "had before, the discrepancy is open again (audited). A split stays.",
+            "A note (c) goes with the next decision; re-deciding one asks first.",
         ],
         Context::Verify => &[
             "V runs the checks of `cutover verify`. They only read the databases, so",
