@@ -1575,3 +1575,122 @@ fn secret_columns_reach_the_console_redacted() {
     assert_eq!(row["role"], "nurse");
     assert_eq!(row["id"], "u1");
 }
+
+// ---- the rejects pane pages through the store (issue 11, item 1) ---------------------------
+
+/// The page request among `cmds`: where it starts.
+fn requested_page(cmds: &[Command]) -> Option<PageAt> {
+    cmds.iter().find_map(|c| match c {
+        Command::LoadRejects(r) => Some(r.at),
+        _ => None,
+    })
+}
+
+/// 50 rejects with ids from `offset + 1`.
+fn page_rows(offset: u64, n: u64) -> Vec<RejectSummary> {
+    (offset + 1..=offset + n)
+        .map(|id| reject(id as i64, "20250101T090100", "email", "open"))
+        .collect()
+}
+
+/// The rejects pane on the first page of 7 383 rejects.
+fn paged() -> AppState {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('3'));
+    // The store holds 7 383 rejects.
+    answer_page(&mut s, 0, page_rows(0, 50), 7383);
+    s
+}
+
+#[test]
+fn rejects_pages_move_through_the_whole_store() {
+    let mut s = paged();
+    assert_eq!(s.reject_page.shown_range(s.rejects.len()), Some((1, 50)));
+
+    // pgdn: the next page, first row selected when it arrives.
+    let cmds = update(&mut s, key(KeyCode::PageDown));
+    assert_eq!(requested_page(&cmds), Some(PageAt::Offset(50)));
+    answer_page(&mut s, 50, page_rows(50, 50), 7383);
+    assert_eq!((s.reject_page.offset, s.selected_reject), (50, 0));
+    assert_eq!(s.selected_reject().map(|r| r.id), Some(51));
+
+    // ↑ on the first row of a page: the previous page, its last row selected.
+    let cmds = update(&mut s, ch('k'));
+    assert_eq!(requested_page(&cmds), Some(PageAt::Offset(0)));
+    answer_page(&mut s, 0, page_rows(0, 50), 7383);
+    assert_eq!(s.selected_reject().map(|r| r.id), Some(50));
+    // ↓ on the last row of a page: the next one.
+    let cmds = update(&mut s, ch('j'));
+    assert_eq!(requested_page(&cmds), Some(PageAt::Offset(50)));
+    answer_page(&mut s, 50, page_rows(50, 50), 7383);
+    assert_eq!(s.selected_reject().map(|r| r.id), Some(51));
+
+    // end: the last page of all, its last row selected: 7 351–7 383.
+    let cmds = update(&mut s, key(KeyCode::End));
+    assert_eq!(requested_page(&cmds), Some(PageAt::Last));
+    answer_page(&mut s, 7350, page_rows(7350, 33), 7383);
+    assert_eq!(s.reject_page.shown_range(s.rejects.len()), Some((7351, 7383)));
+    assert_eq!(s.selected_reject().map(|r| r.id), Some(7383));
+    // Nothing after the last row: ↓ and pgdn stay.
+    assert!(update(&mut s, ch('j')).is_empty());
+    assert!(update(&mut s, key(KeyCode::PageDown)).is_empty());
+    // home: the first page again.
+    assert_eq!(
+        requested_page(&update(&mut s, key(KeyCode::Home))),
+        Some(PageAt::Offset(0))
+    );
+}
+
+#[test]
+fn a_late_page_of_an_older_request_is_dropped() {
+    let mut s = paged();
+    update(&mut s, ch('/'));
+    let old_seq = s.reject_page.seq;
+    type_str(&mut s, "x");
+    // The answer to the request before the filter changed arrives after it.
+    let late = RejectPage {
+        seq: old_seq,
+        filter: String::new(),
+        offset: 50,
+        rows: page_rows(50, 50),
+        matching: 7383,
+        open: 7383,
+        error: None,
+    };
+    update(&mut s, Msg::Engine(EngineEvent::RejectPage(late)));
+    assert_eq!(s.reject_page.offset, 0, "the late page is not shown");
+    answer_page(&mut s, 0, page_rows(0, 2), 2);
+    assert_eq!((s.reject_page.matching, s.rejects.len()), (2, 2));
+    assert_eq!(s.reject_page.filter, "x");
+}
+
+#[test]
+fn rejects_during_a_run_reload_the_page_a_few_times_a_second_at_most() {
+    let mut s = paged();
+    let t1 = t0() + chrono::Duration::seconds(5);
+    update(&mut s, Msg::Tick(t1));
+    let rejected = |i: u32| {
+        Msg::Engine(EngineEvent::Rejected {
+            version: "20250101T090100".into(),
+            source_table: "users".into(),
+            source_key: format!("u{i}"),
+            rule: "email".into(),
+            reason: "not an email".into(),
+        })
+    };
+    // The first reject reads the page again; the next hundred in the same instant do not.
+    let first = update(&mut s, rejected(0));
+    assert_eq!(requested_page(&first), Some(PageAt::Offset(0)));
+    let burst: Vec<Command> = (1..=100).flat_map(|i| update(&mut s, rejected(i))).collect();
+    assert!(burst.is_empty(), "no flood: {} requests", burst.len());
+    answer_page(&mut s, 0, page_rows(0, 50), 7384);
+    // A tick inside the throttle sends nothing; the first one after it reads once.
+    assert!(update(&mut s, Msg::Tick(t1 + chrono::Duration::milliseconds(250))).is_empty());
+    let later = update(&mut s, Msg::Tick(t1 + chrono::Duration::milliseconds(500)));
+    assert_eq!(requested_page(&later), Some(PageAt::Offset(0)));
+    assert!(update(&mut s, Msg::Tick(t1 + chrono::Duration::milliseconds(1250))).is_empty());
+    answer_page(&mut s, 0, page_rows(0, 50), 7484);
+    assert_eq!(s.reject_page.matching, 7484);
+    // Nothing changed since: no more reads.
+    assert!(update(&mut s, Msg::Tick(t1 + chrono::Duration::seconds(3))).is_empty());
+}
