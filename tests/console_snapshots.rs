@@ -1218,3 +1218,145 @@ fn verify_help_overlay() {
         }
     }
 }
+
+// ---- the whole truth at every width (issue 11, items 1 and 6) ------------------------------
+
+const VISITS: &str = "20250101T090300";
+const GRANTS: &str = "20250101T090400";
+
+/// A 50k demo after its run: 7 383 rejects in the store, long step names, counts in the
+/// millions, and the rejects pane on its last page (keys of nine characters).
+fn last_page_of_many() -> AppState {
+    let mut m = migrations();
+    m[1].state = StepState::Applied;
+    m[1].duration_ms = Some(754_000);
+    m[1].counts = counts(1_241_950, 1_234_567, 0, 7_383);
+    m[2].state = StepState::Applied;
+    m[2].counts = counts(148, 0, 0, 148);
+    m.push(step(VISITS, "child_visits_and_guardians", StepKind::Data, "pending"));
+    m.push(step(GRANTS, "access_grants_for_clinicians", StepKind::Data, "pending"));
+    let mut s = with_snapshot(base(), snap(m));
+    key(&mut s, KeyCode::Char('3'));
+    key(&mut s, KeyCode::End);
+    let rows = (7351..=7383i64)
+        .map(|id| RejectSummary {
+            field: Some("dob".into()),
+            ..reject(
+                id,
+                VISITS,
+                &format!("u{id:08}"),
+                "dob",
+                "not_in_future",
+                "date of birth 2031-02-30 is in the future",
+            )
+        })
+        .collect();
+    let seq = s.reject_page.seq;
+    ev(
+        &mut s,
+        EngineEvent::RejectPage(RejectPage {
+            seq,
+            filter: String::new(),
+            offset: 7350,
+            rows,
+            matching: 7383,
+            open: 7383,
+            error: None,
+        }),
+    );
+    s
+}
+
+/// The migrations pane's counts, whole.
+fn assert_counts_whole(text: &str, size: &str) {
+    let row = text.lines().find(|l| l.contains(ACCOUNTS)).unwrap_or("");
+    assert!(
+        row.contains("1 234 567") && row.contains("7 383"),
+        "{size}: written and rejected whole: {row:?}\n{text}"
+    );
+    let row = text.lines().find(|l| l.contains(ORDERS)).unwrap_or("");
+    assert!(row.contains(" 148"), "{size}: {row:?}");
+}
+
+/// Every key and step name of the screen, whole or visibly shortened.
+fn assert_nothing_cut(text: &str, size: &str) {
+    // Every key listed is whole: nine characters, never eight.
+    for line in text.lines() {
+        if let Some(i) = line.find(" u0000") {
+            let key: String = line[i + 1..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            assert_eq!(key.len(), 9, "{size}: a cut key {key:?} in {line:?}");
+        }
+    }
+    // A step name is whole or visibly shortened.
+    for name in ["child_visits_and_guardians", "access_grants_for_clinicians"] {
+        let cut = &name[..6];
+        for line in text.lines().filter(|l| l.contains(cut)) {
+            let shown: String = line[line.find(cut).unwrap_or(0)..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '│' && *c != '┃')
+                .collect();
+            assert!(
+                shown == name || shown.ends_with('…'),
+                "{size}: {shown:?} is a cut name without …"
+            );
+        }
+    }
+}
+
+#[test]
+fn rejects_pane_at_the_last_page_shows_whole_keys_and_counts() {
+    let s = last_page_of_many();
+    let wide = screen_text(&render(&s, 120, 40));
+    assert!(
+        wide.contains("[3] Rejects · showing 7 351–7 383 of 7 383 · 7 383 open"),
+        "{wide}"
+    );
+    assert!(wide.contains("u00007383"), "the selected (last) key whole:\n{wide}");
+    assert_nothing_cut(&wide, "120x40");
+    assert_counts_whole(&wide, "120x40");
+    assert!(wide.contains("child_visits_and_guardians"), "names get the width:\n{wide}");
+    insta::assert_snapshot!("rejects_last_page_120x40", shot(&s, 120, 40));
+
+    let small = screen_text(&render(&s, 80, 24));
+    assert!(small.contains("u00007383"), "the selected (last) key whole:\n{small}");
+    assert_nothing_cut(&small, "80x24");
+    insta::assert_snapshot!("rejects_last_page_80x24", shot(&s, 80, 24));
+    // At 80x24 one pane shows at a time: the migrations pane keeps its numbers too.
+    let mut s = s;
+    key(&mut s, KeyCode::Char('1'));
+    let small = screen_text(&render(&s, 80, 24));
+    assert_counts_whole(&small, "80x24");
+    assert_nothing_cut(&small, "80x24 migrations");
+    insta::assert_snapshot!("migrations_large_counts_80x24", shot(&s, 80, 24));
+}
+
+#[test]
+fn progress_numbers_are_never_cut_at_80x24() {
+    let mut s = running();
+    let mut progress = s
+        .run
+        .as_ref()
+        .and_then(|r| r.current.as_ref())
+        .map(|c| c.progress)
+        .unwrap_or_default();
+    progress.rows_done = 1_240_000;
+    progress.rows_total = 2_500_000;
+    progress.written = 1_234_567;
+    progress.rejected = 148;
+    progress.skipped = 5_285;
+    ev(
+        &mut s,
+        EngineEvent::Progress {
+            version: ACCOUNTS.into(),
+            progress,
+        },
+    );
+    key(&mut s, KeyCode::Char('2'));
+    for (w, h) in [(80, 24), (120, 40)] {
+        let text = screen_text(&render(&s, w, h));
+        for fact in ["written 1 234 567", "rejected 148", "skipped 5 285"] {
+            assert!(text.contains(fact), "{w}x{h}: {fact:?} whole:\n{text}");
+        }
+    }
+    insta::assert_snapshot!("progress_large_counts_80x24", shot(&s, 80, 24));
+}
