@@ -892,8 +892,16 @@ fn review_selection_advances_to_the_next_open_one_and_wraps() {
     update(&mut s, ch('j'));
     update(&mut s, ch('j'));
     assert_eq!(selected_id(&s), Some(13), "a decided one can be selected with v");
-    // Re-deciding a decided one goes to the next open one after it.
-    assert_eq!(update(&mut s, ch('b')), vec![decide(13, "b", None)]);
+    // Re-deciding a decided one asks first, then goes to the next open one after it.
+    assert!(update(&mut s, ch('b')).is_empty(), "a decided one is not re-decided at once");
+    assert!(matches!(
+        s.dialog,
+        Some(Dialog::Confirm {
+            action: ConfirmAction::Redecide { id: 13, .. },
+            ..
+        })
+    ));
+    assert_eq!(update(&mut s, ch('y')), vec![decide(13, "b", None)]);
     assert_eq!(selected_id(&s), Some(14));
     // From the end it wraps to the first open one not already on its way.
     assert_eq!(update(&mut s, ch('a')), vec![decide(14, "a", None)]);
@@ -1006,7 +1014,7 @@ fn review_note_goes_with_the_next_decision_only() {
 }
 
 #[test]
-fn review_u_takes_the_other_side_of_the_last_a_or_b() {
+fn review_u_undoes_the_last_decision_after_asking() {
     let mut s = reviewing();
     update(&mut s, ch('U'));
     assert!(
@@ -1024,29 +1032,57 @@ fn review_u_takes_the_other_side_of_the_last_a_or_b() {
             message: "discrepancy 11: phone = 555-0101 (take_a)".into(),
         }),
     );
-    // U asks (it writes to a discrepancy that may no longer be on screen), then takes B.
+    // U asks (it writes to a discrepancy that may no longer be on screen)… but only once the
+    // snapshot shows the decision made.
+    let mut q = queue();
+    q[0].state = "decided".into();
+    q[0].decision = Some("take_a".into());
+    q[0].value_applied = Some("555-0101".into());
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Snapshot(Box::new(review_snapshot(q, false)))),
+    );
     assert!(update(&mut s, ch('U')).is_empty());
     match &s.dialog {
         Some(Dialog::Confirm {
-            action: ConfirmAction::Redecide { id, decision },
+            action: ConfirmAction::UndoDecision { id },
             lines,
             ..
         }) => {
-            assert_eq!((*id, decision.as_str()), (11, "b"));
-            assert!(lines.iter().any(|l| l.contains("555-0199")), "{lines:?}");
+            assert_eq!(*id, 11);
+            assert!(lines.iter().any(|l| l.contains("555-0101")), "{lines:?}");
+            assert!(lines.iter().any(|l| l.contains("value from before")), "{lines:?}");
         }
         other => panic!("expected the undo confirmation, got {other:?}"),
     }
-    assert_eq!(update(&mut s, ch('y')), vec![decide(11, "b", None)]);
-
-    // A value (or a split) cannot be undone.
-    update(&mut s, ch('e'));
-    type_str(&mut s, "x");
-    update(&mut s, key(KeyCode::Enter));
+    // Yes: a real undo, not the other side.
+    assert_eq!(update(&mut s, ch('y')), vec![Command::UndoDecision { id: 11 }]);
+    // Refused by the engine: the decision can still be undone.
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Decided {
+            id: 11,
+            decision: "undo".into(),
+            applied: false,
+            message: "discrepancy 11: phone changed after the decision".into(),
+        }),
+    );
+    assert_eq!(s.last_decision.as_ref().map(|d| d.id), Some(11));
+    update(&mut s, ch('U'));
+    assert_eq!(update(&mut s, ch('y')), vec![Command::UndoDecision { id: 11 }]);
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Decided {
+            id: 11,
+            decision: "undo".into(),
+            applied: true,
+            message: "discrepancy 11: take_a undone".into(),
+        }),
+    );
+    // Done: nothing left to undo in this session.
     assert!(update(&mut s, ch('U')).is_empty());
     assert!(s.dialog.is_none());
-    let status = s.status.as_ref().expect("status");
-    assert!(status.text.contains("cannot undo a split/value"), "{status:?}");
+    assert!(s.status.as_ref().is_some_and(|x| x.text.contains("no decision to undo")));
 }
 
 #[test]
@@ -1485,7 +1521,8 @@ fn the_fix_dialog_sets_exactly_the_field_shown() {
     );
     assert_eq!(s.dialog, None);
     let status = s.status.clone().expect("a status");
-    assert_eq!(status.text, "reject 7: setting password_hash…");
+    assert_eq!(status.text, "reject 7: setting password_hash (secret, not shown)…");
+    assert!(!status.text.contains("NEWSECRET"));
 }
 
 #[test]
@@ -1693,4 +1730,37 @@ fn rejects_during_a_run_reload_the_page_a_few_times_a_second_at_most() {
     assert_eq!(s.reject_page.matching, 7484);
     // Nothing changed since: no more reads.
     assert!(update(&mut s, Msg::Tick(t1 + chrono::Duration::seconds(3))).is_empty());
+}
+
+// ---- the fix dialog never takes FIELD=VALUE silently (issue 11, item 12) ---------------------
+
+#[test]
+fn the_fix_dialog_refuses_field_assignments_in_any_spelling_and_says_what_it_sets() {
+    let mut s = with_secret_reject();
+    update(&mut s, ch('e'));
+    assert_eq!(edit_dialog(&s).0, "role");
+    // The CLI's syntax with spaces or another case, for this field or another one.
+    for typed in ["role = parent", "ROLE=parent", "email=ann@x.org"] {
+        type_str(&mut s, typed);
+        assert!(update(&mut s, key(KeyCode::Enter)).is_empty(), "{typed:?} is refused");
+        let status = s.status.clone().expect("a status");
+        assert_eq!(status.level, StatusLevel::Warn, "{typed:?}: {status:?}");
+        assert!(!status.text.contains("parent") && !status.text.contains("ann@"), "never echoed");
+        assert!(matches!(s.dialog, Some(Dialog::EditReject { .. })), "the dialog stays open");
+        for _ in 0..typed.len() {
+            update(&mut s, key(KeyCode::Backspace));
+        }
+    }
+    // A plain value goes through, and the status names the field and both values.
+    type_str(&mut s, "parent");
+    assert_eq!(
+        update(&mut s, key(KeyCode::Enter)),
+        vec![Command::FixReject {
+            id: 7,
+            field: "role".into(),
+            value: "parent".into()
+        }]
+    );
+    let status = s.status.clone().expect("a status");
+    assert_eq!(status.text, "reject 7: setting role from \"nurse\" to \"parent\"…");
 }

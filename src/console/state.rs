@@ -295,10 +295,14 @@ pub enum ConfirmAction {
     Split {
         id: i64,
     },
-    /// `U`: decide the session's last a/b decision the other way.
+    /// a, b or e on a discrepancy already decided: decide it again.
     Redecide {
         id: i64,
         decision: String,
+    },
+    /// `U`: undo the session's last decision (the value from before it comes back).
+    UndoDecision {
+        id: i64,
     },
 }
 

@@ -163,5 +163,6 @@ fn on_confirm(state: &mut AppState, action: Action) -> Vec<Command> {
         ConfirmAction::RetryStep { version } => rejects::confirmed_retry_step(state, version),
         ConfirmAction::Split { id } => review::confirmed_split(state, id),
         ConfirmAction::Redecide { id, decision } => review::confirmed_redecide(state, id, decision),
+        ConfirmAction::UndoDecision { id } => review::confirmed_undo(state, id),
     }
 }

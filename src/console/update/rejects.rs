@@ -191,9 +191,10 @@ pub fn choose_field(state: &mut AppState, action: Action) {
     }
 }
 
-/// The fix dialog's Enter: the value goes to the chosen field as typed. A value that starts
-/// with `FIELD=` naming a field of the row is the CLI's syntax typed in the wrong place (it
-/// would set the chosen field to the whole text), so it is refused without echoing the value.
+/// The fix dialog's Enter: the value goes to the chosen field as typed. Text shaped like the
+/// CLI's `FIELD=VALUE` (or `FIELD = VALUE`, any case) naming a field of the row was typed in
+/// the wrong place (it would set the chosen field to the whole text), so it is refused without
+/// echoing the value. The status says which field gets which value (never a secret's).
 pub fn submit_fix(
     state: &mut AppState,
     id: i64,
@@ -201,11 +202,15 @@ pub fn submit_fix(
     field: usize,
     input: String,
 ) -> Vec<Command> {
-    let Some(name) = fields.get(field).map(|(f, _)| f.clone()) else {
+    let Some((name, before)) = fields.get(field).cloned() else {
         return Vec::new();
     };
-    if let Some((other, _)) = fields.iter().find(|(f, _)| input.starts_with(&format!("{f}="))) {
-        let text = if *other == name {
+    let named = input.split_once('=').and_then(|(lhs, _)| {
+        let lhs = lhs.trim();
+        fields.iter().find(|(f, _)| f.eq_ignore_ascii_case(lhs)).map(|(f, _)| f.clone())
+    });
+    if let Some(other) = named {
+        let text = if other == name {
             format!("type only the new value of {name}, without '{name}='")
         } else {
             format!("this sets {name} only: type the value alone; tab chooses {other}")
@@ -219,10 +224,12 @@ pub fn submit_fix(
         });
         return Vec::new();
     }
-    let text = if input.is_empty() {
-        format!("reject {id}: setting {name} to NULL…")
+    let text = if crate::engine::store::is_secret_column(&name) {
+        format!("reject {id}: setting {name} (secret, not shown)…")
+    } else if input.is_empty() {
+        format!("reject {id}: setting {name} from {before:?} to NULL…")
     } else {
-        format!("reject {id}: setting {name}…")
+        format!("reject {id}: setting {name} from {before:?} to {input:?}…")
     };
     state.set_status(StatusLevel::Info, text);
     vec![Command::FixReject {

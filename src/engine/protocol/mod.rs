@@ -56,6 +56,11 @@ pub enum Command {
         decision: String,
         note: Option<String>,
     },
+    /// Undo a discrepancy's decision: restore the value from before it, open it again
+    /// (answered by `Decided` with decision `undo`).
+    UndoDecision {
+        id: i64,
+    },
     Rollback {
         target: DownTarget,
         dry_run: bool,

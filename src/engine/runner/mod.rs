@@ -194,6 +194,24 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                         spawn_snapshot(p, tx);
                     });
                 }
+                Command::UndoDecision { id } => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let (applied, message) = match crate::engine::ops::review::undo(&p, id).await {
+                            Ok(m) => (true, m),
+                            Err(e) => (false, format!("discrepancy {id}: {e:#}")),
+                        };
+                        let _ = tx
+                            .send(EngineEvent::Decided {
+                                id,
+                                decision: "undo".into(),
+                                applied,
+                                message,
+                            })
+                            .await;
+                        spawn_snapshot(p, tx);
+                    });
+                }
                 Command::LoadRejects(req) => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {
