@@ -11,10 +11,10 @@ use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, S
 use cutover::engine::ops::verify::{Check, CheckKind, Measure, VerifyReport};
 use cutover::engine::project::StepKind;
 use cutover::engine::protocol::views::RejectPage;
-use cutover::engine::protocol::{PageAt, StepState};
 use cutover::engine::protocol::{
     Command, Counts, DownTarget, EngineEvent, Operation, Outcome, PlannedStep, Progress, RunOptions,
 };
+use cutover::engine::protocol::{PageAt, StepState};
 use cutover::engine::store::lock::LockHolder;
 
 fn t0() -> DateTime<Utc> {
@@ -893,7 +893,10 @@ fn review_selection_advances_to_the_next_open_one_and_wraps() {
     update(&mut s, ch('j'));
     assert_eq!(selected_id(&s), Some(13), "a decided one can be selected with v");
     // Re-deciding a decided one asks first, then goes to the next open one after it.
-    assert!(update(&mut s, ch('b')).is_empty(), "a decided one is not re-decided at once");
+    assert!(
+        update(&mut s, ch('b')).is_empty(),
+        "a decided one is not re-decided at once"
+    );
     assert!(matches!(
         s.dialog,
         Some(Dialog::Confirm {
@@ -1082,7 +1085,11 @@ fn review_u_undoes_the_last_decision_after_asking() {
     // Done: nothing left to undo in this session.
     assert!(update(&mut s, ch('U')).is_empty());
     assert!(s.dialog.is_none());
-    assert!(s.status.as_ref().is_some_and(|x| x.text.contains("no decision to undo")));
+    assert!(
+        s.status
+            .as_ref()
+            .is_some_and(|x| x.text.contains("no decision to undo"))
+    );
 }
 
 #[test]
@@ -1176,7 +1183,11 @@ fn review_keys_leave_n_and_p_global_and_tab_reaches_the_pane() {
         order.push(s.focus.number());
     }
     assert_eq!(order, vec![3, 4, 5, 6, 1, 2, 3]);
-    assert_eq!(s.middle, Pane::Rejects, "the grid shows the last of rejects/review/verify focused");
+    assert_eq!(
+        s.middle,
+        Pane::Rejects,
+        "the grid shows the last of rejects/review/verify focused"
+    );
 }
 
 #[test]
@@ -1745,8 +1756,14 @@ fn the_fix_dialog_refuses_field_assignments_in_any_spelling_and_says_what_it_set
         assert!(update(&mut s, key(KeyCode::Enter)).is_empty(), "{typed:?} is refused");
         let status = s.status.clone().expect("a status");
         assert_eq!(status.level, StatusLevel::Warn, "{typed:?}: {status:?}");
-        assert!(!status.text.contains("parent") && !status.text.contains("ann@"), "never echoed");
-        assert!(matches!(s.dialog, Some(Dialog::EditReject { .. })), "the dialog stays open");
+        assert!(
+            !status.text.contains("parent") && !status.text.contains("ann@"),
+            "never echoed"
+        );
+        assert!(
+            matches!(s.dialog, Some(Dialog::EditReject { .. })),
+            "the dialog stays open"
+        );
         for _ in 0..typed.len() {
             update(&mut s, key(KeyCode::Backspace));
         }

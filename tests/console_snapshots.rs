@@ -1283,7 +1283,10 @@ fn assert_nothing_cut(text: &str, size: &str) {
     // Every key listed is whole: nine characters, never eight.
     for line in text.lines() {
         if let Some(i) = line.find(" u0000") {
-            let key: String = line[i + 1..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+            let key: String = line[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
             assert_eq!(key.len(), 9, "{size}: a cut key {key:?} in {line:?}");
         }
     }
@@ -1314,7 +1317,10 @@ fn rejects_pane_at_the_last_page_shows_whole_keys_and_counts() {
     assert!(wide.contains("u00007383"), "the selected (last) key whole:\n{wide}");
     assert_nothing_cut(&wide, "120x40");
     assert_counts_whole(&wide, "120x40");
-    assert!(wide.contains("child_visits_and_guardians"), "names get the width:\n{wide}");
+    assert!(
+        wide.contains("child_visits_and_guardians"),
+        "names get the width:\n{wide}"
+    );
     insta::assert_snapshot!("rejects_last_page_120x40", shot(&s, 120, 40));
 
     let small = screen_text(&render(&s, 80, 24));

@@ -150,7 +150,10 @@ async fn every_reject_is_reachable_by_page_filter_and_export() {
 
     // The first page and the true totals.
     let first = load(&mut engine, 1, "", PageAt::Offset(0)).await;
-    assert_eq!((first.matching, first.open, first.offset), (total as u64, total as u64, 0));
+    assert_eq!(
+        (first.matching, first.open, first.offset),
+        (total as u64, total as u64, 0)
+    );
     assert_eq!(first.rows.len(), 50);
     assert_eq!(first.rows[0].source_key, "u0000000", "oldest first");
 
@@ -166,7 +169,11 @@ async fn every_reject_is_reachable_by_page_filter_and_export() {
     let same = load(&mut engine, 3, "", PageAt::Offset(2550)).await;
     assert_eq!(same.rows, last.rows);
     // The secret never leaves the engine.
-    assert!(last.rows.iter().all(|r| r.row.iter().all(|(_, v)| !v.contains("$2b$secret"))));
+    assert!(
+        last.rows
+            .iter()
+            .all(|r| r.row.iter().all(|(_, v)| !v.contains("$2b$secret")))
+    );
 
     // The step's name finds its rejects, all older than the newest 2 000.
     let accounts = load(&mut engine, 4, "accounts", PageAt::Offset(0)).await;

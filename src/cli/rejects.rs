@@ -182,10 +182,7 @@ pub async fn run(project: &Project, action: &RejectsAction, json_out: bool) -> R
             )
             .await?;
             if json_out {
-                println!(
-                    "{}",
-                    json!({"exported": rows, "file": path.display().to_string()})
-                );
+                println!("{}", json!({"exported": rows, "file": path.display().to_string()}));
             } else {
                 println!("exported {rows} rows to {}", path.display());
             }

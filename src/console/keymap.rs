@@ -374,7 +374,10 @@ pub fn help_lines(context: Context) -> Vec<HelpLine> {
     let mut out: Vec<(Action, HelpLine)> = Vec::new();
     let mut digits: Vec<String> = Vec::new();
     // A refused key is shown as the global action marked ✗, not as a line of its own.
-    for b in KEYMAP.iter().filter(|b| b.context == context && b.action != Action::NotHere) {
+    for b in KEYMAP
+        .iter()
+        .filter(|b| b.context == context && b.action != Action::NotHere)
+    {
         let label = key_label(b.code, b.modifiers);
         if let Action::Focus(_) = b.action {
             if digits.is_empty() {

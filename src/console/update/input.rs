@@ -46,10 +46,8 @@ pub fn on_action(state: &mut AppState, action: Action) -> Vec<Command> {
                 ) => {
                     input.pop();
                 }
-                None if state.filter_editing => {
-                    if state.reject_filter.pop().is_some() {
-                        return rejects::filter_changed(state);
-                    }
+                None if state.filter_editing && state.reject_filter.pop().is_some() => {
+                    return rejects::filter_changed(state);
                 }
                 _ => {}
             }

@@ -17,7 +17,9 @@
 //! free of cycles.
 
 use crate::console::keymap::{self, Action, Context};
-use crate::console::state::{AppState, ConfirmAction, Dialog, Effect, Msg, Pane, QUIT_GRACE_SECS, QuitState, StatusLevel};
+use crate::console::state::{
+    AppState, ConfirmAction, Dialog, Effect, Msg, Pane, QUIT_GRACE_SECS, QuitState, StatusLevel,
+};
 use crate::engine::protocol::Command;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 

@@ -207,7 +207,10 @@ pub fn submit_fix(
     };
     let named = input.split_once('=').and_then(|(lhs, _)| {
         let lhs = lhs.trim();
-        fields.iter().find(|(f, _)| f.eq_ignore_ascii_case(lhs)).map(|(f, _)| f.clone())
+        fields
+            .iter()
+            .find(|(f, _)| f.eq_ignore_ascii_case(lhs))
+            .map(|(f, _)| f.clone())
     });
     if let Some(other) = named {
         let text = if other == name {

@@ -67,7 +67,10 @@ impl Widget for MigrationsPane<'_> {
         let gaps = if show_checksum { 7 } else { 6 };
         let fixed = others + gaps + if show_checksum { checksum_w } else { 0 };
         let name_room = inner.saturating_sub(fixed).max(4);
-        let rows: Vec<Row> = cells.into_iter().map(|c| c.row(name_room, theme, show_checksum)).collect();
+        let rows: Vec<Row> = cells
+            .into_iter()
+            .map(|c| c.row(name_room, theme, show_checksum))
+            .collect();
         let mut headers = vec!["Version", "Name", "Kind", "State", "Time", "Written", "Rejected"];
         let mut widths = vec![
             Constraint::Length(version_w as u16),
@@ -122,7 +125,11 @@ impl<'a> StepCells<'a> {
             Cell::from(
                 Line::styled(
                     self.rejected,
-                    if self.rejected_warn { theme.warn() } else { theme.plain() },
+                    if self.rejected_warn {
+                        theme.warn()
+                    } else {
+                        theme.plain()
+                    },
                 )
                 .right_aligned(),
             ),
@@ -130,7 +137,11 @@ impl<'a> StepCells<'a> {
         if checksum {
             cells.push(Cell::from(Span::styled(
                 self.checksum,
-                if self.checksum_warn { theme.warn() } else { theme.plain() },
+                if self.checksum_warn {
+                    theme.warn()
+                } else {
+                    theme.plain()
+                },
             )));
         }
         Row::new(cells)

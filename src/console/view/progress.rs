@@ -74,11 +74,7 @@ fn render_running(state: &AppState, c: &CurrentStep, area: Rect, buf: &mut Buffe
         (fmt_rate(p.rows_per_sec), plain),
         (eta, plain),
         (
-            format!(
-                "batch {}/{}",
-                fmt_count(p.batches_done),
-                fmt_count(p.batches_total)
-            ),
+            format!("batch {}/{}", fmt_count(p.batches_done), fmt_count(p.batches_total)),
             plain,
         ),
         (format!("elapsed {}", fmt_duration(p.elapsed_ms)), plain),
@@ -97,7 +93,11 @@ fn render_running(state: &AppState, c: &CurrentStep, area: Rect, buf: &mut Buffe
     let [title_area, gauge_area, facts_area, spark_area, plan_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
-        Constraint::Length(if c.kind == StepKind::Schema { 2 } else { fact_lines.len().max(4) as u16 }),
+        Constraint::Length(if c.kind == StepKind::Schema {
+            2
+        } else {
+            fact_lines.len().max(4) as u16
+        }),
         Constraint::Min(0),
         Constraint::Length(1),
     ])

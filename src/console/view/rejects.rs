@@ -45,10 +45,21 @@ impl Widget for RejectsPane<'_> {
         }
         // Ids, keys and rules get their whole width; the step name takes what is left of a
         // list sized to its content, and is the one shortened (with …) when room is short.
-        let id_w = content_width(shown.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().iter().map(String::as_str), 2);
+        let id_w = content_width(
+            shown
+                .iter()
+                .map(|r| r.id.to_string())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+            2,
+        );
         let key_w = content_width(shown.iter().map(|r| r.source_key.as_str()), 3);
         let rule_w = content_width(shown.iter().map(|r| r.rule.as_str()), 4);
-        let names: Vec<&str> = shown.iter().map(|r| state.step_name(&r.step).unwrap_or(&r.step)).collect();
+        let names: Vec<&str> = shown
+            .iter()
+            .map(|r| state.step_name(&r.step).unwrap_or(&r.step))
+            .collect();
         let name_w = content_width(names.iter().copied(), 4);
         // highlight symbol, marker, four gaps
         let fixed = 1 + 1 + id_w + key_w + rule_w + 4;
