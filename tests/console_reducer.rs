@@ -5,15 +5,16 @@ use chrono::{DateTime, TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use cutover::console::keymap::{self, Action, Context, KEYMAP};
 use cutover::console::state::{ConfirmAction, Dialog, Pane, QuitState, StatusLevel};
-use cutover::console::{AppState, Effect, Msg, update};
+use cutover::console::{AppState, Msg, update};
 use cutover::engine::ops::review::Discrepancy;
 use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use cutover::engine::ops::verify::{Check, CheckKind, Measure, VerifyReport};
 use cutover::engine::project::StepKind;
-use cutover::engine::protocol::StepState;
+use cutover::engine::protocol::views::RejectPage;
 use cutover::engine::protocol::{
     Command, Counts, DownTarget, EngineEvent, Operation, Outcome, PlannedStep, Progress, RunOptions,
 };
+use cutover::engine::protocol::{PageAt, StepState};
 use cutover::engine::store::lock::LockHolder;
 
 fn t0() -> DateTime<Utc> {
@@ -71,7 +72,12 @@ fn loaded(migrations: Vec<StepSummary>) -> AppState {
         &mut s,
         Msg::Engine(EngineEvent::Snapshot(Box::new(snapshot(migrations)))),
     );
-    assert!(cmds.is_empty());
+    // The first snapshot asks for the first page of the reject store; it is empty.
+    assert!(
+        matches!(cmds.as_slice(), [Command::LoadRejects(r)] if r.at == PageAt::Offset(0)),
+        "{cmds:?}"
+    );
+    answer_page(&mut s, 0, Vec::new(), 0);
     s
 }
 
@@ -198,7 +204,7 @@ fn n_then_no_cancels() {
 #[test]
 fn a_confirms_and_runs_all_pending() {
     let mut s = loaded(two_steps());
-    update(&mut s, ch('a'));
+    update(&mut s, ch('A'));
     assert!(matches!(
         s.dialog,
         Some(Dialog::Confirm {
@@ -559,34 +565,69 @@ fn pause_and_abort() {
 }
 
 fn with_rejects() -> AppState {
-    let mut s = loaded(two_steps());
+    let mut s = AppState::new("clinic", "sqlite://target.db", t0());
     let mut snap = snapshot(two_steps());
     snap.migrations[1].state = StepState::Applied;
-    snap.rejects = vec![
-        reject(1, "20250101T090100", "email", "open"),
-        reject(2, "20250101T090100", "required", "open"),
-        reject(3, "20250101T090000", "email", "resolved"),
-    ];
     snap.open_rejects = 2;
-    update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    snap.open_rejects_by_step = [("20250101T090100".to_string(), 2)].into();
+    let cmds = update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    assert!(
+        matches!(cmds.as_slice(), [Command::LoadRejects(r)] if r.at == PageAt::Offset(0)),
+        "a snapshot reads the rejects page again: {cmds:?}"
+    );
+    answer_page(
+        &mut s,
+        0,
+        vec![
+            reject(1, "20250101T090100", "email", "open"),
+            reject(2, "20250101T090100", "required", "open"),
+            reject(3, "20250101T090000", "email", "resolved"),
+        ],
+        3,
+    );
     update(&mut s, ch('3'));
     assert_eq!(s.focus, Pane::Rejects);
     s
 }
 
+/// The engine's answer to the console's latest page request.
+fn answer_page(s: &mut AppState, offset: u64, rows: Vec<RejectSummary>, matching: u64) {
+    let page = RejectPage {
+        seq: s.reject_page.seq,
+        filter: s.reject_filter.clone(),
+        offset,
+        rows,
+        matching,
+        open: matching,
+        error: None,
+    };
+    update(s, Msg::Engine(EngineEvent::RejectPage(page)));
+}
+
+/// The filter of the page request among `cmds`, if there is one.
+fn requested_filter(cmds: &[Command]) -> Option<String> {
+    cmds.iter().find_map(|c| match c {
+        Command::LoadRejects(r) => Some(r.filter.clone()),
+        _ => None,
+    })
+}
+
 #[test]
-fn reject_filter_matches_step_and_rule() {
+fn reject_filter_goes_to_the_store_query() {
     let mut s = with_rejects();
     update(&mut s, ch('/'));
-    type_str(&mut s, "accounts email");
-    let ids: Vec<i64> = s.filtered_rejects().iter().map(|r| r.id).collect();
-    assert_eq!(ids, vec![1]);
+    let mut last = Vec::new();
+    for c in "accounts email".chars() {
+        last = update(&mut s, ch(c));
+    }
+    // Each keystroke asks the store for the first page of what the filter matches.
+    assert_eq!(requested_filter(&last).as_deref(), Some("accounts email"));
     update(&mut s, key(KeyCode::Enter));
     assert!(!s.filter_editing);
     assert_eq!(s.reject_filter, "accounts email");
-    // Keys act again once the filter is closed; esc clears it.
-    update(&mut s, key(KeyCode::Esc));
-    assert_eq!(s.filtered_rejects().len(), 3);
+    // Esc clears it and asks for the unfiltered first page.
+    let cmds = update(&mut s, key(KeyCode::Esc));
+    assert_eq!(requested_filter(&cmds).as_deref(), Some(""));
 }
 
 #[test]
@@ -643,15 +684,15 @@ fn retry_edit_and_export_rejects() {
     assert!(update(&mut s, key(KeyCode::Esc)).is_empty());
     assert_eq!(s.dialog, None);
 
-    let cmds = update(&mut s, ch('x'));
-    assert!(cmds.is_empty(), "export is the console's own work, not the engine's");
-    match s.effects.as_slice() {
-        [Effect::ExportRejects { rows, stamp }] => {
-            assert_eq!(rows.len(), 3);
-            assert_eq!(stamp, "20261121T230000");
-        }
-        other => panic!("expected one export effect, got {other:?}"),
-    }
+    // w: every matching row, exported by the engine from the store (not the page in memory).
+    let cmds = update(&mut s, ch('w'));
+    assert_eq!(
+        cmds,
+        vec![Command::ExportRejects {
+            filter: String::new(),
+            stamp: "20261121T230000".into()
+        }]
+    );
 }
 
 #[test]
@@ -662,7 +703,7 @@ fn panes_switch_with_tab_and_digits() {
     assert_eq!(s.focus, Pane::Progress);
     update(&mut s, key(KeyCode::BackTab));
     update(&mut s, key(KeyCode::BackTab));
-    assert_eq!(s.focus, Pane::Log);
+    assert_eq!(s.focus, Pane::Verify, "shift-tab from 1 wraps to 6");
     update(&mut s, ch('1'));
     assert_eq!(s.focus, Pane::Migrations);
     update(&mut s, ch('?'));
@@ -851,8 +892,19 @@ fn review_selection_advances_to_the_next_open_one_and_wraps() {
     update(&mut s, ch('j'));
     update(&mut s, ch('j'));
     assert_eq!(selected_id(&s), Some(13), "a decided one can be selected with v");
-    // Re-deciding a decided one goes to the next open one after it.
-    assert_eq!(update(&mut s, ch('b')), vec![decide(13, "b", None)]);
+    // Re-deciding a decided one asks first, then goes to the next open one after it.
+    assert!(
+        update(&mut s, ch('b')).is_empty(),
+        "a decided one is not re-decided at once"
+    );
+    assert!(matches!(
+        s.dialog,
+        Some(Dialog::Confirm {
+            action: ConfirmAction::Redecide { id: 13, .. },
+            ..
+        })
+    ));
+    assert_eq!(update(&mut s, ch('y')), vec![decide(13, "b", None)]);
     assert_eq!(selected_id(&s), Some(14));
     // From the end it wraps to the first open one not already on its way.
     assert_eq!(update(&mut s, ch('a')), vec![decide(14, "a", None)]);
@@ -951,7 +1003,7 @@ fn review_nothing_is_sent_while_locked_or_running() {
 #[test]
 fn review_note_goes_with_the_next_decision_only() {
     let mut s = reviewing();
-    update(&mut s, ch('N'));
+    update(&mut s, ch('c'));
     assert!(matches!(s.dialog, Some(Dialog::ReviewNote { .. })));
     type_str(&mut s, "same phone, typo in B");
     assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
@@ -965,7 +1017,7 @@ fn review_note_goes_with_the_next_decision_only() {
 }
 
 #[test]
-fn review_u_takes_the_other_side_of_the_last_a_or_b() {
+fn review_u_undoes_the_last_decision_after_asking() {
     let mut s = reviewing();
     update(&mut s, ch('U'));
     assert!(
@@ -983,35 +1035,67 @@ fn review_u_takes_the_other_side_of_the_last_a_or_b() {
             message: "discrepancy 11: phone = 555-0101 (take_a)".into(),
         }),
     );
-    // U asks (it writes to a discrepancy that may no longer be on screen), then takes B.
+    // U asks (it writes to a discrepancy that may no longer be on screen)… but only once the
+    // snapshot shows the decision made.
+    let mut q = queue();
+    q[0].state = "decided".into();
+    q[0].decision = Some("take_a".into());
+    q[0].value_applied = Some("555-0101".into());
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Snapshot(Box::new(review_snapshot(q, false)))),
+    );
     assert!(update(&mut s, ch('U')).is_empty());
     match &s.dialog {
         Some(Dialog::Confirm {
-            action: ConfirmAction::Redecide { id, decision },
+            action: ConfirmAction::UndoDecision { id },
             lines,
             ..
         }) => {
-            assert_eq!((*id, decision.as_str()), (11, "b"));
-            assert!(lines.iter().any(|l| l.contains("555-0199")), "{lines:?}");
+            assert_eq!(*id, 11);
+            assert!(lines.iter().any(|l| l.contains("555-0101")), "{lines:?}");
+            assert!(lines.iter().any(|l| l.contains("value from before")), "{lines:?}");
         }
         other => panic!("expected the undo confirmation, got {other:?}"),
     }
-    assert_eq!(update(&mut s, ch('y')), vec![decide(11, "b", None)]);
-
-    // A value (or a split) cannot be undone.
-    update(&mut s, ch('e'));
-    type_str(&mut s, "x");
-    update(&mut s, key(KeyCode::Enter));
+    // Yes: a real undo, not the other side.
+    assert_eq!(update(&mut s, ch('y')), vec![Command::UndoDecision { id: 11 }]);
+    // Refused by the engine: the decision can still be undone.
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Decided {
+            id: 11,
+            decision: "undo".into(),
+            applied: false,
+            message: "discrepancy 11: phone changed after the decision".into(),
+        }),
+    );
+    assert_eq!(s.last_decision.as_ref().map(|d| d.id), Some(11));
+    update(&mut s, ch('U'));
+    assert_eq!(update(&mut s, ch('y')), vec![Command::UndoDecision { id: 11 }]);
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Decided {
+            id: 11,
+            decision: "undo".into(),
+            applied: true,
+            message: "discrepancy 11: take_a undone".into(),
+        }),
+    );
+    // Done: nothing left to undo in this session.
     assert!(update(&mut s, ch('U')).is_empty());
     assert!(s.dialog.is_none());
-    let status = s.status.as_ref().expect("status");
-    assert!(status.text.contains("cannot undo a split/value"), "{status:?}");
+    assert!(
+        s.status
+            .as_ref()
+            .is_some_and(|x| x.text.contains("no decision to undo"))
+    );
 }
 
 #[test]
 fn review_a_refused_decision_brings_back_the_selection_and_the_note() {
     let mut s = reviewing();
-    update(&mut s, ch('N'));
+    update(&mut s, ch('c'));
     type_str(&mut s, "checked");
     update(&mut s, key(KeyCode::Enter));
     update(&mut s, ch('e'));
@@ -1065,8 +1149,8 @@ fn review_keys_leave_n_and_p_global_and_tab_reaches_the_pane() {
     );
     let shift = KeyEvent::new(KeyCode::Char('U'), KeyModifiers::SHIFT);
     assert_eq!(keymap::lookup(Context::Review, &shift), Some(Action::UndoDecision));
-    // The only global key a pane takes over is `a` (take A) in the review pane; the help
-    // overlay marks "run all" as not working there.
+    // The only global key a pane takes over is `A` (run all, one shift from `a` take A) in the
+    // review pane, where it is refused; the help overlay marks "run all" as not working there.
     let mut shadowed = Vec::new();
     for b in KEYMAP.iter().filter(|b| b.context != Context::Global) {
         if KEYMAP
@@ -1085,33 +1169,25 @@ fn review_keys_leave_n_and_p_global_and_tab_reaches_the_pane() {
             shadowed.push((b.context, b.code));
         }
     }
-    assert_eq!(shadowed, vec![(Context::Review, KeyCode::Char('a'))]);
+    assert_eq!(shadowed, vec![(Context::Review, KeyCode::Char('A'))]);
     assert!(keymap::shadowed(Context::Review, Action::RunAll));
     assert!(!keymap::shadowed(Context::Review, Action::RunNext));
     assert!(!keymap::help_lines(Context::Review).is_empty());
     assert!(keymap::help_lines(Context::Review).iter().any(|l| l.keys == "U"));
 
-    // Tab: the review and verify panes come right after the rejects pane they share the grid
-    // with.
+    // Tab follows the pane numbers: 3 Rejects, 4 Log, 5 Review, 6 Verify, then 1 again.
     let mut s = with_rejects();
-    update(&mut s, key(KeyCode::Tab));
-    assert_eq!(s.focus, Pane::Review);
-    assert_eq!(s.middle, Pane::Review);
-    update(&mut s, key(KeyCode::Tab));
-    assert_eq!(s.focus, Pane::Verify);
-    assert_eq!(s.middle, Pane::Verify);
-    update(&mut s, key(KeyCode::Tab));
-    assert_eq!(s.focus, Pane::Log);
+    let mut order = vec![s.focus.number()];
+    for _ in 0..6 {
+        update(&mut s, key(KeyCode::Tab));
+        order.push(s.focus.number());
+    }
+    assert_eq!(order, vec![3, 4, 5, 6, 1, 2, 3]);
     assert_eq!(
         s.middle,
-        Pane::Verify,
-        "the grid keeps the last of rejects/review/verify"
+        Pane::Rejects,
+        "the grid shows the last of rejects/review/verify focused"
     );
-    update(&mut s, key(KeyCode::BackTab));
-    update(&mut s, key(KeyCode::BackTab));
-    assert_eq!(s.middle, Pane::Review);
-    update(&mut s, key(KeyCode::BackTab));
-    assert_eq!(s.middle, Pane::Rejects);
 }
 
 #[test]
@@ -1223,7 +1299,7 @@ fn verify_is_allowed_while_another_process_holds_the_lock_but_not_during_our_run
 #[test]
 fn verify_runs_once_after_a_run_of_all_pending_steps_ends_well() {
     let mut s = loaded(two_steps());
-    update(&mut s, ch('a'));
+    update(&mut s, ch('A'));
     assert_eq!(update(&mut s, ch('y')), vec![Command::Start(RunOptions::default())]);
     let cmds = update(&mut s, finished(true, Outcome::Done));
     assert_eq!(cmds, vec![Command::Refresh, Command::Verify]);
@@ -1377,8 +1453,9 @@ fn verify_that_cannot_run_says_why_and_stops_verifying() {
 /// A rejected accounts row whose failing field is `role`, with a secret column.
 fn with_secret_reject() -> AppState {
     let mut s = loaded(two_steps());
-    let mut snap = snapshot(two_steps());
-    snap.rejects = vec![RejectSummary {
+    let snap = snapshot(two_steps());
+    update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    let rows = vec![RejectSummary {
         field: Some("role".into()),
         rule: "map".into(),
         reason: "role 'nurse' is not mapped".into(),
@@ -1390,8 +1467,7 @@ fn with_secret_reject() -> AppState {
         ],
         ..reject(7, "20250101T090100", "map", "open")
     }];
-    snap.open_rejects = 1;
-    update(&mut s, Msg::Engine(EngineEvent::Snapshot(Box::new(snap))));
+    answer_page(&mut s, 0, rows, 1);
     update(&mut s, ch('3'));
     s
 }
@@ -1456,7 +1532,8 @@ fn the_fix_dialog_sets_exactly_the_field_shown() {
     );
     assert_eq!(s.dialog, None);
     let status = s.status.clone().expect("a status");
-    assert_eq!(status.text, "reject 7: setting password_hash…");
+    assert_eq!(status.text, "reject 7: setting password_hash (secret, not shown)…");
+    assert!(!status.text.contains("NEWSECRET"));
 }
 
 #[test]
@@ -1545,4 +1622,162 @@ fn secret_columns_reach_the_console_redacted() {
     }
     assert_eq!(row["role"], "nurse");
     assert_eq!(row["id"], "u1");
+}
+
+// ---- the rejects pane pages through the store (issue 11, item 1) ---------------------------
+
+/// The page request among `cmds`: where it starts.
+fn requested_page(cmds: &[Command]) -> Option<PageAt> {
+    cmds.iter().find_map(|c| match c {
+        Command::LoadRejects(r) => Some(r.at),
+        _ => None,
+    })
+}
+
+/// 50 rejects with ids from `offset + 1`.
+fn page_rows(offset: u64, n: u64) -> Vec<RejectSummary> {
+    (offset + 1..=offset + n)
+        .map(|id| reject(id as i64, "20250101T090100", "email", "open"))
+        .collect()
+}
+
+/// The rejects pane on the first page of 7 383 rejects.
+fn paged() -> AppState {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('3'));
+    // The store holds 7 383 rejects.
+    answer_page(&mut s, 0, page_rows(0, 50), 7383);
+    s
+}
+
+#[test]
+fn rejects_pages_move_through_the_whole_store() {
+    let mut s = paged();
+    assert_eq!(s.reject_page.shown_range(s.rejects.len()), Some((1, 50)));
+
+    // pgdn: the next page, first row selected when it arrives.
+    let cmds = update(&mut s, key(KeyCode::PageDown));
+    assert_eq!(requested_page(&cmds), Some(PageAt::Offset(50)));
+    answer_page(&mut s, 50, page_rows(50, 50), 7383);
+    assert_eq!((s.reject_page.offset, s.selected_reject), (50, 0));
+    assert_eq!(s.selected_reject().map(|r| r.id), Some(51));
+
+    // ↑ on the first row of a page: the previous page, its last row selected.
+    let cmds = update(&mut s, ch('k'));
+    assert_eq!(requested_page(&cmds), Some(PageAt::Offset(0)));
+    answer_page(&mut s, 0, page_rows(0, 50), 7383);
+    assert_eq!(s.selected_reject().map(|r| r.id), Some(50));
+    // ↓ on the last row of a page: the next one.
+    let cmds = update(&mut s, ch('j'));
+    assert_eq!(requested_page(&cmds), Some(PageAt::Offset(50)));
+    answer_page(&mut s, 50, page_rows(50, 50), 7383);
+    assert_eq!(s.selected_reject().map(|r| r.id), Some(51));
+
+    // end: the last page of all, its last row selected: 7 351–7 383.
+    let cmds = update(&mut s, key(KeyCode::End));
+    assert_eq!(requested_page(&cmds), Some(PageAt::Last));
+    answer_page(&mut s, 7350, page_rows(7350, 33), 7383);
+    assert_eq!(s.reject_page.shown_range(s.rejects.len()), Some((7351, 7383)));
+    assert_eq!(s.selected_reject().map(|r| r.id), Some(7383));
+    // Nothing after the last row: ↓ and pgdn stay.
+    assert!(update(&mut s, ch('j')).is_empty());
+    assert!(update(&mut s, key(KeyCode::PageDown)).is_empty());
+    // home: the first page again.
+    assert_eq!(
+        requested_page(&update(&mut s, key(KeyCode::Home))),
+        Some(PageAt::Offset(0))
+    );
+}
+
+#[test]
+fn a_late_page_of_an_older_request_is_dropped() {
+    let mut s = paged();
+    update(&mut s, ch('/'));
+    let old_seq = s.reject_page.seq;
+    type_str(&mut s, "x");
+    // The answer to the request before the filter changed arrives after it.
+    let late = RejectPage {
+        seq: old_seq,
+        filter: String::new(),
+        offset: 50,
+        rows: page_rows(50, 50),
+        matching: 7383,
+        open: 7383,
+        error: None,
+    };
+    update(&mut s, Msg::Engine(EngineEvent::RejectPage(late)));
+    assert_eq!(s.reject_page.offset, 0, "the late page is not shown");
+    answer_page(&mut s, 0, page_rows(0, 2), 2);
+    assert_eq!((s.reject_page.matching, s.rejects.len()), (2, 2));
+    assert_eq!(s.reject_page.filter, "x");
+}
+
+#[test]
+fn rejects_during_a_run_reload_the_page_a_few_times_a_second_at_most() {
+    let mut s = paged();
+    let t1 = t0() + chrono::Duration::seconds(5);
+    update(&mut s, Msg::Tick(t1));
+    let rejected = |i: u32| {
+        Msg::Engine(EngineEvent::Rejected {
+            version: "20250101T090100".into(),
+            source_table: "users".into(),
+            source_key: format!("u{i}"),
+            rule: "email".into(),
+            reason: "not an email".into(),
+        })
+    };
+    // The first reject reads the page again; the next hundred in the same instant do not.
+    let first = update(&mut s, rejected(0));
+    assert_eq!(requested_page(&first), Some(PageAt::Offset(0)));
+    let burst: Vec<Command> = (1..=100).flat_map(|i| update(&mut s, rejected(i))).collect();
+    assert!(burst.is_empty(), "no flood: {} requests", burst.len());
+    answer_page(&mut s, 0, page_rows(0, 50), 7384);
+    // A tick inside the throttle sends nothing; the first one after it reads once.
+    assert!(update(&mut s, Msg::Tick(t1 + chrono::Duration::milliseconds(250))).is_empty());
+    let later = update(&mut s, Msg::Tick(t1 + chrono::Duration::milliseconds(500)));
+    assert_eq!(requested_page(&later), Some(PageAt::Offset(0)));
+    assert!(update(&mut s, Msg::Tick(t1 + chrono::Duration::milliseconds(1250))).is_empty());
+    answer_page(&mut s, 0, page_rows(0, 50), 7484);
+    assert_eq!(s.reject_page.matching, 7484);
+    // Nothing changed since: no more reads.
+    assert!(update(&mut s, Msg::Tick(t1 + chrono::Duration::seconds(3))).is_empty());
+}
+
+// ---- the fix dialog never takes FIELD=VALUE silently (issue 11, item 12) ---------------------
+
+#[test]
+fn the_fix_dialog_refuses_field_assignments_in_any_spelling_and_says_what_it_sets() {
+    let mut s = with_secret_reject();
+    update(&mut s, ch('e'));
+    assert_eq!(edit_dialog(&s).0, "role");
+    // The CLI's syntax with spaces or another case, for this field or another one.
+    for typed in ["role = parent", "ROLE=parent", "email=ann@x.org"] {
+        type_str(&mut s, typed);
+        assert!(update(&mut s, key(KeyCode::Enter)).is_empty(), "{typed:?} is refused");
+        let status = s.status.clone().expect("a status");
+        assert_eq!(status.level, StatusLevel::Warn, "{typed:?}: {status:?}");
+        assert!(
+            !status.text.contains("parent") && !status.text.contains("ann@"),
+            "never echoed"
+        );
+        assert!(
+            matches!(s.dialog, Some(Dialog::EditReject { .. })),
+            "the dialog stays open"
+        );
+        for _ in 0..typed.len() {
+            update(&mut s, key(KeyCode::Backspace));
+        }
+    }
+    // A plain value goes through, and the status names the field and both values.
+    type_str(&mut s, "parent");
+    assert_eq!(
+        update(&mut s, key(KeyCode::Enter)),
+        vec![Command::FixReject {
+            id: 7,
+            field: "role".into(),
+            value: "parent".into()
+        }]
+    );
+    let status = s.status.clone().expect("a status");
+    assert_eq!(status.text, "reject 7: setting role from \"nurse\" to \"parent\"…");
 }

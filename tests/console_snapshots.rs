@@ -11,6 +11,7 @@ use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, S
 use cutover::engine::ops::verify::{Check, CheckKind, Measure, VerifyReport};
 use cutover::engine::project::StepKind;
 use cutover::engine::protocol::StepState;
+use cutover::engine::protocol::views::RejectPage;
 use cutover::engine::protocol::{Counts, EngineEvent, Operation, Outcome, PlannedStep, Progress};
 use cutover::engine::store::lock::LockHolder;
 use ratatui::Terminal;
@@ -188,9 +189,9 @@ fn running() -> AppState {
     let mut m = migrations();
     m[1].state = StepState::Running;
     let mut sn = snap(m);
-    sn.rejects = running_rejects();
-    sn.open_rejects = sn.rejects.len() as u64;
-    let s = with_snapshot(s, sn);
+    sn.open_rejects = 42;
+    let mut s = with_snapshot(s, sn);
+    store_page(&mut s, running_rejects(), 42);
     show_logs(&[LOG_RUN, LOG_DATA]);
     s
 }
@@ -255,9 +256,10 @@ fn failed() -> AppState {
     m[1].error = Some("reading users after u4117: the source closed the connection".into());
     // The step ran with continue_on_error: its 42 rejects stay in the store.
     let mut sn = snap(m);
-    sn.rejects = running_rejects();
-    sn.open_rejects = sn.rejects.len() as u64;
-    with_snapshot(s, sn)
+    sn.open_rejects = 42;
+    let mut s = with_snapshot(s, sn);
+    store_page(&mut s, running_rejects(), 42);
+    s
 }
 
 fn reject(id: i64, step: &str, key: &str, field: &str, rule: &str, reason: &str) -> RejectSummary {
@@ -294,8 +296,8 @@ fn with_rejects() -> AppState {
     m[1].state = StepState::Applied;
     m[1].duration_ms = Some(12_400);
     m[1].counts = counts(10_000, 9_990, 7, 3);
-    let mut sn = snap(m);
-    sn.rejects = vec![
+    let sn = snap(m);
+    let rows = vec![
         reject(1, ACCOUNTS, "u17", "email", "email", "'bob@' is not an email address"),
         reject(
             2,
@@ -310,10 +312,25 @@ fn with_rejects() -> AppState {
             ..reject(3, ORDERS, "o88", "account_id", "lookup", "no account for user u9 yet")
         },
     ];
-    sn.open_rejects = 3;
     let mut s = with_snapshot(base(), sn);
+    store_page(&mut s, rows, 3);
     key(&mut s, KeyCode::Char('3'));
     s
+}
+
+/// The engine's answer to the console's last page request: these rows, the first page of
+/// `matching`, all of them open.
+fn store_page(s: &mut AppState, rows: Vec<RejectSummary>, matching: u64) {
+    let page = RejectPage {
+        seq: s.reject_page.seq,
+        filter: s.reject_filter.clone(),
+        offset: 0,
+        rows,
+        matching,
+        open: matching,
+        error: None,
+    };
+    ev(s, EngineEvent::RejectPage(page));
 }
 
 // ---- the log pane ---------------------------------------------------------------------------
@@ -486,7 +503,7 @@ fn running_step_mid_way() {
     // The rejects pane and the progress pane tell the same books.
     assert!(text.contains("rejected 42"), "the progress pane:\n{text}");
     assert!(
-        text.contains("[3] Rejects · 42 open · 42 shown"),
+        text.contains("[3] Rejects · showing 1–42 of 42 · 42 open"),
         "the rejects pane counts what progress counts:\n{text}"
     );
     assert!(!text.contains("No rejected rows"), "{text}");
@@ -510,7 +527,7 @@ fn failed_step() {
     // The migrations row, the rejects pane and the status tell one story.
     let row = text.lines().find(|l| l.contains(ACCOUNTS)).unwrap_or("");
     assert!(row.contains("failed") && row.contains(" 42 "), "{row}");
-    assert!(text.contains("[3] Rejects · 42 open · 42 shown"), "{text}");
+    assert!(text.contains("[3] Rejects · showing 1–42 of 42 · 42 open"), "{text}");
     assert!(
         text.contains("✗ accounts failed: reading users after u4117: the source closed the connection"),
         "{text}"
@@ -558,6 +575,12 @@ fn rejects_filtered_small() {
     let mut s = with_rejects();
     key(&mut s, KeyCode::Char('/'));
     chars(&mut s, "lookup");
+    // The engine answers with what the store's query matched.
+    let waiting = RejectSummary {
+        waits_for: Some("users u9".into()),
+        ..reject(3, ORDERS, "o88", "account_id", "lookup", "no account for user u9 yet")
+    };
+    store_page(&mut s, vec![waiting], 1);
     insta::assert_snapshot!("rejects_filtered_80x24", shot(&s, 80, 24));
 }
 
@@ -773,7 +796,7 @@ fn review_pane_all_shown_with_a_note() {
     let mut s = reviewing();
     key(&mut s, KeyCode::Char('v'));
     key(&mut s, KeyCode::Char('G'));
-    key(&mut s, KeyCode::Char('N'));
+    key(&mut s, KeyCode::Char('c'));
     chars(&mut s, "called the family");
     key(&mut s, KeyCode::Enter);
     insta::assert_snapshot!("review_all_80x24", shot(&s, 80, 24));
@@ -1194,4 +1217,152 @@ fn verify_help_overlay() {
             assert!(text.contains(needle), "{needle:?} at {w}x{h}:\n{text}");
         }
     }
+}
+
+// ---- the whole truth at every width (issue 11, items 1 and 6) ------------------------------
+
+const VISITS: &str = "20250101T090300";
+const GRANTS: &str = "20250101T090400";
+
+/// A 50k demo after its run: 7 383 rejects in the store, long step names, counts in the
+/// millions, and the rejects pane on its last page (keys of nine characters).
+fn last_page_of_many() -> AppState {
+    let mut m = migrations();
+    m[1].state = StepState::Applied;
+    m[1].duration_ms = Some(754_000);
+    m[1].counts = counts(1_241_950, 1_234_567, 0, 7_383);
+    m[2].state = StepState::Applied;
+    m[2].counts = counts(148, 0, 0, 148);
+    m.push(step(VISITS, "child_visits_and_guardians", StepKind::Data, "pending"));
+    m.push(step(GRANTS, "access_grants_for_clinicians", StepKind::Data, "pending"));
+    let mut s = with_snapshot(base(), snap(m));
+    key(&mut s, KeyCode::Char('3'));
+    key(&mut s, KeyCode::End);
+    let rows = (7351..=7383i64)
+        .map(|id| RejectSummary {
+            field: Some("dob".into()),
+            ..reject(
+                id,
+                VISITS,
+                &format!("u{id:08}"),
+                "dob",
+                "not_in_future",
+                "date of birth 2031-02-30 is in the future",
+            )
+        })
+        .collect();
+    let seq = s.reject_page.seq;
+    ev(
+        &mut s,
+        EngineEvent::RejectPage(RejectPage {
+            seq,
+            filter: String::new(),
+            offset: 7350,
+            rows,
+            matching: 7383,
+            open: 7383,
+            error: None,
+        }),
+    );
+    s
+}
+
+/// The migrations pane's counts, whole.
+fn assert_counts_whole(text: &str, size: &str) {
+    let row = text.lines().find(|l| l.contains(ACCOUNTS)).unwrap_or("");
+    assert!(
+        row.contains("1 234 567") && row.contains("7 383"),
+        "{size}: written and rejected whole: {row:?}\n{text}"
+    );
+    let row = text.lines().find(|l| l.contains(ORDERS)).unwrap_or("");
+    assert!(row.contains(" 148"), "{size}: {row:?}");
+}
+
+/// Every key and step name of the screen, whole or visibly shortened.
+fn assert_nothing_cut(text: &str, size: &str) {
+    // Every key listed is whole: nine characters, never eight.
+    for line in text.lines() {
+        if let Some(i) = line.find(" u0000") {
+            let key: String = line[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            assert_eq!(key.len(), 9, "{size}: a cut key {key:?} in {line:?}");
+        }
+    }
+    // A step name is whole or visibly shortened.
+    for name in ["child_visits_and_guardians", "access_grants_for_clinicians"] {
+        let cut = &name[..6];
+        for line in text.lines().filter(|l| l.contains(cut)) {
+            let shown: String = line[line.find(cut).unwrap_or(0)..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '│' && *c != '┃')
+                .collect();
+            assert!(
+                shown == name || shown.ends_with('…'),
+                "{size}: {shown:?} is a cut name without …"
+            );
+        }
+    }
+}
+
+#[test]
+fn rejects_pane_at_the_last_page_shows_whole_keys_and_counts() {
+    let s = last_page_of_many();
+    let wide = screen_text(&render(&s, 120, 40));
+    assert!(
+        wide.contains("[3] Rejects · showing 7 351–7 383 of 7 383 · 7 383 open"),
+        "{wide}"
+    );
+    assert!(wide.contains("u00007383"), "the selected (last) key whole:\n{wide}");
+    assert_nothing_cut(&wide, "120x40");
+    assert_counts_whole(&wide, "120x40");
+    assert!(
+        wide.contains("child_visits_and_guardians"),
+        "names get the width:\n{wide}"
+    );
+    insta::assert_snapshot!("rejects_last_page_120x40", shot(&s, 120, 40));
+
+    let small = screen_text(&render(&s, 80, 24));
+    assert!(small.contains("u00007383"), "the selected (last) key whole:\n{small}");
+    assert_nothing_cut(&small, "80x24");
+    insta::assert_snapshot!("rejects_last_page_80x24", shot(&s, 80, 24));
+    // At 80x24 one pane shows at a time: the migrations pane keeps its numbers too.
+    let mut s = s;
+    key(&mut s, KeyCode::Char('1'));
+    let small = screen_text(&render(&s, 80, 24));
+    assert_counts_whole(&small, "80x24");
+    assert_nothing_cut(&small, "80x24 migrations");
+    insta::assert_snapshot!("migrations_large_counts_80x24", shot(&s, 80, 24));
+}
+
+#[test]
+fn progress_numbers_are_never_cut_at_80x24() {
+    let mut s = running();
+    let mut progress = s
+        .run
+        .as_ref()
+        .and_then(|r| r.current.as_ref())
+        .map(|c| c.progress)
+        .unwrap_or_default();
+    progress.rows_done = 1_240_000;
+    progress.rows_total = 2_500_000;
+    progress.written = 1_234_567;
+    progress.rejected = 148;
+    progress.skipped = 5_285;
+    ev(
+        &mut s,
+        EngineEvent::Progress {
+            version: ACCOUNTS.into(),
+            progress,
+        },
+    );
+    key(&mut s, KeyCode::Char('2'));
+    for (w, h) in [(80, 24), (120, 40)] {
+        let text = screen_text(&render(&s, w, h));
+        for fact in ["written 1 234 567", "rejected 148", "skipped 5 285"] {
+            assert!(text.contains(fact), "{w}x{h}: {fact:?} whole:\n{text}");
+        }
+    }
+    insta::assert_snapshot!("progress_large_counts_80x24", shot(&s, 80, 24));
 }

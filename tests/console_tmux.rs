@@ -472,7 +472,7 @@ fn console_reviews_discrepancies_in_tmux() {
         step_line(s, SCHEMA).contains("next") || s.contains("CONSOLE-EXITED")
     });
     assert!(!s.contains("CONSOLE-EXITED"), "the console did not start:\n{s}");
-    tmux.keys(&["a"]);
+    tmux.keys(&["A"]);
     tmux.wait_for("the run-all confirmation", long, |s| {
         s.contains("Run all pending steps?")
     });
@@ -505,16 +505,26 @@ fn console_reviews_discrepancies_in_tmux() {
         "the next open discrepancy is selected:\n{s}"
     );
 
-    // U: asks, then takes the other side of that last decision.
+    // U: asks, then undoes that last decision: the old value is back and it is open again.
     tmux.keys(&["U"]);
     tmux.wait_for("the undo confirmation", long, |s| {
-        s.contains("Undo: take A for discrepancy 1?")
+        s.contains("Undo the decision on discrepancy 1?")
     });
     tmux.keys(&["y"]);
-    tmux.wait_for("take A applied", long, |s| {
-        s.contains("discrepancy 1: first_name = Ann (take_a)")
+    tmux.wait_for("the undo applied", long, |s| {
+        s.contains("discrepancy 1: take_b undone") && s.contains("3 open · 0 decided")
     });
     assert_eq!(first_name("p1"), "Ann");
+    assert_eq!(
+        target_sql(&p, "SELECT COUNT(*) FROM cutover_events WHERE event = 'review_undone'").trim(),
+        "1",
+        "the undo is audited"
+    );
+    // The undone one is selected again; a takes A and moves on to p2's.
+    tmux.keys(&["a"]);
+    tmux.wait_for("take A applied", long, |s| {
+        s.contains("discrepancy 1: first_name = Ann (take_a)") && s.contains("A · patients p2")
+    });
 
     // s on p2/c2: not the same person. The child becomes a person of its own and its other
     // discrepancy with p2 is void.

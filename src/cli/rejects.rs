@@ -82,6 +82,7 @@ pub async fn run(project: &Project, action: &RejectsAction, json_out: bool) -> R
                     rule: rule.clone(),
                     open_only: *open,
                     include_warnings: *warnings,
+                    ..Default::default()
                 },
             )
             .await?;
@@ -168,55 +169,22 @@ pub async fn run(project: &Project, action: &RejectsAction, json_out: bool) -> R
             }
         }
         RejectsAction::Export { csv: path, step } => {
-            let rows = RejectStore::list(
+            // Streamed from the store a chunk at a time: a million rejects never sit in memory.
+            let rows = crate::engine::ops::rejects::export_csv(
+                project,
                 &target,
                 &RejectFilter {
                     step: step.clone(),
                     include_warnings: true,
                     ..Default::default()
                 },
+                path,
             )
             .await?;
-            let mut w = csv::Writer::from_path(path).map_err(|e| eyre!("cannot write {}: {e}", path.display()))?;
-            w.write_record([
-                "id",
-                "step",
-                "source_table",
-                "source_key",
-                "level",
-                "state",
-                "rule",
-                "field",
-                "reason",
-                "waits_for",
-                "row_json",
-            ])?;
-            for r in &rows {
-                w.write_record([
-                    r.id.to_string(),
-                    r.step.clone(),
-                    r.source_table.clone(),
-                    r.source_key.clone(),
-                    r.level.clone(),
-                    r.state.clone(),
-                    r.rule.clone(),
-                    r.field.clone().unwrap_or_default(),
-                    r.reason.clone(),
-                    r.waits_for_table
-                        .as_ref()
-                        .map(|t| format!("{t} {}", r.waits_for_key.clone().unwrap_or_default()))
-                        .unwrap_or_default(),
-                    redacted_row(&r.row).to_string(),
-                ])?;
-            }
-            w.flush()?;
             if json_out {
-                println!(
-                    "{}",
-                    json!({"exported": rows.len(), "file": path.display().to_string()})
-                );
+                println!("{}", json!({"exported": rows, "file": path.display().to_string()}));
             } else {
-                println!("exported {} rows to {}", rows.len(), path.display());
+                println!("exported {rows} rows to {}", path.display());
             }
             exit::OK
         }

@@ -48,7 +48,8 @@ pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Cut to `width` characters with an ellipsis.
+/// Cut to `width` characters, ending with `…` when anything was cut: the one way the console
+/// shortens text. Only names and prose are shortened; keys and numbers get their width.
 pub fn truncate(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
         return s.to_string();
@@ -59,6 +60,31 @@ pub fn truncate(s: &str, width: usize) -> String {
     let mut out: String = s.chars().take(width - 1).collect();
     out.push('…');
     out
+}
+
+/// The widest of `texts` in characters, at least `min` (a column sized to its content).
+pub fn content_width<'a>(texts: impl IntoIterator<Item = &'a str>, min: usize) -> usize {
+    texts.into_iter().map(|t| t.chars().count()).fold(min, usize::max)
+}
+
+/// Pieces laid out in lines of `width` characters, `gap` apart, never splitting a piece: the
+/// ranges of `widths` that go on each line. A piece wider than a line gets a line of its own.
+pub fn flow(widths: &[usize], width: usize, gap: usize) -> Vec<std::ops::Range<usize>> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut used = 0;
+    for (i, w) in widths.iter().enumerate() {
+        if i > start && used + gap + w > width {
+            lines.push(start..i);
+            start = i;
+            used = 0;
+        }
+        used += if i > start { gap + w } else { *w };
+    }
+    if start < widths.len() {
+        lines.push(start..widths.len());
+    }
+    lines
 }
 
 /// A value that may be missing (SQL NULL): shown as "(none)", never as an empty string.
@@ -79,6 +105,16 @@ mod tests {
         assert_eq!(fmt_count(999), "999");
         assert_eq!(fmt_count(1000), "1 000");
         assert_eq!(fmt_count(1234567), "1 234 567");
+    }
+
+    #[test]
+    fn truncation_is_marked_and_flow_never_splits_a_piece() {
+        assert_eq!(truncate("child_visits", 9), "child_vi…");
+        assert_eq!(truncate("u00002000", 9), "u00002000");
+        assert_eq!(flow(&[11, 11, 12], 24, 2), vec![0..2, 2..3]);
+        assert_eq!(flow(&[11, 11, 12], 40, 2), vec![0..3]);
+        assert_eq!(flow(&[30, 5], 10, 2), vec![0..1, 1..2]);
+        assert_eq!(content_width(["ab", "abcd"], 3), 4);
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub enum Action {
     Down,
     Top,
     Bottom,
+    PageUp,
+    PageDown,
     Details,
     Refresh,
     RunNext,
@@ -87,6 +89,9 @@ pub enum Action {
     UndoDecision,
     ToggleShowAll,
     Verify,
+    /// A global write key a pane refuses, because a key of its own is one shift away (`A`
+    /// "run all" in the review pane, beside `a` "take A").
+    NotHere,
     Log(TuiWidgetEvent),
     Confirm,
     Cancel,
@@ -143,8 +148,10 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Global, Char('5'), A::Focus(Pane::Review), "review pane"),
     key(C::Global, Char('6'), A::Focus(Pane::Verify), "verify pane"),
     key(C::Global, Char('n'), A::RunNext, "run next pending step"),
-    key(C::Global, Char('a'), A::RunAll, "run all pending"),
+    // Shifted: a lower-case `a` takes side A in the review pane.
+    key(C::Global, Char('A'), A::RunAll, "run all pending"),
     key(C::Global, Char('p'), A::PauseResume, "pause / resume"),
+    key(C::Global, Char('x'), A::Abort, "abort (at batch end)"),
     // Read-only, so it works while another process holds the lock.
     key(C::Global, Char('V'), A::Verify, "verify the target"),
     ctrl(C::Global, Char('r'), A::Refresh, "refresh"),
@@ -159,26 +166,24 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Migrations, Enter, A::Details, "step details"),
     key(C::Migrations, Char('d'), A::DryRun, "dry-run step"),
     key(C::Migrations, Char('u'), A::Rollback, "roll back step"),
-    key(C::Migrations, Char('x'), A::Abort, "abort (at batch end)"),
-    key(C::Progress, Char('x'), A::Abort, "abort (at batch end)"),
     key(C::Progress, Enter, A::Details, "step details"),
     key(C::Rejects, Char('j'), A::Down, "select next row"),
     key(C::Rejects, Down, A::Down, "select next row"),
     key(C::Rejects, Char('k'), A::Up, "select previous row"),
     key(C::Rejects, Up, A::Up, "select previous row"),
-    key(C::Rejects, Char('g'), A::Top, "first row"),
-    key(C::Rejects, Home, A::Top, "first row"),
-    key(C::Rejects, Char('G'), A::Bottom, "last row"),
-    key(C::Rejects, End, A::Bottom, "last row"),
-    key(C::Rejects, Char('/'), A::Filter, "filter (step, rule)"),
+    key(C::Rejects, PageDown, A::PageDown, "next page"),
+    key(C::Rejects, PageUp, A::PageUp, "previous page"),
+    key(C::Rejects, Char('g'), A::Top, "first row of all"),
+    key(C::Rejects, Home, A::Top, "first row of all"),
+    key(C::Rejects, Char('G'), A::Bottom, "last row of all"),
+    key(C::Rejects, End, A::Bottom, "last row of all"),
+    key(C::Rejects, Char('/'), A::Filter, "filter (any text)"),
     key(C::Rejects, Esc, A::ClearFilter, "clear filter"),
     key(C::Rejects, Enter, A::Details, "row details"),
     key(C::Rejects, Char('e'), A::EditReject, "fix a field"),
     key(C::Rejects, Char('r'), A::RetryReject, "retry row"),
     key(C::Rejects, Char('R'), A::RetryStep, "retry its whole step"),
-    key(C::Rejects, Char('x'), A::Export, "export CSV"),
-    // `a` takes side A here, so "run all" is not reachable from this pane (only from the others);
-    // `n` and `p` keep their global meaning.
+    key(C::Rejects, Char('w'), A::Export, "write all matching to CSV"),
     key(C::Review, Char('j'), A::Down, "next discrepancy"),
     key(C::Review, Down, A::Down, "next discrepancy"),
     key(C::Review, Char('k'), A::Up, "previous discrepancy"),
@@ -191,8 +196,9 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Review, Char('b'), A::TakeB, "take B"),
     key(C::Review, Char('e'), A::DecideValue, "other value…"),
     key(C::Review, Char('s'), A::Split, "split (not the same)"),
-    key(C::Review, Char('N'), A::ReviewNote, "add a note"),
-    key(C::Review, Char('U'), A::UndoDecision, "undo a/b (other side)"),
+    key(C::Review, Char('c'), A::ReviewNote, "note for next decision"),
+    key(C::Review, Char('U'), A::UndoDecision, "undo the last decision"),
+    key(C::Review, Char('A'), A::NotHere, "run all: not here"),
     key(C::Review, Char('v'), A::ToggleShowAll, "show all / open only"),
     key(C::Review, Enter, A::Details, "discrepancy details"),
     key(C::Verify, Char('j'), A::Down, "next check"),
@@ -367,7 +373,11 @@ pub const FOCUS_HELP: &str = "focus pane by number";
 pub fn help_lines(context: Context) -> Vec<HelpLine> {
     let mut out: Vec<(Action, HelpLine)> = Vec::new();
     let mut digits: Vec<String> = Vec::new();
-    for b in KEYMAP.iter().filter(|b| b.context == context) {
+    // A refused key is shown as the global action marked ✗, not as a line of its own.
+    for b in KEYMAP
+        .iter()
+        .filter(|b| b.context == context && b.action != Action::NotHere)
+    {
         let label = key_label(b.code, b.modifiers);
         if let Action::Focus(_) = b.action {
             if digits.is_empty() {
@@ -438,9 +448,9 @@ pub fn shadowed(pane: Context, action: Action) -> bool {
 pub fn help_notes(context: Context) -> &'static [&'static str] {
     match context {
         Context::Review => &[
-            "U is no true undo: it decides this session's last a/b the other way;",
-            "a split or an entered value cannot be undone from the console.",
-            "A note (N) goes with the next decision. Here `a` takes A, not run all.",
+            "U undoes this session's last decision: the field gets back the value it",
+            "had before, the discrepancy is open again (audited). A split stays.",
+            "A note (c) goes with the next decision; re-deciding one asks first.",
         ],
         Context::Verify => &[
             "V runs the checks of `cutover verify`. They only read the databases, so",

@@ -11,7 +11,6 @@
 //! only through `Command`s and `EngineEvent`s, so the screen never waits on the database.
 
 pub mod eta;
-pub mod export;
 pub mod format;
 pub mod keymap;
 pub mod logging;
@@ -32,7 +31,6 @@ use color_eyre::eyre::{Result, WrapErr};
 use crossterm::event::{Event, EventStream};
 use futures::{FutureExt, StreamExt};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
@@ -56,14 +54,8 @@ pub async fn run(project: Arc<Project>) -> Result<i32> {
     let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal for the console")?;
     let _restore = RestoreOnDrop;
     let size = terminal.size().wrap_err("cannot read the terminal size")?;
-    dispatch(
-        &mut state,
-        &engine,
-        &log_state,
-        &project.config.dir,
-        Msg::Resize(size.width, size.height),
-    );
-    let result = event_loop(&mut terminal, &mut state, &mut engine, &log_state, &project.config.dir).await;
+    dispatch(&mut state, &engine, &log_state, Msg::Resize(size.width, size.height));
+    let result = event_loop(&mut terminal, &mut state, &mut engine, &log_state).await;
     tracing::info!("console closed");
     result.map(|()| 0)
 }
@@ -138,7 +130,6 @@ async fn event_loop(
     state: &mut AppState,
     engine: &mut EngineHandle,
     log_state: &TuiWidgetState,
-    project_dir: &Path,
 ) -> Result<()> {
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
@@ -174,14 +165,14 @@ async fn event_loop(
             ))),
         };
         if let Some(msg) = first {
-            dispatch(state, engine, log_state, project_dir, msg);
+            dispatch(state, engine, log_state, msg);
         }
         while let Ok(ev) = engine.events.try_recv() {
-            dispatch(state, engine, log_state, project_dir, Msg::Engine(ev));
+            dispatch(state, engine, log_state, Msg::Engine(ev));
         }
         while let Some(Some(Ok(ev))) = keys.next().now_or_never() {
             if let Some(msg) = terminal_msg(ev) {
-                dispatch(state, engine, log_state, project_dir, msg);
+                dispatch(state, engine, log_state, msg);
             }
         }
     }
@@ -196,7 +187,7 @@ fn terminal_msg(ev: Event) -> Option<Msg> {
 }
 
 /// One message through `update`, then its commands to the engine and its effects here.
-fn dispatch(state: &mut AppState, engine: &EngineHandle, log_state: &TuiWidgetState, project_dir: &Path, msg: Msg) {
+fn dispatch(state: &mut AppState, engine: &EngineHandle, log_state: &TuiWidgetState, msg: Msg) {
     if let Msg::Engine(crate::engine::protocol::EngineEvent::Verified(report)) = &msg {
         log_verified(report);
     }
@@ -207,23 +198,6 @@ fn dispatch(state: &mut AppState, engine: &EngineHandle, log_state: &TuiWidgetSt
     for effect in std::mem::take(&mut state.effects) {
         match effect {
             Effect::Log(ev) => log_state.transition(ev),
-            Effect::ExportRejects { rows, stamp } => {
-                let names: BTreeMap<String, String> = state
-                    .migrations
-                    .iter()
-                    .map(|m| (m.version.clone(), m.name.clone()))
-                    .collect();
-                let result = export::write_rejects_csv(project_dir, &stamp, &rows, &names)
-                    .map(|p| {
-                        tracing::info!(path = %p.display(), rows = rows.len(), "rejects exported");
-                        format!("{} ({} rows)", p.display(), rows.len())
-                    })
-                    .map_err(|e| format!("{e:#}"));
-                let commands = update(state, Msg::Exported(result));
-                for c in commands {
-                    send(state, engine, c);
-                }
-            }
         }
     }
 }

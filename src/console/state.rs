@@ -16,6 +16,13 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Most rows/s samples the throughput sparkline keeps (about a minute at 4 Hz progress).
 pub const RATE_HISTORY: usize = 240;
 
+/// Rows of the reject store the rejects pane holds at a time (one page).
+pub const REJECT_PAGE_ROWS: u64 = 50;
+
+/// The rejects pane reads its page again at most this often while rejects keep changing (a
+/// run rejecting thousands of rows must not flood the engine with reads).
+pub const REJECT_RELOAD_MS: i64 = 500;
+
 /// How long a quit waits for the running step to reach its batch boundary before leaving anyway.
 pub const QUIT_GRACE_SECS: i64 = 10;
 
@@ -27,15 +34,11 @@ pub enum Msg {
     /// The clock; injected so tests and snapshots are stable.
     Tick(DateTime<Utc>),
     Resize(u16, u16),
-    /// The console's own CSV export finished: the file written, or why not.
-    Exported(Result<String, String>),
 }
 
 /// Work the console does itself (not engine work, which goes out as `Command`s).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Write these rejects to `rejects-<stamp>.csv` in the project folder.
-    ExportRejects { rows: Vec<RejectSummary>, stamp: String },
     /// A key for the tui-logger widget, whose state lives outside `AppState`.
     Log(tui_logger::TuiWidgetEvent),
 }
@@ -51,16 +54,14 @@ pub enum Pane {
 }
 
 impl Pane {
-    /// Tab order, which is also the order on screen: the review and verify panes share the
-    /// rejects pane's place in the grid, so they come right after it (their digits, 5 and 6,
-    /// are simply the newest).
+    /// Tab order: the pane numbers, 1 to 6, so tab and the digits agree.
     pub const ALL: [Pane; 6] = [
         Pane::Migrations,
         Pane::Progress,
         Pane::Rejects,
+        Pane::Log,
         Pane::Review,
         Pane::Verify,
-        Pane::Log,
     ];
 
     /// The panes that take turns in the grid's middle place (the one focused last is shown).
@@ -111,6 +112,50 @@ impl Pane {
 
     pub fn prev(self) -> Pane {
         Pane::ALL[(self.position() + Pane::ALL.len() - 1) % Pane::ALL.len()]
+    }
+}
+
+/// Where the rejects pane's selection goes when the page asked for arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SelectOnLoad {
+    /// The same reject if it is still on the page, else the same row number.
+    #[default]
+    Keep,
+    First,
+    Last,
+}
+
+/// The rejects pane's window on the reject store: which page it shows, of how many, and the
+/// reads on their way. The rows themselves are `AppState::rejects`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RejectPaging {
+    /// Rows before the shown page among those matching `filter`.
+    pub offset: u64,
+    /// Rejects matching `filter` in the store, all pages.
+    pub matching: u64,
+    /// The filter the shown page was read with.
+    pub filter: String,
+    /// The last request sent; a page answering an older one is dropped.
+    pub seq: u64,
+    /// A request was sent and not answered yet.
+    pub in_flight: bool,
+    /// When the last request was sent (the console's clock).
+    pub requested_at: Option<DateTime<Utc>>,
+    /// Rejects changed since the page was asked for: read it again when the throttle allows.
+    pub stale: bool,
+    pub select: SelectOnLoad,
+    /// A page has arrived at least once.
+    pub loaded: bool,
+}
+
+impl RejectPaging {
+    /// 1-based numbers of the first and last row shown, for "showing 1201–1250 of 7383".
+    pub fn shown_range(&self, rows: usize) -> Option<(u64, u64)> {
+        (rows > 0).then(|| (self.offset + 1, self.offset + rows as u64))
+    }
+
+    pub fn has_next(&self, rows: usize) -> bool {
+        self.offset + (rows as u64) < self.matching
     }
 }
 
@@ -250,10 +295,14 @@ pub enum ConfirmAction {
     Split {
         id: i64,
     },
-    /// `U`: decide the session's last a/b decision the other way.
+    /// a, b or e on a discrepancy already decided: decide it again.
     Redecide {
         id: i64,
         decision: String,
+    },
+    /// `U`: undo the session's last decision (the value from before it comes back).
+    UndoDecision {
+        id: i64,
     },
 }
 
@@ -343,11 +392,16 @@ pub struct AppState {
     pub migrations: Vec<StepSummary>,
     pub step_info: BTreeMap<String, StepInfo>,
     pub selected_step: usize,
+    /// The page of the reject store the rejects pane shows (see `reject_page`).
     pub rejects: Vec<RejectSummary>,
+    pub reject_page: RejectPaging,
+    /// Open rejected rows in the whole store.
     pub open_rejects: u64,
+    /// Open rejected rows per step version.
+    pub open_rejects_by_step: BTreeMap<String, u64>,
     pub reject_filter: String,
     pub filter_editing: bool,
-    /// Index into the filtered rejects.
+    /// Index into the page's rows.
     pub selected_reject: usize,
     pub locked_by: Option<LockHolder>,
     /// The review queue, all states (the pane filters).
@@ -396,7 +450,9 @@ impl AppState {
             step_info: BTreeMap::new(),
             selected_step: 0,
             rejects: Vec::new(),
+            reject_page: RejectPaging::default(),
             open_rejects: 0,
+            open_rejects_by_step: BTreeMap::new(),
             reject_filter: String::new(),
             filter_editing: false,
             selected_reject: 0,
@@ -455,24 +511,14 @@ impl AppState {
         self.migrations.iter().filter(|m| is_runnable(m)).count()
     }
 
-    /// Rejects matching the filter: every word must appear in the step (version or name) or
-    /// the rule.
-    pub fn filtered_rejects(&self) -> Vec<&RejectSummary> {
-        let words: Vec<String> = self.reject_filter.split_whitespace().map(str::to_lowercase).collect();
-        self.rejects
-            .iter()
-            .filter(|r| {
-                if words.is_empty() {
-                    return true;
-                }
-                let hay = format!("{} {} {}", r.step, self.step_name(&r.step).unwrap_or(""), r.rule).to_lowercase();
-                words.iter().all(|w| hay.contains(w.as_str()))
-            })
-            .collect()
+    /// The rejects the pane shows: one page of those matching the filter (the engine applies
+    /// the filter to the whole store).
+    pub fn shown_rejects(&self) -> &[RejectSummary] {
+        &self.rejects
     }
 
     pub fn selected_reject(&self) -> Option<&RejectSummary> {
-        self.filtered_rejects().get(self.selected_reject).copied()
+        self.rejects.get(self.selected_reject)
     }
 
     /// The discrepancies the review pane lists: open ones, or all with `v`.

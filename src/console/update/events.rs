@@ -4,6 +4,7 @@
 
 use super::common::would_be;
 use super::navigation::clamp_selections;
+use super::rejects;
 use super::review;
 use super::rollback;
 use super::verify;
@@ -87,6 +88,8 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             if let Some(c) = current_mut(state, &version) {
                 c.last_reject = Some(format!("{source_key}: {rule} — {reason}"));
             }
+            // The rejects pane reads its page again (throttled: a run may reject thousands).
+            return rejects::reload(state);
         }
         EngineEvent::Flagged { version, .. } => {
             if let Some(c) = current_mut(state, &version) {
@@ -214,8 +217,8 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
                 state.window = Some(w);
             }
             state.migrations = s.migrations;
-            state.rejects = s.rejects;
             state.open_rejects = s.open_rejects;
+            state.open_rejects_by_step = s.open_rejects_by_step;
             state.locked_by = s.locked_by;
             state.discrepancies = s.discrepancies;
             // Answered decisions are in this snapshot (or were refused): no longer "on the way".
@@ -225,7 +228,11 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
                 state.selected_step = i;
             }
             clamp_selections(state);
+            // Rejects may have changed (a run, a fix, a retry): the shown page is read again.
+            return rejects::reload(state);
         }
+        EngineEvent::RejectPage(page) => rejects::on_page(state, page),
+        EngineEvent::RejectsExported { path, rows, error } => rejects::on_exported(state, path, rows, error),
         EngineEvent::RollbackPreview(p) => rollback::on_preview(state, p),
         EngineEvent::Unverified { message } => verify::on_unverified(state, &message),
         EngineEvent::Decided {

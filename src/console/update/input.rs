@@ -10,7 +10,7 @@ use crate::console::keymap::Action;
 use crate::console::state::{AppState, Dialog, StatusLevel};
 use crate::engine::protocol::Command;
 
-pub fn type_char(state: &mut AppState, c: char) {
+pub fn type_char(state: &mut AppState, c: char) -> Vec<Command> {
     // A "type it exactly" or "no such field" warning is about the previous attempt.
     if state.status.as_ref().is_some_and(|s| s.level == StatusLevel::Warn) && state.dialog.is_some() {
         state.status = None;
@@ -22,10 +22,11 @@ pub fn type_char(state: &mut AppState, c: char) {
         }
         None if state.filter_editing => {
             state.reject_filter.push(c);
-            state.selected_reject = 0;
+            return rejects::filter_changed(state);
         }
         _ => {}
     }
+    Vec::new()
 }
 
 pub fn on_action(state: &mut AppState, action: Action) -> Vec<Command> {
@@ -45,9 +46,8 @@ pub fn on_action(state: &mut AppState, action: Action) -> Vec<Command> {
                 ) => {
                     input.pop();
                 }
-                None if state.filter_editing => {
-                    state.reject_filter.pop();
-                    state.selected_reject = 0;
+                None if state.filter_editing && state.reject_filter.pop().is_some() => {
+                    return rejects::filter_changed(state);
                 }
                 _ => {}
             }
@@ -57,8 +57,7 @@ pub fn on_action(state: &mut AppState, action: Action) -> Vec<Command> {
             // Esc closes a dialog; with none open it leaves the filter and clears it.
             if state.dialog.take().is_none() && state.filter_editing {
                 state.filter_editing = false;
-                state.reject_filter.clear();
-                state.selected_reject = 0;
+                return rejects::clear_filter(state);
             }
             Vec::new()
         }

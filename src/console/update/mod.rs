@@ -17,7 +17,9 @@
 //! free of cycles.
 
 use crate::console::keymap::{self, Action, Context};
-use crate::console::state::{AppState, ConfirmAction, Dialog, Effect, Msg, QUIT_GRACE_SECS, QuitState, StatusLevel};
+use crate::console::state::{
+    AppState, ConfirmAction, Dialog, Effect, Msg, Pane, QUIT_GRACE_SECS, QuitState, StatusLevel,
+};
 use crate::engine::protocol::Command;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
@@ -46,18 +48,10 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Command> {
             {
                 state.quit = QuitState::Now;
             }
-            Vec::new()
+            rejects::on_tick(state)
         }
         Msg::Resize(w, h) => {
             state.size = (w, h);
-            Vec::new()
-        }
-        Msg::Exported(Ok(path)) => {
-            state.set_status(StatusLevel::Info, format!("rejects exported to {path}"));
-            Vec::new()
-        }
-        Msg::Exported(Err(e)) => {
-            state.set_status(StatusLevel::Error, format!("export failed: {e}"));
             Vec::new()
         }
     }
@@ -75,7 +69,7 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
             if let KeyCode::Char(c) = key.code
                 && !key.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
             {
-                input::type_char(state, c);
+                return input::type_char(state, c);
             }
             Vec::new()
         }
@@ -106,7 +100,14 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         Action::NextPane => navigation::set_focus(state, state.focus.next()),
         Action::PrevPane => navigation::set_focus(state, state.focus.prev()),
         Action::Focus(p) => navigation::set_focus(state, p),
-        Action::Up | Action::Down | Action::Top | Action::Bottom => navigation::move_selection(state, action),
+        Action::Up | Action::Down | Action::Top | Action::Bottom | Action::PageUp | Action::PageDown
+            if state.focus == Pane::Rejects =>
+        {
+            return rejects::move_selection(state, action);
+        }
+        Action::Up | Action::Down | Action::Top | Action::Bottom | Action::PageUp | Action::PageDown => {
+            navigation::move_selection(state, action)
+        }
         Action::Details => details::open(state),
         Action::Refresh => {
             state.set_status(StatusLevel::Info, "reading the target…");
@@ -119,11 +120,11 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         Action::DryRun => return run::dry_run(state),
         Action::Rollback => return rollback::ask(state),
         Action::Filter => rejects::start_filter(state),
-        Action::ClearFilter => rejects::clear_filter(state),
+        Action::ClearFilter => return rejects::clear_filter(state),
         Action::EditReject => rejects::ask_edit(state),
         Action::RetryReject => rejects::ask_retry(state, false),
         Action::RetryStep => rejects::ask_retry(state, true),
-        Action::Export => rejects::export(state),
+        Action::Export => return rejects::export(state),
         Action::TakeA => return review::decide_side(state, "a"),
         Action::TakeB => return review::decide_side(state, "b"),
         Action::DecideValue => review::ask_value(state),
@@ -132,6 +133,10 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         Action::UndoDecision => review::ask_undo(state),
         Action::ToggleShowAll => review::toggle_all(state),
         Action::Verify => return verify::request(state),
+        Action::NotHere => state.set_status(
+            StatusLevel::Info,
+            "A (run all) does not work in the review pane, where a takes side A; press 1 first",
+        ),
         Action::Log(event) => state.effects.push(Effect::Log(event)),
         Action::Confirm | Action::Cancel | Action::Submit | Action::Backspace | Action::Close => {}
     }
@@ -160,5 +165,6 @@ fn on_confirm(state: &mut AppState, action: Action) -> Vec<Command> {
         ConfirmAction::RetryStep { version } => rejects::confirmed_retry_step(state, version),
         ConfirmAction::Split { id } => review::confirmed_split(state, id),
         ConfirmAction::Redecide { id, decision } => review::confirmed_redecide(state, id, decision),
+        ConfirmAction::UndoDecision { id } => review::confirmed_undo(state, id),
     }
 }

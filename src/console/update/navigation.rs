@@ -88,10 +88,6 @@ fn stop_and_quit(state: &mut AppState) -> Vec<Command> {
 pub fn move_selection(state: &mut AppState, action: Action) {
     let (len, sel) = match state.focus {
         Pane::Migrations => (state.migrations.len(), &mut state.selected_step),
-        Pane::Rejects => {
-            let len = state.filtered_rejects().len();
-            (len, &mut state.selected_reject)
-        }
         Pane::Review => return review::move_selection(state, action),
         Pane::Verify => return verify::move_selection(state, action),
         _ => return,
@@ -103,7 +99,7 @@ pub fn move_selection(state: &mut AppState, action: Action) {
     *sel = match action {
         Action::Up => sel.saturating_sub(1),
         Action::Down => (*sel + 1).min(len - 1),
-        Action::Top => 0,
+        Action::Top | Action::PageUp => 0,
         _ => len - 1,
     };
 }
@@ -111,7 +107,7 @@ pub fn move_selection(state: &mut AppState, action: Action) {
 /// After the lists changed under them (a snapshot), keep every selection inside its list.
 pub fn clamp_selections(state: &mut AppState) {
     state.selected_step = state.selected_step.min(state.migrations.len().saturating_sub(1));
-    let n = state.filtered_rejects().len();
+    let n = state.rejects.len();
     state.selected_reject = state.selected_reject.min(n.saturating_sub(1));
     review::fix_selection(state);
 }

@@ -124,9 +124,36 @@ fn advance(state: &mut AppState, from: i64) -> bool {
 /// `a` / `b`.
 pub fn decide_side(state: &mut AppState, side: &str) -> Vec<Command> {
     match writable_selection(state) {
-        Some(d) => send(state, &d, side.to_string()),
+        Some(d) => decide_or_ask(state, &d, side.to_string()),
         None => Vec::new(),
     }
+}
+
+/// An open discrepancy is decided at once; a decided one asks first, saying what it was.
+fn decide_or_ask(state: &mut AppState, d: &Discrepancy, decision: String) -> Vec<Command> {
+    if d.state != "decided" {
+        return send(state, d, decision);
+    }
+    let mut lines = vec![
+        format!("#{} {} {} · {}", d.id, d.entity_table, d.entity_id, d.field),
+        format!(
+            "Decided {} ({}) by {} at {}.",
+            d.decision.as_deref().unwrap_or("?"),
+            show_value(&d.value_applied),
+            d.reviewer.as_deref().unwrap_or("?"),
+            d.decided_at.as_deref().unwrap_or("?")
+        ),
+        format!("This decides it again: {}.", describe(d, &decision)),
+    ];
+    if let Some(n) = &state.review_note {
+        lines.push(format!("note: {n}"));
+    }
+    state.dialog = Some(Dialog::Confirm {
+        action: ConfirmAction::Redecide { id: d.id, decision },
+        title: format!("Discrepancy {} is already decided. Decide again?", d.id),
+        lines,
+    });
+    Vec::new()
 }
 
 /// `e`.
@@ -149,7 +176,7 @@ pub fn submit_value(state: &mut AppState, id: i64, input: String) -> Vec<Command
         return Vec::new();
     }
     match writable(state, id) {
-        Some(d) => send(state, &d, format!("value={input}")),
+        Some(d) => decide_or_ask(state, &d, format!("value={input}")),
         None => Vec::new(),
     }
 }
@@ -223,7 +250,8 @@ pub fn keep_note(state: &mut AppState, input: String) {
     }
 }
 
-/// `U`: the engine has no undo, so this decides the session's last a/b the other way.
+/// `U`: undo this session's last decision, after a question: the engine puts back the value
+/// the field had before it and opens the discrepancy again (audited in the ledger).
 pub fn ask_undo(state: &mut AppState) {
     if refuse_if_running(state) || refuse_if_locked(state) {
         return;
@@ -232,43 +260,67 @@ pub fn ask_undo(state: &mut AppState) {
         state.set_status(StatusLevel::Info, "no decision to undo in this session");
         return;
     };
-    let (took, other, flipped) = match last.decision.as_str() {
-        "a" => ("A", "B", "b"),
-        "b" => ("B", "A", "a"),
-        _ => {
-            let text = format!(
-                "cannot undo a split/value (discrepancy {}: {}); U only turns a last a/b the other way",
-                last.id, last.decision
-            );
-            state.set_status(StatusLevel::Warn, text);
-            return;
-        }
-    };
-    let Some(d) = writable(state, last.id) else {
+    if last.decision == "split" {
+        let text = format!(
+            "discrepancy {} was split; a split cannot be undone from the console",
+            last.id
+        );
+        state.set_status(StatusLevel::Warn, text);
+        return;
+    }
+    if state.deciding.iter().any(|p| !p.answered && p.id == last.id) {
+        state.set_status(
+            StatusLevel::Info,
+            format!("discrepancy {} is still on its way; U once it is decided", last.id),
+        );
+        return;
+    }
+    let Some(d) = state.discrepancy(last.id).cloned() else {
+        state.set_status(
+            StatusLevel::Warn,
+            format!("discrepancy {} is no longer in the queue", last.id),
+        );
         return;
     };
-    let value = |side: &str| show_value(&d.values[usize::from(side == "B")]);
-    let mut lines = vec![
+    if d.state != "decided" {
+        state.set_status(
+            StatusLevel::Info,
+            format!("discrepancy {} is {}; nothing to undo", d.id, d.state),
+        );
+        return;
+    }
+    let lines = vec![
         format!("#{} {} {} · {}", d.id, d.entity_table, d.entity_id, d.field),
         format!(
-            "You took {took} ({}); this takes {other} ({}) instead.",
-            value(took),
-            value(other)
+            "Your decision {} set it to {}.",
+            d.decision.as_deref().unwrap_or(&last.decision),
+            show_value(&d.value_applied)
         ),
-        "There is no true undo: the other side's value is written and".into(),
-        "recorded as a new decision.".into(),
+        "Undo puts back the value from before the decision and opens the".into(),
+        "discrepancy again; the ledger records the undo.".into(),
     ];
-    if let Some(n) = &state.review_note {
-        lines.push(format!("note: {n}"));
-    }
     state.dialog = Some(Dialog::Confirm {
-        action: ConfirmAction::Redecide {
-            id: d.id,
-            decision: flipped.into(),
-        },
-        title: format!("Undo: take {other} for discrepancy {}?", d.id),
+        action: ConfirmAction::UndoDecision { id: d.id },
+        title: format!("Undo the decision on discrepancy {}?", d.id),
         lines,
     });
+}
+
+pub fn confirmed_undo(state: &mut AppState, id: i64) -> Vec<Command> {
+    if refuse_if_running(state) || refuse_if_locked(state) {
+        return Vec::new();
+    }
+    let previous = state.last_decision.take();
+    state.deciding.push(PendingDecision {
+        id,
+        decision: "undo".into(),
+        note: None,
+        answered: false,
+        previous,
+    });
+    state.selected_discrepancy = Some(id);
+    state.set_status(StatusLevel::Info, format!("discrepancy {id}: undoing the decision…"));
+    vec![Command::UndoDecision { id }]
 }
 
 pub fn confirmed_redecide(state: &mut AppState, id: i64, decision: String) -> Vec<Command> {
@@ -384,6 +436,11 @@ pub fn on_decided(state: &mut AppState, id: i64, applied: bool, message: &str) {
     state.selected_discrepancy = Some(p.id);
     if state.review_note.is_none() {
         state.review_note = p.note;
+    }
+    // A refused undo leaves the decision in place: it can still be undone.
+    if p.decision == "undo" {
+        state.last_decision = p.previous;
+        return;
     }
     let this = SessionDecision {
         id: p.id,

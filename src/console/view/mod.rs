@@ -308,6 +308,9 @@ impl ratatui::widgets::Widget for HintBar<'_> {
                     | Action::Down
                     | Action::Top
                     | Action::Bottom
+                    | Action::PageUp
+                    | Action::PageDown
+                    | Action::NotHere
                     | Action::Focus(_)
                     | Action::NextPane
                     | Action::PrevPane

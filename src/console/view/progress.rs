@@ -1,7 +1,7 @@
 //! The progress pane: the running step's gauge, rate, ETA, batches, books so far and a
 //! throughput sparkline; the whole run's gauge; and, when idle, the last result and what is next.
 
-use crate::console::format::{fmt_count, fmt_duration, fmt_rate, fmt_secs, truncate};
+use crate::console::format::{flow, fmt_count, fmt_duration, fmt_rate, fmt_secs, truncate};
 use crate::console::state::{AppState, CurrentStep, Pane, is_runnable};
 use crate::console::update::would_be;
 use crate::console::view::pane_block;
@@ -61,10 +61,43 @@ fn render_running(state: &AppState, c: &CurrentStep, area: Rect, buf: &mut Buffe
     ];
     title.extend(tags);
 
+    let left = p.rows_total.saturating_sub(p.rows_done);
+    let eta = if p.rows_per_sec > 0.0 {
+        format!("ETA {}", fmt_secs((left as f64 / p.rows_per_sec).ceil() as i64))
+    } else {
+        "ETA unknown".to_string()
+    };
+    // Each fact whole on one line: a line too narrow for the next fact moves it down,
+    // never cuts its number ("rejected 14" for 148).
+    let plain = theme.plain();
+    let facts_items: Vec<(String, ratatui::style::Style)> = vec![
+        (fmt_rate(p.rows_per_sec), plain),
+        (eta, plain),
+        (
+            format!("batch {}/{}", fmt_count(p.batches_done), fmt_count(p.batches_total)),
+            plain,
+        ),
+        (format!("elapsed {}", fmt_duration(p.elapsed_ms)), plain),
+        (format!("written {}", fmt_count(p.written)), plain),
+        (format!("skipped {}", fmt_count(p.skipped)), plain),
+        (
+            format!("rejected {}", fmt_count(p.rejected)),
+            if p.rejected > 0 { theme.warn() } else { plain },
+        ),
+        (format!("merged {}", fmt_count(p.merged)), plain),
+        (format!("warnings {}", fmt_count(p.warnings)), plain),
+        (format!("flags {}", fmt_count(c.flags)), plain),
+    ];
+    let fact_widths: Vec<usize> = facts_items.iter().map(|(t, _)| t.chars().count()).collect();
+    let fact_lines = flow(&fact_widths, area.width as usize, 3);
     let [title_area, gauge_area, facts_area, spark_area, plan_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
-        Constraint::Length(if c.kind == StepKind::Schema { 2 } else { 4 }),
+        Constraint::Length(if c.kind == StepKind::Schema {
+            2
+        } else {
+            fact_lines.len().max(4) as u16
+        }),
         Constraint::Min(0),
         Constraint::Length(1),
     ])
@@ -93,38 +126,19 @@ fn render_running(state: &AppState, c: &CurrentStep, area: Rect, buf: &mut Buffe
             .gauge_style(theme.gauge())
             .use_unicode(true)
             .render(gauge_area, buf);
-        let left = p.rows_total.saturating_sub(p.rows_done);
-        let eta = if p.rows_per_sec > 0.0 {
-            format!("ETA {}", fmt_secs((left as f64 / p.rows_per_sec).ceil() as i64))
-        } else {
-            "ETA unknown".to_string()
-        };
-        let facts = vec![
-            Line::from(format!("{}   {eta}", fmt_rate(p.rows_per_sec))),
-            Line::from(format!(
-                "batch {}/{}   elapsed {}",
-                fmt_count(p.batches_done),
-                fmt_count(p.batches_total),
-                fmt_duration(p.elapsed_ms)
-            )),
-            Line::from(vec![
-                Span::raw(format!(
-                    "written {}  skipped {}  ",
-                    fmt_count(p.written),
-                    fmt_count(p.skipped)
-                )),
-                Span::styled(
-                    format!("rejected {}", fmt_count(p.rejected)),
-                    if p.rejected > 0 { theme.warn() } else { theme.plain() },
-                ),
-            ]),
-            Line::from(format!(
-                "merged {}  warnings {}  flags {}",
-                fmt_count(p.merged),
-                fmt_count(p.warnings),
-                fmt_count(c.flags)
-            )),
-        ];
+        let facts: Vec<Line> = fact_lines
+            .into_iter()
+            .map(|range| {
+                let mut spans = Vec::new();
+                for (i, (text, style)) in facts_items[range.clone()].iter().enumerate() {
+                    if i > 0 {
+                        spans.push(Span::raw("   "));
+                    }
+                    spans.push(Span::styled(text.clone(), *style));
+                }
+                Line::from(spans)
+            })
+            .collect();
         Paragraph::new(facts).render(facts_area, buf);
     }
 

@@ -1,7 +1,7 @@
 //! The error inspector: rejected rows (filterable), the selected row's whole source row beside
 //! its reason, and what a waiting row waits for.
 
-use crate::console::format::truncate;
+use crate::console::format::{content_width, fmt_count, truncate};
 use crate::console::state::{AppState, Pane};
 use crate::console::view::pane_block;
 use crate::console::view::theme::Theme;
@@ -9,7 +9,9 @@ use crate::engine::ops::snapshot::RejectSummary;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, StatefulWidget, Table, TableState, Widget, Wrap};
+use ratatui::widgets::{
+    Block, Borders, Cell, HighlightSpacing, Paragraph, Row, StatefulWidget, Table, TableState, Widget, Wrap,
+};
 
 pub struct RejectsPane<'a> {
     pub state: &'a AppState,
@@ -20,8 +22,8 @@ impl Widget for RejectsPane<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let state = self.state;
         let theme = Theme::of(state);
-        let shown = state.filtered_rejects();
-        let extra = format!("{} open · {} shown", state.open_rejects, shown.len());
+        let shown = state.shown_rejects();
+        let extra = page_title(state);
         let block = pane_block(state, Pane::Rejects, self.focused, &extra);
         let inner = block.inner(area);
         block.render(area, buf);
@@ -31,7 +33,9 @@ impl Widget for RejectsPane<'_> {
         let [filter_area, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
         render_filter(state, filter_area, buf, theme);
         if shown.is_empty() {
-            let text = if state.rejects.is_empty() {
+            let text = if !state.reject_page.loaded {
+                "Reading the reject store…"
+            } else if state.reject_page.filter.trim().is_empty() {
                 "No rejected rows."
             } else {
                 "No rejected rows match the filter (esc clears it)."
@@ -39,11 +43,34 @@ impl Widget for RejectsPane<'_> {
             Paragraph::new(Line::styled(text, theme.dim())).render(body, buf);
             return;
         }
+        // Ids, keys and rules get their whole width; the step name takes what is left of a
+        // list sized to its content, and is the one shortened (with …) when room is short.
+        let id_w = content_width(
+            shown
+                .iter()
+                .map(|r| r.id.to_string())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+            2,
+        );
+        let key_w = content_width(shown.iter().map(|r| r.source_key.as_str()), 3);
+        let rule_w = content_width(shown.iter().map(|r| r.rule.as_str()), 4);
+        let names: Vec<&str> = shown
+            .iter()
+            .map(|r| state.step_name(&r.step).unwrap_or(&r.step))
+            .collect();
+        let name_w = content_width(names.iter().copied(), 4);
+        // highlight symbol, marker, four gaps
+        let fixed = 1 + 1 + id_w + key_w + rule_w + 4;
+        let list_w = (fixed + name_w).min(body.width as usize * 55 / 100).max(fixed + 4) as u16;
         let [list_area, detail_area] =
-            Layout::horizontal([Constraint::Percentage(46), Constraint::Percentage(54)]).areas(body);
+            Layout::horizontal([Constraint::Length(list_w.min(body.width)), Constraint::Min(0)]).areas(body);
+        let step_w = (list_area.width as usize).saturating_sub(fixed).max(1);
         let rows: Vec<Row> = shown
             .iter()
-            .map(|r| {
+            .zip(&names)
+            .map(|(r, name)| {
                 let marker = match (r.state.as_str(), r.waits_for.is_some()) {
                     ("open", true) => "⧗",
                     ("open", false) if r.level == "error" => "✗",
@@ -52,8 +79,8 @@ impl Widget for RejectsPane<'_> {
                 };
                 Row::new(vec![
                     Cell::from(marker),
-                    Cell::from(r.id.to_string()),
-                    Cell::from(state.step_name(&r.step).unwrap_or(&r.step).to_string()),
+                    Cell::from(Line::from(r.id.to_string()).right_aligned()),
+                    Cell::from(truncate(name, step_w)),
                     Cell::from(r.source_key.clone()),
                     Cell::from(r.rule.clone()),
                 ])
@@ -62,21 +89,40 @@ impl Widget for RejectsPane<'_> {
             .collect();
         let widths = [
             Constraint::Length(1),
-            Constraint::Length(5),
-            Constraint::Min(6),
-            Constraint::Length(8),
-            Constraint::Length(10),
+            Constraint::Length(id_w as u16),
+            Constraint::Length(step_w as u16),
+            Constraint::Length(key_w as u16),
+            Constraint::Length(rule_w as u16),
         ];
         let table = Table::new(rows, widths)
             .header(Row::new(["", "ID", "Step", "Key", "Rule"]).style(theme.bold()))
             .column_spacing(1)
             .highlight_symbol(">")
+            .highlight_spacing(HighlightSpacing::Always)
             .row_highlight_style(if self.focused { theme.selected() } else { theme.bold() });
         let mut ts = TableState::default().with_selected(Some(state.selected_reject));
         StatefulWidget::render(table, list_area, buf, &mut ts);
         if let Some(r) = shown.get(state.selected_reject) {
             render_detail(state, r, detail_area, buf, theme);
         }
+    }
+}
+
+/// The frame's title: where the page is among all the rejects the filter matches, and the
+/// store's open total ("showing 1 201–1 250 of 7 383 · 7 001 open").
+fn page_title(state: &AppState) -> String {
+    let p = &state.reject_page;
+    let open = format!("{} open", fmt_count(state.open_rejects));
+    let filtered = !p.filter.trim().is_empty();
+    match p.shown_range(state.rejects.len()) {
+        Some((first, last)) => format!(
+            "showing {}–{} of {}{} · {open}",
+            fmt_count(first),
+            fmt_count(last),
+            fmt_count(p.matching),
+            if filtered { " matching" } else { "" },
+        ),
+        None => open,
     }
 }
 
@@ -89,7 +135,7 @@ fn render_filter(state: &AppState, area: Rect, buf: &mut Buffer, theme: Theme) {
             Span::styled("  enter keeps · esc clears", theme.dim()),
         ])
     } else if state.reject_filter.is_empty() {
-        Line::styled("/ filters by step and rule", theme.dim())
+        Line::styled("/ filters by step, rule, key or text · pgup/pgdn pages", theme.dim())
     } else {
         Line::from(vec![
             Span::styled("filter: ", theme.dim()),

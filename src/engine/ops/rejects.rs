@@ -5,13 +5,17 @@ use crate::engine::data::pipeline::CompiledStep;
 use crate::engine::data::writer::TargetWriter;
 use crate::engine::db::{Db, Role};
 use crate::engine::ops::load_compiled;
+use crate::engine::ops::snapshot::RejectSummary;
 use crate::engine::project::Project;
 use crate::engine::protocol::Counts;
+use crate::engine::protocol::views::RejectPage;
+use crate::engine::protocol::{PageAt, RejectPageRequest};
 use crate::engine::store::ledger;
-use crate::engine::store::{self, REJECTS, RejectFilter, RejectStore};
+use crate::engine::store::{self, REJECTS, RejectFilter, RejectStore, RejectTextTerm};
 use crate::engine::value::Value;
-use color_eyre::eyre::{Result, eyre};
+use color_eyre::eyre::{Result, WrapErr, eyre};
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -220,4 +224,139 @@ pub async fn retry_rejects(project: &Project, id: Option<i64>, step: Option<&str
     lock.release().await?;
     target.close().await;
     rep
+}
+
+/// Rows a page of the console's rejects pane holds at most (a request asking for more gets
+/// this many).
+pub const MAX_PAGE: u64 = 500;
+
+/// Rows read from the store at a time while exporting: the file grows, memory does not.
+pub const EXPORT_CHUNK: u64 = 1000;
+
+/// The console's `/` filter as a store filter: rejected rows (errors, open and resolved), every
+/// word matched against the store's columns and against the names of the project's steps.
+pub fn text_filter(project: &Project, text: &str) -> RejectFilter {
+    RejectFilter {
+        text: text
+            .split_whitespace()
+            .map(|w| {
+                let word = w.to_lowercase();
+                RejectTextTerm {
+                    versions: project
+                        .steps
+                        .iter()
+                        .filter(|s| s.name.to_lowercase().contains(&word))
+                        .map(|s| s.version.clone())
+                        .collect(),
+                    word,
+                }
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// One page of the rejects matching the request's filter, with the true totals.
+pub async fn page(project: &Project, req: &RejectPageRequest) -> Result<RejectPage> {
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    let res = page_in(&target, project, req).await;
+    target.close().await;
+    res
+}
+
+async fn page_in(target: &Db, project: &Project, req: &RejectPageRequest) -> Result<RejectPage> {
+    let filter = text_filter(project, &req.filter);
+    let limit = req.limit.clamp(1, MAX_PAGE);
+    let matching = RejectStore::count(target, &filter).await?;
+    // Pages start at multiples of the page size, so "the last page" is the one `End` reaches
+    // by paging down too; an offset past the end shows the last page.
+    let last = matching.saturating_sub(1) / limit * limit;
+    let offset = match req.at {
+        PageAt::Offset(o) => (o / limit * limit).min(last),
+        PageAt::Last => last,
+    };
+    let rows = RejectStore::page(target, &filter, offset, limit).await?;
+    let open = RejectStore::count(
+        target,
+        &RejectFilter {
+            open_only: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(RejectPage {
+        seq: req.seq,
+        filter: req.filter.clone(),
+        offset,
+        rows: rows.iter().map(RejectSummary::from).collect(),
+        matching,
+        open,
+        error: None,
+    })
+}
+
+/// The CSV columns of an export (the CLI's and the console's).
+const CSV_HEADER: [&str; 12] = [
+    "id",
+    "step",
+    "source_table",
+    "source_key",
+    "step_name",
+    "level",
+    "state",
+    "rule",
+    "field",
+    "reason",
+    "waits_for",
+    "row_json",
+];
+
+/// Write every reject matching `filter` to `path` as CSV (secrets redacted), reading the store
+/// `EXPORT_CHUNK` rows at a time. Returns the rows written.
+pub async fn export_csv(project: &Project, target: &Db, filter: &RejectFilter, path: &Path) -> Result<u64> {
+    let mut w = csv::Writer::from_path(path).wrap_err_with(|| format!("cannot create {}", path.display()))?;
+    w.write_record(CSV_HEADER)?;
+    let mut written = 0u64;
+    let mut after = 0i64;
+    loop {
+        let chunk = RejectStore::chunk_after(target, filter, after, EXPORT_CHUNK).await?;
+        let Some(last) = chunk.last() else {
+            break;
+        };
+        after = last.id;
+        for r in &chunk {
+            let name = project.step(&r.step).map(|s| s.name.clone()).unwrap_or_default();
+            w.write_record([
+                r.id.to_string(),
+                r.step.clone(),
+                r.source_table.clone(),
+                r.source_key.clone(),
+                name,
+                r.level.clone(),
+                r.state.clone(),
+                r.rule.clone(),
+                r.field.clone().unwrap_or_default(),
+                r.reason.clone(),
+                r.waits_for_table
+                    .as_ref()
+                    .map(|t| format!("{t} {}", r.waits_for_key.clone().unwrap_or_default()))
+                    .unwrap_or_default(),
+                store::redacted_row(&r.row).to_string(),
+            ])?;
+        }
+        written += chunk.len() as u64;
+        w.flush().wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    }
+    w.flush().wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    Ok(written)
+}
+
+/// The console's export: the rejects its `/` filter matches, to `rejects-<stamp>.csv` in the
+/// project folder. Returns the path and the rows written.
+pub async fn export_filtered(project: &Project, filter: &str, stamp: &str) -> Result<(PathBuf, u64)> {
+    let path = project.config.dir.join(format!("rejects-{stamp}.csv"));
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    let res = export_csv(project, &target, &text_filter(project, filter), &path).await;
+    target.close().await;
+    res.map(|n| (path, n))
 }

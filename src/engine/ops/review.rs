@@ -205,6 +205,111 @@ async fn decide_locked(
     Ok(summary)
 }
 
+/// Undo the decision of a decided discrepancy: the field gets back the value it had before the
+/// decision, the discrepancy is open again, and the ledger records it. A split is not undone
+/// here, and a field changed since the decision is left alone (nothing is undone).
+pub async fn undo(project: &Project, id: i64) -> Result<String> {
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    store::ensure(&target).await?;
+    let lock = crate::engine::store::lock::RunLock::acquire(
+        &target,
+        "review undo",
+        std::time::Duration::from_secs(project.config.defaults.lock_stale_after_secs),
+    )
+    .await
+    .map_err(|e| eyre!("{e}"))?;
+    let res = undo_locked(project, &target, id).await;
+    lock.release().await?;
+    target.close().await;
+    res
+}
+
+async fn undo_locked(project: &Project, target: &Db, id: i64) -> Result<String> {
+    let mut tx = target.begin().await?;
+    let d = get(&mut tx, id)
+        .await?
+        .ok_or_else(|| eyre!("no discrepancy with id {id} (see `cutover review list`)"))?;
+    let decision = d.decision.clone().unwrap_or_default();
+    if d.state != "decided" {
+        return Err(eyre!("discrepancy {id} is {}; there is no decision to undo", d.state));
+    }
+    if decision == "split" {
+        return Err(eyre!("discrepancy {id} was split; a split cannot be undone here"));
+    }
+    let before = tx
+        .fetch_optional(
+            &format!("SELECT value_before FROM {DISCREPANCIES} WHERE id = $1"),
+            &[Value::Int(id)],
+        )
+        .await?
+        .and_then(|r| r.into_iter().next())
+        .and_then(|v| v.to_text());
+    let step = project
+        .step(&d.step)
+        .ok_or_else(|| eyre!("discrepancy {id} belongs to step {} whose folder is gone", d.step))?;
+    let m = MergeStep::load(step)?;
+    let writer = TargetWriter::new_in(&mut tx, &m.file.target.table, &m.a.target_columns).await?;
+    let id_col = m.file.id_map.column.clone();
+    let now = tx
+        .fetch_optional(
+            &format!(
+                "SELECT {} FROM {} WHERE {} = {}",
+                ident(&d.field),
+                ident(&m.file.target.table),
+                ident(&id_col),
+                writer.param(1, &id_col)
+            ),
+            &[Value::Text(d.entity_id.clone())],
+        )
+        .await?
+        .and_then(|r| r.into_iter().next())
+        .and_then(|v| v.to_text());
+    if now != d.value_applied {
+        return Err(eyre!(
+            "{} of {} {} changed after the decision; nothing undone (decide it again instead)",
+            d.field,
+            d.entity_table,
+            d.entity_id
+        ));
+    }
+    tx.execute(
+        &format!(
+            "UPDATE {} SET {} = {} WHERE {} = {}",
+            ident(&m.file.target.table),
+            ident(&d.field),
+            writer.param(1, &d.field),
+            ident(&id_col),
+            writer.param(2, &id_col)
+        ),
+        &[
+            before.clone().map(Value::Text).unwrap_or(Value::Null),
+            Value::Text(d.entity_id.clone()),
+        ],
+    )
+    .await?;
+    tx.execute(
+        &format!("UPDATE {DISCREPANCIES} SET state = 'open', decision = NULL, value_applied = NULL, value_before = NULL, reviewer = NULL, decided_at = NULL WHERE id = $1"),
+        &[Value::Int(id)],
+    )
+    .await?;
+    refresh_flag(&mut tx, &m, &writer, &d.entity_id).await?;
+    // Like a decision's entry: who and what, not the patient's values.
+    ledger::append_event(
+        &mut tx,
+        None,
+        Some(&d.step),
+        "review_undone",
+        &serde_json::json!({"discrepancy": id, "entity": d.entity_id, "field": d.field, "undone": decision, "decided_by": d.reviewer, "decided_at": d.decided_at}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(format!(
+        "discrepancy {id}: {decision} undone; {} is back to {} and the discrepancy is open",
+        d.field,
+        before.as_deref().unwrap_or("NULL")
+    ))
+}
+
 async fn mark_decided(
     tx: &mut DbTx,
     id: i64,

@@ -1,6 +1,6 @@
 //! Read-side answers the console asks the engine for: the state of every step and the reject
-//! store (`Snapshot`), and what a rollback would undo (`RollbackPreview`). Also the reject
-//! fix shared by the CLI and the console.
+//! store's totals (`Snapshot`; the rejects themselves come a page at a time, see
+//! `ops::rejects::page`).
 
 use crate::engine::db::{Db, Role};
 use crate::engine::plan::{StepState, compute_status};
@@ -11,9 +11,6 @@ use crate::engine::store::lock;
 use crate::engine::store::{RejectFilter, RejectRecord, RejectStore, redacted_row};
 use color_eyre::eyre::Result;
 use std::time::Duration;
-
-/// Most rejects a snapshot carries; the CLI's `rejects list` has them all.
-pub const SNAPSHOT_REJECTS: usize = 2000;
 
 impl From<&RejectRecord> for RejectSummary {
     fn from(r: &RejectRecord) -> Self {
@@ -61,14 +58,15 @@ pub async fn snapshot(project: &Project) -> Result<Snapshot> {
         Duration::from_secs(project.config.defaults.lock_stale_after_secs),
     )
     .await?;
-    let rejects = RejectStore::list(
+    let open_rejects = RejectStore::count(
         &target,
         &RejectFilter {
-            open_only: false,
+            open_only: true,
             ..Default::default()
         },
     )
     .await?;
+    let open_rejects_by_step = RejectStore::open_by_step(&target).await?;
     let discrepancies = crate::engine::ops::review::list(&target, false).await?;
     target.close().await;
     Ok(Snapshot {
@@ -92,14 +90,8 @@ pub async fn snapshot(project: &Project) -> Result<Snapshot> {
                 failing_statement: s.ledger.as_ref().and_then(|l| l.failing_statement.clone()),
             })
             .collect(),
-        open_rejects: rejects.iter().filter(|r| r.state == "open").count() as u64,
-        rejects: rejects
-            .iter()
-            .rev()
-            .take(SNAPSHOT_REJECTS)
-            .rev()
-            .map(RejectSummary::from)
-            .collect(),
+        open_rejects,
+        open_rejects_by_step,
         locked_by,
         discrepancies,
     })

@@ -56,6 +56,11 @@ pub enum Command {
         decision: String,
         note: Option<String>,
     },
+    /// Undo a discrepancy's decision: restore the value from before it, open it again
+    /// (answered by `Decided` with decision `undo`).
+    UndoDecision {
+        id: i64,
+    },
     Rollback {
         target: DownTarget,
         dry_run: bool,
@@ -68,6 +73,34 @@ pub enum Command {
     },
     /// Check the target against the source (`Verified`).
     Verify,
+    /// One page of the reject store, the filter applied by the store (`RejectPage`).
+    LoadRejects(RejectPageRequest),
+    /// Write every reject matching `filter` to `rejects-<stamp>.csv` in the project folder,
+    /// read from the store a chunk at a time (`RejectsExported`).
+    ExportRejects {
+        filter: String,
+        stamp: String,
+    },
+}
+
+/// Which page of the rejects: the one starting at a row, or the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageAt {
+    Offset(u64),
+    Last,
+}
+
+/// A page of rejected rows (errors, open and resolved, oldest first) matching a filter: every
+/// word of `filter` must appear in the step (version or name), rule, source table, key, field
+/// or reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectPageRequest {
+    /// Echoed in the answer, so a late page of an older request is recognised.
+    pub seq: u64,
+    pub filter: String,
+    pub at: PageAt,
+    pub limit: u64,
 }
 
 /// Which way a run goes.
@@ -330,6 +363,14 @@ pub enum EngineEvent {
     /// The state of every step and the reject store, after `Refresh` and after every run.
     Snapshot(Box<views::Snapshot>),
     RollbackPreview(views::RollbackPreview),
+    /// Answer to `LoadRejects`.
+    RejectPage(views::RejectPage),
+    /// Answer to `ExportRejects`: the file and the rows written, or why not.
+    RejectsExported {
+        path: String,
+        rows: u64,
+        error: Option<String>,
+    },
     /// The result of `Verify`: the same checks `cutover verify` prints.
     Verified(report::VerifyReport),
     /// `Verify` could not run (a broken verify.toml, an unreachable database).

@@ -45,8 +45,11 @@ pub struct Snapshot {
     pub window_start: Option<String>,
     pub window_end: Option<String>,
     pub migrations: Vec<StepSummary>,
-    pub rejects: Vec<RejectSummary>,
+    /// Open rejected rows in the store (the rows themselves come a page at a time).
     pub open_rejects: u64,
+    /// Open rejected rows per step version.
+    #[serde(default)]
+    pub open_rejects_by_step: std::collections::BTreeMap<String, u64>,
     pub locked_by: Option<LockHolder>,
     /// The review queue (all states; the console filters).
     #[serde(default)]
@@ -103,4 +106,20 @@ pub struct Discrepancy {
     pub reviewer: Option<String>,
     pub decided_at: Option<String>,
     pub note: Option<String>,
+}
+
+/// One page of the reject store (the answer to `LoadRejects`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RejectPage {
+    pub seq: u64,
+    pub filter: String,
+    /// Rows before this page among those matching the filter.
+    pub offset: u64,
+    pub rows: Vec<RejectSummary>,
+    /// Rejects matching the filter, all pages.
+    pub matching: u64,
+    /// Open rejected rows in the whole store.
+    pub open: u64,
+    /// Why the page could not be read.
+    pub error: Option<String>,
 }

@@ -194,6 +194,60 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                         spawn_snapshot(p, tx);
                     });
                 }
+                Command::UndoDecision { id } => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let (applied, message) = match crate::engine::ops::review::undo(&p, id).await {
+                            Ok(m) => (true, m),
+                            Err(e) => (false, format!("discrepancy {id}: {e:#}")),
+                        };
+                        let _ = tx
+                            .send(EngineEvent::Decided {
+                                id,
+                                decision: "undo".into(),
+                                applied,
+                                message,
+                            })
+                            .await;
+                        spawn_snapshot(p, tx);
+                    });
+                }
+                Command::LoadRejects(req) => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let page = match crate::engine::ops::rejects::page(&p, &req).await {
+                            Ok(page) => page,
+                            Err(e) => crate::engine::protocol::views::RejectPage {
+                                seq: req.seq,
+                                filter: req.filter.clone(),
+                                error: Some(format!("cannot read the rejects: {e:#}")),
+                                ..Default::default()
+                            },
+                        };
+                        let _ = tx.send(EngineEvent::RejectPage(page)).await;
+                    });
+                }
+                Command::ExportRejects { filter, stamp } => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let ev = match crate::engine::ops::rejects::export_filtered(&p, &filter, &stamp).await {
+                            Ok((path, rows)) => {
+                                tracing::info!(path = %path.display(), rows, "rejects exported");
+                                EngineEvent::RejectsExported {
+                                    path: path.display().to_string(),
+                                    rows,
+                                    error: None,
+                                }
+                            }
+                            Err(e) => EngineEvent::RejectsExported {
+                                path: String::new(),
+                                rows: 0,
+                                error: Some(format!("{e:#}")),
+                            },
+                        };
+                        let _ = tx.send(ev).await;
+                    });
+                }
             }
         }
     });

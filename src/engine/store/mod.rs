@@ -300,6 +300,72 @@ pub struct RejectFilter {
     pub rule: Option<String>,
     pub open_only: bool,
     pub include_warnings: bool,
+    /// The console's `/` filter: every term must match (case-insensitive).
+    pub text: Vec<RejectTextTerm>,
+}
+
+/// One word of a text filter: it matches a reject whose version, rule, source table, source
+/// key, field or reason contains it, or whose step is one of `versions` (the steps whose
+/// name contains the word; names live in the project, not in the store).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RejectTextTerm {
+    pub word: String,
+    pub versions: Vec<String>,
+}
+
+/// `word` as a LIKE pattern that matches it anywhere, its own `%` and `_` taken literally
+/// (escaped with `!`, which needs no quoting in any dialect's string literals).
+fn like_anywhere(word: &str) -> String {
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('%');
+    for c in word.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '!') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+impl RejectFilter {
+    /// The WHERE clause (starting with `WHERE`) and its parameters.
+    fn where_clause(&self) -> (String, Vec<Value>) {
+        let mut sql = String::from("WHERE 1 = 1");
+        let mut params = Vec::new();
+        if let Some(s) = &self.step {
+            params.push(Value::Text(s.clone()));
+            sql.push_str(&format!(" AND version = ${}", params.len()));
+        }
+        if let Some(r) = &self.rule {
+            params.push(Value::Text(r.clone()));
+            sql.push_str(&format!(" AND rule = ${}", params.len()));
+        }
+        if !self.include_warnings {
+            sql.push_str(" AND level = 'error'");
+        }
+        if self.open_only {
+            sql.push_str(" AND state IN ('open', 'noted')");
+        }
+        for term in &self.text {
+            params.push(Value::Text(like_anywhere(&term.word)));
+            let n = params.len();
+            let mut any: Vec<String> = ["version", "rule", "source_table", "source_key", "field", "reason"]
+                .iter()
+                .map(|c| format!("LOWER({c}) LIKE ${n} ESCAPE '!'"))
+                .collect();
+            if !term.versions.is_empty() {
+                let mut list = Vec::new();
+                for v in &term.versions {
+                    params.push(Value::Text(v.clone()));
+                    list.push(format!("${}", params.len()));
+                }
+                any.push(format!("version IN ({})", list.join(", ")));
+            }
+            sql.push_str(&format!(" AND ({})", any.join(" OR ")));
+        }
+        (sql, params)
+    }
 }
 
 impl RejectStore {
@@ -356,23 +422,8 @@ impl RejectStore {
         if !db.table_exists(REJECTS).await? {
             return Ok(Vec::new());
         }
-        let mut sql = format!("SELECT {REJECT_COLUMNS} FROM {REJECTS} WHERE 1 = 1");
-        let mut params = Vec::new();
-        if let Some(s) = &f.step {
-            params.push(Value::Text(s.clone()));
-            sql.push_str(&format!(" AND version = ${}", params.len()));
-        }
-        if let Some(r) = &f.rule {
-            params.push(Value::Text(r.clone()));
-            sql.push_str(&format!(" AND rule = ${}", params.len()));
-        }
-        if !f.include_warnings {
-            sql.push_str(" AND level = 'error'");
-        }
-        if f.open_only {
-            sql.push_str(" AND state IN ('open', 'noted')");
-        }
-        sql.push_str(" ORDER BY id");
+        let (filter, params) = f.where_clause();
+        let sql = format!("SELECT {REJECT_COLUMNS} FROM {REJECTS} {filter} ORDER BY id");
         Ok(db
             .fetch_all(&sql, &params)
             .await?
@@ -380,6 +431,83 @@ impl RejectStore {
             .iter()
             .map(|r| reject_from(r))
             .collect())
+    }
+
+    /// How many rejects match the filter.
+    pub async fn count(db: &Db, f: &RejectFilter) -> Result<u64> {
+        if !db.table_exists(REJECTS).await? {
+            return Ok(0);
+        }
+        let (filter, params) = f.where_clause();
+        let rows = db
+            .fetch_all(&format!("SELECT COUNT(*) FROM {REJECTS} {filter}"), &params)
+            .await?;
+        Ok(match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Int(n)) => (*n).max(0) as u64,
+            _ => 0,
+        })
+    }
+
+    /// One page of the rejects matching the filter, oldest first: `limit` rows after the
+    /// first `offset`.
+    pub async fn page(db: &Db, f: &RejectFilter, offset: u64, limit: u64) -> Result<Vec<RejectRecord>> {
+        if !db.table_exists(REJECTS).await? {
+            return Ok(Vec::new());
+        }
+        let (filter, params) = f.where_clause();
+        // Numbers, not user text: written into the statement (MySQL takes no LIMIT parameter
+        // of every type).
+        let sql = format!("SELECT {REJECT_COLUMNS} FROM {REJECTS} {filter} ORDER BY id LIMIT {limit} OFFSET {offset}");
+        Ok(db
+            .fetch_all(&sql, &params)
+            .await?
+            .rows
+            .iter()
+            .map(|r| reject_from(r))
+            .collect())
+    }
+
+    /// The next `limit` rejects matching the filter with an id above `after_id`, oldest first:
+    /// keyset paging, for reading all of them a chunk at a time.
+    pub async fn chunk_after(db: &Db, f: &RejectFilter, after_id: i64, limit: u64) -> Result<Vec<RejectRecord>> {
+        if !db.table_exists(REJECTS).await? {
+            return Ok(Vec::new());
+        }
+        let (filter, mut params) = f.where_clause();
+        params.push(Value::Int(after_id));
+        let sql = format!(
+            "SELECT {REJECT_COLUMNS} FROM {REJECTS} {filter} AND id > ${} ORDER BY id LIMIT {limit}",
+            params.len()
+        );
+        Ok(db
+            .fetch_all(&sql, &params)
+            .await?
+            .rows
+            .iter()
+            .map(|r| reject_from(r))
+            .collect())
+    }
+
+    /// Open rejected rows (errors, not warnings) per step version.
+    pub async fn open_by_step(db: &Db) -> Result<std::collections::BTreeMap<String, u64>> {
+        let mut out = std::collections::BTreeMap::new();
+        if !db.table_exists(REJECTS).await? {
+            return Ok(out);
+        }
+        let rows = db
+            .fetch_all(
+                &format!(
+                    "SELECT version, COUNT(*) FROM {REJECTS} WHERE level = 'error' AND state = 'open' GROUP BY version"
+                ),
+                &[],
+            )
+            .await?;
+        for r in rows.rows {
+            if let (Some(v), Some(Value::Int(n))) = (r.first().and_then(|v| v.to_text()), r.get(1)) {
+                out.insert(v, (*n).max(0) as u64);
+            }
+        }
+        Ok(out)
     }
 
     pub async fn get(tx: &mut DbTx, id: i64) -> Result<Option<RejectRecord>> {
