@@ -121,7 +121,15 @@ fn assert_books(p: &TestProject, version: &str, source_rows: i64, target_table: 
 //    step named, keeps the two committed batches, and is never reported as applied.
 fn reader_error_fails_the_step(b: Backend) {
     let p = TestProject::new(b);
-    source_rows(&p, "t", 5000);
+    // A query source is read as one ordered stream; with the key as the table's primary key
+    // SQLite produces rows in key order without sorting first, so the failing row is reached
+    // mid-stream, after two batches were handed out (a query that must sort fails before its
+    // first row, which `query_that_must_sort_fails_before_writing` below covers).
+    p.source_sql(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 5000)
+         INSERT INTO t SELECT i, 'item ' || i, i FROM s;",
+    );
     p.schema_step(SCHEMA, &items_schema(b), "DROP TABLE items;");
     // abs(i64::MIN) raises "integer overflow" in SQLite when that row is computed.
     let q = "query = \"SELECT id, name, CASE WHEN id = 2500 THEN abs(-9223372036854775807 - 1) ELSE qty END AS qty FROM t\"";
@@ -140,6 +148,28 @@ fn reader_error_fails_the_step(b: Backend) {
     assert_ne!(v.status.code(), Some(0), "{}", stdout(&v));
 }
 both!(reader_error_fails_the_step);
+
+// 1b. A query source that must be sorted before its first row (no index on the key) is
+//     computed once; its failure comes before any row, and nothing is written or applied.
+fn query_that_must_sort_fails_before_writing(b: Backend) {
+    let p = TestProject::new(b);
+    source_rows(&p, "t", 5000);
+    p.schema_step(SCHEMA, &items_schema(b), "DROP TABLE items;");
+    let q = "query = \"SELECT id, name, CASE WHEN id = 2500 THEN abs(-9223372036854775807 - 1) ELSE qty END AS qty FROM t\"";
+    p.data_step(ITEMS, &items_step(q, "\"id\"", ""));
+    let o = p.run(&["up"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("reading the source") && err.contains("integer overflow"),
+        "{err}"
+    );
+    let m = ledger_counts(&p, ITEMS);
+    assert_eq!(m["state"], "failed", "{m}");
+    assert_eq!(count_of(&m, "written"), p.count("items"), "{m}");
+    assert_eq!(p.count("items"), 0);
+}
+both!(query_that_must_sort_fails_before_writing);
 
 // 2. A key that is not unique, or NULL, refuses the run before anything is written (exit 4),
 //    naming the step, the key and an offending value.

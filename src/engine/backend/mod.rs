@@ -622,6 +622,73 @@ macro_rules! fetch_rows {
     }};
 }
 
+/// Pages of a streamed query: `Ok(Some(rows))`, then `Ok(None)` at the end.
+pub type PageStream = tokio::sync::mpsc::Receiver<Result<Option<Rows>>>;
+
+/// A stream's end: `Ok(true)` when every row was sent and the transaction ended cleanly,
+/// `Ok(false)` when the receiver went away (nothing more to say).
+fn finish_stream<T>(sent: Result<bool, sqlx::Error>, rolled_back: Result<T, sqlx::Error>) -> Result<bool, sqlx::Error> {
+    let all = sent?;
+    rolled_back?;
+    Ok(all)
+}
+
+/// Send a query's decoded rows as pages of `$page_rows` (see [`Db::stream_pages`]); evaluates
+/// to `Ok(true)` when the query's rows are all sent, `Ok(false)` when the receiver is gone.
+macro_rules! send_pages {
+    ($query:expr, $exec:expr, $decode:expr, $out:expr, $page_rows:expr) => {{
+        use futures::TryStreamExt;
+        use sqlx::{Column, Row, TypeInfo};
+        let mut page = Rows::default();
+        let mut stream = $query.fetch($exec);
+        let mut result: Result<bool, sqlx::Error> = Ok(true);
+        loop {
+            let row = match stream.try_next().await {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            if page.columns.is_empty() {
+                page.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+                page.types = row.columns().iter().map(|c| c.type_info().name().to_string()).collect();
+            }
+            let mut issues = Vec::new();
+            match $decode(&row, &mut issues) {
+                Ok(vals) => {
+                    let n = page.rows.len();
+                    page.issues.extend(issues.into_iter().map(|i| (n, i)));
+                    page.rows.push(vals);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if page.rows.len() >= $page_rows {
+                let next = Rows {
+                    columns: page.columns.clone(),
+                    types: page.types.clone(),
+                    rows: Vec::with_capacity($page_rows),
+                    issues: Vec::new(),
+                };
+                let full = std::mem::replace(&mut page, next);
+                if $out.send(Ok(Some(full))).await.is_err() {
+                    result = Ok(false);
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        if matches!(result, Ok(true)) && !page.rows.is_empty() && $out.send(Ok(Some(page))).await.is_err() {
+            result = Ok(false);
+        }
+        result
+    }};
+}
+
 /// Stream a query's rows inside a transaction that is rolled back (see [`Db::for_each_row`]).
 macro_rules! stream_rows {
     ($tx:expr, $sql:expr, $f:expr, $decode:expr) => {{
@@ -655,6 +722,64 @@ macro_rules! stream_rows {
     }};
 }
 pub(crate) use stream_rows;
+
+impl Db {
+    /// Stream a query's rows in pages of `page_rows` through a bounded channel, from a task of
+    /// its own inside one read transaction, so a source query with a window or a join over a
+    /// whole table is computed once per step instead of once per page. The last message is
+    /// `Ok(None)`, sent after the transaction has ended (its connection is back in the pool);
+    /// a channel that closes without it means the task died.
+    pub fn stream_pages(&self, sql: String, params: Vec<Value>, page_rows: usize) -> PageStream {
+        let (out, pages) = tokio::sync::mpsc::channel(1);
+        let db = self.clone();
+        let page_rows = page_rows.max(1);
+        tokio::spawn(async move {
+            let tx = match db.begin_read().await {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = out.send(Err(e)).await;
+                    return;
+                }
+            };
+            let ended = match tx {
+                DbTx::Sqlite(mut t) => {
+                    let q = bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), params.iter(), None::<String>);
+                    let r = send_pages!(q, &mut *t, crate::engine::decode::decode_sqlite, out, page_rows);
+                    finish_stream(r, t.rollback().await)
+                }
+                DbTx::Postgres(mut t) => {
+                    let q = bind_all!(
+                        sqlx::query(sqlx::AssertSqlSafe(sql)),
+                        params.iter(),
+                        postgres::UntypedNull
+                    );
+                    let r = send_pages!(q, &mut *t, crate::engine::decode::decode_pg, out, page_rows);
+                    finish_stream(r, t.rollback().await)
+                }
+                DbTx::Mysql(mut t) => {
+                    let (sql, params) = mysql::placeholders(&sql, &params);
+                    let q = bind_all!(
+                        sqlx::query(sqlx::AssertSqlSafe(sql.into_owned())),
+                        params.iter(),
+                        None::<String>
+                    );
+                    let r = send_pages!(q, &mut *t.tx, crate::engine::decode::decode_mysql, out, page_rows);
+                    finish_stream(r, t.tx.rollback().await)
+                }
+            };
+            match ended {
+                Ok(true) => {
+                    let _ = out.send(Ok(None)).await;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    let _ = out.send(Err(e.into())).await;
+                }
+            }
+        });
+        pages
+    }
+}
 
 impl DbTx {
     pub fn dialect(&self) -> Dialect {

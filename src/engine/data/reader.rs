@@ -4,9 +4,9 @@
 //! pre-flight (`check_keys`) refuses the run before anything is written.
 
 use crate::engine::data::pipeline::{CompiledStep, SourceBatch};
-use crate::engine::db::{Db, quote_ident};
+use crate::engine::db::{Db, PageStream, quote_ident};
 use crate::engine::value::Value;
-use color_eyre::eyre::{Result, WrapErr, eyre};
+use color_eyre::eyre::{Result, eyre};
 use std::sync::Arc;
 
 pub struct SourceReader {
@@ -17,6 +17,10 @@ pub struct SourceReader {
     /// PostgreSQL type names of the key columns, so a text-decoded key (a timestamp, a uuid)
     /// compares as its own type when it comes back as a parameter.
     key_types: Option<Vec<String>>,
+    /// A query source is read as one ordered stream (see `page`), opened at the first page.
+    stream: Option<PageStream>,
+    /// The key of the last row handed out, so the guard also holds across pages.
+    last_key: Option<Value>,
 }
 
 impl SourceReader {
@@ -30,6 +34,8 @@ impl SourceReader {
             c,
             base,
             key_types: None,
+            stream: None,
+            last_key: None,
         }
     }
 
@@ -118,13 +124,71 @@ impl SourceReader {
         Ok(())
     }
 
-    /// The page of up to `limit` rows after `after`, in key order.
+    /// The page of up to `limit` rows after `after`, in key order. A table is read in keyset
+    /// pages, each an index range of its own. A query (a view with joins and window functions)
+    /// would be computed again for every page, so it is read as one ordered stream instead,
+    /// from `after` at the first page: a step computes it once.
     pub async fn page(&mut self, after: &Option<Value>, limit: usize) -> Result<SourceBatch> {
+        let rows = if self.c.spec.source.query.is_some() {
+            if self.stream.is_none() {
+                let (sql, params) = self.page_sql(after, None).await?;
+                self.stream = Some(self.source.stream_pages(sql, params, limit));
+            }
+            let stream = self
+                .stream
+                .as_mut()
+                .ok_or_else(|| eyre!("the source stream was not opened"))?;
+            match stream.recv().await {
+                Some(Ok(Some(rows))) => rows,
+                Some(Ok(None)) => Default::default(),
+                Some(Err(e)) => return Err(self.read_error(e, after)),
+                None => {
+                    return Err(eyre!(
+                        "step {}: the stream reading the source {} stopped before its end",
+                        self.c.version,
+                        self.c.source_name
+                    ));
+                }
+            }
+        } else {
+            let (sql, params) = self.page_sql(after, Some(limit)).await?;
+            match self.source.fetch_all(&sql, &params).await {
+                Ok(rows) => rows,
+                Err(e) => return Err(self.read_error(e, after)),
+            }
+        };
+        if self.key_types.is_none() && !rows.types.is_empty() {
+            self.key_types = Some(key_types_of(&self.c, &rows.columns, &rows.types));
+        }
+        let batch = SourceBatch {
+            columns: Arc::new(rows.columns),
+            rows: rows.rows,
+            issues: rows.issues,
+        };
+        self.guard(&batch)?;
+        Ok(batch)
+    }
+
+    fn read_error(&self, e: color_eyre::eyre::Report, after: &Option<Value>) -> color_eyre::eyre::Report {
+        e.wrap_err(format!(
+            "step {}: reading the source {} after key {}",
+            self.c.version,
+            self.c.source_name,
+            after
+                .as_ref()
+                .map(|k| k.to_string())
+                .unwrap_or_else(|| "(start)".into())
+        ))
+    }
+
+    /// The SELECT of the rows after `after` in key order, `limit` of them when given.
+    async fn page_sql(&mut self, after: &Option<Value>, limit: Option<usize>) -> Result<(String, Vec<Value>)> {
         let keys: Vec<String> = self.c.key_columns.iter().map(|k| self.q(k)).collect();
         let order = keys.join(", ");
-        let (sql, params) = match after {
+        let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+        Ok(match after {
             None => (
-                format!("SELECT * FROM ({}) src ORDER BY {order} LIMIT {limit}", self.base),
+                format!("SELECT * FROM ({}) src ORDER BY {order}{limit}", self.base),
                 vec![],
             ),
             Some(k) => {
@@ -154,40 +218,16 @@ impl SourceReader {
                     format!("({order}) > ({})", ph.join(", "))
                 };
                 (
-                    format!(
-                        "SELECT * FROM ({}) src WHERE {cond} ORDER BY {order} LIMIT {limit}",
-                        self.base
-                    ),
+                    format!("SELECT * FROM ({}) src WHERE {cond} ORDER BY {order}{limit}", self.base),
                     params,
                 )
             }
-        };
-        let rows = self.source.fetch_all(&sql, &params).await.wrap_err_with(|| {
-            format!(
-                "step {}: reading the source {} after key {}",
-                self.c.version,
-                self.c.source_name,
-                after
-                    .as_ref()
-                    .map(|k| k.to_string())
-                    .unwrap_or_else(|| "(start)".into())
-            )
-        })?;
-        if self.key_types.is_none() && !rows.types.is_empty() {
-            self.key_types = Some(key_types_of(&self.c, &rows.columns, &rows.types));
-        }
-        let batch = SourceBatch {
-            columns: Arc::new(rows.columns),
-            rows: rows.rows,
-            issues: rows.issues,
-        };
-        self.guard(&batch)?;
-        Ok(batch)
+        })
     }
 
     /// The second guard: no row of a page may have a NULL key or repeat its predecessor's.
-    fn guard(&self, batch: &SourceBatch) -> Result<()> {
-        let mut prev: Option<Value> = None;
+    fn guard(&mut self, batch: &SourceBatch) -> Result<()> {
+        let mut prev: Option<Value> = self.last_key.take();
         for row in &batch.rows {
             let Some(k) = self.c.page_key(&batch.columns, row) else {
                 return Err(eyre!(
@@ -208,6 +248,7 @@ impl SourceReader {
             }
             prev = Some(k);
         }
+        self.last_key = prev;
         Ok(())
     }
 
