@@ -24,7 +24,7 @@ mod checksum;
 mod documents;
 mod spec;
 
-pub use checksum::{ContentSum, canonical, row_hash};
+pub use checksum::{ContentSum, canonical, row_hash, table_sum};
 pub use spec::{ChecksumSpec, DocumentsSpec, ExpectSpec, VERIFY_FILE, VerifyFile};
 
 use crate::engine::db::{Db, Role};
