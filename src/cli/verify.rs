@@ -71,7 +71,7 @@ pub fn render(project: &Project, report: &VerifyReport) -> String {
     out.push('\n');
     for c in checks {
         out.push_str(&line([
-            if c.ok { "ok" } else { "FAIL" },
+            c.result_label(),
             c.kind.as_str(),
             &c.name,
             &side(&c.source),
@@ -81,11 +81,25 @@ pub fn render(project: &Project, report: &VerifyReport) -> String {
         out.push('\n');
     }
     let failed = report.failed().count();
+    let fixed = checks.iter().filter(|c| c.result_label() == "fixed").count();
+    let skipped = checks.iter().filter(|c| c.result_label() == "skip").count();
+    let mut expected = Vec::new();
+    if fixed > 0 {
+        expected.push(format!("{fixed} pass after an operator's fix"));
+    }
+    if skipped > 0 {
+        expected.push(format!("{skipped} not checked: their step was rolled back"));
+    }
+    let expected = if expected.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", expected.join("; "))
+    };
     if failed == 0 {
-        out.push_str(&format!("verified: all {} checks passed\n", checks.len()));
+        out.push_str(&format!("verified: all {} checks passed{expected}\n", checks.len()));
     } else {
         out.push_str(&format!(
-            "FAILED: {failed} of {} checks failed ({})\n",
+            "FAILED: {failed} of {} checks failed ({}){expected}\n",
             checks.len(),
             report.failed().map(|c| c.name.as_str()).collect::<Vec<_>>().join("; ")
         ));

@@ -106,7 +106,7 @@ pub fn details(state: &AppState) -> Option<Dialog> {
     let measure =
         |m: &Option<crate::engine::ops::verify::Measure>| m.as_ref().map_or("-".to_string(), |m| m.to_string());
     let mut lines = vec![
-        format!("result      {}", if c.ok { "ok" } else { "FAIL" }),
+        format!("result      {}", c.result_label()),
         format!("kind        {}", c.kind.as_str()),
         format!("check       {}", c.name),
         format!("source      {}", measure(&c.source)),

@@ -194,10 +194,10 @@ fn render_table(state: &AppState, checks: &[Check], focused: bool, area: Rect, b
     let rows: Vec<Row> = checks
         .iter()
         .map(|c| {
-            let (result, style) = if c.ok {
-                (Span::styled("ok", theme.ok()), theme.plain())
-            } else {
-                (Span::styled("FAIL", theme.error()), theme.error())
+            let (result, style) = match c.result_label() {
+                "FAIL" => (Span::styled("FAIL", theme.error()), theme.error()),
+                "skip" => (Span::styled("skip", theme.dim()), theme.dim()),
+                label => (Span::styled(label, theme.ok()), theme.plain()),
             };
             Row::new(vec![
                 Cell::from(result),
@@ -230,10 +230,11 @@ fn render_table(state: &AppState, checks: &[Check], focused: bool, area: Rect, b
 
 /// The selected check: result, name and detail.
 fn selected_line(c: &Check, theme: Theme) -> Line<'static> {
-    let (mark, style) = if c.ok {
-        ("ok ", theme.ok())
-    } else {
-        ("FAIL ", theme.error())
+    let (mark, style) = match c.result_label() {
+        "FAIL" => ("FAIL ", theme.error()),
+        "skip" => ("skip ", theme.dim()),
+        "fixed" => ("fixed ", theme.ok()),
+        _ => ("ok ", theme.ok()),
     };
     Line::from(vec![
         Span::styled(mark, style),
