@@ -135,6 +135,35 @@ impl StepRollback {
         }
     }
 
+    /// Every consequence that is not zero, on one line: for a list of many steps.
+    pub fn summary(&self) -> String {
+        if self.kind == StepKind::Schema {
+            let n = self.statements.len();
+            return format!("run {n} statement{} of down.sql", if n == 1 { "" } else { "s" });
+        }
+        let table = self.table.as_deref().unwrap_or("its table");
+        let mut parts = vec![format!("delete {} rows of {table}", self.rows_deleted)];
+        let mut add = |n: u64, what: &str| {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        };
+        add(self.rows_restored, "rows restored");
+        add(self.id_map_entries, "ID-map entries");
+        add(self.open_rejects, "open rejects");
+        add(self.resolved_rejects, "retried rejects");
+        add(self.fixed_rejects, "FIXES LOST");
+        add(self.warnings, "warnings");
+        add(self.decided_discrepancies, "REVIEW DECISIONS WIPED");
+        add(self.notes, "NOTES WIPED");
+        add(
+            self.open_discrepancies + self.decided_discrepancies + self.void_discrepancies,
+            "discrepancies",
+        );
+        add(self.files, "files removed");
+        parts.join(", ")
+    }
+
     /// One line per consequence, as the console dialog and `down --dry-run` show them.
     pub fn lines(&self) -> Vec<String> {
         if self.kind == StepKind::Schema {
