@@ -744,8 +744,8 @@ fn rollback_preview_and_verify_know_operator_actions() {
         "every stored file is named only by the documents step's rows"
     );
     let lines = preview.lines.join("\n");
-    assert!(lines.contains("wipe 2 review decisions and 1 notes"), "{lines}");
-    assert!(lines.contains("remove 1 fixed rejects"), "{lines}");
+    assert!(lines.contains("wipe 2 review decisions and 1 note"), "{lines}");
+    assert!(lines.contains("remove 1 fixed reject:"), "{lines}");
 
     // --- roll back to here; verify runs by itself and proves each table is back
     let out = p.ok(&["down", "--yes", "--to", accounts_version]);

@@ -143,24 +143,34 @@ impl StepRollback {
         }
         let table = self.table.as_deref().unwrap_or("its table");
         let mut parts = vec![format!("delete {} rows of {table}", self.rows_deleted)];
-        let mut add = |n: u64, what: &str| {
+        let mut add = |n: u64, what: String| {
             if n > 0 {
-                parts.push(format!("{n} {what}"));
+                parts.push(what);
             }
         };
-        add(self.rows_restored, "rows restored");
-        add(self.id_map_entries, "ID-map entries");
-        add(self.open_rejects, "open rejects");
-        add(self.resolved_rejects, "retried rejects");
-        add(self.fixed_rejects, "FIXES LOST");
-        add(self.warnings, "warnings");
-        add(self.decided_discrepancies, "REVIEW DECISIONS WIPED");
-        add(self.notes, "NOTES WIPED");
+        add(self.rows_restored, format!("restore {} rows", self.rows_restored));
+        add(self.id_map_entries, format!("{} ID-map entries", self.id_map_entries));
+        add(self.open_rejects, format!("{} open rejects", self.open_rejects));
         add(
-            self.open_discrepancies + self.decided_discrepancies + self.void_discrepancies,
-            "discrepancies",
+            self.resolved_rejects,
+            format!("{} retried rejects", self.resolved_rejects),
         );
-        add(self.files, "files removed");
+        add(self.warnings, format!("{} warnings", self.warnings));
+        add(
+            self.fixed_rejects,
+            format!("FIXES LOST on {}", plural(self.fixed_rejects, "reject")),
+        );
+        add(
+            self.decided_discrepancies + self.notes,
+            format!(
+                "WIPED: {} and {}",
+                plural(self.decided_discrepancies, "review decision"),
+                plural(self.notes, "note")
+            ),
+        );
+        let discrepancies = self.open_discrepancies + self.decided_discrepancies + self.void_discrepancies;
+        add(discrepancies, plural(discrepancies, "discrepancy record"));
+        add(self.files, format!("{} removed", plural(self.files, "file")));
         parts.join(", ")
     }
 
@@ -184,23 +194,23 @@ impl StepRollback {
         ];
         if self.fixed_rejects > 0 {
             out.push(format!(
-                "remove {} fixed rejects: their fixes are lost, re-applying rejects those rows again",
-                self.fixed_rejects
+                "remove {}: the fixes are lost, re-applying rejects those rows again",
+                plural(self.fixed_rejects, "fixed reject")
             ));
         }
         let discrepancies = self.open_discrepancies + self.decided_discrepancies + self.void_discrepancies;
         if discrepancies > 0 {
             out.push(format!(
-                "wipe {} review decisions and {} notes ({discrepancies} discrepancies: {} open, {} decided, {} void); re-applying reopens them",
-                self.decided_discrepancies,
-                self.notes,
+                "wipe {} and {} ({discrepancies} discrepancies: {} open, {} decided, {} void); re-applying reopens them",
+                plural(self.decided_discrepancies, "review decision"),
+                plural(self.notes, "note"),
                 self.open_discrepancies,
                 self.decided_discrepancies,
                 self.void_discrepancies
             ));
         }
         if let Some(store) = &self.file_store {
-            out.push(format!("remove {} files from {store}/", self.files));
+            out.push(format!("remove {} from {store}/", plural(self.files, "file")));
         }
         out
     }
@@ -245,4 +255,15 @@ pub struct Discrepancy {
     pub reviewer: Option<String>,
     pub decided_at: Option<String>,
     pub note: Option<String>,
+}
+
+/// `1 note`, `2 notes`.
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else if let Some(stem) = what.strip_suffix('y') {
+        format!("{n} {stem}ies")
+    } else {
+        format!("{n} {what}s")
+    }
 }
