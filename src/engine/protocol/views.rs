@@ -181,7 +181,10 @@ impl StepRollback {
         }
         let table = self.table.as_deref().unwrap_or("its table");
         let mut out = vec![
-            format!("delete {} rows written to {table}", self.rows_deleted),
+            format!(
+                "delete {} rows from {table} (the rows the step wrote)",
+                self.rows_deleted
+            ),
             format!(
                 "restore {} rows of {table} the step updated (from backups)",
                 self.rows_restored
