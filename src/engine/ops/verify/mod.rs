@@ -19,6 +19,7 @@
 //! content checksum and runs the declared queries; [`checks`] holds the checks of the ledger,
 //! the accounting and the foreign keys; [`documents`] checks a file store.
 
+pub mod baseline;
 mod checks;
 mod checksum;
 mod documents;
