@@ -1582,9 +1582,7 @@ fn persons_refused(to_here: Option<DownTarget>) -> RollbackPreview {
         name: "persons".into(),
         kind: StepKind::Merge,
         lines: consequences("20250101T090200", "persons", StepKind::Merge).lines(),
-        refused: Some(
-            "1 later step is applied after it and must be rolled back first: 20250101T090300_child_views".into(),
-        ),
+        refused: Some("1 later step applied after it must be rolled back first: 20250101T090300_child_views".into()),
         steps: vec![
             consequences("20250101T090300", "child_views", StepKind::Data),
             consequences("20250101T090200", "persons", StepKind::Merge),

@@ -1273,7 +1273,7 @@ fn persons_preview() -> RollbackPreview {
         kind: StepKind::Merge,
         lines: persons.lines(),
         refused: Some(format!(
-            "8 later steps are applied after it and must be rolled back first: {}",
+            "8 later steps applied after it must be rolled back first: {}",
             later.join(", ")
         )),
         steps,
@@ -1299,4 +1299,51 @@ fn shot_under_dialog(state: &AppState, width: u16, height: u16) -> String {
     let cut = regex::Regex::new(r"([│┃])\d\d:\d\d:\d\d([ ║])").expect("regex");
     cut.replace_all(&shot(state, width, height), "${1}hh:mm:ss${2}")
         .into_owned()
+}
+
+// ---- issue 11 item 8: verify reports a fix and a rolled-back step as such --------------------
+
+#[test]
+fn verify_pane_with_a_fix_and_a_rolled_back_step() {
+    let mut s = all_applied();
+    key(&mut s, KeyCode::Char('V'));
+    let mut fixed = check(
+        CheckKind::Expect,
+        "accounts = users - duplicate emails - unknown roles",
+        true,
+        Some(Measure::Int(2931)),
+        Some(Measure::Int(2932)),
+        "pass (1 row written after a fix: reject 17 users u00000105: role fixed by alice at 2026-11-21T22:41:07Z); source 2931 ≠ target 2932",
+    );
+    fixed.explained = Some(
+        "1 row written after a fix: reject 17 users u00000105: role fixed by alice at 2026-11-21T22:41:07Z".into(),
+    );
+    let mut skipped = check(
+        CheckKind::Checksum,
+        "patients: persons and rejects",
+        true,
+        Some(Measure::Text("d10a12a3a3ed99592e2de3f4f0532c85".into())),
+        Some(Measure::Text("00000000000000000000000000000000".into())),
+        "reverted: not checked (20250101T090200_persons was rolled back, and persons with it); rows: source 300, target 0; content differs",
+    );
+    skipped.not_checked =
+        Some("reverted: not checked (20250101T090200_persons was rolled back, and persons with it)".into());
+    let back = check(
+        CheckKind::Rollback,
+        "rollback 20250101T090200_persons: persons as before it ran",
+        true,
+        Some(Measure::Text("00000000000000000000000000000000".into())),
+        Some(Measure::Text("00000000000000000000000000000000".into())),
+        "persons is back to its content before 20250101T090200_persons ran (checksum taken at 2026-11-21T22:05:00Z): 0 rows then, 0 now",
+    );
+    ev(
+        &mut s,
+        EngineEvent::Verified(VerifyReport::new(vec![back, fixed, skipped])),
+    );
+    key(&mut s, KeyCode::Char('6'));
+    let screen = shot(&s, 120, 40);
+    assert!(screen.contains("fixed  expect"), "{screen}");
+    assert!(screen.contains("skip   checksum"), "{screen}");
+    assert!(screen.contains("1 pass after a fix"), "{screen}");
+    insta::assert_snapshot!("verify_fixed_and_rolled_back_120x40", screen);
 }

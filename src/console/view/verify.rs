@@ -119,6 +119,16 @@ fn title_extra(state: &AppState, room: usize) -> String {
     if passed < total {
         parts.push(format!("{} FAILED", total - passed));
     }
+    if let Some(r) = &v.report {
+        let count = |label: &str| r.checks.iter().filter(|c| c.result_label() == label).count();
+        let (fixed, skipped) = (count("fixed"), count("skip"));
+        if fixed > 0 {
+            parts.push(format!("{fixed} pass after a fix"));
+        }
+        if skipped > 0 {
+            parts.push(format!("{skipped} not checked (rolled back)"));
+        }
+    }
     let candidates: Vec<String> = match v.at {
         Some(at) => {
             let when = state.local_time(at).format("%H:%M:%S");

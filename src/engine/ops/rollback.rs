@@ -312,7 +312,7 @@ async fn preview_on(project: &Project, target: &Db, step: &StepDef) -> Result<Ro
         let refused = format!(
             "{} later step{} applied after it must be rolled back first: {}",
             later.len(),
-            if later.len() == 1 { " is" } else { "s are" },
+            if later.len() == 1 { "" } else { "s" },
             names.join(", ")
         );
         // "To here": every applied step above the one before this step.
