@@ -579,3 +579,216 @@ fn review_split_and_waiting_rows(t: Target) {
     assert_books(&p);
 }
 targets!(review_split_and_waiting_rows);
+
+/// What rolling back `version` undoes, as the console's dialog is told (the engine's preview).
+fn rollback_preview(p: &Clinic, version: &str) -> cutover::engine::ops::snapshot::RollbackPreview {
+    let project = cutover::engine::project::Project::load(p.path(), &Default::default()).expect("project");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(cutover::engine::ops::rollback::rollback_preview(&project, version))
+        .expect("preview")
+}
+
+fn verify_report(p: &Clinic) -> (i32, J) {
+    let o = p.run(&["verify", "--json"]);
+    let report: J = serde_json::from_str(support::stdout(&o).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}{}", support::stdout(&o), stderr(&o)));
+    (o.status.code().unwrap_or(-1), report)
+}
+
+fn report_check<'a>(report: &'a J, name: &str) -> &'a J {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"].as_str().is_some_and(|n| n.contains(name)))
+        .unwrap_or_else(|| panic!("no check named {name} in {report}"))
+}
+
+/// Issue 11, items 2 and 8 on SQLite: the rollback preview of persons after review decisions,
+/// a note and a fixed reject counts every one of them (held against the target's tables) and
+/// refuses the step alone while later steps are applied, offering "to here"; a legitimate reject
+/// fix passes verify as a fix (and a tampered target still fails); after the rollback, verify
+/// reports the reverted steps as not checked and proves each table is back as it was.
+#[test]
+fn rollback_preview_and_verify_know_operator_actions() {
+    let (p, _m) = clinic(Target::Sqlite, 300, 7);
+    p.ok(&["up"]);
+    let persons_version = "20250101T090200";
+    let accounts_version = "20250101T090100";
+    // --- operator actions: two decisions (one with a note), a fixed patient, a fixed account
+    let open = p.json(&["review", "list", "--open"]);
+    let ids: Vec<i64> = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["id"].as_i64())
+        .take(2)
+        .collect();
+    assert_eq!(ids.len(), 2, "two open discrepancies to decide: {open}");
+    p.ok(&[
+        "review",
+        "decide",
+        &ids[0].to_string(),
+        "--take",
+        "b",
+        "--note",
+        "checked with the parent",
+    ]);
+    p.ok(&["review", "decide", &ids[1].to_string(), "--take", "a"]);
+    let rejects = p.json(&["rejects", "list", "--open"]);
+    let first = |table: &str, rule: &str| {
+        rejects
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["source_table"] == table && r["rule"] == rule)
+            .unwrap_or_else(|| panic!("an open {table} reject by {rule}: {rejects}"))
+            .clone()
+    };
+    let patient = first("patients", "date");
+    let patient_id = patient["id"].as_i64().unwrap().to_string();
+    p.ok(&["rejects", "fix", &patient_id, "date_of_birth=2010-01-01"]);
+    p.ok(&["rejects", "retry", &patient_id]);
+    let user = first("users", "map");
+    let user_id = user["id"].as_i64().unwrap().to_string();
+    p.ok(&["rejects", "fix", &user_id, "role=parent"]);
+    p.ok(&["rejects", "retry", &user_id]);
+
+    // --- item 8: the fixed account is written; verify passes and says why
+    let (code, report) = verify_report(&p);
+    assert_eq!(code, 0, "{report}");
+    let emails = report_check(&report, "accounts = users");
+    assert_eq!(emails["ok"], true, "{emails}");
+    let explained = emails["explained"]
+        .as_str()
+        .unwrap_or_else(|| panic!("explained: {emails}"));
+    assert!(
+        explained.contains("1 row written after a fix") && explained.contains(&format!("reject {user_id} users")),
+        "{explained}"
+    );
+    let checksum = report_check(&report, "account emails");
+    assert!(checksum["explained"].is_string(), "{checksum}");
+    let human = p.ok(&["verify"]);
+    assert!(human.contains("fixed  expect"), "{human}");
+    // A second account nobody fixed is not explained by the one fix: the check can still fail.
+    p.target_sql(
+        "INSERT INTO accounts (id, legacy_user_id, email, full_name, role, password_hash, phone, created_at) \
+         VALUES ('00000000-0000-0000-0000-00000000dead', 'u99999999', 'intruder@example.org', 'x', 'admin', NULL, NULL, '2020-01-01')",
+    );
+    let (code, tampered) = verify_report(&p);
+    assert_eq!(code, 5, "{tampered}");
+    assert_eq!(report_check(&tampered, "accounts = users")["ok"], false);
+    assert_eq!(report_check(&tampered, "account emails")["ok"], false);
+    p.target_sql("DELETE FROM accounts WHERE legacy_user_id = 'u99999999'");
+
+    // --- item 2: the preview of persons, every consequence held against the target
+    let preview = rollback_preview(&p, persons_version);
+    let later: Vec<String> = preview.later.clone();
+    assert_eq!(later.len(), 8, "{later:?}");
+    assert!(later[0].starts_with("20250101T091000"), "newest first: {later:?}");
+    let refused = preview.refused.clone().expect("refused while later steps are applied");
+    assert!(
+        refused.contains("8 later steps") && refused.contains("20250101T090300_child_views"),
+        "{refused}"
+    );
+    assert_eq!(
+        preview.to_here,
+        Some(cutover::engine::protocol::DownTarget::To(accounts_version.into()))
+    );
+    assert_eq!(preview.steps.len(), 9, "the later steps and persons");
+    let persons = preview.steps.last().unwrap();
+    assert_eq!(persons.version, persons_version);
+    let db = |sql: &str| scalar(&p, sql) as u64;
+    let v = format!("version = '{persons_version}'");
+    assert_eq!(persons.decided_discrepancies, 2);
+    assert_eq!(
+        persons.decided_discrepancies,
+        db(&format!(
+            "SELECT COUNT(*) FROM cutover_discrepancies WHERE {v} AND state = 'decided'"
+        ))
+    );
+    assert_eq!(persons.notes, 1);
+    assert_eq!(
+        persons.notes,
+        db(&format!(
+            "SELECT COUNT(*) FROM cutover_discrepancies WHERE {v} AND note IS NOT NULL"
+        ))
+    );
+    assert_eq!(
+        persons.open_discrepancies + persons.decided_discrepancies + persons.void_discrepancies,
+        db(&format!("SELECT COUNT(*) FROM cutover_discrepancies WHERE {v}"))
+    );
+    assert_eq!(persons.fixed_rejects, 1, "the fixed patient");
+    assert_eq!(
+        persons.open_rejects,
+        db(&format!(
+            "SELECT COUNT(*) FROM cutover_rejects WHERE {v} AND level = 'error' AND state = 'open'"
+        ))
+    );
+    assert_eq!(
+        persons.rows_deleted,
+        p.count("persons") as u64,
+        "every person came from the step"
+    );
+    assert_eq!(
+        persons.id_map_entries,
+        db(&format!("SELECT COUNT(*) FROM cutover_id_map WHERE {v}"))
+    );
+    let documents = &preview.steps[0];
+    let stored = walk_files(&p.path().join("document-store"));
+    assert_eq!(
+        documents.files, stored,
+        "every stored file is named only by the documents step's rows"
+    );
+    let lines = preview.lines.join("\n");
+    assert!(lines.contains("wipe 2 review decisions and 1 note"), "{lines}");
+    assert!(lines.contains("remove 1 fixed reject:"), "{lines}");
+
+    // --- roll back to here; verify runs by itself and proves each table is back
+    let out = p.ok(&["down", "--yes", "--to", accounts_version]);
+    assert!(out.contains("wipe 2 review decisions"), "{out}");
+    assert!(
+        out.contains("ok    rollback 20250101T090200_persons: persons as before it ran"),
+        "{out}"
+    );
+    assert!(out.contains("verified after the rollback"), "{out}");
+    assert_eq!(
+        walk_files(&p.path().join("document-store")),
+        0,
+        "the rollback removed the step's files"
+    );
+    let (code, report) = verify_report(&p);
+    assert_eq!(code, 0, "{report}");
+    let every_patient = report_check(&report, "every patient is a person");
+    assert_eq!(every_patient["ok"], true);
+    assert!(
+        every_patient["not_checked"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("reverted: not checked")),
+        "{every_patient}"
+    );
+    let back = report_check(&report, "rollback 20250101T090200_persons");
+    assert_eq!(back["ok"], true, "{back}");
+    assert_eq!(back["kind"], "rollback");
+    // A row left behind is caught: the rolled-back table no longer matches its checksum.
+    p.target_sql(&format!(
+        "INSERT INTO persons (id, first_name, needs_review) VALUES ('00000000-0000-0000-0000-00000000beef', 'left behind', {})",
+        0
+    ));
+    let (code, after) = verify_report(&p);
+    assert_eq!(code, 5, "{after}");
+    let back = report_check(&after, "rollback 20250101T090200_persons");
+    assert_eq!(back["ok"], false, "{back}");
+    assert!(back["detail"].as_str().unwrap().contains("DIFFERS"), "{back}");
+}
+
+fn walk_files(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 })
+        .sum()
+}

@@ -237,6 +237,9 @@ fn rollback_needs_the_exact_name() {
             kind: StepKind::Schema,
             lines: vec!["DROP TABLE accounts;".into()],
             refused: None,
+            steps: vec![],
+            later: vec![],
+            to_here: None,
         })),
     );
     assert!(matches!(&s.dialog, Some(Dialog::Rollback { preview: Some(_), .. })));
@@ -279,6 +282,9 @@ fn rollback_refused_by_the_engine_sends_nothing() {
             kind: StepKind::Schema,
             lines: vec![],
             refused: Some("roll back accounts first".into()),
+            steps: vec![],
+            later: vec![],
+            to_here: None,
         })),
     );
     let mut cmds = type_str(&mut s, "schema");
@@ -1214,6 +1220,8 @@ fn check(name: &str, kind: CheckKind, ok: bool, source: Option<i64>, target: Opt
         source: source.map(Measure::Int),
         target: target.map(Measure::Int),
         detail: format!("{name}: {}", if ok { "equal" } else { "differ" }),
+        explained: None,
+        not_checked: None,
     }
 }
 
@@ -1780,4 +1788,144 @@ fn the_fix_dialog_refuses_field_assignments_in_any_spelling_and_says_what_it_set
     );
     let status = s.status.clone().expect("a status");
     assert_eq!(status.text, "reject 7: setting role from \"nurse\" to \"parent\"…");
+}
+
+// ---- issue 11 item 2: a refused rollback and "roll back to here" ----------------------------
+
+fn clinic_three() -> Vec<StepSummary> {
+    vec![
+        step("20250101T090100", "accounts", StepKind::Data, "applied"),
+        step("20250101T090200", "persons", StepKind::Merge, "applied"),
+        step("20250101T090300", "child_views", StepKind::Data, "applied"),
+    ]
+}
+
+fn consequences(version: &str, name: &str, kind: StepKind) -> cutover::engine::protocol::views::StepRollback {
+    cutover::engine::protocol::views::StepRollback {
+        table: Some(name.into()),
+        rows_deleted: 10,
+        decided_discrepancies: 2,
+        notes: 1,
+        ..cutover::engine::protocol::views::StepRollback::new(version.into(), name.into(), kind)
+    }
+}
+
+/// The engine's answer for persons while child_views is applied after it.
+fn persons_refused(to_here: Option<DownTarget>) -> RollbackPreview {
+    RollbackPreview {
+        version: "20250101T090200".into(),
+        name: "persons".into(),
+        kind: StepKind::Merge,
+        lines: consequences("20250101T090200", "persons", StepKind::Merge).lines(),
+        refused: Some("1 later step applied after it must be rolled back first: 20250101T090300_child_views".into()),
+        steps: vec![
+            consequences("20250101T090300", "child_views", StepKind::Data),
+            consequences("20250101T090200", "persons", StepKind::Merge),
+        ],
+        later: vec!["20250101T090300_child_views".into()],
+        to_here,
+    }
+}
+
+fn rollback_dialog_on_persons(preview: RollbackPreview) -> AppState {
+    let mut s = loaded(clinic_three());
+    s.selected_step = 1;
+    let cmds = update(&mut s, ch('u'));
+    assert_eq!(
+        cmds,
+        vec![Command::PreviewRollback {
+            version: "20250101T090200".into()
+        }]
+    );
+    update(&mut s, Msg::Engine(EngineEvent::RollbackPreview(preview)));
+    s
+}
+
+#[test]
+fn refused_rollback_never_takes_the_name_and_offers_to_here() {
+    let mut s = rollback_dialog_on_persons(persons_refused(Some(DownTarget::To("20250101T090100".into()))));
+    // Typing the name while refused rolls nothing back: enter chooses "to here" first.
+    let mut cmds = type_str(&mut s, "persons");
+    cmds.extend(update(&mut s, key(KeyCode::Enter)));
+    assert!(
+        !cmds.iter().any(|c| matches!(c, Command::Rollback { .. })),
+        "refused: {cmds:?}"
+    );
+    match &s.dialog {
+        Some(Dialog::Rollback { to_here, typed, .. }) => {
+            assert!(*to_here, "enter chose roll back to here");
+            assert!(typed.is_empty(), "the name is asked for afresh: {typed:?}");
+        }
+        other => panic!("the dialog stays open in 'to here' mode: {other:?}"),
+    }
+    // A wrong name does not roll back either.
+    let mut cmds = type_str(&mut s, "person");
+    cmds.extend(update(&mut s, key(KeyCode::Enter)));
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert_eq!(s.status.as_ref().map(|x| x.level), Some(StatusLevel::Warn));
+    // The exact name rolls back to here: the engine's `down --to` the step before persons.
+    type_str(&mut s, "s");
+    let cmds = update(&mut s, key(KeyCode::Enter));
+    assert_eq!(
+        cmds,
+        vec![Command::Rollback {
+            target: DownTarget::To("20250101T090100".into()),
+            dry_run: false
+        }]
+    );
+    assert!(s.dialog.is_none());
+    assert!(s.running());
+}
+
+#[test]
+fn refused_rollback_without_a_way_on_only_says_why() {
+    let mut s = rollback_dialog_on_persons(persons_refused(None));
+    let mut cmds = type_str(&mut s, "persons");
+    cmds.extend(update(&mut s, key(KeyCode::Enter)));
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert!(s.dialog.is_none());
+    let status = s.status.as_ref().expect("a status line");
+    assert_eq!(status.level, StatusLevel::Error);
+    assert!(status.text.contains("child_views"), "{}", status.text);
+}
+
+#[test]
+fn a_rollback_that_ends_well_is_verified() {
+    let mut s = loaded(clinic_three());
+    s.selected_step = 2;
+    update(&mut s, ch('u'));
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::RollbackPreview(RollbackPreview {
+            version: "20250101T090300".into(),
+            name: "child_views".into(),
+            kind: StepKind::Data,
+            lines: vec![],
+            refused: None,
+            steps: vec![],
+            later: vec![],
+            to_here: None,
+        })),
+    );
+    type_str(&mut s, "child_views");
+    let cmds = update(&mut s, key(KeyCode::Enter));
+    assert_eq!(
+        cmds,
+        vec![Command::Rollback {
+            target: DownTarget::Only("20250101T090300".into()),
+            dry_run: false
+        }]
+    );
+    let cmds = update(
+        &mut s,
+        Msg::Engine(EngineEvent::Finished {
+            run_id: "r".into(),
+            operation: Operation::Down,
+            ok: true,
+            outcome: Outcome::Done,
+            steps_done: 1,
+            dry_run: false,
+        }),
+    );
+    assert!(cmds.contains(&Command::Verify), "{cmds:?}");
 }

@@ -612,6 +612,9 @@ fn rollback_dialog() {
                 "drop 3 rejects and warnings".into(),
             ],
             refused: None,
+            steps: vec![],
+            later: vec![],
+            to_here: None,
         }),
     );
     chars(&mut s, "accou");
@@ -900,6 +903,8 @@ fn check(
         source,
         target,
         detail: detail.into(),
+        explained: None,
+        not_checked: None,
     }
 }
 
@@ -1365,4 +1370,151 @@ fn progress_numbers_are_never_cut_at_80x24() {
         }
     }
     insta::assert_snapshot!("progress_large_counts_80x24", shot(&s, 80, 24));
+}
+
+// ---- issue 11 item 2: the rollback preview of persons after decisions were made -------------
+
+fn clinic_applied() -> Vec<StepSummary> {
+    [
+        ("20250101T090000", "create_v2_schema", StepKind::Schema),
+        ("20250101T090100", "accounts", StepKind::Data),
+        ("20250101T090200", "persons", StepKind::Merge),
+        ("20250101T090300", "child_views", StepKind::Data),
+        ("20250101T090400", "link_views", StepKind::Data),
+        ("20250101T090500", "clinician_views", StepKind::Data),
+        ("20250101T090600", "access_grants", StepKind::Data),
+        ("20250101T090700", "patient_screenings", StepKind::Data),
+        ("20250101T090800", "child_screenings", StepKind::Data),
+        ("20250101T090900", "appointments", StepKind::Data),
+        ("20250101T091000", "documents", StepKind::Data),
+    ]
+    .into_iter()
+    .map(|(v, n, k)| step(v, n, k, "applied"))
+    .collect()
+}
+
+fn persons_preview() -> RollbackPreview {
+    use cutover::engine::protocol::DownTarget;
+    use cutover::engine::protocol::views::StepRollback;
+    let data = |v: &str, n: &str, table: &str, rows: u64, open: u64| StepRollback {
+        table: Some(table.into()),
+        rows_deleted: rows,
+        id_map_entries: rows,
+        open_rejects: open,
+        ..StepRollback::new(v.into(), n.into(), StepKind::Data)
+    };
+    let persons = StepRollback {
+        table: Some("persons".into()),
+        rows_deleted: 2931,
+        id_map_entries: 3580,
+        open_rejects: 84,
+        resolved_rejects: 3,
+        fixed_rejects: 1,
+        warnings: 190,
+        open_discrepancies: 218,
+        decided_discrepancies: 20,
+        void_discrepancies: 0,
+        notes: 1,
+        ..StepRollback::new("20250101T090200".into(), "persons".into(), StepKind::Merge)
+    };
+    let mut documents = data("20250101T091000", "documents", "documents", 588, 12);
+    documents.files = 571;
+    documents.file_store = Some("document-store".into());
+    let steps = vec![
+        documents,
+        data("20250101T090900", "appointments", "appointments", 4410, 90),
+        data("20250101T090800", "child_screenings", "screenings", 830, 10),
+        data("20250101T090700", "patient_screenings", "screenings", 2090, 70),
+        data("20250101T090600", "access_grants", "access_grants", 1390, 110),
+        data(
+            "20250101T090500",
+            "clinician_views",
+            "clinician_patient_views",
+            2940,
+            60,
+        ),
+        data("20250101T090400", "link_views", "parent_child_views", 2120, 100),
+        data("20250101T090300", "child_views", "parent_child_views", 1460, 40),
+        persons.clone(),
+    ];
+    let later: Vec<String> = steps[..8].iter().map(|s| format!("{}_{}", s.version, s.name)).collect();
+    RollbackPreview {
+        version: "20250101T090200".into(),
+        name: "persons".into(),
+        kind: StepKind::Merge,
+        lines: persons.lines(),
+        refused: Some(format!(
+            "8 later steps applied after it must be rolled back first: {}",
+            later.join(", ")
+        )),
+        steps,
+        later,
+        to_here: Some(DownTarget::To("20250101T090100".into())),
+    }
+}
+
+#[test]
+fn rollback_preview_of_persons_after_decisions() {
+    let mut s = with_snapshot(base(), snap(clinic_applied()));
+    s.selected_step = 2;
+    key(&mut s, KeyCode::Char('u'));
+    ev(&mut s, EngineEvent::RollbackPreview(persons_preview()));
+    insta::assert_snapshot!("rollback_preview_persons_refused", shot_under_dialog(&s, 120, 40));
+    key(&mut s, KeyCode::Enter);
+    chars(&mut s, "pers");
+    insta::assert_snapshot!("rollback_preview_persons_to_here", shot_under_dialog(&s, 120, 40));
+}
+
+/// `shot`, with the clock of a log line the dialog cuts short masked too.
+fn shot_under_dialog(state: &AppState, width: u16, height: u16) -> String {
+    let cut = regex::Regex::new(r"([│┃])\d\d:\d\d:\d\d([ ║])").expect("regex");
+    cut.replace_all(&shot(state, width, height), "${1}hh:mm:ss${2}")
+        .into_owned()
+}
+
+// ---- issue 11 item 8: verify reports a fix and a rolled-back step as such --------------------
+
+#[test]
+fn verify_pane_with_a_fix_and_a_rolled_back_step() {
+    let mut s = all_applied();
+    key(&mut s, KeyCode::Char('V'));
+    let mut fixed = check(
+        CheckKind::Expect,
+        "accounts = users - duplicate emails - unknown roles",
+        true,
+        Some(Measure::Int(2931)),
+        Some(Measure::Int(2932)),
+        "pass (1 row written after a fix: reject 17 users u00000105: role fixed by alice at 2026-11-21T22:41:07Z); source 2931 ≠ target 2932",
+    );
+    fixed.explained = Some(
+        "1 row written after a fix: reject 17 users u00000105: role fixed by alice at 2026-11-21T22:41:07Z".into(),
+    );
+    let mut skipped = check(
+        CheckKind::Checksum,
+        "patients: persons and rejects",
+        true,
+        Some(Measure::Text("d10a12a3a3ed99592e2de3f4f0532c85".into())),
+        Some(Measure::Text("00000000000000000000000000000000".into())),
+        "reverted: not checked (20250101T090200_persons was rolled back, and persons with it); rows: source 300, target 0; content differs",
+    );
+    skipped.not_checked =
+        Some("reverted: not checked (20250101T090200_persons was rolled back, and persons with it)".into());
+    let back = check(
+        CheckKind::Rollback,
+        "rollback 20250101T090200_persons: persons as before it ran",
+        true,
+        Some(Measure::Text("00000000000000000000000000000000".into())),
+        Some(Measure::Text("00000000000000000000000000000000".into())),
+        "persons is back to its content before 20250101T090200_persons ran (checksum taken at 2026-11-21T22:05:00Z): 0 rows then, 0 now",
+    );
+    ev(
+        &mut s,
+        EngineEvent::Verified(VerifyReport::new(vec![back, fixed, skipped])),
+    );
+    key(&mut s, KeyCode::Char('6'));
+    let screen = shot(&s, 120, 40);
+    assert!(screen.contains("fixed  expect"), "{screen}");
+    assert!(screen.contains("skip   checksum"), "{screen}");
+    assert!(screen.contains("1 pass after a fix"), "{screen}");
+    insta::assert_snapshot!("verify_fixed_and_rolled_back_120x40", screen);
 }

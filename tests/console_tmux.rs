@@ -335,11 +335,11 @@ fn console_runs_steps_and_rolls_back_in_tmux() {
     // Roll the data step back: select it, `u`, read what it undoes, type its name.
     tmux.keys(&["G", "u"]);
     let s = tmux.wait_for("the rollback preview", long, |s| {
-        s.contains("This rollback will:") || s.contains("REFUSED")
+        s.contains("Rolling back accounts will:") || s.contains("REFUSED")
     });
     assert!(!s.contains("REFUSED"), "the rollback was refused:\n{s}");
     assert!(
-        s.contains(&format!("delete {count} rows written to accounts")),
+        s.contains(&format!("delete {count} rows from accounts")),
         "the preview says what it deletes:\n{s}"
     );
     tmux.type_text("account");
@@ -348,7 +348,7 @@ fn console_runs_steps_and_rolls_back_in_tmux() {
         s.contains("type the step's name exactly")
     });
     assert!(
-        s.contains("This rollback will:"),
+        s.contains("Rolling back accounts will:"),
         "the dialog stays open after a wrong name:\n{s}"
     );
     tmux.type_text("s");

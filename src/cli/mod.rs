@@ -252,15 +252,21 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 }
                 return Ok(exit::REFUSED);
             }
-            Ok(drive(
-                project,
+            let code = drive(
+                project.clone(),
                 cli.json,
                 Command::Rollback {
                     target: sel,
                     dry_run: *dry_run,
                 },
             )
-            .await)
+            .await;
+            // A rollback proves itself: verify compares each rolled-back table with its
+            // checksum from before the step.
+            if code == exit::OK && !dry_run {
+                return verify::after_rollback(&project, cli.json).await;
+            }
+            Ok(code)
         }
         Verb::History { limit } => history(&cli, *limit).await,
         Verb::Baseline { version } => {

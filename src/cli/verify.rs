@@ -16,6 +16,53 @@ pub async fn run(project: &Project, json: bool) -> Result<i32> {
     Ok(if report.ok { exit::OK } else { exit::VERIFY_FAILED })
 }
 
+/// After `down`: the rollback checks of verify (each rolled-back table against its checksum
+/// from before its step), and whether anything else fails; exit code 5 when a rolled-back table
+/// is not back to its state before the step.
+pub async fn after_rollback(project: &Project, json: bool) -> Result<i32> {
+    let report = match verify(project).await {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("the rollback is done, but verify could not run: {e:#}");
+            if json {
+                println!("{}", serde_json::json!({"event": "unverified", "message": msg}));
+            } else {
+                eprintln!("{msg}");
+            }
+            return Ok(exit::VERIFY_FAILED);
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&crate::engine::protocol::EngineEvent::Verified(report.clone()))?
+        );
+    } else {
+        for c in report
+            .checks
+            .iter()
+            .filter(|c| c.kind == crate::engine::ops::verify::CheckKind::Rollback)
+        {
+            println!("{:<5} {} · {}", c.result_label(), c.name, c.detail);
+        }
+        let failed: Vec<&str> = report.failed().map(|c| c.name.as_str()).collect();
+        if failed.is_empty() {
+            println!("verified after the rollback: all {} checks pass", report.checks.len());
+        } else {
+            println!(
+                "verify after the rollback: {} of {} checks FAILED ({}); see `cutover verify`",
+                failed.len(),
+                report.checks.len(),
+                failed.join("; ")
+            );
+        }
+    }
+    let rollback_ok = report
+        .failed()
+        .all(|c| c.kind != crate::engine::ops::verify::CheckKind::Rollback);
+    Ok(if rollback_ok { exit::OK } else { exit::VERIFY_FAILED })
+}
+
 fn side(m: &Option<crate::engine::ops::verify::Measure>) -> String {
     m.as_ref().map(|m| m.to_string()).unwrap_or_else(|| "-".into())
 }
@@ -71,7 +118,7 @@ pub fn render(project: &Project, report: &VerifyReport) -> String {
     out.push('\n');
     for c in checks {
         out.push_str(&line([
-            if c.ok { "ok" } else { "FAIL" },
+            c.result_label(),
             c.kind.as_str(),
             &c.name,
             &side(&c.source),
@@ -81,11 +128,25 @@ pub fn render(project: &Project, report: &VerifyReport) -> String {
         out.push('\n');
     }
     let failed = report.failed().count();
+    let fixed = checks.iter().filter(|c| c.result_label() == "fixed").count();
+    let skipped = checks.iter().filter(|c| c.result_label() == "skip").count();
+    let mut expected = Vec::new();
+    if fixed > 0 {
+        expected.push(format!("{fixed} pass after an operator's fix"));
+    }
+    if skipped > 0 {
+        expected.push(format!("{skipped} not checked: their step was rolled back"));
+    }
+    let expected = if expected.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", expected.join("; "))
+    };
     if failed == 0 {
-        out.push_str(&format!("verified: all {} checks passed\n", checks.len()));
+        out.push_str(&format!("verified: all {} checks passed{expected}\n", checks.len()));
     } else {
         out.push_str(&format!(
-            "FAILED: {failed} of {} checks failed ({})\n",
+            "FAILED: {failed} of {} checks failed ({}){expected}\n",
             checks.len(),
             report.failed().map(|c| c.name.as_str()).collect::<Vec<_>>().join("; ")
         ));

@@ -319,6 +319,8 @@ pub enum Dialog {
         name: String,
         preview: Option<RollbackPreview>,
         typed: String,
+        /// The operator chose "roll back to here": this step and every later applied one.
+        to_here: bool,
     },
     /// `e`: a new value for one field of a rejected row's source data, as
     /// `cutover rejects fix ID FIELD=VALUE` sets it. The field is chosen with tab/↑↓ and shown

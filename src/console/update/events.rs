@@ -194,12 +194,13 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             }
             let mut commands = vec![Command::Refresh];
             // A run of all pending steps that ended well is checked at once, as `cutover
-            // verify` would (not when leaving, and not after a dry run or a rollback).
-            if all
+            // verify` would (not when leaving, and not after a dry run).
+            // A rollback is checked too: verify compares each rolled-back table with its
+            // checksum from before the step.
+            if (all || operation == Operation::Down)
                 && ok
                 && outcome == Outcome::Done
                 && !dry_run
-                && operation == Operation::Up
                 && state.quit == QuitState::Running
             {
                 commands.extend(verify::after_run(state));

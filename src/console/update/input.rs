@@ -78,7 +78,8 @@ fn submit(state: &mut AppState) -> Vec<Command> {
             name,
             preview,
             typed,
-        }) => rollback::submit(state, version, name, preview, typed),
+            to_here,
+        }) => rollback::submit(state, version, name, preview, typed, to_here),
         Some(Dialog::EditReject {
             id,
             fields,

@@ -1,6 +1,10 @@
 //! The rollback dialog (`u`): ask the engine what rolling the selected step back would undo
 //! (`PreviewRollback`), show its answer (`RollbackPreview`), and roll back only once the
 //! operator has typed the step's name exactly and pressed enter.
+//!
+//! When later applied steps must be rolled back first, the engine refuses the step alone; the
+//! dialog says so before asking for any name, lists those steps, and offers "roll back to
+//! here" (enter): this step and every later one, each with what it destroys, after the name.
 
 use super::common::{refuse_if_locked, refuse_if_running};
 use crate::console::state::{AppState, Dialog, RunState, StatusLevel, is_revertible};
@@ -25,6 +29,7 @@ pub fn ask(state: &mut AppState) -> Vec<Command> {
         name: step.name.clone(),
         preview: None,
         typed: String::new(),
+        to_here: false,
     });
     vec![Command::PreviewRollback { version }]
 }
@@ -45,6 +50,7 @@ pub fn submit(
     name: String,
     preview: Option<RollbackPreview>,
     typed: String,
+    to_here: bool,
 ) -> Vec<Command> {
     let Some(p) = &preview else {
         state.set_status(
@@ -56,14 +62,35 @@ pub fn submit(
             name,
             preview,
             typed,
+            to_here,
         });
         return Vec::new();
     };
-    if let Some(why) = &p.refused {
-        let text = format!("rollback refused: {why}");
-        state.set_status(StatusLevel::Error, text);
-        return Vec::new();
-    }
+    let target = match (&p.refused, &p.to_here, to_here) {
+        (None, _, _) => DownTarget::Only(version.clone()),
+        (Some(_), Some(t), true) => t.clone(),
+        // Refused with a way on: enter chooses it, and only then is the name asked for.
+        (Some(_), Some(_), false) => {
+            let steps = p.steps.len();
+            state.set_status(
+                StatusLevel::Warn,
+                format!("rolling back to here undoes {steps} steps (listed); type {name} to confirm"),
+            );
+            state.dialog = Some(Dialog::Rollback {
+                version,
+                name,
+                preview,
+                typed: String::new(),
+                to_here: true,
+            });
+            return Vec::new();
+        }
+        (Some(why), None, _) => {
+            let text = format!("rollback refused: {why}");
+            state.set_status(StatusLevel::Error, text);
+            return Vec::new();
+        }
+    };
     if typed != name {
         state.set_status(
             StatusLevel::Warn,
@@ -74,6 +101,7 @@ pub fn submit(
             name,
             preview,
             typed,
+            to_here,
         });
         return Vec::new();
     }
@@ -81,13 +109,15 @@ pub fn submit(
     if refuse_if_running(state) || refuse_if_locked(state) {
         return Vec::new();
     }
-    state.set_status(StatusLevel::Info, format!("rolling back {name}…"));
+    let text = if to_here {
+        format!("rolling back {} steps, down to {name}…", p.steps.len())
+    } else {
+        format!("rolling back {name}…")
+    };
+    state.set_status(StatusLevel::Info, text);
     state.run = Some(RunState {
         operation: Operation::Down,
         ..Default::default()
     });
-    vec![Command::Rollback {
-        target: DownTarget::Only(version),
-        dry_run: false,
-    }]
+    vec![Command::Rollback { target, dry_run: false }]
 }

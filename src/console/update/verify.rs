@@ -66,8 +66,18 @@ pub fn on_report(state: &mut AppState, mut report: VerifyReport) {
     v.at = Some(state.now);
     v.error = None;
     v.selected = 0;
+    let skipped = state
+        .verify
+        .report
+        .as_ref()
+        .map_or(0, |r| r.checks.iter().filter(|c| c.result_label() == "skip").count());
+    let skipped = if skipped > 0 {
+        format!(" ({skipped} not checked: their step was rolled back)")
+    } else {
+        String::new()
+    };
     if failed == 0 {
-        state.set_status(StatusLevel::Info, format!("verify: all {total} checks passed"));
+        state.set_status(StatusLevel::Info, format!("verify: all {total} checks passed{skipped}"));
     } else {
         let text = format!(
             "verify: {} of {total} checks passed; {failed} FAILED (6 shows them)",
@@ -106,7 +116,7 @@ pub fn details(state: &AppState) -> Option<Dialog> {
     let measure =
         |m: &Option<crate::engine::ops::verify::Measure>| m.as_ref().map_or("-".to_string(), |m| m.to_string());
     let mut lines = vec![
-        format!("result      {}", if c.ok { "ok" } else { "FAIL" }),
+        format!("result      {}", c.result_label()),
         format!("kind        {}", c.kind.as_str()),
         format!("check       {}", c.name),
         format!("source      {}", measure(&c.source)),

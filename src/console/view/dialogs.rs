@@ -69,9 +69,14 @@ impl Widget for DialogView<'_> {
                 name,
                 preview,
                 typed,
+                to_here,
             } => (
-                format!("Roll back {version}_{name}?"),
-                rollback_lines(name, preview, typed, theme),
+                if *to_here {
+                    format!("Roll back to here: down to {version}_{name}?")
+                } else {
+                    format!("Roll back {version}_{name}?")
+                },
+                rollback_lines(name, preview, typed, *to_here, theme),
                 Context::TextInput,
             ),
             Dialog::EditReject {
@@ -209,19 +214,44 @@ fn rollback_lines(
     name: &str,
     preview: &Option<crate::engine::ops::snapshot::RollbackPreview>,
     typed: &str,
+    to_here: bool,
     theme: Theme,
 ) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
+    let mut prompt = " and press enter to roll it back:".to_string();
     match preview {
         None => lines.push(Line::styled("asking the engine what this undoes…", theme.dim())),
+        Some(p) if to_here => {
+            lines.push(Line::styled(
+                format!("These {} steps are rolled back, newest first:", p.steps.len()),
+                theme.bold(),
+            ));
+            for s in &p.steps {
+                lines.push(Line::from(vec![
+                    Span::styled(format!("  {}_{}: ", s.version, s.name), theme.bold()),
+                    Span::raw(s.summary()),
+                ]));
+            }
+            prompt = format!(" and press enter to roll back all {}:", p.steps.len());
+        }
         Some(p) => {
-            lines.push(Line::styled("This rollback will:", theme.bold()));
+            let alone = if p.refused.is_some() { " (refused)" } else { "" };
+            lines.push(Line::styled(format!("Rolling back {name}{alone} will:"), theme.bold()));
             for l in &p.lines {
                 lines.push(Line::from(format!("  {l}")));
             }
             if let Some(why) = &p.refused {
                 lines.push(Line::from(""));
                 lines.push(Line::styled(format!("REFUSED: {why}"), theme.error()));
+                if p.to_here.is_some() {
+                    lines.push(Line::from(vec![
+                        Span::styled("enter", theme.accent().patch(theme.bold())),
+                        Span::raw(format!(
+                            " rolls back to here instead: the {} later steps, then {name}, each with what it undoes",
+                            p.later.len()
+                        )),
+                    ]));
+                }
                 return lines;
             }
         }
@@ -230,7 +260,7 @@ fn rollback_lines(
     lines.push(Line::from(vec![
         Span::raw("Type the step's name "),
         Span::styled(name.to_string(), theme.bold()),
-        Span::raw(" and press enter to roll it back:"),
+        Span::raw(prompt),
     ]));
     let verdict = if typed == name {
         Span::styled("  ✓ matches", theme.ok())

@@ -119,6 +119,16 @@ fn title_extra(state: &AppState, room: usize) -> String {
     if passed < total {
         parts.push(format!("{} FAILED", total - passed));
     }
+    if let Some(r) = &v.report {
+        let count = |label: &str| r.checks.iter().filter(|c| c.result_label() == label).count();
+        let (fixed, skipped) = (count("fixed"), count("skip"));
+        if fixed > 0 {
+            parts.push(format!("{fixed} pass after a fix"));
+        }
+        if skipped > 0 {
+            parts.push(format!("{skipped} not checked (rolled back)"));
+        }
+    }
     let candidates: Vec<String> = match v.at {
         Some(at) => {
             let when = state.local_time(at).format("%H:%M:%S");
@@ -194,10 +204,10 @@ fn render_table(state: &AppState, checks: &[Check], focused: bool, area: Rect, b
     let rows: Vec<Row> = checks
         .iter()
         .map(|c| {
-            let (result, style) = if c.ok {
-                (Span::styled("ok", theme.ok()), theme.plain())
-            } else {
-                (Span::styled("FAIL", theme.error()), theme.error())
+            let (result, style) = match c.result_label() {
+                "FAIL" => (Span::styled("FAIL", theme.error()), theme.error()),
+                "skip" => (Span::styled("skip", theme.dim()), theme.dim()),
+                label => (Span::styled(label, theme.ok()), theme.plain()),
             };
             Row::new(vec![
                 Cell::from(result),
@@ -230,10 +240,11 @@ fn render_table(state: &AppState, checks: &[Check], focused: bool, area: Rect, b
 
 /// The selected check: result, name and detail.
 fn selected_line(c: &Check, theme: Theme) -> Line<'static> {
-    let (mark, style) = if c.ok {
-        ("ok ", theme.ok())
-    } else {
-        ("FAIL ", theme.error())
+    let (mark, style) = match c.result_label() {
+        "FAIL" => ("FAIL ", theme.error()),
+        "skip" => ("skip ", theme.dim()),
+        "fixed" => ("fixed ", theme.ok()),
+        _ => ("ok ", theme.ok()),
     };
     Line::from(vec![
         Span::styled(mark, style),

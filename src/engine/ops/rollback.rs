@@ -2,37 +2,61 @@
 //! (`revert`): restore updated rows, delete written rows, drop the step's ID-map entries,
 //! rejects and checkpoint, in one transaction with the ledger change.
 
+use crate::engine::data::pipeline::CompiledStep;
 use crate::engine::data::writer::{TargetWriter, ident};
 use crate::engine::db::{Db, Role};
 use crate::engine::exec::{RunCtx, StepError};
 use crate::engine::ops::load_compiled;
-use crate::engine::plan::{StepState, compute_status};
+use crate::engine::plan::{self, StepState, StepStatus, compute_status};
 use crate::engine::project::{Project, StepDef, StepKind};
-use crate::engine::protocol::views::RollbackPreview;
+use crate::engine::protocol::DownTarget;
+use crate::engine::protocol::views::{RollbackPreview, StepRollback};
+use crate::engine::steps::schema;
 use crate::engine::store::ledger::{self, LedgerStatus};
-use crate::engine::store::{self, BACKUPS, BatchCheckpoint, ID_MAP, REJECTS};
+use crate::engine::store::{self, BACKUPS, BatchCheckpoint, DISCREPANCIES, ID_MAP, REJECTS};
+use crate::engine::transform::Transform;
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 
-/// What rolling back a data step will do, per table.
-#[derive(Debug, Clone, Default, serde::Serialize, PartialEq)]
-pub struct TableRollback {
-    pub table: String,
-    pub rows_to_delete: u64,
-    pub rows_to_restore: u64,
-    pub id_map_entries: u64,
-    pub rejects: u64,
+/// Where a step keeps files it wrote: the target column holding the store key, and the
+/// store's folder (relative to the project folder).
+fn stored_file_columns(c: &CompiledStep) -> Vec<(String, String)> {
+    c.spec
+        .fields
+        .iter()
+        .flat_map(|f| {
+            f.transforms.iter().filter_map(|t| match t {
+                Transform::StoreFile(spec) => Some((f.target.clone(), spec.dir.clone())),
+                _ => None,
+            })
+        })
+        .collect()
 }
 
-pub async fn table_preview(db: &Db, step: &StepDef) -> Result<TableRollback> {
+/// The rows of `table` a step wrote, as a subquery over the ID map (data steps with an ID map).
+fn written_rows(writer: &TargetWriter, id_column: &str) -> String {
+    let expr = writer.cast_text_expr("new_id", id_column);
+    format!("SELECT {expr} FROM {ID_MAP} WHERE version = $1 AND alias = 0")
+}
+
+/// Store keys that only the step's rows name: the files its rollback removes.
+fn orphaned_files_sql(table: &str, id_column: &str, key_column: &str, written: &str) -> String {
+    let (t, id, k) = (ident(table), ident(id_column), ident(key_column));
+    format!(
+        "SELECT DISTINCT {k} FROM {t} WHERE {id} IN ({written}) AND {k} IS NOT NULL \
+         AND {k} NOT IN (SELECT {k} FROM {t} WHERE {id} NOT IN ({written}) AND {k} IS NOT NULL)"
+    )
+}
+
+/// Everything rolling back a data or merge step destroys or puts back, counted from the target.
+pub async fn step_rollback(db: &Db, step: &StepDef) -> Result<StepRollback> {
     let c = load_compiled(step)?;
-    preview_of(db, &step.version, &c.spec.target.table).await
-}
-
-async fn preview_of(db: &Db, version: &str, table: &str) -> Result<TableRollback> {
-    let mut p = TableRollback {
-        table: table.to_string(),
-        ..Default::default()
+    let version = step.version.as_str();
+    let files = stored_file_columns(&c);
+    let mut p = StepRollback {
+        table: Some(c.spec.target.table.clone()),
+        file_store: files.first().map(|(_, dir)| dir.clone()),
+        ..StepRollback::new(step.version.clone(), step.name.clone(), step.kind)
     };
     // The engine's tables are created together: none yet means the step wrote nothing.
     if !db.table_exists(ID_MAP).await? {
@@ -45,32 +69,69 @@ async fn preview_of(db: &Db, version: &str, table: &str) -> Result<TableRollback
             _ => 0,
         })
     };
-    p.rows_to_delete = count(format!(
+    p.rows_deleted = count(format!(
         "SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1 AND alias = 0"
     ))
     .await?;
-    p.rows_to_restore = count(format!("SELECT COUNT(*) FROM {BACKUPS} WHERE version = $1")).await?;
+    p.rows_restored = count(format!("SELECT COUNT(*) FROM {BACKUPS} WHERE version = $1")).await?;
     p.id_map_entries = count(format!("SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1")).await?;
-    p.rejects = count(format!("SELECT COUNT(*) FROM {REJECTS} WHERE version = $1")).await?;
+    let rejects = |cond: &str| format!("SELECT COUNT(*) FROM {REJECTS} WHERE version = $1 AND {cond}");
+    p.open_rejects = count(rejects("level = 'error' AND state = 'open'")).await?;
+    p.resolved_rejects = count(rejects("level = 'error' AND state <> 'open'")).await?;
+    p.warnings = count(rejects("level <> 'error'")).await?;
+    let fixed: std::collections::BTreeSet<i64> = ledger::reject_fixes(db)
+        .await?
+        .into_iter()
+        .filter(|f| f.version == version)
+        .map(|f| f.reject_id)
+        .collect();
+    if !fixed.is_empty() {
+        let resolved = db
+            .fetch_all(
+                &format!("SELECT id FROM {REJECTS} WHERE version = $1 AND level = 'error' AND state <> 'open'"),
+                &[Value::Text(version.to_string())],
+            )
+            .await?;
+        p.fixed_rejects = resolved
+            .rows
+            .iter()
+            .filter(|r| matches!(r.first(), Some(Value::Int(id)) if fixed.contains(id)))
+            .count() as u64;
+    }
+    let discrepancies = |cond: &str| format!("SELECT COUNT(*) FROM {DISCREPANCIES} WHERE version = $1 AND {cond}");
+    p.open_discrepancies = count(discrepancies("state = 'open'")).await?;
+    p.decided_discrepancies = count(discrepancies("state = 'decided'")).await?;
+    p.void_discrepancies = count(discrepancies("state NOT IN ('open', 'decided')")).await?;
+    p.notes = count(discrepancies("note IS NOT NULL AND note <> ''")).await?;
+    if let (Some(m), false) = (&c.spec.id_map, files.is_empty())
+        && db.table_exists(&c.spec.target.table).await?
+    {
+        let writer = TargetWriter::new(db, &c.spec.target.table, &c.target_columns).await?;
+        let written = written_rows(&writer, &m.column);
+        for (column, _) in &files {
+            let sql = orphaned_files_sql(&c.spec.target.table, &m.column, column, &written);
+            p.files += count(format!("SELECT COUNT(*) FROM ({sql}) orphaned")).await?;
+        }
+    }
     Ok(p)
 }
 
 /// Undo everything the step's runs wrote: restore updated rows, delete written rows, and drop
 /// its ID-map entries, rejects and checkpoint, in one transaction with the ledger change.
-pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<TableRollback, StepError> {
+pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<StepRollback, StepError> {
     let c = load_compiled(step).map_err(StepError::plain)?;
-    let preview = preview_of(&ctx.target, &step.version, &c.spec.target.table)
-        .await
-        .map_err(StepError::plain)?;
+    let preview = step_rollback(&ctx.target, step).await.map_err(StepError::plain)?;
     if ctx.dry_run {
         return Ok(preview);
     }
+    let files = stored_file_columns(&c);
     store::ensure(&ctx.target).await.map_err(StepError::plain)?;
     let writer = TargetWriter::new(&ctx.target, &c.spec.target.table, &c.target_columns)
         .await
         .map_err(StepError::plain)?;
     let v = Value::Text(step.version.clone());
     let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
+    let mut orphaned: Vec<std::path::PathBuf> = Vec::new();
     let res: Result<(), sqlx::Error> = async {
         // 1. restore rows an `update` overwrote, newest backup last so the oldest image wins
         let backups = tx
@@ -114,9 +175,18 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<TableRollback, StepE
                 .await?;
             }
         }
-        // 2. delete the rows the step wrote
+        // 2. delete the rows the step wrote, noting first the stored files only they name
         match &c.spec.id_map {
             Some(m) => {
+                let written = written_rows(&writer, &m.column);
+                for (column, dir) in &files {
+                    let sql = orphaned_files_sql(&writer.table, &m.column, column, &written);
+                    for r in tx.fetch_all(&sql, std::slice::from_ref(&v)).await?.rows {
+                        if let Some(key) = r.first().and_then(|k| k.to_text()) {
+                            orphaned.push(ctx.project.config.dir.join(dir).join(key));
+                        }
+                    }
+                }
                 let expr = writer.cast_text_expr("new_id", &m.column);
                 tx.execute(
                     &format!(
@@ -162,7 +232,7 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<TableRollback, StepE
             }
         }
         // 3. the engine's own records of the step
-        for t in [ID_MAP, REJECTS, BACKUPS, store::DISCREPANCIES] {
+        for t in [ID_MAP, REJECTS, BACKUPS, DISCREPANCIES] {
             tx.execute(&format!("DELETE FROM {t} WHERE version = $1"), std::slice::from_ref(&v))
                 .await?;
         }
@@ -182,6 +252,18 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<TableRollback, StepE
     match res {
         Ok(()) => {
             tx.commit().await.map_err(StepError::plain)?;
+            // After the commit: a file removed for a rollback that did not happen would be lost.
+            for f in &orphaned {
+                // A key is a relative `ab/abcdef…` path of the store; never follow one out of it.
+                if f.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                    continue;
+                }
+                match std::fs::remove_file(f) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!("rollback of {}: cannot remove {}: {e}", step.version, f.display()),
+                }
+            }
             Ok(preview)
         }
         Err(e) => {
@@ -191,48 +273,89 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<TableRollback, StepE
     }
 }
 
+/// What rolling back `version` undoes. When later applied steps must go first, the rollback of
+/// this step alone is refused, and the preview lists them and what rolling back "to here"
+/// (them and this step, newest first) undoes.
 pub async fn rollback_preview(project: &Project, version: &str) -> Result<RollbackPreview> {
     let step = project
         .step(version)
         .ok_or_else(|| eyre!("no migration has version {version}"))?;
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
-    let rows = ledger::load(&target).await?;
+    let preview = preview_on(project, &target, step).await;
+    target.close().await;
+    preview
+}
+
+async fn preview_on(project: &Project, target: &Db, step: &StepDef) -> Result<RollbackPreview> {
+    let version = step.version.as_str();
+    let rows = ledger::load(target).await?;
     let status = compute_status(&project.steps, &rows);
-    let refused =
-        crate::engine::plan::plan_down(&status, &crate::engine::protocol::DownTarget::Only(version.to_string()))
-            .err()
-            .map(|e| format!("{e:#}"));
-    let applied = status
+    let applied = |s: &&StepStatus| {
+        s.is_applied() || (s.kind != StepKind::Schema && matches!(s.state, StepState::Running | StepState::Failed))
+    };
+    let this_applied = status.iter().filter(applied).any(|s| s.version == version);
+    let later: Vec<&StepStatus> = status
         .iter()
-        .any(|s| s.version == version && matches!(s.state, StepState::Applied | StepState::Modified));
-    let lines = match step.kind {
-        StepKind::Schema => match crate::engine::steps::schema::down_statements(step) {
-            Ok(st) => st.into_iter().map(|s| format!("{s};")).collect(),
-            Err(e) => vec![e.message],
-        },
-        _ => {
-            let p = table_preview(&target, step).await?;
-            vec![
-                format!("delete {} rows written to {}", p.rows_to_delete, p.table),
-                format!(
-                    "restore {} rows of {} that the step updated",
-                    p.rows_to_restore, p.table
-                ),
-                format!("drop {} ID-map entries", p.id_map_entries),
-                format!("drop {} rejects and warnings", p.rejects),
-            ]
+        .filter(applied)
+        .filter(|s| s.version.as_str() > version)
+        .rev()
+        .collect();
+    let mut to_here = None;
+    let refused = if !this_applied {
+        Some(format!("{version} is not applied, so there is nothing to roll back"))
+    } else if later.is_empty() {
+        plan::plan_down(&status, &DownTarget::Only(version.to_string()))
+            .err()
+            .map(|e| format!("{e:#}"))
+    } else {
+        let names: Vec<String> = later.iter().map(|s| format!("{}_{}", s.version, s.name)).collect();
+        let refused = format!(
+            "{} later step{} applied after it must be rolled back first: {}",
+            later.len(),
+            if later.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        );
+        // "To here": every applied step above the one before this step.
+        let before = project.steps.iter().rev().find(|s| s.version.as_str() < version);
+        let target_sel = match before {
+            Some(b) => DownTarget::To(b.version.clone()),
+            None => DownTarget::All,
+        };
+        match plan::plan_down(&status, &target_sel) {
+            Ok(_) => {
+                to_here = Some(target_sel);
+                Some(refused)
+            }
+            Err(e) => Some(format!("{refused}; rolling back to here is refused too: {e:#}")),
         }
     };
-    target.close().await;
+    let mut steps = Vec::new();
+    let mut undone: Vec<&StepDef> = Vec::new();
+    if to_here.is_some() {
+        undone.extend(later.iter().filter_map(|s| s.def.as_ref()));
+    }
+    undone.push(step);
+    for def in undone {
+        steps.push(match def.kind {
+            StepKind::Schema => StepRollback {
+                statements: match schema::down_statements(def) {
+                    Ok(st) => st.into_iter().map(|s| format!("{s};")).collect(),
+                    Err(e) => vec![e.message],
+                },
+                ..StepRollback::new(def.version.clone(), def.name.clone(), def.kind)
+            },
+            _ => step_rollback(target, def).await?,
+        });
+    }
+    let lines = steps.last().map(StepRollback::lines).unwrap_or_default();
     Ok(RollbackPreview {
         version: step.version.clone(),
         name: step.name.clone(),
         kind: step.kind,
         lines,
-        refused: if applied || refused.is_some() {
-            refused
-        } else {
-            Some(format!("{version} is not applied"))
-        },
+        refused,
+        steps,
+        later: later.iter().map(|s| format!("{}_{}", s.version, s.name)).collect(),
+        to_here,
     })
 }

@@ -27,6 +27,8 @@ pub enum CheckKind {
     ForeignKeys,
     /// A declared `[[documents]]` store.
     Documents,
+    /// A table a rolled-back step wrote, against its content checksum from before the step.
+    Rollback,
 }
 
 impl CheckKind {
@@ -39,6 +41,7 @@ impl CheckKind {
             CheckKind::Checksum => "checksum",
             CheckKind::ForeignKeys => "foreign_keys",
             CheckKind::Documents => "documents",
+            CheckKind::Rollback => "rollback",
         }
     }
 }
@@ -66,6 +69,27 @@ pub struct Check {
     pub source: Option<Measure>,
     pub target: Option<Measure>,
     pub detail: String,
+    /// Set when the check passes although the sides differ, because of what an operator did
+    /// (rows written after a reject fix): says what explains the difference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explained: Option<String>,
+    /// Set when the check was not run against what it declares (its step was rolled back):
+    /// says why. Not a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_checked: Option<String>,
+}
+
+impl Check {
+    /// The result as the CLI and the console show it: `ok`, `FAIL`, `fixed` (passes because
+    /// of an operator's fix) or `skip` (not checked: its step was rolled back).
+    pub fn result_label(&self) -> &'static str {
+        match (self.ok, &self.explained, &self.not_checked) {
+            (false, _, _) => "FAIL",
+            (true, _, Some(_)) => "skip",
+            (true, Some(_), None) => "fixed",
+            (true, None, None) => "ok",
+        }
+    }
 }
 
 impl Measure {

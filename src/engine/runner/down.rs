@@ -99,19 +99,15 @@ async fn run_down_inner(
                 StepKind::Schema => schema::revert(&ctx, def).await.map(|_| Counts::default()),
                 StepKind::Data | StepKind::Merge => match crate::engine::ops::rollback::revert(&ctx, def).await {
                     Ok(p) => {
+                        // Every consequence, as the console's preview lists them.
+                        let lines: Vec<String> = p
+                            .lines()
+                            .iter()
+                            .map(|l| format!("  {} {l}", if dry_run { "would" } else { "done:" }))
+                            .collect();
                         ctx.emit(EngineEvent::Notice {
                             level: NoticeLevel::Info,
-                            message: format!(
-                                "  {} {} rows from {}, {} {} updated rows, {} {} ID-map entries and {} rejects",
-                                if dry_run { "would delete" } else { "deleted" },
-                                p.rows_to_delete,
-                                p.table,
-                                if dry_run { "would restore" } else { "restored" },
-                                p.rows_to_restore,
-                                if dry_run { "would drop" } else { "dropped" },
-                                p.id_map_entries,
-                                p.rejects
-                            ),
+                            message: lines.join("\n"),
                         })
                         .await;
                         Ok(Counts::default())

@@ -387,3 +387,103 @@ pub async fn history(db: &Db, limit: i64) -> Result<Vec<HistoryEntry>> {
 pub fn kind_of(row: &LedgerRow) -> StepKind {
     StepKind::parse(&row.kind).unwrap_or(StepKind::Schema)
 }
+
+/// The audit event that holds a step's pre-step content checksum of one table.
+const PRE_CHECKSUM_EVENT: &str = "pre_step_checksum";
+
+/// The content checksum of a table a step writes, taken before the step first wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreStepChecksum {
+    pub version: String,
+    pub table: String,
+    /// `ContentSum::hex` of every row of the table (all columns).
+    pub sum: String,
+    pub rows: u64,
+    pub at: String,
+}
+
+/// Keep a step's pre-step checksum of `table` with its ledger entry (in the audit trail).
+pub async fn record_pre_checksum(
+    db: &Db,
+    run_id: &str,
+    version: &str,
+    table: &str,
+    sum: &str,
+    rows: u64,
+) -> Result<()> {
+    let detail = serde_json::json!({"table": table, "sum": sum, "rows": rows});
+    append_event_db(db, Some(run_id), Some(version), PRE_CHECKSUM_EVENT, &detail).await
+}
+
+/// The latest pre-step checksum of every (step, table), by version then table.
+pub async fn pre_checksums(db: &Db) -> Result<Vec<PreStepChecksum>> {
+    if !db.table_exists(EVENTS_TABLE).await? {
+        return Ok(Vec::new());
+    }
+    let rows = db
+        .fetch_all(
+            &format!("SELECT version, at, detail FROM {EVENTS_TABLE} WHERE event = $1 ORDER BY id"),
+            &[Value::Text(PRE_CHECKSUM_EVENT.into())],
+        )
+        .await?;
+    let mut latest: std::collections::BTreeMap<(String, String), PreStepChecksum> = Default::default();
+    for r in &rows.rows {
+        let g = |i: usize| r.get(i).and_then(text);
+        let detail: serde_json::Value = g(2).and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+        let (Some(version), Some(table), Some(sum)) = (g(0), detail["table"].as_str(), detail["sum"].as_str()) else {
+            continue;
+        };
+        let c = PreStepChecksum {
+            version: version.clone(),
+            table: table.to_string(),
+            sum: sum.to_string(),
+            rows: detail["rows"].as_u64().unwrap_or(0),
+            at: g(1).unwrap_or_default(),
+        };
+        latest.insert((version, table.to_string()), c);
+    }
+    Ok(latest.into_values().collect())
+}
+
+/// An operator's fix of one field of a rejected row (`rejects fix`), from the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectFix {
+    pub reject_id: i64,
+    pub version: String,
+    pub field: String,
+    /// The new value; `None` for a secret field (the audit trail never holds it).
+    pub value: Option<String>,
+    pub by: String,
+    pub at: String,
+}
+
+/// Every recorded reject fix, oldest first.
+pub async fn reject_fixes(db: &Db) -> Result<Vec<RejectFix>> {
+    if !db.table_exists(EVENTS_TABLE).await? {
+        return Ok(Vec::new());
+    }
+    let rows = db
+        .fetch_all(
+            &format!(
+                "SELECT version, at, os_user, detail FROM {EVENTS_TABLE} WHERE event = 'reject_fixed' ORDER BY id"
+            ),
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let g = |i: usize| r.get(i).and_then(text);
+            let detail: serde_json::Value = g(3).and_then(|s| serde_json::from_str(&s).ok())?;
+            Some(RejectFix {
+                reject_id: detail["reject"].as_i64()?,
+                version: g(0).unwrap_or_default(),
+                field: detail["field"].as_str().unwrap_or_default().to_string(),
+                value: detail["after"].as_str().map(str::to_string),
+                by: g(2).unwrap_or_default(),
+                at: g(1).unwrap_or_default(),
+            })
+        })
+        .collect())
+}

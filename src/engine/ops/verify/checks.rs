@@ -38,6 +38,8 @@ pub(super) async fn ledger_checks(target: &Db) -> Result<Vec<Check>> {
                 unfinished.join(", ")
             )
         },
+        explained: None,
+        not_checked: None,
     });
     let mut open_rejects: BTreeMap<String, i64> = BTreeMap::new();
     if target.table_exists(REJECTS).await? {
@@ -77,6 +79,8 @@ pub(super) async fn ledger_checks(target: &Db) -> Result<Vec<Check>> {
                 c.rejected,
                 c.merged
             ),
+            explained: None,
+            not_checked: None,
         });
         let stored = open_rejects.get(&r.version).copied().unwrap_or(0);
         let ok = i64::try_from(c.rejected).is_ok_and(|n| n == stored);
@@ -91,6 +95,8 @@ pub(super) async fn ledger_checks(target: &Db) -> Result<Vec<Check>> {
                 c.rejected,
                 if ok { "=" } else { "≠" }
             ),
+            explained: None,
+            not_checked: None,
         });
     }
     Ok(checks)
@@ -148,6 +154,8 @@ pub(super) async fn source_count_checks(project: &Project, target: &Db, source: 
                     if n == r.counts.source { "=" } else { "≠" },
                     r.counts.source
                 ),
+                explained: None,
+                not_checked: None,
             },
             Err(e) => Check {
                 name,
@@ -156,6 +164,8 @@ pub(super) async fn source_count_checks(project: &Project, target: &Db, source: 
                 source: None,
                 target: Some(Measure::count(r.counts.source)),
                 detail: e,
+                explained: None,
+                not_checked: None,
             },
         });
     }
@@ -206,6 +216,8 @@ pub(super) async fn expect_check(e: &ExpectSpec, source: &Source, target: &Db) -
         source: measure(&src),
         target: measure(&tgt),
         detail,
+        explained: None,
+        not_checked: None,
     }
 }
 
@@ -243,6 +255,8 @@ pub(super) async fn checksum_check(c: &ChecksumSpec, source: &Source, target: &D
         source: digest(&src),
         target: digest(&tgt),
         detail,
+        explained: None,
+        not_checked: None,
     }
 }
 
@@ -279,6 +293,8 @@ pub(super) async fn foreign_key_checks(target: &Db) -> Vec<Check> {
             source: None,
             target: None,
             detail: format!("cannot check foreign keys: {msg}"),
+            explained: None,
+            not_checked: None,
         }],
     }
 }
@@ -300,6 +316,8 @@ fn fk_check(table: &str, orphans: u64, parts: &[String], parents: &[String]) -> 
                 parts.join(", ")
             )
         },
+        explained: None,
+        not_checked: None,
     }
 }
 

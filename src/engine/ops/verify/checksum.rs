@@ -95,6 +95,12 @@ pub(super) async fn content_sum(db: &Db, sql: &str) -> Result<ContentSum, String
     Ok(sum)
 }
 
+/// The content checksum of every row of a table (all columns, in the table's order): what a
+/// step's rollback is compared against.
+pub async fn table_sum(db: &Db, table: &str) -> Result<ContentSum, String> {
+    content_sum(db, &format!("SELECT * FROM {}", db.dialect().quote_ident(table))).await
+}
+
 pub(super) fn sql_error(e: &sqlx::Error) -> String {
     let msg = crate::engine::config::redact_url(&e.to_string());
     if matches!(e, sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_)) {

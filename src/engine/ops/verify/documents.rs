@@ -108,6 +108,8 @@ pub(super) async fn documents_check(d: &DocumentsSpec, project_dir: &Path, targe
             source: None,
             target: None,
             detail: format!("target query failed: {}", sql_error(&e)),
+            explained: None,
+            not_checked: None,
         };
     }
     let with_files = rows - no_file;
@@ -147,6 +149,8 @@ pub(super) async fn documents_check(d: &DocumentsSpec, project_dir: &Path, targe
         source: Some(Measure::count(with_files)),
         target: Some(Measure::count(good)),
         detail,
+        explained: None,
+        not_checked: None,
     }
 }
 

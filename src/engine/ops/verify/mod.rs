@@ -19,12 +19,14 @@
 //! content checksum and runs the declared queries; [`checks`] holds the checks of the ledger,
 //! the accounting and the foreign keys; [`documents`] checks a file store.
 
+pub mod baseline;
 mod checks;
 mod checksum;
 mod documents;
+mod operator;
 mod spec;
 
-pub use checksum::{ContentSum, canonical, row_hash};
+pub use checksum::{ContentSum, canonical, row_hash, table_sum};
 pub use spec::{ChecksumSpec, DocumentsSpec, ExpectSpec, VERIFY_FILE, VerifyFile};
 
 use crate::engine::db::{Db, Role};
@@ -122,15 +124,21 @@ async fn run_checks(project: &Project, file: &VerifyFile, target: &Db, source: O
         },
     };
     checks.extend(checks::source_count_checks(project, target, source).await?);
+    // Fixed rejects and rolled-back steps are expected states, reported as such.
+    let actions = operator::OperatorActions::load(project, target).await?;
+    checks.extend(actions.rollback_checks(target).await);
     for e in &file.expect {
-        checks.push(checks::expect_check(e, source, target).await);
+        let check = checks::expect_check(e, source, target).await;
+        checks.push(actions.review_expect(e, check));
     }
     for c in &file.checksum {
-        checks.push(checks::checksum_check(c, source, target).await);
+        let check = checks::checksum_check(c, source, target).await;
+        checks.push(actions.review_checksum(c, check, source, target).await);
     }
     checks.extend(checks::foreign_key_checks(target).await);
     for d in &file.documents {
-        checks.push(documents::documents_check(d, &project.config.dir, target).await);
+        let check = documents::documents_check(d, &project.config.dir, target).await;
+        checks.push(actions.review_documents(d, check));
     }
     Ok(checks)
 }

@@ -391,6 +391,8 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         batch_size,
         continue_on_error,
     };
+    crate::engine::ops::verify::baseline::take_pre_step_checksums(ctx, step, vec![m.a.spec.target.table.clone()])
+        .await?;
     let mut s = MergeBatches {
         m,
         source,
