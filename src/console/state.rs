@@ -4,10 +4,10 @@
 //! panes only read them, so both can be tested without a terminal or a database.
 
 use crate::engine::ops::review::Discrepancy;
-use crate::engine::protocol::views::ReviewRecords;
 use crate::engine::ops::snapshot::{RejectSummary, RollbackPreview, StepSummary};
 use crate::engine::ops::verify::{Check, VerifyReport};
 use crate::engine::project::StepKind;
+use crate::engine::protocol::views::ReviewRecords;
 use crate::engine::protocol::{Counts, EngineEvent, Operation, PlannedStep, Progress};
 use crate::engine::store::lock::LockHolder;
 use chrono::{DateTime, FixedOffset, Offset, Utc};

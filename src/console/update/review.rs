@@ -414,9 +414,18 @@ pub fn details(state: &AppState) -> Option<Dialog> {
     // Both records, every field, in full (the pane shows what fits).
     if let Some(r) = state.selected_records() {
         lines.push(String::new());
-        lines.push(format!("both records: A = {} {} | B = {} {}", d.sides[0], d.keys[0], d.sides[1], d.keys[1]));
+        lines.push(format!(
+            "both records: A = {} {} | B = {} {}",
+            d.sides[0], d.keys[0], d.sides[1], d.keys[1]
+        ));
         for f in &r.fields {
-            let side = |i: usize| if f.present[i] { show_value(&f.values[i]) } else { "-".into() };
+            let side = |i: usize| {
+                if f.present[i] {
+                    show_value(&f.values[i])
+                } else {
+                    "-".into()
+                }
+            };
             let mark = if f.name == d.field { "▶" } else { " " };
             lines.push(format!("{mark} {:<18} A {} | B {}", f.name, side(0), side(1)));
         }

@@ -120,28 +120,58 @@ fn state_marker(cx: &Cx, d: &Discrepancy) -> &'static str {
 fn render_list(cx: &Cx, shown: &[&Discrepancy], selected: Option<i64>, area: Rect, buf: &mut Buffer) {
     let theme = cx.theme;
     // The queue can be long: rows are built only for the window that shows the selection.
+    // The legacy keys say more to the reviewer than the new entity's id: whole, on two lines
+    // when one is too narrow (the field names give way first).
+    let field_w = shown
+        .iter()
+        .map(|d| d.field.chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 14);
+    let one_line_w = shown
+        .iter()
+        .map(|d| d.keys[0].chars().count() + 3 + d.keys[1].chars().count())
+        .max()
+        .unwrap_or(8);
+    let keys_w = (area.width as usize)
+        .saturating_sub(2 + 1 + 5 + field_w + 3)
+        .min(one_line_w)
+        .max(8);
+    let keys_text = |d: &Discrepancy| {
+        let line = format!("{} + {}", d.keys[0], d.keys[1]);
+        if line.chars().count() <= keys_w {
+            vec![line]
+        } else {
+            // A above B.
+            let mut lines = wrap(&d.keys[0], keys_w);
+            lines.extend(wrap(&d.keys[1], keys_w));
+            lines
+        }
+    };
+    let row_h = shown.iter().map(|d| keys_text(d).len()).max().unwrap_or(1);
     let pos = selected.and_then(|id| shown.iter().position(|d| d.id == id));
-    let visible = (area.height as usize).saturating_sub(1).max(1);
+    let visible = ((area.height as usize).saturating_sub(1) / row_h).max(1);
     let start = pos.map_or(0, |p| (p + 1).saturating_sub(visible));
     let window = &shown[start..shown.len().min(start + visible)];
     let rows: Vec<Row> = window
         .iter()
         .map(|d| {
+            let keys: Vec<Line> = keys_text(d).into_iter().map(Line::from).collect();
             Row::new(vec![
                 Cell::from(state_marker(cx, d)),
                 Cell::from(d.id.to_string()),
-                // The legacy keys say more to the reviewer than the new entity's id.
-                Cell::from(format!("{} + {}", d.keys[0], d.keys[1])),
-                Cell::from(d.field.clone()),
+                Cell::from(Text::from(keys)),
+                Cell::from(truncate(&d.field, field_w)),
             ])
+            .height(row_h as u16)
             .style(if d.state == "open" { theme.plain() } else { theme.dim() })
         })
         .collect();
     let widths = [
         Constraint::Length(1),
         Constraint::Length(5),
-        Constraint::Min(8),
-        Constraint::Min(6),
+        Constraint::Length(keys_w as u16),
+        Constraint::Min(5),
     ];
     let table = Table::new(rows, widths)
         .header(Row::new(["", "ID", "Records A + B", "Field"]).style(theme.bold()))
@@ -223,9 +253,7 @@ fn render_records(cx: &Cx, sel: &Discrepancy, area: Rect, buf: &mut Buffer) {
                         None => [shown(f, 0), shown(f, 1)],
                     },
                     dispute,
-                    differ: f.present[0]
-                        && f.present[1]
-                        && compare_form(&f.values[0]) != compare_form(&f.values[1]),
+                    differ: f.present[0] && f.present[1] && compare_form(&f.values[0]) != compare_form(&f.values[1]),
                 }
             })
             .collect(),
@@ -244,41 +272,89 @@ fn render_records(cx: &Cx, sel: &Discrepancy, area: Rect, buf: &mut Buffer) {
     // field names give way (abbreviated with …), never the keys or values (they wrap).
     let name_w = fields.iter().map(|f| f.name.chars().count()).max().unwrap_or(5);
     let field_w = name_w.clamp(5, if width >= 90 { 18 } else { 13 });
-    let fixed = 2 + field_w + 2 + 4;
+    // The selection mark, the field, `≠`, and the spaces between the columns.
+    let fixed = 1 + field_w + 1 + 1 + 1 + 1 + 1;
+    let side = |i: usize| format!("{} · {} {}", ["A", "B"][i], sel.sides[i], sel.keys[i]);
+    // The decision column gives way first, so the labels stay on one line where they can (the
+    // ✓ on the value taken and the list's marks still say what was decided).
+    let label_w = side(0).chars().count().max(side(1).chars().count());
     let mut decision_w = 10;
     let mut value_w = width.saturating_sub(fixed + decision_w + 1) / 2;
-    if value_w < 18 {
+    if value_w < label_w {
         decision_w = 0;
         value_w = width.saturating_sub(fixed) / 2;
     }
     let value_w = value_w.max(1);
-    let side = |i: usize| format!("{} · {} {}", ["A", "B"][i], sel.sides[i], sel.keys[i]);
     let labels = [wrap(&side(0), value_w), wrap(&side(1), value_w)];
     let header_h = labels.iter().map(Vec::len).max().unwrap_or(1) as u16;
     let mut header = vec![
         Cell::from("Field"),
         Cell::from(""),
-        Cell::from(Text::from(labels[0].iter().cloned().map(Line::from).collect::<Vec<_>>())),
-        Cell::from(Text::from(labels[1].iter().cloned().map(Line::from).collect::<Vec<_>>())),
+        Cell::from(Text::from(
+            labels[0].iter().cloned().map(Line::from).collect::<Vec<_>>(),
+        )),
+        Cell::from(Text::from(
+            labels[1].iter().cloned().map(Line::from).collect::<Vec<_>>(),
+        )),
     ];
     if decision_w > 0 {
         header.push(Cell::from("Decision"));
     }
-    let rows: Vec<Row> = fields
-        .iter()
-        .map(|f| record_row(cx, f, [field_w, value_w, decision_w]))
-        .collect();
-    let selected = fields
-        .iter()
-        .position(|f| f.dispute.is_some_and(|d| d.id == sel.id));
-    let rows_h: u16 = fields.iter().map(|f| f.height(value_w)).sum();
-
     let [head_area, table_area, tail_area] = Layout::vertical([
         Constraint::Length(head.len() as u16),
         Constraint::Min(1),
         Constraint::Length(tail.len() as u16),
     ])
     .areas(area);
+    // When not every field fits, those that say least give way: fields equal in both records
+    // first, then fields of one record only, keeping the disputes, the differences, the keys
+    // and what only record B has (its parent, its link). Enter lists every field.
+    let all = fields.len();
+    let rank = |f: &FieldRow| -> u8 {
+        let has = |i: usize| !f.values[i].is_empty();
+        if f.dispute.is_some() || f.differ {
+            0
+        } else if f.values.iter().any(|v| sel.keys.contains(v)) || (has(1) && !has(0)) {
+            1
+        } else if has(0) != has(1) {
+            2
+        } else {
+            3
+        }
+    };
+    let height = |fs: &[FieldRow]| fs.iter().map(|f| f.height(value_w)).sum::<u16>();
+    let fields = if height(&fields) + header_h <= table_area.height {
+        fields
+    } else {
+        // One line for saying so.
+        let room = table_area.height.saturating_sub(header_h + 1);
+        let mut order: Vec<usize> = (0..fields.len()).collect();
+        order.sort_by_key(|&i| {
+            let f = &fields[i];
+            (f.dispute.is_none_or(|d| d.id != sel.id), rank(f), i)
+        });
+        let mut keep = vec![false; fields.len()];
+        let mut used = 0;
+        for i in order {
+            let h = fields[i].height(value_w);
+            if used + h <= room {
+                keep[i] = true;
+                used += h;
+            }
+        }
+        fields
+            .into_iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(f, _)| f)
+            .collect()
+    };
+    let rows: Vec<Row> = fields
+        .iter()
+        .map(|f| record_row(cx, f, [field_w, value_w, decision_w]))
+        .collect();
+    let selected = fields.iter().position(|f| f.dispute.is_some_and(|d| d.id == sel.id));
+    let rows_h = height(&fields);
     Paragraph::new(head).render(head_area, buf);
     Paragraph::new(tail).render(tail_area, buf);
     let mut widths = vec![
@@ -290,8 +366,8 @@ fn render_records(cx: &Cx, sel: &Discrepancy, area: Rect, buf: &mut Buffer) {
     if decision_w > 0 {
         widths.push(Constraint::Min(decision_w as u16));
     }
-    // Fields that do not fit are said to be there (enter lists them all).
-    let cut = rows_h + header_h > table_area.height;
+    // Fields left out or scrolled away are said to be there (enter lists them all).
+    let cut = fields.len() < all || rows_h + header_h > table_area.height;
     let [table_area, more_area] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(u16::from(cut))]).areas(table_area);
     let table = Table::new(rows, widths)
@@ -302,7 +378,14 @@ fn render_records(cx: &Cx, sel: &Discrepancy, area: Rect, buf: &mut Buffer) {
     let mut ts = TableState::default().with_selected(selected);
     StatefulWidget::render(table, table_area, buf, &mut ts);
     if cut {
-        let text = format!("{} fields in all; more above or below · enter lists them", fields.len());
+        let text = if fields.len() < all {
+            format!(
+                "{} of {all} fields shown (the rest say less) · enter lists them all",
+                fields.len()
+            )
+        } else {
+            format!("{all} fields; more above or below · enter lists them all")
+        };
         Paragraph::new(Line::styled(truncate(&text, width), theme.dim())).render(more_area, buf);
     }
 }
@@ -318,12 +401,24 @@ struct FieldRow<'a> {
 }
 
 impl FieldRow<'_> {
+    /// Which side's value the decision took, if it took one.
+    fn taken(&self) -> Option<usize> {
+        let d = self.dispute.filter(|d| d.state == "decided")?;
+        match d.decision.as_deref() {
+            Some("take_a") => Some(0),
+            Some("take_b") => Some(1),
+            _ => None,
+        }
+    }
+
+    /// A value as shown: `✓` on the one taken.
+    fn shown(&self, i: usize) -> String {
+        let mark = if self.taken() == Some(i) { "✓ " } else { "" };
+        format!("{mark}{}", self.values[i])
+    }
+
     fn height(&self, value_w: usize) -> u16 {
-        self.values
-            .iter()
-            .map(|v| wrap(&format!("✓ {v}"), value_w).len())
-            .max()
-            .unwrap_or(1) as u16
+        (0..2).map(|i| wrap(&self.shown(i), value_w).len()).max().unwrap_or(1) as u16
     }
 }
 
@@ -384,11 +479,7 @@ fn record_row<'a>(cx: &Cx, f: &FieldRow, widths: [usize; 3]) -> Row<'a> {
     let [field_w, value_w, decision_w] = widths;
     let d = f.dispute;
     let open = d.is_some_and(|d| d.state == "open");
-    let taken = match d.and_then(|d| d.decision.as_deref().filter(|_| d.state == "decided")) {
-        Some("take_a") => Some(0),
-        Some("take_b") => Some(1),
-        _ => None,
-    };
+    let taken = f.taken();
     let value_style = |i: usize| -> Style {
         match (d, taken) {
             (Some(_), _) if open => theme.bold(),
@@ -399,8 +490,7 @@ fn record_row<'a>(cx: &Cx, f: &FieldRow, widths: [usize; 3]) -> Row<'a> {
         }
     };
     let value = |i: usize| {
-        let mark = if taken == Some(i) { "✓ " } else { "" };
-        let lines: Vec<Line> = wrap(&format!("{mark}{}", f.values[i]), value_w)
+        let lines: Vec<Line> = wrap(&f.shown(i), value_w)
             .into_iter()
             .map(|l| Line::styled(l, value_style(i)))
             .collect();

@@ -92,7 +92,8 @@ async fn records_in(project: &Project, target: &Db, id: i64) -> Result<ReviewRec
         .ok_or_else(|| eyre!("discrepancy {id} belongs to step {} whose folder is gone", d.step))?;
     let m = MergeStep::load(step)?;
     let Some(url) = project.config.source.as_ref() else {
-        out.notes.push("no source is configured: the records cannot be read".into());
+        out.notes
+            .push("no source is configured: the records cannot be read".into());
         tx.rollback().await?;
         return Ok(out);
     };
@@ -111,8 +112,10 @@ async fn records_in(project: &Project, target: &Db, id: i64) -> Result<ReviewRec
             sides.push(None);
             continue;
         };
-        let batch =
-            crate::engine::data::pipeline::SourceBatch::new(std::sync::Arc::new(rows.columns.clone()), vec![row.clone()]);
+        let batch = crate::engine::data::pipeline::SourceBatch::new(
+            std::sync::Arc::new(rows.columns.clone()),
+            vec![row.clone()],
+        );
         let cache = side.prefetch(&mut tx, &batch).await?;
         let layout = side.layout(&batch.columns);
         let processed = match side.process(&batch.columns, &layout, row, &cache, crate::engine::clock::today()) {
@@ -134,7 +137,8 @@ async fn records_in(project: &Project, target: &Db, id: i64) -> Result<ReviewRec
     source.close().await;
     tx.rollback().await?;
 
-    let side_column = |f: &crate::engine::steps::merge::MergeField, i: usize| if i == 0 { f.a.clone() } else { f.b.clone() };
+    let side_column =
+        |f: &crate::engine::steps::merge::MergeField, i: usize| if i == 0 { f.a.clone() } else { f.b.clone() };
     for f in &m.file.fields {
         if f.a.is_none() && f.b.is_none() {
             continue;
