@@ -10,7 +10,7 @@ use cutover::engine::ops::review::Discrepancy;
 use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use cutover::engine::ops::verify::{Check, CheckKind, Measure, VerifyReport};
 use cutover::engine::project::StepKind;
-use cutover::engine::protocol::views::RejectPage;
+use cutover::engine::protocol::views::{RejectPage, ReviewRecords};
 use cutover::engine::protocol::{
     Command, Counts, DownTarget, EngineEvent, Operation, Outcome, PlannedStep, Progress, RunOptions,
 };
@@ -1928,4 +1928,49 @@ fn a_rollback_that_ends_well_is_verified() {
         }),
     );
     assert!(cmds.contains(&Command::Verify), "{cmds:?}");
+}
+
+/// The review pane reads the selected discrepancy's two whole records once per pair, on the
+/// clock (scrolling reads only where it stops), and keeps only the answer to the last request.
+#[test]
+fn review_records_are_read_once_per_pair_on_the_tick() {
+    let mut s = reviewing();
+    // The review's commands only (the rejects pane has its own reads on the clock).
+    let tick = |s: &mut AppState, ms: i64| -> Vec<Command> {
+        update(s, Msg::Tick(t0() + chrono::Duration::milliseconds(ms)))
+            .into_iter()
+            .filter(|c| matches!(c, Command::LoadReviewRecords { .. }))
+            .collect()
+    };
+    assert_eq!(tick(&mut s, 250), vec![Command::LoadReviewRecords { id: 11 }]);
+    assert!(tick(&mut s, 500).is_empty(), "asked once");
+    // 12 is between the same two records as 11: nothing to read.
+    update(&mut s, ch('j'));
+    assert_eq!(selected_id(&s), Some(12));
+    assert!(tick(&mut s, 750).is_empty());
+    // 14 is another pair; j twice between ticks reads only where the selection stops.
+    update(&mut s, ch('j'));
+    update(&mut s, ch('k'));
+    update(&mut s, ch('j'));
+    assert_eq!(tick(&mut s, 1000), vec![Command::LoadReviewRecords { id: 14 }]);
+    // A late answer for 11 is dropped; the answer for 14 is kept and shown for 14.
+    let records = |id: i64, entity: &str| {
+        Msg::Engine(EngineEvent::ReviewRecords(Box::new(ReviewRecords {
+            id,
+            step: MERGE.into(),
+            entity_id: entity.into(),
+            keys: [format!("p{entity}"), format!("c{entity}")],
+            ..Default::default()
+        })))
+    };
+    update(&mut s, records(11, "7"));
+    assert!(s.selected_records().is_none(), "an older answer is not shown");
+    update(&mut s, records(14, "9"));
+    assert_eq!(s.selected_records().map(|r| r.id), Some(14));
+    // Another pane in front: nothing is read.
+    update(&mut s, ch('3'));
+    update(&mut s, ch('5'));
+    update(&mut s, ch('3'));
+    s.selected_discrepancy = Some(11);
+    assert!(tick(&mut s, 1250).is_empty(), "review not shown");
 }

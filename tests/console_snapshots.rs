@@ -10,8 +10,9 @@ use cutover::engine::ops::review::Discrepancy;
 use cutover::engine::ops::snapshot::{RejectSummary, RollbackPreview, Snapshot, StepSummary};
 use cutover::engine::ops::verify::{Check, CheckKind, Measure, VerifyReport};
 use cutover::engine::project::StepKind;
+use cutover::engine::protocol::Command;
 use cutover::engine::protocol::StepState;
-use cutover::engine::protocol::views::RejectPage;
+use cutover::engine::protocol::views::{RecordField, RejectPage, ReviewRecords};
 use cutover::engine::protocol::{Counts, EngineEvent, Operation, Outcome, PlannedStep, Progress};
 use cutover::engine::store::lock::LockHolder;
 use ratatui::Terminal;
@@ -1517,4 +1518,104 @@ fn verify_pane_with_a_fix_and_a_rolled_back_step() {
     assert!(screen.contains("skip   checksum"), "{screen}");
     assert!(screen.contains("1 pass after a fix"), "{screen}");
     insta::assert_snapshot!("verify_fixed_and_rolled_back_120x40", screen);
+}
+
+// ---- the review pane: both whole records ----------------------------------------------------
+
+fn record_field(name: &str, a: Option<&str>, b: Option<&str>, present: [bool; 2]) -> RecordField {
+    RecordField {
+        name: name.into(),
+        values: [a.map(String::from), b.map(String::from)],
+        present,
+    }
+}
+
+/// The review pane with long legacy keys, after the engine sent both records of the pair:
+/// names, date of birth, sex (differing, not in dispute), the parent and both legacy ids.
+fn reviewing_whole_records() -> AppState {
+    let mut s = reviewing();
+    let keys = ["P-000001042-NORTH".to_string(), "C-000000077-NORTH".to_string()];
+    let mut sn = snap(migrations());
+    sn.migrations
+        .push(step(MERGE, "merge_people", StepKind::Merge, "applied"));
+    sn.discrepancies = vec![
+        Discrepancy {
+            keys: keys.clone(),
+            ..discrepancy(1, "date_of_birth", Some("2019-03-04"), Some("2019-04-03"))
+        },
+        Discrepancy {
+            keys: keys.clone(),
+            ..discrepancy(2, "first_name", Some("Ann"), Some("Anne-Marie"))
+        },
+    ];
+    s = with_snapshot(s, sn);
+    let asked = update(&mut s, Msg::Tick(t0() + chrono::Duration::seconds(1)));
+    assert_eq!(asked, vec![Command::LoadReviewRecords { id: 1 }]);
+    let both = [true, true];
+    let records = ReviewRecords {
+        id: 1,
+        step: MERGE.into(),
+        entity_id: "0b7e2c1a".into(),
+        keys,
+        fields: vec![
+            record_field("first_name", Some("Ann"), Some("Anne-Marie"), both),
+            record_field("last_name", Some("Lee"), Some("Lee"), both),
+            record_field("date_of_birth", Some("2019-03-04"), Some("2019-04-03"), both),
+            record_field("gender", Some("female"), Some("male"), both),
+            record_field("email", Some("ann.lee@example.org"), None, [true, false]),
+            record_field("legacy_patient_id", Some("P-000001042-NORTH"), None, [true, false]),
+            record_field("legacy_child_id", None, Some("C-000000077-NORTH"), [false, true]),
+            record_field("parent_id", None, Some("U-5531-guardian-account-0001"), [false, true]),
+            record_field("linked_patient_id", None, Some("P-000001042-NORTH"), [false, true]),
+        ],
+        notes: Vec::new(),
+        error: None,
+    };
+    update(&mut s, Msg::Engine(EngineEvent::ReviewRecords(Box::new(records))));
+    s
+}
+
+#[test]
+fn review_pane_shows_both_whole_records() {
+    let mut s = reviewing_whole_records();
+    insta::assert_snapshot!("review_records_120x40", shot(&s, 120, 40));
+    insta::assert_snapshot!("review_records_80x24", shot(&s, 80, 24));
+    // Keys and values whole at both sizes (wrapped, never cut); the marks show without colour.
+    s.color = false;
+    for (w, h) in [(120, 40), (80, 24)] {
+        let t = render(&s, w, h);
+        let buf = t.backend().buffer();
+        let text: String = (0..h)
+            .map(|y| (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect::<String>() + "\n")
+            .collect();
+        for whole in [
+            " A · patients ",
+            " B · children ",
+            " P-000001042-NORTH ",
+            " C-000000077-NORTH ",
+        ] {
+            assert!(text.contains(whole), "{whole} whole at {w}x{h}:\n{text}");
+        }
+        // The parent (only B has it) fits at 80x24; the grid's review pane at 120x40 is
+        // shorter, and says fields are left out.
+        if h == 24 {
+            assert!(
+                text.contains(" U-5531-guardian-account-0001 "),
+                "the parent whole:\n{text}"
+            );
+        } else {
+            assert!(text.contains("of 9 fields shown"), "fields left out are said:\n{text}");
+        }
+        let marks = |m: &str| buf.content().iter().filter(|c| c.symbol() == m).count();
+        assert_eq!(marks("≠"), 2, "one ≠ per field in dispute at {w}x{h}:\n{text}");
+        assert_eq!(marks("~"), 1, "gender differs, not in dispute, at {w}x{h}:\n{text}");
+    }
+}
+
+/// Until the records arrive, the pane says so and shows the fields in dispute.
+#[test]
+fn review_pane_reads_the_records() {
+    let s = reviewing();
+    let text = shot(&s, 120, 40);
+    assert!(text.contains("reading both records…"), "{text}");
 }

@@ -160,6 +160,7 @@ impl EventPrinter {
             | EngineEvent::RollbackPreview(_)
             | EngineEvent::Verified(_)
             | EngineEvent::RejectPage(_)
+            | EngineEvent::ReviewRecords(_)
             | EngineEvent::RejectsExported { .. } => {}
         }
     }

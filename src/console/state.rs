@@ -7,6 +7,7 @@ use crate::engine::ops::review::Discrepancy;
 use crate::engine::ops::snapshot::{RejectSummary, RollbackPreview, StepSummary};
 use crate::engine::ops::verify::{Check, VerifyReport};
 use crate::engine::project::StepKind;
+use crate::engine::protocol::views::ReviewRecords;
 use crate::engine::protocol::{Counts, EngineEvent, Operation, PlannedStep, Progress};
 use crate::engine::store::lock::LockHolder;
 use chrono::{DateTime, FixedOffset, Offset, Utc};
@@ -123,6 +124,25 @@ pub enum SelectOnLoad {
     Keep,
     First,
     Last,
+}
+
+/// The two records a discrepancy is between: every discrepancy of the same step, entity and
+/// keys shares them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordPair {
+    pub step: String,
+    pub entity_id: String,
+    pub keys: [String; 2],
+}
+
+impl RecordPair {
+    pub fn of(d: &Discrepancy) -> RecordPair {
+        RecordPair {
+            step: d.step.clone(),
+            entity_id: d.entity_id.clone(),
+            keys: d.keys.clone(),
+        }
+    }
 }
 
 /// The rejects pane's window on the reject store: which page it shows, of how many, and the
@@ -418,6 +438,10 @@ pub struct AppState {
     pub deciding: Vec<PendingDecision>,
     /// The last decision of this session, for `U`.
     pub last_decision: Option<SessionDecision>,
+    /// The two whole records behind the selected discrepancy, as last read by the engine.
+    pub review_records: Option<ReviewRecords>,
+    /// The records last asked for: the discrepancy and its pair (each pair is read once).
+    pub review_records_asked: Option<(i64, RecordPair)>,
     /// Which of rejects, review and verify the grid shows in their shared place: the last
     /// focused.
     pub middle: Pane,
@@ -465,6 +489,8 @@ impl AppState {
             review_note: None,
             deciding: Vec::new(),
             last_decision: None,
+            review_records: None,
+            review_records_asked: None,
             middle: Pane::Rejects,
             verify: VerifyState::default(),
             run: None,
@@ -534,6 +560,15 @@ impl AppState {
     pub fn selected_discrepancy(&self) -> Option<&Discrepancy> {
         let id = self.selected_discrepancy?;
         self.shown_discrepancies().into_iter().find(|d| d.id == id)
+    }
+
+    /// The whole records of the selected discrepancy's pair, once the engine has sent them.
+    pub fn selected_records(&self) -> Option<&ReviewRecords> {
+        let pair = RecordPair::of(self.selected_discrepancy()?);
+        let (asked, asked_pair) = self.review_records_asked.as_ref()?;
+        self.review_records
+            .as_ref()
+            .filter(|r| r.id == *asked && *asked_pair == pair)
     }
 
     pub fn discrepancy(&self, id: i64) -> Option<&Discrepancy> {

@@ -233,6 +233,7 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             return rejects::reload(state);
         }
         EngineEvent::RejectPage(page) => rejects::on_page(state, page),
+        EngineEvent::ReviewRecords(records) => review::on_records(state, *records),
         EngineEvent::RejectsExported { path, rows, error } => rejects::on_exported(state, path, rows, error),
         EngineEvent::RollbackPreview(p) => rollback::on_preview(state, p),
         EngineEvent::Unverified { message } => verify::on_unverified(state, &message),

@@ -48,7 +48,9 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Command> {
             {
                 state.quit = QuitState::Now;
             }
-            rejects::on_tick(state)
+            let mut commands = rejects::on_tick(state);
+            commands.extend(review::on_tick(state));
+            commands
         }
         Msg::Resize(w, h) => {
             state.size = (w, h);

@@ -8,9 +8,12 @@
 use super::common::{refuse_if_locked, refuse_if_running};
 use crate::console::format::{one_line, show_value};
 use crate::console::keymap::Action;
-use crate::console::state::{AppState, ConfirmAction, Dialog, PendingDecision, SessionDecision, StatusLevel};
+use crate::console::state::{
+    AppState, ConfirmAction, Dialog, Pane, PendingDecision, RecordPair, SessionDecision, StatusLevel,
+};
 use crate::engine::ops::review::Discrepancy;
 use crate::engine::protocol::Command;
+use crate::engine::protocol::views::ReviewRecords;
 
 /// Why this discrepancy cannot take a decision here, if it cannot.
 fn refusal(d: &Discrepancy) -> Option<String> {
@@ -408,6 +411,26 @@ pub fn details(state: &AppState) -> Option<Dialog> {
     if let Some(n) = &d.note {
         lines.push(format!("note        {n}"));
     }
+    // Both records, every field, in full (the pane shows what fits).
+    if let Some(r) = state.selected_records() {
+        lines.push(String::new());
+        lines.push(format!(
+            "both records: A = {} {} | B = {} {}",
+            d.sides[0], d.keys[0], d.sides[1], d.keys[1]
+        ));
+        for f in &r.fields {
+            let side = |i: usize| {
+                if f.present[i] {
+                    show_value(&f.values[i])
+                } else {
+                    "-".into()
+                }
+            };
+            let mark = if f.name == d.field { "▶" } else { " " };
+            lines.push(format!("{mark} {:<18} A {} | B {}", f.name, side(0), side(1)));
+        }
+        lines.extend(r.notes.iter().cloned());
+    }
     Some(Dialog::Details {
         title: format!("Discrepancy {}", d.id),
         lines,
@@ -449,4 +472,33 @@ pub fn on_decided(state: &mut AppState, id: i64, applied: bool, message: &str) {
     if state.last_decision.as_ref() == Some(&this) {
         state.last_decision = p.previous;
     }
+}
+
+// ---- the two whole records -----------------------------------------------------------------
+
+/// The clock: while the review pane is shown, the selected discrepancy's two records are read
+/// once per pair. On the tick rather than on every key, so scrolling through the queue reads
+/// only the pair it stops on.
+pub fn on_tick(state: &mut AppState) -> Vec<Command> {
+    if state.middle != Pane::Review {
+        return Vec::new();
+    }
+    let Some(d) = state.selected_discrepancy() else {
+        return Vec::new();
+    };
+    let pair = RecordPair::of(d);
+    if state.review_records_asked.as_ref().is_some_and(|(_, p)| *p == pair) {
+        return Vec::new();
+    }
+    let id = d.id;
+    state.review_records_asked = Some((id, pair));
+    vec![Command::LoadReviewRecords { id }]
+}
+
+/// The engine's answer: kept if it answers the last request (an older one may come late).
+pub fn on_records(state: &mut AppState, records: ReviewRecords) {
+    if state.review_records_asked.as_ref().map(|(id, _)| *id) != Some(records.id) {
+        return;
+    }
+    state.review_records = Some(records);
 }

@@ -6,6 +6,7 @@ use crate::engine::data::writer::{TargetWriter, ident};
 use crate::engine::db::{Db, DbTx, Role};
 use crate::engine::project::Project;
 pub use crate::engine::protocol::views::Discrepancy;
+use crate::engine::protocol::views::{RecordField, ReviewRecords};
 use crate::engine::steps::merge::MergeStep;
 use crate::engine::store::ledger;
 use crate::engine::store::{self, DISCREPANCIES, ID_MAP};
@@ -60,6 +61,154 @@ async fn get(tx: &mut DbTx, id: i64) -> Result<Option<Discrepancy>> {
         )
         .await?
         .map(|r| from_row(&r)))
+}
+
+/// The two records behind discrepancy `id`, whole, for the reviewer to decide on: each side's
+/// source row put through its own step (the values it brings to the entity, in the target's
+/// terms, so A and B compare field by field), then the source columns no field takes (a
+/// parent, a link). A record that fails its own checks shows its source values, and says so.
+pub async fn records(project: &Project, id: i64) -> Result<ReviewRecords> {
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    let res = records_in(project, &target, id).await;
+    target.close().await;
+    res
+}
+
+async fn records_in(project: &Project, target: &Db, id: i64) -> Result<ReviewRecords> {
+    // Read only: the transaction is for the lookups a step makes, and is rolled back.
+    let mut tx = target.begin().await?;
+    let d = get(&mut tx, id)
+        .await?
+        .ok_or_else(|| eyre!("no discrepancy with id {id}"))?;
+    let mut out = ReviewRecords {
+        id,
+        step: d.step.clone(),
+        entity_id: d.entity_id.clone(),
+        keys: d.keys.clone(),
+        ..Default::default()
+    };
+    let step = project
+        .step(&d.step)
+        .ok_or_else(|| eyre!("discrepancy {id} belongs to step {} whose folder is gone", d.step))?;
+    let m = MergeStep::load(step)?;
+    let Some(url) = project.config.source.as_ref() else {
+        out.notes
+            .push("no source is configured: the records cannot be read".into());
+        tx.rollback().await?;
+        return Ok(out);
+    };
+    let source = Db::connect(url, &project.config.dir, Role::Source).await?;
+    let mut sides: Vec<Option<SideRecord>> = Vec::new();
+    for (i, (side, key_col)) in [(&m.a, &m.file.a.key), (&m.b, &m.file.b.key)].into_iter().enumerate() {
+        let label = format!("{} · {} {}", ["A", "B"][i], d.sides[i], d.keys[i]);
+        let sql = format!(
+            "SELECT * FROM ({}) src WHERE src.{} = $1",
+            side.spec.source_sql(source.dialect()),
+            ident(key_col)
+        );
+        let rows = source.fetch_all(&sql, &[Value::Text(d.keys[i].clone())]).await?;
+        let Some(row) = rows.rows.first() else {
+            out.notes.push(format!("{label} is no longer in the source"));
+            sides.push(None);
+            continue;
+        };
+        let batch = crate::engine::data::pipeline::SourceBatch::new(
+            std::sync::Arc::new(rows.columns.clone()),
+            vec![row.clone()],
+        );
+        let cache = side.prefetch(&mut tx, &batch).await?;
+        let layout = side.layout(&batch.columns);
+        let processed = match side.process(&batch.columns, &layout, row, &cache, crate::engine::clock::today()) {
+            Processed::Write { values, .. } => Some(values),
+            Processed::Reject(r) => {
+                out.notes.push(format!(
+                    "{label} does not pass its own checks ({}): its source values are shown",
+                    r.reason
+                ));
+                None
+            }
+        };
+        sides.push(Some(SideRecord {
+            columns: rows.columns.clone(),
+            row: row.clone(),
+            processed,
+        }));
+    }
+    source.close().await;
+    tx.rollback().await?;
+
+    let side_column =
+        |f: &crate::engine::steps::merge::MergeField, i: usize| if i == 0 { f.a.clone() } else { f.b.clone() };
+    for f in &m.file.fields {
+        if f.a.is_none() && f.b.is_none() {
+            continue;
+        }
+        let mut field = RecordField {
+            name: f.target.clone(),
+            values: [None, None],
+            present: [false, false],
+        };
+        for (i, rec) in sides.iter().enumerate() {
+            let (Some(col), Some(rec)) = (side_column(f, i), rec) else {
+                continue;
+            };
+            field.present[i] = true;
+            let target_at = m.a.target_columns.iter().position(|c| *c == f.target);
+            field.values[i] = match (&rec.processed, target_at) {
+                (Some(values), Some(at)) => values.get(at).and_then(|v| v.to_text()),
+                _ => rec.raw(&col),
+            };
+            if store::is_secret_column(&f.target) || store::is_secret_column(&col) {
+                field.values[i] = field.values[i].as_ref().map(|_| "<redacted>".to_string());
+            }
+        }
+        out.fields.push(field);
+    }
+    // The source columns no field takes, each on its own side: the parent, the link.
+    for (i, rec) in sides.iter().enumerate() {
+        let Some(rec) = rec else { continue };
+        for (c, v) in rec.columns.iter().zip(&rec.row) {
+            let taken = m
+                .file
+                .fields
+                .iter()
+                .any(|f| side_column(f, i).is_some_and(|s| s.eq_ignore_ascii_case(c)));
+            if taken {
+                continue;
+            }
+            let mut values = [None, None];
+            let mut present = [false, false];
+            values[i] = if store::is_secret_column(c) {
+                v.to_text().map(|_| "<redacted>".to_string())
+            } else {
+                v.to_text()
+            };
+            present[i] = true;
+            out.fields.push(RecordField {
+                name: c.clone(),
+                values,
+                present,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One side's source row, and what its own step makes of it (`None`: it fails its checks).
+struct SideRecord {
+    columns: Vec<String>,
+    row: Vec<Value>,
+    processed: Option<Vec<Value>>,
+}
+
+impl SideRecord {
+    fn raw(&self, column: &str) -> Option<String> {
+        self.columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(column))
+            .and_then(|i| self.row.get(i))
+            .and_then(|v| v.to_text())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -81,6 +81,10 @@ pub enum Command {
         filter: String,
         stamp: String,
     },
+    /// Both records behind discrepancy `id`, whole (`ReviewRecords`).
+    LoadReviewRecords {
+        id: i64,
+    },
 }
 
 /// Which page of the rejects: the one starting at a row, or the last one.
@@ -365,6 +369,8 @@ pub enum EngineEvent {
     RollbackPreview(views::RollbackPreview),
     /// Answer to `LoadRejects`.
     RejectPage(views::RejectPage),
+    /// Answer to `LoadReviewRecords`.
+    ReviewRecords(Box<views::ReviewRecords>),
     /// Answer to `ExportRejects`: the file and the rows written, or why not.
     RejectsExported {
         path: String,

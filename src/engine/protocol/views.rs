@@ -289,3 +289,31 @@ fn plural(n: u64, what: &str) -> String {
         format!("{n} {what}s")
     }
 }
+
+/// The two records behind a discrepancy, whole (the answer to `LoadReviewRecords`): every
+/// field either side brings to the entity, as its own step makes it, then the source columns
+/// no field takes (a parent, a link). Secrets redacted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ReviewRecords {
+    /// The discrepancy asked about; the records are those of its step, entity and keys.
+    pub id: i64,
+    pub step: String,
+    pub entity_id: String,
+    pub keys: [String; 2],
+    pub fields: Vec<RecordField>,
+    /// What is not as asked: a record gone from the source, one that fails its own checks
+    /// (its source values are shown), no source configured.
+    pub notes: Vec<String>,
+    /// Why the records could not be read at all.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordField {
+    /// The target field, or the source column for one no field takes.
+    pub name: String,
+    /// `[record A's value, record B's value]`.
+    pub values: [Option<String>; 2],
+    /// Whether each record has this field at all (a side without the column shows nothing).
+    pub present: [bool; 2],
+}

@@ -227,6 +227,20 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                         let _ = tx.send(EngineEvent::RejectPage(page)).await;
                     });
                 }
+                Command::LoadReviewRecords { id } => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let records = match crate::engine::ops::review::records(&p, id).await {
+                            Ok(r) => r,
+                            Err(e) => crate::engine::protocol::views::ReviewRecords {
+                                id,
+                                error: Some(format!("cannot read the records of discrepancy {id}: {e:#}")),
+                                ..Default::default()
+                            },
+                        };
+                        let _ = tx.send(EngineEvent::ReviewRecords(Box::new(records))).await;
+                    });
+                }
                 Command::ExportRejects { filter, stamp } => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {
