@@ -471,7 +471,8 @@ async fn print_project_status(project: &Project, json: bool) -> Result<i32> {
     )
     .await?;
     target.close().await;
-    let status = compute_status(&project.steps, &rows);
+    let mut status = compute_status(&project.steps, &rows);
+    crate::engine::plan::mark_interrupted(&mut status, holder.is_some());
     output::print_status(json, project, &status, holder.as_ref());
     Ok(exit::OK)
 }

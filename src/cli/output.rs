@@ -179,7 +179,10 @@ pub fn print_status(json: bool, project: &Project, status: &[StepStatus], holder
                 "applied_at": s.ledger.as_ref().and_then(|l| l.applied_at.clone()),
                 "applied_by": s.ledger.as_ref().and_then(|l| l.applied_by.clone()),
                 "duration_ms": s.ledger.as_ref().and_then(|l| l.duration_ms),
-                "counts": s.ledger.as_ref().map(|l| l.counts),
+                // A reverted step's books describe a run that was undone: `counts` is null and
+                // the undone run's figures are under `reverted_counts`.
+                "counts": s.ledger.as_ref().filter(|_| s.state != crate::engine::plan::StepState::Reverted).map(|l| l.counts),
+                "reverted_counts": s.ledger.as_ref().filter(|_| s.state == crate::engine::plan::StepState::Reverted).map(|l| l.counts),
                 "error": s.ledger.as_ref().and_then(|l| l.error.clone()),
                 "failing_statement": s.ledger.as_ref().and_then(|l| l.failing_statement.clone()),
             })).collect::<Vec<_>>(),
@@ -200,21 +203,24 @@ pub fn print_status(json: bool, project: &Project, status: &[StepStatus], holder
         return;
     }
     println!(
-        "{:<16} {:<32} {:<7} {:<9} {:<9} {:<24} {:>9} {:>9}",
+        "{:<16} {:<32} {:<7} {:<11} {:<9} {:<24} {:>9} {:>9}",
         "VERSION", "NAME", "KIND", "STATE", "CHECKSUM", "APPLIED", "WRITTEN", "REJECTED"
     );
     for s in status {
         let l = s.ledger.as_ref();
+        // A reverted step's ledger row still holds the undone run's books: they describe
+        // nothing in the target now, so they are not listed as if they did.
+        let books = l.filter(|_| s.state != crate::engine::plan::StepState::Reverted);
         println!(
-            "{:<16} {:<32} {:<7} {:<9} {:<9} {:<24} {:>9} {:>9}",
+            "{:<16} {:<32} {:<7} {:<11} {:<9} {:<24} {:>9} {:>9}",
             s.version,
             truncate(&s.name, 32),
             s.kind.as_str(),
             if s.baseline { "baseline" } else { s.state.as_str() },
             s.checksum_state,
             l.and_then(|l| l.applied_at.clone()).unwrap_or_default(),
-            l.map(|l| l.counts.written.to_string()).unwrap_or_default(),
-            l.map(|l| l.counts.rejected.to_string()).unwrap_or_default(),
+            books.map(|l| l.counts.written.to_string()).unwrap_or_else(|| "-".into()),
+            books.map(|l| l.counts.rejected.to_string()).unwrap_or_else(|| "-".into()),
         );
         if let Some(f) = &s.modified_file {
             println!("    modified since applied: {f}");
@@ -222,15 +228,23 @@ pub fn print_status(json: bool, project: &Project, status: &[StepStatus], holder
         if let Some(e) = l.and_then(|l| l.error.as_ref()) {
             println!("    error: {}", one_line(e));
         }
-        // `running` with nobody holding the lock: the run stopped (abort, kill, lost connection).
-        if s.state == crate::engine::plan::StepState::Running && holder.is_none() {
-            let how = if s.kind == crate::engine::project::StepKind::Schema {
-                "nothing of it committed; `cutover repair`, then `cutover up`"
-            } else {
-                "`cutover up` resumes it from its last checkpoint"
-            };
-            println!("    interrupted: no run holds the lock; {how}");
+        if s.state == crate::engine::plan::StepState::Interrupted {
+            println!("    {}", resume_hint(s));
         }
+    }
+}
+
+/// What resumes an interrupted step (said by `status` and the console's details alike).
+pub fn resume_hint(s: &StepStatus) -> String {
+    let done = s.ledger.as_ref().map(|l| l.counts.source).unwrap_or(0);
+    interrupted_hint(s.kind, done)
+}
+
+pub fn interrupted_hint(kind: crate::engine::project::StepKind, rows_done: u64) -> String {
+    if kind == crate::engine::project::StepKind::Schema {
+        "interrupted: nothing of it committed; `cutover repair`, then `cutover up` runs it again".to_string()
+    } else {
+        format!("interrupted after {rows_done} source rows: `cutover up` resumes it from its last checkpoint")
     }
 }
 

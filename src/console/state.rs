@@ -181,6 +181,10 @@ pub struct RunState {
     pub aborting: bool,
     /// A run of all pending steps (`a`): verified by itself when it ends well.
     pub all: bool,
+    /// `p` was pressed and the step has not reached its batch boundary yet.
+    pub pause_requested: bool,
+    /// The abort question is open: the run holds at its next batch boundary until answered.
+    pub abort_question: bool,
 }
 
 /// The verify pane: the last report of the checks `cutover verify` runs, and any on the way.
@@ -550,7 +554,7 @@ impl AppState {
 pub fn is_runnable(m: &StepSummary) -> bool {
     match m.state.as_str() {
         "pending" | "reverted" => true,
-        "failed" | "running" => m.kind != StepKind::Schema,
+        "failed" | "running" | "interrupted" => m.kind != StepKind::Schema,
         _ => false,
     }
 }
@@ -559,7 +563,7 @@ pub fn is_runnable(m: &StepSummary) -> bool {
 pub fn is_revertible(m: &StepSummary) -> bool {
     match m.state.as_str() {
         "applied" | "modified" => true,
-        "failed" | "running" => m.kind != StepKind::Schema,
+        "failed" | "running" | "interrupted" => m.kind != StepKind::Schema,
         _ => false,
     }
 }

@@ -9,7 +9,7 @@ use crate::console::format::{fmt_count, fmt_duration, one_line};
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, Dialog, Pane};
 use crate::engine::project::StepKind;
-use crate::engine::protocol::{Command, Counts};
+use crate::engine::protocol::{Command, Counts, StepState};
 
 /// A key while the details dialog is up: ↑/↓ scroll, ctrl-c quits, anything else closes it.
 pub fn on_action(state: &mut AppState, action: Action) -> Vec<Command> {
@@ -79,6 +79,16 @@ fn step_details(state: &AppState, version: &str) -> Dialog {
     lines.push(format!("version     {}", s.version));
     lines.push(format!("kind        {}", s.kind.as_str()));
     lines.push(format!("state       {}", s.state));
+    if s.state == StepState::Interrupted {
+        lines.push(if s.kind == StepKind::Schema {
+            "resume      nothing of it committed: `cutover repair`, then n runs it again".to_string()
+        } else {
+            format!(
+                "resume      n (or `cutover up`) resumes it from its last checkpoint ({} source rows done)",
+                fmt_count(s.counts.source)
+            )
+        });
+    }
     let checksum = match &s.modified_file {
         Some(f) => format!("{} ({f} changed since it was applied)", s.checksum_state),
         None => s.checksum_state.clone(),

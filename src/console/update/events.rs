@@ -94,14 +94,21 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             }
         }
         EngineEvent::Paused { .. } => {
+            let question = state.run.as_ref().is_some_and(|r| r.abort_question && !r.pause_requested);
             if let Some(r) = &mut state.run {
                 r.paused = true;
             }
-            state.set_status(StatusLevel::Warn, "paused at a batch boundary; p resumes");
+            let text = if question {
+                "held at a batch boundary: y aborts here, n goes on"
+            } else {
+                "paused at a batch boundary; p resumes"
+            };
+            state.set_status(StatusLevel::Warn, text);
         }
         EngineEvent::Resumed { .. } => {
             if let Some(r) = &mut state.run {
                 r.paused = false;
+                r.pause_requested = false;
             }
             state.set_status(StatusLevel::Info, "resumed");
         }
@@ -140,6 +147,10 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             });
         }
         EngineEvent::Aborted { version, counts } => {
+            if let Some(m) = state.migrations.iter_mut().find(|m| m.version == version) {
+                m.state = StepState::Interrupted;
+                m.counts = counts;
+            }
             let name = state.step_name(&version).unwrap_or(&version).to_string();
             let text = format!(
                 "{name} aborted at a batch boundary after {} rows; n resumes it",

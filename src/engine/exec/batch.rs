@@ -111,7 +111,9 @@ pub async fn run_batches<S: BatchStep>(
     }
 
     let outcome: Result<StepResult, StepError> = loop {
-        if !ctx.control.checkpoint().await {
+        let boundary = ctx.boundary(Some(&step.version)).await;
+        progress.exclude(boundary.waited);
+        if !boundary.go {
             break Ok(StepResult::Aborted(cp.counts));
         }
         let page = match s.next_page().await {
@@ -205,6 +207,8 @@ pub struct ProgressClock {
     batches_total: u64,
     resumed: u64,
     t0: Instant,
+    /// Time spent paused or held at batch boundaries: not part of elapsed or rows/s.
+    waited: Duration,
     last: Option<Instant>,
 }
 
@@ -221,8 +225,19 @@ impl ProgressClock {
                     .div_ceil(plan.batch_size.max(1) as u64),
             resumed,
             t0: Instant::now(),
+            waited: Duration::ZERO,
             last: None,
         }
+    }
+
+    /// Leave time spent paused out of elapsed and rows/s.
+    pub fn exclude(&mut self, waited: Duration) {
+        self.waited += waited;
+    }
+
+    /// Time spent working: since the start, less the time paused.
+    pub fn active(&self) -> Duration {
+        self.t0.elapsed().saturating_sub(self.waited)
     }
 
     /// An event when the last one is at least `PROGRESS_EVERY` old.
@@ -236,7 +251,8 @@ impl ProgressClock {
 
     /// An event now (the last one of a step).
     pub fn now(&self, cp: &BatchCheckpoint) -> EngineEvent {
-        let secs = self.t0.elapsed().as_secs_f64().max(1e-3);
+        let active = self.active();
+        let secs = active.as_secs_f64().max(1e-3);
         EngineEvent::Progress {
             version: self.version.clone(),
             progress: Progress {
@@ -251,7 +267,7 @@ impl ProgressClock {
                 batches_done: cp.batches,
                 batches_total: self.batches_total.max(cp.batches),
                 rows_per_sec: cp.counts.source.saturating_sub(self.resumed) as f64 / secs,
-                elapsed_ms: self.t0.elapsed().as_millis() as u64,
+                elapsed_ms: active.as_millis() as u64,
             },
         }
     }
@@ -417,14 +433,38 @@ async fn finish(
             }
         }
         Ok(StepResult::Aborted(counts)) => {
-            let _ = ledger::append_event_db(
-                &ctx.target,
-                Some(&ctx.run_id),
-                Some(&step.version),
-                "aborted",
-                &serde_json::json!({"counts": counts, "batches": cp.batches}),
-            )
+            // Recorded `interrupted` at once, so no reader mistakes it for a live step; if this
+            // write fails the row still says `running`, which readers without a live lock
+            // holder show as interrupted as well.
+            let dur = t0.elapsed().as_millis() as i64;
+            let recorded: color_eyre::Result<()> = async {
+                let mut tx = ctx.target.begin().await?;
+                ledger::upsert(
+                    &mut tx,
+                    step,
+                    LedgerStatus::Interrupted,
+                    &ctx.run_id,
+                    started_at,
+                    Some(dur),
+                    &counts,
+                    None,
+                    None,
+                )
+                .await?;
+                ledger::append_event(
+                    &mut tx,
+                    Some(&ctx.run_id),
+                    Some(&step.version),
+                    "aborted",
+                    &serde_json::json!({"counts": counts, "batches": cp.batches}),
+                )
+                .await?;
+                tx.commit().await
+            }
             .await;
+            if let Err(e) = recorded {
+                tracing::warn!(step = %step.version, error = %format!("{e:#}"), "could not record the abort in the ledger");
+            }
             Ok(StepResult::Aborted(counts))
         }
         Err(e) if e.lost_lock.is_some() => Err(e.with_counts(cp.counts)),
@@ -670,7 +710,7 @@ mod tests {
         let res = run_batches(&ctx, &step(), plan(true), &mut s).await.unwrap();
         assert!(matches!(res, StepResult::Aborted(c) if c == Counts::default()));
         assert!(ids_in_t(&ctx).await.is_empty());
-        // the ledger says running: an interrupted step that `up` resumes
-        assert_eq!(ledger_status(&ctx).await.0, LedgerStatus::Running);
+        // the ledger says interrupted: a step that `up` resumes
+        assert_eq!(ledger_status(&ctx).await.0, LedgerStatus::Interrupted);
     }
 }

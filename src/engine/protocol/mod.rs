@@ -40,6 +40,12 @@ pub enum Command {
     Pause,
     Resume,
     Abort,
+    /// The operator is being asked whether to abort: the run waits at its next batch boundary
+    /// until `Abort` or `ReleaseAbortQuestion`, so it cannot go on (or finish) under the
+    /// question.
+    HoldForAbortQuestion,
+    /// The abort question was answered no: the run goes on (unless paused).
+    ReleaseAbortQuestion,
     /// Retry rejected rows: one id, or all of a step when `id` is None.
     Retry {
         id: Option<i64>,
@@ -126,6 +132,9 @@ pub enum StepState {
     Applied,
     Failed,
     Running,
+    /// Stopped before it finished (aborted at a batch boundary, or its process was killed) and
+    /// no run is working on it now: `up` resumes a data or merge step from its checkpoint.
+    Interrupted,
     Modified,
     Reverted,
 }
@@ -134,6 +143,13 @@ impl StepState {
     /// How a finished step is shown: a dry run changed nothing, whatever state it would reach.
     pub fn finished_label(self, dry_run: bool) -> &'static str {
         if dry_run { "dry-run" } else { self.as_str() }
+    }
+}
+
+impl StepState {
+    /// Started and not finished: failed, interrupted, or (per the ledger) still running.
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, StepState::Running | StepState::Interrupted | StepState::Failed)
     }
 }
 
@@ -150,6 +166,7 @@ impl StepState {
             StepState::Applied => "applied",
             StepState::Failed => "failed",
             StepState::Running => "running",
+            StepState::Interrupted => "interrupted",
             StepState::Modified => "modified",
             StepState::Reverted => "reverted",
         }

@@ -14,7 +14,6 @@ use crate::engine::exec::RunControl;
 use crate::engine::project::Project;
 use crate::engine::protocol::{Command, EngineEvent, NoticeLevel};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 /// Channel sizes: small and bounded so a slow consumer slows the engine instead of growing
@@ -69,22 +68,36 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                     let h = tokio::spawn(run_down(project.clone(), target, dry_run, ev_tx.clone()));
                     running = Some((h, RunControl::default()));
                 }
+                // `Paused` and `Resumed` come from the step itself, when it actually stops at
+                // (and leaves) a batch boundary; a pause asked for and taken back before the
+                // next boundary sends neither.
                 Command::Pause => {
                     if let Some((_, c)) = &running {
-                        c.paused.send_replace(true);
-                        let _ = ev_tx.send(EngineEvent::Paused { version: None }).await;
+                        tracing::info!("pause asked for: the run stops at the next batch boundary");
+                        c.set_paused(true);
                     }
                 }
                 Command::Resume => {
                     if let Some((_, c)) = &running {
-                        c.paused.send_replace(false);
-                        let _ = ev_tx.send(EngineEvent::Resumed { version: None }).await;
+                        tracing::info!("resume asked for");
+                        c.set_paused(false);
+                    }
+                }
+                Command::HoldForAbortQuestion => {
+                    if let Some((_, c)) = &running {
+                        c.set_abort_question(true);
+                    }
+                }
+                Command::ReleaseAbortQuestion => {
+                    if let Some((_, c)) = &running {
+                        tracing::info!("abort not confirmed: the run goes on");
+                        c.set_abort_question(false);
                     }
                 }
                 Command::Abort => {
                     if let Some((_, c)) = &running {
-                        c.abort.store(true, Ordering::SeqCst);
-                        c.paused.send_replace(false);
+                        tracing::warn!("abort asked for: the run stops at the next batch boundary");
+                        c.request_abort();
                     }
                 }
                 Command::Refresh => {
