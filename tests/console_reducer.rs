@@ -553,8 +553,8 @@ fn pause_and_abort() {
     update(&mut s, Msg::Engine(EngineEvent::Paused { version: None }));
     assert!(s.run.as_ref().is_some_and(|r| r.paused));
     assert_eq!(update(&mut s, ch('p')), vec![Command::Resume]);
-    // x asks first, then aborts.
-    assert!(update(&mut s, ch('x')).is_empty());
+    // x asks first (holding the run while it asks), then aborts.
+    assert_eq!(update(&mut s, ch('x')), vec![Command::HoldForAbortQuestion]);
     assert_eq!(update(&mut s, ch('y')), vec![Command::Abort]);
 }
 
@@ -1545,4 +1545,120 @@ fn secret_columns_reach_the_console_redacted() {
     }
     assert_eq!(row["role"], "nurse");
     assert_eq!(row["id"], "u1");
+}
+
+// ---- issue 11 (items 3, 4): interrupted steps; the abort question holds the run ----
+
+#[test]
+fn the_abort_question_holds_the_run_and_no_lets_it_go_on() {
+    let mut s = running();
+    assert_eq!(
+        update(&mut s, ch('x')),
+        vec![Command::HoldForAbortQuestion],
+        "x holds the run at its next batch boundary while it asks"
+    );
+    assert!(matches!(
+        &s.dialog,
+        Some(Dialog::Confirm {
+            action: ConfirmAction::Abort,
+            ..
+        })
+    ));
+    // The step reached its boundary and stopped there, under the question.
+    update(&mut s, Msg::Engine(EngineEvent::Paused { version: None }));
+    let status = s.status.clone().expect("a status line");
+    assert!(status.text.contains("held at a batch boundary"), "{status:?}");
+    assert_eq!(
+        update(&mut s, ch('n')),
+        vec![Command::ReleaseAbortQuestion],
+        "n lets the run go on"
+    );
+    assert!(s.dialog.is_none());
+    assert!(s.run.as_ref().is_some_and(|r| !r.abort_question && !r.aborting));
+    update(&mut s, Msg::Engine(EngineEvent::Resumed { version: None }));
+    assert!(s.run.as_ref().is_some_and(|r| !r.paused));
+}
+
+#[test]
+fn esc_on_the_abort_question_also_releases_the_hold() {
+    let mut s = running();
+    update(&mut s, ch('x'));
+    assert_eq!(update(&mut s, key(KeyCode::Esc)), vec![Command::ReleaseAbortQuestion]);
+}
+
+#[test]
+fn yes_after_the_run_ended_under_the_question_says_so() {
+    let mut s = running();
+    update(&mut s, ch('x'));
+    // The last batch had already passed its boundary: the run ends under the dialog.
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Finished {
+            run_id: "r1".into(),
+            operation: Operation::Up,
+            ok: true,
+            outcome: Outcome::Done,
+            steps_done: 1,
+            dry_run: false,
+        }),
+    );
+    assert!(update(&mut s, ch('y')).is_empty());
+    let status = s.status.clone().expect("a status line");
+    assert!(status.text.contains("already ended"), "{status:?}");
+}
+
+#[test]
+fn p_twice_before_the_boundary_takes_the_pause_back() {
+    let mut s = running();
+    assert_eq!(update(&mut s, ch('p')), vec![Command::Pause]);
+    // No `Paused` yet: the step has not reached its boundary. A second p resumes.
+    assert_eq!(update(&mut s, ch('p')), vec![Command::Resume]);
+    assert_eq!(update(&mut s, ch('p')), vec![Command::Pause]);
+}
+
+#[test]
+fn an_aborted_step_is_interrupted_and_its_details_say_what_resumes_it() {
+    let mut s = running();
+    update(&mut s, ch('x'));
+    update(&mut s, ch('y'));
+    let counts = Counts {
+        source: 400,
+        written: 398,
+        rejected: 2,
+        ..Counts::default()
+    };
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Aborted {
+            version: "20250101T090100".into(),
+            counts,
+        }),
+    );
+    assert_eq!(s.migrations[1].state, StepState::Interrupted);
+    assert_eq!(s.migrations[1].state.as_str(), "interrupted");
+    // `n` runs it again: an interrupted data step resumes.
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Finished {
+            run_id: "r1".into(),
+            operation: Operation::Up,
+            ok: false,
+            outcome: Outcome::Aborted,
+            steps_done: 0,
+            dry_run: false,
+        }),
+    );
+    assert_eq!(s.next_pending().map(|m| m.version.as_str()), Some("20250101T090100"));
+    s.selected_step = 1;
+    update(&mut s, key(KeyCode::Enter));
+    match &s.dialog {
+        Some(Dialog::Details { lines, .. }) => {
+            assert!(lines.iter().any(|l| l.contains("state       interrupted")), "{lines:?}");
+            assert!(
+                lines.iter().any(|l| l.contains("resumes it from its last checkpoint") && l.contains("400")),
+                "{lines:?}"
+            );
+        }
+        other => panic!("expected the step details, got {other:?}"),
+    }
 }

@@ -475,4 +475,21 @@ mod tests {
         let err = plan_down(&st, &DownTarget::All).unwrap_err();
         assert!(err.to_string().contains("below the baseline"), "{err}");
     }
+
+    /// `running` in the ledger with no live run holding the lock (a killed run) is
+    /// interrupted; with a live holder it is running. An aborted step is stored interrupted.
+    #[test]
+    fn running_without_a_live_run_is_interrupted() {
+        let (a, b) = (def("1", StepKind::Data), def("2", StepKind::Data));
+        let rows = [row(&a, LedgerStatus::Running), row(&b, LedgerStatus::Interrupted)];
+        let mut live = compute_status(&[a.clone(), b.clone()], &rows);
+        mark_interrupted(&mut live, true);
+        assert_eq!(live[0].state, StepState::Running);
+        assert_eq!(live[1].state, StepState::Interrupted);
+        let mut dead = compute_status(&[a.clone(), b.clone()], &rows);
+        mark_interrupted(&mut dead, false);
+        assert_eq!(dead[0].state, StepState::Interrupted);
+        // `up` resumes both.
+        assert_eq!(versions(&plan_up(&dead, &UpPlanOptions::default()).unwrap()), ["1", "2"]);
+    }
 }

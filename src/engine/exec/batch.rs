@@ -713,4 +713,84 @@ mod tests {
         // the ledger says interrupted: a step that `up` resumes
         assert_eq!(ledger_status(&ctx).await.0, LedgerStatus::Interrupted);
     }
+
+    /// The abort question holds the run at its next batch boundary: nothing more is written
+    /// under it; `Paused` comes when the step has stopped there; a yes stops it interrupted.
+    #[tokio::test]
+    async fn the_abort_question_holds_at_the_boundary_and_yes_stops_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, mut rx) = ctx(dir.path()).await;
+        let mut s = Pages {
+            pages: vec![(vec![1, 2], None), (vec![3, 4], None), (vec![5, 6], None)],
+            next: 0,
+        };
+        ctx.control.set_abort_question(true);
+        let the_step = step();
+        let (res, ()) = tokio::join!(run_batches(&ctx, &the_step, plan(true), &mut s), async {
+            let paused = async {
+                loop {
+                    match rx.recv().await {
+                        Some(EngineEvent::Paused { version }) => return version,
+                        Some(_) => continue,
+                        None => return None,
+                    }
+                }
+            };
+            let version = tokio::time::timeout(Duration::from_secs(5), paused)
+                .await
+                .expect("the step stops at its boundary and says Paused");
+            assert_eq!(version.as_deref(), Some("20250101T000000"));
+            // Held: give the step time it must not use.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(ids_in_t(&ctx).await.is_empty(), "nothing is written under the question");
+            ctx.control.request_abort();
+        });
+        assert!(matches!(res.unwrap(), StepResult::Aborted(c) if c == Counts::default()));
+        assert!(ids_in_t(&ctx).await.is_empty());
+        assert_eq!(ledger_status(&ctx).await.0, LedgerStatus::Interrupted);
+    }
+
+    /// A no releases the hold: `Resumed` comes, every row is written, and the time spent held
+    /// is not part of the step's elapsed time (so not of its rows/s either).
+    #[tokio::test]
+    async fn a_released_hold_goes_on_and_held_time_is_not_elapsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, mut rx) = ctx(dir.path()).await;
+        let mut s = Pages {
+            pages: vec![(vec![1, 2], None), (vec![3, 4], None), (vec![5, 6], None)],
+            next: 0,
+        };
+        ctx.control.set_paused(true);
+        let the_step = step();
+        let (res, events) = tokio::join!(run_batches(&ctx, &the_step, plan(true), &mut s), async {
+            let mut seen = Vec::new();
+            while let Some(e) = rx.recv().await {
+                let paused = matches!(e, EngineEvent::Paused { .. });
+                seen.push(e);
+                if paused {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    ctx.control.set_paused(false);
+                }
+                if let Some(EngineEvent::Progress { progress, .. }) = seen.last()
+                    && progress.rows_done == 6
+                {
+                    break;
+                }
+            }
+            seen
+        });
+        assert!(matches!(res.unwrap(), StepResult::Done(_)));
+        assert_eq!(ids_in_t(&ctx).await, [1, 2, 3, 4, 5, 6]);
+        assert!(events.iter().any(|e| matches!(e, EngineEvent::Resumed { .. })));
+        match events.last() {
+            Some(EngineEvent::Progress { progress, .. }) => {
+                assert!(
+                    progress.elapsed_ms < 500,
+                    "600 ms held are not elapsed: {}",
+                    progress.elapsed_ms
+                );
+            }
+            other => panic!("the last event is the final progress, got {other:?}"),
+        }
+    }
 }
