@@ -1662,3 +1662,23 @@ fn an_aborted_step_is_interrupted_and_its_details_say_what_resumes_it() {
         other => panic!("expected the step details, got {other:?}"),
     }
 }
+
+// ---- issue 11 (item 5): the source rows of pending steps are counted at start and on refresh ----
+
+#[test]
+fn refresh_counts_the_sources_again_and_the_counts_land_in_the_state() {
+    let mut s = loaded(two_steps());
+    assert_eq!(update(&mut s, ch('r')), vec![Command::Refresh, Command::CountSources]);
+    assert!(s.counting_sources);
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::SourceCounts {
+            rows: vec![("20250101T090100".into(), 12_345)],
+            errors: Vec::new(),
+        }),
+    );
+    assert!(!s.counting_sources);
+    assert_eq!(s.source_rows.get("20250101T090100"), Some(&12_345));
+    let est = cutover::console::eta::estimate(&s);
+    assert_eq!((est.rows_left, est.unknown_steps), (12_345, 0));
+}

@@ -156,7 +156,10 @@ impl EventPrinter {
                         .unwrap_or_default()
                 ),
             },
-            EngineEvent::Snapshot(_) | EngineEvent::RollbackPreview(_) | EngineEvent::Verified(_) => {}
+            EngineEvent::Snapshot(_)
+            | EngineEvent::RollbackPreview(_)
+            | EngineEvent::Verified(_)
+            | EngineEvent::SourceCounts { .. } => {}
         }
     }
 }

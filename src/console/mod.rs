@@ -47,6 +47,9 @@ pub async fn run(project: Arc<Project>) -> Result<i32> {
     let mut engine = runner::spawn(project.clone());
     // The first snapshot fills the panes; until then they say they are reading the target.
     send(&mut state, &engine, Command::Refresh);
+    // The size of every pending step, for the plan's ETA before anything has run.
+    state.counting_sources = true;
+    send(&mut state, &engine, Command::CountSources);
 
     let log_state = TuiWidgetState::new().set_default_display_level(tui_logger::LevelFilter::Info);
     // Start with the target selector folded away: the log lines need the width more.

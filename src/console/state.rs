@@ -376,6 +376,12 @@ pub struct AppState {
     pub last_rate: Option<f64>,
     /// Would-be counts of dry runs, by version.
     pub dry_runs: BTreeMap<String, Counts>,
+    /// Source rows of the steps not applied yet, counted at start and on refresh (for the ETA).
+    pub source_rows: BTreeMap<String, u64>,
+    /// A `CountSources` is on its way.
+    pub counting_sources: bool,
+    /// The statements a dry run of a schema step would run, by version.
+    pub dry_run_statements: BTreeMap<String, Vec<String>>,
     pub dialog: Option<Dialog>,
     pub help: bool,
     pub status: Option<StatusLine>,
@@ -417,6 +423,9 @@ impl AppState {
             last_finished: None,
             last_rate: None,
             dry_runs: BTreeMap::new(),
+            source_rows: BTreeMap::new(),
+            counting_sources: false,
+            dry_run_statements: BTreeMap::new(),
             dialog: None,
             help: false,
             status: None,

@@ -270,6 +270,17 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
                 );
             }
         },
+        EngineEvent::SourceCounts { rows, errors } => {
+            state.counting_sources = false;
+            state.source_rows = rows.into_iter().collect();
+            if let Some((version, why)) = errors.first() {
+                let name = state.step_name(version).unwrap_or(version).to_string();
+                state.set_status(
+                    StatusLevel::Warn,
+                    one_line(&format!("cannot count the source of {name} for the ETA: {why}")),
+                );
+            }
+        }
         EngineEvent::Notice { level, message } => {
             let level = match level {
                 NoticeLevel::Info => StatusLevel::Info,

@@ -110,7 +110,8 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         Action::Details => details::open(state),
         Action::Refresh => {
             state.set_status(StatusLevel::Info, "reading the target…");
-            return vec![Command::Refresh];
+            state.counting_sources = true;
+            return vec![Command::Refresh, Command::CountSources];
         }
         Action::RunNext => run::ask_run_next(state),
         Action::RunAll => run::ask_run_all(state),

@@ -71,6 +71,8 @@ pub fn ask_run_all(state: &mut AppState) {
     }
     let mut lines = vec![format!("{} steps, in this order:", pending.len())];
     lines.extend(pending);
+    lines.push(String::new());
+    lines.push(crate::console::eta::plan_summary(state));
     state.dialog = Some(Dialog::Confirm {
         action: ConfirmAction::RunAll,
         title: "Run all pending steps?".into(),

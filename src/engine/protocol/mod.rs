@@ -74,6 +74,9 @@ pub enum Command {
     },
     /// Check the target against the source (`Verified`).
     Verify,
+    /// Count the source rows of every data and merge step not applied yet (`SourceCounts`),
+    /// for the plan's ETA before anything ran.
+    CountSources,
 }
 
 /// Which way a run goes.
@@ -374,6 +377,13 @@ pub enum EngineEvent {
         /// The first row still rejected, with its reason.
         first_still_rejected: Option<(i64, String)>,
         error: Option<String>,
+    },
+    /// Answer to `CountSources`: source rows per step (a merge step: both sides), and the
+    /// steps that could not be counted, with why.
+    SourceCounts {
+        rows: Vec<(String, u64)>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        errors: Vec<(String, String)>,
     },
     /// Anything else the engine wants the operator to see.
     Notice {

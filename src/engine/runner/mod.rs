@@ -103,6 +103,19 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                 Command::Refresh => {
                     spawn_snapshot(project.clone(), ev_tx.clone());
                 }
+                Command::CountSources => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let ev = match count_sources(&p).await {
+                            Ok((rows, errors)) => EngineEvent::SourceCounts { rows, errors },
+                            Err(e) => EngineEvent::SourceCounts {
+                                rows: Vec::new(),
+                                errors: vec![("*".into(), format!("{e:#}"))],
+                            },
+                        };
+                        let _ = tx.send(ev).await;
+                    });
+                }
                 Command::Verify => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     // The verifier's streams are not `Send` across awaits, so it runs on a
@@ -214,6 +227,50 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
         commands: cmd_tx,
         events: ev_rx,
     }
+}
+
+/// Source rows of each data and merge step `up` would run: one COUNT per source (both sides
+/// of a merge), on a connection of its own. A step that cannot be counted is listed with why.
+#[allow(clippy::type_complexity)]
+async fn count_sources(project: &Project) -> color_eyre::Result<(Vec<(String, u64)>, Vec<(String, String)>)> {
+    use crate::engine::db::{Db, Role};
+    use crate::engine::project::StepKind;
+    use crate::engine::source::table::count_source;
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    let ledger_rows = crate::engine::store::ledger::load(&target).await;
+    target.close().await;
+    let status = crate::engine::plan::compute_status(&project.steps, &ledger_rows?);
+    let todo: Vec<_> = status
+        .iter()
+        .filter(|s| s.kind != StepKind::Schema && !s.is_applied())
+        .filter_map(|s| s.def.clone())
+        .collect();
+    if todo.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let Some(url) = project.config.source.as_ref() else {
+        return Err(color_eyre::eyre::eyre!("no source is configured"));
+    };
+    let source = Db::connect(url, &project.config.dir, Role::Source).await?;
+    let (mut rows, mut errors) = (Vec::new(), Vec::new());
+    for step in todo {
+        let counted: color_eyre::Result<u64> = async {
+            Ok(match step.kind {
+                StepKind::Merge => {
+                    let m = crate::engine::steps::merge::MergeStep::load(&step)?;
+                    count_source(&source, &m.a).await? + count_source(&source, &m.b).await?
+                }
+                _ => count_source(&source, &crate::engine::ops::load_compiled(&step)?).await?,
+            })
+        }
+        .await;
+        match counted {
+            Ok(n) => rows.push((step.version.clone(), n)),
+            Err(e) => errors.push((step.version.clone(), crate::engine::config::redact_url(&format!("{e:#}")))),
+        }
+    }
+    source.close().await;
+    Ok((rows, errors))
 }
 
 fn spawn_snapshot(project: Arc<Project>, tx: mpsc::Sender<EngineEvent>) {
