@@ -1668,7 +1668,7 @@ fn an_aborted_step_is_interrupted_and_its_details_say_what_resumes_it() {
 #[test]
 fn refresh_counts_the_sources_again_and_the_counts_land_in_the_state() {
     let mut s = loaded(two_steps());
-    assert_eq!(update(&mut s, ch('r')), vec![Command::Refresh, Command::CountSources]);
+    assert_eq!(update(&mut s, ctrl('r')), vec![Command::Refresh, Command::CountSources]);
     assert!(s.counting_sources);
     update(
         &mut s,
