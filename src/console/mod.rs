@@ -200,8 +200,11 @@ fn terminal_msg(ev: Event) -> Option<Msg> {
 
 /// One message through `update`, then its commands to the engine and its effects here.
 fn dispatch(state: &mut AppState, engine: &EngineHandle, log_state: &TuiWidgetState, project_dir: &Path, msg: Msg) {
-    if let Msg::Engine(crate::engine::protocol::EngineEvent::Verified(report)) = &msg {
-        log_verified(report);
+    if let Msg::Engine(event) = &msg {
+        match event {
+            crate::engine::protocol::EngineEvent::Verified(report) => log_verified(report),
+            other => logging::log_engine_event(other),
+        }
     }
     let commands = update(state, msg);
     for c in commands {
@@ -252,11 +255,7 @@ fn log_verified(report: &crate::engine::ops::verify::VerifyReport) {
 
 /// Never wait on the engine's queue: a full queue is reported, not blocked on.
 fn send(state: &mut AppState, engine: &EngineHandle, command: Command) {
-    match &command {
-        // A fixed value may be a secret or a patient's data: the log names the field only.
-        Command::FixReject { id, field, .. } => tracing::debug!(id, field = %field, "to engine: fix reject"),
-        other => tracing::debug!(command = ?other, "to engine"),
-    }
+    logging::log_command(&command);
     match engine.commands.try_send(command) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => state.set_status(StatusLevel::Error, "the engine is busy; try again"),

@@ -312,11 +312,13 @@ async fn begin_step(ctx: &RunCtx, step: &StepDef, started_at: &str, total: u64) 
         .map_err(StepError::plain)?
         .unwrap_or_default();
     if cp.batches > 0 {
+        // The key as the source shows it, never the value's Rust debug form.
+        let after_key = cp.last_key.as_ref().and_then(|k| k.to_text()).unwrap_or_else(|| "-".into());
         tracing::info!(
-            "resuming {} after key {:?} ({} rows done)",
-            step.version,
-            cp.last_key,
-            cp.counts.source
+            step = %step.version,
+            after_key = %after_key,
+            rows_done = cp.counts.source,
+            "resuming from the last checkpoint"
         );
     }
     ledger::upsert(

@@ -229,7 +229,6 @@ impl RunCtx {
         while !self.control.aborted() && rx.borrow_and_update().any() {
             if since.is_none() {
                 since = Some(std::time::Instant::now());
-                tracing::info!(step = version.unwrap_or("-"), "paused at a batch boundary");
                 self.emit(EngineEvent::Paused {
                     version: version.map(str::to_string),
                 })
@@ -242,11 +241,6 @@ impl RunCtx {
         let go = !self.control.aborted();
         let waited = since.map(|s| s.elapsed()).unwrap_or_default();
         if since.is_some() && go {
-            tracing::info!(
-                step = version.unwrap_or("-"),
-                paused_secs = waited.as_secs(),
-                "resumed"
-            );
             self.emit(EngineEvent::Resumed {
                 version: version.map(str::to_string),
             })

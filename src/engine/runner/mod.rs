@@ -73,13 +73,11 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                 // next boundary sends neither.
                 Command::Pause => {
                     if let Some((_, c)) = &running {
-                        tracing::info!("pause asked for: the run stops at the next batch boundary");
                         c.set_paused(true);
                     }
                 }
                 Command::Resume => {
                     if let Some((_, c)) = &running {
-                        tracing::info!("resume asked for");
                         c.set_paused(false);
                     }
                 }
@@ -90,13 +88,11 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                 }
                 Command::ReleaseAbortQuestion => {
                     if let Some((_, c)) = &running {
-                        tracing::info!("abort not confirmed: the run goes on");
                         c.set_abort_question(false);
                     }
                 }
                 Command::Abort => {
                     if let Some((_, c)) = &running {
-                        tracing::warn!("abort asked for: the run stops at the next batch boundary");
                         c.request_abort();
                     }
                 }
