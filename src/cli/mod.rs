@@ -355,7 +355,7 @@ async fn console(cli: &Cli, dir: &Path) -> Result<i32> {
 /// Start an engine, send it one command, print its events until the run finishes; returns the
 /// exit code.
 async fn drive(project: Arc<Project>, json: bool, command: Command) -> i32 {
-    let mut engine = runner::spawn(project);
+    let mut engine = runner::spawn(project.clone());
     if engine.commands.send(command).await.is_err() {
         return exit::FAILED;
     }
@@ -372,7 +372,26 @@ async fn drive(project: Arc<Project>, json: bool, command: Command) -> i32 {
     });
     let mut printer = output::EventPrinter::new(json);
     let mut code = exit::FAILED;
+    let mut run: Option<(String, bool)> = None;
     while let Some(ev) = engine.events.recv().await {
+        if let EngineEvent::Planned { run_id, dry_run, .. } = &ev {
+            run = Some((run_id.clone(), *dry_run));
+        }
+        // A step's end sums its rejects up per rule: from the store (all of this run's, where
+        // the events are capped per batch), unless a dry run kept none.
+        let ended = match &ev {
+            EngineEvent::StepFinished { version, dry_run: false, .. } | EngineEvent::Aborted { version, .. } => {
+                Some(version.clone())
+            }
+            EngineEvent::Failed { version: Some(v), .. } => Some(v.clone()),
+            _ => None,
+        };
+        if !json
+            && let (Some(version), Some((run_id, false))) = (ended, &run)
+            && let Some(by_rule) = rejects_by_rule(&project, &version, run_id).await
+        {
+            printer.rejects_by_rule = by_rule;
+        }
         printer.print(&ev);
         if let EngineEvent::Finished { outcome, .. } = &ev {
             code = match outcome {
@@ -387,6 +406,29 @@ async fn drive(project: Arc<Project>, json: bool, command: Command) -> i32 {
     }
     interrupt.abort();
     code
+}
+
+/// This run's rejects of one step, per rule, from the reject store; None when it cannot be
+/// read (the printer then sums the events it saw).
+async fn rejects_by_rule(
+    project: &Project,
+    version: &str,
+    run_id: &str,
+) -> Option<std::collections::BTreeMap<String, u64>> {
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target)
+        .await
+        .ok()?;
+    let filter = crate::engine::store::RejectFilter {
+        step: Some(version.to_string()),
+        ..Default::default()
+    };
+    let listed = crate::engine::store::RejectStore::list(&target, &filter).await;
+    target.close().await;
+    let mut by_rule = std::collections::BTreeMap::new();
+    for r in listed.ok()?.iter().filter(|r| r.run_id == run_id) {
+        *by_rule.entry(r.rule.clone()).or_insert(0u64) += 1;
+    }
+    Some(by_rule)
 }
 
 fn init(dir: &Path, json: bool) -> Result<i32> {
