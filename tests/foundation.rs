@@ -432,3 +432,45 @@ fn baseline_marks_without_running() {
     assert_eq!(content(), "p1|Ann");
     p.assert_states(&["applied", "applied"]);
 }
+
+/// Issue 11 item 12: every flag and argument of every verb says what it is, and `--help` lists
+/// the exit codes and the environment variables.
+#[test]
+fn every_flag_has_help_and_help_lists_exit_codes_and_environment() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let cmd = cutover::cli::Cli::command();
+    let mut missing = Vec::new();
+    walk(&cmd, "cutover", &mut missing);
+    assert!(missing.is_empty(), "flags without help text: {missing:?}");
+
+    let help = cutover::cli::Cli::command().render_long_help().to_string();
+    for want in [
+        "Exit codes:",
+        "0  success",
+        "3  the target is locked by another run",
+        "4  refused",
+        "5  verify found a failing check",
+        "6  the run was aborted",
+        "Environment:",
+        "CUTOVER_SOURCE",
+        "CUTOVER_TARGET",
+        "CUTOVER_LOG",
+        "NO_COLOR",
+    ] {
+        assert!(help.contains(want), "{want:?} not in --help:\n{help}");
+    }
+}

@@ -22,11 +22,31 @@ use color_eyre::eyre::{Result, eyre};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Exit codes and environment, at the end of `--help` (the README has the same table).
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  a step failed, or an error (configuration, connection, bad input)
+  2  command-line usage error
+  3  the target is locked by another run (the message names the holder)
+  4  refused: pre-flight found a problem, a modified applied migration, a step left failed
+     or running, out of order, `down` without --yes
+  5  verify found a failing check
+  6  the run was aborted at a batch boundary (ctrl-c); `cutover up` resumes it
+
+Environment:
+  CUTOVER_SOURCE  source database URL (like --source; overrides cutover.toml)
+  CUTOVER_TARGET  target database URL (like --target; overrides cutover.toml)
+  CUTOVER_LOG     log filter (tracing EnvFilter syntax, e.g. info or cutover=debug)
+  NO_COLOR        set and not empty: no colour in the console or on stderr
+  ${VAR}          any variable a cutover.toml value names (passwords stay out of files)";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "cutover",
     version,
-    about = "A terminal migration console: move a live system's data into a new schema, step by step."
+    about = "A terminal migration console: move a live system's data into a new schema, step by step.",
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// Project folder (holds cutover.toml).
@@ -58,10 +78,16 @@ pub enum CreateKind {
 #[derive(Subcommand, Debug)]
 pub enum Verb {
     /// Create a new project folder with cutover.toml and migrations/.
-    Init { dir: PathBuf },
+    Init {
+        /// The folder to create (it must not hold a cutover.toml yet).
+        dir: PathBuf,
+    },
     /// Add a migration folder from a template.
     Create {
+        /// The migration's name (the folder is VERSION_NAME).
         name: String,
+        /// sql: up.sql/down.sql; data: a step.toml that moves rows; merge: a step.toml that
+        /// merges two sources into one entity table.
         #[arg(long, value_enum, default_value = "sql")]
         kind: CreateKind,
     },
@@ -101,6 +127,7 @@ pub enum Verb {
     },
     /// The ledger's event log (runs, failures, rollbacks, decisions).
     History {
+        /// The newest this many events.
         #[arg(long, default_value_t = 200)]
         limit: i64,
     },
@@ -110,10 +137,12 @@ pub enum Verb {
     Repair,
     /// Build a demo project with a generated legacy clinic database, and run it.
     Demo {
+        /// The demo project's folder (default: ./cutover-demo; an existing one is reused).
         dir: Option<PathBuf>,
         /// Patients in the generated legacy database.
         #[arg(long, default_value_t = 20_000)]
         rows: u64,
+        /// Seed of the generated data (the same seed gives the same database).
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Do not open the console; print the result instead.
@@ -127,6 +156,7 @@ pub enum Verb {
     },
     /// Time a realistic data step (six transforms, four validations, ID map) over N rows.
     Bench {
+        /// Source rows to generate and move.
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
         /// Target URL (default: a SQLite file in the bench folder).
@@ -135,6 +165,7 @@ pub enum Verb {
         /// Folder for the bench project (must not exist).
         #[arg(long, default_value = "cutover-bench")]
         dir: PathBuf,
+        /// Rows per batch (one transaction each).
         #[arg(long, default_value_t = 5000)]
         batch_size: usize,
     },
@@ -147,9 +178,12 @@ pub enum Verb {
     },
     /// Generate a legacy clinic database (for tests and benchmarks).
     Generate {
+        /// The SQLite file to write (a manifest is written beside it).
         path: PathBuf,
+        /// Patients in the generated database (the other tables scale with it).
         #[arg(long, default_value_t = 20_000)]
         patients: u64,
+        /// Seed of the generated data (the same seed gives the same database).
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
