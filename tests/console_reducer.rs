@@ -1682,3 +1682,83 @@ fn refresh_counts_the_sources_again_and_the_counts_land_in_the_state() {
     let est = cutover::console::eta::estimate(&s);
     assert_eq!((est.rows_left, est.unknown_steps), (12_345, 0));
 }
+
+// ---- issue 11 (item 12): a schema dry run lists its statements; details say reads/writes/waits ----
+
+#[test]
+fn a_schema_dry_run_says_the_statements_it_would_run() {
+    let mut s = loaded(vec![
+        step("20250101T090000", "schema", StepKind::Schema, "pending"),
+        step("20250101T090100", "accounts", StepKind::Data, "pending"),
+    ]);
+    assert_eq!(update(&mut s, ch('d')).len(), 1);
+    for (i, sql) in ["CREATE TABLE accounts (id TEXT)", "CREATE INDEX a_id ON accounts (id)"]
+        .iter()
+        .enumerate()
+    {
+        update(
+            &mut s,
+            Msg::Engine(EngineEvent::Statement {
+                version: "20250101T090000".into(),
+                index: i + 1,
+                sql: sql.to_string(),
+            }),
+        );
+    }
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::StepFinished {
+            version: "20250101T090000".into(),
+            name: "schema".into(),
+            status: StepState::Applied,
+            counts: Counts::default(),
+            duration_ms: 3,
+            dry_run: true,
+        }),
+    );
+    let status = s.status.clone().expect("a status line");
+    assert!(
+        status.text.contains("would run 2 statements: CREATE TABLE accounts (id TEXT)"),
+        "{status:?}"
+    );
+    assert!(!status.text.contains("would write 0"), "{status:?}");
+    update(&mut s, key(KeyCode::Enter));
+    match &s.dialog {
+        Some(Dialog::Details { lines, .. }) => {
+            assert!(lines.iter().any(|l| l.contains("2. CREATE INDEX a_id ON accounts (id)")), "{lines:?}");
+        }
+        other => panic!("expected the step details, got {other:?}"),
+    }
+}
+
+#[test]
+fn step_details_say_what_a_step_reads_writes_and_waits_for() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clinic");
+    let project =
+        cutover::engine::project::Project::load(&fixture, &Default::default()).expect("the clinic fixture loads");
+    let infos = cutover::console::step_infos(&project);
+    let grants = infos.get("20250101T090600").expect("access_grants");
+    assert!(grants.target.contains("table"), "{grants:?}");
+    assert_eq!(
+        grants.waits_for,
+        [
+            "20250101T090000 create_v2_schema",
+            "20250101T090100 accounts",
+            "20250101T090200 persons"
+        ],
+        "the schema step creates its table; accounts fills the users map, persons the patients map"
+    );
+    let persons = infos.get("20250101T090200").expect("persons");
+    assert!(persons.source.contains("(A)") && persons.source.contains("(B)"), "{persons:?}");
+    let mut s = loaded(vec![step("20250101T090600", "access_grants", StepKind::Data, "pending")]);
+    s.step_info = infos;
+    update(&mut s, key(KeyCode::Enter));
+    match &s.dialog {
+        Some(Dialog::Details { lines, .. }) => {
+            for want in ["reads       table", "writes      table", "waits for   20250101T090000 create_v2_schema"] {
+                assert!(lines.iter().any(|l| l.contains(want)), "{want} not in {lines:?}");
+            }
+        }
+        other => panic!("expected the step details, got {other:?}"),
+    }
+}

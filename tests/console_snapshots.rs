@@ -78,6 +78,7 @@ fn base() -> AppState {
         StepInfo {
             source: "table users on sqlite://legacy.db".into(),
             target: "table accounts on sqlite://target.db".into(),
+            waits_for: vec!["20250101T090000 create_v2_schema".into()],
         },
     );
     s

@@ -136,6 +136,9 @@ impl Window {
 pub struct StepInfo {
     pub source: String,
     pub target: String,
+    /// Earlier steps this one needs applied first: the schema step that creates its table,
+    /// the steps whose ID maps its lookups and references read.
+    pub waits_for: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -549,6 +552,17 @@ impl AppState {
     pub fn local_time(&self, t: DateTime<Utc>) -> DateTime<FixedOffset> {
         let offset = self.window.map(|w| *w.end.offset()).unwrap_or_else(|| Utc.fix());
         t.with_timezone(&offset)
+    }
+
+    /// What a dry run of a schema step found: the statements it would run (a schema step
+    /// moves no rows, so "would write 0" would say nothing).
+    pub fn dry_run_statements_text(&self, version: &str) -> Option<String> {
+        let statements = self.dry_run_statements.get(version)?;
+        let first = statements.first().map(|s| format!(": {s}")).unwrap_or_default();
+        Some(match statements.len() {
+            1 => format!("would run 1 statement{first}"),
+            n => format!("would run {n} statements{first}, … (enter lists them)"),
+        })
     }
 
     pub fn set_status(&mut self, level: StatusLevel, text: impl Into<String>) {

@@ -95,8 +95,13 @@ fn step_details(state: &AppState, version: &str) -> Dialog {
     };
     lines.push(format!("checksum    {checksum}"));
     if let Some(info) = state.step_info.get(version) {
-        lines.push(format!("source      {}", info.source));
-        lines.push(format!("target      {}", info.target));
+        lines.push(format!("reads       {}", info.source));
+        lines.push(format!("writes      {}", info.target));
+        if info.waits_for.is_empty() {
+            lines.push("waits for   nothing before it".to_string());
+        } else {
+            lines.push(format!("waits for   {}", info.waits_for.join(", ")));
+        }
     }
     if let Some(at) = &s.applied_at {
         lines.push(format!("applied at  {at}"));
@@ -109,8 +114,13 @@ fn step_details(state: &AppState, version: &str) -> Dialog {
         lines.push(format!("books       {}", books(&s.counts)));
         lines.push(format!("warnings    {}", fmt_count(s.counts.warnings)));
     }
-    if let Some(c) = state.dry_runs.get(version) {
-        lines.push(format!("dry run     {}", would_be(c)));
+    match (state.dry_run_statements.get(version), state.dry_runs.get(version)) {
+        (Some(statements), _) => {
+            lines.push(format!("dry run     would run {} statement(s):", statements.len()));
+            lines.extend(statements.iter().enumerate().map(|(i, s)| format!("  {}. {s}", i + 1)));
+        }
+        (None, Some(c)) => lines.push(format!("dry run     {}", would_be(c))),
+        (None, None) => {}
     }
     if let Some(e) = &s.error {
         lines.push(String::new());

@@ -58,6 +58,17 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             });
         }
         EngineEvent::Statement { version, index, sql } => {
+            let dry_run = state
+                .run
+                .as_ref()
+                .is_some_and(|r| r.dry_run && r.operation == Operation::Up);
+            if dry_run {
+                let list = state.dry_run_statements.entry(version.clone()).or_default();
+                if index <= 1 {
+                    list.clear();
+                }
+                list.push(one_line(&sql));
+            }
             if let Some(c) = current_mut(state, &version) {
                 c.statements_done = c.statements_done.max(index + 1);
                 c.last_statement = Some(one_line(&sql));
@@ -122,7 +133,10 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
         } => {
             if dry_run {
                 state.dry_runs.insert(version.clone(), counts);
-                state.set_status(StatusLevel::Info, format!("dry run of {name}: {}", would_be(&counts)));
+                let outcome = state
+                    .dry_run_statements_text(&version)
+                    .unwrap_or_else(|| would_be(&counts));
+                state.set_status(StatusLevel::Info, format!("dry run of {name}: {outcome}"));
             } else {
                 if let Some(m) = state.migrations.iter_mut().find(|m| m.version == version) {
                     m.state = status;
