@@ -1655,7 +1655,9 @@ fn an_aborted_step_is_interrupted_and_its_details_say_what_resumes_it() {
         Some(Dialog::Details { lines, .. }) => {
             assert!(lines.iter().any(|l| l.contains("state       interrupted")), "{lines:?}");
             assert!(
-                lines.iter().any(|l| l.contains("resumes it from its last checkpoint") && l.contains("400")),
+                lines
+                    .iter()
+                    .any(|l| l.contains("resumes it from its last checkpoint") && l.contains("400")),
                 "{lines:?}"
             );
         }
@@ -1718,14 +1720,21 @@ fn a_schema_dry_run_says_the_statements_it_would_run() {
     );
     let status = s.status.clone().expect("a status line");
     assert!(
-        status.text.contains("would run 2 statements: CREATE TABLE accounts (id TEXT)"),
+        status
+            .text
+            .contains("would run 2 statements: CREATE TABLE accounts (id TEXT)"),
         "{status:?}"
     );
     assert!(!status.text.contains("would write 0"), "{status:?}");
     update(&mut s, key(KeyCode::Enter));
     match &s.dialog {
         Some(Dialog::Details { lines, .. }) => {
-            assert!(lines.iter().any(|l| l.contains("2. CREATE INDEX a_id ON accounts (id)")), "{lines:?}");
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("2. CREATE INDEX a_id ON accounts (id)")),
+                "{lines:?}"
+            );
         }
         other => panic!("expected the step details, got {other:?}"),
     }
@@ -1749,13 +1758,25 @@ fn step_details_say_what_a_step_reads_writes_and_waits_for() {
         "the schema step creates its table; accounts fills the users map, persons the patients map"
     );
     let persons = infos.get("20250101T090200").expect("persons");
-    assert!(persons.source.contains("(A)") && persons.source.contains("(B)"), "{persons:?}");
-    let mut s = loaded(vec![step("20250101T090600", "access_grants", StepKind::Data, "pending")]);
+    assert!(
+        persons.source.contains("(A)") && persons.source.contains("(B)"),
+        "{persons:?}"
+    );
+    let mut s = loaded(vec![step(
+        "20250101T090600",
+        "access_grants",
+        StepKind::Data,
+        "pending",
+    )]);
     s.step_info = infos;
     update(&mut s, key(KeyCode::Enter));
     match &s.dialog {
         Some(Dialog::Details { lines, .. }) => {
-            for want in ["reads       table", "writes      table", "waits for   20250101T090000 create_v2_schema"] {
+            for want in [
+                "reads       table",
+                "writes      table",
+                "waits for   20250101T090000 create_v2_schema",
+            ] {
                 assert!(lines.iter().any(|l| l.contains(want)), "{want} not in {lines:?}");
             }
         }

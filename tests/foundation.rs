@@ -502,7 +502,11 @@ fn slow_people(rows: u32) -> TestProject {
          WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < {rows})
          INSERT INTO src_people SELECT printf('p%06d', i), 'n' || i FROM c;"
     ));
-    p.schema_step(V1, "CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT);\n", "DROP TABLE people;\n");
+    p.schema_step(
+        V1,
+        "CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT);\n",
+        "DROP TABLE people;\n",
+    );
     p.data_step("20250101T090100_people", PEOPLE_STEP);
     p
 }
@@ -525,7 +529,8 @@ fn a_killed_step_is_interrupted_and_up_resumes_it() {
     child.kill().expect("kill -9");
     let _ = child.wait();
     assert_eq!(
-        p.target_sql("SELECT status FROM cutover_ledger WHERE version = '20250101T090100'").trim(),
+        p.target_sql("SELECT status FROM cutover_ledger WHERE version = '20250101T090100'")
+            .trim(),
         "running",
         "a killed run could not say anything: the ledger still says running"
     );
@@ -533,7 +538,10 @@ fn a_killed_step_is_interrupted_and_up_resumes_it() {
     assert_eq!(v["migrations"][1]["state"], "interrupted", "{v}");
     let text = p.ok(&["status"]);
     assert!(text.contains("interrupted"), "{text}");
-    assert!(text.contains("`cutover up` resumes it from its last checkpoint"), "{text}");
+    assert!(
+        text.contains("`cutover up` resumes it from its last checkpoint"),
+        "{text}"
+    );
     p.ok(&["up"]);
     assert_eq!(p.json(&["status"])["migrations"][1]["state"], "applied");
     assert_eq!(p.count("people"), 20_000);
@@ -546,7 +554,10 @@ fn status_does_not_list_the_written_count_of_a_reverted_step() {
     p.ok(&["up"]);
     p.ok(&["down", "--yes"]);
     let text = p.ok(&["status"]);
-    let line = text.lines().find(|l| l.contains("people") && l.contains("reverted")).unwrap_or("");
+    let line = text
+        .lines()
+        .find(|l| l.contains("people") && l.contains("reverted"))
+        .unwrap_or("");
     assert!(!line.contains(" 10 "), "{text}");
     let v = p.json(&["status"]);
     assert!(v["migrations"][1]["counts"].is_null(), "{v}");
@@ -559,9 +570,8 @@ fn status_does_not_list_the_written_count_of_a_reverted_step() {
 fn a_dry_run_of_a_step_whose_table_does_not_exist_yet_names_the_step_that_creates_it() {
     use cutover::engine::protocol::{Command, EngineEvent, RunOptions};
     let p = slow_people(10);
-    let project = std::sync::Arc::new(
-        cutover::engine::project::Project::load(p.path(), &Default::default()).expect("project"),
-    );
+    let project =
+        std::sync::Arc::new(cutover::engine::project::Project::load(p.path(), &Default::default()).expect("project"));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let errors = rt.block_on(async {
         let mut engine = cutover::engine::runner::spawn(project);

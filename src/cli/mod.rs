@@ -414,9 +414,12 @@ async fn drive(project: Arc<Project>, json: bool, command: Command) -> i32 {
         // A step's end sums its rejects up per rule: from the store (all of this run's, where
         // the events are capped per batch), unless a dry run kept none.
         let ended = match &ev {
-            EngineEvent::StepFinished { version, dry_run: false, .. } | EngineEvent::Aborted { version, .. } => {
-                Some(version.clone())
+            EngineEvent::StepFinished {
+                version,
+                dry_run: false,
+                ..
             }
+            | EngineEvent::Aborted { version, .. } => Some(version.clone()),
             EngineEvent::Failed { version: Some(v), .. } => Some(v.clone()),
             _ => None,
         };

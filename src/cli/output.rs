@@ -81,7 +81,10 @@ impl EventPrinter {
     /// `STATUS_EVERY`.
     fn progress(&mut self, version: &str, p: &crate::engine::protocol::Progress, now: std::time::Instant) {
         let eta = if p.rows_per_sec > 0.0 && p.rows_total > p.rows_done {
-            format!("ETA {}", secs_text(((p.rows_total - p.rows_done) as f64 / p.rows_per_sec).ceil() as u64))
+            format!(
+                "ETA {}",
+                secs_text(((p.rows_total - p.rows_done) as f64 / p.rows_per_sec).ceil() as u64)
+            )
         } else {
             "ETA -".to_string()
         };
@@ -121,7 +124,10 @@ impl EventPrinter {
             }
         }
         if flags > 0 {
-            out!(self, "    {flags} row(s) written with warnings; see `cutover rejects list --warnings --step {version}`");
+            out!(
+                self,
+                "    {flags} row(s) written with warnings; see `cutover rejects list --warnings --step {version}`"
+            );
         }
     }
 
@@ -140,7 +146,8 @@ impl EventPrinter {
                 ..
             } => {
                 if steps.is_empty() {
-                    out!(self, 
+                    out!(
+                        self,
                         "nothing to do: no {} migrations",
                         if *operation == Operation::Down {
                             "applied"
@@ -149,7 +156,8 @@ impl EventPrinter {
                         }
                     );
                 } else {
-                    out!(self, 
+                    out!(
+                        self,
                         "{}{} {} migration{}",
                         if *dry_run { "dry run: " } else { "" },
                         if *operation == Operation::Down {
@@ -188,7 +196,8 @@ impl EventPrinter {
                 }
             }
             EngineEvent::Aborted { version, counts } => {
-                out!(self, 
+                out!(
+                    self,
                     "  ■ aborted {version} at a batch boundary: {}; `cutover up` resumes it",
                     counts.equation()
                 )
@@ -219,7 +228,8 @@ impl EventPrinter {
                 ..
             } => {
                 if *ok && *steps_done > 0 {
-                    out!(self, 
+                    out!(
+                        self,
                         "{} {steps_done} migration{}{}",
                         match (operation.as_str(), *dry_run) {
                             ("down", false) => "reverted",
@@ -247,7 +257,8 @@ impl EventPrinter {
                 error,
             } => match error {
                 Some(e) => out!(self, "{e}"),
-                None => out!(self, 
+                None => out!(
+                    self,
                     "retry: {written} written, {still_rejected} still rejected{}",
                     first_still_rejected
                         .as_ref()
@@ -339,8 +350,12 @@ pub fn print_status(json: bool, project: &Project, status: &[StepStatus], holder
             if s.baseline { "baseline" } else { s.state.as_str() },
             s.checksum_state,
             l.and_then(|l| l.applied_at.clone()).unwrap_or_default(),
-            books.map(|l| l.counts.written.to_string()).unwrap_or_else(|| "-".into()),
-            books.map(|l| l.counts.rejected.to_string()).unwrap_or_else(|| "-".into()),
+            books
+                .map(|l| l.counts.written.to_string())
+                .unwrap_or_else(|| "-".into()),
+            books
+                .map(|l| l.counts.rejected.to_string())
+                .unwrap_or_else(|| "-".into()),
         );
         if let Some(f) = &s.modified_file {
             println!("    modified since applied: {f}");
@@ -423,7 +438,10 @@ mod tests {
 
     impl std::io::Write for Captured {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(b);
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(b);
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -507,7 +525,10 @@ mod tests {
         let status: Vec<&str> = text.lines().filter(|l| l.contains("rows/s")).collect();
         // at 0 s, 10 s and 20 s
         assert_eq!(status.len(), 3, "{text}");
-        assert!(status[1].contains("20000 / 50000 rows (40%) · 2000 rows/s · ETA 15s"), "{text}");
+        assert!(
+            status[1].contains("20000 / 50000 rows (40%) · 2000 rows/s · ETA 15s"),
+            "{text}"
+        );
         assert!(!text.contains("u00001"), "no line per reject: {text}");
         assert!(text.contains("rejects by rule: email 20, required 10"), "{text}");
         assert!(text.contains("cutover rejects list --step 20250101T090100"), "{text}");
@@ -534,6 +555,9 @@ mod tests {
         let text = out.text();
         assert_eq!(text.lines().count(), 1 + 30 + 26 + 1, "{text}");
         assert_eq!(text.matches("\"event\":\"rejected\"").count(), 30);
-        assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+        assert!(
+            text.lines()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        );
     }
 }

@@ -64,16 +64,15 @@ pub fn estimate(state: &AppState) -> Estimate {
         // The source as counted at start, less what an interrupted or failed run already got
         // through (it resumes from its checkpoint); else what a dry run or a run since reverted
         // counted.
-        let resumes = matches!(
-            m.state,
-            StepState::Interrupted | StepState::Failed | StepState::Running
-        );
+        let resumes = matches!(m.state, StepState::Interrupted | StepState::Failed | StepState::Running);
         let known = state
             .source_rows
             .get(&m.version)
             .map(|n| if resumes { n.saturating_sub(m.counts.source) } else { *n })
             .or_else(|| state.dry_runs.get(&m.version).map(|c| c.source).filter(|n| *n > 0))
-            .or((m.state == StepState::Reverted).then_some(m.counts.source).filter(|n| *n > 0));
+            .or((m.state == StepState::Reverted)
+                .then_some(m.counts.source)
+                .filter(|n| *n > 0));
         match known {
             Some(n) => {
                 rows_left += n;

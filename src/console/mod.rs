@@ -120,9 +120,8 @@ pub fn step_infos(project: &Project) -> BTreeMap<String, StepInfo> {
         .enumerate()
         .map(|(at, s)| {
             let file = files[at].as_ref();
-            let table_of = |f: Option<&toml::Value>| {
-                f.and_then(|f| f.get("target")?.get("table")?.as_str().map(str::to_string))
-            };
+            let table_of =
+                |f: Option<&toml::Value>| f.and_then(|f| f.get("target")?.get("table")?.as_str().map(str::to_string));
             let mut info = match s.kind {
                 StepKind::Schema => StepInfo {
                     source: "up.sql".into(),
@@ -136,10 +135,7 @@ pub fn step_infos(project: &Project) -> BTreeMap<String, StepInfo> {
                     };
                     StepInfo {
                         source: format!("tables {} (A) and {} (B) on {source}", side("a"), side("b")),
-                        target: format!(
-                            "table {} on {target}",
-                            table_of(file).unwrap_or_else(|| "?".into())
-                        ),
+                        target: format!("table {} on {target}", table_of(file).unwrap_or_else(|| "?".into())),
                         waits_for: Vec::new(),
                     }
                 }
@@ -216,7 +212,11 @@ fn waits_for(
     for (i, s) in project.steps.iter().enumerate().take(at) {
         let needed = match s.kind {
             StepKind::Schema => s.read("up.sql").is_ok_and(|sql| {
-                let sql = sql.to_ascii_lowercase().split_whitespace().collect::<Vec<_>>().join(" ");
+                let sql = sql
+                    .to_ascii_lowercase()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 sql.contains(&create) || sql.contains(&create_if)
             }),
             _ => files[i]

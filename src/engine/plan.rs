@@ -218,9 +218,7 @@ pub fn plan_up(status: &[StepStatus], o: &UpPlanOptions) -> Result<Vec<StepDef>>
 pub fn plan_down(status: &[StepStatus], target: &DownTarget) -> Result<Vec<StatusRef>> {
     let applied: Vec<&StepStatus> = status
         .iter()
-        .filter(|s| {
-            s.is_applied() || (s.kind != StepKind::Schema && s.state.is_unfinished())
-        })
+        .filter(|s| s.is_applied() || (s.kind != StepKind::Schema && s.state.is_unfinished()))
         .collect();
     let mut chosen: Vec<&StepStatus> = match target {
         DownTarget::Last => applied.last().copied().into_iter().collect(),
@@ -490,6 +488,9 @@ mod tests {
         mark_interrupted(&mut dead, false);
         assert_eq!(dead[0].state, StepState::Interrupted);
         // `up` resumes both.
-        assert_eq!(versions(&plan_up(&dead, &UpPlanOptions::default()).unwrap()), ["1", "2"]);
+        assert_eq!(
+            versions(&plan_up(&dead, &UpPlanOptions::default()).unwrap()),
+            ["1", "2"]
+        );
     }
 }

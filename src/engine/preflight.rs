@@ -107,9 +107,7 @@ async fn check_target(ctx: &RunCtx, earlier: &[StepDef], table: &str, columns: &
             creator.folder_name()
         );
         return Err(if ctx.dry_run {
-            format!(
-                "would fail: {what}; dry-run from that step on (`cutover up --dry-run`) or apply it first"
-            )
+            format!("would fail: {what}; dry-run from that step on (`cutover up --dry-run`) or apply it first")
         } else {
             format!("{what}; run it first")
         });

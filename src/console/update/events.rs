@@ -105,7 +105,10 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             }
         }
         EngineEvent::Paused { .. } => {
-            let question = state.run.as_ref().is_some_and(|r| r.abort_question && !r.pause_requested);
+            let question = state
+                .run
+                .as_ref()
+                .is_some_and(|r| r.abort_question && !r.pause_requested);
             if let Some(r) = &mut state.run {
                 r.paused = true;
             }

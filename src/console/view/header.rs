@@ -148,7 +148,10 @@ fn eta_spans(state: &AppState, est: &eta::Estimate, clock: &eta::Clock, theme: T
         spans.push(Span::styled(" · window OVER with work pending", theme.error()));
     }
     // An assumed rate is only worth showing when it makes an estimate.
-    if let Some((r, source)) = est.rate.filter(|(_, s)| *s != RateSource::Default || est.secs.is_some_and(|s| s > 0)) {
+    if let Some((r, source)) = est
+        .rate
+        .filter(|(_, s)| *s != RateSource::Default || est.secs.is_some_and(|s| s > 0))
+    {
         let from = match source {
             RateSource::Live => "now",
             RateSource::Session => "last step",

@@ -313,7 +313,11 @@ async fn begin_step(ctx: &RunCtx, step: &StepDef, started_at: &str, total: u64) 
         .unwrap_or_default();
     if cp.batches > 0 {
         // The key as the source shows it, never the value's Rust debug form.
-        let after_key = cp.last_key.as_ref().and_then(|k| k.to_text()).unwrap_or_else(|| "-".into());
+        let after_key = cp
+            .last_key
+            .as_ref()
+            .and_then(|k| k.to_text())
+            .unwrap_or_else(|| "-".into());
         tracing::info!(
             step = %step.version,
             after_key = %after_key,

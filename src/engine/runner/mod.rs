@@ -262,7 +262,10 @@ async fn count_sources(project: &Project) -> color_eyre::Result<(Vec<(String, u6
         .await;
         match counted {
             Ok(n) => rows.push((step.version.clone(), n)),
-            Err(e) => errors.push((step.version.clone(), crate::engine::config::redact_url(&format!("{e:#}")))),
+            Err(e) => errors.push((
+                step.version.clone(),
+                crate::engine::config::redact_url(&format!("{e:#}")),
+            )),
         }
     }
     source.close().await;
