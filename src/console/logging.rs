@@ -96,7 +96,7 @@ pub fn log_engine_event(event: &EngineEvent) {
             written = counts.written,
             skipped = counts.skipped,
             rejected = counts.rejected,
-            merged = counts.merged,
+            rows_merged = counts.merged,
             warnings = counts.warnings,
             took = %fmt_duration(*duration_ms),
             "step finished"
