@@ -71,11 +71,17 @@ pub async fn create(dir: &Path, patients: u64, seed: u64, json: bool) -> Result<
         }
         return Ok(());
     }
+    let now = chrono::Local::now().fixed_offset();
     for (rel, text) in CLINIC_FILES {
         let p = dir.join(rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).map_err(|e| eyre!("cannot create {}: {e}", parent.display()))?;
         }
+        let text = if *rel == crate::engine::config::CONFIG_FILE {
+            window_from(text, now)
+        } else {
+            text.to_string()
+        };
         std::fs::write(&p, text).map_err(|e| eyre!("cannot write {}: {e}", p.display()))?;
     }
     let legacy = dir.join("legacy.db");
@@ -93,8 +99,47 @@ pub async fn create(dir: &Path, patients: u64, seed: u64, json: bool) -> Result<
     Ok(())
 }
 
+/// The demo's maintenance window opens now and closes in two hours (the fixture's own window
+/// is a fixed night long past, which would make a fresh demo's header say it ended).
+pub fn window_from(config: &str, now: chrono::DateTime<chrono::FixedOffset>) -> String {
+    use chrono::Timelike;
+    let start = now.with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap_or(now);
+    let end = start + chrono::Duration::hours(2);
+    let mut in_window = false;
+    config
+        .lines()
+        .map(|line| {
+            let t = line.trim_start();
+            if t.starts_with('[') {
+                in_window = t.starts_with("[window]");
+            }
+            if in_window && t.starts_with("start") && t.contains('=') {
+                format!("start = \"{}\"", start.to_rfc3339())
+            } else if in_window && t.starts_with("end") && t.contains('=') {
+                format!("end = \"{}\"", end.to_rfc3339())
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
 #[cfg(test)]
 mod tests {
+    /// A fresh demo's window opens now and ends two hours later, and nothing else changes.
+    #[test]
+    fn the_demo_window_starts_now_and_lasts_two_hours() {
+        let now = chrono::DateTime::parse_from_rfc3339("2027-03-04T10:17:42+01:00").unwrap();
+        let config = super::window_from(super::CLINIC_FILES[0].1, now);
+        let parsed: toml::Value = toml::from_str(&config).unwrap();
+        assert_eq!(parsed["window"]["start"].as_str(), Some("2027-03-04T10:17:00+01:00"));
+        assert_eq!(parsed["window"]["end"].as_str(), Some("2027-03-04T12:17:00+01:00"));
+        assert_eq!(parsed["project"]["name"].as_str(), Some("clinic-v2"));
+        assert_eq!(parsed["source"]["url"].as_str(), Some("sqlite://legacy.db"));
+    }
+
     /// Every file of fixtures/clinic is compiled into the demo, so the demo is the fixture.
     #[test]
     fn every_fixture_file_is_embedded() {

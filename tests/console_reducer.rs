@@ -565,8 +565,8 @@ fn pause_and_abort() {
     update(&mut s, Msg::Engine(EngineEvent::Paused { version: None }));
     assert!(s.run.as_ref().is_some_and(|r| r.paused));
     assert_eq!(update(&mut s, ch('p')), vec![Command::Resume]);
-    // x asks first, then aborts.
-    assert!(update(&mut s, ch('x')).is_empty());
+    // x asks first (holding the run while it asks), then aborts.
+    assert_eq!(update(&mut s, ch('x')), vec![Command::HoldForAbortQuestion]);
     assert_eq!(update(&mut s, ch('y')), vec![Command::Abort]);
 }
 
@@ -1973,4 +1973,241 @@ fn review_records_are_read_once_per_pair_on_the_tick() {
     update(&mut s, ch('3'));
     s.selected_discrepancy = Some(11);
     assert!(tick(&mut s, 1250).is_empty(), "review not shown");
+}
+
+// ---- issue 11 (items 3, 4): interrupted steps; the abort question holds the run ----
+
+#[test]
+fn the_abort_question_holds_the_run_and_no_lets_it_go_on() {
+    let mut s = running();
+    assert_eq!(
+        update(&mut s, ch('x')),
+        vec![Command::HoldForAbortQuestion],
+        "x holds the run at its next batch boundary while it asks"
+    );
+    assert!(matches!(
+        &s.dialog,
+        Some(Dialog::Confirm {
+            action: ConfirmAction::Abort,
+            ..
+        })
+    ));
+    // The step reached its boundary and stopped there, under the question.
+    update(&mut s, Msg::Engine(EngineEvent::Paused { version: None }));
+    let status = s.status.clone().expect("a status line");
+    assert!(status.text.contains("held at a batch boundary"), "{status:?}");
+    assert_eq!(
+        update(&mut s, ch('n')),
+        vec![Command::ReleaseAbortQuestion],
+        "n lets the run go on"
+    );
+    assert!(s.dialog.is_none());
+    assert!(s.run.as_ref().is_some_and(|r| !r.abort_question && !r.aborting));
+    update(&mut s, Msg::Engine(EngineEvent::Resumed { version: None }));
+    assert!(s.run.as_ref().is_some_and(|r| !r.paused));
+}
+
+#[test]
+fn esc_on_the_abort_question_also_releases_the_hold() {
+    let mut s = running();
+    update(&mut s, ch('x'));
+    assert_eq!(update(&mut s, key(KeyCode::Esc)), vec![Command::ReleaseAbortQuestion]);
+}
+
+#[test]
+fn yes_after_the_run_ended_under_the_question_says_so() {
+    let mut s = running();
+    update(&mut s, ch('x'));
+    // The last batch had already passed its boundary: the run ends under the dialog.
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Finished {
+            run_id: "r1".into(),
+            operation: Operation::Up,
+            ok: true,
+            outcome: Outcome::Done,
+            steps_done: 1,
+            dry_run: false,
+        }),
+    );
+    assert!(update(&mut s, ch('y')).is_empty());
+    let status = s.status.clone().expect("a status line");
+    assert!(status.text.contains("already ended"), "{status:?}");
+}
+
+#[test]
+fn p_twice_before_the_boundary_takes_the_pause_back() {
+    let mut s = running();
+    assert_eq!(update(&mut s, ch('p')), vec![Command::Pause]);
+    // No `Paused` yet: the step has not reached its boundary. A second p resumes.
+    assert_eq!(update(&mut s, ch('p')), vec![Command::Resume]);
+    assert_eq!(update(&mut s, ch('p')), vec![Command::Pause]);
+}
+
+#[test]
+fn an_aborted_step_is_interrupted_and_its_details_say_what_resumes_it() {
+    let mut s = running();
+    update(&mut s, ch('x'));
+    update(&mut s, ch('y'));
+    let counts = Counts {
+        source: 400,
+        written: 398,
+        rejected: 2,
+        ..Counts::default()
+    };
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Aborted {
+            version: "20250101T090100".into(),
+            counts,
+        }),
+    );
+    assert_eq!(s.migrations[1].state, StepState::Interrupted);
+    assert_eq!(s.migrations[1].state.as_str(), "interrupted");
+    // `n` runs it again: an interrupted data step resumes.
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Finished {
+            run_id: "r1".into(),
+            operation: Operation::Up,
+            ok: false,
+            outcome: Outcome::Aborted,
+            steps_done: 0,
+            dry_run: false,
+        }),
+    );
+    assert_eq!(s.next_pending().map(|m| m.version.as_str()), Some("20250101T090100"));
+    s.selected_step = 1;
+    update(&mut s, key(KeyCode::Enter));
+    match &s.dialog {
+        Some(Dialog::Details { lines, .. }) => {
+            assert!(lines.iter().any(|l| l.contains("state       interrupted")), "{lines:?}");
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("resumes it from its last checkpoint") && l.contains("400")),
+                "{lines:?}"
+            );
+        }
+        other => panic!("expected the step details, got {other:?}"),
+    }
+}
+
+// ---- issue 11 (item 5): the source rows of pending steps are counted at start and on refresh ----
+
+#[test]
+fn refresh_counts_the_sources_again_and_the_counts_land_in_the_state() {
+    let mut s = loaded(two_steps());
+    assert_eq!(update(&mut s, ctrl('r')), vec![Command::Refresh, Command::CountSources]);
+    assert!(s.counting_sources);
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::SourceCounts {
+            rows: vec![("20250101T090100".into(), 12_345)],
+            errors: Vec::new(),
+        }),
+    );
+    assert!(!s.counting_sources);
+    assert_eq!(s.source_rows.get("20250101T090100"), Some(&12_345));
+    let est = cutover::console::eta::estimate(&s);
+    assert_eq!((est.rows_left, est.unknown_steps), (12_345, 0));
+}
+
+// ---- issue 11 (item 12): a schema dry run lists its statements; details say reads/writes/waits ----
+
+#[test]
+fn a_schema_dry_run_says_the_statements_it_would_run() {
+    let mut s = loaded(vec![
+        step("20250101T090000", "schema", StepKind::Schema, "pending"),
+        step("20250101T090100", "accounts", StepKind::Data, "pending"),
+    ]);
+    assert_eq!(update(&mut s, ch('d')).len(), 1);
+    for (i, sql) in ["CREATE TABLE accounts (id TEXT)", "CREATE INDEX a_id ON accounts (id)"]
+        .iter()
+        .enumerate()
+    {
+        update(
+            &mut s,
+            Msg::Engine(EngineEvent::Statement {
+                version: "20250101T090000".into(),
+                index: i + 1,
+                sql: sql.to_string(),
+            }),
+        );
+    }
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::StepFinished {
+            version: "20250101T090000".into(),
+            name: "schema".into(),
+            status: StepState::Applied,
+            counts: Counts::default(),
+            duration_ms: 3,
+            dry_run: true,
+        }),
+    );
+    let status = s.status.clone().expect("a status line");
+    assert!(
+        status
+            .text
+            .contains("would run 2 statements: CREATE TABLE accounts (id TEXT)"),
+        "{status:?}"
+    );
+    assert!(!status.text.contains("would write 0"), "{status:?}");
+    update(&mut s, key(KeyCode::Enter));
+    match &s.dialog {
+        Some(Dialog::Details { lines, .. }) => {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("2. CREATE INDEX a_id ON accounts (id)")),
+                "{lines:?}"
+            );
+        }
+        other => panic!("expected the step details, got {other:?}"),
+    }
+}
+
+#[test]
+fn step_details_say_what_a_step_reads_writes_and_waits_for() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clinic");
+    let project =
+        cutover::engine::project::Project::load(&fixture, &Default::default()).expect("the clinic fixture loads");
+    let infos = cutover::console::step_infos(&project);
+    let grants = infos.get("20250101T090600").expect("access_grants");
+    assert!(grants.target.contains("table"), "{grants:?}");
+    assert_eq!(
+        grants.waits_for,
+        [
+            "20250101T090000 create_v2_schema",
+            "20250101T090100 accounts",
+            "20250101T090200 persons"
+        ],
+        "the schema step creates its table; accounts fills the users map, persons the patients map"
+    );
+    let persons = infos.get("20250101T090200").expect("persons");
+    assert!(
+        persons.source.contains("(A)") && persons.source.contains("(B)"),
+        "{persons:?}"
+    );
+    let mut s = loaded(vec![step(
+        "20250101T090600",
+        "access_grants",
+        StepKind::Data,
+        "pending",
+    )]);
+    s.step_info = infos;
+    update(&mut s, key(KeyCode::Enter));
+    match &s.dialog {
+        Some(Dialog::Details { lines, .. }) => {
+            for want in [
+                "reads       table",
+                "writes      table",
+                "waits for   20250101T090000 create_v2_schema",
+            ] {
+                assert!(lines.iter().any(|l| l.contains(want)), "{want} not in {lines:?}");
+            }
+        }
+        other => panic!("expected the step details, got {other:?}"),
+    }
 }

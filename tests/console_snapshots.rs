@@ -80,6 +80,7 @@ fn base() -> AppState {
         StepInfo {
             source: "table users on sqlite://legacy.db".into(),
             target: "table accounts on sqlite://target.db".into(),
+            waits_for: vec!["20250101T090000 create_v2_schema".into()],
         },
     );
     s
@@ -1618,4 +1619,103 @@ fn review_pane_reads_the_records() {
     let s = reviewing();
     let text = shot(&s, 120, 40);
     assert!(text.contains("reading both records…"), "{text}");
+}
+
+// ---- issue 11 (items 3, 5, 12): a fresh demo's header, the plan's ETA, interrupted steps ----
+
+fn header_lines(s: &AppState, width: u16) -> String {
+    let t = render(s, width, 40);
+    let buf = t.backend().buffer();
+    (0..2)
+        .map(|y| {
+            (0..width)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A fresh demo: the window opens now for two hours, nothing has run on this target, and the
+/// console has counted every pending step's source rows. The header gives the plan's ETA from
+/// an assumed rate, marked `~`, and whether it fits.
+fn fresh_demo() -> AppState {
+    let mut s = AppState::new("clinic-v2", "sqlite://target.db", t0());
+    s.own_pid = 4242;
+    s.window = Window::parse("2026-11-21T23:10:00+00:00", "2026-11-22T01:10:00+00:00");
+    let mut migrations = vec![step(SCHEMA, "create_v2_schema", StepKind::Schema, "pending")];
+    migrations.push(step(ACCOUNTS, "accounts", StepKind::Data, "pending"));
+    migrations.push(step(ORDERS, "orders", StepKind::Data, "pending"));
+    let mut sn = snap(migrations);
+    sn.window_start = Some("2026-11-21T23:10:00+00:00".into());
+    sn.window_end = Some("2026-11-22T01:10:00+00:00".into());
+    let mut s = with_snapshot(s, sn);
+    ev(
+        &mut s,
+        EngineEvent::SourceCounts {
+            rows: vec![(ACCOUNTS.into(), 600_000), (ORDERS.into(), 900_000)],
+            errors: Vec::new(),
+        },
+    );
+    s
+}
+
+#[test]
+fn a_fresh_demo_header_gives_the_plan_eta_as_an_estimate() {
+    let s = fresh_demo();
+    let header = header_lines(&s, 120);
+    // 1 500 000 rows at an assumed 5 000 rows/s: 5 minutes, marked as an estimate.
+    assert!(header.contains("window 23:10–01:10 · 2h00m left"), "{header}");
+    assert!(header.contains("ETA ~5m00s → 23:15"), "{header}");
+    assert!(header.contains("fits"), "{header}");
+    assert!(header.contains("~5 000 rows/s assumed"), "{header}");
+    insta::assert_snapshot!("fresh_demo_header", header);
+}
+
+#[test]
+fn the_eta_uses_past_runs_on_this_target_before_the_assumed_rate() {
+    let mut s = fresh_demo();
+    // accounts ran once before and was reverted: 600 000 rows in 60 s, 10 000 rows/s.
+    s.migrations[1].state = StepState::Reverted;
+    s.migrations[1].counts = counts(600_000, 600_000, 0, 0);
+    s.migrations[1].duration_ms = Some(60_000);
+    let header = header_lines(&s, 120);
+    // 1 500 000 rows at 10 000 rows/s: 2m30s, from the ledger, not marked as assumed.
+    assert!(header.contains("ETA 2m30s"), "{header}");
+    assert!(header.contains("past runs"), "{header}");
+    assert!(!header.contains("assumed"), "{header}");
+}
+
+#[test]
+fn the_header_shows_the_date_of_a_window_that_is_not_today() {
+    let mut s = fresh_demo();
+    s.window = Window::parse("2026-11-28T22:00:00+00:00", "2026-11-29T02:00:00+00:00");
+    let header = header_lines(&s, 120);
+    assert!(header.contains("window 2026-11-28 22:00–02:00 · opens in"), "{header}");
+}
+
+#[test]
+fn the_run_all_question_gives_the_plan_eta() {
+    let mut s = fresh_demo();
+    key(&mut s, KeyCode::Char('A'));
+    let screen = shot(&s, 120, 40);
+    assert!(screen.contains("ETA ~5m00s for 1 500 000 rows"), "{screen}");
+    assert!(screen.contains("fits the window"), "{screen}");
+    insta::assert_snapshot!("run_all_confirmation_with_eta", screen);
+}
+
+#[test]
+fn an_interrupted_step_in_the_migrations_pane() {
+    let mut m = migrations();
+    m[1].state = StepState::Interrupted;
+    m[1].counts = counts(4_200, 4_190, 0, 10);
+    m[1].duration_ms = Some(3_000);
+    let s = with_snapshot(base(), snap(m));
+    let screen = shot(&s, 120, 40);
+    let row = screen.lines().find(|l| l.contains("accounts")).unwrap_or("");
+    // The state column's width is the migrations pane's (issue 11 item 6); the word starts there.
+    assert!(row.contains("interrupted"), "{screen}");
+    insta::assert_snapshot!("interrupted_step", screen);
 }

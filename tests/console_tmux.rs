@@ -749,3 +749,103 @@ fn console_reviews_and_verifies_the_demo_in_tmux() {
     .expect("a count");
     assert_eq!(decided, 3, "only those three were decided");
 }
+
+/// Issue 11 items 3 and 4 on the real binary: `x` holds the run at its next batch boundary
+/// while the question is open (the ledger's books stop moving), `n` lets it go on, and `y`
+/// stops it there: the step is `interrupted` on the screen, in the ledger and in `status`.
+#[test]
+fn the_abort_question_holds_the_run_and_an_aborted_step_is_interrupted_in_tmux() {
+    let p = project();
+    let bin = support::bin();
+    let command = format!(
+        "{} -C {} console; echo CONSOLE-EXITED-$?; sleep 600",
+        shell_quote(&bin.display().to_string()),
+        shell_quote(&p.path().display().to_string())
+    );
+    let tmux = Tmux::start(120, 40, &command);
+    let long = Duration::from_secs(60);
+    tmux.wait_for("the first snapshot", Duration::from_secs(30), |s| {
+        step_line(s, SCHEMA).contains("next")
+    });
+    tmux.keys(&["n"]);
+    tmux.wait_for("the confirmation", long, |s| s.contains("Run the next pending step?"));
+    tmux.keys(&["y"]);
+    tmux.wait_for("the schema step applied", long, |s| {
+        step_state_is(s, SCHEMA, "applied") && s.contains("No step is running.")
+    });
+    tmux.keys(&["n"]);
+    tmux.wait_for("the confirmation", long, |s| s.contains("Run the next pending step?"));
+    tmux.keys(&["y"]);
+    tmux.wait_for("the step mid-run", long, |s| (2..90).contains(&percent_done(s)));
+
+    let ledger_rows = || {
+        target_sql(
+            &p,
+            &format!("SELECT rows_source FROM cutover_ledger WHERE version = '{ACCOUNTS}'"),
+        )
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(0)
+    };
+    tmux.keys(&["x"]);
+    let s = tmux.wait_for("the run held under the question", long, |s| {
+        s.contains("Abort the run?") && s.contains("held at a batch boundary")
+    });
+    println!("--- held under the abort question:\n{s}");
+    let held_at = ledger_rows();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ledger_rows(), held_at, "nothing commits while the question is open");
+    assert!(held_at < u64::from(ROWS), "held part-way");
+
+    // n: the run goes on.
+    tmux.keys(&["n"]);
+    let start = Instant::now();
+    while ledger_rows() <= held_at {
+        assert!(start.elapsed() < long, "the run did not go on after n");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // x, y: it stops at the boundary it holds at, interrupted.
+    tmux.keys(&["x"]);
+    tmux.wait_for("the question again", long, |s| s.contains("held at a batch boundary"));
+    let stopped_at = ledger_rows();
+    tmux.keys(&["y"]);
+    let s = tmux.wait_for("the step interrupted", long, |s| {
+        s.contains("No step is running.") && step_line(s, ACCOUNTS).contains("interrupted")
+    });
+    println!("--- an interrupted step:\n{s}");
+    assert_eq!(ledger_rows(), stopped_at, "nothing committed after the yes");
+    assert_eq!(
+        target_sql(
+            &p,
+            &format!("SELECT status FROM cutover_ledger WHERE version = '{ACCOUNTS}'")
+        )
+        .trim(),
+        "interrupted"
+    );
+    assert_eq!(
+        target_sql(&p, "SELECT count(*) FROM accounts")
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0),
+        stopped_at
+            - target_sql(
+                &p,
+                &format!("SELECT rows_rejected FROM cutover_ledger WHERE version = '{ACCOUNTS}'")
+            )
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0),
+        "the screen's books are the database's"
+    );
+    // Its details say what resumes it.
+    tmux.keys(&["Down"]);
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("the details", long, |s| {
+        s.contains("resumes it from its last checkpoint")
+    });
+    println!("--- its details:\n{s}");
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for("the console to exit", long, |s| s.contains("CONSOLE-EXITED-0"));
+}

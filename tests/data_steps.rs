@@ -576,7 +576,11 @@ async fn abort_pause_and_resume_between_batches() {
     }
     let mid = p.count("accounts");
     assert!(mid > 0 && mid < 19_000, "aborted mid-way at a batch boundary: {mid}");
-    assert_eq!(p.states()[1].1, "running", "an aborted step stays resumable");
+    assert_eq!(
+        p.states()[1].1,
+        "interrupted",
+        "an aborted step is interrupted and resumable"
+    );
 
     // Pause at the first progress of the resumed run; the engine must say it paused.
     engine

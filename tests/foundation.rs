@@ -432,3 +432,171 @@ fn baseline_marks_without_running() {
     assert_eq!(content(), "p1|Ann");
     p.assert_states(&["applied", "applied"]);
 }
+
+/// Issue 11 item 12: every flag and argument of every verb says what it is, and `--help` lists
+/// the exit codes and the environment variables.
+#[test]
+fn every_flag_has_help_and_help_lists_exit_codes_and_environment() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let cmd = cutover::cli::Cli::command();
+    let mut missing = Vec::new();
+    walk(&cmd, "cutover", &mut missing);
+    assert!(missing.is_empty(), "flags without help text: {missing:?}");
+
+    let help = cutover::cli::Cli::command().render_long_help().to_string();
+    for want in [
+        "Exit codes:",
+        "0  success",
+        "3  the target is locked by another run",
+        "4  refused",
+        "5  verify found a failing check",
+        "6  the run was aborted",
+        "Environment:",
+        "CUTOVER_SOURCE",
+        "CUTOVER_TARGET",
+        "CUTOVER_LOG",
+        "NO_COLOR",
+    ] {
+        assert!(help.contains(want), "{want:?} not in --help:\n{help}");
+    }
+}
+
+const PEOPLE_STEP: &str = r#"kind = "data"
+
+[source]
+table = "src_people"
+key = "id"
+
+[target]
+table = "people"
+natural_key = ["id"]
+
+[[fields]]
+target = "id"
+source = "id"
+
+[[fields]]
+target = "name"
+source = "name"
+"#;
+
+/// A project whose data step moves `rows` rows in batches of 2, so a run lasts a while.
+fn slow_people(rows: u32) -> TestProject {
+    let p = TestProject::with_config(Backend::Sqlite, "\n[defaults]\nbatch_size = 2\n");
+    p.source_sql(&format!(
+        "CREATE TABLE src_people (id TEXT PRIMARY KEY, name TEXT);
+         WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < {rows})
+         INSERT INTO src_people SELECT printf('p%06d', i), 'n' || i FROM c;"
+    ));
+    p.schema_step(
+        V1,
+        "CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT);\n",
+        "DROP TABLE people;\n",
+    );
+    p.data_step("20250101T090100_people", PEOPLE_STEP);
+    p
+}
+
+/// Issue 11 item 3: a run killed outright leaves the ledger saying `running`; with no live run
+/// holding the lock, `status` calls it interrupted and says what resumes it, and `up` does.
+#[test]
+fn a_killed_step_is_interrupted_and_up_resumes_it() {
+    let p = slow_people(20_000);
+    p.ok(&["up", "--to", "20250101T090000"]);
+    let mut child = p.cmd(&["up"]).spawn().expect("start up");
+    let start = std::time::Instant::now();
+    while p
+        .try_target_sql("SELECT rows_source FROM cutover_ledger WHERE version = '20250101T090100'")
+        .is_none_or(|n| n.trim().parse::<u64>().unwrap_or(0) < 100)
+    {
+        assert!(start.elapsed() < Duration::from_secs(60), "the step never got going");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    assert_eq!(
+        p.target_sql("SELECT status FROM cutover_ledger WHERE version = '20250101T090100'")
+            .trim(),
+        "running",
+        "a killed run could not say anything: the ledger still says running"
+    );
+    let v = p.json(&["status"]);
+    assert_eq!(v["migrations"][1]["state"], "interrupted", "{v}");
+    let text = p.ok(&["status"]);
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(
+        text.contains("`cutover up` resumes it from its last checkpoint"),
+        "{text}"
+    );
+    p.ok(&["up"]);
+    assert_eq!(p.json(&["status"])["migrations"][1]["state"], "applied");
+    assert_eq!(p.count("people"), 20_000);
+}
+
+/// Issue 11 item 12: a reverted step's undone books are not listed as its written count.
+#[test]
+fn status_does_not_list_the_written_count_of_a_reverted_step() {
+    let p = slow_people(10);
+    p.ok(&["up"]);
+    p.ok(&["down", "--yes"]);
+    let text = p.ok(&["status"]);
+    let line = text
+        .lines()
+        .find(|l| l.contains("people") && l.contains("reverted"))
+        .unwrap_or("");
+    assert!(!line.contains(" 10 "), "{text}");
+    let v = p.json(&["status"]);
+    assert!(v["migrations"][1]["counts"].is_null(), "{v}");
+    assert_eq!(v["migrations"][1]["reverted_counts"]["written"], 10, "{v}");
+}
+
+/// Issue 11 item 12: a dry run of a data step whose table a schema step not applied yet
+/// creates says which step, and that it would fail, not just `failed`.
+#[test]
+fn a_dry_run_of_a_step_whose_table_does_not_exist_yet_names_the_step_that_creates_it() {
+    use cutover::engine::protocol::{Command, EngineEvent, RunOptions};
+    let p = slow_people(10);
+    let project =
+        std::sync::Arc::new(cutover::engine::project::Project::load(p.path(), &Default::default()).expect("project"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let errors = rt.block_on(async {
+        let mut engine = cutover::engine::runner::spawn(project);
+        engine
+            .commands
+            .send(Command::Start(RunOptions {
+                only: Some("20250101T090100".into()),
+                dry_run: true,
+                ..Default::default()
+            }))
+            .await
+            .expect("send");
+        let mut errors = Vec::new();
+        while let Some(ev) = engine.events.recv().await {
+            match ev {
+                EngineEvent::Failed { error, .. } => errors.push(error),
+                EngineEvent::Finished { .. } => break,
+                _ => {}
+            }
+        }
+        errors
+    });
+    let all = errors.join("\n");
+    assert!(
+        all.contains("would fail: the table people is created by step 20250101T090000_create_people"),
+        "{all}"
+    );
+}

@@ -22,11 +22,31 @@ use color_eyre::eyre::{Result, eyre};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Exit codes and environment, at the end of `--help` (the README has the same table).
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  a step failed, or an error (configuration, connection, bad input)
+  2  command-line usage error
+  3  the target is locked by another run (the message names the holder)
+  4  refused: pre-flight found a problem, a modified applied migration, a step left failed
+     or running, out of order, `down` without --yes
+  5  verify found a failing check
+  6  the run was aborted at a batch boundary (ctrl-c); `cutover up` resumes it
+
+Environment:
+  CUTOVER_SOURCE  source database URL (like --source; overrides cutover.toml)
+  CUTOVER_TARGET  target database URL (like --target; overrides cutover.toml)
+  CUTOVER_LOG     log filter (tracing EnvFilter syntax, e.g. info or cutover=debug)
+  NO_COLOR        set and not empty: no colour in the console or on stderr
+  ${VAR}          any variable a cutover.toml value names (passwords stay out of files)";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "cutover",
     version,
-    about = "A terminal migration console: move a live system's data into a new schema, step by step."
+    about = "A terminal migration console: move a live system's data into a new schema, step by step.",
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// Project folder (holds cutover.toml).
@@ -58,10 +78,16 @@ pub enum CreateKind {
 #[derive(Subcommand, Debug)]
 pub enum Verb {
     /// Create a new project folder with cutover.toml and migrations/.
-    Init { dir: PathBuf },
+    Init {
+        /// The folder to create (it must not hold a cutover.toml yet).
+        dir: PathBuf,
+    },
     /// Add a migration folder from a template.
     Create {
+        /// The migration's name (the folder is VERSION_NAME).
         name: String,
+        /// sql: up.sql/down.sql; data: a step.toml that moves rows; merge: a step.toml that
+        /// merges two sources into one entity table.
         #[arg(long, value_enum, default_value = "sql")]
         kind: CreateKind,
     },
@@ -101,6 +127,7 @@ pub enum Verb {
     },
     /// The ledger's event log (runs, failures, rollbacks, decisions).
     History {
+        /// The newest this many events.
         #[arg(long, default_value_t = 200)]
         limit: i64,
     },
@@ -110,10 +137,12 @@ pub enum Verb {
     Repair,
     /// Build a demo project with a generated legacy clinic database, and run it.
     Demo {
+        /// The demo project's folder (default: ./cutover-demo; an existing one is reused).
         dir: Option<PathBuf>,
         /// Patients in the generated legacy database.
         #[arg(long, default_value_t = 20_000)]
         rows: u64,
+        /// Seed of the generated data (the same seed gives the same database).
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Do not open the console; print the result instead.
@@ -136,9 +165,12 @@ pub enum Verb {
     },
     /// Generate a legacy clinic database (for tests and benchmarks).
     Generate {
+        /// The SQLite file to write (a manifest is written beside it).
         path: PathBuf,
+        /// Patients in the generated database (the other tables scale with it).
         #[arg(long, default_value_t = 20_000)]
         patients: u64,
+        /// Seed of the generated data (the same seed gives the same database).
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
@@ -345,7 +377,7 @@ async fn console(cli: &Cli, dir: &Path) -> Result<i32> {
 /// Start an engine, send it one command, print its events until the run finishes; returns the
 /// exit code.
 async fn drive(project: Arc<Project>, json: bool, command: Command) -> i32 {
-    let mut engine = runner::spawn(project);
+    let mut engine = runner::spawn(project.clone());
     if engine.commands.send(command).await.is_err() {
         return exit::FAILED;
     }
@@ -362,7 +394,29 @@ async fn drive(project: Arc<Project>, json: bool, command: Command) -> i32 {
     });
     let mut printer = output::EventPrinter::new(json);
     let mut code = exit::FAILED;
+    let mut run: Option<(String, bool)> = None;
     while let Some(ev) = engine.events.recv().await {
+        if let EngineEvent::Planned { run_id, dry_run, .. } = &ev {
+            run = Some((run_id.clone(), *dry_run));
+        }
+        // A step's end sums its rejects up per rule: from the store (all of this run's, where
+        // the events are capped per batch), unless a dry run kept none.
+        let ended = match &ev {
+            EngineEvent::StepFinished {
+                version,
+                dry_run: false,
+                ..
+            }
+            | EngineEvent::Aborted { version, .. } => Some(version.clone()),
+            EngineEvent::Failed { version: Some(v), .. } => Some(v.clone()),
+            _ => None,
+        };
+        if !json
+            && let (Some(version), Some((run_id, false))) = (ended, &run)
+            && let Some(by_rule) = rejects_by_rule(&project, &version, run_id).await
+        {
+            printer.rejects_by_rule = by_rule;
+        }
         printer.print(&ev);
         if let EngineEvent::Finished { outcome, .. } = &ev {
             code = match outcome {
@@ -377,6 +431,29 @@ async fn drive(project: Arc<Project>, json: bool, command: Command) -> i32 {
     }
     interrupt.abort();
     code
+}
+
+/// This run's rejects of one step, per rule, from the reject store; None when it cannot be
+/// read (the printer then sums the events it saw).
+async fn rejects_by_rule(
+    project: &Project,
+    version: &str,
+    run_id: &str,
+) -> Option<std::collections::BTreeMap<String, u64>> {
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target)
+        .await
+        .ok()?;
+    let filter = crate::engine::store::RejectFilter {
+        step: Some(version.to_string()),
+        ..Default::default()
+    };
+    let listed = crate::engine::store::RejectStore::list(&target, &filter).await;
+    target.close().await;
+    let mut by_rule = std::collections::BTreeMap::new();
+    for r in listed.ok()?.iter().filter(|r| r.run_id == run_id) {
+        *by_rule.entry(r.rule.clone()).or_insert(0u64) += 1;
+    }
+    Some(by_rule)
 }
 
 fn init(dir: &Path, json: bool) -> Result<i32> {
@@ -461,7 +538,8 @@ async fn print_project_status(project: &Project, json: bool) -> Result<i32> {
     )
     .await?;
     target.close().await;
-    let status = compute_status(&project.steps, &rows);
+    let mut status = compute_status(&project.steps, &rows);
+    crate::engine::plan::mark_interrupted(&mut status, holder.is_some());
     output::print_status(json, project, &status, holder.as_ref());
     Ok(exit::OK)
 }

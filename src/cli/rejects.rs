@@ -13,8 +13,10 @@ use std::path::PathBuf;
 pub enum RejectsAction {
     /// List rejected rows (open and resolved).
     List {
+        /// Only this step's rejects (its version).
         #[arg(long)]
         step: Option<String>,
+        /// Only this rule's rejects (required, email, lookup, …).
         #[arg(long)]
         rule: Option<String>,
         /// Only rows still waiting to be fixed.
@@ -25,23 +27,31 @@ pub enum RejectsAction {
         warnings: bool,
     },
     /// One rejected row in full (secrets redacted).
-    Show { id: i64 },
+    Show {
+        /// The reject's id (see `rejects list`).
+        id: i64,
+    },
     /// Set a field of a rejected row's source data, then `retry` it.
     Fix {
+        /// The reject's id (see `rejects list`).
         id: i64,
         /// FIELD=VALUE (an empty VALUE sets NULL).
         assignment: String,
     },
     /// Retry rejected rows through their step: one id, or all open rows of --step.
     Retry {
+        /// The reject's id; without it, every open reject of --step.
         id: Option<i64>,
+        /// Retry every open reject of this step (its version).
         #[arg(long)]
         step: Option<String>,
     },
     /// Export rejects to CSV (secrets redacted).
     Export {
+        /// The CSV file to write.
         #[arg(long)]
         csv: PathBuf,
+        /// Only this step's rejects (its version).
         #[arg(long)]
         step: Option<String>,
     },

@@ -17,22 +17,31 @@ pub enum ReviewAction {
         open: bool,
     },
     /// One discrepancy in full.
-    Show { id: i64 },
+    Show {
+        /// The discrepancy's id (see `review list`).
+        id: i64,
+    },
     /// Decide: --take a | b | value=VALUE | split.
     Decide {
+        /// The discrepancy's id (see `review list`).
         id: i64,
+        /// a (side A's value), b (side B's), value=VALUE (another), or split (B is not the
+        /// same entity).
         #[arg(long)]
         take: String,
+        /// A note recorded with the decision in the audit trail.
         #[arg(long)]
         note: Option<String>,
     },
     /// Export discrepancies to CSV (fill the `decision` column and import it back).
     Export {
+        /// The CSV file to write.
         #[arg(long)]
         csv: PathBuf,
     },
     /// Apply decisions from a CSV with columns id, decision[, note].
     Import {
+        /// The CSV file to read (columns id, decision[, note]).
         #[arg(long)]
         csv: PathBuf,
     },

@@ -15,7 +15,13 @@ pub enum RateSource {
     Session,
     /// Applied steps in the ledger: their rows over their durations.
     Ledger,
+    /// Nothing measured on this target yet: `DEFAULT_RATE`, an assumption shown as one.
+    Default,
 }
+
+/// Rows per second assumed before anything ran on this target (a modest figure for a data step
+/// with transforms and validations; the first batches replace it with the measured rate).
+pub const DEFAULT_RATE: f64 = 5_000.0;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
@@ -38,6 +44,12 @@ pub fn estimate(state: &AppState) -> Estimate {
     let mut rows_left = current
         .map(|c| c.progress.rows_total.saturating_sub(c.progress.rows_done))
         .unwrap_or(0);
+    let rate = live_rate(state)
+        .map(|r| (r, RateSource::Live))
+        .or_else(|| state.last_rate.filter(|r| *r > 0.0).map(|r| (r, RateSource::Session)))
+        .or_else(|| ledger_rate(state).map(|r| (r, RateSource::Ledger)))
+        .unwrap_or((DEFAULT_RATE, RateSource::Default));
+    let mut work_secs = rows_left as f64 / rate.0;
     let mut unknown_steps = 0;
     let mut pending_steps = usize::from(current.is_some());
     for m in state.migrations.iter().filter(|m| is_runnable(m)) {
@@ -49,27 +61,32 @@ pub fn estimate(state: &AppState) -> Estimate {
             // DDL takes seconds at most; it does not move the ETA.
             continue;
         }
-        // A reverted step ran to the end once, so its source count is its size; a failed or
-        // interrupted one only counted what it got through. A dry run counted everything.
+        // The source as counted at start, less what an interrupted or failed run already got
+        // through (it resumes from its checkpoint); else what a dry run or a run since reverted
+        // counted.
+        let resumes = matches!(m.state, StepState::Interrupted | StepState::Failed | StepState::Running);
         let known = state
-            .dry_runs
+            .source_rows
             .get(&m.version)
-            .map(|c| c.source)
-            .or((m.state == StepState::Reverted).then_some(m.counts.source))
-            .filter(|n| *n > 0);
+            .map(|n| if resumes { n.saturating_sub(m.counts.source) } else { *n })
+            .or_else(|| state.dry_runs.get(&m.version).map(|c| c.source).filter(|n| *n > 0))
+            .or((m.state == StepState::Reverted)
+                .then_some(m.counts.source)
+                .filter(|n| *n > 0));
         match known {
-            Some(n) => rows_left += n,
+            Some(n) => {
+                rows_left += n;
+                // This step's own earlier run on this target says best how fast it goes.
+                work_secs += n as f64 / own_rate(m).unwrap_or(rate.0);
+            }
             None => unknown_steps += 1,
         }
     }
-    let rate = live_rate(state)
-        .map(|r| (r, RateSource::Live))
-        .or_else(|| state.last_rate.filter(|r| *r > 0.0).map(|r| (r, RateSource::Session)))
-        .or_else(|| ledger_rate(state).map(|r| (r, RateSource::Ledger)));
+    let rate = Some(rate);
     let secs = if rows_left == 0 {
         Some(0)
     } else {
-        rate.map(|(r, _)| (rows_left as f64 / r).ceil() as u64)
+        Some(work_secs.ceil().max(1.0) as u64)
     };
     Estimate {
         rows_left,
@@ -85,11 +102,17 @@ fn live_rate(state: &AppState) -> Option<f64> {
     (c.progress.rows_per_sec > 0.0).then_some(c.progress.rows_per_sec)
 }
 
+/// A step's rows/s in its last run on this target (since reverted, or stopped part way).
+fn own_rate(m: &crate::engine::ops::snapshot::StepSummary) -> Option<f64> {
+    let ms = m.duration_ms.filter(|d| *d > 0)? as f64;
+    (m.counts.source > 0 && m.state != StepState::Pending).then(|| m.counts.source as f64 * 1000.0 / ms)
+}
+
 fn ledger_rate(state: &AppState) -> Option<f64> {
     let (rows, ms) = state
         .migrations
         .iter()
-        .filter(|m| m.state == StepState::Applied && m.kind != StepKind::Schema)
+        .filter(|m| matches!(m.state, StepState::Applied | StepState::Reverted) && m.kind != StepKind::Schema)
         .filter_map(|m| m.duration_ms.filter(|d| *d > 0).map(|d| (m.counts.source, d as u64)))
         .fold((0u64, 0u64), |(r, t), (a, b)| (r + a, t + b));
     (rows > 0 && ms > 0).then(|| rows as f64 * 1000.0 / ms as f64)
@@ -134,4 +157,47 @@ pub fn clock(state: &AppState, est: &Estimate) -> Clock {
         eta_end,
         overrun,
     }
+}
+
+/// The plan's ETA in one sentence, for the run-all question: how long, when it would end, at
+/// what rate and where that rate comes from, and whether it fits the window.
+pub fn plan_summary(state: &AppState) -> String {
+    use crate::console::format::{fmt_rate, fmt_secs};
+    let est = estimate(state);
+    let clock = clock(state, &est);
+    let Some(secs) = est.secs else {
+        return "ETA unknown".to_string();
+    };
+    let mut text = match (secs, est.rate) {
+        (0, _) => "ETA: seconds (no rows to move)".to_string(),
+        (s, Some((r, source))) => {
+            let (approx, from) = match source {
+                RateSource::Live => ("", "now"),
+                RateSource::Session => ("", "as the last step"),
+                RateSource::Ledger => ("", "as past runs on this target"),
+                RateSource::Default => ("~", "assumed: nothing measured on this target yet"),
+            };
+            format!(
+                "ETA {approx}{} for {} rows, at {approx}{} ({from})",
+                fmt_secs(s as i64),
+                crate::console::format::fmt_count(est.rows_left),
+                fmt_rate(r)
+            )
+        }
+        (s, None) => format!("ETA {}", fmt_secs(s as i64)),
+    };
+    if let Some(end) = clock.eta_end.filter(|_| secs > 0) {
+        text.push_str(&format!("; ends {}", end.format("%H:%M")));
+    }
+    if let Some(w) = state.window {
+        if clock.overrun {
+            text.push_str(&format!(", OVERRUNS the window (ends {})", w.end.format("%H:%M")));
+        } else if est.unknown_steps == 0 {
+            text.push_str(&format!(", fits the window (ends {})", w.end.format("%H:%M")));
+        }
+    }
+    if est.unknown_steps > 0 {
+        text.push_str(&format!(" (+{} step(s) of unknown size)", est.unknown_steps));
+    }
+    text
 }

@@ -45,6 +45,9 @@ pub async fn run(project: Arc<Project>) -> Result<i32> {
     let mut engine = runner::spawn(project.clone());
     // The first snapshot fills the panes; until then they say they are reading the target.
     send(&mut state, &engine, Command::Refresh);
+    // The size of every pending step, for the plan's ETA before anything has run.
+    state.counting_sources = true;
+    send(&mut state, &engine, Command::CountSources);
 
     let log_state = TuiWidgetState::new().set_default_display_level(tui_logger::LevelFilter::Info);
     // Start with the target selector folded away: the log lines need the width more.
@@ -93,19 +96,41 @@ pub fn step_infos(project: &Project) -> BTreeMap<String, StepInfo> {
         .as_ref()
         .map(|s| s.redacted())
         .unwrap_or_else(|| "(no source configured)".into());
-    project
+    let files: Vec<Option<toml::Value>> = project
         .steps
         .iter()
         .map(|s| {
-            let info = match s.kind {
+            (s.kind != StepKind::Schema)
+                .then(|| std::fs::read_to_string(s.file("step.toml")).ok())
+                .flatten()
+                .and_then(|t| toml::from_str(&t).ok())
+        })
+        .collect();
+    project
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(at, s)| {
+            let file = files[at].as_ref();
+            let table_of =
+                |f: Option<&toml::Value>| f.and_then(|f| f.get("target")?.get("table")?.as_str().map(str::to_string));
+            let mut info = match s.kind {
                 StepKind::Schema => StepInfo {
                     source: "up.sql".into(),
                     target: target.clone(),
+                    waits_for: Vec::new(),
                 },
-                StepKind::Merge => StepInfo {
-                    source: format!("step.toml (merge) on {source}"),
-                    target: target.clone(),
-                },
+                StepKind::Merge => {
+                    let side = |k: &str| {
+                        file.and_then(|f| f.get(k)?.get("table")?.as_str().map(str::to_string))
+                            .unwrap_or_else(|| "?".into())
+                    };
+                    StepInfo {
+                        source: format!("tables {} (A) and {} (B) on {source}", side("a"), side("b")),
+                        target: format!("table {} on {target}", table_of(file).unwrap_or_else(|| "?".into())),
+                        waits_for: Vec::new(),
+                    }
+                }
                 StepKind::Data => match DataStep::load(&s.file("step.toml")) {
                     Ok(d) => StepInfo {
                         source: match &d.source.table {
@@ -113,16 +138,88 @@ pub fn step_infos(project: &Project) -> BTreeMap<String, StepInfo> {
                             None => format!("query ({}) on {source}", d.source_name()),
                         },
                         target: format!("table {} on {target}", d.target.table),
+                        waits_for: Vec::new(),
                     },
                     Err(e) => StepInfo {
                         source: format!("step.toml does not parse: {e}"),
                         target: target.clone(),
+                        waits_for: Vec::new(),
                     },
                 },
             };
+            if let Some(table) = table_of(file) {
+                info.waits_for = waits_for(project, &files, at, &table, file);
+            }
             (s.version.clone(), info)
         })
         .collect()
+}
+
+/// The earlier steps step `at` needs: the schema step whose up.sql creates its table, and the
+/// steps that fill the ID maps its lookups and references name.
+fn waits_for(
+    project: &Project,
+    files: &[Option<toml::Value>],
+    at: usize,
+    table: &str,
+    file: Option<&toml::Value>,
+) -> Vec<String> {
+    fn maps_named(v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    match (k.as_str(), v) {
+                        ("map", toml::Value::String(m)) => out.push(m.clone()),
+                        _ => maps_named(v, out),
+                    }
+                }
+            }
+            toml::Value::Array(a) => a.iter().for_each(|v| maps_named(v, out)),
+            _ => {}
+        }
+    }
+    // The maps a step fills: a data step's [id_map] map; a merge step's two sides (by name,
+    // else table), whose legacy keys both map to the entity.
+    let own_maps = |f: &toml::Value| -> Vec<String> {
+        let text = |v: Option<&toml::Value>| v.and_then(|v| v.as_str()).map(str::to_string);
+        let mut maps: Vec<String> = text(f.get("id_map").and_then(|m| m.get("map"))).into_iter().collect();
+        for side in ["a", "b"] {
+            if let Some(s) = f.get(side) {
+                maps.extend(text(s.get("name")).or_else(|| text(s.get("table"))));
+            }
+        }
+        maps
+    };
+    let mut wanted = Vec::new();
+    if let Some(f) = file {
+        let mut without_own = f.clone();
+        if let Some(t) = without_own.as_table_mut() {
+            t.remove("id_map");
+        }
+        maps_named(&without_own, &mut wanted);
+    }
+    let create = format!("create table {}", table.to_ascii_lowercase());
+    let create_if = format!("create table if not exists {}", table.to_ascii_lowercase());
+    let mut out = Vec::new();
+    for (i, s) in project.steps.iter().enumerate().take(at) {
+        let needed = match s.kind {
+            StepKind::Schema => s.read("up.sql").is_ok_and(|sql| {
+                let sql = sql
+                    .to_ascii_lowercase()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                sql.contains(&create) || sql.contains(&create_if)
+            }),
+            _ => files[i]
+                .as_ref()
+                .is_some_and(|f| own_maps(f).iter().any(|m| wanted.contains(m))),
+        };
+        if needed {
+            out.push(format!("{} {}", s.version, s.name));
+        }
+    }
+    out
 }
 
 async fn event_loop(
@@ -188,8 +285,11 @@ fn terminal_msg(ev: Event) -> Option<Msg> {
 
 /// One message through `update`, then its commands to the engine and its effects here.
 fn dispatch(state: &mut AppState, engine: &EngineHandle, log_state: &TuiWidgetState, msg: Msg) {
-    if let Msg::Engine(crate::engine::protocol::EngineEvent::Verified(report)) = &msg {
-        log_verified(report);
+    if let Msg::Engine(event) = &msg {
+        match event {
+            crate::engine::protocol::EngineEvent::Verified(report) => log_verified(report),
+            other => logging::log_engine_event(other),
+        }
     }
     let commands = update(state, msg);
     for c in commands {
@@ -223,11 +323,7 @@ fn log_verified(report: &crate::engine::ops::verify::VerifyReport) {
 
 /// Never wait on the engine's queue: a full queue is reported, not blocked on.
 fn send(state: &mut AppState, engine: &EngineHandle, command: Command) {
-    match &command {
-        // A fixed value may be a secret or a patient's data: the log names the field only.
-        Command::FixReject { id, field, .. } => tracing::debug!(id, field = %field, "to engine: fix reject"),
-        other => tracing::debug!(command = ?other, "to engine"),
-    }
+    logging::log_command(&command);
     match engine.commands.try_send(command) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => state.set_status(StatusLevel::Error, "the engine is busy; try again"),

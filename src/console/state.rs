@@ -201,6 +201,9 @@ impl Window {
 pub struct StepInfo {
     pub source: String,
     pub target: String,
+    /// Earlier steps this one needs applied first: the schema step that creates its table,
+    /// the steps whose ID maps its lookups and references read.
+    pub waits_for: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +249,10 @@ pub struct RunState {
     pub aborting: bool,
     /// A run of all pending steps (`a`): verified by itself when it ends well.
     pub all: bool,
+    /// `p` was pressed and the step has not reached its batch boundary yet.
+    pub pause_requested: bool,
+    /// The abort question is open: the run holds at its next batch boundary until answered.
+    pub abort_question: bool,
 }
 
 /// The verify pane: the last report of the checks `cutover verify` runs, and any on the way.
@@ -452,6 +459,12 @@ pub struct AppState {
     pub last_rate: Option<f64>,
     /// Would-be counts of dry runs, by version.
     pub dry_runs: BTreeMap<String, Counts>,
+    /// Source rows of the steps not applied yet, counted at start and on refresh (for the ETA).
+    pub source_rows: BTreeMap<String, u64>,
+    /// A `CountSources` is on its way.
+    pub counting_sources: bool,
+    /// The statements a dry run of a schema step would run, by version.
+    pub dry_run_statements: BTreeMap<String, Vec<String>>,
     pub dialog: Option<Dialog>,
     pub help: bool,
     pub status: Option<StatusLine>,
@@ -497,6 +510,9 @@ impl AppState {
             last_finished: None,
             last_rate: None,
             dry_runs: BTreeMap::new(),
+            source_rows: BTreeMap::new(),
+            counting_sources: false,
+            dry_run_statements: BTreeMap::new(),
             dialog: None,
             help: false,
             status: None,
@@ -621,6 +637,17 @@ impl AppState {
         t.with_timezone(&offset)
     }
 
+    /// What a dry run of a schema step found: the statements it would run (a schema step
+    /// moves no rows, so "would write 0" would say nothing).
+    pub fn dry_run_statements_text(&self, version: &str) -> Option<String> {
+        let statements = self.dry_run_statements.get(version)?;
+        let first = statements.first().map(|s| format!(": {s}")).unwrap_or_default();
+        Some(match statements.len() {
+            1 => format!("would run 1 statement{first}"),
+            n => format!("would run {n} statements{first}, … (enter lists them)"),
+        })
+    }
+
     pub fn set_status(&mut self, level: StatusLevel, text: impl Into<String>) {
         self.status = Some(StatusLine {
             level,
@@ -633,7 +660,7 @@ impl AppState {
 pub fn is_runnable(m: &StepSummary) -> bool {
     match m.state.as_str() {
         "pending" | "reverted" => true,
-        "failed" | "running" => m.kind != StepKind::Schema,
+        "failed" | "running" | "interrupted" => m.kind != StepKind::Schema,
         _ => false,
     }
 }
@@ -642,7 +669,7 @@ pub fn is_runnable(m: &StepSummary) -> bool {
 pub fn is_revertible(m: &StepSummary) -> bool {
     match m.state.as_str() {
         "applied" | "modified" => true,
-        "failed" | "running" => m.kind != StepKind::Schema,
+        "failed" | "running" | "interrupted" => m.kind != StepKind::Schema,
         _ => false,
     }
 }

@@ -51,6 +51,7 @@ pub fn compute_status(steps: &[StepDef], ledger: &[LedgerRow]) -> Vec<StepStatus
                     }
                 }
                 LedgerStatus::Running => (StepState::Running, "-", None),
+                LedgerStatus::Interrupted => (StepState::Interrupted, "-", None),
                 LedgerStatus::Failed => (StepState::Failed, "-", None),
                 LedgerStatus::Reverted => (StepState::Reverted, "-", None),
             },
@@ -79,6 +80,7 @@ pub fn compute_status(steps: &[StepDef], ledger: &[LedgerRow]) -> Vec<StepStatus
             kind: crate::engine::store::ledger::kind_of(r),
             state: match r.status {
                 LedgerStatus::Running => StepState::Running,
+                LedgerStatus::Interrupted => StepState::Interrupted,
                 LedgerStatus::Failed => StepState::Failed,
                 _ => StepState::Applied,
             },
@@ -94,11 +96,23 @@ pub fn compute_status(steps: &[StepDef], ledger: &[LedgerRow]) -> Vec<StepStatus
     out
 }
 
+/// A step the ledger says is `running` while no live run holds the target's lock was stopped
+/// (killed, or its connection lost for good): it is interrupted. `run_alive` comes from the
+/// lock (`store::lock::current_holder`), the only thing that knows whether a run is alive.
+pub fn mark_interrupted(status: &mut [StepStatus], run_alive: bool) {
+    if run_alive {
+        return;
+    }
+    for s in status.iter_mut().filter(|s| s.state == StepState::Running) {
+        s.state = StepState::Interrupted;
+    }
+}
+
 /// The explanation for a step left running or failed, and what `repair` will do about it.
 pub fn blocked_message(s: &StepStatus) -> String {
     let r = s.ledger.as_ref();
     let what = match s.state {
-        StepState::Running => {
+        StepState::Running | StepState::Interrupted => {
             "was left running (the process stopped before it finished; its transaction was rolled back)".to_string()
         }
         _ => format!(
@@ -149,7 +163,7 @@ pub fn plan_up(status: &[StepStatus], o: &UpPlanOptions) -> Result<Vec<StepDef>>
                 s.checksum.as_deref().map(short).unwrap_or_default()
             ));
         }
-        if s.kind == StepKind::Schema && matches!(s.state, StepState::Running | StepState::Failed) {
+        if s.kind == StepKind::Schema && s.state.is_unfinished() {
             return Err(eyre!("{}", blocked_message(s)));
         }
     }
@@ -166,7 +180,7 @@ pub fn plan_up(status: &[StepStatus], o: &UpPlanOptions) -> Result<Vec<StepDef>>
     let mut out = Vec::new();
     for s in status {
         let runnable = matches!(s.state, StepState::Pending | StepState::Reverted)
-            || (s.kind != StepKind::Schema && matches!(s.state, StepState::Running | StepState::Failed));
+            || (s.kind != StepKind::Schema && s.state.is_unfinished());
         if !runnable {
             continue;
         }
@@ -204,9 +218,7 @@ pub fn plan_up(status: &[StepStatus], o: &UpPlanOptions) -> Result<Vec<StepDef>>
 pub fn plan_down(status: &[StepStatus], target: &DownTarget) -> Result<Vec<StatusRef>> {
     let applied: Vec<&StepStatus> = status
         .iter()
-        .filter(|s| {
-            s.is_applied() || (s.kind != StepKind::Schema && matches!(s.state, StepState::Running | StepState::Failed))
-        })
+        .filter(|s| s.is_applied() || (s.kind != StepKind::Schema && s.state.is_unfinished()))
         .collect();
     let mut chosen: Vec<&StepStatus> = match target {
         DownTarget::Last => applied.last().copied().into_iter().collect(),
@@ -460,5 +472,25 @@ mod tests {
         );
         let err = plan_down(&st, &DownTarget::All).unwrap_err();
         assert!(err.to_string().contains("below the baseline"), "{err}");
+    }
+
+    /// `running` in the ledger with no live run holding the lock (a killed run) is
+    /// interrupted; with a live holder it is running. An aborted step is stored interrupted.
+    #[test]
+    fn running_without_a_live_run_is_interrupted() {
+        let (a, b) = (def("1", StepKind::Data), def("2", StepKind::Data));
+        let rows = [row(&a, LedgerStatus::Running), row(&b, LedgerStatus::Interrupted)];
+        let mut live = compute_status(&[a.clone(), b.clone()], &rows);
+        mark_interrupted(&mut live, true);
+        assert_eq!(live[0].state, StepState::Running);
+        assert_eq!(live[1].state, StepState::Interrupted);
+        let mut dead = compute_status(&[a.clone(), b.clone()], &rows);
+        mark_interrupted(&mut dead, false);
+        assert_eq!(dead[0].state, StepState::Interrupted);
+        // `up` resumes both.
+        assert_eq!(
+            versions(&plan_up(&dead, &UpPlanOptions::default()).unwrap()),
+            ["1", "2"]
+        );
     }
 }

@@ -93,6 +93,25 @@ async fn check_target(ctx: &RunCtx, earlier: &[StepDef], table: &str, columns: &
     if created_by(earlier, table) && !table_exists(&ctx.target, dry.as_mut(), table).await {
         return Ok(());
     }
+    // A table that a schema step outside this plan creates: say which step, rather than that
+    // the step fails (a dry run of one step does not run the schema step before it).
+    if !table_exists(&ctx.target, dry.as_mut(), table).await
+        && let Some(creator) = ctx
+            .project
+            .steps
+            .iter()
+            .find(|s| created_by(std::slice::from_ref(*s), table))
+    {
+        let what = format!(
+            "the table {table} is created by step {}, which has not run yet",
+            creator.folder_name()
+        );
+        return Err(if ctx.dry_run {
+            format!("would fail: {what}; dry-run from that step on (`cutover up --dry-run`) or apply it first")
+        } else {
+            format!("{what}; run it first")
+        });
+    }
     let found = match dry.as_mut() {
         Some(tx) => writer_in(tx, table, columns).await,
         None => TargetWriter::new(&ctx.target, table, columns).await,

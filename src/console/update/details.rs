@@ -9,7 +9,7 @@ use crate::console::format::{fmt_count, fmt_duration, one_line};
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, Dialog, Pane};
 use crate::engine::project::StepKind;
-use crate::engine::protocol::{Command, Counts};
+use crate::engine::protocol::{Command, Counts, StepState};
 
 /// A key while the details dialog is up: ↑/↓ scroll, ctrl-c quits, anything else closes it.
 pub fn on_action(state: &mut AppState, action: Action) -> Vec<Command> {
@@ -79,14 +79,29 @@ fn step_details(state: &AppState, version: &str) -> Dialog {
     lines.push(format!("version     {}", s.version));
     lines.push(format!("kind        {}", s.kind.as_str()));
     lines.push(format!("state       {}", s.state));
+    if s.state == StepState::Interrupted {
+        lines.push(if s.kind == StepKind::Schema {
+            "resume      nothing of it committed: `cutover repair`, then n runs it again".to_string()
+        } else {
+            format!(
+                "resume      n (or `cutover up`) resumes it from its last checkpoint ({} source rows done)",
+                fmt_count(s.counts.source)
+            )
+        });
+    }
     let checksum = match &s.modified_file {
         Some(f) => format!("{} ({f} changed since it was applied)", s.checksum_state),
         None => s.checksum_state.clone(),
     };
     lines.push(format!("checksum    {checksum}"));
     if let Some(info) = state.step_info.get(version) {
-        lines.push(format!("source      {}", info.source));
-        lines.push(format!("target      {}", info.target));
+        lines.push(format!("reads       {}", info.source));
+        lines.push(format!("writes      {}", info.target));
+        if info.waits_for.is_empty() {
+            lines.push("waits for   nothing before it".to_string());
+        } else {
+            lines.push(format!("waits for   {}", info.waits_for.join(", ")));
+        }
     }
     if let Some(at) = &s.applied_at {
         lines.push(format!("applied at  {at}"));
@@ -99,8 +114,13 @@ fn step_details(state: &AppState, version: &str) -> Dialog {
         lines.push(format!("books       {}", books(&s.counts)));
         lines.push(format!("warnings    {}", fmt_count(s.counts.warnings)));
     }
-    if let Some(c) = state.dry_runs.get(version) {
-        lines.push(format!("dry run     {}", would_be(c)));
+    match (state.dry_run_statements.get(version), state.dry_runs.get(version)) {
+        (Some(statements), _) => {
+            lines.push(format!("dry run     would run {} statement(s):", statements.len()));
+            lines.extend(statements.iter().enumerate().map(|(i, s)| format!("  {}. {s}", i + 1)));
+        }
+        (None, Some(c)) => lines.push(format!("dry run     {}", would_be(c))),
+        (None, None) => {}
     }
     if let Some(e) = &s.error {
         lines.push(String::new());

@@ -59,6 +59,17 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             });
         }
         EngineEvent::Statement { version, index, sql } => {
+            let dry_run = state
+                .run
+                .as_ref()
+                .is_some_and(|r| r.dry_run && r.operation == Operation::Up);
+            if dry_run {
+                let list = state.dry_run_statements.entry(version.clone()).or_default();
+                if index <= 1 {
+                    list.clear();
+                }
+                list.push(one_line(&sql));
+            }
             if let Some(c) = current_mut(state, &version) {
                 c.statements_done = c.statements_done.max(index + 1);
                 c.last_statement = Some(one_line(&sql));
@@ -97,14 +108,24 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             }
         }
         EngineEvent::Paused { .. } => {
+            let question = state
+                .run
+                .as_ref()
+                .is_some_and(|r| r.abort_question && !r.pause_requested);
             if let Some(r) = &mut state.run {
                 r.paused = true;
             }
-            state.set_status(StatusLevel::Warn, "paused at a batch boundary; p resumes");
+            let text = if question {
+                "held at a batch boundary: y aborts here, n goes on"
+            } else {
+                "paused at a batch boundary; p resumes"
+            };
+            state.set_status(StatusLevel::Warn, text);
         }
         EngineEvent::Resumed { .. } => {
             if let Some(r) = &mut state.run {
                 r.paused = false;
+                r.pause_requested = false;
             }
             state.set_status(StatusLevel::Info, "resumed");
         }
@@ -118,7 +139,10 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
         } => {
             if dry_run {
                 state.dry_runs.insert(version.clone(), counts);
-                state.set_status(StatusLevel::Info, format!("dry run of {name}: {}", would_be(&counts)));
+                let outcome = state
+                    .dry_run_statements_text(&version)
+                    .unwrap_or_else(|| would_be(&counts));
+                state.set_status(StatusLevel::Info, format!("dry run of {name}: {outcome}"));
             } else {
                 if let Some(m) = state.migrations.iter_mut().find(|m| m.version == version) {
                     m.state = status;
@@ -143,6 +167,10 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
             });
         }
         EngineEvent::Aborted { version, counts } => {
+            if let Some(m) = state.migrations.iter_mut().find(|m| m.version == version) {
+                m.state = StepState::Interrupted;
+                m.counts = counts;
+            }
             let name = state.step_name(&version).unwrap_or(&version).to_string();
             let text = format!(
                 "{name} aborted at a batch boundary after {} rows; n resumes it",
@@ -268,6 +296,17 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
                 );
             }
         },
+        EngineEvent::SourceCounts { rows, errors } => {
+            state.counting_sources = false;
+            state.source_rows = rows.into_iter().collect();
+            if let Some((version, why)) = errors.first() {
+                let name = state.step_name(version).unwrap_or(version).to_string();
+                state.set_status(
+                    StatusLevel::Warn,
+                    one_line(&format!("cannot count the source of {name} for the ETA: {why}")),
+                );
+            }
+        }
         EngineEvent::Notice { level, message } => {
             let level = match level {
                 NoticeLevel::Info => StatusLevel::Info,

@@ -113,12 +113,13 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         Action::Details => details::open(state),
         Action::Refresh => {
             state.set_status(StatusLevel::Info, "reading the target…");
-            return vec![Command::Refresh];
+            state.counting_sources = true;
+            return vec![Command::Refresh, Command::CountSources];
         }
         Action::RunNext => run::ask_run_next(state),
         Action::RunAll => run::ask_run_all(state),
         Action::PauseResume => return run::pause_resume(state),
-        Action::Abort => run::ask_abort(state),
+        Action::Abort => return run::ask_abort(state),
         Action::DryRun => return run::dry_run(state),
         Action::Rollback => return rollback::ask(state),
         Action::Filter => rejects::start_filter(state),
@@ -156,6 +157,10 @@ fn on_confirm(state: &mut AppState, action: Action) -> Vec<Command> {
         return Vec::new();
     };
     if action != Action::Confirm {
+        // The run held still while the abort question was open: a no lets it go on.
+        if what == ConfirmAction::Abort {
+            return run::abort_declined(state);
+        }
         return Vec::new();
     }
     match what {

@@ -71,6 +71,8 @@ pub fn ask_run_all(state: &mut AppState) {
     }
     let mut lines = vec![format!("{} steps, in this order:", pending.len())];
     lines.extend(pending);
+    lines.push(String::new());
+    lines.push(crate::console::eta::plan_summary(state));
     state.dialog = Some(Dialog::Confirm {
         action: ConfirmAction::RunAll,
         title: "Run all pending steps?".into(),
@@ -88,12 +90,14 @@ pub fn confirmed_run_all(state: &mut AppState) -> Vec<Command> {
     vec![Command::Start(RunOptions::default())]
 }
 
-/// `x`.
-pub fn ask_abort(state: &mut AppState) {
-    let Some(run) = &state.run else {
+/// `x`: asks first, and holds the run at its next batch boundary while the question is open,
+/// so the step cannot go on (or finish) under the dialog and make the answer meaningless.
+pub fn ask_abort(state: &mut AppState) -> Vec<Command> {
+    let Some(run) = &mut state.run else {
         state.set_status(StatusLevel::Info, "nothing is running");
-        return;
+        return Vec::new();
     };
+    run.abort_question = true;
     let name = run
         .current
         .as_ref()
@@ -103,32 +107,55 @@ pub fn ask_abort(state: &mut AppState) {
         action: ConfirmAction::Abort,
         title: "Abort the run?".into(),
         lines: vec![
-            format!("{name} stops at the next batch boundary."),
-            "Committed batches stay; `n` resumes from there.".into(),
+            format!("{name} holds at its next batch boundary while you decide."),
+            "y: it stops there; committed batches stay and n resumes from there.".into(),
+            "n: it goes on.".into(),
         ],
     });
+    vec![Command::HoldForAbortQuestion]
 }
 
-/// The abort question answered yes; the run may have ended while the dialog was up.
+/// The abort question answered yes. The hold keeps the step from ending under the dialog, but
+/// the run may have ended before the hold reached it.
 pub fn confirmed_abort(state: &mut AppState) -> Vec<Command> {
     if let Some(run) = &mut state.run {
         run.aborting = true;
+        run.abort_question = false;
         state.set_status(StatusLevel::Warn, "aborting at the next batch boundary…");
         vec![Command::Abort]
     } else {
+        state.set_status(StatusLevel::Info, "the run had already ended: nothing to abort");
         Vec::new()
     }
 }
 
-/// `p`: no question, since a pause loses nothing.
+/// The abort question answered no: the run goes on from the boundary it held at.
+pub fn abort_declined(state: &mut AppState) -> Vec<Command> {
+    match &mut state.run {
+        Some(run) => {
+            run.abort_question = false;
+            state.set_status(StatusLevel::Info, "not aborted: the run goes on");
+            vec![Command::ReleaseAbortQuestion]
+        }
+        None => Vec::new(),
+    }
+}
+
+/// `p`: no question, since a pause loses nothing. A second `p` before the step reached its
+/// boundary takes the pause back.
 pub fn pause_resume(state: &mut AppState) -> Vec<Command> {
-    match &state.run {
+    match &mut state.run {
         None => {
             state.set_status(StatusLevel::Info, "nothing is running");
             Vec::new()
         }
-        Some(r) if r.paused => vec![Command::Resume],
-        Some(_) => {
+        Some(r) if r.paused || r.pause_requested => {
+            r.pause_requested = false;
+            state.set_status(StatusLevel::Info, "resuming…");
+            vec![Command::Resume]
+        }
+        Some(r) => {
+            r.pause_requested = true;
             state.set_status(StatusLevel::Info, "pausing at the next batch boundary…");
             vec![Command::Pause]
         }

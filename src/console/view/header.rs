@@ -50,14 +50,16 @@ impl Widget for Header<'_> {
         let window_style = if clock.overrun { theme.error() } else { theme.plain() };
         match state.window {
             Some(w) => {
-                // A window within a day reads best as times; a longer one needs its dates.
-                let fmt = if (w.end - w.start).num_hours() < 24 {
-                    "%H:%M"
-                } else {
-                    "%Y-%m-%d %H:%M"
+                // A window within a day that starts today reads best as times; one on another
+                // day (or longer than a day) needs its dates.
+                let today = clock.now.date_naive() == w.start.date_naive();
+                let (start_fmt, end_fmt) = match ((w.end - w.start).num_hours() < 24, today) {
+                    (true, true) => ("%H:%M", "%H:%M"),
+                    (true, false) => ("%Y-%m-%d %H:%M", "%H:%M"),
+                    (false, _) => ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M"),
                 };
                 spans.push(Span::styled(
-                    format!("window {}–{}", w.start.format(fmt), w.end.format(fmt)),
+                    format!("window {}–{}", w.start.format(start_fmt), w.end.format(end_fmt)),
                     window_style,
                 ));
                 let left = clock.left.unwrap_or(0);
@@ -94,7 +96,16 @@ fn eta_spans(state: &AppState, est: &eta::Estimate, clock: &eta::Clock, theme: T
         n => format!("{n} steps of unknown size"),
     };
     let mut spans = Vec::new();
+    // A rate assumed, not measured: the ETA is an estimate and says so.
+    let approx = if matches!(est.rate, Some((_, RateSource::Default))) {
+        "~"
+    } else {
+        ""
+    };
     match est.secs {
+        Some(0) if est.unknown_steps > 0 && state.counting_sources => {
+            spans.push(Span::styled("ETA: counting the source rows…", style));
+        }
         // Only schema steps, or only steps nobody has measured: say so rather than "0s".
         Some(0) if est.unknown_steps > 0 => {
             spans.push(Span::styled(format!("ETA unknown: {unknown}"), style));
@@ -102,7 +113,10 @@ fn eta_spans(state: &AppState, est: &eta::Estimate, clock: &eta::Clock, theme: T
         Some(0) => spans.push(Span::styled("ETA seconds (schema steps only)", style)),
         Some(secs) => {
             let at_least = if est.unknown_steps > 0 { "≥ " } else { "" };
-            spans.push(Span::styled(format!("ETA {at_least}{}", fmt_secs(secs as i64)), style));
+            spans.push(Span::styled(
+                format!("ETA {at_least}{approx}{}", fmt_secs(secs as i64)),
+                style,
+            ));
             if let Some(end) = clock.eta_end {
                 spans.push(Span::styled(format!(" → {}", end.format("%H:%M")), style));
             }
@@ -127,16 +141,25 @@ fn eta_spans(state: &AppState, est: &eta::Estimate, clock: &eta::Clock, theme: T
             ));
         }
     }
+    if state.run.as_ref().is_some_and(|r| r.paused) {
+        spans.push(Span::styled(" · paused", theme.warn()));
+    }
     if clock.overrun && est.secs.is_none_or(|s| s == 0) {
         spans.push(Span::styled(" · window OVER with work pending", theme.error()));
     }
-    if let Some((r, source)) = est.rate {
+    // An assumed rate is only worth showing when it makes an estimate.
+    if let Some((r, source)) = est
+        .rate
+        .filter(|(_, s)| *s != RateSource::Default || est.secs.is_some_and(|s| s > 0))
+    {
         let from = match source {
             RateSource::Live => "now",
             RateSource::Session => "last step",
             RateSource::Ledger => "past runs",
+            RateSource::Default => "assumed",
         };
-        spans.push(Span::styled(format!(" · {} {from}", fmt_rate(r)), theme.dim()));
+        let approx = if source == RateSource::Default { "~" } else { "" };
+        spans.push(Span::styled(format!(" · {approx}{} {from}", fmt_rate(r)), theme.dim()));
     }
     spans
 }

@@ -229,7 +229,11 @@ fn render_idle(state: &AppState, area: Rect, buf: &mut Buffer) {
                 Span::raw("dry run of "),
                 Span::styled(f.name.clone(), theme.bold()),
             ]));
-            lines.push(Line::from(would_be(&f.counts)));
+            lines.push(Line::from(
+                state
+                    .dry_run_statements_text(&f.version)
+                    .unwrap_or_else(|| would_be(&f.counts)),
+            ));
         } else {
             lines.push(Line::from(vec![
                 Span::raw("last: "),

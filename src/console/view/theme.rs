@@ -75,7 +75,7 @@ impl Theme {
             "applied" => self.ok(),
             "failed" => self.error(),
             "running" => self.accent().add_modifier(Modifier::BOLD),
-            "modified" => self.warn(),
+            "modified" | "interrupted" => self.warn(),
             "reverted" => self.dim(),
             _ => self.plain(),
         }

@@ -111,7 +111,9 @@ pub async fn run_batches<S: BatchStep>(
     }
 
     let outcome: Result<StepResult, StepError> = loop {
-        if !ctx.control.checkpoint().await {
+        let boundary = ctx.boundary(Some(&step.version)).await;
+        progress.exclude(boundary.waited);
+        if !boundary.go {
             break Ok(StepResult::Aborted(cp.counts));
         }
         let page = match s.next_page().await {
@@ -205,6 +207,8 @@ pub struct ProgressClock {
     batches_total: u64,
     resumed: u64,
     t0: Instant,
+    /// Time spent paused or held at batch boundaries: not part of elapsed or rows/s.
+    waited: Duration,
     last: Option<Instant>,
 }
 
@@ -221,8 +225,19 @@ impl ProgressClock {
                     .div_ceil(plan.batch_size.max(1) as u64),
             resumed,
             t0: Instant::now(),
+            waited: Duration::ZERO,
             last: None,
         }
+    }
+
+    /// Leave time spent paused out of elapsed and rows/s.
+    pub fn exclude(&mut self, waited: Duration) {
+        self.waited += waited;
+    }
+
+    /// Time spent working: since the start, less the time paused.
+    pub fn active(&self) -> Duration {
+        self.t0.elapsed().saturating_sub(self.waited)
     }
 
     /// An event when the last one is at least `PROGRESS_EVERY` old.
@@ -236,7 +251,8 @@ impl ProgressClock {
 
     /// An event now (the last one of a step).
     pub fn now(&self, cp: &BatchCheckpoint) -> EngineEvent {
-        let secs = self.t0.elapsed().as_secs_f64().max(1e-3);
+        let active = self.active();
+        let secs = active.as_secs_f64().max(1e-3);
         EngineEvent::Progress {
             version: self.version.clone(),
             progress: Progress {
@@ -251,7 +267,7 @@ impl ProgressClock {
                 batches_done: cp.batches,
                 batches_total: self.batches_total.max(cp.batches),
                 rows_per_sec: cp.counts.source.saturating_sub(self.resumed) as f64 / secs,
-                elapsed_ms: self.t0.elapsed().as_millis() as u64,
+                elapsed_ms: active.as_millis() as u64,
             },
         }
     }
@@ -296,11 +312,17 @@ async fn begin_step(ctx: &RunCtx, step: &StepDef, started_at: &str, total: u64) 
         .map_err(StepError::plain)?
         .unwrap_or_default();
     if cp.batches > 0 {
+        // The key as the source shows it, never the value's Rust debug form.
+        let after_key = cp
+            .last_key
+            .as_ref()
+            .and_then(|k| k.to_text())
+            .unwrap_or_else(|| "-".into());
         tracing::info!(
-            "resuming {} after key {:?} ({} rows done)",
-            step.version,
-            cp.last_key,
-            cp.counts.source
+            step = %step.version,
+            after_key = %after_key,
+            rows_done = cp.counts.source,
+            "resuming from the last checkpoint"
         );
     }
     ledger::upsert(
@@ -417,14 +439,38 @@ async fn finish(
             }
         }
         Ok(StepResult::Aborted(counts)) => {
-            let _ = ledger::append_event_db(
-                &ctx.target,
-                Some(&ctx.run_id),
-                Some(&step.version),
-                "aborted",
-                &serde_json::json!({"counts": counts, "batches": cp.batches}),
-            )
+            // Recorded `interrupted` at once, so no reader mistakes it for a live step; if this
+            // write fails the row still says `running`, which readers without a live lock
+            // holder show as interrupted as well.
+            let dur = t0.elapsed().as_millis() as i64;
+            let recorded: color_eyre::Result<()> = async {
+                let mut tx = ctx.target.begin().await?;
+                ledger::upsert(
+                    &mut tx,
+                    step,
+                    LedgerStatus::Interrupted,
+                    &ctx.run_id,
+                    started_at,
+                    Some(dur),
+                    &counts,
+                    None,
+                    None,
+                )
+                .await?;
+                ledger::append_event(
+                    &mut tx,
+                    Some(&ctx.run_id),
+                    Some(&step.version),
+                    "aborted",
+                    &serde_json::json!({"counts": counts, "batches": cp.batches}),
+                )
+                .await?;
+                tx.commit().await
+            }
             .await;
+            if let Err(e) = recorded {
+                tracing::warn!(step = %step.version, error = %format!("{e:#}"), "could not record the abort in the ledger");
+            }
             Ok(StepResult::Aborted(counts))
         }
         Err(e) if e.lost_lock.is_some() => Err(e.with_counts(cp.counts)),
@@ -670,7 +716,87 @@ mod tests {
         let res = run_batches(&ctx, &step(), plan(true), &mut s).await.unwrap();
         assert!(matches!(res, StepResult::Aborted(c) if c == Counts::default()));
         assert!(ids_in_t(&ctx).await.is_empty());
-        // the ledger says running: an interrupted step that `up` resumes
-        assert_eq!(ledger_status(&ctx).await.0, LedgerStatus::Running);
+        // the ledger says interrupted: a step that `up` resumes
+        assert_eq!(ledger_status(&ctx).await.0, LedgerStatus::Interrupted);
+    }
+
+    /// The abort question holds the run at its next batch boundary: nothing more is written
+    /// under it; `Paused` comes when the step has stopped there; a yes stops it interrupted.
+    #[tokio::test]
+    async fn the_abort_question_holds_at_the_boundary_and_yes_stops_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, mut rx) = ctx(dir.path()).await;
+        let mut s = Pages {
+            pages: vec![(vec![1, 2], None), (vec![3, 4], None), (vec![5, 6], None)],
+            next: 0,
+        };
+        ctx.control.set_abort_question(true);
+        let the_step = step();
+        let (res, ()) = tokio::join!(run_batches(&ctx, &the_step, plan(true), &mut s), async {
+            let paused = async {
+                loop {
+                    match rx.recv().await {
+                        Some(EngineEvent::Paused { version }) => return version,
+                        Some(_) => continue,
+                        None => return None,
+                    }
+                }
+            };
+            let version = tokio::time::timeout(Duration::from_secs(5), paused)
+                .await
+                .expect("the step stops at its boundary and says Paused");
+            assert_eq!(version.as_deref(), Some("20250101T000000"));
+            // Held: give the step time it must not use.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(ids_in_t(&ctx).await.is_empty(), "nothing is written under the question");
+            ctx.control.request_abort();
+        });
+        assert!(matches!(res.unwrap(), StepResult::Aborted(c) if c == Counts::default()));
+        assert!(ids_in_t(&ctx).await.is_empty());
+        assert_eq!(ledger_status(&ctx).await.0, LedgerStatus::Interrupted);
+    }
+
+    /// A no releases the hold: `Resumed` comes, every row is written, and the time spent held
+    /// is not part of the step's elapsed time (so not of its rows/s either).
+    #[tokio::test]
+    async fn a_released_hold_goes_on_and_held_time_is_not_elapsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, mut rx) = ctx(dir.path()).await;
+        let mut s = Pages {
+            pages: vec![(vec![1, 2], None), (vec![3, 4], None), (vec![5, 6], None)],
+            next: 0,
+        };
+        ctx.control.set_paused(true);
+        let the_step = step();
+        let (res, events) = tokio::join!(run_batches(&ctx, &the_step, plan(true), &mut s), async {
+            let mut seen = Vec::new();
+            while let Some(e) = rx.recv().await {
+                let paused = matches!(e, EngineEvent::Paused { .. });
+                seen.push(e);
+                if paused {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    ctx.control.set_paused(false);
+                }
+                if let Some(EngineEvent::Progress { progress, .. }) = seen.last()
+                    && progress.rows_done == 6
+                {
+                    break;
+                }
+            }
+            seen
+        });
+        assert!(matches!(res.unwrap(), StepResult::Done(_)));
+        assert_eq!(ids_in_t(&ctx).await, [1, 2, 3, 4, 5, 6]);
+        assert!(events.iter().any(|e| matches!(e, EngineEvent::Resumed { .. })));
+        match events.last() {
+            Some(EngineEvent::Progress { progress, .. }) => {
+                assert!(
+                    progress.elapsed_ms < 500,
+                    "600 ms held are not elapsed: {}",
+                    progress.elapsed_ms
+                );
+            }
+            other => panic!("the last event is the final progress, got {other:?}"),
+        }
     }
 }

@@ -128,30 +128,64 @@ pub enum StepResult {
     Aborted(Counts),
 }
 
-/// Pause/abort flags the running step checks between batches.
+/// Why a run waits at its next batch boundary: the operator paused it, or is being asked
+/// whether to abort it (the run must not go on, or finish, under the open question).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holds {
+    pub paused: bool,
+    pub abort_question: bool,
+}
+
+impl Holds {
+    pub fn any(&self) -> bool {
+        self.paused || self.abort_question
+    }
+}
+
+/// Pause, hold and abort flags the running step checks between batches.
 #[derive(Clone)]
 pub struct RunControl {
-    pub paused: watch::Sender<bool>,
+    pub holds: watch::Sender<Holds>,
     pub abort: Arc<AtomicBool>,
 }
 
 impl Default for RunControl {
     fn default() -> Self {
         RunControl {
-            paused: watch::channel(false).0,
+            holds: watch::channel(Holds::default()).0,
             abort: Arc::new(AtomicBool::new(false)),
         }
     }
+}
+
+/// What a batch boundary decided: go on or stop (an abort), and how long the run waited there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Boundary {
+    pub go: bool,
+    /// Time spent paused or held here, left out of the step's elapsed time and rows/s.
+    pub waited: std::time::Duration,
 }
 
 impl RunControl {
     pub fn aborted(&self) -> bool {
         self.abort.load(Ordering::SeqCst)
     }
-    /// Wait here while paused; returns false when an abort arrived.
+    pub fn set_paused(&self, on: bool) {
+        self.holds.send_modify(|h| h.paused = on);
+    }
+    pub fn set_abort_question(&self, on: bool) {
+        self.holds.send_modify(|h| h.abort_question = on);
+    }
+    /// Stop at the next batch boundary; wakes a run waiting at one.
+    pub fn request_abort(&self) {
+        self.abort.store(true, Ordering::SeqCst);
+        self.holds.send_modify(|h| *h = Holds::default());
+    }
+    /// Wait here while paused or held; returns false when an abort arrived. No events: see
+    /// `RunCtx::boundary`.
     pub async fn checkpoint(&self) -> bool {
-        let mut rx = self.paused.subscribe();
-        while *rx.borrow_and_update() {
+        let mut rx = self.holds.subscribe();
+        while rx.borrow_and_update().any() {
             if self.aborted() {
                 return false;
             }
@@ -185,6 +219,34 @@ impl RunCtx {
     pub async fn emit(&self, e: EngineEvent) {
         // A consumer that went away must not stop the run: the ledger is the record.
         let _ = self.events.send(e).await;
+    }
+
+    /// A batch boundary: wait while the run is paused or held. `Paused` is sent when the step
+    /// has actually stopped here (not when the pause was asked for), `Resumed` when it goes on.
+    pub async fn boundary(&self, version: Option<&str>) -> Boundary {
+        let mut rx = self.control.holds.subscribe();
+        let mut since: Option<std::time::Instant> = None;
+        while !self.control.aborted() && rx.borrow_and_update().any() {
+            if since.is_none() {
+                since = Some(std::time::Instant::now());
+                self.emit(EngineEvent::Paused {
+                    version: version.map(str::to_string),
+                })
+                .await;
+            }
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+        let go = !self.control.aborted();
+        let waited = since.map(|s| s.elapsed()).unwrap_or_default();
+        if since.is_some() && go {
+            self.emit(EngineEvent::Resumed {
+                version: version.map(str::to_string),
+            })
+            .await;
+        }
+        Boundary { go, waited }
     }
 
     /// Rows per batch: the step's own setting, else the project's default.

@@ -84,7 +84,9 @@ pub async fn repair(project: &Project) -> Result<Vec<String>> {
     let mut tx = target.begin().await?;
     for s in &status {
         match s.state {
-            plan::StepState::Running | plan::StepState::Failed if s.kind == StepKind::Schema => {
+            plan::StepState::Running | plan::StepState::Interrupted | plan::StepState::Failed
+                if s.kind == StepKind::Schema =>
+            {
                 ledger::delete(&mut tx, &s.version).await?;
                 actions.push(format!(
                     "{}_{}: removed the {} entry; `cutover up` will run it again",

@@ -52,12 +52,13 @@ impl From<&RejectRecord> for RejectSummary {
 pub async fn snapshot(project: &Project) -> Result<Snapshot> {
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     let rows = ledger::load(&target).await?;
-    let status = compute_status(&project.steps, &rows);
+    let mut status = compute_status(&project.steps, &rows);
     let locked_by = lock::current_holder(
         &target,
         Duration::from_secs(project.config.defaults.lock_stale_after_secs),
     )
     .await?;
+    crate::engine::plan::mark_interrupted(&mut status, locked_by.is_some());
     let open_rejects = RejectStore::count(
         &target,
         &RejectFilter {

@@ -40,6 +40,12 @@ pub enum Command {
     Pause,
     Resume,
     Abort,
+    /// The operator is being asked whether to abort: the run waits at its next batch boundary
+    /// until `Abort` or `ReleaseAbortQuestion`, so it cannot go on (or finish) under the
+    /// question.
+    HoldForAbortQuestion,
+    /// The abort question was answered no: the run goes on (unless paused).
+    ReleaseAbortQuestion,
     /// Retry rejected rows: one id, or all of a step when `id` is None.
     Retry {
         id: Option<i64>,
@@ -85,6 +91,9 @@ pub enum Command {
     LoadReviewRecords {
         id: i64,
     },
+    /// Count the source rows of every data and merge step not applied yet (`SourceCounts`),
+    /// for the plan's ETA before anything ran.
+    CountSources,
 }
 
 /// Which page of the rejects: the one starting at a row, or the last one.
@@ -163,6 +172,9 @@ pub enum StepState {
     Applied,
     Failed,
     Running,
+    /// Stopped before it finished (aborted at a batch boundary, or its process was killed) and
+    /// no run is working on it now: `up` resumes a data or merge step from its checkpoint.
+    Interrupted,
     Modified,
     Reverted,
 }
@@ -171,6 +183,13 @@ impl StepState {
     /// How a finished step is shown: a dry run changed nothing, whatever state it would reach.
     pub fn finished_label(self, dry_run: bool) -> &'static str {
         if dry_run { "dry-run" } else { self.as_str() }
+    }
+}
+
+impl StepState {
+    /// Started and not finished: failed, interrupted, or (per the ledger) still running.
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, StepState::Running | StepState::Interrupted | StepState::Failed)
     }
 }
 
@@ -187,6 +206,7 @@ impl StepState {
             StepState::Applied => "applied",
             StepState::Failed => "failed",
             StepState::Running => "running",
+            StepState::Interrupted => "interrupted",
             StepState::Modified => "modified",
             StepState::Reverted => "reverted",
         }
@@ -404,6 +424,13 @@ pub enum EngineEvent {
         /// The first row still rejected, with its reason.
         first_still_rejected: Option<(i64, String)>,
         error: Option<String>,
+    },
+    /// Answer to `CountSources`: source rows per step (a merge step: both sides), and the
+    /// steps that could not be counted, with why.
+    SourceCounts {
+        rows: Vec<(String, u64)>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        errors: Vec<(String, String)>,
     },
     /// Anything else the engine wants the operator to see.
     Notice {

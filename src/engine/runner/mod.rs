@@ -14,7 +14,6 @@ use crate::engine::exec::RunControl;
 use crate::engine::project::Project;
 use crate::engine::protocol::{Command, EngineEvent, NoticeLevel};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 /// Channel sizes: small and bounded so a slow consumer slows the engine instead of growing
@@ -69,26 +68,49 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                     let h = tokio::spawn(run_down(project.clone(), target, dry_run, ev_tx.clone()));
                     running = Some((h, RunControl::default()));
                 }
+                // `Paused` and `Resumed` come from the step itself, when it actually stops at
+                // (and leaves) a batch boundary; a pause asked for and taken back before the
+                // next boundary sends neither.
                 Command::Pause => {
                     if let Some((_, c)) = &running {
-                        c.paused.send_replace(true);
-                        let _ = ev_tx.send(EngineEvent::Paused { version: None }).await;
+                        c.set_paused(true);
                     }
                 }
                 Command::Resume => {
                     if let Some((_, c)) = &running {
-                        c.paused.send_replace(false);
-                        let _ = ev_tx.send(EngineEvent::Resumed { version: None }).await;
+                        c.set_paused(false);
+                    }
+                }
+                Command::HoldForAbortQuestion => {
+                    if let Some((_, c)) = &running {
+                        c.set_abort_question(true);
+                    }
+                }
+                Command::ReleaseAbortQuestion => {
+                    if let Some((_, c)) = &running {
+                        c.set_abort_question(false);
                     }
                 }
                 Command::Abort => {
                     if let Some((_, c)) = &running {
-                        c.abort.store(true, Ordering::SeqCst);
-                        c.paused.send_replace(false);
+                        c.request_abort();
                     }
                 }
                 Command::Refresh => {
                     spawn_snapshot(project.clone(), ev_tx.clone());
+                }
+                Command::CountSources => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let ev = match count_sources(&p).await {
+                            Ok((rows, errors)) => EngineEvent::SourceCounts { rows, errors },
+                            Err(e) => EngineEvent::SourceCounts {
+                                rows: Vec::new(),
+                                errors: vec![("*".into(), format!("{e:#}"))],
+                            },
+                        };
+                        let _ = tx.send(ev).await;
+                    });
                 }
                 Command::Verify => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
@@ -269,6 +291,53 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
         commands: cmd_tx,
         events: ev_rx,
     }
+}
+
+/// Source rows of each data and merge step `up` would run: one COUNT per source (both sides
+/// of a merge), on a connection of its own. A step that cannot be counted is listed with why.
+#[allow(clippy::type_complexity)]
+async fn count_sources(project: &Project) -> color_eyre::Result<(Vec<(String, u64)>, Vec<(String, String)>)> {
+    use crate::engine::db::{Db, Role};
+    use crate::engine::project::StepKind;
+    use crate::engine::source::table::count_source;
+    let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    let ledger_rows = crate::engine::store::ledger::load(&target).await;
+    target.close().await;
+    let status = crate::engine::plan::compute_status(&project.steps, &ledger_rows?);
+    let todo: Vec<_> = status
+        .iter()
+        .filter(|s| s.kind != StepKind::Schema && !s.is_applied())
+        .filter_map(|s| s.def.clone())
+        .collect();
+    if todo.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let Some(url) = project.config.source.as_ref() else {
+        return Err(color_eyre::eyre::eyre!("no source is configured"));
+    };
+    let source = Db::connect(url, &project.config.dir, Role::Source).await?;
+    let (mut rows, mut errors) = (Vec::new(), Vec::new());
+    for step in todo {
+        let counted: color_eyre::Result<u64> = async {
+            Ok(match step.kind {
+                StepKind::Merge => {
+                    let m = crate::engine::steps::merge::MergeStep::load(&step)?;
+                    count_source(&source, &m.a).await? + count_source(&source, &m.b).await?
+                }
+                _ => count_source(&source, &crate::engine::ops::load_compiled(&step)?).await?,
+            })
+        }
+        .await;
+        match counted {
+            Ok(n) => rows.push((step.version.clone(), n)),
+            Err(e) => errors.push((
+                step.version.clone(),
+                crate::engine::config::redact_url(&format!("{e:#}")),
+            )),
+        }
+    }
+    source.close().await;
+    Ok((rows, errors))
 }
 
 fn spawn_snapshot(project: Arc<Project>, tx: mpsc::Sender<EngineEvent>) {

@@ -171,7 +171,7 @@ async fn run_up_locked(
     // A dry run goes on past a failing step (under a savepoint) to report every failure.
     let mut dry_failures: Vec<(String, String)> = Vec::new();
     for (at, step) in plan.iter().enumerate() {
-        if !ctx.control.checkpoint().await {
+        if !ctx.boundary(None).await.go {
             return RunOutcome::Aborted {
                 version: step.version.clone(),
             };

@@ -16,6 +16,10 @@ pub const EVENTS_TABLE: &str = "cutover_events";
 #[serde(rename_all = "lowercase")]
 pub enum LedgerStatus {
     Running,
+    /// Stopped at a batch boundary on request (abort, ctrl-c); `up` resumes it from its
+    /// checkpoint. A run killed outright leaves `Running`, which readers without a live lock
+    /// holder show as interrupted too.
+    Interrupted,
     Applied,
     Failed,
     Reverted,
@@ -27,6 +31,7 @@ impl LedgerStatus {
     pub fn as_str(&self) -> &'static str {
         match self {
             LedgerStatus::Running => "running",
+            LedgerStatus::Interrupted => "interrupted",
             LedgerStatus::Applied => "applied",
             LedgerStatus::Failed => "failed",
             LedgerStatus::Reverted => "reverted",
@@ -36,6 +41,7 @@ impl LedgerStatus {
     pub fn parse(s: &str) -> LedgerStatus {
         match s {
             "running" => LedgerStatus::Running,
+            "interrupted" => LedgerStatus::Interrupted,
             "applied" => LedgerStatus::Applied,
             "failed" => LedgerStatus::Failed,
             "baseline" => LedgerStatus::Baseline,
@@ -193,7 +199,7 @@ pub async fn upsert(
     error: Option<&str>,
     failing_statement: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    let applied_at = if status == LedgerStatus::Running {
+    let applied_at = if matches!(status, LedgerStatus::Running | LedgerStatus::Interrupted) {
         None
     } else {
         Some(now_iso())

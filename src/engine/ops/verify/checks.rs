@@ -20,7 +20,12 @@ pub(super) async fn ledger_checks(target: &Db) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
     let unfinished: Vec<String> = rows
         .iter()
-        .filter(|r| matches!(r.status, LedgerStatus::Failed | LedgerStatus::Running))
+        .filter(|r| {
+            matches!(
+                r.status,
+                LedgerStatus::Failed | LedgerStatus::Running | LedgerStatus::Interrupted
+            )
+        })
         .map(|r| format!("{}_{} is {}", r.version, r.name, r.status.as_str()))
         .collect();
     checks.push(Check {
