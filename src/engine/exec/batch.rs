@@ -107,7 +107,7 @@ pub async fn run_batches<S: BatchStep>(
             return Err(e);
         }
         drop(dry_guard);
-        return finish(ctx, step, &started_at, t0, &cp, Err(e)).await;
+        return finish(ctx, step, &started_at, t0.elapsed(), &cp, Err(e)).await;
     }
 
     let outcome: Result<StepResult, StepError> = loop {
@@ -187,7 +187,9 @@ pub async fn run_batches<S: BatchStep>(
         return outcome.map_err(|e| e.with_counts(cp.counts));
     }
     drop(dry_guard);
-    finish(ctx, step, &started_at, t0, &cp, outcome).await
+    // Time held at a boundary (paused, or the abort question open) is not the step's time:
+    // later ETAs read this duration as the step's rate.
+    finish(ctx, step, &started_at, progress.active(), &cp, outcome).await
 }
 
 fn rejected_event(version: &str, r: &RejectNote) -> EngineEvent {
@@ -295,8 +297,8 @@ pub async fn record_failed_now(ctx: &RunCtx, step: &StepDef, msg: &str) {
     }
 }
 
-pub async fn record_failed(ctx: &RunCtx, step: &StepDef, started_at: &str, t0: Instant, counts: &Counts, msg: &str) {
-    let dur = t0.elapsed().as_millis() as i64;
+pub async fn record_failed(ctx: &RunCtx, step: &StepDef, started_at: &str, active: Duration, counts: &Counts, msg: &str) {
+    let dur = active.as_millis() as i64;
     if let Err(e) = ledger::record_failure(&ctx.target, step, &ctx.run_id, started_at, dur, counts, msg, None).await {
         tracing::error!("could not record the failure of {}: {e:#}", step.version);
     }
@@ -395,13 +397,13 @@ async fn finish(
     ctx: &RunCtx,
     step: &StepDef,
     started_at: &str,
-    t0: Instant,
+    active: Duration,
     cp: &BatchCheckpoint,
     outcome: Result<StepResult, StepError>,
 ) -> Result<StepResult, StepError> {
     match outcome {
         Ok(StepResult::Done(counts)) => {
-            let dur = t0.elapsed().as_millis() as i64;
+            let dur = active.as_millis() as i64;
             let balanced = counts.balanced();
             let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
             let status = if balanced {
@@ -442,7 +444,7 @@ async fn finish(
             // Recorded `interrupted` at once, so no reader mistakes it for a live step; if this
             // write fails the row still says `running`, which readers without a live lock
             // holder show as interrupted as well.
-            let dur = t0.elapsed().as_millis() as i64;
+            let dur = active.as_millis() as i64;
             let recorded: color_eyre::Result<()> = async {
                 let mut tx = ctx.target.begin().await?;
                 ledger::upsert(
@@ -475,7 +477,7 @@ async fn finish(
         }
         Err(e) if e.lost_lock.is_some() => Err(e.with_counts(cp.counts)),
         Err(e) => {
-            record_failed(ctx, step, started_at, t0, &cp.counts, &e.message).await;
+            record_failed(ctx, step, started_at, active, &cp.counts, &e.message).await;
             Err(e.with_counts(cp.counts))
         }
     }
