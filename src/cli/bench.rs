@@ -47,6 +47,8 @@ key = "id"
 
 [target]
 table = "patients_copy"
+# Rollback finds the rows it wrote by this key (no ID map in a plain copy).
+natural_key = ["id"]
 
 [[fields]]
 target = "id"

@@ -229,6 +229,35 @@ pub fn decode_sqlite(row: &sqlx::sqlite::SqliteRow, issues: &mut Vec<CellIssue>)
     Ok(vals)
 }
 
+/// A row read through SQLite's own handle (`backend::sqlite::stream_pages`), by the same rules
+/// as `decode_sqlite`: the value's storage class decides, bytes in a text column are text, and
+/// text that is not UTF-8 is one bad cell.
+pub fn decode_sqlite_native(
+    row: &rusqlite::Row,
+    names: &[String],
+    text_affinity: &[bool],
+    issues: &mut Vec<CellIssue>,
+) -> Result<Vec<Value>, sqlx::Error> {
+    use rusqlite::types::ValueRef as Native;
+    let mut vals = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let raw = row.get_ref(i).map_err(|e| column_error(name, e.to_string()))?;
+        let cell = match raw {
+            Native::Null => Ok(Value::Null),
+            Native::Integer(n) => Ok(Value::Int(n)),
+            Native::Real(f) => Ok(Value::Real(f)),
+            Native::Text(b) => utf8(b),
+            Native::Blob(b) if text_affinity.get(i).copied().unwrap_or(false) => utf8(b).map_err(|e| match e {
+                Bad::Issue(r) => Bad::Issue(format!("BLOB value in a text column: {r}")),
+                other => other,
+            }),
+            Native::Blob(b) => Ok(Value::bytes(b.to_vec())),
+        };
+        push_cell(&mut vals, issues, i, name, cell)?;
+    }
+    Ok(vals)
+}
+
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
 

@@ -532,6 +532,12 @@ impl Db {
         }
     }
 
+    /// Whether a source table is best read as one ordered stream per step rather than in
+    /// keyset pages: a SQLite file, read through its own handle without a round trip per page.
+    pub fn streams_tables(&self) -> bool {
+        matches!(self, Db::Sqlite(p) if sqlite::file_of(p).is_some())
+    }
+
     /// SQLite: the database file (`None` in memory); other dialects have none.
     pub fn sqlite_file(&self) -> Option<PathBuf> {
         match self {
@@ -730,6 +736,11 @@ impl Db {
     /// `Ok(None)`, sent after the transaction has ended (its connection is back in the pool);
     /// a channel that closes without it means the task died.
     pub fn stream_pages(&self, sql: String, params: Vec<Value>, page_rows: usize) -> PageStream {
+        if let Db::Sqlite(p) = self
+            && let Some(path) = sqlite::file_of(p)
+        {
+            return sqlite::stream_pages(path, sql, params, page_rows.max(1));
+        }
         let (out, pages) = tokio::sync::mpsc::channel(1);
         let db = self.clone();
         let page_rows = page_rows.max(1);

@@ -127,9 +127,10 @@ impl SourceReader {
     /// The page of up to `limit` rows after `after`, in key order. A table is read in keyset
     /// pages, each an index range of its own. A query (a view with joins and window functions)
     /// would be computed again for every page, so it is read as one ordered stream instead,
-    /// from `after` at the first page: a step computes it once.
+    /// from `after` at the first page: a step computes it once. A SQLite file's tables are
+    /// streamed too, through SQLite's own handle (see `Db::streams_tables`).
     pub async fn page(&mut self, after: &Option<Value>, limit: usize) -> Result<SourceBatch> {
-        let rows = if self.c.spec.source.query.is_some() {
+        let rows = if self.c.spec.source.query.is_some() || self.source.streams_tables() {
             if self.stream.is_none() {
                 let (sql, params) = self.page_sql(after, None).await?;
                 self.stream = Some(self.source.stream_pages(sql, params, limit));

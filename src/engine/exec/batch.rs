@@ -297,7 +297,14 @@ pub async fn record_failed_now(ctx: &RunCtx, step: &StepDef, msg: &str) {
     }
 }
 
-pub async fn record_failed(ctx: &RunCtx, step: &StepDef, started_at: &str, active: Duration, counts: &Counts, msg: &str) {
+pub async fn record_failed(
+    ctx: &RunCtx,
+    step: &StepDef,
+    started_at: &str,
+    active: Duration,
+    counts: &Counts,
+    msg: &str,
+) {
     let dur = active.as_millis() as i64;
     if let Err(e) = ledger::record_failure(&ctx.target, step, &ctx.run_id, started_at, dur, counts, msg, None).await {
         tracing::error!("could not record the failure of {}: {e:#}", step.version);
