@@ -1,7 +1,7 @@
 //! A source read on its own task, ahead of the writer, so reading and writing overlap. A step
 //! may also give a pure per-page preparation (a data step's transforms and validations) that
 //! runs on that side, on a blocking thread, so the CPU work of page N+1 overlaps the target's
-//! work on page N. The channel of two pages bounds memory. The task ends with an explicit end
+//! work on page N. The channel of one page bounds memory. The task ends with an explicit end
 //! marker: a channel that closes without it means the reader died, which must fail the step and
 //! never look like the end of the data.
 
@@ -65,7 +65,7 @@ impl<T: Send + 'static> ReadAhead<T> {
         Fut: std::future::Future<Output = Result<T>> + Send,
     {
         let name = source.name().to_string();
-        let (tx, pages) = mpsc::channel(2);
+        let (tx, pages) = mpsc::channel(1);
         let task = tokio::spawn(async move {
             let mut after = start;
             loop {
