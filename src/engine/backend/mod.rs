@@ -532,9 +532,9 @@ impl Db {
         }
     }
 
-    /// Whether a source table is best read as one ordered stream per step rather than in
-    /// keyset pages: a SQLite file, read through its own handle without a round trip per page.
-    pub fn streams_tables(&self) -> bool {
+    /// Whether `stream_pages` reads through the database's own handle (a SQLite file), which
+    /// makes it the cheapest way to read even one page.
+    pub fn reads_natively(&self) -> bool {
         matches!(self, Db::Sqlite(p) if sqlite::file_of(p).is_some())
     }
 

@@ -127,10 +127,10 @@ impl SourceReader {
     /// The page of up to `limit` rows after `after`, in key order. A table is read in keyset
     /// pages, each an index range of its own. A query (a view with joins and window functions)
     /// would be computed again for every page, so it is read as one ordered stream instead,
-    /// from `after` at the first page: a step computes it once. A SQLite file's tables are
-    /// streamed too, through SQLite's own handle (see `Db::streams_tables`).
+    /// from `after` at the first page: a step computes it once. A SQLite file is read through
+    /// SQLite's own handle (see `Db::reads_natively`).
     pub async fn page(&mut self, after: &Option<Value>, limit: usize) -> Result<SourceBatch> {
-        let rows = if self.c.spec.source.query.is_some() || self.source.streams_tables() {
+        let rows = if self.c.spec.source.query.is_some() {
             if self.stream.is_none() {
                 let (sql, params) = self.page_sql(after, None).await?;
                 self.stream = Some(self.source.stream_pages(sql, params, limit));
@@ -151,6 +151,27 @@ impl SourceReader {
                     ));
                 }
             }
+        } else if self.source.reads_natively() {
+            // One short statement per page, so the source is never held between pages (a
+            // legacy writer, or an operator's lock, gets in between).
+            let (sql, params) = self.page_sql(after, Some(limit)).await?;
+            let mut page = self.source.stream_pages(sql, params, limit.max(1));
+            let mut rows = Default::default();
+            loop {
+                match page.recv().await {
+                    Some(Ok(Some(r))) => rows = r,
+                    Some(Ok(None)) => break,
+                    Some(Err(e)) => return Err(self.read_error(e, after)),
+                    None => {
+                        return Err(eyre!(
+                            "step {}: the reader of the source {} stopped before the end of a page",
+                            self.c.version,
+                            self.c.source_name
+                        ));
+                    }
+                }
+            }
+            rows
         } else {
             let (sql, params) = self.page_sql(after, Some(limit)).await?;
             match self.source.fetch_all(&sql, &params).await {
