@@ -311,20 +311,7 @@ async fn decide_locked(
                 }
                 Decision::Split => Value::Null,
             };
-            let before = tx
-                .fetch_optional(
-                    &format!(
-                        "SELECT {} FROM {} WHERE {} = {}",
-                        ident(&d.field),
-                        ident(&m.file.target.table),
-                        ident(&id_col),
-                        writer.param(1, &id_col)
-                    ),
-                    &[Value::Text(d.entity_id.clone())],
-                )
-                .await?
-                .and_then(|r| r.into_iter().next())
-                .unwrap_or(Value::Null);
+            let before = field_now(&mut tx, &m, &writer, &d).await?.unwrap_or(Value::Null);
             tx.execute(
                 &format!(
                     "UPDATE {} SET {} = {} WHERE {} = {}",
@@ -399,20 +386,7 @@ async fn undo_locked(project: &Project, target: &Db, id: i64) -> Result<String> 
     let m = MergeStep::load(step)?;
     let writer = TargetWriter::new_in(&mut tx, &m.file.target.table, &m.a.target_columns).await?;
     let id_col = m.file.id_map.column.clone();
-    let now = tx
-        .fetch_optional(
-            &format!(
-                "SELECT {} FROM {} WHERE {} = {}",
-                ident(&d.field),
-                ident(&m.file.target.table),
-                ident(&id_col),
-                writer.param(1, &id_col)
-            ),
-            &[Value::Text(d.entity_id.clone())],
-        )
-        .await?
-        .and_then(|r| r.into_iter().next())
-        .and_then(|v| v.to_text());
+    let now = field_now(&mut tx, &m, &writer, &d).await?.and_then(|v| v.to_text());
     if now != d.value_applied {
         return Err(eyre!(
             "{} of {} {} changed after the decision; nothing undone (decide it again instead)",
@@ -457,6 +431,23 @@ async fn undo_locked(project: &Project, target: &Db, id: i64) -> Result<String> 
         d.field,
         before.as_deref().unwrap_or("NULL")
     ))
+}
+
+/// The decided field's value in the target now (before a decision, and to check that an undo
+/// finds the value the decision wrote).
+async fn field_now(tx: &mut DbTx, m: &MergeStep, writer: &TargetWriter, d: &Discrepancy) -> Result<Option<Value>> {
+    let id_col = &m.file.id_map.column;
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {} = {}",
+        ident(&d.field),
+        ident(&m.file.target.table),
+        ident(id_col),
+        writer.param(1, id_col)
+    );
+    Ok(tx
+        .fetch_optional(&sql, &[Value::Text(d.entity_id.clone())])
+        .await?
+        .and_then(|r| r.into_iter().next()))
 }
 
 async fn mark_decided(
