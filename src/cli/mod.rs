@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod exit;
+pub mod import_scenario;
 pub mod output;
 pub mod rejects;
 pub mod review;
@@ -137,11 +138,17 @@ pub enum Verb {
     Repair,
     /// Build a demo project with a generated legacy clinic database, and run it.
     Demo {
-        /// The demo project's folder (default: ./cutover-demo; an existing one is reused).
+        /// The demo project's folder (default: ./cutover-demo, with --import
+        /// ./cutover-import-demo; an existing one is reused).
         dir: Option<PathBuf>,
-        /// Patients in the generated legacy database.
+        /// Patients in the generated legacy database (with --import: rows of patients.csv;
+        /// the orders file gets 2.5 per patient).
         #[arg(long, default_value_t = 20_000)]
         rows: u64,
+        /// The import scenario instead: a folder of exported files (patients.csv,
+        /// orders.xlsx) into patients and orders.
+        #[arg(long)]
+        import: bool,
         /// Seed of the generated data (the same seed gives the same database).
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -163,10 +170,15 @@ pub enum Verb {
         #[command(subcommand)]
         action: crate::cli::review::ReviewAction,
     },
-    /// Generate a legacy clinic database (for tests and benchmarks).
+    /// Generate a legacy clinic database (for tests and benchmarks); `generate import DIR`
+    /// writes the import scenario's export folder instead.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Generate {
+        #[command(subcommand)]
+        what: Option<crate::cli::import_scenario::GenerateWhat>,
         /// The SQLite file to write (a manifest is written beside it).
-        path: PathBuf,
+        #[arg(required = true)]
+        path: Option<PathBuf>,
         /// Patients in the generated database (the other tables scale with it).
         #[arg(long, default_value_t = 20_000)]
         patients: u64,
@@ -318,9 +330,15 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             rows,
             seed,
             no_console,
+            import,
         } => {
-            let dir = dir.clone().unwrap_or_else(|| PathBuf::from("cutover-demo"));
-            crate::demo::create(&dir, *rows, *seed, cli.json).await?;
+            let default_dir = if *import { "cutover-import-demo" } else { "cutover-demo" };
+            let dir = dir.clone().unwrap_or_else(|| PathBuf::from(default_dir));
+            if *import {
+                crate::cli::import_scenario::create_demo(&dir, *rows, *seed, cli.json)?;
+            } else {
+                crate::demo::create(&dir, *rows, *seed, cli.json).await?;
+            }
             // The console needs a terminal; piped or with --no-console the demo runs headless.
             if !no_console && !cli.json && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 return console(&cli, &dir).await;
@@ -350,7 +368,18 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             let project = load(&cli)?;
             crate::cli::verify::run(&project, cli.json).await
         }
-        Verb::Generate { path, patients, seed } => {
+        Verb::Generate {
+            what: Some(what), ..
+        } => crate::cli::import_scenario::generate(what, cli.json),
+        Verb::Generate {
+            what: None,
+            path,
+            patients,
+            seed,
+        } => {
+            let Some(path) = path else {
+                return Err(eyre!("generate needs the SQLite file to write (or `generate import DIR`)"));
+            };
             let cfg = crate::generator::GeneratorConfig {
                 patients: *patients,
                 seed: *seed,

@@ -1,0 +1,101 @@
+//! `cutover generate import DIR` and `cutover demo --import`: the import scenario's export
+//! folder and its demo project.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Subcommand, ValueEnum};
+use color_eyre::eyre::Result;
+
+use crate::cli::exit;
+use crate::generator::import::{ImportConfig, ImportManifest, OrdersFormat};
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum OrdersFormatArg {
+    Xlsx,
+    Csv,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GenerateWhat {
+    /// Generate the import scenario's export folder: patients.csv, orders.xlsx (or orders.csv)
+    /// and manifest.json (the counts the scenario's rules imply).
+    Import {
+        /// The folder to write (created if missing; the files must not exist yet).
+        dir: PathBuf,
+        /// Rows of patients.csv.
+        #[arg(long, default_value_t = 20_000)]
+        patients: u64,
+        /// Rows of the orders file.
+        #[arg(long, default_value_t = 50_000)]
+        orders: u64,
+        /// Seed of the generated data (the same seed gives the same files).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The orders file's format.
+        #[arg(long, value_enum, default_value = "xlsx")]
+        orders_format: OrdersFormatArg,
+        /// Fraction of rows that carry one of the scenario's anomalies (0..=1).
+        #[arg(long, default_value_t = 0.1)]
+        anomaly_rate: f64,
+    },
+}
+
+fn summary(m: &ImportManifest) -> String {
+    let line = |name: &str| {
+        let f = &m.files[name];
+        format!(
+            "  {name}: {} rows = {} written + {} skipped + {} rejected",
+            f.rows, f.written, f.skipped, f.rejected
+        )
+    };
+    format!(
+        "{}\n{}",
+        line("patients.csv"),
+        line(m.config.orders_format.file_name())
+    )
+}
+
+pub fn generate(what: &GenerateWhat, json: bool) -> Result<i32> {
+    let GenerateWhat::Import {
+        dir,
+        patients,
+        orders,
+        seed,
+        orders_format,
+        anomaly_rate,
+    } = what;
+    let cfg = ImportConfig {
+        patients: *patients,
+        orders: *orders,
+        seed: *seed,
+        orders_format: match orders_format {
+            OrdersFormatArg::Xlsx => OrdersFormat::Xlsx,
+            OrdersFormatArg::Csv => OrdersFormat::Csv,
+        },
+        anomaly_rate: *anomaly_rate,
+    };
+    let m = crate::generator::import::generate(dir, &cfg)?;
+    if json {
+        println!("{}", serde_json::to_string(&m)?);
+    } else {
+        println!(
+            "generated {} ({} patients, {} orders, seed {}); the manifest says what an import must do:\n{}",
+            dir.display(),
+            patients,
+            orders,
+            seed,
+            summary(&m)
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// Writes the import demo project into `dir` (default ./cutover-import-demo).
+pub fn create_demo(dir: &Path, rows: u64, seed: u64, json: bool) -> Result<()> {
+    if let Some(m) = crate::generator::import::project::create(dir, rows, seed, json)?
+        && !json
+    {
+        println!("{}", summary(&m));
+    }
+    Ok(())
+}
