@@ -3,6 +3,7 @@
 //! its own task one page ahead of the writer. Tables and queries of a database are
 //! `data::reader::SourceReader`; file sources plug in here the same way.
 
+pub mod file;
 pub mod read_ahead;
 pub mod table;
 

@@ -1,0 +1,593 @@
+//! Reading a CSV file or a workbook sheet record by record, each with the line (CSV) or row
+//! (XLSX) number an operator finds it at. CSV streams: memory does not grow with the file.
+//! A workbook sheet is loaded whole by calamine (a sheet holds at most 1 048 576 rows).
+//!
+//! Everything that makes the file itself unreadable (an unterminated quote, a row wider than
+//! the header, invalid UTF-8, an empty file, a missing sheet) is a `FileError` naming the file,
+//! line and column. A row that is merely short, or holds an Excel error cell, is returned with
+//! an `issue`: the row is a reject, the file is fine.
+
+use crate::engine::value::Value;
+use calamine::{Data, Range, Reader};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// How the bytes of a CSV file are text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextEncoding {
+    /// UTF-8, with or without a byte-order mark. Invalid bytes are a file error.
+    #[default]
+    Utf8,
+    /// Windows-1252 (what Excel on Windows writes as "CSV"); every byte is a character.
+    Windows1252,
+}
+
+impl TextEncoding {
+    /// `utf-8`, `utf8`, `windows-1252`, `cp1252`, `latin1`, `iso-8859-1` (any case).
+    pub fn parse(name: &str) -> Option<TextEncoding> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Some(TextEncoding::Utf8),
+            // Latin-1 files are read as Windows-1252, as browsers do: the two differ only in
+            // 0x80–0x9F, which Latin-1 leaves to control characters nobody writes.
+            "windows-1252" | "cp1252" | "latin1" | "latin-1" | "iso-8859-1" => Some(TextEncoding::Windows1252),
+            _ => None,
+        }
+    }
+}
+
+/// How to read a file. `Default` detects the delimiter and takes the header from line 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOptions {
+    /// CSV field delimiter; `None` detects it from the header line among `,` `;` tab `|`.
+    pub delimiter: Option<u8>,
+    pub quote: u8,
+    pub encoding: TextEncoding,
+    /// Workbook sheet; `None` is the first sheet.
+    pub sheet: Option<String>,
+    /// 1-based line (CSV) or row (workbook) of the header.
+    pub header_row: u64,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            delimiter: None,
+            quote: b'"',
+            encoding: TextEncoding::Utf8,
+            sheet: None,
+            header_row: 1,
+        }
+    }
+}
+
+/// The kinds of file a step can read, by extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Csv,
+    Workbook,
+}
+
+impl FileKind {
+    /// `.xlsx`, `.xlsm`, `.xlsb`, `.xls` and `.ods` are workbooks; anything else is read as
+    /// delimited text.
+    pub fn of(path: &Path) -> FileKind {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        match ext.as_str() {
+            "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" => FileKind::Workbook,
+            _ => FileKind::Csv,
+        }
+    }
+}
+
+/// A file that cannot be read as a whole: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct FileError {
+    pub file: PathBuf,
+    pub line: Option<u64>,
+    pub column: Option<String>,
+    pub problem: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ", line {line}")?;
+        }
+        if let Some(col) = &self.column {
+            write!(f, ", column {col}")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+/// One row of the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    /// CSV: the line the record starts on (the header is line 1 by default). Workbook: the
+    /// row number Excel shows.
+    pub line: u64,
+    /// One value per header column.
+    pub cells: Vec<Value>,
+    /// Why the row cannot be taken as it is (too few cells, an error cell); the row is a
+    /// reject, not a broken file.
+    pub issue: Option<RowIssue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowIssue {
+    /// Index into the headers of the cell at fault.
+    pub column: usize,
+    pub reason: String,
+}
+
+/// An open file, read one record at a time.
+pub struct FileRecords {
+    path: PathBuf,
+    headers: Vec<String>,
+    inner: Inner,
+}
+
+enum Inner {
+    Csv(CsvRecords),
+    Sheet(SheetRecords),
+}
+
+struct CsvRecords {
+    reader: csv::Reader<Box<dyn Read + Send>>,
+    record: csv::ByteRecord,
+    encoding: TextEncoding,
+    quote: u8,
+    delimiter: u8,
+    /// Bytes skipped before the csv reader's first byte (a byte-order mark).
+    offset: u64,
+    done: bool,
+    /// Line and start byte of the last record returned: checked for an open quote at the end.
+    last: Option<(u64, u64)>,
+}
+
+struct SheetRecords {
+    range: Range<Data>,
+    /// Next row, relative to the range's first row.
+    next: usize,
+    /// The sheet row (0-based) of the range's first row, and its first column.
+    origin: (u32, u32),
+}
+
+impl FileRecords {
+    pub fn open(path: &Path, opts: &FileOptions) -> Result<FileRecords, FileError> {
+        match FileKind::of(path) {
+            FileKind::Csv => Self::open_csv(path, opts),
+            FileKind::Workbook => Self::open_sheet(path, opts),
+        }
+    }
+
+    /// Column names from the header row, trimmed; a blank header cell is `column_N`.
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next row that is not blank, or `None` at the end of the file.
+    pub fn next_record(&mut self) -> Result<Option<FileRecord>, FileError> {
+        match &mut self.inner {
+            Inner::Csv(c) => c.next(&self.path, &self.headers),
+            Inner::Sheet(s) => Ok(s.next(self.headers.len())),
+        }
+    }
+
+    fn err(path: &Path, line: Option<u64>, column: Option<String>, problem: impl Into<String>) -> FileError {
+        FileError {
+            file: path.to_path_buf(),
+            line,
+            column,
+            problem: problem.into(),
+        }
+    }
+
+    fn open_csv(path: &Path, opts: &FileOptions) -> Result<FileRecords, FileError> {
+        let io = |e: std::io::Error| Self::err(path, None, None, format!("cannot read the file: {e}"));
+        let mut file = BufReader::new(File::open(path).map_err(io)?);
+        let head = file.fill_buf().map_err(io)?;
+        if head.is_empty() {
+            return Err(Self::err(
+                path,
+                None,
+                None,
+                "the file is empty: a header row naming the columns is needed",
+            ));
+        }
+        let offset: u64 = if head.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+        let delimiter = match opts.delimiter {
+            Some(d) => d,
+            None => detect_delimiter(&head[offset as usize..], opts.quote),
+        };
+        file.consume(offset as usize);
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(delimiter)
+            .quote(opts.quote)
+            .from_reader(Box::new(file) as Box<dyn Read + Send>);
+        let mut c = CsvRecords {
+            reader,
+            record: csv::ByteRecord::new(),
+            encoding: opts.encoding,
+            quote: opts.quote,
+            delimiter,
+            offset,
+            done: false,
+            last: None,
+        };
+        // The header is the `header_row`-th record; lines before it (a title, an export
+        // date) are not data.
+        let mut header: Option<(u64, Vec<String>)> = None;
+        while let Some((line, cells)) = c.read_raw(path)? {
+            if line >= opts.header_row {
+                let cells = cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| c.decode(b).map_err(|p| Self::err(path, Some(line), Some(format!("{}", i + 1)), p)))
+                    .collect::<Result<Vec<String>, FileError>>()?;
+                header = Some((line, cells));
+                break;
+            }
+        }
+        let Some((line, raw)) = header else {
+            return Err(Self::err(
+                path,
+                None,
+                None,
+                if opts.header_row > 1 {
+                    format!("the file ends before its header row {}", opts.header_row)
+                } else {
+                    "the file is empty: a header row naming the columns is needed".into()
+                },
+            ));
+        };
+        let headers = name_headers(path, line, raw)?;
+        Ok(FileRecords {
+            path: path.to_path_buf(),
+            headers,
+            inner: Inner::Csv(c),
+        })
+    }
+
+    fn open_sheet(path: &Path, opts: &FileOptions) -> Result<FileRecords, FileError> {
+        let mut book = calamine::open_workbook_auto(path)
+            .map_err(|e| Self::err(path, None, None, format!("cannot open the workbook: {e}")))?;
+        let names = book.sheet_names();
+        let sheet = match &opts.sheet {
+            Some(s) => names.iter().find(|n| *n == s).cloned().ok_or_else(|| {
+                Self::err(
+                    path,
+                    None,
+                    None,
+                    format!(
+                        "the workbook has no sheet '{s}'; its sheets are {}",
+                        names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?,
+            None => names
+                .first()
+                .cloned()
+                .ok_or_else(|| Self::err(path, None, None, "the workbook has no sheets"))?,
+        };
+        let range = book
+            .worksheet_range(&sheet)
+            .map_err(|e| Self::err(path, None, None, format!("cannot read sheet '{sheet}': {e}")))?;
+        let Some(origin) = range.start() else {
+            return Err(Self::err(
+                path,
+                None,
+                None,
+                format!("sheet '{sheet}' is empty: a header row naming the columns is needed"),
+            ));
+        };
+        let header_idx = opts.header_row.saturating_sub(1);
+        if header_idx < u64::from(origin.0) || header_idx >= u64::from(origin.0) + range.height() as u64 {
+            return Err(Self::err(
+                path,
+                Some(opts.header_row),
+                None,
+                format!(
+                    "sheet '{sheet}' has no header at row {}: its cells span rows {}–{}",
+                    opts.header_row,
+                    origin.0 + 1,
+                    u64::from(origin.0) + range.height() as u64
+                ),
+            ));
+        }
+        let rel = (header_idx - u64::from(origin.0)) as usize;
+        let raw: Vec<String> = (0..range.width())
+            .map(|c| match range.get((rel, c)) {
+                Some(Data::Empty) | None => String::new(),
+                Some(d) => d.to_string(),
+            })
+            .collect();
+        let headers = name_headers(path, opts.header_row, raw)?;
+        Ok(FileRecords {
+            path: path.to_path_buf(),
+            headers,
+            inner: Inner::Sheet(SheetRecords {
+                range,
+                next: rel + 1,
+                origin,
+            }),
+        })
+    }
+}
+
+/// Trim header names, name blank ones by position, refuse a name given twice (a step could
+/// not say which of the two it means).
+fn name_headers(path: &Path, line: u64, raw: Vec<String>) -> Result<Vec<String>, FileError> {
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for (i, h) in raw.into_iter().enumerate() {
+        let h = h.trim().to_string();
+        let h = if h.is_empty() { format!("column_{}", i + 1) } else { h };
+        if let Some(j) = out.iter().position(|o| *o == h) {
+            return Err(FileRecords::err(
+                path,
+                Some(line),
+                Some(h.clone()),
+                format!(
+                    "the header names '{h}' twice (columns {} and {}); rename one so a step can tell them apart",
+                    j + 1,
+                    i + 1
+                ),
+            ));
+        }
+        out.push(h);
+    }
+    Ok(out)
+}
+
+/// The delimiter that occurs most often outside quotes on the first line (`,` when none do).
+fn detect_delimiter(head: &[u8], quote: u8) -> u8 {
+    let candidates = [b',', b';', b'\t', b'|'];
+    let mut counts = [0usize; 4];
+    let mut quoted = false;
+    for &b in head {
+        if b == quote {
+            quoted = !quoted;
+        } else if !quoted {
+            if b == b'\n' {
+                break;
+            }
+            if let Some(i) = candidates.iter().position(|c| *c == b) {
+                counts[i] += 1;
+            }
+        }
+    }
+    let best = (0..4).max_by_key(|i| (counts[*i], usize::from(*i == 0))).unwrap_or(0);
+    if counts[best] == 0 { b',' } else { candidates[best] }
+}
+
+impl CsvRecords {
+    /// The next record as raw cells with its line, or `None` at the end.
+    fn read_raw(&mut self, path: &Path) -> Result<Option<(u64, Vec<Vec<u8>>)>, FileError> {
+        let (line, _) = match self.read_into(path)? {
+            Some(at) => at,
+            None => return Ok(None),
+        };
+        Ok(Some((line, self.record.iter().map(|c| c.to_vec()).collect())))
+    }
+
+    /// Read the next record into `self.record`; returns its line and start byte.
+    fn read_into(&mut self, path: &Path) -> Result<Option<(u64, u64)>, FileError> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(true) => {
+                let pos = self.record.position().cloned().unwrap_or_else(csv::Position::new);
+                Ok(Some((pos.line(), pos.byte())))
+            }
+            Ok(false) => {
+                self.done = true;
+                Ok(None)
+            }
+            Err(e) => {
+                let line = e.position().map(|p| p.line());
+                Err(FileRecords::err(path, line, None, format!("cannot read the file: {e}")))
+            }
+        }
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<String, String> {
+        match self.encoding {
+            TextEncoding::Utf8 => match std::str::from_utf8(bytes) {
+                Ok(s) => Ok(s.to_string()),
+                Err(e) => Err(format!(
+                    "invalid UTF-8 at byte {} of the cell; if the file is not UTF-8, set [source] encoding (e.g. \"windows-1252\")",
+                    e.valid_up_to() + 1
+                )),
+            },
+            TextEncoding::Windows1252 => {
+                let (text, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes);
+                Ok(text.into_owned())
+            }
+        }
+    }
+
+    fn next(&mut self, path: &Path, headers: &[String]) -> Result<Option<FileRecord>, FileError> {
+        loop {
+            let Some((line, start)) = self.read_into(path)? else {
+                if let Some((line, start)) = self.last.take() {
+                    self.check_closed(path, line, start)?;
+                }
+                return Ok(None);
+            };
+            self.last = Some((line, start));
+            let width = self.record.len();
+            if self.record.iter().all(|c| c.iter().all(|b| b.is_ascii_whitespace())) {
+                continue; // a blank line, or one of only delimiters: not a row
+            }
+            if width > headers.len() {
+                return Err(FileRecords::err(
+                    path,
+                    Some(line),
+                    Some(format!("{}", headers.len() + 1)),
+                    format!(
+                        "the row has {width} cells but the header names {}; a delimiter inside an unquoted value, or a missing header?",
+                        headers.len()
+                    ),
+                ));
+            }
+            let mut cells = Vec::with_capacity(headers.len());
+            for (i, raw) in self.record.iter().enumerate() {
+                let text = self.decode(raw).map_err(|p| {
+                    FileRecords::err(path, Some(line), Some(headers.get(i).cloned().unwrap_or_default()), p)
+                })?;
+                cells.push(Value::Text(text));
+            }
+            let issue = (width < headers.len()).then(|| RowIssue {
+                column: width,
+                reason: format!(
+                    "the row has {width} cells but the header names {}: '{}' and the columns after it are missing",
+                    headers.len(),
+                    headers.get(width).cloned().unwrap_or_default()
+                ),
+            });
+            cells.resize(headers.len(), Value::Null);
+            return Ok(Some(FileRecord { line, cells, issue }));
+        }
+    }
+
+    /// The csv crate ends an unterminated quoted field at the end of the file without an
+    /// error, turning the rest of the file into one cell. At the end of the file, scan the
+    /// last record's bytes as RFC 4180 does and refuse the file when a quote is still open.
+    /// (Callers count a file through to its end before writing any of it.)
+    fn check_closed(&self, path: &Path, line: u64, start: u64) -> Result<(), FileError> {
+        let io = |e: std::io::Error| FileRecords::err(path, Some(line), None, format!("cannot read the file: {e}"));
+        let mut f = File::open(path).map_err(io)?;
+        f.seek(SeekFrom::Start(start + self.offset)).map_err(io)?;
+        let delimiter = self.delimiter;
+        let mut open = false;
+        let mut field_start = true;
+        let mut after_quote = false;
+        let mut opened_at_line = line;
+        let mut cur_line = line;
+        for b in BufReader::new(f).bytes() {
+            let b = b.map_err(io)?;
+            if open {
+                if after_quote {
+                    after_quote = false;
+                    if b == self.quote {
+                        continue; // an escaped quote
+                    }
+                    open = false;
+                } else if b == self.quote {
+                    after_quote = true;
+                    continue;
+                } else {
+                    if b == b'\n' {
+                        cur_line += 1;
+                    }
+                    continue;
+                }
+            }
+            if b == self.quote && field_start {
+                open = true;
+                opened_at_line = cur_line;
+                field_start = false;
+            } else if b == delimiter || b == b'\n' || b == b'\r' {
+                if b == b'\n' {
+                    cur_line += 1;
+                }
+                field_start = true;
+            } else {
+                field_start = false;
+            }
+        }
+        if open && !after_quote {
+            return Err(FileRecords::err(
+                path,
+                Some(opened_at_line),
+                None,
+                format!(
+                    "a quoted value opened on line {opened_at_line} is never closed: the rest of the file ({} lines) would be one cell. Close the quote (a quote inside a value is written twice: \"\")",
+                    cur_line - opened_at_line + 1
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SheetRecords {
+    fn next(&mut self, width: usize) -> Option<FileRecord> {
+        while self.next < self.range.height() {
+            let r = self.next;
+            self.next += 1;
+            let line = u64::from(self.origin.0) + r as u64 + 1;
+            let mut cells = Vec::with_capacity(width);
+            let mut issue = None;
+            for c in 0..width {
+                let cell = self.range.get((r, c)).unwrap_or(&Data::Empty);
+                let (value, problem) = sheet_value(cell);
+                if let (Some(p), None) = (problem, &issue) {
+                    issue = Some(RowIssue {
+                        column: c,
+                        reason: format!("cell {}{line} {p}", column_letters(self.origin.1 as usize + c)),
+                    });
+                }
+                cells.push(value);
+            }
+            if cells.iter().all(|v| match v {
+                Value::Null => true,
+                Value::Text(t) => t.trim().is_empty(),
+                _ => false,
+            }) && issue.is_none()
+            {
+                continue; // an empty row is not a row
+            }
+            return Some(FileRecord { line, cells, issue });
+        }
+        None
+    }
+}
+
+/// A sheet cell as a value; date cells become ISO text so `date` reads them like any other.
+fn sheet_value(cell: &Data) -> (Value, Option<String>) {
+    match cell {
+        Data::Empty => (Value::Null, None),
+        Data::String(s) => (Value::Text(s.clone()), None),
+        Data::Int(i) => (Value::Int(*i), None),
+        Data::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => (Value::Int(*f as i64), None),
+        Data::Float(f) => (Value::Real(*f), None),
+        Data::Bool(b) => (Value::Bool(*b), None),
+        Data::DateTime(d) if d.is_datetime() => match d.as_datetime() {
+            Some(dt) if dt.time() == chrono::NaiveTime::MIN => (Value::Text(dt.format("%Y-%m-%d").to_string()), None),
+            Some(dt) => (Value::Text(dt.format("%Y-%m-%dT%H:%M:%S").to_string()), None),
+            None => (Value::Null, Some(format!("holds a date Excel cannot show ({})", d.as_f64()))),
+        },
+        Data::DateTime(d) => (Value::Real(d.as_f64()), None),
+        Data::DateTimeIso(s) | Data::DurationIso(s) => (Value::Text(s.clone()), None),
+        Data::Error(e) => (Value::Null, Some(format!("is an Excel error ({e})"))),
+    }
+}
+
+/// `0` → `A`, `25` → `Z`, `26` → `AA`: how Excel names a column.
+pub fn column_letters(mut index: usize) -> String {
+    let mut out = Vec::new();
+    loop {
+        out.push(b'A' + (index % 26) as u8);
+        if index < 26 {
+            break;
+        }
+        index = index / 26 - 1;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
