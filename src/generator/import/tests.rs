@@ -158,3 +158,61 @@ fn bad_configs_are_refused_and_existing_files_are_not_overwritten() {
     let e = generate(t.path(), &c).unwrap_err().to_string();
     assert!(e.contains("already exists"), "{e}");
 }
+
+/// Every record of `name` through the engine's own file reader.
+fn engine_records(path: &Path) -> (Vec<String>, Vec<crate::engine::source::file::records::FileRecord>) {
+    use crate::engine::source::file::records::{FileOptions, FileRecords};
+    let mut r = FileRecords::open(path, &FileOptions::default()).expect("open");
+    let headers = r.headers().to_vec();
+    let mut rows = Vec::new();
+    while let Some(rec) = r.next_record().expect("record") {
+        rows.push(rec);
+    }
+    (headers, rows)
+}
+
+/// The engine's own file reader sees the manifest's rows, and reads the workbook's order
+/// dates as date text (date cells) and whole numbers (serials).
+#[test]
+fn the_engines_reader_sees_the_manifests_rows() {
+    use crate::engine::value::Value;
+    let t = tempfile::tempdir().unwrap();
+    let m = gen_into(t.path(), &cfg(1500, 3000, 17, OrdersFormat::Xlsx));
+    let (headers, patients) = engine_records(&t.path().join("patients.csv"));
+    assert_eq!(headers, patients::HEADER);
+    assert_eq!(patients.len() as u64, m.patients_file().rows);
+    let (headers, orders) = engine_records(&t.path().join("orders.xlsx"));
+    assert_eq!(headers, orders::HEADER);
+    assert_eq!(orders.len() as u64, m.orders_file().rows);
+    assert_eq!(orders[0].line, 2, "the first row under the header is row 2");
+    let dates: Vec<&Value> = orders.iter().map(|r| &r.cells[2]).collect();
+    assert!(dates.iter().any(|v| matches!(v, Value::Int(n) if *n > 30_000)), "serials");
+    assert!(
+        dates
+            .iter()
+            .any(|v| matches!(v, Value::Text(s) if s.len() == 10 && s.as_bytes()[4] == b'-')),
+        "date cells as YYYY-MM-DD"
+    );
+}
+
+/// The manifest's waiting patients are on the lines the engine's reader gives their records
+/// (the rejects' source keys): the physical line each record starts on, counting the blank
+/// lines and the line breaks inside quoted notes.
+#[test]
+#[ignore = "records.rs gives the csv crate's position, which is the end of the previous record: one line early after a CRLF and after each blank line (reported to the lead)"]
+fn the_engines_reader_puts_records_on_the_manifests_lines() {
+    let t = tempfile::tempdir().unwrap();
+    let m = gen_into(t.path(), &cfg(1500, 3000, 17, OrdersFormat::Xlsx));
+    let (_, patients) = engine_records(&t.path().join("patients.csv"));
+    // The physical lines, counted here from the bytes: where each record starts.
+    let text = String::from_utf8(read(t.path(), "patients.csv")).unwrap();
+    let lines: Vec<&str> = text.split('\n').collect();
+    assert_eq!(patients[0].line, 3, "header on line 1, a blank line 2, the first record on 3");
+    for rec in &patients {
+        let mrn = rec.cells[0].to_text().unwrap_or_default();
+        let line = lines[(rec.line - 1) as usize];
+        assert!(line.starts_with(&mrn) || line.starts_with(&format!("\"{mrn}")), "line {}: {line}", rec.line);
+    }
+    let at: HashSet<u64> = patients.iter().map(|r| r.line).collect();
+    assert!(m.waiting.iter().all(|w| at.contains(&w.line)));
+}
