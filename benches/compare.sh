@@ -7,11 +7,16 @@
 #   pipe           sqlite3 -csv | psql \copy into a table with a primary key        -> PostgreSQL
 #   cutover-sqlite the realistic step                                               -> SQLite
 #   sql-sqlite     sqlite3: ATTACH + INSERT ... SELECT with the same transforms in SQL -> SQLite
+#   cutover-csv    a ROWS-row patients.csv (`cutover generate import`) through fixtures/import's
+#                  patients step (trim, upper, dates, email, E.164 phone, gender map, address
+#                  JSON, duplicate MRNs skipped, rejects) -> PostgreSQL (whole `up`, wall time)
+#   copy-csv       psql \copy of the same file (its blank lines taken out beforehand, untimed:
+#                  COPY refuses them) into a plain table with a primary key   -> PostgreSQL
 # Prints min-max wall seconds, rows/s, peak RSS, and cutover's speed as a multiple of each
 # alternative's (above 1 = cutover is faster). cutover's figure is its step time (the bench's
 # own clock, without building the project); the others are whole-command wall time.
 # Usage: benches/compare.sh [ROWS] [RUNS]   (needs target/release/cutover; pgloader optional:
-# apt-get install -y pgloader)
+# apt-get install -y pgloader). CSV_ONLY=1 runs only the two CSV cases.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rows=${1:-1000000}
@@ -50,9 +55,24 @@ time_of() {
   echo "$label ${step:-$secs} $((kb / 1024))" >>"$work/results"
 }
 
+csv_only=${CSV_ONLY:-}
 # The source, generated once by a first SQLite bench (a warm-up run, not counted).
-"$bin" bench --rows "$rows" --dir "$work/gen" --json >/dev/null
+[ -n "$csv_only" ] || "$bin" bench --rows "$rows" --dir "$work/gen" --json >/dev/null
 src="$work/gen/source.db"
+
+# The CSV case's export folder (patients.csv only: no orders), and what its import must write.
+"$bin" generate import "$work/export" --patients "$rows" --orders 0 --orders-format csv --seed 42 >/dev/null
+csv_written=$(tr -d ' \n' <"$work/export/manifest.json" |
+  sed -n 's/.*"patients.csv":{"rows":[0-9]*,"blank_lines":[0-9]*,"written":\([0-9]*\).*/\1/p')
+[ -n "$csv_written" ] || { echo "no patients.csv written count in the manifest" >&2; exit 1; }
+# COPY reads a blank line as a short row and stops: the same file without them (not timed).
+sed '/^\r$/d' "$work/export/patients.csv" >"$work/patients-noblank.csv"
+chmod 644 "$work/patients-noblank.csv"
+csv_cols='mrn, "lastName", "firstName", "dateOfBirth", gender, "legacyFlags", email, phone, address, city, state, "zipCode", country, "externalId", "lastVisit", notes'
+# The import project: fixtures/import with its schema and patients steps (orders left out).
+mkdir -p "$work/import/migrations"
+cp fixtures/import/cutover.toml "$work/import/"
+cp -r fixtures/import/migrations/*_create_tables fixtures/import/migrations/*_patients "$work/import/migrations/"
 cols="id, first_name, last_name, email, phone, dob, gender, allergies, created_at"
 
 # The realistic step's transforms written as SQL, for SQLite's own best: trim, lower, digits of
@@ -83,6 +103,21 @@ EOF
 
 psql_ -d postgres -c "SELECT 1" >/dev/null
 for r in $(seq 1 "$runs"); do
+  # The CSV cases: cutover's patients step against psql \copy, same file, same server.
+  for db in csv$r copy$r; do psql_ -d postgres -c "CREATE DATABASE $db" >/dev/null; done
+  rm -f "$work/import/"*.log
+  time_of cutover-csv "$bin" -C "$work/import" --source "file://$work/export/" --target "$(pg_url csv$r)" up --continue-on-error
+  psql_ -d "copy$r" -c "CREATE TABLE patients_raw (line bigserial PRIMARY KEY, mrn text, \"lastName\" text, \"firstName\" text,
+    \"dateOfBirth\" text, gender text, \"legacyFlags\" text, email text, phone text, address text, city text, state text,
+    \"zipCode\" text, country text, \"externalId\" text, \"lastVisit\" text, notes text)" >/dev/null
+  time_of copy-csv psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -U postgres -d "copy$r" \
+    -c "\\copy patients_raw ($csv_cols) FROM '$work/patients-noblank.csv' CSV HEADER"
+  n=$(psql_ -d "csv$r" -At -c "SELECT count(*) FROM patients")
+  [ "$n" = "$csv_written" ] || { echo "cutover-csv wrote $n patients, the manifest says $csv_written" >&2; exit 1; }
+  n=$(psql_ -d "copy$r" -At -c "SELECT count(*) FROM patients_raw")
+  [ "$n" = "$rows" ] || { echo "copy-csv loaded $n rows, expected $rows" >&2; exit 1; }
+  for db in csv$r copy$r; do psql_ -d postgres -c "DROP DATABASE $db" >/dev/null; done
+  [ -z "$csv_only" ] || continue
   for db in cut$r plain$r pipe$r pgl$r; do psql_ -d postgres -c "CREATE DATABASE $db" >/dev/null; done
   time_of cutover "$bin" bench --rows "$rows" --source-db "$src" --dir "$work/cut$r" --target-url "$(pg_url cut$r)" --json
   time_of cutover-plain "$bin" bench --plain --rows "$rows" --source-db "$src" --dir "$work/plain$r" --target-url "$(pg_url plain$r)" --json
@@ -115,7 +150,7 @@ echo "rows=$rows runs=$runs (interleaved); seconds: cutover = its step, others =
 printf "%-15s %14s %18s %10s\n" tool seconds rows_per_s peak_MB
 stat_of() { awk -v l="$1" -v r="$rows" '$1==l { n++; s[n]=$2; if ($3>m) m=$3 }
   END { if (!n) exit; asort(s); printf "%s %s %s %d %d %d\n", s[1], s[n], s[int((n+1)/2)], r/s[n], r/s[1], m }' "$work/results"; }
-for label in cutover cutover-plain pgloader pipe cutover-sqlite sql-sqlite; do
+for label in cutover cutover-plain pgloader pipe cutover-sqlite sql-sqlite cutover-csv copy-csv; do
   st=$(stat_of "$label") || continue
   [ -n "$st" ] || continue
   read -r lo hi med rlo rhi mb <<<"$st"
@@ -134,3 +169,4 @@ ratio cutover pipe
 ratio cutover-plain pipe
 ratio cutover-plain pgloader
 ratio cutover-sqlite sql-sqlite
+ratio cutover-csv copy-csv
