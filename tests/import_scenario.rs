@@ -79,7 +79,10 @@ fn import(b: Backend, patients: u32, orders: u32, seed: u32, format: &str) -> Im
     if format == "csv" {
         let step = p.step_dir(&format!("{ORDERS}_orders")).join("step.toml");
         let text = std::fs::read_to_string(&step).unwrap();
-        let edited = text.replace("file = \"orders.xlsx\"\nsheet = \"Orders\"\n", "file = \"orders.csv\"\n");
+        let edited = text.replace(
+            "file = \"orders.xlsx\"\nsheet = \"Orders\"\n",
+            "file = \"orders.csv\"\n",
+        );
         assert_ne!(edited, text);
         std::fs::write(&step, edited).unwrap();
     }
@@ -112,7 +115,9 @@ impl Import {
 
     /// `cutover -C PROJECT --source file:///ABS/export/ --target URL ARGS`.
     fn run(&self, args: &[&str]) -> Output {
-        let mut c = self.p.cmd(&["--source", &self.source_url(), "--target", &self.target_url()]);
+        let mut c = self
+            .p
+            .cmd(&["--source", &self.source_url(), "--target", &self.target_url()]);
         c.args(args);
         c.output().expect("run cutover")
     }
@@ -195,11 +200,7 @@ impl Import {
 }
 
 fn as_counts(v: &J) -> std::collections::BTreeMap<String, i64> {
-    v.as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), n(v)))
-        .collect()
+    v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), n(v))).collect()
 }
 
 /// The target holds exactly what the manifest says: rows per table, each file's books (the
@@ -221,7 +222,10 @@ fn check_against_manifest(t: &Import) {
             n(&file["skipped"]),
             n(&file["rejected"]),
         );
-        assert_eq!(ledger, want, "{source}: ledger (rows, written, skipped, rejected) vs manifest");
+        assert_eq!(
+            ledger, want,
+            "{source}: ledger (rows, written, skipped, rejected) vs manifest"
+        );
         // The same books from the tables: one ID-map entry per written or skipped row, one
         // open reject per rejected row.
         let mapped = t.scalar(&format!(
@@ -282,15 +286,26 @@ fn check_against_manifest(t: &Import) {
         by("SELECT priority || '=' || COUNT(*) FROM orders GROUP BY priority ORDER BY priority"),
         as_counts(&c["order_priorities"])
     );
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM patients WHERE address IS NULL"), n(&c["address_null"]));
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM patients WHERE email IS NULL"), n(&c["email_null"]));
-    assert_eq!(t.scalar("SELECT COUNT(*) FROM patients WHERE phone IS NULL"), n(&c["phone_null"]));
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM patients WHERE address IS NULL"),
+        n(&c["address_null"])
+    );
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM patients WHERE email IS NULL"),
+        n(&c["email_null"])
+    );
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM patients WHERE phone IS NULL"),
+        n(&c["phone_null"])
+    );
     let newline = match t.p.backend {
         Backend::Sqlite => "char(10)",
         Backend::Postgres => "chr(10)",
     };
     assert_eq!(
-        t.scalar(&format!("SELECT COUNT(*) FROM patients WHERE notes LIKE '%' || {newline} || '%'")),
+        t.scalar(&format!(
+            "SELECT COUNT(*) FROM patients WHERE notes LIKE '%' || {newline} || '%'"
+        )),
         n(&c["notes_with_newline"])
     );
     check_samples(t);
@@ -542,7 +557,9 @@ fn a_changed_file_is_refused(b: Backend) {
         .clone();
     assert_eq!(step["state"], "modified", "{step}");
     assert!(
-        step["modified_file"].as_str().is_some_and(|f| f.ends_with("patients.csv")),
+        step["modified_file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("patients.csv")),
         "{step}"
     );
     let o = t.run(&["up", "--continue-on-error"]);
@@ -559,4 +576,33 @@ fn orders_as_csv_match_the_manifest() {
     let t = import(Backend::Sqlite, 600, 1500, 9, "csv");
     t.up();
     check_against_manifest(&t);
+}
+
+/// `cutover demo --import --no-console`: the bundled project on a fresh export folder inside
+/// it (the fixture's relative `file://export/`), applied headless, matching its manifest.
+#[test]
+fn the_import_demo_runs_headless() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let o = std::process::Command::new(support::bin())
+        .args(["demo"])
+        .arg(&demo)
+        .args(["--import", "--rows", "400", "--no-console"])
+        .env_remove("CUTOVER_SOURCE")
+        .env_remove("CUTOVER_TARGET")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let m: J = serde_json::from_str(&std::fs::read_to_string(demo.join("export/manifest.json")).unwrap()).unwrap();
+    assert_eq!(n(&m["config"]["patients"]), 400);
+    assert_eq!(n(&m["config"]["orders"]), 1000);
+    let count = |table: &str| -> i64 {
+        support::sqlite3(&demo.join("target.db"), &format!("SELECT COUNT(*) FROM {table}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(count("patients"), n(&m["tables"]["patients"]));
+    assert_eq!(count("orders"), n(&m["tables"]["orders"]));
+    assert!(stdout(&o).contains("patients.csv"), "{}", stdout(&o));
 }

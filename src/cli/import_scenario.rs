@@ -48,11 +48,7 @@ fn summary(m: &ImportManifest) -> String {
             f.rows, f.written, f.skipped, f.rejected
         )
     };
-    format!(
-        "{}\n{}",
-        line("patients.csv"),
-        line(m.config.orders_format.file_name())
-    )
+    format!("{}\n{}", line("patients.csv"), line(m.config.orders_format.file_name()))
 }
 
 pub fn generate(what: &GenerateWhat, json: bool) -> Result<i32> {

@@ -368,9 +368,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             let project = load(&cli)?;
             crate::cli::verify::run(&project, cli.json).await
         }
-        Verb::Generate {
-            what: Some(what), ..
-        } => crate::cli::import_scenario::generate(what, cli.json),
+        Verb::Generate { what: Some(what), .. } => crate::cli::import_scenario::generate(what, cli.json),
         Verb::Generate {
             what: None,
             path,
@@ -378,7 +376,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             seed,
         } => {
             let Some(path) = path else {
-                return Err(eyre!("generate needs the SQLite file to write (or `generate import DIR`)"));
+                return Err(eyre!(
+                    "generate needs the SQLite file to write (or `generate import DIR`)"
+                ));
             };
             let cfg = crate::generator::GeneratorConfig {
                 patients: *patients,

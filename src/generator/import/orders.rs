@@ -178,7 +178,10 @@ impl Row {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
-    Written { status: &'static str, priority: &'static str },
+    Written {
+        status: &'static str,
+        priority: &'static str,
+    },
     Skipped,
     Rejected(Reject),
 }
@@ -198,12 +201,9 @@ pub(crate) fn lookup(known: &Known, identifier: &str) -> Lookup {
     if known.written_mrns.contains(&t.to_uppercase()) {
         return Lookup::Found;
     }
-    for n in [
-        known.emails.get(&t.to_lowercase()),
-        known.external_ids.get(t),
-    ]
-    .into_iter()
-    .flatten()
+    for n in [known.emails.get(&t.to_lowercase()), known.external_ids.get(t)]
+        .into_iter()
+        .flatten()
     {
         match n {
             1 => return Lookup::Found,
@@ -293,8 +293,18 @@ const TESTS: &[(&str, &str, &[&str])] = &[
     ("COVID-19 PCR", "", &["not detected", "detected"]),
 ];
 const STATUS_SPELLINGS: &[&str] = &[
-    "pending", "Pending", "PENDING", "in_progress", "In_Progress", "completed", "Completed", " completed ", "cancelled",
-    "failed", "", "completed",
+    "pending",
+    "Pending",
+    "PENDING",
+    "in_progress",
+    "In_Progress",
+    "completed",
+    "Completed",
+    " completed ",
+    "cancelled",
+    "failed",
+    "",
+    "completed",
 ];
 const PRIORITY_SPELLINGS: &[&str] = &["routine", "Routine", "urgent", "URGENT", "stat", "Stat", "", "routine"];
 const BAD_STATUSES: &[&str] = &["complete", "canceled", "in progress", "done"];
@@ -349,12 +359,18 @@ pub(crate) fn row(
         facility: (*rng.pick(FACILITIES)).to_string(),
         department: (*rng.pick(DEPARTMENTS)).to_string(),
         result_date: if resulted {
-            let d = order_date.checked_add_days(Days::new(rng.below(10))).unwrap_or(order_date);
+            let d = order_date
+                .checked_add_days(Days::new(rng.below(10)))
+                .unwrap_or(order_date);
             date_cell(&mut rng, d, xlsx)
         } else {
             Cell::text("")
         },
-        result_value: if resulted { (*rng.pick(values)).to_string() } else { String::new() },
+        result_value: if resulted {
+            (*rng.pick(values)).to_string()
+        } else {
+            String::new()
+        },
         result_unit: if resulted { unit.to_string() } else { String::new() },
         interpretation: if resulted {
             (*rng.pick(INTERPRETATIONS)).to_string()
@@ -373,12 +389,11 @@ pub(crate) fn row(
                 _ => format!("EXT-X{index}"),
             }
         }
-        Some(Kind::AmbiguousEmail) => {
-            if !ambiguous.is_empty() {
-                let e = &ambiguous[rng.below(ambiguous.len() as u64) as usize];
-                r.identifier = if rng.chance(0.5) { e.to_uppercase() } else { e.clone() };
-            }
+        Some(Kind::AmbiguousEmail) if !ambiguous.is_empty() => {
+            let e = &ambiguous[rng.below(ambiguous.len() as u64) as usize];
+            r.identifier = if rng.chance(0.5) { e.to_uppercase() } else { e.clone() };
         }
+        Some(Kind::AmbiguousEmail) => {}
         Some(Kind::RejectedPatient) => {
             // A rejected patient whose MRN no written row took: the order waits for it.
             let candidates: Vec<_> = known
@@ -400,8 +415,12 @@ pub(crate) fn row(
             r.order_date = Cell::text(*rng.pick(&["2021-02-30", "1985/03/14", "31/12/2020", "yesterday"]))
         }
         Some(Kind::FutureOrderDate) => {
-            let d = NaiveDate::from_ymd_opt(2100 + rng.below(50) as i32, 1 + rng.below(12) as u32, 1 + rng.below(28) as u32)
-                .unwrap_or_default();
+            let d = NaiveDate::from_ymd_opt(
+                2100 + rng.below(50) as i32,
+                1 + rng.below(12) as u32,
+                1 + rng.below(28) as u32,
+            )
+            .unwrap_or_default();
             r.order_date = date_cell(&mut rng, d, xlsx);
         }
         Some(Kind::BlankTestType) => r.test_type = " ".into(),
@@ -436,14 +455,16 @@ fn patient_identifier(rng: &mut Rng, known: &Known) -> String {
     }
     let p = &known.written[rng.below(known.written.len() as u64) as usize];
     let by = rng.below(10);
-    if by >= 6
-        && by < 9
+    if (6..9).contains(&by)
         && let Some(e) = p.email.as_ref().filter(|e| known.emails.get(*e) == Some(&1))
     {
         return if rng.chance(0.3) { e.to_uppercase() } else { e.clone() };
     }
     if by == 9
-        && let Some(x) = p.external_id.as_ref().filter(|x| known.external_ids.get(*x) == Some(&1))
+        && let Some(x) = p
+            .external_id
+            .as_ref()
+            .filter(|x| known.external_ids.get(*x) == Some(&1))
     {
         return x.clone();
     }

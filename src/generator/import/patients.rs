@@ -340,7 +340,12 @@ fn good_phone(rng: &mut Rng) -> (String, String) {
 }
 
 pub(crate) const BAD_PHONES: &[&str] = &["12345", "867-5309", "000"];
-const BAD_EMAILS: &[&str] = &["{u}.example.com", "{u} @example.com", "{u}@localhost", "{u}@@example.com"];
+const BAD_EMAILS: &[&str] = &[
+    "{u}.example.com",
+    "{u} @example.com",
+    "{u}@localhost",
+    "{u}@@example.com",
+];
 const GENDER_SPELLINGS: &[&str] = &[
     "M", "m", "male", "Male", "F", "f", "female", "FEMALE", "O", "other", "", "F", "M",
 ];
@@ -401,12 +406,20 @@ pub(crate) fn row(seed: u64, index: u64, kind: Option<Kind>, known: &Known) -> R
         last,
         dob,
         gender: (*rng.pick(GENDER_SPELLINGS)).to_string(),
-        flags: if rng.chance(0.2) { "VIP,legacy".into() } else { String::new() },
+        flags: if rng.chance(0.2) {
+            "VIP,legacy".into()
+        } else {
+            String::new()
+        },
         email,
         phone,
         line1: format!("{} {}", 1 + rng.below(9_999), rng.pick(STREETS)),
         city: city.to_string(),
-        state: if rng.chance(0.2) { state.to_lowercase() } else { state.to_string() },
+        state: if rng.chance(0.2) {
+            state.to_lowercase()
+        } else {
+            state.to_string()
+        },
         zip: format!("{:05}", rng.below(100_000)),
         country: "US".into(),
         external_id: if rng.chance(0.15) {
@@ -451,8 +464,12 @@ pub(crate) fn row(seed: u64, index: u64, kind: Option<Kind>, known: &Known) -> R
             };
         }
         Some(Kind::DobFuture) => {
-            let d = NaiveDate::from_ymd_opt(2100 + rng.below(60) as i32, 1 + rng.below(12) as u32, 1 + rng.below(28) as u32)
-                .unwrap_or_default();
+            let d = NaiveDate::from_ymd_opt(
+                2100 + rng.below(60) as i32,
+                1 + rng.below(12) as u32,
+                1 + rng.below(28) as u32,
+            )
+            .unwrap_or_default();
             r.dob = written_date(&mut rng, d);
         }
         Some(Kind::MrnDuplicate) => {
@@ -502,7 +519,11 @@ fn pick_earlier<'a, T>(rng: &mut Rng, xs: &'a [T]) -> Option<&'a T> {
         return None;
     }
     let n = xs.len() as u64;
-    let back = if rng.chance(0.7) { rng.below(n.min(50)) } else { rng.below(n) };
+    let back = if rng.chance(0.7) {
+        rng.below(n.min(50))
+    } else {
+        rng.below(n)
+    };
     xs.get((n - 1 - back) as usize)
 }
 

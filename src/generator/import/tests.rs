@@ -66,10 +66,20 @@ fn every_file_balances_and_every_count_adds_up() {
     assert_eq!(o.lookup_reasons.values().sum::<u64>(), o.rejected_by_rule["lookup"]);
     // Every kind of the contract is planted, and each leaves its mark in the outcome.
     for k in patients::KINDS {
-        assert!(m.planted.get(&format!("patients.csv:{}", k.name())).is_some_and(|n| *n > 0), "{k:?}");
+        assert!(
+            m.planted
+                .get(&format!("patients.csv:{}", k.name()))
+                .is_some_and(|n| *n > 0),
+            "{k:?}"
+        );
     }
     for k in orders::KINDS {
-        assert!(m.planted.get(&format!("orders.csv:{}", k.name())).is_some_and(|n| *n > 0), "{k:?}");
+        assert!(
+            m.planted
+                .get(&format!("orders.csv:{}", k.name()))
+                .is_some_and(|n| *n > 0),
+            "{k:?}"
+        );
     }
     for rule in ["required", "date", "not_in_future"] {
         assert!(p.rejected_by_rule.get(rule).is_some_and(|n| *n > 0), "patients {rule}");
@@ -84,10 +94,7 @@ fn every_file_balances_and_every_count_adds_up() {
     assert!(p.warnings["email"] > 0 && p.warnings["phone"] > 0 && o.warnings["result_date"] > 0);
     assert!(m.content.address_null > 0 && m.content.notes_with_newline > 0);
     assert!(!m.waiting.is_empty());
-    assert_eq!(
-        m.waiting.iter().map(|w| w.orders).sum::<u64>() <= o.rejected_by_rule["waiting"],
-        true
-    );
+    assert!(m.waiting.iter().map(|w| w.orders).sum::<u64>() <= o.rejected_by_rule["waiting"]);
     // The manifest on disk is the one returned.
     let on_disk: ImportManifest = serde_json::from_slice(&read(t.path(), "manifest.json")).unwrap();
     assert_eq!(on_disk, m);
@@ -99,7 +106,10 @@ fn the_csv_reads_back_with_the_manifests_row_count() {
     let m = gen_into(t.path(), &cfg(2000, 3000, 11, OrdersFormat::Csv));
     let bytes = read(t.path(), "patients.csv");
     assert!(bytes.starts_with(b"\xEF\xBB\xBFmrn,"), "a BOM, then the header");
-    assert!(bytes.windows(2).filter(|w| w == b"\r\n").count() > 2000, "CRLF line endings");
+    assert!(
+        bytes.windows(2).filter(|w| w == b"\r\n").count() > 2000,
+        "CRLF line endings"
+    );
     for (file, header) in [("patients.csv", patients::HEADER), ("orders.csv", orders::HEADER)] {
         let bytes = read(t.path(), file);
         let mut r = csv::ReaderBuilder::new().from_reader(&bytes[3..]);
@@ -186,7 +196,10 @@ fn the_engines_reader_sees_the_manifests_rows() {
     assert_eq!(orders.len() as u64, m.orders_file().rows);
     assert_eq!(orders[0].line, 2, "the first row under the header is row 2");
     let dates: Vec<&Value> = orders.iter().map(|r| &r.cells[2]).collect();
-    assert!(dates.iter().any(|v| matches!(v, Value::Int(n) if *n > 30_000)), "serials");
+    assert!(
+        dates.iter().any(|v| matches!(v, Value::Int(n) if *n > 30_000)),
+        "serials"
+    );
     assert!(
         dates
             .iter()
@@ -207,11 +220,18 @@ fn the_engines_reader_puts_records_on_the_manifests_lines() {
     // The physical lines, counted here from the bytes: where each record starts.
     let text = String::from_utf8(read(t.path(), "patients.csv")).unwrap();
     let lines: Vec<&str> = text.split('\n').collect();
-    assert_eq!(patients[0].line, 3, "header on line 1, a blank line 2, the first record on 3");
+    assert_eq!(
+        patients[0].line, 3,
+        "header on line 1, a blank line 2, the first record on 3"
+    );
     for rec in &patients {
         let mrn = rec.cells[0].to_text().unwrap_or_default();
         let line = lines[(rec.line - 1) as usize];
-        assert!(line.starts_with(&mrn) || line.starts_with(&format!("\"{mrn}")), "line {}: {line}", rec.line);
+        assert!(
+            line.starts_with(&mrn) || line.starts_with(&format!("\"{mrn}")),
+            "line {}: {line}",
+            rec.line
+        );
     }
     let at: HashSet<u64> = patients.iter().map(|r| r.line).collect();
     assert!(m.waiting.iter().all(|w| at.contains(&w.line)));
