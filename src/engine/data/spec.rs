@@ -105,6 +105,10 @@ pub struct TargetSpec {
     pub natural_key: Vec<String>,
     #[serde(default)]
     pub on_duplicate: DupPolicy,
+    /// JSON columns built from dotted field targets that are stored as NULL when every leaf
+    /// is NULL (an address whose parts are all blank is no address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub empty_json_as_null: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -127,10 +131,21 @@ pub struct FieldSpec {
     pub source: Option<String>,
     /// A constant instead of a source column.
     pub value: Option<Literal>,
+    /// A value of the run instead: `run = "id"` is the id of the run that writes the row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunValue>,
     #[serde(default)]
     pub transforms: Vec<Transform>,
     #[serde(default)]
     pub validate: Vec<Check>,
+}
+
+/// What `run = "..."` puts into a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunValue {
+    /// The id of the run that writes the row (a `rejects retry` is a run of its own).
+    Id,
 }
 
 impl DataStep {
@@ -157,8 +172,27 @@ impl DataStep {
             ));
         }
         for f in &s.fields {
-            if f.source.is_some() && f.value.is_some() {
-                return Err(eyre!("field '{}' has both source and value; give one", f.target));
+            let given: Vec<&str> = [
+                ("source", f.source.is_some()),
+                ("value", f.value.is_some()),
+                ("run", f.run.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(k, set)| set.then_some(k))
+            .collect();
+            if given.len() > 1 {
+                return Err(eyre!("field '{}' has {}; give one", f.target, given.join(" and ")));
+            }
+        }
+        for col in &s.target.empty_json_as_null {
+            let nested = s
+                .fields
+                .iter()
+                .any(|f| f.target.split_once('.').is_some_and(|(top, _)| top == col));
+            if !nested {
+                return Err(eyre!(
+                    "[target] empty_json_as_null names '{col}', but no [[fields]] target is a path into it (\"{col}.something\")"
+                ));
             }
         }
         for nk in &s.target.natural_key {

@@ -9,6 +9,7 @@ pub mod lock;
 
 use crate::engine::db::{Db, DbTx};
 use crate::engine::protocol::Counts;
+use crate::engine::transform::Normalize;
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
 use serde::Serialize;
@@ -543,6 +544,50 @@ impl RejectStore {
             for r in tx.fetch_all(&sql, &params).await?.rows {
                 if let Some(k) = r.first().and_then(|v| v.to_text()) {
                     out.insert(k);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Open rejected rows (errors) of `source_table` whose stored source row holds, in column
+    /// `column`, one of `values` once trimmed and case-folded by `fold`: value -> that row's
+    /// source key (the oldest reject when several hold it). What a natural-key lookup waits
+    /// for. The row is JSON text, so the matching is done by the database (one statement per
+    /// 500 values), reading only this source's open rejects.
+    pub async fn open_by_row_value(
+        tx: &mut DbTx,
+        source_table: &str,
+        column: &str,
+        fold: Option<Normalize>,
+        values: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+        let mut out = std::collections::HashMap::new();
+        let d = tx.dialect();
+        let cell = format!("TRIM({})", d.json_text_at("row_json", "$2"));
+        let folded = match fold {
+            Some(Normalize::Upper) => format!("UPPER({cell})"),
+            Some(Normalize::Lower) => format!("LOWER({cell})"),
+            None => cell,
+        };
+        for chunk in values.chunks(500) {
+            let mut sql = format!(
+                "SELECT source_key, {folded} FROM {REJECTS} WHERE source_table = $1 AND level = 'error' AND state = 'open' AND {folded} IN ("
+            );
+            let mut params = vec![Value::Text(source_table.into()), Value::Text(d.json_key_param(column))];
+            for (i, v) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                params.push(Value::Text(v.clone()));
+                sql.push_str(&format!("${}", params.len()));
+            }
+            sql.push_str(") ORDER BY id");
+            for r in tx.fetch_all(&sql, &params).await?.rows {
+                if let (Some(key), Some(value)) =
+                    (r.first().and_then(|v| v.to_text()), r.get(1).and_then(|v| v.to_text()))
+                {
+                    out.entry(value).or_insert(key);
                 }
             }
         }
