@@ -987,4 +987,167 @@ mod tests {
             Value::Json(serde_json::json!({"address": {"city": "Oslo"}, "phone": "+4712345678"}))
         );
     }
+
+    const STEP: &str = r#"
+[source]
+table = "orders"
+key = "_line"
+
+[target]
+table = "orders"
+natural_key = ["order_number"]
+empty_json_as_null = ["details"]
+
+[[fields]]
+target = "order_number"
+source = "orderNumber"
+
+[[fields]]
+target = "patient_id"
+source = "patientIdentifier"
+transforms = ["trim", { lookup = { table = "patients", column = "id", noun = "patient", waits_for = "patients", by = [
+    { column = "mrn", normalize = "upper", source_column = "mrn" },
+    { column = "email", normalize = "lower", source_column = "email" },
+] } }]
+
+[[fields]]
+target = "import_job"
+run = "id"
+
+[[fields]]
+target = "details.facility"
+source = "facility"
+transforms = ["trim", "empty_to_null"]
+
+[[fields]]
+target = "details.unit.name"
+source = "unit"
+transforms = ["trim", "empty_to_null"]
+"#;
+
+    fn step() -> CompiledStep {
+        let mut c = CompiledStep::compile("v1", DataStep::parse(STEP).unwrap()).unwrap();
+        c.run_id = Some("run-42".into());
+        c
+    }
+
+    fn columns() -> Vec<String> {
+        ["_line", "orderNumber", "patientIdentifier", "facility", "unit"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    fn row(identifier: &str, facility: &str) -> Vec<Value> {
+        vec![
+            Value::Int(7),
+            Value::Text("O-1".into()),
+            Value::Text(identifier.into()),
+            Value::Text(facility.into()),
+            Value::Text(" ".into()),
+        ]
+    }
+
+    fn decide(c: &CompiledStep, cache: &LookupCache, r: Vec<Value>) -> Processed {
+        let cols = columns();
+        let layout = c.layout(&cols);
+        c.process(&cols, &layout, &r, cache, chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap())
+    }
+
+    fn cache_with(answers: &[(&str, TableAnswer)]) -> LookupCache {
+        let mut cache = LookupCache::default();
+        // field 1 (patient_id), transform 1 (after trim)
+        cache.table.insert(
+            (1, 1),
+            answers.iter().map(|(k, a)| (k.to_string(), a.clone())).collect(),
+        );
+        cache
+    }
+
+    fn rejected(p: Processed) -> NewReject {
+        match p {
+            Processed::Reject(r) => r,
+            Processed::Write { values, .. } => panic!("written: {values:?}"),
+        }
+    }
+
+    #[test]
+    fn table_lookup_answers_become_values_or_rejects() {
+        let c = step();
+        assert!(!c.decides_alone(), "a table lookup needs the target");
+        let cache = cache_with(&[
+            ("MRN-1", TableAnswer::Found(Value::Text("uuid-1".into()))),
+            (
+                "a@x.org",
+                TableAnswer::Ambiguous {
+                    count: 2,
+                    by: "email".into(),
+                },
+            ),
+            ("mrn-9", TableAnswer::Waiting("14".into())),
+        ]);
+        // The input is trimmed before it is looked up.
+        let Processed::Write { values, key, .. } = decide(&c, &cache, row("  MRN-1 ", "Lab A")) else {
+            panic!("not written")
+        };
+        assert_eq!(key, "7");
+        assert_eq!(values[1], Value::Text("uuid-1".into()));
+        assert_eq!(values[2], Value::Text("run-42".into()), "run = \"id\" is the run's id");
+        assert_eq!(values[3], Value::Json(serde_json::json!({"facility": "Lab A", "unit": {"name": null}})));
+
+        let r = rejected(decide(&c, &cache, row("a@x.org", "")));
+        assert_eq!((r.rule.as_str(), r.reason.as_str()), ("lookup", "ambiguous: 'a@x.org' matches 2 patients by email"));
+        assert_eq!(r.waits_for, None);
+        assert_eq!(r.source_key, "7");
+        assert_eq!(r.row["patientIdentifier"], "a@x.org");
+
+        let r = rejected(decide(&c, &cache, row("mrn-9", "")));
+        assert_eq!((r.rule.as_str(), r.reason.as_str()), ("waiting", "waiting for patients 14"));
+        assert_eq!(r.waits_for, Some(("patients".into(), "14".into())));
+
+        let r = rejected(decide(&c, &cache, row("nobody", "")));
+        assert_eq!((r.rule.as_str(), r.reason.as_str()), ("lookup", "no patient 'nobody'"));
+        assert_eq!(r.field.as_deref(), Some("patient_id"));
+    }
+
+    #[test]
+    fn a_blank_identifier_looks_up_nothing_and_an_empty_document_is_null() {
+        let c = step();
+        let Processed::Write { values, .. } = decide(&c, &LookupCache::default(), row("   ", " ")) else {
+            panic!("not written")
+        };
+        assert_eq!(values[1], Value::Null);
+        // Every leaf of `details` is NULL: the column is NULL, not {"facility": null, ...}.
+        assert_eq!(values[3], Value::Null);
+    }
+
+    #[test]
+    fn without_a_run_the_run_field_is_null() {
+        let mut c = step();
+        c.run_id = None;
+        let cache = cache_with(&[("X", TableAnswer::Found(Value::Text("u".into())))]);
+        let Processed::Write { values, .. } = decide(&c, &cache, row("X", "")) else {
+            panic!("not written")
+        };
+        assert_eq!(values[2], Value::Null);
+    }
+
+    #[test]
+    fn documents_with_any_value_are_kept() {
+        assert!(every_leaf_null(&serde_json::json!({"a": null, "b": {"c": null}})));
+        assert!(every_leaf_null(&serde_json::json!({})));
+        assert!(!every_leaf_null(&serde_json::json!({"a": null, "b": {"c": ""}})));
+        assert!(!every_leaf_null(&serde_json::json!({"a": []})));
+        assert!(!every_leaf_null(&serde_json::json!({"a": false})));
+    }
+
+    #[test]
+    fn inputs_are_grouped_by_their_normalized_form() {
+        let g = group_by_normalized(
+            &["mrn-1".into(), "MRN-1".into(), "mrn-2".into()],
+            Some(crate::engine::transform::Normalize::Upper),
+        );
+        assert_eq!(g.len(), 2);
+        assert_eq!(g["MRN-1"].len(), 2);
+    }
 }

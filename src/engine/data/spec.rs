@@ -299,4 +299,49 @@ mod tests {
         .unwrap();
         assert_eq!(s.target_columns(), vec!["legacy_id", "contact"]);
     }
+
+    const HEAD: &str = "[source]\ntable = \"p\"\nkey = \"id\"\n[target]\ntable = \"t\"\nnatural_key = [\"mrn\"]\n";
+
+    #[test]
+    fn run_id_fields_stand_alone() {
+        let s = DataStep::parse(&format!(
+            "{HEAD}[[fields]]\ntarget = \"mrn\"\nsource = \"mrn\"\n[[fields]]\ntarget = \"import_job\"\nrun = \"id\"\n"
+        ))
+        .unwrap();
+        assert_eq!(s.fields[1].run, Some(RunValue::Id));
+        assert_eq!(s.target_columns(), vec!["mrn", "import_job"]);
+        let e = DataStep::parse(&format!(
+            "{HEAD}[[fields]]\ntarget = \"mrn\"\nsource = \"mrn\"\nrun = \"id\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("field 'mrn' has source and run; give one"), "{e}");
+        let e = DataStep::parse(&format!(
+            "{HEAD}[[fields]]\ntarget = \"mrn\"\nsource = \"mrn\"\n[[fields]]\ntarget = \"import_job\"\nrun = \"name\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown variant `name`") && e.contains("`id`"), "{e}");
+    }
+
+    #[test]
+    fn empty_json_as_null_names_a_document_column() {
+        let fields = "[[fields]]\ntarget = \"mrn\"\nsource = \"mrn\"\n[[fields]]\ntarget = \"address.city\"\nsource = \"city\"\n";
+        let s = DataStep::parse(&format!("{HEAD}empty_json_as_null = [\"address\"]\n{fields}")).unwrap();
+        assert_eq!(s.target.empty_json_as_null, vec!["address"]);
+        let e = DataStep::parse(&format!("{HEAD}empty_json_as_null = [\"mrn\"]\n{fields}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("empty_json_as_null names 'mrn'") && e.contains("\"mrn.something\""), "{e}");
+    }
+
+    #[test]
+    fn a_bad_lookup_names_the_step_file_problem() {
+        let e = DataStep::parse(&format!(
+            "{HEAD}[[fields]]\ntarget = \"mrn\"\nsource = \"mrn\"\ntransforms = [{{ lookup = {{ table = \"patients\", column = \"id\", by = [] }} }}]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("needs by = [...] with at least one alternative") && e.contains("line"), "{e}");
+    }
 }
