@@ -1051,7 +1051,13 @@ transforms = ["trim", "empty_to_null"]
     fn decide(c: &CompiledStep, cache: &LookupCache, r: Vec<Value>) -> Processed {
         let cols = columns();
         let layout = c.layout(&cols);
-        c.process(&cols, &layout, &r, cache, chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap())
+        c.process(
+            &cols,
+            &layout,
+            &r,
+            cache,
+            chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+        )
     }
 
     fn cache_with(answers: &[(&str, TableAnswer)]) -> LookupCache {
@@ -1093,16 +1099,25 @@ transforms = ["trim", "empty_to_null"]
         assert_eq!(key, "7");
         assert_eq!(values[1], Value::Text("uuid-1".into()));
         assert_eq!(values[2], Value::Text("run-42".into()), "run = \"id\" is the run's id");
-        assert_eq!(values[3], Value::Json(serde_json::json!({"facility": "Lab A", "unit": {"name": null}})));
+        assert_eq!(
+            values[3],
+            Value::Json(serde_json::json!({"facility": "Lab A", "unit": {"name": null}}))
+        );
 
         let r = rejected(decide(&c, &cache, row("a@x.org", "")));
-        assert_eq!((r.rule.as_str(), r.reason.as_str()), ("lookup", "ambiguous: 'a@x.org' matches 2 patients by email"));
+        assert_eq!(
+            (r.rule.as_str(), r.reason.as_str()),
+            ("lookup", "ambiguous: 'a@x.org' matches 2 patients by email")
+        );
         assert_eq!(r.waits_for, None);
         assert_eq!(r.source_key, "7");
         assert_eq!(r.row["patientIdentifier"], "a@x.org");
 
         let r = rejected(decide(&c, &cache, row("mrn-9", "")));
-        assert_eq!((r.rule.as_str(), r.reason.as_str()), ("waiting", "waiting for patients 14"));
+        assert_eq!(
+            (r.rule.as_str(), r.reason.as_str()),
+            ("waiting", "waiting for patients 14")
+        );
         assert_eq!(r.waits_for, Some(("patients".into(), "14".into())));
 
         let r = rejected(decide(&c, &cache, row("nobody", "")));

@@ -332,7 +332,10 @@ mod tests {
         let e = DataStep::parse(&format!("{HEAD}empty_json_as_null = [\"mrn\"]\n{fields}"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("empty_json_as_null names 'mrn'") && e.contains("\"mrn.something\""), "{e}");
+        assert!(
+            e.contains("empty_json_as_null names 'mrn'") && e.contains("\"mrn.something\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -342,6 +345,9 @@ mod tests {
         ))
         .unwrap_err()
         .to_string();
-        assert!(e.contains("needs by = [...] with at least one alternative") && e.contains("line"), "{e}");
+        assert!(
+            e.contains("needs by = [...] with at least one alternative") && e.contains("line"),
+            "{e}"
+        );
     }
 }

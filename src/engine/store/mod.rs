@@ -783,17 +783,31 @@ mod tests {
             "v1",
             "patients",
             &[
-                row("4", serde_json::json!({"_line": 4, "mrn": " mrn-4 ", "email": "A@X.org"}), false),
-                row("9", serde_json::json!({"_line": 9, "mrn": "MRN-4", "email": null}), false),
+                row(
+                    "4",
+                    serde_json::json!({"_line": 4, "mrn": " mrn-4 ", "email": "A@X.org"}),
+                    false,
+                ),
+                row(
+                    "9",
+                    serde_json::json!({"_line": 9, "mrn": "MRN-4", "email": null}),
+                    false,
+                ),
                 row("5", serde_json::json!({"_line": 5, "mrn": "mrn-5"}), true),
                 row("6", serde_json::json!({"_line": 6, "mrn": 6}), false),
             ],
         )
         .await
         .unwrap();
-        RejectStore::insert(&mut tx, "run", "v2", "orders", &[row("3", serde_json::json!({"mrn": "MRN-3"}), false)])
-            .await
-            .unwrap();
+        RejectStore::insert(
+            &mut tx,
+            "run",
+            "v2",
+            "orders",
+            &[row("3", serde_json::json!({"mrn": "MRN-3"}), false)],
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         let oldest = RejectStore::list(&db, &RejectFilter::default()).await.unwrap()[0].id;
         let mut tx = db.begin().await.unwrap();
@@ -811,16 +825,23 @@ mod tests {
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(found["MRN-4"], "4");
         assert_eq!(found["6"], "6");
-        let by_email = RejectStore::open_by_row_value(&mut tx, "patients", "email", Some(Normalize::Lower), &["a@x.org".into(), "null".into()])
-            .await
-            .unwrap();
+        let by_email = RejectStore::open_by_row_value(
+            &mut tx,
+            "patients",
+            "email",
+            Some(Normalize::Lower),
+            &["a@x.org".into(), "null".into()],
+        )
+        .await
+        .unwrap();
         assert_eq!(by_email.len(), 1, "a JSON null is no value: {by_email:?}");
         assert_eq!(by_email["a@x.org"], "4");
         // Resolved rejects no longer hold anything.
         RejectStore::resolve(&mut tx, oldest).await.unwrap();
-        let after = RejectStore::open_by_row_value(&mut tx, "patients", "mrn", Some(Normalize::Upper), &["MRN-4".into()])
-            .await
-            .unwrap();
+        let after =
+            RejectStore::open_by_row_value(&mut tx, "patients", "mrn", Some(Normalize::Upper), &["MRN-4".into()])
+                .await
+                .unwrap();
         assert_eq!(after["MRN-4"], "9");
         tx.commit().await.unwrap();
     }
