@@ -300,6 +300,38 @@ impl Dialect {
     }
 }
 
+/// Expressions the reject store's natural-key waits need (see `RejectStore::open_by_row_value`).
+impl Dialect {
+    /// The text of top-level key `key_param` (a placeholder bound to [`Dialect::json_key_param`])
+    /// of the JSON document in text column `doc`; NULL when the key is missing or JSON null.
+    pub fn json_text_at(self, doc: &str, key_param: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({doc}, {key_param})"),
+            Dialect::Postgres => format!("(CAST({doc} AS json) ->> {key_param})"),
+            Dialect::Mysql => format!(
+                "(CASE WHEN JSON_TYPE(JSON_EXTRACT({doc}, {key_param})) = 'NULL' THEN NULL ELSE JSON_UNQUOTE(JSON_EXTRACT({doc}, {key_param})) END)"
+            ),
+        }
+    }
+
+    /// The value to bind for [`Dialect::json_text_at`]'s `key_param`: a JSON path to the key
+    /// (`$."key"`), or on PostgreSQL the key itself.
+    pub fn json_key_param(self, key: &str) -> String {
+        match self {
+            Dialect::Postgres => key.to_string(),
+            Dialect::Sqlite | Dialect::Mysql => format!("$.\"{key}\""),
+        }
+    }
+
+    /// An expression of any column type as text, to compare with text parameters.
+    pub fn as_text(self, expr: &str) -> String {
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => format!("CAST({expr} AS TEXT)"),
+            Dialect::Mysql => format!("CAST({expr} AS CHAR)"),
+        }
+    }
+}
+
 /// How long the first, direct connection attempt may take before we say the server does not
 /// answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);

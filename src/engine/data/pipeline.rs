@@ -2,15 +2,15 @@
 //! (write with warnings, or reject with a reason). Pure apart from the per-batch lookup
 //! prefetch, so a row rejected today and retried tomorrow goes through exactly the same code.
 
-use crate::engine::data::spec::{DataStep, FieldSpec};
+use crate::engine::data::spec::{DataStep, FieldSpec, RunValue};
 use crate::engine::db::DbTx;
 use crate::engine::store::{ID_MAP, NewReject, RejectStore};
-use crate::engine::transform::{OnError, Transform};
+use crate::engine::transform::{LookupSpec, OnError, TableLookup, Transform, normalized};
 use crate::engine::validate::{Level, Rule, Validator, is_secret_field};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A page of source rows with their column names.
 #[derive(Debug, Clone)]
@@ -64,15 +64,39 @@ pub struct CompiledStep {
     /// Every keyset column, in `ORDER BY` order.
     pub key_columns: Vec<String>,
     pub id_key_column: String,
+    /// The run writing the rows, for `run = "id"` fields (set by whoever runs the step: a
+    /// run, or a `rejects retry`, which is a run of its own).
+    pub run_id: Option<String>,
+    /// `[target] empty_json_as_null` as indexes into the target columns.
+    empty_json_as_null: Vec<usize>,
+    /// Column types of the tables table lookups search, read once per step.
+    lookup_tables: Mutex<HashMap<String, HashMap<String, String>>>,
 }
 
 /// Per-batch answers of the ID map: `map -> legacy key -> new id`, and the keys that are
-/// waiting in the reject store.
+/// waiting in the reject store; and of table lookups: per (field, transform) position, the
+/// answer for each trimmed input that found something or waits (an input without an answer
+/// matched nothing).
 #[derive(Default, Debug)]
 pub struct LookupCache {
     found: HashMap<String, HashMap<String, String>>,
     waiting: HashMap<String, HashSet<String>>,
+    table: HashMap<(usize, usize), HashMap<String, TableAnswer>>,
 }
+
+/// What a table lookup found for one input.
+#[derive(Debug, Clone, PartialEq)]
+enum TableAnswer {
+    /// Exactly one row: its `column`.
+    Found(Value),
+    /// Two or more rows by the alternative `by`.
+    Ambiguous { count: usize, by: String },
+    /// Nothing in the target, but an open reject of `waits_for` with this source key holds it.
+    Waiting(String),
+}
+
+/// Values per IN list of a table lookup: a whole batch at the default batch size.
+const LOOKUP_CHUNK: usize = 5000;
 
 pub enum Processed {
     Write {
@@ -129,6 +153,17 @@ impl CompiledStep {
                 secret,
             });
         }
+        let empty_json_as_null = spec
+            .target
+            .empty_json_as_null
+            .iter()
+            .map(|c| {
+                target_columns
+                    .iter()
+                    .position(|t| t == c)
+                    .ok_or_else(|| eyre!("[target] empty_json_as_null names '{c}', which no field writes"))
+            })
+            .collect::<Result<Vec<usize>>>()?;
         let key_columns = spec.source.key.columns();
         let key_column = key_columns.first().cloned().unwrap_or_default();
         let id_key_column = spec
@@ -146,6 +181,9 @@ impl CompiledStep {
             key_column,
             key_columns,
             id_key_column,
+            run_id: None,
+            empty_json_as_null,
+            lookup_tables: Mutex::new(HashMap::new()),
             spec,
         })
     }
@@ -230,10 +268,14 @@ impl CompiledStep {
             let Some(idx) = Self::column_index(&batch.columns, src) else {
                 continue;
             };
-            let lookup_at = f.spec.transforms.iter().position(|t| matches!(t, Transform::Lookup(_)));
+            let lookup_at = f
+                .spec
+                .transforms
+                .iter()
+                .position(|t| matches!(t, Transform::Lookup(LookupSpec::Map(_))));
             let maps: Vec<String> = match lookup_at {
                 Some(i) => match &f.spec.transforms[i] {
-                    Transform::Lookup(l) => vec![l.map.clone()],
+                    Transform::Lookup(LookupSpec::Map(l)) => vec![l.map.clone()],
                     _ => vec![],
                 },
                 None => vec![],
@@ -303,7 +345,186 @@ impl CompiledStep {
             }
             cache.found.insert(map, found);
         }
+        for (fi, f) in self.fields.iter().enumerate() {
+            for (ti, t) in f.spec.transforms.iter().enumerate() {
+                let Transform::Lookup(LookupSpec::Table(l)) = t else {
+                    continue;
+                };
+                let at = f
+                    .spec
+                    .source
+                    .as_deref()
+                    .and_then(|s| Self::column_index(&batch.columns, s));
+                let inputs: HashSet<String> = batch
+                    .rows
+                    .iter()
+                    .filter_map(|row| self.lookup_input(f, at.and_then(|i| row.get(i)), ti))
+                    .collect();
+                let answers = self.resolve_table_lookup(tx, l, inputs).await?;
+                cache.table.insert((fi, ti), answers);
+            }
+        }
         Ok(cache)
+    }
+
+    /// The trimmed text a field's table lookup at transform `at` gets for a row: the source
+    /// cell (or the field's constant) through the transforms before it. `None` for NULL or
+    /// blank (the lookup then gives NULL) and when an earlier transform refuses the value
+    /// (the row is rejected before it gets here).
+    fn lookup_input(&self, f: &CompiledField, cell: Option<&Value>, at: usize) -> Option<String> {
+        let mut v = match (&f.spec.source, &f.spec.value) {
+            (Some(_), _) => cell.cloned().unwrap_or(Value::Null),
+            (None, Some(lit)) => lit.to_value(),
+            (None, None) => return None,
+        };
+        for t in &f.spec.transforms[..at] {
+            if matches!(t, Transform::Lookup(_) | Transform::NewId | Transform::StoreFile(_)) {
+                return None;
+            }
+            v = t.apply(v).ok()?.value;
+        }
+        v.to_text().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+    }
+
+    /// Answer a table lookup for a batch's inputs: one statement per alternative (for the
+    /// inputs earlier alternatives did not find), then one per alternative with a
+    /// `source_column` against the reject store for the inputs nothing found.
+    async fn resolve_table_lookup(
+        &self,
+        tx: &mut DbTx,
+        l: &TableLookup,
+        inputs: HashSet<String>,
+    ) -> Result<HashMap<String, TableAnswer>> {
+        let mut answers = HashMap::new();
+        let mut pending: Vec<String> = inputs.into_iter().collect();
+        if pending.is_empty() {
+            return Ok(answers);
+        }
+        pending.sort();
+        let types = self.lookup_table_columns(tx, &l.table).await?;
+        let has = |c: &str| types.contains_key(c) || types.keys().any(|k| k.eq_ignore_ascii_case(c));
+        if !has(&l.column) {
+            return Err(eyre!(
+                "step {}: lookup: the target table {} has no column {}",
+                self.version,
+                l.table,
+                l.column
+            ));
+        }
+        let d = tx.dialect();
+        for by in &l.by {
+            if pending.is_empty() {
+                break;
+            }
+            if !has(&by.column) {
+                return Err(eyre!(
+                    "step {}: lookup: the target table {} has no column {} (named in by)",
+                    self.version,
+                    l.table,
+                    by.column
+                ));
+            }
+            let wanted = group_by_normalized(&pending, by.normalize);
+            let values: Vec<String> = wanted.keys().cloned().collect();
+            // Compared as text: a non-text key column is cast (an integer column would refuse
+            // a text parameter on PostgreSQL).
+            let column_type = types
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&by.column))
+                .map(|(_, t)| t.as_str())
+                .unwrap_or("");
+            let by_expr = if d.is_text_type(column_type) {
+                d.quote_ident(&by.column)
+            } else {
+                d.as_text(&d.quote_ident(&by.column))
+            };
+            let mut hits: HashMap<String, Vec<Value>> = HashMap::new();
+            for chunk in values.chunks(LOOKUP_CHUNK) {
+                let mut sql = format!(
+                    "SELECT {by_expr}, {} FROM {} WHERE {by_expr} IN (",
+                    d.quote_ident(&l.column),
+                    d.quote_table(&l.table)
+                );
+                let mut params = Vec::with_capacity(chunk.len());
+                for (i, v) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    params.push(Value::Text(v.clone()));
+                    sql.push_str(&format!("${}", params.len()));
+                }
+                sql.push(')');
+                for r in tx.fetch_all(&sql, &params).await?.rows {
+                    // Kept only on an exact match, so a case-insensitive collation (MySQL)
+                    // finds what the other targets find.
+                    if let Some(k) = r.first().and_then(|v| v.to_text())
+                        && wanted.contains_key(&k)
+                    {
+                        hits.entry(k)
+                            .or_default()
+                            .push(r.get(1).cloned().unwrap_or(Value::Null));
+                    }
+                }
+            }
+            let mut still = Vec::new();
+            for (value, inputs) in wanted {
+                let answer = match hits.remove(&value) {
+                    Some(mut rows) if rows.len() == 1 => TableAnswer::Found(rows.remove(0)),
+                    Some(rows) => TableAnswer::Ambiguous {
+                        count: rows.len(),
+                        by: by.column.clone(),
+                    },
+                    None => {
+                        still.extend(inputs);
+                        continue;
+                    }
+                };
+                for i in inputs {
+                    answers.insert(i, answer.clone());
+                }
+            }
+            pending = still;
+        }
+        if let Some(source) = &l.waits_for {
+            for by in &l.by {
+                let Some(column) = &by.source_column else { continue };
+                if pending.is_empty() {
+                    break;
+                }
+                let wanted = group_by_normalized(&pending, by.normalize);
+                let values: Vec<String> = wanted.keys().cloned().collect();
+                let keys = RejectStore::open_by_row_value(tx, source, column, by.normalize, &values).await?;
+                let mut still = Vec::new();
+                for (value, inputs) in wanted {
+                    match keys.get(&value) {
+                        Some(key) => {
+                            for i in inputs {
+                                answers.insert(i, TableAnswer::Waiting(key.clone()));
+                            }
+                        }
+                        None => still.extend(inputs),
+                    }
+                }
+                pending = still;
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Column name -> type of a table lookup's table (read once per step; a missing table is
+    /// an error naming it).
+    async fn lookup_table_columns(&self, tx: &mut DbTx, table: &str) -> Result<HashMap<String, String>> {
+        if let Some(t) = self.lookup_tables.lock().ok().and_then(|m| m.get(table).cloned()) {
+            return Ok(t);
+        }
+        let types = tx.table_columns(table).await?;
+        if types.is_empty() {
+            return Err(eyre!("step {}: lookup: the target has no table {table}", self.version));
+        }
+        if let Ok(mut m) = self.lookup_tables.lock() {
+            m.insert(table.to_string(), types.clone());
+        }
+        Ok(types)
     }
 
     /// A value for one target field entered by a person: the field's pure transforms and its
@@ -453,11 +674,48 @@ impl CompiledStep {
                     .cloned()
                     .unwrap_or(Value::Null),
                 (None, Some(lit)) => lit.to_value(),
-                (None, None) => Value::Null,
+                (None, None) => match (f.spec.run, &self.run_id) {
+                    (Some(RunValue::Id), Some(id)) => Value::Text(id.clone()),
+                    _ => Value::Null,
+                },
             };
-            for t in &f.spec.transforms {
+            for (ti, t) in f.spec.transforms.iter().enumerate() {
                 match t {
-                    Transform::Lookup(l) => {
+                    Transform::Lookup(LookupSpec::Table(l)) => {
+                        let Some(k) = v.to_text().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()) else {
+                            v = Value::Null;
+                            continue;
+                        };
+                        match cache.table.get(&(fi, ti)).and_then(|m| m.get(&k)) {
+                            Some(TableAnswer::Found(id)) => v = id.clone(),
+                            Some(TableAnswer::Ambiguous { count, by }) => {
+                                return reject(name, "lookup", l.ambiguous_reason(&k, *count, by), None);
+                            }
+                            Some(TableAnswer::Waiting(key)) => {
+                                let source = l.waits_for.clone().unwrap_or_default();
+                                return reject(
+                                    name,
+                                    "waiting",
+                                    format!("waiting for {source} {key}"),
+                                    Some((source, key.clone())),
+                                );
+                            }
+                            None => {
+                                let reason = l.missing_reason(&k);
+                                match l.on_missing {
+                                    OnError::Reject => return reject(name, "lookup", reason, None),
+                                    OnError::NullWarn => {
+                                        warnings.push(warn(name, "lookup", format!("{name}: {reason}; set to NULL")));
+                                        v = Value::Null;
+                                    }
+                                    OnError::KeepWarn => {
+                                        warnings.push(warn(name, "lookup", format!("{name}: {reason}; kept as is")))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Transform::Lookup(LookupSpec::Map(l)) => {
                         let Some(k) = v.to_text().filter(|k| !k.trim().is_empty()) else {
                             v = Value::Null;
                             continue;
@@ -576,12 +834,41 @@ impl CompiledStep {
                 set_path(&mut out[f.column], &f.path, v.to_json());
             }
         }
+        for &c in &self.empty_json_as_null {
+            if let Value::Json(doc) = &out[c]
+                && every_leaf_null(doc)
+            {
+                out[c] = Value::Null;
+            }
+        }
         Processed::Write {
             key,
             values: out,
             new_id,
             warnings,
         }
+    }
+}
+
+/// The inputs of a lookup alternative by their normalized form (several inputs can share one:
+/// ` mrn-1` and `MRN-1`).
+fn group_by_normalized(
+    inputs: &[String],
+    normalize: Option<crate::engine::transform::Normalize>,
+) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for i in inputs {
+        out.entry(normalized(i, normalize)).or_default().push(i.clone());
+    }
+    out
+}
+
+/// A JSON document with nothing in it: NULL, or objects whose every value is (recursively).
+fn every_leaf_null(doc: &serde_json::Value) -> bool {
+    match doc {
+        serde_json::Value::Null => true,
+        serde_json::Value::Object(m) => m.values().all(every_leaf_null),
+        _ => false,
     }
 }
 
@@ -699,5 +986,183 @@ mod tests {
             doc,
             Value::Json(serde_json::json!({"address": {"city": "Oslo"}, "phone": "+4712345678"}))
         );
+    }
+
+    const STEP: &str = r#"
+[source]
+table = "orders"
+key = "_line"
+
+[target]
+table = "orders"
+natural_key = ["order_number"]
+empty_json_as_null = ["details"]
+
+[[fields]]
+target = "order_number"
+source = "orderNumber"
+
+[[fields]]
+target = "patient_id"
+source = "patientIdentifier"
+transforms = ["trim", { lookup = { table = "patients", column = "id", noun = "patient", waits_for = "patients", by = [
+    { column = "mrn", normalize = "upper", source_column = "mrn" },
+    { column = "email", normalize = "lower", source_column = "email" },
+] } }]
+
+[[fields]]
+target = "import_job"
+run = "id"
+
+[[fields]]
+target = "details.facility"
+source = "facility"
+transforms = ["trim", "empty_to_null"]
+
+[[fields]]
+target = "details.unit.name"
+source = "unit"
+transforms = ["trim", "empty_to_null"]
+"#;
+
+    fn step() -> CompiledStep {
+        let mut c = CompiledStep::compile("v1", DataStep::parse(STEP).unwrap()).unwrap();
+        c.run_id = Some("run-42".into());
+        c
+    }
+
+    fn columns() -> Vec<String> {
+        ["_line", "orderNumber", "patientIdentifier", "facility", "unit"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    fn row(identifier: &str, facility: &str) -> Vec<Value> {
+        vec![
+            Value::Int(7),
+            Value::Text("O-1".into()),
+            Value::Text(identifier.into()),
+            Value::Text(facility.into()),
+            Value::Text(" ".into()),
+        ]
+    }
+
+    fn decide(c: &CompiledStep, cache: &LookupCache, r: Vec<Value>) -> Processed {
+        let cols = columns();
+        let layout = c.layout(&cols);
+        c.process(
+            &cols,
+            &layout,
+            &r,
+            cache,
+            chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+        )
+    }
+
+    fn cache_with(answers: &[(&str, TableAnswer)]) -> LookupCache {
+        let mut cache = LookupCache::default();
+        // field 1 (patient_id), transform 1 (after trim)
+        cache.table.insert(
+            (1, 1),
+            answers.iter().map(|(k, a)| (k.to_string(), a.clone())).collect(),
+        );
+        cache
+    }
+
+    fn rejected(p: Processed) -> NewReject {
+        match p {
+            Processed::Reject(r) => r,
+            Processed::Write { values, .. } => panic!("written: {values:?}"),
+        }
+    }
+
+    #[test]
+    fn table_lookup_answers_become_values_or_rejects() {
+        let c = step();
+        assert!(!c.decides_alone(), "a table lookup needs the target");
+        let cache = cache_with(&[
+            ("MRN-1", TableAnswer::Found(Value::Text("uuid-1".into()))),
+            (
+                "a@x.org",
+                TableAnswer::Ambiguous {
+                    count: 2,
+                    by: "email".into(),
+                },
+            ),
+            ("mrn-9", TableAnswer::Waiting("14".into())),
+        ]);
+        // The input is trimmed before it is looked up.
+        let Processed::Write { values, key, .. } = decide(&c, &cache, row("  MRN-1 ", "Lab A")) else {
+            panic!("not written")
+        };
+        assert_eq!(key, "7");
+        assert_eq!(values[1], Value::Text("uuid-1".into()));
+        assert_eq!(values[2], Value::Text("run-42".into()), "run = \"id\" is the run's id");
+        assert_eq!(
+            values[3],
+            Value::Json(serde_json::json!({"facility": "Lab A", "unit": {"name": null}}))
+        );
+
+        let r = rejected(decide(&c, &cache, row("a@x.org", "")));
+        assert_eq!(
+            (r.rule.as_str(), r.reason.as_str()),
+            ("lookup", "ambiguous: 'a@x.org' matches 2 patients by email")
+        );
+        assert_eq!(r.waits_for, None);
+        assert_eq!(r.source_key, "7");
+        assert_eq!(r.row["patientIdentifier"], "a@x.org");
+
+        let r = rejected(decide(&c, &cache, row("mrn-9", "")));
+        assert_eq!(
+            (r.rule.as_str(), r.reason.as_str()),
+            ("waiting", "waiting for patients 14")
+        );
+        assert_eq!(r.waits_for, Some(("patients".into(), "14".into())));
+
+        let r = rejected(decide(&c, &cache, row("nobody", "")));
+        assert_eq!((r.rule.as_str(), r.reason.as_str()), ("lookup", "no patient 'nobody'"));
+        assert_eq!(r.field.as_deref(), Some("patient_id"));
+    }
+
+    #[test]
+    fn a_blank_identifier_looks_up_nothing_and_an_empty_document_is_null() {
+        let c = step();
+        let Processed::Write { values, .. } = decide(&c, &LookupCache::default(), row("   ", " ")) else {
+            panic!("not written")
+        };
+        assert_eq!(values[1], Value::Null);
+        // Every leaf of `details` is NULL: the column is NULL, not {"facility": null, ...}.
+        assert_eq!(values[3], Value::Null);
+    }
+
+    #[test]
+    fn without_a_run_the_run_field_is_null() {
+        let mut c = step();
+        c.run_id = None;
+        let cache = cache_with(&[("X", TableAnswer::Found(Value::Text("u".into())))]);
+        let Processed::Write { values, .. } = decide(&c, &cache, row("X", "")) else {
+            panic!("not written")
+        };
+        assert_eq!(values[2], Value::Null);
+    }
+
+    #[test]
+    fn documents_with_any_value_are_kept() {
+        assert!(every_leaf_null(&serde_json::json!({"a": null, "b": {"c": null}})));
+        assert!(every_leaf_null(&serde_json::json!({})));
+        assert!(!every_leaf_null(&serde_json::json!({"a": null, "b": {"c": ""}})));
+        assert!(!every_leaf_null(&serde_json::json!({"a": []})));
+        assert!(!every_leaf_null(&serde_json::json!({"a": false})));
+    }
+
+    #[test]
+    fn inputs_are_grouped_by_their_normalized_form() {
+        let g = group_by_normalized(
+            &["mrn-1".into(), "MRN-1".into(), "mrn-2".into()],
+            Some(crate::engine::transform::Normalize::Upper),
+        );
+        assert_eq!(g.len(), 2);
+        assert_eq!(g["MRN-1"].len(), 2);
     }
 }

@@ -105,6 +105,10 @@ pub struct TargetSpec {
     pub natural_key: Vec<String>,
     #[serde(default)]
     pub on_duplicate: DupPolicy,
+    /// JSON columns built from dotted field targets that are stored as NULL when every leaf
+    /// is NULL (an address whose parts are all blank is no address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub empty_json_as_null: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -127,10 +131,21 @@ pub struct FieldSpec {
     pub source: Option<String>,
     /// A constant instead of a source column.
     pub value: Option<Literal>,
+    /// A value of the run instead: `run = "id"` is the id of the run that writes the row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunValue>,
     #[serde(default)]
     pub transforms: Vec<Transform>,
     #[serde(default)]
     pub validate: Vec<Check>,
+}
+
+/// What `run = "..."` puts into a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunValue {
+    /// The id of the run that writes the row (a `rejects retry` is a run of its own).
+    Id,
 }
 
 impl DataStep {
@@ -157,8 +172,27 @@ impl DataStep {
             ));
         }
         for f in &s.fields {
-            if f.source.is_some() && f.value.is_some() {
-                return Err(eyre!("field '{}' has both source and value; give one", f.target));
+            let given: Vec<&str> = [
+                ("source", f.source.is_some()),
+                ("value", f.value.is_some()),
+                ("run", f.run.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(k, set)| set.then_some(k))
+            .collect();
+            if given.len() > 1 {
+                return Err(eyre!("field '{}' has {}; give one", f.target, given.join(" and ")));
+            }
+        }
+        for col in &s.target.empty_json_as_null {
+            let nested = s
+                .fields
+                .iter()
+                .any(|f| f.target.split_once('.').is_some_and(|(top, _)| top == col));
+            if !nested {
+                return Err(eyre!(
+                    "[target] empty_json_as_null names '{col}', but no [[fields]] target is a path into it (\"{col}.something\")"
+                ));
             }
         }
         for nk in &s.target.natural_key {
@@ -264,5 +298,56 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.target_columns(), vec!["legacy_id", "contact"]);
+    }
+
+    const HEAD: &str = "[source]\ntable = \"p\"\nkey = \"id\"\n[target]\ntable = \"t\"\nnatural_key = [\"mrn\"]\n";
+
+    #[test]
+    fn run_id_fields_stand_alone() {
+        let s = DataStep::parse(&format!(
+            "{HEAD}[[fields]]\ntarget = \"mrn\"\nsource = \"mrn\"\n[[fields]]\ntarget = \"import_job\"\nrun = \"id\"\n"
+        ))
+        .unwrap();
+        assert_eq!(s.fields[1].run, Some(RunValue::Id));
+        assert_eq!(s.target_columns(), vec!["mrn", "import_job"]);
+        let e = DataStep::parse(&format!(
+            "{HEAD}[[fields]]\ntarget = \"mrn\"\nsource = \"mrn\"\nrun = \"id\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("field 'mrn' has source and run; give one"), "{e}");
+        let e = DataStep::parse(&format!(
+            "{HEAD}[[fields]]\ntarget = \"mrn\"\nsource = \"mrn\"\n[[fields]]\ntarget = \"import_job\"\nrun = \"name\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown variant `name`") && e.contains("`id`"), "{e}");
+    }
+
+    #[test]
+    fn empty_json_as_null_names_a_document_column() {
+        let fields = "[[fields]]\ntarget = \"mrn\"\nsource = \"mrn\"\n[[fields]]\ntarget = \"address.city\"\nsource = \"city\"\n";
+        let s = DataStep::parse(&format!("{HEAD}empty_json_as_null = [\"address\"]\n{fields}")).unwrap();
+        assert_eq!(s.target.empty_json_as_null, vec!["address"]);
+        let e = DataStep::parse(&format!("{HEAD}empty_json_as_null = [\"mrn\"]\n{fields}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("empty_json_as_null names 'mrn'") && e.contains("\"mrn.something\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_lookup_names_the_step_file_problem() {
+        let e = DataStep::parse(&format!(
+            "{HEAD}[[fields]]\ntarget = \"mrn\"\nsource = \"mrn\"\ntransforms = [{{ lookup = {{ table = \"patients\", column = \"id\", by = [] }} }}]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("needs by = [...] with at least one alternative") && e.contains("line"),
+            "{e}"
+        );
     }
 }

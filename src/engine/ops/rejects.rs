@@ -62,6 +62,7 @@ pub async fn retry(project: &Project, target: &Db, ids: Vec<i64>, run_id: &str) 
                 root: project.config.dir.clone(),
                 write: true,
             });
+            c.run_id = Some(run_id.to_string());
             let w = TargetWriter::new_in(&mut tx, &c.spec.target.table, &c.target_columns).await?;
             compiled.insert(rec.step.clone(), (Arc::new(c), Arc::new(w)));
         }

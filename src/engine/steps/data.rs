@@ -483,6 +483,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         root: ctx.project.config.dir.clone(),
         write: !ctx.dry_run,
     });
+    c.run_id = Some(ctx.run_id.clone());
     c.sweep_store_temp_files();
     let source = ctx.source().await.map_err(StepError::plain)?.clone();
     let batch_size = ctx.batch_size(c.spec.batch_size);

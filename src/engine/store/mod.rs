@@ -9,6 +9,7 @@ pub mod lock;
 
 use crate::engine::db::{Db, DbTx};
 use crate::engine::protocol::Counts;
+use crate::engine::transform::Normalize;
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
 use serde::Serialize;
@@ -549,6 +550,50 @@ impl RejectStore {
         Ok(out)
     }
 
+    /// Open rejected rows (errors) of `source_table` whose stored source row holds, in column
+    /// `column`, one of `values` once trimmed and case-folded by `fold`: value -> that row's
+    /// source key (the oldest reject when several hold it). What a natural-key lookup waits
+    /// for. The row is JSON text, so the matching is done by the database (one statement per
+    /// 500 values), reading only this source's open rejects.
+    pub async fn open_by_row_value(
+        tx: &mut DbTx,
+        source_table: &str,
+        column: &str,
+        fold: Option<Normalize>,
+        values: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+        let mut out = std::collections::HashMap::new();
+        let d = tx.dialect();
+        let cell = format!("TRIM({})", d.json_text_at("row_json", "$2"));
+        let folded = match fold {
+            Some(Normalize::Upper) => format!("UPPER({cell})"),
+            Some(Normalize::Lower) => format!("LOWER({cell})"),
+            None => cell,
+        };
+        for chunk in values.chunks(500) {
+            let mut sql = format!(
+                "SELECT source_key, {folded} FROM {REJECTS} WHERE source_table = $1 AND level = 'error' AND state = 'open' AND {folded} IN ("
+            );
+            let mut params = vec![Value::Text(source_table.into()), Value::Text(d.json_key_param(column))];
+            for (i, v) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                params.push(Value::Text(v.clone()));
+                sql.push_str(&format!("${}", params.len()));
+            }
+            sql.push_str(") ORDER BY id");
+            for r in tx.fetch_all(&sql, &params).await?.rows {
+                if let (Some(key), Some(value)) =
+                    (r.first().and_then(|v| v.to_text()), r.get(1).and_then(|v| v.to_text()))
+                {
+                    out.entry(value).or_insert(key);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn resolve(tx: &mut DbTx, id: i64) -> Result<(), sqlx::Error> {
         tx.execute(
             &format!("UPDATE {REJECTS} SET state = 'resolved', resolved_at = $1 WHERE id = $2"),
@@ -716,5 +761,88 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(open.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn open_rejects_are_found_by_a_value_of_their_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = target(dir.path()).await;
+        let row = |key: &str, row: serde_json::Value, warning: bool| NewReject {
+            source_key: key.into(),
+            row,
+            field: Some("mrn".into()),
+            rule: "date".into(),
+            reason: "bad".into(),
+            warning,
+            waits_for: None,
+        };
+        let mut tx = db.begin().await.unwrap();
+        RejectStore::insert(
+            &mut tx,
+            "run",
+            "v1",
+            "patients",
+            &[
+                row(
+                    "4",
+                    serde_json::json!({"_line": 4, "mrn": " mrn-4 ", "email": "A@X.org"}),
+                    false,
+                ),
+                row(
+                    "9",
+                    serde_json::json!({"_line": 9, "mrn": "MRN-4", "email": null}),
+                    false,
+                ),
+                row("5", serde_json::json!({"_line": 5, "mrn": "mrn-5"}), true),
+                row("6", serde_json::json!({"_line": 6, "mrn": 6}), false),
+            ],
+        )
+        .await
+        .unwrap();
+        RejectStore::insert(
+            &mut tx,
+            "run",
+            "v2",
+            "orders",
+            &[row("3", serde_json::json!({"mrn": "MRN-3"}), false)],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let oldest = RejectStore::list(&db, &RejectFilter::default()).await.unwrap()[0].id;
+        let mut tx = db.begin().await.unwrap();
+        let found = RejectStore::open_by_row_value(
+            &mut tx,
+            "patients",
+            "mrn",
+            Some(Normalize::Upper),
+            &["MRN-4".into(), "MRN-5".into(), "MRN-3".into(), "6".into()],
+        )
+        .await
+        .unwrap();
+        // Trimmed and upper-cased; the oldest of two; a warning is not a rejected row; another
+        // source's rejects are not looked at; a number in the row compares as its text.
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found["MRN-4"], "4");
+        assert_eq!(found["6"], "6");
+        let by_email = RejectStore::open_by_row_value(
+            &mut tx,
+            "patients",
+            "email",
+            Some(Normalize::Lower),
+            &["a@x.org".into(), "null".into()],
+        )
+        .await
+        .unwrap();
+        assert_eq!(by_email.len(), 1, "a JSON null is no value: {by_email:?}");
+        assert_eq!(by_email["a@x.org"], "4");
+        // Resolved rejects no longer hold anything.
+        RejectStore::resolve(&mut tx, oldest).await.unwrap();
+        let after =
+            RejectStore::open_by_row_value(&mut tx, "patients", "mrn", Some(Normalize::Upper), &["MRN-4".into()])
+                .await
+                .unwrap();
+        assert_eq!(after["MRN-4"], "9");
+        tx.commit().await.unwrap();
     }
 }

@@ -25,6 +25,12 @@ pub struct DateSpec {
     #[serde(deserialize_with = "de_formats")]
     pub formats: Vec<String>,
     pub on_error: OnError,
+    /// Also read Excel's date numbers: a whole number (integer, or a real without a fraction;
+    /// `datetime` takes the fraction as the time of day) is a serial day of Excel's 1900 system,
+    /// and text `YYYY-MM-DD` (what a spreadsheet's date cell is read as, with `THH:MM:SS` when
+    /// it has a time) is accepted whatever `formats` says.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub excel_serial: bool,
 }
 
 impl Default for DateSpec {
@@ -43,6 +49,7 @@ impl Default for DateSpec {
             .map(String::from)
             .collect(),
             on_error: OnError::Reject,
+            excel_serial: false,
         }
     }
 }
@@ -100,11 +107,82 @@ fn parse_date(formats: &[String], t: &str) -> Result<NaiveDate, DateFail> {
             NaiveDate::parse_from_str(t, f)
         };
         match r {
+            Ok(d) if f != RFC3339 && !year_written_in_full(f, t, d.year()) => {}
             Ok(d) => return Ok(d),
             Err(e) => not_real |= is_not_real(e.kind()),
         }
     }
     Err(if not_real { DateFail::NotReal } else { DateFail::NoMatch })
+}
+
+/// chrono's `%Y` takes a year of any number of digits, so `3/7/85` would be the year 85: a
+/// pattern with `%Y` only matches when the text holds the year's four digits.
+fn year_written_in_full(format: &str, text: &str, year: i32) -> bool {
+    if !format.contains("%Y") || !(0..=9999).contains(&year) {
+        return true;
+    }
+    let mut digits = [0u8; 4];
+    let mut y = year as u32;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (y % 10) as u8;
+        y /= 10;
+    }
+    text.as_bytes().windows(4).any(|w| w == digits)
+}
+
+/// Excel's 1900 date system: day 1 is 1900-01-01, and Excel counts a 1900-02-29 that never
+/// was (day 60), so from day 61 (1900-03-01) on the days are one ahead of the calendar.
+fn excel_serial_date(what: &str, day: i64) -> Result<NaiveDate, String> {
+    let base = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap_or(NaiveDate::MIN);
+    let date = match day {
+        60 => {
+            return Err(format!(
+                "{what} {} as an Excel serial is 1900-02-29, a day that never was (Excel's 1900 leap-year bug)",
+                Quoted(&day.to_string())
+            ));
+        }
+        1..=59 => base(1899, 12, 31).checked_add_days(chrono::Days::new(day as u64)),
+        61..=2_958_465 => base(1899, 12, 30).checked_add_days(chrono::Days::new(day as u64)),
+        _ => None,
+    };
+    date.ok_or_else(|| {
+        format!(
+            "{what} {} is not an Excel serial date (1 = 1900-01-01 to 2958465 = 9999-12-31)",
+            Quoted(&day.to_string())
+        )
+    })
+}
+
+/// A number as an Excel serial: the day, and the fraction of it (the time of day).
+fn excel_serial_parts(v: &Value) -> Option<(i64, f64)> {
+    match v {
+        Value::Int(n) => Some((*n, 0.0)),
+        Value::Real(f) if f.is_finite() && f.abs() < 1e12 => Some((f.floor() as i64, f - f.floor())),
+        _ => None,
+    }
+}
+
+/// What `excel_serial` reads as a date: a number (whole for `date`), or text that starts
+/// with `YYYY-MM-DD` alone or followed by `THH:MM:SS` (a spreadsheet's date cell).
+fn excel_date(what: &str, v: &Value) -> Option<Result<NaiveDate, String>> {
+    if let Some((day, fraction)) = excel_serial_parts(v) {
+        if fraction != 0.0 && what == "date" {
+            return Some(Err(format!(
+                "{what} {} is not a whole Excel serial day (it has a time of day; use datetime)",
+                Shown(v)
+            )));
+        }
+        return Some(excel_serial_date(what, day));
+    }
+    let Value::Text(t) = v else { return None };
+    let t = t.trim();
+    let (day, rest) = (t.get(..10)?, t.get(10..)?);
+    let cell_time = rest.is_empty()
+        || (rest.len() == 9 && rest.starts_with('T') && NaiveTime::parse_from_str(&rest[1..], "%H:%M:%S").is_ok());
+    if what == "date" && cell_time {
+        return fast_iso_date(day).map(Ok);
+    }
+    None
 }
 
 enum Stamp {
@@ -155,6 +233,14 @@ fn text_input<'a>(what: &str, v: &'a Value) -> Result<Option<&'a str>, String> {
 }
 
 pub(super) fn to_date(spec: &DateSpec, v: Value) -> Result<Value, (Value, String)> {
+    if spec.excel_serial
+        && let Some(r) = excel_date("date", &v)
+    {
+        return match r {
+            Ok(d) => Ok(Value::Text(d.format("%Y-%m-%d").to_string())),
+            Err(reason) => Err((v, reason)),
+        };
+    }
     let t = match text_input("date", &v) {
         Ok(Some(s)) => s.trim(),
         Ok(None) => return Ok(v),
@@ -178,6 +264,19 @@ pub(super) fn to_date(spec: &DateSpec, v: Value) -> Result<Value, (Value, String
 }
 
 pub(super) fn to_datetime(spec: &DateSpec, v: Value) -> Result<Value, (Value, String)> {
+    if spec.excel_serial
+        && let Some((day, fraction)) = excel_serial_parts(&v)
+    {
+        return match excel_serial_date("datetime", day) {
+            Ok(d) => {
+                // The fraction of a day, to the nearest second (how Excel shows it).
+                let secs = (fraction * 86_400.0).round() as u64;
+                let dt = d.and_time(NaiveTime::MIN) + chrono::Duration::seconds(secs as i64);
+                Ok(Value::Text(dt.format("%Y-%m-%dT%H:%M:%S").to_string()))
+            }
+            Err(reason) => Err((v, reason)),
+        };
+    }
     let t = match text_input("datetime", &v) {
         Ok(Some(s)) => s.trim(),
         Ok(None) => return Ok(v),
@@ -334,6 +433,7 @@ mod tests {
         let d = Transform::Date(DateSpec {
             formats: vec!["%d/%m/%Y".into(), "%B %d, %Y".into()],
             on_error: OnError::Reject,
+            excel_serial: false,
         });
         assert_eq!(ok(&d, text("04/03/2021")), text("2021-03-04"));
         assert_eq!(ok(&d, text("March 4, 2021")), text("2021-03-04"));
@@ -368,6 +468,71 @@ mod tests {
         assert!(err(&d, Value::Bool(true)).contains("got boolean"));
     }
 
+    fn scenario_date(excel_serial: bool) -> Transform {
+        Transform::Date(DateSpec {
+            formats: vec!["%Y-%m-%d".into(), "%m/%d/%Y".into()],
+            on_error: OnError::Reject,
+            excel_serial,
+        })
+    }
+
+    #[test]
+    fn month_first_with_one_digit_parts_and_nothing_else() {
+        let d = scenario_date(false);
+        assert_eq!(ok(&d, text("3/7/1985")), text("1985-03-07"));
+        assert_eq!(ok(&d, text("03/14/1985")), text("1985-03-14"));
+        assert_eq!(ok(&d, text("12/1/1985")), text("1985-12-01"));
+        assert_eq!(ok(&d, text("1985-03-14")), text("1985-03-14"));
+        // Day-first is never guessed: a day above 12 in front is an impossible month.
+        assert_eq!(err(&d, text("14/03/1985")), "date '14/03/1985' is not a real date");
+        // Neither listed format reads year/month/day with slashes.
+        assert!(err(&d, text("1985/03/14")).starts_with("date '1985/03/14' "));
+        // Two-digit years are not YYYY (chrono's %Y alone would read the year 85).
+        assert!(err(&d, text("3/7/85")).contains("does not match any of the formats"));
+        assert_eq!(ok(&d, text("03/07/0085")), text("0085-03-07"));
+        // chrono stops at the impossible month 14 before it sees the dots: refused either way.
+        assert_eq!(err(&d, text("14.03.1985")), "date '14.03.1985' is not a real date");
+        assert!(err(&d, text("March 7, 1985")).contains("does not match"));
+        // Without excel_serial a number is still not a date.
+        assert_eq!(err(&d, Value::Int(31121)), "date expects text, got integer '31121'");
+    }
+
+    #[test]
+    fn excel_serial_days() {
+        let d = scenario_date(true);
+        assert_eq!(ok(&d, Value::Int(1)), text("1900-01-01"));
+        assert_eq!(ok(&d, Value::Int(59)), text("1900-02-28"));
+        assert_eq!(ok(&d, Value::Int(61)), text("1900-03-01"));
+        assert_eq!(ok(&d, Value::Int(31121)), text("1985-03-15"));
+        assert_eq!(ok(&d, Value::Int(45292)), text("2024-01-01"));
+        assert_eq!(ok(&d, Value::Real(45292.0)), text("2024-01-01"));
+        assert_eq!(ok(&d, Value::Int(2_958_465)), text("9999-12-31"));
+        assert!(err(&d, Value::Int(60)).contains("1900-02-29, a day that never was"));
+        assert!(err(&d, Value::Int(0)).contains("is not an Excel serial date"));
+        assert!(err(&d, Value::Int(-3)).contains("is not an Excel serial date"));
+        assert!(err(&d, Value::Int(2_958_466)).contains("is not an Excel serial date"));
+        assert!(err(&d, Value::Real(45292.5)).contains("not a whole Excel serial day"));
+        // A date cell read as text, with or without its time, is always a date.
+        let cells = Transform::Date(DateSpec {
+            formats: vec!["%m/%d/%Y".into()],
+            on_error: OnError::Reject,
+            excel_serial: true,
+        });
+        assert_eq!(ok(&cells, text("2024-01-31")), text("2024-01-31"));
+        assert_eq!(ok(&cells, text("2024-01-31T10:30:00")), text("2024-01-31"));
+        assert_eq!(ok(&cells, text("1/31/2024")), text("2024-01-31"));
+        assert!(err(&cells, text("2024-02-30")).starts_with("date '2024-02-30' "));
+        // Text digits are not a serial: a CSV cell "45292" is not a date.
+        assert_eq!(err(&cells, text("45292")), "date '45292' is not a real date");
+        let dt = Transform::Datetime(DateSpec {
+            excel_serial: true,
+            ..DateSpec::default()
+        });
+        assert_eq!(ok(&dt, Value::Real(45292.5)), text("2024-01-01T12:00:00"));
+        assert_eq!(ok(&dt, Value::Int(61)), text("1900-03-01T00:00:00"));
+        assert!(err(&dt, Value::Int(60)).contains("never was"));
+    }
+
     #[test]
     fn datetime_conversions() {
         let d = datetime();
@@ -395,6 +560,7 @@ mod tests {
         let custom = Transform::Datetime(DateSpec {
             formats: vec!["%d/%m/%Y %H:%M %z".into(), "%d/%m/%Y %H:%M".into()],
             on_error: OnError::Reject,
+            excel_serial: false,
         });
         assert_eq!(
             ok(&custom, text("04/03/2021 10:11 +0100")),

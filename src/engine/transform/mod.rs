@@ -19,6 +19,7 @@
 mod date;
 mod hash;
 mod list;
+mod lookup;
 mod mapping;
 mod output;
 mod parse;
@@ -33,6 +34,7 @@ pub use date::{DateSpec, RFC3339};
 use date::{to_date, to_datetime};
 use hash::{byte_length, hash};
 pub use list::SplitSpec;
+pub use lookup::{LookupBy, LookupSpec, MapLookup, Normalize, TableLookup, normalized};
 use mapping::to_bool;
 pub use mapping::{GenderSpec, MapSpec, Otherwise};
 pub use phone::PhoneSpec;
@@ -82,8 +84,9 @@ pub enum Transform {
     Split(SplitSpec),
     /// Value mapping, e.g. legacy role spellings to the new role names.
     Map(MapSpec),
-    /// Replace a legacy key with the new key recorded in the engine's ID map `map`. The engine
-    /// resolves this (it needs the ID map); [`Transform::apply`] refuses it.
+    /// Replace a legacy key with the new key recorded in the engine's ID map (`map`), or a
+    /// natural key with the id of the one target row that has it (`table`). The engine
+    /// resolves this (it needs the target); [`Transform::apply`] refuses it.
     Lookup(LookupSpec),
     /// Generate a fresh UUIDv7 and record legacy key -> new id in the ID map. The engine resolves
     /// this (it owns the ID map); [`Transform::apply`] refuses it.
@@ -125,17 +128,6 @@ pub enum Literal {
     Int(i64),
     Real(f64),
     Text(String),
-}
-
-/// Options of `lookup`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LookupSpec {
-    /// Name of the ID map (usually the table whose keys it holds, e.g. `users`).
-    pub map: String,
-    /// What the engine does when the legacy key has no entry in the map.
-    #[serde(default)]
-    pub on_missing: OnError,
 }
 
 /// A successful transform: the new value, and a warning when `on_error` chose to let a bad
@@ -390,10 +382,10 @@ mod tests {
 
     #[test]
     fn engine_transforms_refuse_apply() {
-        let l = Transform::Lookup(LookupSpec {
+        let l = Transform::Lookup(LookupSpec::Map(MapLookup {
             map: "users".into(),
             on_missing: OnError::Reject,
-        });
+        }));
         assert!(err(&l, Value::Int(1)).contains("resolved by the engine"));
         assert!(err(&Transform::NewId, Value::Null).contains("resolved by the engine"));
     }

@@ -157,7 +157,7 @@ mod tests {
 
     use super::*;
     use crate::engine::transform::testing::{date, datetime};
-    use crate::engine::transform::{LookupSpec, MapSpec, OnError, Otherwise};
+    use crate::engine::transform::{LookupSpec, MapLookup, MapSpec, OnError, Otherwise};
 
     #[derive(Deserialize)]
     struct Field {
@@ -188,6 +188,7 @@ mod tests {
                 Transform::Date(DateSpec {
                     formats: vec!["%Y-%m-%d".into(), "%m/%d/%Y".into()],
                     on_error: OnError::Reject,
+                    excel_serial: false,
                 }),
                 Transform::Phone(PhoneSpec {
                     country: "US".into(),
@@ -202,10 +203,10 @@ mod tests {
                     otherwise: Otherwise::Reject,
                     otherwise_value: None,
                 }),
-                Transform::Lookup(LookupSpec {
+                Transform::Lookup(LookupSpec::Map(MapLookup {
                     map: "users".into(),
                     on_missing: OnError::Reject
-                }),
+                })),
                 Transform::NewId,
             ]
         );

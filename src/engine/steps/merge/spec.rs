@@ -140,6 +140,7 @@ impl MergeStep {
                         table: file.target.table.clone(),
                         natural_key: vec![],
                         on_duplicate: DupPolicy::Error,
+                        empty_json_as_null: vec![],
                     },
                     id_map: Some(IdMapSpec {
                         column: file.id_map.column.clone(),
@@ -154,6 +155,7 @@ impl MergeStep {
                             FieldSpec {
                                 target: f.target.clone(),
                                 value: if src.is_none() { f.value.clone() } else { None },
+                                run: None,
                                 transforms: if src.is_some() { f.transforms.clone() } else { vec![] },
                                 validate: if src.is_some() { f.validate.clone() } else { vec![] },
                                 source: src,
