@@ -235,15 +235,16 @@ impl FileSource {
 
     /// Everything the pre-flight can know before a run writes: the file opens, its header has
     /// every column the step needs, and every record can be read (this also counts it).
-    pub async fn check_whole_file(&self) -> Result<u64, String> {
+    pub async fn check_whole_file(self) -> Result<u64, String> {
         let (path, opts, c) = (self.path.clone(), self.opts.clone(), self.c.clone());
+        let version = c.version.clone();
         tokio::task::spawn_blocking(move || {
             Self::open_blocking(&path, &opts, &c)?;
             count_rows_blocking(&path, &opts)
         })
         .await
         .map_err(|e| format!("reading the file stopped: {e}"))?
-        .map_err(|e| format!("step {}: {e}", self.c.version))
+        .map_err(|e| format!("step {version}: {e}"))
     }
 }
 
