@@ -19,10 +19,8 @@ use crate::engine::source::Source;
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use records::{FileError, FileOptions, FileRecords};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -60,7 +58,6 @@ impl FileVersion {
 }
 
 static COUNTS: Mutex<Option<HashMap<(FileVersion, String), u64>>> = Mutex::new(None);
-static CHECKSUMS: Mutex<Option<HashMap<FileVersion, String>>> = Mutex::new(None);
 
 fn remembered<K: std::hash::Hash + Eq, V: Clone>(cache: &Mutex<Option<HashMap<K, V>>>, k: &K) -> Option<V> {
     cache
@@ -78,31 +75,7 @@ fn remember<K: std::hash::Hash + Eq, V>(cache: &Mutex<Option<HashMap<K, V>>>, k:
         .insert(k, v);
 }
 
-/// `sha256:<hex>` of the file's bytes as they are (a data file is not normalised: a changed
-/// line ending is a changed file). Remembered per file version.
-pub fn file_checksum(path: &Path) -> std::io::Result<String> {
-    let version = FileVersion::of(path)?;
-    if let Some(sum) = remembered(&CHECKSUMS, &version) {
-        return Ok(sum);
-    }
-    let mut f = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let sum = format!(
-        "{}:{}",
-        crate::engine::checksum::ALGORITHM,
-        crate::engine::value::hex(&hasher.finalize())
-    );
-    remember(&CHECKSUMS, version, sum.clone());
-    Ok(sum)
-}
+pub use crate::engine::checksum::file_checksum;
 
 /// The file's rows, counted by reading it through: blank lines are not rows, and a malformed
 /// file is an error naming file, line and column. Blocking; remembered per file version.
