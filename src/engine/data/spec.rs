@@ -409,4 +409,42 @@ mod tests {
         .unwrap();
         assert_eq!(s.target_columns(), vec!["legacy_id", "contact"]);
     }
+
+    fn file_step(source: &str) -> Result<DataStep> {
+        DataStep::parse(&format!(
+            "[source]\n{source}\n[target]\ntable = \"t\"\nnatural_key = [\"a\"]\n[[fields]]\ntarget = \"a\"\nsource = \"a\"\n"
+        ))
+    }
+
+    #[test]
+    fn a_file_source_keys_by_line_and_is_named_by_its_stem() {
+        let s = file_step("file = \"exports/patients.csv\"\ndelimiter = \";\"\nencoding = \"windows-1252\"").unwrap();
+        assert_eq!(s.source.key.columns(), [LINE_COLUMN]);
+        assert_eq!(s.source_name(), "patients");
+        let o = s.source.file_options().unwrap();
+        assert_eq!((o.delimiter, o.encoding), (Some(b';'), TextEncoding::Windows1252));
+        let s = file_step("file = \"o.xlsx\"\nsheet = \"Orders\"\nheader_row = 2\nname = \"orders\"").unwrap();
+        assert_eq!(s.source.file_options().unwrap().sheet.as_deref(), Some("Orders"));
+        assert_eq!(file_step("file = \"t.tsv\"\ndelimiter = \"\\t\"").unwrap().source.file_options().unwrap().delimiter, Some(b'\t'));
+    }
+
+    #[test]
+    fn bad_file_settings_fail_when_the_step_is_parsed() {
+        for (source, says) in [
+            ("file = \"a.csv\"\ntable = \"a\"", "has table and file"),
+            ("table = \"a\"\nkey = \"id\"\nsheet = \"S\"", "setting of a file source"),
+            ("file = \"a.csv\"\nencoding = \"ebcdic\"", "not one cutover reads"),
+            ("file = \"a.csv\"\ndelimiter = \";;\"", "one ASCII character"),
+            ("file = \"a.csv\"\nquote = \"«\"", "one ASCII character"),
+            ("file = \"a.csv\"\nkey = \"id\"", "its key is \"_line\""),
+            ("file = \"a.csv\"\nsheet = \"S\"", "sheet is a workbook setting"),
+            ("file = \"a.xlsx\"\ndelimiter = \";\"", "is a workbook"),
+            ("file = \"a.csv\"\nheader_row = 0", "1-based"),
+            ("table = \"a\"", "key must name"),
+            ("", "needs a table, a query or a file"),
+        ] {
+            let err = file_step(source).unwrap_err().to_string();
+            assert!(err.contains(says), "{source:?}: {err}");
+        }
+    }
 }
