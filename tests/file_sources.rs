@@ -137,7 +137,11 @@ fn a_real_export(b: Backend) {
     let items = rejects.as_array().unwrap();
     assert_eq!(items.len(), 1, "{rejects}");
     let r = &items[0];
-    assert_eq!((r["source_table"].as_str(), r["source_key"].as_str()), (Some("patients"), Some("6")), "{r}");
+    assert_eq!(
+        (r["source_table"].as_str(), r["source_key"].as_str()),
+        (Some("patients"), Some("6")),
+        "{r}"
+    );
     assert_eq!(r["row"]["firstName"], "Nobody", "{r}");
     assert_eq!(r["row"]["_line"], 6, "{r}");
 
@@ -154,7 +158,8 @@ fn a_real_export(b: Backend) {
 
     // verify counts the file for the step's accounting.
     let out = p.run(&["verify", "--json"]);
-    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&out).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
     let check = report["checks"]
         .as_array()
         .unwrap()
@@ -247,7 +252,11 @@ fn an_absolute_file_with_a_database_source() {
     p.data_step(PATIENTS, &patients_step("p.csv", ""));
     let o = p.run(&["up"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("is relative, but the project's source is not a folder"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is relative, but the project's source is not a folder"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A table step in a project whose source is a folder: a clear error, no database opened.
@@ -280,7 +289,11 @@ fn resumes_from_its_checkpoint() {
     let write = |fixed: bool| {
         let mut text = String::from("mrn,firstName,notes\n");
         for i in 1..=N {
-            let mrn = if i == BAD && !fixed { String::new() } else { format!("m{i:05}") };
+            let mrn = if i == BAD && !fixed {
+                String::new()
+            } else {
+                format!("m{i:05}")
+            };
             text.push_str(&format!("{mrn},n{i},\n"));
             if i % 500 == 0 {
                 text.push('\n'); // blank lines shift the lines, never the rows
@@ -293,9 +306,15 @@ fn resumes_from_its_checkpoint() {
     let o = p.run(&["up"]);
     assert!(!o.status.success(), "the missing MRN stops the step");
     let written = p.count("patients");
-    assert_eq!(written, 1_200, "every batch before the bad row committed, nothing after it");
+    assert_eq!(
+        written, 1_200,
+        "every batch before the bad row committed, nothing after it"
+    );
     let checkpoint = p.target_sql("SELECT last_key FROM cutover_checkpoints");
-    assert_eq!(checkpoint, "1203", "row 1200 is on line 1203 (two blank lines above it)");
+    assert_eq!(
+        checkpoint, "1203",
+        "row 1200 is on line 1203 (two blank lines above it)"
+    );
     write(true);
     p.ok(&["up"]);
     assert_eq!(p.count("patients"), N as i64);
@@ -348,7 +367,11 @@ fn malformed_files_are_refused_before_anything_is_written() {
         for s in *says {
             assert!(err.contains(s), "{file}: says {s:?}\n{err}");
         }
-        assert!(p.user_tables().is_empty(), "{file}: nothing written: {:?}", p.user_tables());
+        assert!(
+            p.user_tables().is_empty(),
+            "{file}: nothing written: {:?}",
+            p.user_tables()
+        );
         p.assert_states(&["pending", "pending"]);
     }
 }
@@ -374,18 +397,32 @@ fn a_changed_file_is_modified_until_repaired() {
     let s = status_of(&p, V_PATIENTS);
     assert_eq!(s["state"], "applied", "{s}");
     let recorded = p.target_sql("SELECT source_checksum FROM cutover_ledger WHERE version = '20250101T090100'");
-    assert!(recorded.starts_with("sha256:") && recorded.len() == 7 + 64, "{recorded}");
+    assert!(
+        recorded.starts_with("sha256:") && recorded.len() == 7 + 64,
+        "{recorded}"
+    );
 
     std::fs::write(&file, "mrn,firstName,notes\na1,Ann,\na2,Bob,\n").unwrap();
     let s = status_of(&p, V_PATIENTS);
-    assert_eq!((s["state"].as_str(), s["checksum_state"].as_str()), (Some("modified"), Some("modified")), "{s}");
-    assert!(s["modified_file"].as_str().unwrap().ends_with("export/patients.csv"), "{s}");
+    assert_eq!(
+        (s["state"].as_str(), s["checksum_state"].as_str()),
+        (Some("modified"), Some("modified")),
+        "{s}"
+    );
+    assert!(
+        s["modified_file"].as_str().unwrap().ends_with("export/patients.csv"),
+        "{s}"
+    );
     let text = p.ok(&["status"]);
     assert!(text.contains("modified"), "{text}");
 
     let o = p.run(&["up"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stderr(&o).contains("export/patients.csv has changed since"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("export/patients.csv has changed since"),
+        "{}",
+        stderr(&o)
+    );
 
     let r = p.ok(&["repair"]);
     assert!(r.contains("patients.csv"), "{r}");

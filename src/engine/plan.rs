@@ -41,9 +41,9 @@ pub fn compute_status(steps: &[StepDef], ledger: &[LedgerRow]) -> Vec<StepStatus
         let row = ledger.iter().find(|r| r.version == def.version);
         // The data file a step read, as it is now, when the ledger holds what it was.
         let source_checksum = match (row.and_then(|r| r.source_checksum.as_ref()), &def.source_file) {
-            (Some(_), Some(path)) => Some(
-                crate::engine::checksum::file_checksum(path).unwrap_or_else(|e| format!("(cannot be read: {e})")),
-            ),
+            (Some(_), Some(path)) => {
+                Some(crate::engine::checksum::file_checksum(path).unwrap_or_else(|e| format!("(cannot be read: {e})")))
+            }
             _ => None,
         };
         let (state, checksum_state, modified_file) = match row {

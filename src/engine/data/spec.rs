@@ -425,7 +425,15 @@ mod tests {
         assert_eq!((o.delimiter, o.encoding), (Some(b';'), TextEncoding::Windows1252));
         let s = file_step("file = \"o.xlsx\"\nsheet = \"Orders\"\nheader_row = 2\nname = \"orders\"").unwrap();
         assert_eq!(s.source.file_options().unwrap().sheet.as_deref(), Some("Orders"));
-        assert_eq!(file_step("file = \"t.tsv\"\ndelimiter = \"\\t\"").unwrap().source.file_options().unwrap().delimiter, Some(b'\t'));
+        assert_eq!(
+            file_step("file = \"t.tsv\"\ndelimiter = \"\\t\"")
+                .unwrap()
+                .source
+                .file_options()
+                .unwrap()
+                .delimiter,
+            Some(b'\t')
+        );
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! A database table or query as a `Source`: keyset pages through `SourceReader`.
 
+use crate::engine::config::Config;
 use crate::engine::data::pipeline::{CompiledStep, SourceBatch};
 use crate::engine::data::reader::SourceReader;
 use crate::engine::db::Db;
 use crate::engine::source::Source;
 use crate::engine::value::Value;
-use crate::engine::config::Config;
 use color_eyre::eyre::{Result, eyre};
 use std::future::Future;
 
@@ -41,7 +41,10 @@ pub async fn count_step_source(config: &Config, db: Option<&Db>, c: &CompiledSte
     }
     match db {
         Some(db) => count_source(db, c).await,
-        None => Err(config.source_db().err().unwrap_or_else(|| eyre!("the source is not open"))),
+        None => Err(config
+            .source_db()
+            .err()
+            .unwrap_or_else(|| eyre!("the source is not open"))),
     }
 }
 

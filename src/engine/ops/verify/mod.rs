@@ -88,7 +88,12 @@ pub async fn verify(project: &Project) -> Result<VerifyReport> {
         Some(match &project.config.source {
             None if project.config.source_folder.is_some() => Source::Unavailable(format!(
                 "no source database: {}",
-                project.config.source_db().err().map(|e| e.to_string()).unwrap_or_default()
+                project
+                    .config
+                    .source_db()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
             )),
             None => Source::Unavailable(
                 "no source connection: set [source] url in cutover.toml, --source or CUTOVER_SOURCE".into(),

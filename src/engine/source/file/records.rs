@@ -9,10 +9,10 @@
 
 use crate::engine::value::Value;
 use calamine::{Data, Range, Reader};
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -256,7 +256,10 @@ impl FileRecords {
                 let cells = cells
                     .iter()
                     .enumerate()
-                    .map(|(i, b)| c.decode(b).map_err(|p| Self::err(path, Some(line), Some(format!("{}", i + 1)), p)))
+                    .map(|(i, b)| {
+                        c.decode(b)
+                            .map_err(|p| Self::err(path, Some(line), Some(format!("{}", i + 1)), p))
+                    })
                     .collect::<Result<Vec<String>, FileError>>()?;
                 header = Some((line, cells));
                 break;
@@ -393,9 +396,14 @@ fn detect_delimiter(head: &[u8], quote: u8) -> u8 {
     if counts[best] == 0 { b',' } else { candidates[best] }
 }
 
+/// A record's first line and its cells as bytes.
+type RawRecord = (u64, Vec<Vec<u8>>);
+/// A place in the file as the csv reader counts it.
+type LineAndByte = (u64, u64);
+
 impl CsvRecords {
     /// The next record as raw cells with its line, or `None` at the end.
-    fn read_raw(&mut self, path: &Path) -> Result<Option<(u64, Vec<Vec<u8>>)>, FileError> {
+    fn read_raw(&mut self, path: &Path) -> Result<Option<RawRecord>, FileError> {
         let (line, _) = match self.read_into(path)? {
             Some(at) => at,
             None => return Ok(None),
@@ -409,7 +417,7 @@ impl CsvRecords {
     /// The csv crate's record position is where the previous record ended (the rest of its
     /// terminator and any blank lines before this record are not yet consumed), so it cannot
     /// say on which line a record starts: `LineBreaks` can.
-    fn read_into(&mut self, path: &Path) -> Result<Option<(u64, (u64, u64))>, FileError> {
+    fn read_into(&mut self, path: &Path) -> Result<Option<(u64, LineAndByte)>, FileError> {
         if self.done {
             return Ok(None);
         }
@@ -627,10 +635,7 @@ struct BreakTracking<R> {
 impl<R: Read> Read for BreakTracking<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.breaks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .saw(&buf[..n]);
+        self.breaks.lock().unwrap_or_else(|p| p.into_inner()).saw(&buf[..n]);
         Ok(n)
     }
 }
@@ -680,7 +685,10 @@ fn sheet_value(cell: &Data) -> (Value, Option<String>) {
         Data::DateTime(d) if d.is_datetime() => match d.as_datetime() {
             Some(dt) if dt.time() == chrono::NaiveTime::MIN => (Value::Text(dt.format("%Y-%m-%d").to_string()), None),
             Some(dt) => (Value::Text(dt.format("%Y-%m-%dT%H:%M:%S").to_string()), None),
-            None => (Value::Null, Some(format!("holds a date Excel cannot show ({})", d.as_f64()))),
+            None => (
+                Value::Null,
+                Some(format!("holds a date Excel cannot show ({})", d.as_f64())),
+            ),
         },
         Data::DateTime(d) => (Value::Real(d.as_f64()), None),
         Data::DateTimeIso(s) | Data::DurationIso(s) => (Value::Text(s.clone()), None),
@@ -704,7 +712,8 @@ pub fn column_letters(mut index: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    // By its own path: `super` would name engine::source::file, which reads this module.
+    use crate::engine::source::file::records::*;
 
     fn csv_file(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
@@ -713,13 +722,20 @@ mod tests {
         (dir, p)
     }
 
-    /// Every record as (line, cells as text, issue?).
-    fn read_all(p: &Path, opts: &FileOptions) -> Result<(Vec<String>, Vec<(u64, Vec<String>, bool)>), FileError> {
+    /// A record as (line, cells as text, has an issue).
+    type Row = (u64, Vec<String>, bool);
+
+    /// The headers and every record.
+    fn read_all(p: &Path, opts: &FileOptions) -> Result<(Vec<String>, Vec<Row>), FileError> {
         let mut r = FileRecords::open(p, opts)?;
         let headers = r.headers().to_vec();
         let mut out = Vec::new();
         while let Some(rec) = r.next_record()? {
-            let cells = rec.cells.iter().map(|v| v.to_text().unwrap_or_else(|| "NULL".into())).collect();
+            let cells = rec
+                .cells
+                .iter()
+                .map(|v| v.to_text().unwrap_or_else(|| "NULL".into()))
+                .collect();
             out.push((rec.line, cells, rec.issue.is_some()));
         }
         Ok((headers, out))
@@ -735,7 +751,11 @@ mod tests {
         assert_eq!(
             rows,
             [
-                (2, vec!["1".into(), "Ann".into(), "said \"hi\", then left".into()], false),
+                (
+                    2,
+                    vec!["1".into(), "Ann".into(), "said \"hi\", then left".into()],
+                    false
+                ),
                 (4, vec!["2".into(), "Bob".into(), "two\r\nlines".into()], false),
                 // line 6 is only delimiters: not a row
                 (7, vec!["3".into(), "Lee, Jr".into(), "".into()], false),
@@ -847,7 +867,10 @@ mod tests {
             ]
         );
         let second = r.next_record().unwrap().unwrap();
-        assert_eq!((second.line, &second.cells[0], &second.cells[1]), (4, &Value::Text("A-2".into()), &Value::Null));
+        assert_eq!(
+            (second.line, &second.cells[0], &second.cells[1]),
+            (4, &Value::Text("A-2".into()), &Value::Null)
+        );
         assert!(r.next_record().unwrap().is_none());
 
         let e = FileRecords::open(
@@ -859,7 +882,10 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(e.to_string().contains("no sheet 'Patients'; its sheets are 'Orders'"), "{e}");
+        assert!(
+            e.to_string().contains("no sheet 'Patients'; its sheets are 'Orders'"),
+            "{e}"
+        );
     }
 
     #[test]
