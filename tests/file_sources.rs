@@ -431,3 +431,33 @@ fn a_changed_file_is_modified_until_repaired() {
     assert_ne!(now, recorded, "repair recorded the new file");
     p.ok(&["up"]);
 }
+
+/// A row with fewer cells than the header is a bad row, not a bad file: a `decode` reject at
+/// its line, naming the first missing column; the rows around it are written.
+#[test]
+fn a_short_row_is_a_reject_at_its_line() {
+    let p = project(Backend::Sqlite, "");
+    std::fs::write(
+        export(&p).join("patients.csv"),
+        "mrn,firstName,notes\na1,Ann,x\na2\na3,Lee,y\n",
+    )
+    .unwrap();
+    p.data_step(PATIENTS, &patients_step("patients.csv", ""));
+    p.ok(&["up", "--continue-on-error"]);
+    assert_eq!(p.target_sql("SELECT mrn FROM patients ORDER BY mrn"), "A1\nA3");
+    let rejects = p.json(&["rejects", "list"]);
+    let r = &rejects.as_array().unwrap()[0];
+    assert_eq!(
+        (r["source_key"].as_str(), r["rule"].as_str()),
+        (Some("3"), Some("decode")),
+        "{r}"
+    );
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("'firstName' and the columns after it are missing"),
+        "{r}"
+    );
+    assert_eq!(counts(&p, V_PATIENTS), (3, 2, 0, 1));
+}
