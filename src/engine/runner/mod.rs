@@ -299,7 +299,7 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
 async fn count_sources(project: &Project) -> color_eyre::Result<(Vec<(String, u64)>, Vec<(String, String)>)> {
     use crate::engine::db::{Db, Role};
     use crate::engine::project::StepKind;
-    use crate::engine::source::table::count_source;
+    use crate::engine::source::table::count_step_source;
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     let ledger_rows = crate::engine::store::ledger::load(&target).await;
     target.close().await;
@@ -312,19 +312,22 @@ async fn count_sources(project: &Project) -> color_eyre::Result<(Vec<(String, u6
     if todo.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let Some(url) = project.config.source.as_ref() else {
-        return Err(color_eyre::eyre::eyre!("no source is configured"));
+    // The source database is opened only when a step reads it: file steps count their files.
+    let source = match project.config.source.as_ref() {
+        Some(url) => Some(Db::connect(url, &project.config.dir, Role::Source).await?),
+        None => None,
     };
-    let source = Db::connect(url, &project.config.dir, Role::Source).await?;
     let (mut rows, mut errors) = (Vec::new(), Vec::new());
+    let config = &project.config;
     for step in todo {
         let counted: color_eyre::Result<u64> = async {
             Ok(match step.kind {
                 StepKind::Merge => {
                     let m = crate::engine::steps::merge::MergeStep::load(&step)?;
-                    count_source(&source, &m.a).await? + count_source(&source, &m.b).await?
+                    count_step_source(config, source.as_ref(), &m.a).await?
+                        + count_step_source(config, source.as_ref(), &m.b).await?
                 }
-                _ => count_source(&source, &crate::engine::ops::load_compiled(&step)?).await?,
+                _ => count_step_source(config, source.as_ref(), &crate::engine::ops::load_compiled(&step)?).await?,
             })
         }
         .await;
@@ -336,7 +339,9 @@ async fn count_sources(project: &Project) -> color_eyre::Result<(Vec<(String, u6
             )),
         }
     }
-    source.close().await;
+    if let Some(source) = source {
+        source.close().await;
+    }
     Ok((rows, errors))
 }
 
