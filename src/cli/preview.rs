@@ -95,12 +95,18 @@ pub async fn run(cli: &Cli, args: &PreviewArgs) -> Result<i32> {
         }
         println!("{out}");
     } else {
-        print!("{}", render_plain(&preview, args.into.as_deref(), targets.as_deref(), &suggestions));
+        print!(
+            "{}",
+            render_plain(&preview, args.into.as_deref(), targets.as_deref(), &suggestions)
+        );
         if let Some(n) = &note {
             println!("\n! {n}");
         }
         if let Some(w) = &written {
-            println!("\nwrote {}: check the CHECK comments (natural key, id map), then `cutover up --dry-run`", w.display());
+            println!(
+                "\nwrote {}: check the CHECK comments (natural key, id map), then `cutover up --dry-run`",
+                w.display()
+            );
         }
     }
     Ok(exit::OK)
@@ -153,7 +159,11 @@ pub fn render_plain(
     suggestions: &[Suggestion],
 ) -> String {
     let mut out = String::new();
-    let sheet = preview.sheet.as_ref().map(|s| format!(" (sheet {s})")).unwrap_or_default();
+    let sheet = preview
+        .sheet
+        .as_ref()
+        .map(|s| format!(" (sheet {s})"))
+        .unwrap_or_default();
     out.push_str(&format!(
         "{}{sheet}: {} rows, {} columns{}\n\n",
         preview.file,
@@ -165,7 +175,13 @@ pub fn render_plain(
             String::new()
         }
     ));
-    let name_w = preview.columns.iter().map(|c| c.name.chars().count()).max().unwrap_or(6).clamp(6, 28);
+    let name_w = preview
+        .columns
+        .iter()
+        .map(|c| c.name.chars().count())
+        .max()
+        .unwrap_or(6)
+        .clamp(6, 28);
     let types: Vec<String> = preview
         .columns
         .iter()
@@ -178,7 +194,10 @@ pub fn render_plain(
         })
         .collect();
     let type_w = types.iter().map(|t| t.chars().count()).max().unwrap_or(4).clamp(4, 30);
-    out.push_str(&format!("{:<name_w$}  {:<type_w$}  {:>5}  samples\n", "column", "type", "blank"));
+    out.push_str(&format!(
+        "{:<name_w$}  {:<type_w$}  {:>5}  samples\n",
+        "column", "type", "blank"
+    ));
     for (c, t) in preview.columns.iter().zip(&types) {
         out.push_str(&format!(
             "{:<name_w$}  {:<type_w$}  {:>5}  {}\n",
@@ -197,7 +216,12 @@ pub fn render_plain(
     }
     if let (Some(table), Some(targets)) = (into, targets) {
         out.push_str(&format!("\nsuggested mapping into {table}\n"));
-        let tw = targets.iter().map(|t| t.name.chars().count()).max().unwrap_or(6).clamp(6, 28);
+        let tw = targets
+            .iter()
+            .map(|t| t.name.chars().count())
+            .max()
+            .unwrap_or(6)
+            .clamp(6, 28);
         for s in suggestions {
             let transforms: Vec<String> = s
                 .transforms
@@ -234,7 +258,10 @@ pub fn render_plain(
             .map(|t| t.name.as_str())
             .collect();
         if !unfilled.is_empty() {
-            out.push_str(&format!("target columns no file column fills: {}\n", unfilled.join(", ")));
+            out.push_str(&format!(
+                "target columns no file column fills: {}\n",
+                unfilled.join(", ")
+            ));
         }
     }
     out

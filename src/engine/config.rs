@@ -514,14 +514,20 @@ pub fn source_folder_of(project_dir: &Path, url: &str) -> Result<Option<PathBuf>
     let Some(rest) = url.strip_prefix("file://") else {
         return Ok(None);
     };
-    let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy().into_owned();
+    let decoded = percent_encoding::percent_decode_str(rest)
+        .decode_utf8_lossy()
+        .into_owned();
     if decoded.trim().is_empty() {
         return Err(eyre!(
             "[source] url = \"file://\" names no folder: write file:///absolute/path/ or file://relative/path/"
         ));
     }
     let path = PathBuf::from(&decoded);
-    Ok(Some(if path.is_absolute() { path } else { project_dir.join(path) }))
+    Ok(Some(if path.is_absolute() {
+        path
+    } else {
+        project_dir.join(path)
+    }))
 }
 
 impl Config {
@@ -720,7 +726,12 @@ mod tests {
         };
         let c = Config::parse(Path::new("/p"), text, &over).unwrap();
         assert_eq!(c.source_folder.as_deref(), Some(Path::new("/p/export")));
-        let db = Config::parse(Path::new("/p"), "[source]\nurl = \"sqlite://l.db\"\n[target]\nurl = \"sqlite://t.db\"\n", &Overrides::default()).unwrap();
+        let db = Config::parse(
+            Path::new("/p"),
+            "[source]\nurl = \"sqlite://l.db\"\n[target]\nurl = \"sqlite://t.db\"\n",
+            &Overrides::default(),
+        )
+        .unwrap();
         assert!(db.source_folder.is_none() && db.source.is_some());
         let err = db.source_file("a.csv").unwrap_err().to_string();
         assert!(err.contains("not a folder"), "{err}");

@@ -13,13 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The project's source folder, when its source is `file://…` (an absolute path, or one
-/// relative to the project folder).
+/// The project's source folder, when its source is `file://…`.
 pub fn source_folder(config: &Config) -> Option<PathBuf> {
-    let url = config.source.as_ref()?;
-    let rest = url.expose().strip_prefix("file://")?;
-    let path = PathBuf::from(rest);
-    Some(if path.is_absolute() { path } else { config.dir.join(path) })
+    config.source_folder.clone()
 }
 
 /// The files of a folder a step can read (CSV, TSV, text and workbooks), sorted by name.
@@ -98,7 +94,10 @@ pub fn step_toml(
         source_file, preview.rows
     ));
     out.push_str("kind = \"data\"\n");
-    out.push_str(&format!("description = {}\n\n", quote(&format!("{source_file} -> {table}"))));
+    out.push_str(&format!(
+        "description = {}\n\n",
+        quote(&format!("{source_file} -> {table}"))
+    ));
     out.push_str("[source]\n");
     out.push_str(&format!("file = {}\n", quote(source_file)));
     if let Some(sheet) = &preview.sheet {
@@ -130,9 +129,7 @@ pub fn step_toml(
         );
         out.push_str(&format!("[id_map]\ncolumn = \"id\"\nmap = {}\n\n", quote(&source_name)));
     } else if natural_key.is_none() {
-        out.push_str(
-            "# CHECK: a data step needs [id_map] or a natural_key so rollback finds the rows it wrote.\n\n",
-        );
+        out.push_str("# CHECK: a data step needs [id_map] or a natural_key so rollback finds the rows it wrote.\n\n");
     }
     for s in &mapped {
         let target = s.target.as_deref().unwrap_or_default();
@@ -140,13 +137,20 @@ pub fn step_toml(
             "# {} -> {target}: confidence {:.2}{}\n",
             s.column,
             s.confidence,
-            if s.why.is_empty() { String::new() } else { format!(" ({})", s.why) }
+            if s.why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", s.why)
+            }
         ));
         out.push_str("[[fields]]\n");
         out.push_str(&format!("target = {}\n", quote(target)));
         out.push_str(&format!("source = {}\n", quote(&s.column)));
         if !s.transforms.is_empty() {
-            out.push_str(&format!("transforms = {}\n", inline_list(&s.transforms)));
+            out.push_str(&format!(
+                "transforms = {}\n",
+                super::suggest::transforms_toml(&s.transforms)
+            ));
         }
         if !s.validate.is_empty() {
             out.push_str(&format!("validate = {}\n", inline_list(&s.validate)));
@@ -203,7 +207,10 @@ pub fn save_step(migrations_dir: &Path, existing: &[StepDef], name: &str, text: 
     let taken = |v: &str| {
         existing.iter().any(|s| s.version == v)
             || std::fs::read_dir(migrations_dir)
-                .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with(v)))
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .any(|e| e.file_name().to_string_lossy().starts_with(v))
+                })
                 .unwrap_or(false)
     };
     while taken(&new_version(now)) {

@@ -55,9 +55,29 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "birth",
         ],
     ),
-    ("zip", &["zip", "zipcode", "zip_code", "postal_code", "postcode", "post_code", "postal"]),
+    (
+        "zip",
+        &[
+            "zip",
+            "zipcode",
+            "zip_code",
+            "postal_code",
+            "postcode",
+            "post_code",
+            "postal",
+        ],
+    ),
     ("gender", &["gender", "sex"]),
-    ("mrn", &["mrn", "medical_record_number", "medical_record", "record_number", "mr_number"]),
+    (
+        "mrn",
+        &[
+            "mrn",
+            "medical_record_number",
+            "medical_record",
+            "record_number",
+            "mr_number",
+        ],
+    ),
     (
         "phone",
         &[
@@ -72,13 +92,26 @@ const CONCEPTS: &[(&str, &[&str])] = &[
             "phone_no",
         ],
     ),
-    ("first_name", &["first_name", "first", "firstname", "given_name", "given", "forename"]),
+    (
+        "first_name",
+        &["first_name", "first", "firstname", "given_name", "given", "forename"],
+    ),
     (
         "last_name",
         &["last_name", "last", "lastname", "family_name", "surname", "family"],
     ),
     ("email", &["email", "e_mail", "email_address", "mail", "e_mail_address"]),
-    ("address", &["address", "address_line", "address1", "address_line1", "line1", "street"]),
+    (
+        "address",
+        &[
+            "address",
+            "address_line",
+            "address1",
+            "address_line1",
+            "line1",
+            "street",
+        ],
+    ),
     ("state", &["state", "province", "region"]),
     ("country", &["country", "country_code"]),
     ("external_id", &["external_id", "legacy_id", "ext_id", "source_id"]),
@@ -102,8 +135,9 @@ pub fn words(name: &str) -> Vec<String> {
         let prev = i.checked_sub(1).map(|j| chars[j]);
         let next = chars.get(i + 1).copied();
         let boundary = c.is_uppercase()
-            && prev.is_some_and(|p| p.is_lowercase() || p.is_ascii_digit()
-                || (p.is_uppercase() && next.is_some_and(char::is_lowercase)));
+            && prev.is_some_and(|p| {
+                p.is_lowercase() || p.is_ascii_digit() || (p.is_uppercase() && next.is_some_and(char::is_lowercase))
+            });
         if boundary && !cur.is_empty() {
             out.push(std::mem::take(&mut cur));
         }
@@ -163,7 +197,14 @@ pub fn name_score(column: &str, target: &str) -> (f64, String) {
     // `test_type` vs `type_of_test`.
     let shared = cw.iter().filter(|w| tw.contains(w)).count();
     let dice = 2.0 * shared as f64 / (cw.len() + tw.len()) as f64;
-    (dice * 0.75, if shared > 0 { "shares words".into() } else { String::new() })
+    (
+        dice * 0.75,
+        if shared > 0 {
+            "shares words".into()
+        } else {
+            String::new()
+        },
+    )
 }
 
 /// Whether the values fit the target column: +0.1 when they confirm, -0.3 when they
@@ -224,7 +265,11 @@ pub fn suggest(preview: &Preview, targets: &[TargetColumn]) -> Vec<Suggestion> {
                     confidence: (score * 100.0).round() / 100.0,
                     transforms,
                     validate,
-                    why: [why, what].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join("; "),
+                    why: [why, what]
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("; "),
                 }
             }
             None => {
@@ -361,5 +406,99 @@ mod tests {
         }
         assert!(name_score("notes", "first_name").0 < MIN_CONFIDENCE);
         assert!(name_score("patient_first_name", "last_name").0 < MIN_CONFIDENCE);
+    }
+}
+
+/// A transform as `step.toml` writes it, inline: a bare name when its options are the defaults
+/// (`"gender_normalize"`), else a one-key table (`{ date = { formats = [...] } }`).
+pub fn transform_toml(t: &Transform) -> String {
+    match t {
+        Transform::GenderNormalize(g) if *g == GenderSpec::default() => "\"gender_normalize\"".into(),
+        Transform::Phone(p) if *p == PhoneSpec::default() => "\"phone\"".into(),
+        other => match toml::Value::try_from(other) {
+            Ok(v) => v.to_string(),
+            Err(e) => format!("\"(cannot write {}: {e})\"", other.name()),
+        },
+    }
+}
+
+/// A transform list as `step.toml` writes it: `["trim", { date = { ... } }]`.
+pub fn transforms_toml(ts: &[Transform]) -> String {
+    format!("[{}]", ts.iter().map(transform_toml).collect::<Vec<_>>().join(", "))
+}
+
+/// Read a transform list as typed by an operator, in `step.toml`'s syntax (the brackets may
+/// be left out: `trim, lower`); the error is the TOML parser's.
+pub fn parse_transforms(text: &str) -> Result<Vec<Transform>, String> {
+    #[derive(Deserialize)]
+    struct List {
+        t: Vec<Transform>,
+    }
+    let trimmed = text.trim();
+    let body = if trimmed.starts_with('[') {
+        trimmed.to_string()
+    } else {
+        // Bare words are names: `trim, lower` is `["trim", "lower"]`.
+        let items: Vec<String> = split_top_level(trimmed)
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                if s.starts_with('{') || s.starts_with('"') {
+                    s
+                } else {
+                    format!("\"{s}\"")
+                }
+            })
+            .collect();
+        format!("[{}]", items.join(", "))
+    };
+    toml::from_str::<List>(&format!("t = {body}"))
+        .map(|l| l.t)
+        .map_err(|e| e.message().to_string())
+}
+
+/// Split on commas outside braces, brackets and quotes.
+fn split_top_level(s: &str) -> Vec<String> {
+    let (mut out, mut cur, mut depth, mut quoted) = (Vec::new(), String::new(), 0i32, false);
+    for c in s.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '{' | '[' if !quoted => depth += 1,
+            '}' | ']' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                out.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur.trim().to_string());
+    out
+}
+
+#[cfg(test)]
+mod toml_tests {
+    use super::*;
+
+    #[test]
+    fn transforms_round_trip_through_their_text() {
+        let ts = vec![
+            Transform::Trim,
+            Transform::GenderNormalize(GenderSpec::default()),
+            Transform::Date(DateSpec {
+                formats: vec!["%m/%d/%Y".into()],
+                ..DateSpec::default()
+            }),
+        ];
+        let text = transforms_toml(&ts);
+        assert!(text.starts_with("[\"trim\", \"gender_normalize\", { date = "), "{text}");
+        assert_eq!(parse_transforms(&text).unwrap(), ts);
+        assert_eq!(
+            parse_transforms("trim, lower").unwrap(),
+            vec![Transform::Trim, Transform::Lower]
+        );
+        assert!(parse_transforms("trim, nonsense").is_err());
     }
 }

@@ -35,9 +35,7 @@ pub fn step_file(config: &Config, c: &CompiledStep) -> Result<PathBuf> {
         .file
         .as_deref()
         .ok_or_else(|| eyre!("step {} does not read a file", c.version))?;
-    config
-        .source_file(file)
-        .map_err(|e| eyre!("step {}: {e}", c.version))
+    config.source_file(file).map_err(|e| eyre!("step {}: {e}", c.version))
 }
 
 /// One version of a file on disk: a file rewritten in place has another size or time.

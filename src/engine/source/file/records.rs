@@ -236,7 +236,10 @@ impl FileRecords {
                 let cells = cells
                     .iter()
                     .enumerate()
-                    .map(|(i, b)| c.decode(b).map_err(|p| Self::err(path, Some(line), Some(format!("{}", i + 1)), p)))
+                    .map(|(i, b)| {
+                        c.decode(b)
+                            .map_err(|p| Self::err(path, Some(line), Some(format!("{}", i + 1)), p))
+                    })
                     .collect::<Result<Vec<String>, FileError>>()?;
                 header = Some((line, cells));
                 break;
@@ -570,7 +573,10 @@ fn sheet_value(cell: &Data) -> (Value, Option<String>) {
         Data::DateTime(d) if d.is_datetime() => match d.as_datetime() {
             Some(dt) if dt.time() == chrono::NaiveTime::MIN => (Value::Text(dt.format("%Y-%m-%d").to_string()), None),
             Some(dt) => (Value::Text(dt.format("%Y-%m-%dT%H:%M:%S").to_string()), None),
-            None => (Value::Null, Some(format!("holds a date Excel cannot show ({})", d.as_f64()))),
+            None => (
+                Value::Null,
+                Some(format!("holds a date Excel cannot show ({})", d.as_f64())),
+            ),
         },
         Data::DateTime(d) => (Value::Real(d.as_f64()), None),
         Data::DateTimeIso(s) | Data::DurationIso(s) => (Value::Text(s.clone()), None),
