@@ -63,6 +63,19 @@ pub struct ColumnPreview {
     pub samples: Vec<String>,
 }
 
+/// A preview with its suggested mapping, as the engine answers `Command::PreviewFile`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PreviewReport {
+    /// The file as asked for (relative to the source folder, or absolute).
+    pub file: String,
+    pub into: Option<String>,
+    pub preview: Option<Preview>,
+    /// The target table's columns; None when it has no such table (then `error` says so).
+    pub targets: Option<Vec<TargetColumn>>,
+    pub suggestions: Vec<Suggestion>,
+    pub error: Option<String>,
+}
+
 /// Read the whole file (for the count and the types) and keep `rows` sample rows; memory
 /// does not grow with the file.
 pub fn preview_file(path: &Path, opts: &FileOptions, rows: usize) -> Result<Preview, FileError> {

@@ -292,3 +292,56 @@ pub async fn dry_run_step(project: &Project, name: &str, text: &str) -> Result<S
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
+
+/// The answer to `Command::PreviewFile`: the preview (read on a blocking thread) and, with
+/// `into`, the target's columns and the suggested mapping. Errors are in the report.
+pub async fn preview_report(
+    project: &Project,
+    file: &str,
+    sheet: Option<String>,
+    into: Option<String>,
+    rows: usize,
+) -> super::PreviewReport {
+    let mut report = super::PreviewReport {
+        file: file.to_string(),
+        into: into.clone(),
+        ..Default::default()
+    };
+    let path = match (Path::new(file).is_absolute(), source_folder(&project.config)) {
+        (true, _) => PathBuf::from(file),
+        (false, Some(folder)) => folder.join(file),
+        (false, None) => project.config.dir.join(file),
+    };
+    let opts = crate::engine::source::file::records::FileOptions {
+        sheet,
+        ..Default::default()
+    };
+    let read = tokio::task::spawn_blocking(move || super::preview_file(&path, &opts, rows)).await;
+    let preview = match read {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            report.error = Some(e.to_string());
+            return report;
+        }
+        Err(e) => {
+            report.error = Some(format!("the preview stopped: {e}"));
+            return report;
+        }
+    };
+    if let Some(table) = &into {
+        match target_columns(&project.config, table).await {
+            Ok(Some(cols)) => {
+                report.suggestions = super::suggest(&preview, &cols);
+                report.targets = Some(cols);
+            }
+            Ok(None) => {
+                report.error = Some(format!(
+                    "the target has no table '{table}' yet: apply the schema step that creates it first"
+                ));
+            }
+            Err(e) => report.error = Some(crate::engine::config::redact_url(&format!("{e:#}"))),
+        }
+    }
+    report.preview = Some(preview);
+    report
+}
