@@ -226,10 +226,7 @@ pub fn render_plain(
             let transforms: Vec<String> = s
                 .transforms
                 .iter()
-                .map(|t| match t {
-                    crate::engine::transform::Transform::Date(d) => format!("date({})", d.formats.join(", ")),
-                    other => other.name().to_string(),
-                })
+                .map(crate::engine::preview::suggest::transform_label)
                 .chain(s.validate.iter().map(|c| {
                     serde_json::to_value(c)
                         .ok()

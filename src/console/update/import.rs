@@ -65,7 +65,10 @@ pub fn on_action(state: &mut AppState, action: Action) -> Vec<Command> {
         (ImportStage::Mapping, Action::DryRun) => return dry_run(state),
         (ImportStage::Mapping, Action::ImportSave) => {
             if mapped(import) == 0 {
-                state.set_status(StatusLevel::Warn, "no column is mapped to a target column: nothing to save");
+                state.set_status(
+                    StatusLevel::Warn,
+                    "no column is mapped to a target column: nothing to save",
+                );
             } else {
                 import.editing = Some((ImportField::StepName, import.table.clone()));
             }
@@ -166,7 +169,11 @@ fn submit(state: &mut AppState) -> Vec<Command> {
                 && !import.targets.iter().any(|c| c.name == *t)
             {
                 let have: Vec<&str> = import.targets.iter().map(|c| c.name.as_str()).collect();
-                import.error = Some(format!("{} has no column '{t}' (it has: {})", import.table, have.join(", ")));
+                import.error = Some(format!(
+                    "{} has no column '{t}' (it has: {})",
+                    import.table,
+                    have.join(", ")
+                ));
                 return Vec::new();
             }
             import.editing = None;
@@ -239,7 +246,10 @@ fn dry_run(state: &mut AppState) -> Vec<Command> {
         return Vec::new();
     };
     if mapped(import) == 0 {
-        state.set_status(StatusLevel::Warn, "no column is mapped to a target column: nothing to dry-run");
+        state.set_status(
+            StatusLevel::Warn,
+            "no column is mapped to a target column: nothing to dry-run",
+        );
         return Vec::new();
     }
     let Some(step) = step_text(import) else {
@@ -338,7 +348,11 @@ pub fn on_dry_run(state: &mut AppState, report: StepDryRun, error: Option<String
         (_, Some(e)) => format!("dry run failed: {}", one_line(e)),
         _ => "dry run failed".to_string(),
     };
-    let level = if report.ok { StatusLevel::Info } else { StatusLevel::Error };
+    let level = if report.ok {
+        StatusLevel::Info
+    } else {
+        StatusLevel::Error
+    };
     import.dry_run = Some(report);
     state.set_status(level, text);
 }

@@ -5,7 +5,7 @@
 use crate::console::format::{fmt_count, truncate};
 use crate::console::state::{AppState, ImportField, ImportStage, ImportState};
 use crate::console::view::theme::Theme;
-use crate::engine::preview::suggest::transforms_toml;
+use crate::engine::preview::suggest::transform_label;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -23,16 +23,16 @@ impl Widget for ImportPane<'_> {
         let theme = Theme::of(self.state);
         let title = match (&import.file, import.stage) {
             (Some(f), ImportStage::Mapping) => format!(" Import · {f} → {} ", import.table),
-            _ => format!(
-                " Import · {} ",
-                import.folder.as_deref().unwrap_or("the source folder")
-            ),
+            _ => format!(" Import · {} ", import.folder.as_deref().unwrap_or("the source folder")),
         };
         let block = Block::default()
             .borders(Borders::ALL)
             .border_type(BorderType::Thick)
             .border_style(theme.border(true))
-            .title(Span::styled(truncate(&title, area.width.saturating_sub(4) as usize), theme.bold()));
+            .title(Span::styled(
+                truncate(&title, area.width.saturating_sub(4) as usize),
+                theme.bold(),
+            ));
         let inner = block.inner(area);
         block.render(area, buf);
         if inner.height < 4 || inner.width < 30 {
@@ -218,8 +218,8 @@ fn render_mapping(import: &ImportState, theme: Theme, area: Rect, buf: &mut Buff
             } else {
                 String::new()
             };
-            let transforms = transforms_toml(&r.suggestion.transforms);
-            let transforms = transforms.trim_start_matches('[').trim_end_matches(']').replace('"', "");
+            let transforms: Vec<String> = r.suggestion.transforms.iter().map(transform_label).collect();
+            let transforms = transforms.join(", ");
             Row::new(vec![
                 Cell::from(r.suggestion.column.clone()),
                 Cell::from(kind),

@@ -502,3 +502,12 @@ mod toml_tests {
         assert!(parse_transforms("trim, nonsense").is_err());
     }
 }
+
+/// A transform in a few characters, for tables: its name, and a date's formats.
+pub fn transform_label(t: &Transform) -> String {
+    match t {
+        Transform::Date(d) | Transform::Datetime(d) => format!("{}({})", t.name(), d.formats.join(" ")),
+        Transform::Phone(p) => format!("phone({})", p.country),
+        other => other.name().to_string(),
+    }
+}

@@ -289,7 +289,12 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                     };
                     let _ = ev_tx.send(ev).await;
                 }
-                Command::PreviewFile { file, sheet, into, rows } => {
+                Command::PreviewFile {
+                    file,
+                    sheet,
+                    into,
+                    rows,
+                } => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {
                         let report = crate::engine::preview::step::preview_report(&p, &file, sheet, into, rows).await;
