@@ -317,6 +317,8 @@ pub fn transforms_for(col: &ColumnPreview, target: Option<&TargetColumn>) -> (Ve
             } else {
                 col.formats.clone()
             };
+            // `..default()` keeps options added to `date` later (issue 12: excel_serial) at theirs.
+            #[allow(clippy::needless_update)]
             let spec = DateSpec {
                 formats,
                 on_error: OnError::Reject,
@@ -483,6 +485,7 @@ mod toml_tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::needless_update)]
     fn transforms_round_trip_through_their_text() {
         let ts = vec![
             Transform::Trim,
