@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod exit;
 pub mod output;
+pub mod preview;
 pub mod rejects;
 pub mod review;
 pub mod templates;
@@ -163,6 +164,8 @@ pub enum Verb {
         #[command(subcommand)]
         action: crate::cli::review::ReviewAction,
     },
+    /// Look at a file: headers, inferred types, rows, samples; with --into, a suggested mapping.
+    Preview(crate::cli::preview::PreviewArgs),
     /// Generate a legacy clinic database (for tests and benchmarks).
     Generate {
         /// The SQLite file to write (a manifest is written beside it).
@@ -350,6 +353,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             let project = load(&cli)?;
             crate::cli::verify::run(&project, cli.json).await
         }
+        Verb::Preview(args) => crate::cli::preview::run(&cli, args).await,
         Verb::Generate { path, patients, seed } => {
             let cfg = crate::generator::GeneratorConfig {
                 patients: *patients,

@@ -263,6 +263,87 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                         let _ = tx.send(EngineEvent::ReviewRecords(Box::new(records))).await;
                     });
                 }
+                Command::ListImportFiles => {
+                    let folder = crate::engine::preview::step::source_folder(&project.config);
+                    let ev = match &folder {
+                        Some(f) => match crate::engine::preview::step::list_files(f) {
+                            Ok(files) => EngineEvent::ImportFiles {
+                                folder: Some(f.display().to_string()),
+                                files,
+                                error: None,
+                            },
+                            Err(e) => EngineEvent::ImportFiles {
+                                folder: Some(f.display().to_string()),
+                                files: Vec::new(),
+                                error: Some(format!("{e:#}")),
+                            },
+                        },
+                        None => EngineEvent::ImportFiles {
+                            folder: None,
+                            files: Vec::new(),
+                            error: Some(
+                                "the project's source is not a folder of files: set [source] url = \"file:///path/to/export/\" (or --source file://…)"
+                                    .into(),
+                            ),
+                        },
+                    };
+                    let _ = ev_tx.send(ev).await;
+                }
+                Command::PreviewFile {
+                    file,
+                    sheet,
+                    into,
+                    rows,
+                } => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let report = crate::engine::preview::step::preview_report(&p, &file, sheet, into, rows).await;
+                        let _ = tx.send(EngineEvent::Preview(Box::new(report))).await;
+                    });
+                }
+                Command::DryRunImport { name, step } => {
+                    if running.is_some() {
+                        let _ = ev_tx
+                            .send(EngineEvent::ImportDryRun {
+                                report: Default::default(),
+                                error: Some("a run is in progress; dry-run the import after it ends".into()),
+                            })
+                            .await;
+                        continue;
+                    }
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let ev = match crate::engine::preview::step::dry_run_step(&p, &name, &step).await {
+                            Ok(report) => EngineEvent::ImportDryRun { report, error: None },
+                            Err(e) => EngineEvent::ImportDryRun {
+                                report: Default::default(),
+                                error: Some(format!("{e:#}")),
+                            },
+                        };
+                        let _ = tx.send(ev).await;
+                    });
+                }
+                Command::SaveImportStep { name, step } => {
+                    let ev = match crate::engine::preview::step::save_step(
+                        &project.config.migrations_dir,
+                        &project.steps,
+                        &name,
+                        &step,
+                    ) {
+                        Ok(dir) => {
+                            tracing::info!(path = %dir.display(), "import step saved");
+                            EngineEvent::ImportSaved {
+                                path: dir.display().to_string(),
+                                error: None,
+                            }
+                        }
+                        Err(e) => EngineEvent::ImportSaved {
+                            path: String::new(),
+                            error: Some(format!("{e:#}")),
+                        },
+                    };
+                    let _ = ev_tx.send(ev).await;
+                }
                 Command::ExportRejects { filter, stamp } => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {
