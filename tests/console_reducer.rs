@@ -2211,3 +2211,278 @@ fn step_details_say_what_a_step_reads_writes_and_waits_for() {
         other => panic!("expected the step details, got {other:?}"),
     }
 }
+
+// ---- The import pane (`i`) ----
+
+const IMPORT_CSV: &str = "patient_first_name,birth_date,Email Address,phone_number,sex,MRN#,notes\n\
+Ann,1985-03-14,ann@example.com,(415) 555-2671,F,mrn001,hi\n\
+Bo,3/4/1990,bo@x.org,415-555-2672,m,MRN002,\n";
+
+/// The engine's answer to a preview of IMPORT_CSV into the scenario's patients table.
+fn import_report(file: &str, into: &str) -> cutover::engine::preview::PreviewReport {
+    use cutover::engine::preview::{PreviewReport, TargetColumn, preview_file, suggest};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(file);
+    std::fs::write(&path, IMPORT_CSV).expect("csv");
+    let preview = preview_file(&path, &Default::default(), 5).expect("preview");
+    let targets: Vec<TargetColumn> = [
+        ("date_of_birth", "date"),
+        ("email", "text"),
+        ("first_name", "text"),
+        ("gender", "text"),
+        ("id", "text"),
+        ("mrn", "text"),
+        ("notes", "text"),
+        ("phone", "text"),
+    ]
+    .iter()
+    .map(|(n, t)| TargetColumn {
+        name: (*n).into(),
+        sql_type: (*t).into(),
+    })
+    .collect();
+    PreviewReport {
+        file: file.into(),
+        into: Some(into.into()),
+        suggestions: suggest(&preview, &targets),
+        targets: Some(targets),
+        preview: Some(preview),
+        error: None,
+    }
+}
+
+/// The pane open on a preview of `renamed.csv` into patients.
+fn import_mapping() -> AppState {
+    let mut s = loaded(two_steps());
+    assert_eq!(update(&mut s, ch('i')), vec![Command::ListImportFiles]);
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::ImportFiles {
+            folder: Some("/data/export".into()),
+            files: vec!["orders.xlsx".into(), "renamed.csv".into()],
+            error: None,
+        }),
+    );
+    update(&mut s, ch('j'));
+    assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+    // The table is asked for, the file's stem offered.
+    assert_eq!(
+        s.import.as_ref().and_then(|i| i.editing.clone()).map(|(_, t)| t),
+        Some("renamed".to_string())
+    );
+    for _ in 0.."renamed".len() {
+        update(&mut s, key(KeyCode::Backspace));
+    }
+    type_str(&mut s, "patients");
+    let cmds = update(&mut s, key(KeyCode::Enter));
+    assert_eq!(
+        cmds,
+        vec![Command::PreviewFile {
+            file: "renamed.csv".into(),
+            sheet: None,
+            into: Some("patients".into()),
+            rows: 5,
+        }]
+    );
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Preview(Box::new(import_report("renamed.csv", "patients")))),
+    );
+    s
+}
+
+fn row_target(s: &AppState, column: &str) -> Option<String> {
+    s.import
+        .as_ref()
+        .and_then(|i| i.rows.iter().find(|r| r.suggestion.column == column))
+        .and_then(|r| r.suggestion.target.clone())
+}
+
+fn select_row(s: &mut AppState, column: &str) {
+    let i = s
+        .import
+        .as_ref()
+        .and_then(|i| i.rows.iter().position(|r| r.suggestion.column == column))
+        .expect("row");
+    update(s, key(KeyCode::Home));
+    for _ in 0..i {
+        update(s, ch('j'));
+    }
+}
+
+#[test]
+fn import_pane_shows_the_suggested_mapping() {
+    let s = import_mapping();
+    let import = s.import.as_ref().expect("open");
+    assert_eq!(import.stage, cutover::console::state::ImportStage::Mapping);
+    assert_eq!(keymap::active_context(&s), Context::Import);
+    for (col, target) in [
+        ("patient_first_name", "first_name"),
+        ("birth_date", "date_of_birth"),
+        ("Email Address", "email"),
+        ("phone_number", "phone"),
+        ("sex", "gender"),
+        ("MRN#", "mrn"),
+    ] {
+        assert_eq!(row_target(&s, col).as_deref(), Some(target), "{col}");
+    }
+}
+
+#[test]
+fn import_pane_edits_a_target_column_once_per_table() {
+    let mut s = import_mapping();
+    select_row(&mut s, "notes");
+    update(&mut s, ch('e'));
+    assert_eq!(keymap::active_context(&s), Context::ImportInput);
+    for _ in 0.."notes".len() {
+        update(&mut s, key(KeyCode::Backspace));
+    }
+    // Not a column of the table: refused, the line stays open.
+    type_str(&mut s, "nope");
+    update(&mut s, key(KeyCode::Enter));
+    assert!(
+        s.import
+            .as_ref()
+            .and_then(|i| i.error.clone())
+            .is_some_and(|e| e.contains("no column 'nope'"))
+    );
+    assert_eq!(keymap::active_context(&s), Context::ImportInput);
+    for _ in 0..4 {
+        update(&mut s, key(KeyCode::Backspace));
+    }
+    type_str(&mut s, "gender");
+    update(&mut s, key(KeyCode::Enter));
+    assert_eq!(row_target(&s, "notes").as_deref(), Some("gender"));
+    assert_eq!(row_target(&s, "sex"), None, "gender is taken by one column only");
+    assert!(
+        s.status
+            .as_ref()
+            .is_some_and(|st| st.text.contains("sex no longer goes there"))
+    );
+}
+
+#[test]
+fn import_pane_edits_transforms_and_refuses_unknown_ones() {
+    let mut s = import_mapping();
+    select_row(&mut s, "notes");
+    update(&mut s, ch('t'));
+    let current = s.import.as_ref().and_then(|i| i.editing.clone()).map(|(_, t)| t);
+    assert_eq!(current.as_deref(), Some("[\"trim\", \"empty_to_null\"]"));
+    let n = current.map_or(0, |c| c.chars().count());
+    for _ in 0..n {
+        update(&mut s, key(KeyCode::Backspace));
+    }
+    type_str(&mut s, "trim, shout");
+    update(&mut s, key(KeyCode::Enter));
+    assert!(
+        s.import.as_ref().and_then(|i| i.error.clone()).is_some(),
+        "an unknown transform is refused"
+    );
+    for _ in 0.."shout".len() {
+        update(&mut s, key(KeyCode::Backspace));
+    }
+    type_str(&mut s, "upper");
+    update(&mut s, key(KeyCode::Enter));
+    let row = s
+        .import
+        .as_ref()
+        .and_then(|i| i.rows.iter().find(|r| r.suggestion.column == "notes").cloned())
+        .expect("row");
+    use cutover::engine::transform::Transform;
+    assert_eq!(row.suggestion.transforms, vec![Transform::Trim, Transform::Upper]);
+    assert!(row.edited);
+}
+
+#[test]
+fn import_pane_dry_runs_and_saves_the_edited_step() {
+    use cutover::engine::data::spec::DataStep;
+    let mut s = import_mapping();
+    select_row(&mut s, "notes");
+    update(&mut s, ch('e'));
+    for _ in 0.."notes".len() {
+        update(&mut s, key(KeyCode::Backspace));
+    }
+    update(&mut s, key(KeyCode::Enter)); // empty: left out
+    let cmds = update(&mut s, ch('d'));
+    let [Command::DryRunImport { name, step }] = cmds.as_slice() else {
+        panic!("{cmds:?}");
+    };
+    assert_eq!(name, "patients");
+    let parsed = DataStep::parse(step).unwrap_or_else(|e| panic!("{e}\n{step}"));
+    assert_eq!(parsed.target.table, "patients");
+    assert!(
+        parsed.fields.iter().all(|f| f.target != "notes"),
+        "the edit is in the step:\n{step}"
+    );
+    assert!(
+        parsed
+            .fields
+            .iter()
+            .any(|f| f.target == "mrn" && f.source.as_deref() == Some("MRN#"))
+    );
+
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::ImportDryRun {
+            report: cutover::engine::preview::step::StepDryRun {
+                ok: true,
+                counts: Some(Counts {
+                    source: 2,
+                    written: 1,
+                    skipped: 0,
+                    rejected: 1,
+                    merged: 0,
+                    warnings: 0,
+                }),
+                rejects: vec![("3".into(), "date".into(), "date '3/4/1990x' is not a date".into())],
+                errors: Vec::new(),
+            },
+            error: None,
+        }),
+    );
+    let status = s.status.clone().expect("status");
+    assert!(status.text.contains("would write 1, reject 1"), "{}", status.text);
+
+    update(&mut s, ch('s'));
+    let cmds = update(&mut s, key(KeyCode::Enter));
+    let [Command::SaveImportStep { name, step: saved }] = cmds.as_slice() else {
+        panic!("{cmds:?}");
+    };
+    assert_eq!(name, "patients");
+    assert_eq!(saved, step, "the saved step is the one dry-run");
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::ImportSaved {
+            path: "migrations/20261121T231000_patients".into(),
+            error: None,
+        }),
+    );
+    assert!(
+        s.status
+            .as_ref()
+            .is_some_and(|st| st.text.contains("20261121T231000_patients/step.toml"))
+    );
+}
+
+#[test]
+fn import_pane_drops_a_late_preview_and_esc_goes_back_then_closes() {
+    let mut s = import_mapping();
+    let before = s.import.clone();
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Preview(Box::new(import_report("other.csv", "patients")))),
+    );
+    assert_eq!(s.import, before, "an answer for another file changes nothing");
+    update(&mut s, key(KeyCode::Esc));
+    assert_eq!(
+        s.import.as_ref().map(|i| i.stage),
+        Some(cutover::console::state::ImportStage::Files)
+    );
+    update(&mut s, key(KeyCode::Esc));
+    assert!(s.import.is_none());
+    assert_eq!(keymap::active_context(&s), Context::Migrations);
+    // While open, the global write keys do nothing: `n` is not "run next" there.
+    let mut s = import_mapping();
+    assert!(update(&mut s, ch('n')).is_empty());
+    assert!(s.dialog.is_none());
+}

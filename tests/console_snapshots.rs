@@ -1719,3 +1719,117 @@ fn an_interrupted_step_in_the_migrations_pane() {
     assert!(row.contains("interrupted"), "{screen}");
     insta::assert_snapshot!("interrupted_step", screen);
 }
+
+// ---- The import pane (`i`) ----
+
+const IMPORT_CSV: &str = "patient_first_name,birth_date,Email Address,phone_number,sex,MRN#,notes\n\
+Ann,1985-03-14,ann@example.com,(415) 555-2671,F,mrn001,hi\n\
+Bo,3/4/1990,bo@x.org,415-555-2672,m,MRN002,\n\
+Cy,12/31/1970,,+1 212 555 0123,Male,mrn003,x\n";
+
+fn import_report() -> cutover::engine::preview::PreviewReport {
+    use cutover::engine::preview::{PreviewReport, TargetColumn, preview_file, suggest};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("renamed.csv");
+    std::fs::write(&path, IMPORT_CSV).expect("csv");
+    let preview = preview_file(&path, &Default::default(), 5).expect("preview");
+    let targets: Vec<TargetColumn> = [
+        ("date_of_birth", "date"),
+        ("email", "text"),
+        ("first_name", "text"),
+        ("gender", "text"),
+        ("id", "text"),
+        ("mrn", "text"),
+        ("notes", "text"),
+        ("phone", "text"),
+    ]
+    .iter()
+    .map(|(n, t)| TargetColumn {
+        name: (*n).into(),
+        sql_type: (*t).into(),
+    })
+    .collect();
+    PreviewReport {
+        file: "renamed.csv".into(),
+        into: Some("patients".into()),
+        suggestions: suggest(&preview, &targets),
+        targets: Some(targets),
+        preview: Some(preview),
+        error: None,
+    }
+}
+
+fn import_files() -> AppState {
+    let mut s = with_snapshot(
+        base(),
+        snap(vec![step(SCHEMA, "create_v2_schema", StepKind::Schema, "applied")]),
+    );
+    update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Char('i'), KeyModifiers::NONE)));
+    ev(
+        &mut s,
+        EngineEvent::ImportFiles {
+            folder: Some("/data/export".into()),
+            files: vec!["orders.xlsx".into(), "renamed.csv".into()],
+            error: None,
+        },
+    );
+    s
+}
+
+fn import_mapping() -> AppState {
+    let mut s = import_files();
+    let press = |s: &mut AppState, code: KeyCode| {
+        update(s, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+    };
+    press(&mut s, KeyCode::Char('j'));
+    press(&mut s, KeyCode::Enter);
+    for _ in 0.."renamed".len() {
+        press(&mut s, KeyCode::Backspace);
+    }
+    for c in "patients".chars() {
+        press(&mut s, KeyCode::Char(c));
+    }
+    press(&mut s, KeyCode::Enter);
+    ev(&mut s, EngineEvent::Preview(Box::new(import_report())));
+    press(&mut s, KeyCode::Char('j'));
+    ev(
+        &mut s,
+        EngineEvent::ImportDryRun {
+            report: cutover::engine::preview::step::StepDryRun {
+                ok: true,
+                counts: Some(Counts {
+                    source: 3,
+                    written: 2,
+                    skipped: 0,
+                    rejected: 1,
+                    merged: 0,
+                    warnings: 1,
+                }),
+                rejects: vec![("4".into(), "required".into(), "email is required".into())],
+                errors: Vec::new(),
+            },
+            error: None,
+        },
+    );
+    s
+}
+
+#[test]
+fn import_pane_files_80x24() {
+    let s = import_files();
+    insta::assert_snapshot!("import_files_80x24", shot(&s, 80, 24));
+}
+
+#[test]
+fn import_pane_mapping_80x24() {
+    let s = import_mapping();
+    insta::assert_snapshot!("import_mapping_80x24", shot(&s, 80, 24));
+}
+
+#[test]
+fn import_pane_mapping_120x40() {
+    let mut s = import_mapping();
+    // The transforms line open on the selected row.
+    update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Char('t'), KeyModifiers::NONE)));
+    insta::assert_snapshot!("import_mapping_120x40", shot(&s, 120, 40));
+}

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod exit;
 pub mod import_scenario;
 pub mod output;
+pub mod preview;
 pub mod rejects;
 pub mod review;
 pub mod templates;
@@ -170,6 +171,8 @@ pub enum Verb {
         #[command(subcommand)]
         action: crate::cli::review::ReviewAction,
     },
+    /// Look at a file: headers, inferred types, rows, samples; with --into, a suggested mapping.
+    Preview(crate::cli::preview::PreviewArgs),
     /// Generate a legacy clinic database (for tests and benchmarks); `generate import DIR`
     /// writes the import scenario's export folder instead.
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -368,6 +371,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             let project = load(&cli)?;
             crate::cli::verify::run(&project, cli.json).await
         }
+        Verb::Preview(args) => crate::cli::preview::run(&cli, args).await,
         Verb::Generate { what: Some(what), .. } => crate::cli::import_scenario::generate(what, cli.json),
         Verb::Generate {
             what: None,

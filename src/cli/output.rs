@@ -272,7 +272,11 @@ impl EventPrinter {
             | EngineEvent::RejectPage(_)
             | EngineEvent::ReviewRecords(_)
             | EngineEvent::RejectsExported { .. }
-            | EngineEvent::SourceCounts { .. } => {}
+            | EngineEvent::SourceCounts { .. }
+            | EngineEvent::ImportFiles { .. }
+            | EngineEvent::Preview(_)
+            | EngineEvent::ImportDryRun { .. }
+            | EngineEvent::ImportSaved { .. } => {}
         }
         match ev {
             EngineEvent::StepFinished { version, dry_run, .. } => self.step_summary(version, *dry_run),

@@ -21,6 +21,10 @@ pub enum Context {
     FixField,
     Details,
     Help,
+    /// The import pane (`i`): a file, its preview and the suggested mapping.
+    Import,
+    /// The import pane's input line (a table, a target column, transforms, a step name).
+    ImportInput,
 }
 
 impl Context {
@@ -49,6 +53,8 @@ impl Context {
             Context::FixField => "Fix a field",
             Context::Details => "Details",
             Context::Help => "Help",
+            Context::Import => "Import",
+            Context::ImportInput => "Import input",
         }
     }
 }
@@ -89,6 +95,14 @@ pub enum Action {
     UndoDecision,
     ToggleShowAll,
     Verify,
+    /// `i`: open the import pane.
+    OpenImport,
+    /// Import pane: change the selected row's target column.
+    ImportTarget,
+    /// Import pane: change the selected row's transforms.
+    ImportTransforms,
+    /// Import pane: save the mapping as a data step.
+    ImportSave,
     /// A global write key a pane refuses, because a key of its own is one shift away (`A`
     /// "run all" in the review pane, beside `a` "take A").
     NotHere,
@@ -155,6 +169,7 @@ pub const KEYMAP: &[Binding] = &[
     // Read-only, so it works while another process holds the lock.
     key(C::Global, Char('V'), A::Verify, "verify the target"),
     ctrl(C::Global, Char('r'), A::Refresh, "refresh"),
+    key(C::Global, Char('i'), A::OpenImport, "import a file"),
     key(C::Migrations, Char('j'), A::Down, "select next step"),
     key(C::Migrations, Down, A::Down, "select next step"),
     key(C::Migrations, Char('k'), A::Up, "select previous step"),
@@ -270,6 +285,25 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Details, Esc, A::Close, "close"),
     key(C::Details, Enter, A::Close, "close"),
     key(C::Details, Char('q'), A::Close, "close"),
+    key(C::Import, Char('j'), A::Down, "select next"),
+    key(C::Import, Down, A::Down, "select next"),
+    key(C::Import, Char('k'), A::Up, "select previous"),
+    key(C::Import, Up, A::Up, "select previous"),
+    key(C::Import, Char('g'), A::Top, "first"),
+    key(C::Import, Home, A::Top, "first"),
+    key(C::Import, Char('G'), A::Bottom, "last"),
+    key(C::Import, End, A::Bottom, "last"),
+    key(C::Import, Enter, A::Submit, "open / edit"),
+    key(C::Import, Char('e'), A::ImportTarget, "target"),
+    key(C::Import, Char('t'), A::ImportTransforms, "transforms"),
+    key(C::Import, Char('d'), A::DryRun, "dry run"),
+    key(C::Import, Char('s'), A::ImportSave, "save step"),
+    key(C::Import, Esc, A::Close, "back / close"),
+    key(C::Import, Char('q'), A::Close, "back / close"),
+    key(C::Import, Char('?'), A::ToggleHelp, "help"),
+    key(C::ImportInput, Enter, A::Submit, "set"),
+    key(C::ImportInput, Esc, A::Cancel, "cancel"),
+    key(C::ImportInput, Backspace, A::Backspace, "delete"),
     key(C::Help, Esc, A::Close, "close help"),
     key(C::Help, Char('?'), A::Close, "close help"),
     key(C::Help, Char('q'), A::Close, "close help"),
@@ -286,6 +320,8 @@ pub fn active_context(state: &AppState) -> Context {
         Some(Dialog::EditReject { .. }) => Context::FixField,
         Some(Dialog::Details { .. }) => Context::Details,
         None if state.filter_editing => Context::TextInput,
+        None if state.import.as_ref().is_some_and(|i| i.editing.is_some()) => Context::ImportInput,
+        None if state.import.is_some() => Context::Import,
         None => Context::of_pane(state.focus),
     }
 }
@@ -306,6 +342,8 @@ fn search_order(context: Context) -> &'static [Context] {
         Context::FixField => &[Context::FixField],
         Context::Details => &[Context::Details],
         Context::Help => &[Context::Help],
+        Context::Import => &[Context::Import],
+        Context::ImportInput => &[Context::ImportInput],
     }
 }
 
@@ -451,6 +489,12 @@ pub fn help_notes(context: Context) -> &'static [&'static str] {
             "U undoes this session's last decision: the field gets back the value it",
             "had before, the discrepancy is open again (audited). A split stays.",
             "A note (c) goes with the next decision; re-deciding one asks first.",
+        ],
+        Context::Import => &[
+            "i opens this pane from anywhere: the files of the project's file:// source",
+            "folder. enter on a file asks for the target table, then shows the preview",
+            "and the suggested mapping; d dry-runs it (nothing is written), s saves it",
+            "as a new data step (the console shows it after a restart).",
         ],
         Context::Verify => &[
             "V runs the checks of `cutover verify`. They only read the databases, so",

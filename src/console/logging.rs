@@ -212,6 +212,10 @@ pub fn log_engine_event(event: &EngineEvent) {
             None => tracing::info!(target: RUN_TARGET, rows = rows, file = %path, "rejects exported"),
             Some(why) => tracing::warn!(target: RUN_TARGET, file = %path, reason = %why, "rejects not exported"),
         },
+        EngineEvent::ImportSaved { path, error } => match error {
+            None => tracing::info!(target: RUN_TARGET, folder = %path, "import step saved"),
+            Some(why) => tracing::warn!(target: RUN_TARGET, reason = %why, "import step not saved"),
+        },
         EngineEvent::Notice { level, message } => match level {
             NoticeLevel::Info => tracing::info!(target: RUN_TARGET, "{message}"),
             NoticeLevel::Warning => tracing::warn!(target: RUN_TARGET, "{message}"),
@@ -223,6 +227,9 @@ pub fn log_engine_event(event: &EngineEvent) {
         | EngineEvent::Progress { .. }
         | EngineEvent::Rejected { .. }
         | EngineEvent::Flagged { .. }
+        | EngineEvent::ImportFiles { .. }
+        | EngineEvent::Preview(_)
+        | EngineEvent::ImportDryRun { .. }
         | EngineEvent::Snapshot(_)
         | EngineEvent::RejectPage(_)
         | EngineEvent::ReviewRecords(_) => {}
@@ -283,6 +290,15 @@ pub fn log_command(command: &Command) {
         }
         Command::ExportRejects { filter, .. } => {
             tracing::info!(target: RUN_TARGET, filtered = !filter.is_empty(), "operator: export rejects")
+        }
+        Command::SaveImportStep { name, .. } => {
+            tracing::info!(target: RUN_TARGET, step = %name, "operator: save an import step")
+        }
+        Command::DryRunImport { name, .. } => {
+            tracing::info!(target: RUN_TARGET, step = %name, "operator: dry-run an import step")
+        }
+        Command::ListImportFiles | Command::PreviewFile { .. } => {
+            tracing::debug!(target: RUN_TARGET, "read the source folder")
         }
         Command::Refresh | Command::CountSources | Command::LoadRejects(_) | Command::LoadReviewRecords { .. } => {
             tracing::debug!(target: RUN_TARGET, "read the target")

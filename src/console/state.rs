@@ -292,6 +292,67 @@ impl VerifyState {
     }
 }
 
+/// Where the import pane is: choosing a file, or looking at its mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImportStage {
+    #[default]
+    Files,
+    Mapping,
+}
+
+/// What the import pane's input line is typing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportField {
+    /// The target table to map the chosen file into.
+    Table,
+    /// The selected row's target column (empty: left out).
+    Target,
+    /// The selected row's transforms, in step.toml's syntax.
+    Transforms,
+    /// The name of the step to save.
+    StepName,
+}
+
+/// One row of the mapping: a file column, where it goes and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingRow {
+    pub suggestion: crate::engine::preview::Suggestion,
+    /// The operator changed this row (its confidence no longer applies).
+    pub edited: bool,
+}
+
+/// The import pane (`i`): a file from the source folder, its preview, the suggested mapping
+/// the operator edits, a dry run of it and saving it as a step.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ImportState {
+    pub stage: ImportStage,
+    /// The source folder, once the engine said.
+    pub folder: Option<String>,
+    pub files: Vec<String>,
+    pub selected_file: usize,
+    /// The file being mapped (as listed) and the table it goes into.
+    pub file: Option<String>,
+    pub table: String,
+    pub preview: Option<crate::engine::preview::Preview>,
+    pub targets: Vec<crate::engine::preview::TargetColumn>,
+    pub rows: Vec<MappingRow>,
+    pub selected_row: usize,
+    /// A request is on its way (files, preview, dry run or save).
+    pub waiting: Option<String>,
+    pub error: Option<String>,
+    /// The input line, when one is open: what it edits and the text so far.
+    pub editing: Option<(ImportField, String)>,
+    pub dry_run: Option<crate::engine::preview::step::StepDryRun>,
+    /// The step folder saved from this mapping.
+    pub saved: Option<String>,
+}
+
+impl ImportState {
+    pub fn selected(&self) -> Option<&MappingRow> {
+        self.rows.get(self.selected_row)
+    }
+}
+
 /// The last step that finished in this session, shown in the progress pane when idle.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishedStep {
@@ -466,6 +527,8 @@ pub struct AppState {
     /// The statements a dry run of a schema step would run, by version.
     pub dry_run_statements: BTreeMap<String, Vec<String>>,
     pub dialog: Option<Dialog>,
+    /// The import pane, while open (it takes the panes' place).
+    pub import: Option<ImportState>,
     pub help: bool,
     pub status: Option<StatusLine>,
     /// Console-side work for the main loop; drained after every `update`.
@@ -514,6 +577,7 @@ impl AppState {
             counting_sources: false,
             dry_run_statements: BTreeMap::new(),
             dialog: None,
+            import: None,
             help: false,
             status: None,
             effects: Vec::new(),

@@ -429,7 +429,11 @@ pub struct Config {
     pub dir: PathBuf,
     pub name: String,
     pub migrations_dir: PathBuf,
+    /// The source database. `None` when the source is a folder of files (`source_folder`): a
+    /// `file://` URL is never a database URL.
     pub source: Option<DbUrl>,
+    /// The folder a `file://` source names, absolute; file steps read relative names from it.
+    pub source_folder: Option<PathBuf>,
     pub target: DbUrl,
     pub window: Option<WindowSection>,
     pub defaults: Defaults,
@@ -484,15 +488,85 @@ impl Config {
             })
             .unwrap_or_else(|| "cutover".into());
         let migrations_dir = dir.join(file.project.migrations.as_deref().unwrap_or("migrations"));
+        let (source, source_folder) = match source_raw {
+            Some(raw) => match source_folder_of(dir, &raw)? {
+                Some(folder) => (None, Some(folder)),
+                None => (Some(DbUrl::new(raw)), None),
+            },
+            None => (None, None),
+        };
         Ok(Config {
             dir: dir.to_path_buf(),
             name,
             migrations_dir,
-            source: source_raw.map(DbUrl::new),
+            source,
+            source_folder,
             target: DbUrl::new(target_raw),
             window: file.window,
             defaults: file.defaults,
         })
+    }
+}
+
+/// The folder a `file://` source URL names: `file:///abs/export/` as it is, `file://export/`
+/// relative to the project folder. `None` for any other URL (a database).
+pub fn source_folder_of(project_dir: &Path, url: &str) -> Result<Option<PathBuf>> {
+    let Some(rest) = url.strip_prefix("file://") else {
+        return Ok(None);
+    };
+    let decoded = percent_encoding::percent_decode_str(rest)
+        .decode_utf8_lossy()
+        .into_owned();
+    if decoded.trim().is_empty() {
+        return Err(eyre!(
+            "[source] url = \"file://\" names no folder: write file:///absolute/path/ or file://relative/path/"
+        ));
+    }
+    let path = PathBuf::from(&decoded);
+    Ok(Some(if path.is_absolute() {
+        path
+    } else {
+        project_dir.join(path)
+    }))
+}
+
+impl Config {
+    /// The source database a table or query step reads, or why there is none.
+    pub fn source_db(&self) -> Result<&DbUrl> {
+        match (&self.source, &self.source_folder) {
+            (Some(url), _) => Ok(url),
+            (None, Some(folder)) => Err(eyre!(
+                "the project's source is a folder of files ({}), so it has no tables or queries: read a file with [source] file = \"...\", or pass --source with a database URL",
+                folder.display()
+            )),
+            (None, None) => Err(eyre!(
+                "this step reads the source, but no source is configured: add [source] url to cutover.toml or pass --source"
+            )),
+        }
+    }
+
+    /// Where a step's `[source] file` is: an absolute path as it is, a relative one in the
+    /// source folder.
+    pub fn source_file(&self, file: &str) -> Result<PathBuf> {
+        let p = PathBuf::from(file);
+        if p.is_absolute() {
+            return Ok(p);
+        }
+        match &self.source_folder {
+            Some(folder) => Ok(folder.join(p)),
+            None => Err(eyre!(
+                "[source] file = {file:?} is relative, but the project's source is not a folder: set [source] url = \"file:///path/to/export/\" in cutover.toml (or --source / CUTOVER_SOURCE), or give an absolute path"
+            )),
+        }
+    }
+
+    /// How the source is shown to an operator: a redacted database URL or the folder.
+    pub fn source_shown(&self) -> Option<String> {
+        match (&self.source, &self.source_folder) {
+            (Some(url), _) => Some(url.redacted()),
+            (None, Some(folder)) => Some(format!("file://{}", folder.display())),
+            (None, None) => None,
+        }
     }
 }
 
@@ -634,6 +708,34 @@ mod tests {
         let msg = format!("{err:#}");
         assert!(msg.contains("batch_sise"), "{msg}");
         assert!(msg.contains("line 5"), "{msg}");
+    }
+
+    #[test]
+    fn a_file_source_is_a_folder_never_a_database() {
+        let text = "[source]\nurl = \"file:///srv/export/\"\n[target]\nurl = \"sqlite://t.db\"\n";
+        let c = Config::parse(Path::new("/p"), text, &Overrides::default()).unwrap();
+        assert!(c.source.is_none());
+        assert_eq!(c.source_folder.as_deref(), Some(Path::new("/srv/export/")));
+        assert_eq!(c.source_file("a.csv").unwrap(), PathBuf::from("/srv/export/a.csv"));
+        assert_eq!(c.source_file("/x/y.csv").unwrap(), PathBuf::from("/x/y.csv"));
+        let err = c.source_db().unwrap_err().to_string();
+        assert!(err.contains("folder of files"), "{err}");
+        let over = Overrides {
+            source: Some("file://export".into()),
+            target: None,
+        };
+        let c = Config::parse(Path::new("/p"), text, &over).unwrap();
+        assert_eq!(c.source_folder.as_deref(), Some(Path::new("/p/export")));
+        let db = Config::parse(
+            Path::new("/p"),
+            "[source]\nurl = \"sqlite://l.db\"\n[target]\nurl = \"sqlite://t.db\"\n",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(db.source_folder.is_none() && db.source.is_some());
+        let err = db.source_file("a.csv").unwrap_err().to_string();
+        assert!(err.contains("not a folder"), "{err}");
+        assert_eq!(db.source_file("/abs/a.csv").unwrap(), PathBuf::from("/abs/a.csv"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod exec;
 pub mod ops;
 pub mod plan;
 pub mod preflight;
+pub mod preview;
 pub mod project;
 pub mod protocol;
 pub mod runner;

@@ -20,6 +20,9 @@ pub struct StepStatus {
     /// The file whose change made the step `modified`.
     pub modified_file: Option<String>,
     pub checksum: Option<String>,
+    /// The SHA-256 of the data file the step read, as it is on disk now (file steps that
+    /// applied only).
+    pub source_checksum: Option<String>,
     pub baseline: bool,
     #[serde(skip)]
     pub def: Option<StepDef>,
@@ -36,6 +39,13 @@ pub fn compute_status(steps: &[StepDef], ledger: &[LedgerRow]) -> Vec<StepStatus
     let mut out: Vec<StepStatus> = Vec::new();
     for def in steps {
         let row = ledger.iter().find(|r| r.version == def.version);
+        // The data file a step read, as it is now, when the ledger holds what it was.
+        let source_checksum = match (row.and_then(|r| r.source_checksum.as_ref()), &def.source_file) {
+            (Some(_), Some(path)) => {
+                Some(crate::engine::checksum::file_checksum(path).unwrap_or_else(|e| format!("(cannot be read: {e})")))
+            }
+            _ => None,
+        };
         let (state, checksum_state, modified_file) = match row {
             None => (StepState::Pending, "-", None),
             Some(r) => match r.status {
@@ -46,6 +56,12 @@ pub fn compute_status(steps: &[StepDef], ledger: &[LedgerRow]) -> Vec<StepStatus
                             "modified",
                             Some(def.file(&def.checksum_file).display().to_string()),
                         )
+                    } else if r.status == LedgerStatus::Applied
+                        && source_checksum.is_some()
+                        && source_checksum != r.source_checksum
+                    {
+                        let file = def.source_file.as_ref().map(|p| p.display().to_string());
+                        (StepState::Modified, "modified", file)
                     } else {
                         (StepState::Applied, "ok", None)
                     }
@@ -64,6 +80,7 @@ pub fn compute_status(steps: &[StepDef], ledger: &[LedgerRow]) -> Vec<StepStatus
             checksum_state,
             modified_file,
             checksum: Some(def.checksum.clone()),
+            source_checksum,
             baseline: row.is_some_and(|r| r.status == LedgerStatus::Baseline),
             def: Some(def.clone()),
             ledger: row.cloned(),
@@ -87,6 +104,7 @@ pub fn compute_status(steps: &[StepDef], ledger: &[LedgerRow]) -> Vec<StepStatus
             checksum_state: "missing",
             modified_file: None,
             checksum: None,
+            source_checksum: None,
             baseline: r.status == LedgerStatus::Baseline,
             def: None,
             ledger: Some(r.clone()),
@@ -159,8 +177,8 @@ pub fn plan_up(status: &[StepStatus], o: &UpPlanOptions) -> Result<Vec<StepDef>>
                 s.version,
                 s.name,
                 s.modified_file.as_deref().unwrap_or("its file"),
-                s.ledger.as_ref().map(|r| short(&r.checksum)).unwrap_or_default(),
-                s.checksum.as_deref().map(short).unwrap_or_default()
+                s.ledger.as_ref().map(|r| short(recorded(s, r))).unwrap_or_default(),
+                on_disk(s).map(short).unwrap_or_default()
             ));
         }
         if s.kind == StepKind::Schema && s.state.is_unfinished() {
@@ -282,6 +300,27 @@ pub struct StatusRef {
     pub status: StepStatus,
 }
 
+/// Whether a modified step's change is its data file (not its step.toml or up.sql).
+fn file_changed(s: &StepStatus, r: &LedgerRow) -> bool {
+    s.checksum.as_ref() == Some(&r.checksum) && s.source_checksum.is_some()
+}
+
+/// The ledger's checksum of what changed.
+fn recorded<'a>(s: &StepStatus, r: &'a LedgerRow) -> &'a str {
+    match (file_changed(s, r), &r.source_checksum) {
+        (true, Some(c)) => c,
+        _ => &r.checksum,
+    }
+}
+
+/// The on-disk checksum of what changed.
+fn on_disk(s: &StepStatus) -> Option<&str> {
+    match &s.ledger {
+        Some(r) if file_changed(s, r) => s.source_checksum.as_deref(),
+        _ => s.checksum.as_deref(),
+    }
+}
+
 fn short(c: &str) -> String {
     c.chars().take(19).collect()
 }
@@ -302,6 +341,7 @@ mod tests {
             checksum_file: "up.sql".into(),
             checksum: format!("sum-{version}"),
             overrides: BTreeMap::new(),
+            source_file: None,
         }
     }
 
@@ -321,6 +361,7 @@ mod tests {
             counts: Counts::default(),
             error: Some("boom".into()),
             failing_statement: None,
+            source_checksum: None,
         }
     }
 

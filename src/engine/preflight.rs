@@ -8,6 +8,7 @@ use crate::engine::data::writer::TargetWriter;
 use crate::engine::db::{Db, DbTx};
 use crate::engine::exec::RunCtx;
 use crate::engine::project::{StepDef, StepKind};
+use crate::engine::source::file::FileSource;
 use std::sync::Arc;
 
 /// One thing that would make a step fail, with the step it belongs to.
@@ -45,17 +46,28 @@ pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
                         continue;
                     }
                 };
-                let source = match ctx.source().await {
-                    Ok(s) => s.clone(),
-                    Err(e) => {
-                        problems.push(problem(format!("{e:#}")));
-                        continue;
+                // A file step needs no database: the project's source may be a folder.
+                let source = if compiled.iter().any(|c| !c.spec.source.is_file()) {
+                    match ctx.source().await {
+                        Ok(s) => Some(s.clone()),
+                        Err(e) => {
+                            problems.push(problem(format!("{e:#}")));
+                            continue;
+                        }
                     }
+                } else {
+                    None
                 };
                 let narrow = step.kind == StepKind::Data;
                 let mut target_table = None;
                 for c in compiled {
                     target_table.get_or_insert_with(|| (c.spec.target.table.clone(), c.target_columns.clone()));
+                    let Some(source) = source.as_ref().filter(|_| !c.spec.source.is_file()) else {
+                        if let Err(e) = check_file(ctx, c).await {
+                            problems.push(problem(e));
+                        }
+                        continue;
+                    };
                     let reader = SourceReader::new(source.clone(), Arc::new(c), narrow);
                     if let Err(e) = reader.check_columns().await {
                         problems.push(problem(e));
@@ -74,6 +86,15 @@ pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// A file step's file, read through before anything is written: it opens (it exists, the
+/// sheet is there, it is not empty), its header has every column the step needs, and every
+/// record reads (no unterminated quote, no row wider than the header, no invalid UTF-8).
+/// The message names the file, line and column.
+async fn check_file(ctx: &RunCtx, c: CompiledStep) -> Result<(), String> {
+    let file = FileSource::new(&ctx.project.config, Arc::new(c)).map_err(|e| format!("{e:#}"))?;
+    file.check_whole_file().await.map(|_| ())
 }
 
 fn load_sides(step: &StepDef) -> color_eyre::eyre::Result<Vec<CompiledStep>> {

@@ -49,6 +49,10 @@ pub struct StepDef {
     /// Per-dialect SQL used instead of a file on this target: `up.sql` -> `up.mysql.sql`.
     #[serde(skip)]
     pub overrides: BTreeMap<String, String>,
+    /// The file a data step reads (`[source] file`, resolved against the source folder): its
+    /// SHA-256 is kept in the ledger, and a change to it makes the step `modified`.
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
 }
 
 impl StepDef {
@@ -86,13 +90,23 @@ impl Project {
     pub fn load(dir: &Path, overrides: &Overrides) -> Result<Project> {
         let config = Config::load(dir, overrides)?;
         let dialect = Dialect::from_scheme(config.target.scheme());
-        let steps = load_steps_for(&config.migrations_dir, dialect)?;
+        let mut steps = load_steps_for(&config.migrations_dir, dialect)?;
+        for s in steps.iter_mut().filter(|s| s.kind == StepKind::Data) {
+            s.source_file = source_file_of(&config, s);
+        }
         Ok(Project { config, steps })
     }
 
     pub fn step(&self, version: &str) -> Option<&StepDef> {
         self.steps.iter().find(|s| s.version == version)
     }
+}
+
+/// The file a data step reads, when it reads one and it can be placed (a step.toml that does
+/// not parse is reported when the step is loaded to run, not here).
+fn source_file_of(config: &Config, step: &StepDef) -> Option<PathBuf> {
+    let spec = crate::engine::data::spec::DataStep::load(&step.file("step.toml")).ok()?;
+    config.source_file(spec.source.file.as_deref()?).ok()
 }
 
 /// The steps of a migrations folder, without a target dialect (no per-dialect overrides).
@@ -233,6 +247,7 @@ fn load_step(dir: &Path, version: &str, name: &str, dialect: Option<Dialect>) ->
         checksum_file,
         checksum: sum,
         overrides,
+        source_file: None,
     })
 }
 

@@ -18,6 +18,10 @@ use crate::engine::protocol::{Command, EngineEvent, NoticeLevel, Operation, Outc
 pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
     match event {
         EngineEvent::Verified(report) => verify::on_report(state, report),
+        EngineEvent::ImportFiles { folder, files, error } => super::import::on_files(state, folder, files, error),
+        EngineEvent::Preview(report) => super::import::on_preview(state, *report),
+        EngineEvent::ImportDryRun { report, error } => super::import::on_dry_run(state, report, error),
+        EngineEvent::ImportSaved { path, error } => super::import::on_saved(state, path, error),
         EngineEvent::Planned {
             operation,
             dry_run,

@@ -26,6 +26,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 mod common;
 mod details;
 mod events;
+mod import;
 mod input;
 mod navigation;
 mod rejects;
@@ -67,6 +68,14 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
     let context = keymap::active_context(state);
     match keymap::lookup(context, &key) {
         Some(action) => on_action(state, context, action),
+        None if context == Context::ImportInput => {
+            if let KeyCode::Char(c) = key.code
+                && !key.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+            {
+                return import::type_char(state, c);
+            }
+            Vec::new()
+        }
         None if matches!(context, Context::TextInput | Context::FixField) => {
             if let KeyCode::Char(c) = key.code
                 && !key.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
@@ -90,6 +99,10 @@ fn on_action(state: &mut AppState, context: Context, action: Action) -> Vec<Comm
         }
         Context::TextInput | Context::FixField => input::on_action(state, action),
         Context::Details => details::on_action(state, action),
+        Context::Import if action == Action::ForceQuit => navigation::force_quit(state),
+        Context::Import => import::on_action(state, action),
+        Context::ImportInput if action == Action::ForceQuit => navigation::force_quit(state),
+        Context::ImportInput => import::on_input_action(state, action),
         _ => on_pane_action(state, action),
     }
 }
@@ -136,12 +149,20 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         Action::UndoDecision => review::ask_undo(state),
         Action::ToggleShowAll => review::toggle_all(state),
         Action::Verify => return verify::request(state),
+        Action::OpenImport => return import::open(state),
         Action::NotHere => state.set_status(
             StatusLevel::Info,
             "A (run all) does not work in the review pane, where a takes side A; press 1 first",
         ),
         Action::Log(event) => state.effects.push(Effect::Log(event)),
-        Action::Confirm | Action::Cancel | Action::Submit | Action::Backspace | Action::Close => {}
+        Action::Confirm
+        | Action::Cancel
+        | Action::Submit
+        | Action::Backspace
+        | Action::Close
+        | Action::ImportTarget
+        | Action::ImportTransforms
+        | Action::ImportSave => {}
     }
     Vec::new()
 }

@@ -294,8 +294,17 @@ pub struct HelpView<'a> {
 impl Widget for HelpView<'_> {
     fn render(self, area: Rect, buf: &mut ratatui::buffer::Buffer) {
         let theme = Theme::of(self.state);
-        let pane = Context::of_pane(self.state.focus);
-        let sections = [pane, Context::Global];
+        let pane = if self.state.import.is_some() {
+            Context::Import
+        } else {
+            Context::of_pane(self.state.focus)
+        };
+        // The import pane takes all keys while open: the global ones do not apply there.
+        let sections: &[Context] = if pane == Context::Import {
+            &[Context::Import]
+        } else {
+            &[pane, Context::Global]
+        };
         let columns: Vec<Vec<Line>> = sections
             .iter()
             .map(|ctx| {

@@ -3,6 +3,7 @@
 
 pub mod dialogs;
 pub mod header;
+pub mod import;
 pub mod log;
 pub mod migrations;
 pub mod progress;
@@ -47,7 +48,10 @@ pub fn draw(frame: &mut Frame, state: &AppState, log: &TuiWidgetState) {
     if banner == 1 {
         frame.render_widget(header::LockBanner { state }, lock);
     }
-    if grid {
+    if state.import.is_some() {
+        // The import pane takes the panes' place while it is open.
+        frame.render_widget(import::ImportPane { state }, body);
+    } else if grid {
         draw_grid(frame, state, log, body);
     } else {
         draw_tabs(frame, state, log, body);
@@ -329,7 +333,9 @@ impl ratatui::widgets::Widget for HintBar<'_> {
         };
         for ctx in contexts {
             for b in keymap::KEYMAP.iter().filter(|b| b.context == *ctx) {
-                if (in_pane && routine(b.action)) || items.iter().any(|(_, h)| *h == b.help) {
+                // The import pane's movement keys are the panes' (its help lists them).
+                let moves = (in_pane || context == Context::Import) && routine(b.action);
+                if moves || items.iter().any(|(_, h)| *h == b.help) {
                     continue;
                 }
                 // The review pane lists its decision keys in its own footer.

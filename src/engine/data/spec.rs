@@ -1,6 +1,7 @@
 //! The `step.toml` of a data step, parsed strictly (unknown keys are errors with their line).
 
 use crate::engine::db::{Dialect, quote_ident};
+use crate::engine::source::file::records::{FileKind, FileOptions, TextEncoding};
 use crate::engine::transform::{Literal, Transform};
 use crate::engine::validate::Check;
 use color_eyre::eyre::{Result, eyre};
@@ -34,15 +35,34 @@ pub struct DataStep {
     pub continue_on_error: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// A table of the source database.
     pub table: Option<String>,
     /// Or a query over the source connection; it must return the key column.
     pub query: Option<String>,
+    /// Or a file: CSV, or a workbook sheet (`.xlsx`, `.xls`...), relative to the project's
+    /// source folder (`[source] url = "file:///..."`) or absolute.
+    pub file: Option<String>,
+    /// Workbook sheet (default: the first).
+    pub sheet: Option<String>,
+    /// 1-based line (CSV) or row (workbook) of the header (default 1).
+    pub header_row: Option<u64>,
+    /// CSV delimiter, one character (default: detected among `,` `;` tab `|`).
+    pub delimiter: Option<String>,
+    /// CSV quote character (default `"`).
+    pub quote: Option<String>,
+    /// CSV text encoding: `utf-8` (default; a BOM is stripped) or `windows-1252`.
+    pub encoding: Option<String>,
+    /// File columns that may be absent from the file (read as NULL); every other column the
+    /// step reads must be in the header.
+    #[serde(default)]
+    pub optional: Vec<String>,
     /// Keyset pagination column(s): unique and never NULL together. Checked before a run
-    /// writes anything, and again row by row while reading.
+    /// writes anything, and again row by row while reading. A file's key is `_line` (its
+    /// default), the line or row each record starts on.
+    #[serde(default)]
     pub key: SourceKey,
     /// The name rejects and "waiting for" reasons use for this source (default: the table).
     pub name: Option<String>,
@@ -58,6 +78,16 @@ pub struct SourceSpec {
 pub enum SourceKey {
     One(String),
     Many(Vec<String>),
+}
+
+/// The synthetic column of a file row: the line (CSV) or row (workbook) it starts on.
+pub const LINE_COLUMN: &str = "_line";
+
+/// No key written in step.toml: a file's default (`_line`), an error for a table or query.
+impl Default for SourceKey {
+    fn default() -> SourceKey {
+        SourceKey::Many(Vec::new())
+    }
 }
 
 impl SourceKey {
@@ -148,6 +178,101 @@ pub enum RunValue {
     Id,
 }
 
+impl SourceSpec {
+    /// Whether the step reads a file rather than the source database.
+    pub fn is_file(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// File settings only make sense with a file, and must each be readable; a file's key is
+    /// `_line`. Checked when step.toml is parsed, so a typo fails before any run.
+    fn check_file_options(&mut self) -> Result<()> {
+        let file_only = [
+            ("sheet", self.sheet.is_some()),
+            ("header_row", self.header_row.is_some()),
+            ("delimiter", self.delimiter.is_some()),
+            ("quote", self.quote.is_some()),
+            ("encoding", self.encoding.is_some()),
+            ("optional", !self.optional.is_empty()),
+        ];
+        let Some(file) = self.file.clone() else {
+            if let Some((name, _)) = file_only.iter().find(|(_, on)| *on) {
+                return Err(eyre!(
+                    "[source] {name} is a setting of a file source; this step reads a {}",
+                    if self.table.is_some() { "table" } else { "query" }
+                ));
+            }
+            return Ok(());
+        };
+        if file.trim().is_empty() {
+            return Err(eyre!("[source] file is empty; name a CSV or workbook file"));
+        }
+        let keys = self.key.columns();
+        if keys.is_empty() {
+            self.key = SourceKey::One(LINE_COLUMN.into());
+        } else if keys != [LINE_COLUMN] {
+            return Err(eyre!(
+                "[source] key = \"{}\": a file is read in its own order, so its key is \"{LINE_COLUMN}\" (the line each row starts on); leave key out",
+                self.key
+            ));
+        }
+        let workbook = FileKind::of(Path::new(&file)) == FileKind::Workbook;
+        if workbook {
+            for (name, on) in &file_only[2..5] {
+                if *on {
+                    return Err(eyre!(
+                        "[source] {name} is a CSV setting; {file} is a workbook (choose its sheet with sheet = \"...\")"
+                    ));
+                }
+            }
+        } else if self.sheet.is_some() {
+            return Err(eyre!(
+                "[source] sheet is a workbook setting; {file} is read as CSV (workbooks end in .xlsx, .xlsm, .xlsb, .xls or .ods)"
+            ));
+        }
+        self.file_options().map(|_| ())
+    }
+
+    /// How to read the file: the step's settings over the reader's defaults.
+    pub fn file_options(&self) -> Result<FileOptions> {
+        let mut o = FileOptions::default();
+        let one_byte = |what: &str, v: &str| -> Result<u8> {
+            let v = match v {
+                "\\t" | "tab" => "\t",
+                other => other,
+            };
+            match v.as_bytes() {
+                [b] if b.is_ascii() && *b != b'\n' && *b != b'\r' => Ok(*b),
+                _ => Err(eyre!(
+                    "[source] {what} = {v:?}: must be one ASCII character (for a tab write \"\\t\")"
+                )),
+            }
+        };
+        if let Some(d) = &self.delimiter {
+            o.delimiter = Some(one_byte("delimiter", d)?);
+        }
+        if let Some(q) = &self.quote {
+            o.quote = one_byte("quote", q)?;
+        }
+        if o.delimiter.is_some_and(|d| d == o.quote) {
+            return Err(eyre!("[source] delimiter and quote are the same character"));
+        }
+        if let Some(e) = &self.encoding {
+            o.encoding = TextEncoding::parse(e).ok_or_else(|| {
+                eyre!("[source] encoding = {e:?} is not one cutover reads: use \"utf-8\" or \"windows-1252\"")
+            })?;
+        }
+        if let Some(h) = self.header_row {
+            if h == 0 {
+                return Err(eyre!("[source] header_row is 1-based: the first line is 1"));
+            }
+            o.header_row = h;
+        }
+        o.sheet = self.sheet.clone();
+        Ok(o)
+    }
+}
+
 impl DataStep {
     pub fn load(path: &Path) -> Result<DataStep> {
         let text = std::fs::read_to_string(path).map_err(|e| eyre!("cannot read {}: {e}", path.display()))?;
@@ -155,12 +280,22 @@ impl DataStep {
     }
 
     pub fn parse(text: &str) -> Result<DataStep> {
-        let s: DataStep = toml::from_str(text).map_err(|e| eyre!("{}", e.to_string().trim_end()))?;
-        match (&s.source.table, &s.source.query) {
-            (Some(_), Some(_)) => return Err(eyre!("[source] has both table and query; give one")),
-            (None, None) => return Err(eyre!("[source] needs a table or a query")),
-            _ => {}
+        let mut s: DataStep = toml::from_str(text).map_err(|e| eyre!("{}", e.to_string().trim_end()))?;
+        let given: Vec<&str> = [
+            ("table", s.source.table.is_some()),
+            ("query", s.source.query.is_some()),
+            ("file", s.source.file.is_some()),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect();
+        match given.as_slice() {
+            [] => return Err(eyre!("[source] needs a table, a query or a file")),
+            [_] => {}
+            many => return Err(eyre!("[source] has {}; give one", many.join(" and "))),
         }
+        s.source.check_file_options()?;
         if s.id_map.is_none() && s.target.natural_key.is_empty() {
             return Err(eyre!(
                 "a data step needs [id_map] or [target] natural_key, so that rollback can find exactly the rows it wrote"
@@ -221,6 +356,15 @@ impl DataStep {
             .name
             .clone()
             .or_else(|| self.source.table.clone())
+            .or_else(|| {
+                // A file is known by its stem: `exports/patients.csv` -> `patients`.
+                self.source.file.as_ref().map(|f| {
+                    Path::new(f)
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| f.clone())
+                })
+            })
             .unwrap_or_else(|| "query".into())
     }
 
@@ -338,6 +482,32 @@ mod tests {
         );
     }
 
+    fn file_step(source: &str) -> Result<DataStep> {
+        DataStep::parse(&format!(
+            "[source]\n{source}\n[target]\ntable = \"t\"\nnatural_key = [\"a\"]\n[[fields]]\ntarget = \"a\"\nsource = \"a\"\n"
+        ))
+    }
+
+    #[test]
+    fn a_file_source_keys_by_line_and_is_named_by_its_stem() {
+        let s = file_step("file = \"exports/patients.csv\"\ndelimiter = \";\"\nencoding = \"windows-1252\"").unwrap();
+        assert_eq!(s.source.key.columns(), [LINE_COLUMN]);
+        assert_eq!(s.source_name(), "patients");
+        let o = s.source.file_options().unwrap();
+        assert_eq!((o.delimiter, o.encoding), (Some(b';'), TextEncoding::Windows1252));
+        let s = file_step("file = \"o.xlsx\"\nsheet = \"Orders\"\nheader_row = 2\nname = \"orders\"").unwrap();
+        assert_eq!(s.source.file_options().unwrap().sheet.as_deref(), Some("Orders"));
+        assert_eq!(
+            file_step("file = \"t.tsv\"\ndelimiter = \"\\t\"")
+                .unwrap()
+                .source
+                .file_options()
+                .unwrap()
+                .delimiter,
+            Some(b'\t')
+        );
+    }
+
     #[test]
     fn a_bad_lookup_names_the_step_file_problem() {
         let e = DataStep::parse(&format!(
@@ -349,5 +519,25 @@ mod tests {
             e.contains("needs by = [...] with at least one alternative") && e.contains("line"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn bad_file_settings_fail_when_the_step_is_parsed() {
+        for (source, says) in [
+            ("file = \"a.csv\"\ntable = \"a\"", "has table and file"),
+            ("table = \"a\"\nkey = \"id\"\nsheet = \"S\"", "setting of a file source"),
+            ("file = \"a.csv\"\nencoding = \"ebcdic\"", "not one cutover reads"),
+            ("file = \"a.csv\"\ndelimiter = \";;\"", "one ASCII character"),
+            ("file = \"a.csv\"\nquote = \"«\"", "one ASCII character"),
+            ("file = \"a.csv\"\nkey = \"id\"", "its key is \"_line\""),
+            ("file = \"a.csv\"\nsheet = \"S\"", "sheet is a workbook setting"),
+            ("file = \"a.xlsx\"\ndelimiter = \";\"", "is a workbook"),
+            ("file = \"a.csv\"\nheader_row = 0", "1-based"),
+            ("table = \"a\"", "key must name"),
+            ("", "needs a table, a query or a file"),
+        ] {
+            let err = file_step(source).unwrap_err().to_string();
+            assert!(err.contains(says), "{source:?}: {err}");
+        }
     }
 }

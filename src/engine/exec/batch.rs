@@ -603,6 +603,7 @@ mod tests {
             checksum_file: "step.toml".into(),
             checksum: "sum".into(),
             overrides: Default::default(),
+            source_file: None,
         }
     }
 

@@ -8,7 +8,7 @@ use crate::engine::db::{Db, DbTx, Role};
 use crate::engine::project::Project;
 use crate::engine::protocol::{Counts, EngineEvent};
 use crate::engine::store::lock::{FenceError, LockHolder};
-use color_eyre::eyre::{Result, eyre};
+use color_eyre::eyre::Result;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, watch};
@@ -266,9 +266,9 @@ impl RunCtx {
     pub async fn source(&self) -> Result<&Db> {
         self.source
             .get_or_try_init(|| async {
-                let url = self.project.config.source.as_ref().ok_or_else(|| {
-                    eyre!("this step reads the source, but no source is configured: add [source] url to cutover.toml or pass --source")
-                })?;
+                // Only a database URL gets here: a `file://` source is a folder (see
+                // `Config::source_db`), read by file steps through `source_file`.
+                let url = self.project.config.source_db()?;
                 Db::connect(url, &self.project.config.dir, Role::Source).await
             })
             .await

@@ -98,6 +98,10 @@ pub async fn repair(project: &Project) -> Result<Vec<String>> {
             plan::StepState::Modified => {
                 if let Some(c) = &s.checksum {
                     ledger::set_checksum(&mut tx, &s.version, c).await?;
+                    // A data file that changed: re-planned as it is now.
+                    if let Some(f) = &s.source_checksum {
+                        ledger::set_source_checksum(&mut tx, &s.version, f).await?;
+                    }
                     actions.push(format!(
                         "{}_{}: recorded the new checksum of {}",
                         s.version,

@@ -94,6 +94,26 @@ pub enum Command {
     /// Count the source rows of every data and merge step not applied yet (`SourceCounts`),
     /// for the plan's ETA before anything ran.
     CountSources,
+    /// The files of the project's source folder (`ImportFiles`), for the console's import pane.
+    ListImportFiles,
+    /// Preview a file (relative to the source folder, or absolute) and, with `into`, suggest a
+    /// mapping into that target table (`Preview`).
+    PreviewFile {
+        file: String,
+        sheet: Option<String>,
+        into: Option<String>,
+        rows: usize,
+    },
+    /// Dry-run a step not saved yet, as the project's newest step (`ImportDryRun`).
+    DryRunImport {
+        name: String,
+        step: String,
+    },
+    /// Save a step as a new migration folder (`ImportSaved`).
+    SaveImportStep {
+        name: String,
+        step: String,
+    },
 }
 
 /// Which page of the rejects: the one starting at a row, or the last one.
@@ -431,6 +451,24 @@ pub enum EngineEvent {
         rows: Vec<(String, u64)>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         errors: Vec<(String, String)>,
+    },
+    /// Answer to `ListImportFiles`.
+    ImportFiles {
+        folder: Option<String>,
+        files: Vec<String>,
+        error: Option<String>,
+    },
+    /// Answer to `PreviewFile`.
+    Preview(Box<crate::engine::preview::PreviewReport>),
+    /// Answer to `DryRunImport`.
+    ImportDryRun {
+        report: crate::engine::preview::step::StepDryRun,
+        error: Option<String>,
+    },
+    /// Answer to `SaveImportStep`: the folder written, or why not.
+    ImportSaved {
+        path: String,
+        error: Option<String>,
     },
     /// Anything else the engine wants the operator to see.
     Notice {

@@ -263,6 +263,87 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                         let _ = tx.send(EngineEvent::ReviewRecords(Box::new(records))).await;
                     });
                 }
+                Command::ListImportFiles => {
+                    let folder = crate::engine::preview::step::source_folder(&project.config);
+                    let ev = match &folder {
+                        Some(f) => match crate::engine::preview::step::list_files(f) {
+                            Ok(files) => EngineEvent::ImportFiles {
+                                folder: Some(f.display().to_string()),
+                                files,
+                                error: None,
+                            },
+                            Err(e) => EngineEvent::ImportFiles {
+                                folder: Some(f.display().to_string()),
+                                files: Vec::new(),
+                                error: Some(format!("{e:#}")),
+                            },
+                        },
+                        None => EngineEvent::ImportFiles {
+                            folder: None,
+                            files: Vec::new(),
+                            error: Some(
+                                "the project's source is not a folder of files: set [source] url = \"file:///path/to/export/\" (or --source file://…)"
+                                    .into(),
+                            ),
+                        },
+                    };
+                    let _ = ev_tx.send(ev).await;
+                }
+                Command::PreviewFile {
+                    file,
+                    sheet,
+                    into,
+                    rows,
+                } => {
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let report = crate::engine::preview::step::preview_report(&p, &file, sheet, into, rows).await;
+                        let _ = tx.send(EngineEvent::Preview(Box::new(report))).await;
+                    });
+                }
+                Command::DryRunImport { name, step } => {
+                    if running.is_some() {
+                        let _ = ev_tx
+                            .send(EngineEvent::ImportDryRun {
+                                report: Default::default(),
+                                error: Some("a run is in progress; dry-run the import after it ends".into()),
+                            })
+                            .await;
+                        continue;
+                    }
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let ev = match crate::engine::preview::step::dry_run_step(&p, &name, &step).await {
+                            Ok(report) => EngineEvent::ImportDryRun { report, error: None },
+                            Err(e) => EngineEvent::ImportDryRun {
+                                report: Default::default(),
+                                error: Some(format!("{e:#}")),
+                            },
+                        };
+                        let _ = tx.send(ev).await;
+                    });
+                }
+                Command::SaveImportStep { name, step } => {
+                    let ev = match crate::engine::preview::step::save_step(
+                        &project.config.migrations_dir,
+                        &project.steps,
+                        &name,
+                        &step,
+                    ) {
+                        Ok(dir) => {
+                            tracing::info!(path = %dir.display(), "import step saved");
+                            EngineEvent::ImportSaved {
+                                path: dir.display().to_string(),
+                                error: None,
+                            }
+                        }
+                        Err(e) => EngineEvent::ImportSaved {
+                            path: String::new(),
+                            error: Some(format!("{e:#}")),
+                        },
+                    };
+                    let _ = ev_tx.send(ev).await;
+                }
                 Command::ExportRejects { filter, stamp } => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {
@@ -299,7 +380,7 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
 async fn count_sources(project: &Project) -> color_eyre::Result<(Vec<(String, u64)>, Vec<(String, String)>)> {
     use crate::engine::db::{Db, Role};
     use crate::engine::project::StepKind;
-    use crate::engine::source::table::count_source;
+    use crate::engine::source::table::count_step_source;
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     let ledger_rows = crate::engine::store::ledger::load(&target).await;
     target.close().await;
@@ -312,19 +393,22 @@ async fn count_sources(project: &Project) -> color_eyre::Result<(Vec<(String, u6
     if todo.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let Some(url) = project.config.source.as_ref() else {
-        return Err(color_eyre::eyre::eyre!("no source is configured"));
+    // The source database is opened only when a step reads it: file steps count their files.
+    let source = match project.config.source.as_ref() {
+        Some(url) => Some(Db::connect(url, &project.config.dir, Role::Source).await?),
+        None => None,
     };
-    let source = Db::connect(url, &project.config.dir, Role::Source).await?;
     let (mut rows, mut errors) = (Vec::new(), Vec::new());
+    let config = &project.config;
     for step in todo {
         let counted: color_eyre::Result<u64> = async {
             Ok(match step.kind {
                 StepKind::Merge => {
                     let m = crate::engine::steps::merge::MergeStep::load(&step)?;
-                    count_source(&source, &m.a).await? + count_source(&source, &m.b).await?
+                    count_step_source(config, source.as_ref(), &m.a).await?
+                        + count_step_source(config, source.as_ref(), &m.b).await?
                 }
-                _ => count_source(&source, &crate::engine::ops::load_compiled(&step)?).await?,
+                _ => count_step_source(config, source.as_ref(), &crate::engine::ops::load_compiled(&step)?).await?,
             })
         }
         .await;
@@ -336,7 +420,9 @@ async fn count_sources(project: &Project) -> color_eyre::Result<(Vec<(String, u6
             )),
         }
     }
-    source.close().await;
+    if let Some(source) = source {
+        source.close().await;
+    }
     Ok((rows, errors))
 }
 

@@ -1,11 +1,12 @@
 //! A database table or query as a `Source`: keyset pages through `SourceReader`.
 
+use crate::engine::config::Config;
 use crate::engine::data::pipeline::{CompiledStep, SourceBatch};
 use crate::engine::data::reader::SourceReader;
 use crate::engine::db::Db;
 use crate::engine::source::Source;
 use crate::engine::value::Value;
-use color_eyre::eyre::Result;
+use color_eyre::eyre::{Result, eyre};
 use std::future::Future;
 
 impl Source for SourceReader {
@@ -29,6 +30,21 @@ impl Source for SourceReader {
         page.rows
             .last()
             .and_then(|r| self.compiled().page_key(&page.columns, r))
+    }
+}
+
+/// Count a step's source rows wherever they are: its file, or the source database (`db`;
+/// `None` when the project has none, which only a file step can do without).
+pub async fn count_step_source(config: &Config, db: Option<&Db>, c: &CompiledStep) -> Result<u64> {
+    if c.spec.source.is_file() {
+        return crate::engine::source::file::count_step_file(config, c).await;
+    }
+    match db {
+        Some(db) => count_source(db, c).await,
+        None => Err(config
+            .source_db()
+            .err()
+            .unwrap_or_else(|| eyre!("the source is not open"))),
     }
 }
 

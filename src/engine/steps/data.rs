@@ -14,6 +14,7 @@ use crate::engine::exec::{RunCtx, StepError, StepResult};
 use crate::engine::project::StepDef;
 use crate::engine::protocol::Counts;
 use crate::engine::source::Source;
+use crate::engine::source::file::{self, FileSource, records::FileOptions};
 use crate::engine::source::read_ahead::ReadAhead;
 use crate::engine::store::{NewReject, RejectStore};
 use crate::engine::value::Value;
@@ -21,13 +22,68 @@ use color_eyre::eyre::Result;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Where a data step's rows come from: the source database, or a file.
+#[derive(Clone)]
+enum Origin {
+    Db(Db),
+    File {
+        path: std::path::PathBuf,
+        opts: FileOptions,
+        /// The file's SHA-256 when the step started: the file must not change under it.
+        checksum: String,
+    },
+}
+
+impl Origin {
+    async fn open(ctx: &RunCtx, c: &CompiledStep) -> Result<Origin> {
+        if !c.spec.source.is_file() {
+            return Ok(Origin::Db(ctx.source().await?.clone()));
+        }
+        let path = file::step_file(&ctx.project.config, c)?;
+        let opts = c.spec.source.file_options()?;
+        let at = path.clone();
+        let checksum = tokio::task::spawn_blocking(move || file::file_checksum(&at))
+            .await
+            .map_err(|e| color_eyre::eyre::eyre!("reading the file stopped: {e}"))?
+            .map_err(|e| color_eyre::eyre::eyre!("step {}: cannot read {}: {e}", c.version, path.display()))?;
+        Ok(Origin::File { path, opts, checksum })
+    }
+
+    /// The source's own row count.
+    async fn count(&self, c: &CompiledStep) -> Result<u64> {
+        match self {
+            Origin::Db(db) => crate::engine::source::table::count_source(db, c).await,
+            Origin::File { path, opts, .. } => {
+                let (path, opts) = (path.clone(), opts.clone());
+                tokio::task::spawn_blocking(move || file::count_rows_blocking(&path, &opts))
+                    .await
+                    .map_err(|e| color_eyre::eyre::eyre!("counting the file stopped: {e}"))?
+                    .map_err(|e| color_eyre::eyre::eyre!("{e}"))
+            }
+        }
+    }
+}
+
 /// After the last page: the rows read must be the rows the source has. A difference means
 /// the source changed during the run (rows added below the last key are never read) or the
-/// pager skipped rows; either way the step must not be called applied.
-async fn reconcile_source_count(source: &Db, c: &CompiledStep, read: u64) -> Result<(), StepError> {
-    let have = crate::engine::source::table::count_source(source, c)
-        .await
-        .map_err(StepError::plain)?;
+/// pager skipped rows; either way the step must not be called applied. A file must still be
+/// the file the step started on, byte for byte.
+async fn reconcile_source_count(origin: &Origin, c: &CompiledStep, read: u64) -> Result<(), StepError> {
+    if let Origin::File { path, checksum, .. } = origin {
+        let at = path.clone();
+        let now = tokio::task::spawn_blocking(move || file::file_checksum(&at))
+            .await
+            .map_err(|e| StepError::msg(format!("reading the file stopped: {e}")))?
+            .map_err(|e| StepError::msg(format!("step {}: cannot read {}: {e}", c.version, path.display())))?;
+        if &now != checksum {
+            return Err(StepError::msg(format!(
+                "step {}: the file {} changed while the step read it (its SHA-256 is not the one it had at the start). Nothing read was lost; leave the file alone, roll the step back (`cutover down --to` the step before) and run it again",
+                c.version,
+                path.display()
+            )));
+        }
+    }
+    let have = origin.count(c).await.map_err(StepError::plain)?;
     if have != read {
         return Err(StepError::msg(format!(
             "step {}: the source {} has {have} rows but the step read {}. The source changed while the step ran, or rows were skipped; nothing read was lost (every row read is written, skipped or rejected). Stop writes to the source, roll the step back (`cutover down --to` the step before) and run it again",
@@ -349,11 +405,34 @@ async fn store_rejects(tx: &mut DbTx, run_id: &str, c: &CompiledStep, res: &Batc
     RejectStore::insert(tx, run_id, &c.version, &c.source_name, &res.warnings).await
 }
 
+/// Pages of `reader` read ahead of the writer, decided there too when the step needs nothing
+/// from the target to decide.
+fn read_ahead<S: Source>(
+    c: &Arc<CompiledStep>,
+    writer: Arc<TargetWriter>,
+    reader: S,
+    start: Option<Value>,
+    size: usize,
+) -> ReadAhead<DataPage> {
+    if c.decides_alone() {
+        let c = c.clone();
+        ReadAhead::spawn_prepared(reader, start, size, move |batch| {
+            let decided = decide_rows(&c, &writer, &batch, &LookupCache::default());
+            DataPage {
+                batch,
+                decided: Some(decided),
+            }
+        })
+    } else {
+        ReadAhead::spawn_prepared(reader, start, size, |batch| DataPage { batch, decided: None })
+    }
+}
+
 /// A data step in the batch loop: pages from its source read one ahead, each decided and
 /// written with its rejects and ID-map entries.
 struct DataBatches {
     c: Arc<CompiledStep>,
-    source: Db,
+    source: Origin,
     batch_size: usize,
     writer: Option<Arc<TargetWriter>>,
     pages: Option<ReadAhead<DataPage>>,
@@ -400,20 +479,18 @@ impl BatchStep for DataBatches {
             .map_err(StepError::plain)?,
         );
         self.writer = Some(writer.clone());
-        let reader = SourceReader::new(self.source.clone(), self.c.clone(), true);
-        reader.check().await.map_err(StepError::msg)?;
         let (start, size) = (resume_from.clone(), self.batch_size);
-        self.pages = Some(if self.c.decides_alone() {
-            let c = self.c.clone();
-            ReadAhead::spawn_prepared(reader, start, size, move |batch| {
-                let decided = decide_rows(&c, &writer, &batch, &LookupCache::default());
-                DataPage {
-                    batch,
-                    decided: Some(decided),
-                }
-            })
-        } else {
-            ReadAhead::spawn_prepared(reader, start, size, |batch| DataPage { batch, decided: None })
+        self.pages = Some(match &self.source {
+            Origin::Db(db) => {
+                let reader = SourceReader::new(db.clone(), self.c.clone(), true);
+                reader.check().await.map_err(StepError::msg)?;
+                read_ahead(&self.c, writer, reader, start, size)
+            }
+            Origin::File { .. } => {
+                let reader = FileSource::new(&ctx.project.config, self.c.clone()).map_err(StepError::plain)?;
+                reader.check().await.map_err(StepError::msg)?;
+                read_ahead(&self.c, writer, reader, start, size)
+            }
         });
         Ok(())
     }
@@ -485,12 +562,10 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     });
     c.run_id = Some(ctx.run_id.clone());
     c.sweep_store_temp_files();
-    let source = ctx.source().await.map_err(StepError::plain)?.clone();
+    let source = Origin::open(ctx, &c).await.map_err(StepError::plain)?;
     let batch_size = ctx.batch_size(c.spec.batch_size);
     let continue_on_error = ctx.continue_on_error(c.spec.continue_on_error);
-    let total = crate::engine::source::table::count_source(&source, &c)
-        .await
-        .map_err(StepError::plain)?;
+    let total = source.count(&c).await.map_err(StepError::plain)?;
     let plan = BatchPlan {
         total,
         batch_size,

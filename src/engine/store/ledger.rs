@@ -69,6 +69,8 @@ pub struct LedgerRow {
     pub counts: Counts,
     pub error: Option<String>,
     pub failing_statement: Option<String>,
+    /// The SHA-256 of the file a data step read (`[source] file`), when it read one.
+    pub source_checksum: Option<String>,
 }
 
 /// Create the ledger tables when missing. Idempotent.
@@ -118,8 +120,37 @@ pub async fn ensure(db: &Db) -> Result<()> {
     for s in &stmts {
         tx.execute(s, &[]).await?;
     }
+    // Ledgers made before file sources lack the column of a file's checksum: add it.
+    if !has_source_checksum(&mut tx).await? {
+        tx.execute(
+            &format!("ALTER TABLE {LEDGER_TABLE} ADD COLUMN {SOURCE_CHECKSUM} TEXT"),
+            &[],
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(())
+}
+
+/// The ledger column of a file step's file checksum (added to older ledgers by `ensure`).
+const SOURCE_CHECKSUM: &str = "source_checksum";
+
+async fn has_source_checksum(tx: &mut DbTx) -> Result<bool, sqlx::Error> {
+    Ok(tx
+        .table_columns(LEDGER_TABLE)
+        .await?
+        .keys()
+        .any(|c| c.eq_ignore_ascii_case(SOURCE_CHECKSUM)))
+}
+
+/// The columns `load` reads: a ledger not yet upgraded (read by `status` before any run
+/// could add the column) reads NULL for the file checksum.
+async fn select_columns(tx: &mut DbTx) -> Result<String, sqlx::Error> {
+    Ok(if has_source_checksum(tx).await? {
+        format!("{SELECT_COLUMNS}, {SOURCE_CHECKSUM}")
+    } else {
+        format!("{SELECT_COLUMNS}, NULL")
+    })
 }
 
 const SELECT_COLUMNS: &str = "version, name, kind, checksum, status, run_id, started_at, applied_at, applied_by, host, duration_ms, rows_source, rows_written, rows_skipped, rows_rejected, rows_merged, rows_warned, error, failing_statement";
@@ -160,6 +191,7 @@ fn row_from(vals: &[Value]) -> LedgerRow {
         },
         error: text(&g(17)),
         failing_statement: text(&g(18)),
+        source_checksum: text(&g(19)),
     }
 }
 
@@ -167,19 +199,20 @@ pub async fn load(db: &Db) -> Result<Vec<LedgerRow>> {
     if !db.table_exists(LEDGER_TABLE).await? {
         return Ok(Vec::new());
     }
-    let rows = db
-        .fetch_all(
-            &format!("SELECT {SELECT_COLUMNS} FROM {LEDGER_TABLE} ORDER BY version"),
-            &[],
-        )
+    let mut tx = db.begin_read().await?;
+    let columns = select_columns(&mut tx).await?;
+    let rows = tx
+        .fetch_all(&format!("SELECT {columns} FROM {LEDGER_TABLE} ORDER BY version"), &[])
         .await?;
+    tx.rollback().await?;
     Ok(rows.rows.iter().map(|r| row_from(r)).collect())
 }
 
 pub async fn load_one(tx: &mut DbTx, version: &str) -> Result<Option<LedgerRow>> {
+    let columns = select_columns(tx).await?;
     let r = tx
         .fetch_optional(
-            &format!("SELECT {SELECT_COLUMNS} FROM {LEDGER_TABLE} WHERE version = $1"),
+            &format!("SELECT {columns} FROM {LEDGER_TABLE} WHERE version = $1"),
             &[Value::Text(version.into())],
         )
         .await?;
@@ -234,6 +267,23 @@ pub async fn upsert(
             opt(error),
             opt(failing_statement),
         ],
+    )
+    .await?;
+    // A file step's file as it is now (the step checked at its end that it had not changed
+    // while it was read; the checksum is remembered, so this reads nothing again).
+    if let Some(path) = &step.source_file
+        && let Ok(sum) = crate::engine::checksum::file_checksum(path)
+    {
+        set_source_checksum(tx, &step.version, &sum).await?;
+    }
+    Ok(())
+}
+
+/// Record the SHA-256 of the file a data step read (`cutover repair` records a changed one).
+pub async fn set_source_checksum(tx: &mut DbTx, version: &str, checksum: &str) -> Result<(), sqlx::Error> {
+    tx.execute(
+        &format!("UPDATE {LEDGER_TABLE} SET {SOURCE_CHECKSUM} = $1 WHERE version = $2"),
+        &[Value::Text(checksum.into()), Value::Text(version.into())],
     )
     .await?;
     Ok(())

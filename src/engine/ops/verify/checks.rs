@@ -121,29 +121,33 @@ pub(super) async fn source_count_checks(project: &Project, target: &Db, source: 
         let Some(step) = project.step(&r.version) else {
             continue;
         };
-        let counted: Result<u64, String> = match source {
-            Source::Unavailable(why) => Err(format!("cannot count the source: {why}")),
-            Source::Open(db) => {
-                let sides = match step.kind {
-                    StepKind::Merge => crate::engine::steps::merge::MergeStep::load(step).map(|m| vec![m.a, m.b]),
-                    _ => crate::engine::ops::load_compiled(step).map(|c| vec![c]),
-                };
-                match sides {
-                    Err(e) => Err(format!("cannot load the step: {e:#}")),
-                    Ok(sides) => {
-                        let mut n = 0u64;
-                        let mut err = None;
-                        for c in &sides {
-                            match crate::engine::source::table::count_source(db, c).await {
-                                Ok(k) => n += k,
-                                Err(e) => err = Some(format!("cannot count the source: {e:#}")),
-                            }
+        let sides = match step.kind {
+            StepKind::Merge => crate::engine::steps::merge::MergeStep::load(step).map(|m| vec![m.a, m.b]),
+            _ => crate::engine::ops::load_compiled(step).map(|c| vec![c]),
+        };
+        // A file step counts its file (its rows, blank lines left out) whatever the source.
+        let counted: Result<u64, String> = match (sides, source) {
+            (Err(e), _) => Err(format!("cannot load the step: {e:#}")),
+            (Ok(sides), source) => {
+                let mut n = 0u64;
+                let mut err = None;
+                for c in &sides {
+                    let db = match source {
+                        Source::Open(db) => Some(db),
+                        Source::Unavailable(why) if !c.spec.source.is_file() => {
+                            err = Some(format!("cannot count the source: {why}"));
+                            continue;
                         }
-                        match err {
-                            Some(e) => Err(e),
-                            None => Ok(n),
-                        }
+                        Source::Unavailable(_) => None,
+                    };
+                    match crate::engine::source::table::count_step_source(&project.config, db, c).await {
+                        Ok(k) => n += k,
+                        Err(e) => err = Some(format!("cannot count the source: {e:#}")),
                     }
+                }
+                match err {
+                    Some(e) => Err(e),
+                    None => Ok(n),
                 }
             }
         };

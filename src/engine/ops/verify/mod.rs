@@ -86,6 +86,15 @@ pub async fn verify(project: &Project) -> Result<VerifyReport> {
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     let source = if file.needs_source() {
         Some(match &project.config.source {
+            None if project.config.source_folder.is_some() => Source::Unavailable(format!(
+                "no source database: {}",
+                project
+                    .config
+                    .source_db()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            )),
             None => Source::Unavailable(
                 "no source connection: set [source] url in cutover.toml, --source or CUTOVER_SOURCE".into(),
             ),

@@ -9,10 +9,12 @@
 
 use crate::engine::value::Value;
 use calamine::{Data, Range, Reader};
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// How the bytes of a CSV file are text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -141,6 +143,8 @@ enum Inner {
 
 struct CsvRecords {
     reader: csv::Reader<Box<dyn Read + Send>>,
+    /// The line breaks the csv reader has been handed and not yet passed.
+    breaks: Arc<Mutex<LineBreaks>>,
     record: csv::ByteRecord,
     encoding: TextEncoding,
     quote: u8,
@@ -148,7 +152,8 @@ struct CsvRecords {
     /// Bytes skipped before the csv reader's first byte (a byte-order mark).
     offset: u64,
     done: bool,
-    /// Line and start byte of the last record returned: checked for an open quote at the end.
+    /// Where the reader began looking for the last record returned (line, byte): checked for
+    /// an open quote at the end.
     last: Option<(u64, u64)>,
 }
 
@@ -209,17 +214,32 @@ impl FileRecords {
         let offset: u64 = if head.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
         let delimiter = match opts.delimiter {
             Some(d) => d,
-            None => detect_delimiter(&head[offset as usize..], opts.quote),
+            // Detected on the header's line: lines above it (a title) say nothing.
+            None => {
+                let mut from = &head[offset as usize..];
+                for _ in 1..opts.header_row {
+                    match from.iter().position(|b| *b == b'\n') {
+                        Some(i) => from = &from[i + 1..],
+                        None => break,
+                    }
+                }
+                detect_delimiter(from, opts.quote)
+            }
         };
         file.consume(offset as usize);
+        let breaks = Arc::new(Mutex::new(LineBreaks::default()));
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .delimiter(delimiter)
             .quote(opts.quote)
-            .from_reader(Box::new(file) as Box<dyn Read + Send>);
+            .from_reader(Box::new(BreakTracking {
+                inner: file,
+                breaks: breaks.clone(),
+            }) as Box<dyn Read + Send>);
         let mut c = CsvRecords {
             reader,
+            breaks,
             record: csv::ByteRecord::new(),
             encoding: opts.encoding,
             quote: opts.quote,
@@ -236,7 +256,10 @@ impl FileRecords {
                 let cells = cells
                     .iter()
                     .enumerate()
-                    .map(|(i, b)| c.decode(b).map_err(|p| Self::err(path, Some(line), Some(format!("{}", i + 1)), p)))
+                    .map(|(i, b)| {
+                        c.decode(b)
+                            .map_err(|p| Self::err(path, Some(line), Some(format!("{}", i + 1)), p))
+                    })
                     .collect::<Result<Vec<String>, FileError>>()?;
                 header = Some((line, cells));
                 break;
@@ -373,9 +396,14 @@ fn detect_delimiter(head: &[u8], quote: u8) -> u8 {
     if counts[best] == 0 { b',' } else { candidates[best] }
 }
 
+/// A record's first line and its cells as bytes.
+type RawRecord = (u64, Vec<Vec<u8>>);
+/// A place in the file as the csv reader counts it.
+type LineAndByte = (u64, u64);
+
 impl CsvRecords {
     /// The next record as raw cells with its line, or `None` at the end.
-    fn read_raw(&mut self, path: &Path) -> Result<Option<(u64, Vec<Vec<u8>>)>, FileError> {
+    fn read_raw(&mut self, path: &Path) -> Result<Option<RawRecord>, FileError> {
         let (line, _) = match self.read_into(path)? {
             Some(at) => at,
             None => return Ok(None),
@@ -383,15 +411,25 @@ impl CsvRecords {
         Ok(Some((line, self.record.iter().map(|c| c.to_vec()).collect())))
     }
 
-    /// Read the next record into `self.record`; returns its line and start byte.
-    fn read_into(&mut self, path: &Path) -> Result<Option<(u64, u64)>, FileError> {
+    /// Read the next record into `self.record`; returns the line it starts on, and where the
+    /// csv reader began looking for it (line and byte; see `check_closed`).
+    ///
+    /// The csv crate's record position is where the previous record ended (the rest of its
+    /// terminator and any blank lines before this record are not yet consumed), so it cannot
+    /// say on which line a record starts: `LineBreaks` can.
+    fn read_into(&mut self, path: &Path) -> Result<Option<(u64, LineAndByte)>, FileError> {
         if self.done {
             return Ok(None);
         }
         match self.reader.read_byte_record(&mut self.record) {
             Ok(true) => {
                 let pos = self.record.position().cloned().unwrap_or_else(csv::Position::new);
-                Ok(Some((pos.line(), pos.byte())))
+                let line = self
+                    .breaks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .line_after(pos.byte());
+                Ok(Some((line, (pos.line(), pos.byte()))))
             }
             Ok(false) => {
                 self.done = true;
@@ -422,13 +460,13 @@ impl CsvRecords {
 
     fn next(&mut self, path: &Path, headers: &[String]) -> Result<Option<FileRecord>, FileError> {
         loop {
-            let Some((line, start)) = self.read_into(path)? else {
-                if let Some((line, start)) = self.last.take() {
-                    self.check_closed(path, line, start)?;
+            let Some((line, looked_from)) = self.read_into(path)? else {
+                if let Some((from_line, from_byte)) = self.last.take() {
+                    self.check_closed(path, headers, from_line, from_byte)?;
                 }
                 return Ok(None);
             };
-            self.last = Some((line, start));
+            self.last = Some(looked_from);
             let width = self.record.len();
             if self.record.iter().all(|c| c.iter().all(|b| b.is_ascii_whitespace())) {
                 continue; // a blank line, or one of only delimiters: not a row
@@ -468,7 +506,7 @@ impl CsvRecords {
     /// error, turning the rest of the file into one cell. At the end of the file, scan the
     /// last record's bytes as RFC 4180 does and refuse the file when a quote is still open.
     /// (Callers count a file through to its end before writing any of it.)
-    fn check_closed(&self, path: &Path, line: u64, start: u64) -> Result<(), FileError> {
+    fn check_closed(&self, path: &Path, headers: &[String], line: u64, start: u64) -> Result<(), FileError> {
         let io = |e: std::io::Error| FileRecords::err(path, Some(line), None, format!("cannot read the file: {e}"));
         let mut f = File::open(path).map_err(io)?;
         f.seek(SeekFrom::Start(start + self.offset)).map_err(io)?;
@@ -478,6 +516,9 @@ impl CsvRecords {
         let mut after_quote = false;
         let mut opened_at_line = line;
         let mut cur_line = line;
+        // Which cell of its record the open quote starts: the column the message names.
+        let mut field = 0usize;
+        let mut opened_in_field = 0usize;
         for b in BufReader::new(f).bytes() {
             let b = b.map_err(io)?;
             if open {
@@ -500,10 +541,14 @@ impl CsvRecords {
             if b == self.quote && field_start {
                 open = true;
                 opened_at_line = cur_line;
+                opened_in_field = field;
                 field_start = false;
             } else if b == delimiter || b == b'\n' || b == b'\r' {
                 if b == b'\n' {
                     cur_line += 1;
+                    field = 0;
+                } else if b == delimiter {
+                    field += 1;
                 }
                 field_start = true;
             } else {
@@ -514,7 +559,12 @@ impl CsvRecords {
             return Err(FileRecords::err(
                 path,
                 Some(opened_at_line),
-                None,
+                Some(
+                    headers
+                        .get(opened_in_field)
+                        .cloned()
+                        .unwrap_or_else(|| format!("{}", opened_in_field + 1)),
+                ),
                 format!(
                     "a quoted value opened on line {opened_at_line} is never closed: the rest of the file ({} lines) would be one cell. Close the quote (a quote inside a value is written twice: \"\")",
                     cur_line - opened_at_line + 1
@@ -522,6 +572,71 @@ impl CsvRecords {
             ));
         }
         Ok(())
+    }
+}
+
+/// The runs of line-break bytes (`\r`, `\n`) the csv reader has been handed, so the line a
+/// record starts on can be told from the byte its search started at: past the run of breaks
+/// it stands in. Runs the reader has passed are dropped, so memory stays within its buffer.
+#[derive(Default)]
+struct LineBreaks {
+    /// (first byte, end byte, line feeds in the file up to the end byte).
+    runs: VecDeque<(u64, u64, u64)>,
+    /// Line feeds up to the end of the last dropped run.
+    passed: u64,
+    /// Bytes and line feeds handed to the reader so far.
+    seen: u64,
+    feeds: u64,
+}
+
+impl LineBreaks {
+    fn saw(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            let at = self.seen;
+            self.seen += 1;
+            if b != b'\n' && b != b'\r' {
+                continue;
+            }
+            if b == b'\n' {
+                self.feeds += 1;
+            }
+            match self.runs.back_mut() {
+                Some(run) if run.1 == at => {
+                    run.1 = at + 1;
+                    run.2 = self.feeds;
+                }
+                _ => self.runs.push_back((at, at + 1, self.feeds)),
+            }
+        }
+    }
+
+    /// The 1-based line of the first byte at or after `from` that is not a line break.
+    fn line_after(&mut self, from: u64) -> u64 {
+        while let Some(&(_, end, feeds)) = self.runs.front() {
+            if end > from {
+                break;
+            }
+            self.passed = feeds;
+            self.runs.pop_front();
+        }
+        match self.runs.front() {
+            Some(&(start, _, feeds)) if start <= from => 1 + feeds,
+            _ => 1 + self.passed,
+        }
+    }
+}
+
+/// The file as the csv reader reads it, each chunk noted in `LineBreaks` on its way.
+struct BreakTracking<R> {
+    inner: R,
+    breaks: Arc<Mutex<LineBreaks>>,
+}
+
+impl<R: Read> Read for BreakTracking<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.breaks.lock().unwrap_or_else(|p| p.into_inner()).saw(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -570,7 +685,10 @@ fn sheet_value(cell: &Data) -> (Value, Option<String>) {
         Data::DateTime(d) if d.is_datetime() => match d.as_datetime() {
             Some(dt) if dt.time() == chrono::NaiveTime::MIN => (Value::Text(dt.format("%Y-%m-%d").to_string()), None),
             Some(dt) => (Value::Text(dt.format("%Y-%m-%dT%H:%M:%S").to_string()), None),
-            None => (Value::Null, Some(format!("holds a date Excel cannot show ({})", d.as_f64()))),
+            None => (
+                Value::Null,
+                Some(format!("holds a date Excel cannot show ({})", d.as_f64())),
+            ),
         },
         Data::DateTime(d) => (Value::Real(d.as_f64()), None),
         Data::DateTimeIso(s) | Data::DurationIso(s) => (Value::Text(s.clone()), None),
@@ -590,4 +708,192 @@ pub fn column_letters(mut index: usize) -> String {
     }
     out.reverse();
     String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    // By its own path: `super` would name engine::source::file, which reads this module.
+    use crate::engine::source::file::records::*;
+
+    fn csv_file(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.csv");
+        std::fs::write(&p, bytes).unwrap();
+        (dir, p)
+    }
+
+    /// A record as (line, cells as text, has an issue).
+    type Row = (u64, Vec<String>, bool);
+
+    /// The headers and every record.
+    fn read_all(p: &Path, opts: &FileOptions) -> Result<(Vec<String>, Vec<Row>), FileError> {
+        let mut r = FileRecords::open(p, opts)?;
+        let headers = r.headers().to_vec();
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record()? {
+            let cells = rec
+                .cells
+                .iter()
+                .map(|v| v.to_text().unwrap_or_else(|| "NULL".into()))
+                .collect();
+            out.push((rec.line, cells, rec.issue.is_some()));
+        }
+        Ok((headers, out))
+    }
+
+    #[test]
+    fn bom_crlf_quoted_newlines_and_blank_lines_keep_their_lines() {
+        let (_d, p) = csv_file(
+            b"\xEF\xBB\xBFid,name,notes\r\n1,Ann,\"said \"\"hi\"\", then left\"\r\n\r\n2,Bob,\"two\r\nlines\"\r\n,,\r\n3,\"Lee, Jr\",\r\n",
+        );
+        let (headers, rows) = read_all(&p, &FileOptions::default()).unwrap();
+        assert_eq!(headers, ["id", "name", "notes"]);
+        assert_eq!(
+            rows,
+            [
+                (
+                    2,
+                    vec!["1".into(), "Ann".into(), "said \"hi\", then left".into()],
+                    false
+                ),
+                (4, vec!["2".into(), "Bob".into(), "two\r\nlines".into()], false),
+                // line 6 is only delimiters: not a row
+                (7, vec!["3".into(), "Lee, Jr".into(), "".into()], false),
+            ]
+        );
+    }
+
+    #[test]
+    fn delimiter_is_detected_and_header_row_may_be_later() {
+        let (_d, p) = csv_file(b"export of 2024-01-02\n\na;b\n1;x,y\n");
+        let opts = FileOptions {
+            header_row: 3,
+            ..Default::default()
+        };
+        let (headers, rows) = read_all(&p, &opts).unwrap();
+        assert_eq!(headers, ["a", "b"]);
+        assert_eq!(rows, [(4, vec!["1".into(), "x,y".into()], false)]);
+        let (_d, p) = csv_file(b"a\tb\n1\t2\n");
+        assert_eq!(read_all(&p, &FileOptions::default()).unwrap().1[0].1, ["1", "2"]);
+    }
+
+    #[test]
+    fn a_short_row_is_a_row_issue_a_long_row_a_file_error() {
+        let (_d, p) = csv_file(b"a,b,c\n1,2\n");
+        let (_, rows) = read_all(&p, &FileOptions::default()).unwrap();
+        assert_eq!(rows, [(2, vec!["1".into(), "2".into(), "NULL".into()], true)]);
+        let (_d, p) = csv_file(b"a,b\n1,2\n3,4,5\n");
+        let e = read_all(&p, &FileOptions::default()).unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (Some(3), Some("3")), "{e}");
+        assert!(e.to_string().contains("3 cells but the header names 2"), "{e}");
+    }
+
+    #[test]
+    fn an_unterminated_quote_names_its_line_and_column() {
+        let (_d, p) = csv_file(b"id,notes\n1,ok\n2,\"never closed\n3,more\n");
+        let e = read_all(&p, &FileOptions::default()).unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (Some(3), Some("notes")), "{e}");
+        assert!(e.to_string().contains("never closed"), "{e}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_file_error_unless_the_encoding_says_otherwise() {
+        let (_d, p) = csv_file(b"id,name\n1,Ren\xE9e\n");
+        let e = read_all(&p, &FileOptions::default()).unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (Some(2), Some("name")), "{e}");
+        assert!(e.to_string().contains("invalid UTF-8"), "{e}");
+        let opts = FileOptions {
+            encoding: TextEncoding::Windows1252,
+            ..Default::default()
+        };
+        assert_eq!(read_all(&p, &opts).unwrap().1[0].1, ["1", "Renée"]);
+    }
+
+    #[test]
+    fn empty_files_and_duplicate_headers_are_refused() {
+        for bytes in [&b""[..], b"\xEF\xBB\xBF"] {
+            let (_d, p) = csv_file(bytes);
+            let e = read_all(&p, &FileOptions::default()).unwrap_err();
+            assert!(e.to_string().contains("the file is empty"), "{e}");
+        }
+        let (_d, p) = csv_file(b"a,b,a\n");
+        let e = read_all(&p, &FileOptions::default()).unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (Some(1), Some("a")), "{e}");
+        let (_d, p) = csv_file(b"a, ,c\n1,2,3\n");
+        assert_eq!(read_all(&p, &FileOptions::default()).unwrap().0, ["a", "column_2", "c"]);
+    }
+
+    #[test]
+    fn workbook_cells_become_values_and_a_missing_sheet_names_the_sheets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("o.xlsx");
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let date = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd");
+        let stamp = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd hh:mm");
+        let s = book.add_worksheet();
+        s.set_name("Orders").unwrap();
+        for (c, h) in ["n", "when", "at", "serial", "ok", "price"].iter().enumerate() {
+            s.write_string(0, c as u16, *h).unwrap();
+        }
+        s.write_string(1, 0, "A-1").unwrap();
+        let d = rust_xlsxwriter::ExcelDateTime::from_ymd(2024, 3, 5).unwrap();
+        s.write_datetime_with_format(1, 1, &d, &date).unwrap();
+        let t = rust_xlsxwriter::ExcelDateTime::parse_from_str("2024-03-05 14:30:00").unwrap();
+        s.write_datetime_with_format(1, 2, &t, &stamp).unwrap();
+        s.write_number(1, 3, 45356.0).unwrap();
+        s.write_boolean(1, 4, true).unwrap();
+        s.write_number(1, 5, 2.5).unwrap();
+        // row 3 left empty: not a row
+        s.write_string(3, 0, "A-2").unwrap();
+        book.save(&p).unwrap();
+
+        let opts = FileOptions {
+            sheet: Some("Orders".into()),
+            ..Default::default()
+        };
+        let mut r = FileRecords::open(&p, &opts).unwrap();
+        assert_eq!(r.headers(), ["n", "when", "at", "serial", "ok", "price"]);
+        let first = r.next_record().unwrap().unwrap();
+        assert_eq!(first.line, 2);
+        assert_eq!(
+            first.cells,
+            [
+                Value::Text("A-1".into()),
+                Value::Text("2024-03-05".into()),
+                Value::Text("2024-03-05T14:30:00".into()),
+                Value::Int(45356),
+                Value::Bool(true),
+                Value::Real(2.5),
+            ]
+        );
+        let second = r.next_record().unwrap().unwrap();
+        assert_eq!(
+            (second.line, &second.cells[0], &second.cells[1]),
+            (4, &Value::Text("A-2".into()), &Value::Null)
+        );
+        assert!(r.next_record().unwrap().is_none());
+
+        let e = FileRecords::open(
+            &p,
+            &FileOptions {
+                sheet: Some("Patients".into()),
+                ..Default::default()
+            },
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.to_string().contains("no sheet 'Patients'; its sheets are 'Orders'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn excel_column_letters() {
+        assert_eq!(column_letters(0), "A");
+        assert_eq!(column_letters(25), "Z");
+        assert_eq!(column_letters(26), "AA");
+        assert_eq!(column_letters(701), "ZZ");
+        assert_eq!(column_letters(702), "AAA");
+    }
 }

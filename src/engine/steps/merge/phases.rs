@@ -376,6 +376,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         key: crate::engine::data::spec::SourceKey::One(m.file.b.key.clone()),
         name: m.b.spec.source.name.clone(),
         references: m.b.spec.source.references.clone(),
+        ..Default::default()
     };
     let b_reader = CompiledStep::compile(
         &m.version,

@@ -135,6 +135,7 @@ impl MergeStep {
                         key: crate::engine::data::spec::SourceKey::One(s.key.clone()),
                         name: Some(name.clone()),
                         references: s.references.clone(),
+                        ..Default::default()
                     },
                     target: TargetSpec {
                         table: file.target.table.clone(),
