@@ -212,7 +212,6 @@ fn the_engines_reader_sees_the_manifests_rows() {
 /// (the rejects' source keys): the physical line each record starts on, counting the blank
 /// lines and the line breaks inside quoted notes.
 #[test]
-#[ignore = "records.rs gives the csv crate's position, which is the end of the previous record: one line early after a CRLF and after each blank line (reported to the lead)"]
 fn the_engines_reader_puts_records_on_the_manifests_lines() {
     let t = tempfile::tempdir().unwrap();
     let m = gen_into(t.path(), &cfg(1500, 3000, 17, OrdersFormat::Xlsx));
