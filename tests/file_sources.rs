@@ -461,3 +461,22 @@ fn a_short_row_is_a_reject_at_its_line() {
     );
     assert_eq!(counts(&p, V_PATIENTS), (3, 2, 0, 1));
 }
+
+/// A CSV whose lines end with a lone CR (old Mac exports): every row keeps its own line as its
+/// key. They all were line 1: the ID map refused the second row and the run failed.
+#[test]
+fn cr_only_line_endings() {
+    let p = project(Backend::Sqlite, "");
+    std::fs::write(
+        export(&p).join("patients.csv"),
+        "mrn,firstName,notes\ra1,Ann,x\ra2,Bo,\"two\rlines\"\r\ra3,Cy,z",
+    )
+    .unwrap();
+    p.data_step(PATIENTS, &patients_step("patients.csv", ""));
+    p.ok(&["up"]);
+    assert_eq!(
+        p.target_sql("SELECT mrn, source_line FROM patients ORDER BY mrn"),
+        "A1|2\nA2|3\nA3|6"
+    );
+    assert_eq!(counts(&p, V_PATIENTS), (3, 3, 0, 0));
+}

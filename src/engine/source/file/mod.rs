@@ -208,14 +208,14 @@ impl FileSource {
     /// every column the step needs, and every record can be read (this also counts it).
     pub async fn check_whole_file(self) -> Result<u64, String> {
         let (path, opts, c) = (self.path.clone(), self.opts.clone(), self.c.clone());
-        let version = c.version.clone();
+        // The pre-flight names the step before the message: the message is the file's.
         tokio::task::spawn_blocking(move || {
             Self::open_blocking(&path, &opts, &c)?;
             count_rows_blocking(&path, &opts)
         })
         .await
         .map_err(|e| format!("reading the file stopped: {e}"))?
-        .map_err(|e| format!("step {version}: {e}"))
+        .map_err(|e| e.to_string())
     }
 }
 

@@ -167,6 +167,21 @@ struct SheetRecords {
 
 impl FileRecords {
     pub fn open(path: &Path, opts: &FileOptions) -> Result<FileRecords, FileError> {
+        // Opening a named pipe blocks until something writes to it: refuse anything that is
+        // not a plain file before opening it. (A missing file is the open's error below.)
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.is_dir() {
+                return Err(Self::err(path, None, None, "this is a folder, not a file"));
+            }
+            if !meta.is_file() {
+                return Err(Self::err(
+                    path,
+                    None,
+                    None,
+                    "this is not a plain file (a pipe, socket or device); copy the export into a file",
+                ));
+            }
+        }
         match FileKind::of(path) {
             FileKind::Csv => Self::open_csv(path, opts),
             FileKind::Workbook => Self::open_sheet(path, opts),
@@ -252,7 +267,9 @@ impl FileRecords {
         // date) are not data.
         let mut header: Option<(u64, Vec<String>)> = None;
         while let Some((line, cells)) = c.read_raw(path)? {
-            if line >= opts.header_row {
+            // A line of only spaces (or only delimiters) is blank, not a header.
+            let blank = cells.iter().all(|b| b.iter().all(u8::is_ascii_whitespace));
+            if line >= opts.header_row && !blank {
                 let cells = cells
                     .iter()
                     .enumerate()
@@ -310,11 +327,25 @@ impl FileRecords {
             .worksheet_range(&sheet)
             .map_err(|e| Self::err(path, None, None, format!("cannot read sheet '{sheet}': {e}")))?;
         let Some(origin) = range.start() else {
+            // The first sheet, taken by default, is often an empty cover or notes sheet.
+            let others: Vec<String> = names
+                .iter()
+                .filter(|n| **n != sheet)
+                .map(|n| format!("'{n}'"))
+                .collect();
+            let hint = if opts.sheet.is_none() && !others.is_empty() {
+                format!(
+                    " (it is the first sheet, read when [source] sheet is not set; the workbook's other sheets: {})",
+                    others.join(", ")
+                )
+            } else {
+                String::new()
+            };
             return Err(Self::err(
                 path,
                 None,
                 None,
-                format!("sheet '{sheet}' is empty: a header row naming the columns is needed"),
+                format!("sheet '{sheet}' is empty: a header row naming the columns is needed{hint}"),
             ));
         };
         let header_idx = opts.header_row.saturating_sub(1);
@@ -404,10 +435,13 @@ type LineAndByte = (u64, u64);
 impl CsvRecords {
     /// The next record as raw cells with its line, or `None` at the end.
     fn read_raw(&mut self, path: &Path) -> Result<Option<RawRecord>, FileError> {
-        let (line, _) = match self.read_into(path)? {
+        let (line, (_, byte)) = match self.read_into(path)? {
             Some(at) => at,
             None => return Ok(None),
         };
+        // A header whose quote never closes swallows the whole file: check it at the end
+        // like any last record.
+        self.last = Some((line, byte));
         Ok(Some((line, self.record.iter().map(|c| c.to_vec()).collect())))
     }
 
@@ -466,7 +500,9 @@ impl CsvRecords {
                 }
                 return Ok(None);
             };
-            self.last = Some(looked_from);
+            // The record's own line: the csv reader counts `\n` only, and its position is
+            // where the previous record ended (check_closed skips the breaks after it).
+            self.last = Some((line, looked_from.1));
             let width = self.record.len();
             if self.record.iter().all(|c| c.iter().all(|b| b.is_ascii_whitespace())) {
                 continue; // a blank line, or one of only delimiters: not a row
@@ -519,8 +555,23 @@ impl CsvRecords {
         // Which cell of its record the open quote starts: the column the message names.
         let mut field = 0usize;
         let mut opened_in_field = 0usize;
+        // `start` is where the previous record ended: the line breaks up to this record's
+        // first byte belong to the lines before `line`.
+        let mut leading = true;
+        let mut after_cr = false;
+        // The file's last byte ended a line: that line break does not start another line.
+        let mut ended_line = false;
         for b in BufReader::new(f).bytes() {
             let b = b.map_err(io)?;
+            let is_break = b == b'\n' || b == b'\r';
+            if leading && is_break {
+                continue;
+            }
+            leading = false;
+            // A line ends at `\n`, `\r\n` (once) or a lone `\r`, as LineBreaks counts them.
+            let ends_line = b == b'\r' || (b == b'\n' && !after_cr);
+            after_cr = b == b'\r';
+            ended_line = is_break;
             if open {
                 if after_quote {
                     after_quote = false;
@@ -532,7 +583,7 @@ impl CsvRecords {
                     after_quote = true;
                     continue;
                 } else {
-                    if b == b'\n' {
+                    if ends_line {
                         cur_line += 1;
                     }
                     continue;
@@ -543,8 +594,8 @@ impl CsvRecords {
                 opened_at_line = cur_line;
                 opened_in_field = field;
                 field_start = false;
-            } else if b == delimiter || b == b'\n' || b == b'\r' {
-                if b == b'\n' {
+            } else if b == delimiter || is_break {
+                if ends_line {
                     cur_line += 1;
                     field = 0;
                 } else if b == delimiter {
@@ -562,13 +613,18 @@ impl CsvRecords {
                 Some(
                     headers
                         .get(opened_in_field)
+                        // The header's own open quote: its "name" is the rest of the file.
+                        .filter(|h| !h.contains(['\n', '\r']))
                         .cloned()
                         .unwrap_or_else(|| format!("{}", opened_in_field + 1)),
                 ),
-                format!(
-                    "a quoted value opened on line {opened_at_line} is never closed: the rest of the file ({} lines) would be one cell. Close the quote (a quote inside a value is written twice: \"\")",
-                    cur_line - opened_at_line + 1
-                ),
+                {
+                    let rest = cur_line - opened_at_line + u64::from(!ended_line);
+                    format!(
+                        "a quoted value opened on line {opened_at_line} is never closed: the rest of the file ({rest} line{}) would be one cell. Close the quote (a quote inside a value is written twice: \"\")",
+                        if rest == 1 { "" } else { "s" }
+                    )
+                },
             ));
         }
         Ok(())
@@ -584,20 +640,26 @@ struct LineBreaks {
     runs: VecDeque<(u64, u64, u64)>,
     /// Line feeds up to the end of the last dropped run.
     passed: u64,
-    /// Bytes and line feeds handed to the reader so far.
+    /// Bytes and line ends handed to the reader so far.
     seen: u64,
     feeds: u64,
+    /// The last byte handed over was `\r`: a `\n` now ends the same line (CRLF).
+    after_cr: bool,
 }
 
 impl LineBreaks {
+    /// A line ends at `\n`, at `\r\n` (once), and at a `\r` alone (old Mac exports): the csv
+    /// reader ends records at all three, so counting only `\n` would give every record of a
+    /// CR-only file line 1.
     fn saw(&mut self, bytes: &[u8]) {
         for &b in bytes {
             let at = self.seen;
             self.seen += 1;
+            let after_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
             if b != b'\n' && b != b'\r' {
                 continue;
             }
-            if b == b'\n' {
+            if b == b'\r' || !after_cr {
                 self.feeds += 1;
             }
             match self.runs.back_mut() {
@@ -682,17 +744,38 @@ fn sheet_value(cell: &Data) -> (Value, Option<String>) {
         Data::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => (Value::Int(*f as i64), None),
         Data::Float(f) => (Value::Real(*f), None),
         Data::Bool(b) => (Value::Bool(*b), None),
-        Data::DateTime(d) if d.is_datetime() => match d.as_datetime() {
-            Some(dt) if dt.time() == chrono::NaiveTime::MIN => (Value::Text(dt.format("%Y-%m-%d").to_string()), None),
-            Some(dt) => (Value::Text(dt.format("%Y-%m-%dT%H:%M:%S").to_string()), None),
-            None => (
-                Value::Null,
-                Some(format!("holds a date Excel cannot show ({})", d.as_f64())),
-            ),
-        },
+        Data::DateTime(d) if d.is_datetime() => date_cell(d),
         Data::DateTime(d) => (Value::Real(d.as_f64()), None),
         Data::DateTimeIso(s) | Data::DurationIso(s) => (Value::Text(s.clone()), None),
         Data::Error(e) => (Value::Null, Some(format!("is an Excel error ({e})"))),
+    }
+}
+
+/// A date cell as Excel shows it: `YYYY-MM-DD`, with `THH:MM:SS` when it has a time. calamine
+/// turns any serial into some date, so the serials Excel cannot show as one are caught here:
+/// a negative serial (Excel shows ####), 60 in the 1900 system (Excel's 1900-02-29, a day that
+/// never was: calamine reads it as 1900-02-28, the same day as 59), and days past 9999-12-31.
+/// A serial below 1 in the 1900 system is a time of day alone (`HH:MM:SS`), not 1899-12-31.
+fn date_cell(d: &calamine::ExcelDateTime) -> (Value, Option<String>) {
+    use chrono::Datelike;
+    let serial = d.as_f64();
+    let cannot = |why: &str| (Value::Null, Some(format!("holds a date serial ({serial}) {why}")));
+    if !serial.is_finite() || serial < 0.0 {
+        return cannot("below zero, which Excel cannot show as a date");
+    }
+    // calamine does not say which date system the workbook uses; the two read one serial
+    // 1462 days apart.
+    let in_1900 = calamine::ExcelDateTime::new(serial, calamine::ExcelDateTimeType::DateTime, false).as_datetime()
+        == d.as_datetime();
+    if in_1900 && (60.0..61.0).contains(&serial) {
+        return cannot("that Excel shows as 1900-02-29, a day that does not exist (Excel's 1900 leap-year bug)");
+    }
+    match d.as_datetime() {
+        Some(dt) if in_1900 && serial < 1.0 => (Value::Text(dt.format("%H:%M:%S").to_string()), None),
+        Some(dt) if dt.year() > 9999 => cannot("past 9999-12-31, the last day Excel shows"),
+        Some(dt) if dt.time() == chrono::NaiveTime::MIN => (Value::Text(dt.format("%Y-%m-%d").to_string()), None),
+        Some(dt) => (Value::Text(dt.format("%Y-%m-%dT%H:%M:%S").to_string()), None),
+        None => cannot("that Excel cannot show as a date"),
     }
 }
 
@@ -886,6 +969,100 @@ mod tests {
             e.to_string().contains("no sheet 'Patients'; its sheets are 'Orders'"),
             "{e}"
         );
+    }
+
+    /// Old Mac exports end lines with a lone CR: each record keeps its own line (they were all
+    /// line 1, so the line key collided and a resume would have skipped rows).
+    #[test]
+    fn cr_only_line_endings_count_lines() {
+        let (_d, p) = csv_file(b"id,name\r1,Ann\r2,Bo\r\r3,Cy");
+        let (_, rows) = read_all(&p, &FileOptions::default()).unwrap();
+        let lines: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [2, 3, 5]);
+        let (_d, p) = csv_file(b"id,name\r1,Ann\r2,\"Bo\r\r3,Cy\r");
+        let e = read_all(&p, &FileOptions::default()).unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (Some(3), Some("name")), "{e}");
+        assert!(e.to_string().contains("(3 lines)"), "{e}");
+    }
+
+    /// A header whose quote never closes is a file error (it swallowed every row, silently, when
+    /// the step's columns were optional); a line of spaces above the header is blank, not the
+    /// header; the lines an open quote takes do not count the file's final line break.
+    #[test]
+    fn the_header_row_is_checked_like_any_row() {
+        let (_d, p) = csv_file(b"id,\"name\n1,Ann\n");
+        let e = read_all(&p, &FileOptions::default()).unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (Some(1), Some("2")), "{e}");
+        assert!(e.to_string().contains("never closed"), "{e}");
+        let (_d, p) = csv_file(b"\r\n  \r\nid,name\r\n1,Ann\r\n");
+        let (headers, rows) = read_all(&p, &FileOptions::default()).unwrap();
+        assert_eq!(headers, ["id", "name"]);
+        assert_eq!(rows, [(4, vec!["1".into(), "Ann".into()], false)]);
+        let (_d, p) = csv_file(b"id,name\n1,\"Ann\n");
+        let e = read_all(&p, &FileOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("(1 line)"), "{e}");
+    }
+
+    /// Date cells whose serial Excel cannot show as a date are decode issues, not a wrong date:
+    /// 60 is Excel's 1900-02-29 (calamine read it as 1900-02-28, like 59), below zero and past
+    /// 9999 have no date; below 1 is a time of day, not 1899-12-31.
+    #[test]
+    fn date_cells_excel_cannot_show_are_row_issues() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.xlsx");
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let date = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd");
+        let s = book.add_worksheet();
+        s.write_string(0, 0, "d").unwrap();
+        for (r, n) in [59.0, 60.0, 61.0, -1.0, 0.5, 3_000_000.0].iter().enumerate() {
+            s.write_number_with_format(r as u32 + 1, 0, *n, &date).unwrap();
+        }
+        book.save(&p).unwrap();
+        let (_, rows) = read_all(&p, &FileOptions::default()).unwrap();
+        let got: Vec<(String, bool)> = rows.into_iter().map(|(_, c, issue)| (c[0].clone(), issue)).collect();
+        let want = [
+            ("1900-02-28", false),
+            ("NULL", true),
+            ("1900-03-01", false),
+            ("NULL", true),
+            ("12:00:00", false),
+            ("NULL", true),
+        ];
+        assert_eq!(got, want.map(|(v, i)| (v.to_string(), i)));
+    }
+
+    /// The first sheet is read by default; when it is empty the message names the others.
+    #[test]
+    fn an_empty_first_sheet_names_the_other_sheets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.xlsx");
+        let mut book = rust_xlsxwriter::Workbook::new();
+        book.add_worksheet().set_name("Cover").unwrap();
+        book.add_worksheet()
+            .set_name("Orders")
+            .unwrap()
+            .write_string(0, 0, "n")
+            .unwrap();
+        book.save(&p).unwrap();
+        let e = FileRecords::open(&p, &FileOptions::default()).err().unwrap();
+        assert!(e.to_string().contains("sheet 'Cover' is empty"), "{e}");
+        assert!(e.to_string().contains("other sheets: 'Orders'"), "{e}");
+    }
+
+    /// A folder or a named pipe is refused at once (opening a pipe would wait for a writer).
+    #[test]
+    fn a_folder_or_a_pipe_is_not_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("x.xlsx");
+        std::fs::create_dir(&folder).unwrap();
+        let e = FileRecords::open(&folder, &FileOptions::default()).err().unwrap();
+        assert!(e.to_string().contains("a folder, not a file"), "{e}");
+        let pipe = dir.path().join("p.csv");
+        let made = std::process::Command::new("mkfifo").arg(&pipe).status();
+        if made.is_ok_and(|s| s.success()) {
+            let e = FileRecords::open(&pipe, &FileOptions::default()).err().unwrap();
+            assert!(e.to_string().contains("not a plain file"), "{e}");
+        }
     }
 
     #[test]
