@@ -315,16 +315,32 @@ fn resumes_from_its_checkpoint() {
         checkpoint, "1203",
         "row 1200 is on line 1203 (two blank lines above it)"
     );
+    // An edited file is never resumed: the rows before the checkpoint came from the old one.
     write(true);
-    p.ok(&["up"]);
-    assert_eq!(p.count("patients"), N as i64);
-    assert_eq!(p.target_sql("SELECT COUNT(DISTINCT mrn) FROM patients"), N.to_string());
-    assert_eq!(
-        p.target_sql("SELECT source_line FROM patients WHERE mrn = 'M01234'"),
-        "1237",
-        "data row 1234 is on line 1 + 1234 + 2 blank lines"
+    let o = p.run(&["up"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "a changed file must not be resumed");
+    assert!(
+        err.contains("patients.csv changed since the step started") && err.contains("first 1200 rows"),
+        "{err}"
     );
-    assert_eq!(counts(&p, V_PATIENTS), (N as u64, N as u64, 0, 0));
+    assert_eq!(p.count("patients"), 1_200, "the refusal wrote nothing");
+    // The file as it was, the bad row kept as a reject: the run resumes exactly once.
+    write(false);
+    p.ok(&["up", "--continue-on-error"]);
+    assert_eq!(p.count("patients"), N as i64 - 1);
+    assert_eq!(p.target_sql("SELECT COUNT(DISTINCT mrn) FROM patients"), (N - 1).to_string());
+    assert_eq!(
+        p.target_sql("SELECT source_line FROM patients WHERE mrn = 'M01235'"),
+        "1238",
+        "data row 1235 is on line 1 + 1235 + 2 blank lines"
+    );
+    assert_eq!(
+        p.target_sql("SELECT source_key FROM cutover_rejects"),
+        "1237",
+        "the bad row is a reject at its line"
+    );
+    assert_eq!(counts(&p, V_PATIENTS), (N as u64, N as u64 - 1, 0, 1));
 }
 
 /// The corpus of broken files: each is refused by `up` before anything is written, with a

@@ -311,6 +311,31 @@ pub async fn record_failed(
     }
 }
 
+/// A file step resumes only on the file its committed batches were read from: an edited file
+/// would mix two versions of the data (rows before the checkpoint never re-read).
+async fn refuse_a_changed_file(tx: &mut DbTx, step: &StepDef, cp: &BatchCheckpoint) -> Result<(), StepError> {
+    let Some(path) = &step.source_file else {
+        return Ok(());
+    };
+    let Some(recorded) = ledger::recorded_source_checksum(tx, &step.version)
+        .await
+        .map_err(StepError::sql)?
+    else {
+        return Ok(());
+    };
+    let now = crate::engine::checksum::file_checksum(path)
+        .map_err(|e| StepError::msg(format!("step {}: cannot read {}: {e}", step.version, path.display())))?;
+    if now != recorded {
+        return Err(StepError::msg(format!(
+            "step {}: {} changed since the step started: its first {} rows were read from the earlier file, so resuming would mix two versions of it. Restore the file as it was and run `cutover up` again (fix bad rows with `cutover rejects fix`), or roll the step back and run it on the new file",
+            step.version,
+            path.display(),
+            cp.counts.source
+        )));
+    }
+    Ok(())
+}
+
 /// Start (or resume) a step: the engine's tables, the last checkpoint, and the ledger saying
 /// `running` — committed first, so a run killed from here on is seen as interrupted.
 async fn begin_step(ctx: &RunCtx, step: &StepDef, started_at: &str, total: u64) -> Result<BatchCheckpoint, StepError> {
@@ -333,6 +358,9 @@ async fn begin_step(ctx: &RunCtx, step: &StepDef, started_at: &str, total: u64) 
             rows_done = cp.counts.source,
             "resuming from the last checkpoint"
         );
+    }
+    if cp.batches > 0 {
+        refuse_a_changed_file(&mut tx, step, &cp).await?;
     }
     ledger::upsert(
         &mut tx,

@@ -279,6 +279,21 @@ pub async fn upsert(
     Ok(())
 }
 
+/// The SHA-256 the ledger holds for a file step's file: the file its committed batches were
+/// read from.
+pub async fn recorded_source_checksum(tx: &mut DbTx, version: &str) -> Result<Option<String>, sqlx::Error> {
+    if !has_source_checksum(tx).await? {
+        return Ok(None);
+    }
+    let row = tx
+        .fetch_optional(
+            &format!("SELECT {SOURCE_CHECKSUM} FROM {LEDGER_TABLE} WHERE version = $1"),
+            &[Value::Text(version.into())],
+        )
+        .await?;
+    Ok(row.and_then(|r| r.first().and_then(|v| v.to_text())))
+}
+
 /// Record the SHA-256 of the file a data step read (`cutover repair` records a changed one).
 pub async fn set_source_checksum(tx: &mut DbTx, version: &str, checksum: &str) -> Result<(), sqlx::Error> {
     tx.execute(
