@@ -329,7 +329,10 @@ fn resumes_from_its_checkpoint() {
     write(false);
     p.ok(&["up", "--continue-on-error"]);
     assert_eq!(p.count("patients"), N as i64 - 1);
-    assert_eq!(p.target_sql("SELECT COUNT(DISTINCT mrn) FROM patients"), (N - 1).to_string());
+    assert_eq!(
+        p.target_sql("SELECT COUNT(DISTINCT mrn) FROM patients"),
+        (N - 1).to_string()
+    );
     assert_eq!(
         p.target_sql("SELECT source_line FROM patients WHERE mrn = 'M01235'"),
         "1238",

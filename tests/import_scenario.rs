@@ -471,29 +471,13 @@ fn a_second_import_job_writes_nothing(b: Backend) {
     let t = import(b, 800, 2000, 13, "xlsx");
     t.up();
     let (patients, orders) = (t.p.count("patients"), t.p.count("orders"));
-    for (from, to, map) in [
-        (
-            format!("{PATIENTS}_patients"),
-            "20250302T090100_patients_again",
-            "patients_job2",
-        ),
-        (
-            format!("{ORDERS}_orders"),
-            "20250302T090200_orders_again",
-            "orders_job2",
-        ),
+    // Word for word: the same files, the same ID maps. A file row's legacy key is its line,
+    // so each skipped row's alias is already in the map and is not written again.
+    for (from, to) in [
+        (format!("{PATIENTS}_patients"), "20250302T090100_patients_again"),
+        (format!("{ORDERS}_orders"), "20250302T090200_orders_again"),
     ] {
         copy_dir(&t.p.step_dir(&from), &t.p.step_dir(to));
-        // The second job keeps its own ID map: a file row's legacy key is its line, the same
-        // line in both jobs, and one map holds one entry per legacy key.
-        let step = t.p.step_dir(to).join("step.toml");
-        let text = std::fs::read_to_string(&step).unwrap();
-        let edited = text.replace(
-            "[id_map]\ncolumn = \"id\"\n",
-            &format!("[id_map]\ncolumn = \"id\"\nmap = \"{map}\"\n"),
-        );
-        assert_ne!(edited, text);
-        std::fs::write(&step, edited).unwrap();
     }
     t.up();
     assert_eq!((t.p.count("patients"), t.p.count("orders")), (patients, orders));

@@ -5,7 +5,7 @@
 use crate::engine::data::pipeline::{CompiledStep, LookupCache, Processed, SourceBatch, written_log_map};
 use crate::engine::data::reader::SourceReader;
 use crate::engine::data::spec::{DataStep, DupPolicy};
-use crate::engine::data::writer::{IdMapEntry, TargetWriter, insert_id_map, join_key};
+use crate::engine::data::writer::{IdMapEntry, TargetWriter, insert_id_map, join_key, mapped_ids};
 use crate::engine::db::{Db, DbTx};
 use crate::engine::exec::batch::{
     BatchPlan, BatchStep, EVENTS_PER_BATCH, FlagNote, PageOutcome, RejectNote, run_batches,
@@ -91,6 +91,51 @@ async fn reconcile_source_count(origin: &Origin, c: &CompiledStep, read: u64) ->
         )));
     }
     Ok(())
+}
+
+/// A skipped row's alias the ID map already holds (a second import of the same rows, e.g. the
+/// same file as a new import job) is not written again. One that maps the key to another row
+/// stays out, with a warning: references keep resolving to the row mapped first.
+async fn drop_known_aliases(
+    tx: &mut DbTx,
+    entries: Vec<IdMapEntry>,
+    warnings: &mut Vec<NewReject>,
+) -> Result<Vec<IdMapEntry>, sqlx::Error> {
+    let Some(map) = entries.iter().find(|e| e.alias).map(|e| e.map.clone()) else {
+        return Ok(entries);
+    };
+    let keys: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.alias && e.map == map)
+        .map(|e| e.old_key.as_str())
+        .collect();
+    let known = mapped_ids(tx, &map, &keys).await?;
+    if known.is_empty() {
+        return Ok(entries);
+    }
+    let mut kept = Vec::with_capacity(entries.len());
+    for e in entries {
+        match known.get(&e.old_key) {
+            Some(id) if e.alias && e.map == map => {
+                if *id != e.new_id {
+                    warnings.push(NewReject {
+                        source_key: e.old_key.clone(),
+                        row: serde_json::Value::Null,
+                        field: None,
+                        rule: "id_map".into(),
+                        reason: format!(
+                            "skipped as a duplicate of row {}, but ID map '{map}' already maps key {} to row {id}; references to the key keep resolving there",
+                            e.new_id, e.old_key
+                        ),
+                        warning: true,
+                        waits_for: None,
+                    });
+                }
+            }
+            _ => kept.push(e),
+        }
+    }
+    Ok(kept)
 }
 
 /// A row that passed: legacy key, target values, new id, warnings, index in the batch.
@@ -353,6 +398,7 @@ async fn write_decided(
         res.warnings.extend(warnings);
         map_entries.push(entry);
     }
+    let map_entries = drop_known_aliases(tx, map_entries, &mut res.warnings).await?;
     res.counts.rejected = res.rejects.len() as u64;
     res.counts.warnings = res.warnings.len() as u64;
     insert_id_map(tx, &c.version, &map_entries).await?;
