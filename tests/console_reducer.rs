@@ -2424,7 +2424,7 @@ fn import_pane_dry_runs_and_saves_the_edited_step() {
     update(
         &mut s,
         Msg::Engine(EngineEvent::ImportDryRun {
-            report: cutover::engine::preview::step::StepDryRun {
+            report: cutover::engine::protocol::StepDryRun {
                 ok: true,
                 counts: Some(Counts {
                     source: 2,

@@ -1795,7 +1795,7 @@ fn import_mapping() -> AppState {
     ev(
         &mut s,
         EngineEvent::ImportDryRun {
-            report: cutover::engine::preview::step::StepDryRun {
+            report: cutover::engine::protocol::StepDryRun {
                 ok: true,
                 counts: Some(Counts {
                     source: 3,

@@ -371,7 +371,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             let project = load(&cli)?;
             crate::cli::verify::run(&project, cli.json).await
         }
-        Verb::Preview(args) => crate::cli::preview::run(&cli, args).await,
+        Verb::Preview(args) => crate::cli::preview::run(&cli.project, &overrides(&cli), cli.json, args).await,
         Verb::Generate { what: Some(what), .. } => crate::cli::import_scenario::generate(what, cli.json),
         Verb::Generate {
             what: None,

@@ -2,8 +2,7 @@
 //! go; `--write-step NAME` saves that as a data step to edit.
 
 use crate::cli::exit;
-use crate::cli::{Cli, overrides};
-use crate::engine::config::CONFIG_FILE;
+use crate::engine::config::{CONFIG_FILE, Overrides};
 use crate::engine::preview::step::{save_step, source_file_name, source_folder, step_toml, target_columns};
 use crate::engine::preview::{Preview, Suggestion, TargetColumn, preview_file, suggest};
 use crate::engine::project::Project;
@@ -31,17 +30,17 @@ pub struct PreviewArgs {
     pub write_step: Option<String>,
 }
 
-pub async fn run(cli: &Cli, args: &PreviewArgs) -> Result<i32> {
+pub async fn run(project_dir: &Path, overrides: &Overrides, json: bool, args: &PreviewArgs) -> Result<i32> {
     if args.write_step.is_some() && args.into.is_none() {
         return Err(eyre!("--write-step needs --into TABLE: the step's target"));
     }
-    let project = if cli.project.join(CONFIG_FILE).exists() {
-        Some(Project::load(&cli.project, &overrides(cli))?)
+    let project = if project_dir.join(CONFIG_FILE).exists() {
+        Some(Project::load(project_dir, overrides)?)
     } else if args.into.is_some() {
         return Err(eyre!(
             "--into reads the target table from a project: no {} in {} (pass -C DIR)",
             CONFIG_FILE,
-            cli.project.display()
+            project_dir.display()
         ));
     } else {
         None
@@ -80,7 +79,7 @@ pub async fn run(cli: &Cli, args: &PreviewArgs) -> Result<i32> {
         let text = step_toml(&preview, &source, table, cols, &suggestions);
         written = Some(save_step(&project.config.migrations_dir, &project.steps, name, &text)?.join("step.toml"));
     }
-    if cli.json {
+    if json {
         let mut out = serde_json::to_value(&preview)?;
         if let Some(obj) = out.as_object_mut() {
             obj.insert("into".into(), serde_json::json!(args.into));

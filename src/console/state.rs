@@ -342,7 +342,7 @@ pub struct ImportState {
     pub error: Option<String>,
     /// The input line, when one is open: what it edits and the text so far.
     pub editing: Option<(ImportField, String)>,
-    pub dry_run: Option<crate::engine::preview::step::StepDryRun>,
+    pub dry_run: Option<crate::engine::protocol::StepDryRun>,
     /// The step folder saved from this mapping.
     pub saved: Option<String>,
 }

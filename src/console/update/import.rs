@@ -7,10 +7,11 @@ use super::common::{refuse_if_running, would_be};
 use crate::console::format::one_line;
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, ImportField, ImportStage, ImportState, MappingRow, StatusLevel};
-use crate::engine::preview::step::{StepDryRun, step_toml};
+use crate::engine::preview::step::step_toml;
 use crate::engine::preview::suggest::{parse_transforms, transforms_toml};
 use crate::engine::preview::{PreviewReport, Suggestion};
 use crate::engine::protocol::Command;
+use crate::engine::protocol::StepDryRun;
 
 /// Sample rows asked for with a preview.
 pub const PREVIEW_ROWS: usize = 5;

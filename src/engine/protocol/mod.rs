@@ -462,7 +462,7 @@ pub enum EngineEvent {
     Preview(Box<crate::engine::preview::PreviewReport>),
     /// Answer to `DryRunImport`.
     ImportDryRun {
-        report: crate::engine::preview::step::StepDryRun,
+        report: StepDryRun,
         error: Option<String>,
     },
     /// Answer to `SaveImportStep`: the folder written, or why not.
@@ -475,4 +475,15 @@ pub enum EngineEvent {
         level: NoticeLevel,
         message: String,
     },
+}
+
+/// What a dry run of a step not saved yet would do (the console's import pane).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StepDryRun {
+    pub ok: bool,
+    pub counts: Option<Counts>,
+    /// The first rejected rows: (source key, rule, reason).
+    pub rejects: Vec<(String, String, String)>,
+    /// Why the dry run failed or was refused.
+    pub errors: Vec<String>,
 }

@@ -3,6 +3,7 @@
 //! everything else a command asks for is an `ops` call answered with a typed event.
 
 pub mod down;
+pub mod import;
 pub mod outcome;
 pub mod up;
 
@@ -313,7 +314,7 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                     }
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {
-                        let ev = match crate::engine::preview::step::dry_run_step(&p, &name, &step).await {
+                        let ev = match import::dry_run_step(&p, &name, &step).await {
                             Ok(report) => EngineEvent::ImportDryRun { report, error: None },
                             Err(e) => EngineEvent::ImportDryRun {
                                 report: Default::default(),
