@@ -4,7 +4,7 @@
 
 use crate::engine::data::spec::{DataStep, FieldSpec, RunValue};
 use crate::engine::db::DbTx;
-use crate::engine::store::{ID_MAP, NewReject, RejectStore};
+use crate::engine::store::{NewReject, RejectStore};
 use crate::engine::transform::{LookupSpec, OnError, TableLookup, Transform, normalized};
 use crate::engine::validate::{Level, Rule, Validator, is_secret_field};
 use crate::engine::value::Value;
@@ -318,26 +318,8 @@ impl CompiledStep {
         let mut cache = LookupCache::default();
         for (map, keys) in wanted {
             let keys: Vec<String> = keys.into_iter().collect();
-            let mut found = HashMap::new();
-            for chunk in keys.chunks(500) {
-                let mut sql = format!("SELECT old_key, new_id FROM {ID_MAP} WHERE map = $1 AND old_key IN (");
-                let mut params = vec![Value::Text(map.clone())];
-                for (i, k) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        sql.push_str(", ");
-                    }
-                    params.push(Value::Text(k.clone()));
-                    sql.push_str(&format!("${}", params.len()));
-                }
-                sql.push(')');
-                for r in tx.fetch_all(&sql, &params).await?.rows {
-                    if let (Some(k), Some(v)) =
-                        (r.first().and_then(|v| v.to_text()), r.get(1).and_then(|v| v.to_text()))
-                    {
-                        found.insert(k, v);
-                    }
-                }
-            }
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let found = crate::engine::data::writer::mapped_ids(tx, &map, &refs).await?;
             let missing: Vec<String> = keys.iter().filter(|k| !found.contains_key(*k)).cloned().collect();
             if !missing.is_empty() {
                 let waiting = RejectStore::open_keys(tx, &map, &missing).await?;
