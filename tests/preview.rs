@@ -317,3 +317,44 @@ fn write_step_writes_a_step_that_parses_and_dry_runs() {
     assert_eq!(finished["counts"]["source"], 4, "{finished}");
     assert_eq!(finished["counts"]["written"], 4, "{finished}");
 }
+
+/// A Windows export with a title line above its header: refused as invalid UTF-8 by default,
+/// read with the same settings a step's [source] takes.
+#[test]
+fn file_settings_reach_the_preview() {
+    let dir = project();
+    std::fs::write(
+        dir.path().join("export/latin.csv"),
+        b"exported 2026-11-25\r\nname;city\r\n\xe9mile;K\xf6ln\r\n".as_slice(),
+    )
+    .expect("write");
+    let out = cutover(dir.path())
+        .args(["preview", "latin.csv"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid UTF-8") && err.contains("preview --encoding"),
+        "{err}"
+    );
+
+    let v = json_preview(
+        dir.path(),
+        &["latin.csv", "--encoding", "windows-1252", "--header-row", "2"],
+    );
+    assert_eq!(v["rows"], 1, "{v}");
+    assert_eq!(column(&v, "name")["samples"][0], "émile", "{v}");
+    assert_eq!(column(&v, "city")["samples"][0], "Köln", "{v}");
+
+    let out = cutover(dir.path())
+        .args(["preview", "latin.csv", "--delimiter", ";;"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--delimiter") && err.contains("one ASCII character"),
+        "{err}"
+    );
+}

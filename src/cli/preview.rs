@@ -3,6 +3,7 @@
 
 use crate::cli::exit;
 use crate::engine::config::{CONFIG_FILE, Overrides};
+use crate::engine::data::spec::SourceSpec;
 use crate::engine::preview::step::{save_step, source_file_name, source_folder, step_toml, target_columns};
 use crate::engine::preview::{Preview, Suggestion, TargetColumn, preview_file, suggest};
 use crate::engine::project::Project;
@@ -19,6 +20,15 @@ pub struct PreviewArgs {
     /// The workbook sheet (default: the first).
     #[arg(long)]
     pub sheet: Option<String>,
+    /// CSV field delimiter, as `[source] delimiter` (default: detected among , ; tab |).
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// CSV text encoding, as `[source] encoding`: utf-8 (default) or windows-1252.
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// The 1-based line (CSV) or row (workbook) of the header, as `[source] header_row`.
+    #[arg(long)]
+    pub header_row: Option<u64>,
     /// Suggest a mapping into this target table (read from the project's target).
     #[arg(long)]
     pub into: Option<String>,
@@ -47,10 +57,22 @@ pub async fn run(project_dir: &Path, overrides: &Overrides, json: bool, args: &P
     };
     let folder = project.as_ref().and_then(|p| source_folder(&p.config));
     let file = locate(&args.file, folder.as_deref())?;
-    let opts = FileOptions {
+    // The same settings, checked the same way, as a step's [source] table.
+    let spec = SourceSpec {
         sheet: args.sheet.clone(),
-        ..FileOptions::default()
+        delimiter: args.delimiter.clone(),
+        encoding: args.encoding.clone(),
+        header_row: args.header_row,
+        ..SourceSpec::default()
     };
+    let opts: FileOptions = spec.file_options().map_err(|e| {
+        eyre!(
+            "{}",
+            e.to_string()
+                .replace("[source] ", "--")
+                .replace("header_row", "header-row")
+        )
+    })?;
     let preview = preview_file(&file, &opts, args.rows)?;
 
     let mut targets: Option<Vec<TargetColumn>> = None;

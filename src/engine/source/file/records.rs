@@ -481,7 +481,7 @@ impl CsvRecords {
             TextEncoding::Utf8 => match std::str::from_utf8(bytes) {
                 Ok(s) => Ok(s.to_string()),
                 Err(e) => Err(format!(
-                    "invalid UTF-8 at byte {} of the cell; if the file is not UTF-8, set [source] encoding (e.g. \"windows-1252\")",
+                    "invalid UTF-8 at byte {} of the cell; if the file is not UTF-8, set [source] encoding (`cutover preview --encoding`), e.g. \"windows-1252\"",
                     e.valid_up_to() + 1
                 )),
             },
