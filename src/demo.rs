@@ -71,19 +71,7 @@ pub async fn create(dir: &Path, patients: u64, seed: u64, json: bool) -> Result<
         }
         return Ok(());
     }
-    let now = chrono::Local::now().fixed_offset();
-    for (rel, text) in CLINIC_FILES {
-        let p = dir.join(rel);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| eyre!("cannot create {}: {e}", parent.display()))?;
-        }
-        let text = if *rel == crate::engine::config::CONFIG_FILE {
-            window_from(text, now)
-        } else {
-            text.to_string()
-        };
-        std::fs::write(&p, text).map_err(|e| eyre!("cannot write {}: {e}", p.display()))?;
-    }
+    write_project(dir, CLINIC_FILES)?;
     let legacy = dir.join("legacy.db");
     if !legacy.exists() {
         if !json {
@@ -97,6 +85,49 @@ pub async fn create(dir: &Path, patients: u64, seed: u64, json: bool) -> Result<
         crate::generator::generate(&legacy, &cfg).await?;
     }
     Ok(())
+}
+
+/// Write a bundled project's files into `dir`, its maintenance window opening now.
+pub fn write_project(dir: &Path, files: &[(&str, &str)]) -> Result<()> {
+    let now = chrono::Local::now().fixed_offset();
+    for (rel, text) in files {
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| eyre!("cannot create {}: {e}", parent.display()))?;
+        }
+        let text = if *rel == crate::engine::config::CONFIG_FILE {
+            window_from(text, now)
+        } else {
+            text.to_string()
+        };
+        std::fs::write(&p, text).map_err(|e| eyre!("cannot write {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// A bundled project is its fixture folder: the same files, the same text.
+#[cfg(test)]
+pub fn assert_embedded(fixture: &str, files: &[(&str, &str)]) {
+    fn walk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, base, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(fixture);
+    let mut on_disk = Vec::new();
+    walk(&base, &base, &mut on_disk);
+    on_disk.sort();
+    let mut embedded: Vec<String> = files.iter().map(|(p, _)| p.to_string()).collect();
+    embedded.sort();
+    assert_eq!(embedded, on_disk);
+    for (rel, text) in files {
+        assert_eq!(&std::fs::read_to_string(base.join(rel)).unwrap(), text, "{rel}");
+    }
 }
 
 /// The demo's maintenance window opens now and closes in two hours (the fixture's own window
@@ -143,22 +174,6 @@ mod tests {
     /// Every file of fixtures/clinic is compiled into the demo, so the demo is the fixture.
     #[test]
     fn every_fixture_file_is_embedded() {
-        fn walk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    walk(&p, base, out);
-                } else {
-                    out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
-                }
-            }
-        }
-        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clinic");
-        let mut on_disk = Vec::new();
-        walk(&base, &base, &mut on_disk);
-        on_disk.sort();
-        let mut embedded: Vec<String> = super::CLINIC_FILES.iter().map(|(p, _)| p.to_string()).collect();
-        embedded.sort();
-        assert_eq!(on_disk, embedded);
+        super::assert_embedded("fixtures/clinic", super::CLINIC_FILES);
     }
 }

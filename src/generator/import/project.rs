@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use color_eyre::eyre::{Result, eyre};
+use color_eyre::eyre::Result;
 
 use super::{ImportConfig, ImportManifest, OrdersFormat, generate};
 
@@ -42,19 +42,7 @@ pub fn create(dir: &Path, patients: u64, seed: u64, json: bool) -> Result<Option
         }
         return Ok(None);
     }
-    let now = chrono::Local::now().fixed_offset();
-    for (rel, text) in IMPORT_FILES {
-        let p = dir.join(rel);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| eyre!("cannot create {}: {e}", parent.display()))?;
-        }
-        let text = if *rel == crate::engine::config::CONFIG_FILE {
-            crate::demo::window_from(text, now)
-        } else {
-            text.to_string()
-        };
-        std::fs::write(&p, text).map_err(|e| eyre!("cannot write {}: {e}", p.display()))?;
-    }
+    crate::demo::write_project(dir, IMPORT_FILES)?;
     let orders = patients.saturating_mul(5) / 2;
     if !json {
         println!("generating an export folder with {patients} patients and {orders} orders (seed {seed})…");
@@ -74,25 +62,6 @@ mod tests {
     /// Every file of fixtures/import is compiled into the demo, so the demo is the fixture.
     #[test]
     fn every_fixture_file_is_embedded() {
-        fn walk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    walk(&p, base, out);
-                } else {
-                    out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
-                }
-            }
-        }
-        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/import");
-        let mut on_disk = Vec::new();
-        walk(&base, &base, &mut on_disk);
-        on_disk.sort();
-        let mut embedded: Vec<String> = super::IMPORT_FILES.iter().map(|(p, _)| p.to_string()).collect();
-        embedded.sort();
-        assert_eq!(embedded, on_disk);
-        for (rel, text) in super::IMPORT_FILES {
-            assert_eq!(&std::fs::read_to_string(base.join(rel)).unwrap(), text, "{rel}");
-        }
+        crate::demo::assert_embedded("fixtures/import", super::IMPORT_FILES);
     }
 }
