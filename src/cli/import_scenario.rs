@@ -38,6 +38,24 @@ pub enum GenerateWhat {
         #[arg(long, default_value_t = 0.1)]
         anomaly_rate: f64,
     },
+    /// Fill a MariaDB database with the healthcare scenario's legacy tables (specialties,
+    /// physicians, patients, appointments, medical_records, record_files) and say what the
+    /// fixtures/healthcare project must make of them.
+    Healthcare {
+        /// The MariaDB database to fill: mysql://user:${PW}@host/DB (it must exist; a legacy
+        /// table that already holds rows refuses the run).
+        url: String,
+        /// Patients (physicians, appointments, records and files scale with it).
+        #[arg(long, default_value_t = 1_000)]
+        patients: u64,
+        /// Seed of the generated data (the same seed gives the same rows).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Where to write the manifest (JSON): expected rows per target table, rejects and
+        /// warnings by rule per step.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
 }
 
 fn summary(m: &ImportManifest) -> String {
@@ -52,14 +70,22 @@ fn summary(m: &ImportManifest) -> String {
 }
 
 pub fn generate(what: &GenerateWhat, json: bool) -> Result<i32> {
-    let GenerateWhat::Import {
-        dir,
-        patients,
-        orders,
-        seed,
-        orders_format,
-        anomaly_rate,
-    } = what;
+    let (dir, patients, orders, seed, orders_format, anomaly_rate) = match what {
+        GenerateWhat::Import {
+            dir,
+            patients,
+            orders,
+            seed,
+            orders_format,
+            anomaly_rate,
+        } => (dir, patients, orders, seed, orders_format, anomaly_rate),
+        GenerateWhat::Healthcare {
+            url,
+            patients,
+            seed,
+            manifest,
+        } => return generate_healthcare(url, *patients, *seed, manifest.as_deref(), json),
+    };
     let cfg = ImportConfig {
         patients: *patients,
         orders: *orders,
@@ -82,6 +108,45 @@ pub fn generate(what: &GenerateWhat, json: bool) -> Result<i32> {
             seed,
             summary(&m)
         );
+    }
+    Ok(exit::OK)
+}
+
+/// `generate healthcare URL`: the generator is async (sqlx) and this verb's caller is not, so
+/// it runs on the CLI's multi-threaded runtime from here.
+fn generate_healthcare(url: &str, patients: u64, seed: u64, manifest: Option<&Path>, json: bool) -> Result<i32> {
+    use crate::generator::healthcare::{HealthcareConfig, generate};
+    let cfg = HealthcareConfig { patients, seed };
+    let m = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(generate(url, &cfg)))?;
+    let text = serde_json::to_string_pretty(&m)? + "\n";
+    if let Some(path) = manifest {
+        std::fs::write(path, &text).map_err(|e| color_eyre::eyre::eyre!("cannot write {}: {e}", path.display()))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string(&m)?);
+        return Ok(exit::OK);
+    }
+    println!(
+        "generated the healthcare legacy database in {} ({patients} patients, seed {seed}); the rules imply:",
+        crate::engine::config::DbUrl::new(url).redacted()
+    );
+    for (table, step) in &m.steps {
+        let rules: Vec<String> = step.rejected_by_rule.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        println!(
+            "  {table}: {} rows = {} written + {} skipped + {} rejected{}",
+            step.source,
+            step.written,
+            step.skipped,
+            step.rejected,
+            if rules.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", rules.join(", "))
+            }
+        );
+    }
+    if let Some(path) = manifest {
+        println!("manifest: {}", path.display());
     }
     Ok(exit::OK)
 }
