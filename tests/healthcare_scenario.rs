@@ -84,17 +84,16 @@ pub fn setup(patients: u64, seed: u64) -> Healthcare {
     let config = dir.path().join("cutover.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("batch_size = 5000"), "{text}");
-    std::fs::write(&config, text.replace("batch_size = 5000", &format!("batch_size = {BATCH}"))).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("batch_size = 5000", &format!("batch_size = {BATCH}")),
+    )
+    .unwrap();
     let manifest = dir.path().join("manifest.json");
     let o = generate(&source, patients, seed, &manifest);
     assert!(o.status.success(), "generate: {}\n{}", stdout(&o), stderr(&o));
     let m: J = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-    Healthcare {
-        dir,
-        source,
-        target,
-        m,
-    }
+    Healthcare { dir, source, target, m }
 }
 
 impl Healthcare {
@@ -225,7 +224,11 @@ impl Healthcare {
                 "{table}: warnings by rule"
             );
         }
-        assert_eq!(self.stored_files(), self.m["stored_files"].as_u64().unwrap(), "record store");
+        assert_eq!(
+            self.stored_files(),
+            self.m["stored_files"].as_u64().unwrap(),
+            "record store"
+        );
     }
 }
 
@@ -248,7 +251,11 @@ fn up_moves_what_the_manifest_predicts_and_verify_passes() {
         "record_files.empty_content",
         "physicians.missing_specialty",
     ] {
-        assert!(planted(&h.m, what) > 0, "nothing planted for {what}: {}", h.m["planted"]);
+        assert!(
+            planted(&h.m, what) > 0,
+            "nothing planted for {what}: {}",
+            h.m["planted"]
+        );
     }
     for (_, table) in STEPS {
         assert_eq!(
@@ -288,13 +295,18 @@ fn up_moves_what_the_manifest_predicts_and_verify_passes() {
          JOIN cutover_id_map m ON m.map = 'patients' AND m.new_id = p.id AND m.alias = 1
          JOIN cutover_id_map am ON am.map = 'appointments' AND am.new_id = a.id",
     );
-    assert!(dup_appointments.parse::<u64>().unwrap() > 0, "no appointment of a duplicate patient");
-    assert!(moved.parse::<u64>().unwrap() > 0, "no appointment lands on a kept patient with an alias");
+    assert!(
+        dup_appointments.parse::<u64>().unwrap() > 0,
+        "no appointment of a duplicate patient"
+    );
+    assert!(
+        moved.parse::<u64>().unwrap() > 0,
+        "no appointment lands on a kept patient with an alias"
+    );
 
     // Rejects name what the operator must look at.
-    let zero = h.target_sql(
-        "SELECT reason FROM cutover_rejects WHERE source_table = 'patients' AND rule = 'decode' LIMIT 1",
-    );
+    let zero =
+        h.target_sql("SELECT reason FROM cutover_rejects WHERE source_table = 'patients' AND rule = 'decode' LIMIT 1");
     assert!(zero.contains("date_of_birth") && zero.contains("0000-00-00"), "{zero}");
 
     // verify: accounting, the declared counts and checksums, foreign keys, the record store.
@@ -334,13 +346,23 @@ fn generate_is_deterministic_and_refuses_a_database_with_rows() {
         let o = generate(url, 60, 3, m);
         assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     }
-    assert_eq!(std::fs::read_to_string(&ma).unwrap(), std::fs::read_to_string(&mb).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(&ma).unwrap(),
+        std::fs::read_to_string(&mb).unwrap()
+    );
     let digest = |url: &str| -> Vec<String> {
-        ["specialties", "physicians", "patients", "appointments", "medical_records", "record_files"]
-            .iter()
-            .map(|t| MariaDbServer::shared().mysql(url, &format!("CHECKSUM TABLE {t}")))
-            .map(|line| line.split('\t').nth(1).unwrap_or("").to_string())
-            .collect()
+        [
+            "specialties",
+            "physicians",
+            "patients",
+            "appointments",
+            "medical_records",
+            "record_files",
+        ]
+        .iter()
+        .map(|t| MariaDbServer::shared().mysql(url, &format!("CHECKSUM TABLE {t}")))
+        .map(|line| line.split('\t').nth(1).unwrap_or("").to_string())
+        .collect()
     };
     assert_eq!(digest(&a), digest(&b), "same seed, same rows");
     // Another seed gives other rows.
@@ -353,15 +375,32 @@ fn generate_is_deterministic_and_refuses_a_database_with_rows() {
     let before = MariaDbServer::shared().mysql(&a, "SELECT COUNT(*) FROM patients");
     let o = generate(&a, 60, 3, &dir.path().join("again.json"));
     assert!(!o.status.success(), "{}", stdout(&o));
-    assert!(stderr(&o).contains("already has a `specialties` table with rows"), "{}", stderr(&o));
-    assert_eq!(MariaDbServer::shared().mysql(&a, "SELECT COUNT(*) FROM patients"), before);
+    assert!(
+        stderr(&o).contains("already has a `specialties` table with rows"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        MariaDbServer::shared().mysql(&a, "SELECT COUNT(*) FROM patients"),
+        before
+    );
 
     // The zero dates are really there (the server's sql_mode let them in).
+    let my = MariaDbServer::shared();
     assert!(
-        MariaDbServer::shared()
-            .mysql(&a, "SELECT COUNT(*) FROM patients WHERE YEAR(date_of_birth) = 0")
+        my.mysql(&a, "SELECT COUNT(*) FROM patients WHERE YEAR(date_of_birth) = 0")
             .parse::<u64>()
             .unwrap()
             > 0
+    );
+    // updated_at is the change cursor a sync needs: generated in the past, bumped by MariaDB
+    // on every update past every generated value.
+    let newest = my.mysql(&a, "SELECT MAX(updated_at) FROM patients");
+    assert!(newest.as_str() < "2025-07-01", "{newest}");
+    my.mysql(&a, "UPDATE patients SET first_name = 'Zed' WHERE id = 2");
+    let bumped = my.mysql(&a, "SELECT updated_at FROM patients WHERE id = 2");
+    assert!(
+        bumped > newest,
+        "updated_at {bumped} after an update, newest generated {newest}"
     );
 }

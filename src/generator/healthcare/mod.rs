@@ -235,9 +235,12 @@ pub async fn generate(url: &str, cfg: &HealthcareConfig) -> Result<HealthcareMan
     }
     let shown = crate::engine::config::DbUrl::new(url).redacted();
     let opts = connect_options(url)?;
-    let mut conn = sqlx::mysql::MySqlConnection::connect_with(&opts)
-        .await
-        .map_err(|e| eyre!("cannot connect to {shown}: {}", crate::engine::config::redact_url(&e.to_string())))?;
+    let mut conn = sqlx::mysql::MySqlConnection::connect_with(&opts).await.map_err(|e| {
+        eyre!(
+            "cannot connect to {shown}: {}",
+            crate::engine::config::redact_url(&e.to_string())
+        )
+    })?;
     // The old system's mode: zero dates allowed, nothing else unusual.
     sqlx::query("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
         .execute(&mut conn)
@@ -355,7 +358,11 @@ enum Fate {
     Rejected,
 }
 
-async fn fill(conn: &mut sqlx::mysql::MySqlConnection, cfg: &HealthcareConfig, m: &mut HealthcareManifest) -> Result<()> {
+async fn fill(
+    conn: &mut sqlx::mysql::MySqlConnection,
+    cfg: &HealthcareConfig,
+    m: &mut HealthcareManifest,
+) -> Result<()> {
     let seed = cfg.seed;
     let n = cfg.patients;
 
@@ -370,8 +377,11 @@ async fn fill(conn: &mut sqlx::mysql::MySqlConnection, cfg: &HealthcareConfig, m
         } else {
             (*name).to_string()
         };
-        w.push(conn, vec![V::Int(i as i64 + 1), V::Text(shown), V::Text(updated_at(&mut rng))])
-            .await?;
+        w.push(
+            conn,
+            vec![V::Int(i as i64 + 1), V::Text(shown), V::Text(updated_at(&mut rng))],
+        )
+        .await?;
         step.written();
     }
     w.finish(conn, m).await?;
@@ -443,7 +453,11 @@ async fn fill(conn: &mut sqlx::mysql::MySqlConnection, cfg: &HealthcareConfig, m
         let user = format!("{}.{}{id}", first.to_lowercase(), last.to_lowercase());
         let domain = *rng.pick(EMAIL_DOMAINS);
         let mut email = typed(&mut rng, &format!("{user}@{domain}"));
-        let mut phone_text = if rng.chance(0.1) { String::new() } else { phone(&mut rng) };
+        let mut phone_text = if rng.chance(0.1) {
+            String::new()
+        } else {
+            phone(&mut rng)
+        };
         if rng.chance(0.1) {
             first = format!(" {first}");
         }
@@ -456,28 +470,32 @@ async fn fill(conn: &mut sqlx::mysql::MySqlConnection, cfg: &HealthcareConfig, m
                 m.plant("patients.zero_date_of_birth");
             }
             Some(PatientKind::FutureDob) => {
-                dob = NaiveDate::from_ymd_opt(2100 + rng.below(50) as i32, 1 + rng.below(12) as u32, 1 + rng.below(28) as u32)
-                    .unwrap_or_default()
-                    .format("%Y-%m-%d")
-                    .to_string();
+                dob = NaiveDate::from_ymd_opt(
+                    2100 + rng.below(50) as i32,
+                    1 + rng.below(12) as u32,
+                    1 + rng.below(28) as u32,
+                )
+                .unwrap_or_default()
+                .format("%Y-%m-%d")
+                .to_string();
                 m.plant("patients.future_date_of_birth");
             }
-            Some(PatientKind::DuplicateEmail) => {
-                // The same person registered again, a while later, at another desk.
-                if !written.is_empty() {
-                    let back = rng.below((written.len() as u64).min(40)) as usize;
-                    let (f, l, d, e) = written[written.len() - 1 - back].clone();
-                    first = f;
-                    last = l;
-                    dob = d;
-                    email = match rng.below(3) {
-                        0 => e.to_uppercase(),
-                        1 => format!("  {e}"),
-                        _ => e.clone(),
-                    };
-                    m.plant("patients.duplicate_email");
-                }
+            // The same person registered again, a while later, at another desk (nothing to
+            // repeat before the first written patient).
+            Some(PatientKind::DuplicateEmail) if !written.is_empty() => {
+                let back = rng.below((written.len() as u64).min(40)) as usize;
+                let (f, l, d, e) = written[written.len() - 1 - back].clone();
+                first = f;
+                last = l;
+                dob = d;
+                email = match rng.below(3) {
+                    0 => e.to_uppercase(),
+                    1 => format!("  {e}"),
+                    _ => e.clone(),
+                };
+                m.plant("patients.duplicate_email");
             }
+            Some(PatientKind::DuplicateEmail) => {}
             Some(PatientKind::InvalidEmail) => {
                 let domain = *rng.pick(EMAIL_DOMAINS);
                 email = match rng.below(4) {
@@ -542,11 +560,8 @@ async fn fill(conn: &mut sqlx::mysql::MySqlConnection, cfg: &HealthcareConfig, m
     w.finish(conn, m).await?;
     m.expected.insert("patients".into(), step.written);
     m.steps.insert("patients".into(), step);
-    let fate_of_patient = |pid: u64| -> Option<Fate> {
-        pid.checked_sub(1)
-            .and_then(|i| patient_fate.get(i as usize))
-            .copied()
-    };
+    let fate_of_patient =
+        |pid: u64| -> Option<Fate> { pid.checked_sub(1).and_then(|i| patient_fate.get(i as usize)).copied() };
 
     // ---- appointments
     let mut step = StepExpectation::default();
@@ -736,7 +751,12 @@ impl Writer {
         let tuple = format!("({})", vec!["?"; cols.len()].join(","));
         let values = vec![tuple.as_str(); self.rows.len()].join(",");
         // Table and column names are constants; every value is a bind parameter.
-        let sql = AssertSqlSafe(format!("INSERT INTO `{}` ({}) VALUES {values}", self.table, cols.join(","))).into_sql_str();
+        let sql = AssertSqlSafe(format!(
+            "INSERT INTO `{}` ({}) VALUES {values}",
+            self.table,
+            cols.join(",")
+        ))
+        .into_sql_str();
         let mut q = sqlx::query(sql);
         for v in self.rows.drain(..).flatten() {
             q = match v {
