@@ -345,6 +345,14 @@ fn generate_is_deterministic_and_refuses_a_database_with_rows() {
     for (url, m) in [(&a, &ma), (&b, &mb)] {
         let o = generate(url, 60, 3, m);
         assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+        // The operator's summary: each step's books as the rules imply them.
+        let manifest: J = serde_json::from_str(&std::fs::read_to_string(m).unwrap()).unwrap();
+        let p = &manifest["steps"]["patients"];
+        let line = format!(
+            "  patients: 60 rows = {} written + {} skipped + {} rejected",
+            p["written"], p["skipped"], p["rejected"]
+        );
+        assert!(stdout(&o).contains(&line), "{line:?} not in:\n{}", stdout(&o));
     }
     assert_eq!(
         std::fs::read_to_string(&ma).unwrap(),
@@ -402,5 +410,25 @@ fn generate_is_deterministic_and_refuses_a_database_with_rows() {
     assert!(
         bumped > newest,
         "updated_at {bumped} after an update, newest generated {newest}"
+    );
+}
+
+#[test]
+fn generate_never_shows_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: the connection is refused.
+    let o = generate(
+        "mysql://legacy:Hunter2Secret@127.0.0.1:1/practice",
+        10,
+        1,
+        &dir.path().join("m.json"),
+    );
+    assert!(!o.status.success());
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(all.contains("cannot connect to"), "{all}");
+    assert!(!all.contains("Hunter2Secret"), "{all}");
+    assert!(
+        !dir.path().join("m.json").exists(),
+        "no manifest for a run that did nothing"
     );
 }

@@ -130,7 +130,10 @@ fn generate_healthcare(url: &str, patients: u64, seed: u64, manifest: Option<&Pa
         "generated the healthcare legacy database in {} ({patients} patients, seed {seed}); the rules imply:",
         crate::engine::config::DbUrl::new(url).redacted()
     );
-    for (table, step) in &m.steps {
+    for (table, step) in crate::generator::healthcare::TABLES
+        .iter()
+        .filter_map(|t| m.steps.get(*t).map(|s| (t, s)))
+    {
         let rules: Vec<String> = step.rejected_by_rule.iter().map(|(r, n)| format!("{r} {n}")).collect();
         println!(
             "  {table}: {} rows = {} written + {} skipped + {} rejected{}",
