@@ -284,25 +284,33 @@ fn up_moves_what_the_manifest_predicts_and_verify_passes() {
     assert_eq!(states, ["applied"; 7], "{out}\n{status}");
     h.assert_matches_manifest();
 
-    // A skipped duplicate's appointments went to the patient that was kept.
-    let dup_appointments = h.source_sql(
-        "SELECT COUNT(*) FROM appointments a JOIN patients p ON p.id = a.patient_id
-         WHERE YEAR(p.date_of_birth) > 0 AND EXISTS (SELECT 1 FROM patients q
-           WHERE LOWER(TRIM(q.email)) = LOWER(TRIM(p.email)) AND q.id < p.id)",
-    );
-    let moved = h.target_sql(
-        "SELECT COUNT(*) FROM appointments a JOIN patients p ON p.id = a.patient_id
-         JOIN cutover_id_map m ON m.map = 'patients' AND m.new_id = p.id AND m.alias = 1
-         JOIN cutover_id_map am ON am.map = 'appointments' AND am.new_id = a.id",
-    );
-    assert!(
-        dup_appointments.parse::<u64>().unwrap() > 0,
-        "no appointment of a duplicate patient"
-    );
-    assert!(
-        moved.parse::<u64>().unwrap() > 0,
-        "no appointment lands on a kept patient with an alias"
-    );
+    // A skipped duplicate's appointments went to the patient that was kept: the earlier
+    // patient with that email, through the duplicate's alias in the ID map.
+    let pairs: Vec<(String, String, String)> = h
+        .source_sql(
+            "SELECT a.id, a.patient_id, (SELECT MIN(q.id) FROM patients q WHERE LOWER(TRIM(q.email)) = LOWER(TRIM(p.email)))
+             FROM appointments a JOIN patients p ON p.id = a.patient_id
+             WHERE EXISTS (SELECT 1 FROM patients q WHERE LOWER(TRIM(q.email)) = LOWER(TRIM(p.email)) AND q.id < p.id)",
+        )
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_string(), f[1].to_string(), f[2].to_string())
+        })
+        .collect();
+    assert!(!pairs.is_empty(), "no appointment of a duplicate patient");
+    let values: Vec<String> = pairs
+        .iter()
+        .map(|(a, p, kept)| format!("({a}, '{p}', {kept})"))
+        .collect();
+    let landed = h.target_sql(&format!(
+        "SELECT COUNT(*) FROM (VALUES {}) v(appointment, duplicate, kept)
+         JOIN appointments a ON a.legacy_id = v.appointment
+         JOIN cutover_id_map m ON m.map = 'patients' AND m.old_key = v.duplicate AND m.alias = 1
+         JOIN patients p ON p.id = a.patient_id AND p.id = m.new_id AND p.legacy_id = v.kept",
+        values.join(", ")
+    ));
+    assert_eq!(landed, pairs.len().to_string(), "appointments of duplicates: {pairs:?}");
 
     // Rejects name what the operator must look at.
     let zero =
