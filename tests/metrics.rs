@@ -50,11 +50,15 @@ fn parse(text: &str) -> Vec<Sample> {
         let (name, labels) = match series.split_once('{') {
             None => (series.to_string(), BTreeMap::new()),
             Some((name, rest)) => {
-                let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line}"));
+                let body = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels: {line}"));
                 let mut labels = BTreeMap::new();
                 // Label values here never hold `",` (versions, names, kinds, states, uuids).
                 for pair in body.split("\",").filter(|p| !p.is_empty()) {
-                    let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("bad label {pair}: {line}"));
+                    let (k, v) = pair
+                        .split_once("=\"")
+                        .unwrap_or_else(|| panic!("bad label {pair}: {line}"));
                     labels.insert(k.to_string(), v.trim_end_matches('"').to_string());
                 }
                 (name.to_string(), labels)
@@ -66,7 +70,10 @@ fn parse(text: &str) -> Vec<Sample> {
         );
         let family = ["_bucket", "_sum", "_count"]
             .iter()
-            .find_map(|s| name.strip_suffix(s).filter(|f| typed.get(*f).is_some_and(|t| t == "histogram")))
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| typed.get(*f).is_some_and(|t| t == "histogram"))
+            })
             .unwrap_or(&name);
         assert!(typed.contains_key(family), "sample before its # TYPE: {line}");
         samples.push(Sample { name, labels, value });
@@ -77,7 +84,12 @@ fn parse(text: &str) -> Vec<Sample> {
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
-        .find(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .find(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|s| s.value)
 }
 
@@ -93,7 +105,8 @@ fn scrape(addr: SocketAddr) -> Option<String> {
     let (head, body) = answer.split_once("\r\n\r\n")?;
     assert!(head.starts_with("HTTP/1.1 200"), "not a 200: {head}");
     assert!(
-        head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"),
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
         "not the Prometheus text format: {head}"
     );
     Some(body.to_string())
@@ -180,7 +193,12 @@ fn a_scrape_mid_run_has_the_series_and_the_final_counters_equal_the_ledger() {
         "up",
         "--continue-on-error",
     ]);
-    let child = Running(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start cutover up"));
+    let child = Running(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cutover up"),
+    );
 
     // Mid-run: scrape until a data step is running with rows read; every scrape on the way
     // must parse, and no counter may go down from one scrape to the next.
@@ -206,8 +224,12 @@ fn a_scrape_mid_run_has_the_series_and_the_final_counters_equal_the_ledger() {
             s.name == "cutover_step_state"
                 && s.labels["state"] == "running"
                 && s.value == 1.0
-                && value(&samples, "cutover_rows_total", &[("step", &s.labels["step"]), ("kind", "read")])
-                    .is_some_and(|n| n > 0.0)
+                && value(
+                    &samples,
+                    "cutover_rows_total",
+                    &[("step", &s.labels["step"]), ("kind", "read")],
+                )
+                .is_some_and(|n| n > 0.0)
         });
         if mid_run.is_none() && running_with_rows {
             mid_run = Some(samples.clone());
@@ -255,7 +277,11 @@ fn a_scrape_mid_run_has_the_series_and_the_final_counters_equal_the_ledger() {
             assert_eq!(got, Some(want), "{version} {kind}: metrics vs ledger");
         }
         assert_eq!(
-            value(&finished, "cutover_step_state", &[("step", version), ("state", "applied")]),
+            value(
+                &finished,
+                "cutover_step_state",
+                &[("step", version), ("state", "applied")]
+            ),
             Some(1.0),
             "{version} applied"
         );
@@ -268,7 +294,10 @@ fn a_scrape_mid_run_has_the_series_and_the_final_counters_equal_the_ledger() {
                 &[("step", version), ("le", "+Inf")],
             )
             .unwrap();
-            assert!(count >= 1.0 && inf == count, "{version}: {count} batches, +Inf bucket {inf}");
+            assert!(
+                count >= 1.0 && inf == count,
+                "{version}: {count} batches, +Inf bucket {inf}"
+            );
         }
     }
     assert!(data_steps >= 5, "the clinic moves rows in several steps: {ledger}");
@@ -313,4 +342,112 @@ fn metrics_addr_on_a_verb_without_a_run_is_refused() {
     let o = p.run(&["--metrics-addr", "127.0.0.1:0", "status"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("use it with up, down or console"), "{}", stderr(&o));
+}
+
+/// A tmux session running a command; killed when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn start(command: &str) -> Tmux {
+        let name = format!("cutover-metrics-{}", std::process::id());
+        let out = std::process::Command::new("tmux")
+            .args(["new-session", "-d", "-x", "120", "-y", "40", "-s", &name, command])
+            .env_remove("TMUX")
+            .output()
+            .expect("tmux is needed for this test (apt-get install tmux)");
+        assert!(out.status.success(), "tmux: {}", String::from_utf8_lossy(&out.stderr));
+        Tmux(name)
+    }
+
+    fn keys(&self, keys: &str) {
+        let out = std::process::Command::new("tmux")
+            .args(["send-keys", "-t", &self.0, keys])
+            .output()
+            .expect("tmux send-keys");
+        assert!(out.status.success());
+    }
+
+    fn screen(&self) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
+/// Scrape until `ok` holds for the parsed samples; panics with the last scrape after a minute.
+fn scrape_until(addr: SocketAddr, what: &str, ok: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        if let Some(text) = scrape(addr) {
+            let samples = parse(&text);
+            if ok(&samples) {
+                return samples;
+            }
+            last = text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}; the last scrape:\n{last}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_console_feeds_the_metrics_its_snapshot_and_its_runs() {
+    let p = clinic(200);
+    let addr = free_port();
+    let command = format!(
+        "'{}' -C '{}' --metrics-addr {addr} console; sleep 600",
+        support::bin().display(),
+        p.path().display()
+    );
+    let tmux = Tmux::start(&command);
+    let schema = "20250101T090000";
+    // The console's first snapshot of the ledger: every step pending.
+    let samples = scrape_until(addr, "every step pending", |s| {
+        let pending = s
+            .iter()
+            .filter(|x| x.name == "cutover_step_state" && x.labels["state"] == "pending" && x.value == 1.0)
+            .count();
+        pending == 11
+    });
+    assert_eq!(value(&samples, "cutover_run_active", &[]), None, "no run yet");
+    // Run the next step (the schema step) from the console: `n`, then `y` in its dialog.
+    tmux.keys("n");
+    let started = Instant::now();
+    while !tmux.screen().contains("Run the next pending step?") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no dialog:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tmux.keys("y");
+    let samples = scrape_until(addr, "the schema step applied by the console's run", |s| {
+        value(s, "cutover_step_state", &[("step", schema), ("state", "applied")]) == Some(1.0)
+            && value(s, "cutover_run_active", &[]) == Some(0.0)
+    });
+    assert_eq!(value(&samples, "cutover_run_info", &[("operation", "up")]), Some(1.0));
+    assert_eq!(
+        value(
+            &samples,
+            "cutover_step_state",
+            &[("step", "20250101T090100"), ("state", "pending")]
+        ),
+        Some(1.0),
+        "only the next step ran"
+    );
 }

@@ -365,3 +365,254 @@ impl Board {
         Some((rows_left as f64 / rate).ceil())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::protocol::{NoticeLevel, PlannedStep};
+
+    const V: &str = "20250101T090100";
+
+    fn board() -> Board {
+        Board::new(None, [(V.to_string(), "accounts".to_string())])
+    }
+
+    fn planned(operation: Operation, dry_run: bool) -> EngineEvent {
+        EngineEvent::Planned {
+            run_id: "r1".into(),
+            operation,
+            dry_run,
+            steps: vec![PlannedStep {
+                version: V.into(),
+                name: "accounts".into(),
+                kind: StepKind::Data,
+                rows_estimate: None,
+            }],
+        }
+    }
+
+    fn started(dry_run: bool) -> EngineEvent {
+        EngineEvent::StepStarted {
+            version: V.into(),
+            name: "accounts".into(),
+            kind: StepKind::Data,
+            dry_run,
+        }
+    }
+
+    fn progress(done: u64, total: u64, batches: &[u64]) -> EngineEvent {
+        let mut times = BatchTimes::default();
+        for ms in batches {
+            times.record(std::time::Duration::from_millis(*ms));
+        }
+        EngineEvent::Progress {
+            version: V.into(),
+            progress: Progress {
+                rows_done: done,
+                rows_total: total,
+                written: done,
+                rows_per_sec: 100.0,
+                batch_times: times,
+                ..Progress::default()
+            },
+        }
+    }
+
+    fn finished(status: StepState, source: u64) -> EngineEvent {
+        EngineEvent::StepFinished {
+            version: V.into(),
+            name: "accounts".into(),
+            status,
+            counts: Counts {
+                source,
+                written: source,
+                ..Counts::default()
+            },
+            duration_ms: 1000,
+            dry_run: false,
+        }
+    }
+
+    fn feed(b: &mut Board, events: &[EngineEvent]) {
+        for e in events {
+            b.observe(e, Utc::now());
+        }
+    }
+
+    fn read(b: &Board) -> u64 {
+        b.steps[V].rows[0]
+    }
+
+    #[test]
+    fn counters_follow_the_ledger_and_a_resumed_attempt_does_not_count_twice() {
+        let mut b = board();
+        feed(
+            &mut b,
+            &[planned(Operation::Up, false), started(false), progress(300, 1000, &[])],
+        );
+        assert_eq!(read(&b), 300);
+        // Aborted at 400; the next `up` resumes: its progress starts at the ledger's 400.
+        feed(
+            &mut b,
+            &[EngineEvent::Aborted {
+                version: V.into(),
+                counts: Counts {
+                    source: 400,
+                    written: 400,
+                    ..Counts::default()
+                },
+            }],
+        );
+        assert_eq!(b.steps[V].state, Some("paused"));
+        feed(
+            &mut b,
+            &[
+                planned(Operation::Up, false),
+                started(false),
+                progress(600, 1000, &[]),
+                finished(StepState::Applied, 1000),
+            ],
+        );
+        assert_eq!(read(&b), 1000, "ends equal to the ledger's 1000");
+        assert_eq!(b.steps[V].rows[1], 1000);
+        assert_eq!(b.steps[V].state, Some("applied"));
+    }
+
+    #[test]
+    fn a_counter_never_goes_back() {
+        let mut b = board();
+        feed(
+            &mut b,
+            &[planned(Operation::Up, false), started(false), progress(500, 1000, &[])],
+        );
+        // A late, older value (a snapshot read before the last batch committed).
+        feed(&mut b, &[progress(200, 1000, &[])]);
+        assert_eq!(read(&b), 500);
+        feed(&mut b, &[progress(700, 1000, &[])]);
+        assert_eq!(read(&b), 700);
+    }
+
+    #[test]
+    fn a_rerun_after_a_rollback_adds_up_and_dry_runs_and_down_count_nothing() {
+        let mut b = board();
+        feed(
+            &mut b,
+            &[
+                planned(Operation::Up, false),
+                started(false),
+                finished(StepState::Applied, 100),
+            ],
+        );
+        feed(
+            &mut b,
+            &[planned(Operation::Down, false), finished(StepState::Reverted, 100)],
+        );
+        assert_eq!(read(&b), 100, "a rollback takes nothing back from a counter");
+        assert_eq!(b.steps[V].state, Some("pending"));
+        feed(
+            &mut b,
+            &[
+                planned(Operation::Up, true),
+                started(true),
+                progress(100, 100, &[10]),
+                EngineEvent::StepFinished {
+                    version: V.into(),
+                    name: "accounts".into(),
+                    status: StepState::Applied,
+                    counts: Counts {
+                        source: 100,
+                        ..Counts::default()
+                    },
+                    duration_ms: 5,
+                    dry_run: true,
+                },
+            ],
+        );
+        assert_eq!(read(&b), 100, "a dry run moves no rows");
+        assert_eq!(b.steps[V].batches.count, 0, "nor counts batches");
+        assert_eq!(b.steps[V].state, Some("pending"));
+        feed(
+            &mut b,
+            &[planned(Operation::Up, false), started(false), progress(40, 100, &[])],
+        );
+        assert_eq!(read(&b), 140, "the second application counts from zero on top");
+        feed(&mut b, &[finished(StepState::Applied, 100)]);
+        assert_eq!(read(&b), 200);
+    }
+
+    #[test]
+    fn the_histogram_counts_every_batch_of_coalesced_progress() {
+        let mut b = board();
+        feed(&mut b, &[planned(Operation::Up, false), started(false)]);
+        // Five batches, but only two progress events reached the exporter.
+        feed(&mut b, &[progress(200, 500, &[3, 40])]);
+        feed(&mut b, &[progress(500, 500, &[3, 40, 40, 300, 20_000])]);
+        let h = b.steps[V].batches;
+        assert_eq!(h.count, 5);
+        assert_eq!(h.buckets()[0], (0.005, 1));
+        assert_eq!(h.buckets()[3], (0.05, 2));
+        assert_eq!(h.buckets()[6], (0.5, 1));
+        // 20 s is past the last bound: only in +Inf (count less the buckets).
+        assert_eq!(h.in_bucket.iter().sum::<u64>(), 4);
+        assert!((h.sum_secs - 20.383).abs() < 1e-9, "{}", h.sum_secs);
+        // A new attempt's totals start at zero again: they add on top.
+        feed(&mut b, &[started(false), progress(100, 100, &[3])]);
+        assert_eq!(b.steps[V].batches.count, 6);
+    }
+
+    #[test]
+    fn the_eta_is_known_work_at_the_measured_rate() {
+        let mut b = board();
+        assert_eq!(b.eta_seconds(), None, "no run yet");
+        feed(&mut b, &[planned(Operation::Up, false)]);
+        assert_eq!(b.eta_seconds(), None, "a step of unknown size and no rate");
+        feed(
+            &mut b,
+            &[
+                EngineEvent::SourceCounts {
+                    rows: vec![(V.into(), 1000)],
+                    errors: Vec::new(),
+                },
+                started(false),
+                progress(250, 1000, &[]),
+            ],
+        );
+        // 750 rows at 100 rows/s.
+        assert_eq!(b.eta_seconds(), Some(8.0));
+        feed(
+            &mut b,
+            &[EngineEvent::Notice {
+                level: NoticeLevel::Info,
+                message: "x".into(),
+            }],
+        );
+        feed(
+            &mut b,
+            &[
+                finished(StepState::Applied, 1000),
+                EngineEvent::Finished {
+                    run_id: "r1".into(),
+                    operation: Operation::Up,
+                    ok: true,
+                    outcome: crate::engine::protocol::Outcome::Done,
+                    steps_done: 1,
+                    dry_run: false,
+                },
+            ],
+        );
+        assert_eq!(b.eta_seconds(), Some(0.0));
+        assert!(!b.run.as_ref().unwrap().going);
+    }
+
+    #[test]
+    fn the_window_counts_down_to_its_end() {
+        let end = DateTime::parse_from_rfc3339("2026-11-22T02:00:00+01:00").unwrap();
+        let b = Board::new(Some(end), []);
+        let now = DateTime::parse_from_rfc3339("2026-11-22T00:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(b.window_seconds_left(now), Some(30.0 * 60.0));
+        let later = now + chrono::Duration::hours(1);
+        assert_eq!(b.window_seconds_left(later), Some(-30.0 * 60.0));
+    }
+}

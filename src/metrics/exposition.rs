@@ -4,7 +4,7 @@
 use crate::metrics::board::{Board, ROW_KINDS, STEP_STATES};
 use chrono::{DateTime, Utc};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::sync::{Arc, Mutex};
@@ -38,7 +38,12 @@ pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
     Ok(text)
 }
 
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> Result<(), std::fmt::Error> {
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: impl EncodeGaugeValue,
+) -> Result<(), std::fmt::Error> {
     let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     m.encode_gauge(&value)
 }
@@ -139,7 +144,7 @@ fn encode_board(board: &Board, now: DateTime<Utc>, mut encoder: DescriptorEncode
             &mut encoder,
             "cutover_verify_last_ok",
             "1 when the last verification passed every check, else 0",
-            if ok { 1.0 } else { 0.0 },
+            i64::from(ok),
         )?;
         gauge(
             &mut encoder,
@@ -163,8 +168,75 @@ fn encode_board(board: &Board, now: DateTime<Utc>, mut encoder: DescriptorEncode
             &mut encoder,
             "cutover_run_active",
             "1 while the run of cutover_run_info is going, 0 once it has finished",
-            if run.going { 1.0 } else { 0.0 },
+            i64::from(run.going),
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::protocol::report::VerifyReport;
+    use crate::engine::protocol::{Counts, EngineEvent, Operation, StepState};
+
+    #[test]
+    fn the_scrape_names_the_series_of_the_contract() {
+        let mut board = Board::new(None, [("20250101T090100".to_string(), "accounts".to_string())]);
+        board.observe(
+            &EngineEvent::Planned {
+                run_id: "r1".into(),
+                operation: Operation::Up,
+                dry_run: false,
+                steps: Vec::new(),
+            },
+            Utc::now(),
+        );
+        board.observe(
+            &EngineEvent::StepFinished {
+                version: "20250101T090100".into(),
+                name: "accounts".into(),
+                status: StepState::Applied,
+                counts: Counts {
+                    source: 10,
+                    written: 9,
+                    rejected: 1,
+                    ..Counts::default()
+                },
+                duration_ms: 10,
+                dry_run: false,
+            },
+            Utc::now(),
+        );
+        board.observe(
+            &EngineEvent::Verified(VerifyReport {
+                ok: false,
+                checks: Vec::new(),
+            }),
+            Utc::now(),
+        );
+        board.synced("20250101T090100", 7, Some(2.5));
+        let text = render(&registry(Arc::new(Mutex::new(board)))).unwrap();
+        for line in [
+            "# TYPE cutover_rows_total counter",
+            "cutover_rows_total{step=\"20250101T090100\",name=\"accounts\",kind=\"written\"} 9",
+            "cutover_rows_total{step=\"20250101T090100\",name=\"accounts\",kind=\"rejected\"} 1",
+            "# TYPE cutover_batch_duration_seconds histogram",
+            "cutover_step_state{step=\"20250101T090100\",name=\"accounts\",state=\"applied\"} 1",
+            "cutover_step_state{step=\"20250101T090100\",name=\"accounts\",state=\"failed\"} 0",
+            "cutover_sync_lag_rows{step=\"20250101T090100\"} 7",
+            "cutover_sync_lag_seconds{step=\"20250101T090100\"} 2.5",
+            "cutover_verify_last_ok 0",
+            "# TYPE cutover_verify_last_timestamp_seconds gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
+        }
+        assert!(!text.contains("_total_total"), "{text}");
+        assert!(
+            text.contains("cutover_run_info{run_id=\"r1\",operation=\"up\"} 1"),
+            "{text}"
+        );
+        // No [window]: no seconds left.
+        assert!(!text.contains("cutover_window_seconds_left"), "{text}");
+    }
 }

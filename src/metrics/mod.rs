@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("cannot serve metrics on {addr}: {source}")]
+    /// Shown with its cause (eyre prints the chain): "…: Address already in use".
+    #[error("cannot serve metrics on {addr}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
