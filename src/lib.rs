@@ -6,3 +6,4 @@ pub mod console;
 pub mod demo;
 pub mod engine;
 pub mod generator;
+pub mod metrics;

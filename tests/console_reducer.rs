@@ -118,6 +118,7 @@ fn progress(rows_done: u64, rows_total: u64, rate: f64) -> Progress {
         batches_total: rows_total / 100,
         rows_per_sec: rate,
         elapsed_ms: 2500,
+        batch_times: Default::default(),
     }
 }
 

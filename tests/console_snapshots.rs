@@ -167,6 +167,7 @@ fn running() -> AppState {
             batches_total: 100,
             rows_per_sec: rate,
             elapsed_ms: i * 120,
+            batch_times: Default::default(),
         };
         ev(
             &mut s,

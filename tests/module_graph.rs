@@ -448,3 +448,34 @@ fn regex_lite<'a>(needles: &'a [&'a str]) -> impl Fn(&str) -> Option<String> + '
         })
     }
 }
+
+/// The metrics exporter sits beside the faces: it reads the protocol (events), the config and
+/// the project only, and nothing below the faces imports it.
+#[test]
+fn metrics_reads_events_only_and_nothing_below_imports_it() {
+    let g = graph();
+    assert!(
+        g.contains_key("metrics"),
+        "no metrics module in {:?}",
+        g.keys().collect::<Vec<_>>()
+    );
+    let allowed = ["engine::protocol", "engine::config", "engine::project"];
+    let mut wrong = Vec::new();
+    for (m, deps) in g.iter().filter(|(m, _)| m.starts_with("metrics")) {
+        for d in deps {
+            let inside = d.starts_with("metrics");
+            let below = allowed.iter().any(|a| d == a || d.starts_with(&format!("{a}::")));
+            if !inside && !below {
+                wrong.push(format!("{m} -> {d}"));
+            }
+        }
+    }
+    for (m, deps) in g.iter().filter(|(m, _)| m.starts_with("engine")) {
+        wrong.extend(
+            deps.iter()
+                .filter(|d| d.starts_with("metrics"))
+                .map(|d| format!("{m} -> {d}")),
+        );
+    }
+    assert!(wrong.is_empty(), "metrics layering: {wrong:?}");
+}

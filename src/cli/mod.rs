@@ -19,6 +19,7 @@ use crate::engine::protocol::{Command, DownTarget, EngineEvent, Outcome, RunOpti
 use crate::engine::runner;
 use crate::engine::store::ledger;
 use crate::engine::store::lock;
+use crate::metrics::Metrics;
 use clap::{Parser, Subcommand, ValueEnum};
 use color_eyre::eyre::{Result, eyre};
 use std::path::{Path, PathBuf};
@@ -66,6 +67,20 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Serve Prometheus metrics of the run on http://ADDR/metrics (up, down, console), e.g.
+    /// 127.0.0.1:9090; port 0 picks a free port (printed on stderr).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// With --metrics-addr: after the run ends, keep answering scrapes this many seconds, so a
+    /// scraper sees the final values (ctrl-c ends it sooner).
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        default_value_t = 0,
+        requires = "metrics_addr"
+    )]
+    pub metrics_linger: u64,
     #[command(subcommand)]
     pub command: Option<Verb>,
 }
@@ -252,6 +267,11 @@ fn load(cli: &Cli) -> Result<Arc<Project>> {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {
+    if cli.metrics_addr.is_some() && !serves_metrics(cli.command.as_ref()) {
+        return Err(eyre!(
+            "--metrics-addr serves the metrics of a run: use it with up, down or console"
+        ));
+    }
     let Some(verb) = &cli.command else {
         if cli.project.join(CONFIG_FILE).exists() {
             return console(&cli, &cli.project).await;
@@ -273,6 +293,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             continue_on_error,
         } => {
             let project = load(&cli)?;
+            let metrics = serve_metrics(&cli, &project)?;
             let opts = RunOptions {
                 to: to.clone(),
                 only_next: false,
@@ -281,7 +302,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 allow_out_of_order: *allow_out_of_order,
                 continue_on_error: if *continue_on_error { Some(true) } else { None },
             };
-            Ok(drive(project, cli.json, Command::Start(opts)).await)
+            let code = drive_watched(project, cli.json, Command::Start(opts), metrics.as_ref()).await;
+            linger(&cli, metrics.as_ref()).await;
+            Ok(code)
         }
         Verb::Down { to, all, yes, dry_run } => {
             let project = load(&cli)?;
@@ -299,15 +322,18 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 }
                 return Ok(exit::REFUSED);
             }
-            let code = drive(
+            let metrics = serve_metrics(&cli, &project)?;
+            let code = drive_watched(
                 project.clone(),
                 cli.json,
                 Command::Rollback {
                     target: sel,
                     dry_run: *dry_run,
                 },
+                metrics.as_ref(),
             )
             .await;
+            linger(&cli, metrics.as_ref()).await;
             // A rollback proves itself: verify compares each rolled-back table with its
             // checksum from before the step.
             if code == exit::OK && !dry_run {
@@ -400,17 +426,76 @@ async fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
+/// The verbs whose runs `--metrics-addr` watches (a bare `cutover` opens the console).
+fn serves_metrics(verb: Option<&Verb>) -> bool {
+    matches!(verb, None | Some(Verb::Up { .. } | Verb::Down { .. } | Verb::Console))
+}
+
+/// Start the metrics listener when `--metrics-addr` asks for one: before any work, so a taken
+/// port stops the command with nothing done.
+fn serve_metrics(cli: &Cli, project: &Project) -> Result<Option<Metrics>> {
+    let Some(addr) = cli.metrics_addr else {
+        return Ok(None);
+    };
+    let metrics = Metrics::serve(addr, project)?;
+    if !cli.json {
+        eprintln!("metrics: http://{}/metrics", metrics.addr());
+    } else {
+        // The address (port 0 picks one) as its own line, for scripts.
+        println!(
+            "{}",
+            serde_json::json!({"event": "metrics", "addr": metrics.addr().to_string()})
+        );
+    }
+    Ok(Some(metrics))
+}
+
+/// `--metrics-linger`: keep answering scrapes for a while after the run, so the last values
+/// (the ledger's) reach the scraper.
+async fn linger(cli: &Cli, metrics: Option<&Metrics>) {
+    let (Some(m), secs @ 1..) = (metrics, cli.metrics_linger) else {
+        return;
+    };
+    if !cli.json {
+        eprintln!(
+            "metrics: the final values stay on http://{}/metrics for {secs}s (ctrl-c ends it)",
+            m.addr()
+        );
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(std::time::Duration::from_secs(secs)) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 /// Open the console on the project in `dir`; logs go to its log pane and `cutover.log`.
 async fn console(cli: &Cli, dir: &Path) -> Result<i32> {
     let project = Arc::new(Project::load(dir, &overrides(cli))?);
+    let metrics = match cli.metrics_addr {
+        Some(addr) => Some(Metrics::serve(addr, &project)?),
+        None => None,
+    };
     crate::console::init_logging(&project.config.dir)?;
-    crate::console::run(project).await
+    if let Some(m) = &metrics {
+        tracing::info!("metrics: http://{}/metrics", m.addr());
+    }
+    crate::console::run(project, metrics).await
 }
 
 /// Start an engine, send it one command, print its events until the run finishes; returns the
 /// exit code.
 async fn drive(project: Arc<Project>, json: bool, command: Command) -> i32 {
+    drive_watched(project, json, command, None).await
+}
+
+/// `drive`, every event also shown to the metrics exporter.
+async fn drive_watched(project: Arc<Project>, json: bool, command: Command, metrics: Option<&Metrics>) -> i32 {
     let mut engine = runner::spawn(project.clone());
+    // The size of each step to run, for the metrics' ETA (the console asks the same at start).
+    let count_sources = metrics.is_some() && matches!(command, Command::Start(RunOptions { dry_run: false, .. }));
+    if count_sources && engine.commands.send(Command::CountSources).await.is_err() {
+        return exit::FAILED;
+    }
     if engine.commands.send(command).await.is_err() {
         return exit::FAILED;
     }
@@ -429,6 +514,9 @@ async fn drive(project: Arc<Project>, json: bool, command: Command) -> i32 {
     let mut code = exit::FAILED;
     let mut run: Option<(String, bool)> = None;
     while let Some(ev) = engine.events.recv().await {
+        if let Some(m) = metrics {
+            m.observe(&ev);
+        }
         if let EngineEvent::Planned { run_id, dry_run, .. } = &ev {
             run = Some((run_id.clone(), *dry_run));
         }
@@ -450,7 +538,10 @@ async fn drive(project: Arc<Project>, json: bool, command: Command) -> i32 {
         {
             printer.rejects_by_rule = by_rule;
         }
-        printer.print(&ev);
+        // The counts were asked for the metrics only: not part of this command's output.
+        if !matches!(ev, EngineEvent::SourceCounts { .. }) {
+            printer.print(&ev);
+        }
         if let EngineEvent::Finished { outcome, .. } = &ev {
             code = match outcome {
                 Outcome::Done => exit::OK,

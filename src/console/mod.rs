@@ -27,6 +27,7 @@ use crate::engine::data::spec::DataStep;
 use crate::engine::project::{Project, StepKind};
 use crate::engine::protocol::Command;
 use crate::engine::runner::{self, EngineHandle};
+use crate::metrics::Metrics;
 use color_eyre::eyre::{Result, WrapErr};
 use crossterm::event::{Event, EventStream};
 use futures::{FutureExt, StreamExt};
@@ -39,8 +40,9 @@ use tui_logger::{TuiWidgetEvent, TuiWidgetState};
 /// The clock and the quit grace period advance at this rate; progress redraws come with events.
 const TICK: Duration = Duration::from_millis(250);
 
-/// Open the console on a project; returns the process exit code.
-pub async fn run(project: Arc<Project>) -> Result<i32> {
+/// Open the console on a project; returns the process exit code. `metrics` sees every engine
+/// event (`--metrics-addr`).
+pub async fn run(project: Arc<Project>, metrics: Option<Metrics>) -> Result<i32> {
     let mut state = initial_state(&project, chrono::Utc::now());
     let mut engine = runner::spawn(project.clone());
     // The first snapshot fills the panes; until then they say they are reading the target.
@@ -58,7 +60,7 @@ pub async fn run(project: Arc<Project>) -> Result<i32> {
     let _restore = RestoreOnDrop;
     let size = terminal.size().wrap_err("cannot read the terminal size")?;
     dispatch(&mut state, &engine, &log_state, Msg::Resize(size.width, size.height));
-    let result = event_loop(&mut terminal, &mut state, &mut engine, &log_state).await;
+    let result = event_loop(&mut terminal, &mut state, &mut engine, &log_state, metrics.as_ref()).await;
     tracing::info!("console closed");
     result.map(|()| 0)
 }
@@ -227,6 +229,7 @@ async fn event_loop(
     state: &mut AppState,
     engine: &mut EngineHandle,
     log_state: &TuiWidgetState,
+    metrics: Option<&Metrics>,
 ) -> Result<()> {
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
@@ -247,7 +250,10 @@ async fn event_loop(
                 None => return Ok(()),
             },
             ev = engine.events.recv(), if engine_open => match ev {
-                Some(ev) => Some(Msg::Engine(ev)),
+                Some(ev) => {
+                    observe(metrics, &ev);
+                    Some(Msg::Engine(ev))
+                }
                 None => {
                     engine_open = false;
                     state.set_status(StatusLevel::Error, "the engine stopped; restart the console");
@@ -265,6 +271,7 @@ async fn event_loop(
             dispatch(state, engine, log_state, msg);
         }
         while let Ok(ev) = engine.events.try_recv() {
+            observe(metrics, &ev);
             dispatch(state, engine, log_state, Msg::Engine(ev));
         }
         while let Some(Some(Ok(ev))) = keys.next().now_or_never() {
@@ -272,6 +279,12 @@ async fn event_loop(
                 dispatch(state, engine, log_state, msg);
             }
         }
+    }
+}
+
+fn observe(metrics: Option<&Metrics>, ev: &crate::engine::protocol::EngineEvent) {
+    if let Some(m) = metrics {
+        m.observe(ev);
     }
 }
 

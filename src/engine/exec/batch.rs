@@ -8,7 +8,7 @@
 use crate::engine::db::DbTx;
 use crate::engine::exec::{RunCtx, StepError, StepResult};
 use crate::engine::project::StepDef;
-use crate::engine::protocol::{Counts, EngineEvent, Progress};
+use crate::engine::protocol::{BatchTimes, Counts, EngineEvent, Progress};
 use crate::engine::store::ledger::{self, LedgerStatus};
 use crate::engine::store::{self, BatchCheckpoint};
 use crate::engine::value::Value;
@@ -116,6 +116,8 @@ pub async fn run_batches<S: BatchStep>(
         if !boundary.go {
             break Ok(StepResult::Aborted(cp.counts));
         }
+        // A batch's time: reading its page, writing it, committing; not the wait before it.
+        let batch_started = Instant::now();
         let page = match s.next_page().await {
             Ok(Some(p)) => p,
             Ok(None) => match s.at_end(&cp.counts).await {
@@ -164,6 +166,7 @@ pub async fn run_batches<S: BatchStep>(
         {
             break Err(e);
         }
+        progress.batch_done(batch_started.elapsed());
         for r in res.rejects.iter().take(EVENTS_PER_BATCH) {
             ctx.emit(rejected_event(&step.version, r)).await;
         }
@@ -212,6 +215,7 @@ pub struct ProgressClock {
     /// Time spent paused or held at batch boundaries: not part of elapsed or rows/s.
     waited: Duration,
     last: Option<Instant>,
+    batch_times: BatchTimes,
 }
 
 impl ProgressClock {
@@ -229,12 +233,18 @@ impl ProgressClock {
             t0: Instant::now(),
             waited: Duration::ZERO,
             last: None,
+            batch_times: BatchTimes::default(),
         }
     }
 
     /// Leave time spent paused out of elapsed and rows/s.
     pub fn exclude(&mut self, waited: Duration) {
         self.waited += waited;
+    }
+
+    /// One batch committed (or, in a dry run, written) in `took`.
+    pub fn batch_done(&mut self, took: Duration) {
+        self.batch_times.record(took);
     }
 
     /// Time spent working: since the start, less the time paused.
@@ -270,6 +280,7 @@ impl ProgressClock {
                 batches_total: self.batches_total.max(cp.batches),
                 rows_per_sec: cp.counts.source.saturating_sub(self.resumed) as f64 / secs,
                 elapsed_ms: active.as_millis() as u64,
+                batch_times: self.batch_times,
             },
         }
     }

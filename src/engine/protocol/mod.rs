@@ -271,6 +271,42 @@ pub struct Progress {
     pub batches_total: u64,
     pub rows_per_sec: f64,
     pub elapsed_ms: u64,
+    /// How long this attempt's batches took, as histogram buckets summed up engine-side: the
+    /// events are coalesced, so a consumer (the metrics exporter) could not rebuild the
+    /// distribution from the batches it happens to see.
+    #[serde(default, skip_serializing_if = "BatchTimes::is_empty")]
+    pub batch_times: BatchTimes,
+}
+
+/// Upper bounds, in seconds, of the batch duration buckets (Prometheus' default buckets).
+pub const BATCH_SECONDS_BOUNDS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Durations of the batches of one step attempt (one `run_batches` call; a resumed step starts
+/// again at zero): how many, their sum, and how many fell in each bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct BatchTimes {
+    pub count: u64,
+    pub sum_us: u64,
+    /// `in_bucket[i]`: batches longer than bound `i - 1` and at most `BATCH_SECONDS_BOUNDS[i]`;
+    /// the ones longer than the last bound are `count` less the sum of these.
+    pub in_bucket: [u32; BATCH_SECONDS_BOUNDS.len()],
+}
+
+impl BatchTimes {
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn record(&mut self, took: std::time::Duration) {
+        self.count += 1;
+        self.sum_us = self
+            .sum_us
+            .saturating_add(took.as_micros().min(u128::from(u64::MAX)) as u64);
+        let secs = took.as_secs_f64();
+        if let Some(i) = BATCH_SECONDS_BOUNDS.iter().position(|b| secs <= *b) {
+            self.in_bucket[i] = self.in_bucket[i].saturating_add(1);
+        }
+    }
 }
 
 /// The accounting of one step: source = written + skipped + rejected + merged.
