@@ -23,6 +23,7 @@ use crate::console::state::{
 use crate::engine::protocol::Command;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+mod assess;
 mod common;
 mod details;
 mod events;

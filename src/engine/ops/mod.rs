@@ -6,6 +6,8 @@ pub mod repair;
 pub mod review;
 pub mod rollback;
 pub mod snapshot;
+pub mod assess;
+pub mod check;
 pub mod verify;
 
 use crate::engine::data::pipeline::CompiledStep;
