@@ -55,6 +55,20 @@ pub async fn check(project: &Project) -> CheckReport {
             None
         }
     };
+    if let (Some(p), Some(_)) = (&sqlite_target, &scratch)
+        && let Some(folder) = p.parent().filter(|f| !f.as_os_str().is_empty())
+        && !folder.is_dir()
+    {
+        checks.push(item(
+            "target reachable",
+            false,
+            format!("{} cannot be created: {} is not a folder", p.display(), folder.display()),
+        ));
+        checks.extend(disk_space(&project, sqlite_target.as_deref()));
+        checks.push(item("steps load", false, "not checked: the target is not reachable"));
+        crate::engine::ops::assess::remove_scratch(scratch);
+        return CheckReport { ok: false, checks };
+    }
     let target = match Db::connect(&project.config.target, &project.config.dir, Role::Target).await {
         Ok(t) => {
             let detail = match (&sqlite_target, &scratch) {
