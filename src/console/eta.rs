@@ -73,11 +73,21 @@ pub fn estimate(state: &AppState) -> Estimate {
             .or((m.state == StepState::Reverted)
                 .then_some(m.counts.source)
                 .filter(|n| *n > 0));
+        // The pre-flight pane's assess: its size when nothing else counted the source, and its
+        // estimate when no rate was measured on this target (only the assumed default).
+        let assessed = assessed_step(state, &m.version);
+        let known = known.or_else(|| assessed.and_then(|a| a.source_rows));
         match known {
             Some(n) => {
                 rows_left += n;
                 // This step's own earlier run on this target says best how fast it goes.
-                work_secs += n as f64 / own_rate(m).unwrap_or(rate.0);
+                work_secs += match (own_rate(m), assessed) {
+                    (Some(r), _) => n as f64 / r,
+                    (None, Some(a)) if rate.1 == RateSource::Default && a.estimated_ms > 0 => {
+                        a.estimated_ms as f64 / 1000.0
+                    }
+                    (None, _) => n as f64 / rate.0,
+                };
             }
             None => unknown_steps += 1,
         }
@@ -95,6 +105,20 @@ pub fn estimate(state: &AppState) -> Estimate {
         rate,
         secs,
     }
+}
+
+/// The last assess's view of a pending step (not one that failed to be assessed).
+fn assessed_step<'a>(
+    state: &'a AppState,
+    version: &str,
+) -> Option<&'a crate::engine::protocol::assess::AssessStep> {
+    state
+        .assess
+        .report
+        .as_ref()?
+        .steps
+        .iter()
+        .find(|s| s.version == version && s.error.is_none())
 }
 
 fn live_rate(state: &AppState) -> Option<f64> {

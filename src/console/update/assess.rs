@@ -3,6 +3,7 @@
 //! pane shows and the window ETA uses for pending steps nothing better measures.
 
 use super::common::refuse_if_running;
+use crate::console::keymap::Action;
 use crate::console::state::{AppState, StatusLevel};
 use crate::engine::protocol::Command;
 use crate::engine::protocol::assess::AssessReport;
@@ -31,11 +32,21 @@ pub fn request(state: &mut AppState) -> Vec<Command> {
     vec![Command::Assess { sample: None }]
 }
 
-pub fn close(state: &mut AppState) {
-    state.assess.open = false;
+/// A key while the pane is open: it takes all keys (ctrl-c still quits).
+pub fn on_action(state: &mut AppState, action: Action) -> Vec<Command> {
+    match action {
+        Action::ForceQuit => return super::navigation::force_quit(state),
+        Action::Close => state.assess.open = false,
+        Action::Reassess => return request(state),
+        Action::Down => select(state, 1),
+        Action::Up => select(state, -1),
+        Action::ToggleHelp => state.help = !state.help,
+        _ => {}
+    }
+    Vec::new()
 }
 
-pub fn select(state: &mut AppState, delta: i64) {
+fn select(state: &mut AppState, delta: i64) {
     let n = state.assess.report.as_ref().map(|r| r.steps.len()).unwrap_or(0);
     if n == 0 {
         return;
