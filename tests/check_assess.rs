@@ -36,7 +36,10 @@ fn assert_no_secret(what: &str, text: &str) {
     let mut pieces: Vec<String> = chars.windows(4).map(|w| w.iter().collect()).collect();
     pieces.push(encoded(PW));
     for p in pieces {
-        assert!(!text.contains(&p), "{what} prints a piece of the password ({p}):\n{text}");
+        assert!(
+            !text.contains(&p),
+            "{what} prints a piece of the password ({p}):\n{text}"
+        );
     }
 }
 
@@ -56,7 +59,10 @@ fn copy_dir(from: &Path, to: &Path) {
 /// The clinic project (fixtures/clinic, unchanged) on a SQLite target, its legacy database
 /// generated with `cutover generate`.
 fn clinic(patients: u32, seed: u32) -> TestProject {
-    let p = TestProject::with_config(Backend::Sqlite, "\n[defaults]\nbatch_size = 100\ncontinue_on_error = true\n");
+    let p = TestProject::with_config(
+        Backend::Sqlite,
+        "\n[defaults]\nbatch_size = 100\ncontinue_on_error = true\n",
+    );
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clinic/migrations"),
         &p.path().join("migrations"),
@@ -155,7 +161,12 @@ fn assess_writes_nothing() {
 
     let s = p.json(&["assess", "--sample", "10"]);
     assert_eq!(s["sampled"], 10);
-    let appts = s["steps"].as_array().unwrap().iter().find(|s| s["name"] == "appointments").unwrap();
+    let appts = s["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "appointments")
+        .unwrap();
     // Batches of 100: the sample stops at the first batch boundary after 10 rows (the read
     // ahead may have started one more batch by then).
     let read = n(&appts["rows_read"]);
@@ -163,9 +174,19 @@ fn assess_writes_nothing() {
     assert!(n(&appts["source_rows"]) > read, "{appts}");
 
     assert_eq!(dump(), before, "assess changed the target");
-    assert!(std::fs::read(&target).unwrap() == bytes, "assess changed the bytes of target.db");
+    assert!(
+        std::fs::read(&target).unwrap() == bytes,
+        "assess changed the bytes of target.db"
+    );
     let ledger = ledger_counts(&p);
-    assert_eq!(ledger.values().filter(|c| c["source"].as_u64().unwrap_or(0) > 0).count(), 2, "{ledger:?}");
+    assert_eq!(
+        ledger
+            .values()
+            .filter(|c| c["source"].as_u64().unwrap_or(0) > 0)
+            .count(),
+        2,
+        "{ledger:?}"
+    );
 }
 
 /// A login role that must give the hostile password (scram) on this process's server, owning
@@ -265,9 +286,15 @@ fn check_passes_on_postgres_and_names_each_connection_failure() {
     }
     assert!(checks["target version"].1.contains("PostgreSQL"), "{checks:?}");
     assert!(checks["privileges"].1.contains("COPY"), "{checks:?}");
-    assert!(human.contains("✓ steps load") && human.contains("all 7 checks passed"), "{human}");
+    assert!(
+        human.contains("✓ steps load") && human.contains("all 7 checks passed"),
+        "{human}"
+    );
     // The probe table of the privilege check is gone.
-    let tables = pg.psql(&db, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'");
+    let tables = pg.psql(
+        &db,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    );
     assert_eq!(tables.trim(), "0", "check left a table behind");
 
     let failing = |url: String, expect: &str| {
@@ -304,7 +331,10 @@ fn check_names_mariadb_failures() {
     let p = project_with_target(&url);
     let (code, checks, _) = check(&p);
     assert_eq!(code, 0, "{checks:?}");
-    assert!(checks["target version"].1.contains("MariaDB") || checks["target version"].1.contains("mariadb"), "{checks:?}");
+    assert!(
+        checks["target version"].1.contains("MariaDB") || checks["target version"].1.contains("mariadb"),
+        "{checks:?}"
+    );
 
     let db = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
     let p = project_with_target(&my.url("no_such_database"));
@@ -366,12 +396,19 @@ impl Drop for ReadOnlyFolder {
 #[test]
 fn check_refuses_a_sqlite_target_nobody_can_write_and_a_step_that_does_not_load() {
     let ro = ReadOnlyFolder::new();
-    assert!(std::fs::write(ro.path.join("probe"), b"x").is_err(), "{} is writable", ro.path.display());
+    assert!(
+        std::fs::write(ro.path.join("probe"), b"x").is_err(),
+        "{} is writable",
+        ro.path.display()
+    );
     let p = project_with_target(&format!("sqlite://{}/target.db", ro.path.display()));
     let (code, checks, human) = check(&p);
     assert_eq!(code, 4, "{checks:?}");
     let (ok, detail) = &checks["privileges"];
-    assert!(!ok && detail.contains("cannot write in the target's folder"), "{checks:?}");
+    assert!(
+        !ok && detail.contains("cannot write in the target's folder"),
+        "{checks:?}"
+    );
     assert!(human.contains("✗ privileges"), "{human}");
     assert!(!ro.path.join("target.db").exists());
 
@@ -390,7 +427,13 @@ fn check_refuses_a_sqlite_target_nobody_can_write_and_a_step_that_does_not_load(
     let (code, checks, _) = check(&p);
     assert_eq!(code, 4, "{checks:?}");
     let (ok, detail) = &checks["steps load"];
-    assert!(!ok && detail.contains("20250101T000200") && detail.contains("no_such_column"), "{checks:?}");
-    assert!(checks.iter().filter(|(k, _)| *k != "steps load").all(|(_, v)| v.0), "{checks:?}");
+    assert!(
+        !ok && detail.contains("20250101T000200") && detail.contains("no_such_column"),
+        "{checks:?}"
+    );
+    assert!(
+        checks.iter().filter(|(k, _)| *k != "steps load").all(|(_, v)| v.0),
+        "{checks:?}"
+    );
     assert!(!p.path().join("target.db").exists(), "check created the target");
 }

@@ -29,7 +29,10 @@ pub fn render(r: &AssessReport) -> String {
         return out;
     }
     if let Some(n) = r.sampled {
-        let _ = writeln!(out, "sample: the first {n}+ rows of each step (whole batches), not the whole source");
+        let _ = writeln!(
+            out,
+            "sample: the first {n}+ rows of each step (whole batches), not the whole source"
+        );
     }
     for s in &r.steps {
         let _ = writeln!(out, "{} {} ({})", s.version, s.name, kind(s.kind));

@@ -17,6 +17,9 @@ pub enum RateSource {
     Ledger,
     /// Nothing measured on this target yet: `DEFAULT_RATE`, an assumption shown as one.
     Default,
+    /// Nothing measured on this target yet, but the pre-flight pane's assess timed its pass
+    /// (a dry run of the pending steps): its estimate, as an average rate.
+    Assessed,
 }
 
 /// Rows per second assumed before anything ran on this target (a modest figure for a data step
@@ -51,6 +54,7 @@ pub fn estimate(state: &AppState) -> Estimate {
         .unwrap_or((DEFAULT_RATE, RateSource::Default));
     let mut work_secs = rows_left as f64 / rate.0;
     let mut unknown_steps = 0;
+    let mut used_assess = false;
     let mut pending_steps = usize::from(current.is_some());
     for m in state.migrations.iter().filter(|m| is_runnable(m)) {
         if current.is_some_and(|c| c.version == m.version) {
@@ -84,6 +88,7 @@ pub fn estimate(state: &AppState) -> Estimate {
                 work_secs += match (own_rate(m), assessed) {
                     (Some(r), _) => n as f64 / r,
                     (None, Some(a)) if rate.1 == RateSource::Default && a.estimated_ms > 0 => {
+                        used_assess = true;
                         a.estimated_ms as f64 / 1000.0
                     }
                     (None, _) => n as f64 / rate.0,
@@ -92,7 +97,11 @@ pub fn estimate(state: &AppState) -> Estimate {
             None => unknown_steps += 1,
         }
     }
-    let rate = Some(rate);
+    let rate = if used_assess && work_secs > 0.0 {
+        Some((rows_left as f64 / work_secs, RateSource::Assessed))
+    } else {
+        Some(rate)
+    };
     let secs = if rows_left == 0 {
         Some(0)
     } else {
@@ -108,10 +117,7 @@ pub fn estimate(state: &AppState) -> Estimate {
 }
 
 /// The last assess's view of a pending step (not one that failed to be assessed).
-fn assessed_step<'a>(
-    state: &'a AppState,
-    version: &str,
-) -> Option<&'a crate::engine::protocol::assess::AssessStep> {
+fn assessed_step<'a>(state: &'a AppState, version: &str) -> Option<&'a crate::engine::protocol::assess::AssessStep> {
     state
         .assess
         .report
@@ -200,6 +206,7 @@ pub fn plan_summary(state: &AppState) -> String {
                 RateSource::Session => ("", "as the last step"),
                 RateSource::Ledger => ("", "as past runs on this target"),
                 RateSource::Default => ("~", "assumed: nothing measured on this target yet"),
+                RateSource::Assessed => ("~", "as the pre-flight assess measured"),
             };
             format!(
                 "ETA {approx}{} for {} rows, at {approx}{} ({from})",

@@ -106,7 +106,7 @@ pub enum Action {
     ImportTransforms,
     /// Import pane: save the mapping as a data step.
     ImportSave,
-    /// `a`: open the pre-flight pane (assesses when it has no report yet).
+    /// `F`: open the pre-flight pane (assesses when it has no report yet).
     OpenAssess,
     /// Pre-flight pane: assess again.
     Reassess,
@@ -177,8 +177,8 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Global, Char('V'), A::Verify, "verify the target"),
     ctrl(C::Global, Char('r'), A::Refresh, "refresh"),
     key(C::Global, Char('i'), A::OpenImport, "import a file"),
-    // Read-only; in the review pane `a` takes side A.
-    key(C::Global, Char('a'), A::OpenAssess, "pre-flight (assess)"),
+    // Read-only. `F` (pre-Flight): `a` takes side A in the review pane.
+    key(C::Global, Char('F'), A::OpenAssess, "pre-flight (assess)"),
     key(C::Migrations, Char('j'), A::Down, "select next step"),
     key(C::Migrations, Down, A::Down, "select next step"),
     key(C::Migrations, Char('k'), A::Up, "select previous step"),
@@ -320,7 +320,7 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Assess, Char('r'), A::Reassess, "assess again"),
     key(C::Assess, Esc, A::Close, "close"),
     key(C::Assess, Char('q'), A::Close, "close"),
-    key(C::Assess, Char('a'), A::Close, "close"),
+    key(C::Assess, Char('F'), A::Close, "close"),
     key(C::Assess, Char('?'), A::ToggleHelp, "help"),
     key(C::Help, Esc, A::Close, "close help"),
     key(C::Help, Char('?'), A::Close, "close help"),

@@ -514,7 +514,7 @@ pub struct AppState {
     /// focused.
     pub middle: Pane,
     pub verify: VerifyState,
-    /// The pre-flight pane (`a`): the last assess of the pending steps.
+    /// The pre-flight pane (`F`): the last assess of the pending steps.
     pub assess: AssessState,
     pub run: Option<RunState>,
     pub last_finished: Option<FinishedStep>,

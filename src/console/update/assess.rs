@@ -1,14 +1,15 @@
-//! The pre-flight pane's part of `update`: `a` opens it and asks the engine to assess the
+//! The pre-flight pane's part of `update`: `F` opens it and asks the engine to assess the
 //! pending steps (`Command::Assess`); `EngineEvent::Assessed` keeps the report, which the
 //! pane shows and the window ETA uses for pending steps nothing better measures.
 
 use super::common::refuse_if_running;
+use crate::console::format::fmt_count;
 use crate::console::keymap::Action;
 use crate::console::state::{AppState, StatusLevel};
 use crate::engine::protocol::Command;
 use crate::engine::protocol::assess::AssessReport;
 
-/// `a`: open the pane; assess when there is no report yet (`r` in the pane assesses again).
+/// `F`: open the pane; assess when there is no report yet (`r` in the pane assesses again).
 pub fn open(state: &mut AppState) -> Vec<Command> {
     state.assess.open = true;
     if state.assess.report.is_some() || state.assess.since.is_some() {
@@ -70,8 +71,10 @@ pub fn on_report(state: &mut AppState, report: AssessReport) {
     state.set_status(
         StatusLevel::Info,
         format!(
-            "assessed {} pending step(s): {writes} rows would be written, {rejects} rejected",
-            report.steps.len()
+            "assessed {} pending step(s): {} rows would be written, {} rejected",
+            report.steps.len(),
+            fmt_count(writes),
+            fmt_count(rejects)
         ),
     );
     state.assess.report = Some(report);

@@ -1,4 +1,4 @@
-//! The pre-flight pane (`a`): the last `assess` of the pending steps, one row per step (source
+//! The pre-flight pane (`F`): the last `assess` of the pending steps, one row per step (source
 //! rows, would write, rejected, duplicate keys, unresolved references, estimate), the total
 //! against the maintenance window, and the selected step's rejects by rule with examples.
 //! It takes the panes' place while open, like the import pane.
@@ -25,7 +25,7 @@ impl Widget for AssessPane<'_> {
         let block = Block::default()
             .borders(Borders::ALL)
             .border_style(theme.border(true))
-            .title(" [a] Pre-flight · assess (read-only: nothing is written) ");
+            .title(" [F] Pre-flight · assess (read-only: nothing is written) ");
         let inner = block.inner(area);
         block.render(area, buf);
         if inner.height < 3 || inner.width < 30 {
@@ -179,10 +179,16 @@ fn detail_lines(s: &AssessStep, width: usize) -> Vec<Line<'static>> {
     }
     out.push(Line::from(truncate(&head, width)));
     if !s.rejects_by_rule.is_empty() {
-        out.push(Line::from(truncate(&format!("rejects by rule: {}", pairs(&s.rejects_by_rule)), width)));
+        out.push(Line::from(truncate(
+            &format!("rejects by rule: {}", pairs(&s.rejects_by_rule)),
+            width,
+        )));
     }
     if !s.warnings_by_rule.is_empty() {
-        out.push(Line::from(truncate(&format!("warnings by rule: {}", pairs(&s.warnings_by_rule)), width)));
+        out.push(Line::from(truncate(
+            &format!("warnings by rule: {}", pairs(&s.warnings_by_rule)),
+            width,
+        )));
     }
     let blanks: Vec<String> = s
         .blank_rates

@@ -62,7 +62,11 @@ pub async fn check(project: &Project) -> CheckReport {
         checks.push(item(
             "target reachable",
             false,
-            format!("{} cannot be created: {} is not a folder", p.display(), folder.display()),
+            format!(
+                "{} cannot be created: {} is not a folder",
+                p.display(),
+                folder.display()
+            ),
         ));
         checks.extend(disk_space(&project, sqlite_target.as_deref()));
         checks.push(item("steps load", false, "not checked: the target is not reachable"));
@@ -168,7 +172,11 @@ async fn privileges(target: &Db, sqlite_file: Option<&Path>) -> CheckItem {
         for s in &steps {
             if let Err(e) = tx.execute_raw(s).await {
                 let _ = tx.rollback().await;
-                return Err(color_eyre::eyre::eyre!("{}: {}", s, crate::engine::db_error::describe(&e)));
+                return Err(color_eyre::eyre::eyre!(
+                    "{}: {}",
+                    s,
+                    crate::engine::db_error::describe(&e)
+                ));
             }
         }
         tx.rollback().await?;
@@ -180,7 +188,10 @@ async fn privileges(target: &Db, sqlite_file: Option<&Path>) -> CheckItem {
     }
     let mut detail = "create table, insert (and COPY), drop table".to_string();
     if let Some(file) = sqlite_file {
-        let folder = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let folder = file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         if let Err(e) = write_probe(&folder) {
             return item(
                 "privileges",
@@ -288,7 +299,11 @@ async fn steps_load(project: &Project, target: &Db, source: Option<Db>) -> Check
     };
     let problems = crate::engine::preflight::check(&ctx, &plan).await;
     if problems.is_empty() {
-        item("steps load", true, format!("{} pending step(s) pass the pre-flight", plan.len()))
+        item(
+            "steps load",
+            true,
+            format!("{} pending step(s) pass the pre-flight", plan.len()),
+        )
     } else {
         let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         item("steps load", false, list.join("; "))

@@ -168,7 +168,10 @@ async fn assess_target(project: &Arc<Project>, target: &Db, sample: Option<u64>)
             a.estimated_ms = (rows / rows_per_ms) as u64;
         }
     } else {
-        for a in steps.iter_mut().filter(|a| a.kind != StepKind::Schema && a.rows_read == 0) {
+        for a in steps
+            .iter_mut()
+            .filter(|a| a.kind != StepKind::Schema && a.rows_read == 0)
+        {
             a.estimated_ms = (a.source_rows.unwrap_or(0) as f64 / ASSUMED_ROWS_PER_SEC * 1000.0) as u64;
         }
     }
@@ -180,7 +183,12 @@ async fn assess_target(project: &Arc<Project>, target: &Db, sample: Option<u64>)
     })
 }
 
-fn step_ctx(project: &Arc<Project>, target: &Db, run_id: &str, events: tokio::sync::mpsc::Sender<EngineEvent>) -> RunCtx {
+fn step_ctx(
+    project: &Arc<Project>,
+    target: &Db,
+    run_id: &str,
+    events: tokio::sync::mpsc::Sender<EngineEvent>,
+) -> RunCtx {
     RunCtx {
         project: project.clone(),
         target: target.clone(),
@@ -214,7 +222,9 @@ async fn run_one(
     let control = ctx.control.clone();
     let run = async move {
         let res = match step.kind {
-            StepKind::Schema => crate::engine::steps::schema::apply(&ctx, step).await.map(StepResult::Done),
+            StepKind::Schema => crate::engine::steps::schema::apply(&ctx, step)
+                .await
+                .map(StepResult::Done),
             StepKind::Data => crate::engine::steps::data::run(&ctx, step).await,
             StepKind::Merge => crate::engine::steps::merge::run(&ctx, step).await,
         };
