@@ -26,6 +26,8 @@ use std::sync::Arc;
 /// Rules whose rejects are references that did not resolve (`waiting`: the parent row is
 /// itself rejected).
 const REFERENCE_RULES: [&str; 3] = ["lookup", "reference_exists", "waiting"];
+/// Events of a step in the pass waiting to be read (only progress matters, for `--sample`).
+const STEP_EVENTS: usize = 256;
 /// Rows assumed per second when nothing was measured (no applied step, nothing read).
 const ASSUMED_ROWS_PER_SEC: f64 = 5000.0;
 
@@ -216,7 +218,7 @@ async fn run_one(
     if let Err(e) = tx.execute_raw("SAVEPOINT cutover_assess_step").await {
         return (Err(crate::engine::db_error::describe(&e)), Some(tx));
     }
-    let (events, mut rx) = tokio::sync::mpsc::channel::<EngineEvent>(crate::engine::runner::EVENT_QUEUE);
+    let (events, mut rx) = tokio::sync::mpsc::channel::<EngineEvent>(STEP_EVENTS);
     let ctx = step_ctx(project, target, run_id, events);
     *ctx.dry_tx.lock().await = Some(tx);
     let control = ctx.control.clone();
