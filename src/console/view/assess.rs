@@ -144,7 +144,7 @@ fn window_line(state: &AppState, r: &AssessReport) -> Option<String> {
     let w = state.window?;
     let from = state.now.max(w.start.with_timezone(&chrono::Utc));
     let left = (w.end.with_timezone(&chrono::Utc) - from).num_seconds();
-    let need = (r.estimated_ms / 1000) as i64;
+    let need = r.estimated_ms.div_ceil(1000) as i64;
     Some(if need <= left {
         format!(
             "fits the window: {} of the {} left (ends {})",
@@ -164,6 +164,16 @@ fn window_line(state: &AppState, r: &AssessReport) -> Option<String> {
 
 fn detail_lines(s: &AssessStep, width: usize) -> Vec<Line<'static>> {
     let mut out = Vec::new();
+    if s.kind == StepKind::Schema && s.error.is_none() {
+        out.push(Line::from(truncate(
+            &format!(
+                "{}: schema step; its statements ran in the assess's transaction",
+                s.version
+            ),
+            width,
+        )));
+        return out;
+    }
     let pairs = |m: &std::collections::BTreeMap<String, u64>| {
         m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
     };
