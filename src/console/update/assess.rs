@@ -82,7 +82,7 @@ pub fn on_report(state: &mut AppState, report: AssessReport) {
 
 /// A `Notice` while an assess is on the way is its failure.
 pub fn on_failure(state: &mut AppState, message: &str) -> bool {
-    if state.assess.since.is_none() || !message.starts_with("assess") {
+    if state.assess.since.is_none() || !(message.starts_with("assess") || message.contains("assess after")) {
         return false;
     }
     state.assess.since = None;
