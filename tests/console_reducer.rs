@@ -2487,3 +2487,102 @@ fn import_pane_drops_a_late_preview_and_esc_goes_back_then_closes() {
     assert!(update(&mut s, ch('n')).is_empty());
     assert!(s.dialog.is_none());
 }
+
+/// An assess report of one pending data step: `rows` source rows, `ms` estimated.
+fn assessed(version: &str, rows: u64, ms: u64) -> EngineEvent {
+    use cutover::engine::protocol::assess::{AssessReport, AssessStep};
+    EngineEvent::Assessed(Box::new(AssessReport {
+        sampled: None,
+        estimated_ms: ms,
+        estimate_basis: "assess".into(),
+        steps: vec![AssessStep {
+            version: version.into(),
+            name: "accounts".into(),
+            kind: StepKind::Data,
+            target_table: Some("accounts".into()),
+            source_rows: Some(rows),
+            rows_read: rows,
+            would_write: rows - 3,
+            would_skip: 1,
+            would_merge: 0,
+            rejects_by_rule: [("email".to_string(), 2)].into_iter().collect(),
+            warnings_by_rule: Default::default(),
+            examples: Vec::new(),
+            blank_rates: Default::default(),
+            duplicate_keys: 1,
+            unresolved_references: 0,
+            estimated_ms: ms,
+            error: None,
+        }],
+    }))
+}
+
+#[test]
+fn f_opens_the_preflight_pane_which_asks_for_an_assess_once() {
+    let mut s = loaded(two_steps());
+    let cmds = update(&mut s, ch('F'));
+    assert!(
+        matches!(cmds.as_slice(), [Command::Assess { sample: None }]),
+        "{cmds:?}"
+    );
+    assert!(s.assess.open);
+    assert_eq!(keymap::active_context(&s), Context::Assess);
+    // While it runs, `r` does not send a second one.
+    assert!(update(&mut s, ch('r')).is_empty());
+    update(&mut s, Msg::Engine(assessed("20250101T090100", 1000, 4000)));
+    assert!(s.assess.since.is_none());
+    assert_eq!(s.assess.report.as_ref().map(|r| r.steps.len()), Some(1));
+    assert!(
+        s.status.as_ref().unwrap().text.contains("997 rows would be written"),
+        "{:?}",
+        s.status
+    );
+    assert_eq!(s.assess.report.as_ref().map(|r| r.estimated_ms), Some(4000));
+    // Closed and opened again: the report is kept, nothing is sent; `r` assesses again.
+    update(&mut s, key(KeyCode::Esc));
+    assert!(!s.assess.open);
+    assert!(update(&mut s, ch('F')).is_empty());
+    assert!(matches!(update(&mut s, ch('r')).as_slice(), [Command::Assess { .. }]));
+    // A failure of the assess shows in the pane.
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Notice {
+            level: cutover::engine::protocol::NoticeLevel::Error,
+            message: "assess could not run: cannot connect".into(),
+        }),
+    );
+    assert_eq!(s.assess.error.as_deref(), Some("assess could not run: cannot connect"));
+    assert!(s.assess.since.is_none());
+}
+
+#[test]
+fn a_in_the_review_pane_still_takes_side_a() {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('5'));
+    let cmds = update(&mut s, ch('a'));
+    assert!(!s.assess.open);
+    assert!(!cmds.iter().any(|c| matches!(c, Command::Assess { .. })), "{cmds:?}");
+}
+
+#[test]
+fn the_window_eta_uses_the_assessed_estimate_when_nothing_was_measured() {
+    let mut s = loaded(two_steps());
+    let before = cutover::console::eta::estimate(&s);
+    assert_eq!(before.unknown_steps, 1);
+    update(&mut s, Msg::Engine(assessed("20250101T090100", 10_000, 120_000)));
+    let est = cutover::console::eta::estimate(&s);
+    assert_eq!((est.unknown_steps, est.rows_left, est.secs), (0, 10_000, Some(120)));
+    assert!(
+        matches!(est.rate, Some((_, cutover::console::eta::RateSource::Assessed))),
+        "{est:?}"
+    );
+    // A rate measured on this target (an applied step's) is better than the assess's estimate.
+    let mut steps = two_steps();
+    let mut done = step("20250101T080000", "older", StepKind::Data, "applied");
+    done.counts.source = 1000;
+    done.duration_ms = Some(1000);
+    steps.insert(0, done);
+    let mut s = loaded(steps);
+    update(&mut s, Msg::Engine(assessed("20250101T090100", 10_000, 120_000)));
+    assert_eq!(cutover::console::eta::estimate(&s).secs, Some(10));
+}

@@ -1834,3 +1834,55 @@ fn import_pane_mapping_120x40() {
     update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Char('t'), KeyModifiers::NONE)));
     insta::assert_snapshot!("import_mapping_120x40", shot(&s, 120, 40));
 }
+
+/// The pre-flight pane after an assess: a row per pending step, the total against the
+/// window, and the selected step's rules and examples.
+#[test]
+fn preflight_pane() {
+    use cutover::engine::protocol::assess::{AssessExample, AssessReport, AssessStep};
+    let mut s = with_snapshot(base(), snap(migrations()));
+    key(&mut s, KeyCode::Char('F'));
+    let step = |version: &str, name: &str, rows: u64, write: u64, ms: u64| AssessStep {
+        version: version.into(),
+        name: name.into(),
+        kind: StepKind::Data,
+        target_table: Some(name.into()),
+        source_rows: Some(rows),
+        rows_read: rows,
+        would_write: write,
+        would_skip: 2,
+        would_merge: 0,
+        rejects_by_rule: [("email".to_string(), rows - write - 5), ("lookup".to_string(), 3)]
+            .into_iter()
+            .collect(),
+        warnings_by_rule: [("phone".to_string(), 9)].into_iter().collect(),
+        examples: vec![AssessExample {
+            source_key: "u00000085".into(),
+            rule: "email".into(),
+            reason: "email: 'bob@' is not an email address".into(),
+        }],
+        blank_rates: [("phone".to_string(), 0.258)].into_iter().collect(),
+        duplicate_keys: 2,
+        unresolved_references: 3,
+        estimated_ms: ms,
+        error: None,
+    };
+    ev(
+        &mut s,
+        EngineEvent::Assessed(Box::new(AssessReport {
+            sampled: None,
+            estimated_ms: 12_000_000,
+            estimate_basis: "assess".into(),
+            steps: vec![
+                step(ACCOUNTS, "accounts", 186_000, 182_000, 7_200_000),
+                step(ORDERS, "orders", 90_000, 89_000, 4_800_000),
+            ],
+        })),
+    );
+    let text = shot(&s, 120, 30);
+    assert!(text.contains("OVERRUNS the window"), "{text}");
+    // The header's ETA is the assessed one, and says where it comes from.
+    assert!(text.contains("ETA 3h20m") && text.contains("assessed"), "{text}");
+    assert!(text.contains("rejects by rule: email 3995, lookup 3"), "{text}");
+    insta::assert_snapshot!("preflight_pane", text);
+}

@@ -1,6 +1,8 @@
 //! The headless face: `cutover <verb> [--json]` over the same engine and events as the console.
 
+pub mod assess;
 pub mod bench;
+pub mod check;
 pub mod exit;
 pub mod import_scenario;
 pub mod output;
@@ -181,6 +183,15 @@ pub enum Verb {
     Bench(crate::cli::bench::BenchArgs),
     /// Check the target against the source: accounting, expectations, checksums, foreign keys, documents.
     Verify,
+    /// Before the window: both servers reachable, versions, privileges, disk space, every step loads.
+    Check,
+    /// What `up` would do to the pending steps (rows written, rejected by rule, duplicates,
+    /// unresolved references, duration), read-only.
+    Assess {
+        /// Read at least N rows of each step (whole batches) instead of its whole source.
+        #[arg(long)]
+        sample: Option<u64>,
+    },
     /// The discrepancy review queue of merge steps.
     Review {
         #[command(subcommand)]
@@ -396,6 +407,11 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Verb::Verify => {
             let project = load(&cli)?;
             crate::cli::verify::run(&project, cli.json).await
+        }
+        Verb::Check => crate::cli::check::run(&cli.project, &overrides(&cli), cli.json).await,
+        Verb::Assess { sample } => {
+            let project = load(&cli)?;
+            crate::cli::assess::run(&project, *sample, cli.json).await
         }
         Verb::Preview(args) => crate::cli::preview::run(&cli.project, &overrides(&cli), cli.json, args).await,
         Verb::Generate { what: Some(what), .. } => crate::cli::import_scenario::generate(what, cli.json),

@@ -17,6 +17,9 @@ pub enum RateSource {
     Ledger,
     /// Nothing measured on this target yet: `DEFAULT_RATE`, an assumption shown as one.
     Default,
+    /// Nothing measured on this target yet, but the pre-flight pane's assess timed its pass
+    /// (a dry run of the pending steps): its estimate, as an average rate.
+    Assessed,
 }
 
 /// Rows per second assumed before anything ran on this target (a modest figure for a data step
@@ -51,6 +54,7 @@ pub fn estimate(state: &AppState) -> Estimate {
         .unwrap_or((DEFAULT_RATE, RateSource::Default));
     let mut work_secs = rows_left as f64 / rate.0;
     let mut unknown_steps = 0;
+    let mut used_assess = false;
     let mut pending_steps = usize::from(current.is_some());
     for m in state.migrations.iter().filter(|m| is_runnable(m)) {
         if current.is_some_and(|c| c.version == m.version) {
@@ -73,16 +77,31 @@ pub fn estimate(state: &AppState) -> Estimate {
             .or((m.state == StepState::Reverted)
                 .then_some(m.counts.source)
                 .filter(|n| *n > 0));
+        // The pre-flight pane's assess: its size when nothing else counted the source, and its
+        // estimate when no rate was measured on this target (only the assumed default).
+        let assessed = assessed_step(state, &m.version);
+        let known = known.or_else(|| assessed.and_then(|a| a.source_rows));
         match known {
             Some(n) => {
                 rows_left += n;
                 // This step's own earlier run on this target says best how fast it goes.
-                work_secs += n as f64 / own_rate(m).unwrap_or(rate.0);
+                work_secs += match (own_rate(m), assessed) {
+                    (Some(r), _) => n as f64 / r,
+                    (None, Some(a)) if rate.1 == RateSource::Default && a.estimated_ms > 0 => {
+                        used_assess = true;
+                        a.estimated_ms as f64 / 1000.0
+                    }
+                    (None, _) => n as f64 / rate.0,
+                };
             }
             None => unknown_steps += 1,
         }
     }
-    let rate = Some(rate);
+    let rate = if used_assess && work_secs > 0.0 {
+        Some((rows_left as f64 / work_secs, RateSource::Assessed))
+    } else {
+        Some(rate)
+    };
     let secs = if rows_left == 0 {
         Some(0)
     } else {
@@ -95,6 +114,17 @@ pub fn estimate(state: &AppState) -> Estimate {
         rate,
         secs,
     }
+}
+
+/// The last assess's view of a pending step (not one that failed to be assessed).
+fn assessed_step<'a>(state: &'a AppState, version: &str) -> Option<&'a crate::engine::protocol::assess::AssessStep> {
+    state
+        .assess
+        .report
+        .as_ref()?
+        .steps
+        .iter()
+        .find(|s| s.version == version && s.error.is_none())
 }
 
 fn live_rate(state: &AppState) -> Option<f64> {
@@ -176,6 +206,7 @@ pub fn plan_summary(state: &AppState) -> String {
                 RateSource::Session => ("", "as the last step"),
                 RateSource::Ledger => ("", "as past runs on this target"),
                 RateSource::Default => ("~", "assumed: nothing measured on this target yet"),
+                RateSource::Assessed => ("~", "as the pre-flight assess measured"),
             };
             format!(
                 "ETA {approx}{} for {} rows, at {approx}{} ({from})",

@@ -25,6 +25,8 @@ pub enum Context {
     Import,
     /// The import pane's input line (a table, a target column, transforms, a step name).
     ImportInput,
+    /// The pre-flight pane (`a`): the last assess of the pending steps.
+    Assess,
 }
 
 impl Context {
@@ -55,6 +57,7 @@ impl Context {
             Context::Help => "Help",
             Context::Import => "Import",
             Context::ImportInput => "Import input",
+            Context::Assess => "Pre-flight",
         }
     }
 }
@@ -103,6 +106,10 @@ pub enum Action {
     ImportTransforms,
     /// Import pane: save the mapping as a data step.
     ImportSave,
+    /// `F`: open the pre-flight pane (assesses when it has no report yet).
+    OpenAssess,
+    /// Pre-flight pane: assess again.
+    Reassess,
     /// A global write key a pane refuses, because a key of its own is one shift away (`A`
     /// "run all" in the review pane, beside `a` "take A").
     NotHere,
@@ -170,6 +177,8 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Global, Char('V'), A::Verify, "verify the target"),
     ctrl(C::Global, Char('r'), A::Refresh, "refresh"),
     key(C::Global, Char('i'), A::OpenImport, "import a file"),
+    // Read-only. `F` (pre-Flight): `a` takes side A in the review pane.
+    key(C::Global, Char('F'), A::OpenAssess, "pre-flight (assess)"),
     key(C::Migrations, Char('j'), A::Down, "select next step"),
     key(C::Migrations, Down, A::Down, "select next step"),
     key(C::Migrations, Char('k'), A::Up, "select previous step"),
@@ -304,6 +313,15 @@ pub const KEYMAP: &[Binding] = &[
     key(C::ImportInput, Enter, A::Submit, "set"),
     key(C::ImportInput, Esc, A::Cancel, "cancel"),
     key(C::ImportInput, Backspace, A::Backspace, "delete"),
+    key(C::Assess, Char('j'), A::Down, "next step"),
+    key(C::Assess, Down, A::Down, "next step"),
+    key(C::Assess, Char('k'), A::Up, "previous step"),
+    key(C::Assess, Up, A::Up, "previous step"),
+    key(C::Assess, Char('r'), A::Reassess, "assess again"),
+    key(C::Assess, Esc, A::Close, "close"),
+    key(C::Assess, Char('q'), A::Close, "close"),
+    key(C::Assess, Char('F'), A::Close, "close"),
+    key(C::Assess, Char('?'), A::ToggleHelp, "help"),
     key(C::Help, Esc, A::Close, "close help"),
     key(C::Help, Char('?'), A::Close, "close help"),
     key(C::Help, Char('q'), A::Close, "close help"),
@@ -322,6 +340,7 @@ pub fn active_context(state: &AppState) -> Context {
         None if state.filter_editing => Context::TextInput,
         None if state.import.as_ref().is_some_and(|i| i.editing.is_some()) => Context::ImportInput,
         None if state.import.is_some() => Context::Import,
+        None if state.assess.open => Context::Assess,
         None => Context::of_pane(state.focus),
     }
 }
@@ -344,6 +363,7 @@ fn search_order(context: Context) -> &'static [Context] {
         Context::Help => &[Context::Help],
         Context::Import => &[Context::Import],
         Context::ImportInput => &[Context::ImportInput],
+        Context::Assess => &[Context::Assess],
     }
 }
 

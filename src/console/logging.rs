@@ -216,6 +216,13 @@ pub fn log_engine_event(event: &EngineEvent) {
             None => tracing::info!(target: RUN_TARGET, folder = %path, "import step saved"),
             Some(why) => tracing::warn!(target: RUN_TARGET, reason = %why, "import step not saved"),
         },
+        EngineEvent::Assessed(report) => tracing::info!(
+            target: RUN_TARGET,
+            steps = report.steps.len(),
+            would_write = report.steps.iter().map(|s| s.would_write).sum::<u64>(),
+            estimate = %fmt_duration(report.estimated_ms),
+            "assessed"
+        ),
         EngineEvent::Notice { level, message } => match level {
             NoticeLevel::Info => tracing::info!(target: RUN_TARGET, "{message}"),
             NoticeLevel::Warning => tracing::warn!(target: RUN_TARGET, "{message}"),
@@ -285,6 +292,7 @@ pub fn log_command(command: &Command) {
             tracing::debug!(target: RUN_TARGET, step = %version, "operator: preview a rollback")
         }
         Command::Verify => tracing::info!(target: RUN_TARGET, "operator: verify"),
+        Command::Assess { .. } => tracing::info!(target: RUN_TARGET, "operator: assess"),
         Command::UndoDecision { id } => {
             tracing::warn!(target: RUN_TARGET, review_item = id, "operator: undo the last decision")
         }

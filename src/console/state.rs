@@ -514,6 +514,8 @@ pub struct AppState {
     /// focused.
     pub middle: Pane,
     pub verify: VerifyState,
+    /// The pre-flight pane (`F`): the last assess of the pending steps.
+    pub assess: AssessState,
     pub run: Option<RunState>,
     pub last_finished: Option<FinishedStep>,
     /// The last rows/s seen in this session, for the ETA when nothing runs.
@@ -569,6 +571,7 @@ impl AppState {
             review_records_asked: None,
             middle: Pane::Rejects,
             verify: VerifyState::default(),
+            assess: AssessState::default(),
             run: None,
             last_finished: None,
             last_rate: None,
@@ -736,4 +739,19 @@ pub fn is_revertible(m: &StepSummary) -> bool {
         "failed" | "running" | "interrupted" => m.kind != StepKind::Schema,
         _ => false,
     }
+}
+
+/// The pre-flight pane: the last `assess` report, whether one is on the way, and whether the
+/// pane is open (it covers the grid like the import pane).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssessState {
+    pub open: bool,
+    pub report: Option<crate::engine::protocol::assess::AssessReport>,
+    /// When the assess on the way was asked for.
+    pub since: Option<DateTime<Utc>>,
+    /// Why the last assess could not run.
+    pub error: Option<String>,
+    /// When the shown report arrived.
+    pub at: Option<DateTime<Utc>>,
+    pub selected: usize,
 }

@@ -18,6 +18,7 @@ use crate::engine::protocol::{Command, EngineEvent, NoticeLevel, Operation, Outc
 pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
     match event {
         EngineEvent::Verified(report) => verify::on_report(state, report),
+        EngineEvent::Assessed(report) => super::assess::on_report(state, *report),
         EngineEvent::ImportFiles { folder, files, error } => super::import::on_files(state, folder, files, error),
         EngineEvent::Preview(report) => super::import::on_preview(state, *report),
         EngineEvent::ImportDryRun { report, error } => super::import::on_dry_run(state, report, error),
@@ -317,6 +318,7 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
                 NoticeLevel::Warning => StatusLevel::Warn,
                 NoticeLevel::Error => StatusLevel::Error,
             };
+            super::assess::on_failure(state, &message);
             state.set_status(level, one_line(&message));
         }
     }

@@ -23,6 +23,7 @@ use crate::console::state::{
 use crate::engine::protocol::Command;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+mod assess;
 mod common;
 mod details;
 mod events;
@@ -103,6 +104,7 @@ fn on_action(state: &mut AppState, context: Context, action: Action) -> Vec<Comm
         Context::Import => import::on_action(state, action),
         Context::ImportInput if action == Action::ForceQuit => navigation::force_quit(state),
         Context::ImportInput => import::on_input_action(state, action),
+        Context::Assess => assess::on_action(state, action),
         _ => on_pane_action(state, action),
     }
 }
@@ -150,6 +152,7 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         Action::ToggleShowAll => review::toggle_all(state),
         Action::Verify => return verify::request(state),
         Action::OpenImport => return import::open(state),
+        Action::OpenAssess => return assess::open(state),
         Action::NotHere => state.set_status(
             StatusLevel::Info,
             "A (run all) does not work in the review pane, where a takes side A; press 1 first",
@@ -162,7 +165,8 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         | Action::Close
         | Action::ImportTarget
         | Action::ImportTransforms
-        | Action::ImportSave => {}
+        | Action::ImportSave
+        | Action::Reassess => {}
     }
     Vec::new()
 }

@@ -296,12 +296,16 @@ impl Widget for HelpView<'_> {
         let theme = Theme::of(self.state);
         let pane = if self.state.import.is_some() {
             Context::Import
+        } else if self.state.assess.open {
+            Context::Assess
         } else {
             Context::of_pane(self.state.focus)
         };
         // The import pane takes all keys while open: the global ones do not apply there.
         let sections: &[Context] = if pane == Context::Import {
             &[Context::Import]
+        } else if pane == Context::Assess {
+            &[Context::Assess]
         } else {
             &[pane, Context::Global]
         };

@@ -157,6 +157,7 @@ fn eta_spans(state: &AppState, est: &eta::Estimate, clock: &eta::Clock, theme: T
             RateSource::Session => "last step",
             RateSource::Ledger => "past runs",
             RateSource::Default => "assumed",
+            RateSource::Assessed => "assessed",
         };
         let approx = if source == RateSource::Default { "~" } else { "" };
         spans.push(Span::styled(format!(" · {approx}{} {from}", fmt_rate(r)), theme.dim()));

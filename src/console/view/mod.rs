@@ -1,6 +1,7 @@
 //! Drawing. Every pane is a widget over `&AppState`; `draw` lays them out for the terminal's
 //! size: all panes at once on a large terminal, the focused pane with a tab bar on a small one.
 
+pub mod assess;
 pub mod dialogs;
 pub mod header;
 pub mod import;
@@ -51,6 +52,8 @@ pub fn draw(frame: &mut Frame, state: &AppState, log: &TuiWidgetState) {
     if state.import.is_some() {
         // The import pane takes the panes' place while it is open.
         frame.render_widget(import::ImportPane { state }, body);
+    } else if state.assess.open {
+        frame.render_widget(assess::AssessPane { state }, body);
     } else if grid {
         draw_grid(frame, state, log, body);
     } else {

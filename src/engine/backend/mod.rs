@@ -323,6 +323,15 @@ impl Dialect {
         }
     }
 
+    /// The server's version as one text value (`cutover check`).
+    pub fn version_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SELECT 'SQLite ' || sqlite_version()",
+            Dialect::Postgres => "SELECT version()",
+            Dialect::Mysql => "SELECT CONCAT(@@version_comment, ' ', VERSION())",
+        }
+    }
+
     /// An expression of any column type as text, to compare with text parameters.
     pub fn as_text(self, expr: &str) -> String {
         match self {

@@ -1,6 +1,8 @@
 //! Operations over steps of every kind, called by the runner and the CLI alike: rollback,
 //! rejects (fix, retry), review of merge discrepancies, and the snapshot the console shows.
 
+pub mod assess;
+pub mod check;
 pub mod rejects;
 pub mod repair;
 pub mod review;

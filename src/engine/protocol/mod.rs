@@ -1,6 +1,7 @@
 //! The engine's two message types: `Command` in, `EngineEvent` out. Both serialise, so the CLI's
 //! `--json` output is these events as NDJSON and the console consumes exactly the same stream.
 
+pub mod assess;
 pub mod report;
 pub mod views;
 
@@ -113,6 +114,11 @@ pub enum Command {
     SaveImportStep {
         name: String,
         step: String,
+    },
+    /// Assess the pending steps read-only: what `up` would write, reject and skip, and how
+    /// long it would take (`Assessed`).
+    Assess {
+        sample: Option<u64>,
     },
 }
 
@@ -511,6 +517,8 @@ pub enum EngineEvent {
         level: NoticeLevel,
         message: String,
     },
+    /// The answer to `Assess`.
+    Assessed(Box<assess::AssessReport>),
 }
 
 /// What a dry run of a step not saved yet would do (the console's import pane).

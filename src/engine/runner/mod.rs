@@ -345,6 +345,29 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                     };
                     let _ = ev_tx.send(ev).await;
                 }
+                Command::Assess { sample } => {
+                    // The assess's transaction on the target would wait for the run's writes.
+                    if running.is_some() {
+                        let _ = ev_tx
+                            .send(EngineEvent::Notice {
+                                level: NoticeLevel::Warning,
+                                message: "a run is in progress; assess after it ends".into(),
+                            })
+                            .await;
+                        continue;
+                    }
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let ev = match crate::engine::ops::assess::assess(&p, sample).await {
+                            Ok(r) => EngineEvent::Assessed(Box::new(r)),
+                            Err(e) => EngineEvent::Notice {
+                                level: NoticeLevel::Error,
+                                message: format!("assess could not run: {}", crate::engine::db_error::report_text(&e)),
+                            },
+                        };
+                        let _ = tx.send(ev).await;
+                    });
+                }
                 Command::ExportRejects { filter, stamp } => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {
