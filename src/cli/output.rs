@@ -276,7 +276,8 @@ impl EventPrinter {
             | EngineEvent::ImportFiles { .. }
             | EngineEvent::Preview(_)
             | EngineEvent::ImportDryRun { .. }
-            | EngineEvent::ImportSaved { .. } => {}
+            | EngineEvent::ImportSaved { .. }
+            | EngineEvent::BackedUp { .. } => {}
         }
         match ev {
             EngineEvent::StepFinished { version, dry_run, .. } => self.step_summary(version, *dry_run),

@@ -1,8 +1,10 @@
 //! Operations over steps of every kind, called by the runner and the CLI alike: rollback,
 //! rejects (fix, retry), review of merge discrepancies, and the snapshot the console shows.
 
+pub mod backup;
 pub mod rejects;
 pub mod repair;
+pub mod report;
 pub mod review;
 pub mod rollback;
 pub mod snapshot;

@@ -114,6 +114,11 @@ pub enum Command {
         name: String,
         step: String,
     },
+    /// Back up the target into `out` (default: the project's `backups/` folder) and record it
+    /// in the ledger (`BackedUp`).
+    Backup {
+        out: Option<String>,
+    },
 }
 
 /// Which page of the rejects: the one starting at a row, or the last one.
@@ -474,6 +479,13 @@ pub enum EngineEvent {
     Notice {
         level: NoticeLevel,
         message: String,
+    },
+    /// Answer to `Backup`: the file written with its size and SHA-256, or why not.
+    BackedUp {
+        file: String,
+        bytes: u64,
+        sha256: String,
+        error: Option<String>,
     },
 }
 

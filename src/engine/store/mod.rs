@@ -4,8 +4,10 @@
 //! They live in the target so that a batch's rows, its ID-map entries, its rejects and its
 //! checkpoint commit in one transaction.
 
+pub mod backups;
 pub mod ledger;
 pub mod lock;
+pub mod runs;
 
 use crate::engine::db::{Db, DbTx};
 use crate::engine::protocol::Counts;

@@ -31,6 +31,7 @@ pub use spec::{ChecksumSpec, DocumentsSpec, ExpectSpec, VERIFY_FILE, VerifyFile}
 
 use crate::engine::db::{Db, Role};
 use crate::engine::project::Project;
+use crate::engine::store::ledger;
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
 
@@ -107,6 +108,17 @@ pub async fn verify(project: &Project) -> Result<VerifyReport> {
         None
     };
     let result = run_checks(project, &file, &target, source.as_ref()).await;
+    // The result goes into the ledger's audit trail, where run reports read it.
+    if let Ok(checks) = &result
+        && target.table_exists(ledger::EVENTS_TABLE).await.unwrap_or(false)
+    {
+        let detail = crate::engine::ops::report::verify_detail(&VerifyReport::new(checks.clone()));
+        if let Err(e) =
+            ledger::append_event_db(&target, None, None, crate::engine::ops::report::VERIFIED, &detail).await
+        {
+            tracing::warn!("could not record the verify result in the ledger: {e:#}");
+        }
+    }
     target.close().await;
     if let Some(Source::Open(db)) = &source {
         db.close().await;
