@@ -1833,3 +1833,13 @@ fn import_pane_mapping_120x40() {
     update(&mut s, Msg::Key(KeyEvent::new(KeyCode::Char('t'), KeyModifiers::NONE)));
     insta::assert_snapshot!("import_mapping_120x40", shot(&s, 120, 40));
 }
+
+/// The run-all confirmation offers `b`: back up the target first, then run.
+#[test]
+fn run_all_confirmation_offers_a_backup() {
+    let mut s = with_snapshot(base(), snap(migrations()));
+    key(&mut s, KeyCode::Char('A'));
+    let screen = shot(&s, 120, 40);
+    assert!(screen.contains("back up the target first, then run"), "{screen}");
+    insta::assert_snapshot!("run_all_confirmation_backup_120x40", screen);
+}
