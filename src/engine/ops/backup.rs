@@ -483,7 +483,7 @@ impl MyConn {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::engine::ops::backup::{MyConn, PgConn};
 
     #[test]
     fn a_postgres_url_becomes_environment_and_the_password_stays_off_the_command_line() {

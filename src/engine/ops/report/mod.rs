@@ -225,7 +225,7 @@ pub async fn build_in(project: &Project, db: &Db, run_id: Option<&str>) -> Resul
 /// The ledger event that closes a run (written by [`after_run`]).
 pub const RUN_FINISHED: &str = "run_finished";
 /// The ledger event of a verification (written by `verify`).
-pub const VERIFIED: &str = "verified";
+pub use crate::engine::ops::verify::VERIFIED_EVENT as VERIFIED;
 
 /// Per step the run touched, in the order it touched them: the ledger's row when this run is
 /// the last that wrote it, else the counts of the run's own last event of the step.
@@ -387,21 +387,6 @@ fn window_report(start: &str, end: &str, started_at: &str, finished_at: &str) ->
     })
 }
 
-/// The detail `verify` records in the ledger (`verified`): the result and every check.
-pub fn verify_detail(report: &crate::engine::protocol::report::VerifyReport) -> serde_json::Value {
-    let failed = report.checks.iter().filter(|c| !c.ok).count();
-    serde_json::json!({
-        "ok": report.ok,
-        "passed": report.checks.len() - failed,
-        "failed": failed,
-        "checks": report
-            .checks
-            .iter()
-            .map(|c| serde_json::json!({"name": c.name, "kind": c.kind.as_str(), "ok": c.ok, "detail": clean(&c.detail)}))
-            .collect::<Vec<_>>(),
-    })
-}
-
 /// The end of a real run: record `run_finished` with its outcome in the ledger, then write
 /// `reports/<run_id>.md` and `.json` into the project folder. Returns the Markdown file.
 pub async fn after_run(project: &Project, run_id: &str, outcome: &str) -> Result<PathBuf> {
@@ -437,7 +422,7 @@ pub fn write_files(dir: &Path, report: &RunReport) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::engine::ops::report::*;
 
     #[test]
     fn secret_columns_and_url_passwords_are_redacted() {

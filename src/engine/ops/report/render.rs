@@ -389,7 +389,7 @@ pub fn html(r: &RunReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::engine::ops::report::render::{esc, fmt_ms};
 
     #[test]
     fn html_escapes_markup() {
