@@ -134,10 +134,9 @@ pub async fn verify(project: &Project) -> Result<VerifyReport> {
     // The result goes into the ledger's audit trail, where run reports read it.
     if let Ok(checks) = &result
         && target.table_exists(ledger::EVENTS_TABLE).await.unwrap_or(false)
+        && let Err(e) = ledger::append_event_db(&target, None, None, VERIFIED_EVENT, &recorded_detail(checks)).await
     {
-        if let Err(e) = ledger::append_event_db(&target, None, None, VERIFIED_EVENT, &recorded_detail(checks)).await {
-            tracing::warn!("could not record the verify result in the ledger: {e:#}");
-        }
+        tracing::warn!("could not record the verify result in the ledger: {e:#}");
     }
     target.close().await;
     if let Some(Source::Open(db)) = &source {
