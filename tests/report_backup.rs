@@ -443,3 +443,36 @@ fn backup_and_restore_on_postgres_with_pg_dump() {
         stderr(&o)
     );
 }
+
+#[test]
+fn backup_and_restore_on_mariadb_with_mariadb_dump() {
+    use common::mysql::MariaDbServer;
+    let my = MariaDbServer::shared();
+    let mut p = TestProject::new(Backend::Sqlite);
+    let url = my.fresh_db("backup");
+    let config = p.path().join("cutover.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("sqlite://target.db", &url)).unwrap();
+    p.target_url = url.clone();
+    let sql = |q: &str| my.mysql(&url, q);
+    p.schema_step(
+        "20250101T000000_notes",
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);\nINSERT INTO notes VALUES (1, 'one'), (2, 'two'), (3, 'three');",
+        "DROP TABLE notes;",
+    );
+    p.ok(&["up"]);
+    let b = backup(&p, &[]);
+    let file = PathBuf::from(b["file"].as_str().expect("file"));
+    assert_eq!(file.extension().and_then(|e| e.to_str()), Some("sql"));
+    assert_eq!(b["sha256"].as_str().unwrap(), sha256_hex(&file));
+    sql("INSERT INTO notes VALUES (99, 'after'); DELETE FROM notes WHERE id = 1;");
+    p.ok(&["restore", file.to_str().unwrap(), "--yes"]);
+    assert_eq!(
+        sql("SELECT id FROM notes ORDER BY id")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["1", "2", "3"]
+    );
+    assert!(sql("SELECT sha256 FROM cutover_backups").contains(&sha256_hex(&file)));
+    p.assert_states(&["applied"]);
+}
