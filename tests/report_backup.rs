@@ -405,6 +405,36 @@ fn backup_and_restore_on_sqlite() {
     let file = round_trip(&p);
     assert_eq!(file.extension().and_then(|e| e.to_str()), Some("sqlite"));
     tampered_backup_is_refused(&p, "sqlite");
+    // Another process with the database open (its write still in the write-ahead log): the
+    // file is not replaced under it.
+    let mut other = std::process::Command::new("sqlite3")
+        .arg(p.path().join("target.db"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("sqlite3");
+    {
+        use std::io::Write;
+        let stdin = other.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"INSERT INTO notes VALUES (77, 'open elsewhere');\n")
+            .unwrap();
+        stdin.flush().unwrap();
+    }
+    assert!(common::wait_until(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(50),
+        || p.target_sql("SELECT COUNT(*) FROM notes WHERE id = 77").trim() == "1"
+    ));
+    let o = p.run(&["restore", file.to_str().unwrap(), "--yes"]);
+    drop(other.stdin.take());
+    let _ = other.wait();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("another process has"), "{}", stderr(&o));
+    assert_eq!(
+        p.target_sql("SELECT body FROM notes WHERE id = 77").trim(),
+        "open elsewhere"
+    );
     // An existing file is never overwritten.
     let o = p.run(&["backup", "--out", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));

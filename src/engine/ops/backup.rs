@@ -298,6 +298,16 @@ fn replace_sqlite_file(backup: &Path, db_file: &Path) -> Result<()> {
         p.push(suffix);
         PathBuf::from(p)
     };
+    // The last connection to close checkpoints and removes the write-ahead log: one still
+    // there with frames in it belongs to another process that has the database open (a
+    // console), whose committed pages would be lost or replayed into the restored file.
+    let wal = with_suffix("-wal");
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Err(eyre!(
+            "another process has {} open (a console?): close it and restore again",
+            db_file.display()
+        ));
+    }
     let tmp = with_suffix(".restoring");
     std::fs::copy(backup, &tmp).map_err(|e| eyre!("cannot copy {} to {}: {e}", backup.display(), tmp.display()))?;
     std::fs::File::open(&tmp)
