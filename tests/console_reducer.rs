@@ -2586,3 +2586,81 @@ fn the_window_eta_uses_the_assessed_estimate_when_nothing_was_measured() {
     update(&mut s, Msg::Engine(assessed("20250101T090100", 10_000, 120_000)));
     assert_eq!(cutover::console::eta::estimate(&s).secs, Some(10));
 }
+
+/// The run-all confirmation offers `b`: back up the target first, and run only once the
+/// backup is written.
+#[test]
+fn run_all_b_backs_up_first_then_runs() {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('A'));
+    assert_eq!(keymap::active_context(&s), Context::ConfirmRunAll);
+    let cmds = update(&mut s, ch('b'));
+    assert_eq!(
+        cmds,
+        vec![Command::Backup { out: None }],
+        "b backs up, it does not start yet"
+    );
+    assert!(s.dialog.is_none());
+    assert!(s.running(), "no other write may start under the backup");
+    let cmds = update(
+        &mut s,
+        Msg::Engine(EngineEvent::BackedUp {
+            file: "/p/backups/20261121T230000.000Z.sqlite".into(),
+            bytes: 4096,
+            sha256: "ab".repeat(32),
+            error: None,
+        }),
+    );
+    assert_eq!(cmds, vec![Command::Start(RunOptions::default())]);
+    assert!(
+        s.run.as_ref().is_some_and(|r| r.all),
+        "a run of all steps, verified at its end"
+    );
+    let status = s.status.as_ref().map(|st| st.text.clone()).unwrap_or_default();
+    assert!(
+        status.contains("backed up to /p/backups/20261121T230000.000Z.sqlite"),
+        "{status}"
+    );
+}
+
+#[test]
+fn run_all_b_with_a_failed_backup_starts_nothing_and_says_why() {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('A'));
+    update(&mut s, ch('b'));
+    let cmds = update(
+        &mut s,
+        Msg::Engine(EngineEvent::BackedUp {
+            file: String::new(),
+            bytes: 0,
+            sha256: String::new(),
+            error: Some("pg_dump is not installed (not found on PATH)".into()),
+        }),
+    );
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert!(!s.running());
+    let st = s.status.as_ref().expect("a status line");
+    assert_eq!(st.level, StatusLevel::Error);
+    assert!(
+        st.text.contains("pg_dump is not installed") && st.text.contains("not started"),
+        "{}",
+        st.text
+    );
+}
+
+#[test]
+fn b_is_only_offered_by_the_run_all_confirmation() {
+    let mut s = loaded(two_steps());
+    update(&mut s, ch('n'));
+    assert_eq!(keymap::active_context(&s), Context::Confirm);
+    // In the run-next question b is no answer: the dialog closes and nothing is sent.
+    let cmds = update(&mut s, ch('b'));
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert!(!s.running());
+    assert!(
+        keymap::help_lines(Context::ConfirmRunAll)
+            .iter()
+            .any(|h| h.keys == "b" && h.help.contains("back up"))
+    );
+    assert!(!keymap::help_lines(Context::Confirm).iter().any(|h| h.keys == "b"));
+}

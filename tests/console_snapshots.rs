@@ -1886,3 +1886,13 @@ fn preflight_pane() {
     assert!(text.contains("rejects by rule: email 3995, lookup 3"), "{text}");
     insta::assert_snapshot!("preflight_pane", text);
 }
+
+/// The run-all confirmation offers `b`: back up the target first, then run.
+#[test]
+fn run_all_confirmation_offers_a_backup() {
+    let mut s = with_snapshot(base(), snap(migrations()));
+    key(&mut s, KeyCode::Char('A'));
+    let screen = shot(&s, 120, 40);
+    assert!(screen.contains("back up the target first, then run"), "{screen}");
+    insta::assert_snapshot!("run_all_confirmation_backup_120x40", screen);
+}

@@ -1,6 +1,7 @@
 //! The headless face: `cutover <verb> [--json]` over the same engine and events as the console.
 
 pub mod assess;
+pub mod backup;
 pub mod bench;
 pub mod check;
 pub mod exit;
@@ -8,6 +9,7 @@ pub mod import_scenario;
 pub mod output;
 pub mod preview;
 pub mod rejects;
+pub mod report;
 pub mod review;
 pub mod templates;
 pub mod verify;
@@ -199,6 +201,23 @@ pub enum Verb {
     },
     /// Look at a file: headers, inferred types, rows, samples; with --into, a suggested mapping.
     Preview(crate::cli::preview::PreviewArgs),
+    /// A run's report: who ran what when, per-step accounting, rejects by rule, verify, the window.
+    Report(crate::cli::report::ReportArgs),
+    /// Back up the target (SQLite: VACUUM INTO; PostgreSQL: pg_dump; MariaDB: mariadb-dump) and
+    /// record the file and its checksum in the ledger.
+    Backup {
+        /// The backup file (default: backups/<timestamp>.sqlite|.dump|.sql in the project folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Replace the target with a backup (checked against the checksum the ledger recorded).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Confirm: restore replaces everything in the target.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Generate a legacy clinic database (for tests and benchmarks); `generate import DIR`
     /// writes the import scenario's export folder instead.
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -412,6 +431,18 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Verb::Assess { sample } => {
             let project = load(&cli)?;
             crate::cli::assess::run(&project, *sample, cli.json).await
+        }
+        Verb::Report(args) => {
+            let project = load(&cli)?;
+            crate::cli::report::run(&project, args, cli.json).await
+        }
+        Verb::Backup { out } => {
+            let project = load(&cli)?;
+            crate::cli::backup::backup(&project, out.as_deref(), cli.json).await
+        }
+        Verb::Restore { file, yes } => {
+            let project = load(&cli)?;
+            crate::cli::backup::restore(&project, file, *yes, cli.json).await
         }
         Verb::Preview(args) => crate::cli::preview::run(&cli.project, &overrides(&cli), cli.json, args).await,
         Verb::Generate { what: Some(what), .. } => crate::cli::import_scenario::generate(what, cli.json),

@@ -277,7 +277,8 @@ impl EventPrinter {
             | EngineEvent::Preview(_)
             | EngineEvent::ImportDryRun { .. }
             | EngineEvent::ImportSaved { .. }
-            | EngineEvent::Assessed(_) => {}
+            | EngineEvent::Assessed(_)
+            | EngineEvent::BackedUp { .. } => {}
         }
         match ev {
             EngineEvent::StepFinished { version, dry_run, .. } => self.step_summary(version, *dry_run),

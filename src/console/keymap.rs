@@ -1,7 +1,7 @@
 //! The one table of keys. `update` resolves keys through it and the help overlay and the hint
 //! bar are rendered from it, so a key cannot work without being documented (or the reverse).
 
-use crate::console::state::{AppState, Dialog, Pane};
+use crate::console::state::{AppState, ConfirmAction, Dialog, Pane};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use tui_logger::TuiWidgetEvent;
 
@@ -16,6 +16,8 @@ pub enum Context {
     Review,
     Verify,
     Confirm,
+    /// The run-all confirmation: yes, no, or `b` (back up the target first, then run).
+    ConfirmRunAll,
     TextInput,
     /// The fix dialog of the rejects pane: a value for one field, tab chooses the field.
     FixField,
@@ -51,6 +53,7 @@ impl Context {
             Context::Review => "Review",
             Context::Verify => "Verify",
             Context::Confirm => "Confirmation",
+            Context::ConfirmRunAll => "Run all: confirmation",
             Context::TextInput => "Text input",
             Context::FixField => "Fix a field",
             Context::Details => "Details",
@@ -115,6 +118,8 @@ pub enum Action {
     NotHere,
     Log(TuiWidgetEvent),
     Confirm,
+    /// The run-all confirmation's `b`: back up the target, then run.
+    BackupThenRun,
     Cancel,
     Submit,
     Backspace,
@@ -277,6 +282,16 @@ pub const KEYMAP: &[Binding] = &[
     key(C::Confirm, Enter, A::Confirm, "yes, do it"),
     key(C::Confirm, Char('n'), A::Cancel, "no"),
     key(C::Confirm, Esc, A::Cancel, "no"),
+    key(C::ConfirmRunAll, Char('y'), A::Confirm, "yes, run"),
+    key(C::ConfirmRunAll, Enter, A::Confirm, "yes, run"),
+    key(
+        C::ConfirmRunAll,
+        Char('b'),
+        A::BackupThenRun,
+        "back up the target first, then run",
+    ),
+    key(C::ConfirmRunAll, Char('n'), A::Cancel, "no"),
+    key(C::ConfirmRunAll, Esc, A::Cancel, "no"),
     key(C::TextInput, Enter, A::Submit, "submit"),
     key(C::TextInput, Esc, A::Cancel, "cancel"),
     key(C::TextInput, Backspace, A::Backspace, "delete"),
@@ -333,6 +348,10 @@ pub fn active_context(state: &AppState) -> Context {
         return Context::Help;
     }
     match &state.dialog {
+        Some(Dialog::Confirm {
+            action: ConfirmAction::RunAll,
+            ..
+        }) => Context::ConfirmRunAll,
         Some(Dialog::Confirm { .. }) => Context::Confirm,
         Some(Dialog::Rollback { .. } | Dialog::DecideValue { .. } | Dialog::ReviewNote { .. }) => Context::TextInput,
         Some(Dialog::EditReject { .. }) => Context::FixField,
@@ -357,6 +376,7 @@ fn search_order(context: Context) -> &'static [Context] {
         Context::Verify => &[Context::Verify, Context::Global],
         Context::Global => &[Context::Global],
         Context::Confirm => &[Context::Confirm],
+        Context::ConfirmRunAll => &[Context::ConfirmRunAll],
         Context::TextInput => &[Context::TextInput],
         Context::FixField => &[Context::FixField],
         Context::Details => &[Context::Details],

@@ -223,6 +223,10 @@ pub fn log_engine_event(event: &EngineEvent) {
             estimate = %fmt_duration(report.estimated_ms),
             "assessed"
         ),
+        EngineEvent::BackedUp { file, bytes, error, .. } => match error {
+            None => tracing::info!(target: RUN_TARGET, file = %file, bytes = bytes, "target backed up"),
+            Some(why) => tracing::warn!(target: RUN_TARGET, reason = %why, "backup failed"),
+        },
         EngineEvent::Notice { level, message } => match level {
             NoticeLevel::Info => tracing::info!(target: RUN_TARGET, "{message}"),
             NoticeLevel::Warning => tracing::warn!(target: RUN_TARGET, "{message}"),
@@ -299,6 +303,7 @@ pub fn log_command(command: &Command) {
         Command::ExportRejects { filter, .. } => {
             tracing::info!(target: RUN_TARGET, filtered = !filter.is_empty(), "operator: export rejects")
         }
+        Command::Backup { .. } => tracing::info!(target: RUN_TARGET, "operator: back up the target"),
         Command::SaveImportStep { name, .. } => {
             tracing::info!(target: RUN_TARGET, step = %name, "operator: save an import step")
         }

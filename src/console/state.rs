@@ -536,6 +536,17 @@ pub struct AppState {
     /// Console-side work for the main loop; drained after every `update`.
     pub effects: Vec<Effect>,
     pub quit: QuitState,
+    /// The backup the run-all confirmation's `b` asked for.
+    pub backup: BackupState,
+}
+
+/// A backup of the target before a run (`b` in the run-all confirmation).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BackupState {
+    /// A `Backup` is on its way; the run of all pending steps starts when it succeeds.
+    pub in_flight: bool,
+    /// The last backup's result in words: its file and size, or why it failed.
+    pub last: Option<String>,
 }
 
 impl AppState {
@@ -585,6 +596,7 @@ impl AppState {
             status: None,
             effects: Vec::new(),
             quit: QuitState::Running,
+            backup: BackupState::default(),
         }
     }
 

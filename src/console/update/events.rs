@@ -23,6 +23,9 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
         EngineEvent::Preview(report) => super::import::on_preview(state, *report),
         EngineEvent::ImportDryRun { report, error } => super::import::on_dry_run(state, report, error),
         EngineEvent::ImportSaved { path, error } => super::import::on_saved(state, path, error),
+        EngineEvent::BackedUp { file, bytes, error, .. } => {
+            return super::backup::on_backed_up(state, file, bytes, error);
+        }
         EngineEvent::Planned {
             operation,
             dry_run,

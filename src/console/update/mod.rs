@@ -24,6 +24,7 @@ use crate::engine::protocol::Command;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 mod assess;
+mod backup;
 mod common;
 mod details;
 mod events;
@@ -92,7 +93,7 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
 fn on_action(state: &mut AppState, context: Context, action: Action) -> Vec<Command> {
     match context {
         Context::Help => navigation::on_help_action(state, action),
-        Context::Confirm => on_confirm(state, action),
+        Context::Confirm | Context::ConfirmRunAll => on_confirm(state, action),
         // In the fix dialog ↑/↓ choose the field; every other key is text input.
         Context::FixField if matches!(action, Action::Down | Action::Up) => {
             rejects::choose_field(state, action);
@@ -159,6 +160,7 @@ fn on_pane_action(state: &mut AppState, action: Action) -> Vec<Command> {
         ),
         Action::Log(event) => state.effects.push(Effect::Log(event)),
         Action::Confirm
+        | Action::BackupThenRun
         | Action::Cancel
         | Action::Submit
         | Action::Backspace
@@ -181,6 +183,9 @@ fn on_confirm(state: &mut AppState, action: Action) -> Vec<Command> {
     let Some(Dialog::Confirm { action: what, .. }) = state.dialog.take() else {
         return Vec::new();
     };
+    if action == Action::BackupThenRun && what == ConfirmAction::RunAll {
+        return backup::backup_then_run_all(state);
+    }
     if action != Action::Confirm {
         // The run held still while the abort question was open: a no lets it go on.
         if what == ConfirmAction::Abort {

@@ -3,7 +3,7 @@
 
 use crate::console::format::show_value;
 use crate::console::keymap::{self, Action, Context, HelpLine};
-use crate::console::state::{AppState, Dialog};
+use crate::console::state::{AppState, ConfirmAction, Dialog};
 use crate::console::view::theme::Theme;
 use crate::engine::validate::is_secret_field;
 use ratatui::Frame;
@@ -59,10 +59,15 @@ impl Widget for DialogView<'_> {
     fn render(self, area: Rect, buf: &mut ratatui::buffer::Buffer) {
         let theme = Theme::of(self.state);
         let (title, mut lines, context): (String, Vec<Line>, Context) = match self.dialog {
-            Dialog::Confirm { title, lines, .. } => (
+            // The run-all question also offers `b` (back up first), in its own footer.
+            Dialog::Confirm { title, lines, action } => (
                 title.clone(),
                 lines.iter().map(|l| Line::from(l.clone())).collect(),
-                Context::Confirm,
+                if *action == ConfirmAction::RunAll {
+                    Context::ConfirmRunAll
+                } else {
+                    Context::Confirm
+                },
             ),
             Dialog::Rollback {
                 version,

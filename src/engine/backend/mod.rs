@@ -300,6 +300,29 @@ impl Dialect {
     }
 }
 
+/// How a target is backed up (`cutover backup`) and restored (`cutover restore`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupTool {
+    /// SQLite: `VACUUM INTO` a new file ([`Db::vacuum_into`]); restored by copying the file
+    /// into place while no connection is open.
+    SqliteFile,
+    /// PostgreSQL: `pg_dump -Fc`; restored with `pg_restore --clean --if-exists`.
+    PgDump,
+    /// MySQL/MariaDB: `mariadb-dump` (or `mysqldump`), SQL text; restored with the `mariadb`
+    /// (or `mysql`) client.
+    MysqlDump,
+}
+
+impl Dialect {
+    pub fn backup_tool(self) -> BackupTool {
+        match self {
+            Dialect::Sqlite => BackupTool::SqliteFile,
+            Dialect::Postgres => BackupTool::PgDump,
+            Dialect::Mysql => BackupTool::MysqlDump,
+        }
+    }
+}
+
 /// Expressions the reject store's natural-key waits need (see `RejectStore::open_by_row_value`).
 impl Dialect {
     /// The text of top-level key `key_param` (a placeholder bound to [`Dialect::json_key_param`])
@@ -577,6 +600,18 @@ impl Db {
     /// makes it the cheapest way to read even one page.
     pub fn reads_natively(&self) -> bool {
         matches!(self, Db::Sqlite(p) if sqlite::file_of(p).is_some())
+    }
+
+    /// SQLite: write a consistent copy of the whole database into the new file `path`
+    /// (`VACUUM INTO`, outside any transaction). Other dialects back up with their dump tools.
+    pub async fn vacuum_into(&self, path: &Path) -> Result<()> {
+        match self {
+            Db::Sqlite(p) => sqlite::vacuum_into(p, path).await,
+            _ => Err(eyre!(
+                "VACUUM INTO is SQLite's; this target is {}",
+                self.dialect().name()
+            )),
+        }
     }
 
     /// SQLite: the database file (`None` in memory); other dialects have none.

@@ -103,6 +103,19 @@ pub async fn connect(url: &DbUrl, project_dir: &Path, role: Role) -> Result<sqlx
         .map_err(|e| connect_error(url, role, e))
 }
 
+/// `VACUUM INTO path`: a consistent, compacted copy of the database in a new file.
+pub async fn vacuum_into(pool: &sqlx::SqlitePool, path: &Path) -> Result<()> {
+    let target = path
+        .to_str()
+        .ok_or_else(|| eyre!("the backup path {} is not valid UTF-8", path.display()))?;
+    sqlx::query("VACUUM INTO ?1")
+        .bind(target)
+        .execute(pool)
+        .await
+        .map_err(|e| eyre!("VACUUM INTO {} failed: {e}", path.display()))?;
+    Ok(())
+}
+
 /// The database file of a pool; `None` for an in-memory database.
 pub fn file_of(pool: &sqlx::SqlitePool) -> Option<PathBuf> {
     let opts = pool.connect_options();

@@ -3,8 +3,10 @@
 
 pub mod assess;
 pub mod check;
+pub mod backup;
 pub mod rejects;
 pub mod repair;
+pub mod report;
 pub mod review;
 pub mod rollback;
 pub mod snapshot;

@@ -120,6 +120,11 @@ pub enum Command {
     Assess {
         sample: Option<u64>,
     },
+    /// Back up the target into `out` (default: the project's `backups/` folder) and record it
+    /// in the ledger (`BackedUp`).
+    Backup {
+        out: Option<String>,
+    },
 }
 
 /// Which page of the rejects: the one starting at a row, or the last one.
@@ -519,6 +524,13 @@ pub enum EngineEvent {
     },
     /// The answer to `Assess`.
     Assessed(Box<assess::AssessReport>),
+    /// Answer to `Backup`: the file written with its size and SHA-256, or why not.
+    BackedUp {
+        file: String,
+        bytes: u64,
+        sha256: String,
+        error: Option<String>,
+    },
 }
 
 /// What a dry run of a step not saved yet would do (the console's import pane).

@@ -368,6 +368,38 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                         let _ = tx.send(ev).await;
                     });
                 }
+                Command::Backup { out } => {
+                    if running.is_some() {
+                        let _ = ev_tx
+                            .send(EngineEvent::BackedUp {
+                                file: String::new(),
+                                bytes: 0,
+                                sha256: String::new(),
+                                error: Some("a run is in progress; back up before or after it".into()),
+                            })
+                            .await;
+                        continue;
+                    }
+                    let (p, tx) = (project.clone(), ev_tx.clone());
+                    tokio::spawn(async move {
+                        let out = out.map(std::path::PathBuf::from);
+                        let ev = match crate::engine::ops::backup::backup(&p, out.as_deref()).await {
+                            Ok(r) => EngineEvent::BackedUp {
+                                file: r.file,
+                                bytes: r.bytes,
+                                sha256: r.sha256,
+                                error: None,
+                            },
+                            Err(e) => EngineEvent::BackedUp {
+                                file: String::new(),
+                                bytes: 0,
+                                sha256: String::new(),
+                                error: Some(crate::engine::config::redact_url(&format!("{e:#}"))),
+                            },
+                        };
+                        let _ = tx.send(ev).await;
+                    });
+                }
                 Command::ExportRejects { filter, stamp } => {
                     let (p, tx) = (project.clone(), ev_tx.clone());
                     tokio::spawn(async move {

@@ -25,9 +25,28 @@ pub async fn run_up(
     control: RunControl,
 ) -> RunOutcome {
     let run_id = new_run_id();
-    let outcome = run_up_inner(project, &opts, &run_id, events.clone(), control).await;
+    let (outcome, locked) = run_up_inner(project.clone(), &opts, &run_id, events.clone(), control).await;
+    // Every real run leaves its report in reports/ (before `Finished`, which ends the CLI).
+    // A run that never got the run lock wrote nothing of its own to report.
+    if locked {
+        let name = outcome_name(&outcome);
+        match crate::engine::ops::report::after_run(&project, &run_id, name).await {
+            Ok(path) => tracing::info!(path = %path.display(), "run report written"),
+            Err(e) => tracing::warn!("could not write the run report: {e:#}"),
+        }
+    }
     emit_outcome(&events, &run_id, Operation::Up, opts.dry_run, &outcome).await;
     outcome
+}
+
+fn outcome_name(outcome: &RunOutcome) -> &'static str {
+    match outcome {
+        RunOutcome::Done { .. } => "done",
+        RunOutcome::Locked(_) => "locked",
+        RunOutcome::Refused(_) => "refused",
+        RunOutcome::Failed { .. } => "failed",
+        RunOutcome::Aborted { .. } => "aborted",
+    }
 }
 
 async fn run_up_inner(
@@ -36,14 +55,15 @@ async fn run_up_inner(
     run_id: &str,
     events: mpsc::Sender<EngineEvent>,
     control: RunControl,
-) -> RunOutcome {
+) -> (RunOutcome, bool) {
     let target = match Db::connect(&project.config.target, &project.config.dir, Role::Target).await {
         Ok(t) => t,
         Err(e) => {
-            return RunOutcome::Failed {
+            let failed = RunOutcome::Failed {
                 version: None,
                 message: format!("{e:#}"),
             };
+            return (failed, false);
         }
     };
     let lock = if opts.dry_run {
@@ -51,9 +71,10 @@ async fn run_up_inner(
     } else {
         match take_lock(&project, &target, "up").await {
             Ok(l) => Some(l),
-            Err(o) => return o,
+            Err(o) => return (o, false),
         }
     };
+    let locked = lock.is_some();
     let lock_token = lock.as_ref().map(|l| l.token().to_string());
     let outcome = run_up_locked(&project, opts, run_id, &target, events, control, lock_token).await;
     if let Some(l) = lock
@@ -62,7 +83,7 @@ async fn run_up_inner(
         tracing::warn!("could not release the run lock: {e:#}");
     }
     target.close().await;
-    outcome
+    (outcome, locked)
 }
 
 async fn run_up_locked(

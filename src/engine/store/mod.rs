@@ -4,9 +4,11 @@
 //! They live in the target so that a batch's rows, its ID-map entries, its rejects and its
 //! checkpoint commit in one transaction.
 
+pub mod backups;
 pub mod ledger;
 pub mod lock;
 pub mod reject_tally;
+pub mod runs;
 
 use crate::engine::db::{Db, DbTx};
 use crate::engine::protocol::Counts;

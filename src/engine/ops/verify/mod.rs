@@ -31,6 +31,7 @@ pub use spec::{ChecksumSpec, DocumentsSpec, ExpectSpec, VERIFY_FILE, VerifyFile}
 
 use crate::engine::db::{Db, Role};
 use crate::engine::project::Project;
+use crate::engine::store::ledger;
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
 
@@ -80,6 +81,29 @@ impl Source {
     }
 }
 
+/// The audit-trail event of a verification; run reports show the last one after a run.
+pub const VERIFIED_EVENT: &str = "verified";
+
+/// What a verification records in the ledger: the result and every check (its detail with
+/// URL passwords scrubbed).
+fn recorded_detail(checks: &[Check]) -> serde_json::Value {
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    serde_json::json!({
+        "ok": failed == 0,
+        "passed": checks.len() - failed,
+        "failed": failed,
+        "checks": checks
+            .iter()
+            .map(|c| serde_json::json!({
+                "name": c.name,
+                "kind": c.kind.as_str(),
+                "ok": c.ok,
+                "detail": crate::engine::config::redact_url(&c.detail),
+            }))
+            .collect::<Vec<_>>(),
+    })
+}
+
 /// check is a report with `ok = false`.
 pub async fn verify(project: &Project) -> Result<VerifyReport> {
     let file = VerifyFile::load(&project.config.dir)?;
@@ -107,6 +131,13 @@ pub async fn verify(project: &Project) -> Result<VerifyReport> {
         None
     };
     let result = run_checks(project, &file, &target, source.as_ref()).await;
+    // The result goes into the ledger's audit trail, where run reports read it.
+    if let Ok(checks) = &result
+        && target.table_exists(ledger::EVENTS_TABLE).await.unwrap_or(false)
+        && let Err(e) = ledger::append_event_db(&target, None, None, VERIFIED_EVENT, &recorded_detail(checks)).await
+    {
+        tracing::warn!("could not record the verify result in the ledger: {e:#}");
+    }
     target.close().await;
     if let Some(Source::Open(db)) = &source {
         db.close().await;
