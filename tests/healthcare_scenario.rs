@@ -440,3 +440,107 @@ fn generate_never_shows_the_password() {
         "no manifest for a run that did nothing"
     );
 }
+
+/// Rule -> count of a manifest object (`rejected_by_rule`, `warnings_by_rule`).
+fn rules_of(v: &J) -> BTreeMap<String, u64> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .iter()
+        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+        .collect()
+}
+
+/// The night before: `check` passes on both servers, `assess` predicts per step exactly what the
+/// manifest says `up` will write and reject (and writes nothing), then after `up` and `verify`
+/// the run's report holds the ledger's books, the rejects by rule and verify's result.
+#[test]
+fn check_assess_and_report_tell_the_operator_the_truth() {
+    let h = setup(PATIENTS, SEED);
+
+    let check = h.json(&["check"]);
+    assert_eq!(check["ok"], true, "{check}");
+    let checks = check["checks"].as_array().unwrap();
+    for name in [
+        "source reachable",
+        "target reachable",
+        "source version",
+        "target version",
+        "privileges",
+        "steps load",
+    ] {
+        let c = checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {check}"));
+        assert_eq!(c["ok"], true, "{c}");
+    }
+    let versions = checks.iter().find(|c| c["name"] == "source version").unwrap();
+    assert!(
+        versions["detail"].as_str().unwrap().to_lowercase().contains("mariadb"),
+        "{versions}"
+    );
+
+    let assess = h.json(&["assess"]);
+    let steps = assess["steps"].as_array().unwrap();
+    for (version, table) in STEPS {
+        let s = steps
+            .iter()
+            .find(|s| s["version"] == *version)
+            .unwrap_or_else(|| panic!("assess has no {version}: {assess}"));
+        let want = &h.m["steps"][table];
+        assert_eq!(s["source_rows"], want["source"], "{table}: assess source rows");
+        assert_eq!(s["would_write"], want["written"], "{table}: assess would write ({s})");
+        assert_eq!(s["would_write"], h.m["expected"][table], "{table}: assess vs expected");
+        assert_eq!(
+            rules_of(&s["rejects_by_rule"]),
+            rules_of(&want["rejected_by_rule"]),
+            "{table}: assess rejects by rule"
+        );
+    }
+    assert!(assess["estimated_ms"].as_u64().is_some(), "{assess}");
+    // Assess kept nothing: the schema step is still pending and created no table.
+    assert_eq!(
+        h.target_sql(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name IN ('patients', 'cutover_rejects')"
+        )
+        .trim(),
+        "0"
+    );
+
+    h.ok(&["up", "--continue-on-error"]);
+    h.assert_matches_manifest();
+    h.ok(&["verify"]);
+
+    let report = h.json(&["report"]);
+    assert_eq!(report["operation"], "up", "{report}");
+    assert_eq!(report["outcome"], "done", "{report}");
+    let counts = h.counts();
+    for (version, table) in STEPS {
+        let s = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["version"] == *version)
+            .unwrap_or_else(|| panic!("report has no {version}: {report}"));
+        for k in ["source", "written", "skipped", "rejected"] {
+            assert_eq!(s[k], counts[*version][k], "{table}: report {k} against the ledger");
+        }
+        let by_rule: BTreeMap<String, u64> = report["rejects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["step"] == *version)
+            .map(|g| (g["rule"].as_str().unwrap().to_string(), g["count"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            by_rule,
+            rules_of(&h.m["steps"][table]["rejected_by_rule"]),
+            "{table}: report rejects"
+        );
+    }
+    assert_eq!(report["verify"]["ok"], true, "{report}");
+    let run_id = report["run_id"].as_str().unwrap();
+    let md = std::fs::read_to_string(h.path().join("reports").join(format!("{run_id}.md")))
+        .unwrap_or_else(|e| panic!("up wrote no report for {run_id}: {e}"));
+    assert!(md.contains("patients"), "{md}");
+}

@@ -2,8 +2,8 @@
 //! rejects (fix, retry), review of merge discrepancies, and the snapshot the console shows.
 
 pub mod assess;
-pub mod check;
 pub mod backup;
+pub mod check;
 pub mod rejects;
 pub mod repair;
 pub mod report;
