@@ -25,7 +25,7 @@ impl Widget for AssessPane<'_> {
         let block = Block::default()
             .borders(Borders::ALL)
             .border_style(theme.border(true))
-            .title(" [F] Pre-flight · assess (read-only: nothing is written) ");
+            .title(" [F] Pre-flight · assess (rolled back: nothing is kept) ");
         let inner = block.inner(area);
         block.render(area, buf);
         if inner.height < 3 || inner.width < 30 {
