@@ -266,6 +266,22 @@ impl EventPrinter {
                         .unwrap_or_default()
                 ),
             },
+            EngineEvent::Synced {
+                version,
+                pass,
+                inserted,
+                updated,
+                deleted,
+                rejected,
+                lag_rows,
+                lag_seconds,
+                mark,
+            } => out!(
+                self,
+                "  ⟳ {version} pass {pass}: {inserted} inserted, {updated} updated, {deleted} deleted, {rejected} rejected · lag {lag_rows} rows{}{}",
+                lag_seconds.map(|s| format!(" (oldest {s:.1}s)")).unwrap_or_default(),
+                mark.as_ref().map(|m| format!(" · mark {m}")).unwrap_or_default()
+            ),
             EngineEvent::Snapshot(_)
             | EngineEvent::RollbackPreview(_)
             | EngineEvent::Verified(_)

@@ -6,6 +6,7 @@
 
 pub mod ledger;
 pub mod lock;
+pub mod sync_marks;
 
 use crate::engine::db::{Db, DbTx};
 use crate::engine::protocol::Counts;
