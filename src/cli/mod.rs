@@ -7,6 +7,7 @@ pub mod output;
 pub mod preview;
 pub mod rejects;
 pub mod review;
+pub mod sync;
 pub mod templates;
 pub mod verify;
 
@@ -171,6 +172,9 @@ pub enum Verb {
         #[command(subcommand)]
         action: crate::cli::review::ReviewAction,
     },
+    /// Incremental sync: apply the source rows changed since each [sync] step's mark (upserts,
+    /// soft deletes, rejects as usual), once or every DURATION until ctrl-c.
+    Sync(crate::cli::sync::SyncArgs),
     /// Look at a file: headers, inferred types, rows, samples; with --into, a suggested mapping.
     Preview(crate::cli::preview::PreviewArgs),
     /// Generate a legacy clinic database (for tests and benchmarks); `generate import DIR`
@@ -370,6 +374,10 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Verb::Verify => {
             let project = load(&cli)?;
             crate::cli::verify::run(&project, cli.json).await
+        }
+        Verb::Sync(args) => {
+            let project = load(&cli)?;
+            crate::cli::sync::run(project, cli.json, args).await
         }
         Verb::Preview(args) => crate::cli::preview::run(&cli.project, &overrides(&cli), cli.json, args).await,
         Verb::Generate { what: Some(what), .. } => crate::cli::import_scenario::generate(what, cli.json),

@@ -92,14 +92,23 @@ fn sync_steps(project: &Project, wanted: &[String]) -> Result<Vec<StepDef>, Stri
     }
     let mut out = Vec::new();
     for s in &project.steps {
-        if s.kind != StepKind::Data || (!wanted.is_empty() && !wanted.contains(&s.version)) {
+        let asked = wanted.contains(&s.version);
+        if !wanted.is_empty() && !asked {
             continue;
         }
-        let c = crate::engine::steps::data::load(s).map_err(|e| format!("step {}: {e:#}", s.version))?;
-        if c.spec.sync.is_some() {
+        let has_sync = s.kind == StepKind::Data
+            && crate::engine::steps::data::load(s)
+                .map_err(|e| format!("step {}: {e:#}", s.version))?
+                .spec
+                .sync
+                .is_some();
+        if has_sync {
             out.push(s.clone());
-        } else if !wanted.is_empty() {
-            return Err(format!("step {} has no [sync]: add [sync] cursor = \"...\" to its step.toml", s.version));
+        } else if asked {
+            return Err(format!(
+                "step {} {} has no [sync]: only a data step with [sync] cursor = \"...\" can be synced",
+                s.version, s.name
+            ));
         }
     }
     Ok(out)
