@@ -36,6 +36,7 @@ fn step(version: &str, name: &str, kind: StepKind, state: &str) -> StepSummary {
         counts: Counts::default(),
         error: None,
         failing_statement: None,
+        sync: None,
     }
 }
 
@@ -2485,4 +2486,43 @@ fn import_pane_drops_a_late_preview_and_esc_goes_back_then_closes() {
     let mut s = import_mapping();
     assert!(update(&mut s, ch('n')).is_empty());
     assert!(s.dialog.is_none());
+}
+
+// ---- issue 13: incremental sync --------------------------------------------------------------
+
+/// A `Synced` event moves the step's lag gauge (rows behind, oldest change, mark); the next
+/// snapshot's own value replaces it.
+#[test]
+fn a_synced_event_moves_the_steps_lag() {
+    let mut steps = two_steps();
+    steps[1].state = StepState::Applied;
+    steps[1].sync = Some(cutover::engine::protocol::views::SyncLag {
+        lag_rows: 0,
+        lag_seconds: None,
+        mark: Some("2025-01-01 10:00:00".into()),
+        synced_at: Some("2026-11-21T23:00:00Z".into()),
+    });
+    let mut s = loaded(steps);
+    let cmds = update(
+        &mut s,
+        Msg::Engine(EngineEvent::Synced {
+            version: "20250101T090100".into(),
+            pass: 3,
+            inserted: 1,
+            updated: 2,
+            deleted: 0,
+            rejected: 0,
+            lag_rows: 12,
+            lag_seconds: Some(4.5),
+            mark: Some("2025-01-01 10:00:05 / 17".into()),
+        }),
+    );
+    assert!(cmds.is_empty(), "{cmds:?}");
+    let lag = s.migrations[1].sync.clone().expect("the lag");
+    assert_eq!(
+        (lag.lag_rows, lag.lag_seconds, lag.mark.as_deref(), lag.synced_at.as_deref()),
+        (12, Some(4.5), Some("2025-01-01 10:00:05 / 17"), Some("2026-11-21T23:00:00Z"))
+    );
+    // A step without [sync] is left alone.
+    assert!(s.migrations[0].sync.is_none());
 }
