@@ -174,7 +174,7 @@ pub enum Verb {
     },
     /// Incremental sync: apply the source rows changed since each [sync] step's mark (upserts,
     /// soft deletes, rejects as usual), once or every DURATION until ctrl-c.
-    Sync(crate::cli::sync::SyncArgs),
+    Sync(sync::SyncArgs),
     /// Look at a file: headers, inferred types, rows, samples; with --into, a suggested mapping.
     Preview(crate::cli::preview::PreviewArgs),
     /// Generate a legacy clinic database (for tests and benchmarks); `generate import DIR`
@@ -377,7 +377,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Verb::Sync(args) => {
             let project = load(&cli)?;
-            crate::cli::sync::run(project, cli.json, args).await
+            sync::run(project, cli.json, args).await
         }
         Verb::Preview(args) => crate::cli::preview::run(&cli.project, &overrides(&cli), cli.json, args).await,
         Verb::Generate { what: Some(what), .. } => crate::cli::import_scenario::generate(what, cli.json),

@@ -5,6 +5,7 @@
 pub mod down;
 pub mod import;
 pub mod outcome;
+pub mod sync;
 pub mod up;
 
 pub use down::run_down;
@@ -72,7 +73,7 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                         every: every_ms.map(std::time::Duration::from_millis),
                         steps,
                     };
-                    let h = tokio::spawn(crate::engine::sync::run_sync(
+                    let h = tokio::spawn(sync::run_sync(
                         project.clone(),
                         opts,
                         ev_tx.clone(),

@@ -618,15 +618,54 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         continue_on_error,
     };
     crate::engine::ops::verify::baseline::take_pre_step_checksums(ctx, step, vec![c.spec.target.table.clone()]).await?;
-    crate::engine::sync::record_first_mark(ctx, step, &c).await?;
+    let c = Arc::new(c);
+    record_first_mark(ctx, step, &c).await?;
     let mut s = DataBatches {
-        c: Arc::new(c),
+        c,
         source,
         batch_size,
         writer: None,
         pages: None,
     };
     run_batches(ctx, step, plan, &mut s).await
+}
+
+/// Record the first mark of a step with `[sync]` as `up` starts it: the largest cursor value
+/// the source has before the step reads a row, so every change made while `up` runs is read
+/// again by the first sync (an upsert makes that harmless). A resumed step keeps its mark.
+async fn record_first_mark(ctx: &RunCtx, step: &StepDef, c: &Arc<CompiledStep>) -> Result<(), StepError> {
+    if c.spec.sync.is_none() || ctx.dry_run {
+        return Ok(());
+    }
+    let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
+    crate::engine::store::ensure_in(&mut tx).await.map_err(StepError::sql)?;
+    crate::engine::store::sync_marks::ensure_in(&mut tx).await.map_err(StepError::sql)?;
+    let resumed = crate::engine::store::BatchCheckpoint::load(&mut tx, &step.version)
+        .await
+        .map_err(StepError::plain)?
+        .is_some_and(|cp| cp.batches > 0);
+    if resumed
+        && crate::engine::store::sync_marks::SyncMark::load(&mut tx, &step.version)
+            .await
+            .map_err(StepError::sql)?
+            .is_some()
+    {
+        let _ = tx.rollback().await;
+        return Ok(());
+    }
+    let source = ctx.source().await.map_err(StepError::plain)?.clone();
+    let mut reader =
+        crate::engine::sync::read::ChangeReader::new(source, c.clone()).map_err(StepError::plain)?;
+    let max = reader.max_cursor().await.map_err(StepError::plain)?;
+    let mark = crate::engine::store::sync_marks::SyncMark {
+        cursor: max.and_then(|v| v.to_text()),
+        last_key: None,
+        rows_applied: 0,
+        updated_at: None,
+    };
+    mark.save(&mut tx, &step.version).await.map_err(StepError::sql)?;
+    tx.commit().await.map_err(StepError::plain)?;
+    Ok(())
 }
 
 /// Retry one rejected row of a data step inside `tx`: the row goes through the step's pipeline
