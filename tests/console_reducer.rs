@@ -2520,8 +2520,18 @@ fn a_synced_event_moves_the_steps_lag() {
     assert!(cmds.is_empty(), "{cmds:?}");
     let lag = s.migrations[1].sync.clone().expect("the lag");
     assert_eq!(
-        (lag.lag_rows, lag.lag_seconds, lag.mark.as_deref(), lag.synced_at.as_deref()),
-        (12, Some(4.5), Some("2025-01-01 10:00:05 / 17"), Some("2026-11-21T23:00:00Z"))
+        (
+            lag.lag_rows,
+            lag.lag_seconds,
+            lag.mark.as_deref(),
+            lag.synced_at.as_deref()
+        ),
+        (
+            12,
+            Some(4.5),
+            Some("2025-01-01 10:00:05 / 17"),
+            Some("2026-11-21T23:00:00Z")
+        )
     );
     // A step without [sync] is left alone.
     assert!(s.migrations[0].sync.is_none());

@@ -1867,10 +1867,7 @@ fn the_progress_pane_shows_each_synced_steps_lag() {
         }),
     );
     let screen = shot(&s, 120, 40);
-    assert!(
-        screen.contains("⟳ orders: 1 234 behind · oldest 12s"),
-        "{screen}"
-    );
+    assert!(screen.contains("⟳ orders: 1 234 behind · oldest 12s"), "{screen}");
     assert!(screen.contains("⟳ accounts: in step"), "{screen}");
     insta::assert_snapshot!("sync_lag_gauges", screen);
 }

@@ -172,7 +172,11 @@ fn one_pass_applies_updates_inserts_deletes_and_rejects_once() {
     assert_eq!(s.len(), 1, "{evs:?}");
     assert_eq!(applied(s[0]), (1, 2, 1, 1), "{}", s[0]);
     assert_eq!(n(s[0], "lag_rows"), 0);
-    assert_eq!(s[0]["mark"], format!("{T1} / 6"), "the mark is the last row's cursor and key");
+    assert_eq!(
+        s[0]["mark"],
+        format!("{T1} / 6"),
+        "the mark is the last row's cursor and key"
+    );
     assert_eq!(
         p.target_sql("SELECT legacy_id, first_name, email FROM patients ORDER BY legacy_id"),
         "1|Anna|anna@x.org\n3|Cy|cy@x.org\n4|Di|di@x.org\n5|Ed|ed@x.org\n6|Flo|flo@x.org",
@@ -190,9 +194,17 @@ fn one_pass_applies_updates_inserts_deletes_and_rejects_once() {
     );
     // The reject is in the store under the sync run, with its rule.
     let rejects = p.json(&["rejects", "list", "--step", PATIENTS]);
-    let r: Vec<_> = rejects.as_array().unwrap().iter().filter(|r| r["level"] == "error").collect();
+    let r: Vec<_> = rejects
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["level"] == "error")
+        .collect();
     assert_eq!(r.len(), 1, "{rejects}");
-    assert_eq!((r[0]["source_key"].as_str(), r[0]["rule"].as_str()), (Some("3"), Some("required")));
+    assert_eq!(
+        (r[0]["source_key"].as_str(), r[0]["rule"].as_str()),
+        (Some("3"), Some("required"))
+    );
     let run_id = evs.iter().find(|e| e["event"] == "planned").unwrap()["run_id"].clone();
     assert_eq!(r[0]["run_id"], run_id, "{}", r[0]);
     // Books of the pass: 4 changed rows = 3 written + 1 rejected.
@@ -201,7 +213,11 @@ fn one_pass_applies_updates_inserts_deletes_and_rejects_once() {
         .find(|e| e["event"] == "step_finished" && e["version"] == PATIENTS)
         .unwrap();
     assert_eq!(
-        (n(&fin["counts"], "source"), n(&fin["counts"], "written"), n(&fin["counts"], "rejected")),
+        (
+            n(&fin["counts"], "source"),
+            n(&fin["counts"], "written"),
+            n(&fin["counts"], "rejected")
+        ),
         (5, 4, 1)
     );
     // The natural-key step: an update in place and an insert (and DERM, at the first mark).
@@ -231,7 +247,12 @@ fn one_pass_applies_updates_inserts_deletes_and_rejects_once() {
     );
     // The human output says what each pass did.
     let out = p.ok(&["sync", "--once"]);
-    assert!(out.contains(&format!("⟳ {PATIENTS} pass 1: 0 inserted, 0 updated, 0 deleted, 0 rejected · lag 0 rows")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "⟳ {PATIENTS} pass 1: 0 inserted, 0 updated, 0 deleted, 0 rejected · lag 0 rows"
+        )),
+        "{out}"
+    );
 }
 
 /// Many rows with the same cursor value across batch boundaries: the mark is cursor + key, so
@@ -254,7 +275,9 @@ fn a_tie_of_cursor_values_spans_batches() {
         "10"
     );
     assert_eq!(
-        p.target_sql(&format!("SELECT rows_applied FROM cutover_sync_marks WHERE version = '{PATIENTS}'")),
+        p.target_sql(&format!(
+            "SELECT rows_applied FROM cutover_sync_marks WHERE version = '{PATIENTS}'"
+        )),
         "10",
         "ten rows in five batches, each counted once"
     );
@@ -274,7 +297,9 @@ fn up_records_the_first_mark() {
         "2025-01-01 09:00:05|1",
         "the largest cursor, with no key: rows at it are read again"
     );
-    p.source_sql(&format!("UPDATE patients SET first_name = 'Dee', updated_at = '{T1}' WHERE id = 4;"));
+    p.source_sql(&format!(
+        "UPDATE patients SET first_name = 'Dee', updated_at = '{T1}' WHERE id = 4;"
+    ));
     let evs = sync_once(&p);
     let s = synced(&evs, PATIENTS);
     assert_eq!(
@@ -323,7 +348,8 @@ fn sync_settings_are_checked_when_the_step_loads() {
     let o = p.run(&["sync", "--once"]);
     assert!(!o.status.success());
     assert!(
-        stdout(&o).contains("lookback = \"soon\" is not a duration") || stderr(&o).contains("lookback = \"soon\" is not a duration"),
+        stdout(&o).contains("lookback = \"soon\" is not a duration")
+            || stderr(&o).contains("lookback = \"soon\" is not a duration"),
         "{}{}",
         stdout(&o),
         stderr(&o)
@@ -341,7 +367,9 @@ fn a_killed_sync_resumes_from_the_committed_mark() {
          INSERT INTO patients SELECT x, 'p' || x, NULL, '{T0}', NULL FROM c;"
     ));
     p.ok(&["up"]);
-    p.source_sql(&format!("UPDATE patients SET first_name = 'v2-' || id, updated_at = '{T1}';"));
+    p.source_sql(&format!(
+        "UPDATE patients SET first_name = 'v2-' || id, updated_at = '{T1}';"
+    ));
     let mut child = p
         .cmd(&["sync", "--once", "--json"])
         .stdout(Stdio::null())
@@ -349,11 +377,15 @@ fn a_killed_sync_resumes_from_the_committed_mark() {
         .spawn()
         .unwrap();
     let applied_rows = |p: &TestProject| -> u64 {
-        p.try_target_sql(&format!("SELECT rows_applied FROM cutover_sync_marks WHERE version = '{PATIENTS}'"))
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
+        p.try_target_sql(&format!(
+            "SELECT rows_applied FROM cutover_sync_marks WHERE version = '{PATIENTS}'"
+        ))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
     };
-    let started = common::wait_until(Duration::from_secs(60), Duration::from_millis(5), || applied_rows(&p) > 0);
+    let started = common::wait_until(Duration::from_secs(60), Duration::from_millis(5), || {
+        applied_rows(&p) > 0
+    });
     assert!(started, "the sync never committed a batch");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -425,12 +457,16 @@ fn sync_while_the_source_changes(legacy: LegacyDb) {
     let (create, seed, now) = match legacy {
         LegacyDb::MariaDb => (
             "CREATE TABLE patients (id INT PRIMARY KEY, first_name VARCHAR(100), email VARCHAR(255), updated_at DATETIME(6) NOT NULL, deleted_at DATETIME(6) NULL, KEY (updated_at))",
-            format!("INSERT INTO patients SELECT seq, CONCAT('p', seq), CONCAT(' P', seq, '@X.org'), NOW(6) - INTERVAL 1 HOUR, NULL FROM seq_1_to_{ROWS}"),
+            format!(
+                "INSERT INTO patients SELECT seq, CONCAT('p', seq), CONCAT(' P', seq, '@X.org'), NOW(6) - INTERVAL 1 HOUR, NULL FROM seq_1_to_{ROWS}"
+            ),
             "NOW(6)",
         ),
         LegacyDb::Postgres => (
             "CREATE TABLE patients (id INT PRIMARY KEY, first_name VARCHAR(100), email VARCHAR(255), updated_at TIMESTAMP(6) NOT NULL, deleted_at TIMESTAMP(6) NULL); CREATE INDEX ON patients (updated_at)",
-            format!("INSERT INTO patients SELECT x, 'p' || x, ' P' || x || '@X.org', LOCALTIMESTAMP - INTERVAL '1 hour', NULL FROM generate_series(1, {ROWS}) x"),
+            format!(
+                "INSERT INTO patients SELECT x, 'p' || x, ' P' || x || '@X.org', LOCALTIMESTAMP - INTERVAL '1 hour', NULL FROM generate_series(1, {ROWS}) x"
+            ),
             "LOCALTIMESTAMP",
         ),
     };
@@ -464,12 +500,18 @@ fn sync_while_the_source_changes(legacy: LegacyDb) {
                         ROWS + i
                     ),
                     3 => format!("UPDATE patients SET deleted_at = {now}, updated_at = {now} WHERE id = {id}"),
-                    4 => format!("UPDATE patients SET deleted_at = NULL, updated_at = {now} WHERE id = {}", (id + 37) % ROWS + 1),
+                    4 => format!(
+                        "UPDATE patients SET deleted_at = NULL, updated_at = {now} WHERE id = {}",
+                        (id + 37) % ROWS + 1
+                    ),
                     _ => format!("UPDATE patients SET email = 'E{i}@x.org', updated_at = {now} WHERE id = {id}"),
                 };
                 legacy.sql(&url, &q);
-                if i % 6 == 0 {
-                    legacy.sql(&url, &format!("UPDATE patients SET first_name = 'w{i}b', updated_at = {now} WHERE id = {id}"));
+                if i.is_multiple_of(6) {
+                    legacy.sql(
+                        &url,
+                        &format!("UPDATE patients SET first_name = 'w{i}b', updated_at = {now} WHERE id = {id}"),
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(15));
             }
@@ -482,13 +524,24 @@ fn sync_while_the_source_changes(legacy: LegacyDb) {
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::SeqCst);
     let pid = child.id().to_string();
-    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
     let out = wait_within(child, Duration::from_secs(30));
-    assert_eq!(out.status.code(), Some(0), "sync --every ends with 0 on ctrl-c: {}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "sync --every ends with 0 on ctrl-c: {}",
+        stderr(&out)
+    );
     let evs = events(&std::fs::read_to_string(&log).unwrap());
     let s = synced(&evs, PATIENTS);
     assert!(s.len() >= 3, "one pass a second: {} passes", s.len());
-    let during: u64 = s.iter().map(|e| n(e, "inserted") + n(e, "updated") + n(e, "deleted")).sum();
+    let during: u64 = s
+        .iter()
+        .map(|e| n(e, "inserted") + n(e, "updated") + n(e, "deleted"))
+        .sum();
     assert!(during > 0, "changes were applied while the writer ran");
     assert_eq!(evs.last().unwrap()["event"], "finished");
 
@@ -499,7 +552,11 @@ fn sync_while_the_source_changes(legacy: LegacyDb) {
     let target = p.target_sql(
         "SELECT legacy_id || '|' || first_name || '|' || email FROM patients ORDER BY CAST(legacy_id AS INTEGER)",
     );
-    assert_eq!(target, legacy.live_rows(&source_url), "the target equals the source's live rows");
+    assert_eq!(
+        target,
+        legacy.live_rows(&source_url),
+        "the target equals the source's live rows"
+    );
     assert_eq!(
         p.target_sql(
             "SELECT COUNT(*) FROM patients p JOIN cutover_id_map m ON m.map = 'patients' AND m.old_key = p.legacy_id AND m.new_id = p.id"

@@ -47,10 +47,7 @@ pub fn label(name: &str, lag: &SyncLag, width: usize) -> String {
 
 pub fn render(state: &AppState, area: Rect, buf: &mut Buffer) {
     let theme = Theme::of(state);
-    let synced = state
-        .migrations
-        .iter()
-        .filter_map(|m| m.sync.as_ref().map(|l| (m, l)));
+    let synced = state.migrations.iter().filter_map(|m| m.sync.as_ref().map(|l| (m, l)));
     for (i, (m, lag)) in synced.take(area.height as usize).enumerate() {
         let line = Rect {
             y: area.y + i as u16,

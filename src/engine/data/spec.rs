@@ -65,7 +65,9 @@ impl SyncSpec {
 
     fn check(&self, s: &DataStep) -> Result<()> {
         if self.cursor.trim().is_empty() {
-            return Err(eyre!("[sync] cursor must name a source column that grows on every change"));
+            return Err(eyre!(
+                "[sync] cursor must name a source column that grows on every change"
+            ));
         }
         if s.source.is_file() {
             return Err(eyre!(

@@ -69,7 +69,9 @@ pub async fn snapshot(project: &Project) -> Result<Snapshot> {
     .await?;
     let open_rejects_by_step = RejectStore::open_by_step(&target).await?;
     let discrepancies = crate::engine::ops::review::list(&target, false).await?;
-    let sync_lags = crate::engine::store::sync_marks::lags(&target).await.unwrap_or_default();
+    let sync_lags = crate::engine::store::sync_marks::lags(&target)
+        .await
+        .unwrap_or_default();
     target.close().await;
     Ok(Snapshot {
         project: project.config.name.clone(),

@@ -73,12 +73,7 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                         every: every_ms.map(std::time::Duration::from_millis),
                         steps,
                     };
-                    let h = tokio::spawn(sync::run_sync(
-                        project.clone(),
-                        opts,
-                        ev_tx.clone(),
-                        control.clone(),
-                    ));
+                    let h = tokio::spawn(sync::run_sync(project.clone(), opts, ev_tx.clone(), control.clone()));
                     running = Some((h, control));
                 }
                 Command::Rollback { target, dry_run } => {

@@ -191,9 +191,7 @@ async fn pass_locked(ctx: &RunCtx, steps: &[StepDef], pass: u64) -> PassEnd {
     let status = compute_status(&ctx.project.steps, &ledger_rows);
     let mut done = 0;
     for step in steps {
-        let applied = status
-            .iter()
-            .any(|s| s.version == step.version && s.is_applied());
+        let applied = status.iter().any(|s| s.version == step.version && s.is_applied());
         if !applied {
             if pass == 1 {
                 ctx.emit(EngineEvent::Notice {

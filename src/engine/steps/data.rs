@@ -159,7 +159,12 @@ pub(crate) struct DecidedRows {
 
 /// Decide every row of `batch`. Pure CPU work: for a step without lookups it runs ahead of
 /// the writer, while the target stores the previous batch.
-pub(crate) fn decide_rows(c: &CompiledStep, writer: &TargetWriter, batch: &SourceBatch, cache: &LookupCache) -> DecidedRows {
+pub(crate) fn decide_rows(
+    c: &CompiledStep,
+    writer: &TargetWriter,
+    batch: &SourceBatch,
+    cache: &LookupCache,
+) -> DecidedRows {
     let today = crate::engine::clock::today();
     let key_idx = CompiledStep::column_index(&batch.columns, &c.id_key_column);
     let mut out = DecidedRows {
@@ -406,7 +411,13 @@ pub(crate) async fn write_decided(
 }
 
 /// A reject for a row the target refused, naming the column and the server's reason.
-pub(crate) fn refusal_reject(c: &CompiledStep, e: &sqlx::Error, key: &str, columns: &[String], row: &[Value]) -> NewReject {
+pub(crate) fn refusal_reject(
+    c: &CompiledStep,
+    e: &sqlx::Error,
+    key: &str,
+    columns: &[String],
+    row: &[Value],
+) -> NewReject {
     let column = crate::engine::db_error::refused_column(e, &c.target_columns);
     let secret = column.as_deref().is_some_and(crate::engine::validate::is_secret_field);
     NewReject {
@@ -446,7 +457,12 @@ fn fit_to_target(
     })
 }
 
-pub(crate) async fn store_rejects(tx: &mut DbTx, run_id: &str, c: &CompiledStep, res: &BatchResult) -> Result<(), sqlx::Error> {
+pub(crate) async fn store_rejects(
+    tx: &mut DbTx,
+    run_id: &str,
+    c: &CompiledStep,
+    res: &BatchResult,
+) -> Result<(), sqlx::Error> {
     RejectStore::insert(tx, run_id, &c.version, &c.source_name, &res.rejects).await?;
     RejectStore::insert(tx, run_id, &c.version, &c.source_name, &res.warnings).await
 }
@@ -639,7 +655,9 @@ async fn record_first_mark(ctx: &RunCtx, step: &StepDef, c: &Arc<CompiledStep>) 
     }
     let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
     crate::engine::store::ensure_in(&mut tx).await.map_err(StepError::sql)?;
-    crate::engine::store::sync_marks::ensure_in(&mut tx).await.map_err(StepError::sql)?;
+    crate::engine::store::sync_marks::ensure_in(&mut tx)
+        .await
+        .map_err(StepError::sql)?;
     let resumed = crate::engine::store::BatchCheckpoint::load(&mut tx, &step.version)
         .await
         .map_err(StepError::plain)?
@@ -654,8 +672,7 @@ async fn record_first_mark(ctx: &RunCtx, step: &StepDef, c: &Arc<CompiledStep>) 
         return Ok(());
     }
     let source = ctx.source().await.map_err(StepError::plain)?.clone();
-    let mut reader =
-        crate::engine::sync::read::ChangeReader::new(source, c.clone()).map_err(StepError::plain)?;
+    let mut reader = crate::engine::sync::read::ChangeReader::new(source, c.clone()).map_err(StepError::plain)?;
     let max = reader.max_cursor().await.map_err(StepError::plain)?;
     let mark = crate::engine::store::sync_marks::SyncMark {
         cursor: max.and_then(|v| v.to_text()),

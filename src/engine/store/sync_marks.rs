@@ -52,7 +52,9 @@ impl SyncMark {
     pub async fn load(tx: &mut DbTx, version: &str) -> Result<Option<SyncMark>, sqlx::Error> {
         let r = tx
             .fetch_optional(
-                &format!("SELECT cursor_value, last_key, rows_applied, updated_at FROM {SYNC_MARKS} WHERE version = $1"),
+                &format!(
+                    "SELECT cursor_value, last_key, rows_applied, updated_at FROM {SYNC_MARKS} WHERE version = $1"
+                ),
                 &[Value::Text(version.into())],
             )
             .await?;
@@ -73,9 +75,10 @@ impl SyncMark {
 
     /// Save the mark (inside the batch's transaction: the exactly-once point).
     pub async fn save(&self, tx: &mut DbTx, version: &str) -> Result<(), sqlx::Error> {
-        let conflict = tx
-            .dialect()
-            .upsert_clause(&["version"], &["cursor_value", "last_key", "updated_at", "rows_applied"]);
+        let conflict = tx.dialect().upsert_clause(
+            &["version"],
+            &["cursor_value", "last_key", "updated_at", "rows_applied"],
+        );
         tx.execute(
             &format!(
                 "INSERT INTO {SYNC_MARKS} (version, cursor_value, last_key, updated_at, rows_applied) VALUES ($1, $2, $3, $4, $5) {conflict}"
@@ -102,7 +105,9 @@ pub async fn save_lag(db: &Db, version: &str, lag_rows: u64, lag_seconds: Option
         &format!("UPDATE {SYNC_MARKS} SET lag_rows = $1, lag_seconds = $2, synced_at = $3 WHERE version = $4"),
         &[
             Value::Int(lag_rows as i64),
-            lag_seconds.map(|s| Value::Text(format!("{s:.3}"))).unwrap_or(Value::Null),
+            lag_seconds
+                .map(|s| Value::Text(format!("{s:.3}")))
+                .unwrap_or(Value::Null),
             Value::Text(crate::engine::clock::now_iso()),
             Value::Text(version.into()),
         ],
@@ -115,7 +120,11 @@ pub async fn save_lag(db: &Db, version: &str, lag_rows: u64, lag_seconds: Option
 pub async fn lags(db: &Db) -> Result<BTreeMap<String, SyncLag>> {
     let mut out = BTreeMap::new();
     let mut tx = db.begin().await?;
-    let exists = tx.table_columns(SYNC_MARKS).await.map(|c| !c.is_empty()).unwrap_or(false);
+    let exists = tx
+        .table_columns(SYNC_MARKS)
+        .await
+        .map(|c| !c.is_empty())
+        .unwrap_or(false);
     if !exists {
         tx.rollback().await?;
         return Ok(out);
@@ -194,7 +203,11 @@ pub async fn unmap(tx: &mut DbTx, map: &str, key: &str) -> Result<(), sqlx::Erro
 pub async fn remap(tx: &mut DbTx, map: &str, key: &str, new_id: &str) -> Result<(), sqlx::Error> {
     tx.execute(
         &format!("UPDATE {ID_MAP} SET new_id = $1 WHERE map = $2 AND old_key = $3"),
-        &[Value::Text(new_id.into()), Value::Text(map.into()), Value::Text(key.into())],
+        &[
+            Value::Text(new_id.into()),
+            Value::Text(map.into()),
+            Value::Text(key.into()),
+        ],
     )
     .await?;
     Ok(())

@@ -18,4 +18,3 @@ pub struct SyncOptions {
     /// Only these versions (empty: every step with `[sync]`).
     pub steps: Vec<String>,
 }
-

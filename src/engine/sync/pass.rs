@@ -286,7 +286,12 @@ async fn apply_batch(
     let key_idx = CompiledStep::column_index(&page.columns, &c.id_key_column);
     let deleted_keys: Vec<String> = deleted
         .iter()
-        .map(|r| key_idx.and_then(|i| r.get(i)).and_then(|v| v.to_text()).unwrap_or_default())
+        .map(|r| {
+            key_idx
+                .and_then(|i| r.get(i))
+                .and_then(|v| v.to_text())
+                .unwrap_or_default()
+        })
         .collect();
     let keys: Vec<&str> = writes
         .iter()
@@ -384,7 +389,11 @@ fn mapped_row_filter(
 ) -> Result<String, sqlx::Error> {
     if let Some(id) = &c.spec.id_map {
         params.push(Value::Text(m.new_id.clone()));
-        return Ok(format!("{} = {}", ident(&id.column), writer.param(params.len(), &id.column)));
+        return Ok(format!(
+            "{} = {}",
+            ident(&id.column),
+            writer.param(params.len(), &id.column)
+        ));
     }
     let vals: Vec<serde_json::Value> = serde_json::from_str(&m.new_id)
         .map_err(|e| sqlx::Error::Protocol(format!("an unreadable natural key in the ID map ({e})")))?;
@@ -420,7 +429,11 @@ async fn update_mapped(
     }
     let filter = mapped_row_filter(c, writer, m, &mut params)?;
     tx.execute_raw("SAVEPOINT cutover_rows").await?;
-    let sql = format!("UPDATE {} SET {} WHERE {filter}", ident(&c.spec.target.table), sets.join(", "));
+    let sql = format!(
+        "UPDATE {} SET {} WHERE {filter}",
+        ident(&c.spec.target.table),
+        sets.join(", ")
+    );
     match tx.execute(&sql, &params).await {
         Ok(n) => {
             tx.execute_raw("RELEASE SAVEPOINT cutover_rows").await?;

@@ -171,7 +171,10 @@ impl ChangeReader {
             .collect();
         let rows = self
             .source
-            .fetch_all(&format!("SELECT {} FROM ({}) src LIMIT 1", cols.join(", "), self.base), &[])
+            .fetch_all(
+                &format!("SELECT {} FROM ({}) src LIMIT 1", cols.join(", "), self.base),
+                &[],
+            )
             .await?;
         if !rows.types.is_empty() {
             self.types = Some(rows.types);
@@ -243,7 +246,12 @@ impl ChangeReader {
             .source
             .fetch_optional(&format!("SELECT MAX({cursor}) FROM ({}) src", self.base), &[])
             .await
-            .map_err(|e| e.wrap_err(format!("step {}: reading the sync cursor {}", self.c.version, self.sync.cursor)))?;
+            .map_err(|e| {
+                e.wrap_err(format!(
+                    "step {}: reading the sync cursor {}",
+                    self.c.version, self.sync.cursor
+                ))
+            })?;
         Ok(r.and_then(|r| r.into_iter().next()).filter(|v| !v.is_null()))
     }
 
