@@ -351,3 +351,126 @@ impl ChangeReader {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::config::Overrides;
+    use crate::engine::data::spec::DataStep;
+    use crate::engine::db::Role;
+    use crate::engine::project::Project;
+
+    const STEP: &str = "[source]\ntable = \"p\"\nkey = \"id\"\n[target]\ntable = \"t\"\n[id_map]\ncolumn = \"id\"\n[sync]\ncursor = \"updated_at\"\ndeleted = \"gone\"\n[[fields]]\ntarget = \"name\"\nsource = \"name\"\n";
+
+    async fn reader(dir: &std::path::Path, rows: &str) -> ChangeReader {
+        std::fs::write(
+            dir.join("cutover.toml"),
+            "[source]\nurl = \"sqlite://source.db\"\n[target]\nurl = \"sqlite://target.db\"\n",
+        )
+        .unwrap();
+        let project = Project::load(dir, &Overrides::default()).unwrap();
+        let source = Db::connect(project.config.source_db().unwrap(), dir, Role::Target)
+            .await
+            .unwrap();
+        source
+            .execute(
+                "CREATE TABLE p (id INTEGER PRIMARY KEY, name TEXT, updated_at TEXT, gone INTEGER)",
+                &[],
+            )
+            .await
+            .unwrap();
+        source
+            .execute(&format!("INSERT INTO p VALUES {rows}"), &[])
+            .await
+            .unwrap();
+        let c = CompiledStep::compile("v1", DataStep::parse(STEP).unwrap()).unwrap();
+        ChangeReader::new(source, Arc::new(c)).unwrap()
+    }
+
+    /// The lag counts the rows after the mark (cursor, then key) and dates the oldest of them
+    /// against the source's clock.
+    #[tokio::test]
+    async fn the_lag_is_the_rows_after_the_mark_and_the_age_of_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = chrono::Utc::now().naive_utc();
+        let at = |secs: i64| {
+            (now - chrono::Duration::seconds(secs))
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        };
+        let rows = format!(
+            "(1, 'a', '{}', 0), (2, 'b', '{}', 0), (3, 'c', '{}', 1), (4, 'd', '{}', 0), (5, 'e', NULL, 0)",
+            at(100),
+            at(40),
+            at(40),
+            at(10)
+        );
+        let mut r = reader(dir.path(), &rows).await;
+        // After row 2: rows 3 (same cursor, larger key) and 4; row 5 has no cursor.
+        let mark = Position {
+            cursor: Value::Text(at(40)),
+            key: Some(Value::Int(2)),
+        };
+        let (rows, age) = r.lag(Some(&mark)).await.unwrap();
+        assert_eq!(rows, 2);
+        let age = age.expect("a timestamp cursor has an age");
+        assert!(
+            (38.0..45.0).contains(&age),
+            "the oldest unsynced change is 40 s old: {age}"
+        );
+        // Nothing after the last row: no lag, no age.
+        let end = Position {
+            cursor: Value::Text(at(10)),
+            key: Some(Value::Int(4)),
+        };
+        assert_eq!(r.lag(Some(&end)).await.unwrap(), (0, None));
+        // The pages follow (cursor, key) and stop at `upto`; soft deletes are seen.
+        let page = r.page(Some(&mark), Some(&Value::Text(at(40))), 10).await.unwrap();
+        let keys: Vec<_> = page
+            .rows
+            .iter()
+            .map(|row| r.position_of(&page.columns, row).unwrap().key)
+            .collect();
+        assert_eq!(keys, [Some(Value::Int(3))]);
+        assert!(r.is_deleted(&page.columns, &page.rows[0]));
+        assert_eq!(r.max_cursor().await.unwrap(), Some(Value::Text(at(10))));
+    }
+
+    #[test]
+    fn positions_order_by_cursor_then_key_and_lookback_moves_back() {
+        let p = |c: &str, k: Option<i64>| Position {
+            cursor: Value::Text(c.into()),
+            key: k.map(Value::Int),
+        };
+        assert!(p("2025-01-01 10:00:01", Some(1)).after(&p("2025-01-01 10:00:00", Some(9))));
+        assert!(p("2025-01-01 10:00:00", Some(10)).after(&p("2025-01-01 10:00:00", Some(9))));
+        assert!(!p("2025-01-01 10:00:00", Some(9)).after(&p("2025-01-01 10:00:00", Some(9))));
+        assert!(p("2025-01-01 10:00:00", Some(1)).after(&p("2025-01-01 10:00:00", None)));
+        // RFC 3339 and plain text of the same instant compare equal.
+        assert_eq!(
+            cmp_values(
+                &Value::Text("2025-01-01T10:00:00+00:00".into()),
+                &Value::Text("2025-01-01 10:00:00".into())
+            ),
+            Ordering::Equal
+        );
+        assert_eq!(
+            looked_back(&p("2025-01-01 10:00:00", Some(4)), std::time::Duration::from_secs(5)),
+            p("2025-01-01 09:59:55", None)
+        );
+        assert_eq!(
+            looked_back(
+                &p("2025-01-01T10:00:00.5+00:00", Some(4)),
+                std::time::Duration::from_secs(1)
+            )
+            .cursor,
+            Value::Text("2025-01-01T09:59:59.500+00:00".into())
+        );
+        // An integer cursor has no time to look back over.
+        let int = Position {
+            cursor: Value::Int(42),
+            key: None,
+        };
+        assert_eq!(looked_back(&int, std::time::Duration::from_secs(5)), int);
+    }
+}
