@@ -2536,3 +2536,24 @@ fn a_synced_event_moves_the_steps_lag() {
     // A step without [sync] is left alone.
     assert!(s.migrations[0].sync.is_none());
 }
+
+/// With a synced step and no run of its own, the console reads the snapshot again every five
+/// seconds, so the lag gauge follows a `cutover sync` running elsewhere.
+#[test]
+fn the_lag_gauge_follows_a_sync_running_elsewhere() {
+    let tick = |s: &mut AppState, secs: i64| update(s, Msg::Tick(t0() + chrono::Duration::seconds(secs)));
+    let refreshes = |cmds: &[Command]| cmds.iter().filter(|c| matches!(c, Command::Refresh)).count();
+    // No step with a mark: no polling.
+    let mut plain = loaded(two_steps());
+    assert_eq!(refreshes(&tick(&mut plain, 10)), 0);
+    let mut steps = two_steps();
+    steps[1].sync = Some(cutover::engine::protocol::views::SyncLag::default());
+    let mut s = loaded(steps);
+    assert_eq!(refreshes(&tick(&mut s, 1)), 1);
+    assert_eq!(refreshes(&tick(&mut s, 3)), 0, "not before five seconds");
+    assert_eq!(refreshes(&tick(&mut s, 6)), 1);
+    // A run of this console brings its own snapshots.
+    let mut r = running();
+    r.migrations[1].sync = Some(cutover::engine::protocol::views::SyncLag::default());
+    assert_eq!(refreshes(&tick(&mut r, 100)), 0);
+}

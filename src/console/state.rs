@@ -534,6 +534,8 @@ pub struct AppState {
     /// Console-side work for the main loop; drained after every `update`.
     pub effects: Vec<Effect>,
     pub quit: QuitState,
+    /// When the snapshot was last asked for to follow the sync lag (see `update::sync`).
+    pub sync_refreshed_at: Option<DateTime<Utc>>,
 }
 
 impl AppState {
@@ -582,6 +584,7 @@ impl AppState {
             status: None,
             effects: Vec::new(),
             quit: QuitState::Running,
+            sync_refreshed_at: None,
         }
     }
 
