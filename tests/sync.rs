@@ -245,6 +245,10 @@ fn one_pass_applies_updates_inserts_deletes_and_rejects_once() {
         p.target_sql("SELECT first_name FROM patients WHERE legacy_id IN ('2', '3') ORDER BY legacy_id"),
         "Bob\nCyd"
     );
+    // The written row's earlier reject is no longer open (nothing waits for it, no retry
+    // writes it twice).
+    let open = p.json(&["rejects", "list", "--step", PATIENTS, "--open"]);
+    assert_eq!(open.as_array().map(|a| a.len()), Some(0), "{open}");
     // The human output says what each pass did.
     let out = p.ok(&["sync", "--once"]);
     assert!(

@@ -6,7 +6,7 @@
 
 use crate::engine::db::{Db, DbTx};
 use crate::engine::protocol::views::SyncLag;
-use crate::engine::store::ID_MAP;
+use crate::engine::store::{ID_MAP, REJECTS};
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
 use std::collections::{BTreeMap, HashMap};
@@ -211,4 +211,37 @@ pub async fn remap(tx: &mut DbTx, map: &str, key: &str, new_id: &str) -> Result<
     )
     .await?;
     Ok(())
+}
+
+/// Close the open rejects (errors) of `keys` in step `version`: a sync batch read these rows
+/// again, so their newest state is what counts (written now, or rejected again by a reject the
+/// batch files after this). Returns how many were closed.
+pub async fn supersede_rejects(
+    tx: &mut DbTx,
+    version: &str,
+    source_table: &str,
+    keys: &[&str],
+) -> Result<u64, sqlx::Error> {
+    let mut closed = 0;
+    let now = crate::engine::clock::now_iso();
+    for chunk in keys.chunks(500) {
+        let mut sql = format!(
+            "UPDATE {REJECTS} SET state = 'resolved', resolved_at = $1 WHERE version = $2 AND source_table = $3 AND level = 'error' AND state = 'open' AND source_key IN ("
+        );
+        let mut params = vec![
+            Value::Text(now.clone()),
+            Value::Text(version.into()),
+            Value::Text(source_table.into()),
+        ];
+        for (i, k) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            params.push(Value::Text((*k).into()));
+            sql.push_str(&format!("${}", params.len()));
+        }
+        sql.push(')');
+        closed += tx.execute(&sql, &params).await?;
+    }
+    Ok(closed)
 }

@@ -299,6 +299,20 @@ async fn apply_batch(
         .chain(deleted_keys.iter().map(String::as_str))
         .collect();
     let known = sync_marks::mapped(tx, &map, &keys).await?;
+    // Every row of the batch is read again: earlier open rejects of its key give way to what
+    // happens to it now (written, or rejected again below).
+    let all_keys: Vec<String> = page
+        .rows
+        .iter()
+        .map(|r| {
+            key_idx
+                .and_then(|i| r.get(i))
+                .and_then(|v| v.to_text())
+                .unwrap_or_default()
+        })
+        .collect();
+    let all_keys: Vec<&str> = all_keys.iter().map(String::as_str).collect();
+    sync_marks::supersede_rejects(tx, &c.version, &c.source_name, &all_keys).await?;
 
     let mut fresh: Vec<RowToWrite> = Vec::new();
     for w in writes {
