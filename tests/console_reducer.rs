@@ -36,6 +36,7 @@ fn step(version: &str, name: &str, kind: StepKind, state: &str) -> StepSummary {
         counts: Counts::default(),
         error: None,
         failing_statement: None,
+        sync: None,
     }
 }
 
@@ -2663,4 +2664,74 @@ fn b_is_only_offered_by_the_run_all_confirmation() {
             .any(|h| h.keys == "b" && h.help.contains("back up"))
     );
     assert!(!keymap::help_lines(Context::Confirm).iter().any(|h| h.keys == "b"));
+}
+
+// ---- issue 13: incremental sync --------------------------------------------------------------
+
+/// A `Synced` event moves the step's lag gauge (rows behind, oldest change, mark); the next
+/// snapshot's own value replaces it.
+#[test]
+fn a_synced_event_moves_the_steps_lag() {
+    let mut steps = two_steps();
+    steps[1].state = StepState::Applied;
+    steps[1].sync = Some(cutover::engine::protocol::views::SyncLag {
+        lag_rows: 0,
+        lag_seconds: None,
+        mark: Some("2025-01-01 10:00:00".into()),
+        synced_at: Some("2026-11-21T23:00:00Z".into()),
+    });
+    let mut s = loaded(steps);
+    let cmds = update(
+        &mut s,
+        Msg::Engine(EngineEvent::Synced {
+            version: "20250101T090100".into(),
+            pass: 3,
+            inserted: 1,
+            updated: 2,
+            deleted: 0,
+            rejected: 0,
+            lag_rows: 12,
+            lag_seconds: Some(4.5),
+            mark: Some("2025-01-01 10:00:05 / 17".into()),
+        }),
+    );
+    assert!(cmds.is_empty(), "{cmds:?}");
+    let lag = s.migrations[1].sync.clone().expect("the lag");
+    assert_eq!(
+        (
+            lag.lag_rows,
+            lag.lag_seconds,
+            lag.mark.as_deref(),
+            lag.synced_at.as_deref()
+        ),
+        (
+            12,
+            Some(4.5),
+            Some("2025-01-01 10:00:05 / 17"),
+            Some("2026-11-21T23:00:00Z")
+        )
+    );
+    // A step without [sync] is left alone.
+    assert!(s.migrations[0].sync.is_none());
+}
+
+/// With a synced step and no run of its own, the console reads the snapshot again every five
+/// seconds, so the lag gauge follows a `cutover sync` running elsewhere.
+#[test]
+fn the_lag_gauge_follows_a_sync_running_elsewhere() {
+    let tick = |s: &mut AppState, secs: i64| update(s, Msg::Tick(t0() + chrono::Duration::seconds(secs)));
+    let refreshes = |cmds: &[Command]| cmds.iter().filter(|c| matches!(c, Command::Refresh)).count();
+    // No step with a mark: no polling.
+    let mut plain = loaded(two_steps());
+    assert_eq!(refreshes(&tick(&mut plain, 10)), 0);
+    let mut steps = two_steps();
+    steps[1].sync = Some(cutover::engine::protocol::views::SyncLag::default());
+    let mut s = loaded(steps);
+    assert_eq!(refreshes(&tick(&mut s, 1)), 1);
+    assert_eq!(refreshes(&tick(&mut s, 3)), 0, "not before five seconds");
+    assert_eq!(refreshes(&tick(&mut s, 6)), 1);
+    // A run of this console brings its own snapshots.
+    let mut r = running();
+    r.migrations[1].sync = Some(cutover::engine::protocol::views::SyncLag::default());
+    assert_eq!(refreshes(&tick(&mut r, 100)), 0);
 }

@@ -47,6 +47,7 @@ fn step(version: &str, name: &str, kind: StepKind, state: &str) -> StepSummary {
         counts: Counts::default(),
         error: None,
         failing_statement: None,
+        sync: None,
     }
 }
 
@@ -1895,4 +1896,41 @@ fn run_all_confirmation_offers_a_backup() {
     let screen = shot(&s, 120, 40);
     assert!(screen.contains("back up the target first, then run"), "{screen}");
     insta::assert_snapshot!("run_all_confirmation_backup_120x40", screen);
+}
+
+// ---- issue 13: the sync lag gauges ----------------------------------------------------------
+
+/// Steps with `[sync]` show a lag gauge at the foot of the progress pane: in step, or rows
+/// behind with the age of the oldest unsynced change (amber, red past a minute).
+#[test]
+fn the_progress_pane_shows_each_synced_steps_lag() {
+    use cutover::engine::protocol::views::SyncLag;
+    let mut m = migrations();
+    m[1].state = StepState::Applied;
+    m[2].state = StepState::Applied;
+    m[1].sync = Some(SyncLag {
+        lag_rows: 0,
+        lag_seconds: None,
+        mark: Some("2025-01-01 10:00:00".into()),
+        synced_at: None,
+    });
+    let mut s = with_snapshot(base(), snap(m));
+    update(
+        &mut s,
+        Msg::Engine(EngineEvent::Synced {
+            version: ORDERS.into(),
+            pass: 4,
+            inserted: 0,
+            updated: 3,
+            deleted: 0,
+            rejected: 0,
+            lag_rows: 1_234,
+            lag_seconds: Some(12.4),
+            mark: Some("2025-01-01 10:00:05 / 17".into()),
+        }),
+    );
+    let screen = shot(&s, 120, 40);
+    assert!(screen.contains("⟳ orders: 1 234 behind · oldest 12s"), "{screen}");
+    assert!(screen.contains("⟳ accounts: in step"), "{screen}");
+    insta::assert_snapshot!("sync_lag_gauges", screen);
 }

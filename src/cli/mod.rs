@@ -11,6 +11,7 @@ pub mod preview;
 pub mod rejects;
 pub mod report;
 pub mod review;
+pub mod sync;
 pub mod templates;
 pub mod verify;
 
@@ -199,6 +200,9 @@ pub enum Verb {
         #[command(subcommand)]
         action: crate::cli::review::ReviewAction,
     },
+    /// Incremental sync: apply the source rows changed since each [sync] step's mark (upserts,
+    /// soft deletes, rejects as usual), once or every DURATION until ctrl-c.
+    Sync(sync::SyncArgs),
     /// Look at a file: headers, inferred types, rows, samples; with --into, a suggested mapping.
     Preview(crate::cli::preview::PreviewArgs),
     /// A run's report: who ran what when, per-step accounting, rejects by rule, verify, the window.
@@ -299,7 +303,7 @@ fn load(cli: &Cli) -> Result<Arc<Project>> {
 async fn dispatch(cli: Cli) -> Result<i32> {
     if cli.metrics_addr.is_some() && !serves_metrics(cli.command.as_ref()) {
         return Err(eyre!(
-            "--metrics-addr serves the metrics of a run: use it with up, down or console"
+            "--metrics-addr serves the metrics of a run: use it with up, down, sync or console"
         ));
     }
     let Some(verb) = &cli.command else {
@@ -444,6 +448,13 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             let project = load(&cli)?;
             crate::cli::backup::restore(&project, file, *yes, cli.json).await
         }
+        Verb::Sync(args) => {
+            let project = load(&cli)?;
+            let metrics = serve_metrics(&cli, &project)?;
+            let code = sync::run(project, cli.json, args, metrics.as_ref()).await;
+            linger(&cli, metrics.as_ref()).await;
+            code
+        }
         Verb::Preview(args) => crate::cli::preview::run(&cli.project, &overrides(&cli), cli.json, args).await,
         Verb::Generate { what: Some(what), .. } => crate::cli::import_scenario::generate(what, cli.json),
         Verb::Generate {
@@ -475,7 +486,10 @@ async fn dispatch(cli: Cli) -> Result<i32> {
 
 /// The verbs whose runs `--metrics-addr` watches (a bare `cutover` opens the console).
 fn serves_metrics(verb: Option<&Verb>) -> bool {
-    matches!(verb, None | Some(Verb::Up { .. } | Verb::Down { .. } | Verb::Console))
+    matches!(
+        verb,
+        None | Some(Verb::Up { .. } | Verb::Down { .. } | Verb::Sync(_) | Verb::Console)
+    )
 }
 
 /// Start the metrics listener when `--metrics-addr` asks for one: before any work, so a taken

@@ -140,6 +140,20 @@ impl EventPrinter {
         }
         match ev {
             EngineEvent::Planned {
+                operation: Operation::Sync,
+                steps,
+                ..
+            } => {
+                if !steps.is_empty() {
+                    out!(
+                        self,
+                        "syncing {} step{}",
+                        steps.len(),
+                        if steps.len() == 1 { "" } else { "s" }
+                    );
+                }
+            }
+            EngineEvent::Planned {
                 operation,
                 dry_run,
                 steps,
@@ -227,7 +241,13 @@ impl EventPrinter {
                 operation,
                 ..
             } => {
-                if *ok && *steps_done > 0 {
+                if *ok && *operation == Operation::Sync {
+                    out!(
+                        self,
+                        "synced {steps_done} step{}",
+                        if *steps_done == 1 { "" } else { "s" }
+                    );
+                } else if *ok && *steps_done > 0 {
                     out!(
                         self,
                         "{} {steps_done} migration{}{}",
@@ -266,6 +286,22 @@ impl EventPrinter {
                         .unwrap_or_default()
                 ),
             },
+            EngineEvent::Synced {
+                version,
+                pass,
+                inserted,
+                updated,
+                deleted,
+                rejected,
+                lag_rows,
+                lag_seconds,
+                mark,
+            } => out!(
+                self,
+                "  ⟳ {version} pass {pass}: {inserted} inserted, {updated} updated, {deleted} deleted, {rejected} rejected · lag {lag_rows} rows{}{}",
+                lag_seconds.map(|s| format!(" (oldest {s:.1}s)")).unwrap_or_default(),
+                mark.as_ref().map(|m| format!(" · mark {m}")).unwrap_or_default()
+            ),
             EngineEvent::Snapshot(_)
             | EngineEvent::RollbackPreview(_)
             | EngineEvent::Verified(_)

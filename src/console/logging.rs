@@ -227,6 +227,30 @@ pub fn log_engine_event(event: &EngineEvent) {
             None => tracing::info!(target: RUN_TARGET, file = %file, bytes = bytes, "target backed up"),
             Some(why) => tracing::warn!(target: RUN_TARGET, reason = %why, "backup failed"),
         },
+        EngineEvent::Synced {
+            version,
+            pass,
+            inserted,
+            updated,
+            deleted,
+            rejected,
+            lag_rows,
+            ..
+        } => {
+            if inserted + updated + deleted + rejected > 0 {
+                tracing::info!(
+                    target: RUN_TARGET,
+                    step = %version,
+                    pass,
+                    inserted,
+                    updated,
+                    deleted,
+                    rejected,
+                    lag_rows,
+                    "synced"
+                )
+            }
+        }
         EngineEvent::Notice { level, message } => match level {
             NoticeLevel::Info => tracing::info!(target: RUN_TARGET, "{message}"),
             NoticeLevel::Warning => tracing::warn!(target: RUN_TARGET, "{message}"),
@@ -260,6 +284,12 @@ pub fn log_command(command: &Command) {
         ),
         Command::Pause => tracing::info!(target: RUN_TARGET, "operator: pause at the next batch boundary"),
         Command::Resume => tracing::info!(target: RUN_TARGET, "operator: resume"),
+        Command::Sync { once, steps, .. } => tracing::info!(
+            target: RUN_TARGET,
+            once = *once,
+            steps = %if steps.is_empty() { "all".to_string() } else { steps.join(",") },
+            "operator: sync"
+        ),
         Command::Abort => tracing::warn!(target: RUN_TARGET, "operator: abort at the next batch boundary"),
         Command::HoldForAbortQuestion => {
             tracing::info!(target: RUN_TARGET, "operator: asked whether to abort; the run holds at its next batch boundary")

@@ -536,6 +536,8 @@ pub struct AppState {
     /// Console-side work for the main loop; drained after every `update`.
     pub effects: Vec<Effect>,
     pub quit: QuitState,
+    /// When the snapshot was last asked for to follow the sync lag (see `update::sync`).
+    pub sync_refreshed_at: Option<DateTime<Utc>>,
     /// The backup the run-all confirmation's `b` asked for.
     pub backup: BackupState,
 }
@@ -597,6 +599,7 @@ impl AppState {
             effects: Vec::new(),
             quit: QuitState::Running,
             backup: BackupState::default(),
+            sync_refreshed_at: None,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod source;
 pub mod sqlsplit;
 pub mod steps;
 pub mod store;
+pub mod sync;
 pub mod transform;
 pub mod validate;
 pub mod value;

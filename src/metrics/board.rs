@@ -295,6 +295,12 @@ impl Board {
                     self.step(version).rows_estimate = Some(*n);
                 }
             }
+            EngineEvent::Synced {
+                version,
+                lag_rows,
+                lag_seconds,
+                ..
+            } => self.synced(version, *lag_rows, *lag_seconds),
             EngineEvent::Verified(report) => self.verified(report, now),
             _ => {}
         }
@@ -318,9 +324,7 @@ impl Board {
         self.verify = Some((report.ok, now.timestamp_millis() as f64 / 1000.0));
     }
 
-    /// The lag of a step that a sync pass just brought up to date. `EngineEvent::Synced` (the
-    /// sync verb's event) lands here through `observe`'s arm
-    /// `EngineEvent::Synced { version, lag_rows, lag_seconds, .. } => self.synced(version, *lag_rows, *lag_seconds)`.
+    /// The lag of a step that a sync pass just brought up to date (`EngineEvent::Synced`).
     pub fn synced(&mut self, version: &str, lag_rows: u64, lag_seconds: Option<f64>) {
         self.sync_lag.insert(
             version.to_string(),

@@ -315,6 +315,24 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
                 );
             }
         }
+        EngineEvent::Synced {
+            version,
+            lag_rows,
+            lag_seconds,
+            mark,
+            ..
+        } => {
+            // The gauge follows each pass; the snapshot brings it back after a restart.
+            if let Some(m) = state.migrations.iter_mut().find(|m| m.version == version) {
+                let synced_at = m.sync.as_ref().and_then(|s| s.synced_at.clone());
+                m.sync = Some(crate::engine::protocol::views::SyncLag {
+                    lag_rows,
+                    lag_seconds,
+                    mark,
+                    synced_at,
+                });
+            }
+        }
         EngineEvent::Notice { level, message } => {
             let level = match level {
                 NoticeLevel::Info => StatusLevel::Info,

@@ -35,6 +35,7 @@ mod rejects;
 mod review;
 mod rollback;
 mod run;
+mod sync;
 mod verify;
 
 pub use common::{books, would_be};
@@ -53,6 +54,7 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Command> {
             }
             let mut commands = rejects::on_tick(state);
             commands.extend(review::on_tick(state));
+            commands.extend(sync::on_tick(state));
             commands
         }
         Msg::Resize(w, h) => {

@@ -10,6 +10,7 @@ pub mod migrations;
 pub mod progress;
 pub mod rejects;
 pub mod review;
+pub mod sync;
 pub mod theme;
 pub mod verify;
 

@@ -27,6 +27,10 @@ impl Widget for ProgressPane<'_> {
         if inner.height == 0 || inner.width == 0 {
             return;
         }
+        // Steps with [sync]: their lag gauges at the foot, when the pane has room for them.
+        let gauges = crate::console::view::sync::lines_needed(state, inner.height.saturating_sub(6).min(4));
+        let [inner, sync_area] = Layout::vertical([Constraint::Min(0), Constraint::Length(gauges)]).areas(inner);
+        crate::console::view::sync::render(state, sync_area, buf);
         let run = state.run.as_ref();
         match run.and_then(|r| r.current.as_ref()) {
             Some(c) => render_running(state, c, inner, buf),

@@ -33,6 +33,70 @@ pub struct DataStep {
     pub batch_size: Option<usize>,
     #[serde(default)]
     pub continue_on_error: Option<bool>,
+    /// Incremental sync: how `cutover sync` finds the rows changed since the last pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncSpec>,
+}
+
+/// `[sync]`: a change cursor (a source column that grows on every change), optionally a
+/// soft-delete column, and how far behind the mark a pass starts re-reading.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSpec {
+    pub cursor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<String>,
+    /// A duration (`5s`, `500ms`, `2m`): changes this far behind the mark are read again, so
+    /// a transaction that commits after a later one was synced is not missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookback: Option<String>,
+}
+
+impl SyncSpec {
+    /// `lookback` as a duration (zero when not set).
+    pub fn lookback(&self) -> Result<std::time::Duration> {
+        match &self.lookback {
+            None => Ok(std::time::Duration::ZERO),
+            Some(s) => parse_duration(s).ok_or_else(|| {
+                eyre!("[sync] lookback = {s:?} is not a duration: write e.g. \"5s\", \"500ms\" or \"2m\"")
+            }),
+        }
+    }
+
+    fn check(&self, s: &DataStep) -> Result<()> {
+        if self.cursor.trim().is_empty() {
+            return Err(eyre!(
+                "[sync] cursor must name a source column that grows on every change"
+            ));
+        }
+        if s.source.is_file() {
+            return Err(eyre!(
+                "[sync] needs a database source: a file has no change cursor (import it again instead)"
+            ));
+        }
+        if s.id_map.is_none() && s.target.natural_key.is_empty() {
+            return Err(eyre!(
+                "[sync] upserts changed rows by the ID map or the natural key: add [id_map] or [target] natural_key"
+            ));
+        }
+        self.lookback().map(|_| ())
+    }
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -347,6 +411,9 @@ impl DataStep {
         }
         if s.batch_size == Some(0) {
             return Err(eyre!("batch_size must be at least 1"));
+        }
+        if let Some(sync) = &s.sync {
+            sync.check(&s)?;
         }
         Ok(s)
     }

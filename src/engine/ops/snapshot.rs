@@ -69,6 +69,9 @@ pub async fn snapshot(project: &Project) -> Result<Snapshot> {
     .await?;
     let open_rejects_by_step = RejectStore::open_by_step(&target).await?;
     let discrepancies = crate::engine::ops::review::list(&target, false).await?;
+    let sync_lags = crate::engine::store::sync_marks::lags(&target)
+        .await
+        .unwrap_or_default();
     target.close().await;
     Ok(Snapshot {
         project: project.config.name.clone(),
@@ -89,6 +92,7 @@ pub async fn snapshot(project: &Project) -> Result<Snapshot> {
                 counts: s.ledger.as_ref().map(|l| l.counts).unwrap_or_default(),
                 error: s.ledger.as_ref().and_then(|l| l.error.clone()),
                 failing_statement: s.ledger.as_ref().and_then(|l| l.failing_statement.clone()),
+                sync: sync_lags.get(&s.version).cloned(),
             })
             .collect(),
         open_rejects,

@@ -125,6 +125,13 @@ pub enum Command {
     Backup {
         out: Option<String>,
     },
+    /// Incremental sync of the applied steps with `[sync]` (all, or `steps`): one pass when
+    /// `once`, else a pass every `every_ms` until `Abort` (which stops at a batch boundary).
+    Sync {
+        once: bool,
+        every_ms: Option<u64>,
+        steps: Vec<String>,
+    },
 }
 
 /// Which page of the rejects: the one starting at a row, or the last one.
@@ -154,6 +161,7 @@ pub enum Operation {
     #[default]
     Up,
     Down,
+    Sync,
 }
 
 impl Operation {
@@ -161,6 +169,7 @@ impl Operation {
         match self {
             Operation::Up => "up",
             Operation::Down => "down",
+            Operation::Sync => "sync",
         }
     }
 }
@@ -516,6 +525,22 @@ pub enum EngineEvent {
     ImportSaved {
         path: String,
         error: Option<String>,
+    },
+    /// One sync pass over one step: what it applied, and how far the step is behind now.
+    Synced {
+        version: String,
+        pass: u64,
+        inserted: u64,
+        updated: u64,
+        deleted: u64,
+        rejected: u64,
+        /// Source rows changed after the new mark (read right after the pass).
+        lag_rows: u64,
+        /// Age in seconds of the oldest change not yet synced (None when lag_rows is 0 or the
+        /// cursor is not a timestamp).
+        lag_seconds: Option<f64>,
+        /// The new mark, as text.
+        mark: Option<String>,
     },
     /// Anything else the engine wants the operator to see.
     Notice {

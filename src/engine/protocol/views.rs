@@ -19,6 +19,18 @@ pub struct StepSummary {
     pub counts: Counts,
     pub error: Option<String>,
     pub failing_statement: Option<String>,
+    /// Steps with `[sync]` that were synced (or marked by `up`): how far behind they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncLag>,
+}
+
+/// How far a synced step is behind its source, as of its last sync pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SyncLag {
+    pub lag_rows: u64,
+    pub lag_seconds: Option<f64>,
+    pub mark: Option<String>,
+    pub synced_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

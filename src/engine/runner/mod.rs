@@ -5,6 +5,7 @@
 pub mod down;
 pub mod import;
 pub mod outcome;
+pub mod sync;
 pub mod up;
 
 pub use down::run_down;
@@ -54,6 +55,25 @@ pub fn spawn(project: Arc<Project>) -> EngineHandle {
                     }
                     let control = RunControl::default();
                     let h = tokio::spawn(run_up(project.clone(), opts, ev_tx.clone(), control.clone()));
+                    running = Some((h, control));
+                }
+                Command::Sync { once, every_ms, steps } => {
+                    if running.is_some() {
+                        let _ = ev_tx
+                            .send(EngineEvent::Notice {
+                                level: NoticeLevel::Warning,
+                                message: "a run is in progress; sync after it ends".into(),
+                            })
+                            .await;
+                        continue;
+                    }
+                    let control = RunControl::default();
+                    let opts = crate::engine::sync::SyncOptions {
+                        once,
+                        every: every_ms.map(std::time::Duration::from_millis),
+                        steps,
+                    };
+                    let h = tokio::spawn(sync::run_sync(project.clone(), opts, ev_tx.clone(), control.clone()));
                     running = Some((h, control));
                 }
                 Command::Rollback { target, dry_run } => {

@@ -139,27 +139,32 @@ async fn drop_known_aliases(
 }
 
 /// A row that passed: legacy key, target values, new id, warnings, index in the batch.
-type RowToWrite = (String, Vec<Value>, Option<String>, Vec<NewReject>, usize);
+pub(crate) type RowToWrite = (String, Vec<Value>, Option<String>, Vec<NewReject>, usize);
 
 /// What one batch did.
 #[derive(Default)]
-struct BatchResult {
-    counts: Counts,
-    rejects: Vec<NewReject>,
-    warnings: Vec<NewReject>,
+pub(crate) struct BatchResult {
+    pub(crate) counts: Counts,
+    pub(crate) rejects: Vec<NewReject>,
+    pub(crate) warnings: Vec<NewReject>,
 }
 
 /// The half of a batch that needs nothing but the rows (and, for lookups, the batch's
 /// `LookupCache`): every row decoded, transformed, validated and fitted to the target's
 /// columns, or a reject.
 pub(crate) struct DecidedRows {
-    writes: Vec<RowToWrite>,
-    rejects: Vec<NewReject>,
+    pub(crate) writes: Vec<RowToWrite>,
+    pub(crate) rejects: Vec<NewReject>,
 }
 
 /// Decide every row of `batch`. Pure CPU work: for a step without lookups it runs ahead of
 /// the writer, while the target stores the previous batch.
-fn decide_rows(c: &CompiledStep, writer: &TargetWriter, batch: &SourceBatch, cache: &LookupCache) -> DecidedRows {
+pub(crate) fn decide_rows(
+    c: &CompiledStep,
+    writer: &TargetWriter,
+    batch: &SourceBatch,
+    cache: &LookupCache,
+) -> DecidedRows {
     let today = crate::engine::clock::today();
     let key_idx = CompiledStep::column_index(&batch.columns, &c.id_key_column);
     let mut out = DecidedRows {
@@ -235,7 +240,7 @@ async fn write_batch(
 
 /// Write the decided rows of one batch inside `tx`: natural-key duplicates, the rows, their
 /// ID-map entries.
-async fn write_decided(
+pub(crate) async fn write_decided(
     tx: &mut DbTx,
     c: &CompiledStep,
     writer: &TargetWriter,
@@ -406,7 +411,13 @@ async fn write_decided(
 }
 
 /// A reject for a row the target refused, naming the column and the server's reason.
-fn refusal_reject(c: &CompiledStep, e: &sqlx::Error, key: &str, columns: &[String], row: &[Value]) -> NewReject {
+pub(crate) fn refusal_reject(
+    c: &CompiledStep,
+    e: &sqlx::Error,
+    key: &str,
+    columns: &[String],
+    row: &[Value],
+) -> NewReject {
     let column = crate::engine::db_error::refused_column(e, &c.target_columns);
     let secret = column.as_deref().is_some_and(crate::engine::validate::is_secret_field);
     NewReject {
@@ -446,7 +457,12 @@ fn fit_to_target(
     })
 }
 
-async fn store_rejects(tx: &mut DbTx, run_id: &str, c: &CompiledStep, res: &BatchResult) -> Result<(), sqlx::Error> {
+pub(crate) async fn store_rejects(
+    tx: &mut DbTx,
+    run_id: &str,
+    c: &CompiledStep,
+    res: &BatchResult,
+) -> Result<(), sqlx::Error> {
     RejectStore::insert(tx, run_id, &c.version, &c.source_name, &res.rejects).await?;
     RejectStore::insert(tx, run_id, &c.version, &c.source_name, &res.warnings).await
 }
@@ -618,14 +634,55 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         continue_on_error,
     };
     crate::engine::ops::verify::baseline::take_pre_step_checksums(ctx, step, vec![c.spec.target.table.clone()]).await?;
+    let c = Arc::new(c);
+    record_first_mark(ctx, step, &c).await?;
     let mut s = DataBatches {
-        c: Arc::new(c),
+        c,
         source,
         batch_size,
         writer: None,
         pages: None,
     };
     run_batches(ctx, step, plan, &mut s).await
+}
+
+/// Record the first mark of a step with `[sync]` as `up` starts it: the largest cursor value
+/// the source has before the step reads a row, so every change made while `up` runs is read
+/// again by the first sync (an upsert makes that harmless). A resumed step keeps its mark.
+async fn record_first_mark(ctx: &RunCtx, step: &StepDef, c: &Arc<CompiledStep>) -> Result<(), StepError> {
+    if c.spec.sync.is_none() || ctx.dry_run {
+        return Ok(());
+    }
+    let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
+    crate::engine::store::ensure_in(&mut tx).await.map_err(StepError::sql)?;
+    crate::engine::store::sync_marks::ensure_in(&mut tx)
+        .await
+        .map_err(StepError::sql)?;
+    let resumed = crate::engine::store::BatchCheckpoint::load(&mut tx, &step.version)
+        .await
+        .map_err(StepError::plain)?
+        .is_some_and(|cp| cp.batches > 0);
+    if resumed
+        && crate::engine::store::sync_marks::SyncMark::load(&mut tx, &step.version)
+            .await
+            .map_err(StepError::sql)?
+            .is_some()
+    {
+        let _ = tx.rollback().await;
+        return Ok(());
+    }
+    let source = ctx.source().await.map_err(StepError::plain)?.clone();
+    let mut reader = crate::engine::sync::read::ChangeReader::new(source, c.clone()).map_err(StepError::plain)?;
+    let max = reader.max_cursor().await.map_err(StepError::plain)?;
+    let mark = crate::engine::store::sync_marks::SyncMark {
+        cursor: max.and_then(|v| v.to_text()),
+        last_key: None,
+        rows_applied: 0,
+        updated_at: None,
+    };
+    mark.save(&mut tx, &step.version).await.map_err(StepError::sql)?;
+    tx.commit().await.map_err(StepError::plain)?;
+    Ok(())
 }
 
 /// Retry one rejected row of a data step inside `tx`: the row goes through the step's pipeline

@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod lock;
 pub mod reject_tally;
 pub mod runs;
+pub mod sync_marks;
 
 use crate::engine::db::{Db, DbTx};
 use crate::engine::protocol::Counts;

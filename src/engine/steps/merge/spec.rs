@@ -165,6 +165,7 @@ impl MergeStep {
                         .collect(),
                     batch_size: file.batch_size,
                     continue_on_error: file.continue_on_error,
+                    sync: None,
                 };
                 CompiledStep::compile(version, spec)
             };
