@@ -715,3 +715,58 @@ transforms = ["phone"]
     );
 }
 both!(nested_paths_build_json_documents);
+
+/// A natural key with a NULL part is no key: rows whose key is NULL are not duplicates of each
+/// other (in one batch or across batches), as the target's own unique index sees them. Before,
+/// the NULLs of one batch were all "the same key" and all but the first were skipped.
+#[test]
+fn null_natural_keys_are_not_duplicates_of_each_other() {
+    let p = TestProject::new(Backend::Sqlite);
+    p.source_sql(
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, email TEXT);
+         INSERT INTO people VALUES (1, 'a@example.org'), (2, NULL), (3, '  '), (4, NULL), (5, 'b@example.org'), (6, 'A@example.org');",
+    );
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE contacts (id TEXT PRIMARY KEY, legacy_id TEXT NOT NULL UNIQUE, email TEXT UNIQUE);",
+        "DROP TABLE contacts;",
+    );
+    p.data_step(
+        ACCOUNTS,
+        r#"kind = "data"
+[source]
+table = "people"
+key = "id"
+
+[target]
+table = "contacts"
+natural_key = ["email"]
+on_duplicate = "skip"
+
+[id_map]
+column = "id"
+map = "people"
+
+[[fields]]
+target = "legacy_id"
+source = "id"
+
+[[fields]]
+target = "email"
+source = "email"
+transforms = ["trim", "lower", "empty_to_null"]
+"#,
+    );
+    p.ok(&["up"]);
+    let c = ledger_counts(&p, "20250101T090100");
+    assert_eq!(
+        (c["written"].as_u64(), c["skipped"].as_u64()),
+        (Some(5), Some(1)),
+        "{c}"
+    );
+    assert_eq!(p.count("contacts"), 5);
+    assert_eq!(
+        p.target_sql("SELECT COUNT(*) FROM contacts WHERE email IS NULL").trim(),
+        "3"
+    );
+}

@@ -544,3 +544,146 @@ fn check_assess_and_report_tell_the_operator_the_truth() {
         .unwrap_or_else(|e| panic!("up wrote no report for {run_id}: {e}"));
     assert!(md.contains("patients"), "{md}");
 }
+
+/// The NDJSON events of a run's stdout.
+fn events(out: &str) -> Vec<J> {
+    out.lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// `GET /metrics` on ADDR, the body.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("scrape {addr}: {e}"));
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    body
+}
+
+/// After the cutover night the practice keeps working: a patient's first name changes (MariaDB
+/// bumps `updated_at`), a patient registers, one is soft-deleted. `cutover sync --once` brings the
+/// new name to the target row of the same `legacy_id`, inserts the new patient and deletes the
+/// deleted one, with `--metrics-addr` serving the pass's lag; a second pass has nothing to do.
+#[test]
+fn sync_once_brings_the_practices_changes_across() {
+    let h = setup(PATIENTS, SEED);
+    h.ok(&["up", "--continue-on-error"]);
+    let patients = h.count("patients");
+
+    // A written patient without appointments or records (so deleting it is possible), one to
+    // rename, and a new legacy id.
+    let free = h
+        .target_sql(
+            "SELECT p.legacy_id FROM patients p WHERE NOT EXISTS (SELECT 1 FROM appointments a WHERE a.patient_id = p.id) \
+             AND NOT EXISTS (SELECT 1 FROM medical_records r WHERE r.patient_id = p.id) ORDER BY p.legacy_id LIMIT 1",
+        )
+        .trim()
+        .to_string();
+    let renamed = h
+        .target_sql(&format!(
+            "SELECT legacy_id FROM patients WHERE legacy_id <> {free} ORDER BY legacy_id LIMIT 1"
+        ))
+        .trim()
+        .to_string();
+    assert!(
+        !free.is_empty() && !renamed.is_empty(),
+        "free {free:?} renamed {renamed:?}"
+    );
+    let new_id: i64 = h.source_sql("SELECT MAX(id) + 1 FROM patients").trim().parse().unwrap();
+    h.source_sql(&format!(
+        "UPDATE patients SET first_name = 'Philippa' WHERE id = {renamed}; \
+         INSERT INTO patients (id, first_name, last_name, date_of_birth, email, phone) \
+           VALUES ({new_id}, 'Nora', 'Newcomer', '1990-05-06', 'nora.newcomer@example.org', NULL); \
+         UPDATE patients SET deleted_at = NOW(6) WHERE id = {free};"
+    ));
+
+    let mut child = h
+        .cmd(&[
+            "sync",
+            "--once",
+            "--json",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--metrics-linger",
+            "30",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start cutover sync");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    let mut addr = None;
+    let mut metrics = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let ev: J = match serde_json::from_str(&line) {
+            Ok(ev) => ev,
+            Err(_) => continue,
+        };
+        if ev["event"] == "metrics" {
+            addr = ev["addr"].as_str().map(str::to_string);
+        }
+        let finished = ev["event"] == "finished";
+        seen.push(ev);
+        if finished {
+            // The endpoint lingers: the scrape sees the pass's end values.
+            metrics = scrape(addr.as_deref().expect("the metrics address comes first"));
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let finished = seen
+        .iter()
+        .find(|e| e["event"] == "finished")
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    assert_eq!(finished["ok"], true, "{finished}");
+    assert_eq!(finished["operation"], "sync", "{finished}");
+    let synced = seen
+        .iter()
+        .find(|e| e["event"] == "synced" && e["version"] == "20250401T090300")
+        .unwrap_or_else(|| panic!("no synced event for patients: {seen:?}"));
+    assert_eq!(synced["inserted"], 1, "{synced}");
+    assert_eq!(synced["deleted"], 1, "{synced}");
+    assert!(synced["updated"].as_u64().unwrap() >= 1, "{synced}");
+    assert_eq!(synced["rejected"], 0, "{synced}");
+    assert_eq!(synced["lag_rows"], 0, "{synced}");
+    assert!(
+        metrics.contains("cutover_sync_lag_rows{step=\"20250401T090300\""),
+        "{metrics}"
+    );
+
+    assert_eq!(
+        h.target_sql(&format!("SELECT first_name FROM patients WHERE legacy_id = {renamed}"))
+            .trim(),
+        "Philippa"
+    );
+    assert_eq!(
+        h.target_sql(&format!(
+            "SELECT first_name || ' ' || email FROM patients WHERE legacy_id = {new_id}"
+        ))
+        .trim(),
+        "Nora nora.newcomer@example.org"
+    );
+    assert_eq!(
+        h.target_sql(&format!("SELECT COUNT(*) FROM patients WHERE legacy_id = {free}"))
+            .trim(),
+        "0"
+    );
+    assert_eq!(h.count("patients"), patients, "one in, one out");
+
+    let again = events(&h.ok(&["sync", "--once", "--json"]));
+    let synced = again
+        .iter()
+        .find(|e| e["event"] == "synced" && e["version"] == "20250401T090300")
+        .unwrap_or_else(|| panic!("{again:?}"));
+    for k in ["inserted", "updated", "deleted", "rejected", "lag_rows"] {
+        assert_eq!(synced[k], 0, "second pass {k}: {synced}");
+    }
+}

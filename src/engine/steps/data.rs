@@ -279,7 +279,9 @@ pub(crate) async fn write_decided(
     // refuses takes its entry and warnings out with it.
     let mut pending: Vec<(IdMapEntry, usize, Vec<NewReject>)> = Vec::with_capacity(writes.len());
     for (old_key, values, new_id, warnings, ri) in writes {
-        let nk_key = if nk_idx.is_empty() {
+        // A natural key with a NULL part is no key: NULL equals nothing, not even another NULL
+        // (as in the target's own unique index), so such rows are never each other's duplicates.
+        let nk_key = if nk_idx.is_empty() || nk_idx.iter().any(|i| values[*i].is_null()) {
             None
         } else {
             Some(join_key(&nk_idx.iter().map(|i| values[*i].clone()).collect::<Vec<_>>()))
