@@ -156,7 +156,7 @@ fn assess_writes_nothing() {
     assert_eq!(steps.len(), 8, "the pending steps only: {a}");
     assert!(steps.iter().map(|s| n(&s["would_write"])).sum::<u64>() > 0, "{a}");
     let human = p.ok(&["assess"]);
-    assert!(human.contains("nothing was written"), "{human}");
+    assert!(human.contains("nothing was kept"), "{human}");
     assert!(human.contains("rejects by rule: waiting"), "{human}");
 
     let s = p.json(&["assess", "--sample", "10"]);

@@ -341,7 +341,11 @@ fn metrics_addr_on_a_verb_without_a_run_is_refused() {
     let p = clinic(10);
     let o = p.run(&["--metrics-addr", "127.0.0.1:0", "status"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("use it with up, down or console"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("use it with up, down, sync or console"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A tmux session running a command; killed when dropped.

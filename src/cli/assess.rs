@@ -89,7 +89,7 @@ pub fn render(r: &AssessReport) -> String {
     let rejects: u64 = r.steps.iter().map(|s| s.rejects_by_rule.values().sum::<u64>()).sum();
     let _ = writeln!(
         out,
-        "{} pending step(s): {writes} rows would be written, {rejects} rejected; estimated {} (from {} rates); nothing was written",
+        "{} pending step(s): {writes} rows would be written, {rejects} rejected; estimated {} (from {} rates); nothing was kept (one rolled-back transaction)",
         r.steps.len(),
         duration(r.estimated_ms),
         if r.estimate_basis == "ledger" {

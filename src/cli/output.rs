@@ -107,13 +107,22 @@ impl EventPrinter {
     }
 
     /// The step's rejects per rule, once, when it ends.
-    fn step_summary(&mut self, version: &str, dry_run: bool) {
+    /// `rejected`: the step's own count, when known. Rules summed from the events (capped per
+    /// batch) can fall short of it: then the line says it is a sample, not the whole.
+    fn step_summary(&mut self, version: &str, dry_run: bool, rejected: Option<u64>) {
         let by_rule = std::mem::take(&mut self.rejects_by_rule);
         let flags = std::mem::take(&mut self.flags);
         self.last_status = None;
         if !by_rule.is_empty() {
             let list: Vec<String> = by_rule.iter().map(|(rule, n)| format!("{rule} {n}")).collect();
-            if dry_run {
+            let listed: u64 = by_rule.values().sum();
+            if let Some(all) = rejected.filter(|all| *all > listed) {
+                out!(
+                    self,
+                    "    rejects by rule, of the first {listed} reported ({all} in all): {}; every one: `cutover rejects list --step {version}`",
+                    list.join(", ")
+                );
+            } else if dry_run {
                 out!(self, "    rejects by rule: {} (a dry run keeps none)", list.join(", "));
             } else {
                 out!(
@@ -317,9 +326,18 @@ impl EventPrinter {
             | EngineEvent::BackedUp { .. } => {}
         }
         match ev {
-            EngineEvent::StepFinished { version, dry_run, .. } => self.step_summary(version, *dry_run),
-            EngineEvent::Aborted { version, .. } => self.step_summary(version, false),
-            EngineEvent::Failed { version: Some(v), .. } => self.step_summary(v, false),
+            EngineEvent::StepFinished {
+                version,
+                dry_run,
+                counts,
+                ..
+            } => self.step_summary(version, *dry_run, Some(counts.rejected)),
+            EngineEvent::Aborted { version, counts } => self.step_summary(version, false, Some(counts.rejected)),
+            EngineEvent::Failed {
+                version: Some(v),
+                counts,
+                ..
+            } => self.step_summary(v, false, counts.as_ref().map(|c| c.rejected)),
             EngineEvent::Finished { .. } => {
                 self.clear_progress();
                 let _ = self.out.flush();
@@ -558,6 +576,48 @@ mod tests {
                 dry_run: false,
             },
             t0 + Duration::from_secs(25),
+        );
+    }
+
+    /// Reject events are capped per batch: when the step's own count is larger than the rules
+    /// add up to, the line says it is a sample (a sync pass prints these from events alone).
+    #[test]
+    fn rules_from_capped_events_say_they_are_a_sample() {
+        let out = Captured::default();
+        let mut p = EventPrinter::to(false, false, Box::new(out.clone()), Box::new(Captured::default()));
+        let t0 = Instant::now();
+        for i in 0..3 {
+            p.print_at(
+                &EngineEvent::Rejected {
+                    version: V.into(),
+                    source_table: "users".into(),
+                    source_key: format!("u{i}"),
+                    rule: "email".into(),
+                    reason: "bad".into(),
+                },
+                t0,
+            );
+        }
+        p.print_at(
+            &EngineEvent::StepFinished {
+                version: V.into(),
+                name: "accounts".into(),
+                status: StepState::Applied,
+                counts: Counts {
+                    source: 100,
+                    written: 60,
+                    rejected: 40,
+                    ..Counts::default()
+                },
+                duration_ms: 10,
+                dry_run: false,
+            },
+            t0,
+        );
+        let text = out.text();
+        assert!(
+            text.contains("rejects by rule, of the first 3 reported (40 in all): email 3"),
+            "{text}"
         );
     }
 
