@@ -29,7 +29,10 @@ pub fn request(state: &mut AppState) -> Vec<Command> {
     }
     state.assess.since = Some(state.now);
     state.assess.error = None;
-    state.set_status(StatusLevel::Info, "assessing the pending steps (in one rolled-back transaction: nothing is kept)…");
+    state.set_status(
+        StatusLevel::Info,
+        "assessing the pending steps (in one rolled-back transaction: nothing is kept)…",
+    );
     vec![Command::Assess { sample: None }]
 }
 

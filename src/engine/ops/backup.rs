@@ -228,7 +228,7 @@ async fn restore_locked(project: &Project, target: &Db, file: &Path) -> Result<R
             // No connection may be open while the file is replaced: close the pool (the
             // lock's heartbeat shares it), then copy beside the file and rename over it.
             target.close().await;
-            replace_sqlite_file(file, &db_file)?;
+            replace_sqlite_file(file, &db_file).await?;
             (
                 Db::connect(&project.config.target, &project.config.dir, Role::Target).await?,
                 true,
@@ -290,9 +290,10 @@ async fn restore_locked(project: &Project, target: &Db, file: &Path) -> Result<R
 }
 
 /// Copy `backup` over the SQLite database `db_file`: into a temporary file beside it first,
-/// flushed, then renamed over it, with the old write-ahead log removed so SQLite cannot replay
-/// it into the restored file.
-fn replace_sqlite_file(backup: &Path, db_file: &Path) -> Result<()> {
+/// flushed and checked to be a whole database (a truncated or foreign file is refused and the
+/// target left as it was), then renamed over it, with the old write-ahead log removed so
+/// SQLite cannot replay it into the restored file.
+async fn replace_sqlite_file(backup: &Path, db_file: &Path) -> Result<()> {
     let with_suffix = |suffix: &str| {
         let mut p = db_file.as_os_str().to_owned();
         p.push(suffix);
@@ -309,10 +310,27 @@ fn replace_sqlite_file(backup: &Path, db_file: &Path) -> Result<()> {
         ));
     }
     let tmp = with_suffix(".restoring");
-    std::fs::copy(backup, &tmp).map_err(|e| eyre!("cannot copy {} to {}: {e}", backup.display(), tmp.display()))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| eyre!("cannot flush {}: {e}", tmp.display()))?;
+    let copied = async {
+        std::fs::copy(backup, &tmp).map_err(|e| eyre!("cannot copy {} to {}: {e}", backup.display(), tmp.display()))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| eyre!("cannot flush {}: {e}", tmp.display()))?;
+        crate::engine::backend::sqlite::check_file(&tmp).await.map_err(|e| {
+            eyre!(
+                "{} cannot be restored, the target is left as it was: {e}",
+                backup.display()
+            )
+        })
+    }
+    .await;
+    if let Err(e) = copied {
+        if tmp.exists()
+            && let Err(rm) = std::fs::remove_file(&tmp)
+        {
+            tracing::warn!("cannot remove {}: {rm}", tmp.display());
+        }
+        return Err(e);
+    }
     for suffix in ["-wal", "-shm"] {
         let p = with_suffix(suffix);
         if p.exists() {

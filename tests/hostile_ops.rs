@@ -1,0 +1,99 @@
+//! Issue 13's operations verbs (backup/restore, report, check, assess, metrics) tried as a
+//! hostile tester would: truncated files, killed runs, hostile passwords. Each test drives the
+//! real binary and looks at what a user would see: the target's rows, the files, the output.
+
+mod common;
+#[macro_use]
+mod support;
+
+use support::{Backend, TestProject, stderr, stdout};
+
+const SCHEMA: &str = "20250101T090000_schema";
+const ITEMS: &str = "20250101T090100_items";
+
+/// A SQLite project with `n` items applied to the target.
+fn applied_project(n: u32) -> TestProject {
+    let p = TestProject::new(Backend::Sqlite);
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE items (id TEXT PRIMARY KEY, legacy_id INTEGER NOT NULL UNIQUE, name TEXT, qty INTEGER NOT NULL CHECK (qty >= 0)) STRICT;\n",
+        "DROP TABLE items;\n",
+    );
+    p.data_step(
+        ITEMS,
+        r#"kind = "data"
+batch_size = 1000
+[source]
+table = "t"
+key = "id"
+
+[target]
+table = "items"
+
+[id_map]
+column = "id"
+map = "items"
+key = "id"
+
+[[fields]]
+target = "legacy_id"
+source = "id"
+
+[[fields]]
+target = "name"
+source = "name"
+
+[[fields]]
+target = "qty"
+source = "qty"
+"#,
+    );
+    p.source_sql(&format!(
+        "CREATE TABLE t (id INTEGER, name TEXT, qty INTEGER);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n})
+         INSERT INTO t SELECT i, 'item ' || i, i FROM s;"
+    ));
+    p.ok(&["up"]);
+    assert_eq!(p.count("items"), i64::from(n));
+    p
+}
+
+/// A backup cut short (a kill -9 mid-copy, a full disk, a truncated download) is not in the
+/// ledger, so its checksum cannot refuse it: restore must still see that it is no database
+/// and leave the target as it was.
+#[test]
+fn restore_of_a_truncated_sqlite_backup_keeps_the_target() {
+    let p = applied_project(5000);
+    let out = p.json(&["backup"]);
+    let file = std::path::PathBuf::from(out["file"].as_str().expect("file"));
+    let bytes = std::fs::read(&file).expect("backup");
+    let cut = p.path().join("cut.sqlite");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).expect("write cut");
+    let o = p.run(&["restore", cut.to_str().expect("utf8"), "--yes"]);
+    assert!(
+        !o.status.success(),
+        "restore of a truncated file succeeded:\n{}",
+        stdout(&o)
+    );
+    let err = stderr(&o);
+    assert!(err.contains("cut.sqlite"), "the refusal names the file: {err}");
+    assert_eq!(p.count("items"), 5000, "the target survived: {err}");
+    assert!(
+        !p.path().join("target.db.restoring").exists(),
+        "the temporary copy is removed"
+    );
+    // And the good backup still restores afterwards.
+    p.ok(&["restore", file.to_str().expect("utf8"), "--yes"]);
+    assert_eq!(p.count("items"), 5000);
+}
+
+/// A file that is not a SQLite database at all (a PostgreSQL dump given by mistake).
+#[test]
+fn restore_of_a_file_that_is_no_database_keeps_the_target() {
+    let p = applied_project(100);
+    let junk = p.path().join("junk.dump");
+    std::fs::write(&junk, b"PGDMP\x01\x0e\x00 not a sqlite file at all").expect("write");
+    let o = p.run(&["restore", junk.to_str().expect("utf8"), "--yes"]);
+    assert!(!o.status.success(), "restore of junk succeeded:\n{}", stdout(&o));
+    assert_eq!(p.count("items"), 100, "the target survived: {}", stderr(&o));
+}
