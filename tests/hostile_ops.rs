@@ -11,8 +11,8 @@ use support::{Backend, TestProject, stderr, stdout};
 const SCHEMA: &str = "20250101T090000_schema";
 const ITEMS: &str = "20250101T090100_items";
 
-/// A SQLite project with `n` items applied to the target.
-fn applied_project(n: u32) -> TestProject {
+/// A SQLite project with `n` items in the source, nothing run yet.
+fn pending_project(n: u32) -> TestProject {
     let p = TestProject::new(Backend::Sqlite);
     p.schema_step(
         SCHEMA,
@@ -53,6 +53,12 @@ source = "qty"
          WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n})
          INSERT INTO t SELECT i, 'item ' || i, i FROM s;"
     ));
+    p
+}
+
+/// A SQLite project with `n` items applied to the target.
+fn applied_project(n: u32) -> TestProject {
+    let p = pending_project(n);
     p.ok(&["up"]);
     assert_eq!(p.count("items"), i64::from(n));
     p
@@ -96,4 +102,50 @@ fn restore_of_a_file_that_is_no_database_keeps_the_target() {
     let o = p.run(&["restore", junk.to_str().expect("utf8"), "--yes"]);
     assert!(!o.status.success(), "restore of junk succeeded:\n{}", stdout(&o));
     assert_eq!(p.count("items"), 100, "the target survived: {}", stderr(&o));
+}
+
+/// Start `up` and kill -9 it once the items step has committed a batch.
+fn kill_up_mid_step(p: &TestProject) {
+    let mut child = p
+        .cmd(&["up"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn up");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let n = p
+            .try_target_sql("SELECT COUNT(*) FROM items")
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        if n > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "up wrote nothing in 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+}
+
+/// The report of a run killed mid-step says so: the run was interrupted and so was the step;
+/// it does not claim the dead step is still running or the outcome is unknown.
+#[test]
+fn report_of_a_run_killed_mid_step_says_interrupted() {
+    let p = pending_project(400_000);
+    kill_up_mid_step(&p);
+    let out = p.ok(&["report", "--format", "json"]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    assert_eq!(r["outcome"], "interrupted", "{r:#}");
+    let items = r["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["name"] == "items")
+        .unwrap_or_else(|| panic!("no items step: {r:#}"))
+        .clone();
+    assert_eq!(items["status"], "interrupted", "{r:#}");
+    let md = p.ok(&["report"]);
+    assert!(!md.contains("running"), "{md}");
+    assert!(md.contains("| Outcome | **interrupted** |"), "{md}");
 }
