@@ -104,12 +104,12 @@ fn restore_of_a_file_that_is_no_database_keeps_the_target() {
     assert_eq!(p.count("items"), 100, "the target survived: {}", stderr(&o));
 }
 
-/// Start `up` and kill -9 it once the items step has committed a batch.
-fn kill_up_mid_step(p: &TestProject) {
-    let mut child = p
+/// Start `up` and return once the items step has committed a batch.
+fn up_mid_step(p: &TestProject) -> std::process::Child {
+    let child = p
         .cmd(&["up"])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn up");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -124,6 +124,12 @@ fn kill_up_mid_step(p: &TestProject) {
         assert!(std::time::Instant::now() < deadline, "up wrote nothing in 60 s");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    child
+}
+
+/// Start `up` and kill -9 it once the items step has committed a batch.
+fn kill_up_mid_step(p: &TestProject) {
+    let mut child = up_mid_step(p);
     child.kill().expect("kill -9");
     child.wait().expect("wait");
 }
@@ -132,7 +138,7 @@ fn kill_up_mid_step(p: &TestProject) {
 /// it does not claim the dead step is still running or the outcome is unknown.
 #[test]
 fn report_of_a_run_killed_mid_step_says_interrupted() {
-    let p = pending_project(400_000);
+    let p = pending_project(150_000);
     kill_up_mid_step(&p);
     let out = p.ok(&["report", "--format", "json"]);
     let r: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
@@ -148,4 +154,26 @@ fn report_of_a_run_killed_mid_step_says_interrupted() {
     let md = p.ok(&["report"]);
     assert!(!md.contains("running"), "{md}");
     assert!(md.contains("| Outcome | **interrupted** |"), "{md}");
+}
+
+/// `assess` while another process's `up` holds the run lock: its rolled-back pass would hold
+/// the target's write lock (SQLite) or wait on the run's rows, stalling the real run into its
+/// retry budget. It refuses like every other writer (exit 3) and the run finishes untouched.
+#[test]
+fn assess_refuses_while_another_up_runs() {
+    let p = pending_project(150_000);
+    let up = up_mid_step(&p);
+    let o = p.run(&["assess"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "assess during a run:\n{}\n{err}", stdout(&o));
+    assert!(err.contains("locked by another cutover run"), "{err}");
+    let o = p.run(&["assess", "--json"]);
+    assert_eq!(o.status.code(), Some(3));
+    let refusal: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("JSON refusal");
+    assert_eq!(refusal["event"], "refused", "{refusal}");
+    let done = up.wait_with_output().expect("wait up");
+    let up_err = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "up: {up_err}");
+    assert!(!up_err.contains("database is locked"), "the run was stalled: {up_err}");
+    assert_eq!(p.count("items"), 150_000);
 }
