@@ -177,3 +177,40 @@ fn assess_refuses_while_another_up_runs() {
     assert!(!up_err.contains("database is locked"), "the run was stalled: {up_err}");
     assert_eq!(p.count("items"), 150_000);
 }
+
+/// `assess` on a fresh MariaDB target with a pending schema step: MariaDB's DDL commits at once,
+/// so the pass cannot try it. Whatever assess says, it must leave the database as it found it:
+/// no table of the plan's and none of the tool's own.
+#[test]
+fn assess_on_a_fresh_mariadb_target_leaves_no_table() {
+    let my = common::mysql::MariaDbServer::shared();
+    let url = my.fresh_db("assess_hostile");
+    let p = pending_project(50);
+    let config = p.path().join("cutover.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text.replace("sqlite://target.db", &url)).expect("config");
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE items (id CHAR(36) PRIMARY KEY, legacy_id BIGINT NOT NULL UNIQUE, name TEXT, qty BIGINT NOT NULL CHECK (qty >= 0));\n",
+        "DROP TABLE items;\n",
+    );
+    let o = p.run(&["assess", "--json"]);
+    let out = stdout(&o);
+    let tables = my.mysql(&url, "SHOW TABLES");
+    assert!(
+        tables.trim().is_empty(),
+        "assess left tables behind: {tables}\n{out}\n{}",
+        stderr(&o)
+    );
+    // It says why it could not assess the schema step, instead of a clean bill.
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let schema = &r["steps"][0];
+    assert!(schema["error"].is_string(), "{r:#}");
+    // With the schema applied for real, the data step is assessed and the tables stay as they were.
+    p.ok(&["up", "--to", "20250101T090000"]);
+    let before = my.mysql(&url, "SHOW TABLES");
+    let r = p.json(&["assess"]);
+    assert_eq!(r["steps"][0]["would_write"], 50, "{r:#}");
+    assert_eq!(my.mysql(&url, "SHOW TABLES"), before);
+    assert_eq!(my.mysql(&url, "SELECT COUNT(*) FROM items").trim(), "0");
+}

@@ -67,9 +67,21 @@ pub(crate) fn scratch_target(project: &mut Project) -> Result<Option<std::path::
 
 async fn assess_on(project: Arc<Project>, sample: Option<u64>) -> Result<AssessReport> {
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    // On MySQL the pass creates the tool's missing tables for real (DDL commits): they go
+    // again afterwards, so assess leaves the target as it found it.
+    let missing = match crate::engine::store::own_tables_missing(&target).await {
+        Ok(m) => m,
+        Err(e) => {
+            target.close().await;
+            return Err(e);
+        }
+    };
     let result = assess_target(&project, &target, sample).await;
+    let cleaned = crate::engine::store::drop_created(&target, &missing).await;
     target.close().await;
-    result
+    let report = result?;
+    cleaned.map_err(|e| eyre!("assess could not drop the bookkeeping tables its pass created: {e:#}"))?;
+    Ok(report)
 }
 
 async fn assess_target(project: &Arc<Project>, target: &Db, sample: Option<u64>) -> Result<AssessReport> {
