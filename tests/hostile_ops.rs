@@ -214,3 +214,46 @@ fn assess_on_a_fresh_mariadb_target_leaves_no_table() {
     assert_eq!(my.mysql(&url, "SHOW TABLES"), before);
     assert_eq!(my.mysql(&url, "SELECT COUNT(*) FROM items").trim(), "0");
 }
+
+/// A MariaDB dump cut short (kill -9 of the dump, a full disk): it starts with `DROP TABLE IF
+/// EXISTS` for each table and the client stops at the cut, so restoring it would drop tables it
+/// never recreates or refills. Restore refuses a dump that does not end the way the dump tool
+/// ends every finished dump, and the target keeps its rows.
+#[test]
+fn restore_of_a_truncated_mariadb_dump_keeps_the_target() {
+    let my = common::mysql::MariaDbServer::shared();
+    let url = my.fresh_db("restore_cut");
+    let p = pending_project(3000);
+    let config = p.path().join("cutover.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text.replace("sqlite://target.db", &url)).expect("config");
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE items (id CHAR(36) PRIMARY KEY, legacy_id BIGINT NOT NULL UNIQUE, name TEXT, qty BIGINT NOT NULL CHECK (qty >= 0));\n",
+        "DROP TABLE items;\n",
+    );
+    p.ok(&["up"]);
+    let b = p.json(&["backup"]);
+    let file = std::path::PathBuf::from(b["file"].as_str().expect("file"));
+    let dump = std::fs::read_to_string(&file).expect("dump");
+    // Cut after the items table was dropped and recreated, before its rows.
+    let at = dump.find("INSERT INTO `items`").expect("the dump inserts items");
+    let cut = p.path().join("cut.sql");
+    std::fs::write(&cut, &dump[..at]).expect("write cut");
+    let o = p.run(&["restore", cut.to_str().expect("utf8"), "--yes"]);
+    assert!(
+        !o.status.success(),
+        "restore of a truncated dump succeeded:\n{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("cut.sql"), "{}", stderr(&o));
+    assert_eq!(
+        my.mysql(&url, "SELECT COUNT(*) FROM items").trim(),
+        "3000",
+        "{}",
+        stderr(&o)
+    );
+    // The whole dump still restores.
+    p.ok(&["restore", file.to_str().expect("utf8"), "--yes"]);
+    assert_eq!(my.mysql(&url, "SELECT COUNT(*) FROM items").trim(), "3000");
+}

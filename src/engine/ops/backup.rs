@@ -253,6 +253,7 @@ async fn restore_locked(project: &Project, target: &Db, file: &Path) -> Result<R
             (target.clone(), false)
         }
         BackupTool::MysqlDump => {
+            require_whole_sql_dump(file)?;
             let conn = MyConn::from_url(project.config.target.expose())?;
             let bin = find_tool(&["mariadb", "mysql"], "apt-get install -y mariadb-client")?;
             let mut cmd = tokio::process::Command::new(&bin);
@@ -339,6 +340,31 @@ async fn replace_sqlite_file(backup: &Path, db_file: &Path) -> Result<()> {
     }
     std::fs::rename(&tmp, db_file).map_err(|e| eyre!("cannot move {} to {}: {e}", tmp.display(), db_file.display()))?;
     Ok(())
+}
+
+/// The line `mariadb-dump`/`mysqldump` end every finished dump with.
+const DUMP_COMPLETED: &str = "-- Dump completed";
+
+/// A SQL dump drops each table before recreating and refilling it, and the client stops where
+/// the file stops: a dump cut short (the dump killed, a full disk) would leave tables dropped
+/// or empty. Refused unless the file ends the way every finished dump ends.
+fn require_whole_sql_dump(file: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let unreadable = |e: std::io::Error| eyre!("cannot read {}: {e}", file.display());
+    let mut f = std::fs::File::open(file).map_err(unreadable)?;
+    let len = f.metadata().map_err(unreadable)?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).map_err(unreadable)?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).map_err(unreadable)?;
+    let tail = String::from_utf8_lossy(&tail);
+    let last = tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    if last.starts_with(DUMP_COMPLETED) {
+        return Ok(());
+    }
+    Err(eyre!(
+        "{} is not a whole dump (it does not end with the dump tool's `{DUMP_COMPLETED}` line: cut short?); restore refused, the target is left as it was",
+        file.display()
+    ))
 }
 
 /// The first of `names` found on PATH.
