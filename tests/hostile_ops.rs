@@ -257,3 +257,54 @@ fn restore_of_a_truncated_mariadb_dump_keeps_the_target() {
     p.ok(&["restore", file.to_str().expect("utf8"), "--yes"]);
     assert_eq!(my.mysql(&url, "SELECT COUNT(*) FROM items").trim(), "3000");
 }
+
+/// kill -9 in the middle of a backup: what is left must not look like a finished backup (a
+/// `backups/<timestamp>.sqlite` that is half a database). The ledger never records it, and the
+/// file carries a name that says it is partial.
+#[test]
+fn backup_killed_midway_leaves_no_file_that_looks_finished() {
+    let p = applied_project(10);
+    // ~200 MB of pages so VACUUM INTO takes long enough to be killed midway.
+    support::sqlite3(
+        &p.path().join("target.db"),
+        "CREATE TABLE ballast (b BLOB);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 50000)
+         INSERT INTO ballast SELECT randomblob(4000) FROM s;",
+    );
+    let mut child = p
+        .cmd(&["backup"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn backup");
+    let dir = p.path().join("backups");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "backup wrote no file in 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    child.kill().expect("kill -9");
+    let status = child.wait().expect("wait");
+    assert!(
+        !status.success(),
+        "the backup finished before the kill: the test proves nothing"
+    );
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("backups")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.ends_with(".sqlite")),
+        "a killed backup left a file named like a finished one: {names:?}"
+    );
+    let recorded = p.try_target_sql("SELECT COUNT(*) FROM cutover_backups");
+    assert!(
+        matches!(recorded.as_deref().map(str::trim), None | Some("0")),
+        "{recorded:?}"
+    );
+    // The next backup is whole and recorded.
+    let b = p.json(&["backup"]);
+    assert!(b["file"].as_str().is_some_and(|f| f.ends_with(".sqlite")), "{b}");
+    assert_eq!(p.count("ballast"), 50_000);
+}

@@ -116,36 +116,26 @@ async fn backup_in(project: &Project, target: &Db, out: Option<&Path>) -> Result
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| eyre!("cannot create {}: {e}", parent.display()))?;
     }
-    match tool {
-        BackupTool::SqliteFile => {
-            if target.sqlite_file().is_none() {
-                return Err(BackupError::InMemory.into());
-            }
-            target.vacuum_into(&path).await?;
-        }
-        BackupTool::PgDump => {
-            let conn = PgConn::from_url(project.config.target.expose())?;
-            let bin = find_tool(&["pg_dump"], "apt-get install -y postgresql-client")?;
-            let mut cmd = tokio::process::Command::new(&bin);
-            cmd.arg("-Fc")
-                .arg("--file")
-                .arg(&path)
-                .arg("--dbname")
-                .arg(&conn.dbname);
-            conn.apply(&mut cmd);
-            run_tool(cmd, "pg_dump", None).await?;
-        }
-        BackupTool::MysqlDump => {
-            let conn = MyConn::from_url(project.config.target.expose())?;
-            let bin = find_tool(&["mariadb-dump", "mysqldump"], "apt-get install -y mariadb-client")?;
-            let mut cmd = tokio::process::Command::new(&bin);
-            cmd.args(["--single-transaction", "--routines", "--triggers"])
-                .arg(format!("--result-file={}", path.display()));
-            conn.apply(&mut cmd);
-            cmd.arg(&conn.dbname);
-            run_tool(cmd, &bin.display().to_string(), None).await?;
-        }
+    // The dump goes to a `.partial` name first and gets its real name only once whole: a
+    // backup killed midway leaves no file that looks finished.
+    let partial = {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".partial");
+        PathBuf::from(p)
+    };
+    if partial.exists() {
+        std::fs::remove_file(&partial).map_err(|e| eyre!("cannot remove {}: {e}", partial.display()))?;
     }
+    if let Err(e) = dump_to(project, target, tool, &partial).await {
+        if partial.exists()
+            && let Err(rm) = std::fs::remove_file(&partial)
+        {
+            tracing::warn!("cannot remove {}: {rm}", partial.display());
+        }
+        return Err(e);
+    }
+    std::fs::rename(&partial, &path)
+        .map_err(|e| eyre!("cannot move {} to {}: {e}", partial.display(), path.display()))?;
     let bytes = std::fs::metadata(&path)
         .map_err(|e| eyre!("cannot read {}: {e}", path.display()))?
         .len();
@@ -161,6 +151,37 @@ async fn backup_in(project: &Project, target: &Db, out: Option<&Path>) -> Result
     )
     .await?;
     Ok(rec)
+}
+
+/// Write the target's dump into the new file `path`.
+async fn dump_to(project: &Project, target: &Db, tool: BackupTool, path: &Path) -> Result<()> {
+    match tool {
+        BackupTool::SqliteFile => {
+            if target.sqlite_file().is_none() {
+                return Err(BackupError::InMemory.into());
+            }
+            target.vacuum_into(path).await?;
+        }
+        BackupTool::PgDump => {
+            let conn = PgConn::from_url(project.config.target.expose())?;
+            let bin = find_tool(&["pg_dump"], "apt-get install -y postgresql-client")?;
+            let mut cmd = tokio::process::Command::new(&bin);
+            cmd.arg("-Fc").arg("--file").arg(path).arg("--dbname").arg(&conn.dbname);
+            conn.apply(&mut cmd);
+            run_tool(cmd, "pg_dump", None).await?;
+        }
+        BackupTool::MysqlDump => {
+            let conn = MyConn::from_url(project.config.target.expose())?;
+            let bin = find_tool(&["mariadb-dump", "mysqldump"], "apt-get install -y mariadb-client")?;
+            let mut cmd = tokio::process::Command::new(&bin);
+            cmd.args(["--single-transaction", "--routines", "--triggers"])
+                .arg(format!("--result-file={}", path.display()));
+            conn.apply(&mut cmd);
+            cmd.arg(&conn.dbname);
+            run_tool(cmd, &bin.display().to_string(), None).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Restore the target from `file` (a backup made by [`backup`]). Refused without `yes`, while
