@@ -308,3 +308,15 @@ fn backup_killed_midway_leaves_no_file_that_looks_finished() {
     assert!(b["file"].as_str().is_some_and(|f| f.ends_with(".sqlite")), "{b}");
     assert_eq!(p.count("ballast"), 50_000);
 }
+
+/// `backup` before the SQLite target exists: there is nothing to back up. It must say so
+/// (exit 4) instead of creating an empty target and recording a backup of nothing.
+#[test]
+fn backup_of_a_sqlite_target_that_does_not_exist_is_refused() {
+    let p = pending_project(10);
+    let o = p.run(&["backup"]);
+    assert_eq!(o.status.code(), Some(4), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    assert!(!p.path().join("target.db").exists(), "backup created the target");
+    assert!(!p.path().join("backups").exists(), "backup wrote a file");
+}

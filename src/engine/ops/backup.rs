@@ -45,6 +45,8 @@ pub enum BackupError {
         recorded: String,
         at: String,
     },
+    #[error("the target database {0} does not exist yet: there is nothing to back up")]
+    NoTarget(String),
     #[error("an in-memory SQLite target has no file to back up or restore")]
     InMemory,
     #[error("{tool} failed: {message}")]
@@ -90,6 +92,14 @@ fn absolute(p: &Path) -> PathBuf {
 /// Back up the target into `out` (default `backups/<UTC timestamp>.<ext>` in the project
 /// folder) and record it in the ledger.
 pub async fn backup(project: &Project, out: Option<&Path>) -> Result<BackupRecord> {
+    // Connecting would create a missing SQLite target: an empty database, backed up as if it
+    // were the target.
+    if let Some(file) = crate::engine::db::sqlite_path(project.config.target.expose(), &project.config.dir)
+        && !file.exists()
+        && !project.config.target.expose().contains(":memory:")
+    {
+        return Err(BackupError::NoTarget(file.display().to_string()).into());
+    }
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     let res = backup_in(project, &target, out).await;
     target.close().await;
