@@ -4,12 +4,26 @@ use crate::cli::exit;
 use crate::engine::ops::assess::assess;
 use crate::engine::project::{Project, StepKind};
 use crate::engine::protocol::assess::AssessReport;
+use crate::engine::store::lock::LockError;
 use color_eyre::eyre::Result;
 use std::fmt::Write as _;
 
 /// Exit 0 when every step could be assessed (rejects are data, not a failure), else 1.
 pub async fn run(project: &Project, sample: Option<u64>, json: bool) -> Result<i32> {
-    let report = assess(project, sample).await?;
+    let report = match assess(project, sample).await {
+        Ok(r) => r,
+        Err(e) => match e.downcast_ref::<LockError>() {
+            Some(held @ LockError::Held(_)) => {
+                if json {
+                    println!("{}", serde_json::json!({"event": "refused", "error": held.to_string()}));
+                } else {
+                    eprintln!("refused: {held}");
+                }
+                return Ok(exit::LOCKED);
+            }
+            _ => return Err(e),
+        },
+    };
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -116,6 +116,38 @@ pub async fn vacuum_into(pool: &sqlx::SqlitePool, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether `path` holds a whole, sound SQLite database: opened read-only and immutable (no
+/// side files), it must have at least one page and pass `PRAGMA integrity_check`. A truncated
+/// file or a file of another kind fails here instead of replacing a good database.
+pub async fn check_file(path: &Path) -> Result<()> {
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .immutable(true);
+    let mut conn = sqlx::ConnectOptions::connect(&opts)
+        .await
+        .map_err(|e| eyre!("it cannot be opened as a SQLite database: {e}"))?;
+    let checked = async {
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(&mut conn).await?;
+        let problems: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check(5)")
+            .fetch_all(&mut conn)
+            .await?;
+        Ok::<_, sqlx::Error>((pages, problems))
+    }
+    .await;
+    if let Err(e) = sqlx::Connection::close(conn).await {
+        tracing::debug!("closing the checked file: {e}");
+    }
+    match checked {
+        Err(e) => Err(eyre!("it is not a sound SQLite database: {e}")),
+        Ok((0, _)) => Err(eyre!("it is an empty file, not a database")),
+        Ok((_, problems)) if problems != ["ok"] => {
+            Err(eyre!("it is not a sound SQLite database: {}", problems.join("; ")))
+        }
+        Ok(_) => Ok(()),
+    }
+}
+
 /// The database file of a pool; `None` for an in-memory database.
 pub fn file_of(pool: &sqlx::SqlitePool) -> Option<PathBuf> {
     let opts = pool.connect_options();

@@ -45,6 +45,8 @@ pub enum BackupError {
         recorded: String,
         at: String,
     },
+    #[error("the target database {0} does not exist yet: there is nothing to back up")]
+    NoTarget(String),
     #[error("an in-memory SQLite target has no file to back up or restore")]
     InMemory,
     #[error("{tool} failed: {message}")]
@@ -90,6 +92,14 @@ fn absolute(p: &Path) -> PathBuf {
 /// Back up the target into `out` (default `backups/<UTC timestamp>.<ext>` in the project
 /// folder) and record it in the ledger.
 pub async fn backup(project: &Project, out: Option<&Path>) -> Result<BackupRecord> {
+    // Connecting would create a missing SQLite target: an empty database, backed up as if it
+    // were the target.
+    if let Some(file) = crate::engine::db::sqlite_path(project.config.target.expose(), &project.config.dir)
+        && !file.exists()
+        && !project.config.target.expose().contains(":memory:")
+    {
+        return Err(BackupError::NoTarget(file.display().to_string()).into());
+    }
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
     let res = backup_in(project, &target, out).await;
     target.close().await;
@@ -116,36 +126,26 @@ async fn backup_in(project: &Project, target: &Db, out: Option<&Path>) -> Result
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| eyre!("cannot create {}: {e}", parent.display()))?;
     }
-    match tool {
-        BackupTool::SqliteFile => {
-            if target.sqlite_file().is_none() {
-                return Err(BackupError::InMemory.into());
-            }
-            target.vacuum_into(&path).await?;
-        }
-        BackupTool::PgDump => {
-            let conn = PgConn::from_url(project.config.target.expose())?;
-            let bin = find_tool(&["pg_dump"], "apt-get install -y postgresql-client")?;
-            let mut cmd = tokio::process::Command::new(&bin);
-            cmd.arg("-Fc")
-                .arg("--file")
-                .arg(&path)
-                .arg("--dbname")
-                .arg(&conn.dbname);
-            conn.apply(&mut cmd);
-            run_tool(cmd, "pg_dump", None).await?;
-        }
-        BackupTool::MysqlDump => {
-            let conn = MyConn::from_url(project.config.target.expose())?;
-            let bin = find_tool(&["mariadb-dump", "mysqldump"], "apt-get install -y mariadb-client")?;
-            let mut cmd = tokio::process::Command::new(&bin);
-            cmd.args(["--single-transaction", "--routines", "--triggers"])
-                .arg(format!("--result-file={}", path.display()));
-            conn.apply(&mut cmd);
-            cmd.arg(&conn.dbname);
-            run_tool(cmd, &bin.display().to_string(), None).await?;
-        }
+    // The dump goes to a `.partial` name first and gets its real name only once whole: a
+    // backup killed midway leaves no file that looks finished.
+    let partial = {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".partial");
+        PathBuf::from(p)
+    };
+    if partial.exists() {
+        std::fs::remove_file(&partial).map_err(|e| eyre!("cannot remove {}: {e}", partial.display()))?;
     }
+    if let Err(e) = dump_to(project, target, tool, &partial).await {
+        if partial.exists()
+            && let Err(rm) = std::fs::remove_file(&partial)
+        {
+            tracing::warn!("cannot remove {}: {rm}", partial.display());
+        }
+        return Err(e);
+    }
+    std::fs::rename(&partial, &path)
+        .map_err(|e| eyre!("cannot move {} to {}: {e}", partial.display(), path.display()))?;
     let bytes = std::fs::metadata(&path)
         .map_err(|e| eyre!("cannot read {}: {e}", path.display()))?
         .len();
@@ -161,6 +161,37 @@ async fn backup_in(project: &Project, target: &Db, out: Option<&Path>) -> Result
     )
     .await?;
     Ok(rec)
+}
+
+/// Write the target's dump into the new file `path`.
+async fn dump_to(project: &Project, target: &Db, tool: BackupTool, path: &Path) -> Result<()> {
+    match tool {
+        BackupTool::SqliteFile => {
+            if target.sqlite_file().is_none() {
+                return Err(BackupError::InMemory.into());
+            }
+            target.vacuum_into(path).await?;
+        }
+        BackupTool::PgDump => {
+            let conn = PgConn::from_url(project.config.target.expose())?;
+            let bin = find_tool(&["pg_dump"], "apt-get install -y postgresql-client")?;
+            let mut cmd = tokio::process::Command::new(&bin);
+            cmd.arg("-Fc").arg("--file").arg(path).arg("--dbname").arg(&conn.dbname);
+            conn.apply(&mut cmd);
+            run_tool(cmd, "pg_dump", None).await?;
+        }
+        BackupTool::MysqlDump => {
+            let conn = MyConn::from_url(project.config.target.expose())?;
+            let bin = find_tool(&["mariadb-dump", "mysqldump"], "apt-get install -y mariadb-client")?;
+            let mut cmd = tokio::process::Command::new(&bin);
+            cmd.args(["--single-transaction", "--routines", "--triggers"])
+                .arg(format!("--result-file={}", path.display()));
+            conn.apply(&mut cmd);
+            cmd.arg(&conn.dbname);
+            run_tool(cmd, &bin.display().to_string(), None).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Restore the target from `file` (a backup made by [`backup`]). Refused without `yes`, while
@@ -228,7 +259,7 @@ async fn restore_locked(project: &Project, target: &Db, file: &Path) -> Result<R
             // No connection may be open while the file is replaced: close the pool (the
             // lock's heartbeat shares it), then copy beside the file and rename over it.
             target.close().await;
-            replace_sqlite_file(file, &db_file)?;
+            replace_sqlite_file(file, &db_file).await?;
             (
                 Db::connect(&project.config.target, &project.config.dir, Role::Target).await?,
                 true,
@@ -253,6 +284,7 @@ async fn restore_locked(project: &Project, target: &Db, file: &Path) -> Result<R
             (target.clone(), false)
         }
         BackupTool::MysqlDump => {
+            require_whole_sql_dump(file)?;
             let conn = MyConn::from_url(project.config.target.expose())?;
             let bin = find_tool(&["mariadb", "mysql"], "apt-get install -y mariadb-client")?;
             let mut cmd = tokio::process::Command::new(&bin);
@@ -290,9 +322,10 @@ async fn restore_locked(project: &Project, target: &Db, file: &Path) -> Result<R
 }
 
 /// Copy `backup` over the SQLite database `db_file`: into a temporary file beside it first,
-/// flushed, then renamed over it, with the old write-ahead log removed so SQLite cannot replay
-/// it into the restored file.
-fn replace_sqlite_file(backup: &Path, db_file: &Path) -> Result<()> {
+/// flushed and checked to be a whole database (a truncated or foreign file is refused and the
+/// target left as it was), then renamed over it, with the old write-ahead log removed so
+/// SQLite cannot replay it into the restored file.
+async fn replace_sqlite_file(backup: &Path, db_file: &Path) -> Result<()> {
     let with_suffix = |suffix: &str| {
         let mut p = db_file.as_os_str().to_owned();
         p.push(suffix);
@@ -309,10 +342,27 @@ fn replace_sqlite_file(backup: &Path, db_file: &Path) -> Result<()> {
         ));
     }
     let tmp = with_suffix(".restoring");
-    std::fs::copy(backup, &tmp).map_err(|e| eyre!("cannot copy {} to {}: {e}", backup.display(), tmp.display()))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| eyre!("cannot flush {}: {e}", tmp.display()))?;
+    let copied = async {
+        std::fs::copy(backup, &tmp).map_err(|e| eyre!("cannot copy {} to {}: {e}", backup.display(), tmp.display()))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| eyre!("cannot flush {}: {e}", tmp.display()))?;
+        crate::engine::backend::sqlite::check_file(&tmp).await.map_err(|e| {
+            eyre!(
+                "{} cannot be restored, the target is left as it was: {e}",
+                backup.display()
+            )
+        })
+    }
+    .await;
+    if let Err(e) = copied {
+        if tmp.exists()
+            && let Err(rm) = std::fs::remove_file(&tmp)
+        {
+            tracing::warn!("cannot remove {}: {rm}", tmp.display());
+        }
+        return Err(e);
+    }
     for suffix in ["-wal", "-shm"] {
         let p = with_suffix(suffix);
         if p.exists() {
@@ -321,6 +371,31 @@ fn replace_sqlite_file(backup: &Path, db_file: &Path) -> Result<()> {
     }
     std::fs::rename(&tmp, db_file).map_err(|e| eyre!("cannot move {} to {}: {e}", tmp.display(), db_file.display()))?;
     Ok(())
+}
+
+/// The line `mariadb-dump`/`mysqldump` end every finished dump with.
+const DUMP_COMPLETED: &str = "-- Dump completed";
+
+/// A SQL dump drops each table before recreating and refilling it, and the client stops where
+/// the file stops: a dump cut short (the dump killed, a full disk) would leave tables dropped
+/// or empty. Refused unless the file ends the way every finished dump ends.
+fn require_whole_sql_dump(file: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let unreadable = |e: std::io::Error| eyre!("cannot read {}: {e}", file.display());
+    let mut f = std::fs::File::open(file).map_err(unreadable)?;
+    let len = f.metadata().map_err(unreadable)?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).map_err(unreadable)?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).map_err(unreadable)?;
+    let tail = String::from_utf8_lossy(&tail);
+    let last = tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    if last.starts_with(DUMP_COMPLETED) {
+        return Ok(());
+    }
+    Err(eyre!(
+        "{} is not a whole dump (it does not end with the dump tool's `{DUMP_COMPLETED}` line: cut short?); restore refused, the target is left as it was",
+        file.display()
+    ))
 }
 
 /// The first of `names` found on PATH.

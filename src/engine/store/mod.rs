@@ -24,6 +24,51 @@ pub const CHECKPOINTS: &str = "cutover_checkpoints";
 pub const BACKUPS: &str = "cutover_row_backups";
 pub const DISCREPANCIES: &str = "cutover_discrepancies";
 
+/// Every table of the tool's own.
+const OWN_TABLES: [&str; 9] = [
+    ID_MAP,
+    REJECTS,
+    CHECKPOINTS,
+    BACKUPS,
+    DISCREPANCIES,
+    ledger::LEDGER_TABLE,
+    ledger::EVENTS_TABLE,
+    lock::LOCK_TABLE,
+    backups::BACKUPS_TABLE,
+];
+
+/// The tool's tables the target lacks, where its DDL commits at once (MySQL): a dry pass
+/// that needs one creates it for real (see `MysqlTx::create_own_tables`). Empty where DDL is
+/// transactional (the pass's rollback removes them).
+pub async fn own_tables_missing(db: &Db) -> Result<Vec<&'static str>> {
+    let mut missing = Vec::new();
+    if db.dialect().transactional_ddl() {
+        return Ok(missing);
+    }
+    for t in OWN_TABLES {
+        if !db.table_exists(t).await? {
+            missing.push(t);
+        }
+    }
+    Ok(missing)
+}
+
+/// Drop those of `missing_before` (from [`own_tables_missing`]) that exist now: what a pass
+/// that promised to change nothing created. Empty tables only: one holding rows belongs to
+/// someone else's run and is kept.
+pub async fn drop_created(db: &Db, missing_before: &[&'static str]) -> Result<()> {
+    for t in missing_before {
+        if !db.table_exists(t).await? {
+            continue;
+        }
+        let rows = db.fetch_all(&format!("SELECT 1 FROM {t} LIMIT 1"), &[]).await?;
+        if rows.rows.is_empty() {
+            db.execute(&format!("DROP TABLE {t}"), &[]).await?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn ensure(db: &Db) -> Result<()> {
     let mut tx = db.begin().await?;
     ensure_in(&mut tx).await?;

@@ -18,6 +18,7 @@ use crate::engine::project::{Project, StepDef, StepKind};
 use crate::engine::protocol::assess::{AssessExample, AssessReport, AssessStep};
 use crate::engine::protocol::{Counts, EngineEvent};
 use crate::engine::store::ledger::{self, LedgerRow, LedgerStatus};
+use crate::engine::store::lock::{self, LockError};
 use crate::engine::store::reject_tally;
 use color_eyre::eyre::{Result, eyre};
 use std::collections::BTreeMap;
@@ -66,12 +67,31 @@ pub(crate) fn scratch_target(project: &mut Project) -> Result<Option<std::path::
 
 async fn assess_on(project: Arc<Project>, sample: Option<u64>) -> Result<AssessReport> {
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target).await?;
+    // On MySQL the pass creates the tool's missing tables for real (DDL commits): they go
+    // again afterwards, so assess leaves the target as it found it.
+    let missing = match crate::engine::store::own_tables_missing(&target).await {
+        Ok(m) => m,
+        Err(e) => {
+            target.close().await;
+            return Err(e);
+        }
+    };
     let result = assess_target(&project, &target, sample).await;
+    let cleaned = crate::engine::store::drop_created(&target, &missing).await;
     target.close().await;
-    result
+    let report = result?;
+    cleaned.map_err(|e| eyre!("assess could not drop the bookkeeping tables its pass created: {e:#}"))?;
+    Ok(report)
 }
 
 async fn assess_target(project: &Arc<Project>, target: &Db, sample: Option<u64>) -> Result<AssessReport> {
+    // Another process's run: the pass's transaction would hold SQLite's write lock (or wait
+    // on the run's uncommitted rows) and stall that run into its retry budget. Only asked,
+    // not taken: taking the lock would write to the target.
+    let stale = std::time::Duration::from_secs(project.config.defaults.lock_stale_after_secs);
+    if let Some(holder) = lock::current_holder(target, stale).await? {
+        return Err(LockError::Held(holder).into());
+    }
     let ledger_rows = ledger::load(target).await?;
     let status = compute_status(&project.steps, &ledger_rows);
     let plan = plan::plan_up(

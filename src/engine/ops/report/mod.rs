@@ -15,7 +15,7 @@ use crate::engine::db::{Db, Role};
 use crate::engine::project::Project;
 use crate::engine::protocol::Counts;
 use crate::engine::store::ledger::{self, HistoryEntry};
-use crate::engine::store::{RejectRecord, is_secret_column, runs};
+use crate::engine::store::{RejectRecord, is_secret_column, lock, runs};
 use color_eyre::eyre::Result;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -44,8 +44,8 @@ pub struct RunReport {
     pub host: String,
     pub started_at: String,
     pub finished_at: String,
-    /// `done`, `failed`, `aborted`, `refused` (or `unknown` for a run that never recorded
-    /// its end: killed).
+    /// `done`, `failed`, `aborted`, `refused`; for a run that never recorded its end,
+    /// `running` while its process still holds the run lock, else `interrupted` (killed).
     pub outcome: String,
     pub project: String,
     pub steps: Vec<StepReport>,
@@ -166,11 +166,19 @@ pub async fn build_in(project: &Project, db: &Db, run_id: Option<&str>) -> Resul
         Some(o) => o.to_string(),
         None if events.iter().any(|e| e.event == "refused") => "refused".into(),
         None if events.iter().any(|e| e.event == "failed") => "failed".into(),
-        None => "unknown".into(),
+        // No end recorded: the run is still going only while a live process holds the lock
+        // and no later run started; otherwise it was killed (or lost its connection for good).
+        None if run_is_live(project, db, &run_id).await? => "running".into(),
+        None => INTERRUPTED.into(),
     };
     let started_at = first.at.clone();
     let finished_at = finished.unwrap_or(last).at.clone();
-    let steps = step_reports(project, db, &run_id, &events).await?;
+    let mut steps = step_reports(project, db, &run_id, &events).await?;
+    if outcome == INTERRUPTED {
+        for s in steps.iter_mut().filter(|s| s.status == "running") {
+            s.status = INTERRUPTED.into();
+        }
+    }
     let mut rejects = Vec::new();
     for (step, rule, count) in runs::rejects_by_rule(db, &run_id).await? {
         let examples = runs::reject_examples(db, &run_id, &step, &rule, EXAMPLES_PER_RULE)
@@ -220,6 +228,18 @@ pub async fn build_in(project: &Project, db: &Db, run_id: Option<&str>) -> Resul
         verify,
         window,
     })
+}
+
+/// The outcome of a run that recorded no end and whose process is gone.
+const INTERRUPTED: &str = "interrupted";
+
+/// Whether `run_id` is the latest run and a live process holds the target's run lock.
+async fn run_is_live(project: &Project, db: &Db, run_id: &str) -> Result<bool> {
+    if runs::latest_run_id(db).await?.as_deref() != Some(run_id) {
+        return Ok(false);
+    }
+    let stale = std::time::Duration::from_secs(project.config.defaults.lock_stale_after_secs);
+    Ok(lock::current_holder(db, stale).await?.is_some())
 }
 
 /// The ledger event that closes a run (written by [`after_run`]).
