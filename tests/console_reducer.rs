@@ -2735,3 +2735,47 @@ fn the_lag_gauge_follows_a_sync_running_elsewhere() {
     r.migrations[1].sync = Some(cutover::engine::protocol::views::SyncLag::default());
     assert_eq!(refreshes(&tick(&mut r, 100)), 0);
 }
+
+/// The first read of the target fails (a server still starting, a SQLite file locked for a
+/// moment): the console tries again every few seconds until a snapshot arrives, instead of
+/// showing "reading the target…" for good; once loaded, a failed refresh is not retried this way.
+#[test]
+fn a_failed_first_read_of_the_target_is_tried_again() {
+    use cutover::engine::protocol::NoticeLevel;
+    let mut s = AppState::new("clinic", "sqlite://target.db", t0());
+    let unreadable = || {
+        Msg::Engine(EngineEvent::Notice {
+            level: NoticeLevel::Error,
+            message:
+                "cannot read the target: cannot connect to the target database sqlite://target.db: database is locked"
+                    .into(),
+        })
+    };
+    update(&mut s, unreadable());
+    let at = |secs| Msg::Tick(t0() + chrono::Duration::seconds(secs));
+    assert!(update(&mut s, at(1)).iter().all(|c| !matches!(c, Command::Refresh)));
+    let cmds = update(&mut s, at(3));
+    assert_eq!(
+        cmds.iter().filter(|c| matches!(c, Command::Refresh)).count(),
+        1,
+        "{cmds:?}"
+    );
+    assert!(
+        update(&mut s, at(4)).iter().all(|c| !matches!(c, Command::Refresh)),
+        "asked once per failure"
+    );
+    // It fails again: asked again later.
+    update(&mut s, unreadable());
+    let cmds = update(&mut s, at(8));
+    assert_eq!(
+        cmds.iter().filter(|c| matches!(c, Command::Refresh)).count(),
+        1,
+        "{cmds:?}"
+    );
+
+    // Once a snapshot has arrived, a failed refresh only says so.
+    let mut s = loaded(two_steps());
+    update(&mut s, unreadable());
+    let cmds = update(&mut s, at(10));
+    assert!(cmds.iter().all(|c| !matches!(c, Command::Refresh)), "{cmds:?}");
+}

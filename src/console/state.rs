@@ -479,6 +479,9 @@ pub struct AppState {
     pub focus: Pane,
     /// True once the first snapshot arrived.
     pub loaded: bool,
+    /// The first read of the target failed (a server not up yet, a file locked for a moment):
+    /// it is tried again at this time, until a snapshot arrives.
+    pub first_read_retry_at: Option<DateTime<Utc>>,
     pub migrations: Vec<StepSummary>,
     pub step_info: BTreeMap<String, StepInfo>,
     pub selected_step: usize,
@@ -600,6 +603,7 @@ impl AppState {
             quit: QuitState::Running,
             backup: BackupState::default(),
             sync_refreshed_at: None,
+            first_read_retry_at: None,
         }
     }
 

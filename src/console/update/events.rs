@@ -340,11 +340,19 @@ pub fn on_event(state: &mut AppState, event: EngineEvent) -> Vec<Command> {
                 NoticeLevel::Error => StatusLevel::Error,
             };
             super::assess::on_failure(state, &message);
+            if !state.loaded && message.starts_with(TARGET_UNREADABLE) {
+                state.first_read_retry_at = Some(state.now + chrono::Duration::seconds(FIRST_READ_RETRY_SECS));
+            }
             state.set_status(level, one_line(&message));
         }
     }
     Vec::new()
 }
+
+/// How the engine words a snapshot it could not read (`runner::spawn_snapshot`).
+const TARGET_UNREADABLE: &str = "cannot read the target";
+/// Until the first snapshot arrives, a failed read is tried again this often.
+pub const FIRST_READ_RETRY_SECS: i64 = 3;
 
 /// The step running now, if it is the one the event is about (a late event of a step that
 /// already ended is dropped).

@@ -55,6 +55,15 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Command> {
             let mut commands = rejects::on_tick(state);
             commands.extend(review::on_tick(state));
             commands.extend(sync::on_tick(state));
+            // The panes stay empty until the target has been read once: keep trying.
+            if let Some(at) = state.first_read_retry_at
+                && now >= at
+            {
+                state.first_read_retry_at = None;
+                if !state.loaded {
+                    commands.push(Command::Refresh);
+                }
+            }
             commands
         }
         Msg::Resize(w, h) => {

@@ -420,6 +420,16 @@ fn connect_advice(e: &sqlx::Error) -> &'static str {
         if code == "53300" || msg.contains("too many connections") {
             return "The server has no free connection slots: try again later or raise its connection limit.";
         }
+        // SQLite answers with the file's own state, not a server's refusal.
+        if msg.contains("database is locked") || msg.contains("database table is locked") {
+            return "Another process holds the SQLite file locked: wait for it to finish (`fuser FILE` shows who has it open).";
+        }
+        if msg.contains("file is not a database") || msg.contains("malformed") {
+            return "The file is not a SQLite database, or it is damaged: check the path (a damaged target can be restored from a backup with `cutover restore`).";
+        }
+        if msg.contains("unable to open database file") || msg.contains("readonly database") {
+            return "SQLite cannot open or write the file: check that its folder exists and that this user may write there.";
+        }
         return "The server refused the connection: check the user, its rights on this database and the server's access rules (pg_hba.conf / GRANT).";
     }
     "Check that the server is running and reachable, and the user, password (from the environment) and database name."

@@ -96,11 +96,35 @@ pub async fn connect(url: &DbUrl, project_dir: &Path, role: Role) -> Result<sqlx
     } else {
         opts = opts.read_only(true);
     }
-    sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(opts)
-        .await
-        .map_err(|e| connect_error(url, role, e))
+    // Opening a fresh target switches it to WAL, which needs the file's exclusive lock; SQLite
+    // answers SQLITE_BUSY at once (the busy handler is not consulted there) when another
+    // connection opens it at the same instant, as the console's first reads do. Such a refusal
+    // is a moment's contention, not an error: try again for as long as a busy wait would.
+    let started = std::time::Instant::now();
+    loop {
+        match sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.clone())
+            .await
+        {
+            Ok(pool) => return Ok(pool),
+            Err(e) if is_busy(&e) && started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(connect_error(url, role, e)),
+        }
+    }
+}
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), extended codes included.
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    }
 }
 
 /// `VACUUM INTO path`: a consistent, compacted copy of the database in a new file.
