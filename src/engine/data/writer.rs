@@ -274,27 +274,14 @@ pub struct IdMapEntry {
     pub alias: bool,
 }
 
-/// The ids the ID map `map` already holds for `keys` (old key → new id).
+/// The ids the ID map `map` already holds for `keys` (old key → new id), aliases included
+/// (one query: `store::sync_marks::mapped`).
 pub async fn mapped_ids(tx: &mut DbTx, map: &str, keys: &[&str]) -> Result<HashMap<String, String>, sqlx::Error> {
-    let mut found = HashMap::new();
-    for chunk in keys.chunks(500) {
-        let mut sql = format!("SELECT old_key, new_id FROM {ID_MAP} WHERE map = $1 AND old_key IN (");
-        let mut params = vec![Value::Text(map.into())];
-        for (i, k) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            params.push(Value::Text((*k).into()));
-            sql.push_str(&format!("${}", params.len()));
-        }
-        sql.push(')');
-        for r in tx.fetch_all(&sql, &params).await?.rows {
-            if let (Some(k), Some(v)) = (r.first().and_then(|v| v.to_text()), r.get(1).and_then(|v| v.to_text())) {
-                found.insert(k, v);
-            }
-        }
-    }
-    Ok(found)
+    Ok(crate::engine::store::sync_marks::mapped(tx, map, keys)
+        .await?
+        .into_iter()
+        .map(|(k, m)| (k, m.new_id))
+        .collect())
 }
 
 pub async fn insert_id_map(tx: &mut DbTx, version: &str, entries: &[IdMapEntry]) -> Result<(), sqlx::Error> {
