@@ -21,6 +21,24 @@ pub struct ConfigFile {
     pub window: Option<WindowSection>,
     #[serde(default)]
     pub defaults: Defaults,
+    /// `[buckets.NAME]`: named file stores with their limits (`store_file = { bucket = … }`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub buckets: std::collections::BTreeMap<String, BucketSpec>,
+}
+
+/// A named bucket: a content-addressed folder of files with limits every file must keep.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSpec {
+    /// Folder, relative to the project folder (default `buckets/NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Largest file allowed, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// MIME types allowed, as detected from the bytes (`image/png`, `image/*`); empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mime: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -437,6 +455,8 @@ pub struct Config {
     pub target: DbUrl,
     pub window: Option<WindowSection>,
     pub defaults: Defaults,
+    /// `[buckets.NAME]` of cutover.toml.
+    pub buckets: std::collections::BTreeMap<String, BucketSpec>,
 }
 
 /// Connection overrides from the command line / environment (`--source`, `CUTOVER_SOURCE`).
@@ -504,6 +524,7 @@ impl Config {
             target: DbUrl::new(target_raw),
             window: file.window,
             defaults: file.defaults,
+            buckets: file.buckets,
         })
     }
 }

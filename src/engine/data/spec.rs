@@ -36,6 +36,36 @@ pub struct DataStep {
     /// Incremental sync: how `cutover sync` finds the rows changed since the last pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncSpec>,
+    /// `[[embed]]`: arrays in each document from a second source query joined on the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub embed: Vec<EmbedSpec>,
+}
+
+/// `[[embed]]`: the rows of a child query whose `parent_key` column holds a parent row's
+/// source key become an array of objects at `path` in that row's document (an order with
+/// its lines). Read a page of parents at a time, never a table whole.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedSpec {
+    /// Where the array goes: a path into the document (`lines`, `visit.notes`).
+    pub path: String,
+    /// A source table, or `query`: one of the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The child's column holding the parent's source key.
+    pub parent_key: String,
+    /// Child columns ordering the array (default: as the source returns them, by parent key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order_by: Vec<String>,
+    /// Each array item's fields (paths inside the item); default: every child column but
+    /// `parent_key`, under its own name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldSpec>,
+    /// More items than this for one parent is a reject (rule `embed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<usize>,
 }
 
 /// `[sync]`: a change cursor (a source column that grows on every change), optionally a
@@ -191,10 +221,29 @@ pub enum DupPolicy {
     Error,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSpec {
+    /// The target table; for a collection step it is the collection's table (set from
+    /// `collection` when the step is parsed).
+    #[serde(default)]
     pub table: String,
+    /// `collection = "appointments"`: one JSON document per source row in a collection table
+    /// the tool creates (`_id`, `data`, `_permissions`, `_created_at`, `_updated_at`); field
+    /// targets are paths into `data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
+    /// Permission strings every document of the collection gets, e.g. `read("user:{owner}")`:
+    /// `{_id}` is the document's id, `{path}` a value of the document (a permission whose
+    /// placeholder is NULL is left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<String>,
+    /// Paths into `data` the collection indexes (`patient.name.last`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<String>,
+    /// Largest document allowed, in bytes of its `data` as compact JSON; larger is a reject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_document_bytes: Option<u64>,
     #[serde(default)]
     pub natural_key: Vec<String>,
     #[serde(default)]

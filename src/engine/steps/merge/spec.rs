@@ -142,6 +142,7 @@ impl MergeStep {
                         natural_key: vec![],
                         on_duplicate: DupPolicy::Error,
                         empty_json_as_null: vec![],
+                        ..Default::default()
                     },
                     id_map: Some(IdMapSpec {
                         column: file.id_map.column.clone(),
@@ -166,6 +167,7 @@ impl MergeStep {
                     batch_size: file.batch_size,
                     continue_on_error: file.continue_on_error,
                     sync: None,
+                    embed: vec![],
                 };
                 CompiledStep::compile(version, spec)
             };
