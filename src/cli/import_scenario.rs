@@ -56,6 +56,23 @@ pub enum GenerateWhat {
         #[arg(long)]
         manifest: Option<PathBuf>,
     },
+    /// Fill a PostgreSQL database with the appwrite scenario's legacy tables (teams, users,
+    /// projects, appointments, appointment_notes, files, settings; dropped and created again)
+    /// and say what the fixtures/appwrite project must make of them.
+    Appwrite {
+        /// The PostgreSQL database to fill: postgres://user:${PW}@host/DB (it must exist).
+        url: String,
+        /// Users (teams, projects, appointments and files scale with it).
+        #[arg(long, default_value_t = 300)]
+        users: u64,
+        /// Seed of the generated data (the same seed gives the same rows).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Where to write the manifest (JSON): documents per collection, files per bucket,
+        /// each step's books, the sample users' permissions.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
 }
 
 fn summary(m: &ImportManifest) -> String {
@@ -85,6 +102,19 @@ pub fn generate(what: &GenerateWhat, json: bool) -> Result<i32> {
             seed,
             manifest,
         } => return generate_healthcare(url, *patients, *seed, manifest.as_deref(), json),
+        GenerateWhat::Appwrite {
+            url,
+            users,
+            seed,
+            manifest,
+        } => {
+            let cfg = crate::generator::appwrite::AppwriteConfig {
+                users: *users,
+                seed: *seed,
+            };
+            crate::generator::appwrite::run(url, &cfg, manifest.as_deref(), json)?;
+            return Ok(exit::OK);
+        }
     };
     let cfg = ImportConfig {
         patients: *patients,

@@ -10,6 +10,7 @@
 //! to know about earlier rows instead of remembering it, and rows are streamed to SQLite in
 //! multi-row INSERTs. No wall clock is read: timestamps are 2019-01-01 plus random offsets.
 
+pub mod appwrite;
 pub mod healthcare;
 pub mod import;
 mod names;
