@@ -292,8 +292,10 @@ impl Appwrite {
         for s in samples {
             let user = s["legacy_id"].as_u64().unwrap();
             assert_eq!(
-                self.target_sql(&format!("SELECT data->>'email' FROM users WHERE data->>'legacy_id' = '{user}'"))
-                    .trim(),
+                self.target_sql(&format!(
+                    "SELECT data->>'email' FROM users WHERE data->>'legacy_id' = '{user}'"
+                ))
+                .trim(),
                 s["email"].as_str().unwrap(),
                 "{s}"
             );
@@ -361,16 +363,22 @@ fn generate_fills_the_legacy_tables_the_manifest_describes() {
     // The planted problems are really in the rows.
     let count = |sql: &str| -> u64 { psql(&a, sql).trim().parse().unwrap() };
     assert_eq!(
-        count("SELECT COUNT(*) FROM files WHERE bucket = 'avatars' AND substring(content from 1 for 6) = 'GIF89a'::bytea"),
+        count(
+            "SELECT COUNT(*) FROM files WHERE bucket = 'avatars' AND substring(content from 1 for 6) = 'GIF89a'::bytea"
+        ),
         planted(&m, "files.avatar_gif")
     );
     assert_eq!(
-        count("SELECT COUNT(*) FROM files WHERE bucket = 'avatars' AND mime_type = 'image/png' AND substring(content from 1 for 6) = 'GIF89a'::bytea"),
+        count(
+            "SELECT COUNT(*) FROM files WHERE bucket = 'avatars' AND mime_type = 'image/png' AND substring(content from 1 for 6) = 'GIF89a'::bytea"
+        ),
         planted(&m, "files.avatar_gif"),
         "the GIFs claim to be PNGs"
     );
     assert_eq!(
-        count("SELECT COUNT(*) FROM files WHERE bucket = 'records' AND substring(content from 1 for 6) = 'GIF89a'::bytea"),
+        count(
+            "SELECT COUNT(*) FROM files WHERE bucket = 'records' AND substring(content from 1 for 6) = 'GIF89a'::bytea"
+        ),
         planted(&m, "files.record_wrong_type")
     );
     assert_eq!(
@@ -412,7 +420,12 @@ fn generate_fills_the_legacy_tables_the_manifest_describes() {
     let digest = |url: &str| -> Vec<String> {
         LEGACY_TABLES
             .iter()
-            .map(|t| psql(url, &format!("SELECT md5(string_agg(x::text, '|' ORDER BY x::text)) FROM {t} x")))
+            .map(|t| {
+                psql(
+                    url,
+                    &format!("SELECT md5(string_agg(x::text, '|' ORDER BY x::text)) FROM {t} x"),
+                )
+            })
             .collect()
     };
     let b = PgServer::shared().fresh_db("gen_b");
@@ -477,7 +490,9 @@ fn up_moves_what_the_manifest_predicts_and_verify_catches_a_corrupted_file() {
     assert_eq!(blocked.len(), 3, "{blocked:?}");
 
     // One migrated appointment, notes embedded oldest first, as the source has them.
-    let doc: J = serde_json::from_str(&h.target_sql("SELECT data::text FROM appointments WHERE data->>'legacy_id' = '1'")).unwrap();
+    let doc: J =
+        serde_json::from_str(&h.target_sql("SELECT data::text FROM appointments WHERE data->>'legacy_id' = '1'"))
+            .unwrap();
     let notes = h.source_sql("SELECT trim(body) FROM appointment_notes WHERE appointment_id = 1 ORDER BY written_at");
     let got: Vec<&str> = doc["notes"]
         .as_array()
@@ -508,7 +523,9 @@ fn up_moves_what_the_manifest_predicts_and_verify_catches_a_corrupted_file() {
     // Every stored file is the source's bytes, found through the files collection.
     let mut checked = 0;
     for line in h
-        .target_sql("SELECT data->>'legacy_id', data->>'bucket', data->>'storage_key', data->>'mime', data->>'size' FROM files")
+        .target_sql(
+            "SELECT data->>'legacy_id', data->>'bucket', data->>'storage_key', data->>'mime', data->>'size' FROM files",
+        )
         .lines()
     {
         let f: Vec<&str> = line.split('|').collect();
@@ -527,7 +544,8 @@ fn up_moves_what_the_manifest_predicts_and_verify_catches_a_corrupted_file() {
         let (id, hash) = line.split_once('|').unwrap();
         assert_eq!(
             hash,
-            h.source_sql(&format!("SELECT password_hash FROM users WHERE id = {id}")).trim(),
+            h.source_sql(&format!("SELECT password_hash FROM users WHERE id = {id}"))
+                .trim(),
             "user {id}"
         );
     }
@@ -552,7 +570,12 @@ fn up_moves_what_the_manifest_predicts_and_verify_catches_a_corrupted_file() {
         .iter()
         .map(|c| c["name"].as_str().unwrap_or("").to_string())
         .collect();
-    for want in ["collection appointments", "collection users", "bucket avatars", "bucket records"] {
+    for want in [
+        "collection appointments",
+        "collection users",
+        "bucket avatars",
+        "bucket records",
+    ] {
         assert!(names.iter().any(|n| n.contains(want)), "no {want} check in {names:?}");
     }
     outputs.push(h.ok(&["verify"]));
@@ -593,7 +616,11 @@ fn down_empties_every_collection_and_bucket() {
     }
     let status = h.json(&["status"]);
     assert!(
-        status["migrations"].as_array().unwrap().iter().all(|m| m["state"] == "pending"),
+        status["migrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["state"] == "pending"),
         "{status}"
     );
     // And up again gives the same result.
@@ -614,15 +641,27 @@ fn a_dry_run_writes_nothing() {
     h.ok(&["up", "--dry-run", "--continue-on-error"]);
     let tables = h.target_sql(&format!(
         "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name IN ({})",
-        COLLECTIONS.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(",")
+        COLLECTIONS
+            .iter()
+            .map(|c| format!("'{c}'"))
+            .collect::<Vec<_>>()
+            .join(",")
     ));
     assert_eq!(tables.trim(), "0", "a dry run created collections");
     for b in BUCKETS {
-        assert_eq!(h.bucket_files(b), Vec::<PathBuf>::new(), "a dry run stored files in {b}");
+        assert_eq!(
+            h.bucket_files(b),
+            Vec::<PathBuf>::new(),
+            "a dry run stored files in {b}"
+        );
     }
     let status = h.json(&["status"]);
     assert!(
-        status["migrations"].as_array().unwrap().iter().all(|m| m["state"] == "pending"),
+        status["migrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["state"] == "pending"),
         "{status}"
     );
 }

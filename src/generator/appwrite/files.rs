@@ -177,8 +177,20 @@ mod tests {
         let text = String::from_utf8_lossy(&d);
         assert!(d.starts_with(b"%PDF-1.4") && text.ends_with("%%EOF\n"));
         // startxref points at the xref table.
-        let at: usize = text.rsplit("startxref\n").next().unwrap().lines().next().unwrap().parse().unwrap();
-        assert!(d[at..].starts_with(b"xref\n0 6\n"), "{}", String::from_utf8_lossy(&d[at..]));
+        let at: usize = text
+            .rsplit("startxref\n")
+            .next()
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            d[at..].starts_with(b"xref\n0 6\n"),
+            "{}",
+            String::from_utf8_lossy(&d[at..])
+        );
         let g = gif("x");
         assert!(g.starts_with(b"GIF89a") && g.ends_with(b";"));
         assert_ne!(gif("x"), gif("y"));

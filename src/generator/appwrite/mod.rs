@@ -78,14 +78,21 @@ pub const MAX_DOCUMENT_BYTES: usize = 4096;
 /// `[buckets.avatars]` and `[buckets.records]`: (name, max_bytes, mime types taken).
 pub const BUCKETS: &[(&str, usize, &[&str])] = &[
     ("avatars", 65_536, &["image/png", "image/jpeg"]),
-    ("records", 131_072, &["application/pdf", "image/png", "image/jpeg", "text/plain"]),
+    (
+        "records",
+        131_072,
+        &["application/pdf", "image/png", "image/jpeg", "text/plain"],
+    ),
 ];
 /// The roles the users step knows.
 pub const ROLES: &[&str] = &["admin", "clinician", "patient"];
 /// `[users.role_permissions]` of the users step (`*`: every user).
 pub const ROLE_PERMISSIONS: &[(&str, &[&str])] = &[
     ("admin", &["read(\"any\")", "write(\"any\")"]),
-    ("clinician", &["read(\"team:clinicians\")", "write(\"team:clinicians\")"]),
+    (
+        "clinician",
+        &["read(\"team:clinicians\")", "write(\"team:clinicians\")"],
+    ),
     ("patient", &[]),
     ("*", &["read(\"user:{_id}\")", "write(\"user:{_id}\")"]),
 ];
@@ -173,7 +180,14 @@ left leg, worse after prolonged sitting, improved with rest and heat. Examinatio
 straight leg raise positive at 60 degrees on the left, power and reflexes preserved. Plan: continue physiotherapy \
 twice weekly, review analgesia, imaging only if red flags appear, follow-up appointment in four weeks.";
 
-const STATUSES: &[&str] = &["scheduled", "completed", "completed", "cancelled", "no_show", " Scheduled"];
+const STATUSES: &[&str] = &[
+    "scheduled",
+    "completed",
+    "completed",
+    "cancelled",
+    "no_show",
+    " Scheduled",
+];
 
 const PROJECT_WORDS: &[&str] = &[
     "Diabetes outreach",
@@ -328,9 +342,7 @@ fn slot(rng: &mut Rng) -> NaiveDateTime {
 }
 
 fn bcrypt_hash(rng: &mut Rng) -> String {
-    let body: String = (0..53)
-        .map(|_| char::from(*rng.pick(BCRYPT_ALPHABET)))
-        .collect();
+    let body: String = (0..53).map(|_| char::from(*rng.pick(BCRYPT_ALPHABET))).collect();
     format!("$2b$12${body}")
 }
 
@@ -349,7 +361,13 @@ fn spelled(rng: &mut Rng, roles: &[&str]) -> String {
     let sep = *rng.pick(&[",", ", ", ";", " "]);
     roles
         .iter()
-        .map(|r| if rng.chance(0.2) { capitalised(r) } else { (*r).to_string() })
+        .map(|r| {
+            if rng.chance(0.2) {
+                capitalised(r)
+            } else {
+                (*r).to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join(sep)
 }
@@ -624,7 +642,12 @@ pub fn build(cfg: &AppwriteConfig) -> Result<Legacy> {
                 .collect()
         } else {
             (0..rng.below(4))
-                .map(|k| ((*rng.pick(NOTES)).to_string(), starts - Duration::hours(24 * (3 - k as i64))))
+                .map(|k| {
+                    (
+                        (*rng.pick(NOTES)).to_string(),
+                        starts - Duration::hours(24 * (3 - k as i64)),
+                    )
+                })
                 .collect()
         };
         let size = appointment_document(id, patient.is_some(), team.is_some(), starts, ends, status, &notes)
@@ -679,7 +702,12 @@ pub fn build(cfg: &AppwriteConfig) -> Result<Legacy> {
         let owner = i + 1;
         let (content, detected, name, claimed) = if a % GIF_AVATAR_EVERY == GIF_AVATAR_EVERY / 2 {
             m.plant("files.avatar_gif");
-            (files::gif(&format!("avatar of user {owner}")), "image/gif", "avatar.png", "image/png")
+            (
+                files::gif(&format!("avatar of user {owner}")),
+                "image/gif",
+                "avatar.png",
+                "image/png",
+            )
         } else if a % OVERSIZE_AVATAR_EVERY == OVERSIZE_AVATAR_EVERY / 2 {
             m.plant("files.avatar_over_limit");
             let side = 150 + rng.below(20) as u32;
@@ -690,7 +718,12 @@ pub fn build(cfg: &AppwriteConfig) -> Result<Legacy> {
             let side = 8 + rng.below(17) as u32;
             (files::png(&mut rng, side, side), "image/png", "avatar.png", "image/png")
         } else {
-            (files::jpeg(&format!("avatar of user {owner}")), "image/jpeg", "avatar.jpg", "image/jpeg")
+            (
+                files::jpeg(&format!("avatar of user {owner}")),
+                "image/jpeg",
+                "avatar.jpg",
+                "image/jpeg",
+            )
         };
         a += 1;
         match fate_of(owner) {
@@ -726,22 +759,42 @@ pub fn build(cfg: &AppwriteConfig) -> Result<Legacy> {
         let owner = *rng.pick(&patients);
         let (content, detected, name, claimed) = if r % WRONG_TYPE_RECORD_EVERY == WRONG_TYPE_RECORD_EVERY / 2 {
             m.plant("files.record_wrong_type");
-            (files::gif(&format!("scan {r}")), "image/gif", format!("scan-{r}.pdf"), "application/pdf")
+            (
+                files::gif(&format!("scan {r}")),
+                "image/gif",
+                format!("scan-{r}.pdf"),
+                "application/pdf",
+            )
         } else if r % OVERSIZE_RECORD_EVERY == OVERSIZE_RECORD_EVERY / 2 {
             m.plant("files.record_over_limit");
             let w = 230 + rng.below(30) as u32;
-            (files::png(&mut rng, w, 200), "image/png", format!("xray-{r}.png"), "image/png")
+            (
+                files::png(&mut rng, w, 200),
+                "image/png",
+                format!("xray-{r}.png"),
+                "image/png",
+            )
         } else {
             match rng.below(4) {
                 0 => {
                     let lines: Vec<String> = (0..3 + rng.below(8))
                         .map(|k| format!("Referral {r}, line {k}: {}", rng.pick(NOTES).trim()))
                         .collect();
-                    (files::pdf(&lines), "application/pdf", format!("referral-{r}.pdf"), "application/pdf")
+                    (
+                        files::pdf(&lines),
+                        "application/pdf",
+                        format!("referral-{r}.pdf"),
+                        "application/pdf",
+                    )
                 }
                 1 => {
                     let side = 16 + rng.below(25) as u32;
-                    (files::png(&mut rng, side, side), "image/png", format!("photo-{r}.png"), "image/png")
+                    (
+                        files::png(&mut rng, side, side),
+                        "image/png",
+                        format!("photo-{r}.png"),
+                        "image/png",
+                    )
                 }
                 2 => (
                     files::jpeg(&format!("wound photo {r}")),
@@ -949,7 +1002,9 @@ async fn insert(conn: &mut sqlx::PgConnection, table: &str, rows: &[Vec<V>]) -> 
     for chunk in rows.chunks(per_statement) {
         let mut values = Vec::with_capacity(chunk.len());
         for r in 0..chunk.len() {
-            let tuple: Vec<String> = (0..cols.len()).map(|c| format!("${}", r * cols.len() + c + 1)).collect();
+            let tuple: Vec<String> = (0..cols.len())
+                .map(|c| format!("${}", r * cols.len() + c + 1))
+                .collect();
             values.push(format!("({})", tuple.join(",")));
         }
         let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();

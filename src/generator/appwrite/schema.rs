@@ -6,7 +6,11 @@
 pub const TABLES: &[(&str, &[(&str, &str)])] = &[
     (
         "teams",
-        &[("id", "INTEGER PRIMARY KEY"), ("name", "TEXT NOT NULL"), ("created_at", "TIMESTAMP NOT NULL")],
+        &[
+            ("id", "INTEGER PRIMARY KEY"),
+            ("name", "TEXT NOT NULL"),
+            ("created_at", "TIMESTAMP NOT NULL"),
+        ],
     ),
     (
         "users",
@@ -67,7 +71,11 @@ pub const TABLES: &[(&str, &[(&str, &str)])] = &[
     ),
     (
         "settings",
-        &[("key", "TEXT PRIMARY KEY"), ("value", "TEXT"), ("updated_at", "TIMESTAMP NOT NULL")],
+        &[
+            ("key", "TEXT PRIMARY KEY"),
+            ("value", "TEXT"),
+            ("updated_at", "TIMESTAMP NOT NULL"),
+        ],
     ),
 ];
 

@@ -199,7 +199,11 @@ fn bucket_outcomes_follow_from_the_bytes_and_each_bucket_keeps_distinct_contents
         }
         let s = step(m, &format!("files_{bucket}"));
         assert_eq!(s.rejected_by_rule.get("bucket").copied().unwrap_or(0), bad, "{bucket}");
-        assert_eq!(s.rejected_by_rule.get("waiting").copied().unwrap_or(0), waiting, "{bucket}");
+        assert_eq!(
+            s.rejected_by_rule.get("waiting").copied().unwrap_or(0),
+            waiting,
+            "{bucket}"
+        );
         assert_eq!(m.expected[&format!("bucket:{bucket}")], stored.len() as u64, "{bucket}");
     }
     // Several users kept the default avatar: fewer stored files than written documents.
@@ -214,11 +218,16 @@ fn every_appointment_document_is_far_from_the_size_limit() {
     let mut notes: HashMap<u64, Vec<(String, NaiveDateTime)>> = HashMap::new();
     for r in table(&l, "appointment_notes") {
         let V::Ts(at) = r[3] else { panic!() };
-        notes.entry(int(&r[1]).unwrap()).or_default().push((text(&r[2]).to_string(), at));
+        notes
+            .entry(int(&r[1]).unwrap())
+            .or_default()
+            .push((text(&r[2]).to_string(), at));
     }
     let mut over = 0;
     for r in table(&l, "appointments") {
-        let (V::Ts(starts), V::Ts(ends)) = (&r[4], &r[5]) else { panic!() };
+        let (V::Ts(starts), V::Ts(ends)) = (&r[4], &r[5]) else {
+            panic!()
+        };
         let id = int(&r[0]).unwrap();
         let mut n = notes.remove(&id).unwrap_or_default();
         n.sort_by_key(|(_, at)| *at);
@@ -268,7 +277,10 @@ fn samples_are_an_admin_a_clinician_and_a_patient_with_their_permissions() {
         ["read(\"user:{_id}\")", "write(\"user:{_id}\")"]
     );
     let appointment = &s[2].documents[1];
-    assert_eq!((appointment.collection.as_str(), appointment.legacy_id), ("appointments", 1));
+    assert_eq!(
+        (appointment.collection.as_str(), appointment.legacy_id),
+        ("appointments", 1)
+    );
     let team = int(&table(&l, "appointments")[0][3]).unwrap();
     let mut want = vec![
         "read(\"user:{users:3}\")".to_string(),
@@ -281,7 +293,11 @@ fn samples_are_an_admin_a_clinician_and_a_patient_with_their_permissions() {
     assert_eq!(s[1].documents[1], *appointment);
     // The project sample belongs to the admin.
     assert_eq!(s[0].documents[1].collection, "projects");
-    assert!(s[0].documents[1].permissions.contains(&"write(\"user:{users:1}\")".to_string()));
+    assert!(
+        s[0].documents[1]
+            .permissions
+            .contains(&"write(\"user:{users:1}\")".to_string())
+    );
     // Sample emails are stored emails.
     for sample in s {
         assert_eq!(sample.email, sample.email.trim().to_lowercase());
@@ -304,7 +320,9 @@ fn a_permission_whose_placeholder_is_null_is_left_out() {
 // ---- The generator's copy of the rules is the fixture's. -----------------------------------
 
 fn fixture(path: &str) -> toml::Value {
-    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/appwrite").join(path);
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/appwrite")
+        .join(path);
     let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()));
     toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }
@@ -324,10 +342,11 @@ fn step_file(name: &str) -> toml::Value {
 
 #[test]
 fn the_rules_here_are_the_fixtures_rules() {
-    let dirs: Vec<String> = std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/appwrite/migrations"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let dirs: Vec<String> =
+        std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/appwrite/migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
     let mut want: Vec<String> = STEPS.iter().map(|(v, n)| format!("{v}_{n}")).collect();
     let mut got = dirs;
     want.sort();
@@ -363,7 +382,10 @@ fn the_rules_here_are_the_fixtures_rules() {
     );
     let embed = &appointments["embed"][0];
     assert_eq!(embed["max_items"].as_integer(), Some(50));
-    assert_eq!(strings(&step_file("projects")["target"]["permissions"]), PROJECT_PERMISSIONS.to_vec());
+    assert_eq!(
+        strings(&step_file("projects")["target"]["permissions"]),
+        PROJECT_PERMISSIONS.to_vec()
+    );
 
     for (bucket, _, _) in BUCKETS {
         let s = step_file(&format!("files_{bucket}"));
@@ -372,10 +394,7 @@ fn the_rules_here_are_the_fixtures_rules() {
         let fields = s["fields"].as_array().unwrap();
         let last = fields.last().unwrap();
         assert_eq!(last["target"].as_str(), Some("storage_key"), "store last: {bucket}");
-        assert_eq!(
-            last["transforms"][0]["store_file"]["bucket"].as_str(),
-            Some(*bucket)
-        );
+        assert_eq!(last["transforms"][0]["store_file"]["bucket"].as_str(), Some(*bucket));
         // The owner lookup comes first: a file of a rejected account waits before any bucket rule.
         assert_eq!(fields[1]["target"].as_str(), Some("owner_id"));
     }
