@@ -67,6 +67,7 @@ impl SourceReader {
                     self.c.version, self.c.source_name
                 )
             })?;
+        crate::engine::data::embed::check_children(&self.source, &self.c).await?;
         if rows.rows.is_empty() {
             return Ok(());
         }
@@ -182,12 +183,18 @@ impl SourceReader {
         if self.key_types.is_none() && !rows.types.is_empty() {
             self.key_types = Some(key_types_of(&self.c, &rows.columns, &rows.types));
         }
-        let batch = SourceBatch {
+        let mut batch = SourceBatch {
             columns: Arc::new(rows.columns),
             rows: rows.rows,
             issues: rows.issues,
+            embeds: Arc::default(),
         };
         self.guard(&batch)?;
+        if !self.c.spec.embed.is_empty() {
+            self.load_key_types().await?;
+            let key_type = self.key_types.as_ref().and_then(|t| t.first()).cloned();
+            crate::engine::data::embed::fetch_children(&self.source, &self.c, &mut batch, key_type.as_deref()).await?;
+        }
         Ok(batch)
     }
 
