@@ -41,7 +41,7 @@ fn project(b: Backend, step_extra: &str, embed_extra: &str) -> TestProject {
     p.schema_step(
         SCHEMA_DIR,
         &format!(
-            "CREATE TABLE orders (id VARCHAR(36) PRIMARY KEY, legacy_id VARCHAR(20) NOT NULL UNIQUE, number VARCHAR(20), details {json});\n"
+            "CREATE TABLE orders (id VARCHAR(36) PRIMARY KEY, legacy_id VARCHAR(20) NOT NULL UNIQUE, number VARCHAR(20), details {json}, notes {json});\n"
         ),
         "DROP TABLE orders;\n",
     );
@@ -102,7 +102,7 @@ source = "shipped_on"
 transforms = [{{ date = {{ formats = ["%d.%m.%Y"] }} }}]
 
 [[embed]]
-path = "details.notes"
+path = "notes"
 query = "SELECT order_id, id AS note_id, body FROM order_notes"
 parent_key = "order_id"
 order_by = ["note_id desc"]
@@ -128,9 +128,18 @@ fn source_sql(p: &TestProject, sql: &str) {
 
 /// The `details` document of order `legacy_id`, as the target holds it.
 fn details(p: &TestProject, legacy_id: &str) -> J {
-    let cast = if p.backend == Backend::Postgres { "details::text" } else { "details" };
+    json_column(p, "details", legacy_id)
+}
+
+/// A JSON column of order `legacy_id`, as the target holds it.
+fn json_column(p: &TestProject, column: &str, legacy_id: &str) -> J {
+    let cast = if p.backend == Backend::Postgres {
+        format!("{column}::text")
+    } else {
+        column.to_string()
+    };
     let text = p.target_sql(&format!("SELECT {cast} FROM orders WHERE legacy_id = '{legacy_id}'"));
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("order {legacy_id}: details {text:?} is not JSON: {e}"))
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("order {legacy_id}: {column} {text:?} is not JSON: {e}"))
 }
 
 fn status_of(p: &TestProject, version: &str) -> J {
@@ -202,22 +211,27 @@ fn an_order_carries_its_lines(b: Backend) {
                 {"sku": "B-2", "qty": 5, "price": 0.75, "shipped": {"on": null}},
                 {"sku": "C-3", "qty": 1, "price": 2.5, "shipped": {"on": "2025-01-03"}},
             ],
-            "notes": [{"note_id": 101, "body": "second"}, {"note_id": 100, "body": "first"}],
         })
     );
     assert_eq!(
+        json_column(&p, "notes", "1"),
+        json!([{"note_id": 101, "body": "second"}, {"note_id": 100, "body": "first"}]),
+        "an embed path without a dot is the whole column"
+    );
+    assert_eq!(
         details(&p, "2"),
-        json!({"customer": "Bob", "lines": [], "notes": []}),
+        json!({"customer": "Bob", "lines": []}),
         "a parent without children gets []"
     );
+    assert_eq!(json_column(&p, "notes", "2"), json!([]));
     assert_eq!(
         details(&p, "3"),
         json!({
             "customer": "Cy",
             "lines": [{"sku": "Z-9", "qty": 7, "price": 1.25, "shipped": {"on": "2024-12-31"}}],
-            "notes": [{"note_id": 102, "body": "only"}],
         })
     );
+    assert_eq!(json_column(&p, "notes", "3"), json!([{"note_id": 102, "body": "only"}]));
 }
 both!(an_order_carries_its_lines);
 
@@ -356,7 +370,7 @@ fn sync_reads_the_children_of_synced_rows() {
     p.source_sql(LEGACY);
     p.schema_step(
         SCHEMA_DIR,
-        "CREATE TABLE orders (id VARCHAR(36) PRIMARY KEY, legacy_id VARCHAR(20) NOT NULL UNIQUE, number VARCHAR(20), details TEXT);\n",
+        "CREATE TABLE orders (id VARCHAR(36) PRIMARY KEY, legacy_id VARCHAR(20) NOT NULL UNIQUE, number VARCHAR(20), details TEXT, notes TEXT);\n",
         "DROP TABLE orders;\n",
     );
     p.data_step(

@@ -755,4 +755,38 @@ mod tests {
             assert!(err.contains(says), "{source:?}: {err}");
         }
     }
+
+    const EMBED_STEP: &str = "[source]\ntable = \"orders\"\nkey = \"id\"\n[target]\ntable = \"t\"\nnatural_key = [\"legacy_id\"]\n[[fields]]\ntarget = \"legacy_id\"\nsource = \"id\"\n[[embed]]\npath = \"lines\"\ntable = \"order_lines\"\nparent_key = \"order_id\"\n";
+
+    #[test]
+    fn an_embed_path_is_a_target_column() {
+        let s = DataStep::parse(EMBED_STEP).unwrap();
+        assert_eq!(s.target_columns(), vec!["legacy_id", "lines"]);
+        let s = DataStep::parse(&EMBED_STEP.replace("path = \"lines\"", "path = \"details.lines\"")).unwrap();
+        assert_eq!(s.target_columns(), vec!["legacy_id", "details"]);
+    }
+
+    #[test]
+    fn bad_embeds_fail_when_the_step_is_parsed() {
+        for (from, to, says) in [
+            ("path = \"lines\"", "path = \"a..b\"", "name where the array goes"),
+            ("table = \"order_lines\"\n", "", "needs a table or a query"),
+            ("parent_key = \"order_id\"\n", "parent_key = \"order_id\"\nmax_items = 0\n", "max_items must be at least 1"),
+            ("path = \"lines\"", "path = \"legacy_id\"", "a [[fields]] target writes that path too"),
+            (
+                "parent_key = \"order_id\"\n",
+                "parent_key = \"order_id\"\n[[embed.fields]]\ntarget = \"x\"\nsource = \"x\"\ntransforms = [\"new_id\"]\n",
+                "new_id is not available in an embedded row",
+            ),
+            (
+                "parent_key = \"order_id\"\n",
+                "parent_key = \"order_id\"\n[[embed.fields]]\ntarget = \"x\"\nsource = \"x\"\nvalidate = [{ rule = \"reference_exists\", map = \"m\" }]\n",
+                "validation reference_exists is not available",
+            ),
+        ] {
+            assert!(EMBED_STEP.contains(from), "{from}");
+            let e = DataStep::parse(&EMBED_STEP.replacen(from, to, 1)).unwrap_err().to_string();
+            assert!(e.contains(says), "{to}: {e}");
+        }
+    }
 }
