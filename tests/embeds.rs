@@ -292,7 +292,7 @@ fn children_across_pages_and_chunks(b: Backend) {
 }
 both!(children_across_pages_and_chunks);
 
-/// An order with more lines than `max_items` is a reject (rule `embed`); an order whose line
+/// `assess`, then `up`: an order with more lines than `max_items` is a reject (rule `embed`); an order whose line
 /// has a date the `date` transform refuses is a reject naming the item (`details.lines[1].
 /// shipped.on`); the books balance. After the source is fixed, `rejects retry` reads the
 /// order's children again and writes it.
@@ -305,6 +305,15 @@ fn rejects_and_retry(b: Backend) {
            (5, 2, 1, 'a', 1, 1, '01.01.2025'), (6, 2, 2, 'b', 1, 1, '31.02.2025'),
            (7, 3, 1, 'a', 1, 1, NULL);",
     );
+    // assess predicts the same: one written, one `embed` and one `date` reject.
+    let a = p.json(&["assess"]);
+    let step = a["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["version"] == ORDERS))
+        .unwrap_or_else(|| panic!("no orders step in {a}"));
+    assert_eq!(step["would_write"].as_u64(), Some(1), "{step}");
+    assert_eq!(step["rejects_by_rule"], json!({"embed": 1, "date": 1}), "{step}");
+
     let o = p.run(&["up", "--continue-on-error"]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     assert_eq!(books(&p), (3, 1, 0, 2));
