@@ -139,7 +139,8 @@ fn json_column(p: &TestProject, column: &str, legacy_id: &str) -> J {
         column.to_string()
     };
     let text = p.target_sql(&format!("SELECT {cast} FROM orders WHERE legacy_id = '{legacy_id}'"));
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("order {legacy_id}: {column} {text:?} is not JSON: {e}"))
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("order {legacy_id}: {column} {text:?} is not JSON: {e}"))
 }
 
 fn status_of(p: &TestProject, version: &str) -> J {
@@ -198,7 +199,11 @@ fn an_order_carries_its_lines(b: Backend) {
         (Some(3), Some(3)),
         "{fin}"
     );
-    assert!(p.user_tables().is_empty(), "a dry run writes nothing: {:?}", p.user_tables());
+    assert!(
+        p.user_tables().is_empty(),
+        "a dry run writes nothing: {:?}",
+        p.user_tables()
+    );
 
     p.ok(&["up"]);
     assert_eq!(books(&p), (3, 3, 0, 0));
@@ -333,7 +338,10 @@ fn rejects_and_retry(b: Backend) {
         "{too_many}"
     );
     assert!(
-        too_many["reason"].as_str().unwrap().contains("4 items, over max_items = 3"),
+        too_many["reason"]
+            .as_str()
+            .unwrap()
+            .contains("4 items, over max_items = 3"),
         "{too_many}"
     );
     let bad_date = by_key("2");
@@ -342,7 +350,10 @@ fn rejects_and_retry(b: Backend) {
         (Some("date"), Some("details.lines[1].shipped.on")),
         "{bad_date}"
     );
-    assert!(bad_date["reason"].as_str().unwrap().contains("31.02.2025"), "{bad_date}");
+    assert!(
+        bad_date["reason"].as_str().unwrap().contains("31.02.2025"),
+        "{bad_date}"
+    );
 
     // Fix the source's line and retry: the children are read again.
     source_sql(&p, "UPDATE order_lines SET shipped_on = '28.02.2025' WHERE id = 6;");
@@ -364,7 +375,10 @@ fn rejects_and_retry(b: Backend) {
     let r: J = serde_json::from_str(stdout(&o).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
     assert_eq!(r["written"].as_array().map(Vec::len), Some(0), "{r}");
     assert!(
-        r["still_rejected"][0][1].as_str().unwrap_or("").contains("4 items, over max_items = 3"),
+        r["still_rejected"][0][1]
+            .as_str()
+            .unwrap_or("")
+            .contains("4 items, over max_items = 3"),
         "{r}"
     );
     assert_eq!(books(&p), (3, 2, 0, 1));
@@ -410,16 +424,31 @@ fn sync_reads_the_children_of_synced_rows() {
 fn bad_embeds_are_refused_when_the_step_loads() {
     let cases: [(&[(&str, &str)], &str); 5] = [
         (
-            &[("table = \"order_lines\"\nparent_key", "table = \"order_lines\"\nquery = \"SELECT 1\"\nparent_key")],
+            &[(
+                "table = \"order_lines\"\nparent_key",
+                "table = \"order_lines\"\nquery = \"SELECT 1\"\nparent_key",
+            )],
             "has table and query; give one",
         ),
-        (&[("parent_key = \"order_id\"\norder_by = [\"line_no\"]", "parent_key = \"\"")], "parent_key must name"),
         (
-            &[("transforms = [\"trim\", \"upper\"]", "transforms = [{ lookup = { map = \"skus\" } }]")],
+            &[(
+                "parent_key = \"order_id\"\norder_by = [\"line_no\"]",
+                "parent_key = \"\"",
+            )],
+            "parent_key must name",
+        ),
+        (
+            &[(
+                "transforms = [\"trim\", \"upper\"]",
+                "transforms = [{ lookup = { map = \"skus\" } }]",
+            )],
             "lookup is not available",
         ),
         (
-            &[("key = \"id\"", "key = [\"id\", \"number\"]"), ("map = \"orders\"", "map = \"orders\"\nkey = \"id\"")],
+            &[
+                ("key = \"id\"", "key = [\"id\", \"number\"]"),
+                ("map = \"orders\"", "map = \"orders\"\nkey = \"id\""),
+            ],
             "must be one column",
         ),
         (

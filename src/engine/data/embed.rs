@@ -75,8 +75,8 @@ pub fn compile(spec: &DataStep, target_columns: &[String]) -> Result<Vec<Compile
             .ok_or_else(|| eyre!("[[embed]] {name} has no column"))?;
         let mut fields = Vec::new();
         for f in &e.fields {
-            let validator =
-                Validator::compile(&f.validate).map_err(|err| eyre!("[[embed]] {name}: field '{}': {err}", f.target))?;
+            let validator = Validator::compile(&f.validate)
+                .map_err(|err| eyre!("[[embed]] {name}: field '{}': {err}", f.target))?;
             fields.push(ChildField {
                 path: f.target.split('.').map(|p| p.trim().to_string()).collect(),
                 validator,
@@ -120,7 +120,12 @@ fn order_term(d: Dialect, o: &str) -> String {
 /// Read the children of every parent of `batch`, one query per embed per `KEYS_PER_QUERY`
 /// parents, on the source connection. `key_type`: the parent key's type as the source
 /// reports it, so a key decoded as text (a uuid, a timestamp) compares as its own type.
-pub async fn fetch_children(source: &Db, c: &CompiledStep, batch: &mut SourceBatch, key_type: Option<&str>) -> Result<()> {
+pub async fn fetch_children(
+    source: &Db,
+    c: &CompiledStep,
+    batch: &mut SourceBatch,
+    key_type: Option<&str>,
+) -> Result<()> {
     if c.spec.embed.is_empty() {
         return Ok(());
     }
@@ -454,6 +459,9 @@ mod tests {
         let mut item = serde_json::Map::new();
         set_in(&mut item, &["a".into(), "b".into()], serde_json::json!(1));
         set_in(&mut item, &["c".into()], serde_json::json!("x"));
-        assert_eq!(serde_json::Value::Object(item), serde_json::json!({"a": {"b": 1}, "c": "x"}));
+        assert_eq!(
+            serde_json::Value::Object(item),
+            serde_json::json!({"a": {"b": 1}, "c": "x"})
+        );
     }
 }

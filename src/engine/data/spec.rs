@@ -496,7 +496,9 @@ impl DataStep {
                 ));
             }
             if self.source.is_file() {
-                return Err(eyre!("{name}: [[embed]] reads the source database; this step reads a file"));
+                return Err(eyre!(
+                    "{name}: [[embed]] reads the source database; this step reads a file"
+                ));
             }
             if self.source.key.columns().len() != 1 {
                 return Err(eyre!(
@@ -505,7 +507,9 @@ impl DataStep {
                 ));
             }
             if e.max_items == Some(0) {
-                return Err(eyre!("{name}: max_items must be at least 1 (leave it out for no limit)"));
+                return Err(eyre!(
+                    "{name}: max_items must be at least 1 (leave it out for no limit)"
+                ));
             }
             if paths.contains(&path) {
                 return Err(eyre!("{name}: two [[embed]] write the same path"));
@@ -771,8 +775,16 @@ mod tests {
         for (from, to, says) in [
             ("path = \"lines\"", "path = \"a..b\"", "name where the array goes"),
             ("table = \"order_lines\"\n", "", "needs a table or a query"),
-            ("parent_key = \"order_id\"\n", "parent_key = \"order_id\"\nmax_items = 0\n", "max_items must be at least 1"),
-            ("path = \"lines\"", "path = \"legacy_id\"", "a [[fields]] target writes that path too"),
+            (
+                "parent_key = \"order_id\"\n",
+                "parent_key = \"order_id\"\nmax_items = 0\n",
+                "max_items must be at least 1",
+            ),
+            (
+                "path = \"lines\"",
+                "path = \"legacy_id\"",
+                "a [[fields]] target writes that path too",
+            ),
             (
                 "parent_key = \"order_id\"\n",
                 "parent_key = \"order_id\"\n[[embed.fields]]\ntarget = \"x\"\nsource = \"x\"\ntransforms = [\"new_id\"]\n",
@@ -785,7 +797,9 @@ mod tests {
             ),
         ] {
             assert!(EMBED_STEP.contains(from), "{from}");
-            let e = DataStep::parse(&EMBED_STEP.replacen(from, to, 1)).unwrap_err().to_string();
+            let e = DataStep::parse(&EMBED_STEP.replacen(from, to, 1))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(says), "{to}: {e}");
         }
     }

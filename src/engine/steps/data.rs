@@ -704,7 +704,10 @@ pub async fn retry_row(
     let mut batch = SourceBatch::new(Arc::new(columns), vec![row]);
     if !c.spec.embed.is_empty() {
         let source = source.ok_or_else(|| {
-            color_eyre::eyre::eyre!("step {}: retrying a row with [[embed]] needs the source database", c.version)
+            color_eyre::eyre::eyre!(
+                "step {}: retrying a row with [[embed]] needs the source database",
+                c.version
+            )
         })?;
         let key_type = crate::engine::data::embed::parent_key_type(source, c).await?;
         crate::engine::data::embed::fetch_children(source, c, &mut batch, key_type.as_deref()).await?;
