@@ -4,13 +4,12 @@
 //! the page (`SourceBatch::embeds`); `process()` turns each parent's rows into an array of
 //! objects at the embed's path, through the child fields' transforms and validations.
 
-use crate::engine::data::pipeline::{CompiledStep, SourceBatch};
 use crate::engine::data::spec::{DataStep, EmbedSpec, FieldSpec, RunValue};
 use crate::engine::db::{Db, Dialect, quote_ident};
 use crate::engine::validate::{Level, Validator, is_secret_field};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Parent keys per child query: far below every backend's parameter limit, and a page at the
@@ -117,41 +116,20 @@ fn order_term(d: Dialect, o: &str) -> String {
     format!("c.{}", quote_ident(d, o))
 }
 
-/// Read the children of every parent of `batch`, one query per embed per `KEYS_PER_QUERY`
-/// parents, on the source connection. `key_type`: the parent key's type as the source
-/// reports it, so a key decoded as text (a uuid, a timestamp) compares as its own type.
-pub async fn fetch_children(
+/// Read the children of the parents whose source keys are `keys` (each once), one query per
+/// embed per `KEYS_PER_QUERY` keys, on the source connection: one `EmbedRows` per embed.
+/// `key_type`: the parent key's type as the source reports it, so a key decoded as text (a
+/// uuid, a timestamp) compares as its own type.
+pub async fn fetch(
     source: &Db,
-    c: &CompiledStep,
-    batch: &mut SourceBatch,
+    version: &str,
+    embeds: &[EmbedSpec],
+    keys: &[Value],
     key_type: Option<&str>,
-) -> Result<()> {
-    if c.spec.embed.is_empty() {
-        return Ok(());
-    }
+) -> Result<Vec<EmbedRows>> {
     let d = source.dialect();
-    let key_at = CompiledStep::column_index(&batch.columns, &c.key_column);
-    let mut keys: Vec<Value> = Vec::with_capacity(batch.rows.len());
-    let mut seen: HashSet<String> = HashSet::with_capacity(batch.rows.len());
-    for row in &batch.rows {
-        let Some(v) = key_at.and_then(|i| row.get(i)).filter(|v| !v.is_null()) else {
-            continue;
-        };
-        if let Some(t) = v.to_text()
-            && seen.insert(t)
-        {
-            keys.push(v.clone());
-        }
-    }
-    if key_at.is_none() && !batch.rows.is_empty() {
-        return Err(eyre!(
-            "step {}: the page has no column {} (the source key the embedded rows join on)",
-            c.version,
-            c.key_column
-        ));
-    }
-    let mut all = Vec::with_capacity(c.spec.embed.len());
-    for e in &c.spec.embed {
+    let mut all = Vec::with_capacity(embeds.len());
+    for e in embeds {
         let base = child_sql(e, d);
         let pk = format!("c.{}", quote_ident(d, &e.parent_key));
         let order: Vec<String> = std::iter::once(pk.clone())
@@ -168,7 +146,7 @@ pub async fn fetch_children(
             let got = source.fetch_all(&sql, chunk).await.map_err(|err| {
                 err.wrap_err(format!(
                     "step {}: reading the rows of [[embed]] {} (children of {} parents)",
-                    c.version,
+                    version,
                     e.path,
                     chunk.len()
                 ))
@@ -176,10 +154,10 @@ pub async fn fetch_children(
             if got.rows.is_empty() {
                 continue;
             }
-            let pk_at = CompiledStep::column_index(&got.columns, &e.parent_key).ok_or_else(|| {
+            let pk_at = column_index(&got.columns, &e.parent_key).ok_or_else(|| {
                 eyre!(
                     "step {}: the rows of [[embed]] {} have no column {} (they have: {})",
-                    c.version,
+                    version,
                     e.path,
                     e.parent_key,
                     got.columns.join(", ")
@@ -204,21 +182,28 @@ pub async fn fetch_children(
         }
         all.push(rows);
     }
-    batch.embeds = Arc::new(all);
-    Ok(())
+    Ok(all)
+}
+
+/// A column by name: exactly, else ignoring case (as the pipeline finds source columns).
+fn column_index(columns: &[String], name: &str) -> Option<usize> {
+    columns
+        .iter()
+        .position(|c| c == name)
+        .or_else(|| columns.iter().position(|c| c.eq_ignore_ascii_case(name)))
 }
 
 /// The parent key's type as the source reports it (PostgreSQL casts parameters to it), for a
 /// caller that has no page of its own to learn it from (`rejects retry`).
-pub async fn parent_key_type(source: &Db, c: &CompiledStep) -> Result<Option<String>> {
-    if c.spec.embed.is_empty() || !source.dialect().casts_key_params() {
+pub async fn parent_key_type(source: &Db, spec: &DataStep, key_column: &str) -> Result<Option<String>> {
+    if spec.embed.is_empty() || !source.dialect().casts_key_params() {
         return Ok(None);
     }
     let d = source.dialect();
     let sql = format!(
         "SELECT {} FROM ({}) src LIMIT 1",
-        quote_ident(d, &c.key_column),
-        c.spec.source_sql(d)
+        quote_ident(d, key_column),
+        spec.source_sql(d)
     );
     let rows = source.fetch_all(&sql, &[]).await?;
     Ok(rows.types.into_iter().next())
@@ -226,14 +211,14 @@ pub async fn parent_key_type(source: &Db, c: &CompiledStep) -> Result<Option<Str
 
 /// Before the first page: every embed's child rows can be read and have the columns the
 /// embed names (checked on one row; an empty child table has nothing to check).
-pub async fn check_children(source: &Db, c: &CompiledStep) -> Result<(), String> {
+pub async fn check_children(source: &Db, version: &str, embeds: &[EmbedSpec]) -> Result<(), String> {
     let d = source.dialect();
-    for e in &c.spec.embed {
+    for e in embeds {
         let sql = format!("SELECT * FROM ({}) c LIMIT 1", child_sql(e, d));
         let rows = source.fetch_all(&sql, &[]).await.map_err(|err| {
             format!(
                 "step {}: [[embed]] {}: cannot read the child rows: {}",
-                c.version,
+                version,
                 e.path,
                 crate::engine::db_error::report_text(&err)
             )
@@ -255,10 +240,10 @@ pub async fn check_children(source: &Db, c: &CompiledStep) -> Result<(), String>
             .chain(e.fields.iter().filter_map(|f| f.source.clone()))
             .collect();
         for n in needed {
-            if CompiledStep::column_index(&rows.columns, &n).is_none() {
+            if column_index(&rows.columns, &n).is_none() {
                 return Err(format!(
                     "step {}: the child rows of [[embed]] {} have no column '{n}' (they have: {})",
-                    c.version,
+                    version,
                     e.path,
                     rows.columns.join(", ")
                 ));
@@ -316,7 +301,7 @@ impl CompiledEmbed {
                 reason: format!("{name}: {} items, over max_items = {max}", children.len()),
             });
         }
-        let pk_at = CompiledStep::column_index(&rows.columns, &self.spec.parent_key);
+        let pk_at = column_index(&rows.columns, &self.spec.parent_key);
         let mut items = Vec::with_capacity(children.len());
         for (i, child) in children.iter().enumerate() {
             let mut item = serde_json::Map::new();
@@ -351,7 +336,7 @@ impl CompiledEmbed {
     ) -> Result<Value, EmbedRefusal> {
         let field = format!("{}[{i}].{}", self.name, f.spec.target);
         let mut v = match (&f.spec.source, &f.spec.value) {
-            (Some(s), _) => CompiledStep::column_index(columns, s)
+            (Some(s), _) => column_index(columns, s)
                 .and_then(|at| child.get(at))
                 .cloned()
                 .unwrap_or(Value::Null),
@@ -405,42 +390,48 @@ impl CompiledEmbed {
     }
 }
 
-impl CompiledStep {
-    /// Place every embed's array for the parent `row` into its target values `out`. `embeds`
-    /// are the page's child rows (`SourceBatch::embeds`), one entry per `[[embed]]`.
-    pub(crate) fn place_embeds(
-        &self,
-        columns: &[String],
-        row: &[Value],
-        embeds: &[EmbedRows],
-        out: &mut [Value],
-        today: chrono::NaiveDate,
-    ) -> Result<Vec<EmbedWarning>, EmbedRefusal> {
-        let mut warnings = Vec::new();
-        if self.embeds.is_empty() {
-            return Ok(warnings);
+/// Place every embed's array for the parent whose source key is `parent` (as text) into its
+/// target values `out`. `pages` are the page's child rows (`SourceBatch::embeds`), one entry
+/// per embed.
+pub fn place(
+    embeds: &[CompiledEmbed],
+    parent: &str,
+    pages: &[EmbedRows],
+    out: &mut [Value],
+    run_id: Option<&str>,
+    today: chrono::NaiveDate,
+) -> Result<Vec<EmbedWarning>, EmbedRefusal> {
+    let mut warnings = Vec::new();
+    let Some(first) = embeds.first() else {
+        return Ok(warnings);
+    };
+    if pages.len() != embeds.len() {
+        // Never write a document without its arrays because they were not read.
+        return Err(EmbedRefusal {
+            field: first.name.clone(),
+            rule: "embed".into(),
+            reason: "the embedded rows of this row were not read; retry it (`cutover rejects retry`)".into(),
+        });
+    }
+    for (e, rows) in embeds.iter().zip(pages) {
+        let array = e.array(rows, parent, run_id, today, &mut warnings)?;
+        let Some(doc) = out.get_mut(e.column) else { continue };
+        if e.path.is_empty() {
+            *doc = Value::Json(array);
+        } else {
+            set_in_document(doc, &e.path, array);
         }
-        if embeds.len() != self.embeds.len() {
-            // Never write a document without its arrays because they were not read.
-            return Err(EmbedRefusal {
-                field: self.embeds[0].name.clone(),
-                rule: "embed".into(),
-                reason: "the embedded rows of this row were not read; retry it (`cutover rejects retry`)".into(),
-            });
-        }
-        let parent = Self::column_index(columns, &self.key_column)
-            .and_then(|i| row.get(i))
-            .and_then(|v| v.to_text())
-            .unwrap_or_default();
-        for (e, rows) in self.embeds.iter().zip(embeds) {
-            let array = e.array(rows, &parent, self.run_id.as_deref(), today, &mut warnings)?;
-            if e.path.is_empty() {
-                out[e.column] = Value::Json(array);
-            } else {
-                crate::engine::data::pipeline::set_path(&mut out[e.column], &e.path, array);
-            }
-        }
-        Ok(warnings)
+    }
+    Ok(warnings)
+}
+
+/// Put `val` at `path` inside the JSON document column `doc` (made an object when it is not).
+fn set_in_document(doc: &mut Value, path: &[String], val: serde_json::Value) {
+    if !matches!(doc, Value::Json(serde_json::Value::Object(_))) {
+        *doc = Value::Json(serde_json::Value::Object(serde_json::Map::new()));
+    }
+    if let Value::Json(serde_json::Value::Object(m)) = doc {
+        set_in(m, path, val);
     }
 }
 

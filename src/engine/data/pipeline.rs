@@ -837,7 +837,12 @@ impl CompiledStep {
                 set_path(&mut out[f.column], &f.path, v.to_json());
             }
         }
-        match self.place_embeds(columns, row, embeds, &mut out, today) {
+        let parent = Self::column_index(columns, &self.key_column)
+            .and_then(|i| row.get(i))
+            .and_then(|v| v.to_text())
+            .unwrap_or_default();
+        match crate::engine::data::embed::place(&self.embeds, &parent, embeds, &mut out, self.run_id.as_deref(), today)
+        {
             Ok(notes) => warnings.extend(notes.into_iter().map(|(f, rule, reason)| warn(&f, &rule, reason))),
             Err(r) => return reject(&r.field, &r.rule, r.reason, None),
         }
@@ -959,7 +964,7 @@ fn store_file(store: Option<&FileStore>, dir: &str, v: &Value) -> Result<Value, 
 }
 
 /// Put `val` at `path` inside the JSON document `doc`, creating objects on the way.
-pub(crate) fn set_path(doc: &mut Value, path: &[String], val: serde_json::Value) {
+fn set_path(doc: &mut Value, path: &[String], val: serde_json::Value) {
     if !matches!(doc, Value::Json(serde_json::Value::Object(_))) {
         *doc = Value::Json(serde_json::Value::Object(serde_json::Map::new()));
     }

@@ -709,8 +709,8 @@ pub async fn retry_row(
                 c.version
             )
         })?;
-        let key_type = crate::engine::data::embed::parent_key_type(source, c).await?;
-        crate::engine::data::embed::fetch_children(source, c, &mut batch, key_type.as_deref()).await?;
+        let key_type = crate::engine::data::embed::parent_key_type(source, &c.spec, &c.key_column).await?;
+        crate::engine::data::reader::fetch_children(source, c, &mut batch, key_type.as_deref()).await?;
     }
     let cache = c.prefetch(tx, &batch).await?;
     let mut res = write_batch(tx, c, writer, &batch, &cache).await?;

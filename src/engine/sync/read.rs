@@ -285,7 +285,7 @@ impl ChangeReader {
         // The synced rows' children, read again with them (a parent's array is rebuilt
         // whole when the parent row changes).
         let key_type = self.types.as_ref().and_then(|t| t.get(1)).cloned();
-        crate::engine::data::embed::fetch_children(&self.source, &self.c, &mut batch, key_type.as_deref()).await?;
+        crate::engine::data::reader::fetch_children(&self.source, &self.c, &mut batch, key_type.as_deref()).await?;
         Ok(batch)
     }
 
