@@ -472,3 +472,31 @@ fn bad_embeds_are_refused_when_the_step_loads() {
         assert!(text.contains(says), "{to}: {text}");
     }
 }
+
+/// A query source is read as one ordered stream; the children of each of its pages are read
+/// beside it, on the same source.
+fn a_query_source_reads_children_beside_its_stream(b: Backend) {
+    let p = project(b, "batch_size = 2", "");
+    p.data_step(
+        ORDERS_DIR,
+        &orders_step("batch_size = 2", "").replacen(
+            "table = \"orders\"\nkey",
+            "query = \"SELECT id, number, customer FROM orders WHERE id <> 2\"\nkey",
+            1,
+        ),
+    );
+    source_sql(&p, SEED);
+    p.ok(&["up"]);
+    assert_eq!(books(&p), (2, 2, 0, 0));
+    let skus = |id: &str| -> Vec<String> {
+        details(&p, id)["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["sku"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(skus("1"), ["A-1", "B-2", "C-3"]);
+    assert_eq!(skus("3"), ["Z-9"]);
+}
+both!(a_query_source_reads_children_beside_its_stream);
