@@ -19,6 +19,8 @@ pub struct SourceBatch {
     pub rows: Vec<Vec<Value>>,
     /// Cells the reader could not decode without loss, by row index: such a row is a reject.
     pub issues: Vec<(usize, crate::engine::decode::CellIssue)>,
+    /// `[[embed]]`: the page's child rows, one entry per embed (empty when the step has none).
+    pub embeds: Arc<Vec<crate::engine::data::embed::EmbedRows>>,
 }
 
 impl SourceBatch {
@@ -27,6 +29,7 @@ impl SourceBatch {
             columns,
             rows,
             issues: Vec::new(),
+            embeds: Arc::default(),
         }
     }
 }
@@ -71,6 +74,8 @@ pub struct CompiledStep {
     empty_json_as_null: Vec<usize>,
     /// Column types of the tables table lookups search, read once per step.
     lookup_tables: Mutex<HashMap<String, HashMap<String, String>>>,
+    /// `[[embed]]`, compiled.
+    pub(crate) embeds: Vec<crate::engine::data::embed::CompiledEmbed>,
 }
 
 /// Per-batch answers of the ID map: `map -> legacy key -> new id`, and the keys that are
@@ -164,6 +169,7 @@ impl CompiledStep {
                     .ok_or_else(|| eyre!("[target] empty_json_as_null names '{c}', which no field writes"))
             })
             .collect::<Result<Vec<usize>>>()?;
+        let embeds = crate::engine::data::embed::compile(&spec, &target_columns)?;
         let key_columns = spec.source.key.columns();
         let key_column = key_columns.first().cloned().unwrap_or_default();
         let id_key_column = spec
@@ -184,6 +190,7 @@ impl CompiledStep {
             run_id: None,
             empty_json_as_null,
             lookup_tables: Mutex::new(HashMap::new()),
+            embeds,
             spec,
         })
     }
@@ -576,6 +583,20 @@ impl CompiledStep {
         cache: &LookupCache,
         today: chrono::NaiveDate,
     ) -> Processed {
+        self.process_embedded(columns, layout, row, &[], cache, today)
+    }
+
+    /// Decide one row of a page whose `[[embed]]` child rows are `embeds`
+    /// (`SourceBatch::embeds`).
+    pub fn process_embedded(
+        &self,
+        columns: &[String],
+        layout: &[Option<usize>],
+        row: &[Value],
+        embeds: &[crate::engine::data::embed::EmbedRows],
+        cache: &LookupCache,
+        today: chrono::NaiveDate,
+    ) -> Processed {
         // Rejects are filed under the row's legacy identity (the ID-map key), which is what
         // other rows' lookups name when they wait for it.
         let identity = self.fields.len();
@@ -815,6 +836,15 @@ impl CompiledStep {
             } else {
                 set_path(&mut out[f.column], &f.path, v.to_json());
             }
+        }
+        let parent = Self::column_index(columns, &self.key_column)
+            .and_then(|i| row.get(i))
+            .and_then(|v| v.to_text())
+            .unwrap_or_default();
+        match crate::engine::data::embed::place(&self.embeds, &parent, embeds, &mut out, self.run_id.as_deref(), today)
+        {
+            Ok(notes) => warnings.extend(notes.into_iter().map(|(f, rule, reason)| warn(&f, &rule, reason))),
+            Err(r) => return reject(&r.field, &r.rule, r.reason, None),
         }
         for &c in &self.empty_json_as_null {
             if let Value::Json(doc) = &out[c]

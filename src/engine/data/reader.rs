@@ -67,6 +67,7 @@ impl SourceReader {
                     self.c.version, self.c.source_name
                 )
             })?;
+        crate::engine::data::embed::check_children(&self.source, &self.c.version, &self.c.spec.embed).await?;
         if rows.rows.is_empty() {
             return Ok(());
         }
@@ -182,12 +183,18 @@ impl SourceReader {
         if self.key_types.is_none() && !rows.types.is_empty() {
             self.key_types = Some(key_types_of(&self.c, &rows.columns, &rows.types));
         }
-        let batch = SourceBatch {
+        let mut batch = SourceBatch {
             columns: Arc::new(rows.columns),
             rows: rows.rows,
             issues: rows.issues,
+            embeds: Arc::default(),
         };
         self.guard(&batch)?;
+        if !self.c.spec.embed.is_empty() {
+            self.load_key_types().await?;
+            let key_type = self.key_types.as_ref().and_then(|t| t.first()).cloned();
+            fetch_children(&self.source, &self.c, &mut batch, key_type.as_deref()).await?;
+        }
         Ok(batch)
     }
 
@@ -306,6 +313,40 @@ fn key_types_of(c: &CompiledStep, columns: &[String], types: &[String]) -> Vec<S
                 .unwrap_or_default()
         })
         .collect()
+}
+
+/// `[[embed]]`: read the children of every parent of `batch` onto it (`SourceBatch::embeds`),
+/// keyed by the step's source key; `key_type` is that key's type as the source reports it.
+pub async fn fetch_children(
+    source: &Db,
+    c: &CompiledStep,
+    batch: &mut SourceBatch,
+    key_type: Option<&str>,
+) -> Result<()> {
+    if c.spec.embed.is_empty() {
+        return Ok(());
+    }
+    let key_at = CompiledStep::column_index(&batch.columns, &c.key_column);
+    if key_at.is_none() && !batch.rows.is_empty() {
+        return Err(eyre!(
+            "step {}: the page has no column {} (the source key the embedded rows join on)",
+            c.version,
+            c.key_column
+        ));
+    }
+    let mut keys: Vec<Value> = Vec::with_capacity(batch.rows.len());
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(batch.rows.len());
+    for row in &batch.rows {
+        if let Some(v) = key_at.and_then(|i| row.get(i))
+            && let Some(t) = v.to_text()
+            && seen.insert(t)
+        {
+            keys.push(v.clone());
+        }
+    }
+    let embeds = crate::engine::data::embed::fetch(source, &c.version, &c.spec.embed, &keys, key_type).await?;
+    batch.embeds = Arc::new(embeds);
+    Ok(())
 }
 
 async fn scalar_count(db: &Db, sql: &str) -> Result<u64> {

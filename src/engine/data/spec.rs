@@ -464,7 +464,103 @@ impl DataStep {
         if let Some(sync) = &s.sync {
             sync.check(&s)?;
         }
+        s.check_embeds()?;
         Ok(s)
+    }
+
+    /// `[[embed]]` refusals at load time: what an embed needs (a path, a table or a query, the
+    /// parent key), what it works with (the source database, a one-column source key) and
+    /// child fields the pipeline can compute without the target (no lookup, new_id or
+    /// store_file: those need the ID map, the target or the file store, row by row).
+    fn check_embeds(&self) -> Result<()> {
+        let mut paths: Vec<&str> = Vec::new();
+        for e in &self.embed {
+            let path = e.path.trim();
+            if path.is_empty() || path.split('.').any(|p| p.trim().is_empty()) {
+                return Err(eyre!(
+                    "[[embed]] path = {:?}: name where the array goes, e.g. \"lines\" or \"details.lines\"",
+                    e.path
+                ));
+            }
+            let name = format!("[[embed]] {path}");
+            match (&e.table, &e.query) {
+                (Some(_), Some(_)) => return Err(eyre!("{name}: has table and query; give one")),
+                (None, None) => return Err(eyre!("{name}: needs a table or a query of the child rows")),
+                (Some(t), None) if t.trim().is_empty() => return Err(eyre!("{name}: table is empty")),
+                (None, Some(q)) if q.trim().is_empty() => return Err(eyre!("{name}: query is empty")),
+                _ => {}
+            }
+            if e.parent_key.trim().is_empty() {
+                return Err(eyre!(
+                    "{name}: parent_key must name the child column holding the parent's source key"
+                ));
+            }
+            if self.source.is_file() {
+                return Err(eyre!(
+                    "{name}: [[embed]] reads the source database; this step reads a file"
+                ));
+            }
+            if self.source.key.columns().len() != 1 {
+                return Err(eyre!(
+                    "{name}: children are joined on the parent's source key, which must be one column; [source] key is ({})",
+                    self.source.key
+                ));
+            }
+            if e.max_items == Some(0) {
+                return Err(eyre!(
+                    "{name}: max_items must be at least 1 (leave it out for no limit)"
+                ));
+            }
+            if paths.contains(&path) {
+                return Err(eyre!("{name}: two [[embed]] write the same path"));
+            }
+            if self.fields.iter().any(|f| {
+                f.target == path
+                    || f.target.starts_with(&format!("{path}."))
+                    || path.starts_with(&format!("{}.", f.target))
+            }) {
+                return Err(eyre!(
+                    "{name}: a [[fields]] target writes that path too; the array would overwrite it"
+                ));
+            }
+            paths.push(path);
+            for f in &e.fields {
+                let field = format!("{name}: field '{}'", f.target);
+                if f.target.trim().is_empty() || f.target.split('.').any(|p| p.trim().is_empty()) {
+                    return Err(eyre!("{name}: a field has an empty target"));
+                }
+                let given = [f.source.is_some(), f.value.is_some(), f.run.is_some()]
+                    .iter()
+                    .filter(|g| **g)
+                    .count();
+                if given > 1 {
+                    return Err(eyre!("{field} has more than one of source, value and run; give one"));
+                }
+                if let Some(t) = f
+                    .transforms
+                    .iter()
+                    .find(|t| matches!(t, Transform::Lookup(_) | Transform::NewId | Transform::StoreFile(_)))
+                {
+                    return Err(eyre!(
+                        "{field}: {} is not available in an embedded row (it needs the ID map, the target or the file store); transform the parent's fields instead",
+                        t.name()
+                    ));
+                }
+                if let Some(c) = f.validate.iter().find(|c| {
+                    matches!(
+                        c.rule,
+                        crate::engine::validate::Rule::ReferenceExists { .. }
+                            | crate::engine::validate::Rule::MatchesSource { .. }
+                    )
+                }) {
+                    return Err(eyre!(
+                        "{field}: validation {} is not available in an embedded row",
+                        c.rule.name()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn source_name(&self) -> String {
@@ -524,6 +620,13 @@ impl DataStep {
         for f in &self.fields {
             let top = f.target.split('.').next().unwrap_or(&f.target).to_string();
             if !cols.contains(&top) {
+                cols.push(top);
+            }
+        }
+        // An embed's array goes into a column (`lines`) or a path of one (`details.lines`).
+        for e in &self.embed {
+            let top = e.path.trim().split('.').next().unwrap_or_default().to_string();
+            if !top.is_empty() && !cols.contains(&top) {
                 cols.push(top);
             }
         }
@@ -654,6 +757,50 @@ mod tests {
         ] {
             let err = file_step(source).unwrap_err().to_string();
             assert!(err.contains(says), "{source:?}: {err}");
+        }
+    }
+
+    const EMBED_STEP: &str = "[source]\ntable = \"orders\"\nkey = \"id\"\n[target]\ntable = \"t\"\nnatural_key = [\"legacy_id\"]\n[[fields]]\ntarget = \"legacy_id\"\nsource = \"id\"\n[[embed]]\npath = \"lines\"\ntable = \"order_lines\"\nparent_key = \"order_id\"\n";
+
+    #[test]
+    fn an_embed_path_is_a_target_column() {
+        let s = DataStep::parse(EMBED_STEP).unwrap();
+        assert_eq!(s.target_columns(), vec!["legacy_id", "lines"]);
+        let s = DataStep::parse(&EMBED_STEP.replace("path = \"lines\"", "path = \"details.lines\"")).unwrap();
+        assert_eq!(s.target_columns(), vec!["legacy_id", "details"]);
+    }
+
+    #[test]
+    fn bad_embeds_fail_when_the_step_is_parsed() {
+        for (from, to, says) in [
+            ("path = \"lines\"", "path = \"a..b\"", "name where the array goes"),
+            ("table = \"order_lines\"\n", "", "needs a table or a query"),
+            (
+                "parent_key = \"order_id\"\n",
+                "parent_key = \"order_id\"\nmax_items = 0\n",
+                "max_items must be at least 1",
+            ),
+            (
+                "path = \"lines\"",
+                "path = \"legacy_id\"",
+                "a [[fields]] target writes that path too",
+            ),
+            (
+                "parent_key = \"order_id\"\n",
+                "parent_key = \"order_id\"\n[[embed.fields]]\ntarget = \"x\"\nsource = \"x\"\ntransforms = [\"new_id\"]\n",
+                "new_id is not available in an embedded row",
+            ),
+            (
+                "parent_key = \"order_id\"\n",
+                "parent_key = \"order_id\"\n[[embed.fields]]\ntarget = \"x\"\nsource = \"x\"\nvalidate = [{ rule = \"reference_exists\", map = \"m\" }]\n",
+                "validation reference_exists is not available",
+            ),
+        ] {
+            assert!(EMBED_STEP.contains(from), "{from}");
+            let e = DataStep::parse(&EMBED_STEP.replacen(from, to, 1))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{to}: {e}");
         }
     }
 }

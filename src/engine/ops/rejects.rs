@@ -82,19 +82,17 @@ pub async fn retry(project: &Project, target: &Db, ids: Vec<i64>, run_id: &str) 
                 .cloned()
                 .ok_or_else(|| eyre!("step {} not loaded", rec.step))?;
             if source.is_none() {
-                let url = project
-                    .config
-                    .source
-                    .as_ref()
-                    .ok_or_else(|| eyre!("no [source] configured"))?;
-                source = Some(Db::connect(url, &project.config.dir, crate::engine::db::Role::Source).await?);
+                source = Some(connect_source(project).await?);
             }
             let src = source.as_ref().ok_or_else(|| eyre!("no source"))?;
             let (still, counts) =
                 crate::engine::steps::merge::retry_row(&mut tx, src, &m, &writer, run_id, &rec).await?;
             (still, counts, Vec::new())
         } else {
-            crate::engine::steps::data::retry_row(&mut tx, &c, &writer, &rec.row).await?
+            if !c.spec.embed.is_empty() && source.is_none() {
+                source = Some(connect_source(project).await?);
+            }
+            crate::engine::steps::data::retry_row(&mut tx, &c, &writer, &rec.row, source.as_ref()).await?
         };
         if let Some(r) = still {
             // Still rejected: keep the one record, with the new reason.
@@ -360,4 +358,15 @@ pub async fn export_filtered(project: &Project, filter: &str, stamp: &str) -> Re
     let res = export_csv(project, &target, &text_filter(project, filter), &path).await;
     target.close().await;
     res.map(|n| (path, n))
+}
+
+/// The project's source database, for a retry that reads it again (a merge step's rows, a
+/// data step's `[[embed]]` children).
+async fn connect_source(project: &Project) -> Result<Db> {
+    let url = project
+        .config
+        .source
+        .as_ref()
+        .ok_or_else(|| eyre!("no [source] configured"))?;
+    Db::connect(url, &project.config.dir, crate::engine::db::Role::Source).await
 }

@@ -203,7 +203,7 @@ pub(crate) fn decide_rows(
             });
             continue;
         }
-        match c.process(&batch.columns, &layout, row, cache, today) {
+        match c.process_embedded(&batch.columns, &layout, row, &batch.embeds, cache, today) {
             Processed::Write {
                 key,
                 mut values,
@@ -689,16 +689,29 @@ async fn record_first_mark(ctx: &RunCtx, step: &StepDef, c: &Arc<CompiledStep>) 
 
 /// Retry one rejected row of a data step inside `tx`: the row goes through the step's pipeline
 /// again. Returns the reject when it is still rejected, else the row's books and warnings.
+/// `source`: the source database, which a step with `[[embed]]` reads the row's children from
+/// again (they may have been fixed too).
 pub async fn retry_row(
     tx: &mut DbTx,
     c: &CompiledStep,
     writer: &TargetWriter,
     row: &serde_json::Value,
+    source: Option<&Db>,
 ) -> Result<(Option<NewReject>, Counts, Vec<NewReject>)> {
     let obj = row.as_object().cloned().unwrap_or_default();
     let columns: Vec<String> = obj.keys().cloned().collect();
     let row: Vec<Value> = obj.values().map(Value::from_json).collect();
-    let batch = SourceBatch::new(Arc::new(columns), vec![row]);
+    let mut batch = SourceBatch::new(Arc::new(columns), vec![row]);
+    if !c.spec.embed.is_empty() {
+        let source = source.ok_or_else(|| {
+            color_eyre::eyre::eyre!(
+                "step {}: retrying a row with [[embed]] needs the source database",
+                c.version
+            )
+        })?;
+        let key_type = crate::engine::data::embed::parent_key_type(source, &c.spec, &c.key_column).await?;
+        crate::engine::data::reader::fetch_children(source, c, &mut batch, key_type.as_deref()).await?;
+    }
     let cache = c.prefetch(tx, &batch).await?;
     let mut res = write_batch(tx, c, writer, &batch, &cache).await?;
     Ok((res.rejects.pop(), res.counts, res.warnings))

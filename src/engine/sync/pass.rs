@@ -269,6 +269,7 @@ fn split_deleted(reader: &ChangeReader, page: &SourceBatch) -> (SourceBatch, Vec
             columns: page.columns.clone(),
             rows: live,
             issues,
+            embeds: page.embeds.clone(),
         },
         deleted,
     )

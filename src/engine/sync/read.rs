@@ -276,11 +276,17 @@ impl ChangeReader {
                 from.map(|p| p.text()).unwrap_or_else(|| "(start)".into())
             ))
         })?;
-        Ok(SourceBatch {
+        let mut batch = SourceBatch {
             columns: Arc::new(rows.columns),
             rows: rows.rows,
             issues: rows.issues,
-        })
+            embeds: Arc::default(),
+        };
+        // The synced rows' children, read again with them (a parent's array is rebuilt
+        // whole when the parent row changes).
+        let key_type = self.types.as_ref().and_then(|t| t.get(1)).cloned();
+        crate::engine::data::reader::fetch_children(&self.source, &self.c, &mut batch, key_type.as_deref()).await?;
+        Ok(batch)
     }
 
     /// The position of a row read by `page`.

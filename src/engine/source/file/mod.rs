@@ -268,6 +268,7 @@ fn read_page(
         columns: open.layout.columns.clone(),
         rows,
         issues,
+        embeds: Default::default(),
     };
     Ok((open, batch))
 }
