@@ -94,6 +94,7 @@ impl Project {
         for s in steps.iter_mut().filter(|s| s.kind == StepKind::Data) {
             s.source_file = source_file_of(&config, s);
         }
+        crate::engine::data::bucket::check_project_buckets(&config, &steps)?;
         Ok(Project { config, steps })
     }
 
