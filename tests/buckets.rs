@@ -419,3 +419,76 @@ fn postgres_bytea_source() {
     let (ok, c) = bucket_check(&p, &source);
     assert!(ok, "{c}");
 }
+
+/// A key kept inside a JSON document column (`doc.file.key`, as a collection keeps it in
+/// `data`): verify reads the keys there, and `down` removes the files they name. A temporary
+/// file a killed run left in the bucket is swept by the next run.
+fn keys_inside_a_json_column(b: Backend) {
+    let p = project(b);
+    let table = match b {
+        Backend::Sqlite => "CREATE TABLE blobs (id TEXT PRIMARY KEY, legacy_id INTEGER NOT NULL UNIQUE, doc TEXT);",
+        Backend::Postgres => "CREATE TABLE blobs (id UUID PRIMARY KEY, legacy_id BIGINT NOT NULL UNIQUE, doc JSONB);",
+    };
+    p.schema_step(SCHEMA, table, "DROP TABLE blobs;");
+    p.data_step(
+        AVATARS,
+        r#"kind = "data"
+[source]
+query = "SELECT id, content FROM files WHERE id IN (1, 2, 5)"
+key = "id"
+[target]
+table = "blobs"
+[id_map]
+column = "id"
+map = "blobs"
+[[fields]]
+target = "legacy_id"
+source = "id"
+[[fields]]
+target = "doc.file.key"
+source = "content"
+transforms = [{ store_file = { bucket = "avatars" } }]
+[[fields]]
+target = "doc.file.mime"
+source = "content"
+transforms = ["detect_mime"]
+"#,
+    );
+    // A dead process's temporary file in the bucket.
+    let mut done = std::process::Command::new("true").spawn().expect("spawn true");
+    let dead = done.id();
+    done.wait().expect("wait");
+    let shard = bucket_dir(&p).join("ab");
+    std::fs::create_dir_all(&shard).expect("mkdir");
+    let orphan = shard.join(format!(".ab{}-0.{dead}", "0".repeat(62)));
+    std::fs::write(&orphan, b"half").expect("orphan");
+
+    p.ok(&["up"]);
+    assert!(!orphan.exists(), "the killed run's temporary file is still in the bucket");
+    let stored = files_in(&bucket_dir(&p));
+    assert_eq!(stored.len(), 2, "{:?}", stored.keys());
+    let mimes = p.target_sql(match b {
+        Backend::Sqlite => "SELECT json_extract(doc, '$.file.mime') FROM blobs ORDER BY legacy_id",
+        Backend::Postgres => "SELECT doc #>> '{file,mime}' FROM blobs ORDER BY legacy_id",
+    });
+    // Row 5's NULL content leaves no MIME type (the last, empty line is trimmed).
+    assert_eq!(p.count("blobs"), 3);
+    assert_eq!(mimes.lines().map(str::trim).collect::<Vec<_>>(), ["image/png", "image/jpeg"]);
+    let (ok, c) = bucket_check(&p, &[]);
+    assert!(ok, "{c}");
+    assert!(c["detail"].as_str().unwrap_or_default().contains("the rows name 2 keys"), "{c}");
+
+    let (key, bytes) = stored.iter().next().expect("a stored file");
+    std::fs::remove_file(bucket_dir(&p).join(key)).expect("delete");
+    let (ok, c) = bucket_check(&p, &[]);
+    assert!(!ok, "{c}");
+    assert_eq!(
+        c["detail"].as_str().unwrap_or_default(),
+        format!("1 of 2 storage keys the rows name is missing: {key}")
+    );
+    std::fs::write(bucket_dir(&p).join(key), bytes).expect("restore");
+
+    p.ok(&["down", "--to", "20250101T090000", "--yes"]);
+    assert!(files_in(&bucket_dir(&p)).is_empty(), "{:?}", files_in(&bucket_dir(&p)).keys());
+}
+both!(keys_inside_a_json_column);

@@ -80,6 +80,11 @@ fn size(bytes: u64) -> String {
     format!("{v:.1} {unit}")
 }
 
+/// "1 file", "312 files".
+fn counted(n: u64, what: &str) -> String {
+    format!("{} {what}{}", bucket::group_digits(n), if n == 1 { "" } else { "s" })
+}
+
 fn listed(keys: &[String], n: usize) -> String {
     let shown: Vec<&str> = keys.iter().take(SHOW_KEYS).map(String::as_str).collect();
     format!("{}{}", shown.join(", "), if n > SHOW_KEYS { ", …" } else { "" })
@@ -169,10 +174,10 @@ pub(super) async fn bucket_check(project: &Project, b: &Bucket, target: &Db) -> 
     let ok = problems.is_empty();
     let detail = if ok {
         format!(
-            "{} files, {}, every file matches its SHA-256; the rows name {} keys, every one stored",
-            bucket::group_digits(w.files),
+            "{}, {}, every file matches its SHA-256; the rows name {}, every one stored",
+            counted(w.files, "file"),
             size(w.bytes),
-            bucket::group_digits(keys.len() as u64)
+            counted(keys.len() as u64, "key")
         )
     } else {
         problems.join("; ")
