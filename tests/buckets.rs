@@ -47,19 +47,22 @@ fn sha256(b: &[u8]) -> String {
     Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The source rows by id: (name, content).
-fn source_files() -> Vec<(i64, Option<&'static str>, Option<Vec<u8>>)> {
+/// A source row: id, name, content.
+type SourceFile = (i64, Option<&'static str>, Option<Vec<u8>>);
+
+/// The source rows.
+fn source_files() -> Vec<SourceFile> {
     let mut big = png(0);
     big.resize(300, 7); // over the bucket's 256-byte limit
     vec![
         (1, Some("one.png"), Some(png(1))),
         (2, Some("two.jpg"), Some(jpeg())),
-        (3, Some("three.gif"), Some(gif())),   // a type the bucket does not take
-        (4, Some("four.png"), Some(big)),      // over the size limit
-        (5, Some("five"), None),               // NULL stays NULL
-        (6, Some("six.png"), Some(png(1))),    // the same bytes as 1: one file
-        (7, None, Some(png(7))),               // rejected by a later field: no file
-        (8, Some("eight.pdf"), Some(pdf())),   // not an image
+        (3, Some("three.gif"), Some(gif())), // a type the bucket does not take
+        (4, Some("four.png"), Some(big)),    // over the size limit
+        (5, Some("five"), None),             // NULL stays NULL
+        (6, Some("six.png"), Some(png(1))),  // the same bytes as 1: one file
+        (7, None, Some(png(7))),             // rejected by a later field: no file
+        (8, Some("eight.pdf"), Some(pdf())), // not an image
     ]
 }
 
@@ -124,7 +127,9 @@ fn project(b: Backend) -> TestProject {
     let mut sql = String::from("CREATE TABLE files (id INTEGER PRIMARY KEY, name TEXT, content BLOB);\n");
     for (id, name, content) in source_files() {
         let name = name.map(|n| format!("'{n}'")).unwrap_or_else(|| "NULL".into());
-        let content = content.map(|c| format!("X'{}'", hex(&c))).unwrap_or_else(|| "NULL".into());
+        let content = content
+            .map(|c| format!("X'{}'", hex(&c)))
+            .unwrap_or_else(|| "NULL".into());
         sql.push_str(&format!("INSERT INTO files VALUES ({id}, {name}, {content});\n"));
     }
     p.source_sql(&sql);
@@ -139,7 +144,11 @@ fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let Ok(shards) = std::fs::read_dir(dir) else { return out };
     for s in shards.flatten() {
         for f in std::fs::read_dir(s.path()).into_iter().flatten().flatten() {
-            let key = format!("{}/{}", s.file_name().to_string_lossy(), f.file_name().to_string_lossy());
+            let key = format!(
+                "{}/{}",
+                s.file_name().to_string_lossy(),
+                f.file_name().to_string_lossy()
+            );
             out.insert(key, std::fs::read(f.path()).expect("read stored file"));
         }
     }
@@ -231,7 +240,11 @@ fn assert_migrated(p: &TestProject, extra: &[&str]) {
     // The books: source 8 = written 4 + rejected 4, from the tables themselves and the ledger.
     assert_eq!(p.count("avatars"), 4);
     let c = step_counts(p);
-    assert_eq!((c["source"].as_i64(), c["written"].as_i64(), c["rejected"].as_i64()), (Some(8), Some(4), Some(4)), "{c}");
+    assert_eq!(
+        (c["source"].as_i64(), c["written"].as_i64(), c["rejected"].as_i64()),
+        (Some(8), Some(4), Some(4)),
+        "{c}"
+    );
 
     // Each written row: its MIME type from the bytes, its file byte-identical under its digest.
     let rows = p.target_sql("SELECT legacy_id, mime, storage_key FROM avatars ORDER BY legacy_id");
@@ -248,7 +261,11 @@ fn assert_migrated(p: &TestProject, extra: &[&str]) {
             Some(bytes) => {
                 let digest = sha256(bytes);
                 assert_eq!(key, format!("{}/{digest}", &digest[..2]), "row {id}");
-                assert_eq!(stored.get(key), Some(bytes), "row {id}: the stored file is not the source's bytes");
+                assert_eq!(
+                    stored.get(key),
+                    Some(bytes),
+                    "row {id}: the stored file is not the source's bytes"
+                );
                 assert_eq!(mime, if id == 2 { "image/jpeg" } else { "image/png" }, "row {id}");
                 seen.push(key.to_string());
             }
@@ -260,7 +277,10 @@ fn assert_migrated(p: &TestProject, extra: &[&str]) {
     seen.sort();
     seen.dedup();
     assert_eq!(stored.keys().cloned().collect::<Vec<_>>(), seen);
-    assert!(!p.path().join("records-folder").exists(), "nothing went to the records bucket");
+    assert!(
+        !p.path().join("records-folder").exists(),
+        "nothing went to the records bucket"
+    );
 }
 
 fn buckets_store_check_and_roll_back(b: Backend) {
@@ -308,7 +328,11 @@ fn buckets_store_check_and_roll_back(b: Backend) {
     assert!(preview.contains("remove 2 files from buckets/avatars/"), "{preview}");
     p.ok(&["down", "--to", "20250101T090000", "--yes"]);
     assert_eq!(p.count("avatars"), 0);
-    assert!(files_in(&bucket_dir(&p)).is_empty(), "{:?}", files_in(&bucket_dir(&p)).keys());
+    assert!(
+        files_in(&bucket_dir(&p)).is_empty(),
+        "{:?}",
+        files_in(&bucket_dir(&p)).keys()
+    );
 }
 both!(buckets_store_check_and_roll_back);
 
@@ -347,7 +371,12 @@ transforms = [{ store_file = { bucket = "avatars" } }]
     assert!(preview.contains("remove 0 files from buckets/avatars/"), "{preview}");
     p.ok(&["down", "--to", "20250101T090200", "--yes"]);
     let left = files_in(&bucket_dir(&p));
-    assert_eq!(left.len(), 2, "the avatars step still names both files: {:?}", left.keys());
+    assert_eq!(
+        left.len(),
+        2,
+        "the avatars step still names both files: {:?}",
+        left.keys()
+    );
     p.ok(&["down", "--to", "20250101T090000", "--yes"]);
     assert!(files_in(&bucket_dir(&p)).is_empty());
 }
@@ -363,12 +392,17 @@ fn a_dry_run_writes_no_file() {
 #[test]
 fn an_unknown_bucket_is_refused_naming_the_buckets() {
     let p = project(Backend::Sqlite);
-    p.data_step(AVATARS, &avatars_step().replace("bucket = \"avatars\"", "bucket = \"avatarz\""));
+    p.data_step(
+        AVATARS,
+        &avatars_step().replace("bucket = \"avatars\"", "bucket = \"avatarz\""),
+    );
     let o = p.run(&["status"]);
     assert!(!o.status.success(), "status accepted an unknown bucket: {}", stdout(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("store_file names bucket 'avatarz', which cutover.toml does not define; the buckets are avatars, records"),
+        err.contains(
+            "store_file names bucket 'avatarz', which cutover.toml does not define; the buckets are avatars, records"
+        ),
         "{err}"
     );
     assert!(err.contains("20250101T090100_avatars"), "{err}");
@@ -395,7 +429,10 @@ fn check_lists_each_bucket_folder() {
     let avatars = bucket_dir(&p);
     assert!(out.contains(&format!("bucket avatars {}:", avatars.display())), "{out}");
     assert!(
-        out.contains(&format!("bucket records {}:", p.path().join("records-folder").display())),
+        out.contains(&format!(
+            "bucket records {}:",
+            p.path().join("records-folder").display()
+        )),
         "{out}"
     );
 }
@@ -464,7 +501,10 @@ transforms = ["detect_mime"]
     std::fs::write(&orphan, b"half").expect("orphan");
 
     p.ok(&["up"]);
-    assert!(!orphan.exists(), "the killed run's temporary file is still in the bucket");
+    assert!(
+        !orphan.exists(),
+        "the killed run's temporary file is still in the bucket"
+    );
     let stored = files_in(&bucket_dir(&p));
     assert_eq!(stored.len(), 2, "{:?}", stored.keys());
     let mimes = p.target_sql(match b {
@@ -473,10 +513,19 @@ transforms = ["detect_mime"]
     });
     // Row 5's NULL content leaves no MIME type (the last, empty line is trimmed).
     assert_eq!(p.count("blobs"), 3);
-    assert_eq!(mimes.lines().map(str::trim).collect::<Vec<_>>(), ["image/png", "image/jpeg"]);
+    assert_eq!(
+        mimes.lines().map(str::trim).collect::<Vec<_>>(),
+        ["image/png", "image/jpeg"]
+    );
     let (ok, c) = bucket_check(&p, &[]);
     assert!(ok, "{c}");
-    assert!(c["detail"].as_str().unwrap_or_default().contains("the rows name 2 keys"), "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the rows name 2 keys"),
+        "{c}"
+    );
 
     let (key, bytes) = stored.iter().next().expect("a stored file");
     std::fs::remove_file(bucket_dir(&p).join(key)).expect("delete");
@@ -489,6 +538,10 @@ transforms = ["detect_mime"]
     std::fs::write(bucket_dir(&p).join(key), bytes).expect("restore");
 
     p.ok(&["down", "--to", "20250101T090000", "--yes"]);
-    assert!(files_in(&bucket_dir(&p)).is_empty(), "{:?}", files_in(&bucket_dir(&p)).keys());
+    assert!(
+        files_in(&bucket_dir(&p)).is_empty(),
+        "{:?}",
+        files_in(&bucket_dir(&p)).keys()
+    );
 }
 both!(keys_inside_a_json_column);

@@ -756,7 +756,12 @@ impl CompiledStep {
                     }
                     Transform::NewId => v = Value::Text(uuid::Uuid::now_v7().to_string()),
                     Transform::StoreFile(spec) => {
-                        match stage_file(self.file_store.as_ref(), spec, std::mem::replace(&mut v, Value::Null), name) {
+                        match stage_file(
+                            self.file_store.as_ref(),
+                            spec,
+                            std::mem::replace(&mut v, Value::Null),
+                            name,
+                        ) {
                             Ok((key, file)) => {
                                 v = key;
                                 pending_files.extend(file);
@@ -908,7 +913,8 @@ impl CompiledStep {
         for f in &self.fields {
             for t in &f.spec.transforms {
                 if let Transform::StoreFile(spec) = t
-                    && let Some((_, folder)) = crate::engine::data::bucket::store_folder(&store.root, &store.buckets, spec)
+                    && let Some((_, folder)) =
+                        crate::engine::data::bucket::store_folder(&store.root, &store.buckets, spec)
                 {
                     sweep_dir(&folder);
                 }
@@ -969,12 +975,13 @@ fn stage_file(
         _ => return Err(FileRefusal::Other("store_file expects bytes".into())),
     };
     let store = store.ok_or_else(|| FileRefusal::Other("store_file needs a project folder".into()))?;
-    let (_, folder) = crate::engine::data::bucket::store_folder(&store.root, &store.buckets, spec).ok_or_else(|| {
-        FileRefusal::Other(format!(
-            "no bucket named '{}' in cutover.toml",
-            spec.bucket.as_deref().unwrap_or_default()
-        ))
-    })?;
+    let (_, folder) =
+        crate::engine::data::bucket::store_folder(&store.root, &store.buckets, spec).ok_or_else(|| {
+            FileRefusal::Other(format!(
+                "no bucket named '{}' in cutover.toml",
+                spec.bucket.as_deref().unwrap_or_default()
+            ))
+        })?;
     if let Some(bucket) = spec.bucket.as_ref().and_then(|b| store.buckets.get(b))
         && let Some(reason) = bucket.refusal(&bytes)
     {

@@ -47,7 +47,13 @@ fn stored_file_columns(project: &Project, c: &CompiledStep) -> Vec<StoredFiles> 
 /// Queries of the keys that other steps' rows name in `bucket` (a file one of them names is
 /// not this step's to remove). Rows of this step's own table and field are left to
 /// [`orphaned_files_sql`], which tells this step's rows from the others.
-async fn other_steps_keys(db: &Db, project: &Project, step: &StepDef, table: &str, f: &StoredFiles) -> Result<Vec<String>> {
+async fn other_steps_keys(
+    db: &Db,
+    project: &Project,
+    step: &StepDef,
+    table: &str,
+    f: &StoredFiles,
+) -> Result<Vec<String>> {
     let Some(name) = &f.bucket else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for other in project.steps.iter().filter(|s| s.version != step.version) {

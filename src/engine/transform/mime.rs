@@ -25,9 +25,7 @@ pub fn mime_allowed(allowed: &[String], mime: &str) -> bool {
         || allowed.iter().any(|a| {
             let a = a.trim();
             match a.strip_suffix("/*") {
-                Some(top) => mime
-                    .split_once('/')
-                    .is_some_and(|(t, _)| t.eq_ignore_ascii_case(top)),
+                Some(top) => mime.split_once('/').is_some_and(|(t, _)| t.eq_ignore_ascii_case(top)),
                 None => a == "*/*" || a.eq_ignore_ascii_case(mime),
             }
         })

@@ -112,10 +112,12 @@ async fn named_keys(project: &Project, b: &Bucket, target: &Db) -> Result<BTreeS
                 "SELECT DISTINCT {k} FROM {} WHERE {k} IS NOT NULL",
                 crate::engine::backend::ident(table)
             );
-            let rows = target
-                .fetch_all(&sql, &[])
-                .await
-                .map_err(|e| format!("{table}.{field}: {}", crate::engine::config::redact_url(&format!("{e:#}"))))?;
+            let rows = target.fetch_all(&sql, &[]).await.map_err(|e| {
+                format!(
+                    "{table}.{field}: {}",
+                    crate::engine::config::redact_url(&format!("{e:#}"))
+                )
+            })?;
             keys.extend(rows.rows.iter().filter_map(|r| r.first().and_then(|v| v.to_text())));
         }
     }
