@@ -101,11 +101,17 @@ pub fn store_file_fields(spec: &DataStep) -> Vec<(String, StoreFileSpec)> {
 }
 
 /// Refuse a step whose `store_file` names a bucket cutover.toml does not define, naming the
-/// buckets that exist.
-pub fn check_buckets_named(spec: &DataStep, buckets: &BTreeMap<String, BucketSpec>) -> Result<()> {
-    for (target, s) in store_file_fields(spec) {
-        let Some(name) = &s.bucket else { continue };
-        if buckets.contains_key(name) {
+/// buckets that exist. `step_toml` is the step's file as text: data and merge steps alike are
+/// searched for `store_file = { bucket = … }` wherever a field holds it (a file that does not
+/// parse is reported when the step is loaded to run, not here).
+pub fn check_buckets_named(step_toml: &str, buckets: &BTreeMap<String, BucketSpec>) -> Result<()> {
+    let Ok(doc) = step_toml.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let mut named = Vec::new();
+    buckets_in(&doc, None, &mut named);
+    for (target, name) in named {
+        if buckets.contains_key(&name) {
             continue;
         }
         let known = if buckets.is_empty() {
@@ -117,30 +123,34 @@ pub fn check_buckets_named(spec: &DataStep, buckets: &BTreeMap<String, BucketSpe
             )
         };
         return Err(eyre!(
-            "field '{target}': store_file names bucket '{name}', which cutover.toml does not define; {known}"
+            "field '{}': store_file names bucket '{name}', which cutover.toml does not define; {known}",
+            target.unwrap_or_default()
         ));
     }
     Ok(())
 }
 
-/// Refuse a project whose data or merge steps name a bucket cutover.toml does not define (a
-/// step.toml that does not parse is reported when the step is loaded to run, not here).
-pub fn check_project_buckets(config: &Config, steps: &[crate::engine::project::StepDef]) -> Result<()> {
-    use crate::engine::project::StepKind;
-    for step in steps {
-        let specs: Vec<DataStep> = match step.kind {
-            StepKind::Data => DataStep::load(&step.file("step.toml")).into_iter().collect(),
-            StepKind::Merge => crate::engine::steps::merge::MergeStep::load(step)
-                .map(|m| vec![m.a.spec, m.b.spec])
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        for spec in &specs {
-            check_buckets_named(spec, &config.buckets)
-                .map_err(|e| eyre!("step {}_{}: {e}", step.version, step.name))?;
+/// Every `store_file = { bucket = "…" }` under `t`, with the `target` of the table holding it.
+fn buckets_in(t: &toml::Table, target: Option<&str>, out: &mut Vec<(Option<String>, String)>) {
+    let target = t.get("target").and_then(|v| v.as_str()).or(target);
+    for (k, v) in t {
+        match v {
+            toml::Value::Table(inner) if k == "store_file" => {
+                if let Some(b) = inner.get("bucket").and_then(|b| b.as_str()) {
+                    out.push((target.map(str::to_string), b.to_string()));
+                }
+            }
+            toml::Value::Table(inner) => buckets_in(inner, target, out),
+            toml::Value::Array(items) => {
+                for item in items {
+                    if let toml::Value::Table(inner) = item {
+                        buckets_in(inner, target, out);
+                    }
+                }
+            }
+            _ => {}
         }
     }
-    Ok(())
 }
 
 /// Where a `store_file` puts its files: the bucket's folder, or `dir` under the project folder.
@@ -202,6 +212,23 @@ mod tests {
             Some("file is image/gif (detected from its bytes), bucket avatars takes image/png, image/jpeg")
         );
         assert_eq!(b.refusal(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), None);
+    }
+
+    #[test]
+    fn unknown_buckets_are_found_in_any_field_table() {
+        let buckets: BTreeMap<String, BucketSpec> = [("avatars".to_string(), BucketSpec::default())].into();
+        let step = |bucket: &str| {
+            format!(
+                "kind = \"merge\"\n[[a.fields]]\ntarget = \"photo\"\nsource = \"p\"\ntransforms = [\"trim\", {{ store_file = {{ bucket = \"{bucket}\" }} }}]\n"
+            )
+        };
+        assert!(check_buckets_named(&step("avatars"), &buckets).is_ok());
+        let e = check_buckets_named(&step("avatarz"), &buckets).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "field 'photo': store_file names bucket 'avatarz', which cutover.toml does not define; the buckets are avatars"
+        );
+        assert!(check_buckets_named("not toml [", &buckets).is_ok());
     }
 
     #[test]
