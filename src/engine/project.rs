@@ -94,6 +94,15 @@ impl Project {
         for s in steps.iter_mut().filter(|s| s.kind == StepKind::Data) {
             s.source_file = source_file_of(&config, s);
         }
+        for s in steps
+            .iter()
+            .filter(|s| matches!(s.kind, StepKind::Data | StepKind::Merge))
+        {
+            if let Ok(text) = std::fs::read_to_string(s.file("step.toml")) {
+                crate::engine::data::bucket::check_buckets_named(&text, &config.buckets)
+                    .map_err(|e| eyre!("step {}_{}: {e}", s.version, s.name))?;
+            }
+        }
         Ok(Project { config, steps })
     }
 

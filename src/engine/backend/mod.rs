@@ -323,6 +323,29 @@ impl Dialect {
     }
 }
 
+/// The expression buckets need (verify, rollback): a stored file's key kept inside a JSON
+/// document column (a collection's `data.storage_key`).
+impl Dialect {
+    /// The text at `path` (keys, outermost first) of the JSON document in the quoted column
+    /// `doc`; NULL when the path is missing or JSON null.
+    pub fn json_text_at_path(self, doc: &str, path: &[&str]) -> String {
+        // Each key quoted for the JSON path, then the whole path for an SQL string literal.
+        let keys: Vec<String> = path
+            .iter()
+            .map(|p| format!("\"{}\"", p.replace('"', "\\\"").replace('\'', "''")))
+            .collect();
+        let json_path = format!("'$.{}'", keys.join("."));
+        match self {
+            Dialect::Postgres => format!("(CAST({doc} AS jsonb) #>> '{{{}}}')", keys.join(",")),
+            Dialect::Sqlite => format!("json_extract({doc}, {json_path})"),
+            Dialect::Mysql => {
+                let e = format!("JSON_EXTRACT({doc}, {json_path})");
+                format!("(CASE WHEN JSON_TYPE({e}) = 'NULL' THEN NULL ELSE JSON_UNQUOTE({e}) END)")
+            }
+        }
+    }
+}
+
 /// Expressions the reject store's natural-key waits need (see `RejectStore::open_by_row_value`).
 impl Dialect {
     /// The text of top-level key `key_param` (a placeholder bound to [`Dialect::json_key_param`])

@@ -1,6 +1,7 @@
 //! Data steps: declarative `step.toml` moves of rows from the source to the target.
 
 pub mod embed;
+pub mod bucket;
 pub mod pipeline;
 pub mod reader;
 pub mod spec;

@@ -47,11 +47,40 @@ struct CompiledField {
     secret: bool,
 }
 
-/// Where `store_file` puts bytes: the project folder, and whether to write (not in dry runs).
+/// Where `store_file` puts bytes: the project folder, the project's buckets (folders resolved,
+/// limits), and whether to write (not in dry runs).
 #[derive(Debug, Clone)]
 pub struct FileStore {
     pub root: std::path::PathBuf,
     pub write: bool,
+    pub buckets: std::collections::BTreeMap<String, crate::engine::data::bucket::Bucket>,
+}
+
+impl FileStore {
+    /// The file store of a project: its folder and its `[buckets.NAME]`.
+    pub fn for_project(config: &crate::engine::config::Config, write: bool) -> FileStore {
+        FileStore {
+            root: config.dir.clone(),
+            write,
+            buckets: crate::engine::data::bucket::buckets_of(config),
+        }
+    }
+}
+
+/// A file `store_file` accepted for a row, written only once the whole row is accepted, so a
+/// row rejected by a later field (or a bucket limit) leaves nothing in the folder.
+struct PendingFile {
+    field: String,
+    folder: std::path::PathBuf,
+    digest: String,
+    bytes: Vec<u8>,
+}
+
+/// Why `store_file` did not give a key: a bucket limit (rule `bucket`), or anything else (rule
+/// `store_file`).
+enum FileRefusal {
+    Limit(String),
+    Other(String),
 }
 
 pub struct CompiledStep {
@@ -630,6 +659,7 @@ impl CompiledStep {
             warning: true,
             waits_for: None,
         };
+        let mut pending_files: Vec<PendingFile> = Vec::new();
         let mut out = vec![Value::Null; self.target_columns.len()];
         let new_id = self.spec.id_map.as_ref().map(|_| uuid::Uuid::now_v7().to_string());
         if let (Some(m), Some(id)) = (&self.spec.id_map, &new_id)
@@ -746,10 +776,23 @@ impl CompiledStep {
                         }
                     }
                     Transform::NewId => v = Value::Text(uuid::Uuid::now_v7().to_string()),
-                    Transform::StoreFile(spec) => match store_file(self.file_store.as_ref(), &spec.dir, &v) {
-                        Ok(key) => v = key,
-                        Err(e) => return reject(name, "store_file", format!("{name}: {e}"), None),
-                    },
+                    Transform::StoreFile(spec) => {
+                        match stage_file(
+                            self.file_store.as_ref(),
+                            spec,
+                            std::mem::replace(&mut v, Value::Null),
+                            name,
+                        ) {
+                            Ok((key, file)) => {
+                                v = key;
+                                pending_files.extend(file);
+                            }
+                            Err(FileRefusal::Limit(reason)) => return reject(name, "bucket", reason, None),
+                            Err(FileRefusal::Other(e)) => {
+                                return reject(name, "store_file", format!("{name}: {e}"), None);
+                            }
+                        }
+                    }
                     _ => match t.apply(v) {
                         Ok(o) => {
                             if let Some(w) = o.warning {
@@ -853,6 +896,12 @@ impl CompiledStep {
                 out[c] = Value::Null;
             }
         }
+        // Last, once nothing else can reject the row: its files go into their folders.
+        for f in pending_files {
+            if let Err(e) = f.write() {
+                return reject(&f.field, "store_file", format!("{}: {e}", f.field), None);
+            }
+        }
         Processed::Write {
             key,
             values: out,
@@ -893,8 +942,11 @@ impl CompiledStep {
         };
         for f in &self.fields {
             for t in &f.spec.transforms {
-                if let Transform::StoreFile(spec) = t {
-                    sweep_dir(&store.root.join(&spec.dir));
+                if let Transform::StoreFile(spec) = t
+                    && let Some((_, folder)) =
+                        crate::engine::data::bucket::store_folder(&store.root, &store.buckets, spec)
+                {
+                    sweep_dir(&folder);
                 }
             }
         }
@@ -936,31 +988,67 @@ fn pid_alive(pid: i32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Write bytes into the content-addressed store and return their key (`ab/abcdef…`). Writing
-/// is idempotent: the same bytes have the same key, and an existing file is left alone.
-fn store_file(store: Option<&FileStore>, dir: &str, v: &Value) -> Result<Value, String> {
+/// The storage key (`ab/abcdef…`) of bytes for `store_file`, after the bucket's limits; the
+/// file itself is handed back to be written once the row is accepted (none in a dry run).
+/// Writing is idempotent: the same bytes have the same key. NULL stays NULL.
+fn stage_file(
+    store: Option<&FileStore>,
+    spec: &crate::engine::transform::StoreFileSpec,
+    v: Value,
+    field: &str,
+) -> Result<(Value, Option<PendingFile>), FileRefusal> {
     use sha2::{Digest, Sha256};
-    let bytes: &[u8] = match v {
-        Value::Null => return Ok(Value::Null),
-        Value::Bytes(b) => &b.bytes,
-        Value::Text(t) => t.as_bytes(),
-        _ => return Err("store_file expects bytes".into()),
+    let bytes: Vec<u8> = match v {
+        Value::Null => return Ok((Value::Null, None)),
+        Value::Bytes(b) => b.bytes,
+        Value::Text(t) => t.into_bytes(),
+        _ => return Err(FileRefusal::Other("store_file expects bytes".into())),
     };
-    let store = store.ok_or("store_file needs a project folder")?;
-    let digest = crate::engine::value::hex(&Sha256::digest(bytes));
-    let key = format!("{}/{digest}", &digest[..2]);
-    if store.write {
-        let path = store.root.join(dir).join(&key);
-        if !path.exists() {
-            let parent = path.parent().ok_or("bad store path")?;
-            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-            // Write then rename, so a crash never leaves a half-written file under its digest.
-            let tmp = parent.join(format!(".{digest}.{}", std::process::id()));
-            std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, &path).map_err(|e| format!("cannot store {}: {e}", path.display()))?;
-        }
+    let store = store.ok_or_else(|| FileRefusal::Other("store_file needs a project folder".into()))?;
+    let (_, folder) =
+        crate::engine::data::bucket::store_folder(&store.root, &store.buckets, spec).ok_or_else(|| {
+            FileRefusal::Other(format!(
+                "no bucket named '{}' in cutover.toml",
+                spec.bucket.as_deref().unwrap_or_default()
+            ))
+        })?;
+    if let Some(bucket) = spec.bucket.as_ref().and_then(|b| store.buckets.get(b))
+        && let Some(reason) = bucket.refusal(&bytes)
+    {
+        return Err(FileRefusal::Limit(reason));
     }
-    Ok(Value::Text(key))
+    let digest = crate::engine::value::hex(&Sha256::digest(&bytes));
+    let key = Value::Text(format!("{}/{digest}", &digest[..2]));
+    let file = store.write.then(|| PendingFile {
+        field: field.to_string(),
+        folder,
+        digest,
+        bytes,
+    });
+    Ok((key, file))
+}
+
+impl PendingFile {
+    /// Write the file under its digest; an existing file is left alone.
+    fn write(&self) -> Result<(), String> {
+        let parent = self.folder.join(&self.digest[..2]);
+        let path = parent.join(&self.digest);
+        if path.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        // Write then rename, so a crash never leaves a half-written file under its digest. The
+        // temporary name is unique per write (two rows of a batch may carry the same bytes) and
+        // ends in the pid, which the sweep of a later run reads.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = parent.join(format!(".{}-{n}.{}", self.digest, std::process::id()));
+        std::fs::write(&tmp, &self.bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("cannot store {}: {e}", path.display())
+        })
+    }
 }
 
 /// Put `val` at `path` inside the JSON document `doc`, creating objects on the way.

@@ -217,7 +217,8 @@ fn write_probe(folder: &Path) -> std::io::Result<()> {
     res
 }
 
-/// Free space beside a SQLite target and the document store (the project folder).
+/// Free space beside a SQLite target, the document store (the project folder) and each bucket's
+/// folder.
 fn disk_space(project: &Project, sqlite_file: Option<&Path>) -> Vec<CheckItem> {
     let mut places: Vec<(String, PathBuf)> = Vec::new();
     if let Some(f) = sqlite_file {
@@ -227,10 +228,16 @@ fn disk_space(project: &Project, sqlite_file: Option<&Path>) -> Vec<CheckItem> {
         ));
     }
     places.push(("document store".into(), project.config.dir.clone()));
+    for b in crate::engine::data::bucket::buckets_of(&project.config).values() {
+        places.push((format!("bucket {}", b.name), b.dir.clone()));
+    }
     let mut details = Vec::new();
     let mut ok = true;
     for (what, at) in places {
-        match free_bytes(&at) {
+        // A bucket folder is made by the first file stored into it: until then, its disk is
+        // the one of the nearest folder that exists.
+        let existing = at.ancestors().find(|a| a.exists()).unwrap_or(&at);
+        match free_bytes(existing) {
             Ok(free) => {
                 let enough = free >= MIN_FREE_BYTES;
                 ok &= enough;

@@ -58,10 +58,10 @@ pub async fn retry(project: &Project, target: &Db, ids: Vec<i64>, run_id: &str) 
             .ok_or_else(|| eyre!("reject {id} belongs to step {} whose folder is gone", rec.step))?;
         if !compiled.contains_key(&rec.step) {
             let mut c = load_compiled(step)?;
-            c.file_store = Some(crate::engine::data::pipeline::FileStore {
-                root: project.config.dir.clone(),
-                write: true,
-            });
+            c.file_store = Some(crate::engine::data::pipeline::FileStore::for_project(
+                &project.config,
+                true,
+            ));
             c.run_id = Some(run_id.to_string());
             let w = TargetWriter::new_in(&mut tx, &c.spec.target.table, &c.target_columns).await?;
             compiled.insert(rec.step.clone(), (Arc::new(c), Arc::new(w)));

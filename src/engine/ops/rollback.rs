@@ -2,6 +2,7 @@
 //! (`revert`): restore updated rows, delete written rows, drop the step's ID-map entries,
 //! rejects and checkpoint, in one transaction with the ledger change.
 
+use crate::engine::data::bucket;
 use crate::engine::data::pipeline::CompiledStep;
 use crate::engine::data::writer::{TargetWriter, ident};
 use crate::engine::db::{Db, Role};
@@ -14,23 +15,64 @@ use crate::engine::protocol::views::{RollbackPreview, StepRollback};
 use crate::engine::steps::schema;
 use crate::engine::store::ledger::{self, LedgerStatus};
 use crate::engine::store::{self, BACKUPS, BatchCheckpoint, DISCREPANCIES, ID_MAP, REJECTS};
-use crate::engine::transform::Transform;
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 
-/// Where a step keeps files it wrote: the target column holding the store key, and the
-/// store's folder (relative to the project folder).
-fn stored_file_columns(c: &CompiledStep) -> Vec<(String, String)> {
-    c.spec
-        .fields
-        .iter()
-        .flat_map(|f| {
-            f.transforms.iter().filter_map(|t| match t {
-                Transform::StoreFile(spec) => Some((f.target.clone(), spec.dir.clone())),
-                _ => None,
+/// Where a step keeps files it wrote: the target field holding the store key (a column or a
+/// path into a JSON column), the folder as cutover.toml or step.toml names it, the folder, and
+/// the bucket when it is one.
+struct StoredFiles {
+    target: String,
+    folder_name: String,
+    folder: std::path::PathBuf,
+    bucket: Option<String>,
+}
+
+fn stored_file_columns(project: &Project, c: &CompiledStep) -> Vec<StoredFiles> {
+    let buckets = bucket::buckets_of(&project.config);
+    bucket::store_file_fields(&c.spec)
+        .into_iter()
+        .filter_map(|(target, spec)| {
+            let (folder_name, folder) = bucket::store_folder(&project.config.dir, &buckets, &spec)?;
+            Some(StoredFiles {
+                target,
+                folder_name,
+                folder,
+                bucket: spec.bucket,
             })
         })
         .collect()
+}
+
+/// Queries of the keys that other steps' rows name in `bucket` (a file one of them names is
+/// not this step's to remove). Rows of this step's own table and field are left to
+/// [`orphaned_files_sql`], which tells this step's rows from the others.
+async fn other_steps_keys(
+    db: &Db,
+    project: &Project,
+    step: &StepDef,
+    table: &str,
+    f: &StoredFiles,
+) -> Result<Vec<String>> {
+    let Some(name) = &f.bucket else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for other in project.steps.iter().filter(|s| s.version != step.version) {
+        if !matches!(other.kind, StepKind::Data | StepKind::Merge) {
+            continue;
+        }
+        let Ok(oc) = load_compiled(other) else { continue };
+        let other_table = &oc.spec.target.table;
+        for (target, spec) in bucket::store_file_fields(&oc.spec) {
+            if spec.bucket.as_ref() != Some(name) || (other_table == table && target == f.target) {
+                continue;
+            }
+            if db.table_exists(other_table).await? {
+                let k = bucket::stored_key_expr(db.dialect(), &target);
+                out.push(format!("SELECT {k} FROM {} WHERE {k} IS NOT NULL", ident(other_table)));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The rows of `table` a step wrote, as a subquery over the ID map (data steps with an ID map).
@@ -39,23 +81,28 @@ fn written_rows(writer: &TargetWriter, id_column: &str) -> String {
     format!("SELECT {expr} FROM {ID_MAP} WHERE version = $1 AND alias = 0")
 }
 
-/// Store keys that only the step's rows name: the files its rollback removes.
-fn orphaned_files_sql(table: &str, id_column: &str, key_column: &str, written: &str) -> String {
-    let (t, id, k) = (ident(table), ident(id_column), ident(key_column));
-    format!(
+/// Store keys that only the step's rows name: the files its rollback removes. `key` is the
+/// key's SQL expression; `others` are queries of keys other steps' rows name in the bucket.
+fn orphaned_files_sql(table: &str, id_column: &str, key: &str, written: &str, others: &[String]) -> String {
+    let (t, id, k) = (ident(table), ident(id_column), key);
+    let mut sql = format!(
         "SELECT DISTINCT {k} FROM {t} WHERE {id} IN ({written}) AND {k} IS NOT NULL \
          AND {k} NOT IN (SELECT {k} FROM {t} WHERE {id} NOT IN ({written}) AND {k} IS NOT NULL)"
-    )
+    );
+    for o in others {
+        sql.push_str(&format!(" AND {k} NOT IN ({o})"));
+    }
+    sql
 }
 
 /// Everything rolling back a data or merge step destroys or puts back, counted from the target.
-pub async fn step_rollback(db: &Db, step: &StepDef) -> Result<StepRollback> {
+pub async fn step_rollback(db: &Db, project: &Project, step: &StepDef) -> Result<StepRollback> {
     let c = load_compiled(step)?;
     let version = step.version.as_str();
-    let files = stored_file_columns(&c);
+    let files = stored_file_columns(project, &c);
     let mut p = StepRollback {
         table: Some(c.spec.target.table.clone()),
-        file_store: files.first().map(|(_, dir)| dir.clone()),
+        file_store: files.first().map(|f| f.folder_name.clone()),
         ..StepRollback::new(step.version.clone(), step.name.clone(), step.kind)
     };
     // The engine's tables are created together: none yet means the step wrote nothing.
@@ -108,8 +155,10 @@ pub async fn step_rollback(db: &Db, step: &StepDef) -> Result<StepRollback> {
     {
         let writer = TargetWriter::new(db, &c.spec.target.table, &c.target_columns).await?;
         let written = written_rows(&writer, &m.column);
-        for (column, _) in &files {
-            let sql = orphaned_files_sql(&c.spec.target.table, &m.column, column, &written);
+        for f in &files {
+            let others = other_steps_keys(db, project, step, &c.spec.target.table, f).await?;
+            let key = bucket::stored_key_expr(db.dialect(), &f.target);
+            let sql = orphaned_files_sql(&c.spec.target.table, &m.column, &key, &written, &others);
             p.files += count(format!("SELECT COUNT(*) FROM ({sql}) orphaned")).await?;
         }
     }
@@ -120,11 +169,22 @@ pub async fn step_rollback(db: &Db, step: &StepDef) -> Result<StepRollback> {
 /// its ID-map entries, rejects and checkpoint, in one transaction with the ledger change.
 pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<StepRollback, StepError> {
     let c = load_compiled(step).map_err(StepError::plain)?;
-    let preview = step_rollback(&ctx.target, step).await.map_err(StepError::plain)?;
+    let preview = step_rollback(&ctx.target, &ctx.project, step)
+        .await
+        .map_err(StepError::plain)?;
     if ctx.dry_run {
         return Ok(preview);
     }
-    let files = stored_file_columns(&c);
+    let files = stored_file_columns(&ctx.project, &c);
+    let mut others = Vec::new();
+    for f in &files {
+        others.push(
+            other_steps_keys(&ctx.target, &ctx.project, step, &c.spec.target.table, f)
+                .await
+                .map_err(StepError::plain)?,
+        );
+    }
+    let dialect = ctx.target.dialect();
     store::ensure(&ctx.target).await.map_err(StepError::plain)?;
     let writer = TargetWriter::new(&ctx.target, &c.spec.target.table, &c.target_columns)
         .await
@@ -179,11 +239,12 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<StepRollback, StepEr
         match &c.spec.id_map {
             Some(m) => {
                 let written = written_rows(&writer, &m.column);
-                for (column, dir) in &files {
-                    let sql = orphaned_files_sql(&writer.table, &m.column, column, &written);
+                for (f, others) in files.iter().zip(&others) {
+                    let key = bucket::stored_key_expr(dialect, &f.target);
+                    let sql = orphaned_files_sql(&writer.table, &m.column, &key, &written, others);
                     for r in tx.fetch_all(&sql, std::slice::from_ref(&v)).await?.rows {
                         if let Some(key) = r.first().and_then(|k| k.to_text()) {
-                            orphaned.push(ctx.project.config.dir.join(dir).join(key));
+                            orphaned.push(f.folder.join(key));
                         }
                     }
                 }
@@ -344,7 +405,7 @@ async fn preview_on(project: &Project, target: &Db, step: &StepDef) -> Result<Ro
                 },
                 ..StepRollback::new(def.version.clone(), def.name.clone(), def.kind)
             },
-            _ => step_rollback(target, def).await?,
+            _ => step_rollback(target, project, def).await?,
         });
     }
     let lines = steps.last().map(StepRollback::lines).unwrap_or_default();

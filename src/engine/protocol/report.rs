@@ -29,6 +29,8 @@ pub enum CheckKind {
     Documents,
     /// A table a rolled-back step wrote, against its content checksum from before the step.
     Rollback,
+    /// A bucket of cutover.toml: every file hashes to its name, every key the rows name exists.
+    Bucket,
 }
 
 impl CheckKind {
@@ -42,6 +44,7 @@ impl CheckKind {
             CheckKind::ForeignKeys => "foreign_keys",
             CheckKind::Documents => "documents",
             CheckKind::Rollback => "rollback",
+            CheckKind::Bucket => "bucket",
         }
     }
 }

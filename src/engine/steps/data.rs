@@ -620,10 +620,10 @@ pub fn load(step: &StepDef) -> Result<CompiledStep> {
 
 pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
     let mut c = load(step).map_err(StepError::plain)?;
-    c.file_store = Some(crate::engine::data::pipeline::FileStore {
-        root: ctx.project.config.dir.clone(),
-        write: !ctx.dry_run,
-    });
+    c.file_store = Some(crate::engine::data::pipeline::FileStore::for_project(
+        &ctx.project.config,
+        !ctx.dry_run,
+    ));
     c.run_id = Some(ctx.run_id.clone());
     c.sweep_store_temp_files();
     let source = Origin::open(ctx, &c).await.map_err(StepError::plain)?;

@@ -55,10 +55,10 @@ fn position_of_mark(m: &SyncMark) -> Option<Position> {
 /// maximum at the start, and apply them batch by batch.
 pub async fn sync_step(ctx: &RunCtx, step: &StepDef, pass: u64) -> Result<PassResult, StepError> {
     let mut c = crate::engine::steps::data::load(step).map_err(StepError::plain)?;
-    c.file_store = Some(crate::engine::data::pipeline::FileStore {
-        root: ctx.project.config.dir.clone(),
-        write: true,
-    });
+    c.file_store = Some(crate::engine::data::pipeline::FileStore::for_project(
+        &ctx.project.config,
+        true,
+    ));
     c.run_id = Some(ctx.run_id.clone());
     let sync = c
         .spec

@@ -21,6 +21,7 @@ mod hash;
 mod list;
 mod lookup;
 mod mapping;
+mod mime;
 mod output;
 mod parse;
 mod phone;
@@ -37,6 +38,8 @@ pub use list::SplitSpec;
 pub use lookup::{LookupBy, LookupSpec, MapLookup, Normalize, TableLookup, normalized};
 use mapping::to_bool;
 pub use mapping::{GenderSpec, MapSpec, Otherwise};
+use mime::to_mime;
+pub use mime::{UNKNOWN_MIME, detect_mime, mime_allowed};
 pub use phone::PhoneSpec;
 use phone::to_phone;
 pub(crate) use reason::{Quoted, Shown, kind_name};
@@ -96,15 +99,47 @@ pub enum Transform {
     /// Length in bytes of binary data or text.
     ByteLength,
     /// Store binary data in a content-addressed folder beside the target (`dir`, relative to
-    /// the project) and become its storage key. The engine resolves this (it writes files).
+    /// the project, or a named `bucket` of cutover.toml with its limits) and become its
+    /// storage key. The engine resolves this (it writes files).
     StoreFile(StoreFileSpec),
+    /// Bytes become the MIME type detected from them (magic numbers; valid UTF-8 without NUL
+    /// is `text/plain`; `application/octet-stream` when unknown).
+    DetectMime,
 }
 
-/// Options of `store_file`.
+/// Options of `store_file`: exactly one of `dir` (a plain folder) and `bucket` (a named
+/// bucket of cutover.toml, whose limits every stored file must keep).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "StoreFileOptions")]
 pub struct StoreFileSpec {
-    pub dir: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+}
+
+/// `store_file`'s options as written, before the one-of-two check.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFileOptions {
+    dir: Option<String>,
+    bucket: Option<String>,
+}
+
+impl TryFrom<StoreFileOptions> for StoreFileSpec {
+    type Error = String;
+    fn try_from(o: StoreFileOptions) -> Result<StoreFileSpec, String> {
+        match (&o.dir, &o.bucket) {
+            (Some(_), Some(_)) => Err("store_file takes `dir` or `bucket`, not both".into()),
+            (None, None) => Err("store_file needs `dir = \"folder\"` or `bucket = \"name\"`".into()),
+            (Some(d), None) if d.trim().is_empty() => Err("store_file's `dir` is empty".into()),
+            (None, Some(b)) if b.trim().is_empty() => Err("store_file's `bucket` is empty".into()),
+            _ => Ok(StoreFileSpec {
+                dir: o.dir,
+                bucket: o.bucket,
+            }),
+        }
+    }
 }
 
 /// What a transform with an `on_error` option does with input it cannot convert.
@@ -171,6 +206,7 @@ impl Transform {
             Transform::Hash => "hash",
             Transform::ByteLength => "byte_length",
             Transform::StoreFile(_) => "store_file",
+            Transform::DetectMime => "detect_mime",
         }
     }
 
@@ -198,6 +234,7 @@ impl Transform {
             Transform::Map(spec) => plain(spec.map(v)),
             Transform::Hash => plain(hash(v)),
             Transform::ByteLength => plain(byte_length(v)),
+            Transform::DetectMime => plain(to_mime(v)),
             Transform::StoreFile(_) => Err(TransformError {
                 transform: name,
                 reason: "store_file is resolved by the engine".into(),

@@ -25,6 +25,9 @@ const NAMES: &[&str] = &[
     "lookup",
     "new_id",
     "hash",
+    "byte_length",
+    "store_file",
+    "detect_mime",
 ];
 
 /// A transform written as a bare name: the option-less ones, and those whose options all
@@ -39,6 +42,7 @@ fn bare(name: &str) -> Option<Transform> {
         "new_id" => Transform::NewId,
         "hash" => Transform::Hash,
         "byte_length" => Transform::ByteLength,
+        "detect_mime" => Transform::DetectMime,
         "date" => Transform::Date(DateSpec::default()),
         "datetime" => Transform::Datetime(DateSpec::default()),
         "phone" => Transform::Phone(PhoneSpec::default()),

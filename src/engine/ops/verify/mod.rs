@@ -8,7 +8,9 @@
 //! - **checksum**: an order-independent content checksum of a query's rows, computed the same way
 //!   on both sides;
 //! - **foreign_keys**: no reference in the target points nowhere (one check per table with keys);
-//! - **documents**: the bytes of every document row in the file store hash to its digest column.
+//! - **documents**: the bytes of every document row in the file store hash to its digest column;
+//! - **bucket**: every file of every `[buckets.NAME]` hashes to its name, and every storage key
+//!   the rows of the steps writing into it name is there.
 //!
 //! Every declared query runs inside a transaction that is rolled back (read-only where the
 //! database supports it), so verification never changes either side. Rows are streamed, never
@@ -20,6 +22,7 @@
 //! the accounting and the foreign keys; [`documents`] checks a file store.
 
 pub mod baseline;
+mod bucket;
 mod checks;
 mod checksum;
 mod documents;
@@ -180,5 +183,6 @@ async fn run_checks(project: &Project, file: &VerifyFile, target: &Db, source: O
         let check = documents::documents_check(d, &project.config.dir, target).await;
         checks.push(actions.review_documents(d, check));
     }
+    checks.extend(bucket::bucket_checks(project, target).await);
     Ok(checks)
 }

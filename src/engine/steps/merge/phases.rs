@@ -360,10 +360,10 @@ impl BatchStep for MergeBatches {
 pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
     let mut m = MergeStep::load(step).map_err(StepError::plain)?;
     for side in [&mut m.a, &mut m.b] {
-        side.file_store = Some(crate::engine::data::pipeline::FileStore {
-            root: ctx.project.config.dir.clone(),
-            write: !ctx.dry_run,
-        });
+        side.file_store = Some(crate::engine::data::pipeline::FileStore::for_project(
+            &ctx.project.config,
+            !ctx.dry_run,
+        ));
     }
     let source = ctx.source().await.map_err(StepError::plain)?.clone();
     let batch_size = ctx.batch_size(m.file.batch_size);
