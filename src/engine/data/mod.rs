@@ -1,5 +1,6 @@
 //! Data steps: declarative `step.toml` moves of rows from the source to the target.
 
+pub mod collection;
 pub mod pipeline;
 pub mod reader;
 pub mod spec;

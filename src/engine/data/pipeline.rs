@@ -71,6 +71,8 @@ pub struct CompiledStep {
     empty_json_as_null: Vec<usize>,
     /// Column types of the tables table lookups search, read once per step.
     lookup_tables: Mutex<HashMap<String, HashMap<String, String>>>,
+    /// A collection step's per-document finishing (`[target] collection`).
+    pub collection: Option<crate::engine::data::collection::CollectionTarget>,
 }
 
 /// Per-batch answers of the ID map: `map -> legacy key -> new id`, and the keys that are
@@ -171,7 +173,9 @@ impl CompiledStep {
             .as_ref()
             .and_then(|m| m.key.clone())
             .unwrap_or_else(|| key_column.clone());
+        let collection = crate::engine::data::collection::CollectionTarget::compile(&spec, &target_columns)?;
         Ok(CompiledStep {
+            collection,
             file_store: None,
             version: version.to_string(),
             source_name: spec.source_name(),
@@ -822,6 +826,12 @@ impl CompiledStep {
             {
                 out[c] = Value::Null;
             }
+        }
+        // Last: a collection's document is complete only now (ids, permissions, size).
+        if let Some(doc) = &self.collection
+            && let Err(r) = doc.finish_document(&mut out)
+        {
+            return reject(&r.field, r.rule, r.reason, None);
         }
         Processed::Write {
             key,

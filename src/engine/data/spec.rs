@@ -252,12 +252,21 @@ pub struct TargetSpec {
     /// is NULL (an address whose parts are all blank is no address).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub empty_json_as_null: Vec<String>,
+    /// A collection's natural key as written (paths into `data`); `natural_key` is then
+    /// `["_key"]`, the column holding these values joined (see `data::collection`).
+    #[serde(skip)]
+    pub document_key: Vec<String>,
+    /// Set once `data::collection::normalize` has rewritten the step.
+    #[serde(skip)]
+    pub collection_ready: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdMapSpec {
-    /// Target column that receives the new uuid v7.
+    /// Target column that receives the new uuid v7 (`_id` in a collection, where it may be
+    /// left out).
+    #[serde(default)]
     pub column: String,
     /// Name of the map (default: the source name). Later steps `lookup` through it.
     pub map: Option<String>,
@@ -448,6 +457,11 @@ impl DataStep {
                 return Err(eyre!("natural_key column '{nk}' is not the target of any [[fields]]"));
             }
         }
+        if s.target.collection.is_some() {
+            crate::engine::data::collection::normalize(&mut s)?;
+        } else {
+            Self::check_table_target(&s)?;
+        }
         let keys = s.source.key.columns();
         if keys.is_empty() || keys.iter().any(|k| k.trim().is_empty()) {
             return Err(eyre!("[source] key must name at least one column"));
@@ -465,6 +479,26 @@ impl DataStep {
             sync.check(&s)?;
         }
         Ok(s)
+    }
+
+    /// A table step names its table, and its ID map's column.
+    fn check_table_target(s: &DataStep) -> Result<()> {
+        if s.target.table.trim().is_empty() {
+            return Err(eyre!("[target] needs a table (or a collection)"));
+        }
+        if s.id_map.as_ref().is_some_and(|m| m.column.trim().is_empty()) {
+            return Err(eyre!("[id_map] needs column: the target column that receives the new id"));
+        }
+        for (what, set) in [
+            ("permissions", !s.target.permissions.is_empty()),
+            ("indexes", !s.target.indexes.is_empty()),
+            ("max_document_bytes", s.target.max_document_bytes.is_some()),
+        ] {
+            if set {
+                return Err(eyre!("[target] {what} is a setting of a collection; this step writes a table"));
+            }
+        }
+        Ok(())
     }
 
     pub fn source_name(&self) -> String {
@@ -525,6 +559,13 @@ impl DataStep {
             let top = f.target.split('.').next().unwrap_or(&f.target).to_string();
             if !cols.contains(&top) {
                 cols.push(top);
+            }
+        }
+        if self.target.collection.is_some() {
+            for c in crate::engine::data::collection::COLUMNS {
+                if !cols.iter().any(|x| x == c) {
+                    cols.push(c.to_string());
+                }
             }
         }
         cols

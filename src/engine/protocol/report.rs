@@ -29,6 +29,8 @@ pub enum CheckKind {
     Documents,
     /// A table a rolled-back step wrote, against its content checksum from before the step.
     Rollback,
+    /// A collection's documents against the count and checksum recorded when it was written.
+    Collection,
 }
 
 impl CheckKind {
@@ -42,6 +44,7 @@ impl CheckKind {
             CheckKind::ForeignKeys => "foreign_keys",
             CheckKind::Documents => "documents",
             CheckKind::Rollback => "rollback",
+            CheckKind::Collection => "collection",
         }
     }
 }

@@ -320,7 +320,11 @@ pub(crate) async fn write_decided(
                         rule: "duplicate".into(),
                         reason: format!(
                             "duplicate {} {}",
-                            nk.join(", "),
+                            if c.spec.target.document_key.is_empty() {
+                                nk.join(", ")
+                            } else {
+                                c.spec.target.document_key.join(", ")
+                            },
                             nk_key.unwrap_or_default().replace('\u{1f}', ", ")
                         ),
                         warning: false,
@@ -535,6 +539,16 @@ impl BatchStep for DataBatches {
         resume_from: &Option<Value>,
     ) -> Result<(), StepError> {
         let (table, columns) = (&self.c.spec.target.table, &self.c.target_columns);
+        let mut dry_tx = dry_tx;
+        if let Some(tx) = dry_tx.as_deref_mut() {
+            // A dry run creates the collection inside its own transaction (rolled back).
+            let notices = crate::engine::data::collection::ensure_table(tx, &self.c.spec, true)
+                .await
+                .map_err(StepError::plain)?;
+            for n in notices {
+                tracing::warn!("{n}");
+            }
+        }
         let writer = Arc::new(
             match dry_tx {
                 Some(tx) => TargetWriter::new_in(tx, table, columns).await,
@@ -635,6 +649,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         batch_size,
         continue_on_error,
     };
+    ensure_collection(ctx, &c).await?;
     crate::engine::ops::verify::baseline::take_pre_step_checksums(ctx, step, vec![c.spec.target.table.clone()]).await?;
     let c = Arc::new(c);
     record_first_mark(ctx, step, &c).await?;
@@ -645,7 +660,36 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         writer: None,
         pages: None,
     };
-    run_batches(ctx, step, plan, &mut s).await
+    let result = run_batches(ctx, step, plan, &mut s).await?;
+    if let (StepResult::Done(_), Some(name), false) = (&result, &s.c.spec.target.collection, ctx.dry_run) {
+        // What verify compares the collection with later: the whole collection, as it is now.
+        crate::engine::ops::verify::collection::record_checksum(&ctx.project, Some(&ctx.run_id), &step.version, name)
+            .await
+            .map_err(StepError::plain)?;
+    }
+    Ok(result)
+}
+
+/// A collection step's table and indexes, created when missing before the step first writes
+/// (so its pre-step checksum is the empty table's, which a rollback leaves behind). A dry run
+/// creates them in its own transaction instead (`prepare`).
+async fn ensure_collection(ctx: &RunCtx, c: &CompiledStep) -> Result<(), StepError> {
+    if c.spec.target.collection.is_none() || ctx.dry_run {
+        return Ok(());
+    }
+    let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
+    let notices = crate::engine::data::collection::ensure_table(&mut tx, &c.spec, false)
+        .await
+        .map_err(StepError::plain)?;
+    tx.commit().await.map_err(StepError::plain)?;
+    for message in notices {
+        ctx.emit(crate::engine::protocol::EngineEvent::Notice {
+            level: crate::engine::protocol::NoticeLevel::Warning,
+            message,
+        })
+        .await;
+    }
+    Ok(())
 }
 
 /// Record the first mark of a step with `[sync]` as `up` starts it: the largest cursor value
