@@ -441,6 +441,60 @@ mod tests {
     }
 
     #[test]
+    fn a_collection_step_becomes_a_data_step_writing_data_paths() {
+        let s = DataStep::parse(
+            "[source]\ntable = \"a\"\nkey = \"id\"\n[target]\ncollection = \"appointments\"\nnatural_key = [\"legacy_id\"]\n[id_map]\nmap = \"appointments\"\n[[fields]]\ntarget = \"legacy_id\"\nsource = \"id\"\n[[fields]]\ntarget = \"schedule.starts_at\"\nsource = \"starts_at\"\n[[fields]]\ntarget = \"_created_at\"\nsource = \"created_at\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.target.table, "appointments");
+        assert_eq!(s.target.natural_key, [KEY]);
+        assert_eq!(s.target.document_key, ["legacy_id"]);
+        assert_eq!(s.id_map.as_ref().map(|m| m.column.as_str()), Some(ID));
+        let targets: Vec<&str> = s.fields.iter().map(|f| f.target.as_str()).collect();
+        assert_eq!(targets, ["data.legacy_id", "data.schedule.starts_at", "_created_at"]);
+        assert_eq!(
+            s.target_columns(),
+            [ID, DATA, CREATED_AT, PERMISSIONS, UPDATED_AT, KEY]
+        );
+        // Normalising again changes nothing.
+        let mut again = s.clone();
+        normalize(&mut again).unwrap();
+        assert_eq!(again.fields[0].target, "data.legacy_id");
+    }
+
+    #[test]
+    fn finishing_fills_the_columns_and_merges_field_permissions() {
+        let s = DataStep::parse(
+            "[source]\ntable = \"a\"\nkey = \"id\"\n[target]\ncollection = \"c\"\nnatural_key = [\"k\", \"n.m\"]\npermissions = ['read(\"any\")', 'write(\"user:{_id}\")']\nmax_document_bytes = 40\n[id_map]\nmap = \"c\"\n[[fields]]\ntarget = \"k\"\nsource = \"id\"\n[[fields]]\ntarget = \"n.m\"\nsource = \"m\"\n[[fields]]\ntarget = \"_permissions\"\nsource = \"roles\"\n",
+        )
+        .unwrap();
+        let cols = s.target_columns();
+        let t = CollectionTarget::compile(&s, &cols).unwrap().unwrap();
+        let at = |c: &str| cols.iter().position(|x| x == c).unwrap();
+        let mut out = vec![Value::Null; cols.len()];
+        out[at(ID)] = Value::Text("id-1".into());
+        out[at(DATA)] = Value::Json(serde_json::json!({"k": 7, "n": {"m": "x"}}));
+        out[at(PERMISSIONS)] = Value::Json(serde_json::json!(["read(\"any\")", "read(\"team:{n.m}\")"]));
+        t.finish_document(&mut out).unwrap();
+        assert_eq!(
+            out[at(PERMISSIONS)],
+            Value::Json(serde_json::json!(["read(\"any\")", "write(\"user:id-1\")", "read(\"team:x\")"]))
+        );
+        assert_eq!(out[at(KEY)], Value::Text("7\u{1f}x".into()));
+        assert!(out[at(CREATED_AT)].to_text().is_some_and(|t| t.ends_with('Z')));
+        // Not an array of strings: a reject; too large: a reject with the size.
+        out[at(PERMISSIONS)] = Value::Text("admin".into());
+        assert_eq!(t.finish_document(&mut out).unwrap_err().rule, "permissions");
+        out[at(PERMISSIONS)] = Value::Null;
+        out[at(DATA)] = Value::Json(serde_json::json!({"k": 7, "n": {"m": "x".repeat(40)}}));
+        let r = t.finish_document(&mut out).unwrap_err();
+        assert_eq!(
+            (r.rule, r.field.as_str(), r.reason.as_str()),
+            ("document_size", DATA, "document is 60 bytes, over the collection's limit of 40")
+        );
+    }
+
+    #[test]
     fn sizes_are_spaced() {
         assert_eq!(spaced(5213), "5 213");
         assert_eq!(spaced(4096), "4 096");

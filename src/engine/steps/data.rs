@@ -334,7 +334,11 @@ pub(crate) async fn write_decided(
                 }
                 DupPolicy::Update => {
                     let nk_vals: Vec<Value> = nk_idx.iter().map(|i| values[*i].clone()).collect();
-                    let skip: Vec<String> = id_col.iter().cloned().collect();
+                    let mut skip: Vec<String> = id_col.iter().cloned().collect();
+                    if c.collection.is_some() {
+                        // An updated document keeps the time it was created.
+                        skip.push(crate::engine::data::collection::CREATED_AT.to_string());
+                    }
                     tx.execute_raw("SAVEPOINT cutover_rows").await?;
                     match writer
                         .update_with_backup(tx, &c.version, nk, &nk_vals, &values, &skip)
