@@ -183,7 +183,10 @@ fn indexes(p: &TestProject, table: &str) -> Vec<String> {
 }
 
 fn rejects(p: &TestProject) -> Vec<J> {
-    p.json(&["rejects", "list", "--open"]).as_array().cloned().expect("a list of rejects")
+    p.json(&["rejects", "list", "--open"])
+        .as_array()
+        .cloned()
+        .expect("a list of rejects")
 }
 
 /// 5213 -> "5 213", as reasons write sizes.
@@ -203,10 +206,18 @@ fn documents_migrate_with_their_paths_permissions_and_timestamps(b: Backend) {
     // Patients: the second M1 is a duplicate by the natural-key path, skipped.
     assert_eq!(p.count("patients"), 2);
     let c = counts(&p, PATIENTS);
-    assert_eq!((c["source"].as_u64(), c["written"].as_u64(), c["skipped"].as_u64()), (Some(3), Some(2), Some(1)), "{c}");
+    assert_eq!(
+        (c["source"].as_u64(), c["written"].as_u64(), c["skipped"].as_u64()),
+        (Some(3), Some(2), Some(1)),
+        "{c}"
+    );
     let (ann_id, ann, ann_perms, _, ann_key) = document(&p, "patients", "mrn", "M1").expect("M1");
     assert_eq!(ann, json!({"mrn": "M1", "name": {"first": "Ann", "last": "Lee"}}));
-    assert_eq!(ann_perms, json!([format!("read(\"user:{ann_id}\")")]), "{{_id}} is the document's id");
+    assert_eq!(
+        ann_perms,
+        json!([format!("read(\"user:{ann_id}\")")]),
+        "{{_id}} is the document's id"
+    );
     assert_eq!(ann_key, "M1");
     assert_eq!(ann_id.len(), 36, "a uuid: {ann_id}");
     let (bob_id, ..) = document(&p, "patients", "mrn", "M2").expect("M2");
@@ -221,7 +232,11 @@ fn documents_migrate_with_their_paths_permissions_and_timestamps(b: Backend) {
     );
     assert_eq!(
         perms10,
-        json!([format!("read(\"user:{ann_id}\")"), "read(\"team:cardio\")", "write(\"user:c7\")"])
+        json!([
+            format!("read(\"user:{ann_id}\")"),
+            "read(\"team:cardio\")",
+            "write(\"user:c7\")"
+        ])
     );
     assert!(created10.starts_with("2024-12-01"), "{created10}");
     assert_eq!(key10, "10");
@@ -264,11 +279,19 @@ fn documents_migrate_with_their_paths_permissions_and_timestamps(b: Backend) {
             assert!(document(&p, "appointments", "legacy_id", "13").is_none());
             let r13 = rs.iter().find(|r| r["source_key"] == "13").expect("13 refused");
             assert_eq!(r13["rule"], "target", "{r13}");
-            assert_eq!((c["written"].as_u64(), c["rejected"].as_u64()), (Some(2), Some(2)), "{c}");
+            assert_eq!(
+                (c["written"].as_u64(), c["rejected"].as_u64()),
+                (Some(2), Some(2)),
+                "{c}"
+            );
         }
         Backend::Sqlite => {
             assert!(document(&p, "appointments", "legacy_id", "13").is_some());
-            assert_eq!((c["written"].as_u64(), c["rejected"].as_u64()), (Some(3), Some(1)), "{c}");
+            assert_eq!(
+                (c["written"].as_u64(), c["rejected"].as_u64()),
+                (Some(3), Some(1)),
+                "{c}"
+            );
         }
     }
     // The books: source = written + skipped + rejected, and the collection holds exactly what
@@ -308,9 +331,8 @@ fn documents_migrate_with_their_paths_permissions_and_timestamps(b: Backend) {
             ]
         );
         // The index is used by a query on the path's text value.
-        let def = p.target_sql(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'appointments_idx_schedule_starts_at'",
-        );
+        let def =
+            p.target_sql("SELECT indexdef FROM pg_indexes WHERE indexname = 'appointments_idx_schedule_starts_at'");
         assert!(def.contains("(data #>> '{schedule,starts_at}'::text[])"), "{def}");
     }
 
@@ -341,8 +363,12 @@ fn verify_catches_changed_documents_but_not_row_order(b: Backend) {
 
     // Every document deleted and inserted again in the reverse order: the same collection.
     let reorder = match b {
-        Backend::Sqlite => "CREATE TEMP TABLE t AS SELECT * FROM appointments; DELETE FROM appointments; INSERT INTO appointments SELECT * FROM t ORDER BY _id DESC;",
-        Backend::Postgres => "CREATE TEMP TABLE t AS SELECT * FROM appointments; DELETE FROM appointments; INSERT INTO appointments SELECT * FROM t ORDER BY _id DESC; VACUUM FULL appointments;",
+        Backend::Sqlite => {
+            "CREATE TEMP TABLE t AS SELECT * FROM appointments; DELETE FROM appointments; INSERT INTO appointments SELECT * FROM t ORDER BY _id DESC;"
+        }
+        Backend::Postgres => {
+            "CREATE TEMP TABLE t AS SELECT * FROM appointments; DELETE FROM appointments; INSERT INTO appointments SELECT * FROM t ORDER BY _id DESC; VACUUM FULL appointments;"
+        }
     };
     p.target_sql(reorder);
     let first_before = p.target_sql("SELECT _id FROM appointments LIMIT 1");
@@ -367,10 +393,16 @@ fn verify_catches_changed_documents_but_not_row_order(b: Backend) {
     assert_eq!(ca["ok"], false, "{ca}");
     assert_eq!(
         ca["detail"],
-        format!("{n} documents, as recorded when {LATE} applied, but the checksum differs: documents were changed since"),
+        format!(
+            "{n} documents, as recorded when {LATE} applied, but the checksum differs: documents were changed since"
+        ),
         "{ca}"
     );
-    assert_eq!(check(&r, "collection patients")["ok"], true, "only the changed collection fails");
+    assert_eq!(
+        check(&r, "collection patients")["ok"],
+        true,
+        "only the changed collection fails"
+    );
 
     // One document removed.
     let remove = match b {
@@ -433,10 +465,9 @@ fn down_deletes_exactly_the_steps_documents(b: Backend) {
     assert_eq!(code, 0, "{r:#}");
     let ca = check(&r, "collection appointments");
     assert!(
-        ca["detail"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("checksum matches the one recorded when {APPOINTMENTS} applied")),
+        ca["detail"].as_str().unwrap().ends_with(&format!(
+            "checksum matches the one recorded when {APPOINTMENTS} applied"
+        )),
         "{ca}"
     );
 
@@ -444,7 +475,11 @@ fn down_deletes_exactly_the_steps_documents(b: Backend) {
     assert_eq!(p.count("appointments"), 0);
     assert_eq!(p.count("patients"), 0);
     assert_eq!(p.user_tables(), vec!["appointments", "patients"], "the tables stay");
-    assert!(indexes(&p, "appointments").iter().any(|i| i == "appointments_idx_patient_id"));
+    assert!(
+        indexes(&p, "appointments")
+            .iter()
+            .any(|i| i == "appointments_idx_patient_id")
+    );
     let (code, r) = verify_json(&p);
     assert_eq!(code, 0, "rollback checks pass on the emptied collections: {r:#}");
     let rollbacks: Vec<&J> = r["checks"]
@@ -553,12 +588,24 @@ fn bad_collection_steps_are_refused_when_they_load() {
         ("collection = \"a\"\ntable = \"b\"", "target = \"owner\"", "give one"),
         ("collection = \"a\"", "target = \"_id\"", "_id"),
         ("collection = \"a b\"", "target = \"owner\"", "letters, digits and _"),
-        ("collection = \"a\"\nindexes = [\"x'y\"]", "target = \"owner\"", "[target] indexes"),
-        ("table = \"t\"\npermissions = ['read(\"any\")']", "target = \"owner\"", "setting of a collection"),
+        (
+            "collection = \"a\"\nindexes = [\"x'y\"]",
+            "target = \"owner\"",
+            "[target] indexes",
+        ),
+        (
+            "table = \"t\"\npermissions = ['read(\"any\")']",
+            "target = \"owner\"",
+            "setting of a collection",
+        ),
     ] {
         let p = TestProject::new(Backend::Sqlite);
         p.source_sql("CREATE TABLE s (id INTEGER PRIMARY KEY, owner TEXT); INSERT INTO s VALUES (1, 'u');");
-        let column = if target.starts_with("table") { "column = \"id\"\n" } else { "" };
+        let column = if target.starts_with("table") {
+            "column = \"id\"\n"
+        } else {
+            ""
+        };
         p.data_step(
             "20250101T090100_s",
             &format!(

@@ -8,7 +8,6 @@
 //! finishing ([`CollectionTarget::finish_document`]): the id, permissions, timestamps, `_key`
 //! and the size limit, at the very end of `process()`.
 
-use crate::engine::data::spec::DataStep;
 use crate::engine::db::DbTx;
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
@@ -37,88 +36,63 @@ fn split_path(path: &str) -> Option<Vec<String>> {
     parts.iter().all(|p| !p.trim().is_empty()).then_some(parts)
 }
 
-/// Turn a collection step into the data step that writes it (when `step.toml` is parsed):
-/// field targets (and `[[embed]]` paths) become `data.<path>`, `_`-targets stay columns, the
-/// natural key paths become the `_key` column, the ID map's column is `_id`. Idempotent.
-pub fn normalize(s: &mut DataStep) -> Result<()> {
-    let Some(name) = s.target.collection.clone() else {
-        return Ok(());
-    };
-    if s.target.collection_ready {
-        return Ok(());
-    }
-    if !plain_name(&name) {
-        return Err(eyre!(
+/// The checks and rewrites of a collection step (`DataStep::parse` applies them): a
+/// collection's name is plain, since it names its table and indexes.
+pub fn check_name(name: &str) -> Result<()> {
+    if plain_name(name) {
+        Ok(())
+    } else {
+        Err(eyre!(
             "[target] collection = {name:?}: a collection's name is letters, digits and _ (it names its table and indexes)"
-        ));
+        ))
     }
-    if !s.target.table.is_empty() && s.target.table != name {
+}
+
+/// A field target of a collection step as the data step writes it: `_created_at`,
+/// `_updated_at`, `_permissions` stay columns; every other target is a path into `data`.
+pub fn field_target(target: &str) -> Result<String> {
+    if target.starts_with('_') {
+        if FIELD_COLUMNS.contains(&target) {
+            return Ok(target.to_string());
+        }
         return Err(eyre!(
-            "[target] has table = {:?} and collection = {name:?}; give one (a collection is its own table)",
-            s.target.table
+            "field '{target}': in a collection a target starting with _ is one of the table's columns ({}); {target} is the tool's",
+            FIELD_COLUMNS.join(", ")
         ));
     }
-    if !s.target.empty_json_as_null.is_empty() {
+    if split_path(target).is_none() {
+        return Err(eyre!("field '{target}': not a path into the document"));
+    }
+    Ok(document_path(target))
+}
+
+/// `a.b` -> `data.a.b` (fields and `[[embed]]` paths of a collection step).
+pub fn document_path(path: &str) -> String {
+    format!("{DATA}.{path}")
+}
+
+/// A natural-key path of a collection (it names a value of the document).
+pub fn check_key_path(p: &str) -> Result<()> {
+    if p.starts_with('_') || split_path(p).is_none() {
         return Err(eyre!(
-            "[target] empty_json_as_null is for JSON columns of a table; a collection's data is always a document"
+            "[target] natural_key {p:?}: in a collection the natural key names paths into the document"
         ));
     }
-    s.target.table = name.clone();
-    for f in &mut s.fields {
-        if f.target.starts_with('_') {
-            if !FIELD_COLUMNS.contains(&f.target.as_str()) {
-                return Err(eyre!(
-                    "field '{}': in a collection a target starting with _ is one of the table's columns ({}); {} is the tool's",
-                    f.target,
-                    FIELD_COLUMNS.join(", "),
-                    if f.target == ID || f.target == KEY { "this one" } else { "no other" }
-                ));
-            }
-            continue;
-        }
-        if split_path(&f.target).is_none() {
-            return Err(eyre!("field '{}': not a path into the document", f.target));
-        }
-        f.target = format!("{DATA}.{}", f.target);
-    }
-    for e in &mut s.embed {
-        e.path = format!("{DATA}.{}", e.path);
-    }
-    for p in &s.target.natural_key {
-        if p.starts_with('_') || split_path(p).is_none() {
-            return Err(eyre!(
-                "[target] natural_key {p:?}: in a collection the natural key names paths into the document"
-            ));
-        }
-    }
-    if !s.target.natural_key.is_empty() {
-        s.target.document_key = std::mem::take(&mut s.target.natural_key);
-        s.target.natural_key = vec![KEY.to_string()];
-    }
-    if let Some(m) = &mut s.id_map {
-        if m.column.is_empty() {
-            m.column = ID.to_string();
-        } else if m.column != ID {
-            return Err(eyre!(
-                "[id_map] column = {:?}: a document's id is always {ID} (leave column out)",
-                m.column
-            ));
-        }
-    }
-    for p in &s.target.permissions {
+    Ok(())
+}
+
+/// `[target] permissions` and `indexes` of a collection, checked when the step loads.
+pub fn check_permissions_and_indexes(permissions: &[String], indexes: &[String]) -> Result<()> {
+    for p in permissions {
         PermissionTemplate::parse(p).map_err(|e| eyre!("[target] permissions {p:?}: {e}"))?;
     }
-    for p in &s.target.indexes {
+    for p in indexes {
         if index_path(p).is_none() {
             return Err(eyre!(
                 "[target] indexes {p:?}: an index names a path into the document, each part letters, digits and _"
             ));
         }
     }
-    if s.target.max_document_bytes == Some(0) {
-        return Err(eyre!("[target] max_document_bytes must be at least 1"));
-    }
-    s.target.collection_ready = true;
     Ok(())
 }
 
@@ -243,10 +217,14 @@ pub struct CollectionTarget {
 }
 
 impl CollectionTarget {
-    pub fn compile(spec: &DataStep, target_columns: &[String]) -> Result<Option<CollectionTarget>> {
-        if spec.target.collection.is_none() {
-            return Ok(None);
-        }
+    /// `permissions`, `key_paths` (the natural key as paths into the document) and
+    /// `max_bytes` are the step's `[target]` settings.
+    pub fn compile(
+        permissions: &[String],
+        key_paths: &[String],
+        max_bytes: Option<u64>,
+        target_columns: &[String],
+    ) -> Result<CollectionTarget> {
         let mut at = [0usize; 6];
         for (slot, col) in at.iter_mut().zip(COLUMNS) {
             *slot = target_columns
@@ -254,24 +232,20 @@ impl CollectionTarget {
                 .position(|c| c == col)
                 .ok_or_else(|| eyre!("the collection step has no {col} column"))?;
         }
-        let permissions = spec
-            .target
-            .permissions
+        let permissions = permissions
             .iter()
             .map(|p| PermissionTemplate::parse(p).map_err(|e| eyre!("[target] permissions {p:?}: {e}")))
             .collect::<Result<Vec<_>>>()?;
-        let key_paths = spec
-            .target
-            .document_key
+        let key_paths = key_paths
             .iter()
             .map(|p| split_path(p).ok_or_else(|| eyre!("natural_key {p:?} is not a path")))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(CollectionTarget {
+        Ok(CollectionTarget {
             permissions,
             key_paths,
-            max_bytes: spec.target.max_document_bytes,
+            max_bytes,
             at,
-        }))
+        })
     }
 
     /// Complete a built row into a document: its id (a new uuid v7 when there is no ID map),
@@ -380,10 +354,7 @@ fn permission_field(v: &Value) -> Result<Vec<String>, DocumentReject> {
 /// Create the collection's table and indexes when missing (`CREATE ... IF NOT EXISTS`, inside
 /// `tx`: a dry run's transaction in a dry run). An existing table lacking a column of a
 /// collection is refused, naming what it lacks. Returns notices (indexes a target skips).
-pub async fn ensure_table(tx: &mut DbTx, spec: &DataStep, dry_run: bool) -> Result<Vec<String>> {
-    let Some(name) = spec.target.collection.as_deref() else {
-        return Ok(Vec::new());
-    };
+pub async fn ensure_table(tx: &mut DbTx, name: &str, indexes: &[String], dry_run: bool) -> Result<Vec<String>> {
     let d = tx.dialect();
     let existing = tx.table_columns(name).await?;
     if existing.is_empty() {
@@ -406,7 +377,7 @@ pub async fn ensure_table(tx: &mut DbTx, spec: &DataStep, dry_run: bool) -> Resu
         }
     }
     let mut notices = Vec::new();
-    for p in &spec.target.indexes {
+    for p in indexes {
         let Some(path) = index_path(p) else { continue };
         let index = format!("{name}_idx_{}", path.join("_"));
         if dry_run && !d.transactional_ddl() {
@@ -441,35 +412,14 @@ mod tests {
     }
 
     #[test]
-    fn a_collection_step_becomes_a_data_step_writing_data_paths() {
-        let s = DataStep::parse(
-            "[source]\ntable = \"a\"\nkey = \"id\"\n[target]\ncollection = \"appointments\"\nnatural_key = [\"legacy_id\"]\n[id_map]\nmap = \"appointments\"\n[[fields]]\ntarget = \"legacy_id\"\nsource = \"id\"\n[[fields]]\ntarget = \"schedule.starts_at\"\nsource = \"starts_at\"\n[[fields]]\ntarget = \"_created_at\"\nsource = \"created_at\"\n",
-        )
-        .unwrap();
-        assert_eq!(s.target.table, "appointments");
-        assert_eq!(s.target.natural_key, [KEY]);
-        assert_eq!(s.target.document_key, ["legacy_id"]);
-        assert_eq!(s.id_map.as_ref().map(|m| m.column.as_str()), Some(ID));
-        let targets: Vec<&str> = s.fields.iter().map(|f| f.target.as_str()).collect();
-        assert_eq!(targets, ["data.legacy_id", "data.schedule.starts_at", "_created_at"]);
-        assert_eq!(
-            s.target_columns(),
-            [ID, DATA, CREATED_AT, PERMISSIONS, UPDATED_AT, KEY]
-        );
-        // Normalising again changes nothing.
-        let mut again = s.clone();
-        normalize(&mut again).unwrap();
-        assert_eq!(again.fields[0].target, "data.legacy_id");
-    }
-
-    #[test]
     fn finishing_fills_the_columns_and_merges_field_permissions() {
-        let s = DataStep::parse(
-            "[source]\ntable = \"a\"\nkey = \"id\"\n[target]\ncollection = \"c\"\nnatural_key = [\"k\", \"n.m\"]\npermissions = ['read(\"any\")', 'write(\"user:{_id}\")']\nmax_document_bytes = 40\n[id_map]\nmap = \"c\"\n[[fields]]\ntarget = \"k\"\nsource = \"id\"\n[[fields]]\ntarget = \"n.m\"\nsource = \"m\"\n[[fields]]\ntarget = \"_permissions\"\nsource = \"roles\"\n",
-        )
-        .unwrap();
-        let cols = s.target_columns();
-        let t = CollectionTarget::compile(&s, &cols).unwrap().unwrap();
+        let cols: Vec<String> = [ID, DATA, PERMISSIONS, CREATED_AT, UPDATED_AT, KEY]
+            .iter()
+            .rev()
+            .map(|c| c.to_string())
+            .collect();
+        let permissions = ["read(\"any\")".to_string(), "write(\"user:{_id}\")".to_string()];
+        let t = CollectionTarget::compile(&permissions, &["k".into(), "n.m".into()], Some(40), &cols).unwrap();
         let at = |c: &str| cols.iter().position(|x| x == c).unwrap();
         let mut out = vec![Value::Null; cols.len()];
         out[at(ID)] = Value::Text("id-1".into());
@@ -478,7 +428,11 @@ mod tests {
         t.finish_document(&mut out).unwrap();
         assert_eq!(
             out[at(PERMISSIONS)],
-            Value::Json(serde_json::json!(["read(\"any\")", "write(\"user:id-1\")", "read(\"team:x\")"]))
+            Value::Json(serde_json::json!([
+                "read(\"any\")",
+                "write(\"user:id-1\")",
+                "read(\"team:x\")"
+            ]))
         );
         assert_eq!(out[at(KEY)], Value::Text("7\u{1f}x".into()));
         assert!(out[at(CREATED_AT)].to_text().is_some_and(|t| t.ends_with('Z')));
@@ -490,7 +444,11 @@ mod tests {
         let r = t.finish_document(&mut out).unwrap_err();
         assert_eq!(
             (r.rule, r.field.as_str(), r.reason.as_str()),
-            ("document_size", DATA, "document is 60 bytes, over the collection's limit of 40")
+            (
+                "document_size",
+                DATA,
+                "document is 60 bytes, over the collection's limit of 40"
+            )
         );
     }
 

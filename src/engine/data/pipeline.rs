@@ -173,7 +173,15 @@ impl CompiledStep {
             .as_ref()
             .and_then(|m| m.key.clone())
             .unwrap_or_else(|| key_column.clone());
-        let collection = crate::engine::data::collection::CollectionTarget::compile(&spec, &target_columns)?;
+        let collection = match spec.target.collection {
+            Some(_) => Some(crate::engine::data::collection::CollectionTarget::compile(
+                &spec.target.permissions,
+                &spec.target.document_key,
+                spec.target.max_document_bytes,
+                &target_columns,
+            )?),
+            None => None,
+        };
         Ok(CompiledStep {
             collection,
             file_store: None,

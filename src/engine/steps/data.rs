@@ -546,9 +546,7 @@ impl BatchStep for DataBatches {
         let mut dry_tx = dry_tx;
         if let Some(tx) = dry_tx.as_deref_mut() {
             // A dry run creates the collection inside its own transaction (rolled back).
-            let notices = crate::engine::data::collection::ensure_table(tx, &self.c.spec, true)
-                .await
-                .map_err(StepError::plain)?;
+            let notices = ensure_table_in(tx, &self.c, true).await?;
             for n in notices {
                 tracing::warn!("{n}");
             }
@@ -674,6 +672,16 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     Ok(result)
 }
 
+/// The collection's table and indexes inside `tx` (nothing for a table step).
+async fn ensure_table_in(tx: &mut DbTx, c: &CompiledStep, dry_run: bool) -> Result<Vec<String>, StepError> {
+    let Some(name) = &c.spec.target.collection else {
+        return Ok(Vec::new());
+    };
+    crate::engine::data::collection::ensure_table(tx, name, &c.spec.target.indexes, dry_run)
+        .await
+        .map_err(StepError::plain)
+}
+
 /// A collection step's table and indexes, created when missing before the step first writes
 /// (so its pre-step checksum is the empty table's, which a rollback leaves behind). A dry run
 /// creates them in its own transaction instead (`prepare`).
@@ -682,9 +690,7 @@ async fn ensure_collection(ctx: &RunCtx, c: &CompiledStep) -> Result<(), StepErr
         return Ok(());
     }
     let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
-    let notices = crate::engine::data::collection::ensure_table(&mut tx, &c.spec, false)
-        .await
-        .map_err(StepError::plain)?;
+    let notices = ensure_table_in(&mut tx, c, false).await?;
     tx.commit().await.map_err(StepError::plain)?;
     for message in notices {
         ctx.emit(crate::engine::protocol::EngineEvent::Notice {

@@ -77,7 +77,9 @@ pub async fn record_checksum(project: &Project, run_id: Option<&str>, version: &
     std::thread::spawn(move || {
         let done = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt.block_on(async {
-                let db = Db::connect(&url, &dir, Role::Target).await.map_err(|e| format!("{e:#}"))?;
+                let db = Db::connect(&url, &dir, Role::Target)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
                 let res = async {
                     let sum = collection_sum(&db, &collection).await?;
                     ledger::record_collection_checksum(
@@ -113,8 +115,11 @@ pub(super) async fn collection_checks(project: &Project, target: &Db) -> Result<
         .filter(|r| r.status == LedgerStatus::Applied && ledger::kind_of(r) == StepKind::Data)
     {
         let Some(step) = project.step(&r.version) else { continue };
-        let Ok(c) = crate::engine::ops::load_compiled(step) else { continue };
-        if let Some(name) = &c.spec.target.collection {
+        // The step's file, not the compiled step: verify must not import the steps.
+        let Ok(spec) = crate::engine::data::spec::DataStep::load(&step.file("step.toml")) else {
+            continue;
+        };
+        if let Some(name) = &spec.target.collection {
             writers.entry(name.clone()).or_default().push(r.version.clone());
         }
     }
