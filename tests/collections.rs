@@ -194,7 +194,12 @@ fn spaced(n: usize) -> String {
     let d = n.to_string();
     d.chars()
         .enumerate()
-        .flat_map(|(i, c)| (i > 0 && (d.len() - i) % 3 == 0).then_some(' ').into_iter().chain([c]))
+        .flat_map(|(i, c)| {
+            (i > 0 && (d.len() - i).is_multiple_of(3))
+                .then_some(' ')
+                .into_iter()
+                .chain([c])
+        })
         .collect()
 }
 

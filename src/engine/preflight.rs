@@ -85,7 +85,7 @@ pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
                 }
                 // A collection's table is created by its step when missing.
                 if let Some((table, columns, collection)) = target_table
-                    && !(collection && !collection_exists(ctx, &table).await)
+                    && (!collection || collection_exists(ctx, &table).await)
                     && let Err(e) = check_target(ctx, &plan[..i], &table, &columns).await
                 {
                     problems.push(problem(e));
