@@ -681,3 +681,46 @@ fn mariadb_writes_a_collection() {
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(check(&r, "collection appointments")["ok"], true);
 }
+
+/// `on_duplicate = "update"` overwrites a document found by its natural-key path, keeping its
+/// id and creation time; rolling the step back restores the document as it was.
+fn update_overwrites_and_rollback_restores(b: Backend) {
+    let p = project(b);
+    p.ok(&["up", "--continue-on-error"]);
+    let (id_before, doc_before, perms_before, created_before, _) =
+        document(&p, "appointments", "legacy_id", "10").expect("10");
+    p.source_sql("CREATE TABLE moved (id INTEGER PRIMARY KEY, team TEXT); INSERT INTO moved VALUES (10, 'onco');");
+    p.data_step(
+        "20250101T090400_moves",
+        r#"kind = "data"
+[source]
+table = "moved"
+key = "id"
+[target]
+collection = "appointments"
+natural_key = ["legacy_id"]
+on_duplicate = "update"
+permissions = ['read("team:{team}")']
+[[fields]]
+target = "legacy_id"
+source = "id"
+[[fields]]
+target = "team"
+source = "team"
+"#,
+    );
+    p.ok(&["up"]);
+    let (id, doc, perms, created, _) = document(&p, "appointments", "legacy_id", "10").expect("10 still there");
+    assert_eq!(id, id_before, "the document keeps its id");
+    assert_eq!(created, created_before, "and its creation time");
+    assert_eq!(doc, json!({"legacy_id": 10, "team": "onco"}));
+    assert_eq!(perms, json!(["read(\"team:onco\")"]));
+    let (code, r) = verify_json(&p);
+    assert_eq!(code, 0, "{r:#}");
+    p.ok(&["down", "--yes", "--to", LATE]);
+    let (id, doc, perms, ..) = document(&p, "appointments", "legacy_id", "10").expect("10 restored");
+    assert_eq!((id, doc, perms), (id_before, doc_before, perms_before));
+    let (code, r) = verify_json(&p);
+    assert_eq!(code, 0, "{r:#}");
+}
+both!(update_overwrites_and_rollback_restores);

@@ -336,8 +336,16 @@ pub(crate) async fn write_decided(
                     let nk_vals: Vec<Value> = nk_idx.iter().map(|i| values[*i].clone()).collect();
                     let mut skip: Vec<String> = id_col.iter().cloned().collect();
                     if c.collection.is_some() {
-                        // An updated document keeps the time it was created.
-                        skip.push(crate::engine::data::collection::CREATED_AT.to_string());
+                        // An updated document keeps its id (also without an ID map) and the
+                        // time it was created.
+                        for col in [
+                            crate::engine::data::collection::ID,
+                            crate::engine::data::collection::CREATED_AT,
+                        ] {
+                            if !skip.iter().any(|s| s == col) {
+                                skip.push(col.to_string());
+                            }
+                        }
                     }
                     tx.execute_raw("SAVEPOINT cutover_rows").await?;
                     match writer
