@@ -61,7 +61,13 @@ pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
                 let narrow = step.kind == StepKind::Data;
                 let mut target_table = None;
                 for c in compiled {
-                    target_table.get_or_insert_with(|| (c.spec.target.table.clone(), c.target_columns.clone()));
+                    target_table.get_or_insert_with(|| {
+                        (
+                            c.spec.target.table.clone(),
+                            c.target_columns.clone(),
+                            c.spec.target.collection.is_some(),
+                        )
+                    });
                     let Some(source) = source.as_ref().filter(|_| !c.spec.source.is_file()) else {
                         if let Err(e) = check_file(ctx, c).await {
                             problems.push(problem(e));
@@ -77,7 +83,9 @@ pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
                         problems.push(problem(e));
                     }
                 }
-                if let Some((table, columns)) = target_table
+                // A collection's table is created by its step when missing.
+                if let Some((table, columns, collection)) = target_table
+                    && (!collection || collection_exists(ctx, &table).await)
                     && let Err(e) = check_target(ctx, &plan[..i], &table, &columns).await
                 {
                     problems.push(problem(e));
@@ -138,6 +146,11 @@ async fn check_target(ctx: &RunCtx, earlier: &[StepDef], table: &str, columns: &
         None => TargetWriter::new(&ctx.target, table, columns).await,
     };
     found.map(|_| ()).map_err(|e| format!("{e:#}"))
+}
+
+async fn collection_exists(ctx: &RunCtx, table: &str) -> bool {
+    let mut dry = ctx.dry_tx.lock().await;
+    table_exists(&ctx.target, dry.as_mut(), table).await
 }
 
 async fn writer_in(tx: &mut DbTx, table: &str, columns: &[String]) -> color_eyre::eyre::Result<TargetWriter> {

@@ -387,6 +387,56 @@ impl Dialect {
     }
 }
 
+/// The DDL of collection tables (`data::collection`): the dialect picks the types.
+impl Dialect {
+    /// `CREATE TABLE IF NOT EXISTS` of a collection: `_id` primary key, `data` and
+    /// `_permissions` JSON, the two timestamps, and the unique natural-key column `_key`.
+    pub fn collection_table_sql(self, table: &str) -> String {
+        let q = |c: &str| self.quote_ident(c);
+        let (id, json, ts, key, json_check) = match self {
+            Dialect::Sqlite => ("TEXT", "TEXT", "TEXT", "TEXT".to_string(), true),
+            Dialect::Postgres => ("uuid", "jsonb", "timestamptz", "text".to_string(), false),
+            Dialect::Mysql => ("CHAR(36)", "JSON", "DATETIME(6)", mysql::key_text(500), false),
+        };
+        let check = |c: &str| {
+            if json_check {
+                format!(" CHECK (json_valid({}))", q(c))
+            } else {
+                String::new()
+            }
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({} {id} NOT NULL PRIMARY KEY, {} {json} NOT NULL{}, {} {json} NOT NULL{}, {} {ts} NOT NULL, {} {ts} NOT NULL, {} {key} NULL UNIQUE){}",
+            self.quote_table(table),
+            q("_id"),
+            q("data"),
+            check("data"),
+            q("_permissions"),
+            check("_permissions"),
+            q("_created_at"),
+            q("_updated_at"),
+            q("_key"),
+            self.table_options()
+        )
+    }
+
+    /// `CREATE INDEX IF NOT EXISTS` on the text value at `path` of a collection's `data`;
+    /// `None` where the target has no such index (MySQL: a JSON path needs a generated
+    /// column). Path parts are letters, digits and `_` (checked when the step loads).
+    pub fn collection_index_sql(self, table: &str, index: &str, path: &[String]) -> Option<String> {
+        let expr = match self {
+            Dialect::Sqlite => format!("json_extract({}, '$.{}')", self.quote_ident("data"), path.join(".")),
+            Dialect::Postgres => format!("({} #>> '{{{}}}')", self.quote_ident("data"), path.join(",")),
+            Dialect::Mysql => return None,
+        };
+        Some(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} ({expr})",
+            self.quote_ident(index),
+            self.quote_table(table)
+        ))
+    }
+}
+
 /// How long the first, direct connection attempt may take before we say the server does not
 /// answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);

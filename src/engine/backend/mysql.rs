@@ -62,6 +62,19 @@ pub fn upsert_clause(update: &[&str]) -> String {
 /// MySQL's DOUBLE holds no NaN or infinity: refused, or written as text into a text column
 /// (as on SQLite, so the digits are Rust's shortest round-trip form, not the server's).
 pub fn fit(column: &str, v: &mut Value, text_column: bool) -> Result<(), Unfit> {
+    // A collection's timestamps are RFC 3339 (`...Z`), which DATETIME(6) refuses: written as
+    // the UTC time it names.
+    if matches!(column, "_created_at" | "_updated_at")
+        && !text_column
+        && let Value::Text(t) = v
+        && let Ok(at) = chrono::DateTime::parse_from_rfc3339(t)
+    {
+        *v = Value::Text(
+            at.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%S%.6f")
+                .to_string(),
+        );
+    }
     if let Value::Real(f) = *v {
         if text_column {
             *v = Value::Text(super::sqlite::real_text(f));

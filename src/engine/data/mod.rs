@@ -2,6 +2,7 @@
 
 pub mod embed;
 pub mod bucket;
+pub mod collection;
 pub mod pipeline;
 pub mod reader;
 pub mod spec;

@@ -105,6 +105,8 @@ pub struct CompiledStep {
     lookup_tables: Mutex<HashMap<String, HashMap<String, String>>>,
     /// `[[embed]]`, compiled.
     pub(crate) embeds: Vec<crate::engine::data::embed::CompiledEmbed>,
+    /// A collection step's per-document finishing (`[target] collection`).
+    pub collection: Option<crate::engine::data::collection::CollectionTarget>,
 }
 
 /// Per-batch answers of the ID map: `map -> legacy key -> new id`, and the keys that are
@@ -206,7 +208,17 @@ impl CompiledStep {
             .as_ref()
             .and_then(|m| m.key.clone())
             .unwrap_or_else(|| key_column.clone());
+        let collection = match spec.target.collection {
+            Some(_) => Some(crate::engine::data::collection::CollectionTarget::compile(
+                &spec.target.permissions,
+                &spec.target.document_key,
+                spec.target.max_document_bytes,
+                &target_columns,
+            )?),
+            None => None,
+        };
         Ok(CompiledStep {
+            collection,
             file_store: None,
             version: version.to_string(),
             source_name: spec.source_name(),
@@ -895,6 +907,12 @@ impl CompiledStep {
             {
                 out[c] = Value::Null;
             }
+        }
+        // A collection's document is complete only now (ids, permissions, size).
+        if let Some(doc) = &self.collection
+            && let Err(r) = doc.finish_document(&mut out)
+        {
+            return reject(&r.field, r.rule, r.reason, None);
         }
         // Last, once nothing else can reject the row: its files go into their folders.
         for f in pending_files {

@@ -252,12 +252,21 @@ pub struct TargetSpec {
     /// is NULL (an address whose parts are all blank is no address).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub empty_json_as_null: Vec<String>,
+    /// A collection's natural key as written (paths into `data`); `natural_key` is then
+    /// `["_key"]`, the column holding these values joined (see `data::collection`).
+    #[serde(skip)]
+    pub document_key: Vec<String>,
+    /// Set once `data::collection::normalize` has rewritten the step.
+    #[serde(skip)]
+    pub collection_ready: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdMapSpec {
-    /// Target column that receives the new uuid v7.
+    /// Target column that receives the new uuid v7 (`_id` in a collection, where it may be
+    /// left out).
+    #[serde(default)]
     pub column: String,
     /// Name of the map (default: the source name). Later steps `lookup` through it.
     pub map: Option<String>,
@@ -448,6 +457,11 @@ impl DataStep {
                 return Err(eyre!("natural_key column '{nk}' is not the target of any [[fields]]"));
             }
         }
+        if s.target.collection.is_some() {
+            s.normalize_collection()?;
+        } else {
+            Self::check_table_target(&s)?;
+        }
         let keys = s.source.key.columns();
         if keys.is_empty() || keys.iter().any(|k| k.trim().is_empty()) {
             return Err(eyre!("[source] key must name at least one column"));
@@ -563,6 +577,87 @@ impl DataStep {
         Ok(())
     }
 
+    /// Turn a collection step into the data step that writes it: field targets (and
+    /// `[[embed]]` paths) become `data.<path>`, `_`-targets stay columns, the natural-key paths
+    /// become the `_key` column, the ID map's column is `_id`, the table is the collection.
+    /// Idempotent (see `data::collection` for the rules).
+    pub fn normalize_collection(&mut self) -> Result<()> {
+        use crate::engine::data::collection as doc;
+        let Some(name) = self.target.collection.clone() else {
+            return Ok(());
+        };
+        if self.target.collection_ready {
+            return Ok(());
+        }
+        doc::check_name(&name)?;
+        if !self.target.table.is_empty() && self.target.table != name {
+            return Err(eyre!(
+                "[target] has table = {:?} and collection = {name:?}; give one (a collection is its own table)",
+                self.target.table
+            ));
+        }
+        if !self.target.empty_json_as_null.is_empty() {
+            return Err(eyre!(
+                "[target] empty_json_as_null is for JSON columns of a table; a collection's data is always a document"
+            ));
+        }
+        self.target.table = name;
+        for f in &mut self.fields {
+            f.target = doc::field_target(&f.target)?;
+        }
+        for e in &mut self.embed {
+            e.path = doc::document_path(&e.path);
+        }
+        for p in &self.target.natural_key {
+            doc::check_key_path(p)?;
+        }
+        if !self.target.natural_key.is_empty() {
+            self.target.document_key = std::mem::take(&mut self.target.natural_key);
+            self.target.natural_key = vec![doc::KEY.to_string()];
+        }
+        if let Some(m) = &mut self.id_map {
+            if m.column.is_empty() {
+                m.column = doc::ID.to_string();
+            } else if m.column != doc::ID {
+                return Err(eyre!(
+                    "[id_map] column = {:?}: a document's id is always {} (leave column out)",
+                    m.column,
+                    doc::ID
+                ));
+            }
+        }
+        doc::check_permissions_and_indexes(&self.target.permissions, &self.target.indexes)?;
+        if self.target.max_document_bytes == Some(0) {
+            return Err(eyre!("[target] max_document_bytes must be at least 1"));
+        }
+        self.target.collection_ready = true;
+        Ok(())
+    }
+
+    /// A table step names its table, and its ID map's column.
+    fn check_table_target(s: &DataStep) -> Result<()> {
+        if s.target.table.trim().is_empty() {
+            return Err(eyre!("[target] needs a table (or a collection)"));
+        }
+        if s.id_map.as_ref().is_some_and(|m| m.column.trim().is_empty()) {
+            return Err(eyre!(
+                "[id_map] needs column: the target column that receives the new id"
+            ));
+        }
+        for (what, set) in [
+            ("permissions", !s.target.permissions.is_empty()),
+            ("indexes", !s.target.indexes.is_empty()),
+            ("max_document_bytes", s.target.max_document_bytes.is_some()),
+        ] {
+            if set {
+                return Err(eyre!(
+                    "[target] {what} is a setting of a collection; this step writes a table"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn source_name(&self) -> String {
         self.source
             .name
@@ -628,6 +723,13 @@ impl DataStep {
             let top = e.path.trim().split('.').next().unwrap_or_default().to_string();
             if !top.is_empty() && !cols.contains(&top) {
                 cols.push(top);
+            }
+        }
+        if self.target.collection.is_some() {
+            for c in crate::engine::data::collection::COLUMNS {
+                if !cols.iter().any(|x| x == c) {
+                    cols.push(c.to_string());
+                }
             }
         }
         cols
@@ -699,6 +801,27 @@ mod tests {
             e.contains("empty_json_as_null names 'mrn'") && e.contains("\"mrn.something\""),
             "{e}"
         );
+    }
+
+    use crate::engine::data::collection::{CREATED_AT, DATA, ID, KEY, PERMISSIONS, UPDATED_AT};
+
+    #[test]
+    fn a_collection_step_becomes_a_data_step_writing_data_paths() {
+        let s = DataStep::parse(
+            "[source]\ntable = \"a\"\nkey = \"id\"\n[target]\ncollection = \"appointments\"\nnatural_key = [\"legacy_id\"]\n[id_map]\nmap = \"appointments\"\n[[fields]]\ntarget = \"legacy_id\"\nsource = \"id\"\n[[fields]]\ntarget = \"schedule.starts_at\"\nsource = \"starts_at\"\n[[fields]]\ntarget = \"_created_at\"\nsource = \"created_at\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.target.table, "appointments");
+        assert_eq!(s.target.natural_key, [KEY]);
+        assert_eq!(s.target.document_key, ["legacy_id"]);
+        assert_eq!(s.id_map.as_ref().map(|m| m.column.as_str()), Some(ID));
+        let targets: Vec<&str> = s.fields.iter().map(|f| f.target.as_str()).collect();
+        assert_eq!(targets, ["data.legacy_id", "data.schedule.starts_at", "_created_at"]);
+        assert_eq!(s.target_columns(), [ID, DATA, CREATED_AT, PERMISSIONS, UPDATED_AT, KEY]);
+        // Normalising again changes nothing.
+        let mut again = s.clone();
+        again.normalize_collection().unwrap();
+        assert_eq!(again.fields[0].target, "data.legacy_id");
     }
 
     fn file_step(source: &str) -> Result<DataStep> {

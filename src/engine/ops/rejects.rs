@@ -37,6 +37,7 @@ pub async fn retry(project: &Project, target: &Db, ids: Vec<i64>, run_id: &str) 
     let mut compiled: HashMap<String, (Arc<CompiledStep>, Arc<TargetWriter>)> = HashMap::new();
     let mut merges: HashMap<String, Arc<crate::engine::steps::merge::MergeStep>> = HashMap::new();
     let mut source: Option<Db> = None;
+    let mut collections: std::collections::BTreeSet<(String, String)> = Default::default();
     while let Some(id) = queue.pop_front() {
         if !done.insert(id) {
             continue;
@@ -149,6 +150,14 @@ pub async fn retry(project: &Project, target: &Db, ids: Vec<i64>, run_id: &str) 
         tx.commit().await?;
         report.written.push(id);
         queue.extend(waiting);
+        if let Some(name) = &c.spec.target.collection {
+            collections.insert((rec.step.clone(), name.clone()));
+        }
+    }
+    // A collection the retries wrote into is recorded again, so verify compares it with what
+    // it holds now, not with what the step left.
+    for (version, name) in collections {
+        crate::engine::ops::verify::collection::record_checksum(project, Some(run_id), &version, &name).await?;
     }
     Ok(report)
 }

@@ -31,6 +31,8 @@ pub enum CheckKind {
     Rollback,
     /// A bucket of cutover.toml: every file hashes to its name, every key the rows name exists.
     Bucket,
+    /// A collection's documents against the count and checksum recorded when it was written.
+    Collection,
 }
 
 impl CheckKind {
@@ -45,6 +47,7 @@ impl CheckKind {
             CheckKind::Documents => "documents",
             CheckKind::Rollback => "rollback",
             CheckKind::Bucket => "bucket",
+            CheckKind::Collection => "collection",
         }
     }
 }

@@ -320,7 +320,11 @@ pub(crate) async fn write_decided(
                         rule: "duplicate".into(),
                         reason: format!(
                             "duplicate {} {}",
-                            nk.join(", "),
+                            if c.spec.target.document_key.is_empty() {
+                                nk.join(", ")
+                            } else {
+                                c.spec.target.document_key.join(", ")
+                            },
                             nk_key.unwrap_or_default().replace('\u{1f}', ", ")
                         ),
                         warning: false,
@@ -330,7 +334,19 @@ pub(crate) async fn write_decided(
                 }
                 DupPolicy::Update => {
                     let nk_vals: Vec<Value> = nk_idx.iter().map(|i| values[*i].clone()).collect();
-                    let skip: Vec<String> = id_col.iter().cloned().collect();
+                    let mut skip: Vec<String> = id_col.iter().cloned().collect();
+                    if c.collection.is_some() {
+                        // An updated document keeps its id (also without an ID map) and the
+                        // time it was created.
+                        for col in [
+                            crate::engine::data::collection::ID,
+                            crate::engine::data::collection::CREATED_AT,
+                        ] {
+                            if !skip.iter().any(|s| s == col) {
+                                skip.push(col.to_string());
+                            }
+                        }
+                    }
                     tx.execute_raw("SAVEPOINT cutover_rows").await?;
                     match writer
                         .update_with_backup(tx, &c.version, nk, &nk_vals, &values, &skip)
@@ -535,6 +551,14 @@ impl BatchStep for DataBatches {
         resume_from: &Option<Value>,
     ) -> Result<(), StepError> {
         let (table, columns) = (&self.c.spec.target.table, &self.c.target_columns);
+        let mut dry_tx = dry_tx;
+        if let Some(tx) = dry_tx.as_deref_mut() {
+            // A dry run creates the collection inside its own transaction (rolled back).
+            let notices = ensure_table_in(tx, &self.c, true).await?;
+            for n in notices {
+                tracing::warn!("{n}");
+            }
+        }
         let writer = Arc::new(
             match dry_tx {
                 Some(tx) => TargetWriter::new_in(tx, table, columns).await,
@@ -635,6 +659,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         batch_size,
         continue_on_error,
     };
+    ensure_collection(ctx, &c).await?;
     crate::engine::ops::verify::baseline::take_pre_step_checksums(ctx, step, vec![c.spec.target.table.clone()]).await?;
     let c = Arc::new(c);
     record_first_mark(ctx, step, &c).await?;
@@ -645,7 +670,44 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         writer: None,
         pages: None,
     };
-    run_batches(ctx, step, plan, &mut s).await
+    let result = run_batches(ctx, step, plan, &mut s).await?;
+    if let (StepResult::Done(_), Some(name), false) = (&result, &s.c.spec.target.collection, ctx.dry_run) {
+        // What verify compares the collection with later: the whole collection, as it is now.
+        crate::engine::ops::verify::collection::record_checksum(&ctx.project, Some(&ctx.run_id), &step.version, name)
+            .await
+            .map_err(StepError::plain)?;
+    }
+    Ok(result)
+}
+
+/// The collection's table and indexes inside `tx` (nothing for a table step).
+async fn ensure_table_in(tx: &mut DbTx, c: &CompiledStep, dry_run: bool) -> Result<Vec<String>, StepError> {
+    let Some(name) = &c.spec.target.collection else {
+        return Ok(Vec::new());
+    };
+    crate::engine::data::collection::ensure_table(tx, name, &c.spec.target.indexes, dry_run)
+        .await
+        .map_err(StepError::plain)
+}
+
+/// A collection step's table and indexes, created when missing before the step first writes
+/// (so its pre-step checksum is the empty table's, which a rollback leaves behind). A dry run
+/// creates them in its own transaction instead (`prepare`).
+async fn ensure_collection(ctx: &RunCtx, c: &CompiledStep) -> Result<(), StepError> {
+    if c.spec.target.collection.is_none() || ctx.dry_run {
+        return Ok(());
+    }
+    let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
+    let notices = ensure_table_in(&mut tx, c, false).await?;
+    tx.commit().await.map_err(StepError::plain)?;
+    for message in notices {
+        ctx.emit(crate::engine::protocol::EngineEvent::Notice {
+            level: crate::engine::protocol::NoticeLevel::Warning,
+            message,
+        })
+        .await;
+    }
+    Ok(())
 }
 
 /// Record the first mark of a step with `[sync]` as `up` starts it: the largest cursor value

@@ -558,3 +558,59 @@ pub async fn reject_fixes(db: &Db) -> Result<Vec<RejectFix>> {
         })
         .collect())
 }
+
+/// The audit event holding a collection's content checksum, recorded when a step writing it
+/// finished (and again after `rejects retry` wrote into it).
+const COLLECTION_CHECKSUM_EVENT: &str = "collection_checksum";
+
+/// A collection's document count and content checksum as recorded by a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CollectionChecksum {
+    pub version: String,
+    pub collection: String,
+    pub documents: u64,
+    /// `ContentSum::hex` of `(_id, data, _permissions)` of every document.
+    pub checksum: String,
+    pub at: String,
+}
+
+/// Keep a collection's checksum with the step that wrote it last.
+pub async fn record_collection_checksum(
+    db: &Db,
+    run_id: Option<&str>,
+    version: &str,
+    collection: &str,
+    documents: u64,
+    checksum: &str,
+) -> Result<()> {
+    let detail = serde_json::json!({"collection": collection, "documents": documents, "checksum": checksum});
+    append_event_db(db, run_id, Some(version), COLLECTION_CHECKSUM_EVENT, &detail).await
+}
+
+/// Every recorded collection checksum, oldest first.
+pub async fn collection_checksums(db: &Db) -> Result<Vec<CollectionChecksum>> {
+    if !db.table_exists(EVENTS_TABLE).await? {
+        return Ok(Vec::new());
+    }
+    let rows = db
+        .fetch_all(
+            &format!("SELECT version, at, detail FROM {EVENTS_TABLE} WHERE event = $1 ORDER BY id"),
+            &[Value::Text(COLLECTION_CHECKSUM_EVENT.into())],
+        )
+        .await?;
+    Ok(rows
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let g = |i: usize| r.get(i).and_then(text);
+            let detail: serde_json::Value = g(2).and_then(|s| serde_json::from_str(&s).ok())?;
+            Some(CollectionChecksum {
+                version: g(0)?,
+                collection: detail["collection"].as_str()?.to_string(),
+                documents: detail["documents"].as_u64()?,
+                checksum: detail["checksum"].as_str()?.to_string(),
+                at: g(1).unwrap_or_default(),
+            })
+        })
+        .collect())
+}

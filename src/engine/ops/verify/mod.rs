@@ -25,6 +25,7 @@ pub mod baseline;
 mod bucket;
 mod checks;
 mod checksum;
+pub mod collection;
 mod documents;
 mod operator;
 mod spec;
@@ -178,6 +179,7 @@ async fn run_checks(project: &Project, file: &VerifyFile, target: &Db, source: O
         let check = checks::checksum_check(c, source, target).await;
         checks.push(actions.review_checksum(c, check, source, target).await);
     }
+    checks.extend(collection::collection_checks(project, target).await?);
     checks.extend(checks::foreign_key_checks(target).await);
     for d in &file.documents {
         let check = documents::documents_check(d, &project.config.dir, target).await;
