@@ -3,4 +3,5 @@
 pub mod pipeline;
 pub mod reader;
 pub mod spec;
+pub mod templates;
 pub mod writer;

@@ -16,6 +16,7 @@
 //!
 //! [`apply`]: Transform::apply
 
+mod config;
 mod date;
 mod hash;
 mod list;
@@ -23,12 +24,14 @@ mod lookup;
 mod mapping;
 mod output;
 mod parse;
+mod permissions;
 mod phone;
 mod reason;
 mod text;
 
 use serde::{Deserialize, Serialize};
 
+pub use config::{ConfigKeySpec, ConfigType, ConfigValueSpec, Unmapped};
 pub(crate) use date::fast_iso_date;
 pub use date::{DateSpec, RFC3339};
 use date::{to_date, to_datetime};
@@ -37,6 +40,8 @@ pub use list::SplitSpec;
 pub use lookup::{LookupBy, LookupSpec, MapLookup, Normalize, TableLookup, normalized};
 use mapping::to_bool;
 pub use mapping::{GenderSpec, MapSpec, Otherwise};
+pub use permissions::{OnUnknownRole, RolesSpec, RolesToPermissionsSpec};
+use permissions::to_utf8;
 pub use phone::PhoneSpec;
 use phone::to_phone;
 pub(crate) use reason::{Quoted, Shown, kind_name};
@@ -98,6 +103,18 @@ pub enum Transform {
     /// Store binary data in a content-addressed folder beside the target (`dir`, relative to
     /// the project) and become its storage key. The engine resolves this (it writes files).
     StoreFile(StoreFileSpec),
+    /// A role list (separated text or a JSON array) becomes a JSON array of known role names,
+    /// trimmed and lower-cased; an unknown role rejects the row (rule `roles`) or is dropped.
+    Roles(RolesSpec),
+    /// A role list becomes the JSON array of permission strings its roles grant.
+    RolesToPermissions(RolesToPermissionsSpec),
+    /// Bytes become text when they are valid UTF-8; text passes untouched (a password hash).
+    Utf8,
+    /// An old setting key becomes its new key.
+    ConfigKey(ConfigKeySpec),
+    /// A setting's value becomes the type of its key. Needs the row's key column, so the
+    /// engine resolves it; [`Transform::apply`] refuses it.
+    ConfigValue(ConfigValueSpec),
 }
 
 /// Options of `store_file`.
@@ -171,6 +188,11 @@ impl Transform {
             Transform::Hash => "hash",
             Transform::ByteLength => "byte_length",
             Transform::StoreFile(_) => "store_file",
+            Transform::Roles(_) => "roles",
+            Transform::RolesToPermissions(_) => "roles_to_permissions",
+            Transform::Utf8 => "utf8",
+            Transform::ConfigKey(_) => "config_key",
+            Transform::ConfigValue(_) => "config_value",
         }
     }
 
@@ -198,6 +220,14 @@ impl Transform {
             Transform::Map(spec) => plain(spec.map(v)),
             Transform::Hash => plain(hash(v)),
             Transform::ByteLength => plain(byte_length(v)),
+            Transform::Roles(spec) => with_warning(name, spec.roles(v)),
+            Transform::RolesToPermissions(spec) => with_warning(name, spec.permissions(v)),
+            Transform::Utf8 => plain(to_utf8(v)),
+            Transform::ConfigKey(spec) => with_warning(name, spec.new_key(v)),
+            Transform::ConfigValue(_) => Err(TransformError {
+                transform: name,
+                reason: "config_value is resolved by the engine (it reads the row's key)".into(),
+            }),
             Transform::StoreFile(_) => Err(TransformError {
                 transform: name,
                 reason: "store_file is resolved by the engine".into(),
@@ -208,6 +238,15 @@ impl Transform {
             }),
         }
     }
+}
+
+/// A conversion that may let a value through with a warning (a dropped role, a kept key).
+fn with_warning(
+    transform: &'static str,
+    r: Result<(Value, Option<String>), String>,
+) -> Result<TransformOutcome, TransformError> {
+    r.map(|(value, warning)| TransformOutcome { value, warning })
+        .map_err(|reason| TransformError { transform, reason })
 }
 
 fn done(value: Value) -> TransformOutcome {

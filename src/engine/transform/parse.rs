@@ -25,6 +25,11 @@ const NAMES: &[&str] = &[
     "lookup",
     "new_id",
     "hash",
+    "roles",
+    "roles_to_permissions",
+    "utf8",
+    "config_key",
+    "config_value",
 ];
 
 /// A transform written as a bare name: the option-less ones, and those whose options all
@@ -39,6 +44,7 @@ fn bare(name: &str) -> Option<Transform> {
         "new_id" => Transform::NewId,
         "hash" => Transform::Hash,
         "byte_length" => Transform::ByteLength,
+        "utf8" => Transform::Utf8,
         "date" => Transform::Date(DateSpec::default()),
         "datetime" => Transform::Datetime(DateSpec::default()),
         "phone" => Transform::Phone(PhoneSpec::default()),
@@ -92,6 +98,10 @@ impl<'de> Visitor<'de> for TransformVisitor {
             "map" => Transform::Map(map.next_value()?),
             "lookup" => Transform::Lookup(map.next_value()?),
             "store_file" => Transform::StoreFile(map.next_value()?),
+            "roles" => Transform::Roles(map.next_value()?),
+            "roles_to_permissions" => Transform::RolesToPermissions(map.next_value()?),
+            "config_key" => Transform::ConfigKey(map.next_value()?),
+            "config_value" => Transform::ConfigValue(map.next_value()?),
             other => match bare(other) {
                 Some(t) => {
                     map.next_value::<NoOptions>()?;
