@@ -61,14 +61,18 @@ fn assert_no_hash_shown(p: &TestProject, up_output: &str) {
     let csv = p.path().join("rejects.csv");
     p.ok(&["rejects", "export", "--csv", csv.to_str().expect("utf-8 path")]);
     let exported = std::fs::read_to_string(&csv).expect("csv");
-    assert!(!exported.contains(MARK) && exported.contains("<redacted>"), "{exported}");
+    assert!(
+        !exported.contains(MARK) && exported.contains("<redacted>"),
+        "{exported}"
+    );
     let report = p.ok(&["report"]);
     assert!(!report.contains(MARK), "{report}");
     let report = p.json(&["report"]).to_string();
     assert!(!report.contains(MARK), "{report}");
 }
 
-const ROLE_TABLE: &str = r#"{ admin = ['read("any")', 'write("any")'], clinician = ['read("team:clinicians")'], patient = [] }"#;
+const ROLE_TABLE: &str =
+    r#"{ admin = ['read("any")', 'write("any")'], clinician = ['read("team:clinicians")'], patient = [] }"#;
 
 fn rules(p: &TestProject) -> Vec<(String, String, String)> {
     let list = p.json(&["rejects", "list"]);
@@ -261,17 +265,18 @@ fn users_template(b: Backend) {
     let up = format!("{}{}", support::stdout(&o), support::stderr(&o));
     assert_eq!(p.count("users"), 2, "{up}");
     assert_eq!(
-        p.target_sql("SELECT hex(json_extract(data, '$.password.hash')) FROM users ORDER BY json_extract(data, '$.legacy_id')"),
+        p.target_sql(
+            "SELECT hex(json_extract(data, '$.password.hash')) FROM users ORDER BY json_extract(data, '$.legacy_id')"
+        ),
         format!("{}\n{}", hex(HASH_TEXT), hex(HASH_BLOB))
     );
     assert_eq!(doc(&p, 1, "email"), "ada@example.org");
     assert_eq!(doc(&p, 1, "password.algorithm"), "bcrypt");
     assert_eq!(doc(&p, 1, "roles"), r#"["clinician","admin"]"#);
     let id = p.target_sql("SELECT _id FROM users WHERE json_extract(data, '$.legacy_id') = 1");
-    let perms: serde_json::Value = serde_json::from_str(&p.target_sql(&format!(
-        "SELECT _permissions FROM users WHERE _id = '{id}'"
-    )))
-    .expect("permissions JSON");
+    let perms: serde_json::Value =
+        serde_json::from_str(&p.target_sql(&format!("SELECT _permissions FROM users WHERE _id = '{id}'")))
+            .expect("permissions JSON");
     assert_eq!(
         perms,
         serde_json::json!([
@@ -291,7 +296,11 @@ fn users_template(b: Backend) {
     let brief: Vec<(String, String)> = rules(&p).into_iter().map(|(k, r, _)| (k, r)).collect();
     assert_eq!(
         brief,
-        [("3".into(), "email".into()), ("4".into(), "roles".into()), ("5".into(), "utf8".into())]
+        [
+            ("3".into(), "email".into()),
+            ("4".into(), "roles".into()),
+            ("5".into(), "utf8".into())
+        ]
     );
     assert_no_hash_shown(&p, &up);
     p.ok(&["down", "--all"]);

@@ -67,10 +67,7 @@ impl ConfigKeySpec {
         };
         match (self.keys.get(&old), self.unmapped) {
             (Some(new), _) => Ok((Value::Text(new.clone()), None)),
-            (None, Unmapped::Reject) => Err(format!(
-                "setting {} has no new key in [config.keys]",
-                Quoted(&old)
-            )),
+            (None, Unmapped::Reject) => Err(format!("setting {} has no new key in [config.keys]", Quoted(&old))),
             (None, Unmapped::Keep) => {
                 let warning = format!("setting {} has no new key in [config.keys]; kept as is", Quoted(&old));
                 Ok((Value::Text(old), Some(warning)))
@@ -98,14 +95,18 @@ impl ConfigType {
         match (self, v) {
             (_, Value::Null) => Ok(Value::Null),
             (ConfigType::Text, Value::Json(j)) => Ok(Value::Text(j.to_string())),
-            (ConfigType::Text, Value::Bytes(b)) => {
-                String::from_utf8(b.bytes).map(Value::Text).map_err(|_| "the value's bytes are not UTF-8 text".into())
-            }
+            (ConfigType::Text, Value::Bytes(b)) => String::from_utf8(b.bytes)
+                .map(Value::Text)
+                .map_err(|_| "the value's bytes are not UTF-8 text".into()),
             (ConfigType::Text, v) => Ok(Value::Text(v.to_text().unwrap_or_default())),
             (ConfigType::Integer, Value::Int(i)) => Ok(Value::Int(i)),
             (ConfigType::Integer, Value::Real(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::Int(f as i64)),
             (ConfigType::Integer, v @ Value::Real(_)) => Err(bad(&v)),
-            (ConfigType::Integer, Value::Text(s)) => s.trim().parse::<i64>().map(Value::Int).map_err(|_| bad(&Value::Text(s))),
+            (ConfigType::Integer, Value::Text(s)) => s
+                .trim()
+                .parse::<i64>()
+                .map(Value::Int)
+                .map_err(|_| bad(&Value::Text(s))),
             (ConfigType::Boolean, v @ (Value::Bool(_) | Value::Int(_) | Value::Text(_))) => {
                 let shown = bad(&v);
                 match to_bool(v) {
@@ -166,7 +167,10 @@ mod tests {
             unmapped: Unmapped::Reject,
         });
         assert_eq!(ok(&strict, text(" smtp_port ")), text("mail.smtp.port"));
-        assert_eq!(err(&strict, text("fax_number")), "setting 'fax_number' has no new key in [config.keys]");
+        assert_eq!(
+            err(&strict, text("fax_number")),
+            "setting 'fax_number' has no new key in [config.keys]"
+        );
         assert_eq!(err(&strict, Value::Null), "the setting has no key (NULL)");
         let keep = Transform::ConfigKey(ConfigKeySpec {
             keys: keys(),

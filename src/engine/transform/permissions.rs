@@ -107,7 +107,11 @@ fn settle_unknown(
     if unknown.is_empty() {
         return Ok((known, None));
     }
-    let listed = unknown.iter().map(|r| Quoted(r).to_string()).collect::<Vec<_>>().join(", ");
+    let listed = unknown
+        .iter()
+        .map(|r| Quoted(r).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let plural = if unknown.len() == 1 { "role" } else { "roles" };
     match on_unknown {
         OnUnknownRole::Reject => {
@@ -137,9 +141,12 @@ impl RolesSpec {
 
 impl RolesToPermissionsSpec {
     fn granted(&self, role: &str) -> Option<&Vec<String>> {
-        self.roles
-            .get(role)
-            .or_else(|| self.roles.iter().find(|(k, _)| k.to_lowercase() == role).map(|(_, v)| v))
+        self.roles.get(role).or_else(|| {
+            self.roles
+                .iter()
+                .find(|(k, _)| k.to_lowercase() == role)
+                .map(|(_, v)| v)
+        })
     }
 
     /// The permissions of a role list as a JSON array of strings: `every` first, then each
@@ -231,7 +238,10 @@ mod tests {
             "roles '[admin' is not a JSON array of role names"
         );
         assert_eq!(err(&r, text("[1]")), "roles: '1' in the role array is not a role name");
-        assert_eq!(err(&r, Value::Int(3)), "roles expects text or a JSON array, got integer '3'");
+        assert_eq!(
+            err(&r, Value::Int(3)),
+            "roles expects text or a JSON array, got integer '3'"
+        );
     }
 
     #[test]

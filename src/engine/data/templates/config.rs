@@ -62,7 +62,11 @@ pub(super) fn expand(text: &str) -> Result<DataStep> {
         Some(k) => column("config", "key", Some(k), "the setting keys")?,
         None => match step.source.key.columns().as_slice() {
             [one] => one.clone(),
-            [] => return Err(eyre!("[config] key = \"...\" is required: name the source column holding the setting keys")),
+            [] => {
+                return Err(eyre!(
+                    "[config] key = \"...\" is required: name the source column holding the setting keys"
+                ));
+            }
             _ => {
                 return Err(eyre!(
                     "[source] key is composite ({}): name the column holding the setting keys with [config] key",

@@ -66,7 +66,9 @@ fn field(target: &str, source: Option<&str>, transforms: Vec<Transform>, validat
 fn column(section: &str, key: &str, v: Option<String>, what: &str) -> Result<String> {
     match v {
         Some(c) if !c.trim().is_empty() => Ok(c),
-        Some(_) => Err(eyre!("[{section}] {key} is empty: name the source column holding {what}")),
+        Some(_) => Err(eyre!(
+            "[{section}] {key} is empty: name the source column holding {what}"
+        )),
         None => Err(eyre!(
             "[{section}] {key} = \"...\" is required: name the source column holding {what}"
         )),
@@ -100,13 +102,17 @@ fn check_permission(section: &str, p: &str) -> Result<()> {
             ('{', false) => open = true,
             ('}', true) => open = false,
             ('{', true) | ('}', false) => {
-                return Err(eyre!("{section}: {p:?} has unbalanced braces (write placeholders as {{path}})"));
+                return Err(eyre!(
+                    "{section}: {p:?} has unbalanced braces (write placeholders as {{path}})"
+                ));
             }
             _ => {}
         }
     }
     if open {
-        return Err(eyre!("{section}: {p:?} has unbalanced braces (write placeholders as {{path}})"));
+        return Err(eyre!(
+            "{section}: {p:?} has unbalanced braces (write placeholders as {{path}})"
+        ));
     }
     Ok(())
 }

@@ -52,7 +52,10 @@ brand = "branding"
 "#;
 
 fn targets(s: &DataStep) -> Vec<String> {
-    s.fields.iter().map(|f| f.target.trim_start_matches("data.").to_string()).collect()
+    s.fields
+        .iter()
+        .map(|f| f.target.trim_start_matches("data.").to_string())
+        .collect()
 }
 
 fn field<'a>(s: &'a DataStep, target: &str) -> &'a crate::engine::data::spec::FieldSpec {
@@ -69,7 +72,10 @@ fn a_users_step_expands_into_a_collection_step() {
     assert_eq!(s.target.natural_key, ["email"]);
     assert_eq!(s.target.on_duplicate, DupPolicy::Skip);
     let m = s.id_map.as_ref().unwrap();
-    assert_eq!((m.column.as_str(), m.map.as_deref(), m.key.as_deref()), ("_id", Some("users"), None));
+    assert_eq!(
+        (m.column.as_str(), m.map.as_deref(), m.key.as_deref()),
+        ("_id", Some("users"), None)
+    );
     assert_eq!(s.map_name().as_deref(), Some("users"));
     assert_eq!(
         targets(&s),
@@ -109,9 +115,16 @@ fn a_users_step_expands_into_a_collection_step() {
         panic!("_permissions without roles_to_permissions")
     };
     assert_eq!(p.every, [r#"read("user:{_id}")"#, r#"write("user:{_id}")"#]);
-    assert_eq!(p.roles["clinician"], [r#"read("team:clinicians")"#, r#"write("team:clinicians")"#]);
+    assert_eq!(
+        p.roles["clinician"],
+        [r#"read("team:clinicians")"#, r#"write("team:clinicians")"#]
+    );
     assert!(p.roles["patient"].is_empty());
-    assert_eq!(p.on_unknown, OnUnknownRole::Drop, "the roles field reports unknown roles once");
+    assert_eq!(
+        p.on_unknown,
+        OnUnknownRole::Drop,
+        "the roles field reports unknown roles once"
+    );
     assert_eq!(field(&s, "legacy_id").source.as_deref(), Some("id"));
 }
 
@@ -144,26 +157,58 @@ fn users_steps_are_parsed_strictly() {
     };
     for (text, says) in [
         (with("hash_algorithm", "hash_algo"), "unknown field `hash_algo`"),
-        (with("on_duplicate", "natural_key = [\"x\"]\non_duplicate"), "unknown field `natural_key`"),
-        (with("[users]\n", "[id_map]\ncolumn = \"id\"\n[users]\n"), "unknown field `column`"),
+        (
+            with("on_duplicate", "natural_key = [\"x\"]\non_duplicate"),
+            "unknown field `natural_key`",
+        ),
+        (
+            with("[users]\n", "[id_map]\ncolumn = \"id\"\n[users]\n"),
+            "unknown field `column`",
+        ),
         (with("email = \"email\"\n", ""), "[users] email = \"...\" is required"),
-        (with("password_hash = \"password_hash\"\n", ""), "[users] password_hash = \"...\" is required"),
-        (with("password_hash = \"password_hash\"", "password_hash = \"pw\""), "\"pw\" does not look secret"),
+        (
+            with("password_hash = \"password_hash\"\n", ""),
+            "[users] password_hash = \"...\" is required",
+        ),
+        (
+            with("password_hash = \"password_hash\"", "password_hash = \"pw\""),
+            "\"pw\" does not look secret",
+        ),
         (with("roles = \"roles\"\n", ""), "[users] roles names no source column"),
-        (with("on_unknown_role = \"reject\"", "on_unknown_role = \"skip\""), "unknown variant `skip`"),
+        (
+            with("on_unknown_role = \"reject\"", "on_unknown_role = \"skip\""),
+            "unknown variant `skip`",
+        ),
         (with("admin = ", "ADMIN = ['x']\nadmin = "), "names role 'admin' twice"),
-        (with("patient = []", "patient = ['read(\"user:{id\")']"), "unbalanced braces"),
-        (with("target = \"legacy_id\"", "target = \"password.salt\""), "collides with 'password'"),
-        (with("target = \"legacy_id\"", "target = \"email\""), "collides with 'email'"),
+        (
+            with("patient = []", "patient = ['read(\"user:{id\")']"),
+            "unbalanced braces",
+        ),
+        (
+            with("target = \"legacy_id\"", "target = \"password.salt\""),
+            "collides with 'password'",
+        ),
+        (
+            with("target = \"legacy_id\"", "target = \"email\""),
+            "collides with 'email'",
+        ),
     ] {
         let e = refused(&text);
         assert!(e.contains(says), "{says}: {e}");
     }
-    let no_roles = USERS.split("[users.role_permissions]").next().unwrap_or_default().to_string()
+    let no_roles = USERS
+        .split("[users.role_permissions]")
+        .next()
+        .unwrap_or_default()
+        .to_string()
         + "[[fields]]\ntarget = \"legacy_id\"\nsource = \"id\"\n";
     assert!(refused(&no_roles).contains("[users.role_permissions] is empty"));
     let only_every = no_roles.replacen("[[fields]]", "[users.role_permissions]\n\"*\" = []\n[[fields]]", 1);
-    assert!(refused(&only_every).contains("names no role"), "{}", refused(&only_every));
+    assert!(
+        refused(&only_every).contains("names no role"),
+        "{}",
+        refused(&only_every)
+    );
     let no_users = USERS.split("[users]").next().unwrap_or_default();
     assert!(refused(no_users).contains("needs a [users] table"));
 }
@@ -173,10 +218,18 @@ fn a_config_step_expands_into_one_document_per_setting() {
     let s = DataStep::parse(CONFIG).unwrap();
     assert_eq!(s.target.collection.as_deref(), Some("config"));
     assert_eq!(s.target.natural_key, ["key"]);
-    assert_eq!(s.target.on_duplicate, DupPolicy::Error, "two old keys onto one new key reject");
+    assert_eq!(
+        s.target.on_duplicate,
+        DupPolicy::Error,
+        "two old keys onto one new key reject"
+    );
     assert_eq!(s.map_name().as_deref(), Some("config"));
     assert_eq!(targets(&s), ["key", "value", "legacy_key"]);
-    assert!(s.fields.iter().all(|f| f.source.as_deref() == Some(if f.target.ends_with("value") { "value" } else { "key" })));
+    assert!(
+        s.fields
+            .iter()
+            .all(|f| f.source.as_deref() == Some(if f.target.ends_with("value") { "value" } else { "key" }))
+    );
     let Transform::ConfigKey(k) = &field(&s, "key").transforms[0] else {
         panic!("key without config_key")
     };
@@ -198,21 +251,37 @@ fn config_steps_are_parsed_strictly() {
         (with("unmapped", "unmaped"), "unknown field `unmaped`"),
         (with("value = \"value\"\n", ""), "[config] value = \"...\" is required"),
         (with("\"integer\"", "\"float\""), "unknown variant `float`"),
-        (with("\"branding\" = \"json\"", "\"brand\" = \"json\""), "types names \"brand\""),
+        (
+            with("\"branding\" = \"json\"", "\"brand\" = \"json\""),
+            "types names \"brand\"",
+        ),
         (
             CONFIG.split("[config.keys]").next().unwrap_or_default().to_string(),
             "[config.keys] is empty",
         ),
         (with("brand = \"branding\"", "brand = \" \""), "maps to an empty key"),
-        (with("key = \"key\"", "key = [\"a\", \"b\"]"), "name the column holding the setting keys"),
-        (CONFIG.split("[config]").next().unwrap_or_default().to_string(), "needs a [config] table"),
-        (with("[config]", "[[fields]]\ntarget = \"x\"\nsource = \"x\"\n[config]"), "unknown field `fields`"),
+        (
+            with("key = \"key\"", "key = [\"a\", \"b\"]"),
+            "name the column holding the setting keys",
+        ),
+        (
+            CONFIG.split("[config]").next().unwrap_or_default().to_string(),
+            "needs a [config] table",
+        ),
+        (
+            with("[config]", "[[fields]]\ntarget = \"x\"\nsource = \"x\"\n[config]"),
+            "unknown field `fields`",
+        ),
     ] {
         let e = refused(&text);
         assert!(e.contains(says), "{says}: {e}");
     }
     // Kept unmapped keys may be typed by their old name.
-    let keep = with("unmapped = \"reject\"", "unmapped = \"keep\"").replacen("\"branding\" = \"json\"", "\"brand\" = \"json\"", 1);
+    let keep = with("unmapped = \"reject\"", "unmapped = \"keep\"").replacen(
+        "\"branding\" = \"json\"",
+        "\"brand\" = \"json\"",
+        1,
+    );
     assert!(DataStep::parse(&keep).is_ok());
     // A separate key column.
     let s = DataStep::parse(&with("value = \"value\"", "key = \"name\"\nvalue = \"value\"")).unwrap();
@@ -229,8 +298,15 @@ fn project_kinds_users_and_config_are_data_steps() {
         std::fs::write(dir.join(folder).join("step.toml"), text).unwrap();
     }
     let steps = load_steps(&dir).unwrap();
-    assert_eq!(steps.iter().map(|s| s.kind).collect::<Vec<_>>(), [StepKind::Data, StepKind::Data]);
-    std::fs::write(dir.join("20250101T090100_config").join("step.toml"), "kind = \"settings\"\n").unwrap();
+    assert_eq!(
+        steps.iter().map(|s| s.kind).collect::<Vec<_>>(),
+        [StepKind::Data, StepKind::Data]
+    );
+    std::fs::write(
+        dir.join("20250101T090100_config").join("step.toml"),
+        "kind = \"settings\"\n",
+    )
+    .unwrap();
     let e = load_steps(&dir).unwrap_err().to_string();
     assert!(e.contains("data, merge, users or config"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -309,7 +385,15 @@ fn a_user_becomes_a_document_with_roles_permissions_and_the_hash_untouched() {
     let c = compiled(USERS);
     let (doc, warnings) = document(
         &c,
-        decide(&c, USER_COLUMNS, user("  Ada@Example.ORG ", Value::Text(HASH.into()), "Clinician; admin,clinician")),
+        decide(
+            &c,
+            USER_COLUMNS,
+            user(
+                "  Ada@Example.ORG ",
+                Value::Text(HASH.into()),
+                "Clinician; admin,clinician",
+            ),
+        ),
     );
     assert!(warnings.is_empty());
     let perms = doc["_permissions"].clone();
@@ -337,23 +421,49 @@ fn a_user_becomes_a_document_with_roles_permissions_and_the_hash_untouched() {
         ])
     );
     // A hash read as bytes (bytea) arrives as the same text.
-    let (doc, _) = document(&c, decide(&c, USER_COLUMNS, user("a@b.org", Value::bytes(HASH.as_bytes().to_vec()), "patient")));
+    let (doc, _) = document(
+        &c,
+        decide(
+            &c,
+            USER_COLUMNS,
+            user("a@b.org", Value::bytes(HASH.as_bytes().to_vec()), "patient"),
+        ),
+    );
     assert_eq!(doc["password"]["hash"], HASH);
     assert_eq!(doc["roles"], json!(["patient"]));
-    assert_eq!(doc["_permissions"], json!(["read(\"user:{_id}\")", "write(\"user:{_id}\")"]));
+    assert_eq!(
+        doc["_permissions"],
+        json!(["read(\"user:{_id}\")", "write(\"user:{_id}\")"])
+    );
 }
 
 #[test]
 fn bad_users_are_rejected_and_the_hash_never_appears_in_a_reason() {
     let c = compiled(USERS);
-    let r = rejected(decide(&c, USER_COLUMNS, user("not-an-address", Value::Text(HASH.into()), "admin")));
+    let r = rejected(decide(
+        &c,
+        USER_COLUMNS,
+        user("not-an-address", Value::Text(HASH.into()), "admin"),
+    ));
     assert_eq!(r.rule, "email");
-    let r = rejected(decide(&c, USER_COLUMNS, user("a@b.org", Value::Text(HASH.into()), "admin, nurse")));
+    let r = rejected(decide(
+        &c,
+        USER_COLUMNS,
+        user("a@b.org", Value::Text(HASH.into()), "admin, nurse"),
+    ));
     assert_eq!(r.rule, "roles");
     assert!(r.reason.contains("unknown role 'nurse'"), "{}", r.reason);
-    let r = rejected(decide(&c, USER_COLUMNS, user("a@b.org", Value::bytes(vec![b'$', 0xff, 0xfe]), "admin")));
+    let r = rejected(decide(
+        &c,
+        USER_COLUMNS,
+        user("a@b.org", Value::bytes(vec![b'$', 0xff, 0xfe]), "admin"),
+    ));
     assert_eq!(r.rule, "utf8");
-    assert!(r.field.as_deref().is_some_and(|f| f.ends_with("password.hash")), "{:?}", r.field);
+    assert!(
+        r.field.as_deref().is_some_and(|f| f.ends_with("password.hash")),
+        "{:?}",
+        r.field
+    );
     assert!(r.reason.contains("value redacted"), "{}", r.reason);
     // The stored row keeps the source as read (a retry needs it); it is redacted when shown.
     let shown = crate::engine::store::redacted_row(&r.row).to_string();
@@ -367,15 +477,31 @@ fn bad_users_are_rejected_and_the_hash_never_appears_in_a_reason() {
 #[test]
 fn unknown_roles_can_be_dropped_with_one_warning() {
     let c = compiled(&USERS.replacen("on_unknown_role = \"reject\"", "on_unknown_role = \"ignore\"", 1));
-    let (doc, warnings) = document(&c, decide(&c, USER_COLUMNS, user("a@b.org", Value::Text(HASH.into()), "nurse,admin")));
+    let (doc, warnings) = document(
+        &c,
+        decide(
+            &c,
+            USER_COLUMNS,
+            user("a@b.org", Value::Text(HASH.into()), "nurse,admin"),
+        ),
+    );
     assert_eq!(doc["roles"], json!(["admin"]));
     assert_eq!(
         doc["_permissions"],
-        json!(["read(\"user:{_id}\")", "write(\"user:{_id}\")", "read(\"any\")", "write(\"any\")"])
+        json!([
+            "read(\"user:{_id}\")",
+            "write(\"user:{_id}\")",
+            "read(\"any\")",
+            "write(\"any\")"
+        ])
     );
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert_eq!(warnings[0].rule, "roles");
-    assert!(warnings[0].reason.ends_with("unknown role 'nurse' dropped"), "{}", warnings[0].reason);
+    assert!(
+        warnings[0].reason.ends_with("unknown role 'nurse' dropped"),
+        "{}",
+        warnings[0].reason
+    );
 }
 
 fn setting(key: &str, value: Value) -> Vec<Value> {
@@ -392,10 +518,22 @@ fn settings_become_typed_documents_keyed_by_their_new_key() {
         json!({"key": "mail.smtp.port", "value": 587, "legacy_key": "smtp_port"})
     );
     assert_eq!(doc("booking_enabled", Value::Text("yes".into()))["value"], json!(true));
-    assert_eq!(doc("brand", Value::Text("{\"colour\":\"teal\"}".into()))["value"], json!({"colour": "teal"}));
-    assert_eq!(doc("smtp_host", Value::Text("mx.example.org".into()))["value"], json!("mx.example.org"));
+    assert_eq!(
+        doc("brand", Value::Text("{\"colour\":\"teal\"}".into()))["value"],
+        json!({"colour": "teal"})
+    );
+    assert_eq!(
+        doc("smtp_host", Value::Text("mx.example.org".into()))["value"],
+        json!("mx.example.org")
+    );
     let r = rejected(decide(&c, &cols, setting("smtp_port", Value::Text("five".into()))));
-    assert_eq!((r.rule.as_str(), r.field.as_deref().map(|f| f.trim_start_matches("data."))), ("config_type", Some("value")));
+    assert_eq!(
+        (
+            r.rule.as_str(),
+            r.field.as_deref().map(|f| f.trim_start_matches("data."))
+        ),
+        ("config_type", Some("value"))
+    );
     assert!(r.reason.contains("'five' is not an integer"), "{}", r.reason);
     let r = rejected(decide(&c, &cols, setting("fax", Value::Text("1".into()))));
     assert_eq!(r.rule, "config_key");

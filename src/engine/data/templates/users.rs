@@ -87,7 +87,9 @@ pub(super) fn expand(text: &str) -> Result<DataStep> {
     }
     let (named, every) = role_table(users.role_permissions)?;
     if users.roles.as_deref().is_some_and(|r| r.trim().is_empty()) {
-        return Err(eyre!("[users] roles is empty: name the source column holding each user's roles"));
+        return Err(eyre!(
+            "[users] roles is empty: name the source column holding each user's roles"
+        ));
     }
     if users.roles.is_none() && !named.is_empty() {
         return Err(eyre!(
@@ -186,8 +188,11 @@ pub(super) fn expand(text: &str) -> Result<DataStep> {
     })
 }
 
+/// Role -> the permission strings it grants.
+type RoleTable = BTreeMap<String, Vec<String>>;
+
 /// `[users.role_permissions]` as (named roles lower-cased, the permissions of every user).
-fn role_table(table: BTreeMap<String, Vec<String>>) -> Result<(BTreeMap<String, Vec<String>>, Vec<String>)> {
+fn role_table(table: RoleTable) -> Result<(RoleTable, Vec<String>)> {
     if table.is_empty() {
         return Err(eyre!(
             "[users.role_permissions] is empty: map each role to the permission strings it grants (admin = ['read(\"any\")', 'write(\"any\")']), and \"*\" to those every user gets"
