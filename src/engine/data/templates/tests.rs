@@ -346,7 +346,8 @@ fn document(c: &CompiledStep, p: Processed) -> (serde_json::Value, Vec<NewReject
     for (col, v) in c.target_columns.iter().zip(values) {
         match (col.as_str(), v.to_json()) {
             ("data", serde_json::Value::Object(m)) => doc.extend(m),
-            ("_id", _) => {}
+            // The collection's own columns (id, timestamps, key) are not the template's.
+            (c, _) if c.starts_with('_') && c != "_permissions" => {}
             (_, j) => {
                 doc.insert(col.clone(), j);
             }

@@ -177,7 +177,8 @@ pub(super) fn expand(text: &str) -> Result<DataStep> {
             max_document_bytes: step.target.max_document_bytes,
             natural_key: vec!["email".into()],
             on_duplicate: step.target.on_duplicate,
-            empty_json_as_null: Vec::new(),
+            // Whatever else a target has (filled in when a collection is normalised).
+            ..TargetSpec::default()
         },
         id_map: Some(step.id_map.unwrap_or_default().spec("users")),
         fields,
