@@ -67,7 +67,10 @@ fn field<'a>(s: &'a DataStep, target: &str) -> &'a crate::engine::data::spec::Fi
 
 #[test]
 fn a_users_step_expands_into_a_collection_step() {
-    let s = DataStep::parse(USERS).unwrap();
+    // As the template gives it, before the collection normalisation (which turns the
+    // natural key into `_key` and the targets into `data.` paths).
+    assert!(DataStep::parse(USERS).is_ok());
+    let s = super::expand(USERS).unwrap().unwrap();
     assert_eq!(s.target.collection.as_deref(), Some("users"));
     assert_eq!(s.target.natural_key, ["email"]);
     assert_eq!(s.target.on_duplicate, DupPolicy::Skip);
@@ -215,7 +218,8 @@ fn users_steps_are_parsed_strictly() {
 
 #[test]
 fn a_config_step_expands_into_one_document_per_setting() {
-    let s = DataStep::parse(CONFIG).unwrap();
+    assert!(DataStep::parse(CONFIG).is_ok());
+    let s = super::expand(CONFIG).unwrap().unwrap();
     assert_eq!(s.target.collection.as_deref(), Some("config"));
     assert_eq!(s.target.natural_key, ["key"]);
     assert_eq!(
@@ -348,6 +352,9 @@ fn document(c: &CompiledStep, p: Processed) -> (serde_json::Value, Vec<NewReject
             ("data", serde_json::Value::Object(m)) => doc.extend(m),
             // The collection's own columns (id, timestamps, key) are not the template's.
             (c, _) if c.starts_with('_') && c != "_permissions" => {}
+            // A collection gives every document its (maybe empty) permissions.
+            ("_permissions", serde_json::Value::Null) => {}
+            ("_permissions", serde_json::Value::Array(a)) if a.is_empty() => {}
             (_, j) => {
                 doc.insert(col.clone(), j);
             }
