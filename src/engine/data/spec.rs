@@ -394,7 +394,9 @@ impl DataStep {
 
     pub fn parse(text: &str) -> Result<DataStep> {
         let mut s: DataStep = match super::templates::expand(text)? {
-            Some(expanded) => expanded,
+            Some(expanded) => toml::Value::Table(expanded)
+                .try_into()
+                .map_err(|e| eyre!("{}", e.to_string().trim_end()))?,
             None => toml::from_str(text).map_err(|e| eyre!("{}", e.to_string().trim_end()))?,
         };
         let given: Vec<&str> = [

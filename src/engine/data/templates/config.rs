@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{TemplateIdMap, check_permission, column, field};
-use crate::engine::data::spec::{DataStep, DupPolicy, SourceSpec, SyncSpec, TargetSpec};
+use super::{CollectionTarget, TemplateIdMap, check_permission, column, field, pass_through};
 use crate::engine::transform::{ConfigKeySpec, ConfigType, ConfigValueSpec, Transform, Unmapped};
 use color_eyre::eyre::{Result, eyre};
 use serde::Deserialize;
+use toml::{Table, Value};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,27 +17,26 @@ struct ConfigStep {
     #[allow(dead_code)]
     kind: String,
     description: Option<String>,
-    source: SourceSpec,
+    source: Value,
     #[serde(default)]
     target: ConfigTarget,
     id_map: Option<TemplateIdMap>,
     config: Option<ConfigSpec>,
-    batch_size: Option<usize>,
+    batch_size: Option<i64>,
     continue_on_error: Option<bool>,
-    sync: Option<SyncSpec>,
+    sync: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigTarget {
     collection: Option<String>,
-    #[serde(default)]
-    on_duplicate: DupPolicy,
+    on_duplicate: Option<Value>,
     #[serde(default)]
     permissions: Vec<String>,
     #[serde(default)]
     indexes: Vec<String>,
-    max_document_bytes: Option<u64>,
+    max_document_bytes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,24 +52,26 @@ struct ConfigSpec {
     keys: BTreeMap<String, String>,
 }
 
-pub(super) fn expand(text: &str) -> Result<DataStep> {
+pub(super) fn expand(text: &str) -> Result<Table> {
     let step: ConfigStep = toml::from_str(text).map_err(|e| eyre!("{}", e.to_string().trim_end()))?;
     let config = step.config.ok_or_else(|| {
         eyre!("a config step needs a [config] table: value = \"...\" names the source column of the values, [config.keys] maps old keys to new")
     })?;
     let key = match config.key {
         Some(k) => column("config", "key", Some(k), "the setting keys")?,
-        None => match step.source.key.columns().as_slice() {
-            [one] => one.clone(),
-            [] => {
+        None => match step.source.get("key") {
+            Some(Value::String(one)) => one.clone(),
+            Some(Value::Array(many)) if many.len() == 1 && many[0].is_str() => {
+                many[0].as_str().unwrap_or_default().to_string()
+            }
+            Some(Value::Array(many)) if many.len() > 1 => {
                 return Err(eyre!(
-                    "[config] key = \"...\" is required: name the source column holding the setting keys"
+                    "[source] key is composite: name the column holding the setting keys with [config] key"
                 ));
             }
             _ => {
                 return Err(eyre!(
-                    "[source] key is composite ({}): name the column holding the setting keys with [config] key",
-                    step.source.key
+                    "[config] key = \"...\" is required: name the source column holding the setting keys"
                 ));
             }
         },
@@ -98,44 +99,46 @@ pub(super) fn expand(text: &str) -> Result<DataStep> {
         field(
             "key",
             Some(&key),
-            vec![Transform::ConfigKey(ConfigKeySpec {
+            None,
+            &[Transform::ConfigKey(ConfigKeySpec {
                 keys: config.keys.clone(),
                 unmapped: config.unmapped,
             })],
-            vec![],
-        ),
+            &[],
+        )?,
         field(
             "value",
             Some(&value),
-            vec![Transform::ConfigValue(ConfigValueSpec {
+            None,
+            &[Transform::ConfigValue(ConfigValueSpec {
                 key_column: key.clone(),
                 keys: config.keys,
                 types: config.types,
             })],
-            vec![],
-        ),
-        field("legacy_key", Some(&key), vec![], vec![]),
+            &[],
+        )?,
+        field("legacy_key", Some(&key), None, &[], &[])?,
     ];
-    Ok(DataStep {
-        kind: Some("config".into()),
-        description: step.description,
-        source: step.source,
-        target: TargetSpec {
-            table: String::new(),
-            collection: Some(step.target.collection.unwrap_or_else(|| "config".into())),
-            permissions: step.target.permissions,
-            indexes: step.target.indexes,
-            max_document_bytes: step.target.max_document_bytes,
-            natural_key: vec!["key".into()],
-            on_duplicate: step.target.on_duplicate,
-            // Whatever else a target has (filled in when a collection is normalised).
-            ..TargetSpec::default()
-        },
-        id_map: Some(step.id_map.unwrap_or_default().spec("config")),
-        fields,
-        batch_size: step.batch_size,
-        continue_on_error: step.continue_on_error,
-        sync: step.sync,
-        embed: Vec::new(),
-    })
+    let mut out = Table::new();
+    out.insert("kind".into(), Value::String("config".into()));
+    pass_through(
+        &mut out,
+        step.description,
+        step.source,
+        step.batch_size,
+        step.continue_on_error,
+        step.sync,
+    );
+    let target = CollectionTarget {
+        collection: step.target.collection.unwrap_or_else(|| "config".into()),
+        natural_key: "key",
+        on_duplicate: step.target.on_duplicate,
+        permissions: step.target.permissions,
+        indexes: step.target.indexes,
+        max_document_bytes: step.target.max_document_bytes,
+    };
+    out.insert("target".into(), target.table());
+    out.insert("id_map".into(), step.id_map.unwrap_or_default().table("config"));
+    out.insert("fields".into(), Value::Array(fields));
+    Ok(out)
 }

@@ -51,6 +51,13 @@ booking_enabled = "features.booking"
 brand = "branding"
 "#;
 
+/// The step a template expands into, before `DataStep::parse` goes on with it.
+fn expanded(text: &str) -> DataStep {
+    toml::Value::Table(super::expand(text).unwrap().unwrap())
+        .try_into()
+        .unwrap()
+}
+
 fn targets(s: &DataStep) -> Vec<String> {
     s.fields
         .iter()
@@ -70,7 +77,7 @@ fn a_users_step_expands_into_a_collection_step() {
     // As the template gives it, before the collection normalisation (which turns the
     // natural key into `_key` and the targets into `data.` paths).
     assert!(DataStep::parse(USERS).is_ok());
-    let s = super::expand(USERS).unwrap().unwrap();
+    let s = expanded(USERS);
     assert_eq!(s.target.collection.as_deref(), Some("users"));
     assert_eq!(s.target.natural_key, ["email"]);
     assert_eq!(s.target.on_duplicate, DupPolicy::Skip);
@@ -219,7 +226,7 @@ fn users_steps_are_parsed_strictly() {
 #[test]
 fn a_config_step_expands_into_one_document_per_setting() {
     assert!(DataStep::parse(CONFIG).is_ok());
-    let s = super::expand(CONFIG).unwrap().unwrap();
+    let s = expanded(CONFIG);
     assert_eq!(s.target.collection.as_deref(), Some("config"));
     assert_eq!(s.target.natural_key, ["key"]);
     assert_eq!(

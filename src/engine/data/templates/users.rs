@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use super::{TemplateIdMap, check_extra_fields, check_permission, column, field};
-use crate::engine::data::spec::{DataStep, DupPolicy, FieldSpec, SourceSpec, SyncSpec, TargetSpec};
-use crate::engine::transform::{OnUnknownRole, RolesSpec, RolesToPermissionsSpec, Transform};
-use crate::engine::validate::{Check, Level, Rule, is_secret_field};
+use super::{CollectionTarget, TemplateIdMap, check_extra_fields, check_permission, column, field, pass_through};
+use crate::engine::transform::{Literal, OnUnknownRole, RolesSpec, RolesToPermissionsSpec, Transform};
+use crate::engine::validate::is_secret_field;
 use color_eyre::eyre::{Result, eyre};
 use serde::Deserialize;
+use toml::{Table, Value};
 
 /// The role name that stands for every user in `[users.role_permissions]`.
 const EVERY_USER: &str = "*";
@@ -20,29 +20,28 @@ struct UsersStep {
     #[allow(dead_code)]
     kind: String,
     description: Option<String>,
-    source: SourceSpec,
+    source: Value,
     #[serde(default)]
     target: UsersTarget,
     id_map: Option<TemplateIdMap>,
     users: Option<UsersSpec>,
     #[serde(default)]
-    fields: Vec<FieldSpec>,
-    batch_size: Option<usize>,
+    fields: Vec<Table>,
+    batch_size: Option<i64>,
     continue_on_error: Option<bool>,
-    sync: Option<SyncSpec>,
+    sync: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UsersTarget {
     collection: Option<String>,
-    #[serde(default)]
-    on_duplicate: DupPolicy,
+    on_duplicate: Option<Value>,
     #[serde(default)]
     permissions: Vec<String>,
     #[serde(default)]
     indexes: Vec<String>,
-    max_document_bytes: Option<u64>,
+    max_document_bytes: Option<i64>,
 }
 
 /// What the users template does with a role `role_permissions` does not name.
@@ -71,7 +70,7 @@ struct UsersSpec {
 /// The paths the template writes (extra fields may not write them again).
 const WRITTEN: &[&str] = &["email", "name", "password", "roles", "_permissions"];
 
-pub(super) fn expand(text: &str) -> Result<DataStep> {
+pub(super) fn expand(text: &str) -> Result<Table> {
     let step: UsersStep = toml::from_str(text).map_err(|e| eyre!("{}", e.to_string().trim_end()))?;
     let users = step.users.ok_or_else(|| {
         eyre!("a users step needs a [users] table: email = \"...\" and password_hash = \"...\" name its source columns")
@@ -110,83 +109,78 @@ pub(super) fn expand(text: &str) -> Result<DataStep> {
     }
     check_extra_fields("users", WRITTEN, &step.fields)?;
 
-    let email_checks = [Rule::Required, Rule::Email]
-        .into_iter()
-        .map(|rule| Check {
-            rule,
-            level: Level::Error,
-            null_on_warning: false,
-            message: None,
-        })
-        .collect();
     let mut fields = vec![field(
         "email",
         Some(&email),
-        vec![Transform::Trim, Transform::Lower],
-        email_checks,
-    )];
+        None,
+        &[Transform::Trim, Transform::Lower],
+        &["required", "email"],
+    )?];
     if let Some(name) = &users.name {
         fields.push(field(
             "name",
             Some(name),
-            vec![Transform::Trim, Transform::EmptyToNull],
-            vec![],
-        ));
+            None,
+            &[Transform::Trim, Transform::EmptyToNull],
+            &[],
+        )?);
     }
     // Not trimmed, not validated: the hash is carried as the source holds it (bytes must be
     // UTF-8 text, or the row is rejected without showing them).
-    fields.push(field("password.hash", Some(&hash), vec![Transform::Utf8], vec![]));
+    fields.push(field("password.hash", Some(&hash), None, &[Transform::Utf8], &[])?);
     if let Some(algorithm) = &users.hash_algorithm {
-        let mut f = field("password.algorithm", None, vec![], vec![]);
-        f.value = Some(crate::engine::transform::Literal::Text(algorithm.clone()));
-        fields.push(f);
+        fields.push(field(
+            "password.algorithm",
+            None,
+            Some(Literal::Text(algorithm.clone())),
+            &[],
+            &[],
+        )?);
     }
     if let Some(roles) = &users.roles {
-        fields.push(field(
-            "roles",
-            Some(roles),
-            vec![Transform::Roles(RolesSpec {
-                known: named.keys().cloned().collect(),
-                on_unknown,
-            })],
-            vec![],
-        ));
+        let known = RolesSpec {
+            known: named.keys().cloned().collect(),
+            on_unknown,
+        };
+        fields.push(field("roles", Some(roles), None, &[Transform::Roles(known)], &[])?);
     }
     // The `roles` field above already rejected or reported unknown roles: dropped silently here.
+    let granted = RolesToPermissionsSpec {
+        roles: named,
+        every,
+        on_unknown: OnUnknownRole::Drop,
+    };
     fields.push(field(
         "_permissions",
         users.roles.as_deref(),
-        vec![Transform::RolesToPermissions(RolesToPermissionsSpec {
-            roles: named,
-            every,
-            on_unknown: OnUnknownRole::Drop,
-        })],
-        vec![],
-    ));
-    fields.extend(step.fields);
+        None,
+        &[Transform::RolesToPermissions(granted)],
+        &[],
+    )?);
+    fields.extend(step.fields.into_iter().map(Value::Table));
 
-    Ok(DataStep {
-        kind: Some("users".into()),
-        description: step.description,
-        source: step.source,
-        target: TargetSpec {
-            table: String::new(),
-            collection: Some(step.target.collection.unwrap_or_else(|| "users".into())),
-            permissions: step.target.permissions,
-            indexes: step.target.indexes,
-            max_document_bytes: step.target.max_document_bytes,
-            natural_key: vec!["email".into()],
-            on_duplicate: step.target.on_duplicate,
-            // Whatever else a target has (filled in when a collection is normalised).
-            ..TargetSpec::default()
-        },
-        id_map: Some(step.id_map.unwrap_or_default().spec("users")),
-        fields,
-        batch_size: step.batch_size,
-        continue_on_error: step.continue_on_error,
-        sync: step.sync,
-        embed: Vec::new(),
-    })
+    let mut out = Table::new();
+    out.insert("kind".into(), Value::String("users".into()));
+    pass_through(
+        &mut out,
+        step.description,
+        step.source,
+        step.batch_size,
+        step.continue_on_error,
+        step.sync,
+    );
+    let target = CollectionTarget {
+        collection: step.target.collection.unwrap_or_else(|| "users".into()),
+        natural_key: "email",
+        on_duplicate: step.target.on_duplicate,
+        permissions: step.target.permissions,
+        indexes: step.target.indexes,
+        max_document_bytes: step.target.max_document_bytes,
+    };
+    out.insert("target".into(), target.table());
+    out.insert("id_map".into(), step.id_map.unwrap_or_default().table("users"));
+    out.insert("fields".into(), Value::Array(fields));
+    Ok(out)
 }
 
 /// Role -> the permission strings it grants.
