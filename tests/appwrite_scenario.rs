@@ -466,7 +466,6 @@ fn generate_never_shows_the_password() {
 // ---- The fixture (needs the issue 14 machinery). -------------------------------------------
 
 #[test]
-#[ignore = "needs issue 14 machinery: remove after merge"]
 fn up_moves_what_the_manifest_predicts_and_verify_catches_a_corrupted_file() {
     let h = setup(USERS, SEED);
     let mut outputs = Vec::new();
@@ -600,7 +599,6 @@ fn up_moves_what_the_manifest_predicts_and_verify_catches_a_corrupted_file() {
 }
 
 #[test]
-#[ignore = "needs issue 14 machinery: remove after merge"]
 fn down_empties_every_collection_and_bucket() {
     let h = setup(USERS, SEED);
     h.ok(&["up", "--continue-on-error"]);
@@ -635,7 +633,6 @@ fn down_empties_every_collection_and_bucket() {
 }
 
 #[test]
-#[ignore = "needs issue 14 machinery: remove after merge"]
 fn a_dry_run_writes_nothing() {
     let h = setup(USERS, SEED);
     h.ok(&["up", "--dry-run", "--continue-on-error"]);

@@ -201,11 +201,12 @@ fn load_step(dir: &Path, version: &str, name: &str, dialect: Option<Dialect>) ->
             let k: KindOnly =
                 toml::from_str(&text).map_err(|e| eyre!("{}: {}", step_toml.display(), e.to_string().trim_end()))?;
             let kind = match k.kind.as_deref() {
-                None | Some("data") => StepKind::Data,
+                // `users` and `config` are data steps written as templates.
+                None | Some("data" | "users" | "config") => StepKind::Data,
                 Some("merge") => StepKind::Merge,
                 Some(other) => {
                     return Err(eyre!(
-                        "{}: kind = '{other}' is not a step kind (data or merge)",
+                        "{}: kind = '{other}' is not a step kind (data, merge, users or config)",
                         step_toml.display()
                     ));
                 }

@@ -6,4 +6,5 @@ pub mod collection;
 pub mod pipeline;
 pub mod reader;
 pub mod spec;
+pub mod templates;
 pub mod writer;

@@ -254,7 +254,13 @@ impl CompiledStep {
             .chain(std::iter::once(self.id_key_column.as_str()))
             .chain(self.fields.iter().filter_map(|f| f.spec.source.as_deref()))
             .chain(self.spec.source.references.iter().map(|r| r.column.as_str()))
-            .chain(self.fields.iter().flat_map(|f| f.matches.iter().map(|m| m.0.as_str())));
+            .chain(self.fields.iter().flat_map(|f| f.matches.iter().map(|m| m.0.as_str())))
+            .chain(self.fields.iter().flat_map(|f| {
+                f.spec.transforms.iter().filter_map(|t| match t {
+                    Transform::ConfigValue(c) => Some(c.key_column.as_str()),
+                    _ => None,
+                })
+            }));
         for n in names {
             if !out.iter().any(|o| o == n) {
                 out.push(n.to_string());
@@ -788,6 +794,16 @@ impl CompiledStep {
                         }
                     }
                     Transform::NewId => v = Value::Text(uuid::Uuid::now_v7().to_string()),
+                    Transform::ConfigValue(spec) => {
+                        // Typed by the row's setting key, another column of the same row.
+                        let old_key = Self::column_index(columns, &spec.key_column)
+                            .and_then(|i| row.get(i))
+                            .and_then(|k| k.to_text());
+                        v = match spec.typed(old_key.as_deref(), v) {
+                            Ok(typed) => typed,
+                            Err(reason) => return reject(name, "config_type", format!("{name}: {reason}"), None),
+                        };
+                    }
                     Transform::StoreFile(spec) => {
                         match stage_file(
                             self.file_store.as_ref(),

@@ -402,7 +402,12 @@ impl DataStep {
     }
 
     pub fn parse(text: &str) -> Result<DataStep> {
-        let mut s: DataStep = toml::from_str(text).map_err(|e| eyre!("{}", e.to_string().trim_end()))?;
+        let mut s: DataStep = match super::templates::expand(text)? {
+            Some(expanded) => toml::Value::Table(expanded)
+                .try_into()
+                .map_err(|e| eyre!("{}", e.to_string().trim_end()))?,
+            None => toml::from_str(text).map_err(|e| eyre!("{}", e.to_string().trim_end()))?,
+        };
         let given: Vec<&str> = [
             ("table", s.source.table.is_some()),
             ("query", s.source.query.is_some()),

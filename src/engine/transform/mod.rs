@@ -16,6 +16,7 @@
 //!
 //! [`apply`]: Transform::apply
 
+mod config;
 mod date;
 mod hash;
 mod list;
@@ -24,12 +25,14 @@ mod mapping;
 mod mime;
 mod output;
 mod parse;
+mod permissions;
 mod phone;
 mod reason;
 mod text;
 
 use serde::{Deserialize, Serialize};
 
+pub use config::{ConfigKeySpec, ConfigType, ConfigValueSpec, Unmapped};
 pub(crate) use date::fast_iso_date;
 pub use date::{DateSpec, RFC3339};
 use date::{to_date, to_datetime};
@@ -40,6 +43,8 @@ use mapping::to_bool;
 pub use mapping::{GenderSpec, MapSpec, Otherwise};
 use mime::to_mime;
 pub use mime::{UNKNOWN_MIME, detect_mime, mime_allowed};
+use permissions::to_utf8;
+pub use permissions::{OnUnknownRole, RolesSpec, RolesToPermissionsSpec};
 pub use phone::PhoneSpec;
 use phone::to_phone;
 pub(crate) use reason::{Quoted, Shown, kind_name};
@@ -105,6 +110,18 @@ pub enum Transform {
     /// Bytes become the MIME type detected from them (magic numbers; valid UTF-8 without NUL
     /// is `text/plain`; `application/octet-stream` when unknown).
     DetectMime,
+    /// A role list (separated text or a JSON array) becomes a JSON array of known role names,
+    /// trimmed and lower-cased; an unknown role rejects the row (rule `roles`) or is dropped.
+    Roles(RolesSpec),
+    /// A role list becomes the JSON array of permission strings its roles grant.
+    RolesToPermissions(RolesToPermissionsSpec),
+    /// Bytes become text when they are valid UTF-8; text passes untouched (a password hash).
+    Utf8,
+    /// An old setting key becomes its new key.
+    ConfigKey(ConfigKeySpec),
+    /// A setting's value becomes the type of its key. Needs the row's key column, so the
+    /// engine resolves it; [`Transform::apply`] refuses it.
+    ConfigValue(ConfigValueSpec),
 }
 
 /// Options of `store_file`: exactly one of `dir` (a plain folder) and `bucket` (a named
@@ -207,6 +224,11 @@ impl Transform {
             Transform::ByteLength => "byte_length",
             Transform::StoreFile(_) => "store_file",
             Transform::DetectMime => "detect_mime",
+            Transform::Roles(_) => "roles",
+            Transform::RolesToPermissions(_) => "roles_to_permissions",
+            Transform::Utf8 => "utf8",
+            Transform::ConfigKey(_) => "config_key",
+            Transform::ConfigValue(_) => "config_value",
         }
     }
 
@@ -235,6 +257,14 @@ impl Transform {
             Transform::Hash => plain(hash(v)),
             Transform::ByteLength => plain(byte_length(v)),
             Transform::DetectMime => plain(to_mime(v)),
+            Transform::Roles(spec) => with_warning(name, spec.roles(v)),
+            Transform::RolesToPermissions(spec) => with_warning(name, spec.permissions(v)),
+            Transform::Utf8 => plain(to_utf8(v)),
+            Transform::ConfigKey(spec) => with_warning(name, spec.new_key(v)),
+            Transform::ConfigValue(_) => Err(TransformError {
+                transform: name,
+                reason: "config_value is resolved by the engine (it reads the row's key)".into(),
+            }),
             Transform::StoreFile(_) => Err(TransformError {
                 transform: name,
                 reason: "store_file is resolved by the engine".into(),
@@ -245,6 +275,15 @@ impl Transform {
             }),
         }
     }
+}
+
+/// A conversion that may let a value through with a warning (a dropped role, a kept key).
+fn with_warning(
+    transform: &'static str,
+    r: Result<(Value, Option<String>), String>,
+) -> Result<TransformOutcome, TransformError> {
+    r.map(|(value, warning)| TransformOutcome { value, warning })
+        .map_err(|reason| TransformError { transform, reason })
 }
 
 fn done(value: Value) -> TransformOutcome {

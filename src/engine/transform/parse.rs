@@ -28,6 +28,11 @@ const NAMES: &[&str] = &[
     "byte_length",
     "store_file",
     "detect_mime",
+    "roles",
+    "roles_to_permissions",
+    "utf8",
+    "config_key",
+    "config_value",
 ];
 
 /// A transform written as a bare name: the option-less ones, and those whose options all
@@ -43,6 +48,7 @@ fn bare(name: &str) -> Option<Transform> {
         "hash" => Transform::Hash,
         "byte_length" => Transform::ByteLength,
         "detect_mime" => Transform::DetectMime,
+        "utf8" => Transform::Utf8,
         "date" => Transform::Date(DateSpec::default()),
         "datetime" => Transform::Datetime(DateSpec::default()),
         "phone" => Transform::Phone(PhoneSpec::default()),
@@ -96,6 +102,10 @@ impl<'de> Visitor<'de> for TransformVisitor {
             "map" => Transform::Map(map.next_value()?),
             "lookup" => Transform::Lookup(map.next_value()?),
             "store_file" => Transform::StoreFile(map.next_value()?),
+            "roles" => Transform::Roles(map.next_value()?),
+            "roles_to_permissions" => Transform::RolesToPermissions(map.next_value()?),
+            "config_key" => Transform::ConfigKey(map.next_value()?),
+            "config_value" => Transform::ConfigValue(map.next_value()?),
             other => match bare(other) {
                 Some(t) => {
                     map.next_value::<NoOptions>()?;

@@ -89,6 +89,8 @@ pub fn is_secret_field(field: &str) -> bool {
     const MARKERS: &[&str] = &[
         "password",
         "passwd",
+        "passphrase",
+        "pwd",
         "secret",
         "token",
         "api_key",
@@ -189,5 +191,26 @@ mod tests {
             "username 'hunter' is shorter than 12 characters (6)"
         );
         assert!(!is_secret_field("display_name"));
+    }
+
+    #[test]
+    fn password_hash_paths_are_secret() {
+        // A users document's hash, before and after its path is put into `data`, and the
+        // usual legacy spellings of a password column.
+        for field in [
+            "password.hash",
+            "data.password.hash",
+            "data.password.algorithm",
+            "password_hash",
+            "pwd",
+            "user_pwd",
+            "passphrase",
+            "hash",
+        ] {
+            assert!(is_secret_field(field), "{field}");
+        }
+        for field in ["email", "data.roles", "_permissions", "legacy_id"] {
+            assert!(!is_secret_field(field), "{field}");
+        }
     }
 }
