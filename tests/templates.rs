@@ -4,9 +4,8 @@
 //!
 //! The first tests use an ordinary table step with the transforms the templates expand into
 //! (`utf8`, `roles`, `roles_to_permissions`, `config_key`, `config_value`). The template tests
-//! need the collection target (the `collection` table and `data.` paths), built on another
-//! branch: they are marked `#[ignore]` until it is merged (they passed, SQLite and
-//! PostgreSQL, on a trial merge of that branch); remove the marks then.
+//! run the expanded steps end to end on a collection target (the `collection` table and
+//! `data.` paths), on SQLite and PostgreSQL.
 
 mod common;
 #[macro_use]
