@@ -618,7 +618,7 @@ fn down_empties_every_collection_and_bucket() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|m| m["state"] == "pending"),
+            .all(|m| m["state"] == "reverted"),
         "{status}"
     );
     // And up again gives the same result.

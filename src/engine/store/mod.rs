@@ -40,6 +40,11 @@ const OWN_TABLES: [&str; 9] = [
 /// The tool's tables the target lacks, where its DDL commits at once (MySQL): a dry pass
 /// that needs one creates it for real (see `MysqlTx::create_own_tables`). Empty where DDL is
 /// transactional (the pass's rollback removes them).
+/// The ids a step wrote through its ID map, as a subquery with the step's version as `$1`.
+pub fn written_ids_sql() -> String {
+    format!("SELECT new_id FROM {ID_MAP} WHERE version = $1 AND alias = 0")
+}
+
 pub async fn own_tables_missing(db: &Db) -> Result<Vec<&'static str>> {
     let mut missing = Vec::new();
     if db.dialect().transactional_ddl() {

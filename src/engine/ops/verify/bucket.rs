@@ -108,11 +108,24 @@ async fn named_keys(project: &Project, b: &Bucket, target: &Db) -> Result<BTreeS
                 continue;
             }
             let k = bucket::stored_key_expr(target.dialect(), &field);
+            // Several steps can write one table (a files collection with a step per bucket):
+            // a step with an ID map names only the rows it wrote.
+            let (mine, params) = match &c.spec.id_map {
+                Some(m) => (
+                    format!(
+                        " AND {} IN ({})",
+                        target.dialect().as_text(&crate::engine::backend::ident(&m.column)),
+                        crate::engine::store::written_ids_sql()
+                    ),
+                    vec![crate::engine::value::Value::Text(step.version.clone())],
+                ),
+                None => (String::new(), Vec::new()),
+            };
             let sql = format!(
-                "SELECT DISTINCT {k} FROM {} WHERE {k} IS NOT NULL",
+                "SELECT DISTINCT {k} FROM {} WHERE {k} IS NOT NULL{mine}",
                 crate::engine::backend::ident(table)
             );
-            let rows = target.fetch_all(&sql, &[]).await.map_err(|e| {
+            let rows = target.fetch_all(&sql, &params).await.map_err(|e| {
                 format!(
                     "{table}.{field}: {}",
                     crate::engine::config::redact_url(&format!("{e:#}"))
