@@ -1,8 +1,8 @@
 //! Data steps: declarative `step.toml` moves of rows from the source to the target.
 
-pub mod embed;
 pub mod bucket;
 pub mod collection;
+pub mod embed;
 pub mod pipeline;
 pub mod reader;
 pub mod spec;
