@@ -700,7 +700,7 @@ key = "id"
 collection = "appointments"
 natural_key = ["legacy_id"]
 on_duplicate = "update"
-permissions = ['read("team:{team}")']
+permissions = ['read("team:{team}")', 'write("user:{_id}")']
 [[fields]]
 target = "legacy_id"
 source = "id"
@@ -714,7 +714,11 @@ source = "team"
     assert_eq!(id, id_before, "the document keeps its id");
     assert_eq!(created, created_before, "and its creation time");
     assert_eq!(doc, json!({"legacy_id": 10, "team": "onco"}));
-    assert_eq!(perms, json!(["read(\"team:onco\")"]));
+    // `{_id}` names the document's kept id, not the fresh id the row was built with.
+    assert_eq!(
+        perms,
+        json!(["read(\"team:onco\")", format!("write(\"user:{id_before}\")")])
+    );
     let (code, r) = verify_json(&p);
     assert_eq!(code, 0, "{r:#}");
     p.ok(&["down", "--yes", "--to", LATE]);
@@ -724,3 +728,59 @@ source = "team"
     assert_eq!(code, 0, "{r:#}");
 }
 both!(update_overwrites_and_rollback_restores);
+
+/// `cutover sync` on a collection step: a changed row updates its document in place (same `_id`,
+/// same `_created_at`, permissions naming that id), a new row is inserted, a soft-deleted row
+/// deletes its document, and verify's collection checksum follows the sync.
+fn sync_updates_documents_in_place(b: Backend) {
+    let p = TestProject::new(b);
+    p.source_sql(
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, team TEXT, updated_at TEXT, deleted_at TEXT);
+         INSERT INTO people VALUES (1, 'Ann', 'a', '2025-01-01 10:00:00', NULL), (2, 'Bo', NULL, '2025-01-01 10:00:01', NULL);",
+    );
+    p.data_step(
+        "20250101T090100_people",
+        r#"kind = "data"
+[source]
+table = "people"
+key = "id"
+[target]
+collection = "people"
+permissions = ['write("user:{_id}")', 'read("team:{team}")']
+[id_map]
+map = "people"
+[sync]
+cursor = "updated_at"
+deleted = "deleted_at"
+[[fields]]
+target = "legacy_id"
+source = "id"
+[[fields]]
+target = "name.first"
+source = "name"
+[[fields]]
+target = "team"
+source = "team"
+"#,
+    );
+    p.ok(&["up"]);
+    let (id1, _, perms1, created1, _) = document(&p, "people", "legacy_id", "1").expect("1");
+    assert_eq!(perms1, json!([format!("write(\"user:{id1}\")"), "read(\"team:a\")"]));
+    p.source_sql(
+        "UPDATE people SET name = 'Annie', team = 'b', updated_at = '2025-01-02 00:00:00' WHERE id = 1;
+         UPDATE people SET deleted_at = '2025-01-02', updated_at = '2025-01-02 00:00:01' WHERE id = 2;
+         INSERT INTO people VALUES (3, 'Cy', 'a', '2025-01-02 00:00:02', NULL);",
+    );
+    p.ok(&["sync", "--once"]);
+    let (id, doc, perms, created, _) = document(&p, "people", "legacy_id", "1").expect("1 after sync");
+    assert_eq!(id, id1, "the document keeps its id");
+    assert_eq!(created, created1, "and its creation time");
+    assert_eq!(doc, json!({"legacy_id": 1, "name": {"first": "Annie"}, "team": "b"}));
+    assert_eq!(perms, json!([format!("write(\"user:{id1}\")"), "read(\"team:b\")"]));
+    assert!(document(&p, "people", "legacy_id", "2").is_none(), "2 was soft-deleted");
+    let (id3, _, perms3, ..) = document(&p, "people", "legacy_id", "3").expect("3 inserted");
+    assert_eq!(perms3, json!([format!("write(\"user:{id3}\")"), "read(\"team:a\")"]));
+    let (_, r) = verify_json(&p);
+    assert_eq!(check(&r, "collection people")["ok"], true, "{r:#}");
+}
+both!(sync_updates_documents_in_place);

@@ -248,6 +248,23 @@ impl CollectionTarget {
         })
     }
 
+    /// An update keeps the document it overwrites: its `_id` and `_created_at` stay, so the
+    /// permissions rendered with the row's fresh id must name the kept one (`{_id}`).
+    pub fn keep_id(&self, values: &mut [Value], kept: &str) {
+        let [id_at, _, perm_at, ..] = self.at;
+        let Some(fresh) = values[id_at].to_text() else { return };
+        if fresh != kept
+            && let Value::Json(serde_json::Value::Array(ps)) = &mut values[perm_at]
+        {
+            for p in ps.iter_mut() {
+                if let serde_json::Value::String(s) = p {
+                    *s = s.replace(&fresh, kept);
+                }
+            }
+        }
+        values[id_at] = Value::Text(kept.to_string());
+    }
+
     /// Complete a built row into a document: its id (a new uuid v7 when there is no ID map),
     /// `data` (an empty object when no field wrote it), `_permissions` (the step's rendered
     /// permissions, then the strings of the `_permissions` field, rendered too; duplicates

@@ -333,6 +333,27 @@ pub(crate) async fn write_decided(
                     continue;
                 }
                 DupPolicy::Update => {
+                    let mut values = values;
+                    if let Some(doc) = &c.collection {
+                        let kept = if existing_id.is_empty() {
+                            writer
+                                .existing(
+                                    tx,
+                                    nk,
+                                    Some(crate::engine::data::collection::ID),
+                                    &[nk_idx.iter().map(|i| values[*i].clone()).collect()],
+                                )
+                                .await?
+                                .into_values()
+                                .next()
+                                .unwrap_or_default()
+                        } else {
+                            existing_id.clone()
+                        };
+                        if !kept.is_empty() {
+                            doc.keep_id(&mut values, &kept);
+                        }
+                    }
                     let nk_vals: Vec<Value> = nk_idx.iter().map(|i| values[*i].clone()).collect();
                     let mut skip: Vec<String> = id_col.iter().cloned().collect();
                     if c.collection.is_some() {

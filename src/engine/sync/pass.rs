@@ -1,6 +1,7 @@
 //! One sync pass over one step: the rows changed since its mark, in batches, each batch's
 //! upserts, deletes, ID-map entries, rejects and new mark committed in one transaction.
 
+use crate::engine::data::collection::{CREATED_AT, ID};
 use crate::engine::data::pipeline::{CompiledStep, LookupCache, SourceBatch, written_log_map};
 use crate::engine::data::writer::{TargetWriter, ident};
 use crate::engine::db::DbTx;
@@ -190,6 +191,15 @@ pub async fn sync_step(ctx: &RunCtx, step: &StepDef, pass: u64) -> Result<PassRe
         if let Err(e) = sync_marks::save_lag(&ctx.target, &step.version, lag_rows, lag_seconds).await {
             tracing::warn!(step = %step.version, error = %format!("{e:#}"), "could not record the sync lag");
         }
+    }
+    if let Some(name) = c.spec.target.collection.as_deref()
+        && out.inserted + out.updated + out.deleted > 0
+    {
+        // verify compares a collection with its last recorded checksum: a sync that changed
+        // documents records the new one, as the step did when it finished.
+        crate::engine::ops::verify::collection::record_checksum(&ctx.project, Some(&ctx.run_id), &step.version, name)
+            .await
+            .map_err(StepError::plain)?;
     }
     if started {
         ctx.emit(EngineEvent::StepFinished {
@@ -446,10 +456,30 @@ async fn update_mapped(
     values: &[Value],
 ) -> Result<bool, sqlx::Error> {
     let id_col = c.spec.id_map.as_ref().map(|m| m.column.as_str());
+    let mut values = values.to_vec();
+    if let Some(doc) = &c.collection {
+        // A document keeps its id and creation time; its permissions name the kept id.
+        let mut p = Vec::new();
+        let filter = mapped_row_filter(c, writer, m, &mut p)?;
+        let kept = tx
+            .fetch_optional(
+                &format!(
+                    "SELECT {} FROM {} WHERE {filter}",
+                    writer.dialect.as_text(&ident(ID)),
+                    ident(&c.spec.target.table)
+                ),
+                &p,
+            )
+            .await?;
+        match kept.and_then(|r| r.first().and_then(|v| v.to_text())) {
+            Some(kept) => doc.keep_id(&mut values, &kept),
+            None => return Ok(false),
+        }
+    }
     let mut params = Vec::new();
     let mut sets = Vec::new();
-    for (col, v) in c.target_columns.iter().zip(values) {
-        if Some(col.as_str()) == id_col {
+    for (col, v) in c.target_columns.iter().zip(&values) {
+        if Some(col.as_str()) == id_col || (c.collection.is_some() && (col == ID || col == CREATED_AT)) {
             continue;
         }
         params.push(v.clone());
