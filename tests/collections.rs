@@ -784,3 +784,49 @@ source = "team"
     assert_eq!(check(&r, "collection people")["ok"], true, "{r:#}");
 }
 both!(sync_updates_documents_in_place);
+
+/// The reject store keeps bytes as their length and an undecodable cell as NULL: `rejects
+/// retry` reads such a row from the source again (where it was fixed) and never writes the
+/// stand-in; while the source is still bad the reject stays open with its own rule.
+#[test]
+fn retry_reads_incomplete_rows_from_the_source() {
+    let p = TestProject::with_config(Backend::Sqlite, "\n[buckets.b]\nmax_bytes = 10\n");
+    p.source_sql(
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, note TEXT); INSERT INTO notes VALUES (1, CAST(x'ff41' AS TEXT)), (2, 'ok');
+         CREATE TABLE files (id INTEGER PRIMARY KEY, content BLOB); INSERT INTO files VALUES (1, zeroblob(20));",
+    );
+    p.data_step(
+        "20250101T090100_notes",
+        "kind = \"data\"\n[source]\ntable = \"notes\"\nkey = \"id\"\n[target]\ncollection = \"notes\"\n[id_map]\nmap = \"notes\"\n[[fields]]\ntarget = \"note\"\nsource = \"note\"\n",
+    );
+    p.data_step(
+        "20250101T090200_files",
+        "kind = \"data\"\n[source]\ntable = \"files\"\nkey = \"id\"\n[target]\ncollection = \"files\"\n[id_map]\nmap = \"files\"\n[[fields]]\ntarget = \"k\"\nsource = \"content\"\ntransforms = [{ store_file = { bucket = \"b\" } }]\n",
+    );
+    p.ok(&["up", "--continue-on-error"]);
+    let ids: Vec<(i64, String)> = rejects(&p)
+        .iter()
+        .map(|r| (r["id"].as_i64().unwrap(), r["rule"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    // Still bad at the source: nothing is written, the rules stay.
+    for (id, _) in &ids {
+        p.run(&["rejects", "retry", &id.to_string()]);
+    }
+    assert!(document(&p, "notes", "note", "ok").is_some());
+    assert_eq!(p.target_sql("SELECT COUNT(*) FROM notes").trim(), "1", "the undecodable note was written");
+    assert_eq!(p.target_sql("SELECT COUNT(*) FROM files").trim(), "0", "the oversize file was written");
+    let rules: Vec<String> = rejects(&p).iter().map(|r| r["rule"].as_str().unwrap().to_string()).collect();
+    assert_eq!(rules, ids.iter().map(|i| i.1.clone()).collect::<Vec<_>>());
+    // Fixed at the source: the retry writes the source's values.
+    p.source_sql("UPDATE notes SET note = 'fixed' WHERE id = 1; UPDATE files SET content = zeroblob(5);");
+    for (id, _) in &ids {
+        p.ok(&["rejects", "retry", &id.to_string()]);
+    }
+    assert!(document(&p, "notes", "note", "fixed").is_some(), "{}", p.target_sql("SELECT data FROM notes"));
+    let key = p.target_sql("SELECT json_extract(data, '$.k') FROM files");
+    let stored = std::fs::read(p.path().join("buckets/b").join(key.trim())).expect("the file is stored");
+    assert_eq!(stored, vec![0u8; 5]);
+    let (code, r) = verify_json(&p);
+    assert_eq!(code, 0, "{r:#}");
+}

@@ -45,9 +45,10 @@ impl Bucket {
             && len > max
         {
             return Some(format!(
-                "file is {} bytes, over bucket {}' limit of {}",
+                "file is {} bytes, over bucket {}{} limit of {}",
                 group_digits(len),
                 self.name,
+                if self.name.ends_with('s') { "'" } else { "'s" },
                 group_digits(max)
             ));
         }

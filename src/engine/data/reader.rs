@@ -254,6 +254,41 @@ impl SourceReader {
         })
     }
 
+    /// The source row whose key columns hold `key` (values as the reject store kept them),
+    /// as a one-row batch with its cells' decode issues; an empty batch when it is gone.
+    pub async fn row_by_key(&mut self, key: &[Value]) -> Result<SourceBatch> {
+        if key.len() != self.c.key_columns.len() {
+            return Err(eyre!(
+                "step {}: the rejected row does not hold its key ({})",
+                self.c.version,
+                self.c.key_columns.join(", ")
+            ));
+        }
+        self.load_key_types().await?;
+        let cond: Vec<String> = self
+            .c
+            .key_columns
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let ty = self.key_types.as_ref().and_then(|t| t.get(i));
+                format!(
+                    "{} = {}",
+                    self.q(k),
+                    self.source.dialect().key_param(i + 1, ty.map(String::as_str))
+                )
+            })
+            .collect();
+        let sql = format!("SELECT * FROM ({}) src WHERE {}", self.base, cond.join(" AND "));
+        let rows = self.source.fetch_all(&sql, key).await?;
+        Ok(SourceBatch {
+            columns: Arc::new(rows.columns),
+            rows: rows.rows,
+            issues: rows.issues,
+            embeds: Arc::default(),
+        })
+    }
+
     /// The second guard: no row of a page may have a NULL key or repeat its predecessor's.
     fn guard(&mut self, batch: &SourceBatch) -> Result<()> {
         let mut prev: Option<Value> = self.last_key.take();

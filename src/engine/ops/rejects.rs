@@ -90,10 +90,10 @@ pub async fn retry(project: &Project, target: &Db, ids: Vec<i64>, run_id: &str) 
                 crate::engine::steps::merge::retry_row(&mut tx, src, &m, &writer, run_id, &rec).await?;
             (still, counts, Vec::new())
         } else {
-            if !c.spec.embed.is_empty() && source.is_none() {
+            if source.is_none() && (!c.spec.embed.is_empty() || crate::engine::steps::data::needs_source_row(&rec)) {
                 source = Some(connect_source(project).await?);
             }
-            crate::engine::steps::data::retry_row(&mut tx, &c, &writer, &rec.row, source.as_ref()).await?
+            crate::engine::steps::data::retry_row(&mut tx, &c, &writer, &rec, source.as_ref()).await?
         };
         if let Some(r) = still {
             // Still rejected: keep the one record, with the new reason.

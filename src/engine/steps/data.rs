@@ -776,15 +776,71 @@ async fn record_first_mark(ctx: &RunCtx, step: &StepDef, c: &Arc<CompiledStep>) 
 /// again (they may have been fixed too).
 pub async fn retry_row(
     tx: &mut DbTx,
-    c: &CompiledStep,
+    c: &Arc<CompiledStep>,
     writer: &TargetWriter,
-    row: &serde_json::Value,
+    rejected: &crate::engine::store::RejectRecord,
     source: Option<&Db>,
 ) -> Result<(Option<NewReject>, Counts, Vec<NewReject>)> {
+    let row = &rejected.row;
     let obj = row.as_object().cloned().unwrap_or_default();
+    // The reject store keeps bytes as their length and an undecodable cell as NULL: such a
+    // row is read from the source again (where it was fixed), never written from the stub.
+    let incomplete: Vec<String> = obj
+        .iter()
+        .filter(|(k, v)| is_bytes_stub(v) || (rejected.rule == "decode" && rejected.field.as_deref() == Some(k.as_str())))
+        .map(|(k, _)| k.clone())
+        .collect();
     let columns: Vec<String> = obj.keys().cloned().collect();
-    let row: Vec<Value> = obj.values().map(Value::from_json).collect();
+    let mut row: Vec<Value> = obj.values().map(Value::from_json).collect();
+    let mut issues = Vec::new();
+    if !incomplete.is_empty() {
+        let source = match source {
+            Some(s) if !c.spec.source.is_file() => s,
+            _ => {
+                return Err(color_eyre::eyre::eyre!(
+                    "step {}: the reject of key {} holds {} that the reject store does not keep; it cannot be retried from the store{}",
+                    c.version,
+                    rejected.source_key,
+                    incomplete.join(", "),
+                    if c.spec.source.is_file() {
+                        ": fix the file and roll the step back and run it again (`cutover down --to`, `cutover up`)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        };
+        let key: Vec<Value> = c
+            .key_columns
+            .iter()
+            .map(|k| obj.get(k).map(Value::from_json).unwrap_or(Value::Null))
+            .collect();
+        let mut reader = crate::engine::data::reader::SourceReader::new(source.clone(), Arc::clone(c), true);
+        let fresh = reader.row_by_key(&key).await?;
+        let Some(src_row) = fresh.rows.first() else {
+            return Err(color_eyre::eyre::eyre!(
+                "step {}: the source no longer has the row of key {}; nothing to retry",
+                c.version,
+                rejected.source_key
+            ));
+        };
+        for (ci, col) in columns.iter().enumerate() {
+            if !incomplete.contains(col) {
+                continue;
+            }
+            let Some(si) = CompiledStep::column_index(&fresh.columns, col) else { continue };
+            row[ci] = src_row[si].clone();
+            issues.extend(
+                fresh
+                    .issues
+                    .iter()
+                    .filter(|(r, i)| *r == 0 && i.column == si)
+                    .map(|(_, i)| (0usize, crate::engine::decode::CellIssue { column: ci, ..i.clone() })),
+            );
+        }
+    }
     let mut batch = SourceBatch::new(Arc::new(columns), vec![row]);
+    batch.issues = issues;
     if !c.spec.embed.is_empty() {
         let source = source.ok_or_else(|| {
             color_eyre::eyre::eyre!(
@@ -798,4 +854,15 @@ pub async fn retry_row(
     let cache = c.prefetch(tx, &batch).await?;
     let mut res = write_batch(tx, c, writer, &batch, &cache).await?;
     Ok((res.rejects.pop(), res.counts, res.warnings))
+}
+
+/// Whether retrying `r` needs its row from the source: the store kept bytes as their length,
+/// or the cell that could not be decoded as NULL.
+pub fn needs_source_row(r: &crate::engine::store::RejectRecord) -> bool {
+    r.rule == "decode" || r.row.as_object().is_some_and(|o| o.values().any(is_bytes_stub))
+}
+
+/// The reject store's stand-in for bytes: `{"bytes_len": N}`.
+fn is_bytes_stub(v: &serde_json::Value) -> bool {
+    v.as_object().is_some_and(|o| o.len() == 1 && o.contains_key("bytes_len"))
 }
