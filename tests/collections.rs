@@ -830,3 +830,33 @@ fn retry_reads_incomplete_rows_from_the_source() {
     let (code, r) = verify_json(&p);
     assert_eq!(code, 0, "{r:#}");
 }
+
+/// A source value cannot widen a permission: text holding a quote or a bracket (`x"), write("any`)
+/// or an object rejects the row (rule `permissions`); blank text is no value; and a placeholder
+/// naming a path no field writes is refused when the step loads.
+#[test]
+fn source_values_cannot_inject_permissions() {
+    let p = TestProject::new(Backend::Sqlite);
+    p.source_sql(
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, team TEXT);
+         INSERT INTO a VALUES (1, 'x\"), write(\"any'), (2, 'cardio'), (3, '  ');",
+    );
+    let step = |perm: &str| {
+        format!(
+            "kind = \"data\"\n[source]\ntable = \"a\"\nkey = \"id\"\n[target]\ncollection = \"c\"\npermissions = ['{perm}']\n[id_map]\nmap = \"a\"\n[[fields]]\ntarget = \"legacy_id\"\nsource = \"id\"\n[[fields]]\ntarget = \"team\"\nsource = \"team\"\n"
+        )
+    };
+    p.data_step("20250101T090100_a", &step("read(\"team:{nope}\")"));
+    let o = p.run(&["up", "--continue-on-error"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("{nope} names a path no [[fields]] target writes"), "{}", stderr(&o));
+    p.data_step("20250101T090100_a", &step("read(\"team:{team}\")"));
+    p.ok(&["up", "--continue-on-error"]);
+    let all = rejects(&p);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["rule"], "permissions");
+    assert_eq!(all[0]["source_key"], "1");
+    let perms = p.target_sql("SELECT _permissions FROM c ORDER BY json_extract(data, '$.legacy_id')");
+    assert_eq!(perms.lines().collect::<Vec<_>>(), vec![r#"["read(\"team:cardio\")"]"#, "[]"]);
+    assert!(!p.target_sql("SELECT _permissions FROM c").contains("any"));
+}

@@ -82,9 +82,23 @@ pub fn check_key_path(p: &str) -> Result<()> {
 }
 
 /// `[target] permissions` and `indexes` of a collection, checked when the step loads.
-pub fn check_permissions_and_indexes(permissions: &[String], indexes: &[String]) -> Result<()> {
+/// `written`: the document paths the step's fields and embeds write. A placeholder naming a
+/// path none of them writes would leave every document without that permission, silently.
+pub fn check_permissions_and_indexes(permissions: &[String], indexes: &[String], written: &[Vec<String>]) -> Result<()> {
     for p in permissions {
-        PermissionTemplate::parse(p).map_err(|e| eyre!("[target] permissions {p:?}: {e}"))?;
+        let t = PermissionTemplate::parse(p).map_err(|e| eyre!("[target] permissions {p:?}: {e}"))?;
+        for piece in &t.pieces {
+            let Piece::Path(path) = piece else { continue };
+            let covered = written
+                .iter()
+                .any(|w| w.starts_with(path) || path.starts_with(w));
+            if !covered {
+                return Err(eyre!(
+                    "[target] permissions {p:?}: {{{}}} names a path no [[fields]] target writes, so no document would get this permission",
+                    path.join(".")
+                ));
+            }
+        }
     }
     for p in indexes {
         if index_path(p).is_none() {
@@ -157,16 +171,35 @@ impl PermissionTemplate {
 
     /// The permission for one document; `None` when a placeholder's value is NULL or missing
     /// (a patient-less appointment gets no `user:` permission).
-    pub fn render(&self, id: &str, data: &serde_json::Value) -> Option<String> {
+    /// A value that could change the permission's meaning (a quote, a bracket, a comma, a
+    /// backslash, a control character: `x"), write("any`), or an object or array, is an error:
+    /// the row is rejected rather than granted something nobody wrote down. Blank text is no
+    /// value, like NULL.
+    pub fn render(&self, id: &str, data: &serde_json::Value) -> Result<Option<String>, String> {
         let mut out = String::new();
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
                 Piece::Id => out.push_str(id),
-                Piece::Path(path) => out.push_str(&json_text(value_at(data, path)?)?),
+                Piece::Path(path) => {
+                    let Some(v) = value_at(data, path) else { return Ok(None) };
+                    if v.is_object() || v.is_array() {
+                        return Err(format!("{{{}}} is a JSON {}, not one value", path.join("."), if v.is_object() { "object" } else { "array" }));
+                    }
+                    let Some(text) = json_text(v).filter(|t| !t.trim().is_empty()) else {
+                        return Ok(None);
+                    };
+                    if let Some(c) = text.chars().find(|c| matches!(c, '"' | '(' | ')' | ',' | '\\') || c.is_control()) {
+                        return Err(format!(
+                            "{{{}}} holds {c:?}, which would change what the permission grants",
+                            path.join(".")
+                        ));
+                    }
+                    out.push_str(&text);
+                }
             }
         }
-        Some(out)
+        Ok(Some(out))
     }
 }
 
@@ -297,7 +330,12 @@ impl CollectionTarget {
             })
             .collect::<Result<Vec<_>, _>>()?;
         for t in self.permissions.iter().chain(&field_templates) {
-            if let Some(p) = t.render(&id, &data)
+            let rendered = t.render(&id, &data).map_err(|e| DocumentReject {
+                field: PERMISSIONS.into(),
+                rule: "permissions",
+                reason: format!("{PERMISSIONS}: {e}"),
+            })?;
+            if let Some(p) = rendered
                 && !permissions.contains(&p)
             {
                 permissions.push(p);
@@ -419,10 +457,15 @@ mod tests {
     fn permissions_render_or_drop() {
         let t = PermissionTemplate::parse("read(\"user:{patient.id}\")").unwrap();
         let doc = serde_json::json!({"patient": {"id": 42}});
-        assert_eq!(t.render("x", &doc).as_deref(), Some("read(\"user:42\")"));
-        assert_eq!(t.render("x", &serde_json::json!({"patient": {"id": null}})), None);
+        assert_eq!(t.render("x", &doc).unwrap().as_deref(), Some("read(\"user:42\")"));
+        assert_eq!(t.render("x", &serde_json::json!({"patient": {"id": null}})), Ok(None));
+        assert_eq!(t.render("x", &serde_json::json!({"patient": {"id": "  "}})), Ok(None));
+        // A value that would change what is granted rejects the row; so does an object.
+        let err = t.render("x", &serde_json::json!({"patient": {"id": "x\"), write(\"any"}})).unwrap_err();
+        assert!(err.contains("would change what the permission grants"), "{err}");
+        assert!(t.render("x", &serde_json::json!({"patient": {"id": {"a": 1}}})).is_err());
         let t = PermissionTemplate::parse("write(\"user:{_id}\")").unwrap();
-        assert_eq!(t.render("u-1", &doc).as_deref(), Some("write(\"user:u-1\")"));
+        assert_eq!(t.render("u-1", &doc).unwrap().as_deref(), Some("write(\"user:u-1\")"));
         for bad in ["read({a)", "read(a})", "read({})", "read({a{b}})"] {
             assert!(PermissionTemplate::parse(bad).is_err(), "{bad}");
         }

@@ -631,7 +631,15 @@ impl DataStep {
                 ));
             }
         }
-        doc::check_permissions_and_indexes(&self.target.permissions, &self.target.indexes)?;
+        let written: Vec<Vec<String>> = self
+            .fields
+            .iter()
+            .map(|f| f.target.as_str())
+            .chain(self.embed.iter().map(|e| e.path.as_str()))
+            .filter_map(|t| t.strip_prefix("data."))
+            .map(|t| t.split('.').map(str::to_string).collect())
+            .collect();
+        doc::check_permissions_and_indexes(&self.target.permissions, &self.target.indexes, &written)?;
         if self.target.max_document_bytes == Some(0) {
             return Err(eyre!("[target] max_document_bytes must be at least 1"));
         }
