@@ -814,16 +814,31 @@ fn retry_reads_incomplete_rows_from_the_source() {
         p.run(&["rejects", "retry", &id.to_string()]);
     }
     assert!(document(&p, "notes", "note", "ok").is_some());
-    assert_eq!(p.target_sql("SELECT COUNT(*) FROM notes").trim(), "1", "the undecodable note was written");
-    assert_eq!(p.target_sql("SELECT COUNT(*) FROM files").trim(), "0", "the oversize file was written");
-    let rules: Vec<String> = rejects(&p).iter().map(|r| r["rule"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        p.target_sql("SELECT COUNT(*) FROM notes").trim(),
+        "1",
+        "the undecodable note was written"
+    );
+    assert_eq!(
+        p.target_sql("SELECT COUNT(*) FROM files").trim(),
+        "0",
+        "the oversize file was written"
+    );
+    let rules: Vec<String> = rejects(&p)
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(rules, ids.iter().map(|i| i.1.clone()).collect::<Vec<_>>());
     // Fixed at the source: the retry writes the source's values.
     p.source_sql("UPDATE notes SET note = 'fixed' WHERE id = 1; UPDATE files SET content = zeroblob(5);");
     for (id, _) in &ids {
         p.ok(&["rejects", "retry", &id.to_string()]);
     }
-    assert!(document(&p, "notes", "note", "fixed").is_some(), "{}", p.target_sql("SELECT data FROM notes"));
+    assert!(
+        document(&p, "notes", "note", "fixed").is_some(),
+        "{}",
+        p.target_sql("SELECT data FROM notes")
+    );
     let key = p.target_sql("SELECT json_extract(data, '$.k') FROM files");
     let stored = std::fs::read(p.path().join("buckets/b").join(key.trim())).expect("the file is stored");
     assert_eq!(stored, vec![0u8; 5]);
@@ -849,7 +864,11 @@ fn source_values_cannot_inject_permissions() {
     p.data_step("20250101T090100_a", &step("read(\"team:{nope}\")"));
     let o = p.run(&["up", "--continue-on-error"]);
     assert_ne!(o.status.code(), Some(0));
-    assert!(stderr(&o).contains("{nope} names a path no [[fields]] target writes"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("{nope} names a path no [[fields]] target writes"),
+        "{}",
+        stderr(&o)
+    );
     p.data_step("20250101T090100_a", &step("read(\"team:{team}\")"));
     p.ok(&["up", "--continue-on-error"]);
     let all = rejects(&p);
@@ -857,6 +876,56 @@ fn source_values_cannot_inject_permissions() {
     assert_eq!(all[0]["rule"], "permissions");
     assert_eq!(all[0]["source_key"], "1");
     let perms = p.target_sql("SELECT _permissions FROM c ORDER BY json_extract(data, '$.legacy_id')");
-    assert_eq!(perms.lines().collect::<Vec<_>>(), vec![r#"["read(\"team:cardio\")"]"#, "[]"]);
+    assert_eq!(
+        perms.lines().collect::<Vec<_>>(),
+        vec![r#"["read(\"team:cardio\")"]"#, "[]"]
+    );
     assert!(!p.target_sql("SELECT _permissions FROM c").contains("any"));
+}
+
+/// A file in a bucket that no row names (a batch killed before it committed, a row the target
+/// refused) fails verify, naming it, and a rollback of a step storing into the bucket removes it.
+#[test]
+fn files_no_row_names_fail_verify_and_go_with_a_rollback() {
+    use sha2::Digest;
+    let p = TestProject::with_config(Backend::Sqlite, "\n[buckets.b]\n");
+    p.source_sql(
+        "CREATE TABLE files (id INTEGER PRIMARY KEY, content BLOB); INSERT INTO files VALUES (1, zeroblob(5));",
+    );
+    p.data_step(
+        "20250101T090100_files",
+        "kind = \"data\"\n[source]\ntable = \"files\"\nkey = \"id\"\n[target]\ncollection = \"files\"\n[id_map]\nmap = \"files\"\n[[fields]]\ntarget = \"k\"\nsource = \"content\"\ntransforms = [{ store_file = { bucket = \"b\" } }]\n",
+    );
+    p.ok(&["up"]);
+    let (code, r) = verify_json(&p);
+    assert_eq!(code, 0, "{r:#}");
+    // What a killed batch leaves: a complete, content-addressed file no committed row names.
+    let bytes = b"left behind by a killed batch";
+    let digest: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let stray = p.path().join("buckets/b").join(&digest[..2]).join(&digest);
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    std::fs::write(&stray, bytes).unwrap();
+    let (code, r) = verify_json(&p);
+    assert_eq!(code, VERIFY_FAILED, "{r:#}");
+    let detail = check(&r, "bucket b")["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.contains("1 of 2 files is named by no row") && detail.contains(&digest[..12]),
+        "{detail}"
+    );
+    p.ok(&["down", "--all", "--yes"]);
+    assert!(!stray.exists(), "the stray file outlived the rollback");
+    let left: Vec<_> = walk_files(&p.path().join("buckets/b"));
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk_files(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
 }

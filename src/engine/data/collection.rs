@@ -84,14 +84,16 @@ pub fn check_key_path(p: &str) -> Result<()> {
 /// `[target] permissions` and `indexes` of a collection, checked when the step loads.
 /// `written`: the document paths the step's fields and embeds write. A placeholder naming a
 /// path none of them writes would leave every document without that permission, silently.
-pub fn check_permissions_and_indexes(permissions: &[String], indexes: &[String], written: &[Vec<String>]) -> Result<()> {
+pub fn check_permissions_and_indexes(
+    permissions: &[String],
+    indexes: &[String],
+    written: &[Vec<String>],
+) -> Result<()> {
     for p in permissions {
         let t = PermissionTemplate::parse(p).map_err(|e| eyre!("[target] permissions {p:?}: {e}"))?;
         for piece in &t.pieces {
             let Piece::Path(path) = piece else { continue };
-            let covered = written
-                .iter()
-                .any(|w| w.starts_with(path) || path.starts_with(w));
+            let covered = written.iter().any(|w| w.starts_with(path) || path.starts_with(w));
             if !covered {
                 return Err(eyre!(
                     "[target] permissions {p:?}: {{{}}} names a path no [[fields]] target writes, so no document would get this permission",
@@ -184,12 +186,19 @@ impl PermissionTemplate {
                 Piece::Path(path) => {
                     let Some(v) = value_at(data, path) else { return Ok(None) };
                     if v.is_object() || v.is_array() {
-                        return Err(format!("{{{}}} is a JSON {}, not one value", path.join("."), if v.is_object() { "object" } else { "array" }));
+                        return Err(format!(
+                            "{{{}}} is a JSON {}, not one value",
+                            path.join("."),
+                            if v.is_object() { "object" } else { "array" }
+                        ));
                     }
                     let Some(text) = json_text(v).filter(|t| !t.trim().is_empty()) else {
                         return Ok(None);
                     };
-                    if let Some(c) = text.chars().find(|c| matches!(c, '"' | '(' | ')' | ',' | '\\') || c.is_control()) {
+                    if let Some(c) = text
+                        .chars()
+                        .find(|c| matches!(c, '"' | '(' | ')' | ',' | '\\') || c.is_control())
+                    {
                         return Err(format!(
                             "{{{}}} holds {c:?}, which would change what the permission grants",
                             path.join(".")
@@ -461,9 +470,14 @@ mod tests {
         assert_eq!(t.render("x", &serde_json::json!({"patient": {"id": null}})), Ok(None));
         assert_eq!(t.render("x", &serde_json::json!({"patient": {"id": "  "}})), Ok(None));
         // A value that would change what is granted rejects the row; so does an object.
-        let err = t.render("x", &serde_json::json!({"patient": {"id": "x\"), write(\"any"}})).unwrap_err();
+        let err = t
+            .render("x", &serde_json::json!({"patient": {"id": "x\"), write(\"any"}}))
+            .unwrap_err();
         assert!(err.contains("would change what the permission grants"), "{err}");
-        assert!(t.render("x", &serde_json::json!({"patient": {"id": {"a": 1}}})).is_err());
+        assert!(
+            t.render("x", &serde_json::json!({"patient": {"id": {"a": 1}}}))
+                .is_err()
+        );
         let t = PermissionTemplate::parse("write(\"user:{_id}\")").unwrap();
         assert_eq!(t.render("u-1", &doc).unwrap().as_deref(), Some("write(\"user:u-1\")"));
         for bad in ["read({a)", "read(a})", "read({})", "read({a{b}})"] {

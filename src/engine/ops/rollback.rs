@@ -325,6 +325,33 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<StepRollback, StepEr
                     Err(e) => tracing::warn!("rollback of {}: cannot remove {}: {e}", step.version, f.display()),
                 }
             }
+            // Files of a batch that never committed (a killed run, a row the target refused)
+            // are named by no row: a rollback of a step storing into the bucket removes them too.
+            let buckets = bucket::buckets_of(&ctx.project.config);
+            for name in files.iter().filter_map(|f| f.bucket.as_ref()) {
+                let Some(b) = buckets.get(name) else { continue };
+                match crate::engine::ops::verify::bucket::unnamed_files(&ctx.project, b, &ctx.target).await {
+                    Ok(stray) => {
+                        for key in stray {
+                            match std::fs::remove_file(b.dir.join(&key)) {
+                                Ok(()) => tracing::info!(
+                                    "rollback of {}: removed {key}, which no row names, from bucket {name}",
+                                    step.version
+                                ),
+                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                                Err(e) => tracing::warn!(
+                                    "rollback of {}: cannot remove {key} from bucket {name}: {e}",
+                                    step.version
+                                ),
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        "rollback of {}: cannot list the files no row names in bucket {name}: {e}",
+                        step.version
+                    ),
+                }
+            }
             Ok(preview)
         }
         Err(e) => {

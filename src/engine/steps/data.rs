@@ -787,7 +787,9 @@ pub async fn retry_row(
     // row is read from the source again (where it was fixed), never written from the stub.
     let incomplete: Vec<String> = obj
         .iter()
-        .filter(|(k, v)| is_bytes_stub(v) || (rejected.rule == "decode" && rejected.field.as_deref() == Some(k.as_str())))
+        .filter(|(k, v)| {
+            is_bytes_stub(v) || (rejected.rule == "decode" && rejected.field.as_deref() == Some(k.as_str()))
+        })
         .map(|(k, _)| k.clone())
         .collect();
     let columns: Vec<String> = obj.keys().cloned().collect();
@@ -828,14 +830,24 @@ pub async fn retry_row(
             if !incomplete.contains(col) {
                 continue;
             }
-            let Some(si) = CompiledStep::column_index(&fresh.columns, col) else { continue };
+            let Some(si) = CompiledStep::column_index(&fresh.columns, col) else {
+                continue;
+            };
             row[ci] = src_row[si].clone();
             issues.extend(
                 fresh
                     .issues
                     .iter()
                     .filter(|(r, i)| *r == 0 && i.column == si)
-                    .map(|(_, i)| (0usize, crate::engine::decode::CellIssue { column: ci, ..i.clone() })),
+                    .map(|(_, i)| {
+                        (
+                            0usize,
+                            crate::engine::decode::CellIssue {
+                                column: ci,
+                                ..i.clone()
+                            },
+                        )
+                    }),
             );
         }
     }
@@ -864,5 +876,6 @@ pub fn needs_source_row(r: &crate::engine::store::RejectRecord) -> bool {
 
 /// The reject store's stand-in for bytes: `{"bytes_len": N}`.
 fn is_bytes_stub(v: &serde_json::Value) -> bool {
-    v.as_object().is_some_and(|o| o.len() == 1 && o.contains_key("bytes_len"))
+    v.as_object()
+        .is_some_and(|o| o.len() == 1 && o.contains_key("bytes_len"))
 }

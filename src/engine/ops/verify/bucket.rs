@@ -22,6 +22,8 @@ struct Walk {
     bytes: u64,
     /// Keys (`ab/abcdef…`) of files whose bytes do not hash to their name, sorted.
     mismatched: Vec<String>,
+    /// Every stored file's key.
+    keys: BTreeSet<String>,
 }
 
 /// Hash every stored file (temporary `.name` files of a write in progress are not stored files).
@@ -49,6 +51,7 @@ fn walk(folder: &Path) -> std::io::Result<Walk> {
             if name.starts_with('.') {
                 continue;
             }
+            w.keys.insert(format!("{shard_name}/{name}"));
             let mut file = std::fs::File::open(f.path())?;
             let mut h = Sha256::new();
             w.bytes += std::io::copy(&mut file, &mut h)?;
@@ -137,6 +140,17 @@ async fn named_keys(project: &Project, b: &Bucket, target: &Db) -> Result<BTreeS
     Ok(keys)
 }
 
+/// Stored files of `b` that no row of the steps storing into it names.
+pub(crate) async fn unnamed_files(project: &Project, b: &Bucket, target: &Db) -> Result<Vec<String>, String> {
+    let folder = b.dir.clone();
+    let w = tokio::task::spawn_blocking(move || walk(&folder))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let keys = named_keys(project, b, target).await?;
+    Ok(w.keys.difference(&keys).cloned().collect())
+}
+
 /// Whether the file of `key` is in the folder (a key that would leave it never is).
 fn key_exists(folder: &Path, key: &str) -> bool {
     let rel = Path::new(key);
@@ -166,7 +180,17 @@ pub(super) async fn bucket_check(project: &Project, b: &Bucket, target: &Db) -> 
         Err(e) => return failed(format!("target query failed: {e}")),
     };
     let missing: Vec<String> = keys.iter().filter(|k| !key_exists(&b.dir, k)).cloned().collect();
+    let unnamed: Vec<String> = w.keys.difference(&keys).cloned().collect();
     let mut problems = Vec::new();
+    if !unnamed.is_empty() {
+        problems.push(format!(
+            "{} of {} files {} named by no row (left by a killed run or rows the target refused; `cutover down` of a step storing into the bucket removes them): {}",
+            unnamed.len(),
+            bucket::group_digits(w.files),
+            if unnamed.len() == 1 { "is" } else { "are" },
+            listed(&unnamed, unnamed.len())
+        ));
+    }
     if !w.mismatched.is_empty() {
         problems.push(format!(
             "{} of {} files {} not match {} name: {}",

@@ -22,7 +22,7 @@
 //! the accounting and the foreign keys; [`documents`] checks a file store.
 
 pub mod baseline;
-mod bucket;
+pub(crate) mod bucket;
 mod checks;
 mod checksum;
 pub mod collection;
