@@ -483,8 +483,10 @@ fn console_reviews_discrepancies_in_tmux() {
 
     // The queue: the first open one is selected, its entity's records side by side.
     tmux.keys(&["5"]);
+    // The title and the records can land in different captures (a frame is written in
+    // pieces): wait for both.
     let s = tmux.wait_for("the review queue", long, |s| {
-        s.contains("[5] Review · 3 open · 0 decided · 0 void")
+        s.contains("[5] Review · 3 open · 0 decided · 0 void") && s.contains("A · patients p1")
     });
     println!("--- review pane:\n{s}");
     assert!(
