@@ -844,6 +844,23 @@ fn retry_reads_incomplete_rows_from_the_source() {
     assert_eq!(stored, vec![0u8; 5]);
     let (code, r) = verify_json(&p);
     assert_eq!(code, 0, "{r:#}");
+    // An operator's fix of an undecodable cell is what a retry writes (the source stays bad).
+    p.source_sql("INSERT INTO notes VALUES (3, CAST(x'fe' AS TEXT));");
+    p.data_step(
+        "20250101T090300_more_notes",
+        "kind = \"data\"\n[source]\nquery = \"SELECT * FROM notes WHERE id = 3\"\nkey = \"id\"\nname = \"more_notes\"\n[target]\ncollection = \"notes\"\n[id_map]\nmap = \"more_notes\"\n[[fields]]\ntarget = \"note\"\nsource = \"note\"\n",
+    );
+    p.ok(&["up", "--continue-on-error"]);
+    let open = rejects(&p);
+    assert_eq!(open.len(), 1, "{open:?}");
+    let id = open[0]["id"].as_i64().unwrap().to_string();
+    p.ok(&["rejects", "fix", &id, "note=typed by hand"]);
+    p.ok(&["rejects", "retry", &id]);
+    assert!(
+        document(&p, "notes", "note", "typed by hand").is_some(),
+        "{}",
+        p.target_sql("SELECT data FROM notes")
+    );
 }
 
 /// A source value cannot widen a permission: text holding a quote or a bracket (`x"), write("any`)

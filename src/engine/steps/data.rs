@@ -788,7 +788,9 @@ pub async fn retry_row(
     let incomplete: Vec<String> = obj
         .iter()
         .filter(|(k, v)| {
-            is_bytes_stub(v) || (rejected.rule == "decode" && rejected.field.as_deref() == Some(k.as_str()))
+            // An operator's `rejects fix` of the cell replaced the NULL: that value is retried.
+            is_bytes_stub(v)
+                || (rejected.rule == "decode" && v.is_null() && rejected.field.as_deref() == Some(k.as_str()))
         })
         .map(|(k, _)| k.clone())
         .collect();
@@ -871,7 +873,12 @@ pub async fn retry_row(
 /// Whether retrying `r` needs its row from the source: the store kept bytes as their length,
 /// or the cell that could not be decoded as NULL.
 pub fn needs_source_row(r: &crate::engine::store::RejectRecord) -> bool {
-    r.rule == "decode" || r.row.as_object().is_some_and(|o| o.values().any(is_bytes_stub))
+    let o = r.row.as_object();
+    o.is_some_and(|o| o.values().any(is_bytes_stub))
+        || (r.rule == "decode"
+            && r.field
+                .as_ref()
+                .is_some_and(|f| o.and_then(|o| o.get(f)).is_none_or(|v| v.is_null())))
 }
 
 /// The reject store's stand-in for bytes: `{"bytes_len": N}`.
