@@ -69,6 +69,13 @@ impl Value {
         }
     }
 
+    /// Whether `v` is the stand-in [`Value::to_json`] writes for bytes (`{"bytes_len": N}`):
+    /// the bytes themselves were not kept.
+    pub fn is_bytes_stand_in(v: &serde_json::Value) -> bool {
+        v.as_object()
+            .is_some_and(|o| o.len() == 1 && o.contains_key("bytes_len"))
+    }
+
     /// JSON form of a value, for reject rows and reports. Bytes are summarised, never dumped.
     pub fn to_json(&self) -> serde_json::Value {
         match self {

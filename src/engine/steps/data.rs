@@ -783,17 +783,8 @@ pub async fn retry_row(
 ) -> Result<(Option<NewReject>, Counts, Vec<NewReject>)> {
     let row = &rejected.row;
     let obj = row.as_object().cloned().unwrap_or_default();
-    // The reject store keeps bytes as their length and an undecodable cell as NULL: such a
-    // row is read from the source again (where it was fixed), never written from the stub.
-    let incomplete: Vec<String> = obj
-        .iter()
-        .filter(|(k, v)| {
-            // An operator's `rejects fix` of the cell replaced the NULL: that value is retried.
-            is_bytes_stub(v)
-                || (rejected.rule == "decode" && v.is_null() && rejected.field.as_deref() == Some(k.as_str()))
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
+    // Such a row is read from the source again (where it was fixed), never written from the stub.
+    let incomplete = cells_not_kept(rejected);
     let columns: Vec<String> = obj.keys().cloned().collect();
     let mut row: Vec<Value> = obj.values().map(Value::from_json).collect();
     let mut issues = Vec::new();
@@ -870,19 +861,22 @@ pub async fn retry_row(
     Ok((res.rejects.pop(), res.counts, res.warnings))
 }
 
-/// Whether retrying `r` needs its row from the source: the store kept bytes as their length,
-/// or the cell that could not be decoded as NULL.
+/// Whether retrying `r` needs its row from the source.
 pub fn needs_source_row(r: &crate::engine::store::RejectRecord) -> bool {
-    let o = r.row.as_object();
-    o.is_some_and(|o| o.values().any(is_bytes_stub))
-        || (r.rule == "decode"
-            && r.field
-                .as_ref()
-                .is_some_and(|f| o.and_then(|o| o.get(f)).is_none_or(|v| v.is_null())))
+    !cells_not_kept(r).is_empty()
 }
 
-/// The reject store's stand-in for bytes: `{"bytes_len": N}`.
-fn is_bytes_stub(v: &serde_json::Value) -> bool {
-    v.as_object()
-        .is_some_and(|o| o.len() == 1 && o.contains_key("bytes_len"))
+/// Columns of a rejected row the reject store did not keep: bytes (kept as their length) and
+/// the cell a `decode` reject could not read (kept as NULL, unless an operator's `rejects fix`
+/// replaced it, in which case that value is retried).
+fn cells_not_kept(r: &crate::engine::store::RejectRecord) -> Vec<String> {
+    r.row
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| {
+            Value::is_bytes_stand_in(v) || (r.rule == "decode" && v.is_null() && r.field.as_deref() == Some(k.as_str()))
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
 }

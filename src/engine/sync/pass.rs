@@ -458,11 +458,14 @@ async fn update_mapped(
     let id_col = c.spec.id_map.as_ref().map(|m| m.column.as_str());
     let mut values = values.to_vec();
     if let Some(doc) = &c.collection {
-        // A document keeps its id and creation time; its permissions name the kept id.
-        let mut p = Vec::new();
-        let filter = mapped_row_filter(c, writer, m, &mut p)?;
-        let kept = tx
-            .fetch_optional(
+        // A document keeps its id and creation time; its permissions name the kept id. With
+        // an ID map the entry is that id; without one it is read by the natural key.
+        let kept = if id_col.is_some() {
+            Some(m.new_id.clone())
+        } else {
+            let mut p = Vec::new();
+            let filter = mapped_row_filter(c, writer, m, &mut p)?;
+            tx.fetch_optional(
                 &format!(
                     "SELECT {} FROM {} WHERE {filter}",
                     writer.dialect.as_text(&ident(ID)),
@@ -470,8 +473,10 @@ async fn update_mapped(
                 ),
                 &p,
             )
-            .await?;
-        match kept.and_then(|r| r.first().and_then(|v| v.to_text())) {
+            .await?
+            .and_then(|r| r.first().and_then(|v| v.to_text()))
+        };
+        match kept {
             Some(kept) => doc.keep_id(&mut values, &kept),
             None => return Ok(false),
         }

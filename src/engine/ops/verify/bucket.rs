@@ -141,14 +141,39 @@ async fn named_keys(project: &Project, b: &Bucket, target: &Db) -> Result<BTreeS
 }
 
 /// Stored files of `b` that no row of the steps storing into it names.
+/// (A listing: a rollback has no need to hash the files, as verify does.)
 pub(crate) async fn unnamed_files(project: &Project, b: &Bucket, target: &Db) -> Result<Vec<String>, String> {
     let folder = b.dir.clone();
-    let w = tokio::task::spawn_blocking(move || walk(&folder))
+    let stored = tokio::task::spawn_blocking(move || stored_keys(&folder))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     let keys = named_keys(project, b, target).await?;
-    Ok(w.keys.difference(&keys).cloned().collect())
+    Ok(stored.difference(&keys).cloned().collect())
+}
+
+/// The keys (`ab/abcdef…`) of the stored files of a bucket folder, without reading them.
+fn stored_keys(folder: &Path) -> std::io::Result<BTreeSet<String>> {
+    let mut keys = BTreeSet::new();
+    let shards = match std::fs::read_dir(folder) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(keys),
+        Err(e) => return Err(e),
+    };
+    for shard in shards {
+        let shard = shard?;
+        let shard_name = shard.file_name().to_string_lossy().into_owned();
+        if shard_name.starts_with('.') || !shard.file_type()?.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(shard.path())? {
+            let name = f?.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                keys.insert(format!("{shard_name}/{name}"));
+            }
+        }
+    }
+    Ok(keys)
 }
 
 /// Whether the file of `key` is in the folder (a key that would leave it never is).
