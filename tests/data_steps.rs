@@ -770,3 +770,92 @@ transforms = ["trim", "lower", "empty_to_null"]
         "3"
     );
 }
+
+/// Duplicate natural keys across batches are found in the target whatever their text holds
+/// (quotes, backslashes, commas, braces, the word NULL, blanks: PostgreSQL gets the batch's keys
+/// as one array parameter), for a text key and for a composite key of an integer and a date.
+/// Batches of 2 rows, so every duplicate is in a later batch than the row it duplicates.
+fn duplicate_keys_with_any_text_are_found_across_batches(b: Backend) {
+    let p = TestProject::new(b);
+    p.source_sql(
+        r#"CREATE TABLE items (id INTEGER PRIMARY KEY, code TEXT, shelf INTEGER, day TEXT);
+         INSERT INTO items VALUES
+           (1, 'a"b', 1, '2024-01-01'), (2, 'c\d', 1, '2024-01-02'), (3, 'e,f', 2, '2024-01-01'),
+           (4, '{g}', 2, '2024-01-02'), (5, 'NULL', 3, '2024-01-01'), (6, ' h ', 3, '2024-01-02'),
+           (7, 'a"b', 1, '2024-01-01'), (8, 'c\d', 9, '2024-01-09'), (9, 'e,f', 2, '2024-01-01'),
+           (10, '{g}', 8, '2024-01-08'), (11, 'NULL', 7, '2024-01-07'), (12, ' h ', 3, '2024-01-02'),
+           (13, 'i', 1, '2024-01-02'), (14, 'j', 2, '2024-01-02');"#,
+    );
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE by_code (id TEXT PRIMARY KEY, legacy_id TEXT NOT NULL UNIQUE, code TEXT UNIQUE);
+         CREATE TABLE by_place (id TEXT PRIMARY KEY, legacy_id TEXT NOT NULL UNIQUE, shelf INTEGER, day DATE, UNIQUE (shelf, day));",
+        "DROP TABLE by_place;\nDROP TABLE by_code;",
+    );
+    let step = |table: &str, nk: &str, fields: &str| {
+        format!(
+            r#"kind = "data"
+batch_size = 2
+[source]
+table = "items"
+key = "id"
+
+[target]
+table = "{table}"
+natural_key = [{nk}]
+on_duplicate = "skip"
+
+[id_map]
+column = "id"
+map = "{table}"
+
+[[fields]]
+target = "legacy_id"
+source = "id"
+{fields}"#
+        )
+    };
+    p.data_step(
+        ACCOUNTS,
+        &step(
+            "by_code",
+            r#""code""#,
+            "[[fields]]\ntarget = \"code\"\nsource = \"code\"\n",
+        ),
+    );
+    p.data_step(
+        ORDERS,
+        &step(
+            "by_place",
+            r#""shelf", "day""#,
+            "[[fields]]\ntarget = \"shelf\"\nsource = \"shelf\"\n[[fields]]\ntarget = \"day\"\nsource = \"day\"\ntransforms = [{ date = { formats = [\"%Y-%m-%d\"] } }]\n",
+        ),
+    );
+    p.ok(&["up"]);
+    let c = ledger_counts(&p, ACCOUNTS.split('_').next().unwrap());
+    assert_eq!(
+        (c["written"].as_u64(), c["skipped"].as_u64()),
+        (Some(8), Some(6)),
+        "{c}"
+    );
+    assert_eq!(
+        p.target_sql("SELECT legacy_id FROM by_code ORDER BY CAST(legacy_id AS INTEGER)")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["1", "2", "3", "4", "5", "6", "13", "14"]
+    );
+    // Later rows of (1, 01-01), (1, 01-02), (2, 01-01), (2, 01-02), (3, 01-02) are duplicates.
+    let c = ledger_counts(&p, ORDERS.split('_').next().unwrap());
+    assert_eq!(
+        (c["written"].as_u64(), c["skipped"].as_u64()),
+        (Some(9), Some(5)),
+        "{c}"
+    );
+    assert_eq!(
+        p.target_sql("SELECT legacy_id FROM by_place ORDER BY CAST(legacy_id AS INTEGER)")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["1", "2", "3", "4", "5", "6", "8", "10", "11"]
+    );
+}
+both!(duplicate_keys_with_any_text_are_found_across_batches);

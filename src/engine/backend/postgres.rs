@@ -62,6 +62,28 @@ pub fn cast_to_column(expr: &str, column_type: Option<&str>) -> String {
     }
 }
 
+/// Parameter `$n`, bound to a text array literal (see [`array_element`]), as an array of the
+/// column type `ty` (text arrays are cast element by element, like a text parameter).
+pub fn text_array_param(n: usize, ty: Option<&str>) -> String {
+    match ty {
+        Some(t) if !is_text(t) && !t.is_empty() => format!("CAST(CAST(${n} AS text[]) AS {t}[])"),
+        _ => format!("CAST(${n} AS text[])"),
+    }
+}
+
+/// One element of a PostgreSQL array literal, always quoted (so `NULL`, braces, commas and
+/// blanks stay text), with `"` and `\` escaped.
+pub fn array_element(out: &mut String, text: &str) {
+    out.push('"');
+    for ch in text.chars() {
+        if matches!(ch, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('"');
+}
+
 /// A keyset parameter cast to the key's own type, so a text-decoded key (a timestamp, a
 /// uuid) compares as that type.
 pub fn key_param(n: usize, key_type: Option<&str>) -> String {

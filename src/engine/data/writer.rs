@@ -133,6 +133,18 @@ impl TargetWriter {
             return Ok(out);
         }
         let select: Vec<String> = nk.iter().map(|c| ident(c)).chain(id_column.map(ident)).collect();
+        let typed: Vec<(String, Option<String>)> = nk.iter().map(|c| (ident(c), self.types.get(c).cloned())).collect();
+        if let Some((filter, params)) = self.dialect.key_list_filter(&typed, keys, 1) {
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {filter}",
+                select.join(", "),
+                ident(&self.table)
+            );
+            for r in tx.fetch_all(&sql, &params).await?.rows {
+                out.insert(join_key(&r[..nk.len()]), Self::id_of(&r, nk.len(), id_column));
+            }
+            return Ok(out);
+        }
         let per = (500 / nk.len()).max(1);
         for chunk in keys.chunks(per) {
             let mut params = Vec::new();
@@ -165,16 +177,18 @@ impl TargetWriter {
                 ident(&self.table)
             );
             for r in tx.fetch_all(&sql, &params).await?.rows {
-                let key = join_key(&r[..nk.len()]);
-                let id = if id_column.is_some() {
-                    r.get(nk.len()).and_then(|v| v.to_text()).unwrap_or_default()
-                } else {
-                    String::new()
-                };
-                out.insert(key, id);
+                out.insert(join_key(&r[..nk.len()]), Self::id_of(&r, nk.len(), id_column));
             }
         }
         Ok(out)
+    }
+
+    /// The id column's value of an `existing` row (empty without an id column).
+    fn id_of(r: &[Value], at: usize, id_column: Option<&str>) -> String {
+        match id_column {
+            Some(_) => r.get(at).and_then(|v| v.to_text()).unwrap_or_default(),
+            None => String::new(),
+        }
     }
 
     /// Overwrite the row with natural key `nk_vals`, saving its current content first so that

@@ -167,6 +167,25 @@ pub struct Mapped {
 /// The ID-map entries of `keys` in `map`, aliases included.
 pub async fn mapped(tx: &mut DbTx, map: &str, keys: &[&str]) -> Result<HashMap<String, Mapped>, sqlx::Error> {
     let mut found = HashMap::new();
+    if keys.is_empty() {
+        return Ok(found);
+    }
+    let mut keep = |rows: Vec<Vec<Value>>| {
+        for r in rows {
+            if let (Some(k), Some(v)) = (r.first().and_then(|v| v.to_text()), r.get(1).and_then(|v| v.to_text())) {
+                let alias = matches!(r.get(2), Some(Value::Int(n)) if *n != 0);
+                found.insert(k, Mapped { new_id: v, alias });
+            }
+        }
+    };
+    let as_keys: Vec<Vec<Value>> = keys.iter().map(|k| vec![Value::Text((*k).into())]).collect();
+    let column = [("old_key".to_string(), None)];
+    if let Some((filter, mut params)) = tx.dialect().key_list_filter(&column, &as_keys, 2) {
+        params.insert(0, Value::Text(map.into()));
+        let sql = format!("SELECT old_key, new_id, alias FROM {ID_MAP} WHERE map = $1 AND {filter}");
+        keep(tx.fetch_all(&sql, &params).await?.rows);
+        return Ok(found);
+    }
     for chunk in keys.chunks(500) {
         let mut sql = format!("SELECT old_key, new_id, alias FROM {ID_MAP} WHERE map = $1 AND old_key IN (");
         let mut params = vec![Value::Text(map.into())];
@@ -178,12 +197,7 @@ pub async fn mapped(tx: &mut DbTx, map: &str, keys: &[&str]) -> Result<HashMap<S
             sql.push_str(&format!("${}", params.len()));
         }
         sql.push(')');
-        for r in tx.fetch_all(&sql, &params).await?.rows {
-            if let (Some(k), Some(v)) = (r.first().and_then(|v| v.to_text()), r.get(1).and_then(|v| v.to_text())) {
-                let alias = matches!(r.get(2), Some(Value::Int(n)) if *n != 0);
-                found.insert(k, Mapped { new_id: v, alias });
-            }
-        }
+        keep(tx.fetch_all(&sql, &params).await?.rows);
     }
     Ok(found)
 }
