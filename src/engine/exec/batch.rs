@@ -110,36 +110,62 @@ pub async fn run_batches<S: BatchStep>(
         return finish(ctx, step, &started_at, t0.elapsed(), &cp, Err(e)).await;
     }
 
+    // A batch (one transaction, one checkpoint) is written as one or more pages: a step reads
+    // pages of at most `page_rows(batch_size)` rows, so the rows held in memory stay bounded
+    // whatever the batch size, while a big batch keeps its one commit.
+    let mut open: Option<OpenBatch> = None;
     let outcome: Result<StepResult, StepError> = loop {
-        let boundary = ctx.boundary(Some(&step.version)).await;
-        progress.exclude(boundary.waited);
-        if !boundary.go {
-            break Ok(StepResult::Aborted(cp.counts));
+        if open.is_none() {
+            let boundary = ctx.boundary(Some(&step.version)).await;
+            progress.exclude(boundary.waited);
+            if !boundary.go {
+                break Ok(StepResult::Aborted(cp.counts));
+            }
+            let tx = match dry_tx {
+                Some(_) => None,
+                None => match ctx.target.begin().await {
+                    Ok(t) => Some(t),
+                    Err(e) => break Err(StepError::plain(e)),
+                },
+            };
+            // A batch's time: reading its pages, writing them, committing; not the wait before it.
+            open = Some(OpenBatch::new(tx));
         }
-        // A batch's time: reading its page, writing it, committing; not the wait before it.
-        let batch_started = Instant::now();
+        let Some(batch) = open.as_mut() else {
+            break Err(StepError::msg("no open batch"));
+        };
         let page = match s.next_page().await {
-            Ok(Some(p)) => p,
-            Ok(None) => match s.at_end(&cp.counts).await {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => None,
+            Err(e) => {
+                batch.abandon().await;
+                break Err(e);
+            }
+        };
+        let Some(page) = page else {
+            // The source is done: commit what the open batch holds, then close the books.
+            if let Some(b) = open.take()
+                && let Err(e) = b.commit(ctx, step, &started_at, &mut cp, &mut progress).await
+            {
+                break Err(e);
+            }
+            match s.at_end(&cp.counts).await {
                 Ok(()) => break Ok(StepResult::Done(cp.counts)),
                 Err(e) => break Err(e),
-            },
-            Err(e) => break Err(e),
+            }
         };
-        let mut own_tx = None;
-        let tx: &mut DbTx = match dry_tx.as_deref_mut() {
-            Some(t) => t,
-            None => match ctx.target.begin().await {
-                Ok(t) => own_tx.insert(t),
-                Err(e) => break Err(StepError::plain(e)),
-            },
+        let res = {
+            let tx: &mut DbTx = match (batch.tx.as_mut(), dry_tx.as_deref_mut()) {
+                (Some(t), _) => t,
+                (None, Some(t)) => t,
+                (None, None) => break Err(StepError::msg("no transaction for the batch")),
+            };
+            s.write_page(tx, &ctx.run_id, page).await
         };
-        let res = match s.write_page(tx, &ctx.run_id, page).await {
+        let res = match res {
             Ok(r) => r,
             Err(e) => {
-                if let Some(t) = own_tx.take() {
-                    let _ = t.rollback().await;
-                }
+                batch.abandon().await;
                 break Err(e);
             }
         };
@@ -147,9 +173,7 @@ pub async fn run_batches<S: BatchStep>(
             && let Some(r) = res.rejects.first()
         {
             // Nothing of this batch commits; the step stops on the row, resumable after a fix.
-            if let Some(t) = own_tx.take() {
-                let _ = t.rollback().await;
-            }
+            batch.abandon().await;
             ctx.emit(rejected_event(&step.version, r)).await;
             let msg = format!(
                 "{} {} rejected ({}): {}. The step stopped before this batch (nothing of it was written); fix the source row, or run with --continue-on-error to send rejects to the reject store, then `cutover up` resumes",
@@ -158,31 +182,17 @@ pub async fn run_batches<S: BatchStep>(
             // `finish` records the failure in the ledger.
             break Err(StepError::msg(msg).at_row(r.source_key.clone(), r.column.clone()));
         }
-        cp.counts.add(&res.counts);
-        cp.batches += 1;
-        cp.last_key = res.next_key;
-        if let Some(t) = own_tx.take()
-            && let Err(e) = commit_batch(t, ctx, step, &started_at, &cp).await
+        batch.add(res);
+        if batch.counts.source >= plan.batch_size as u64
+            && let Some(b) = open.take()
+            && let Err(e) = b.commit(ctx, step, &started_at, &mut cp, &mut progress).await
         {
             break Err(e);
         }
-        progress.batch_done(batch_started.elapsed());
-        for r in res.rejects.iter().take(EVENTS_PER_BATCH) {
-            ctx.emit(rejected_event(&step.version, r)).await;
-        }
-        for w in res.flags.iter().take(EVENTS_PER_BATCH) {
-            ctx.emit(EngineEvent::Flagged {
-                version: step.version.clone(),
-                source_key: w.source_key.clone(),
-                field: w.field.clone(),
-                reason: w.reason.clone(),
-            })
-            .await;
-        }
-        if let Some(ev) = progress.tick(&cp) {
-            ctx.emit(ev).await;
-        }
     };
+    if let Some(mut b) = open.take() {
+        b.abandon().await;
+    }
     ctx.emit(progress.now(&cp)).await;
 
     if dry_tx.is_some() {
@@ -202,6 +212,101 @@ fn rejected_event(version: &str, r: &RejectNote) -> EngineEvent {
         source_key: r.source_key.clone(),
         rule: r.rule.clone(),
         reason: r.reason.clone(),
+    }
+}
+
+/// Rows per page of a step whose batches are bigger: a batch of 20 000 rows is written as
+/// pages of this many rows inside its one transaction, so memory holds a few pages, not a few
+/// batches.
+pub const PAGE_ROWS: usize = 2500;
+
+/// The page size a step reads with for `batch_size` rows per transaction.
+pub fn page_rows(batch_size: usize) -> usize {
+    batch_size.clamp(1, PAGE_ROWS)
+}
+
+/// A batch being written: its transaction (none in a dry run, which writes into the plan's
+/// transaction) and what its pages did so far.
+struct OpenBatch {
+    tx: Option<DbTx>,
+    started: Instant,
+    counts: Counts,
+    rejects: Vec<RejectNote>,
+    flags: Vec<FlagNote>,
+    next_key: Option<Value>,
+    pages: u64,
+}
+
+impl OpenBatch {
+    fn new(tx: Option<DbTx>) -> OpenBatch {
+        OpenBatch {
+            tx,
+            started: Instant::now(),
+            counts: Counts::default(),
+            rejects: Vec::new(),
+            flags: Vec::new(),
+            next_key: None,
+            pages: 0,
+        }
+    }
+
+    fn add(&mut self, page: PageOutcome) {
+        self.counts.add(&page.counts);
+        let room = EVENTS_PER_BATCH.saturating_sub(self.rejects.len());
+        self.rejects.extend(page.rejects.into_iter().take(room));
+        let room = EVENTS_PER_BATCH.saturating_sub(self.flags.len());
+        self.flags.extend(page.flags.into_iter().take(room));
+        // The checkpoint is where the last page ended.
+        self.next_key = page.next_key;
+        self.pages += 1;
+    }
+
+    /// Roll back whatever the batch wrote (nothing in a dry run: the plan's transaction is
+    /// rolled back by the runner).
+    async fn abandon(&mut self) {
+        if let Some(t) = self.tx.take() {
+            let _ = t.rollback().await;
+        }
+    }
+
+    /// Commit the batch with its checkpoint (the exactly-once point), then tell the screen.
+    async fn commit(
+        mut self,
+        ctx: &RunCtx,
+        step: &StepDef,
+        started_at: &str,
+        cp: &mut BatchCheckpoint,
+        progress: &mut ProgressClock,
+    ) -> Result<(), StepError> {
+        if self.pages == 0 {
+            self.abandon().await;
+            return Ok(());
+        }
+        let mut next = cp.clone();
+        next.counts.add(&self.counts);
+        next.batches += 1;
+        next.last_key = self.next_key.take();
+        if let Some(t) = self.tx.take() {
+            commit_batch(t, ctx, step, started_at, &next).await?;
+        }
+        *cp = next;
+        progress.batch_done(self.started.elapsed());
+        for r in &self.rejects {
+            ctx.emit(rejected_event(&step.version, r)).await;
+        }
+        for w in &self.flags {
+            ctx.emit(EngineEvent::Flagged {
+                version: step.version.clone(),
+                source_key: w.source_key.clone(),
+                field: w.field.clone(),
+                reason: w.reason.clone(),
+            })
+            .await;
+        }
+        if let Some(ev) = progress.tick(cp) {
+            ctx.emit(ev).await;
+        }
+        Ok(())
     }
 }
 
@@ -751,6 +856,52 @@ mod tests {
                 }
             )
         );
+    }
+
+    /// A batch bigger than a page is written as several pages in one transaction: a reject in
+    /// its last page takes the batch's earlier pages back out with it, the checkpoint stays
+    /// at the last committed batch, and the rerun writes every row once.
+    #[tokio::test]
+    async fn a_batch_of_several_pages_commits_or_rolls_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, mut rx) = ctx(dir.path()).await;
+        let pages = |reject: Option<i64>| Pages {
+            pages: vec![
+                (vec![1, 2], None),
+                (vec![3, 4], None),
+                (vec![5, 6], None),
+                (vec![7, 8], reject),
+                (vec![9], None),
+            ],
+            next: 0,
+        };
+        let four = |continue_on_error| BatchPlan {
+            total: 9,
+            batch_size: 4,
+            continue_on_error,
+        };
+        let err = run_batches(&ctx, &step(), four(false), &mut pages(Some(8)))
+            .await
+            .err()
+            .expect("the reject stops the step");
+        assert_eq!(err.counts.as_deref().map(|c| c.source), Some(4), "one batch committed");
+        // 5 and 6 were written in the failed batch's first page: rolled back with it.
+        assert_eq!(ids_in_t(&ctx).await, [1, 2, 3, 4]);
+        let mut tx = ctx.target.begin().await.unwrap();
+        let cp = BatchCheckpoint::load(&mut tx, &step().version).await.unwrap().unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!((cp.last_key, cp.batches), (Some(Value::Int(4)), 1));
+        while rx.try_recv().is_ok() {}
+
+        run_batches(&ctx, &step(), four(false), &mut pages(None)).await.unwrap();
+        assert_eq!(ids_in_t(&ctx).await, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        let (status, counts) = ledger_status(&ctx).await;
+        assert_eq!((status, counts.source, counts.written), (LedgerStatus::Applied, 9, 9));
+        let mut tx = ctx.target.begin().await.unwrap();
+        let cp = BatchCheckpoint::load(&mut tx, &step().version).await.unwrap().unwrap();
+        tx.rollback().await.unwrap();
+        // 1-4 first, then 5-8 and the last page 9 on the rerun.
+        assert_eq!(cp.batches, 3);
     }
 
     #[tokio::test]

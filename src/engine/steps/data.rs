@@ -588,7 +588,10 @@ impl BatchStep for DataBatches {
             .map_err(StepError::plain)?,
         );
         self.writer = Some(writer.clone());
-        let (start, size) = (resume_from.clone(), self.batch_size);
+        let (start, size) = (
+            resume_from.clone(),
+            crate::engine::exec::batch::page_rows(self.batch_size),
+        );
         self.pages = Some(match &self.source {
             Origin::Db(db) => {
                 let reader = SourceReader::new(db.clone(), self.c.clone(), true);
