@@ -1191,6 +1191,63 @@ async fn insert_multi(
     Ok(())
 }
 
+/// Key lists bound as one parameter per key column, where the dialect has arrays: one
+/// statement (planned once, cached) per batch instead of an `IN` list of hundreds of
+/// parameters per few hundred keys.
+impl Dialect {
+    /// `columns` (quoted, each with its type as [`DbTx::table_columns`] reports it) matching
+    /// one of `keys`, as a condition whose parameters start at `$first`, with the values to
+    /// bind. `None` where the dialect has no arrays (SQLite, MySQL) or a key holds bytes:
+    /// the caller then uses an `IN` list. Keys with a NULL part match nothing and are left out.
+    pub fn key_list_filter(
+        self,
+        columns: &[(String, Option<String>)],
+        keys: &[Vec<Value>],
+        first: usize,
+    ) -> Option<(String, Vec<Value>)> {
+        if self != Dialect::Postgres || columns.is_empty() {
+            return None;
+        }
+        let mut lists: Vec<String> = vec![String::from("{"); columns.len()];
+        let mut n = 0usize;
+        for k in keys {
+            if k.len() != columns.len() || k.iter().any(|v| v.is_null()) {
+                continue;
+            }
+            for (list, v) in lists.iter_mut().zip(k) {
+                let text = match v {
+                    Value::Bytes(_) => return None,
+                    other => other.to_text()?,
+                };
+                if n > 0 {
+                    list.push(',');
+                }
+                postgres::array_element(list, &text);
+            }
+            n += 1;
+        }
+        let arrays: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ty))| postgres::text_array_param(first + i, ty.as_deref()))
+            .collect();
+        let sql = if columns.len() == 1 {
+            format!("{} = ANY({})", columns[0].0, arrays[0])
+        } else {
+            let lhs: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
+            format!("({}) IN (SELECT * FROM unnest({}))", lhs.join(", "), arrays.join(", "))
+        };
+        let params = lists
+            .into_iter()
+            .map(|mut l| {
+                l.push('}');
+                Value::Text(l)
+            })
+            .collect();
+        Some((sql, params))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1254,62 +1311,5 @@ mod tests {
         assert_eq!(Dialect::from_scheme("postgresql"), Some(Dialect::Postgres));
         assert_eq!(Dialect::from_scheme("oracle"), None);
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
-    }
-}
-
-/// Key lists bound as one parameter per key column, where the dialect has arrays: one
-/// statement (planned once, cached) per batch instead of an `IN` list of hundreds of
-/// parameters per few hundred keys.
-impl Dialect {
-    /// `columns` (quoted, each with its type as [`DbTx::table_columns`] reports it) matching
-    /// one of `keys`, as a condition whose parameters start at `$first`, with the values to
-    /// bind. `None` where the dialect has no arrays (SQLite, MySQL) or a key holds bytes:
-    /// the caller then uses an `IN` list. Keys with a NULL part match nothing and are left out.
-    pub fn key_list_filter(
-        self,
-        columns: &[(String, Option<String>)],
-        keys: &[Vec<Value>],
-        first: usize,
-    ) -> Option<(String, Vec<Value>)> {
-        if self != Dialect::Postgres || columns.is_empty() {
-            return None;
-        }
-        let mut lists: Vec<String> = vec![String::from("{"); columns.len()];
-        let mut n = 0usize;
-        for k in keys {
-            if k.len() != columns.len() || k.iter().any(|v| v.is_null()) {
-                continue;
-            }
-            for (list, v) in lists.iter_mut().zip(k) {
-                let text = match v {
-                    Value::Bytes(_) => return None,
-                    other => other.to_text()?,
-                };
-                if n > 0 {
-                    list.push(',');
-                }
-                postgres::array_element(list, &text);
-            }
-            n += 1;
-        }
-        let arrays: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, (_, ty))| postgres::text_array_param(first + i, ty.as_deref()))
-            .collect();
-        let sql = if columns.len() == 1 {
-            format!("{} = ANY({})", columns[0].0, arrays[0])
-        } else {
-            let lhs: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
-            format!("({}) IN (SELECT * FROM unnest({}))", lhs.join(", "), arrays.join(", "))
-        };
-        let params = lists
-            .into_iter()
-            .map(|mut l| {
-                l.push('}');
-                Value::Text(l)
-            })
-            .collect();
-        Some((sql, params))
     }
 }
