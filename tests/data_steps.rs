@@ -859,3 +859,72 @@ source = "id"
     );
 }
 both!(duplicate_keys_with_any_text_are_found_across_batches);
+
+/// A step without an ID map records the natural keys it wrote one page at a time; its rollback
+/// deletes exactly those rows (composite keys, text with quotes and commas, many pages), never
+/// the rows that were there before it with keys it skipped as duplicates, and says how many.
+fn rollback_without_id_map_deletes_only_the_rows_it_wrote(b: Backend) {
+    let p = TestProject::new(b);
+    p.source_sql(
+        r#"CREATE TABLE readings (id INTEGER PRIMARY KEY, site TEXT, n INTEGER, v TEXT);
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 23)
+         INSERT INTO readings SELECT i, CASE i % 3 WHEN 0 THEN 'a"b' WHEN 1 THEN 'c,d' ELSE 'e' END, i, 'v' || i FROM k;"#,
+    );
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE copies (site TEXT NOT NULL, n INTEGER NOT NULL, v TEXT, PRIMARY KEY (site, n));",
+        "DROP TABLE copies;",
+    );
+    p.data_step(
+        ACCOUNTS,
+        r#"kind = "data"
+batch_size = 4
+[source]
+table = "readings"
+key = "id"
+
+[target]
+table = "copies"
+natural_key = ["site", "n"]
+on_duplicate = "skip"
+
+[[fields]]
+target = "site"
+source = "site"
+[[fields]]
+target = "n"
+source = "n"
+[[fields]]
+target = "v"
+source = "v"
+"#,
+    );
+    p.ok(&["up", "--to", "20250101T090000"]);
+    // Rows there before the step, two of them with keys the source has (4 is 'c,d', 9 'a"b').
+    p.target_sql(r#"INSERT INTO copies VALUES ('c,d', 4, 'before'), ('a"b', 9, 'before'), ('zz', 1, 'before')"#);
+    p.ok(&["up"]);
+    let c = ledger_counts(&p, "20250101T090100");
+    assert_eq!(
+        (c["written"].as_u64(), c["skipped"].as_u64()),
+        (Some(21), Some(2)),
+        "{c}"
+    );
+    assert_eq!(p.count("copies"), 24);
+    // one record per page, not one entry per row
+    assert_eq!(p.count("cutover_id_map"), 0);
+    assert_eq!(p.count("cutover_written_keys"), 6);
+    let preview = p.ok(&["down", "--dry-run"]);
+    assert!(preview.contains("would delete 21 rows from copies"), "{preview}");
+    p.ok(&["down", "--yes"]);
+    assert_eq!(
+        p.target_sql("SELECT site || '|' || n || '|' || v FROM copies ORDER BY site, n")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        [r#"a"b|9|before"#, "c,d|4|before", "zz|1|before"]
+    );
+    assert_eq!(p.count("cutover_written_keys"), 0);
+    // forward again: the same rows, exactly once
+    p.ok(&["up"]);
+    assert_eq!(p.count("copies"), 24);
+}
+both!(rollback_without_id_map_deletes_only_the_rows_it_wrote);

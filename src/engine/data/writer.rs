@@ -183,6 +183,55 @@ impl TargetWriter {
         Ok(out)
     }
 
+    /// Delete the rows whose natural key (values in `nk` column order) is one of `keys`; keys
+    /// with a NULL part match nothing. Returns how many rows went.
+    pub async fn delete_keys(&self, tx: &mut DbTx, nk: &[String], keys: &[Vec<Value>]) -> Result<u64, sqlx::Error> {
+        if nk.is_empty() || keys.is_empty() {
+            return Ok(0);
+        }
+        let typed: Vec<(String, Option<String>)> = nk.iter().map(|c| (ident(c), self.types.get(c).cloned())).collect();
+        if let Some((filter, params)) = self.dialect.key_list_filter(&typed, keys, 1) {
+            let sql = format!("DELETE FROM {} WHERE {filter}", ident(&self.table));
+            return tx.execute(&sql, &params).await;
+        }
+        let lhs = if nk.len() == 1 {
+            ident(&nk[0])
+        } else {
+            format!("({})", nk.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", "))
+        };
+        let mut deleted = 0;
+        for chunk in keys.chunks((500 / nk.len()).max(1)) {
+            let mut params = Vec::new();
+            let mut tuples = Vec::new();
+            for k in chunk
+                .iter()
+                .filter(|k| k.len() == nk.len() && k.iter().all(|v| !v.is_null()))
+            {
+                let mut t = Vec::new();
+                for (c, v) in nk.iter().zip(k) {
+                    params.push(v.clone());
+                    t.push(self.param(params.len(), c));
+                }
+                tuples.push(if nk.len() == 1 {
+                    t.remove(0)
+                } else {
+                    format!("({})", t.join(", "))
+                });
+            }
+            if tuples.is_empty() {
+                continue;
+            }
+            let list = if nk.len() == 1 {
+                format!("({})", tuples.join(", "))
+            } else {
+                self.dialect.tuple_list(&tuples)
+            };
+            let sql = format!("DELETE FROM {} WHERE {lhs} IN {list}", ident(&self.table));
+            deleted += tx.execute(&sql, &params).await?;
+        }
+        Ok(deleted)
+    }
+
     /// The id column's value of an `existing` row (empty without an id column).
     fn id_of(r: &[Value], at: usize, id_column: Option<&str>) -> String {
         match id_column {

@@ -14,7 +14,7 @@ use crate::engine::protocol::DownTarget;
 use crate::engine::protocol::views::{RollbackPreview, StepRollback};
 use crate::engine::steps::schema;
 use crate::engine::store::ledger::{self, LedgerStatus};
-use crate::engine::store::{self, BACKUPS, BatchCheckpoint, DISCREPANCIES, ID_MAP, REJECTS};
+use crate::engine::store::{self, BACKUPS, BatchCheckpoint, DISCREPANCIES, ID_MAP, REJECTS, written_keys};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 
@@ -120,6 +120,11 @@ pub async fn step_rollback(db: &Db, project: &Project, step: &StepDef) -> Result
         "SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1 AND alias = 0"
     ))
     .await?;
+    if db.table_exists(written_keys::WRITTEN_KEYS).await? {
+        let mut tx = db.begin_read().await?;
+        p.rows_deleted += written_keys::count(&mut tx, version).await?;
+        tx.rollback().await?;
+    }
     p.rows_restored = count(format!("SELECT COUNT(*) FROM {BACKUPS} WHERE version = $1")).await?;
     p.id_map_entries = count(format!("SELECT COUNT(*) FROM {ID_MAP} WHERE version = $1")).await?;
     let rejects = |cond: &str| format!("SELECT COUNT(*) FROM {REJECTS} WHERE version = $1 AND {cond}");
@@ -261,6 +266,12 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<StepRollback, StepEr
             }
             None => {
                 let nk = &c.spec.target.natural_key;
+                // Pages of natural keys (see store::written_keys), one at a time.
+                for id in written_keys::record_ids(&mut tx, &step.version).await? {
+                    let keys = written_keys::page(&mut tx, id).await?;
+                    writer.delete_keys(&mut tx, nk, &keys).await?;
+                }
+                // Per-row entries: steps with [sync], and runs of earlier versions.
                 let rows = tx
                     .fetch_all(
                         &format!("SELECT new_id FROM {ID_MAP} WHERE version = $1 AND alias = 0"),
@@ -297,6 +308,7 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<StepRollback, StepEr
             tx.execute(&format!("DELETE FROM {t} WHERE version = $1"), std::slice::from_ref(&v))
                 .await?;
         }
+        written_keys::delete(&mut tx, &step.version).await?;
         BatchCheckpoint::delete(&mut tx, &step.version).await?;
         ledger::set_status(&mut tx, &step.version, LedgerStatus::Reverted).await?;
         ledger::append_event(

@@ -445,7 +445,13 @@ pub(crate) async fn write_decided(
     let map_entries = drop_known_aliases(tx, map_entries, &mut res.warnings).await?;
     res.counts.rejected = res.rejects.len() as u64;
     res.counts.warnings = res.warnings.len() as u64;
-    insert_id_map(tx, &c.version, &map_entries).await?;
+    if c.spec.id_map.is_none() && c.spec.sync.is_none() {
+        // Only rollback reads what such a step wrote: one record per page (see written_keys).
+        let keys: Vec<&str> = map_entries.iter().map(|e| e.new_id.as_str()).collect();
+        crate::engine::store::written_keys::record(tx, &c.version, &keys).await?;
+    } else {
+        insert_id_map(tx, &c.version, &map_entries).await?;
+    }
     Ok(res)
 }
 

@@ -10,6 +10,7 @@ pub mod lock;
 pub mod reject_tally;
 pub mod runs;
 pub mod sync_marks;
+pub mod written_keys;
 
 use crate::engine::db::{Db, DbTx};
 use crate::engine::protocol::Counts;
@@ -25,8 +26,9 @@ pub const BACKUPS: &str = "cutover_row_backups";
 pub const DISCREPANCIES: &str = "cutover_discrepancies";
 
 /// Every table of the tool's own.
-const OWN_TABLES: [&str; 9] = [
+const OWN_TABLES: [&str; 10] = [
     ID_MAP,
+    written_keys::WRITTEN_KEYS,
     REJECTS,
     CHECKPOINTS,
     BACKUPS,
@@ -171,6 +173,7 @@ pub async fn ensure_in(tx: &mut DbTx) -> Result<(), sqlx::Error> {
                 "CREATE TABLE IF NOT EXISTS {BACKUPS} (id {serial}, version {version} NOT NULL, target_table TEXT NOT NULL, key_json TEXT NOT NULL, before_json TEXT NOT NULL){options}"
             )],
         ),
+        (written_keys::WRITTEN_KEYS, written_keys::create_statements(tx)),
     ];
     tx.create_own_tables(&groups).await
 }
