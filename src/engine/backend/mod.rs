@@ -1107,6 +1107,53 @@ impl DbTx {
     }
 }
 
+impl DbTx {
+    /// As [`DbTx::bulk_insert`], for rows of text cells (`None` = NULL) borrowed from the
+    /// caller: PostgreSQL gets them as COPY text without a value built per cell (the ID map
+    /// writes one such row per row written).
+    pub async fn bulk_insert_text<const N: usize>(
+        &mut self,
+        table_sql: &str,
+        columns: &[String],
+        rows: &[[Option<&str>; N]],
+    ) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if let DbTx::Postgres(t) = self {
+            return postgres::copy_in_text(t, table_sql, columns, postgres::copy_text_cells(rows)).await;
+        }
+        let values: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|c| c.map(|t| Value::Text(t.to_string())).unwrap_or(Value::Null))
+                    .collect()
+            })
+            .collect();
+        self.bulk_insert(table_sql, columns, &values).await
+    }
+
+    /// Run one statement with the cells of `rows` as its parameters, in order, bound from the
+    /// rows themselves (a multi-row INSERT on SQLite; no copy of each value).
+    async fn execute_rows(&mut self, sql: &str, rows: &[Vec<Value>]) -> Result<u64, sqlx::Error> {
+        match self {
+            DbTx::Sqlite(t) => Ok(bind_all!(
+                sqlx::query(sqlx::AssertSqlSafe(sql)),
+                rows.iter().flatten(),
+                None::<String>
+            )
+            .execute(&mut **t)
+            .await?
+            .rows_affected()),
+            _ => {
+                let params: Vec<Value> = rows.iter().flat_map(|r| r.iter().cloned()).collect();
+                self.execute(sql, &params).await
+            }
+        }
+    }
+}
+
 /// How big one multi-row INSERT may get.
 #[derive(Clone, Copy, Debug)]
 pub struct InsertLimits {
@@ -1185,8 +1232,7 @@ async fn insert_multi(
                 s
             }
         };
-        let params: Vec<Value> = chunk.iter().flat_map(|r| r.iter().cloned()).collect();
-        tx.execute(&sql, &params).await?;
+        tx.execute_rows(&sql, chunk).await?;
     }
     Ok(())
 }

@@ -225,7 +225,21 @@ fn escape_text(out: &mut String, s: &str) {
 
 /// The COPY text format of rows.
 pub fn copy_text(rows: &[Vec<Value>]) -> String {
-    let mut buf = String::with_capacity(rows.len() * 64);
+    // Sized from the first rows, so a page's buffer is not regrown (and copied) a dozen times.
+    let sample = rows.len().min(16);
+    let per_row: usize = rows[..sample]
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|v| match v {
+                    Value::Text(t) => t.len() + 1,
+                    _ => 12,
+                })
+                .sum::<usize>()
+        })
+        .sum::<usize>()
+        / sample.max(1);
+    let mut buf = String::with_capacity(rows.len() * (per_row + per_row / 4 + 8));
     for r in rows {
         for (i, v) in r.iter().enumerate() {
             if i > 0 {
@@ -238,16 +252,33 @@ pub fn copy_text(rows: &[Vec<Value>]) -> String {
     buf
 }
 
-/// COPY rows in text format inside the caller's transaction.
-pub async fn copy_in(
+/// The COPY text format of rows of text cells (`None` = NULL).
+pub fn copy_text_cells<const N: usize>(rows: &[[Option<&str>; N]]) -> String {
+    let mut buf = String::with_capacity(rows.len() * (N * 16 + 1));
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            if i > 0 {
+                buf.push('\t');
+            }
+            match cell {
+                Some(t) => escape_text(&mut buf, t),
+                None => buf.push_str("\\N"),
+            }
+        }
+        buf.push('\n');
+    }
+    buf
+}
+
+/// COPY an already encoded COPY text payload inside the caller's transaction.
+pub async fn copy_in_text(
     t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     table_sql: &str,
     columns: &[String],
-    rows: &[Vec<Value>],
+    buf: String,
 ) -> Result<(), sqlx::Error> {
     let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
     let statement = format!("COPY {table_sql} ({cols}) FROM STDIN");
-    let buf = copy_text(rows);
     let mut copy = t.copy_in_raw(&statement).await?;
     if let Err(e) = copy.send(buf.into_bytes()).await {
         let _ = copy.abort("cutover: send failed").await;
@@ -255,6 +286,16 @@ pub async fn copy_in(
     }
     copy.finish().await?;
     Ok(())
+}
+
+/// COPY rows in text format inside the caller's transaction.
+pub async fn copy_in(
+    t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    table_sql: &str,
+    columns: &[String],
+    rows: &[Vec<Value>],
+) -> Result<(), sqlx::Error> {
+    copy_in_text(t, table_sql, columns, copy_text(rows)).await
 }
 
 #[cfg(test)]

@@ -351,15 +351,16 @@ pub async fn insert_id_map(tx: &mut DbTx, version: &str, entries: &[IdMapEntry])
     if entries.is_empty() {
         return Ok(());
     }
-    let rows: Vec<Vec<Value>> = entries
+    // Borrowed text cells: no value is built per entry (one ID-map row per row written).
+    let rows: Vec<[Option<&str>; 5]> = entries
         .iter()
         .map(|e| {
-            vec![
-                Value::Text(e.map.clone()),
-                Value::Text(e.old_key.clone()),
-                Value::Text(e.new_id.clone()),
-                Value::Text(version.into()),
-                Value::Int(e.alias as i64),
+            [
+                Some(e.map.as_str()),
+                Some(e.old_key.as_str()),
+                Some(e.new_id.as_str()),
+                Some(version),
+                Some(if e.alias { "1" } else { "0" }),
             ]
         })
         .collect();
@@ -367,5 +368,5 @@ pub async fn insert_id_map(tx: &mut DbTx, version: &str, entries: &[IdMapEntry])
         .iter()
         .map(|s| s.to_string())
         .collect();
-    tx.bulk_insert(ID_MAP, &cols, &rows).await
+    tx.bulk_insert_text(ID_MAP, &cols, &rows).await
 }

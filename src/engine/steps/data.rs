@@ -147,6 +147,9 @@ pub(crate) struct BatchResult {
     pub(crate) counts: Counts,
     pub(crate) rejects: Vec<NewReject>,
     pub(crate) warnings: Vec<NewReject>,
+    /// The rows as written, handed back so that freeing them (a value per cell) need not
+    /// hold up the writer (see `DataBatches::write_page`).
+    pub(crate) written: Vec<Vec<Value>>,
 }
 
 /// The half of a batch that needs nothing but the rows (and, for lookups, the batch's
@@ -452,6 +455,7 @@ pub(crate) async fn write_decided(
     } else {
         insert_id_map(tx, &c.version, &map_entries).await?;
     }
+    res.written = inserts;
     Ok(res)
 }
 
@@ -644,10 +648,14 @@ impl BatchStep for DataBatches {
                 decide_rows(&self.c, writer, &page, &cache)
             }
         };
-        let res = write_decided(tx, &self.c, writer, &page, decided)
+        let mut res = write_decided(tx, &self.c, writer, &page, decided)
             .await
             .map_err(StepError::sql)?;
         store_rejects(tx, run_id, &self.c, &res).await.map_err(StepError::sql)?;
+        // Freeing a page is a free per cell: done beside the writer, which goes on to the
+        // next page meanwhile.
+        let garbage = (page, std::mem::take(&mut res.written));
+        tokio::task::spawn_blocking(move || drop(garbage));
         Ok(PageOutcome {
             counts: res.counts,
             rejects: self.notes(&res.rejects),
