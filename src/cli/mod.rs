@@ -628,16 +628,16 @@ async fn rejects_by_rule(
     let target = Db::connect(&project.config.target, &project.config.dir, Role::Target)
         .await
         .ok()?;
-    let filter = crate::engine::store::RejectFilter {
-        step: Some(version.to_string()),
-        ..Default::default()
-    };
-    let listed = crate::engine::store::RejectStore::list(&target, &filter).await;
+    // Counted by the database: listing every reject (each with its row) to count them held
+    // the whole run's rejects in memory at the end of a big import.
+    let counted = crate::engine::store::runs::rejects_by_rule(&target, run_id).await;
     target.close().await;
-    let mut by_rule = std::collections::BTreeMap::new();
-    for r in listed.ok()?.iter().filter(|r| r.run_id == run_id) {
-        *by_rule.entry(r.rule.clone()).or_insert(0u64) += 1;
-    }
+    let by_rule: std::collections::BTreeMap<String, u64> = counted
+        .ok()?
+        .into_iter()
+        .filter(|(v, _, _)| v == version)
+        .map(|(_, rule, n)| (rule, n))
+        .collect();
     Some(by_rule)
 }
 
