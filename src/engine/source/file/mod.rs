@@ -90,7 +90,8 @@ pub fn count_rows_blocking(path: &Path, opts: &FileOptions) -> Result<u64, FileE
     }
     let mut r = FileRecords::open(path, opts)?;
     let mut n = 0u64;
-    while r.next_record()?.is_some() {
+    // Every row is checked as a page's would be, without building its cells.
+    while r.skip_record()?.is_some() {
         n += 1;
     }
     remember(&COUNTS, key, n);
@@ -232,7 +233,9 @@ fn read_page(
         Some(o) if o.last_line == after => o,
         // The first page, or a resume: open afresh and skip what the checkpoint covers.
         _ => {
-            let (records, layout) = FileSource::open_blocking(path, opts, c)?;
+            let (mut records, layout) = FileSource::open_blocking(path, opts, c)?;
+            // The absent optional columns and `_line` follow the file's cells.
+            records.reserve_trailing(layout.absent + 1);
             OpenFile {
                 records,
                 layout,
@@ -243,12 +246,10 @@ fn read_page(
     let mut rows = Vec::with_capacity(limit.min(65_536));
     let mut issues = Vec::new();
     while rows.len() < limit {
-        let Some(rec) = open.records.next_record()? else {
+        // Rows up to the checkpoint's line (a resume) are passed over, not built.
+        let Some(rec) = open.records.next_record_after(after)? else {
             break;
         };
-        if rec.line <= after {
-            continue;
-        }
         open.last_line = rec.line;
         if let Some(issue) = rec.issue {
             issues.push((
