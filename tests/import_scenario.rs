@@ -74,8 +74,8 @@ fn import(b: Backend, patients: u32, orders: u32, seed: u32, format: &str) -> Im
     copy_dir(&fixture(), p.path());
     let config = p.path().join("cutover.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("batch_size = 5000"), "{text}");
-    std::fs::write(&config, text.replace("batch_size = 5000", "batch_size = 300")).unwrap();
+    assert!(text.contains("batch_size = 2000"), "{text}");
+    std::fs::write(&config, text.replace("batch_size = 2000", "batch_size = 300")).unwrap();
     if format == "csv" {
         let step = p.step_dir(&format!("{ORDERS}_orders")).join("step.toml");
         let text = std::fs::read_to_string(&step).unwrap();

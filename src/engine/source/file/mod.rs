@@ -90,7 +90,8 @@ pub fn count_rows_blocking(path: &Path, opts: &FileOptions) -> Result<u64, FileE
     }
     let mut r = FileRecords::open(path, opts)?;
     let mut n = 0u64;
-    while r.next_record()?.is_some() {
+    // Every row is checked as a page's would be, without building its cells.
+    while r.skip_record()?.is_some() {
         n += 1;
     }
     remember(&COUNTS, key, n);
@@ -232,7 +233,9 @@ fn read_page(
         Some(o) if o.last_line == after => o,
         // The first page, or a resume: open afresh and skip what the checkpoint covers.
         _ => {
-            let (records, layout) = FileSource::open_blocking(path, opts, c)?;
+            let (mut records, layout) = FileSource::open_blocking(path, opts, c)?;
+            // The absent optional columns and `_line` follow the file's cells.
+            records.reserve_trailing(layout.absent + 1);
             OpenFile {
                 records,
                 layout,
@@ -243,12 +246,10 @@ fn read_page(
     let mut rows = Vec::with_capacity(limit.min(65_536));
     let mut issues = Vec::new();
     while rows.len() < limit {
-        let Some(rec) = open.records.next_record()? else {
+        // Rows up to the checkpoint's line (a resume) are passed over, not built.
+        let Some(rec) = open.records.next_record_after(after)? else {
             break;
         };
-        if rec.line <= after {
-            continue;
-        }
         open.last_line = rec.line;
         if let Some(issue) = rec.issue {
             issues.push((
@@ -330,5 +331,80 @@ impl Source for FileSource {
 
     fn key_after(&self, page: &SourceBatch) -> Option<Value> {
         page.rows.last().and_then(|r| self.c.page_key(&page.columns, r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::data::spec::DataStep;
+
+    fn step() -> CompiledStep {
+        let spec = DataStep::parse(
+            r#"kind = "data"
+[source]
+file = "p.csv"
+optional = ["email"]
+[target]
+table = "patients"
+[id_map]
+column = "id"
+[[fields]]
+target = "mrn"
+source = "mrn"
+[[fields]]
+target = "email"
+source = "email"
+"#,
+        )
+        .unwrap();
+        CompiledStep::compile("20250101T000000", spec).unwrap()
+    }
+
+    fn lines(batch: &SourceBatch) -> Vec<i64> {
+        batch
+            .rows
+            .iter()
+            .map(|r| match r.last() {
+                Some(Value::Int(n)) => *n,
+                other => panic!("no line: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Pages continue one reader: the file is read once per step, not again from its start
+    /// for each page. (A file replaced after the first page is not seen by the open reader; a
+    /// reader reopened per page would read the new file.) A page after another line (a
+    /// resume) opens the file afresh and starts after that line.
+    #[test]
+    fn pages_continue_one_reader_and_a_resume_starts_after_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.csv");
+        let rows = |tag: &str| {
+            let mut text = String::from("mrn\n");
+            for i in 1..=7 {
+                text.push_str(&format!("{tag}{i}\n"));
+            }
+            text
+        };
+        std::fs::write(&path, rows("a")).unwrap();
+        let (c, opts) = (step(), FileOptions::default());
+        let (open, first) = read_page(&path, &opts, &c, None, 0, 3).unwrap();
+        assert_eq!(lines(&first), [2, 3, 4]);
+        assert_eq!(first.columns.as_slice(), ["mrn", "email", "_line"]);
+        assert_eq!(first.rows[0][1], Value::Null, "an absent optional column is NULL");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, rows("b")).unwrap();
+        let (open, second) = read_page(&path, &opts, &c, Some(open), 4, 3).unwrap();
+        assert_eq!(lines(&second), [5, 6, 7]);
+        assert_eq!(
+            second.rows[0][0],
+            Value::Text("a4".into()),
+            "the same reader, the same file"
+        );
+        // Not where the reader stands: a resume after line 3 reads the file as it is now.
+        let (_, resumed) = read_page(&path, &opts, &c, Some(open), 3, 10).unwrap();
+        assert_eq!(lines(&resumed), [4, 5, 6, 7, 8]);
+        assert_eq!(resumed.rows[0][0], Value::Text("b3".into()));
     }
 }

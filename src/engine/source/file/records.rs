@@ -16,6 +16,9 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// Bytes read from a CSV file at a time (the csv reader's buffer and the file's).
+const READ_BUFFER: usize = 64 * 1024;
+
 /// How the bytes of a CSV file are text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TextEncoding {
@@ -134,6 +137,9 @@ pub struct FileRecords {
     path: PathBuf,
     headers: Vec<String>,
     inner: Inner,
+    /// Cells a caller appends to every record (`reserve_trailing`): a row's cells are
+    /// allocated once, at their final size.
+    trailing: usize,
 }
 
 enum Inner {
@@ -197,11 +203,48 @@ impl FileRecords {
         &self.path
     }
 
+    /// Leave room for `n` more cells in every record's `cells`, for a caller that appends
+    /// its own (a page's `_line`): the row is then allocated once, at its final size.
+    pub fn reserve_trailing(&mut self, n: usize) {
+        self.trailing = n;
+    }
+
     /// The next row that is not blank, or `None` at the end of the file.
     pub fn next_record(&mut self) -> Result<Option<FileRecord>, FileError> {
+        self.next_record_after(0)
+    }
+
+    /// The next row that is not blank and starts after line `after` (a resume's checkpoint).
+    /// The rows passed over are checked as any row is (a malformed one is still an error) but
+    /// their cells are never built.
+    pub fn next_record_after(&mut self, after: u64) -> Result<Option<FileRecord>, FileError> {
+        let room = self.headers.len() + self.trailing;
         match &mut self.inner {
-            Inner::Csv(c) => c.next(&self.path, &self.headers),
-            Inner::Sheet(s) => Ok(s.next(self.headers.len())),
+            Inner::Csv(c) => loop {
+                let Some(line) = c.next_checked(&self.path, &self.headers)? else {
+                    return Ok(None);
+                };
+                if line > after {
+                    return c.record_at(&self.path, &self.headers, line, room).map(Some);
+                }
+            },
+            Inner::Sheet(s) => loop {
+                let Some(rec) = s.next(self.headers.len(), room) else {
+                    return Ok(None);
+                };
+                if rec.line > after {
+                    return Ok(Some(rec));
+                }
+            },
+        }
+    }
+
+    /// Pass over the next row that is not blank, checked as `next_record` checks it, without
+    /// building its cells; its line, or `None` at the end of the file. What a count needs.
+    pub fn skip_record(&mut self) -> Result<Option<u64>, FileError> {
+        match &mut self.inner {
+            Inner::Csv(c) => c.next_checked(&self.path, &self.headers),
+            Inner::Sheet(s) => Ok(s.next(self.headers.len(), 0).map(|r| r.line)),
         }
     }
 
@@ -216,7 +259,7 @@ impl FileRecords {
 
     fn open_csv(path: &Path, opts: &FileOptions) -> Result<FileRecords, FileError> {
         let io = |e: std::io::Error| Self::err(path, None, None, format!("cannot read the file: {e}"));
-        let mut file = BufReader::new(File::open(path).map_err(io)?);
+        let mut file = BufReader::with_capacity(READ_BUFFER, File::open(path).map_err(io)?);
         let head = file.fill_buf().map_err(io)?;
         if head.is_empty() {
             return Err(Self::err(
@@ -244,6 +287,7 @@ impl FileRecords {
         file.consume(offset as usize);
         let breaks = Arc::new(Mutex::new(LineBreaks::default()));
         let reader = csv::ReaderBuilder::new()
+            .buffer_capacity(READ_BUFFER)
             .has_headers(false)
             .flexible(true)
             .delimiter(delimiter)
@@ -299,6 +343,7 @@ impl FileRecords {
             path: path.to_path_buf(),
             headers,
             inner: Inner::Csv(c),
+            trailing: 0,
         })
     }
 
@@ -378,6 +423,7 @@ impl FileRecords {
                 next: rel + 1,
                 origin,
             }),
+            trailing: 0,
         })
     }
 }
@@ -492,7 +538,10 @@ impl CsvRecords {
         }
     }
 
-    fn next(&mut self, path: &Path, headers: &[String]) -> Result<Option<FileRecord>, FileError> {
+    /// Read up to the next record that is not blank and check it as a whole: not wider than
+    /// the header, every cell text in the file's encoding. Returns the line it starts on; its
+    /// bytes stay in `self.record` for `record_at`. `None` at the end of the file.
+    fn next_checked(&mut self, path: &Path, headers: &[String]) -> Result<Option<u64>, FileError> {
         loop {
             let Some((line, looked_from)) = self.read_into(path)? else {
                 if let Some((from_line, from_byte)) = self.last.take() {
@@ -503,10 +552,11 @@ impl CsvRecords {
             // The record's own line: the csv reader counts `\n` only, and its position is
             // where the previous record ended (check_closed skips the breaks after it).
             self.last = Some((line, looked_from.1));
-            let width = self.record.len();
-            if self.record.iter().all(|c| c.iter().all(|b| b.is_ascii_whitespace())) {
+            // The cells lie end to end in one buffer: all of them blank is all of it blank.
+            if self.record.as_slice().iter().all(|b| b.is_ascii_whitespace()) {
                 continue; // a blank line, or one of only delimiters: not a row
             }
+            let width = self.record.len();
             if width > headers.len() {
                 return Err(FileRecords::err(
                     path,
@@ -518,24 +568,69 @@ impl CsvRecords {
                     ),
                 ));
             }
-            let mut cells = Vec::with_capacity(headers.len());
-            for (i, raw) in self.record.iter().enumerate() {
-                let text = self.decode(raw).map_err(|p| {
-                    FileRecords::err(path, Some(line), Some(headers.get(i).cloned().unwrap_or_default()), p)
-                })?;
-                cells.push(Value::Text(text));
-            }
-            let issue = (width < headers.len()).then(|| RowIssue {
-                column: width,
-                reason: format!(
-                    "the row has {width} cells but the header names {}: '{}' and the columns after it are missing",
-                    headers.len(),
-                    headers.get(width).cloned().unwrap_or_default()
-                ),
-            });
-            cells.resize(headers.len(), Value::Null);
-            return Ok(Some(FileRecord { line, cells, issue }));
+            self.utf8_text(path, headers, line)?;
+            return Ok(Some(line));
         }
+    }
+
+    /// The record's bytes as one text when the file is UTF-8 (`None` for an encoding where
+    /// every byte is a character). Checked once for the whole record, and each cell's end
+    /// must fall between two characters (a character split by a delimiter is invalid in both
+    /// cells); a failure is re-checked cell by cell to name the cell.
+    fn utf8_text(&self, path: &Path, headers: &[String], line: u64) -> Result<Option<&str>, FileError> {
+        if self.encoding != TextEncoding::Utf8 {
+            return Ok(None);
+        }
+        if let Ok(text) = std::str::from_utf8(self.record.as_slice()) {
+            let mut end = 0;
+            let whole = self.record.iter().all(|cell| {
+                end += cell.len();
+                text.is_char_boundary(end)
+            });
+            if whole {
+                return Ok(Some(text));
+            }
+        }
+        for (i, raw) in self.record.iter().enumerate() {
+            self.decode(raw).map_err(|p| {
+                FileRecords::err(path, Some(line), Some(headers.get(i).cloned().unwrap_or_default()), p)
+            })?;
+        }
+        Ok(None)
+    }
+
+    /// The record `next_checked` read (at `line`) as a row of values, `room` cells long.
+    fn record_at(&self, path: &Path, headers: &[String], line: u64, room: usize) -> Result<FileRecord, FileError> {
+        let width = self.record.len();
+        let mut cells = Vec::with_capacity(room.max(headers.len()));
+        match self.utf8_text(path, headers, line)? {
+            Some(text) => {
+                let mut start = 0;
+                for raw in self.record.iter() {
+                    let end = start + raw.len();
+                    cells.push(Value::Text(text.get(start..end).unwrap_or_default().to_string()));
+                    start = end;
+                }
+            }
+            None => {
+                for (i, raw) in self.record.iter().enumerate() {
+                    let text = self.decode(raw).map_err(|p| {
+                        FileRecords::err(path, Some(line), Some(headers.get(i).cloned().unwrap_or_default()), p)
+                    })?;
+                    cells.push(Value::Text(text));
+                }
+            }
+        }
+        let issue = (width < headers.len()).then(|| RowIssue {
+            column: width,
+            reason: format!(
+                "the row has {width} cells but the header names {}: '{}' and the columns after it are missing",
+                headers.len(),
+                headers.get(width).cloned().unwrap_or_default()
+            ),
+        });
+        cells.resize(headers.len(), Value::Null);
+        Ok(FileRecord { line, cells, issue })
     }
 
     /// The csv crate ends an unterminated quoted field at the end of the file without an
@@ -652,7 +747,19 @@ impl LineBreaks {
     /// reader ends records at all three, so counting only `\n` would give every record of a
     /// CR-only file line 1.
     fn saw(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            // Most of a file is not line breaks: pass eight bytes at a time that hold none.
+            if let Some(word) = bytes.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+                let word = u64::from_ne_bytes(word);
+                if !has_byte(word, b'\n') && !has_byte(word, b'\r') {
+                    i += 8;
+                    self.seen += 8;
+                    self.after_cr = false;
+                    continue;
+                }
+            }
+            i += 1;
             let at = self.seen;
             self.seen += 1;
             let after_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
@@ -688,6 +795,15 @@ impl LineBreaks {
     }
 }
 
+/// Whether any of the eight bytes of `word` is `byte`: whether `word ^ byte` has a zero lane
+/// (exact as a yes/no: a borrow that could set a high bit runs on only from a zero lane).
+fn has_byte(word: u64, byte: u8) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGHS != 0
+}
+
 /// The file as the csv reader reads it, each chunk noted in `LineBreaks` on its way.
 struct BreakTracking<R> {
     inner: R,
@@ -703,12 +819,13 @@ impl<R: Read> Read for BreakTracking<R> {
 }
 
 impl SheetRecords {
-    fn next(&mut self, width: usize) -> Option<FileRecord> {
+    /// `room`: the capacity of the row's cells (at least `width`).
+    fn next(&mut self, width: usize, room: usize) -> Option<FileRecord> {
         while self.next < self.range.height() {
             let r = self.next;
             self.next += 1;
             let line = u64::from(self.origin.0) + r as u64 + 1;
-            let mut cells = Vec::with_capacity(width);
+            let mut cells = Vec::with_capacity(room.max(width));
             let mut issue = None;
             for c in 0..width {
                 let cell = self.range.get((r, c)).unwrap_or(&Data::Empty);
@@ -1063,6 +1180,96 @@ mod tests {
             let e = FileRecords::open(&pipe, &FileOptions::default()).err().unwrap();
             assert!(e.to_string().contains("not a plain file"), "{e}");
         }
+    }
+
+    /// A character whose bytes a delimiter splits is invalid in both cells, though the
+    /// record's bytes end to end are valid UTF-8: a file error naming the first cell, both
+    /// when reading and when counting; a character whole inside a cell is fine.
+    #[test]
+    fn a_character_split_by_a_delimiter_is_invalid_utf8() {
+        let (_d, p) = csv_file(b"id,a,b\n1,x\xC3,\xA9y\n");
+        let e = read_all(&p, &FileOptions::default()).unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (Some(2), Some("a")), "{e}");
+        let mut r = FileRecords::open(&p, &FileOptions::default()).unwrap();
+        let e = r.skip_record().unwrap_err();
+        assert_eq!((e.line, e.column.as_deref()), (Some(2), Some("a")), "{e}");
+        let (_d, p) = csv_file("id,a,b\n1,é,ü\u{1F600}\n".as_bytes());
+        assert_eq!(
+            read_all(&p, &FileOptions::default()).unwrap().1[0].1,
+            ["1", "é", "ü\u{1F600}"]
+        );
+    }
+
+    /// Lines long and short, LF, CRLF and CR, blank lines and quoted line breaks, read through
+    /// buffers of every alignment: each record keeps the line it starts on, the same when
+    /// skipped, counted, or resumed after a line.
+    #[test]
+    fn long_and_short_lines_keep_their_lines_at_any_alignment() {
+        let mut bytes = b"id,text\n".to_vec();
+        let mut want: Vec<(u64, String)> = Vec::new();
+        let mut line = 2u64;
+        for i in 0..600u64 {
+            let text = "x".repeat((i * 7 % 53) as usize);
+            let (value, spans) = match i % 5 {
+                0 => (format!("\"{text}\r\n{text}\""), 2),
+                _ => (text.clone(), 1),
+            };
+            bytes.extend_from_slice(format!("{i},{value}").as_bytes());
+            let end: &[u8] = match i % 3 {
+                0 => b"\r\n",
+                1 => b"\n",
+                _ => b"\n\n",
+            };
+            bytes.extend_from_slice(end);
+            let cell = if spans == 2 { format!("{text}\r\n{text}") } else { text };
+            want.push((line, cell));
+            line += spans - 1 + if end == b"\n\n" { 2 } else { 1 };
+        }
+        let (_d, p) = csv_file(&bytes);
+        let (_, rows) = read_all(&p, &FileOptions::default()).unwrap();
+        let got: Vec<(u64, String)> = rows.into_iter().map(|(l, c, _)| (l, c[1].clone())).collect();
+        assert_eq!(got, want);
+        let mut r = FileRecords::open(&p, &FileOptions::default()).unwrap();
+        let mut skipped = Vec::new();
+        while let Some(l) = r.skip_record().unwrap() {
+            skipped.push(l);
+        }
+        assert_eq!(skipped, want.iter().map(|w| w.0).collect::<Vec<_>>());
+        let after = want[300].0;
+        let mut r = FileRecords::open(&p, &FileOptions::default()).unwrap();
+        assert_eq!(
+            r.next_record_after(after).unwrap().map(|rec| rec.line),
+            Some(want[301].0)
+        );
+
+        // The line breaks a reader is handed in pieces of any size land where they are.
+        let mut whole = LineBreaks::default();
+        whole.saw(&bytes);
+        for piece in [1, 3, 7, 8, 9, 13, 64] {
+            let mut pieces = LineBreaks::default();
+            for chunk in bytes.chunks(piece) {
+                pieces.saw(chunk);
+            }
+            assert_eq!(
+                (pieces.runs.clone(), pieces.feeds),
+                (whole.runs.clone(), whole.feeds),
+                "{piece}"
+            );
+        }
+        let breaks = bytes.iter().filter(|b| **b == b'\n' || **b == b'\r').count();
+        let crlf = bytes.windows(2).filter(|w| w == b"\r\n").count();
+        assert_eq!(whole.feeds as usize, breaks - crlf);
+    }
+
+    /// Rows of the file carry room for the cells a page appends, so none is grown again.
+    #[test]
+    fn records_leave_room_for_trailing_cells() {
+        let (_d, p) = csv_file(b"a,b\n1,2\n");
+        let mut r = FileRecords::open(&p, &FileOptions::default()).unwrap();
+        r.reserve_trailing(3);
+        let rec = r.next_record().unwrap().unwrap();
+        assert_eq!(rec.cells.len(), 2);
+        assert!(rec.cells.capacity() >= 5, "{}", rec.cells.capacity());
     }
 
     #[test]
