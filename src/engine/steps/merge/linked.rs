@@ -131,3 +131,80 @@ impl LinkedRows {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::db::Rows;
+
+    fn rows(keys: &[(&str, &str)]) -> Rows {
+        Rows {
+            columns: vec!["id".into(), A_KEY_COLUMN.into()],
+            types: vec![],
+            rows: keys
+                .iter()
+                .map(|(b, a)| vec![Value::Text((*b).into()), Value::Text((*a).into())])
+                .collect(),
+            issues: vec![],
+        }
+    }
+
+    fn stream(pages: Vec<Rows>, end: bool) -> LinkedRows {
+        let (tx, rx) = tokio::sync::mpsc::channel(pages.len() + 1);
+        for p in pages {
+            tx.try_send(Ok(Some(p))).unwrap();
+        }
+        if end {
+            tx.try_send(Ok(None)).unwrap();
+        }
+        LinkedRows {
+            pages: rx,
+            columns: None,
+            held: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    fn keys(k: &[&str]) -> HashSet<String> {
+        k.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn ids(b: &SourceBatch) -> Vec<String> {
+        b.rows.iter().map(|r| r[0].to_string()).collect()
+    }
+
+    /// Each A page takes exactly its own linked rows, across the stream's page boundaries,
+    /// without the A key column; a page with none takes nothing and leaves the rest.
+    #[tokio::test]
+    async fn each_page_takes_its_own_rows() {
+        let mut s = stream(
+            vec![rows(&[("c1", "a1"), ("c2", "a1")]), rows(&[("c3", "a2"), ("c4", "a5")])],
+            true,
+        );
+        let p1 = s.take(&keys(&["a1", "a2", "a3"])).await.unwrap();
+        assert_eq!(ids(&p1), ["c1", "c2", "c3"]);
+        assert_eq!(p1.columns.as_slice(), ["id".to_string()]);
+        assert!(p1.rows.iter().all(|r| r.len() == 1));
+        assert!(s.take(&keys(&["a4"])).await.unwrap().rows.is_empty());
+        assert_eq!(ids(&s.take(&keys(&["a5", "a6"])).await.unwrap()), ["c4"]);
+        s.finish().await.unwrap();
+    }
+
+    /// A row no A page took fails the end of phase A instead of going unmerged.
+    #[tokio::test]
+    async fn a_row_left_over_fails_the_phase() {
+        let mut s = stream(vec![rows(&[("c1", "a1"), ("c9", "a9")])], true);
+        assert_eq!(ids(&s.take(&keys(&["a1", "a2"])).await.unwrap()), ["c1"]);
+        let e = s.finish().await.unwrap_err();
+        assert!(format!("{e}").contains("a9"), "{e}");
+    }
+
+    /// A stream that stops without its end marker is an error, never the end of the data.
+    #[tokio::test]
+    async fn a_stream_that_dies_is_an_error() {
+        // Whether a1 has more rows is only known from the next row, which never comes.
+        let mut s = stream(vec![rows(&[("c1", "a1")])], false);
+        let e = s.take(&keys(&["a1"])).await.unwrap_err();
+        assert!(format!("{e}").contains("stopped before its end"), "{e}");
+    }
+}
