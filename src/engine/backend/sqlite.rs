@@ -87,6 +87,10 @@ pub async fn connect(url: &DbUrl, project_dir: &Path, role: Role) -> Result<sqlx
         .busy_timeout(Duration::from_secs(10))
         // Wide multi-row inserts are big prepared statements; a step needs few.
         .statement_cache_capacity(16)
+        // Sorts and temporary b-trees (ORDER BY, DISTINCT, a window's partitions) go to a
+        // temporary file past the page cache: the bundled SQLite keeps them in memory by
+        // default, which grows the process with the data.
+        .pragma("temp_store", "FILE")
         .foreign_keys(true);
     if role == Role::Target {
         // WAL lets the console read the ledger while a run writes.
@@ -214,6 +218,9 @@ fn send_native_pages(
         rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(|e| eyre!("opening {} to read: {e}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(30))?;
+    // A query source's ORDER BY and window sort every row of the source: on disk past the page
+    // cache, not in memory (the bundled SQLite's default), so memory stays flat as data grows.
+    conn.pragma_update(None, "temp_store", "FILE")?;
     let mut stmt = conn.prepare(sql)?;
     let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
     let declared: Vec<String> = stmt

@@ -39,6 +39,14 @@ impl SourceReader {
         }
     }
 
+    /// The placeholder of parameter `n` compared with the first key column, cast to the key's
+    /// type where the dialect needs that (as the pager's own `key > $n`).
+    pub async fn key_param(&mut self, n: usize) -> Result<String> {
+        self.load_key_types().await?;
+        let ty = self.key_types.as_ref().and_then(|t| t.first());
+        Ok(self.source.dialect().key_param(n, ty.map(String::as_str)))
+    }
+
     /// The step this reader reads for.
     pub fn compiled(&self) -> &Arc<CompiledStep> {
         &self.c

@@ -69,14 +69,35 @@ pub(super) async fn insert_discrepancies(
     m: &MergeStep,
     ds: &[NewDiscrepancy],
 ) -> Result<(), sqlx::Error> {
+    if ds.is_empty() {
+        return Ok(());
+    }
     let now = crate::engine::clock::now_iso();
     let side_a = side_name(&m.file.a, "a");
     let side_b = side_name(&m.file.b, "b");
-    for d in ds {
-        let opt = |s: &Option<String>| s.clone().map(Value::Text).unwrap_or(Value::Null);
-        tx.execute(
-            &format!("INSERT INTO {DISCREPANCIES} (version, entity_table, entity_id, field, value_a, value_b, side_a, side_b, key_a, key_b, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'open', $11)"),
-            &[
+    let columns: Vec<String> = [
+        "version",
+        "entity_table",
+        "entity_id",
+        "field",
+        "value_a",
+        "value_b",
+        "side_a",
+        "side_b",
+        "key_a",
+        "key_b",
+        "state",
+        "created_at",
+    ]
+    .iter()
+    .map(|c| c.to_string())
+    .collect();
+    let opt = |s: &Option<String>| s.clone().map(Value::Text).unwrap_or(Value::Null);
+    // One multi-row statement per page (a statement per discrepancy was thousands a run).
+    let rows: Vec<Vec<Value>> = ds
+        .iter()
+        .map(|d| {
+            vec![
                 Value::Text(m.version.clone()),
                 Value::Text(m.file.target.table.clone()),
                 Value::Text(d.entity_id.clone()),
@@ -87,12 +108,12 @@ pub(super) async fn insert_discrepancies(
                 Value::Text(side_b.clone()),
                 Value::Text(d.key_a.clone()),
                 Value::Text(d.key_b.clone()),
+                Value::Text("open".into()),
                 Value::Text(now.clone()),
-            ],
-        )
-        .await?;
-    }
-    Ok(())
+            ]
+        })
+        .collect();
+    tx.bulk_insert(DISCREPANCIES, &columns, &rows).await
 }
 
 /// Fields still blank after merging take their default.

@@ -5,6 +5,7 @@
 //! entity in the ID map. Nothing here knows about clinics: the step file says it all.
 
 mod entity;
+mod linked;
 mod phases;
 mod retry;
 mod spec;

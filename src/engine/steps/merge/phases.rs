@@ -2,6 +2,7 @@
 //! phase B pages the B rows no A row took.
 
 use super::entity::*;
+use super::linked::LinkedRows;
 use super::spec::*;
 use crate::engine::clock::today;
 use crate::engine::data::pipeline::{CompiledStep, Processed, SourceBatch};
@@ -35,8 +36,20 @@ pub(super) struct PageResult {
     pub(super) discrepancies: Vec<NewDiscrepancy>,
 }
 
+/// Where phase A gets the B rows linked to a page: the step's one stream, or (retrying one
+/// row) a query of its own.
+pub(super) enum LinkedFrom<'a> {
+    Stream(&'a mut LinkedRows),
+    Query(&'a Db),
+}
+
 /// Phase A: a page of A rows, with the B rows that link to them.
-pub(super) async fn phase_a_page(tx: &mut DbTx, m: &MergeStep, source: &Db, page: &SourceBatch) -> Result<PageResult> {
+pub(super) async fn phase_a_page(
+    tx: &mut DbTx,
+    m: &MergeStep,
+    linked_from: LinkedFrom<'_>,
+    page: &SourceBatch,
+) -> Result<PageResult> {
     let mut r = PageResult::default();
     let cache = m.a.prefetch(tx, page).await?;
     let layout = m.a.layout(&page.columns);
@@ -79,7 +92,10 @@ pub(super) async fn phase_a_page(tx: &mut DbTx, m: &MergeStep, source: &Db, page
             }
         }
     }
-    let linked = linked_b_rows(source, m, &a_keys).await?;
+    let linked = match linked_from {
+        LinkedFrom::Stream(stream) => stream.take(&a_keys.iter().cloned().collect()).await?,
+        LinkedFrom::Query(source) => linked_b_rows(source, m, &a_keys).await?,
+    };
     if !linked.rows.is_empty() {
         let b_cache = m.b.prefetch(tx, &linked).await?;
         let b_layout = m.b.layout(&linked.columns);
@@ -239,6 +255,8 @@ pub(super) struct MergeBatches {
     pub(super) b_reader: Arc<CompiledStep>,
     pub(super) phase: String,
     pub(super) pages: Option<ReadAhead>,
+    /// Phase A's linked B rows (see `linked`).
+    pub(super) linked: Option<LinkedRows>,
 }
 
 impl MergeBatches {
@@ -272,6 +290,23 @@ impl BatchStep for MergeBatches {
         );
         let (phase, after) = parse_phase(resume_from);
         self.phase = phase;
+        if self.phase == "a" {
+            let resume = match &after {
+                Some(k) => {
+                    let mut a = SourceReader::new(self.source.clone(), self.a_reader.clone(), false);
+                    let p = a.key_param(1).await.map_err(StepError::plain)?;
+                    Some((p, k.clone()))
+                }
+                None => None,
+            };
+            // Small pages: the stream's rows wait in memory until their A page comes.
+            self.linked = Some(LinkedRows::open(
+                &self.source,
+                &self.m,
+                resume,
+                self.batch_size.min(1000),
+            ));
+        }
         self.open(after);
         Ok(())
     }
@@ -285,6 +320,9 @@ impl BatchStep for MergeBatches {
             match pages.next().await.map_err(StepError::plain)? {
                 Some(p) => return Ok(Some((self.phase.clone(), p))),
                 None if self.phase == "a" => {
+                    if let Some(mut linked) = self.linked.take() {
+                        linked.finish().await.map_err(StepError::plain)?;
+                    }
                     self.phase = "b".into();
                     self.open(None);
                 }
@@ -313,7 +351,11 @@ impl BatchStep for MergeBatches {
         let reader = if phase == "a" { &self.a_reader } else { &self.b_reader };
         let last = page.rows.last().and_then(|r| reader.page_key(&page.columns, r));
         let res = if phase == "a" {
-            phase_a_page(tx, &self.m, &self.source, &page).await
+            let linked = self
+                .linked
+                .as_mut()
+                .ok_or_else(|| StepError::msg("the linked rows of side B were not opened"))?;
+            phase_a_page(tx, &self.m, LinkedFrom::Stream(linked), &page).await
         } else {
             phase_b_page(tx, &self.m, &page).await
         }
@@ -403,6 +445,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         b_reader: Arc::new(b_reader),
         phase: "a".into(),
         pages: None,
+        linked: None,
     };
     run_batches(ctx, step, plan, &mut s).await
 }

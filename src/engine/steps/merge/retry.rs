@@ -31,7 +31,7 @@ pub async fn retry_row(
     );
     let mut counts = Counts::default();
     if rec.source_table == m.a.source_name {
-        let mut r = phase_a_page(tx, m, source, &batch).await?;
+        let mut r = phase_a_page(tx, m, LinkedFrom::Query(source), &batch).await?;
         if let Some(rej) = r.rejects_a.pop() {
             return Ok((Some(rej), counts));
         }
