@@ -219,6 +219,33 @@ impl Dialect {
         }
     }
 
+    /// `columns` (quoted) equal to one of `tuples` (each a parameter expression per column),
+    /// as a condition. SQLite plans a row-value `IN (VALUES ...)` as a scan of the table for
+    /// every statement; an `OR` of equalities uses the key's index (0.12 s against 0.013 s for
+    /// 250 keys of a 250k-row table).
+    pub fn tuple_in(self, columns: &[String], tuples: &[Vec<String>]) -> String {
+        if columns.len() == 1 {
+            let list: Vec<&str> = tuples.iter().filter_map(|t| t.first().map(String::as_str)).collect();
+            return format!("{} IN ({})", columns[0], list.join(", "));
+        }
+        match self {
+            Dialect::Sqlite => {
+                let ors: Vec<String> = tuples
+                    .iter()
+                    .map(|t| {
+                        let ands: Vec<String> = columns.iter().zip(t).map(|(c, p)| format!("{c} = {p}")).collect();
+                        format!("({})", ands.join(" AND "))
+                    })
+                    .collect();
+                format!("({})", ors.join(" OR "))
+            }
+            Dialect::Postgres | Dialect::Mysql => {
+                let rows: Vec<String> = tuples.iter().map(|t| format!("({})", t.join(", "))).collect();
+                format!("({}) IN {}", columns.join(", "), self.tuple_list(&rows))
+            }
+        }
+    }
+
     /// Whether a column type (as [`DbTx::table_columns`] reports it) holds text.
     pub fn is_text_type(self, column_type: &str) -> bool {
         match self {

@@ -145,37 +145,11 @@ impl TargetWriter {
             }
             return Ok(out);
         }
-        let per = (500 / nk.len()).max(1);
-        for chunk in keys.chunks(per) {
-            let mut params = Vec::new();
-            let mut tuples = Vec::new();
-            for k in chunk {
-                let mut t = Vec::new();
-                for (c, v) in nk.iter().zip(k) {
-                    params.push(v.clone());
-                    t.push(self.param(params.len(), c));
-                }
-                tuples.push(if nk.len() == 1 {
-                    t.remove(0)
-                } else {
-                    format!("({})", t.join(", "))
-                });
-            }
-            let lhs = if nk.len() == 1 {
-                ident(&nk[0])
-            } else {
-                format!("({})", nk.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", "))
+        for chunk in keys.chunks((500 / nk.len()).max(1)) {
+            let Some((cond, params)) = self.key_match(nk, chunk) else {
+                continue;
             };
-            let list = if nk.len() == 1 {
-                format!("({})", tuples.join(", "))
-            } else {
-                self.dialect.tuple_list(&tuples)
-            };
-            let sql = format!(
-                "SELECT {} FROM {} WHERE {lhs} IN {list}",
-                select.join(", "),
-                ident(&self.table)
-            );
+            let sql = format!("SELECT {} FROM {} WHERE {cond}", select.join(", "), ident(&self.table));
             for r in tx.fetch_all(&sql, &params).await?.rows {
                 out.insert(join_key(&r[..nk.len()]), Self::id_of(&r, nk.len(), id_column));
             }
@@ -194,42 +168,38 @@ impl TargetWriter {
             let sql = format!("DELETE FROM {} WHERE {filter}", ident(&self.table));
             return tx.execute(&sql, &params).await;
         }
-        let lhs = if nk.len() == 1 {
-            ident(&nk[0])
-        } else {
-            format!("({})", nk.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", "))
-        };
         let mut deleted = 0;
         for chunk in keys.chunks((500 / nk.len()).max(1)) {
-            let mut params = Vec::new();
-            let mut tuples = Vec::new();
-            for k in chunk
-                .iter()
-                .filter(|k| k.len() == nk.len() && k.iter().all(|v| !v.is_null()))
-            {
-                let mut t = Vec::new();
-                for (c, v) in nk.iter().zip(k) {
-                    params.push(v.clone());
-                    t.push(self.param(params.len(), c));
-                }
-                tuples.push(if nk.len() == 1 {
-                    t.remove(0)
-                } else {
-                    format!("({})", t.join(", "))
-                });
-            }
-            if tuples.is_empty() {
+            let Some((cond, params)) = self.key_match(nk, chunk) else {
                 continue;
-            }
-            let list = if nk.len() == 1 {
-                format!("({})", tuples.join(", "))
-            } else {
-                self.dialect.tuple_list(&tuples)
             };
-            let sql = format!("DELETE FROM {} WHERE {lhs} IN {list}", ident(&self.table));
+            let sql = format!("DELETE FROM {} WHERE {cond}", ident(&self.table));
             deleted += tx.execute(&sql, &params).await?;
         }
         Ok(deleted)
+    }
+
+    /// A condition matching the rows whose natural key is one of `keys` (keys with a NULL part
+    /// left out: they match nothing), with its parameters; `None` when no key is left.
+    fn key_match(&self, nk: &[String], keys: &[Vec<Value>]) -> Option<(String, Vec<Value>)> {
+        let mut params = Vec::new();
+        let mut tuples = Vec::new();
+        for k in keys
+            .iter()
+            .filter(|k| k.len() == nk.len() && k.iter().all(|v| !v.is_null()))
+        {
+            let mut t = Vec::with_capacity(nk.len());
+            for (c, v) in nk.iter().zip(k) {
+                params.push(v.clone());
+                t.push(self.param(params.len(), c));
+            }
+            tuples.push(t);
+        }
+        if tuples.is_empty() {
+            return None;
+        }
+        let cols: Vec<String> = nk.iter().map(|c| ident(c)).collect();
+        Some((self.dialect.tuple_in(&cols, &tuples), params))
     }
 
     /// The id column's value of an `existing` row (empty without an id column).
