@@ -677,15 +677,19 @@ impl RejectStore {
                 &[Value::Text(table.into()), Value::Text(key.into())],
             )
             .await?;
-        Ok(rows
-            .rows
-            .iter()
-            .filter_map(|r| match r.first() {
-                Some(Value::Int(i)) => Some(*i),
-                _ => None,
-            })
-            .collect())
+        Ok(first_ints(&rows))
     }
+}
+
+/// The first column of each row as an integer (row ids), rows without one left out.
+pub(crate) fn first_ints(rows: &crate::engine::db::Rows) -> Vec<i64> {
+    rows.rows
+        .iter()
+        .filter_map(|r| match r.first() {
+            Some(Value::Int(i)) => Some(*i),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -71,14 +71,7 @@ pub async fn record_ids(tx: &mut DbTx, version: &str) -> Result<Vec<i64>, sqlx::
             &[Value::Text(version.into())],
         )
         .await?;
-    Ok(rows
-        .rows
-        .iter()
-        .filter_map(|r| match r.first() {
-            Some(Value::Int(i)) => Some(*i),
-            _ => None,
-        })
-        .collect())
+    Ok(super::first_ints(&rows))
 }
 
 /// The natural keys of one record. A record that does not parse is an error naming it: a
