@@ -182,17 +182,23 @@ pub(super) async fn source_count_checks(project: &Project, target: &Db, source: 
 }
 
 pub(super) async fn expect_check(e: &ExpectSpec, source: &Source, target: &Db) -> Check {
-    let src = match &e.source {
-        Some(sql) => Some(match source.db() {
-            Ok(db) => scalar(db, sql).await,
-            Err(why) => Err(why),
-        }),
-        None => None,
+    // The two sides are different databases: ask both at once.
+    let src = async {
+        match &e.source {
+            Some(sql) => Some(match source.db() {
+                Ok(db) => scalar(db, sql).await,
+                Err(why) => Err(why),
+            }),
+            None => None,
+        }
     };
-    let tgt = match &e.target {
-        Some(sql) => Some(scalar(target, sql).await),
-        None => None,
+    let tgt = async {
+        match &e.target {
+            Some(sql) => Some(scalar(target, sql).await),
+            None => None,
+        }
     };
+    let (src, tgt) = tokio::join!(src, tgt);
     let mut errors = Vec::new();
     let mut values: Vec<(&str, Option<String>)> = Vec::new();
     for (side, r) in [("source", &src), ("target", &tgt)] {
@@ -231,11 +237,13 @@ pub(super) async fn expect_check(e: &ExpectSpec, source: &Source, target: &Db) -
 }
 
 pub(super) async fn checksum_check(c: &ChecksumSpec, source: &Source, target: &Db) -> Check {
-    let src = match source.db() {
-        Ok(db) => content_sum(db, &c.source).await,
-        Err(why) => Err(why),
+    let src = async {
+        match source.db() {
+            Ok(db) => content_sum(db, &c.source).await,
+            Err(why) => Err(why),
+        }
     };
-    let tgt = content_sum(target, &c.target).await;
+    let (src, tgt) = tokio::join!(src, content_sum(target, &c.target));
     let mut errors = Vec::new();
     if let Err(msg) = &src {
         errors.push(format!("source query failed: {msg}"));

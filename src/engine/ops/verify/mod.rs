@@ -167,24 +167,44 @@ async fn run_checks(project: &Project, file: &VerifyFile, target: &Db, source: O
             None => &no_source,
         },
     };
-    checks.extend(checks::source_count_checks(project, target, source).await?);
     // Fixed rejects and rolled-back steps are expected states, reported as such.
     let actions = operator::OperatorActions::load(project, target).await?;
-    checks.extend(actions.rollback_checks(target).await);
-    for e in &file.expect {
-        let check = checks::expect_check(e, source, target).await;
-        checks.push(actions.review_expect(e, check));
-    }
-    for c in &file.checksum {
-        let check = checks::checksum_check(c, source, target).await;
-        checks.push(actions.review_checksum(c, check, source, target).await);
-    }
-    checks.extend(collection::collection_checks(project, target).await?);
-    checks.extend(checks::foreign_key_checks(target).await);
-    for d in &file.documents {
-        let check = documents::documents_check(d, &project.config.dir, target).await;
-        checks.push(actions.review_documents(d, check));
-    }
-    checks.extend(bucket::bucket_checks(project, target).await);
+    // Two lanes, one per core of a small server: what compares with the source, and what only
+    // reads the target. Each lane holds at most one connection to each side at a time, so the
+    // lanes never wait on each other for the pools (four connections each).
+    let compared = timed("source counts, expect and checksum checks", async {
+        let mut checks = checks::source_count_checks(project, target, source).await?;
+        checks.extend(actions.rollback_checks(target).await);
+        for e in &file.expect {
+            let check = checks::expect_check(e, source, target).await;
+            checks.push(actions.review_expect(e, check));
+        }
+        for c in &file.checksum {
+            let check = checks::checksum_check(c, source, target).await;
+            checks.push(actions.review_checksum(c, check, source, target).await);
+        }
+        Ok::<_, color_eyre::Report>(checks)
+    });
+    let target_only = timed("collection, foreign key, document and bucket checks", async {
+        let mut checks = collection::collection_checks(project, target).await?;
+        checks.extend(checks::foreign_key_checks(target).await);
+        for d in &file.documents {
+            let check = documents::documents_check(d, &project.config.dir, target).await;
+            checks.push(actions.review_documents(d, check));
+        }
+        checks.extend(bucket::bucket_checks(project, target).await);
+        Ok::<_, color_eyre::Report>(checks)
+    });
+    let (compared, target_only) = tokio::join!(compared, target_only);
+    checks.extend(compared?);
+    checks.extend(target_only?);
     Ok(checks)
+}
+
+/// A lane of checks, its time logged (`-v`), so a slow verification says where it spent it.
+async fn timed<T>(what: &str, lane: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let out = lane.await;
+    tracing::info!("verify: {what} took {} ms", started.elapsed().as_millis());
+    out
 }
