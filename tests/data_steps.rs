@@ -928,3 +928,64 @@ source = "v"
     assert_eq!(p.count("copies"), 24);
 }
 both!(rollback_without_id_map_deletes_only_the_rows_it_wrote);
+
+/// On PostgreSQL a step refreshes the planner's statistics of the table it fills and of the ID
+/// map when it ends, so the next step's key lookups are planned for the table's real size,
+/// not for the empty table autovacuum last saw.
+#[test]
+fn postgres_statistics_are_refreshed_when_a_step_has_filled_its_table() {
+    let p = TestProject::new(Backend::Postgres);
+    p.source_sql(
+        r#"CREATE TABLE readings (id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 50)
+         INSERT INTO readings SELECT i, 'v' || i FROM k;"#,
+    );
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE copies (id TEXT PRIMARY KEY, legacy_id INTEGER NOT NULL UNIQUE, v TEXT);",
+        "DROP TABLE copies;",
+    );
+    p.data_step(
+        ACCOUNTS,
+        r#"kind = "data"
+batch_size = 7
+[source]
+table = "readings"
+key = "id"
+
+[target]
+table = "copies"
+natural_key = ["legacy_id"]
+
+[id_map]
+column = "id"
+
+[[fields]]
+target = "legacy_id"
+source = "id"
+[[fields]]
+target = "v"
+source = "v"
+"#,
+    );
+    let analyzed = |table: &str| {
+        p.target_sql(&format!(
+            "SELECT COALESCE(analyze_count, 0) FROM pg_stat_user_tables WHERE relname = '{table}'"
+        ))
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(0)
+    };
+    p.ok(&["up", "--to", "20250101T090000"]);
+    assert_eq!((analyzed("copies"), analyzed("cutover_id_map")), (0, 0));
+    p.ok(&["up"]);
+    assert_eq!(p.count("copies"), 50);
+    // The statistics the planner reads: 50 rows, not the empty table's.
+    assert!(analyzed("copies") >= 1, "copies was not analysed");
+    assert!(analyzed("cutover_id_map") >= 1, "the ID map was not analysed");
+    assert_eq!(
+        p.target_sql("SELECT reltuples::bigint FROM pg_class WHERE relname = 'copies'")
+            .trim(),
+        "50"
+    );
+}

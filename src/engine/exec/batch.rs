@@ -82,6 +82,53 @@ pub trait BatchStep {
 
     /// Decide and write one page inside `tx`, rejects and ID map included.
     async fn write_page(&mut self, tx: &mut DbTx, run_id: &str, page: Self::Page) -> Result<PageOutcome, StepError>;
+
+    /// The target table this step fills (known after `prepare`), whose planner statistics
+    /// are refreshed as it grows (see [`StatisticsRefresh`]).
+    fn filled_table(&self) -> Option<String> {
+        None
+    }
+}
+
+/// When a step refreshes the planner's statistics of the table it fills and of the ID map:
+/// once it has written 10 000 rows, then each time the count doubles, and at its end. A step
+/// of 2M rows does that about eight times; each is a sample of the table, not a scan.
+struct StatisticsRefresh {
+    next_at: u64,
+}
+
+impl StatisticsRefresh {
+    const FIRST: u64 = 10_000;
+
+    fn new() -> StatisticsRefresh {
+        StatisticsRefresh { next_at: Self::FIRST }
+    }
+
+    /// Whether `written` rows call for a refresh now.
+    fn due(&mut self, written: u64) -> bool {
+        if written < self.next_at {
+            return false;
+        }
+        self.next_at = written.saturating_mul(2);
+        true
+    }
+
+    /// Refresh, after a commit, outside any transaction. A refusal costs speed, not rows: it
+    /// is logged and the step goes on.
+    async fn refresh(ctx: &RunCtx, table: Option<String>) {
+        let d = ctx.target.dialect();
+        let tables = table
+            .map(|t| crate::engine::db::quote_ident(d, &t))
+            .into_iter()
+            .chain(std::iter::once(crate::engine::db::quote_ident(d, store::ID_MAP)));
+        for t in tables {
+            if let Some(sql) = d.analyze_statement(&t)
+                && let Err(e) = ctx.target.execute(&sql, &[]).await
+            {
+                tracing::warn!("could not refresh the planner's statistics of {t}: {e:#}");
+            }
+        }
+    }
 }
 
 /// Run `step` batch by batch through `s`; the ledger, checkpoint and events are handled here.
@@ -114,6 +161,7 @@ pub async fn run_batches<S: BatchStep>(
     // pages of at most `page_rows(batch_size)` rows, so the rows held in memory stay bounded
     // whatever the batch size, while a big batch keeps its one commit.
     let mut open: Option<OpenBatch> = None;
+    let mut statistics = StatisticsRefresh::new();
     let outcome: Result<StepResult, StepError> = loop {
         if open.is_none() {
             let boundary = ctx.boundary(Some(&step.version)).await;
@@ -185,11 +233,19 @@ pub async fn run_batches<S: BatchStep>(
         batch.add(res);
         if batch.counts.source >= plan.batch_size as u64
             && let Some(b) = open.take()
-            && let Err(e) = b.commit(ctx, step, &started_at, &mut cp, &mut progress).await
         {
-            break Err(e);
+            if let Err(e) = b.commit(ctx, step, &started_at, &mut cp, &mut progress).await {
+                break Err(e);
+            }
+            if dry_tx.is_none() && statistics.due(cp.counts.written + cp.counts.merged) {
+                StatisticsRefresh::refresh(ctx, s.filled_table()).await;
+            }
         }
     };
+    if dry_tx.is_none() && matches!(outcome, Ok(StepResult::Done(_))) {
+        // The next step looks up in what this one wrote.
+        StatisticsRefresh::refresh(ctx, s.filled_table()).await;
+    }
     if let Some(mut b) = open.take() {
         b.abandon().await;
     }
@@ -644,6 +700,19 @@ mod tests {
     use crate::engine::store::ledger::LedgerStatus;
     use std::sync::Arc;
     use tokio::sync::mpsc;
+
+    /// Statistics are refreshed at 10 000 rows written, then at each doubling: a few times for
+    /// a big step, never per batch.
+    #[test]
+    fn statistics_are_refreshed_at_each_doubling() {
+        let mut r = StatisticsRefresh::new();
+        let due: Vec<u64> = (1..=400u64).map(|b| b * 5000).filter(|&w| r.due(w)).collect();
+        assert_eq!(
+            due,
+            vec![10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 640_000, 1_280_000]
+        );
+        assert!(!r.due(2_000_000));
+    }
 
     /// Pages of row ids; a page may carry one reject. Rows go into table `t` of the target.
     struct Pages {

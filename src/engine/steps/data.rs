@@ -634,6 +634,10 @@ impl BatchStep for DataBatches {
         reconcile_source_count(&self.source, &self.c, counts.source).await
     }
 
+    fn filled_table(&self) -> Option<String> {
+        self.writer.as_ref().map(|w| w.table.clone())
+    }
+
     async fn write_page(&mut self, tx: &mut DbTx, run_id: &str, page: DataPage) -> Result<PageOutcome, StepError> {
         let writer = self
             .writer

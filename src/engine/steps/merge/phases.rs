@@ -337,6 +337,10 @@ impl BatchStep for MergeBatches {
         Ok(())
     }
 
+    fn filled_table(&self) -> Option<String> {
+        self.writer.as_ref().map(|w| w.table.clone())
+    }
+
     async fn write_page(
         &mut self,
         tx: &mut DbTx,
