@@ -20,32 +20,18 @@ fn main() {
 }
 
 /// glibc gives each thread that contends for the heap an arena of its own, up to eight per
-/// core, and memory freed in one arena is never reused by another; nor does glibc return free
-/// pages inside an arena to the system. With the runtime's workers, the SQLite workers and the
-/// blocking pool all allocating pages of rows, the clinic project at 200k patients held 170 MB
-/// for a live heap of about 55 MB. Two arenas, and a thread that hands free pages back twice a
-/// second, brought it to 111 MB at its peak and about 60 MB between steps; the time changed
-/// within run-to-run noise. `MALLOC_ARENA_MAX` in the environment still wins.
+/// core, and memory freed in one arena is never reused by another. With the runtime's workers,
+/// the SQLite workers and the blocking pool all allocating pages of rows, the clinic project
+/// at 200k patients peaked at 171 MB for a live heap of about 55 MB; with two arenas, 116 MB,
+/// and the time stayed within run-to-run noise. (A thread calling `malloc_trim` twice a second
+/// brought the RSS between steps down to about 60 MB but cost about a tenth of the run's time,
+/// and left the peak where it was.) `MALLOC_ARENA_MAX` in the environment still wins.
 fn bound_heap_growth() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-            // SAFETY: called first thing in main, before any other thread exists or allocates.
-            unsafe {
-                libc::mallopt(libc::M_ARENA_MAX, 2);
-            }
-        }
-        let trim = std::thread::Builder::new().name("malloc-trim".into()).spawn(|| {
-            loop {
-                std::thread::sleep(std::time::Duration::from_millis(500));
-                // SAFETY: malloc_trim only gives free pages back; it takes the arenas' locks.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-            }
-        });
-        if let Err(e) = trim {
-            eprintln!("warning: cannot start the thread that returns freed memory: {e}");
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called first thing in main, before any other thread exists or allocates.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }

@@ -183,18 +183,6 @@ impl Dialect {
         }
     }
 
-    /// Options for a tool table that is only ever reached through its primary key (the ID
-    /// map). SQLite keeps such a table as the key's own B-tree (`WITHOUT ROWID`): a lookup is
-    /// one descent that finds the new id, where a rowid table needs the key's index and then
-    /// the table, two random pages per lookup once the map outgrows the page cache. InnoDB
-    /// already clusters on the primary key; PostgreSQL has no clustered tables.
-    pub fn keyed_table_options(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => sqlite::KEYED_TABLE_OPTIONS,
-            Dialect::Postgres | Dialect::Mysql => self.table_options(),
-        }
-    }
-
     /// The clause after `INSERT INTO t (...) VALUES (...)` that turns a conflict on the unique
     /// `conflict` columns into an update of `update` columns with the new values.
     pub fn upsert_clause(self, conflict: &[&str], update: &[&str]) -> String {

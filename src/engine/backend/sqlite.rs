@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const SERIAL_PRIMARY_KEY: &str = "INTEGER PRIMARY KEY AUTOINCREMENT";
-pub const KEYED_TABLE_OPTIONS: &str = " WITHOUT ROWID";
 pub const TABLE_EXISTS: &str = "SELECT 1 FROM sqlite_master WHERE type IN ('table','view') AND name = $1";
 pub const COLUMNS: &str = "SELECT name, type FROM pragma_table_info($1)";
 pub const FOREIGN_KEY_LIST: &str = "SELECT m.name, f.\"table\" FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f \

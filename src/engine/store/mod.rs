@@ -94,13 +94,12 @@ pub async fn ensure_in(tx: &mut DbTx) -> Result<(), sqlx::Error> {
     let version = d.key_text(64);
     let state = d.key_text(16);
     let options = d.table_options();
-    let keyed = d.keyed_table_options();
     let groups: Vec<(&str, Vec<String>)> = vec![
         (
             ID_MAP,
             vec![
                 format!(
-                    "CREATE TABLE IF NOT EXISTS {ID_MAP} (map {name} NOT NULL, old_key {key} NOT NULL, new_id TEXT NOT NULL, version {version} NOT NULL, alias INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (map, old_key)){keyed}"
+                    "CREATE TABLE IF NOT EXISTS {ID_MAP} (map {name} NOT NULL, old_key {key} NOT NULL, new_id TEXT NOT NULL, version {version} NOT NULL, alias INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (map, old_key)){options}"
                 ),
                 format!("CREATE INDEX IF NOT EXISTS {ID_MAP}_version ON {ID_MAP} (version)"),
             ],
@@ -717,44 +716,6 @@ mod tests {
             warning,
             waits_for: waits_for.map(|(t, k)| (t.into(), k.into())),
         }
-    }
-
-    /// A lookup in the SQLite ID map is one descent of the map's own B-tree, which holds the
-    /// new id: no separate key index and then the table (two random pages per lookup once the
-    /// map outgrows the page cache). A target made by an earlier version keeps its rowid table
-    /// and still works; only the plan differs.
-    #[tokio::test]
-    async fn a_sqlite_id_map_lookup_reads_one_btree() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = target(dir.path()).await;
-        let plan = db
-            .fetch_all(
-                &format!("EXPLAIN QUERY PLAN SELECT new_id FROM {ID_MAP} WHERE map = 'm' AND old_key = 'k'"),
-                &[],
-            )
-            .await
-            .unwrap();
-        let detail: Vec<String> = plan
-            .rows
-            .iter()
-            .filter_map(|r| r.last().and_then(|v| v.to_text()))
-            .collect();
-        assert_eq!(
-            detail,
-            vec![format!("SEARCH {ID_MAP} USING PRIMARY KEY (map=? AND old_key=?)")],
-            "{detail:?}"
-        );
-        let mut tx = db.begin().await.unwrap();
-        tx.execute(
-            &format!("INSERT INTO {ID_MAP} (map, old_key, new_id, version) VALUES ('m', 'a', 'new-a', 'v1'), ('m', 'b', 'new-b', 'v1')"),
-            &[],
-        )
-        .await
-        .unwrap();
-        let found = sync_marks::mapped(&mut tx, "m", &["b", "c"]).await.unwrap();
-        assert_eq!(found.len(), 1);
-        assert_eq!(found.get("b").map(|m| m.new_id.as_str()), Some("new-b"));
-        tx.rollback().await.unwrap();
     }
 
     #[tokio::test]
