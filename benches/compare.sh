@@ -56,8 +56,9 @@ time_of() {
 }
 
 csv_only=${CSV_ONLY:-}
-# The source, generated once by a first SQLite bench (a warm-up run, not counted).
-[ -n "$csv_only" ] || "$bin" bench --rows "$rows" --dir "$work/gen" --json >/dev/null
+# The source, generated once by a first SQLite bench (a warm-up run, not counted; the plain
+# step, which generates the same source and copies it faster).
+[ -n "$csv_only" ] || "$bin" bench --plain --rows "$rows" --dir "$work/gen" --json >/dev/null
 src="$work/gen/source.db"
 
 # The CSV case's export folder (patients.csv only: no orders), and what its import must write.

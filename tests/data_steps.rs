@@ -989,3 +989,66 @@ source = "v"
         "50"
     );
 }
+
+/// A step whose lookups go into its own ID map: a row's manager was written by an earlier
+/// page of the same, still uncommitted batch (rows 2501..5000 look up rows 1..2500, one batch
+/// of two 2 500-row pages), or by the batch before (rows 5001..6000). Such lookups must be
+/// answered inside the batch's transaction, never ahead of the writer from committed state,
+/// which would leave the second page's managers unresolved (waiting rejects).
+fn lookups_in_the_steps_own_map_see_earlier_pages_of_its_batch(b: Backend) {
+    let p = TestProject::new(b);
+    p.source_sql(
+        "CREATE TABLE employees (id INTEGER PRIMARY KEY, manager_id INTEGER);
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 6000)
+         INSERT INTO employees SELECT i, CASE WHEN i > 2500 THEN i - 2500 END FROM k;",
+    );
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE staff (id TEXT PRIMARY KEY, legacy_id TEXT NOT NULL UNIQUE, manager_id TEXT REFERENCES staff (id));",
+        "DROP TABLE staff;",
+    );
+    p.data_step(
+        ACCOUNTS,
+        r#"kind = "data"
+batch_size = 5000
+[source]
+table = "employees"
+key = "id"
+
+[target]
+table = "staff"
+
+[id_map]
+column = "id"
+map = "employees"
+
+[[fields]]
+target = "legacy_id"
+source = "id"
+
+[[fields]]
+target = "manager_id"
+source = "manager_id"
+transforms = [{ lookup = { map = "employees" } }]
+"#,
+    );
+    p.ok(&["up"]);
+    let c = ledger_counts(&p, "20250101T090100");
+    assert_eq!(
+        (c["written"].as_u64(), c["rejected"].as_u64()),
+        (Some(6000), Some(0)),
+        "{c}"
+    );
+    // Each manager is the row 2 500 before, by its new id.
+    let linked = p.target_sql(
+        "SELECT COUNT(*) FROM staff s JOIN staff m ON m.id = s.manager_id
+         WHERE CAST(m.legacy_id AS INTEGER) = CAST(s.legacy_id AS INTEGER) - 2500",
+    );
+    assert_eq!(linked.trim(), "3500");
+    assert_eq!(
+        p.target_sql("SELECT COUNT(*) FROM staff WHERE manager_id IS NULL")
+            .trim(),
+        "2500"
+    );
+}
+both!(lookups_in_the_steps_own_map_see_earlier_pages_of_its_batch);

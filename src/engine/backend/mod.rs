@@ -1317,12 +1317,12 @@ impl Dialect {
             .enumerate()
             .map(|(i, (_, ty))| postgres::text_array_param(first + i, ty.as_deref()))
             .collect();
-        let sql = if columns.len() == 1 {
-            format!("{} = ANY({})", columns[0].0, arrays[0])
-        } else {
-            let lhs: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
-            format!("({}) IN (SELECT * FROM unnest({}))", lhs.join(", "), arrays.join(", "))
-        };
+        // A semi-join on the unnested arrays, never `= ANY(array)`: the array is a cast of a
+        // text parameter, which the planner cannot fold into a constant, so `= ANY` is
+        // compared element by element on every row a scan reads, and a step's first pages
+        // (a table too small for its statistics to favour the index) took seconds each.
+        let lhs: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
+        let sql = format!("({}) IN (SELECT * FROM unnest({}))", lhs.join(", "), arrays.join(", "));
         let params = lists
             .into_iter()
             .map(|mut l| {

@@ -315,6 +315,26 @@ impl CompiledStep {
             })
     }
 
+    /// Whether nothing this step writes can change what its lookups answer: no lookup in its
+    /// own ID map, its own target table, or its own rejects (a lookup `waits_for` its source).
+    /// Such a step's lookups can be answered ahead of the writer from committed state, on a
+    /// connection of their own, exactly as the batch's transaction would answer them.
+    pub fn looks_up_only_elsewhere(&self) -> bool {
+        let own = |m: &str| self.map_name.as_deref() == Some(m) || m == self.source_name;
+        self.spec.source.references.iter().all(|r| !own(&r.map))
+            && self.fields.iter().all(|f| {
+                f.references.iter().all(|(m, _)| !own(m))
+                    && f.spec.transforms.iter().all(|t| match t {
+                        Transform::Lookup(LookupSpec::Map(l)) => !own(&l.map),
+                        Transform::Lookup(LookupSpec::Table(l)) => {
+                            !l.table.eq_ignore_ascii_case(&self.spec.target.table)
+                                && l.waits_for.as_deref().is_none_or(|w| !own(w))
+                        }
+                        _ => true,
+                    })
+            })
+    }
+
     pub async fn prefetch(&self, tx: &mut DbTx, batch: &SourceBatch) -> Result<LookupCache> {
         let mut wanted: HashMap<String, HashSet<String>> = HashMap::new();
         for f in &self.fields {
@@ -1209,6 +1229,40 @@ transforms = ["trim", "empty_to_null"]
             Processed::Reject(r) => r,
             Processed::Write { values, .. } => panic!("written: {values:?}"),
         }
+    }
+
+    /// Lookups are answered ahead of the writer only when nothing the step writes can change
+    /// their answer: another step's map or table, not its own map, target table or rejects.
+    #[test]
+    fn lookups_are_answered_ahead_only_when_they_read_other_steps_work() {
+        // `orders` looks up `patients` rows, waiting for the `patients` step's rejects.
+        assert!(step().looks_up_only_elsewhere());
+        let compile = |toml: &str| CompiledStep::compile("v1", DataStep::parse(toml).unwrap()).unwrap();
+        let by_map = |map: &str| {
+            compile(&format!(
+                r#"
+[source]
+table = "employees"
+key = "id"
+[target]
+table = "staff"
+[id_map]
+column = "id"
+map = "employees"
+[[fields]]
+target = "manager_id"
+source = "manager_id"
+transforms = [{{ lookup = {{ map = "{map}" }} }}]
+"#
+            ))
+        };
+        assert!(by_map("departments").looks_up_only_elsewhere());
+        assert!(!by_map("employees").looks_up_only_elsewhere(), "its own ID map");
+        // The step's own target table, and a lookup waiting for the step's own source rows.
+        assert!(!compile(&STEP.replace(r#"table = "patients""#, r#"table = "orders""#)).looks_up_only_elsewhere());
+        assert!(
+            !compile(&STEP.replace(r#"waits_for = "patients""#, r#"waits_for = "orders""#)).looks_up_only_elsewhere()
+        );
     }
 
     #[test]

@@ -90,9 +90,11 @@ pub trait BatchStep {
     }
 }
 
-/// When a step refreshes the planner's statistics of the table it fills and of the ID map:
-/// once it has written 10 000 rows, then each time the count doubles, and at its end. A step
-/// of 2M rows does that about eight times; each is a sample of the table, not a scan.
+/// When a step refreshes the planner's statistics of the table it fills: once it has written
+/// 10 000 rows, then each time the count doubles, and at its end, when the ID map's are
+/// refreshed too (for the steps after it: a step's own lookups are key probes that need no
+/// fresh statistics of the map, and sampling a map of millions of rows takes a tenth of a
+/// second). A step of 2M rows samples its table about eight times, never scans it.
 struct StatisticsRefresh {
     next_at: u64,
 }
@@ -115,12 +117,12 @@ impl StatisticsRefresh {
 
     /// Refresh, after a commit, outside any transaction. A refusal costs speed, not rows: it
     /// is logged and the step goes on.
-    async fn refresh(ctx: &RunCtx, table: Option<String>) {
+    async fn refresh(ctx: &RunCtx, table: Option<String>, with_id_map: bool) {
         let d = ctx.target.dialect();
         let tables = table
             .map(|t| crate::engine::db::quote_ident(d, &t))
             .into_iter()
-            .chain(std::iter::once(crate::engine::db::quote_ident(d, store::ID_MAP)));
+            .chain(with_id_map.then(|| crate::engine::db::quote_ident(d, store::ID_MAP)));
         for t in tables {
             if let Some(sql) = d.analyze_statement(&t)
                 && let Err(e) = ctx.target.execute(&sql, &[]).await
@@ -238,13 +240,13 @@ pub async fn run_batches<S: BatchStep>(
                 break Err(e);
             }
             if dry_tx.is_none() && statistics.due(cp.counts.written + cp.counts.merged) {
-                StatisticsRefresh::refresh(ctx, s.filled_table()).await;
+                StatisticsRefresh::refresh(ctx, s.filled_table(), false).await;
             }
         }
     };
     if dry_tx.is_none() && matches!(outcome, Ok(StepResult::Done(_))) {
         // The next step looks up in what this one wrote.
-        StatisticsRefresh::refresh(ctx, s.filled_table()).await;
+        StatisticsRefresh::refresh(ctx, s.filled_table(), true).await;
     }
     if let Some(mut b) = open.take() {
         b.abandon().await;

@@ -58,7 +58,9 @@ impl<T: Send + 'static> ReadAhead<T> {
         Self::spawn_with(source, start, batch_size, move |page| std::future::ready(Ok(f(page))))
     }
 
-    fn spawn_with<S, F, Fut>(mut source: S, start: Option<Value>, batch_size: usize, f: F) -> ReadAhead<T>
+    /// Read `source` and turn each page into a `T` with the async `f` (a step whose page needs
+    /// queries before it can be decided).
+    pub fn spawn_with<S, F, Fut>(mut source: S, start: Option<Value>, batch_size: usize, f: F) -> ReadAhead<T>
     where
         S: Source,
         F: Fn(SourceBatch) -> Fut + Send + 'static,

@@ -517,26 +517,61 @@ pub(crate) async fn store_rejects(
 }
 
 /// Pages of `reader` read ahead of the writer, decided there too when the step needs nothing
-/// from the target to decide.
+/// from the target to decide (no lookups), or needs only what other steps committed: then
+/// `lookups` (the target; none in a dry run, whose transaction holds uncommitted work) answers
+/// a page's lookups on a connection of its own while the writer writes the page before.
 fn read_ahead<S: Source>(
     c: &Arc<CompiledStep>,
     writer: Arc<TargetWriter>,
+    lookups: Option<Db>,
     reader: S,
     start: Option<Value>,
     size: usize,
 ) -> ReadAhead<DataPage> {
     if c.decides_alone() {
         let c = c.clone();
-        ReadAhead::spawn_prepared(reader, start, size, move |batch| {
+        return ReadAhead::spawn_prepared(reader, start, size, move |batch| {
             let decided = decide_rows(&c, &writer, &batch, &LookupCache::default());
             DataPage {
                 batch,
                 decided: Some(decided),
             }
-        })
-    } else {
-        ReadAhead::spawn_prepared(reader, start, size, |batch| DataPage { batch, decided: None })
+        });
     }
+    match lookups.filter(|_| c.looks_up_only_elsewhere()) {
+        Some(target) => {
+            let c = c.clone();
+            ReadAhead::spawn_with(reader, start, size, move |batch| {
+                let (c, writer, target) = (c.clone(), writer.clone(), target.clone());
+                async move { decide_ahead(c, writer, &target, batch).await }
+            })
+        }
+        None => ReadAhead::spawn_prepared(reader, start, size, |batch| DataPage { batch, decided: None }),
+    }
+}
+
+/// A page's lookups answered in a read transaction of its own (rolled back: it only reads),
+/// then its rows decided on a blocking thread.
+async fn decide_ahead(
+    c: Arc<CompiledStep>,
+    writer: Arc<TargetWriter>,
+    target: &Db,
+    batch: SourceBatch,
+) -> Result<DataPage> {
+    // Deferred on SQLite: a reader never waits for the writer's open batch (WAL).
+    let mut tx = target.begin_read().await?;
+    let cache = c.prefetch(&mut tx, &batch).await;
+    let _ = tx.rollback().await;
+    let cache = cache?;
+    tokio::task::spawn_blocking(move || {
+        let decided = decide_rows(&c, &writer, &batch, &cache);
+        DataPage {
+            batch,
+            decided: Some(decided),
+        }
+    })
+    .await
+    .map_err(|e| color_eyre::eyre::eyre!("deciding a page stopped: {e}"))
 }
 
 /// A data step in the batch loop: pages from its source read one ahead, each decided and
@@ -583,6 +618,7 @@ impl BatchStep for DataBatches {
     ) -> Result<(), StepError> {
         let (table, columns) = (&self.c.spec.target.table, &self.c.target_columns);
         let mut dry_tx = dry_tx;
+        let lookups = dry_tx.is_none().then(|| ctx.target.clone());
         if let Some(tx) = dry_tx.as_deref_mut() {
             // A dry run creates the collection inside its own transaction (rolled back).
             let notices = ensure_table_in(tx, &self.c, true).await?;
@@ -606,12 +642,12 @@ impl BatchStep for DataBatches {
             Origin::Db(db) => {
                 let reader = SourceReader::new(db.clone(), self.c.clone(), true);
                 reader.check().await.map_err(StepError::msg)?;
-                read_ahead(&self.c, writer, reader, start, size)
+                read_ahead(&self.c, writer, lookups, reader, start, size)
             }
             Origin::File { .. } => {
                 let reader = FileSource::new(&ctx.project.config, self.c.clone()).map_err(StepError::plain)?;
                 reader.check().await.map_err(StepError::msg)?;
-                read_ahead(&self.c, writer, reader, start, size)
+                read_ahead(&self.c, writer, lookups, reader, start, size)
             }
         });
         Ok(())
