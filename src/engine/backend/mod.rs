@@ -173,8 +173,7 @@ impl Dialect {
     /// The statement that refreshes the planner's statistics of a table (quoted name) a step
     /// has been filling, where the planner needs it: PostgreSQL plans a lookup of a page's keys
     /// from statistics taken when the table was small (or empty) until autovacuum comes round,
-    /// and a sequential scan per page of a table growing to millions of rows cost the clinic
-    /// project's PostgreSQL runs 40-45 s in a step that otherwise took 11-27 s. SQLite's
+    /// so a table grown to millions of rows would still be planned as a few pages. SQLite's
     /// planner works without statistics and InnoDB refreshes its own.
     pub fn analyze_statement(self, table_sql: &str) -> Option<String> {
         match self {

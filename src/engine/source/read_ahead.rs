@@ -39,14 +39,7 @@ impl<T: Send + 'static> ReadAhead<T> {
         let prepare = Arc::new(prepare);
         Self::spawn_with(source, start, batch_size, move |page| {
             let prepare = prepare.clone();
-            async move {
-                tokio::task::spawn_blocking(move || prepare(page))
-                    .await
-                    .map_err(|e| match e.try_into_panic() {
-                        Ok(p) => eyre!("preparing a page {}", panic_text(p)),
-                        Err(e) => eyre!("preparing a page stopped: {e}"),
-                    })
-            }
+            prepare_on_blocking_thread(move || prepare(page))
         })
     }
 
@@ -117,6 +110,21 @@ impl<T> Drop for ReadAhead<T> {
             t.abort();
         }
     }
+}
+
+/// Run a page's CPU work on a blocking thread (the runtime's workers also draw the console);
+/// a panic in it becomes an error that says so.
+pub async fn prepare_on_blocking_thread<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| match e.try_into_panic() {
+            Ok(p) => eyre!("preparing a page {}", panic_text(p)),
+            Err(e) => eyre!("preparing a page stopped: {e}"),
+        })
 }
 
 /// A panic's message, for the operator (a decoder bug must still say what happened).

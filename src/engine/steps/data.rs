@@ -563,7 +563,7 @@ async fn decide_ahead(
     let cache = c.prefetch(&mut tx, &batch).await;
     let _ = tx.rollback().await;
     let cache = cache?;
-    tokio::task::spawn_blocking(move || {
+    crate::engine::source::read_ahead::prepare_on_blocking_thread(move || {
         let decided = decide_rows(&c, &writer, &batch, &cache);
         DataPage {
             batch,
@@ -571,7 +571,6 @@ async fn decide_ahead(
         }
     })
     .await
-    .map_err(|e| color_eyre::eyre::eyre!("deciding a page stopped: {e}"))
 }
 
 /// A data step in the batch loop: pages from its source read one ahead, each decided and
