@@ -267,7 +267,9 @@ impl MergeBatches {
             &self.b_reader
         };
         let reader = SourceReader::new(self.source.clone(), c.clone(), false);
-        self.pages = Some(ReadAhead::spawn(reader, after, self.batch_size));
+        // Pages, not batches: a batch of 50 000 rows must not mean 50 000 rows read ahead.
+        let page = crate::engine::exec::batch::page_rows(self.batch_size);
+        self.pages = Some(ReadAhead::spawn(reader, after, page));
     }
 }
 
