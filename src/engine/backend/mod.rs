@@ -1282,16 +1282,22 @@ async fn insert_multi(
 impl Dialect {
     /// `columns` (quoted, each with its type as [`DbTx::table_columns`] reports it) matching
     /// one of `keys`, as a condition whose parameters start at `$first`, with the values to
-    /// bind. `None` where the dialect has no arrays (SQLite, MySQL) or a key holds bytes:
-    /// the caller then uses an `IN` list. Keys with a NULL part match nothing and are left out.
+    /// bind. `None` on MySQL, and where a key holds a value the list cannot carry exactly
+    /// (bytes; on SQLite anything but text and integers): the caller then uses an `IN` list.
+    /// Keys with a NULL part match nothing and are left out.
     pub fn key_list_filter(
         self,
         columns: &[(String, Option<String>)],
         keys: &[Vec<Value>],
         first: usize,
     ) -> Option<(String, Vec<Value>)> {
-        if self != Dialect::Postgres || columns.is_empty() {
+        if columns.is_empty() {
             return None;
+        }
+        match self {
+            Dialect::Postgres => {}
+            Dialect::Sqlite => return sqlite::key_list_filter(columns, keys, first),
+            Dialect::Mysql => return None,
         }
         let mut lists: Vec<String> = vec![String::from("{"); columns.len()];
         let mut n = 0usize;
