@@ -251,7 +251,9 @@ pub async fn run_batches<S: BatchStep>(
     if let Some(mut b) = open.take() {
         b.abandon().await;
     }
-    ctx.emit(progress.now(&cp)).await;
+    if let Some(ev) = progress.closing(&cp) {
+        ctx.emit(ev).await;
+    }
 
     if dry_tx.is_some() {
         // The plan's dry-run transaction is rolled back by the runner at the end.
@@ -378,6 +380,8 @@ pub struct ProgressClock {
     /// Time spent paused or held at batch boundaries: not part of elapsed or rows/s.
     waited: Duration,
     last: Option<Instant>,
+    /// Batches and rows of the last event sent, so the step's closing event is not a repeat.
+    last_sent: Option<(u64, u64)>,
     batch_times: BatchTimes,
 }
 
@@ -396,6 +400,7 @@ impl ProgressClock {
             t0: Instant::now(),
             waited: Duration::ZERO,
             last: None,
+            last_sent: None,
             batch_times: BatchTimes::default(),
         }
     }
@@ -421,7 +426,14 @@ impl ProgressClock {
             return None;
         }
         self.last = Some(Instant::now());
+        self.last_sent = Some((cp.batches, cp.counts.source));
         Some(self.now(cp))
+    }
+
+    /// The step's closing event, unless the last one sent already said the same (a fast
+    /// step's last batch often lands on a tick): listeners get each count once.
+    pub fn closing(&self, cp: &BatchCheckpoint) -> Option<EngineEvent> {
+        (self.last_sent != Some((cp.batches, cp.counts.source))).then(|| self.now(cp))
     }
 
     /// An event now (the last one of a step).
