@@ -363,15 +363,20 @@ mod tests {
         assert!(is_text_type("VARCHAR(10)") && !is_text_type("INTEGER"));
     }
 
-    /// The DDL of the tool's own tables runs on a fresh in-memory database, twice.
-    #[tokio::test]
-    async fn own_tables_ddl_is_valid() {
+    /// A fresh in-memory database on one connection (each connection would have its own).
+    async fn memory_db() -> Db {
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
             .connect("sqlite::memory:")
             .await
             .unwrap();
-        let db = Db::Sqlite(pool);
+        Db::Sqlite(pool)
+    }
+
+    /// The DDL of the tool's own tables runs on a fresh in-memory database, twice.
+    #[tokio::test]
+    async fn own_tables_ddl_is_valid() {
+        let db = memory_db().await;
         for _ in 0..2 {
             crate::engine::store::ledger::ensure(&db).await.unwrap();
             crate::engine::store::ensure(&db).await.unwrap();
@@ -414,12 +419,7 @@ mod tests {
     /// and it uses the key's index (no scan of the table).
     #[tokio::test]
     async fn key_lists_match_as_bound_parameters_do() {
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        let db = Db::Sqlite(pool);
+        let db = memory_db().await;
         let mut tx = db.begin().await.unwrap();
         tx.execute_raw("CREATE TABLE t (n INTEGER, s TEXT, x TEXT, UNIQUE (n, s))")
             .await
