@@ -268,6 +268,78 @@ fn lock_contention_and_killed_run(b: Backend) {
 }
 both!(lock_contention_and_killed_run);
 
+/// Holds the run lock's advisory key on a session of its own, with a lock row naming `pid` on
+/// this host, until `hold` has passed: a run's session as the server still sees it.
+fn hold_run_lock_as(p: &TestProject, pid: i64, hold: Duration) -> std::thread::JoinHandle<()> {
+    let url = p.target_url.clone();
+    let (ready, taken) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(cutover::engine::backend::postgres::LOCK_KEY)
+                .execute(&mut c)
+                .await
+                .expect("advisory lock");
+            sqlx::query("DELETE FROM cutover_lock").execute(&mut c).await.expect("delete row");
+            sqlx::query("INSERT INTO cutover_lock (id, token, owner, host, pid, command, since, heartbeat) VALUES (1, 'crashed', 'ops', $1, $2, 'up', '2026-01-01T00:00:00Z', extract(epoch from now())::bigint)")
+                .bind(cutover::engine::clock::host_name())
+                .bind(pid)
+                .execute(&mut c)
+                .await
+                .expect("lock row");
+            ready.send(()).expect("signal");
+            tokio::time::sleep(hold).await;
+        });
+    });
+    taken.recv().expect("the lock was taken");
+    holder
+}
+
+/// A run started right after a crash: the server still holds the dead run's session for a
+/// moment (until it notices the client is gone), and the new run waits for it instead of
+/// refusing; a lock whose holder is alive is still refused at once.
+#[test]
+fn a_run_right_after_a_crash_waits_for_the_dead_session() {
+    let p = TestProject::new(Backend::Postgres);
+    two_steps(&p);
+    p.ok(&["up", "--to", "20250101T090000"]);
+    let mut gone = std::process::Command::new("true").spawn().expect("spawn true");
+    let dead_pid = i64::from(gone.id());
+    let _ = gone.wait();
+
+    let holder = hold_run_lock_as(&p, dead_pid, Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let next = support::output_within(p.cmd(&["up"]), Duration::from_secs(60));
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "the run went ahead while the dead session still held the lock"
+    );
+    holder.join().expect("holder thread");
+    p.assert_states(&["applied", "applied"]);
+
+    let live = hold_run_lock_as(&p, i64::from(std::process::id()), Duration::from_secs(8));
+    let started = std::time::Instant::now();
+    let refused = support::output_within(p.cmd(&["up"]), Duration::from_secs(60));
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains(&format!("pid {}", std::process::id())),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "a live holder must be refused at once, not waited for"
+    );
+    live.join().expect("holder thread");
+}
+
 fn dry_run_prints_sql_and_writes_nothing(b: Backend) {
     let p = TestProject::new(b);
     two_steps(&p);

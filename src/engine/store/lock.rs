@@ -27,6 +27,9 @@ pub const LOCK_TABLE: &str = "cutover_lock";
 pub const LOCK_FILE_SUFFIX: &str = ".cutover-lock";
 /// How long a refused run waits for the winner's row to appear, to name the holder.
 const HOLDER_WAIT: Duration = Duration::from_secs(2);
+/// How long a starting run waits for the server to end a dead run's session (see
+/// `try_session_lock_past_the_dead`).
+const DEAD_SESSION_WAIT: Duration = Duration::from_secs(15);
 
 impl LockHolder {
     fn unknown() -> LockHolder {
@@ -155,7 +158,7 @@ fn holder_from_row(r: &[Value]) -> (String, LockHolder) {
             pid: n(3),
             command: t(4),
             since: t(5),
-            heartbeat_age_secs: epoch() - n(6),
+            heartbeat_age_secs: (epoch() - n(6)).max(0),
         },
     )
 }
@@ -290,6 +293,26 @@ fn abandoned(h: &LockHolder, stale_after: Duration) -> bool {
     h.heartbeat_age_secs > stale_after.as_secs() as i64 || (h.host == host_name() && !pid_alive(h.pid))
 }
 
+/// The server-side lock, waiting a little for one a dead process still holds: when a run on
+/// this host is killed, the server ends its session only once it notices (at once when the
+/// session is idle, after the statement when it is busy), and a run started right after the
+/// crash must not be refused for a lock nobody holds any more.
+async fn try_session_lock_past_the_dead(db: &Db) -> Result<SessionLockAttempt, LockError> {
+    let start = Instant::now();
+    loop {
+        let attempt = db.try_session_lock().await?;
+        if !matches!(attempt, SessionLockAttempt::Busy) || start.elapsed() >= DEAD_SESSION_WAIT {
+            return Ok(attempt);
+        }
+        match holder(db).await {
+            Ok(Some((_, h))) if h.host == host_name() && !pid_alive(h.pid) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => return Ok(attempt),
+        }
+    }
+}
+
 impl RunLock {
     pub async fn acquire(db: &Db, command: &str, stale_after: Duration) -> Result<RunLock, LockError> {
         let token = uuid::Uuid::now_v7().to_string();
@@ -300,7 +323,7 @@ impl RunLock {
             file_lock: None,
             heartbeat: None,
         };
-        match db.try_session_lock().await? {
+        match try_session_lock_past_the_dead(db).await? {
             SessionLockAttempt::Busy => return Err(LockError::Held(held_by(db).await)),
             SessionLockAttempt::Taken(session) => {
                 // The server-side lock comes first: only its holder creates the lock table,
