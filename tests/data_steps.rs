@@ -990,6 +990,203 @@ source = "v"
     );
 }
 
+/// A step that copies its source key into the natural key of an empty table with a unique
+/// index on it does not look its keys up in the table page by page (every key is new: the
+/// source key is unique); a row that collides all the same ('1' and '01' into an integer key)
+/// is refused by the table and becomes a reject, never a second row. Into a table that
+/// already holds rows, the keys are looked up and a row already there is found.
+fn natural_keys_of_a_fresh_copy_are_not_looked_up(b: Backend) {
+    let p = TestProject::with_config(b, "\n[defaults]\nbatch_size = 2\ncontinue_on_error = true\n");
+    p.source_sql(
+        "CREATE TABLE readings (id TEXT PRIMARY KEY, v TEXT);
+         INSERT INTO readings VALUES ('01', 'a'), ('1', 'b'), ('2', 'c'), ('3', 'd'), ('4', 'e');",
+    );
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE copies (id BIGINT PRIMARY KEY, v TEXT);",
+        "DROP TABLE copies;",
+    );
+    p.data_step(
+        ACCOUNTS,
+        r#"kind = "data"
+[source]
+table = "readings"
+key = "id"
+
+[target]
+table = "copies"
+natural_key = ["id"]
+
+[[fields]]
+target = "id"
+source = "id"
+[[fields]]
+target = "v"
+source = "v"
+"#,
+    );
+    let logged = |o: &std::process::Output| {
+        assert!(o.status.success(), "{}", stderr(o));
+        let log = format!("{}{}", stdout(o), stderr(o));
+        log.lines().filter(|l| l.contains(r#"FROM \"copies\" WHERE"#)).count()
+    };
+    let o = p.cmd(&["up"]).env("CUTOVER_LOG", "sqlx::query=debug").output().unwrap();
+    assert_eq!(logged(&o), 0, "a fresh copy looked its keys up: {}", stderr(&o));
+    assert_eq!(
+        p.target_sql("SELECT id || ':' || v FROM copies ORDER BY id")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["1:a", "2:c", "3:d", "4:e"]
+    );
+    let rejects = p.json(&["rejects", "list", "--step", "20250101T090100"]);
+    let rejects = rejects.as_array().expect("rejects");
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0]["source_key"], "1", "{rejects:?}");
+    assert_eq!(rejects[0]["rule"], "target", "{rejects:?}");
+    assert_books(&p, "20250101T090100", "readings", "copies");
+
+    // Again into a table that holds rows: each page's keys are looked up, and the row
+    // already there is a duplicate.
+    p.ok(&["down", "--to", "20250101T090000", "--yes"]);
+    p.target_sql("INSERT INTO copies (id, v) VALUES (3, 'kept')");
+    let o = p.cmd(&["up"]).env("CUTOVER_LOG", "sqlx::query=debug").output().unwrap();
+    assert!(logged(&o) > 0, "keys were not looked up in a table with rows");
+    assert_eq!(
+        p.target_sql("SELECT id || ':' || v FROM copies ORDER BY id")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["1:a", "2:c", "3:kept", "4:e"]
+    );
+    let rejects = p.json(&["rejects", "list", "--step", "20250101T090100"]);
+    let mut rules: Vec<(String, String)> = rejects
+        .as_array()
+        .expect("rejects")
+        .iter()
+        .map(|r| {
+            (
+                r["source_key"].as_str().unwrap_or("").to_string(),
+                r["rule"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    rules.sort();
+    assert_eq!(
+        rules,
+        [
+            ("1".to_string(), "target".to_string()),
+            ("3".to_string(), "duplicate".to_string())
+        ],
+        "the row already there is found as a duplicate (on_duplicate = error)"
+    );
+    // 5 source rows = 3 written + 2 rejected; the table holds them and the row kept.
+    let c = ledger_counts(&p, "20250101T090100");
+    assert_eq!(
+        (
+            c["source"].as_u64(),
+            c["written"].as_u64(),
+            c["rejected"].as_u64(),
+            c["skipped"].as_u64()
+        ),
+        (Some(5), Some(3), Some(2), Some(0)),
+        "{c}"
+    );
+    assert_eq!(p.count("copies"), 4);
+}
+both!(natural_keys_of_a_fresh_copy_are_not_looked_up);
+
+/// PostgreSQL's unique indexes as `Db::unique_index_within` sees them: whole-column unique
+/// indexes and primary keys count, also when they need fewer columns than the natural key;
+/// partial, expression and deferred ones do not, nor one that needs a column outside it.
+#[test]
+fn postgres_unique_indexes_are_found_within_a_column_list() {
+    use cutover::engine::config::DbUrl;
+    use cutover::engine::db::{Db, Role};
+    let url = common::pg::PgServer::shared().fresh_db("uniq");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let db = Db::connect(&DbUrl::new(url), dir.path(), Role::Target)
+            .await
+            .expect("connect");
+        for ddl in [
+            "CREATE TABLE pk (id BIGINT PRIMARY KEY, v TEXT)",
+            "CREATE TABLE pair (a TEXT, b TEXT, c TEXT, UNIQUE (a, b))",
+            "CREATE TABLE partial (a TEXT, live BOOLEAN)",
+            "CREATE UNIQUE INDEX partial_a ON partial (a) WHERE live",
+            "CREATE TABLE expr (a TEXT)",
+            "CREATE UNIQUE INDEX expr_a ON expr (lower(a))",
+            "CREATE TABLE deferred (a TEXT UNIQUE DEFERRABLE INITIALLY DEFERRED)",
+            "CREATE TABLE plain (a TEXT)",
+            "CREATE INDEX plain_a ON plain (a)",
+            r#"CREATE TABLE "Mixed" ("Key" TEXT PRIMARY KEY)"#,
+        ] {
+            db.execute(ddl, &[]).await.expect(ddl);
+        }
+        let within = async |t: &str, cols: &[&str]| {
+            let cols: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
+            db.unique_index_within(t, &cols).await.expect("unique_index_within")
+        };
+        assert!(within("pk", &["id"]).await);
+        assert!(!within("pk", &["v"]).await);
+        assert!(within("pair", &["a", "b"]).await);
+        assert!(within("pair", &["c", "b", "a"]).await);
+        assert!(!within("pair", &["a"]).await);
+        assert!(!within("partial", &["a"]).await);
+        assert!(!within("expr", &["a"]).await);
+        assert!(!within("deferred", &["a"]).await);
+        assert!(!within("plain", &["a"]).await);
+        assert!(within("Mixed", &["Key"]).await);
+        assert!(!within("Mixed", &["key"]).await);
+        assert!(!within("missing", &["a"]).await);
+        db.close().await;
+    });
+}
+
+/// While a step runs, its table's statistics are refreshed only if the step looks rows up in
+/// it (a natural-key check): at 10 000 written rows, at 20 000, and at its end. A step that
+/// never looks in its table (an ID map, no natural key) refreshes them once, at its end.
+#[test]
+fn postgres_statistics_are_refreshed_mid_step_only_for_a_step_that_probes_its_table() {
+    let p = TestProject::new(Backend::Postgres);
+    p.source_sql(
+        r#"CREATE TABLE readings (id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 25000)
+         INSERT INTO readings SELECT i, 'v' || i FROM k;"#,
+    );
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE checked (legacy_id INTEGER NOT NULL UNIQUE, v TEXT);
+         CREATE TABLE copied (id TEXT PRIMARY KEY, legacy_id INTEGER NOT NULL, v TEXT);",
+        "DROP TABLE copied; DROP TABLE checked;",
+    );
+    let step = |table: &str, natural_key: &str| {
+        format!(
+            "kind = \"data\"\nbatch_size = 5000\n[source]\ntable = \"readings\"\nkey = \"id\"\n\n[target]\ntable = \"{table}\"\n{natural_key}\n[[fields]]\ntarget = \"legacy_id\"\nsource = \"id\"\n[[fields]]\ntarget = \"v\"\nsource = \"v\"\n"
+        )
+    };
+    p.data_step(ACCOUNTS, &step("checked", "natural_key = [\"legacy_id\"]"));
+    // Rollback finds its rows through the ID map: no natural key to check.
+    p.data_step(ORDERS, &step("copied", "[id_map]\ncolumn = \"id\"\n"));
+    p.ok(&["up"]);
+    assert_eq!(p.count("checked"), 25_000);
+    assert_eq!(p.count("copied"), 25_000);
+    let analyzed = |table: &str| {
+        p.target_sql(&format!(
+            "SELECT COALESCE(analyze_count, 0) FROM pg_stat_user_tables WHERE relname = '{table}'"
+        ))
+        .trim()
+        .to_string()
+    };
+    assert_eq!(analyzed("checked"), "3", "at 10 000 and 20 000 rows, and at the end");
+    assert_eq!(analyzed("copied"), "1", "only at the end");
+    // The end's refresh covers every column, for the steps and checks that come after.
+    assert_eq!(
+        p.target_sql("SELECT COUNT(*) FROM pg_stats WHERE tablename = 'copied'")
+            .trim(),
+        "3"
+    );
+}
+
 /// A step whose lookups go into its own ID map: a row's manager was written by an earlier
 /// page of the same, still uncommitted batch (rows 2501..5000 look up rows 1..2500, one batch
 /// of two 2 500-row pages), or by the batch before (rows 5001..6000). Such lookups must be

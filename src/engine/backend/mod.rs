@@ -174,10 +174,12 @@ impl Dialect {
     /// has been filling, where the planner needs it: PostgreSQL plans a lookup of a page's keys
     /// from statistics taken when the table was small (or empty) until autovacuum comes round,
     /// so a table grown to millions of rows would still be planned as a few pages. SQLite's
-    /// planner works without statistics and InnoDB refreshes its own.
-    pub fn analyze_statement(self, table_sql: &str) -> Option<String> {
+    /// planner works without statistics and InnoDB refreshes its own. Of the (quoted)
+    /// `columns` only, or of all columns when `columns` is empty.
+    pub fn analyze_statement(self, table_sql: &str, columns: &[String]) -> Option<String> {
         match self {
-            Dialect::Postgres => Some(format!("ANALYZE {table_sql}")),
+            Dialect::Postgres if columns.is_empty() => Some(format!("ANALYZE {table_sql}")),
+            Dialect::Postgres => Some(format!("ANALYZE {table_sql} ({})", columns.join(", "))),
             Dialect::Sqlite | Dialect::Mysql => None,
         }
     }
@@ -699,6 +701,35 @@ impl Db {
     pub async fn table_exists(&self, table: &str) -> Result<bool> {
         Ok(self
             .fetch_optional(self.dialect().table_exists_sql(), &[Value::Text(table.into())])
+            .await?
+            .is_some())
+    }
+
+    /// Whether `table` has a unique index whose columns are all among `columns`, so that the
+    /// table itself refuses two rows equal on `columns`. `false` where it is not asked
+    /// (MySQL/MariaDB).
+    pub async fn unique_index_within(&self, table: &str, columns: &[String]) -> Result<bool> {
+        let list = match self.dialect() {
+            Dialect::Postgres => {
+                let mut list = String::from("{");
+                for (i, c) in columns.iter().enumerate() {
+                    if i > 0 {
+                        list.push(',');
+                    }
+                    postgres::array_element(&mut list, c);
+                }
+                list.push('}');
+                Value::Text(list)
+            }
+            Dialect::Sqlite => Value::Text(serde_json::to_string(columns)?),
+            Dialect::Mysql => return Ok(false),
+        };
+        let sql = match self.dialect() {
+            Dialect::Postgres => postgres::UNIQUE_INDEX_WITHIN,
+            _ => sqlite::UNIQUE_INDEX_WITHIN,
+        };
+        Ok(self
+            .fetch_optional(sql, &[Value::Text(table.into()), list])
             .await?
             .is_some())
     }

@@ -13,6 +13,15 @@ use std::time::Duration;
 pub const SERIAL_PRIMARY_KEY: &str = "BIGSERIAL PRIMARY KEY";
 pub const TABLE_EXISTS: &str =
     "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1";
+/// A unique index of table `$1` (in the current schema) whose columns are all among `$2` (a
+/// text array), checked row by row (not deferred), over whole columns (no expression, no
+/// predicate): it refuses any two rows equal on `$2`.
+pub const UNIQUE_INDEX_WITHIN: &str = "SELECT 1 FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid \
+     WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace \
+     AND i.indisunique AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL \
+     AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) k LEFT JOIN pg_attribute a \
+       ON a.attrelid = i.indrelid AND a.attnum = k WHERE a.attname IS NULL OR NOT (a.attname::text = ANY($2::text[]))) \
+     LIMIT 1";
 pub const COLUMNS: &str = "SELECT column_name, CASE WHEN data_type = 'USER-DEFINED' THEN udt_name WHEN data_type = 'ARRAY' THEN 'text' ELSE data_type END FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1";
 pub const FOREIGN_KEYS: &str = "SELECT con.conname::text, cl.relname::text, pns.nspname::text, pcl.relname::text,
     (SELECT string_agg(a.attname::text, chr(31) ORDER BY k.n) FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, n)

@@ -12,6 +12,16 @@ use std::time::Duration;
 pub const SERIAL_PRIMARY_KEY: &str = "INTEGER PRIMARY KEY AUTOINCREMENT";
 pub const TABLE_EXISTS: &str = "SELECT 1 FROM sqlite_master WHERE type IN ('table','view') AND name = $1";
 pub const COLUMNS: &str = "SELECT name, type FROM pragma_table_info($1)";
+/// A unique index of table `$1` whose columns are all among `$2` (a JSON array), over whole
+/// columns (no expression, not partial); or a one-column INTEGER PRIMARY KEY (the rowid, which
+/// has no index of its own) among them.
+pub const UNIQUE_INDEX_WITHIN: &str = "SELECT 1 FROM pragma_index_list($1) il WHERE il.\"unique\" = 1 AND il.partial = 0 \
+     AND NOT EXISTS (SELECT 1 FROM pragma_index_info(il.name) ii \
+       WHERE ii.name IS NULL OR ii.name NOT IN (SELECT value FROM json_each($2))) \
+     UNION ALL SELECT 1 FROM pragma_table_info($1) c WHERE c.pk = 1 AND upper(c.type) = 'INTEGER' \
+       AND c.name IN (SELECT value FROM json_each($2)) \
+       AND (SELECT COUNT(*) FROM pragma_table_info($1) WHERE pk > 0) = 1 \
+     LIMIT 1";
 pub const FOREIGN_KEY_LIST: &str = "SELECT m.name, f.\"table\" FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f \
      WHERE m.type = 'table' ORDER BY m.name, f.id, f.seq";
 pub const FOREIGN_KEY_CHECK: &str = "PRAGMA foreign_key_check";
@@ -361,6 +371,44 @@ mod tests {
         assert_eq!(inf, Value::Text("-Infinity".into()));
         assert!(fit("c", &mut Value::Real(f64::NAN), false).is_err());
         assert!(is_text_type("VARCHAR(10)") && !is_text_type("INTEGER"));
+    }
+
+    /// Which tables refuse two rows equal on which columns: whole-column unique indexes and
+    /// primary keys (the rowid one too), not partial or expression indexes, and not an index
+    /// that needs a column outside the list.
+    #[tokio::test]
+    async fn unique_indexes_are_found_within_a_column_list() {
+        let db = memory_db().await;
+        for ddl in [
+            "CREATE TABLE rowid_pk (id INTEGER PRIMARY KEY, v TEXT)",
+            "CREATE TABLE bigint_pk (id BIGINT PRIMARY KEY, v TEXT)",
+            "CREATE TABLE pair (a TEXT, b TEXT, c TEXT, UNIQUE (a, b))",
+            "CREATE TABLE partial (a TEXT, live INTEGER)",
+            "CREATE UNIQUE INDEX partial_a ON partial (a) WHERE live = 1",
+            "CREATE TABLE expr (a TEXT)",
+            "CREATE UNIQUE INDEX expr_a ON expr (lower(a))",
+            "CREATE TABLE plain (a TEXT, b TEXT)",
+            "CREATE INDEX plain_a ON plain (a)",
+            "CREATE TABLE two_pk (a INTEGER, b INTEGER, PRIMARY KEY (a, b))",
+        ] {
+            db.execute(ddl, &[]).await.unwrap();
+        }
+        let within = async |t: &str, cols: &[&str]| {
+            let cols: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
+            db.unique_index_within(t, &cols).await.unwrap()
+        };
+        assert!(within("rowid_pk", &["id"]).await);
+        assert!(!within("rowid_pk", &["v"]).await);
+        assert!(within("bigint_pk", &["id"]).await);
+        assert!(within("pair", &["a", "b"]).await);
+        assert!(within("pair", &["b", "c", "a"]).await, "a subset of the key is unique");
+        assert!(!within("pair", &["a"]).await);
+        assert!(!within("partial", &["a"]).await);
+        assert!(!within("expr", &["a"]).await);
+        assert!(!within("plain", &["a"]).await);
+        assert!(!within("two_pk", &["a"]).await, "one part of a two-column rowid key");
+        assert!(within("two_pk", &["a", "b"]).await);
+        assert!(!within("missing", &["a"]).await);
     }
 
     /// A fresh in-memory database on one connection (each connection would have its own).

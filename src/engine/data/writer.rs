@@ -15,6 +15,10 @@ pub struct TargetWriter {
     /// PostgreSQL column types, to cast text parameters (uuid, date, ...) where the server
     /// will not do it implicitly.
     types: HashMap<String, String>,
+    /// Every natural key the step writes is known to be new to the table, so batches need not
+    /// look for them there (see `steps::data::natural_keys_are_new`); a row that collides all
+    /// the same is refused by the table's unique index and becomes a reject.
+    pub natural_keys_are_new: bool,
 }
 
 impl TargetWriter {
@@ -48,6 +52,7 @@ impl TargetWriter {
             table: table.to_string(),
             columns: columns.to_vec(),
             types: existing,
+            natural_keys_are_new: false,
         })
     }
 

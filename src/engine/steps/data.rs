@@ -8,7 +8,7 @@ use crate::engine::data::spec::{DataStep, DupPolicy};
 use crate::engine::data::writer::{IdMapEntry, TargetWriter, insert_id_map, join_key, mapped_ids};
 use crate::engine::db::{Db, DbTx};
 use crate::engine::exec::batch::{
-    BatchPlan, BatchStep, EVENTS_PER_BATCH, FlagNote, PageOutcome, RejectNote, run_batches,
+    BatchPlan, BatchStep, EVENTS_PER_BATCH, FilledTable, FlagNote, PageOutcome, RejectNote, run_batches,
 };
 use crate::engine::exec::{RunCtx, StepError, StepResult};
 use crate::engine::project::StepDef;
@@ -265,7 +265,7 @@ pub(crate) async fn write_decided(
     let DecidedRows { writes, rejects } = decided;
     res.rejects = rejects;
     // Natural-key duplicates: against the target, and within this batch (first one wins).
-    let existing = if nk_idx.is_empty() {
+    let existing = if nk_idx.is_empty() || writer.natural_keys_are_new {
         HashMap::new()
     } else {
         let keys: Vec<Vec<Value>> = writes
@@ -459,6 +459,59 @@ pub(crate) async fn write_decided(
     Ok(res)
 }
 
+/// Whether every natural key a step starting now will write is new to its table, so that its
+/// batches can leave out the look-up of their keys in the table (a plain copy's largest cost
+/// on the server after the rows themselves). All of:
+/// - the natural key is the source key, copied as it is (no transform, no constant): the
+///   pre-flight found the source key unique and never NULL, and pages come in key order, so
+///   no two rows of the step share a natural key;
+/// - the table is empty as the step starts (a resumed step is not asked: its earlier batches
+///   are in the table);
+/// - a unique index of the table covers the natural key, so a row that collides all the same
+///   (two source keys the target's type makes equal, like '1' and '01' into an integer, or a
+///   row another writer put there meanwhile) is refused by the table and becomes a reject: it
+///   is never written twice.
+///
+/// A sync step, a document collection and a MySQL/MariaDB target keep the look-up.
+async fn natural_keys_are_new(target: &Db, c: &CompiledStep) -> bool {
+    let spec = &c.spec;
+    let nk = &spec.target.natural_key;
+    if nk.is_empty() || spec.sync.is_some() || c.collection.is_some() {
+        return false;
+    }
+    let mut sources = Vec::with_capacity(nk.len());
+    for k in nk {
+        let copied = spec.fields.iter().find(|f| &f.target == k).and_then(|f| {
+            (f.transforms.is_empty() && f.value.is_none() && f.run.is_none())
+                .then_some(f.source.as_deref())
+                .flatten()
+        });
+        match copied {
+            Some(s) if c.key_columns.iter().any(|kc| kc == s) => sources.push(s),
+            _ => return false,
+        }
+    }
+    if !c.key_columns.iter().all(|kc| sources.contains(&kc.as_str())) {
+        return false;
+    }
+    let table = &spec.target.table;
+    let empty = target
+        .fetch_optional(
+            &format!("SELECT 1 FROM {} LIMIT 1", target.dialect().quote_table(table)),
+            &[],
+        )
+        .await
+        .map(|r| r.is_none());
+    let unique = target.unique_index_within(table, nk).await;
+    match (empty, unique) {
+        (Ok(empty), Ok(unique)) => empty && unique,
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!("step {}: natural keys are looked up in the table: {e:#}", c.version);
+            false
+        }
+    }
+}
+
 /// A reject for a row the target refused, naming the column and the server's reason.
 pub(crate) fn refusal_reject(
     c: &CompiledStep,
@@ -616,6 +669,7 @@ impl BatchStep for DataBatches {
         resume_from: &Option<Value>,
     ) -> Result<(), StepError> {
         let (table, columns) = (&self.c.spec.target.table, &self.c.target_columns);
+        let dry = dry_tx.is_some();
         let mut dry_tx = dry_tx;
         let lookups = dry_tx.is_none().then(|| ctx.target.clone());
         if let Some(tx) = dry_tx.as_deref_mut() {
@@ -625,13 +679,15 @@ impl BatchStep for DataBatches {
                 tracing::warn!("{n}");
             }
         }
-        let writer = Arc::new(
-            match dry_tx {
-                Some(tx) => TargetWriter::new_in(tx, table, columns).await,
-                None => TargetWriter::new(&ctx.target, table, columns).await,
-            }
-            .map_err(StepError::plain)?,
-        );
+        let mut writer = match dry_tx {
+            Some(tx) => TargetWriter::new_in(tx, table, columns).await,
+            None => TargetWriter::new(&ctx.target, table, columns).await,
+        }
+        .map_err(StepError::plain)?;
+        if !dry && resume_from.is_none() {
+            writer.natural_keys_are_new = natural_keys_are_new(&ctx.target, &self.c).await;
+        }
+        let writer = Arc::new(writer);
         self.writer = Some(writer.clone());
         let (start, size) = (
             resume_from.clone(),
@@ -669,8 +725,14 @@ impl BatchStep for DataBatches {
         reconcile_source_count(&self.source, &self.c, counts.source).await
     }
 
-    fn filled_table(&self) -> Option<String> {
-        self.writer.as_ref().map(|w| w.table.clone())
+    fn filled_table(&self) -> Option<FilledTable> {
+        let spec = &self.c.spec;
+        self.writer.as_ref().map(|w| FilledTable {
+            table: w.table.clone(),
+            // Its own statements find target rows by the natural key only (duplicates,
+            // updates); a sync pass compares whole rows.
+            probed: spec.sync.is_none().then(|| spec.target.natural_key.clone()),
+        })
     }
 
     async fn write_page(&mut self, tx: &mut DbTx, run_id: &str, page: DataPage) -> Result<PageOutcome, StepError> {

@@ -11,7 +11,7 @@ use crate::engine::data::spec::{DataStep, SourceSpec};
 use crate::engine::data::writer::{IdMapEntry, TargetWriter, insert_id_map};
 use crate::engine::db::{Db, DbTx};
 use crate::engine::exec::batch::{
-    BatchPlan, BatchStep, EVENTS_PER_BATCH, FlagNote, PageOutcome, RejectNote, run_batches,
+    BatchPlan, BatchStep, EVENTS_PER_BATCH, FilledTable, FlagNote, PageOutcome, RejectNote, run_batches,
 };
 use crate::engine::exec::{RunCtx, StepError, StepResult};
 use crate::engine::project::StepDef;
@@ -339,8 +339,12 @@ impl BatchStep for MergeBatches {
         Ok(())
     }
 
-    fn filled_table(&self) -> Option<String> {
-        self.writer.as_ref().map(|w| w.table.clone())
+    fn filled_table(&self) -> Option<FilledTable> {
+        // Phase B looks rows of the table up by its match keys and whole rows: all columns.
+        self.writer.as_ref().map(|w| FilledTable {
+            table: w.table.clone(),
+            probed: None,
+        })
     }
 
     async fn write_page(
