@@ -1098,7 +1098,7 @@ both!(natural_keys_of_a_fresh_copy_are_not_looked_up);
 /// indexes and primary keys count, also when they need fewer columns than the natural key;
 /// partial, expression and deferred ones do not, nor one that needs a column outside it.
 #[test]
-fn postgres_unique_indexes_are_found_within_a_column_list() {
+fn postgres_unique_indexes_and_primary_keys_are_found() {
     use cutover::engine::config::DbUrl;
     use cutover::engine::db::{Db, Role};
     let url = common::pg::PgServer::shared().fresh_db("uniq");
@@ -1138,6 +1138,22 @@ fn postgres_unique_indexes_are_found_within_a_column_list() {
         assert!(within("Mixed", &["Key"]).await);
         assert!(!within("Mixed", &["key"]).await);
         assert!(!within("missing", &["a"]).await);
+        // A source key that is the primary key needs no key check: unique and never NULL.
+        let pk = async |t: &str, cols: &[&str]| {
+            let cols: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
+            db.is_primary_key(t, &cols).await.expect("is_primary_key")
+        };
+        db.execute("CREATE TABLE two (a TEXT, b INT, c TEXT, PRIMARY KEY (a, b))", &[])
+            .await
+            .expect("two");
+        assert!(pk("pk", &["id"]).await);
+        assert!(!pk("pk", &["v"]).await);
+        assert!(pk("two", &["b", "a"]).await);
+        assert!(!pk("two", &["a"]).await);
+        assert!(!pk("two", &["a", "b", "c"]).await);
+        assert!(!pk("pair", &["a", "b"]).await, "unique, but NULLs are allowed");
+        assert!(pk("Mixed", &["Key"]).await);
+        assert!(!pk("missing", &["id"]).await);
         db.close().await;
     });
 }

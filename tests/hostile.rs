@@ -205,6 +205,37 @@ fn bad_keys_refuse_the_run(b: Backend) {
 }
 both!(bad_keys_refuse_the_run);
 
+// 2a. A source table whose key is its primary key is not read for the key check (the
+//     database keeps it unique and never NULL); SQLite's TEXT PRIMARY KEY lets a NULL in, so
+//     such a key is still checked and the NULL refuses the run.
+#[test]
+fn a_primary_key_that_holds_no_null_skips_the_key_check() {
+    let p = TestProject::new(Backend::Sqlite);
+    p.source_sql(
+        "CREATE TABLE v (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 300)
+         INSERT INTO v SELECT i, 'n' || i, i FROM s;
+         CREATE TABLE w (id TEXT PRIMARY KEY, name TEXT, qty INTEGER);
+         INSERT INTO w VALUES ('1', 'a', 1), (NULL, 'b', 2), ('3', 'c', 3);",
+    );
+    p.schema_step(SCHEMA, &items_schema(Backend::Sqlite), "DROP TABLE items;");
+    p.data_step(ITEMS, &items_step("table = \"v\"", "\"id\"", ""));
+    let o = p.cmd(&["up"]).env("CUTOVER_LOG", "sqlx::query=debug").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o);
+    assert!(
+        !log.lines().any(|l| l.contains("GROUP BY") && l.contains("\\\"v\\\"")),
+        "the key check read the table: {log}"
+    );
+    assert_eq!(p.count("items"), 300);
+
+    p.ok(&["down", "--to", ver(SCHEMA), "--yes"]);
+    p.data_step(ITEMS, &items_step("table = \"w\"", "\"id\"", ""));
+    let o = p.run(&["up"]);
+    assert_eq!(o.status.code(), Some(4), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("NULL in 1 row(s)"), "{}", stderr(&o));
+}
+
 // 2b. A composite key pages every row although each column repeats.
 fn composite_key_reads_every_row(b: Backend) {
     let p = TestProject::new(b);

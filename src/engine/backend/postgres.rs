@@ -22,6 +22,13 @@ pub const UNIQUE_INDEX_WITHIN: &str = "SELECT 1 FROM pg_index i JOIN pg_class t 
      AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) k LEFT JOIN pg_attribute a \
        ON a.attrelid = i.indrelid AND a.attnum = k WHERE a.attname IS NULL OR NOT (a.attname::text = ANY($2::text[]))) \
      LIMIT 1";
+/// Whether the columns `$2` (a text array) are exactly the primary key of table `$1` (in the
+/// current schema): unique and never NULL, as the server enforces.
+pub const IS_PRIMARY_KEY: &str = "SELECT 1 FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid \
+     WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace AND i.indisprimary \
+     AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a \
+          WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[])) \
+       = (SELECT array_agg(c ORDER BY c) FROM unnest($2::text[]) c)";
 pub const COLUMNS: &str = "SELECT column_name, CASE WHEN data_type = 'USER-DEFINED' THEN udt_name WHEN data_type = 'ARRAY' THEN 'text' ELSE data_type END FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1";
 pub const FOREIGN_KEYS: &str = "SELECT con.conname::text, cl.relname::text, pns.nspname::text, pcl.relname::text,
     (SELECT string_agg(a.attname::text, chr(31) ORDER BY k.n) FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, n)

@@ -12,6 +12,17 @@ use std::time::Duration;
 pub const SERIAL_PRIMARY_KEY: &str = "INTEGER PRIMARY KEY AUTOINCREMENT";
 pub const TABLE_EXISTS: &str = "SELECT 1 FROM sqlite_master WHERE type IN ('table','view') AND name = $1";
 pub const COLUMNS: &str = "SELECT name, type FROM pragma_table_info($1)";
+/// Whether the columns `$2` (a JSON array) are exactly the primary key of table `$1` and can
+/// hold no NULL: the rowid itself (a one-column INTEGER PRIMARY KEY with no index of its own;
+/// `INTEGER PRIMARY KEY DESC` is not the rowid and has one), or primary-key columns all declared
+/// NOT NULL (SQLite lets a NULL into any other primary key).
+pub const IS_PRIMARY_KEY: &str = "SELECT 1 WHERE \
+     (SELECT group_concat(name, char(31)) FROM (SELECT name FROM pragma_table_info($1) WHERE pk > 0 ORDER BY name)) \
+       = (SELECT group_concat(value, char(31)) FROM (SELECT value FROM json_each($2) ORDER BY value)) \
+     AND (NOT EXISTS (SELECT 1 FROM pragma_table_info($1) WHERE pk > 0 AND \"notnull\" = 0) \
+       OR ((SELECT COUNT(*) FROM pragma_table_info($1) WHERE pk > 0) = 1 \
+           AND EXISTS (SELECT 1 FROM pragma_table_info($1) WHERE pk = 1 AND upper(type) = 'INTEGER') \
+           AND NOT EXISTS (SELECT 1 FROM pragma_index_list($1) WHERE origin = 'pk')))";
 /// A unique index of table `$1` whose columns are all among `$2` (a JSON array), over whole
 /// columns (no expression, not partial); or a one-column INTEGER PRIMARY KEY (the rowid, which
 /// has no index of its own) among them.
@@ -409,6 +420,41 @@ mod tests {
         assert!(!within("two_pk", &["a"]).await, "one part of a two-column rowid key");
         assert!(within("two_pk", &["a", "b"]).await);
         assert!(!within("missing", &["a"]).await);
+    }
+
+    /// A key that is the table's primary key and can hold no NULL: the rowid, or primary-key
+    /// columns declared NOT NULL. SQLite lets NULLs into other primary keys (and into an
+    /// `INTEGER PRIMARY KEY DESC`, which is not the rowid), so those still need the key check.
+    #[tokio::test]
+    async fn primary_keys_that_hold_no_null_are_found() {
+        let db = memory_db().await;
+        for ddl in [
+            "CREATE TABLE rowid_pk (id INTEGER PRIMARY KEY, v TEXT)",
+            "CREATE TABLE desc_pk (id INTEGER PRIMARY KEY DESC, v TEXT)",
+            "CREATE TABLE text_pk (id TEXT PRIMARY KEY, v TEXT)",
+            "CREATE TABLE text_pk_nn (id TEXT NOT NULL PRIMARY KEY, v TEXT)",
+            "CREATE TABLE two (a TEXT NOT NULL, b INTEGER NOT NULL, v TEXT, PRIMARY KEY (a, b))",
+            "CREATE TABLE uniq (id INTEGER NOT NULL UNIQUE, v TEXT)",
+        ] {
+            db.execute(ddl, &[]).await.unwrap();
+        }
+        // What SQLite lets in: a NULL key in the two that are not flagged.
+        db.execute("INSERT INTO desc_pk VALUES (NULL, 'x')", &[]).await.unwrap();
+        db.execute("INSERT INTO text_pk VALUES (NULL, 'x')", &[]).await.unwrap();
+        let pk = async |t: &str, cols: &[&str]| {
+            let cols: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
+            db.is_primary_key(t, &cols).await.unwrap()
+        };
+        assert!(pk("rowid_pk", &["id"]).await);
+        assert!(!pk("rowid_pk", &["v"]).await);
+        assert!(!pk("desc_pk", &["id"]).await);
+        assert!(!pk("text_pk", &["id"]).await);
+        assert!(pk("text_pk_nn", &["id"]).await);
+        assert!(pk("two", &["b", "a"]).await);
+        assert!(!pk("two", &["a"]).await);
+        assert!(!pk("two", &["a", "b", "v"]).await);
+        assert!(!pk("uniq", &["id"]).await);
+        assert!(!pk("missing", &["id"]).await);
     }
 
     /// A fresh in-memory database on one connection (each connection would have its own).
