@@ -929,17 +929,32 @@ source = "v"
 }
 both!(rollback_without_id_map_deletes_only_the_rows_it_wrote);
 
+/// A source table `readings (id INTEGER PRIMARY KEY, v TEXT)` of `n` rows.
+fn readings_source(p: &TestProject, n: u32) {
+    p.source_sql(&format!(
+        "CREATE TABLE readings (id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {n})
+         INSERT INTO readings SELECT i, 'v' || i FROM k;"
+    ));
+}
+
+/// How many times PostgreSQL's statistics of `table` have been refreshed by `ANALYZE`.
+fn analyze_count(p: &TestProject, table: &str) -> u64 {
+    p.target_sql(&format!(
+        "SELECT COALESCE(analyze_count, 0) FROM pg_stat_user_tables WHERE relname = '{table}'"
+    ))
+    .trim()
+    .parse()
+    .unwrap_or(0)
+}
+
 /// On PostgreSQL a step refreshes the planner's statistics of the table it fills and of the ID
 /// map when it ends, so the next step's key lookups are planned for the table's real size,
 /// not for the empty table autovacuum last saw.
 #[test]
 fn postgres_statistics_are_refreshed_when_a_step_has_filled_its_table() {
     let p = TestProject::new(Backend::Postgres);
-    p.source_sql(
-        r#"CREATE TABLE readings (id INTEGER PRIMARY KEY, v TEXT);
-         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 50)
-         INSERT INTO readings SELECT i, 'v' || i FROM k;"#,
-    );
+    readings_source(&p, 50);
     p.schema_step(
         SCHEMA,
         "CREATE TABLE copies (id TEXT PRIMARY KEY, legacy_id INTEGER NOT NULL UNIQUE, v TEXT);",
@@ -968,14 +983,7 @@ target = "v"
 source = "v"
 "#,
     );
-    let analyzed = |table: &str| {
-        p.target_sql(&format!(
-            "SELECT COALESCE(analyze_count, 0) FROM pg_stat_user_tables WHERE relname = '{table}'"
-        ))
-        .trim()
-        .parse::<u64>()
-        .unwrap_or(0)
-    };
+    let analyzed = |table: &str| analyze_count(&p, table);
     p.ok(&["up", "--to", "20250101T090000"]);
     assert_eq!((analyzed("copies"), analyzed("cutover_id_map")), (0, 0));
     p.ok(&["up"]);
@@ -1122,10 +1130,7 @@ fn postgres_unique_indexes_and_primary_keys_are_found() {
         ] {
             db.execute(ddl, &[]).await.expect(ddl);
         }
-        let within = async |t: &str, cols: &[&str]| {
-            let cols: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
-            db.unique_index_within(t, &cols).await.expect("unique_index_within")
-        };
+        let within = async |t: &str, cols: &[&str]| db.unique_index_within(t, cols).await.expect("unique_index_within");
         assert!(within("pk", &["id"]).await);
         assert!(!within("pk", &["v"]).await);
         assert!(within("pair", &["a", "b"]).await);
@@ -1139,10 +1144,7 @@ fn postgres_unique_indexes_and_primary_keys_are_found() {
         assert!(!within("Mixed", &["key"]).await);
         assert!(!within("missing", &["a"]).await);
         // A source key that is the primary key needs no key check: unique and never NULL.
-        let pk = async |t: &str, cols: &[&str]| {
-            let cols: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
-            db.is_primary_key(t, &cols).await.expect("is_primary_key")
-        };
+        let pk = async |t: &str, cols: &[&str]| db.is_primary_key(t, cols).await.expect("is_primary_key");
         db.execute("CREATE TABLE two (a TEXT, b INT, c TEXT, PRIMARY KEY (a, b))", &[])
             .await
             .expect("two");
@@ -1164,11 +1166,7 @@ fn postgres_unique_indexes_and_primary_keys_are_found() {
 #[test]
 fn postgres_statistics_are_refreshed_mid_step_only_for_a_step_that_probes_its_table() {
     let p = TestProject::new(Backend::Postgres);
-    p.source_sql(
-        r#"CREATE TABLE readings (id INTEGER PRIMARY KEY, v TEXT);
-         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 25000)
-         INSERT INTO readings SELECT i, 'v' || i FROM k;"#,
-    );
+    readings_source(&p, 25_000);
     p.schema_step(
         SCHEMA,
         "CREATE TABLE checked (legacy_id INTEGER NOT NULL UNIQUE, v TEXT);
@@ -1186,15 +1184,12 @@ fn postgres_statistics_are_refreshed_mid_step_only_for_a_step_that_probes_its_ta
     p.ok(&["up"]);
     assert_eq!(p.count("checked"), 25_000);
     assert_eq!(p.count("copied"), 25_000);
-    let analyzed = |table: &str| {
-        p.target_sql(&format!(
-            "SELECT COALESCE(analyze_count, 0) FROM pg_stat_user_tables WHERE relname = '{table}'"
-        ))
-        .trim()
-        .to_string()
-    };
-    assert_eq!(analyzed("checked"), "3", "at 10 000 and 20 000 rows, and at the end");
-    assert_eq!(analyzed("copied"), "1", "only at the end");
+    assert_eq!(
+        analyze_count(&p, "checked"),
+        3,
+        "at 10 000 and 20 000 rows, and at the end"
+    );
+    assert_eq!(analyze_count(&p, "copied"), 1, "only at the end");
     // The end's refresh covers every column, for the steps and checks that come after.
     assert_eq!(
         p.target_sql("SELECT COUNT(*) FROM pg_stats WHERE tablename = 'copied'")

@@ -708,7 +708,7 @@ impl Db {
     /// Whether `table` has a unique index whose columns are all among `columns`, so that the
     /// table itself refuses two rows equal on `columns`. `false` where it is not asked
     /// (MySQL/MariaDB).
-    pub async fn unique_index_within(&self, table: &str, columns: &[String]) -> Result<bool> {
+    pub async fn unique_index_within(&self, table: &str, columns: &[impl AsRef<str>]) -> Result<bool> {
         let sql = match self.dialect() {
             Dialect::Postgres => postgres::UNIQUE_INDEX_WITHIN,
             Dialect::Sqlite => sqlite::UNIQUE_INDEX_WITHIN,
@@ -719,7 +719,7 @@ impl Db {
 
     /// Whether `columns` are exactly `table`'s primary key and can hold no NULL, so the server
     /// itself keeps them unique and never NULL. `false` where it is not asked (MySQL/MariaDB).
-    pub async fn is_primary_key(&self, table: &str, columns: &[String]) -> Result<bool> {
+    pub async fn is_primary_key(&self, table: &str, columns: &[impl AsRef<str>]) -> Result<bool> {
         let sql = match self.dialect() {
             Dialect::Postgres => postgres::IS_PRIMARY_KEY,
             Dialect::Sqlite => sqlite::IS_PRIMARY_KEY,
@@ -730,7 +730,8 @@ impl Db {
 
     /// Run a catalog question `sql` about `table` (`$1`) and a list of its columns (`$2`: a
     /// text array on PostgreSQL, a JSON array on SQLite): whether it returns a row.
-    async fn asks_about_columns(&self, sql: &str, table: &str, columns: &[String]) -> Result<bool> {
+    async fn asks_about_columns(&self, sql: &str, table: &str, columns: &[impl AsRef<str>]) -> Result<bool> {
+        let columns: Vec<&str> = columns.iter().map(AsRef::as_ref).collect();
         let list = match self.dialect() {
             Dialect::Postgres => {
                 let mut list = String::from("{");
@@ -743,7 +744,7 @@ impl Db {
                 list.push('}');
                 Value::Text(list)
             }
-            Dialect::Sqlite | Dialect::Mysql => Value::Text(serde_json::to_string(columns)?),
+            Dialect::Sqlite | Dialect::Mysql => Value::Text(serde_json::to_string(&columns)?),
         };
         Ok(self
             .fetch_optional(sql, &[Value::Text(table.into()), list])

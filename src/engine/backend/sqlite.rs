@@ -389,8 +389,7 @@ mod tests {
     /// that needs a column outside the list.
     #[tokio::test]
     async fn unique_indexes_are_found_within_a_column_list() {
-        let db = memory_db().await;
-        for ddl in [
+        let db = memory_db_with(&[
             "CREATE TABLE rowid_pk (id INTEGER PRIMARY KEY, v TEXT)",
             "CREATE TABLE bigint_pk (id BIGINT PRIMARY KEY, v TEXT)",
             "CREATE TABLE pair (a TEXT, b TEXT, c TEXT, UNIQUE (a, b))",
@@ -401,13 +400,9 @@ mod tests {
             "CREATE TABLE plain (a TEXT, b TEXT)",
             "CREATE INDEX plain_a ON plain (a)",
             "CREATE TABLE two_pk (a INTEGER, b INTEGER, PRIMARY KEY (a, b))",
-        ] {
-            db.execute(ddl, &[]).await.unwrap();
-        }
-        let within = async |t: &str, cols: &[&str]| {
-            let cols: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
-            db.unique_index_within(t, &cols).await.unwrap()
-        };
+        ])
+        .await;
+        let within = async |t: &str, cols: &[&str]| db.unique_index_within(t, cols).await.unwrap();
         assert!(within("rowid_pk", &["id"]).await);
         assert!(!within("rowid_pk", &["v"]).await);
         assert!(within("bigint_pk", &["id"]).await);
@@ -427,24 +422,19 @@ mod tests {
     /// `INTEGER PRIMARY KEY DESC`, which is not the rowid), so those still need the key check.
     #[tokio::test]
     async fn primary_keys_that_hold_no_null_are_found() {
-        let db = memory_db().await;
-        for ddl in [
+        let db = memory_db_with(&[
             "CREATE TABLE rowid_pk (id INTEGER PRIMARY KEY, v TEXT)",
             "CREATE TABLE desc_pk (id INTEGER PRIMARY KEY DESC, v TEXT)",
             "CREATE TABLE text_pk (id TEXT PRIMARY KEY, v TEXT)",
             "CREATE TABLE text_pk_nn (id TEXT NOT NULL PRIMARY KEY, v TEXT)",
             "CREATE TABLE two (a TEXT NOT NULL, b INTEGER NOT NULL, v TEXT, PRIMARY KEY (a, b))",
             "CREATE TABLE uniq (id INTEGER NOT NULL UNIQUE, v TEXT)",
-        ] {
-            db.execute(ddl, &[]).await.unwrap();
-        }
+        ])
+        .await;
         // What SQLite lets in: a NULL key in the two that are not flagged.
         db.execute("INSERT INTO desc_pk VALUES (NULL, 'x')", &[]).await.unwrap();
         db.execute("INSERT INTO text_pk VALUES (NULL, 'x')", &[]).await.unwrap();
-        let pk = async |t: &str, cols: &[&str]| {
-            let cols: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
-            db.is_primary_key(t, &cols).await.unwrap()
-        };
+        let pk = async |t: &str, cols: &[&str]| db.is_primary_key(t, cols).await.unwrap();
         assert!(pk("rowid_pk", &["id"]).await);
         assert!(!pk("rowid_pk", &["v"]).await);
         assert!(!pk("desc_pk", &["id"]).await);
@@ -455,6 +445,15 @@ mod tests {
         assert!(!pk("two", &["a", "b", "v"]).await);
         assert!(!pk("uniq", &["id"]).await);
         assert!(!pk("missing", &["id"]).await);
+    }
+
+    /// A fresh in-memory database holding the tables `ddl` creates.
+    async fn memory_db_with(ddl: &[&str]) -> Db {
+        let db = memory_db().await;
+        for statement in ddl {
+            db.execute(statement, &[]).await.unwrap();
+        }
+        db
     }
 
     /// A fresh in-memory database on one connection (each connection would have its own).
