@@ -263,6 +263,47 @@ fn composite_key_reads_every_row(b: Backend) {
 }
 both!(composite_key_reads_every_row);
 
+// 2c. A view source (a query) is computed once before its step: the pre-flight's key check
+//     also counts it, and the step takes that count as its progress total instead of
+//     counting the view again. The end-of-step count (has the source changed?) stays.
+fn a_view_is_counted_by_its_key_check(b: Backend) {
+    let p = TestProject::new(b);
+    source_rows(&p, "t", 2500);
+    p.schema_step(SCHEMA, &items_schema(b), "DROP TABLE items;");
+    let step = items_step(
+        "query = \"SELECT id * 10 AS id, name, qty FROM t WHERE qty >= 0\"",
+        "\"id\"",
+        "",
+    )
+    .replace("batch_size = 1000", "batch_size = 300");
+    p.data_step(ITEMS, &step);
+    let o = p
+        .cmd(&["up", "--json"])
+        .env("CUTOVER_LOG", "sqlx::query=debug")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o);
+    let of_view = |l: &&str| l.contains("SELECT id * 10 AS id");
+    let key_checks = log.lines().filter(of_view).filter(|l| l.contains("GROUP BY")).count();
+    let counts = log
+        .lines()
+        .filter(of_view)
+        .filter(|l| l.contains("SELECT COUNT(*) FROM (") && !l.contains("GROUP BY"))
+        .count();
+    assert_eq!(key_checks, 1, "one key-check pass: {log}");
+    assert_eq!(counts, 1, "one count, at the step's end: {log}");
+    let totals: Vec<u64> = stdout(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.pointer("/progress/rows_total").and_then(|t| t.as_u64()))
+        .collect();
+    assert!(!totals.is_empty(), "no progress event: {}", stdout(&o));
+    assert!(totals.iter().all(|t| *t == 2500), "totals {totals:?}");
+    assert_books(&p, ITEMS, 2500, "items");
+}
+both!(a_view_is_counted_by_its_key_check);
+
 // 5 and 13. Rows the target refuses (a word into an integer column, NULL into NOT NULL, a
 //    CHECK violation, a NUL byte on PostgreSQL) are rejects naming key and column; the rest
 //    of their batch is written with --continue-on-error; without it the step stops on the row.

@@ -74,13 +74,18 @@ pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
                         }
                         continue;
                     };
+                    let c_source_name = c.source_name.clone();
                     let reader = SourceReader::new(source.clone(), Arc::new(c), narrow);
                     if let Err(e) = reader.check_columns().await {
                         problems.push(problem(e));
                         continue;
                     }
-                    if narrow && let Err(e) = reader.check_keys().await {
-                        problems.push(problem(e));
+                    if narrow {
+                        match reader.check_keys().await {
+                            Ok(Some(rows)) => ctx.preflight_counts.remember(&step.version, &c_source_name, rows),
+                            Ok(None) => {}
+                            Err(e) => problems.push(problem(e)),
+                        }
                     }
                 }
                 // A collection's table is created by its step when missing.

@@ -83,14 +83,15 @@ impl SourceReader {
     }
 
     /// Refuse a key that is NULL or not unique, naming the step, the key and one offending value.
-    /// One pass over the source finds both (a NULL key's group first): a source that is a view
-    /// with joins and windows costs a second or more per pass at 200k rows. Only a NULL key
-    /// found costs a second pass, to say in how many rows. A table whose key is its primary
-    /// key (unique and never NULL, as the server enforces) is not read at all.
-    pub async fn check_keys(&self) -> Result<(), String> {
+    /// One pass over the source finds both and counts its rows (the step's progress total, so
+    /// the step need not compute a view again to count it): a source that is a view with joins
+    /// and windows costs a second or more per pass at 200k rows. Only a problem found costs a
+    /// second pass, to name a value. A table whose key is its primary key (unique and never
+    /// NULL, as the server enforces) is not read at all, and not counted: `Ok(None)`.
+    pub async fn check_keys(&self) -> Result<Option<u64>, String> {
         if let Some(table) = self.c.spec.source.table.as_deref() {
             match self.source.is_primary_key(table, &self.c.key_columns).await {
-                Ok(true) => return Ok(()),
+                Ok(true) => return Ok(None),
                 Ok(false) => {}
                 // The pass below answers all the same.
                 Err(e) => tracing::debug!("step {}: the source's primary key is unknown: {e:#}", self.c.version),
@@ -107,6 +108,25 @@ impl SourceReader {
             .join(" OR ");
         let cannot_read =
             |e: &dyn std::fmt::Display| format!("step {step}: cannot read the source {}: {e}", self.c.source_name);
+        // `cutover_n`: not a name a key column is likely to have (the groups keep the key's).
+        let summary = format!(
+            "SELECT SUM(cutover_n), MAX(cutover_n), MAX(CASE WHEN {nulls} THEN 1 ELSE 0 END) \
+             FROM (SELECT {list}, COUNT(*) AS cutover_n FROM ({}) src GROUP BY {list}) g",
+            self.base
+        );
+        let row = self
+            .source
+            .fetch_optional(&summary, &[])
+            .await
+            .map_err(|e| cannot_read(&crate::engine::db_error::report_text(&e)))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let number = |i: usize| row.get(i).and_then(count_value);
+        let rows = number(0).unwrap_or(0);
+        if number(1).unwrap_or(0) <= 1 && number(2).unwrap_or(0) == 0 {
+            return Ok(Some(rows));
+        }
         let sql = format!(
             "SELECT {list}, COUNT(*) FROM ({}) src GROUP BY {list} HAVING COUNT(*) > 1 OR {nulls} \
              ORDER BY CASE WHEN {nulls} THEN 0 ELSE 1 END, {list} LIMIT 1",
@@ -118,7 +138,8 @@ impl SourceReader {
             .await
             .map_err(|e| cannot_read(&crate::engine::db_error::report_text(&e)))?;
         let Some(row) = found else {
-            return Ok(());
+            // The source changed between the two passes; the step's own reads guard the rest.
+            return Ok(Some(rows));
         };
         let key_vals = &row[..row.len().saturating_sub(1)];
         if key_vals.iter().any(Value::is_null) {
@@ -402,9 +423,19 @@ pub async fn fetch_children(
 async fn scalar_count(db: &Db, sql: &str) -> Result<u64> {
     let r = db.fetch_optional(sql, &[]).await?;
     match r.and_then(|r| r.into_iter().next()) {
-        Some(Value::Int(n)) => Ok(n.max(0) as u64),
-        Some(Value::Text(s)) => s.trim().parse().map_err(|_| eyre!("COUNT(*) returned {s}")),
-        other => Err(eyre!("COUNT(*) returned {other:?}")),
+        Some(v) => count_value(&v).ok_or_else(|| eyre!("COUNT(*) returned {v:?}")),
+        None => Err(eyre!("COUNT(*) returned no row")),
+    }
+}
+
+/// A count as the servers return it: an integer, or the text of a NUMERIC or DECIMAL (a SUM
+/// of counts on PostgreSQL and MySQL).
+fn count_value(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(n) => Some((*n).max(0) as u64),
+        Value::Text(s) => s.trim().parse().ok(),
+        Value::Real(f) if f.is_finite() && *f >= 0.0 && f.fract() == 0.0 => Some(*f as u64),
+        _ => None,
     }
 }
 

@@ -840,6 +840,7 @@ mod tests {
             control: RunControl::default(),
             dry_tx: tokio::sync::Mutex::new(None),
             lock_token: None,
+            preflight_counts: Default::default(),
         };
         (ctx, rx)
     }

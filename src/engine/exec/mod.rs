@@ -213,6 +213,29 @@ pub struct RunCtx {
     /// The run lock's fencing token: each batch commits only while the lock row still holds
     /// it, so a run that lost its lock (paused past the stale time) cannot write again.
     pub lock_token: Option<String>,
+    /// Source rows the pre-flight counted while it checked the keys, taken by each step as
+    /// its progress total instead of computing its source (a view) once more.
+    pub preflight_counts: PreflightCounts,
+}
+
+/// Row counts of step sources, by step version and source name, from the pre-flight's key
+/// check. Each is taken once: a step run again later counts afresh.
+#[derive(Debug, Default)]
+pub struct PreflightCounts(std::sync::Mutex<std::collections::HashMap<(String, String), u64>>);
+
+impl PreflightCounts {
+    pub fn remember(&self, version: &str, source: &str, rows: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert((version.to_string(), source.to_string()), rows);
+        }
+    }
+
+    pub fn take(&self, version: &str, source: &str) -> Option<u64> {
+        self.0
+            .lock()
+            .ok()?
+            .remove(&(version.to_string(), source.to_string()))
+    }
 }
 
 impl RunCtx {

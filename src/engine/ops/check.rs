@@ -303,6 +303,7 @@ async fn steps_load(project: &Project, target: &Db, source: Option<Db>) -> Check
         control: RunControl::default(),
         dry_tx: tokio::sync::Mutex::new(None),
         lock_token: None,
+        preflight_counts: Default::default(),
     };
     let problems = crate::engine::preflight::check(&ctx, &plan).await;
     if problems.is_empty() {

@@ -68,6 +68,7 @@ async fn run_down_inner(
             control: RunControl::default(),
             dry_tx: tokio::sync::Mutex::new(None),
             lock_token: lock.as_ref().map(|l| l.token().to_string()),
+            preflight_counts: Default::default(),
         };
         ctx.emit(EngineEvent::Planned {
             run_id: run_id.to_string(),

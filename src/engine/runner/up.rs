@@ -128,6 +128,7 @@ async fn run_up_locked(
         control,
         dry_tx: tokio::sync::Mutex::new(None),
         lock_token: lock_token.clone(),
+        preflight_counts: Default::default(),
     };
     if opts.dry_run {
         match target.begin_dry_run().await {

@@ -792,7 +792,10 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     let source = Origin::open(ctx, &c).await.map_err(StepError::plain)?;
     let batch_size = ctx.batch_size(c.spec.batch_size);
     let continue_on_error = ctx.continue_on_error(c.spec.continue_on_error);
-    let total = source.count(&c).await.map_err(StepError::plain)?;
+    let total = match ctx.preflight_counts.take(&step.version, &c.source_name) {
+        Some(rows) => rows,
+        None => source.count(&c).await.map_err(StepError::plain)?,
+    };
     let plan = BatchPlan {
         total,
         batch_size,

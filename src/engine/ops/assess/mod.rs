@@ -222,6 +222,7 @@ fn step_ctx(
         control: RunControl::default(),
         dry_tx: tokio::sync::Mutex::new(None),
         lock_token: None,
+        preflight_counts: Default::default(),
     }
 }
 
