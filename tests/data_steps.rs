@@ -1102,6 +1102,156 @@ source = "v"
 }
 both!(natural_keys_of_a_fresh_copy_are_not_looked_up);
 
+/// The plain indexes of an empty table a step fills are dropped when the step starts and
+/// built once its rows are in (faster than row by row); unique indexes, an index led by the
+/// natural key and an expression index stay. A run killed in between leaves a record, and
+/// the next run builds them before it resumes: the table ends with every index and every row
+/// once. A dry run drops nothing.
+fn plain_indexes_of_an_empty_table_are_built_after_its_rows(b: Backend) {
+    const N: u32 = 20_000;
+    let p = TestProject::with_config(b, "\n[defaults]\nbatch_size = 100\ncontinue_on_error = true\n");
+    p.source_sql(&format!(
+        "CREATE TABLE readings (id INTEGER PRIMARY KEY, v TEXT, w TEXT, code TEXT);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {N})
+         INSERT INTO readings SELECT i, 'v' || (i % 97), 'w' || (i % 13), 'c' || i FROM s;"
+    ));
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE copies (id BIGINT PRIMARY KEY, v TEXT, w TEXT, code TEXT UNIQUE);
+CREATE INDEX copies_v ON copies (v);
+CREATE INDEX copies_w_v ON copies (w, v);
+CREATE INDEX copies_id_v ON copies (id, v);
+CREATE INDEX copies_lower_v ON copies (lower(v));",
+        "DROP TABLE copies;",
+    );
+    p.data_step(
+        ACCOUNTS,
+        r#"kind = "data"
+[source]
+table = "readings"
+key = "id"
+
+[target]
+table = "copies"
+natural_key = ["id"]
+
+[[fields]]
+target = "id"
+source = "id"
+[[fields]]
+target = "v"
+source = "v"
+[[fields]]
+target = "w"
+source = "w"
+[[fields]]
+target = "code"
+source = "code"
+"#,
+    );
+    let indexes = || {
+        p.target_sql(
+            "SELECT name FROM (SELECT 'copies_v' AS name UNION ALL SELECT 'copies_w_v' UNION ALL SELECT 'copies_id_v' \
+             UNION ALL SELECT 'copies_lower_v') n WHERE EXISTS (SELECT 1 FROM probe_indexes i WHERE i.name = n.name) ORDER BY name",
+        )
+        .split_whitespace()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    };
+    let all = ["copies_id_v", "copies_lower_v", "copies_v", "copies_w_v"];
+    let deferred_records = || {
+        p.try_target_sql("SELECT COUNT(*) FROM cutover_deferred_indexes")
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    p.ok(&["up", "--to", "20250101T090000"]);
+    // The catalog as a view both backends answer the same way.
+    p.target_sql(match b {
+        Backend::Sqlite => "CREATE VIEW probe_indexes AS SELECT name FROM sqlite_master WHERE type = 'index'",
+        _ => {
+            "CREATE VIEW probe_indexes AS SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema()"
+        }
+    });
+    assert_eq!(indexes(), all);
+
+    // A dry run leaves them alone.
+    p.ok(&["up", "--dry-run"]);
+    assert_eq!(indexes(), all);
+    assert_eq!(deferred_records(), 0);
+
+    // A run killed part-way: the two plain indexes are gone and recorded.
+    let checkpointed = || {
+        p.try_target_sql("SELECT COALESCE(SUM(rows_read), 0) FROM cutover_checkpoints")
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let mut child = p
+        .cmd(&["up"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let reached = common::wait_until(Duration::from_secs(120), Duration::from_millis(5), || {
+        checkpointed() >= 2_000 || child.try_wait().ok().flatten().is_some()
+    });
+    assert!(reached, "no progress past 2000 rows in 120 s");
+    let lock = support::SqliteLock::exclusive(&p.path().join("source.db"));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before it could be held"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    drop(lock);
+    assert_eq!(indexes(), ["copies_id_v", "copies_lower_v"], "kept while the step ran");
+    assert_eq!(deferred_records(), 2);
+
+    // The next run builds them before anything else (here a run with nothing to do), then
+    // the step resumes with them in place.
+    let out = p.ok(&["up", "--to", "20250101T090000"]);
+    assert_eq!(indexes(), all, "{out}");
+    assert_eq!(deferred_records(), 0);
+    p.ok(&["up"]);
+    assert_eq!(indexes(), all);
+    assert_eq!(
+        p.target_sql("SELECT COUNT(*), COUNT(DISTINCT id), SUM(id), COUNT(DISTINCT code) FROM copies")
+            .trim()
+            .replace('|', " "),
+        format!("{N} {N} {} {N}", (1..=i64::from(N)).sum::<i64>())
+    );
+    let columns = match b {
+        Backend::Sqlite => p.target_sql(
+            "SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_info('copies_w_v') ORDER BY seqno)",
+        ),
+        _ => p.target_sql("SELECT indexdef FROM pg_indexes WHERE indexname = 'copies_w_v'"),
+    };
+    assert!(
+        columns.contains("w,v") || columns.contains("(w, v)"),
+        "copies_w_v was rebuilt as {columns}"
+    );
+    assert_books(&p, "20250101T090100", "readings", "copies");
+
+    // A fresh start says what it leaves out and builds, in order.
+    p.ok(&["down", "--to", "20250101T090000", "--yes"]);
+    let o = p.cmd(&["up"]).env("CUTOVER_LOG", "sqlx::query=debug").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = format!("{}{}", stdout(&o), stderr(&o));
+    let at = |needle: &str| log.find(needle).unwrap_or_else(|| panic!("no {needle} in {log}"));
+    assert!(
+        at("copies is empty, so its index(es) copies_v, copies_w_v are built")
+            < at("built the index(es) copies.copies_v, copies.copies_w_v")
+    );
+    assert!(
+        !log.contains("DROP INDEX IF EXISTS \\\"copies_id_v\\\"") && !log.contains("copies_lower_v\\\""),
+        "{log}"
+    );
+    assert_eq!(indexes(), all);
+    assert_eq!(p.count("copies"), i64::from(N));
+}
+both!(plain_indexes_of_an_empty_table_are_built_after_its_rows);
+
 /// PostgreSQL's unique indexes as `Db::unique_index_within` sees them: whole-column unique
 /// indexes and primary keys count, also when they need fewer columns than the natural key;
 /// partial, expression and deferred ones do not, nor one that needs a column outside it.

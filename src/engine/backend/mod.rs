@@ -728,6 +728,47 @@ impl Db {
         self.asks_about_columns(sql, table, columns).await
     }
 
+    /// The indexes of `table` that only speed up reads (no unique, primary-key or constraint
+    /// index), each with the statements that drop and recreate it; empty where it is not
+    /// asked (MySQL/MariaDB). An index whose statement cannot be made idempotent is left out.
+    pub async fn secondary_indexes(&self, table: &str) -> Result<Vec<SecondaryIndex>> {
+        let sql = match self.dialect() {
+            Dialect::Postgres => postgres::SECONDARY_INDEXES,
+            Dialect::Sqlite => sqlite::SECONDARY_INDEXES,
+            Dialect::Mysql => return Ok(Vec::new()),
+        };
+        let rows = self.fetch_all(sql, &[Value::Text(table.into())]).await?;
+        let text = |v: Option<&Value>| match v {
+            Some(Value::Text(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for r in rows.rows {
+            let (name, schema, definition, first) = match self.dialect() {
+                Dialect::Postgres => (text(r.first()), text(r.get(1)), text(r.get(2)), text(r.get(3))),
+                _ => (text(r.first()), None, text(r.get(1)), text(r.get(2))),
+            };
+            let (Some(name), Some(create_sql)) = (name, definition.as_deref().and_then(create_if_missing)) else {
+                continue;
+            };
+            let drop_sql = match &schema {
+                Some(s) => format!(
+                    "DROP INDEX IF EXISTS {}.{}",
+                    postgres::quote_ident(s),
+                    postgres::quote_ident(&name)
+                ),
+                None => format!("DROP INDEX IF EXISTS {}", quote_ident(self.dialect(), &name)),
+            };
+            out.push(SecondaryIndex {
+                name,
+                first_column: first,
+                create_sql,
+                drop_sql,
+            });
+        }
+        Ok(out)
+    }
+
     /// Run a catalog question `sql` about `table` (`$1`) and a list of its columns (`$2`: a
     /// text array on PostgreSQL, a JSON array on SQLite): whether it returns a row.
     async fn asks_about_columns(&self, sql: &str, table: &str, columns: &[impl AsRef<str>]) -> Result<bool> {
@@ -1388,8 +1429,59 @@ impl Dialect {
     }
 }
 
+/// An index that only speeds up reads, as [`Db::secondary_indexes`] finds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecondaryIndex {
+    pub name: String,
+    /// Its first column; `None` when it starts with an expression.
+    pub first_column: Option<String>,
+    /// `CREATE INDEX IF NOT EXISTS ...`: running it again is harmless.
+    pub create_sql: String,
+    pub drop_sql: String,
+}
+
+/// `CREATE INDEX x ...` as `CREATE INDEX IF NOT EXISTS x ...` (kept when it says so already);
+/// `None` for any other shape, which is then never dropped.
+fn create_if_missing(definition: &str) -> Option<String> {
+    let d = definition.trim();
+    let words: Vec<&str> = d.split_whitespace().take(5).collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    if upper.len() < 3 || upper[0] != "CREATE" || upper[1] != "INDEX" {
+        return None;
+    }
+    if upper.len() == 5 && upper[2] == "IF" && upper[3] == "NOT" && upper[4] == "EXISTS" {
+        return Some(d.to_string());
+    }
+    // The rest after "CREATE", then "INDEX", each followed by whitespace.
+    let after_create = d[6..].trim_start();
+    let rest = after_create.get(5..)?;
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    Some(format!("CREATE INDEX IF NOT EXISTS {}", rest.trim_start()))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn index_statements_become_idempotent() {
+        assert_eq!(
+            create_if_missing("CREATE INDEX p_email ON public.p USING btree (email)").as_deref(),
+            Some("CREATE INDEX IF NOT EXISTS p_email ON public.p USING btree (email)")
+        );
+        assert_eq!(
+            create_if_missing("create  index\n \"a b\" on t (x)").as_deref(),
+            Some("CREATE INDEX IF NOT EXISTS \"a b\" on t (x)")
+        );
+        assert_eq!(
+            create_if_missing("CREATE INDEX if not exists i ON t (x)").as_deref(),
+            Some("CREATE INDEX if not exists i ON t (x)")
+        );
+        assert_eq!(create_if_missing("CREATE UNIQUE INDEX u ON t (x)"), None);
+        assert_eq!(create_if_missing("CREATE INDEXED"), None);
+        assert_eq!(create_if_missing("/* c */ CREATE INDEX i ON t (x)"), None);
+    }
+
     use super::*;
 
     #[test]

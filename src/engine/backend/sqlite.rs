@@ -33,6 +33,13 @@ pub const UNIQUE_INDEX_WITHIN: &str = "SELECT 1 FROM pragma_index_list($1) il WH
        AND c.name IN (SELECT value FROM json_each($2)) \
        AND (SELECT COUNT(*) FROM pragma_table_info($1) WHERE pk > 0) = 1 \
      LIMIT 1";
+/// The plain indexes of table `$1` (made by CREATE INDEX, not unique, not partial: none
+/// backs a constraint): name, the statement that made it, and its first column (NULL for an
+/// expression).
+pub const SECONDARY_INDEXES: &str = "SELECT il.name, m.sql, \
+       (SELECT ii.name FROM pragma_index_info(il.name) ii WHERE ii.seqno = 0) \
+     FROM pragma_index_list($1) il JOIN sqlite_master m ON m.type = 'index' AND m.name = il.name \
+     WHERE il.\"unique\" = 0 AND il.origin = 'c' AND m.sql IS NOT NULL ORDER BY il.name";
 pub const FOREIGN_KEY_LIST: &str = "SELECT m.name, f.\"table\" FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f \
      WHERE m.type = 'table' ORDER BY m.name, f.id, f.seq";
 pub const FOREIGN_KEY_CHECK: &str = "PRAGMA foreign_key_check";
@@ -448,6 +455,48 @@ mod tests {
     }
 
     /// A fresh in-memory database holding the tables `ddl` creates.
+    #[tokio::test]
+    async fn secondary_indexes_are_the_plain_ones() {
+        let db = memory_db_with(&[
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT UNIQUE, b TEXT, c TEXT, live INTEGER)",
+            "CREATE INDEX t_b ON t (b)",
+            "create  index \"t c,b\" on t (c, b)",
+            "CREATE INDEX t_lower ON t (lower(b))",
+            "CREATE INDEX t_live ON t (b) WHERE live = 1",
+            "CREATE UNIQUE INDEX t_c ON t (c)",
+            "CREATE TABLE other (x TEXT)",
+            "CREATE INDEX other_x ON other (x)",
+        ])
+        .await;
+        let found = db.secondary_indexes("t").await.unwrap();
+        let summary: Vec<(&str, Option<&str>, &str)> = found
+            .iter()
+            .map(|i| (i.name.as_str(), i.first_column.as_deref(), i.create_sql.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("t c,b", Some("c"), "CREATE INDEX IF NOT EXISTS \"t c,b\" on t (c, b)"),
+                ("t_b", Some("b"), "CREATE INDEX IF NOT EXISTS t_b ON t (b)"),
+                (
+                    "t_live",
+                    Some("b"),
+                    "CREATE INDEX IF NOT EXISTS t_live ON t (b) WHERE live = 1"
+                ),
+                ("t_lower", None, "CREATE INDEX IF NOT EXISTS t_lower ON t (lower(b))"),
+            ]
+        );
+        // Dropped and made again from what was found, the index is the same and the
+        // statement can run twice.
+        let t_b = &found[1];
+        db.execute(&t_b.drop_sql, &[]).await.unwrap();
+        assert!(db.secondary_indexes("t").await.unwrap().iter().all(|i| i.name != "t_b"));
+        db.execute(&t_b.create_sql, &[]).await.unwrap();
+        db.execute(&t_b.create_sql, &[]).await.unwrap();
+        assert_eq!(db.secondary_indexes("t").await.unwrap().len(), 4);
+        assert!(db.secondary_indexes("missing").await.unwrap().is_empty());
+    }
+
     async fn memory_db_with(ddl: &[&str]) -> Db {
         let db = memory_db().await;
         for statement in ddl {

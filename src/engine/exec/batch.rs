@@ -179,7 +179,8 @@ pub async fn run_batches<S: BatchStep>(
             return Err(e);
         }
         drop(dry_guard);
-        return finish(ctx, step, &started_at, t0.elapsed(), &cp, Err(e)).await;
+        let outcome = with_indexes_built(ctx, step, Err(e)).await;
+        return finish(ctx, step, &started_at, t0.elapsed(), &cp, outcome).await;
     }
 
     // A batch (one transaction, one checkpoint) is written as one or more pages: a step reads
@@ -267,12 +268,16 @@ pub async fn run_batches<S: BatchStep>(
             }
         }
     };
+    if let Some(mut b) = open.take() {
+        b.abandon().await;
+    }
+    let outcome = match dry_tx {
+        Some(_) => outcome,
+        None => with_indexes_built(ctx, step, outcome).await,
+    };
     if dry_tx.is_none() && matches!(outcome, Ok(StepResult::Done(_))) {
         // The next step looks up in what this one wrote.
         StatisticsRefresh::refresh(ctx, s.filled_table(), true).await;
-    }
-    if let Some(mut b) = open.take() {
-        b.abandon().await;
     }
     if let Some(ev) = progress.closing(&cp) {
         ctx.emit(ev).await;
@@ -286,6 +291,34 @@ pub async fn run_batches<S: BatchStep>(
     // Time held at a boundary (paused, or the abort question open) is not the step's time:
     // later ETAs read this duration as the step's rate.
     finish(ctx, step, &started_at, progress.active(), &cp, outcome).await
+}
+
+/// Build the indexes the step left out while it wrote into its empty table, however it
+/// ended (done, failed, aborted): the table has them again before the ledger closes the step.
+/// A build that fails fails a step that was done; the record stays for the next run.
+async fn with_indexes_built(
+    ctx: &RunCtx,
+    step: &StepDef,
+    outcome: Result<StepResult, StepError>,
+) -> Result<StepResult, StepError> {
+    let built = store::deferred_indexes::rebuild(&ctx.target, Some(&step.version)).await;
+    if let Ok(done) = &built
+        && !done.built.is_empty()
+    {
+        ctx.emit(EngineEvent::Notice {
+            level: crate::engine::protocol::NoticeLevel::Info,
+            message: format!("step {}: built the index(es) {}", step.version, done.built.join(", ")),
+        })
+        .await;
+    }
+    match (built.map_err(StepError::plain), outcome) {
+        (Ok(_), outcome) => outcome,
+        (Err(e), Ok(_)) => Err(e),
+        (Err(e), Err(first)) => {
+            tracing::error!("step {}: {e}", step.version);
+            Err(first)
+        }
+    }
 }
 
 fn rejected_event(version: &str, r: &RejectNote) -> EngineEvent {

@@ -231,10 +231,7 @@ impl PreflightCounts {
     }
 
     pub fn take(&self, version: &str, source: &str) -> Option<u64> {
-        self.0
-            .lock()
-            .ok()?
-            .remove(&(version.to_string(), source.to_string()))
+        self.0.lock().ok()?.remove(&(version.to_string(), source.to_string()))
     }
 }
 

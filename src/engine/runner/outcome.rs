@@ -43,6 +43,27 @@ pub(crate) async fn take_lock(project: &Project, target: &Db, command: &str) -> 
             message: format!("cannot create the ledger tables: {e:#}"),
         });
     }
+    // A step killed while its table's indexes were left out: they are built before anything
+    // else happens to the target (a resumed step then writes with them in place).
+    match crate::engine::store::deferred_indexes::rebuild(target, None).await {
+        Ok(done) => {
+            for i in &done.built {
+                tracing::info!("built the index {i}, which an interrupted step had left to build");
+            }
+            for i in &done.gone {
+                tracing::warn!("the index {i} an interrupted step left to build belongs to a table that is gone");
+            }
+        }
+        Err(e) => {
+            let _ = lock.release().await;
+            return Err(RunOutcome::Failed {
+                version: None,
+                message: format!(
+                    "an interrupted step left indexes to build, and building them failed: {e:#}. Nothing else was done; fix the cause and run the command again"
+                ),
+            });
+        }
+    }
     Ok(lock)
 }
 

@@ -686,6 +686,7 @@ impl BatchStep for DataBatches {
         .map_err(StepError::plain)?;
         if !dry && resume_from.is_none() {
             writer.natural_keys_are_new = natural_keys_are_new(&ctx.target, &self.c).await;
+            crate::engine::steps::index_deferral::defer(ctx, &self.c).await?;
         }
         let writer = Arc::new(writer);
         self.writer = Some(writer.clone());

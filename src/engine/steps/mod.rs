@@ -2,5 +2,6 @@
 //! never import each other; what spans kinds (retry, rollback, review) lives in `ops`.
 
 pub mod data;
+pub mod index_deferral;
 pub mod merge;
 pub mod schema;

@@ -5,6 +5,7 @@
 //! checkpoint commit in one transaction.
 
 pub mod backups;
+pub mod deferred_indexes;
 pub mod ledger;
 pub mod lock;
 pub mod reject_tally;
@@ -26,8 +27,9 @@ pub const BACKUPS: &str = "cutover_row_backups";
 pub const DISCREPANCIES: &str = "cutover_discrepancies";
 
 /// Every table of the tool's own.
-const OWN_TABLES: [&str; 10] = [
+const OWN_TABLES: [&str; 11] = [
     ID_MAP,
+    deferred_indexes::DEFERRED_INDEXES,
     written_keys::WRITTEN_KEYS,
     REJECTS,
     CHECKPOINTS,
@@ -175,6 +177,10 @@ pub async fn ensure_in(tx: &mut DbTx) -> Result<(), sqlx::Error> {
             )],
         ),
         (written_keys::WRITTEN_KEYS, written_keys::create_statements(tx)),
+        (
+            deferred_indexes::DEFERRED_INDEXES,
+            deferred_indexes::create_statements(d),
+        ),
     ];
     tx.create_own_tables(&groups).await
 }
