@@ -1312,34 +1312,39 @@ fn postgres_unique_indexes_and_primary_keys_are_found() {
 
 /// While a step runs, its table's statistics are refreshed only if the step looks rows up in
 /// it (a natural-key check): at 10 000 written rows, at 20 000, and at its end. A step that
-/// never looks in its table (an ID map, no natural key) refreshes them once, at its end.
+/// never looks in its table (an ID map, no natural key; or a fresh copy of the source key,
+/// whose keys are all new) refreshes them once, at its end.
 #[test]
 fn postgres_statistics_are_refreshed_mid_step_only_for_a_step_that_probes_its_table() {
     let p = TestProject::new(Backend::Postgres);
     readings_source(&p, 25_000);
     p.schema_step(
         SCHEMA,
-        "CREATE TABLE checked (legacy_id INTEGER NOT NULL UNIQUE, v TEXT);
-         CREATE TABLE copied (id TEXT PRIMARY KEY, legacy_id INTEGER NOT NULL, v TEXT);",
-        "DROP TABLE copied; DROP TABLE checked;",
+        "CREATE TABLE checked (legacy_id INTEGER NOT NULL, v TEXT NOT NULL UNIQUE);
+         CREATE TABLE copied (id TEXT PRIMARY KEY, legacy_id INTEGER NOT NULL, v TEXT);
+         CREATE TABLE fresh (legacy_id INTEGER PRIMARY KEY, v TEXT);",
+        "DROP TABLE fresh; DROP TABLE copied; DROP TABLE checked;",
     );
     let step = |table: &str, natural_key: &str| {
         format!(
             "kind = \"data\"\nbatch_size = 5000\n[source]\ntable = \"readings\"\nkey = \"id\"\n\n[target]\ntable = \"{table}\"\n{natural_key}\n[[fields]]\ntarget = \"legacy_id\"\nsource = \"id\"\n[[fields]]\ntarget = \"v\"\nsource = \"v\"\n"
         )
     };
-    p.data_step(ACCOUNTS, &step("checked", "natural_key = [\"legacy_id\"]"));
+    p.data_step(ACCOUNTS, &step("checked", "natural_key = [\"v\"]"));
     // Rollback finds its rows through the ID map: no natural key to check.
     p.data_step(ORDERS, &step("copied", "[id_map]\ncolumn = \"id\"\n"));
+    p.data_step("20250101T090300_fresh", &step("fresh", "natural_key = [\"legacy_id\"]"));
     p.ok(&["up"]);
-    assert_eq!(p.count("checked"), 25_000);
-    assert_eq!(p.count("copied"), 25_000);
+    for t in ["checked", "copied", "fresh"] {
+        assert_eq!(p.count(t), 25_000, "{t}");
+    }
     assert_eq!(
         analyze_count(&p, "checked"),
         3,
         "at 10 000 and 20 000 rows, and at the end"
     );
     assert_eq!(analyze_count(&p, "copied"), 1, "only at the end");
+    assert_eq!(analyze_count(&p, "fresh"), 1, "only at the end: every key is new");
     // The end's refresh covers every column, for the steps and checks that come after.
     assert_eq!(
         p.target_sql("SELECT COUNT(*) FROM pg_stats WHERE tablename = 'copied'")

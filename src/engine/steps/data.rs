@@ -731,8 +731,12 @@ impl BatchStep for DataBatches {
         self.writer.as_ref().map(|w| FilledTable {
             table: w.table.clone(),
             // Its own statements find target rows by the natural key only (duplicates,
-            // updates); a sync pass compares whole rows.
-            probed: spec.sync.is_none().then(|| spec.target.natural_key.clone()),
+            // updates), and not at all when every key is new (a fresh copy of the source
+            // key); a sync pass compares whole rows.
+            probed: spec.sync.is_none().then(|| match w.natural_keys_are_new {
+                true => Vec::new(),
+                false => spec.target.natural_key.clone(),
+            }),
         })
     }
 
