@@ -313,6 +313,14 @@ impl Dialect {
         !matches!(self, Dialect::Mysql)
     }
 
+    /// Whether a `DELETE ... WHERE id IN (SELECT ... WHERE version = ?)` needs an index on
+    /// `version` to run in one pass: MariaDB plans the subquery of a DELETE per target row,
+    /// so without the index each row scans the whole ID map; PostgreSQL and SQLite read the
+    /// subquery once.
+    pub fn subquery_delete_needs_index(self) -> bool {
+        matches!(self, Dialect::Mysql)
+    }
+
     pub fn foreign_key_catalog(self) -> ForeignKeyCatalog {
         match self {
             Dialect::Sqlite => ForeignKeyCatalog::Pragma {
