@@ -184,6 +184,19 @@ impl Dialect {
         }
     }
 
+    /// The statement that gives back the space of a table a rollback emptied and refreshes its
+    /// statistics (PostgreSQL's `VACUUM (ANALYZE)`; it runs outside a transaction). A deleted
+    /// row stays in its page until a vacuum, and a foreign key without an index on the
+    /// referencing side is checked by a scan of those pages for every parent row deleted:
+    /// rolling back the clinic's persons after its emptied children took over ten minutes at
+    /// 200k patients. SQLite frees the pages as it deletes; MariaDB indexes every foreign key.
+    pub fn reclaim_statement(self, table_sql: &str) -> Option<String> {
+        match self {
+            Dialect::Postgres => Some(format!("VACUUM (ANALYZE) {table_sql}")),
+            Dialect::Sqlite | Dialect::Mysql => None,
+        }
+    }
+
     /// The clause after `INSERT INTO t (...) VALUES (...)` that turns a conflict on the unique
     /// `conflict` columns into an update of `update` columns with the new values.
     pub fn upsert_clause(self, conflict: &[&str], update: &[&str]) -> String {
@@ -684,6 +697,18 @@ impl Db {
         let n = tx.execute(sql, params).await?;
         tx.commit().await?;
         Ok(n)
+    }
+
+    /// Run `sql` on its own, outside any transaction and unprepared: for statements a
+    /// transaction block refuses (PostgreSQL's `VACUUM`).
+    pub async fn execute_unprepared(&self, sql: &str) -> Result<()> {
+        let sql = sqlx::AssertSqlSafe(sql);
+        match self {
+            Db::Sqlite(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ())?,
+            Db::Postgres(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ())?,
+            Db::Mysql(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ())?,
+        }
+        Ok(())
     }
 
     pub async fn fetch_all(&self, sql: &str, params: &[Value]) -> Result<Rows> {

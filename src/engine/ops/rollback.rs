@@ -325,6 +325,7 @@ pub async fn revert(ctx: &RunCtx, step: &StepDef) -> Result<StepRollback, StepEr
     match res {
         Ok(()) => {
             tx.commit().await.map_err(StepError::plain)?;
+            reclaim_if_empty(&ctx.target, &writer.table).await;
             // After the commit: a file removed for a rollback that did not happen would be lost.
             for f in &orphaned {
                 // A key is a relative `ab/abcdef…` path of the store; never follow one out of it.
@@ -458,4 +459,27 @@ async fn preview_on(project: &Project, target: &Db, step: &StepDef) -> Result<Ro
         later: later.iter().map(|s| format!("{}_{}", s.version, s.name)).collect(),
         to_here,
     })
+}
+
+/// A table the rollback left empty gives its pages back (see `Dialect::reclaim_statement`), so
+/// the rollback of the steps before it, deleting the rows this table referenced, does not scan
+/// them for every row. A refusal costs speed, not rows: it is logged.
+async fn reclaim_if_empty(target: &Db, table: &str) {
+    let d = target.dialect();
+    let quoted = d.quote_table(table);
+    let Some(sql) = d.reclaim_statement(&quoted) else {
+        return;
+    };
+    match target
+        .fetch_optional(&format!("SELECT 1 FROM {quoted} LIMIT 1"), &[])
+        .await
+    {
+        Ok(None) => {
+            if let Err(e) = target.execute_unprepared(&sql).await {
+                tracing::warn!("could not give back the space of {table} after its rollback: {e:#}");
+            }
+        }
+        Ok(Some(_)) => {}
+        Err(e) => tracing::warn!("could not read {table} after its rollback: {e:#}"),
+    }
 }
