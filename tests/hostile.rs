@@ -304,6 +304,29 @@ fn a_view_is_counted_by_its_key_check(b: Backend) {
 }
 both!(a_view_is_counted_by_its_key_check);
 
+// 2d. A key column named like the key check's own count column is checked all the same: a
+//     unique one passes, a repeated one is refused before anything is written.
+fn a_key_named_cutover_n_is_checked(b: Backend) {
+    let p = TestProject::new(b);
+    source_rows(&p, "t", 300);
+    p.schema_step(SCHEMA, &items_schema(b), "DROP TABLE items;");
+    let step = |query: &str| items_step(&format!("query = \"{query}\""), "\"cutover_n\"", "");
+    p.data_step(ITEMS, &step("SELECT id, id AS cutover_n, name, qty FROM t"));
+    p.ok(&["up"]);
+    assert_books(&p, ITEMS, 300, "items");
+    p.ok(&["down", "--to", ver(SCHEMA), "--yes"]);
+    p.data_step(ITEMS, &step("SELECT id, id % 299 AS cutover_n, name, qty FROM t"));
+    let o = p.run(&["up"]);
+    assert_eq!(o.status.code(), Some(4), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("is not unique: 1 appears in 2 rows"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(p.count("items"), 0);
+}
+both!(a_key_named_cutover_n_is_checked);
+
 // 5 and 13. Rows the target refuses (a word into an integer column, NULL into NOT NULL, a
 //    CHECK violation, a NUL byte on PostgreSQL) are rejects naming key and column; the rest
 //    of their batch is written with --continue-on-error; without it the step stops on the row.

@@ -29,14 +29,17 @@ pub const IS_PRIMARY_KEY: &str = "SELECT 1 FROM pg_index i JOIN pg_class t ON t.
      AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a \
           WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[])) \
        = (SELECT array_agg(c ORDER BY c) FROM unnest($2::text[]) c)";
-/// The plain indexes of table `$1` (in the current schema): not unique, valid, backing no
-/// constraint: name, schema, definition, and first column (NULL for an expression).
+/// The plain indexes of table `$1` (an ordinary table in the current schema: a partitioned
+/// table's index is recreated `ON ONLY` the parent): not unique, not partial (its predicate
+/// could fail on a row the build then meets), valid, backing no constraint: name, schema,
+/// definition, and first column (NULL for an expression).
 pub const SECONDARY_INDEXES: &str = "SELECT c.relname::text, n.nspname::text, pg_get_indexdef(i.indexrelid), \
        (SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = i.indkey[0]) \
      FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_class c ON c.oid = i.indexrelid \
      JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace \
+     WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace AND t.relkind = 'r' \
      AND NOT i.indisunique AND NOT i.indisprimary AND i.indisvalid AND NOT i.indisexclusion \
+     AND i.indpred IS NULL \
      AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) ORDER BY 1";
 pub const COLUMNS: &str = "SELECT column_name, CASE WHEN data_type = 'USER-DEFINED' THEN udt_name WHEN data_type = 'ARRAY' THEN 'text' ELSE data_type END FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1";
 pub const FOREIGN_KEYS: &str = "SELECT con.conname::text, cl.relname::text, pns.nspname::text, pcl.relname::text,

@@ -108,10 +108,11 @@ impl SourceReader {
             .join(" OR ");
         let cannot_read =
             |e: &dyn std::fmt::Display| format!("step {step}: cannot read the source {}: {e}", self.c.source_name);
-        // `cutover_n`: not a name a key column is likely to have (the groups keep the key's).
+        // The groups carry only their aggregates, so no key column's name can meet them.
         let summary = format!(
-            "SELECT SUM(cutover_n), MAX(cutover_n), MAX(CASE WHEN {nulls} THEN 1 ELSE 0 END) \
-             FROM (SELECT {list}, COUNT(*) AS cutover_n FROM ({}) src GROUP BY {list}) g",
+            "SELECT SUM(cutover_n), MAX(cutover_n), MAX(cutover_null) \
+             FROM (SELECT COUNT(*) AS cutover_n, MAX(CASE WHEN {nulls} THEN 1 ELSE 0 END) AS cutover_null \
+             FROM ({}) src GROUP BY {list}) g",
             self.base
         );
         let row = self
@@ -122,11 +123,19 @@ impl SourceReader {
         let Some(row) = row else {
             return Ok(None);
         };
-        let number = |i: usize| row.get(i).and_then(count_value);
-        let rows = number(0).unwrap_or(0);
-        if number(1).unwrap_or(0) <= 1 && number(2).unwrap_or(0) == 0 {
+        // NULL (an empty source) is 0; a value that reads as no number at all is not taken
+        // for a clean key: the second pass decides.
+        let number = |i: usize| match row.get(i) {
+            None | Some(Value::Null) => Some(0),
+            Some(v) => count_value(v),
+        };
+        if let (Some(rows), Some(most), Some(null)) = (number(0), number(1), number(2))
+            && most <= 1
+            && null == 0
+        {
             return Ok(Some(rows));
         }
+        let rows = number(0).unwrap_or(0);
         let sql = format!(
             "SELECT {list}, COUNT(*) FROM ({}) src GROUP BY {list} HAVING COUNT(*) > 1 OR {nulls} \
              ORDER BY CASE WHEN {nulls} THEN 0 ELSE 1 END, {list} LIMIT 1",

@@ -54,12 +54,17 @@ pub(crate) async fn take_lock(project: &Project, target: &Db, command: &str) -> 
                 tracing::warn!("the index {i} an interrupted step left to build belongs to a table that is gone");
             }
         }
+        // A rollback goes ahead all the same: it may remove the very rows the index refuses,
+        // and the record stays for the next command.
+        Err(e) if command == "down" => {
+            tracing::warn!("an interrupted step left indexes to build, and building them failed: {e:#}");
+        }
         Err(e) => {
             let _ = lock.release().await;
             return Err(RunOutcome::Failed {
                 version: None,
                 message: format!(
-                    "an interrupted step left indexes to build, and building them failed: {e:#}. Nothing else was done; fix the cause and run the command again"
+                    "an interrupted step left indexes to build, and building them failed: {e:#}. Nothing else was done; fix the rows the index refuses, or roll the step back (`cutover down --to` the step before it), and run the command again"
                 ),
             });
         }

@@ -1,6 +1,6 @@
 //! A fresh data step into an empty table builds the table's plain indexes after its rows are
 //! in, instead of keeping them up to date row by row (see `store::deferred_indexes`, which
-//! records them so that a killed run's next run builds them first).
+//! records them so that the next `up`, `down` or `sync` after a killed run builds them first).
 
 use crate::engine::data::pipeline::CompiledStep;
 use crate::engine::db::{Db, SecondaryIndex};
@@ -32,9 +32,10 @@ pub async fn defer(ctx: &RunCtx, c: &CompiledStep) -> Result<(), StepError> {
     let deferred: Vec<SecondaryIndex> = indexes
         .into_iter()
         .filter(|i| {
+            // Case-blind: SQLite's column names are (keeping one too many costs nothing).
             i.first_column
                 .as_ref()
-                .is_some_and(|f| !spec.target.natural_key.contains(f))
+                .is_some_and(|f| !spec.target.natural_key.iter().any(|k| k.eq_ignore_ascii_case(f)))
         })
         .collect();
     if deferred.is_empty() || !is_empty(&ctx.target, table).await? {

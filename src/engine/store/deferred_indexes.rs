@@ -2,8 +2,8 @@
 //! one `CREATE INDEX` over a million rows costs a fraction of keeping the index up to date
 //! row by row (PostgreSQL: two plain text indexes of the import's patients, 7.8 s row by row
 //! against 1.9 s built after). Each dropped index is recorded here, in the transaction that
-//! drops it, so a run killed before it built them again leaves a record that the next run
-//! (any command that takes the run lock) acts on first.
+//! drops it, so a run killed before it built them again leaves a record that the next `up`,
+//! `down` or `sync` acts on first.
 
 use crate::engine::db::{Db, SecondaryIndex};
 use crate::engine::value::Value;
