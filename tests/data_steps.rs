@@ -962,6 +962,18 @@ source = "v"
 }
 both!(rollback_without_id_map_deletes_only_the_rows_it_wrote);
 
+/// A step copying `columns` of `readings` into `copies` as they are, keyed by `id` on both
+/// sides.
+fn copy_step(columns: &[&str]) -> String {
+    let mut step = String::from(
+        "kind = \"data\"\n[source]\ntable = \"readings\"\nkey = \"id\"\n\n[target]\ntable = \"copies\"\nnatural_key = [\"id\"]\n",
+    );
+    for c in columns {
+        step.push_str(&format!("\n[[fields]]\ntarget = \"{c}\"\nsource = \"{c}\"\n"));
+    }
+    step
+}
+
 /// A source table `readings (id INTEGER PRIMARY KEY, v TEXT)` of `n` rows.
 fn readings_source(p: &TestProject, n: u32) {
     p.source_sql(&format!(
@@ -1047,25 +1059,7 @@ fn natural_keys_of_a_fresh_copy_are_not_looked_up(b: Backend) {
         "CREATE TABLE copies (id BIGINT PRIMARY KEY, v TEXT);",
         "DROP TABLE copies;",
     );
-    p.data_step(
-        ACCOUNTS,
-        r#"kind = "data"
-[source]
-table = "readings"
-key = "id"
-
-[target]
-table = "copies"
-natural_key = ["id"]
-
-[[fields]]
-target = "id"
-source = "id"
-[[fields]]
-target = "v"
-source = "v"
-"#,
-    );
+    p.data_step(ACCOUNTS, &copy_step(&["id", "v"]));
     let logged = |o: &std::process::Output| {
         assert!(o.status.success(), "{}", stderr(o));
         let log = format!("{}{}", stdout(o), stderr(o));
@@ -1157,31 +1151,7 @@ CREATE INDEX copies_id_v ON copies (id, v);
 CREATE INDEX copies_lower_v ON copies (lower(v));",
         "DROP TABLE copies;",
     );
-    p.data_step(
-        ACCOUNTS,
-        r#"kind = "data"
-[source]
-table = "readings"
-key = "id"
-
-[target]
-table = "copies"
-natural_key = ["id"]
-
-[[fields]]
-target = "id"
-source = "id"
-[[fields]]
-target = "v"
-source = "v"
-[[fields]]
-target = "w"
-source = "w"
-[[fields]]
-target = "code"
-source = "code"
-"#,
-    );
+    p.data_step(ACCOUNTS, &copy_step(&["id", "v", "w", "code"]));
     let indexes = || {
         p.target_sql(
             "SELECT name FROM (SELECT 'copies_v' AS name UNION ALL SELECT 'copies_w_v' UNION ALL SELECT 'copies_id_v' \

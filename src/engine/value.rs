@@ -49,6 +49,17 @@ impl Value {
         }
     }
 
+    /// A count as the servers return it: an integer, or the text of a NUMERIC or DECIMAL (a
+    /// SUM of counts on PostgreSQL and MySQL). `None` for anything else.
+    pub fn as_count(&self) -> Option<u64> {
+        match self {
+            Value::Int(n) => Some((*n).max(0) as u64),
+            Value::Text(s) => s.trim().parse().ok(),
+            Value::Real(f) if f.is_finite() && *f >= 0.0 && f.fract() == 0.0 => Some(*f as u64),
+            _ => None,
+        }
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Text(s) => Some(s),

@@ -731,6 +731,12 @@ impl Db {
         }
     }
 
+    /// Whether `table` holds no row (one indexed probe, however big the table).
+    pub async fn is_empty(&self, table: &str) -> Result<bool> {
+        let sql = format!("SELECT 1 FROM {} LIMIT 1", self.dialect().quote_table(table));
+        Ok(self.fetch_optional(&sql, &[]).await?.is_none())
+    }
+
     pub async fn table_exists(&self, table: &str) -> Result<bool> {
         Ok(self
             .fetch_optional(self.dialect().table_exists_sql(), &[Value::Text(table.into())])
@@ -771,10 +777,7 @@ impl Db {
             Dialect::Mysql => return Ok(Vec::new()),
         };
         let rows = self.fetch_all(sql, &[Value::Text(table.into())]).await?;
-        let text = |v: Option<&Value>| match v {
-            Some(Value::Text(s)) => Some(s.clone()),
-            _ => None,
-        };
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
         let mut out = Vec::new();
         for r in rows.rows {
             let (name, schema, definition, first) = match self.dialect() {

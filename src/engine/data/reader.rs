@@ -115,19 +115,20 @@ impl SourceReader {
              FROM ({}) src GROUP BY {list}) g",
             self.base
         );
-        let row = self
-            .source
-            .fetch_optional(&summary, &[])
-            .await
-            .map_err(|e| cannot_read(&crate::engine::db_error::report_text(&e)))?;
-        let Some(row) = row else {
+        let ask = async |sql: &str| {
+            self.source
+                .fetch_optional(sql, &[])
+                .await
+                .map_err(|e| cannot_read(&crate::engine::db_error::report_text(&e)))
+        };
+        let Some(row) = ask(&summary).await? else {
             return Ok(None);
         };
         // NULL (an empty source) is 0; a value that reads as no number at all is not taken
         // for a clean key: the second pass decides.
         let number = |i: usize| match row.get(i) {
             None | Some(Value::Null) => Some(0),
-            Some(v) => count_value(v),
+            Some(v) => v.as_count(),
         };
         if let (Some(rows), Some(most), Some(null)) = (number(0), number(1), number(2))
             && most <= 1
@@ -141,12 +142,7 @@ impl SourceReader {
              ORDER BY CASE WHEN {nulls} THEN 0 ELSE 1 END, {list} LIMIT 1",
             self.base
         );
-        let found = self
-            .source
-            .fetch_optional(&sql, &[])
-            .await
-            .map_err(|e| cannot_read(&crate::engine::db_error::report_text(&e)))?;
-        let Some(row) = found else {
+        let Some(row) = ask(&sql).await? else {
             // The source changed between the two passes; the step's own reads guard the rest.
             return Ok(Some(rows));
         };
@@ -432,19 +428,8 @@ pub async fn fetch_children(
 async fn scalar_count(db: &Db, sql: &str) -> Result<u64> {
     let r = db.fetch_optional(sql, &[]).await?;
     match r.and_then(|r| r.into_iter().next()) {
-        Some(v) => count_value(&v).ok_or_else(|| eyre!("COUNT(*) returned {v:?}")),
+        Some(v) => v.as_count().ok_or_else(|| eyre!("COUNT(*) returned {v:?}")),
         None => Err(eyre!("COUNT(*) returned no row")),
-    }
-}
-
-/// A count as the servers return it: an integer, or the text of a NUMERIC or DECIMAL (a SUM
-/// of counts on PostgreSQL and MySQL).
-fn count_value(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(n) => Some((*n).max(0) as u64),
-        Value::Text(s) => s.trim().parse().ok(),
-        Value::Real(f) if f.is_finite() && *f >= 0.0 && f.fract() == 0.0 => Some(*f as u64),
-        _ => None,
     }
 }
 

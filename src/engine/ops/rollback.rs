@@ -470,16 +470,13 @@ async fn reclaim_if_empty(target: &Db, table: &str) {
     let Some(sql) = d.reclaim_statement(&quoted) else {
         return;
     };
-    match target
-        .fetch_optional(&format!("SELECT 1 FROM {quoted} LIMIT 1"), &[])
-        .await
-    {
-        Ok(None) => {
+    match target.is_empty(table).await {
+        Ok(true) => {
             if let Err(e) = target.execute_unprepared(&sql).await {
                 tracing::warn!("could not give back the space of {table} after its rollback: {e:#}");
             }
         }
-        Ok(Some(_)) => {}
+        Ok(false) => {}
         Err(e) => tracing::warn!("could not read {table} after its rollback: {e:#}"),
     }
 }

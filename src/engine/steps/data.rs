@@ -465,8 +465,8 @@ pub(crate) async fn write_decided(
 /// - the natural key is the source key, copied as it is (no transform, no constant): the
 ///   pre-flight found the source key unique and never NULL, and pages come in key order, so
 ///   no two rows of the step share a natural key;
-/// - the table is empty as the step starts (a resumed step is not asked: its earlier batches
-///   are in the table);
+/// - the table is empty as the step starts (the caller asks only then; a resumed step is not
+///   asked at all: its earlier batches are in the table);
 /// - a unique index of the table covers the natural key, so a row that collides all the same
 ///   (two source keys the target's type makes equal, like '1' and '01' into an integer, or a
 ///   row another writer put there meanwhile) is refused by the table and becomes a reject: it
@@ -494,18 +494,9 @@ async fn natural_keys_are_new(target: &Db, c: &CompiledStep) -> bool {
     if !c.key_columns.iter().all(|kc| sources.contains(&kc.as_str())) {
         return false;
     }
-    let table = &spec.target.table;
-    let empty = target
-        .fetch_optional(
-            &format!("SELECT 1 FROM {} LIMIT 1", target.dialect().quote_table(table)),
-            &[],
-        )
-        .await
-        .map(|r| r.is_none());
-    let unique = target.unique_index_within(table, nk).await;
-    match (empty, unique) {
-        (Ok(empty), Ok(unique)) => empty && unique,
-        (Err(e), _) | (_, Err(e)) => {
+    match target.unique_index_within(&spec.target.table, nk).await {
+        Ok(unique) => unique,
+        Err(e) => {
             tracing::debug!("step {}: natural keys are looked up in the table: {e:#}", c.version);
             false
         }
@@ -685,8 +676,15 @@ impl BatchStep for DataBatches {
         }
         .map_err(StepError::plain)?;
         if !dry && resume_from.is_none() {
-            writer.natural_keys_are_new = natural_keys_are_new(&ctx.target, &self.c).await;
-            crate::engine::steps::index_deferral::defer(ctx, &self.c).await?;
+            // A failed look costs speed only: the table is then treated as holding rows.
+            let empty = ctx.target.is_empty(table).await.unwrap_or_else(|e| {
+                tracing::debug!("step {}: {table} is taken for a table with rows: {e:#}", self.c.version);
+                false
+            });
+            if empty {
+                writer.natural_keys_are_new = natural_keys_are_new(&ctx.target, &self.c).await;
+                crate::engine::steps::index_deferral::defer(ctx, &self.c).await?;
+            }
         }
         let writer = Arc::new(writer);
         self.writer = Some(writer.clone());

@@ -3,7 +3,7 @@
 //! records them so that the next `up`, `down` or `sync` after a killed run builds them first).
 
 use crate::engine::data::pipeline::CompiledStep;
-use crate::engine::db::{Db, SecondaryIndex};
+use crate::engine::db::SecondaryIndex;
 use crate::engine::exec::{RunCtx, StepError};
 use crate::engine::protocol::{EngineEvent, NoticeLevel};
 use crate::engine::store::deferred_indexes;
@@ -11,7 +11,7 @@ use crate::engine::transform::LookupSpec;
 use crate::engine::transform::Transform;
 
 /// Drop the plain indexes of the empty table step `c` is about to fill (a start, not a
-/// resume), recording them to be built when the step ends. Kept: an index led by a column of
+/// resume; the caller has found the table empty), recording them to be built when the step ends. Kept: an index led by a column of
 /// the natural key, or by an expression (the step's own duplicate checks look rows up by
 /// it), and every index when a lookup of the step searches its own table. Unique and
 /// constraint indexes are never dropped (they refuse rows as they come). A catalog question
@@ -38,7 +38,7 @@ pub async fn defer(ctx: &RunCtx, c: &CompiledStep) -> Result<(), StepError> {
                 .is_some_and(|f| !spec.target.natural_key.iter().any(|k| k.eq_ignore_ascii_case(f)))
         })
         .collect();
-    if deferred.is_empty() || !is_empty(&ctx.target, table).await? {
+    if deferred.is_empty() {
         return Ok(());
     }
     deferred_indexes::defer(&ctx.target, &c.version, table, &deferred)
@@ -64,13 +64,4 @@ fn looks_in_own_table(c: &CompiledStep) -> bool {
             .iter()
             .any(|t| matches!(t, Transform::Lookup(LookupSpec::Table(l)) if &l.table == table))
     })
-}
-
-async fn is_empty(target: &Db, table: &str) -> Result<bool, StepError> {
-    let sql = format!("SELECT 1 FROM {} LIMIT 1", target.dialect().quote_table(table));
-    Ok(target
-        .fetch_optional(&sql, &[])
-        .await
-        .map_err(StepError::plain)?
-        .is_none())
 }

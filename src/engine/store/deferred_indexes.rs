@@ -30,10 +30,10 @@ pub struct PendingIndex {
     pub create_sql: String,
 }
 
-/// Record `indexes` of `table` for step `version` and drop them, in one transaction.
+/// Record `indexes` of `table` for step `version` and drop them, in one transaction (the
+/// step's start has made the tool's tables).
 pub async fn defer(db: &Db, version: &str, table: &str, indexes: &[SecondaryIndex]) -> Result<()> {
     let mut tx = db.begin().await?;
-    crate::engine::store::ensure_in(&mut tx).await?;
     let now = crate::engine::clock::now_iso();
     for i in indexes {
         tx.execute(
@@ -81,10 +81,7 @@ pub async fn pending(db: &Db, version: Option<&str>) -> Result<Vec<PendingIndex>
         .rows
         .into_iter()
         .filter_map(|r| {
-            let text = |i: usize| match r.get(i) {
-                Some(Value::Text(s)) => Some(s.clone()),
-                _ => None,
-            };
+            let text = |i: usize| r.get(i).and_then(Value::as_str).map(str::to_string);
             Some(PendingIndex {
                 version: text(0)?,
                 index_name: text(1)?,

@@ -54,12 +54,9 @@ pub async fn count(tx: &mut DbTx, version: &str) -> Result<u64, sqlx::Error> {
             &[Value::Text(version.into())],
         )
         .await?;
-    Ok(match r.and_then(|r| r.into_iter().next()) {
-        Some(Value::Int(n)) => n.max(0) as u64,
-        Some(Value::Real(n)) => n.max(0.0) as u64,
-        Some(v) => v.to_text().and_then(|t| t.parse().ok()).unwrap_or(0),
-        None => 0,
-    })
+    Ok(r.and_then(|r| r.into_iter().next())
+        .and_then(|v| v.as_count())
+        .unwrap_or(0))
 }
 
 /// The ids of `version`'s records, in the order they were written (read one at a time with
