@@ -24,6 +24,7 @@ fn main() {
     bound_heap_growth();
     #[cfg(all(target_os = "linux", not(target_env = "msvc")))]
     sqlite_allocates_through_jemalloc();
+    bound_sqlite_page_caches();
     install_error_hooks();
     let cli = cutover::cli::Cli::parse();
     let code = match tokio::runtime::Runtime::new() {
@@ -136,3 +137,19 @@ fn sqlite_allocates_through_jemalloc() {
         eprintln!("note: SQLite keeps its own allocator (sqlite3_config returned {rc})");
     }
 }
+
+/// Bound SQLite's page caches to [`SQLITE_PAGE_CACHE_BUDGET`] for the whole process.
+fn bound_sqlite_page_caches() {
+    // SAFETY: after sqlite3_config (which must come before SQLite initializes, as this call
+    // does); it only sets a threshold.
+    unsafe { rusqlite::ffi::sqlite3_soft_heap_limit64(SQLITE_PAGE_CACHE_BUDGET) };
+}
+
+/// What SQLite may hold before its page caches stop growing and reuse their least recently
+/// used pages instead (a soft limit: statements and sorters still get what they ask for).
+/// Each connection's cache would otherwise grow to 2 MB and stay there while the connection
+/// lives, and a run holds several (the source's and the target's pools, each page stream's
+/// own): on the clinic project at 200k patients into SQLite they held 33 MB of its 91 MB
+/// peak. With 12 MB the peak was 65 MB and the run as fast (README, Benchmark); 8 MB saved
+/// 3 MB more and cost about a tenth of the time.
+const SQLITE_PAGE_CACHE_BUDGET: i64 = 12 << 20;
