@@ -11,9 +11,10 @@ use crate::engine::transform::LookupSpec;
 use crate::engine::transform::Transform;
 
 /// Drop the plain indexes of the empty table step `c` is about to fill (a start, not a
-/// resume; the caller has found the table empty), recording them to be built when the step ends. Kept: an index led by a column of
-/// the natural key, or by an expression (the step's own duplicate checks look rows up by
-/// it), and every index when a lookup of the step searches its own table. Unique and
+/// resume; the caller has found the table empty), recording them to be built when the step
+/// ends. Kept: an index led by a column of the natural key, or by an expression (the step's
+/// own duplicate checks look rows up by it), and every index when a lookup of the step
+/// searches its own table. Unique and
 /// constraint indexes are never dropped (they refuse rows as they come). A catalog question
 /// that fails costs speed only: the step runs with its indexes.
 pub async fn defer(ctx: &RunCtx, c: &CompiledStep) -> Result<(), StepError> {
