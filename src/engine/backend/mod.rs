@@ -170,6 +170,18 @@ impl Dialect {
         }
     }
 
+    /// Options for a tool table read only through its whole primary key (the ID map). SQLite
+    /// stores it as the key's own B-tree (`WITHOUT ROWID`): a lookup is one descent, not the
+    /// key's index and then the table (a third less time per page of keys against the clinic
+    /// project's 1.5M-row map), and a write fills one tree, not two. PostgreSQL has no
+    /// clustered tables; InnoDB clusters every table by its primary key already.
+    pub fn keyed_table_options(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => " WITHOUT ROWID",
+            Dialect::Postgres | Dialect::Mysql => self.table_options(),
+        }
+    }
+
     /// The statement that refreshes the planner's statistics of a table (quoted name) a step
     /// has been filling, where the planner needs it: PostgreSQL plans a lookup of a page's keys
     /// from statistics taken when the table was small (or empty) until autovacuum comes round,

@@ -105,7 +105,8 @@ pub async fn ensure_in(tx: &mut DbTx) -> Result<(), sqlx::Error> {
             // instead. A store made before keeps its index (dropping it here would lock the
             // map under a running step).
             std::iter::once(format!(
-                "CREATE TABLE IF NOT EXISTS {ID_MAP} (map {name} NOT NULL, old_key {key} NOT NULL, new_id TEXT NOT NULL, version {version} NOT NULL, alias INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (map, old_key)){options}"
+                "CREATE TABLE IF NOT EXISTS {ID_MAP} (map {name} NOT NULL, old_key {key} NOT NULL, new_id TEXT NOT NULL, version {version} NOT NULL, alias INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (map, old_key)){}",
+                d.keyed_table_options()
             ))
             .chain(
                 d.subquery_delete_needs_index()
@@ -918,5 +919,77 @@ mod tests {
                 .unwrap();
         assert_eq!(after["MRN-4"], "9");
         tx.commit().await.unwrap();
+    }
+
+    /// The ID map's layout on SQLite: one B-tree keyed by (map, old_key) for a new store; a
+    /// store made before (a rowid table with the key as an index) is kept as it is. Both
+    /// answer a page's lookup with the same ids and aliases.
+    #[tokio::test]
+    async fn the_sqlite_id_map_is_one_tree_and_a_map_made_before_still_answers() {
+        for made_before in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Db::connect(&DbUrl::new("sqlite://target.db"), dir.path(), Role::Target)
+                .await
+                .unwrap();
+            if made_before {
+                db.execute(
+                    &format!("CREATE TABLE {ID_MAP} (map TEXT NOT NULL, old_key TEXT NOT NULL, new_id TEXT NOT NULL, version TEXT NOT NULL, alias INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (map, old_key))"),
+                    &[],
+                )
+                .await
+                .unwrap();
+            }
+            ensure(&db).await.unwrap();
+            let ddl = db
+                .fetch_all(&format!("SELECT sql FROM sqlite_master WHERE name = '{ID_MAP}'"), &[])
+                .await
+                .unwrap()
+                .rows[0][0]
+                .to_text()
+                .unwrap();
+            assert_eq!(ddl.ends_with("WITHOUT ROWID"), !made_before, "{ddl}");
+            let mut tx = db.begin().await.unwrap();
+            for (map, old, new, alias) in [
+                ("patients", "1", "p-1", 0),
+                ("patients", "2", "p-2", 0),
+                ("children", "1", "p-1", 1),
+            ] {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {ID_MAP} (map, old_key, new_id, version, alias) VALUES ($1, $2, $3, 'v1', $4)"
+                    ),
+                    &[
+                        Value::Text(map.into()),
+                        Value::Text(old.into()),
+                        Value::Text(new.into()),
+                        Value::Int(alias),
+                    ],
+                )
+                .await
+                .unwrap();
+            }
+            let same_key_twice = tx
+                .execute(
+                    &format!(
+                        "INSERT INTO {ID_MAP} (map, old_key, new_id, version) VALUES ('patients', '1', 'other', 'v2')"
+                    ),
+                    &[],
+                )
+                .await;
+            assert!(same_key_twice.is_err(), "a key is mapped once per map");
+            let found = sync_marks::mapped(&mut tx, "patients", &["1", "2", "3"]).await.unwrap();
+            assert_eq!(found.len(), 2, "{found:?}");
+            assert_eq!(found["1"].new_id, "p-1");
+            assert_eq!(found["2"].new_id, "p-2");
+            let found = sync_marks::mapped(&mut tx, "children", &["1"]).await.unwrap();
+            assert_eq!(
+                found["1"],
+                sync_marks::Mapped {
+                    new_id: "p-1".into(),
+                    alias: true
+                }
+            );
+            tx.commit().await.unwrap();
+        }
     }
 }

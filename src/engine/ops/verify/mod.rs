@@ -173,26 +173,26 @@ async fn run_checks(project: &Project, file: &VerifyFile, target: &Db, source: O
     // reads the target. Each lane holds at most one connection to each side at a time, so the
     // lanes never wait on each other for the pools (four connections each).
     let compared = timed("source counts, expect and checksum checks", async {
-        let mut checks = checks::source_count_checks(project, target, source).await?;
+        let mut checks = timed("source counts", checks::source_count_checks(project, target, source)).await?;
         checks.extend(actions.rollback_checks(target).await);
         for e in &file.expect {
-            let check = checks::expect_check(e, source, target).await;
+            let check = timed(&e.name, checks::expect_check(e, source, target)).await;
             checks.push(actions.review_expect(e, check));
         }
         for c in &file.checksum {
-            let check = checks::checksum_check(c, source, target).await;
+            let check = timed(&c.name, checks::checksum_check(c, source, target)).await;
             checks.push(actions.review_checksum(c, check, source, target).await);
         }
         Ok::<_, color_eyre::Report>(checks)
     });
     let target_only = timed("collection, foreign key, document and bucket checks", async {
-        let mut checks = collection::collection_checks(project, target).await?;
-        checks.extend(checks::foreign_key_checks(target).await);
+        let mut checks = timed("collections", collection::collection_checks(project, target)).await?;
+        checks.extend(timed("foreign keys", checks::foreign_key_checks(target)).await);
         for d in &file.documents {
-            let check = documents::documents_check(d, &project.config.dir, target).await;
+            let check = timed(&d.table, documents::documents_check(d, &project.config.dir, target)).await;
             checks.push(actions.review_documents(d, check));
         }
-        checks.extend(bucket::bucket_checks(project, target).await);
+        checks.extend(timed("buckets", bucket::bucket_checks(project, target)).await);
         Ok::<_, color_eyre::Report>(checks)
     });
     let (compared, target_only) = tokio::join!(compared, target_only);
