@@ -213,7 +213,12 @@ pub fn file_of(pool: &sqlx::SqlitePool) -> Option<PathBuf> {
     let opts = pool.connect_options();
     let file = opts.get_filename();
     let name = file.to_string_lossy();
-    if name.is_empty() || name.contains(":memory:") {
+    // sqlx names `sqlite::memory:` `file:sqlx-in-memory-N` (a shared in-memory database).
+    if name.is_empty()
+        || name.contains(":memory:")
+        || name.starts_with("file:sqlx-in-memory-")
+        || name.contains("mode=memory")
+    {
         return None;
     }
     Some(file.to_path_buf())
@@ -308,11 +313,73 @@ fn native_param(v: &Value) -> rusqlite::types::Value {
     }
 }
 
-pub async fn for_each_row<F>(pool: &sqlx::SqlitePool, sql: &str, f: F) -> Result<(), sqlx::Error>
+/// Rows per page of [`for_each_row`]'s native stream: small rows (keys, digests), one page in
+/// flight.
+const FOR_EACH_PAGE_ROWS: usize = 1000;
+
+/// A file is read through SQLite's own handle, opened read-only, a page at a time: verify's
+/// checksums read every key of both sides, and through sqlx each row cost a message between
+/// threads and a driver row. An in-memory database goes through the pool, in a transaction
+/// that is rolled back.
+pub async fn for_each_row<F>(pool: &sqlx::SqlitePool, sql: &str, mut f: F) -> Result<(), sqlx::Error>
 where
     F: AsyncFnMut(Vec<Value>) -> ControlFlow<()>,
 {
-    super::stream_rows!(pool.begin().await?, sql, f, crate::engine::decode::decode_sqlite)
+    let Some(path) = file_of(pool) else {
+        return super::stream_rows!(pool.begin().await?, sql, f, crate::engine::decode::decode_sqlite);
+    };
+    // Dropping the receiver (on `Break` or an error) ends the reading thread at its next page.
+    let mut pages = stream_pages(path, sql.to_string(), Vec::new(), FOR_EACH_PAGE_ROWS);
+    while let Some(message) = pages.recv().await {
+        let page = match message {
+            Ok(Some(page)) => page,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(sqlx::Error::Database(Box::new(NativeError(format!("{e:#}"))))),
+        };
+        if let Some((_, issue)) = page.issues.first() {
+            return Err(sqlx::Error::ColumnDecode {
+                index: page.columns.get(issue.column).cloned().unwrap_or_default(),
+                source: issue.reason.clone().into(),
+            });
+        }
+        for row in page.rows {
+            if f(row).await.is_break() {
+                return Ok(());
+            }
+        }
+    }
+    Err(sqlx::Error::WorkerCrashed)
+}
+
+/// An error SQLite's own handle returned (the statement, its prepare or its rows), for callers
+/// that take the driver's errors.
+#[derive(Debug)]
+struct NativeError(String);
+
+impl std::fmt::Display for NativeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NativeError {}
+
+impl sqlx::error::DatabaseError for NativeError {
+    fn message(&self) -> &str {
+        &self.0
+    }
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        sqlx::error::ErrorKind::Other
+    }
 }
 
 /// SQLite's key list: the page's keys as one JSON array parameter, read back by `json_each`
@@ -509,6 +576,80 @@ mod tests {
             .await
             .unwrap();
         Db::Sqlite(pool)
+    }
+
+    /// `for_each_row` on a file reads through SQLite's own handle and on an in-memory database
+    /// through the pool: the same rows and values either way, a `Break` ends the read, a cell
+    /// that is not UTF-8 is an error naming its column, a bad statement is SQLite's message, and
+    /// nothing is written through it.
+    #[tokio::test]
+    async fn rows_are_the_same_read_natively_or_through_the_pool() {
+        let ddl = [
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, score REAL, raw BLOB, note TEXT)",
+            "INSERT INTO t VALUES (1, 'Ada', 1.5, X'00ff', NULL), (2, 'Bo', NULL, NULL, 'x'), (3, 'Ça', -2.0, X'', '')",
+            "INSERT INTO t SELECT id + 3, name, score, raw, note FROM t",
+            "CREATE TABLE bad (id INTEGER PRIMARY KEY, label TEXT)",
+            "INSERT INTO bad VALUES (1, 'fine'), (2, CAST(X'ff00' AS TEXT))",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let file = Db::connect(&DbUrl::new("sqlite://f.db"), dir.path(), Role::Target)
+            .await
+            .unwrap();
+        for statement in ddl {
+            file.execute(statement, &[]).await.unwrap();
+        }
+        assert!(file.sqlite_file().is_some() && file.reads_natively());
+        let memory = memory_db_with(&ddl).await;
+        async fn all(db: &Db, sql: &str) -> Result<Vec<Vec<Value>>, sqlx::Error> {
+            let mut rows = Vec::new();
+            db.for_each_row(sql, async |r| {
+                rows.push(r);
+                ControlFlow::Continue(())
+            })
+            .await
+            .map(|()| rows)
+        }
+        let sql = "SELECT * FROM t ORDER BY id";
+        let native = all(&file, sql).await.unwrap();
+        assert_eq!(native, all(&memory, sql).await.unwrap());
+        assert_eq!(native.len(), 6);
+        assert_eq!(native[0][3], Value::bytes(vec![0, 0xff]));
+        assert_eq!(native[2][1], Value::Text("Ça".into()));
+        // more rows than one page: every row once, in order
+        let many = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2500) SELECT x FROM c";
+        let rows = all(&file, many).await.unwrap();
+        assert_eq!(rows.len(), 2500);
+        assert!(
+            rows.iter()
+                .enumerate()
+                .all(|(i, r)| r == &vec![Value::Int(i as i64 + 1)])
+        );
+        let mut seen = 0;
+        file.for_each_row(many, async |_| {
+            seen += 1;
+            if seen == 1500 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, 1500, "a Break ends the read");
+        match all(&file, "SELECT id, label FROM bad ORDER BY id").await {
+            Err(sqlx::Error::ColumnDecode { index, .. }) => assert_eq!(index, "label"),
+            other => panic!("{other:?}"),
+        }
+        let typo = all(&file, "SELECT * FROM nope").await.unwrap_err();
+        assert!(matches!(typo, sqlx::Error::Database(_)), "{typo:?}");
+        assert!(typo.to_string().contains("no such table: nope"), "{typo}");
+        // read-only: a statement that would write is refused, and nothing changed
+        assert!(all(&file, "DELETE FROM t RETURNING id").await.is_err());
+        assert_eq!(
+            all(&file, "SELECT COUNT(*) FROM t").await.unwrap(),
+            vec![vec![Value::Int(6)]]
+        );
+        file.close().await;
     }
 
     /// The DDL of the tool's own tables runs on a fresh in-memory database, twice.

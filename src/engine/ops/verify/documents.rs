@@ -34,6 +34,74 @@ fn file_sha256(path: &Path) -> std::io::Result<String> {
     Ok(hex(&h.finalize()))
 }
 
+/// Files hashed per hand-off to a blocking thread.
+const HASH_BATCH: usize = 256;
+
+/// What the files checked so far came to.
+#[derive(Default)]
+struct DocTally {
+    good: u64,
+    missing: Vec<String>,
+    missing_n: u64,
+    mismatched: Vec<String>,
+    mismatched_n: u64,
+}
+
+impl DocTally {
+    /// Hash a batch of (storage key, recorded digest) and count each file good, missing or
+    /// mismatching, in the rows' order.
+    async fn check(&mut self, store: &Path, batch: Vec<(String, String)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let store = store.to_path_buf();
+        let n = batch.len();
+        let judged = tokio::task::spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|(key, digest)| {
+                    let expected = digest.trim().trim_start_matches("sha256:").to_ascii_lowercase();
+                    let problem = match store_path(&store, &key).map(|path| file_sha256(&path)) {
+                        Some(Ok(actual)) if actual == expected => None,
+                        Some(Ok(_)) => Some(DocProblem::Mismatch),
+                        None | Some(Err(_)) => Some(DocProblem::Missing),
+                    };
+                    (key, problem)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let judged = match judged {
+            Ok(j) => j,
+            Err(e) => {
+                // The hashing thread died: none of the batch is known to be good.
+                self.missing_n += n as u64;
+                if self.missing.len() < SHOW_KEYS {
+                    self.missing.push(format!("a batch of {n} files not hashed: {e}"));
+                }
+                return;
+            }
+        };
+        for (key, problem) in judged {
+            match problem {
+                None => self.good += 1,
+                Some(DocProblem::Missing) => {
+                    self.missing_n += 1;
+                    if self.missing.len() < SHOW_KEYS {
+                        self.missing.push(key);
+                    }
+                }
+                Some(DocProblem::Mismatch) => {
+                    self.mismatched_n += 1;
+                    if self.mismatched.len() < SHOW_KEYS {
+                        self.mismatched.push(key);
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub(super) async fn documents_check(d: &DocumentsSpec, project_dir: &Path, target: &Db) -> Check {
     let name = format!("documents {}", d.table);
     let store = project_dir.join(&d.store);
@@ -45,55 +113,31 @@ pub(super) async fn documents_check(d: &DocumentsSpec, project_dir: &Path, targe
         dialect.quote_table(&d.table)
     );
     let mut rows = 0u64;
-    let mut good = 0u64;
     let mut no_file = 0u64;
-    let mut missing: Vec<String> = Vec::new();
-    let mut mismatched: Vec<String> = Vec::new();
     let mut inconsistent: Vec<String> = Vec::new();
-    let mut missing_n = 0u64;
-    let mut mismatched_n = 0u64;
     let mut inconsistent_n = 0u64;
+    let mut tally = DocTally::default();
+    // Files are hashed a batch at a time on a blocking thread: one hand-off per batch, not per
+    // file (the clinic project's 39k small documents took 2.7 s one by one).
+    let mut batch: Vec<(String, String)> = Vec::with_capacity(HASH_BATCH);
     let result = target
         .for_each_row(&sql, async |r| {
             rows += 1;
             let key = r.first().and_then(|v| v.to_text());
             let digest = r.get(1).and_then(|v| v.to_text());
-            let (key, digest) = match (key, digest) {
-                (None, None) => {
-                    // a row without stored bytes
-                    no_file += 1;
-                    return ControlFlow::Continue(());
+            match (key, digest) {
+                // a row without stored bytes
+                (None, None) => no_file += 1,
+                (Some(k), Some(d)) => {
+                    batch.push((k, d));
+                    if batch.len() >= HASH_BATCH {
+                        tally.check(&store, std::mem::take(&mut batch)).await;
+                    }
                 }
-                (Some(k), Some(d)) => (k, d),
                 (k, _) => {
                     inconsistent_n += 1;
                     if inconsistent.len() < SHOW_KEYS {
                         inconsistent.push(k.unwrap_or_else(|| "NULL".into()));
-                    }
-                    return ControlFlow::Continue(());
-                }
-            };
-            let expected = digest.trim().trim_start_matches("sha256:").to_ascii_lowercase();
-            let problem = match store_path(&store, &key) {
-                None => Some(DocProblem::Missing),
-                Some(path) => match tokio::task::spawn_blocking(move || file_sha256(&path)).await {
-                    Ok(Ok(actual)) if actual == expected => None,
-                    Ok(Ok(_)) => Some(DocProblem::Mismatch),
-                    _ => Some(DocProblem::Missing),
-                },
-            };
-            match problem {
-                None => good += 1,
-                Some(DocProblem::Missing) => {
-                    missing_n += 1;
-                    if missing.len() < SHOW_KEYS {
-                        missing.push(key);
-                    }
-                }
-                Some(DocProblem::Mismatch) => {
-                    mismatched_n += 1;
-                    if mismatched.len() < SHOW_KEYS {
-                        mismatched.push(key);
                     }
                 }
             }
@@ -112,6 +156,14 @@ pub(super) async fn documents_check(d: &DocumentsSpec, project_dir: &Path, targe
             not_checked: None,
         };
     }
+    tally.check(&store, batch).await;
+    let DocTally {
+        good,
+        missing,
+        missing_n,
+        mismatched,
+        mismatched_n,
+    } = tally;
     let with_files = rows - no_file;
     let ok = missing_n == 0 && mismatched_n == 0 && inconsistent_n == 0;
     let list = |n: u64, keys: &[String]| {
