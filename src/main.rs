@@ -150,6 +150,7 @@ fn bound_sqlite_page_caches() {
 /// Each connection's cache would otherwise grow to 2 MB and stay there while the connection
 /// lives, and a run holds several (the source's and the target's pools, each page stream's
 /// own): on the clinic project at 200k patients into SQLite they held 33 MB of its 91 MB
-/// peak. With 12 MB the peak was 65-68 MB and the run as fast (README, Benchmark); 8 MB saved
-/// 3 MB more and cost about a tenth of the time.
-const SQLITE_PAGE_CACHE_BUDGET: i64 = 12 << 20;
+/// peak. Each cache is its own (README, Benchmark), so one that grew keeps its pages: with
+/// 12 MB that project peaked at 68-72 MB, with 8 MB at 65-70 MB in the same time (four runs
+/// each, 50-58 s).
+const SQLITE_PAGE_CACHE_BUDGET: i64 = 8 << 20;
