@@ -210,6 +210,68 @@ pub(super) async fn documents_check(d: &DocumentsSpec, project_dir: &Path, targe
 mod tests {
     use super::*;
 
+    /// More documents than one hashing batch: every file is hashed once, and a missing or
+    /// changed file is found in whichever batch it falls, the last partial one included.
+    #[tokio::test]
+    async fn every_batch_is_checked_to_the_last_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        std::fs::create_dir_all(store.join("ab")).unwrap();
+        let target = Db::connect(
+            &crate::engine::config::DbUrl::new("sqlite://t.db"),
+            dir.path(),
+            crate::engine::db::Role::Target,
+        )
+        .await
+        .unwrap();
+        target
+            .execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, key TEXT, digest TEXT)", &[])
+            .await
+            .unwrap();
+        let n = 2 * HASH_BATCH + 7;
+        for i in 0..n {
+            let key = format!("ab/{i}.txt");
+            let bytes = format!("document {i}\n");
+            std::fs::write(store.join(&key), &bytes).unwrap();
+            let digest = hex(&Sha256::digest(bytes.as_bytes()));
+            target
+                .execute(
+                    "INSERT INTO docs (key, digest) VALUES ($1, $2)",
+                    &[
+                        crate::engine::value::Value::Text(key),
+                        crate::engine::value::Value::Text(format!("sha256:{digest}")),
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        let spec = DocumentsSpec {
+            table: "docs".into(),
+            sha256: "digest".into(),
+            storage_key: "key".into(),
+            store: "store".into(),
+        };
+        let c = documents_check(&spec, dir.path(), &target).await;
+        assert!(c.ok, "{}", c.detail);
+        assert_eq!(
+            (c.source, c.target),
+            (Some(Measure::count(n as u64)), Some(Measure::count(n as u64)))
+        );
+        // one gone in the first batch, one changed in the last (partial) batch
+        std::fs::remove_file(store.join("ab/3.txt")).unwrap();
+        std::fs::write(store.join(format!("ab/{}.txt", n - 1)), b"changed").unwrap();
+        let c = documents_check(&spec, dir.path(), &target).await;
+        assert!(!c.ok);
+        assert_eq!(c.target, Some(Measure::count(n as u64 - 2)), "{}", c.detail);
+        assert!(c.detail.contains("1 missing (ab/3.txt)"), "{}", c.detail);
+        assert!(
+            c.detail.contains(&format!("1 mismatching (ab/{}.txt)", n - 1)),
+            "{}",
+            c.detail
+        );
+        target.close().await;
+    }
+
     #[test]
     fn store_keys_stay_in_the_store() {
         let s = Path::new("/p/store");
