@@ -60,7 +60,10 @@ pub(super) async fn phase_a_page(
     let mut written: HashMap<String, (usize, String)> = HashMap::new();
     let mut rejected: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut a_keys = Vec::with_capacity(page.rows.len());
-    let mut a_own: Vec<Vec<Value>> = Vec::with_capacity(page.rows.len());
+    // A's own values of an entity, kept from the first B row merged into it on (merges compare
+    // with A's values, never with what another B row filled in): a copy only of the entities
+    // that have B rows, not of the whole page.
+    let mut a_own: HashMap<usize, Vec<Value>> = HashMap::new();
     for row in &page.rows {
         let key = key_of(&m.a, page, row);
         a_keys.push(key.clone());
@@ -80,7 +83,6 @@ pub(super) async fn phase_a_page(
                     alias: false,
                 });
                 written.insert(key, (r.entities.len(), id));
-                a_own.push(values.clone());
                 r.entities.push(values);
                 r.warnings_a.extend(warnings);
                 r.counts.written += 1;
@@ -126,7 +128,8 @@ pub(super) async fn phase_a_page(
             };
             match m.b.process(&linked.columns, &b_layout, row, &b_cache, today) {
                 Processed::Write { values, warnings, .. } => {
-                    let ds = merge_into(m, &mut r.entities[idx], &a_own[idx], &values, &entity_id, &link, &key_b);
+                    let own = a_own.entry(idx).or_insert_with(|| r.entities[idx].clone());
+                    let ds = merge_into(m, &mut r.entities[idx], own, &values, &entity_id, &link, &key_b);
                     if !ds.is_empty() {
                         set_flag(m, &mut r.entities[idx], true);
                     }
