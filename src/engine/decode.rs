@@ -21,6 +21,17 @@ pub struct CellIssue {
     pub reason: String,
 }
 
+impl CellIssue {
+    /// The cell as a read error naming its column `name`, for readers that take no lossy cell
+    /// (verification).
+    pub fn to_error(&self, name: String) -> sqlx::Error {
+        sqlx::Error::ColumnDecode {
+            index: name,
+            source: self.reason.clone().into(),
+        }
+    }
+}
+
 /// Why one cell could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Bad {

@@ -1049,10 +1049,7 @@ macro_rules! stream_rows {
                         .get(i.column)
                         .map(|c| c.name().to_string())
                         .unwrap_or_default();
-                    return Err(sqlx::Error::ColumnDecode {
-                        index: name,
-                        source: i.reason.clone().into(),
-                    });
+                    return Err(i.to_error(name));
                 }
                 if f(vals).await.is_break() {
                     break;

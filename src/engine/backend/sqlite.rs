@@ -337,10 +337,7 @@ where
             Err(e) => return Err(sqlx::Error::Database(Box::new(NativeError(format!("{e:#}"))))),
         };
         if let Some((_, issue)) = page.issues.first() {
-            return Err(sqlx::Error::ColumnDecode {
-                index: page.columns.get(issue.column).cloned().unwrap_or_default(),
-                source: issue.reason.clone().into(),
-            });
+            return Err(issue.to_error(page.columns.get(issue.column).cloned().unwrap_or_default()));
         }
         for row in page.rows {
             if f(row).await.is_break() {

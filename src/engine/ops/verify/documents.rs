@@ -37,14 +37,37 @@ fn file_sha256(path: &Path) -> std::io::Result<String> {
 /// Files hashed per hand-off to a blocking thread.
 const HASH_BATCH: usize = 256;
 
+/// How many rows had one problem, and the first [`SHOW_KEYS`] of their keys.
+#[derive(Default)]
+struct Named {
+    n: u64,
+    keys: Vec<String>,
+}
+
+impl Named {
+    fn add(&mut self, key: String) {
+        self.n += 1;
+        if self.keys.len() < SHOW_KEYS {
+            self.keys.push(key);
+        }
+    }
+
+    /// ` (a, b, …)` after the count, or nothing when there are none.
+    fn listed(&self) -> String {
+        if self.n == 0 {
+            return String::new();
+        }
+        let more = if self.n > self.keys.len() as u64 { ", …" } else { "" };
+        format!(" ({}{more})", self.keys.join(", "))
+    }
+}
+
 /// What the files checked so far came to.
 #[derive(Default)]
 struct DocTally {
     good: u64,
-    missing: Vec<String>,
-    missing_n: u64,
-    mismatched: Vec<String>,
-    mismatched_n: u64,
+    missing: Named,
+    mismatched: Named,
 }
 
 impl DocTally {
@@ -74,29 +97,18 @@ impl DocTally {
         let judged = match judged {
             Ok(j) => j,
             Err(e) => {
-                // The hashing thread died: none of the batch is known to be good.
-                self.missing_n += n as u64;
-                if self.missing.len() < SHOW_KEYS {
-                    self.missing.push(format!("a batch of {n} files not hashed: {e}"));
-                }
+                // The hashing thread died: none of the batch is known to be good, so all n
+                // count as missing, under one note.
+                self.missing.add(format!("a batch of {n} files not hashed: {e}"));
+                self.missing.n += n as u64 - 1;
                 return;
             }
         };
         for (key, problem) in judged {
             match problem {
                 None => self.good += 1,
-                Some(DocProblem::Missing) => {
-                    self.missing_n += 1;
-                    if self.missing.len() < SHOW_KEYS {
-                        self.missing.push(key);
-                    }
-                }
-                Some(DocProblem::Mismatch) => {
-                    self.mismatched_n += 1;
-                    if self.mismatched.len() < SHOW_KEYS {
-                        self.mismatched.push(key);
-                    }
-                }
+                Some(DocProblem::Missing) => self.missing.add(key),
+                Some(DocProblem::Mismatch) => self.mismatched.add(key),
             }
         }
     }
@@ -114,8 +126,7 @@ pub(super) async fn documents_check(d: &DocumentsSpec, project_dir: &Path, targe
     );
     let mut rows = 0u64;
     let mut no_file = 0u64;
-    let mut inconsistent: Vec<String> = Vec::new();
-    let mut inconsistent_n = 0u64;
+    let mut inconsistent = Named::default();
     let mut tally = DocTally::default();
     // Files are hashed a batch at a time on a blocking thread: one hand-off per batch, not per
     // file (the clinic project's 39k small documents took 2.7 s one by one).
@@ -134,12 +145,7 @@ pub(super) async fn documents_check(d: &DocumentsSpec, project_dir: &Path, targe
                         tally.check(&store, std::mem::take(&mut batch)).await;
                     }
                 }
-                (k, _) => {
-                    inconsistent_n += 1;
-                    if inconsistent.len() < SHOW_KEYS {
-                        inconsistent.push(k.unwrap_or_else(|| "NULL".into()));
-                    }
-                }
+                (k, _) => inconsistent.add(k.unwrap_or_else(|| "NULL".into())),
             }
             ControlFlow::Continue(())
         })
@@ -160,35 +166,25 @@ pub(super) async fn documents_check(d: &DocumentsSpec, project_dir: &Path, targe
     let DocTally {
         good,
         missing,
-        missing_n,
         mismatched,
-        mismatched_n,
     } = tally;
     let with_files = rows - no_file;
-    let ok = missing_n == 0 && mismatched_n == 0 && inconsistent_n == 0;
-    let list = |n: u64, keys: &[String]| {
-        if n == 0 {
-            String::new()
-        } else {
-            format!(
-                " ({}{})",
-                keys.join(", "),
-                if n > keys.len() as u64 { ", …" } else { "" }
-            )
-        }
-    };
+    let ok = missing.n == 0 && mismatched.n == 0 && inconsistent.n == 0;
     let mut detail = format!(
-        "{with_files} files in {}: {missing_n} missing{}, {mismatched_n} mismatching{}",
+        "{with_files} files in {}: {} missing{}, {} mismatching{}",
         store.display(),
-        list(missing_n, &missing),
-        list(mismatched_n, &mismatched)
+        missing.n,
+        missing.listed(),
+        mismatched.n,
+        mismatched.listed()
     );
-    if inconsistent_n > 0 {
+    if inconsistent.n > 0 {
         detail.push_str(&format!(
-            ", {inconsistent_n} rows with only one of {} and {}{}",
+            ", {} rows with only one of {} and {}{}",
+            inconsistent.n,
             d.storage_key,
             d.sha256,
-            list(inconsistent_n, &inconsistent)
+            inconsistent.listed()
         ));
     }
     if no_file > 0 {
