@@ -48,7 +48,19 @@ impl Named {
     fn add(&mut self, key: String) {
         self.n += 1;
         if self.keys.len() < SHOW_KEYS {
-            self.keys.push(key);
+            // A key is shown, never obeyed: a NUL or an escape sequence in it is written out.
+            self.keys.push(
+                key.chars()
+                    .flat_map(|c| {
+                        let shown: Vec<char> = if c.is_control() {
+                            c.escape_default().collect()
+                        } else {
+                            vec![c]
+                        };
+                        shown
+                    })
+                    .collect(),
+            );
         }
     }
 
@@ -266,6 +278,15 @@ mod tests {
             c.detail
         );
         target.close().await;
+    }
+
+    #[test]
+    fn keys_are_shown_with_their_control_characters_written_out() {
+        let mut named = Named::default();
+        named.add("x\0y".into());
+        named.add("a\u{1b}[31m".into());
+        named.add("plain/ключ".into());
+        assert_eq!(named.listed(), " (x\\u{0}y, a\\u{1b}[31m, plain/ключ)");
     }
 
     #[test]
