@@ -1072,7 +1072,7 @@ impl Db {
         if let Db::Sqlite(p) = self
             && let Some(path) = sqlite::file_of(p)
         {
-            return sqlite::stream_pages(path, sql, params, page_rows.max(1));
+            return sqlite::stream_pages(path, sql, params, page_rows.max(1), None);
         }
         let (out, pages) = tokio::sync::mpsc::channel(1);
         let db = self.clone();
