@@ -150,10 +150,9 @@ fn bound_sqlite_page_caches(cli: &cutover::cli::Cli) {
     unsafe { rusqlite::ffi::sqlite3_soft_heap_limit64(budget) };
 }
 
-/// `verify` holds no batches, pages read ahead or ID-map entries, and peaked at 38-40 MB with
-/// the run's budget; its foreign-key check probes parents' key indexes of 6-12 MB each at 200k
-/// patients and reads them through a cache of its own (`FOR_EACH_CACHE_KIB`), which this lets
-/// grow. Measured on that project: see README, Benchmark.
+/// `verify` holds no batches, pages read ahead or ID-map entries (it peaked at 38-40 MB with a
+/// run's budget); its foreign-key check probes parents' key indexes of 6-12 MB each at 200k
+/// patients through a cache of its own (`PROBING_CACHE_KIB`), which this lets grow.
 const VERIFY_PAGE_CACHE_BUDGET: i64 = 20 << 20;
 
 /// What SQLite may hold before its page caches stop growing and reuse their least recently

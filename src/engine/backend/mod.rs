@@ -850,9 +850,21 @@ impl Db {
         F: AsyncFnMut(Vec<Value>) -> ControlFlow<()>,
     {
         match self {
-            Db::Sqlite(p) => sqlite::for_each_row(p, sql, f).await,
+            Db::Sqlite(p) => sqlite::for_each_row(p, sql, None, f).await,
             Db::Postgres(p) => postgres::for_each_row(p, sql, f).await,
             Db::Mysql(p) => mysql::for_each_row(p, sql, f).await,
+        }
+    }
+
+    /// [`Db::for_each_row`] for a statement that probes indexes at random rather than scans
+    /// (verify's foreign-key check): on a SQLite file its connection gets a larger page cache.
+    pub async fn for_each_row_probing<F>(&self, sql: &str, f: F) -> Result<(), sqlx::Error>
+    where
+        F: AsyncFnMut(Vec<Value>) -> ControlFlow<()>,
+    {
+        match self {
+            Db::Sqlite(p) => sqlite::for_each_row(p, sql, Some(sqlite::PROBING_CACHE_KIB), f).await,
+            other => other.for_each_row(sql, f).await,
         }
     }
 

@@ -330,18 +330,25 @@ fn native_param(v: &Value) -> rusqlite::types::Value {
 /// flight.
 const FOR_EACH_PAGE_ROWS: usize = 1000;
 
-/// Page cache of [`for_each_row`]'s connection. Verify's foreign-key check probes each parent's
-/// key index once per child row: with SQLite's default 2 MB most probes missed the cache and
-/// cost a `pread` (clinic project at 200k patients: `PRAGMA foreign_key_check` in `sqlite3`
-/// 3.4-3.8 s, 1.6 s of it in the kernel; with 16 MB 2.4 s, 0.2 s in the kernel). The
-/// process's budget (main.rs) is what bounds it: `verify` raises it, a run does not.
-const FOR_EACH_CACHE_KIB: u32 = 16 << 10;
+/// Page cache of a [`for_each_row`] that probes indexes (`Db::for_each_row_probing`). Verify's
+/// foreign-key check probes each parent's key index once per child row: with SQLite's default
+/// 2 MB most probes missed the cache and cost a `pread` (clinic project at 200k patients:
+/// `PRAGMA foreign_key_check` in `sqlite3` 3.4-3.8 s, 1.6 s of it in the kernel; with 16 MB
+/// 2.4 s, 0.2 s in the kernel). A scan gets SQLite's default: a bigger cache only holds pages
+/// it will not read again. The process's budget (main.rs) bounds it: `verify` raises it.
+pub const PROBING_CACHE_KIB: u32 = 16 << 10;
 
 /// A file is read through SQLite's own handle, opened read-only, a page at a time: verify's
 /// checksums read every key of both sides, and through sqlx each row cost a message between
 /// threads and a driver row. An in-memory database goes through the pool, in a transaction
 /// that is rolled back.
-pub async fn for_each_row<F>(pool: &sqlx::SqlitePool, sql: &str, mut f: F) -> Result<(), sqlx::Error>
+/// `cache_kib` as in [`stream_pages`].
+pub async fn for_each_row<F>(
+    pool: &sqlx::SqlitePool,
+    sql: &str,
+    cache_kib: Option<u32>,
+    mut f: F,
+) -> Result<(), sqlx::Error>
 where
     F: AsyncFnMut(Vec<Value>) -> ControlFlow<()>,
 {
@@ -349,13 +356,7 @@ where
         return super::stream_rows!(pool.begin().await?, sql, f, crate::engine::decode::decode_sqlite);
     };
     // Dropping the receiver (on `Break` or an error) ends the reading thread at its next page.
-    let mut pages = stream_pages(
-        path,
-        sql.to_string(),
-        Vec::new(),
-        FOR_EACH_PAGE_ROWS,
-        Some(FOR_EACH_CACHE_KIB),
-    );
+    let mut pages = stream_pages(path, sql.to_string(), Vec::new(), FOR_EACH_PAGE_ROWS, cache_kib);
     while let Some(message) = pages.recv().await {
         let page = match message {
             Ok(Some(page)) => page,
@@ -672,10 +673,19 @@ mod tests {
             all(&file, "SELECT COUNT(*) FROM t").await.unwrap(),
             vec![vec![Value::Int(6)]]
         );
-        // the native read gets its larger page cache; a source's page stream keeps SQLite's default
+        // a probing read gets its larger page cache; a scan and a source's page stream keep
+        // SQLite's default
+        let mut probing = Vec::new();
+        file.for_each_row_probing("PRAGMA cache_size", async |r| {
+            probing.push(r);
+            ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(probing, vec![vec![Value::Int(-i64::from(PROBING_CACHE_KIB))]]);
         assert_eq!(
             all(&file, "PRAGMA cache_size").await.unwrap(),
-            vec![vec![Value::Int(-i64::from(FOR_EACH_CACHE_KIB))]]
+            vec![vec![Value::Int(-2000)]]
         );
         let mut stream = file.stream_pages("PRAGMA cache_size".into(), Vec::new(), 10);
         let page = stream.recv().await.unwrap().unwrap().unwrap();

@@ -355,7 +355,7 @@ async fn pragma_foreign_keys(target: &Db, list: &str, check: &str) -> Result<Vec
     // table -> parent -> orphans
     let mut orphans: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     target
-        .for_each_row(check, async |r| {
+        .for_each_row_probing(check, async |r| {
             if let (Some(t), Some(p)) = (r.first().and_then(|v| v.to_text()), r.get(2).and_then(|v| v.to_text())) {
                 *orphans.entry(t).or_default().entry(p).or_default() += 1;
             }
