@@ -249,7 +249,7 @@ pub(super) fn parse_phase(v: &Option<Value>) -> (String, Option<Value>) {
 /// Rows per page of a merge step's side, below a data step's `PAGE_ROWS`: a merge page holds
 /// its A rows, the B rows linked to them, their entities and the page read ahead, so at a
 /// data step's page size the clinic project's `persons` step was the peak of the whole run
-/// (66.6 MiB at 200k patients into SQLite; 58.3 MiB with pages of 1000, README, Benchmark).
+/// (64-67 MiB at 200k patients into SQLite; 57-58 MiB with pages of 1000: README, Benchmark).
 const MERGE_PAGE_ROWS: usize = 1000;
 
 /// A merge step in the batch loop: phase A pages A rows (with the B rows linked to them),
