@@ -47,7 +47,7 @@ use permissions::to_utf8;
 pub use permissions::{OnUnknownRole, RolesSpec, RolesToPermissionsSpec};
 pub use phone::PhoneSpec;
 use phone::to_phone;
-pub(crate) use reason::{Quoted, Shown, kind_name};
+pub(crate) use reason::{Escaped, Quoted, Shown, kind_name};
 use text::{lower, trim, upper};
 
 use super::value::Value;

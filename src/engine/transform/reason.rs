@@ -34,13 +34,29 @@ impl fmt::Display for Quoted<'_> {
                 f.write_char('…')?;
                 break;
             }
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                f.write_char(c)?;
-            }
+            write_shown(f, c)?;
         }
         f.write_char('\'')
+    }
+}
+
+/// Displays text whole with its control characters escaped (`\u{0}`, `\u{1b}`): a key that is
+/// shown, never obeyed by the terminal.
+pub(crate) struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.chars().try_for_each(|c| write_shown(f, c))
+    }
+}
+
+/// One character as `Quoted` and `Escaped` show it.
+fn write_shown(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
+    use fmt::Write;
+    if c.is_control() {
+        write!(f, "{}", c.escape_default())
+    } else {
+        f.write_char(c)
     }
 }
 

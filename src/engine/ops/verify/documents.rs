@@ -4,6 +4,7 @@ use super::checksum::sql_error;
 use super::spec::DocumentsSpec;
 use super::{Check, CheckKind, Measure};
 use crate::engine::db::Db;
+use crate::engine::transform::Escaped;
 use crate::engine::value::hex;
 use sha2::{Digest, Sha256};
 use std::ops::ControlFlow;
@@ -45,22 +46,16 @@ struct Named {
 }
 
 impl Named {
-    fn add(&mut self, key: String) {
-        self.n += 1;
+    fn add(&mut self, key: &str) {
+        self.add_rows(key, 1);
+    }
+
+    /// `rows` rows under one shown key (a batch that could not be hashed).
+    fn add_rows(&mut self, key: &str, rows: u64) {
+        self.n += rows;
         if self.keys.len() < SHOW_KEYS {
-            // A key is shown, never obeyed: a NUL or an escape sequence in it is written out.
-            self.keys.push(
-                key.chars()
-                    .flat_map(|c| {
-                        let shown: Vec<char> = if c.is_control() {
-                            c.escape_default().collect()
-                        } else {
-                            vec![c]
-                        };
-                        shown
-                    })
-                    .collect(),
-            );
+            // A NUL or an escape sequence in a key is written out, not sent to the terminal.
+            self.keys.push(Escaped(key).to_string());
         }
     }
 
@@ -111,16 +106,16 @@ impl DocTally {
             Err(e) => {
                 // The hashing thread died: none of the batch is known to be good, so all n
                 // count as missing, under one note.
-                self.missing.add(format!("a batch of {n} files not hashed: {e}"));
-                self.missing.n += n as u64 - 1;
+                self.missing
+                    .add_rows(&format!("a batch of {n} files not hashed: {e}"), n as u64);
                 return;
             }
         };
         for (key, problem) in judged {
             match problem {
                 None => self.good += 1,
-                Some(DocProblem::Missing) => self.missing.add(key),
-                Some(DocProblem::Mismatch) => self.mismatched.add(key),
+                Some(DocProblem::Missing) => self.missing.add(&key),
+                Some(DocProblem::Mismatch) => self.mismatched.add(&key),
             }
         }
     }
@@ -157,7 +152,7 @@ pub(super) async fn documents_check(d: &DocumentsSpec, project_dir: &Path, targe
                         tally.check(&store, std::mem::take(&mut batch)).await;
                     }
                 }
-                (k, _) => inconsistent.add(k.unwrap_or_else(|| "NULL".into())),
+                (k, _) => inconsistent.add(k.as_deref().unwrap_or("NULL")),
             }
             ControlFlow::Continue(())
         })
@@ -283,9 +278,9 @@ mod tests {
     #[test]
     fn keys_are_shown_with_their_control_characters_written_out() {
         let mut named = Named::default();
-        named.add("x\0y".into());
-        named.add("a\u{1b}[31m".into());
-        named.add("plain/ключ".into());
+        named.add("x\0y");
+        named.add("a\u{1b}[31m");
+        named.add("plain/ключ");
         assert_eq!(named.listed(), " (x\\u{0}y, a\\u{1b}[31m, plain/ключ)");
     }
 
