@@ -55,6 +55,10 @@ pub const FOREIGN_KEYS: &str = "SELECT con.conname::text, cl.relname::text, pns.
  WHERE con.contype = 'f' AND ns.nspname = current_schema()
  ORDER BY cl.relname, con.conname";
 
+/// Whether the server compresses out-of-line values with lz4 when asked (PostgreSQL 14+
+/// built with it): `default_toast_compression` then lists it among its choices.
+pub const HAS_LZ4: &str = "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'";
+
 /// Advisory lock key: "cutover" in ASCII, so other tools' keys are unlikely to collide.
 pub const LOCK_KEY: i64 = 0x0063_7574_6f76_6572;
 pub const LOCK_HELD: &str = "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid::text::bigint = $1 AND objid::text::bigint = $2 AND objsubid = 1";
@@ -251,33 +255,15 @@ fn escape_text(out: &mut String, s: &str) {
     }
 }
 
-/// The COPY text format of rows.
-pub fn copy_text(rows: &[Vec<Value>]) -> String {
-    // Sized from the first rows, so a page's buffer is not regrown (and copied) a dozen times.
-    let sample = rows.len().min(16);
-    let per_row: usize = rows[..sample]
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|v| match v {
-                    Value::Text(t) => t.len() + 1,
-                    _ => 12,
-                })
-                .sum::<usize>()
-        })
-        .sum::<usize>()
-        / sample.max(1);
-    let mut buf = String::with_capacity(rows.len() * (per_row + per_row / 4 + 8));
-    for r in rows {
-        for (i, v) in r.iter().enumerate() {
-            if i > 0 {
-                buf.push('\t');
-            }
-            copy_escape(&mut buf, v);
+/// The COPY text format of one row, appended to `out`.
+fn copy_row(out: &mut String, row: &[Value]) {
+    for (i, v) in row.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
         }
-        buf.push('\n');
+        copy_escape(out, v);
     }
-    buf
+    out.push('\n');
 }
 
 /// The COPY text format of rows of text cells (`None` = NULL).
@@ -316,14 +302,38 @@ pub async fn copy_in_text(
     Ok(())
 }
 
-/// COPY rows in text format inside the caller's transaction.
+/// About this many bytes of a COPY go to the server at a time, as the rows are encoded: the
+/// server parses and stores the first rows of a page while the client encodes the rest,
+/// instead of waiting for the whole page (a page of the bench's rows is about 250 KB).
+const COPY_CHUNK_BYTES: usize = 64 * 1024;
+
+/// COPY rows in text format inside the caller's transaction. `meanwhile` runs once every row
+/// has been sent and before the server's answer is awaited: work the caller would otherwise
+/// do after the COPY runs while the server is still storing the rows.
 pub async fn copy_in(
     t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     table_sql: &str,
     columns: &[String],
     rows: &[Vec<Value>],
+    meanwhile: &mut (dyn FnMut() + Send),
 ) -> Result<(), sqlx::Error> {
-    copy_in_text(t, table_sql, columns, copy_text(rows)).await
+    let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+    let statement = format!("COPY {table_sql} ({cols}) FROM STDIN");
+    let mut copy = t.copy_in_raw(&statement).await?;
+    let mut buf = String::with_capacity(COPY_CHUNK_BYTES + COPY_CHUNK_BYTES / 4);
+    for (i, r) in rows.iter().enumerate() {
+        copy_row(&mut buf, r);
+        if buf.len() >= COPY_CHUNK_BYTES || i + 1 == rows.len() {
+            if let Err(e) = copy.send(buf.as_bytes()).await {
+                let _ = copy.abort("cutover: send failed").await;
+                return Err(e);
+            }
+            buf.clear();
+        }
+    }
+    meanwhile();
+    copy.finish().await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -354,7 +364,8 @@ mod tests {
 
     #[test]
     fn copy_text_escapes_and_refuses_nul() {
-        let t = copy_text(&[vec![Value::Null, Value::Text("a\tb\\".into()), Value::Bool(true)]]);
+        let mut t = String::new();
+        copy_row(&mut t, &[Value::Null, Value::Text("a\tb\\".into()), Value::Bool(true)]);
         assert_eq!(t, "\\N\ta\\tb\\\\\tt\n");
         assert!(fit("c", &mut Value::Text("a\0b".into())).is_err());
     }

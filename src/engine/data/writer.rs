@@ -15,6 +15,8 @@ pub struct TargetWriter {
     /// PostgreSQL column types, to cast text parameters (uuid, date, ...) where the server
     /// will not do it implicitly.
     types: HashMap<String, String>,
+    /// Whether each of `columns` holds text, looked up once instead of per cell.
+    text_columns: Vec<bool>,
     /// Every natural key the step writes is known to be new to the table, so batches need not
     /// look for them there (see `steps::data::natural_keys_are_new`); a row that collides all
     /// the same is refused by the table's unique index and becomes a reject.
@@ -47,11 +49,17 @@ impl TargetWriter {
                 ));
             }
         }
+        let dialect = tx.dialect();
+        let text_columns = columns
+            .iter()
+            .map(|c| existing.get(c).is_some_and(|t| dialect.is_text_type(t)))
+            .collect();
         Ok(TargetWriter {
-            dialect: tx.dialect(),
+            dialect,
             table: table.to_string(),
             columns: columns.to_vec(),
             types: existing,
+            text_columns,
             natural_keys_are_new: false,
         })
     }
@@ -80,8 +88,8 @@ impl TargetWriter {
     /// column are text in the source's encoding; SQLite would round a REAL put into a TEXT
     /// column to 15 digits and turns NaN into NULL; MySQL holds no NaN or infinity).
     pub fn fit(&self, values: &mut [Value]) -> Result<(), Unfit> {
-        for (col, v) in self.columns.iter().zip(values.iter_mut()) {
-            self.dialect.fit(col, v, self.is_text_column(col))?;
+        for ((col, v), text) in self.columns.iter().zip(values.iter_mut()).zip(&self.text_columns) {
+            self.dialect.fit(col, v, *text)?;
         }
         Ok(())
     }
@@ -90,20 +98,34 @@ impl TargetWriter {
     /// savepoint and, when a row's data is refused, split in halves down to single rows (as
     /// pgloader does), so one bad row costs a few statements, not the batch. Returns the
     /// refused rows' indexes with the error; anything but a data refusal is returned as `Err`.
+    /// `meanwhile` runs once, while the server stores the first try (see
+    /// [`DbTx::bulk_insert_then`]).
     pub async fn insert_isolating(
         &self,
         tx: &mut DbTx,
         rows: &[Vec<Value>],
+        meanwhile: impl FnOnce() + Send,
     ) -> Result<Vec<(usize, sqlx::Error)>, sqlx::Error> {
+        let mut meanwhile = Some(meanwhile);
+        let mut once = move || {
+            if let Some(f) = meanwhile.take() {
+                f()
+            }
+        };
         let mut refused = Vec::new();
         if rows.is_empty() {
+            once();
             return Ok(refused);
         }
+        let table = ident(&self.table);
         let mut todo: Vec<std::ops::Range<usize>> = Vec::with_capacity(16);
         todo.push(0..rows.len());
         while let Some(r) = todo.pop() {
             tx.execute_raw("SAVEPOINT cutover_rows").await?;
-            match self.insert(tx, &rows[r.clone()]).await {
+            match tx
+                .bulk_insert_then(&table, &self.columns, &rows[r.clone()], &mut once)
+                .await
+            {
                 Ok(()) => tx.execute_raw("RELEASE SAVEPOINT cutover_rows").await?,
                 Err(e) if crate::engine::db_error::is_row_refusal(&e) => {
                     tx.execute_raw("ROLLBACK TO SAVEPOINT cutover_rows").await?;
@@ -120,6 +142,8 @@ impl TargetWriter {
                 Err(e) => return Err(e),
             }
         }
+        // It ran in the first try, unless that try failed before its rows were all sent.
+        once();
         refused.sort_by_key(|(i, _)| *i);
         Ok(refused)
     }

@@ -258,14 +258,14 @@ pub(crate) async fn write_decided(
         .filter_map(|k| c.target_columns.iter().position(|t| t == k))
         .collect();
     let id_col = c.spec.id_map.as_ref().map(|m| m.column.clone());
-    let id_idx = id_col
-        .as_ref()
-        .and_then(|col| c.target_columns.iter().position(|t| t == col));
     let key_idx = CompiledStep::column_index(&batch.columns, &c.id_key_column);
     let DecidedRows { writes, rejects } = decided;
     res.rejects = rejects;
     // Natural-key duplicates: against the target, and within this batch (first one wins).
-    let existing = if nk_idx.is_empty() || writer.natural_keys_are_new {
+    // Keys known to be new are also unique to the step (see `natural_keys_are_new`): no
+    // duplicates to look for, in the table or among the batch's rows.
+    let find_duplicates = !nk_idx.is_empty() && !writer.natural_keys_are_new;
+    let existing = if !find_duplicates {
         HashMap::new()
     } else {
         let keys: Vec<Vec<Value>> = writes
@@ -278,13 +278,13 @@ pub(crate) async fn write_decided(
     let mut inserts: Vec<Vec<Value>> = Vec::with_capacity(writes.len());
     let mut map_entries: Vec<IdMapEntry> = Vec::with_capacity(writes.len());
     let map_name = c.map_name.clone().unwrap_or_else(|| written_log_map(&c.version));
-    // Rows to insert, each with its ID-map entry, batch index and warnings: a row the target
-    // refuses takes its entry and warnings out with it.
-    let mut pending: Vec<(IdMapEntry, usize, Vec<NewReject>)> = Vec::with_capacity(writes.len());
+    // Rows to insert, each with its old key, new id, batch index and warnings: a row the
+    // target refuses takes its ID-map entry and warnings out with it.
+    let mut pending: Vec<(String, Option<String>, usize, Vec<NewReject>)> = Vec::with_capacity(writes.len());
     for (old_key, values, new_id, warnings, ri) in writes {
         // A natural key with a NULL part is no key: NULL equals nothing, not even another NULL
         // (as in the target's own unique index), so such rows are never each other's duplicates.
-        let nk_key = if nk_idx.is_empty() || nk_idx.iter().any(|i| values[*i].is_null()) {
+        let nk_key = if !find_duplicates || nk_idx.iter().any(|i| values[*i].is_null()) {
             None
         } else {
             Some(join_key(&nk_idx.iter().map(|i| values[*i].clone()).collect::<Vec<_>>()))
@@ -400,40 +400,37 @@ pub(crate) async fn write_decided(
                 }
             }
         }
-        let row_id = match (&new_id, id_idx) {
-            (Some(id), _) => id.clone(),
-            (None, _) => nk_key.clone().unwrap_or_default(),
-        };
         if let Some(k) = nk_key {
-            seen.insert(
-                k,
-                if new_id.is_some() {
-                    row_id.clone()
-                } else {
-                    String::new()
-                },
-            );
+            seen.insert(k, new_id.clone().unwrap_or_default());
         }
-        pending.push((
-            IdMapEntry {
-                map: map_name.clone(),
-                old_key,
-                new_id: if new_id.is_some() {
-                    row_id
-                } else {
-                    serde_json::to_string(&nk_idx.iter().map(|i| values[*i].to_json()).collect::<Vec<_>>())
-                        .unwrap_or_default()
-                },
-                alias: false,
-            },
-            ri,
-            warnings,
-        ));
+        pending.push((old_key, new_id, ri, warnings));
         inserts.push(values);
     }
-    let refused = writer.insert_isolating(tx, &inserts).await?;
+    // The rows' ID-map entries (or, without a map, their natural keys as JSON, for rollback)
+    // are made while the server stores the rows.
+    let mut entries: Vec<(IdMapEntry, usize, Vec<NewReject>)> = Vec::new();
+    let make_entries = || {
+        entries = pending
+            .into_iter()
+            .zip(&inserts)
+            .map(|((old_key, new_id, ri, warnings), values)| {
+                let new_id = new_id.unwrap_or_else(|| {
+                    serde_json::to_string(&nk_idx.iter().map(|i| values[*i].to_json()).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                });
+                let entry = IdMapEntry {
+                    map: map_name.clone(),
+                    old_key,
+                    new_id,
+                    alias: false,
+                };
+                (entry, ri, warnings)
+            })
+            .collect();
+    };
+    let refused = writer.insert_isolating(tx, &inserts, make_entries).await?;
     let mut refused = refused.into_iter().peekable();
-    for (i, (entry, ri, warnings)) in pending.into_iter().enumerate() {
+    for (i, (entry, ri, warnings)) in entries.into_iter().enumerate() {
         if refused.peek().is_some_and(|(r, _)| *r == i) {
             if let Some((_, e)) = refused.next() {
                 res.rejects

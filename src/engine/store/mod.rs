@@ -88,6 +88,7 @@ pub async fn ensure(db: &Db) -> Result<()> {
 /// Create the tables inside the caller's transaction (dry runs roll them back again).
 pub async fn ensure_in(tx: &mut DbTx) -> Result<(), sqlx::Error> {
     let d = tx.dialect();
+    let compression = tx.fast_compression().await;
     let serial = d.serial_primary_key();
     // Text columns that are keys or indexed (VARCHAR on MySQL, TEXT elsewhere): names of maps
     // and tables, source keys (whole composite keys as text), versions and states.
@@ -183,7 +184,7 @@ pub async fn ensure_in(tx: &mut DbTx) -> Result<(), sqlx::Error> {
                 "CREATE TABLE IF NOT EXISTS {BACKUPS} (id {serial}, version {version} NOT NULL, target_table TEXT NOT NULL, key_json TEXT NOT NULL, before_json TEXT NOT NULL){options}"
             )],
         ),
-        (written_keys::WRITTEN_KEYS, written_keys::create_statements(tx)),
+        (written_keys::WRITTEN_KEYS, written_keys::create_statements(tx, compression)),
         (
             deferred_indexes::DEFERRED_INDEXES,
             deferred_indexes::create_statements(d),

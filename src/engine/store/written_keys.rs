@@ -10,13 +10,14 @@ use crate::engine::value::Value;
 
 pub const WRITTEN_KEYS: &str = "cutover_written_keys";
 
-/// The table's DDL for `store::ensure_in` (created with the tool's other tables).
-pub fn create_statements(tx: &DbTx) -> Vec<String> {
+/// The table's DDL for `store::ensure_in` (created with the tool's other tables);
+/// `compression` is [`DbTx::fast_compression`]'s clause for the keys.
+pub fn create_statements(tx: &DbTx, compression: &str) -> Vec<String> {
     let d = tx.dialect();
     let version = d.key_text(64);
     vec![
         format!(
-            "CREATE TABLE IF NOT EXISTS {WRITTEN_KEYS} (id {}, version {version} NOT NULL, row_count BIGINT NOT NULL, keys_json TEXT NOT NULL){}",
+            "CREATE TABLE IF NOT EXISTS {WRITTEN_KEYS} (id {}, version {version} NOT NULL, row_count BIGINT NOT NULL, keys_json TEXT{compression} NOT NULL){}",
             d.serial_primary_key(),
             d.table_options()
         ),
