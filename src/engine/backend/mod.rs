@@ -1257,9 +1257,6 @@ impl DbTx {
             .collect())
     }
 
-    /// Create the tool's own tables where missing: `groups` are each a table and the
-    /// statements that create it and its indexes (`CREATE ... IF NOT EXISTS`). In the
-    /// transaction where DDL is transactional; on MySQL see `MysqlTx::create_own_tables`.
     /// The column clause that makes a large text value cheap to store, or nothing. PostgreSQL
     /// compresses a value past about 2 KB with pglz by default: for the tool's records of a
     /// page's keys (tens of KB each) that was more server time than the record's INSERT.
@@ -1274,6 +1271,9 @@ impl DbTx {
         }
     }
 
+    /// Create the tool's own tables where missing: `groups` are each a table and the
+    /// statements that create it and its indexes (`CREATE ... IF NOT EXISTS`). In the
+    /// transaction where DDL is transactional; on MySQL see `MysqlTx::create_own_tables`.
     pub async fn create_own_tables(&mut self, groups: &[(&str, Vec<String>)]) -> Result<(), sqlx::Error> {
         if let DbTx::Mysql(t) = self {
             return t.create_own_tables(groups).await;
@@ -1300,9 +1300,8 @@ impl DbTx {
 
     /// As [`DbTx::bulk_insert`], running `meanwhile` once while the server may still be
     /// storing the rows (PostgreSQL: after the last row is sent, before the COPY's answer is
-    /// awaited), so the caller's CPU work overlaps the server's. Elsewhere, where an INSERT's
-    /// answer means the rows are stored, it runs first: made after the INSERTs, the same
-    /// entries raised the SQLite bench's peak by 3-6 MB.
+    /// awaited), so the caller's CPU work overlaps the server's. Elsewhere an INSERT's answer
+    /// means its rows are stored, so there is nothing to overlap: it runs before them.
     pub async fn bulk_insert_then(
         &mut self,
         table_sql: &str,

@@ -363,7 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn copy_text_escapes_and_refuses_nul() {
+    fn copy_rows_are_escaped_and_nul_is_refused() {
         let mut t = String::new();
         copy_row(&mut t, &[Value::Null, Value::Text("a\tb\\".into()), Value::Bool(true)]);
         assert_eq!(t, "\\N\ta\\tb\\\\\tt\n");

@@ -15,7 +15,8 @@ pub struct TargetWriter {
     /// PostgreSQL column types, to cast text parameters (uuid, date, ...) where the server
     /// will not do it implicitly.
     types: HashMap<String, String>,
-    /// Whether each of `columns` holds text, looked up once instead of per cell.
+    /// Whether each of `columns` holds text (so bytes bound for it must be decoded, not
+    /// hex-encoded), looked up once instead of per cell.
     text_columns: Vec<bool>,
     /// Every natural key the step writes is known to be new to the table, so batches need not
     /// look for them there (see `steps::data::natural_keys_are_new`); a row that collides all
@@ -76,11 +77,6 @@ impl TargetWriter {
 
     pub async fn insert(&self, tx: &mut DbTx, rows: &[Vec<Value>]) -> Result<(), sqlx::Error> {
         tx.bulk_insert(&ident(&self.table), &self.columns, rows).await
-    }
-
-    /// Whether a column holds text (so bytes bound for it must be decoded, not hex-encoded).
-    pub fn is_text_column(&self, column: &str) -> bool {
-        self.types.get(column).is_some_and(|t| self.dialect.is_text_type(t))
     }
 
     /// Fix or refuse, before writing, values the target would store as something else (see
