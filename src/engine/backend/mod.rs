@@ -1337,7 +1337,7 @@ impl DbTx {
             return Ok(());
         }
         if let DbTx::Postgres(t) = self {
-            return postgres::copy_in_text(t, table_sql, columns, postgres::copy_text_cells(rows)).await;
+            return postgres::copy_in_cells(t, table_sql, columns, rows).await;
         }
         let values: Vec<Vec<Value>> = rows
             .iter()

@@ -255,51 +255,24 @@ fn escape_text(out: &mut String, s: &str) {
     }
 }
 
-/// The COPY text format of one row, appended to `out`.
-fn copy_row(out: &mut String, row: &[Value]) {
-    for (i, v) in row.iter().enumerate() {
+/// One row in the COPY text format, appended to `out`: its cells, each written by `cell`,
+/// separated by tabs.
+fn copy_line<C>(out: &mut String, row: &[C], cell: impl Fn(&mut String, &C)) {
+    for (i, c) in row.iter().enumerate() {
         if i > 0 {
             out.push('\t');
         }
-        copy_escape(out, v);
+        cell(out, c);
     }
     out.push('\n');
 }
 
-/// The COPY text format of rows of text cells (`None` = NULL).
-pub fn copy_text_cells<const N: usize>(rows: &[[Option<&str>; N]]) -> String {
-    let mut buf = String::with_capacity(rows.len() * (N * 16 + 1));
-    for r in rows {
-        for (i, cell) in r.iter().enumerate() {
-            if i > 0 {
-                buf.push('\t');
-            }
-            match cell {
-                Some(t) => escape_text(&mut buf, t),
-                None => buf.push_str("\\N"),
-            }
-        }
-        buf.push('\n');
+/// A text cell (`None` = NULL) in the COPY text format.
+fn copy_text_cell(out: &mut String, cell: &Option<&str>) {
+    match cell {
+        Some(t) => escape_text(out, t),
+        None => out.push_str("\\N"),
     }
-    buf
-}
-
-/// COPY an already encoded COPY text payload inside the caller's transaction.
-pub async fn copy_in_text(
-    t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    table_sql: &str,
-    columns: &[String],
-    buf: String,
-) -> Result<(), sqlx::Error> {
-    let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
-    let statement = format!("COPY {table_sql} ({cols}) FROM STDIN");
-    let mut copy = t.copy_in_raw(&statement).await?;
-    if let Err(e) = copy.send(buf.into_bytes()).await {
-        let _ = copy.abort("cutover: send failed").await;
-        return Err(e);
-    }
-    copy.finish().await?;
-    Ok(())
 }
 
 /// About this many bytes of a COPY go to the server at a time, as the rows are encoded: the
@@ -317,12 +290,52 @@ pub async fn copy_in(
     rows: &[Vec<Value>],
     meanwhile: &mut (dyn FnMut() + Send),
 ) -> Result<(), sqlx::Error> {
+    copy_streamed(
+        t,
+        table_sql,
+        columns,
+        rows,
+        |out, r| copy_line(out, r, copy_escape),
+        meanwhile,
+    )
+    .await
+}
+
+/// COPY rows of text cells (`None` = NULL) borrowed from the caller, without a value built
+/// per cell (the ID map writes one such row per row written).
+pub async fn copy_in_cells<const N: usize>(
+    t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    table_sql: &str,
+    columns: &[String],
+    rows: &[[Option<&str>; N]],
+) -> Result<(), sqlx::Error> {
+    copy_streamed(
+        t,
+        table_sql,
+        columns,
+        rows,
+        |out, r| copy_line(out, r, copy_text_cell),
+        &mut || {},
+    )
+    .await
+}
+
+/// One COPY of `rows`, each written in the text format by `encode`, sent in chunks of
+/// `COPY_CHUNK_BYTES`; `meanwhile` as in [`copy_in`].
+async fn copy_streamed<R: Sync>(
+    t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    table_sql: &str,
+    columns: &[String],
+    rows: &[R],
+    encode: impl Fn(&mut String, &R),
+    meanwhile: &mut (dyn FnMut() + Send),
+) -> Result<(), sqlx::Error> {
     let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
     let statement = format!("COPY {table_sql} ({cols}) FROM STDIN");
     let mut copy = t.copy_in_raw(&statement).await?;
     let mut buf = String::with_capacity(COPY_CHUNK_BYTES + COPY_CHUNK_BYTES / 4);
     for (i, r) in rows.iter().enumerate() {
-        copy_row(&mut buf, r);
+        encode(&mut buf, r);
         if buf.len() >= COPY_CHUNK_BYTES || i + 1 == rows.len() {
             if let Err(e) = copy.send(buf.as_bytes()).await {
                 let _ = copy.abort("cutover: send failed").await;
@@ -365,8 +378,15 @@ mod tests {
     #[test]
     fn copy_rows_are_escaped_and_nul_is_refused() {
         let mut t = String::new();
-        copy_row(&mut t, &[Value::Null, Value::Text("a\tb\\".into()), Value::Bool(true)]);
+        copy_line(
+            &mut t,
+            &[Value::Null, Value::Text("a\tb\\".into()), Value::Bool(true)],
+            copy_escape,
+        );
         assert_eq!(t, "\\N\ta\\tb\\\\\tt\n");
+        let mut cells = String::new();
+        copy_line(&mut cells, &[Some("a\tb"), None], copy_text_cell);
+        assert_eq!(cells, "a\\tb\t\\N\n");
         assert!(fit("c", &mut Value::Text("a\0b".into())).is_err());
     }
 }
