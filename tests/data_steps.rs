@@ -1507,3 +1507,69 @@ compare = true
     );
 }
 both!(merges_compare_each_b_row_with_the_a_row_as_it_came);
+
+/// The source's columns are checked from the prepared statement, never by running it: a
+/// column the step reads is missing from an empty table too (a first row could not tell),
+/// and a query source (a view with a window, a sort of every row) is not computed for the
+/// check: only the step's own stream, its count at the end and the key check run it.
+fn source_columns_are_checked_without_running_the_source(b: Backend) {
+    let p = TestProject::with_config(b, "");
+    p.source_sql("CREATE TABLE readings (id TEXT PRIMARY KEY, v TEXT);");
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE copies (id TEXT PRIMARY KEY, v TEXT, w TEXT);",
+        "DROP TABLE copies;",
+    );
+    p.data_step(ACCOUNTS, &copy_step(&["id", "v", "w"]));
+    let o = p.run(&["up"]);
+    assert!(
+        !o.status.success(),
+        "an empty source without column w was copied: {}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("has no column 'w'"),
+        "the missing column is not named: {}",
+        stderr(&o)
+    );
+    let status = p.json(&["status"]);
+    let applied: Vec<&serde_json::Value> = status["migrations"]
+        .as_array()
+        .expect("migrations")
+        .iter()
+        .filter(|m| m["status"] == "applied")
+        .collect();
+    assert!(applied.is_empty(), "the refused run applied steps: {applied:?}");
+
+    let p = TestProject::with_config(b, "");
+    readings_source(&p, 50);
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE copies (id TEXT PRIMARY KEY, v TEXT, w TEXT);",
+        "DROP TABLE copies;",
+    );
+    p.data_step(
+        ACCOUNTS,
+        "kind = \"data\"\n[source]\nname = \"readings\"\nkey = \"id\"\nquery = \"SELECT id, v, ROW_NUMBER() OVER (ORDER BY v DESC) AS w FROM readings\"\n\n[target]\ntable = \"copies\"\nnatural_key = [\"id\"]\n\n[[fields]]\ntarget = \"id\"\nsource = \"id\"\n\n[[fields]]\ntarget = \"v\"\nsource = \"v\"\n\n[[fields]]\ntarget = \"w\"\nsource = \"w\"\n",
+    );
+    let o = p.cmd(&["up"]).env("CUTOVER_LOG", "sqlx::query=debug").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = format!("{}{}", stdout(&o), stderr(&o));
+    let runs: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ROW_NUMBER() OVER") && l.contains("elapsed"))
+        .collect();
+    // The key check (which also counts the rows for the progress bar) and the count at the
+    // end; the stream itself is read through SQLite's own handle and not logged by sqlx.
+    assert_eq!(
+        runs.len(),
+        2,
+        "the query source ran {} times through sqlx: {runs:#?}",
+        runs.len()
+    );
+    assert!(runs.iter().all(|l| !l.contains("LIMIT 1")), "{runs:#?}");
+    assert_eq!(p.count("copies"), 50);
+    // v1 sorts last of v1..v50 in descending text order.
+    assert_eq!(p.target_sql("SELECT w FROM copies WHERE id = '1'").trim(), "50");
+}
+both!(source_columns_are_checked_without_running_the_source);

@@ -749,6 +749,22 @@ impl Db {
         Ok(self.fetch_optional(&sql, &[]).await?.is_none())
     }
 
+    /// The names of the columns `sql` returns, as the server describes the prepared
+    /// statement: nothing is executed, so a view with joins and windows is not computed (its
+    /// first row costs a sort of every row, a second and more at 200k rows).
+    pub async fn result_columns(&self, sql: &str) -> Result<Vec<String>> {
+        use sqlx::{Column, Executor, SqlSafeStr, Statement};
+        fn names<C: Column>(columns: &[C]) -> Vec<String> {
+            columns.iter().map(|c| c.name().to_string()).collect()
+        }
+        let sql = sqlx::AssertSqlSafe(sql.to_string()).into_sql_str();
+        Ok(match self {
+            Db::Sqlite(p) => names(p.prepare(sql).await?.columns()),
+            Db::Postgres(p) => names(p.prepare(sql).await?.columns()),
+            Db::Mysql(p) => names(p.prepare(sql).await?.columns()),
+        })
+    }
+
     pub async fn table_exists(&self, table: &str) -> Result<bool> {
         Ok(self
             .fetch_optional(self.dialect().table_exists_sql(), &[Value::Text(table.into())])

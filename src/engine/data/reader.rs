@@ -61,13 +61,15 @@ impl SourceReader {
         count_rows(&self.source, &self.base).await
     }
 
-    /// Check that the source has every column the step reads, on one whole row (a narrowed
-    /// SELECT cannot tell: SQLite reads an unknown double-quoted name as a string literal).
+    /// Check that the source has every column the step reads, by the columns of the whole
+    /// source (a narrowed SELECT cannot tell: SQLite reads an unknown double-quoted name as a
+    /// string literal). The statement is only prepared, never run: an empty source is
+    /// checked too, and a query source is not computed for it.
     pub async fn check_columns(&self) -> Result<(), String> {
         let whole = self.c.spec.source_sql(self.source.dialect());
-        let rows = self
+        let columns = self
             .source
-            .fetch_all(&format!("SELECT * FROM ({whole}) src LIMIT 1"), &[])
+            .result_columns(&format!("SELECT * FROM ({whole}) src"))
             .await
             .map_err(|e| {
                 format!(
@@ -76,10 +78,7 @@ impl SourceReader {
                 )
             })?;
         crate::engine::data::embed::check_children(&self.source, &self.c.version, &self.c.spec.embed).await?;
-        if rows.rows.is_empty() {
-            return Ok(());
-        }
-        self.c.check_source_columns(&rows.columns).map_err(|e| format!("{e:#}"))
+        self.c.check_source_columns(&columns).map_err(|e| format!("{e:#}"))
     }
 
     /// Refuse a key that is NULL or not unique, naming the step, the key and one offending value.
