@@ -1541,6 +1541,20 @@ fn source_columns_are_checked_without_running_the_source(b: Backend) {
         .collect();
     assert!(applied.is_empty(), "the refused run applied steps: {applied:?}");
 
+    // A query the source cannot prepare is named with the database's own words, once.
+    p.data_step(
+        ACCOUNTS,
+        "kind = \"data\"\n[source]\nname = \"readings\"\nkey = \"id\"\nquery = \"SELECT id, v, v AS w FROM nothere\"\n\n[target]\ntable = \"copies\"\nnatural_key = [\"id\"]\n\n[[fields]]\ntarget = \"id\"\nsource = \"id\"\n",
+    );
+    let o = p.run(&["up"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert_eq!(
+        stderr(&o).matches("no such table: nothere").count(),
+        1,
+        "the cause is not said once: {}",
+        stderr(&o)
+    );
+
     let p = TestProject::with_config(b, "");
     readings_source(&p, 50);
     p.schema_step(

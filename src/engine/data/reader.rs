@@ -73,8 +73,10 @@ impl SourceReader {
             .await
             .map_err(|e| {
                 format!(
-                    "step {}: cannot read the source {}: {e:#}",
-                    self.c.version, self.c.source_name
+                    "step {}: cannot read the source {}: {}",
+                    self.c.version,
+                    self.c.source_name,
+                    crate::engine::db_error::report_text(&e)
                 )
             })?;
         crate::engine::data::embed::check_children(&self.source, &self.c.version, &self.c.spec.embed).await?;
