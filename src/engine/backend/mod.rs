@@ -1353,7 +1353,7 @@ impl DbTx {
             return Ok(());
         }
         if let DbTx::Postgres(t) = self {
-            return postgres::copy_in_cells(t, table_sql, columns, rows).await;
+            return postgres::copy_in(t, table_sql, columns, rows, &mut || {}).await;
         }
         let values: Vec<Vec<Value>> = rows
             .iter()

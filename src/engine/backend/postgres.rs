@@ -255,24 +255,36 @@ fn escape_text(out: &mut String, s: &str) {
     }
 }
 
-/// One row in the COPY text format, appended to `out`: its cells, each written by `cell`,
-/// separated by tabs.
-fn copy_line<C>(out: &mut String, row: &[C], cell: impl Fn(&mut String, &C)) {
+/// A cell as COPY's text format writes it: a value, or a text cell borrowed from the caller
+/// (`None` = NULL; the ID map writes one such row per row written, no value built per cell).
+pub trait CopyCell {
+    fn write_copy(&self, out: &mut String);
+}
+
+impl CopyCell for Value {
+    fn write_copy(&self, out: &mut String) {
+        copy_escape(out, self);
+    }
+}
+
+impl CopyCell for Option<&str> {
+    fn write_copy(&self, out: &mut String) {
+        match self {
+            Some(t) => escape_text(out, t),
+            None => out.push_str("\\N"),
+        }
+    }
+}
+
+/// One row in the COPY text format, appended to `out`: its cells separated by tabs.
+fn copy_line<C: CopyCell>(out: &mut String, row: &[C]) {
     for (i, c) in row.iter().enumerate() {
         if i > 0 {
             out.push('\t');
         }
-        cell(out, c);
+        c.write_copy(out);
     }
     out.push('\n');
-}
-
-/// A text cell (`None` = NULL) in the COPY text format.
-fn copy_text_cell(out: &mut String, cell: &Option<&str>) {
-    match cell {
-        Some(t) => escape_text(out, t),
-        None => out.push_str("\\N"),
-    }
 }
 
 /// About this many bytes of a COPY go to the server at a time, as the rows are encoded: the
@@ -280,54 +292,15 @@ fn copy_text_cell(out: &mut String, cell: &Option<&str>) {
 /// instead of waiting for the whole page (a page of the bench's rows is about 250 KB).
 const COPY_CHUNK_BYTES: usize = 64 * 1024;
 
-/// COPY rows in text format inside the caller's transaction. `meanwhile` runs once every row
-/// has been sent and before the server's answer is awaited: work the caller would otherwise
-/// do after the COPY runs while the server is still storing the rows.
-pub async fn copy_in(
-    t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    table_sql: &str,
-    columns: &[String],
-    rows: &[Vec<Value>],
-    meanwhile: &mut (dyn FnMut() + Send),
-) -> Result<(), sqlx::Error> {
-    copy_streamed(
-        t,
-        table_sql,
-        columns,
-        rows,
-        |out, r| copy_line(out, r, copy_escape),
-        meanwhile,
-    )
-    .await
-}
-
-/// COPY rows of text cells (`None` = NULL) borrowed from the caller, without a value built
-/// per cell (the ID map writes one such row per row written).
-pub async fn copy_in_cells<const N: usize>(
-    t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    table_sql: &str,
-    columns: &[String],
-    rows: &[[Option<&str>; N]],
-) -> Result<(), sqlx::Error> {
-    copy_streamed(
-        t,
-        table_sql,
-        columns,
-        rows,
-        |out, r| copy_line(out, r, copy_text_cell),
-        &mut || {},
-    )
-    .await
-}
-
-/// One COPY of `rows`, each written in the text format by `encode`, sent in chunks of
-/// `COPY_CHUNK_BYTES`; `meanwhile` as in [`copy_in`].
-async fn copy_streamed<R: Sync>(
+/// COPY rows in text format inside the caller's transaction, sent `COPY_CHUNK_BYTES` at a
+/// time as they are encoded. `meanwhile` runs once every row has been sent and before the
+/// server's answer is awaited: work the caller would otherwise do after the COPY runs while
+/// the server is still storing the rows.
+pub async fn copy_in<C: CopyCell, R: AsRef<[C]> + Sync>(
     t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     table_sql: &str,
     columns: &[String],
     rows: &[R],
-    encode: impl Fn(&mut String, &R),
     meanwhile: &mut (dyn FnMut() + Send),
 ) -> Result<(), sqlx::Error> {
     let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
@@ -335,7 +308,7 @@ async fn copy_streamed<R: Sync>(
     let mut copy = t.copy_in_raw(&statement).await?;
     let mut buf = String::with_capacity(COPY_CHUNK_BYTES + COPY_CHUNK_BYTES / 4);
     for (i, r) in rows.iter().enumerate() {
-        encode(&mut buf, r);
+        copy_line(&mut buf, r.as_ref());
         if buf.len() >= COPY_CHUNK_BYTES || i + 1 == rows.len() {
             if let Err(e) = copy.send(buf.as_bytes()).await {
                 let _ = copy.abort("cutover: send failed").await;
@@ -378,14 +351,10 @@ mod tests {
     #[test]
     fn copy_rows_are_escaped_and_nul_is_refused() {
         let mut t = String::new();
-        copy_line(
-            &mut t,
-            &[Value::Null, Value::Text("a\tb\\".into()), Value::Bool(true)],
-            copy_escape,
-        );
+        copy_line(&mut t, &[Value::Null, Value::Text("a\tb\\".into()), Value::Bool(true)]);
         assert_eq!(t, "\\N\ta\\tb\\\\\tt\n");
         let mut cells = String::new();
-        copy_line(&mut cells, &[Some("a\tb"), None], copy_text_cell);
+        copy_line(&mut cells, &[Some("a\tb"), None]);
         assert_eq!(cells, "a\\tb\t\\N\n");
         assert!(fit("c", &mut Value::Text("a\0b".into())).is_err());
     }

@@ -262,7 +262,10 @@ pub(crate) async fn write_decided(
     let DecidedRows { writes, rejects } = decided;
     res.rejects = rejects;
     // Natural-key duplicates: against the target, and within this batch (first one wins).
-    let existing = if nk_idx.is_empty() || writer.natural_keys_are_new {
+    // Keys known to be new are also unique to the step (see `natural_keys_are_new`): no
+    // duplicates to look for, in the table or among the batch's rows.
+    let find_duplicates = !nk_idx.is_empty() && !writer.natural_keys_are_new;
+    let existing = if !find_duplicates {
         HashMap::new()
     } else {
         let keys: Vec<Vec<Value>> = writes
@@ -275,9 +278,6 @@ pub(crate) async fn write_decided(
     let mut inserts: Vec<Vec<Value>> = Vec::with_capacity(writes.len());
     let mut map_entries: Vec<IdMapEntry> = Vec::with_capacity(writes.len());
     let map_name = c.map_name.clone().unwrap_or_else(|| written_log_map(&c.version));
-    // Keys known to be new are also unique to the step (see `natural_keys_are_new`): no
-    // duplicates to look for, in the table or among the batch's rows.
-    let find_duplicates = !nk_idx.is_empty() && !writer.natural_keys_are_new;
     // Rows to insert, each with its old key, new id, batch index and warnings: a row the
     // target refuses takes its ID-map entry and warnings out with it.
     let mut pending: Vec<(String, Option<String>, usize, Vec<NewReject>)> = Vec::with_capacity(writes.len());
