@@ -1587,3 +1587,140 @@ fn source_columns_are_checked_without_running_the_source(b: Backend) {
     assert_eq!(p.target_sql("SELECT w FROM copies WHERE id = '1'").trim(), "50");
 }
 both!(source_columns_are_checked_without_running_the_source);
+
+/// PostgreSQL: a fresh step into an empty table leaves out the foreign keys its lookups fill
+/// and adds them back at its end, and still keeps no row the key refuses. Here the account of
+/// `u3` is deleted from the target after its step wrote it (its ID-map entry stays), so the
+/// orders looked up through the map reference nothing: each becomes a reject like the key's
+/// own refusal would have made it (row gone with its ID-map entry, source row kept, books
+/// moved from written to rejected), the key is back, and the rejects retry once the account
+/// is back. A run killed while the key is out leaves a record the next command acts on.
+#[test]
+fn postgres_foreign_keys_are_checked_at_the_end_of_a_fresh_step() {
+    const N: u32 = 3000;
+    const ORDERS_V: &str = "20250101T090200";
+    let p = project(
+        Backend::Postgres,
+        "\n[defaults]\nbatch_size = 100\ncontinue_on_error = true\n",
+        "",
+    );
+    p.source_sql(&format!(
+        "INSERT INTO users VALUES ('u1', 'a@example.com', 'parent', NULL, NULL), ('u2', 'b@example.com', 'parent', NULL, NULL),
+                                  ('u3', 'c@example.com', 'doctor', NULL, NULL), ('u4', 'd@example.com', 'admin', NULL, NULL);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {N})
+         INSERT INTO orders SELECT i, 'u' || (1 + i % 4), CAST(i AS TEXT), '2024-01-02' FROM s;"
+    ));
+    let key_count = || {
+        p.target_sql("SELECT COUNT(*) FROM pg_constraint WHERE conname = 'orders_account_id_fkey' AND convalidated")
+            .trim()
+            .parse::<i64>()
+            .unwrap()
+    };
+    let deferred_records = || {
+        p.try_target_sql("SELECT COUNT(*) FROM cutover_deferred_keys")
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    p.ok(&["up", "--to", "20250101T090100"]);
+    assert_eq!(key_count(), 1);
+    let u3_id = p.target_sql("SELECT id FROM accounts WHERE legacy_id = 'u3'");
+    let u3_row = p.target_sql("SELECT id || '|' || email || '|' || role FROM accounts WHERE legacy_id = 'u3'");
+    p.target_sql("DELETE FROM accounts WHERE legacy_id = 'u3'");
+
+    let o = p.cmd(&["up"]).env("CUTOVER_LOG", "sqlx::query=debug").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = format!("{}{}", stdout(&o), stderr(&o));
+    let at = |needle: &str| log.find(needle).unwrap_or_else(|| panic!("no {needle} in {log}"));
+    assert!(
+        at("the foreign key(s) orders_account_id_fkey of orders are checked once the step's rows are in")
+            < at("added back the foreign key(s) orders_account_id_fkey")
+    );
+    assert!(log.contains("DROP CONSTRAINT IF EXISTS"), "{log}");
+    assert_eq!(key_count(), 1, "the key is back, validated");
+    assert_eq!(deferred_records(), 0);
+
+    // Every fourth order was u3's: none of them is in the target, each is a reject.
+    let u3_orders = (1..=N).filter(|i| 1 + i % 4 == 3).count() as i64;
+    assert_eq!(p.count("orders"), i64::from(N) - u3_orders);
+    assert_eq!(
+        p.target_sql(
+            "SELECT COUNT(*) FROM orders o WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = o.account_id)"
+        ),
+        "0"
+    );
+    assert_books(&p, ORDERS_V, "orders", "orders");
+    let c = ledger_counts(&p, ORDERS_V);
+    assert_eq!(c["rejected"].as_i64(), Some(u3_orders), "{c}");
+    assert_eq!(
+        p.target_sql("SELECT COUNT(*) FROM cutover_id_map WHERE map = 'orders'"),
+        (i64::from(N) - u3_orders).to_string(),
+        "the rejected rows' ID-map entries are gone with them"
+    );
+    let rejects = p.json(&["rejects", "list", "--step", ORDERS_V]);
+    let items = rejects.as_array().unwrap();
+    assert_eq!(items.len() as i64, u3_orders);
+    let first = items
+        .iter()
+        .find(|r| r["source_key"] == "2")
+        .unwrap_or_else(|| panic!("no reject of order 2 in {rejects}"));
+    let reason = first["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("orders_account_id_fkey") && reason.contains(&u3_id) && reason.contains("is not in accounts"),
+        "{reason}"
+    );
+    assert_eq!(first["row"]["user_id"], "u3", "the source row is kept: {first}");
+    assert_eq!(first["row"]["amount"], "2", "{first}");
+
+    // The account comes back (as it was): the rejects retry into the table, keys intact.
+    let parts: Vec<&str> = u3_row.trim().split('|').collect();
+    p.target_sql(&format!(
+        "INSERT INTO accounts (id, legacy_id, email, role) VALUES ('{}', 'u3', '{}', '{}')",
+        parts[0], parts[1], parts[2]
+    ));
+    p.ok(&["rejects", "retry", "--step", ORDERS_V]);
+    assert_eq!(p.count("orders"), i64::from(N));
+    let c = ledger_counts(&p, ORDERS_V);
+    assert_eq!(
+        (c["written"].as_i64(), c["rejected"].as_i64()),
+        (Some(i64::from(N)), Some(0)),
+        "{c}"
+    );
+
+    // Killed with the key out: recorded, and the next command adds it back before anything.
+    p.ok(&["down", "--to", "20250101T090100", "--yes"]);
+    assert_eq!(p.count("orders"), 0);
+    let mut child = p
+        .cmd(&["up"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpointed = || {
+        p.try_target_sql("SELECT COALESCE(SUM(rows_read), 0) FROM cutover_checkpoints")
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let reached = common::wait_until(Duration::from_secs(120), Duration::from_millis(5), || {
+        checkpointed() >= 300 || child.try_wait().ok().flatten().is_some()
+    });
+    assert!(reached, "no progress past 300 rows in 120 s");
+    let lock = support::SqliteLock::exclusive(&p.path().join("source.db"));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before it could be held"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    drop(lock);
+    assert_eq!(key_count(), 0, "left out while the step ran");
+    assert_eq!(deferred_records(), 1);
+    p.ok(&["up", "--to", "20250101T090100"]);
+    assert_eq!(key_count(), 1);
+    assert_eq!(deferred_records(), 0);
+    p.ok(&["up"]);
+    assert_eq!(p.count("orders"), i64::from(N));
+    assert_eq!(key_count(), 1);
+    assert_books(&p, ORDERS_V, "orders", "orders");
+}

@@ -1,4 +1,6 @@
 //! Database connections: the names the engine has always used for them, now defined with
 //! their per-dialect parts in [`crate::engine::backend`].
 
-pub use crate::engine::backend::{Db, DbTx, Dialect, PageStream, Role, Rows, SecondaryIndex, quote_ident, sqlite_path};
+pub use crate::engine::backend::{
+    Db, DbTx, Dialect, PageStream, Role, Rows, SecondaryIndex, TableForeignKey, quote_ident, sqlite_path,
+};

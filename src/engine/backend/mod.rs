@@ -833,6 +833,61 @@ impl Db {
         Ok(out)
     }
 
+    /// The foreign keys of `table` a step filling it may drop and add back at its end, each
+    /// with the statements that do so; empty where the target does not answer (SQLite keeps
+    /// its keys in the table's definition; MySQL/MariaDB rebuild a table to add one).
+    pub async fn foreign_keys_of(&self, table: &str) -> Result<Vec<TableForeignKey>> {
+        if self.dialect() != Dialect::Postgres {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .fetch_all(postgres::TABLE_FOREIGN_KEYS, &[Value::Text(table.into())])
+            .await?;
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+        let list = |v: Option<&Value>| -> Vec<String> {
+            text(v)
+                .map(|s| s.split('\u{1f}').map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        for r in rows.rows {
+            let (Some(name), Some(schema), Some(definition), Some(parent_table), Some(parent_schema)) = (
+                text(r.first()),
+                text(r.get(1)),
+                text(r.get(2)),
+                text(r.get(3)),
+                text(r.get(4)),
+            ) else {
+                continue;
+            };
+            let (columns, parent_columns) = (list(r.get(5)), list(r.get(6)));
+            if columns.is_empty() || columns.len() != parent_columns.len() {
+                continue;
+            }
+            let on = format!("{}.{}", postgres::quote_ident(&schema), postgres::quote_ident(table));
+            out.push(TableForeignKey {
+                add_sql: format!(
+                    "ALTER TABLE {on} ADD CONSTRAINT {} {definition}",
+                    postgres::quote_ident(&name)
+                ),
+                drop_sql: format!(
+                    "ALTER TABLE {on} DROP CONSTRAINT IF EXISTS {}",
+                    postgres::quote_ident(&name)
+                ),
+                name,
+                columns,
+                parent: format!(
+                    "{}.{}",
+                    postgres::quote_ident(&parent_schema),
+                    postgres::quote_ident(&parent_table)
+                ),
+                parent_table,
+                parent_columns,
+            });
+        }
+        Ok(out)
+    }
+
     /// Run a catalog question `sql` about `table` (`$1`) and a list of its columns (`$2`: a
     /// text array on PostgreSQL, a JSON array on SQLite): whether it returns a row.
     async fn asks_about_columns(&self, sql: &str, table: &str, columns: &[impl AsRef<str>]) -> Result<bool> {
@@ -1540,6 +1595,22 @@ pub struct SecondaryIndex {
     pub first_column: Option<String>,
     /// `CREATE INDEX IF NOT EXISTS ...`: running it again is harmless.
     pub create_sql: String,
+    pub drop_sql: String,
+}
+
+/// A foreign key of a table, as [`Db::foreign_keys_of`] finds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableForeignKey {
+    pub name: String,
+    /// The referencing columns, in the key's order.
+    pub columns: Vec<String>,
+    /// The referenced table's name, and the same quoted with its schema.
+    pub parent_table: String,
+    pub parent: String,
+    /// The referenced columns, in the key's order.
+    pub parent_columns: Vec<String>,
+    /// `ALTER TABLE ... ADD CONSTRAINT name FOREIGN KEY ...`: checks every row as it adds it.
+    pub add_sql: String,
     pub drop_sql: String,
 }
 

@@ -55,6 +55,27 @@ pub const FOREIGN_KEYS: &str = "SELECT con.conname::text, cl.relname::text, pns.
  WHERE con.contype = 'f' AND ns.nspname = current_schema()
  ORDER BY cl.relname, con.conname";
 
+/// The foreign keys of table `$1` (an ordinary table in the current schema) that a step may
+/// leave out while it fills the table and add back at its end: name, schema, definition
+/// (`FOREIGN KEY (...) REFERENCES ...`, as `ALTER TABLE ... ADD CONSTRAINT` takes it), the
+/// parent table, its schema, and the child and parent columns (separated by chr(31)). Only
+/// `NOT DEFERRABLE` keys that are validated: a key checked at commit, or one that was added
+/// `NOT VALID` over rows it would refuse, is left as it is.
+pub const TABLE_FOREIGN_KEYS: &str =
+    "SELECT con.conname::text, ns.nspname::text, pg_get_constraintdef(con.oid), pcl.relname::text, pns.nspname::text,
+    (SELECT string_agg(a.attname::text, chr(31) ORDER BY k.n) FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, n)
+       JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
+    (SELECT string_agg(a.attname::text, chr(31) ORDER BY k.n) FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, n)
+       JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum)
+ FROM pg_constraint con
+ JOIN pg_class cl ON cl.oid = con.conrelid
+ JOIN pg_namespace ns ON ns.oid = cl.relnamespace
+ JOIN pg_class pcl ON pcl.oid = con.confrelid
+ JOIN pg_namespace pns ON pns.oid = pcl.relnamespace
+ WHERE con.contype = 'f' AND cl.relname = $1 AND cl.relnamespace = current_schema()::regnamespace
+   AND cl.relkind = 'r' AND NOT con.condeferrable AND con.convalidated
+ ORDER BY 1";
+
 /// Whether the server compresses out-of-line values with lz4 when asked (PostgreSQL 14+
 /// built with it): `default_toast_compression` then lists it among its choices.
 pub const HAS_LZ4: &str = "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'";

@@ -296,6 +296,28 @@ impl SourceReader {
         })
     }
 
+    /// The source rows whose `column` reads as one of `texts` (compared as text, as the ID
+    /// map keeps legacy keys), in no particular order. For a handful of rows found late (a
+    /// foreign key's orphans): the source is scanned once per call.
+    pub async fn rows_with_text_in(&self, column: &str, texts: &[String]) -> Result<SourceBatch> {
+        let d = self.source.dialect();
+        let list: Vec<String> = (1..=texts.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT * FROM ({}) src WHERE {} IN ({})",
+            self.base,
+            d.as_text(&self.q(column)),
+            list.join(", ")
+        );
+        let params: Vec<Value> = texts.iter().map(|t| Value::Text(t.clone())).collect();
+        let rows = self.source.fetch_all(&sql, &params).await?;
+        Ok(SourceBatch {
+            columns: Arc::new(rows.columns),
+            rows: rows.rows,
+            issues: rows.issues,
+            embeds: Arc::default(),
+        })
+    }
+
     /// The source row whose key columns hold `key` (values as the reject store kept them),
     /// as a one-row batch with its cells' decode issues; an empty batch when it is gone.
     pub async fn row_by_key(&mut self, key: &[Value]) -> Result<SourceBatch> {

@@ -83,6 +83,13 @@ pub trait BatchStep {
     /// Decide and write one page inside `tx`, rejects and ID map included.
     async fn write_page(&mut self, tx: &mut DbTx, run_id: &str, page: Self::Page) -> Result<PageOutcome, StepError>;
 
+    /// After the last page, however the step ended (never in a dry run): put back what
+    /// `prepare` took from the target (a data step's foreign keys), which may move rows from
+    /// written to rejected in `cp`; the notes of those rejects.
+    async fn close(&mut self, _ctx: &RunCtx, _cp: &mut BatchCheckpoint) -> Result<Vec<RejectNote>, StepError> {
+        Ok(Vec::new())
+    }
+
     /// The target table this step fills (known after `prepare`), whose planner statistics
     /// are refreshed as it grows (see [`StatisticsRefresh`]).
     fn filled_table(&self) -> Option<FilledTable> {
@@ -179,7 +186,8 @@ pub async fn run_batches<S: BatchStep>(
             return Err(e);
         }
         drop(dry_guard);
-        let outcome = with_indexes_built(ctx, step, Err(e)).await;
+        let outcome = closed(ctx, step, s, &mut cp, Err(e)).await;
+        let outcome = with_indexes_built(ctx, step, outcome).await;
         return finish(ctx, step, &started_at, t0.elapsed(), &cp, outcome).await;
     }
 
@@ -273,7 +281,10 @@ pub async fn run_batches<S: BatchStep>(
     }
     let outcome = match dry_tx {
         Some(_) => outcome,
-        None => with_indexes_built(ctx, step, outcome).await,
+        None => {
+            let outcome = closed(ctx, step, s, &mut cp, outcome).await;
+            with_indexes_built(ctx, step, outcome).await
+        }
     };
     if dry_tx.is_none() && matches!(outcome, Ok(StepResult::Done(_))) {
         // The next step looks up in what this one wrote.
@@ -291,6 +302,35 @@ pub async fn run_batches<S: BatchStep>(
     // Time held at a boundary (paused, or the abort question open) is not the step's time:
     // later ETAs read this duration as the step's rate.
     finish(ctx, step, &started_at, progress.active(), &cp, outcome).await
+}
+
+/// The step's `close`, however it ended: its rejects announced, the books it moved taken into
+/// the outcome. A close that fails fails a step that was done; a failure already there is
+/// the one reported.
+async fn closed<S: BatchStep>(
+    ctx: &RunCtx,
+    step: &StepDef,
+    s: &mut S,
+    cp: &mut BatchCheckpoint,
+    outcome: Result<StepResult, StepError>,
+) -> Result<StepResult, StepError> {
+    match (s.close(ctx, cp).await, outcome) {
+        (Ok(notes), outcome) => {
+            for n in &notes {
+                ctx.emit(rejected_event(&step.version, n)).await;
+            }
+            match outcome {
+                Ok(StepResult::Done(_)) => Ok(StepResult::Done(cp.counts)),
+                Ok(StepResult::Aborted(_)) => Ok(StepResult::Aborted(cp.counts)),
+                Err(e) => Err(e),
+            }
+        }
+        (Err(e), Ok(_)) => Err(e),
+        (Err(e), Err(first)) => {
+            tracing::error!("step {}: {}", step.version, e.message);
+            Err(first)
+        }
+    }
 }
 
 /// Build the indexes the step left out while it wrote into its empty table, however it

@@ -69,6 +69,29 @@ pub(crate) async fn take_lock(project: &Project, target: &Db, command: &str) -> 
             });
         }
     }
+    // The same for a step killed while its table's foreign keys were left out.
+    match crate::engine::store::deferred_keys::restore(target, None).await {
+        Ok(done) => {
+            for k in &done.added {
+                tracing::info!("added back the foreign key {k}, which an interrupted step had left out");
+            }
+            for k in &done.gone {
+                tracing::warn!("the foreign key {k} an interrupted step left out belongs to a table that is gone");
+            }
+        }
+        Err(e) if command == "down" => {
+            tracing::warn!("an interrupted step left foreign keys out, and adding them back failed: {e:#}");
+        }
+        Err(e) => {
+            let _ = lock.release().await;
+            return Err(RunOutcome::Failed {
+                version: None,
+                message: format!(
+                    "an interrupted step left foreign keys out, and adding them back failed: {e:#}. Nothing else was done; fix or remove the rows the key refuses, or roll the step back (`cutover down --to` the step before it), and run the command again"
+                ),
+            });
+        }
+    }
     Ok(lock)
 }
 

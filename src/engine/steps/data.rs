@@ -16,7 +16,7 @@ use crate::engine::protocol::Counts;
 use crate::engine::source::Source;
 use crate::engine::source::file::{self, FileSource, records::FileOptions};
 use crate::engine::source::read_ahead::ReadAhead;
-use crate::engine::store::{NewReject, RejectStore};
+use crate::engine::store::{BatchCheckpoint, NewReject, RejectStore};
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
 use std::collections::HashMap;
@@ -620,6 +620,9 @@ struct DataBatches {
     c: Arc<CompiledStep>,
     source: Origin,
     batch_size: usize,
+    continue_on_error: bool,
+    /// The target table's foreign keys this run left out, added back by `close`.
+    deferred_keys: Vec<crate::engine::db::TableForeignKey>,
     writer: Option<Arc<TargetWriter>>,
     pages: Option<ReadAhead<DataPage>>,
 }
@@ -682,6 +685,9 @@ impl BatchStep for DataBatches {
                 writer.natural_keys_are_new = natural_keys_are_new(&ctx.target, &self.c).await;
                 crate::engine::steps::index_deferral::defer(ctx, &self.c).await?;
             }
+            let reads_database = matches!(self.source, Origin::Db(_));
+            self.deferred_keys =
+                crate::engine::steps::key_deferral::defer(ctx, &self.c, self.continue_on_error, reads_database).await?;
         }
         let writer = Arc::new(writer);
         self.writer = Some(writer.clone());
@@ -719,6 +725,21 @@ impl BatchStep for DataBatches {
 
     async fn at_end(&mut self, counts: &Counts) -> Result<(), StepError> {
         reconcile_source_count(&self.source, &self.c, counts.source).await
+    }
+
+    async fn close(&mut self, ctx: &RunCtx, cp: &mut BatchCheckpoint) -> Result<Vec<RejectNote>, StepError> {
+        let keys = std::mem::take(&mut self.deferred_keys);
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.source {
+            Origin::Db(source) => crate::engine::steps::key_deferral::add_back(ctx, &self.c, source, &keys, cp).await,
+            // Never deferred for a file (see `key_deferral::defer`): added back as they are.
+            Origin::File { .. } => crate::engine::store::deferred_keys::restore(&ctx.target, Some(&self.c.version))
+                .await
+                .map(|_| Vec::new())
+                .map_err(StepError::plain),
+        }
     }
 
     fn filled_table(&self) -> Option<FilledTable> {
@@ -809,6 +830,8 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         c,
         source,
         batch_size,
+        continue_on_error,
+        deferred_keys: Vec::new(),
         writer: None,
         pages: None,
     };

@@ -3,5 +3,6 @@
 
 pub mod data;
 pub mod index_deferral;
+pub mod key_deferral;
 pub mod merge;
 pub mod schema;

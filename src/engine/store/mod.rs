@@ -6,6 +6,7 @@
 
 pub mod backups;
 pub mod deferred_indexes;
+pub mod deferred_keys;
 pub mod ledger;
 pub mod lock;
 pub mod reject_tally;
@@ -27,9 +28,10 @@ pub const BACKUPS: &str = "cutover_row_backups";
 pub const DISCREPANCIES: &str = "cutover_discrepancies";
 
 /// Every table of the tool's own.
-const OWN_TABLES: [&str; 11] = [
+const OWN_TABLES: [&str; 12] = [
     ID_MAP,
     deferred_indexes::DEFERRED_INDEXES,
+    deferred_keys::DEFERRED_KEYS,
     written_keys::WRITTEN_KEYS,
     REJECTS,
     CHECKPOINTS,
@@ -189,6 +191,7 @@ pub async fn ensure_in(tx: &mut DbTx) -> Result<(), sqlx::Error> {
             deferred_indexes::DEFERRED_INDEXES,
             deferred_indexes::create_statements(d),
         ),
+        (deferred_keys::DEFERRED_KEYS, deferred_keys::create_statements(d)),
     ];
     tx.create_own_tables(&groups).await
 }

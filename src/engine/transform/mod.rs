@@ -27,7 +27,7 @@ mod output;
 mod parse;
 mod permissions;
 mod phone;
-mod reason;
+pub(crate) mod reason;
 mod text;
 
 use serde::{Deserialize, Serialize};
