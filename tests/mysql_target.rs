@@ -496,7 +496,7 @@ fn own_tables_are_utf8mb4_and_compare_keys_exactly() {
         &url,
         "SELECT table_name, table_collation, engine FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE 'cutover%' ORDER BY table_name",
     );
-    assert_eq!(tables.lines().count(), 10, "{tables}");
+    assert_eq!(tables.lines().count(), 11, "{tables}");
     for line in tables.lines() {
         assert!(line.contains("utf8mb4_nopad_bin") && line.contains("InnoDB"), "{line}");
     }
