@@ -1547,90 +1547,44 @@ impl Dialect {
             Dialect::Sqlite => return sqlite::key_list_filter(columns, keys, first),
             Dialect::Mysql => return None,
         }
-        let (arrays, params) = postgres_key_arrays(columns, keys, first, false)?;
+        let mut lists: Vec<String> = vec![String::from("{"); columns.len()];
+        let mut n = 0usize;
+        for k in keys {
+            if k.len() != columns.len() || k.iter().any(|v| v.is_null()) {
+                continue;
+            }
+            for (list, v) in lists.iter_mut().zip(k) {
+                let text = match v {
+                    Value::Bytes(_) => return None,
+                    other => other.to_text()?,
+                };
+                if n > 0 {
+                    list.push(',');
+                }
+                postgres::array_element(list, &text);
+            }
+            n += 1;
+        }
+        let arrays: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ty))| postgres::text_array_param(first + i, ty.as_deref()))
+            .collect();
         // A semi-join on the unnested arrays, never `= ANY(array)`: the array is a cast of a
         // text parameter, which the planner cannot fold into a constant, so `= ANY` is
         // compared element by element on every row a scan reads, and a step's first pages
         // (a table too small for its statistics to favour the index) took seconds each.
         let lhs: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
         let sql = format!("({}) IN (SELECT * FROM unnest({}))", lhs.join(", "), arrays.join(", "));
+        let params = lists
+            .into_iter()
+            .map(|mut l| {
+                l.push('}');
+                Value::Text(l)
+            })
+            .collect();
         Some((sql, params))
     }
-
-    /// The keys `keys` (one value per column of `columns`, which name the compared column
-    /// and its type) as a row source to join a table to, `k` with columns `k0, k1, ...`
-    /// (parameters from `$first`), each key once, in order; `None` where the semi-join of
-    /// [`Dialect::key_list_filter`] is used instead (SQLite plans it well; MySQL has neither).
-    /// On PostgreSQL the join probes the table's index once per key, in key order, without
-    /// the semi-join's de-duplication of the list first: an ID-map lookup of 2,500 keys took
-    /// 8-9 ms instead of 17 ms.
-    pub fn key_list_join(
-        self,
-        columns: &[(String, Option<String>)],
-        keys: &[Vec<Value>],
-        first: usize,
-    ) -> Option<(String, Vec<Value>)> {
-        if self != Dialect::Postgres || columns.is_empty() {
-            return None;
-        }
-        let (arrays, params) = postgres_key_arrays(columns, keys, first, true)?;
-        let names: Vec<String> = (0..columns.len()).map(|i| format!("k{i}")).collect();
-        Some((
-            format!("unnest({}) AS k({})", arrays.join(", "), names.join(", ")),
-            params,
-        ))
-    }
-}
-
-/// PostgreSQL: one array parameter per key column (cast to the column's type), and their
-/// texts; keys with a NULL part left out, and with `distinct` each key once, sorted. `None`
-/// for a key that has no text form (bytes).
-fn postgres_key_arrays(
-    columns: &[(String, Option<String>)],
-    keys: &[Vec<Value>],
-    first: usize,
-    distinct: bool,
-) -> Option<(Vec<String>, Vec<Value>)> {
-    let mut texts: Vec<Vec<String>> = Vec::with_capacity(keys.len());
-    for k in keys {
-        if k.len() != columns.len() || k.iter().any(|v| v.is_null()) {
-            continue;
-        }
-        let mut row = Vec::with_capacity(k.len());
-        for v in k {
-            row.push(match v {
-                Value::Bytes(_) => return None,
-                other => other.to_text()?,
-            });
-        }
-        texts.push(row);
-    }
-    if distinct {
-        texts.sort_unstable();
-        texts.dedup();
-    }
-    let mut lists: Vec<String> = vec![String::from("{"); columns.len()];
-    for (n, row) in texts.iter().enumerate() {
-        for (list, text) in lists.iter_mut().zip(row) {
-            if n > 0 {
-                list.push(',');
-            }
-            postgres::array_element(list, text);
-        }
-    }
-    let arrays: Vec<String> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, (_, ty))| postgres::text_array_param(first + i, ty.as_deref()))
-        .collect();
-    let params = lists
-        .into_iter()
-        .map(|mut l| {
-            l.push('}');
-            Value::Text(l)
-        })
-        .collect();
-    Some((arrays, params))
 }
 
 /// An index that only speeds up reads, as [`Db::secondary_indexes`] finds it.

@@ -159,24 +159,6 @@ impl TargetWriter {
         }
         let select: Vec<String> = nk.iter().map(|c| ident(c)).chain(id_column.map(ident)).collect();
         let typed: Vec<(String, Option<String>)> = nk.iter().map(|c| (ident(c), self.types.get(c).cloned())).collect();
-        if let Some((list, params)) = self.dialect.key_list_join(&typed, keys, 1) {
-            let on: Vec<String> = typed
-                .iter()
-                .enumerate()
-                .map(|(i, (c, _))| format!("t.{c} = k.k{i}"))
-                .collect();
-            let select: Vec<String> = select.iter().map(|c| format!("t.{c}")).collect();
-            let sql = format!(
-                "SELECT {} FROM {list} JOIN {} t ON {}",
-                select.join(", "),
-                ident(&self.table),
-                on.join(" AND ")
-            );
-            for r in tx.fetch_all(&sql, &params).await?.rows {
-                out.insert(join_key(&r[..nk.len()]), Self::id_of(&r, nk.len(), id_column));
-            }
-            return Ok(out);
-        }
         if let Some((filter, params)) = self.dialect.key_list_filter(&typed, keys, 1) {
             let sql = format!(
                 "SELECT {} FROM {} WHERE {filter}",

@@ -180,14 +180,6 @@ pub async fn mapped(tx: &mut DbTx, map: &str, keys: &[&str]) -> Result<HashMap<S
     };
     let as_keys: Vec<Vec<Value>> = keys.iter().map(|k| vec![Value::Text((*k).into())]).collect();
     let column = [("old_key".to_string(), None)];
-    if let Some((keys, mut params)) = tx.dialect().key_list_join(&column, &as_keys, 2) {
-        params.insert(0, Value::Text(map.into()));
-        let sql = format!(
-            "SELECT m.old_key, m.new_id, m.alias FROM {keys} JOIN {ID_MAP} m ON m.map = $1 AND m.old_key = k.k0"
-        );
-        keep(tx.fetch_all(&sql, &params).await?.rows);
-        return Ok(found);
-    }
     if let Some((filter, mut params)) = tx.dialect().key_list_filter(&column, &as_keys, 2) {
         params.insert(0, Value::Text(map.into()));
         let sql = format!("SELECT old_key, new_id, alias FROM {ID_MAP} WHERE map = $1 AND {filter}");
