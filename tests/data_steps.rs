@@ -1724,3 +1724,36 @@ fn postgres_foreign_keys_are_checked_at_the_end_of_a_fresh_step() {
     assert_eq!(key_count(), 1);
     assert_books(&p, ORDERS_V, "orders", "orders");
 }
+
+/// PostgreSQL, a step that stops at its first reject: its foreign keys stay in place (the
+/// batch holding a row they refuse must not commit), so the same orphan stops the step before
+/// its batch, exactly as before keys could be left out.
+#[test]
+fn postgres_foreign_keys_stay_when_the_step_stops_at_its_first_reject() {
+    let p = project(Backend::Postgres, "\n[defaults]\nbatch_size = 2\n", "");
+    p.source_sql(
+        "INSERT INTO users VALUES ('u1', 'a@x.org', 'parent', NULL, NULL), ('u2', 'b@x.org', 'parent', NULL, NULL);
+         INSERT INTO orders VALUES (1, 'u1', '1', '2024-01-02'), (2, 'u1', '2', '2024-01-02'), (3, 'u2', '3', '2024-01-02'),
+                                   (4, 'u1', '4', '2024-01-02');",
+    );
+    p.ok(&["up", "--to", "20250101T090100"]);
+    p.target_sql("DELETE FROM accounts WHERE legacy_id = 'u2'");
+    let o = p.cmd(&["up"]).env("CUTOVER_LOG", "sqlx::query=debug").output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let log = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!log.contains("DROP CONSTRAINT"), "a key was dropped: {log}");
+    assert!(
+        log.contains("orders_account_id_fkey"),
+        "the refusal names the key: {log}"
+    );
+    assert_eq!(
+        p.target_sql("SELECT legacy_id FROM orders ORDER BY legacy_id"),
+        "1\n2",
+        "the batch before the refused row committed, nothing of its own batch did"
+    );
+    assert_eq!(
+        p.target_sql("SELECT COUNT(*) FROM pg_constraint WHERE conname = 'orders_account_id_fkey'"),
+        "1"
+    );
+    assert!(p.json(&["rejects", "list"]).as_array().unwrap().is_empty());
+}
