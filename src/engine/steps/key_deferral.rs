@@ -14,6 +14,7 @@
 //! lookup (into an ID map, or into the parent table) that rejects or empties a value it does
 //! not find, so a written reference named a parent that was there when its row was decided.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::engine::data::pipeline::CompiledStep;
@@ -191,7 +192,7 @@ async fn add_one_back(
 
 fn refused_again(e: sqlx::Error, p: &PendingKey) -> StepError {
     StepError::plain(color_eyre::Report::new(e).wrap_err(format!(
-        "adding the foreign key {} of {} again (step {} wrote its table without it); the key stays recorded and the next `cutover up` adds it first",
+        "adding the foreign key {} of {} again (step {} wrote its table without it); the key stays recorded and the next `up`, `down` or `sync` tries to add it again first",
         p.constraint_name, p.table_name, p.version
     )))
 }
@@ -254,6 +255,22 @@ async fn reject_orphans(
             })
         })
         .collect();
+    // The step's own orphans go in one statement, while the ID map still names them as its
+    // rows; one of another step's (the key was valid on them when it was dropped) stays, and
+    // adding the key back then fails with the server's reason.
+    let deleted = tx
+        .execute(
+            &format!(
+                "DELETE FROM {} c WHERE {orphan_where} AND {} IN ({})",
+                q(table),
+                d.as_text(&format!("c.{}", q(&id_map.column))),
+                crate::engine::store::written_ids_sql()
+            ),
+            &[Value::Text(c.version.clone())],
+        )
+        .await
+        .map_err(StepError::sql)?;
+    let by_id: HashMap<&str, &Orphan> = orphans.iter().map(|o| (o.id.as_str(), o)).collect();
     let reader = SourceReader::new(source.clone(), c.clone(), true);
     let mut notes = Vec::new();
     let mut removed_warnings = 0;
@@ -269,39 +286,26 @@ async fn reject_orphans(
             .await
             .map_err(StepError::plain)?;
         let key_index = CompiledStep::column_index(&found.columns, &c.id_key_column);
+        let source_rows: HashMap<String, &Vec<Value>> = key_index
+            .map(|ki| {
+                found
+                    .rows
+                    .iter()
+                    .filter_map(|r| Some((r.get(ki)?.to_text()?, r)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut rejects = Vec::with_capacity(keys.len());
         for (legacy_key, id) in &keys {
-            let Some(o) = chunk.iter().find(|o| &o.id == id) else {
+            let Some(o) = by_id.get(id.as_str()) else {
                 continue;
             };
-            let row = key_index
-                .and_then(|ki| {
-                    found
-                        .rows
-                        .iter()
-                        .find(|r| r.get(ki).and_then(Value::to_text).as_deref() == Some(legacy_key.as_str()))
-                })
+            // A source row gone since the step read it is kept by its key alone.
+            let row = source_rows
+                .get(legacy_key)
                 .map(|r| CompiledStep::row_json(&found.columns, r))
                 .unwrap_or_else(|| serde_json::json!({ c.id_key_column.clone(): legacy_key }));
             rejects.push(orphan_reject(c, key, legacy_key, o, row));
-        }
-        // Exactly the rows whose ID-map entries were found: a row without one is not this
-        // step's to reject (and is then refused by the key below).
-        let delete_ids: Vec<String> = keys.iter().map(|(_, id)| id.clone()).collect();
-        for ids in delete_ids.chunks(500) {
-            let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-            let params: Vec<Value> = ids.iter().map(|i| Value::Text(i.clone())).collect();
-            tx.execute(
-                &format!(
-                    "DELETE FROM {} c WHERE {} IN ({}) AND {orphan_where}",
-                    q(table),
-                    d.as_text(&format!("c.{}", q(&id_map.column))),
-                    list.join(", ")
-                ),
-                &params,
-            )
-            .await
-            .map_err(StepError::sql)?;
         }
         removed_warnings += deferred_keys::forget_warnings(&mut tx, &ctx.run_id, &c.version, &legacy)
             .await
@@ -322,6 +326,13 @@ async fn reject_orphans(
                     column: r.field.clone(),
                 }),
         );
+    }
+    if deleted != rejected {
+        // Nothing of it commits: the books would not balance.
+        return Err(StepError::msg(format!(
+            "step {}: the foreign key {} of {table} refused {deleted} row(s) of this step, but {rejected} of them have an ID-map entry to file a reject under; nothing was changed; the key stays recorded and the next `up`, `down` or `sync` tries to add it again first",
+            c.version, key.name
+        )));
     }
     let mut moved = cp.clone();
     moved.counts.written = moved.counts.written.saturating_sub(rejected);
