@@ -1686,43 +1686,52 @@ fn postgres_foreign_keys_are_checked_at_the_end_of_a_fresh_step() {
         "{c}"
     );
 
-    // Killed with the key out: recorded, and the next command adds it back before anything.
-    p.ok(&["down", "--to", "20250101T090100", "--yes"]);
-    assert_eq!(p.count("orders"), 0);
-    let mut child = p
-        .cmd(&["up"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let checkpointed = || {
-        p.try_target_sql("SELECT COALESCE(SUM(rows_read), 0) FROM cutover_checkpoints")
-            .and_then(|s| s.trim().parse::<i64>().ok())
-            .unwrap_or(0)
+    // Killed with the key out: recorded, and the next command adds it back before anything:
+    // a run (`up`), and a command that writes outside a run (`rejects retry`).
+    let killed_mid_step = || {
+        p.ok(&["down", "--to", "20250101T090100", "--yes"]);
+        assert_eq!(p.count("orders"), 0);
+        let mut child = p
+            .cmd(&["up"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let checkpointed = || {
+            p.try_target_sql("SELECT COALESCE(SUM(rows_read), 0) FROM cutover_checkpoints")
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let reached = common::wait_until(Duration::from_secs(120), Duration::from_millis(5), || {
+            checkpointed() >= 300 || child.try_wait().ok().flatten().is_some()
+        });
+        assert!(reached, "no progress past 300 rows in 120 s");
+        let lock = support::SqliteLock::exclusive(&p.path().join("source.db"));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be held"
+        );
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        drop(lock);
+        assert_eq!(key_count(), 0, "left out while the step ran");
+        assert_eq!(deferred_records(), 1);
     };
-    let reached = common::wait_until(Duration::from_secs(120), Duration::from_millis(5), || {
-        checkpointed() >= 300 || child.try_wait().ok().flatten().is_some()
-    });
-    assert!(reached, "no progress past 300 rows in 120 s");
-    let lock = support::SqliteLock::exclusive(&p.path().join("source.db"));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the run ended before it could be held"
-    );
-    let _ = std::process::Command::new("kill")
-        .args(["-9", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    drop(lock);
-    assert_eq!(key_count(), 0, "left out while the step ran");
-    assert_eq!(deferred_records(), 1);
-    p.ok(&["up", "--to", "20250101T090100"]);
-    assert_eq!(key_count(), 1);
-    assert_eq!(deferred_records(), 0);
-    p.ok(&["up"]);
-    assert_eq!(p.count("orders"), i64::from(N));
-    assert_eq!(key_count(), 1);
-    assert_books(&p, ORDERS_V, "orders", "orders");
+    for next in [
+        &["up", "--to", "20250101T090100"][..],
+        &["rejects", "retry", "--step", ORDERS_V],
+    ] {
+        killed_mid_step();
+        p.ok(next);
+        assert_eq!(key_count(), 1, "{next:?} added the key back");
+        assert_eq!(deferred_records(), 0, "{next:?}");
+        p.ok(&["up"]);
+        assert_eq!(p.count("orders"), i64::from(N));
+        assert_eq!(key_count(), 1);
+        assert_books(&p, ORDERS_V, "orders", "orders");
+    }
 }
 
 /// PostgreSQL, a step that stops at its first reject: its foreign keys stay in place (the

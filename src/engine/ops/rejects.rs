@@ -228,6 +228,10 @@ pub async fn retry_rejects(project: &Project, id: Option<i64>, step: Option<&str
     )
     .await
     .map_err(|e| eyre!("{e}"))?;
+    if let Err(e) = crate::engine::store::deferred_keys::require_in_place(&target, "rejects retry").await {
+        lock.release().await?;
+        return Err(e);
+    }
     let rep = retry(project, &target, ids, &crate::engine::exec::new_run_id()).await;
     lock.release().await?;
     target.close().await;

@@ -259,6 +259,10 @@ pub async fn decide(project: &Project, id: i64, decision: &Decision, note: Optio
     )
     .await
     .map_err(|e| eyre!("{e}"))?;
+    if let Err(e) = store::deferred_keys::require_in_place(&target, "review decide").await {
+        lock.release().await?;
+        return Err(e);
+    }
     let res = decide_locked(project, &target, id, decision, note).await;
     lock.release().await?;
     target.close().await;
@@ -354,6 +358,10 @@ pub async fn undo(project: &Project, id: i64) -> Result<String> {
     )
     .await
     .map_err(|e| eyre!("{e}"))?;
+    if let Err(e) = store::deferred_keys::require_in_place(&target, "review undo").await {
+        lock.release().await?;
+        return Err(e);
+    }
     let res = undo_locked(project, &target, id).await;
     lock.release().await?;
     target.close().await;

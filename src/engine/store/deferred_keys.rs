@@ -145,6 +145,21 @@ pub async fn restore(db: &Db, version: Option<&str>) -> Result<Restored> {
     Ok(done)
 }
 
+/// Before a command that writes outside a run goes ahead under the run lock (`rejects retry`,
+/// `review decide`, `review undo`): add back the keys a killed run left out, so nothing it
+/// writes skips their checks. A key that cannot be added stops the command, saying what to do.
+pub async fn require_in_place(db: &Db, command: &str) -> Result<()> {
+    let done = restore(db, None).await.wrap_err_with(|| {
+        format!(
+            "{command}: an interrupted step left foreign keys out, and adding them back failed; nothing was done. Fix or remove the rows the key refuses, or roll the step back (`cutover down --to` the step before it), and run it again"
+        )
+    })?;
+    for k in &done.added {
+        tracing::info!("added back the foreign key {k}, which an interrupted step had left out");
+    }
+    Ok(())
+}
+
 /// The ID-map entries step `version` wrote into `map` for the target ids `new_ids` (the rows
 /// a key refused at its end), removed: the legacy key of each row, aliases (duplicates that
 /// were skipped onto it) removed with it so no later lookup finds a row that is gone.
