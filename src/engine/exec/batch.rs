@@ -343,11 +343,11 @@ async fn with_indexes_built(
 ) -> Result<StepResult, StepError> {
     let built = store::deferred_indexes::rebuild(&ctx.target, Some(&step.version)).await;
     if let Ok(done) = &built
-        && !done.built.is_empty()
+        && !done.done.is_empty()
     {
         ctx.emit(EngineEvent::Notice {
             level: crate::engine::protocol::NoticeLevel::Info,
-            message: format!("step {}: built the index(es) {}", step.version, done.built.join(", ")),
+            message: format!("step {}: built the index(es) {}", step.version, done.done.join(", ")),
         })
         .await;
     }

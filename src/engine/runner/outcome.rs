@@ -47,7 +47,7 @@ pub(crate) async fn take_lock(project: &Project, target: &Db, command: &str) -> 
     // else happens to the target (a resumed step then writes with them in place).
     match crate::engine::store::deferred_indexes::rebuild(target, None).await {
         Ok(done) => {
-            for i in &done.built {
+            for i in &done.done {
                 tracing::info!("built the index {i}, which an interrupted step had left to build");
             }
             for i in &done.gone {
@@ -72,7 +72,7 @@ pub(crate) async fn take_lock(project: &Project, target: &Db, command: &str) -> 
     // The same for a step killed while its table's foreign keys were left out.
     match crate::engine::store::deferred_keys::restore(target, None).await {
         Ok(done) => {
-            for k in &done.added {
+            for k in &done.done {
                 tracing::info!("added back the foreign key {k}, which an interrupted step had left out");
             }
             for k in &done.gone {

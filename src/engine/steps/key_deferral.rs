@@ -24,7 +24,8 @@ use crate::engine::db::{Db, TableForeignKey, quote_ident};
 use crate::engine::exec::batch::RejectNote;
 use crate::engine::exec::{RunCtx, StepError};
 use crate::engine::protocol::{EngineEvent, NoticeLevel};
-use crate::engine::store::deferred_keys::{self, PendingKey};
+use crate::engine::store::deferred_ddl::Pending;
+use crate::engine::store::deferred_keys;
 use crate::engine::store::{BatchCheckpoint, NewReject, RejectStore};
 use crate::engine::transform::reason::Quoted;
 use crate::engine::transform::{LookupSpec, OnError, Transform};
@@ -134,7 +135,7 @@ pub async fn add_back(
         .map_err(StepError::plain)?;
     let (mut added, mut first_error) = (Vec::new(), None);
     for p in pending {
-        let Some(key) = keys.iter().find(|k| k.name == p.constraint_name) else {
+        let Some(key) = keys.iter().find(|k| k.name == p.name) else {
             continue;
         };
         // Each key is tried, whatever another one did: one that cannot be added keeps its
@@ -142,7 +143,7 @@ pub async fn add_back(
         match add_one_back(ctx, c, source, key, &p, cp).await {
             Ok(rejected) => {
                 notes.extend(rejected);
-                added.push(p.constraint_name.clone());
+                added.push(p.name.clone());
             }
             Err(e) => {
                 tracing::error!("step {}: {}", c.version, e.message);
@@ -170,7 +171,7 @@ async fn add_one_back(
     c: &Arc<CompiledStep>,
     source: &Db,
     key: &TableForeignKey,
-    p: &PendingKey,
+    p: &Pending,
     cp: &mut BatchCheckpoint,
 ) -> Result<Vec<RejectNote>, StepError> {
     let mut tx = ctx.target.begin().await.map_err(StepError::plain)?;
@@ -190,10 +191,10 @@ async fn add_one_back(
     }
 }
 
-fn refused_again(e: sqlx::Error, p: &PendingKey) -> StepError {
+fn refused_again(e: sqlx::Error, p: &Pending) -> StepError {
     StepError::plain(color_eyre::Report::new(e).wrap_err(format!(
         "adding the foreign key {} of {} again (step {} wrote its table without it); the key stays recorded and the next `up`, `down` or `sync` tries to add it again first",
-        p.constraint_name, p.table_name, p.version
+        p.name, p.table_name, p.version
     )))
 }
 
@@ -210,7 +211,7 @@ async fn reject_orphans(
     c: &Arc<CompiledStep>,
     source: &Db,
     key: &TableForeignKey,
-    p: &PendingKey,
+    p: &Pending,
     cp: &mut BatchCheckpoint,
 ) -> Result<Vec<RejectNote>, StepError> {
     let d = ctx.target.dialect();

@@ -6,143 +6,59 @@
 //! the next `up`, `down` or `sync` acts on first.
 
 use crate::engine::db::{Db, DbTx, TableForeignKey};
+use crate::engine::store::deferred_ddl::{DeferredDdl, Dropped, Pending, PutBack};
 use crate::engine::store::{ID_MAP, REJECTS};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, WrapErr};
 
 pub const DEFERRED_KEYS: &str = "cutover_deferred_keys";
 
+const RECORDS: DeferredDdl = DeferredDdl {
+    table: DEFERRED_KEYS,
+    name_column: "constraint_name",
+    sql_column: "add_sql",
+};
+
 /// The table's DDL for `store::ensure_in` (created with the tool's other tables).
 pub fn create_statements(d: crate::engine::db::Dialect) -> Vec<String> {
-    let version = d.key_text(64);
-    let name = d.key_text(191);
-    vec![format!(
-        "CREATE TABLE IF NOT EXISTS {DEFERRED_KEYS} (version {version} NOT NULL, constraint_name {name} NOT NULL, table_name TEXT NOT NULL, add_sql TEXT NOT NULL, deferred_at TEXT NOT NULL, PRIMARY KEY (version, constraint_name)){}",
-        d.table_options()
-    )]
-}
-
-/// A foreign key waiting to be added back.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PendingKey {
-    pub version: String,
-    pub constraint_name: String,
-    pub table_name: String,
-    pub add_sql: String,
+    RECORDS.create_statements(d)
 }
 
 /// Record `keys` of `table` for step `version` and drop them, in one transaction.
 pub async fn defer(db: &Db, version: &str, table: &str, keys: &[TableForeignKey]) -> Result<()> {
-    let mut tx = db.begin().await?;
-    let now = crate::engine::clock::now_iso();
-    for k in keys {
-        tx.execute(
-            &format!(
-                "INSERT INTO {DEFERRED_KEYS} (version, constraint_name, table_name, add_sql, deferred_at) VALUES ($1, $2, $3, $4, $5)"
-            ),
-            &[
-                Value::Text(version.into()),
-                Value::Text(k.name.clone()),
-                Value::Text(table.into()),
-                Value::Text(k.add_sql.clone()),
-                Value::Text(now.clone()),
-            ],
-        )
-        .await?;
-        tx.execute(&k.drop_sql, &[]).await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    let pieces: Vec<Dropped> = keys
+        .iter()
+        .map(|k| Dropped {
+            name: &k.name,
+            sql: &k.add_sql,
+            drop_sql: &k.drop_sql,
+        })
+        .collect();
+    RECORDS.record_and_drop(db, version, table, &pieces).await
 }
 
 /// The keys waiting to be added back: of step `version`, or of every step.
-pub async fn pending(db: &Db, version: Option<&str>) -> Result<Vec<PendingKey>> {
-    if !db.table_exists(DEFERRED_KEYS).await? {
-        return Ok(Vec::new());
-    }
-    let columns = "version, constraint_name, table_name, add_sql";
-    let rows = match version {
-        Some(v) => {
-            db.fetch_all(
-                &format!("SELECT {columns} FROM {DEFERRED_KEYS} WHERE version = $1 ORDER BY constraint_name"),
-                &[Value::Text(v.into())],
-            )
-            .await?
-        }
-        None => {
-            db.fetch_all(
-                &format!("SELECT {columns} FROM {DEFERRED_KEYS} ORDER BY version, constraint_name"),
-                &[],
-            )
-            .await?
-        }
-    };
-    Ok(rows
-        .rows
-        .into_iter()
-        .filter_map(|r| {
-            let text = |i: usize| r.get(i).and_then(Value::as_str).map(str::to_string);
-            Some(PendingKey {
-                version: text(0)?,
-                constraint_name: text(1)?,
-                table_name: text(2)?,
-                add_sql: text(3)?,
-            })
-        })
-        .collect())
+pub async fn pending(db: &Db, version: Option<&str>) -> Result<Vec<Pending>> {
+    RECORDS.pending(db, version).await
 }
 
 /// Add `key` back and forget its record, inside `tx`: both commit together, so a run cut
 /// short leaves the record and the key missing, never one without the other.
-pub async fn add_back_in(tx: &mut DbTx, key: &PendingKey) -> Result<(), sqlx::Error> {
-    tx.execute(&key.add_sql, &[]).await?;
-    tx.execute(
-        &format!("DELETE FROM {DEFERRED_KEYS} WHERE version = $1 AND constraint_name = $2"),
-        &[
-            Value::Text(key.version.clone()),
-            Value::Text(key.constraint_name.clone()),
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-/// What adding back the pending keys did.
-#[derive(Debug, Default, PartialEq)]
-pub struct Restored {
-    /// `table.constraint` of each key added.
-    pub added: Vec<String>,
-    /// Records dropped without adding: their table is gone (a rollback dropped it).
-    pub gone: Vec<String>,
+pub async fn add_back_in(tx: &mut DbTx, key: &Pending) -> Result<(), sqlx::Error> {
+    RECORDS.put_back_in(tx, key).await
 }
 
 /// Add back the pending keys (of `version`, or all) as they are, each in a transaction of its
 /// own. A key that refuses rows fails with the server's reason and keeps its record.
-pub async fn restore(db: &Db, version: Option<&str>) -> Result<Restored> {
-    let mut done = Restored::default();
-    for k in pending(db, version).await? {
-        let what = format!("{}.{}", k.table_name, k.constraint_name);
-        let exists = db.table_exists(&k.table_name).await?;
-        let mut tx = db.begin().await?;
-        if exists {
-            add_back_in(&mut tx, &k).await.wrap_err_with(|| {
-                format!(
-                    "adding the foreign key {} of {} again (step {} wrote its table without it): {}",
-                    k.constraint_name, k.table_name, k.version, k.add_sql
-                )
-            })?;
-            done.added.push(what);
-        } else {
-            tx.execute(
-                &format!("DELETE FROM {DEFERRED_KEYS} WHERE version = $1 AND constraint_name = $2"),
-                &[Value::Text(k.version.clone()), Value::Text(k.constraint_name.clone())],
+pub async fn restore(db: &Db, version: Option<&str>) -> Result<PutBack> {
+    RECORDS
+        .put_back(db, version, |k| {
+            format!(
+                "adding the foreign key {} of {} again (step {} wrote its table without it): {}",
+                k.name, k.table_name, k.version, k.sql
             )
-            .await?;
-            done.gone.push(what);
-        }
-        tx.commit().await?;
-    }
-    Ok(done)
+        })
+        .await
 }
 
 /// Before a command that writes outside a run goes ahead under the run lock (`rejects retry`,
@@ -154,7 +70,7 @@ pub async fn require_in_place(db: &Db, command: &str) -> Result<()> {
             "{command}: an interrupted step left foreign keys out, and adding them back failed; nothing was done. Fix or remove the rows the key refuses, or roll the step back (`cutover down --to` the step before it), and run it again"
         )
     })?;
-    for k in &done.added {
+    for k in &done.done {
         tracing::info!("added back the foreign key {k}, which an interrupted step had left out");
     }
     Ok(())

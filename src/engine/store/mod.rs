@@ -5,6 +5,7 @@
 //! checkpoint commit in one transaction.
 
 pub mod backups;
+pub mod deferred_ddl;
 pub mod deferred_indexes;
 pub mod deferred_keys;
 pub mod ledger;
