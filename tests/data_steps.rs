@@ -1194,31 +1194,7 @@ CREATE INDEX copies_lower_v ON copies (lower(v));",
     assert_eq!(deferred_records(), 0);
 
     // A run killed part-way: the two plain indexes are gone and recorded.
-    let checkpointed = || {
-        p.try_target_sql("SELECT COALESCE(SUM(rows_read), 0) FROM cutover_checkpoints")
-            .and_then(|s| s.trim().parse::<i64>().ok())
-            .unwrap_or(0)
-    };
-    let mut child = p
-        .cmd(&["up"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let reached = common::wait_until(Duration::from_secs(120), Duration::from_millis(5), || {
-        checkpointed() >= 2_000 || child.try_wait().ok().flatten().is_some()
-    });
-    assert!(reached, "no progress past 2000 rows in 120 s");
-    let lock = support::SqliteLock::exclusive(&p.path().join("source.db"));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the run ended before it could be held"
-    );
-    let _ = std::process::Command::new("kill")
-        .args(["-9", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    drop(lock);
+    kill_up_after(&p, 2_000);
     assert_eq!(indexes(), ["copies_id_v", "copies_lower_v"], "kept while the step ran");
     assert_eq!(deferred_records(), 2);
 
@@ -1269,6 +1245,36 @@ CREATE INDEX copies_lower_v ON copies (lower(v));",
     assert_eq!(p.count("copies"), i64::from(N));
 }
 both!(plain_indexes_of_an_empty_table_are_built_after_its_rows);
+
+/// `kill -9` of an `up` once its checkpoints have read `rows` source rows, while the SQLite
+/// source is held (so the run is mid-batch, not between steps).
+fn kill_up_after(p: &TestProject, rows: i64) {
+    let checkpointed = || {
+        p.try_target_sql("SELECT COALESCE(SUM(rows_read), 0) FROM cutover_checkpoints")
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let mut child = p
+        .cmd(&["up"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let reached = common::wait_until(Duration::from_secs(120), Duration::from_millis(5), || {
+        checkpointed() >= rows || child.try_wait().ok().flatten().is_some()
+    });
+    assert!(reached, "no progress past {rows} rows in 120 s");
+    let lock = support::SqliteLock::exclusive(&p.path().join("source.db"));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before it could be held"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    drop(lock);
+}
 
 /// PostgreSQL's unique indexes as `Db::unique_index_within` sees them: whole-column unique
 /// indexes and primary keys count, also when they need fewer columns than the natural key;
@@ -1691,31 +1697,7 @@ fn postgres_foreign_keys_are_checked_at_the_end_of_a_fresh_step() {
     let killed_mid_step = || {
         p.ok(&["down", "--to", "20250101T090100", "--yes"]);
         assert_eq!(p.count("orders"), 0);
-        let mut child = p
-            .cmd(&["up"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let checkpointed = || {
-            p.try_target_sql("SELECT COALESCE(SUM(rows_read), 0) FROM cutover_checkpoints")
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .unwrap_or(0)
-        };
-        let reached = common::wait_until(Duration::from_secs(120), Duration::from_millis(5), || {
-            checkpointed() >= 300 || child.try_wait().ok().flatten().is_some()
-        });
-        assert!(reached, "no progress past 300 rows in 120 s");
-        let lock = support::SqliteLock::exclusive(&p.path().join("source.db"));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be held"
-        );
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
-        drop(lock);
+        kill_up_after(&p, 300);
         assert_eq!(key_count(), 0, "left out while the step ran");
         assert_eq!(deferred_records(), 1);
     };
