@@ -452,6 +452,25 @@ impl Dialect {
         }
     }
 
+    /// A condition on a child table aliased `c`: its reference `columns` (all non-NULL, as a
+    /// foreign key checks them) match no row of `parent` (quoted) by `parent_columns`.
+    pub fn orphan_condition(self, columns: &[String], parent: &str, parent_columns: &[String]) -> String {
+        let not_null: Vec<String> = columns
+            .iter()
+            .map(|k| format!("c.{} IS NOT NULL", self.quote_ident(k)))
+            .collect();
+        let matches: Vec<String> = columns
+            .iter()
+            .zip(parent_columns)
+            .map(|(k, pc)| format!("p.{} = c.{}", self.quote_ident(pc), self.quote_ident(k)))
+            .collect();
+        format!(
+            "{} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {})",
+            not_null.join(" AND "),
+            matches.join(" AND ")
+        )
+    }
+
     /// An expression of any column type as text, to compare with text parameters.
     pub fn as_text(self, expr: &str) -> String {
         match self {

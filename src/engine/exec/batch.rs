@@ -83,9 +83,10 @@ pub trait BatchStep {
     /// Decide and write one page inside `tx`, rejects and ID map included.
     async fn write_page(&mut self, tx: &mut DbTx, run_id: &str, page: Self::Page) -> Result<PageOutcome, StepError>;
 
-    /// After the last page, however the step ended (never in a dry run): put back what
-    /// `prepare` took from the target (a data step's foreign keys), which may move rows from
-    /// written to rejected in `cp`; the notes of those rejects.
+    /// After the last page, however the step ended (never in a dry run), before the ledger
+    /// closes the step: put back what `prepare` took from the target (a data step's indexes
+    /// and foreign keys), which may move rows from written to rejected in `cp`; the notes of
+    /// those rejects.
     async fn close(&mut self, _ctx: &RunCtx, _cp: &mut BatchCheckpoint) -> Result<Vec<RejectNote>, StepError> {
         Ok(Vec::new())
     }
@@ -187,7 +188,6 @@ pub async fn run_batches<S: BatchStep>(
         }
         drop(dry_guard);
         let outcome = closed(ctx, step, s, &mut cp, Err(e)).await;
-        let outcome = with_indexes_built(ctx, step, outcome).await;
         return finish(ctx, step, &started_at, t0.elapsed(), &cp, outcome).await;
     }
 
@@ -281,10 +281,7 @@ pub async fn run_batches<S: BatchStep>(
     }
     let outcome = match dry_tx {
         Some(_) => outcome,
-        None => {
-            let outcome = closed(ctx, step, s, &mut cp, outcome).await;
-            with_indexes_built(ctx, step, outcome).await
-        }
+        None => closed(ctx, step, s, &mut cp, outcome).await,
     };
     if dry_tx.is_none() && matches!(outcome, Ok(StepResult::Done(_))) {
         // The next step looks up in what this one wrote.
@@ -328,34 +325,6 @@ async fn closed<S: BatchStep>(
         (Err(e), Ok(_)) => Err(e),
         (Err(e), Err(first)) => {
             tracing::error!("step {}: {}", step.version, e.message);
-            Err(first)
-        }
-    }
-}
-
-/// Build the indexes the step left out while it wrote into its empty table, however it
-/// ended (done, failed, aborted): the table has them again before the ledger closes the step.
-/// A build that fails fails a step that was done; the record stays for the next run.
-async fn with_indexes_built(
-    ctx: &RunCtx,
-    step: &StepDef,
-    outcome: Result<StepResult, StepError>,
-) -> Result<StepResult, StepError> {
-    let built = store::deferred_indexes::rebuild(&ctx.target, Some(&step.version)).await;
-    if let Ok(done) = &built
-        && !done.done.is_empty()
-    {
-        ctx.emit(EngineEvent::Notice {
-            level: crate::engine::protocol::NoticeLevel::Info,
-            message: format!("step {}: built the index(es) {}", step.version, done.done.join(", ")),
-        })
-        .await;
-    }
-    match (built.map_err(StepError::plain), outcome) {
-        (Ok(_), outcome) => outcome,
-        (Err(e), Ok(_)) => Err(e),
-        (Err(e), Err(first)) => {
-            tracing::error!("step {}: {e}", step.version);
             Err(first)
         }
     }

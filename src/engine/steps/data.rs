@@ -728,17 +728,23 @@ impl BatchStep for DataBatches {
     }
 
     async fn close(&mut self, ctx: &RunCtx, cp: &mut BatchCheckpoint) -> Result<Vec<RejectNote>, StepError> {
+        // Keys first: a key's orphans leave the table before its indexes are built over it.
         let keys = std::mem::take(&mut self.deferred_keys);
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        match &self.source {
-            Origin::Db(source) => crate::engine::steps::key_deferral::add_back(ctx, &self.c, source, &keys, cp).await,
-            // Never deferred for a file (see `key_deferral::defer`): added back as they are.
-            Origin::File { .. } => crate::engine::store::deferred_keys::restore(&ctx.target, Some(&self.c.version))
-                .await
-                .map(|_| Vec::new())
-                .map_err(StepError::plain),
+        let added = match &self.source {
+            // Only a database source has keys left out (see `key_deferral::defer`).
+            Origin::Db(source) if !keys.is_empty() => {
+                crate::engine::steps::key_deferral::add_back(ctx, &self.c, source, &keys, cp).await
+            }
+            _ => Ok(Vec::new()),
+        };
+        let built = crate::engine::steps::index_deferral::build_again(ctx, &self.c.version).await;
+        match (added, built) {
+            (Ok(notes), Ok(())) => Ok(notes),
+            (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
+            (Err(first), Err(e)) => {
+                tracing::error!("step {}: {}", self.c.version, e.message);
+                Err(first)
+            }
         }
     }
 

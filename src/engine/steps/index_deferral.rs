@@ -58,6 +58,23 @@ pub async fn defer(ctx: &RunCtx, c: &CompiledStep) -> Result<(), StepError> {
     Ok(())
 }
 
+/// Build the indexes step `version` left out while it wrote into its empty table, however it
+/// ended (done, failed, aborted), each with the removal of its record (a build that fails
+/// keeps it for the next run).
+pub async fn build_again(ctx: &RunCtx, version: &str) -> Result<(), StepError> {
+    let done = deferred_indexes::rebuild(&ctx.target, Some(version))
+        .await
+        .map_err(StepError::plain)?;
+    if !done.done.is_empty() {
+        ctx.emit(EngineEvent::Notice {
+            level: NoticeLevel::Info,
+            message: format!("step {version}: built the index(es) {}", done.done.join(", ")),
+        })
+        .await;
+    }
+    Ok(())
+}
+
 fn looks_in_own_table(c: &CompiledStep) -> bool {
     let table = &c.spec.target.table;
     c.spec.fields.iter().any(|f| {

@@ -130,13 +130,14 @@ pub async fn add_back(
     cp: &mut BatchCheckpoint,
 ) -> Result<Vec<RejectNote>, StepError> {
     let mut notes = Vec::new();
-    let pending = deferred_keys::pending(&ctx.target, Some(&c.version))
-        .await
-        .map_err(StepError::plain)?;
     let (mut added, mut first_error) = (Vec::new(), None);
-    for p in pending {
-        let Some(key) = keys.iter().find(|k| k.name == p.name) else {
-            continue;
+    for key in keys {
+        // The record this run wrote when it dropped the key.
+        let p = Pending {
+            version: c.version.clone(),
+            name: key.name.clone(),
+            table_name: c.spec.target.table.clone(),
+            sql: key.add_sql.clone(),
         };
         // Each key is tried, whatever another one did: one that cannot be added keeps its
         // record (and the step fails), the others are back.
@@ -223,19 +224,7 @@ async fn reject_orphans(
             c.version
         )));
     };
-    let not_null: Vec<String> = key.columns.iter().map(|k| format!("c.{} IS NOT NULL", q(k))).collect();
-    let matches: Vec<String> = key
-        .columns
-        .iter()
-        .zip(&key.parent_columns)
-        .map(|(k, pc)| format!("p.{} = c.{}", q(pc), q(k)))
-        .collect();
-    let orphan_where = format!(
-        "{} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
-        not_null.join(" AND "),
-        key.parent,
-        matches.join(" AND ")
-    );
+    let orphan_where = d.orphan_condition(&key.columns, &key.parent, &key.parent_columns);
     let texts: Vec<String> = key.columns.iter().map(|k| d.as_text(&format!("c.{}", q(k)))).collect();
     let select = format!(
         "SELECT {}, {} FROM {} c WHERE {orphan_where}",

@@ -37,11 +37,6 @@ pub async fn defer(db: &Db, version: &str, table: &str, keys: &[TableForeignKey]
     RECORDS.record_and_drop(db, version, table, &pieces).await
 }
 
-/// The keys waiting to be added back: of step `version`, or of every step.
-pub async fn pending(db: &Db, version: Option<&str>) -> Result<Vec<Pending>> {
-    RECORDS.pending(db, version).await
-}
-
 /// Add `key` back and forget its record, inside `tx`: both commit together, so a run cut
 /// short leaves the record and the key missing, never one without the other.
 pub async fn add_back_in(tx: &mut DbTx, key: &Pending) -> Result<(), sqlx::Error> {

@@ -403,19 +403,10 @@ async fn catalog_foreign_keys(target: &Db, sql: &str) -> Result<Vec<Check>, Stri
             Some(s) => format!("{}.{}", q(s), q(&fk.parent)),
             None => q(&fk.parent),
         };
-        let join: Vec<String> = fk
-            .columns
-            .iter()
-            .zip(&fk.parent_columns)
-            .map(|(c, p)| format!("p.{} = c.{}", q(p), q(c)))
-            .collect();
-        let not_null: Vec<String> = fk.columns.iter().map(|c| format!("c.{} IS NOT NULL", q(c))).collect();
-        let first_parent = fk.parent_columns.first().map(|p| q(p)).unwrap_or_default();
         let count_sql = format!(
-            "SELECT COUNT(*) FROM {} c LEFT JOIN {parent} p ON {} WHERE {} AND p.{first_parent} IS NULL",
+            "SELECT COUNT(*) FROM {} c WHERE {}",
             q(&fk.child),
-            join.join(" AND "),
-            not_null.join(" AND ")
+            dialect.orphan_condition(&fk.columns, &parent, &fk.parent_columns)
         );
         let n = match scalar(target, &count_sql).await {
             Ok(Value::Int(n)) => u64::try_from(n).unwrap_or(0),
