@@ -737,6 +737,12 @@ impl BatchStep for DataBatches {
             }
             _ => Ok(Vec::new()),
         };
+        let added = match added {
+            Ok(notes) => crate::engine::steps::key_deferral::add_back_left_over(ctx, &self.c.version)
+                .await
+                .map(|()| notes),
+            Err(e) => Err(e),
+        };
         let built = crate::engine::steps::index_deferral::build_again(ctx, &self.c.version).await;
         match (added, built) {
             (Ok(notes), Ok(())) => Ok(notes),

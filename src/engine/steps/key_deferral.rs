@@ -165,6 +165,24 @@ pub async fn add_back(
     }
 }
 
+/// Add back, as they are, the keys an earlier attempt of step `version` left out: a step
+/// retried after the server went away resumes from its checkpoint and leaves nothing out
+/// itself, but must not end with its table's keys missing. Orphans make this fail (the step
+/// with it), keeping the record.
+pub async fn add_back_left_over(ctx: &RunCtx, version: &str) -> Result<(), StepError> {
+    let done = deferred_keys::restore(&ctx.target, Some(version))
+        .await
+        .map_err(StepError::plain)?;
+    if !done.done.is_empty() {
+        ctx.emit(EngineEvent::Notice {
+            level: NoticeLevel::Info,
+            message: format!("step {version}: added back the foreign key(s) {}", done.done.join(", ")),
+        })
+        .await;
+    }
+    Ok(())
+}
+
 /// Add key `p` back: at once in the common case (no orphan; adding the key is its one check
 /// of every row), else after its orphans became rejects.
 async fn add_one_back(
