@@ -2,5 +2,5 @@
 //! their per-dialect parts in [`crate::engine::backend`].
 
 pub use crate::engine::backend::{
-    Db, DbTx, Dialect, PageStream, Role, Rows, SecondaryIndex, TableForeignKey, quote_ident, sqlite_path,
+    CommitWatch, Db, DbTx, Dialect, PageStream, Role, Rows, SecondaryIndex, TableForeignKey, quote_ident, sqlite_path,
 };

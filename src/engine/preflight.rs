@@ -25,12 +25,21 @@ impl std::fmt::Display for Problem {
 }
 
 /// Check every step of `plan`; returns all problems found (empty: the run may start).
+/// The key checks (each a pass over its source, a view costing a second or more at 200k rows)
+/// run two at a time once every cheaper check is done; the problems come out in plan order.
 pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
-    let mut problems = Vec::new();
+    use futures::StreamExt;
+    // (step index, check order within the step, problem): sorted into plan order at the end.
+    let mut problems: Vec<(usize, u8, Problem)> = Vec::new();
+    let mut key_checks = Vec::new();
     for (i, step) in plan.iter().enumerate() {
         let problem = |m: String| Problem {
             version: step.version.clone(),
             message: m,
+        };
+        let mut problems = Found {
+            at: i,
+            list: &mut problems,
         };
         match step.kind {
             StepKind::Schema => {
@@ -49,7 +58,12 @@ pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
                 // A file step needs no database: the project's source may be a folder.
                 let source = if compiled.iter().any(|c| !c.spec.source.is_file()) {
                     match ctx.source().await {
-                        Ok(s) => Some(s.clone()),
+                        Ok(s) => {
+                            // Before the first count, so a count taken after it is known to
+                            // hold at a step's end while nobody commits to the source.
+                            ctx.preflight_counts.watch(s).await;
+                            Some(s.clone())
+                        }
                         Err(e) => {
                             problems.push(problem(format!("{e:#}")));
                             continue;
@@ -81,11 +95,24 @@ pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
                         continue;
                     }
                     if narrow {
-                        match reader.check_keys().await {
-                            Ok(Some(rows)) => ctx.preflight_counts.remember(&step.version, &c_source_name, rows),
-                            Ok(None) => {}
-                            Err(e) => problems.push(problem(e)),
-                        }
+                        let version = step.version.clone();
+                        key_checks.push(async move {
+                            match reader.check_keys().await {
+                                Ok(Some(rows)) => {
+                                    ctx.preflight_counts.remember(&version, &c_source_name, rows);
+                                    None
+                                }
+                                Ok(None) => None,
+                                Err(e) => Some((
+                                    i,
+                                    KEYS,
+                                    Problem {
+                                        version,
+                                        message: e,
+                                    },
+                                )),
+                            }
+                        });
                     }
                 }
                 // A collection's table is created by its step when missing.
@@ -93,12 +120,35 @@ pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
                     && (!collection || collection_exists(ctx, &table).await)
                     && let Err(e) = check_target(ctx, &plan[..i], &table, &columns).await
                 {
-                    problems.push(problem(e));
+                    problems.after_keys(problem(e));
                 }
             }
         }
     }
-    problems
+    let found: Vec<_> = futures::stream::iter(key_checks).buffer_unordered(2).collect().await;
+    problems.extend(found.into_iter().flatten());
+    problems.sort_by_key(|(i, order, _)| (*i, *order));
+    problems.into_iter().map(|(_, _, p)| p).collect()
+}
+
+/// Where a step's problems go, in its check order: what is found before its key check, the
+/// key check's own, then its target's.
+struct Found<'a> {
+    at: usize,
+    list: &'a mut Vec<(usize, u8, Problem)>,
+}
+
+const BEFORE_KEYS: u8 = 0;
+const KEYS: u8 = 1;
+const AFTER_KEYS: u8 = 2;
+
+impl Found<'_> {
+    fn push(&mut self, p: Problem) {
+        self.list.push((self.at, BEFORE_KEYS, p));
+    }
+    fn after_keys(&mut self, p: Problem) {
+        self.list.push((self.at, AFTER_KEYS, p));
+    }
 }
 
 /// A file step's file, read through before anything is written: it opens (it exists, the

@@ -263,6 +263,20 @@ impl SqliteLock {
     }
 }
 
+impl SqliteLock {
+    /// Run `sql` inside the held lock and commit it; the lock ends with the commit.
+    pub fn commit(mut self, sql: &str) {
+        use std::io::Write;
+        let mut stdin = self.child.stdin.take().expect("stdin");
+        stdin
+            .write_all(format!("{sql}\nCOMMIT;\n.quit\n").as_bytes())
+            .expect("write to sqlite3");
+        drop(stdin);
+        let status = self.child.wait().expect("sqlite3");
+        assert!(status.success(), "sqlite3 could not commit {sql}");
+    }
+}
+
 impl Drop for SqliteLock {
     fn drop(&mut self) {
         use std::io::Write;

@@ -14,6 +14,9 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
+/// Commits to a source file by anyone else, seen through SQLite's `data_version`.
+pub use sqlite::CommitWatch;
+
 use crate::engine::config::DbUrl;
 use crate::engine::decode::CellIssue;
 use crate::engine::value::Value;
@@ -962,6 +965,13 @@ impl Db {
     /// makes it the cheapest way to read even one page.
     pub fn reads_natively(&self) -> bool {
         matches!(self, Db::Sqlite(p) if sqlite::file_of(p).is_some())
+    }
+
+    /// A SQLite file: a watch that tells whether anyone committed to it from now on (see
+    /// [`sqlite::CommitWatch`]). `None` for other dialects and in-memory databases.
+    pub async fn watch_commits(&self) -> Option<Result<CommitWatch>> {
+        let path = self.sqlite_file()?;
+        Some(sqlite::CommitWatch::begin(path).await)
     }
 
     /// SQLite: write a consistent copy of the whole database into the new file `path`

@@ -224,6 +224,51 @@ pub fn file_of(pool: &sqlx::SqlitePool) -> Option<PathBuf> {
     Some(file.to_path_buf())
 }
 
+/// Whether any other connection committed to a SQLite file since the watch began: `PRAGMA
+/// data_version` on a read-only connection of the watch's own, which SQLite changes whenever
+/// another connection (of this process or any other) commits to the file. A source only this
+/// run reads answers `false`, so a count taken after the watch began is still the source's.
+pub struct CommitWatch {
+    conn: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
+    began: i64,
+}
+
+impl CommitWatch {
+    pub async fn begin(path: PathBuf) -> Result<CommitWatch> {
+        tokio::task::spawn_blocking(move || {
+            use rusqlite::OpenFlags;
+            let conn = rusqlite::Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| eyre!("opening {} to watch it: {e}", path.display()))?;
+            conn.busy_timeout(Duration::from_secs(30))?;
+            let began = data_version(&conn)?;
+            Ok(CommitWatch {
+                conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
+                began,
+            })
+        })
+        .await
+        .map_err(|e| eyre!("the commit watch stopped: {e}"))?
+    }
+
+    /// `true` when some connection committed to the file since [`CommitWatch::begin`].
+    pub async fn committed_since(&self) -> Result<bool> {
+        let (conn, began) = (self.conn.clone(), self.began);
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().map_err(|_| eyre!("the commit watch's connection is poisoned"))?;
+            Ok(data_version(&conn)? != began)
+        })
+        .await
+        .map_err(|e| eyre!("the commit watch stopped: {e}"))?
+    }
+}
+
+fn data_version(conn: &rusqlite::Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))?)
+}
+
 /// Stream a query on a SQLite file through SQLite's own handle on a blocking thread, a page at
 /// a time: no message between threads per row and no copy of every cell into a driver row
 /// (through sqlx those were a third of the client's work on a large source). The statement is

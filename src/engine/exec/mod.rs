@@ -220,18 +220,71 @@ pub struct RunCtx {
 
 /// Row counts of step sources, by step version and source name, from the pre-flight's key
 /// check. Each is taken once: a step run again later counts afresh.
-#[derive(Debug, Default)]
-pub struct PreflightCounts(std::sync::Mutex<std::collections::HashMap<(String, String), u64>>);
+#[derive(Default)]
+pub struct PreflightCounts {
+    counts: std::sync::Mutex<std::collections::HashMap<(String, String), u64>>,
+    /// Begun before the first count on a SQLite source file: while nobody has committed to the
+    /// source since, a count the pre-flight took is still the source's count at a step's end,
+    /// and the step need not compute its source (a view) once more to reconcile.
+    watch: tokio::sync::OnceCell<Option<Arc<crate::engine::db::CommitWatch>>>,
+}
+
+impl std::fmt::Debug for PreflightCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreflightCounts").field("counts", &self.counts).finish_non_exhaustive()
+    }
+}
+
+/// A source's row count from the pre-flight, with the watch that says whether it still holds.
+#[derive(Clone)]
+pub struct PreflightCount {
+    pub rows: u64,
+    watch: Option<Arc<crate::engine::db::CommitWatch>>,
+}
+
+impl PreflightCount {
+    /// The source's row count now, when it is known without counting again: nobody committed
+    /// to the source since before the pre-flight counted it. `None`: count again.
+    pub async fn still_holds(&self) -> Option<u64> {
+        match self.watch.as_ref()?.committed_since().await {
+            Ok(false) => Some(self.rows),
+            Ok(true) => None,
+            Err(e) => {
+                tracing::debug!("the source's commit watch cannot tell ({e:#}); counting again");
+                None
+            }
+        }
+    }
+}
 
 impl PreflightCounts {
+    /// Begin watching `source` for commits (once per run, before its first count).
+    pub async fn watch(&self, source: &Db) {
+        self.watch
+            .get_or_init(|| async {
+                match source.watch_commits().await? {
+                    Ok(w) => Some(Arc::new(w)),
+                    Err(e) => {
+                        tracing::debug!("the source cannot be watched for commits ({e:#}); steps count it again");
+                        None
+                    }
+                }
+            })
+            .await;
+    }
+
     pub fn remember(&self, version: &str, source: &str, rows: u64) {
-        if let Ok(mut m) = self.0.lock() {
+        if let Ok(mut m) = self.counts.lock() {
             m.insert((version.to_string(), source.to_string()), rows);
         }
     }
 
-    pub fn take(&self, version: &str, source: &str) -> Option<u64> {
-        self.0.lock().ok()?.remove(&(version.to_string(), source.to_string()))
+    pub fn take(&self, version: &str, source: &str) -> Option<PreflightCount> {
+        let rows = self.counts.lock().ok()?.remove(&(version.to_string(), source.to_string()))?;
+        Some(PreflightCount {
+            rows,
+            watch: self.watch.get().cloned().flatten(),
+        })
     }
 }
 

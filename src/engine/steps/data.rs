@@ -10,7 +10,7 @@ use crate::engine::db::{Db, DbTx};
 use crate::engine::exec::batch::{
     BatchPlan, BatchStep, EVENTS_PER_BATCH, FilledTable, FlagNote, PageOutcome, RejectNote, run_batches,
 };
-use crate::engine::exec::{RunCtx, StepError, StepResult};
+use crate::engine::exec::{PreflightCount, RunCtx, StepError, StepResult};
 use crate::engine::project::StepDef;
 use crate::engine::protocol::Counts;
 use crate::engine::source::Source;
@@ -68,7 +68,15 @@ impl Origin {
 /// the source changed during the run (rows added below the last key are never read) or the
 /// pager skipped rows; either way the step must not be called applied. A file must still be
 /// the file the step started on, byte for byte.
-async fn reconcile_source_count(origin: &Origin, c: &CompiledStep, read: u64) -> Result<(), StepError> {
+/// `counted`: the pre-flight's count, taken instead of counting again while nobody has
+/// committed to the source since before it was taken (a view costs a second or more per
+/// count at 200k rows); it is an independent count all the same.
+async fn reconcile_source_count(
+    origin: &Origin,
+    c: &CompiledStep,
+    read: u64,
+    counted: Option<&PreflightCount>,
+) -> Result<(), StepError> {
     if let Origin::File { path, checksum, .. } = origin {
         let at = path.clone();
         let now = tokio::task::spawn_blocking(move || file::file_checksum(&at))
@@ -83,7 +91,14 @@ async fn reconcile_source_count(origin: &Origin, c: &CompiledStep, read: u64) ->
             )));
         }
     }
-    let have = origin.count(c).await.map_err(StepError::plain)?;
+    let known = match counted {
+        Some(p) => p.still_holds().await,
+        None => None,
+    };
+    let have = match known {
+        Some(rows) => rows,
+        None => origin.count(c).await.map_err(StepError::plain)?,
+    };
     if have != read {
         return Err(StepError::msg(format!(
             "step {}: the source {} has {have} rows but the step read {}. The source changed while the step ran, or rows were skipped; nothing read was lost (every row read is written, skipped or rejected). Stop writes to the source, roll the step back (`cutover down --to` the step before) and run it again",
@@ -625,6 +640,8 @@ struct DataBatches {
     deferred_keys: Vec<crate::engine::db::TableForeignKey>,
     writer: Option<Arc<TargetWriter>>,
     pages: Option<ReadAhead<DataPage>>,
+    /// The pre-flight's count of the source, which `at_end` reconciles with while it holds.
+    counted: Option<PreflightCount>,
 }
 
 /// A page on its way to the writer: decided ahead when the step needs nothing from the
@@ -724,7 +741,7 @@ impl BatchStep for DataBatches {
     }
 
     async fn at_end(&mut self, counts: &Counts) -> Result<(), StepError> {
-        reconcile_source_count(&self.source, &self.c, counts.source).await
+        reconcile_source_count(&self.source, &self.c, counts.source, self.counted.as_ref()).await
     }
 
     async fn close(&mut self, ctx: &RunCtx, cp: &mut BatchCheckpoint) -> Result<Vec<RejectNote>, StepError> {
@@ -825,8 +842,9 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     let source = Origin::open(ctx, &c).await.map_err(StepError::plain)?;
     let batch_size = ctx.batch_size(c.spec.batch_size);
     let continue_on_error = ctx.continue_on_error(c.spec.continue_on_error);
-    let total = match ctx.preflight_counts.take(&step.version, &c.source_name) {
-        Some(rows) => rows,
+    let counted = ctx.preflight_counts.take(&step.version, &c.source_name);
+    let total = match &counted {
+        Some(p) => p.rows,
         None => source.count(&c).await.map_err(StepError::plain)?,
     };
     let plan = BatchPlan {
@@ -846,6 +864,7 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
         deferred_keys: Vec::new(),
         writer: None,
         pages: None,
+        counted,
     };
     let result = run_batches(ctx, step, plan, &mut s).await?;
     if let (StepResult::Done(_), Some(name), false) = (&result, &s.c.spec.target.collection, ctx.dry_run) {
