@@ -349,10 +349,11 @@ impl BatchStep for MergeBatches {
     }
 
     fn filled_table(&self) -> Option<FilledTable> {
-        // Phase B looks rows of the table up by its match keys and whole rows: all columns.
+        // Phase A only adds rows (side B's linked rows come from the source); phase B looks
+        // rows of the table up by its match keys and whole rows: all columns.
         self.writer.as_ref().map(|w| FilledTable {
             table: w.table.clone(),
-            probed: None,
+            probed: (self.phase == "a").then(Vec::new),
         })
     }
 
