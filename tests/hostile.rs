@@ -362,7 +362,9 @@ fn a_commit_to_the_source_is_counted_again(b: Backend) {
     assert!(status.success(), "{log}");
     let counts = log
         .lines()
-        .filter(|l| l.contains("SELECT id * 10 AS id") && l.contains("SELECT COUNT(*) FROM (") && !l.contains("GROUP BY"))
+        .filter(|l| {
+            l.contains("SELECT id * 10 AS id") && l.contains("SELECT COUNT(*) FROM (") && !l.contains("GROUP BY")
+        })
         .count();
     assert_eq!(counts, 1, "the view counted again at its step's end: {log}");
     assert_eq!(src_count(&p, "SELECT COUNT(*) FROM t"), 2501);

@@ -103,14 +103,7 @@ pub async fn check(ctx: &RunCtx, plan: &[StepDef]) -> Vec<Problem> {
                                     None
                                 }
                                 Ok(None) => None,
-                                Err(e) => Some((
-                                    i,
-                                    KEYS,
-                                    Problem {
-                                        version,
-                                        message: e,
-                                    },
-                                )),
+                                Err(e) => Some((i, KEYS, Problem { version, message: e })),
                             }
                         });
                     }

@@ -257,7 +257,9 @@ impl CommitWatch {
     pub async fn committed_since(&self) -> Result<bool> {
         let (conn, began) = (self.conn.clone(), self.began);
         tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().map_err(|_| eyre!("the commit watch's connection is poisoned"))?;
+            let conn = conn
+                .lock()
+                .map_err(|_| eyre!("the commit watch's connection is poisoned"))?;
             Ok(data_version(&conn)? != began)
         })
         .await

@@ -231,7 +231,9 @@ pub struct PreflightCounts {
 
 impl std::fmt::Debug for PreflightCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreflightCounts").field("counts", &self.counts).finish_non_exhaustive()
+        f.debug_struct("PreflightCounts")
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -280,7 +282,11 @@ impl PreflightCounts {
     }
 
     pub fn take(&self, version: &str, source: &str) -> Option<PreflightCount> {
-        let rows = self.counts.lock().ok()?.remove(&(version.to_string(), source.to_string()))?;
+        let rows = self
+            .counts
+            .lock()
+            .ok()?
+            .remove(&(version.to_string(), source.to_string()))?;
         Some(PreflightCount {
             rows,
             watch: self.watch.get().cloned().flatten(),

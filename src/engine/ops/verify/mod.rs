@@ -169,12 +169,19 @@ async fn run_checks(project: &Project, file: &VerifyFile, target: &Db, source: O
     };
     // Fixed rejects and rolled-back steps are expected states, reported as such.
     let actions = operator::OperatorActions::load(project, target).await?;
-    // Two lanes, one per core of a small server: what compares with the source, and what only
-    // reads the target. Each lane holds at most one connection to each side at a time, so the
-    // lanes never wait on each other for the pools (four connections each).
-    let compared = timed("source counts, expect and checksum checks", async {
-        let mut checks = timed("source counts", checks::source_count_checks(project, target, source)).await?;
+    // Three lanes: the source counts (a view is computed once more for its count: the
+    // longest check), the expect and checksum checks, and what only reads the target. Each
+    // lane holds at most one connection to each side at a time, so the lanes never wait on
+    // each other for the pools (four connections each). On two cores the clinic project at
+    // 200k patients (PostgreSQL target) went from 3.5-3.6 s with two lanes (the counts, then
+    // these checks) to 3.0-3.2 s: the two cores are then busy throughout.
+    let counted = timed("source counts", async {
+        let mut checks = checks::source_count_checks(project, target, source).await?;
         checks.extend(actions.rollback_checks(target).await);
+        Ok::<_, color_eyre::Report>(checks)
+    });
+    let compared = timed("expect and checksum checks", async {
+        let mut checks = Vec::new();
         for e in &file.expect {
             let check = timed(&e.name, checks::expect_check(e, source, target)).await;
             checks.push(actions.review_expect(e, check));
@@ -195,7 +202,8 @@ async fn run_checks(project: &Project, file: &VerifyFile, target: &Db, source: O
         checks.extend(timed("buckets", bucket::bucket_checks(project, target)).await);
         Ok::<_, color_eyre::Report>(checks)
     });
-    let (compared, target_only) = tokio::join!(compared, target_only);
+    let (counted, compared, target_only) = tokio::join!(counted, compared, target_only);
+    checks.extend(counted?);
     checks.extend(compared?);
     checks.extend(target_only?);
     Ok(checks)
