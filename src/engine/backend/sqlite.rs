@@ -228,9 +228,33 @@ pub fn file_of(pool: &sqlx::SqlitePool) -> Option<PathBuf> {
 /// data_version` on a read-only connection of the watch's own, which SQLite changes whenever
 /// another connection (of this process or any other) commits to the file. A source only this
 /// run reads answers `false`, so a count taken after the watch began is still the source's.
+/// A file put in its place (`mv`, a copy over it) is not a commit the watch's open file sees:
+/// the file's identity, size and modification time are compared as well.
 pub struct CommitWatch {
     conn: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
+    path: PathBuf,
     began: i64,
+    file: Option<FileStamp>,
+}
+
+/// What changes when a file is replaced or written outside SQLite.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct FileStamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        device: m.dev(),
+        inode: m.ino(),
+        len: m.len(),
+        modified: m.modified().ok(),
+    })
 }
 
 impl CommitWatch {
@@ -243,20 +267,28 @@ impl CommitWatch {
             )
             .map_err(|e| eyre!("opening {} to watch it: {e}", path.display()))?;
             conn.busy_timeout(Duration::from_secs(30))?;
+            let file = file_stamp(&path);
             let began = data_version(&conn)?;
             Ok(CommitWatch {
                 conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
+                path,
                 began,
+                file,
             })
         })
         .await
         .map_err(|e| eyre!("the commit watch stopped: {e}"))?
     }
 
-    /// `true` when some connection committed to the file since [`CommitWatch::begin`].
+    /// `true` when some connection committed to the file since [`CommitWatch::begin`], or
+    /// the file at its path is no longer the one it was (or cannot be told).
     pub async fn committed_since(&self) -> Result<bool> {
         let (conn, began) = (self.conn.clone(), self.began);
+        let (path, file) = (self.path.clone(), self.file.clone());
         tokio::task::spawn_blocking(move || {
+            if file.is_none() || file_stamp(&path) != file {
+                return Ok(true);
+            }
             let conn = conn
                 .lock()
                 .map_err(|_| eyre!("the commit watch's connection is poisoned"))?;
@@ -527,6 +559,33 @@ mod tests {
         assert_eq!(inf, Value::Text("-Infinity".into()));
         assert!(fit("c", &mut Value::Real(f64::NAN), false).is_err());
         assert!(is_text_type("VARCHAR(10)") && !is_text_type("INTEGER"));
+    }
+
+    /// The watch answers `false` while only readers touch the file, and `true` after a commit
+    /// by another connection, and after another file was put in its place with the same
+    /// rows (no commit the watch's own open file could see).
+    #[tokio::test]
+    async fn a_commit_watch_sees_commits_and_a_replaced_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("legacy.db");
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer
+            .execute_batch("CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let watch = CommitWatch::begin(path.clone()).await.unwrap();
+        let reader = rusqlite::Connection::open(&path).unwrap();
+        let n: i64 = reader.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+        assert!(!watch.committed_since().await.unwrap(), "a read is no commit");
+        writer.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        assert!(watch.committed_since().await.unwrap(), "a commit");
+
+        let watch = CommitWatch::begin(path.clone()).await.unwrap();
+        assert!(!watch.committed_since().await.unwrap());
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(&path, &copy).unwrap();
+        std::fs::rename(&copy, &path).unwrap();
+        assert!(watch.committed_since().await.unwrap(), "a file put in its place");
     }
 
     /// Which tables refuse two rows equal on which columns: whole-column unique indexes and
