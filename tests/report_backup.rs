@@ -417,7 +417,9 @@ fn backup_and_restore_on_sqlite() {
         use std::io::Write;
         let stdin = other.stdin.as_mut().unwrap();
         stdin
-            .write_all(b"INSERT INTO notes VALUES (77, 'open elsewhere');\n")
+            // The busy timeout: the test's own polling reads below can hold the lock at the
+            // instant this write commits, and the shell gives up at once without one.
+            .write_all(b".timeout 10000\nINSERT INTO notes VALUES (77, 'open elsewhere');\n")
             .unwrap();
         stdin.flush().unwrap();
     }
