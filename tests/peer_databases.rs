@@ -146,6 +146,7 @@ fn fixture(db: &str) -> PathBuf {
 /// Rows of a query as JSON objects (`sqlite3 -json`; no rows prints nothing).
 fn sqlite_json(db: &Path, sql: &str) -> Vec<serde_json::Map<String, Value>> {
     let o = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg("-json")
         .arg(db)
         .arg(sql)

@@ -142,6 +142,7 @@ impl TestProject {
         match self.backend {
             Backend::Sqlite => {
                 let o = Command::new("sqlite3")
+                    .args(["-cmd", ".timeout 10000"])
                     .arg(self.path().join("target.db"))
                     .arg(sql)
                     .output()
@@ -210,8 +211,11 @@ impl TestProject {
     }
 }
 
+/// The busy timeout: a read racing the engine's commit (or another shell's close, which
+/// checkpoints) would otherwise fail at once with "database is locked".
 pub fn sqlite3(db: &Path, sql: &str) -> String {
     let o = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg(db)
         .arg(sql)
         .output()
