@@ -342,7 +342,7 @@ fn a_commit_to_the_source_is_counted_again(b: Backend) {
     let log_path = p.path().join("up.log");
     let mut child = p
         .cmd(&["up"])
-        .env("CUTOVER_LOG", "sqlx::query=debug")
+        .env("CUTOVER_LOG", "sqlx::query=debug,cutover=info")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
@@ -367,11 +367,60 @@ fn a_commit_to_the_source_is_counted_again(b: Backend) {
         })
         .count();
     assert_eq!(counts, 1, "the view counted again at its step's end: {log}");
+    // The view's stream, opened while the first step closed, is not taken on trust either:
+    // the step reads the source afresh.
+    assert!(
+        log.contains("its stream opened ahead is read again") && !log.contains("reads the source stream opened while"),
+        "{log}"
+    );
     assert_eq!(src_count(&p, "SELECT COUNT(*) FROM t"), 2501);
     assert_books(&p, MORE, 2501, "items");
     assert_books(&p, ITEMS, 20000, "others");
 }
 both!(a_commit_to_the_source_is_counted_again);
+
+// 2f. A view step after a batch step reads the stream opened while that step closed (the
+//     view computed beside the step's key and index work): every row of the view once, the
+//     books balanced. The source unchanged since the pre-flight is what lets it.
+fn a_view_opened_ahead_is_read_whole(b: Backend) {
+    let p = TestProject::new(b);
+    source_rows(&p, "t", 2500);
+    source_rows(&p, "u", 3000);
+    let schema = format!("{}{}", items_schema(b), items_schema(b).replace("items", "others"));
+    p.schema_step(SCHEMA, &schema, "DROP TABLE others; DROP TABLE items;");
+    let first = items_step("table = \"u\"", "\"id\"", "")
+        .replace("table = \"items\"", "table = \"others\"")
+        .replace("map = \"items\"", "map = \"others\"");
+    p.data_step(ITEMS, &first);
+    // Ordered by something else than its key: the view is sorted whole before its first row.
+    let view = items_step(
+        "query = \"SELECT id * 10 AS id, name, qty FROM t WHERE qty >= 0 ORDER BY name DESC\"",
+        "\"id\"",
+        "",
+    )
+    .replace("batch_size = 1000", "batch_size = 300");
+    p.data_step(MORE, &view);
+    let o = p.cmd(&["up"]).env("CUTOVER_LOG", "cutover=info").output().unwrap();
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains(&format!(
+            "step {}: reads the source stream opened while the step before closed",
+            ver(MORE)
+        )),
+        "{log}"
+    );
+    assert_books(&p, MORE, 2500, "items");
+    assert_books(&p, ITEMS, 3000, "others");
+    // Every row of the view, once: legacy ids 10..25000 by tens.
+    assert_eq!(
+        p.target_sql("SELECT COUNT(DISTINCT legacy_id), MIN(legacy_id), MAX(legacy_id), SUM(legacy_id) FROM items")
+            .trim()
+            .replace(['|', ' '], ","),
+        "2500,10,25000,31262500"
+    );
+}
+both!(a_view_opened_ahead_is_read_whole);
 
 // 2d. A key column named like the key check's own count column is checked all the same: a
 //     unique one passes, a repeated one is refused before anything is written.

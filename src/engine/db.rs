@@ -2,5 +2,6 @@
 //! their per-dialect parts in [`crate::engine::backend`].
 
 pub use crate::engine::backend::{
-    CommitWatch, Db, DbTx, Dialect, PageStream, Role, Rows, SecondaryIndex, TableForeignKey, quote_ident, sqlite_path,
+    CommitWatch, Db, DbTx, Dialect, PageStream, PrefetchedStream, Role, Rows, SecondaryIndex, TableForeignKey,
+    quote_ident, sqlite_path,
 };

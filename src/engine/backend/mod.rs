@@ -1079,6 +1079,15 @@ macro_rules! fetch_rows {
 /// Pages of a streamed query: `Ok(Some(rows))`, then `Ok(None)` at the end.
 pub type PageStream = tokio::sync::mpsc::Receiver<Result<Option<Rows>>>;
 
+/// The first stream of a step's source query, opened before the step starts: what the step's
+/// reader adopts when its own first statement is this one (see `SourceReader::adopt`).
+pub struct PrefetchedStream {
+    pub sql: String,
+    pub params: Vec<Value>,
+    pub page_rows: usize,
+    pub stream: PageStream,
+}
+
 /// A stream's end: `Ok(true)` when every row was sent and the transaction ended cleanly,
 /// `Ok(false)` when the receiver went away (nothing more to say).
 fn finish_stream<T>(sent: Result<bool, sqlx::Error>, rolled_back: Result<T, sqlx::Error>) -> Result<bool, sqlx::Error> {

@@ -4,7 +4,7 @@
 //! pre-flight (`check_keys`) refuses the run before anything is written.
 
 use crate::engine::data::pipeline::{CompiledStep, SourceBatch};
-use crate::engine::db::{Db, PageStream, quote_ident};
+use crate::engine::db::{Db, PageStream, PrefetchedStream, quote_ident};
 use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use std::sync::Arc;
@@ -21,6 +21,8 @@ pub struct SourceReader {
     stream: Option<PageStream>,
     /// The key of the last row handed out, so the guard also holds across pages.
     last_key: Option<Value>,
+    /// A stream of this source opened before the step started (see `exec::NextSource`).
+    adopted: Option<PrefetchedStream>,
 }
 
 impl SourceReader {
@@ -35,6 +37,7 @@ impl SourceReader {
             base,
             key_types: None,
             stream: None,
+            adopted: None,
             last_key: None,
         }
     }
@@ -167,6 +170,30 @@ impl SourceReader {
         ))
     }
 
+    /// Open the stream of a query source from its first row, in pages of `limit` rows, ahead
+    /// of the step (see `exec::NextSource`); `None` for a table source, or a source read
+    /// through a connection pool (a server's), whose read transaction would be held for
+    /// nothing.
+    pub async fn open_first_stream(&mut self, limit: usize) -> Result<Option<PrefetchedStream>> {
+        if self.c.spec.source.query.is_none() || !self.source.reads_natively() {
+            return Ok(None);
+        }
+        let (sql, params) = self.page_sql(&None, None).await?;
+        let stream = self.source.stream_pages(sql.clone(), params.clone(), limit);
+        Ok(Some(PrefetchedStream {
+            sql,
+            params,
+            page_rows: limit,
+            stream,
+        }))
+    }
+
+    /// Read `p` (opened by [`SourceReader::open_first_stream`] for the same step) instead of
+    /// opening the first stream, if it is the statement the first page would run.
+    pub fn adopt(&mut self, p: PrefetchedStream) {
+        self.adopted = Some(p);
+    }
+
     /// The page of up to `limit` rows after `after`, in key order. A table is read in keyset
     /// pages, each an index range of its own. A query (a view with joins and window functions)
     /// would be computed again for every page, so it is read as one ordered stream instead,
@@ -176,7 +203,22 @@ impl SourceReader {
         let rows = if self.c.spec.source.query.is_some() {
             if self.stream.is_none() {
                 let (sql, params) = self.page_sql(after, None).await?;
-                self.stream = Some(self.source.stream_pages(sql, params, limit));
+                // An adopted stream is used only when it is exactly the statement this read
+                // would start (the same first key, the same page size).
+                let adopted = self
+                    .adopted
+                    .take()
+                    .filter(|p| p.sql == sql && p.params == params && p.page_rows == limit);
+                self.stream = Some(match adopted {
+                    Some(p) => {
+                        tracing::info!(
+                            "step {}: reads the source stream opened while the step before closed",
+                            self.c.version
+                        );
+                        p.stream
+                    }
+                    None => self.source.stream_pages(sql, params, limit),
+                });
             }
             let stream = self
                 .stream

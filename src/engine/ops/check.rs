@@ -304,6 +304,7 @@ async fn steps_load(project: &Project, target: &Db, source: Option<Db>) -> Check
         dry_tx: tokio::sync::Mutex::new(None),
         lock_token: None,
         preflight_counts: Default::default(),
+        next_source: Default::default(),
     };
     let problems = crate::engine::preflight::check(&ctx, &plan).await;
     if problems.is_empty() {

@@ -117,6 +117,7 @@ async fn run_sync_inner(
         dry_tx: tokio::sync::Mutex::new(None),
         lock_token: None,
         preflight_counts: Default::default(),
+        next_source: Default::default(),
     };
     let mut pass = 0u64;
     let mut synced = 0usize;
@@ -166,6 +167,7 @@ async fn one_pass(ctx: &RunCtx, steps: &[StepDef], pass: u64) -> PassEnd {
         dry_tx: tokio::sync::Mutex::new(None),
         lock_token: Some(lock.token().to_string()),
         preflight_counts: Default::default(),
+        next_source: Default::default(),
     };
     let end = pass_locked(&ctx, steps, pass).await;
     if let Err(e) = lock.release().await {

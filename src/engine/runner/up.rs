@@ -129,6 +129,7 @@ async fn run_up_locked(
         dry_tx: tokio::sync::Mutex::new(None),
         lock_token: lock_token.clone(),
         preflight_counts: Default::default(),
+        next_source: Default::default(),
     };
     if opts.dry_run {
         match target.begin_dry_run().await {
@@ -210,6 +211,13 @@ async fn run_up_locked(
             && let Some(tx) = ctx.dry_tx.lock().await.as_mut()
         {
             let _ = tx.execute_raw("SAVEPOINT cutover_dry_step").await;
+        }
+        // The next step's view is computed while this step closes (see `NextSource`).
+        if let (false, Some(next), Some(source)) = (opts.dry_run, plan.get(at + 1), ctx.source.get())
+            && next.kind == StepKind::Data
+        {
+            let open = crate::engine::steps::data::open_source_ahead(ctx.project.clone(), source.clone(), next.clone());
+            ctx.next_source.arm(&step.version, next.version.clone(), open);
         }
         let res = run_step_retrying(&ctx, step).await;
         if opts.dry_run

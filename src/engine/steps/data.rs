@@ -712,10 +712,29 @@ impl BatchStep for DataBatches {
             resume_from.clone(),
             crate::engine::exec::batch::page_rows(self.batch_size),
         );
+        // Taken whatever happens next, so a stream opened for this step never outlives it.
+        let opened_ahead = match dry {
+            true => None,
+            false => ctx.next_source.take(&self.c.version).await,
+        };
         self.pages = Some(match &self.source {
             Origin::Db(db) => {
-                let reader = SourceReader::new(db.clone(), self.c.clone(), true);
+                let mut reader = SourceReader::new(db.clone(), self.c.clone(), true);
                 reader.check().await.map_err(StepError::msg)?;
+                if let Some(p) = opened_ahead
+                    && start.is_none()
+                {
+                    // Its rows are the source as it was when it opened: only while nobody
+                    // has committed to the source since the pre-flight are they its rows now.
+                    if ctx.preflight_counts.unchanged().await {
+                        reader.adopt(p);
+                    } else {
+                        tracing::info!(
+                            "step {}: the source changed since the pre-flight; its stream opened ahead is read again",
+                            self.c.version
+                        );
+                    }
+                }
                 read_ahead(&self.c, writer, lookups, reader, start, size)
             }
             Origin::File { .. } => {
@@ -822,6 +841,32 @@ impl BatchStep for DataBatches {
                 .collect(),
             next_key,
         })
+    }
+}
+
+/// The first stream of `step`'s source, opened ahead of the step (see `exec::NextSource`):
+/// `None` unless it is a data step reading a query (a view) from a SQLite source file.
+pub async fn open_source_ahead(
+    project: Arc<crate::engine::project::Project>,
+    source: Db,
+    step: StepDef,
+) -> Option<crate::engine::db::PrefetchedStream> {
+    let c = match load(&step) {
+        Ok(c) => c,
+        // The step reports it when it runs.
+        Err(_) => return None,
+    };
+    if c.spec.source.is_file() {
+        return None;
+    }
+    let size = crate::engine::exec::batch::page_rows(crate::engine::exec::batch_size_of(&project, c.spec.batch_size));
+    let mut reader = SourceReader::new(source, Arc::new(c), true);
+    match reader.open_first_stream(size).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!("step {}: its source is not opened ahead: {e:#}", step.version);
+            None
+        }
     }
 }
 

@@ -223,6 +223,7 @@ fn step_ctx(
         dry_tx: tokio::sync::Mutex::new(None),
         lock_token: None,
         preflight_counts: Default::default(),
+        next_source: Default::default(),
     }
 }
 
