@@ -296,13 +296,20 @@ impl NextSource {
     }
 }
 
-impl Drop for NextSource {
-    fn drop(&mut self) {
-        if let Ok(armed) = self.armed.lock() {
-            for a in armed.iter() {
+impl NextSource {
+    /// Drop everything armed or opened: an operator's pause must not hold the source.
+    pub fn clear(&self) {
+        if let Ok(mut armed) = self.armed.lock() {
+            for a in armed.drain(..) {
                 a.task.abort();
             }
         }
+    }
+}
+
+impl Drop for NextSource {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
@@ -405,6 +412,9 @@ impl RunCtx {
         while !self.control.aborted() && rx.borrow_and_update().any() {
             if since.is_none() {
                 since = Some(std::time::Instant::now());
+                // A stream opened ahead for the next step would hold the source while the run
+                // waits here; that step opens its own when it starts.
+                self.next_source.clear();
                 self.emit(EngineEvent::Paused {
                     version: version.map(str::to_string),
                 })
@@ -458,4 +468,82 @@ pub fn batch_size_of(project: &Project, step_setting: Option<usize>) -> usize {
 
 pub fn new_run_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::db::PrefetchedStream;
+
+    /// A stream that holds one page naming `label`, as an opened view would.
+    fn opened(label: &str) -> PrefetchedStream {
+        let (tx, stream) = mpsc::channel(1);
+        let page = crate::engine::db::Rows {
+            columns: vec![label.to_string()],
+            ..Default::default()
+        };
+        tx.try_send(Ok(Some(page))).ok();
+        PrefetchedStream {
+            sql: format!("SELECT * FROM {label}"),
+            params: Vec::new(),
+            page_rows: 10,
+            stream,
+        }
+    }
+
+    async fn first_column(p: Option<PrefetchedStream>) -> Option<String> {
+        let mut p = p?;
+        match p.stream.recv().await {
+            Some(Ok(Some(rows))) => rows.columns.first().cloned(),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_opens_when_fired_and_goes_to_its_step_only() {
+        let next = NextSource::default();
+        let opens = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = opens.clone();
+        next.arm("v1", "v2".into(), async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Some(opened("view2"))
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(
+            opens.load(Ordering::SeqCst),
+            0,
+            "nothing opens before the step before reads its last page"
+        );
+        next.fire();
+        assert!(next.take("v3").await.is_none(), "another step gets nothing");
+        assert_eq!(first_column(next.take("v2").await).await.as_deref(), Some("view2"));
+        assert_eq!(opens.load(Ordering::SeqCst), 1);
+        assert!(next.take("v2").await.is_none(), "taken once");
+    }
+
+    #[tokio::test]
+    async fn a_stream_never_fired_or_cleared_is_not_handed_out() {
+        let next = NextSource::default();
+        next.arm("v1", "v2".into(), async { Some(opened("view2")) });
+        // The step before ended without reading its last page (failed, aborted).
+        assert!(next.take("v2").await.is_none());
+
+        next.arm("v1", "v2".into(), async { Some(opened("view2")) });
+        next.fire();
+        // A pause at the boundary before v2.
+        next.clear();
+        assert!(next.take("v2").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn arming_the_step_after_keeps_the_running_steps_stream() {
+        let next = NextSource::default();
+        next.arm("v1", "v2".into(), async { Some(opened("view2")) });
+        next.fire();
+        // The runner arms v3 before it runs v2, which then takes its own.
+        next.arm("v2", "v3".into(), async { Some(opened("view3")) });
+        assert_eq!(first_column(next.take("v2").await).await.as_deref(), Some("view2"));
+        next.fire();
+        assert_eq!(first_column(next.take("v3").await).await.as_deref(), Some("view3"));
+    }
 }
