@@ -311,25 +311,28 @@ both!(a_view_is_counted_by_its_key_check);
 //     source again at its end and the books balance with the row it read. (Had it trusted the
 //     pre-flight's 2500, the run would have failed; had the count missed rows, it would have
 //     called a short read whole.)
-fn a_commit_to_the_source_is_counted_again(b: Backend) {
+/// A project of two data steps: `others` from table `u` (`u_rows` rows, `first_batch` a batch),
+/// then `items` from the view `view` over `t` (2500 rows).
+fn a_table_step_then_a_view_step(b: Backend, u_rows: u32, first_batch: u32, view: &str) -> TestProject {
     let p = TestProject::new(b);
     source_rows(&p, "t", 2500);
-    source_rows(&p, "u", 20000);
+    source_rows(&p, "u", u_rows);
     let schema = format!("{}{}", items_schema(b), items_schema(b).replace("items", "others"));
     p.schema_step(SCHEMA, &schema, "DROP TABLE others; DROP TABLE items;");
-    // The first step reads a table in small pages: the test holds it between two pages.
     let first = items_step("table = \"u\"", "\"id\"", "")
-        .replace("batch_size = 1000", "batch_size = 100")
+        .replace("batch_size = 1000", &format!("batch_size = {first_batch}"))
         .replace("table = \"items\"", "table = \"others\"")
         .replace("map = \"items\"", "map = \"others\"");
     p.data_step(ITEMS, &first);
-    let view = items_step(
-        "query = \"SELECT id * 10 AS id, name, qty FROM t WHERE qty >= 0\"",
-        "\"id\"",
-        "",
-    )
-    .replace("batch_size = 1000", "batch_size = 300");
+    let view =
+        items_step(&format!("query = \"{view}\""), "\"id\"", "").replace("batch_size = 1000", "batch_size = 300");
     p.data_step(MORE, &view);
+    p
+}
+
+fn a_commit_to_the_source_is_counted_again(b: Backend) {
+    // The first step reads a table in small pages: the test holds it between two pages.
+    let p = a_table_step_then_a_view_step(b, 20000, 100, "SELECT id * 10 AS id, name, qty FROM t WHERE qty >= 0");
     let checkpointed = |version: &str| {
         p.try_target_sql(&format!(
             "SELECT COALESCE(SUM(rows_read), 0) FROM cutover_checkpoints WHERE version = '{}'",
@@ -383,23 +386,13 @@ both!(a_commit_to_the_source_is_counted_again);
 //     view computed beside the step's key and index work): every row of the view once, the
 //     books balanced. The source unchanged since the pre-flight is what lets it.
 fn a_view_opened_ahead_is_read_whole(b: Backend) {
-    let p = TestProject::new(b);
-    source_rows(&p, "t", 2500);
-    source_rows(&p, "u", 3000);
-    let schema = format!("{}{}", items_schema(b), items_schema(b).replace("items", "others"));
-    p.schema_step(SCHEMA, &schema, "DROP TABLE others; DROP TABLE items;");
-    let first = items_step("table = \"u\"", "\"id\"", "")
-        .replace("table = \"items\"", "table = \"others\"")
-        .replace("map = \"items\"", "map = \"others\"");
-    p.data_step(ITEMS, &first);
     // Ordered by something else than its key: the view is sorted whole before its first row.
-    let view = items_step(
-        "query = \"SELECT id * 10 AS id, name, qty FROM t WHERE qty >= 0 ORDER BY name DESC\"",
-        "\"id\"",
-        "",
-    )
-    .replace("batch_size = 1000", "batch_size = 300");
-    p.data_step(MORE, &view);
+    let p = a_table_step_then_a_view_step(
+        b,
+        3000,
+        1000,
+        "SELECT id * 10 AS id, name, qty FROM t WHERE qty >= 0 ORDER BY name DESC",
+    );
     let o = p.cmd(&["up"]).env("CUTOVER_LOG", "cutover=info").output().unwrap();
     let log = stderr(&o);
     assert!(o.status.success(), "{log}");
