@@ -264,10 +264,13 @@ pub async fn run_batches<S: BatchStep>(
         };
         let Some(page) = page else {
             // The source is done: commit what the open batch holds, then close the books.
-            if let Some(b) = open.take()
-                && let Err(e) = b.commit(ctx, step, &started_at, &mut cp, &mut progress).await
-            {
-                break Err(e);
+            if let Some(b) = open.take() {
+                let committing = Instant::now();
+                let committed = b.commit(ctx, step, &started_at, &mut cp, &mut progress).await;
+                stages.committed += committing.elapsed();
+                if let Err(e) = committed {
+                    break Err(e);
+                }
             }
             match s.at_end(&cp.counts).await {
                 Ok(()) => break Ok(StepResult::Done(cp.counts)),
@@ -336,6 +339,7 @@ pub async fn run_batches<S: BatchStep>(
             // foreign key added back or an index built locks the step's table, not the map).
             let done = matches!(outcome, Ok(StepResult::Done(_)));
             if done {
+                // The next step's view is computed beside this close (see `NextSource`).
                 ctx.next_source.fire();
             }
             let close_then_table = async {

@@ -343,13 +343,19 @@ impl PreflightCount {
     /// The source's row count now, when it is known without counting again: nobody committed
     /// to the source since before the pre-flight counted it. `None`: count again.
     pub async fn still_holds(&self) -> Option<u64> {
-        match self.watch.as_ref()?.committed_since().await {
-            Ok(false) => Some(self.rows),
-            Ok(true) => None,
-            Err(e) => {
-                tracing::debug!("the source's commit watch cannot tell ({e:#}); counting again");
-                None
-            }
+        nobody_committed(self.watch.as_deref()).await.then_some(self.rows)
+    }
+}
+
+/// Whether `watch` tells that nobody has committed to the source since it began (`false` when
+/// there is no watch, or it cannot tell).
+async fn nobody_committed(watch: Option<&crate::engine::db::CommitWatch>) -> bool {
+    let Some(watch) = watch else { return false };
+    match watch.committed_since().await {
+        Ok(committed) => !committed,
+        Err(e) => {
+            tracing::debug!("the source's commit watch cannot tell ({e:#}); the source is read again");
+            false
         }
     }
 }
@@ -373,10 +379,7 @@ impl PreflightCounts {
     /// Whether nobody has committed to the source since before the pre-flight (`false` when
     /// that cannot be told: no watch, or it fails).
     pub async fn unchanged(&self) -> bool {
-        let Some(watch) = self.watch.get().cloned().flatten() else {
-            return false;
-        };
-        matches!(watch.committed_since().await, Ok(false))
+        nobody_committed(self.watch.get().and_then(|w| w.as_deref())).await
     }
 
     pub fn remember(&self, version: &str, source: &str, rows: u64) {
