@@ -1749,3 +1749,130 @@ fn postgres_foreign_keys_stay_when_the_step_stops_at_its_first_reject() {
     );
     assert!(p.json(&["rejects", "list"]).as_array().unwrap().is_empty());
 }
+
+// A step that looks up a map other steps wrote answers from a copy of the map held in memory
+// (read once, kept from step to step); a later step that adds to the map lets the copy go,
+// so a lookup after it finds the new entries. Two steps fill `people`, a visits step runs
+// after each: the first finds 3000 of its 4000 people, the second all 4000, each visit
+// linked to its own person.
+fn a_map_held_in_memory_is_read_again_after_a_step_adds_to_it(b: Backend) {
+    let p = TestProject::new(b);
+    p.source_sql(
+        "CREATE TABLE people_a (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE people_b (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE visits (id INTEGER PRIMARY KEY, person_id INTEGER);
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 4000)
+         INSERT INTO visits SELECT i, i FROM k;
+         INSERT INTO people_a SELECT id, 'a ' || id FROM visits WHERE id <= 3000;
+         INSERT INTO people_b SELECT id, 'b ' || id FROM visits WHERE id > 3000;",
+    );
+    p.schema_step(
+        SCHEMA,
+        "CREATE TABLE persons (id TEXT PRIMARY KEY, legacy_id TEXT NOT NULL UNIQUE, name TEXT);
+CREATE TABLE visits_first (id TEXT PRIMARY KEY, legacy_id TEXT NOT NULL UNIQUE, person_id TEXT NOT NULL REFERENCES persons (id));
+CREATE TABLE visits_again (id TEXT PRIMARY KEY, legacy_id TEXT NOT NULL UNIQUE, person_id TEXT NOT NULL REFERENCES persons (id));",
+        "DROP TABLE visits_again;\nDROP TABLE visits_first;\nDROP TABLE persons;",
+    );
+    let people = |table: &str| {
+        format!(
+            r#"kind = "data"
+[source]
+table = "{table}"
+key = "id"
+
+[target]
+table = "persons"
+
+[id_map]
+column = "id"
+map = "people"
+
+[[fields]]
+target = "legacy_id"
+source = "id"
+
+[[fields]]
+target = "name"
+source = "name"
+"#
+        )
+    };
+    let visits = |table: &str, map: &str| {
+        format!(
+            r#"kind = "data"
+batch_size = 700
+[source]
+table = "visits"
+key = "id"
+
+[target]
+table = "{table}"
+
+[id_map]
+column = "id"
+map = "{map}"
+
+[[fields]]
+target = "legacy_id"
+source = "id"
+
+[[fields]]
+target = "person_id"
+source = "person_id"
+transforms = [{{ lookup = {{ map = "people" }} }}]
+"#
+        )
+    };
+    const VISITS_FIRST: &str = "20250101T090200_visits_first";
+    const PEOPLE_B: &str = "20250101T090300_people_b";
+    const VISITS_AGAIN: &str = "20250101T090400_visits_again";
+    p.data_step(ACCOUNTS, &people("people_a"));
+    p.data_step(VISITS_FIRST, &visits("visits_first", "visits_first"));
+    p.data_step(PEOPLE_B, &people("people_b"));
+    p.data_step(VISITS_AGAIN, &visits("visits_again", "visits_again"));
+    let o = p
+        .cmd(&["up", "--continue-on-error"])
+        .env("CUTOVER_LOG", "cutover=info")
+        .output()
+        .unwrap();
+    let log = format!("{}{}", support::stdout(&o), support::stderr(&o));
+    assert!(o.status.success(), "{log}");
+    let first = ledger_counts(&p, "20250101T090200");
+    assert_eq!(
+        (first["written"].as_u64(), first["rejected"].as_u64()),
+        (Some(3000), Some(1000)),
+        "{first}"
+    );
+    let again = ledger_counts(&p, "20250101T090400");
+    assert_eq!(
+        (again["written"].as_u64(), again["rejected"].as_u64()),
+        (Some(4000), Some(0)),
+        "the people the step before added are found: {again}"
+    );
+    // Each visit points at its own person's new id (visit n belongs to person n).
+    for (table, n) in [("visits_first", "3000"), ("visits_again", "4000")] {
+        let linked = p.target_sql(&format!(
+            "SELECT COUNT(*) FROM {table} v JOIN persons s ON s.id = v.person_id WHERE s.legacy_id = v.legacy_id"
+        ));
+        assert_eq!(linked.trim(), n, "{table}");
+    }
+    // Both visits steps answered from a copy held in memory, the second from a copy read
+    // after `people_b`.
+    for version in ["20250101T090200", "20250101T090400"] {
+        assert!(
+            log.contains(&format!("step {version}: the ID map `people` is held in memory")),
+            "{version} reads its lookups from the map held: {log}"
+        );
+    }
+    // The visits the first step could not link wait as rejects naming the missing person.
+    let rejects = p.json(&["rejects", "list", "--step", "20250101T090200"]);
+    let rejects = rejects.as_array().expect("rejects");
+    assert_eq!(rejects.len(), 1000);
+    assert!(
+        rejects
+            .iter()
+            .all(|r| r["reason"].as_str().is_some_and(|s| s.contains("people"))),
+        "{rejects:?}"
+    );
+}
+both!(a_map_held_in_memory_is_read_again_after_a_step_adds_to_it);
