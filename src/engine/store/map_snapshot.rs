@@ -1,13 +1,12 @@
-//! ID maps held in memory for a step's lookups into maps that other steps wrote and
-//! committed, instead of asking the target once per page. On the clinic project at 200k
-//! patients those per-page lookups were the largest single item of a run: 1.78M keys in 1169
-//! statements, 19 s of the SQLite target's time and 11.6 s of PostgreSQL's. Loading a map is
-//! one ordered scan of its entries, and the run keeps it for the next step that reads it
-//! until a step that may write to it runs.
+//! An ID map held in memory for the length of one step: the answer to every lookup a step
+//! makes into a map that other steps wrote and committed, without asking the target once per
+//! page. On the clinic project at 200k patients the per-page lookups were the largest single
+//! item of a run: 1.78M keys in 1169 statements, 19 s of the SQLite target's time and 11.6 s
+//! of PostgreSQL's. Loading a map once is one ordered scan of its entries.
 //!
-//! Held compactly (a legacy integer key and its UUID in 20 bytes; other keys' bytes in one
-//! buffer) and only while the maps fit the budget the caller gives; a map that does not fit is
-//! looked up page by page as before, so memory stays bounded as the data grows.
+//! Held compactly (the keys' bytes in one buffer, ids that are UUIDs as 16 bytes) and only
+//! while the whole step's snapshots fit the budget the caller gives; a map that does not fit
+//! is looked up page by page as before, so memory stays bounded as the data grows.
 
 use super::ID_MAP;
 use crate::engine::db::Db;
