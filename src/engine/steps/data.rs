@@ -573,10 +573,8 @@ pub(crate) async fn store_rejects(
     RejectStore::insert(tx, run_id, &c.version, &c.source_name, &res.warnings).await
 }
 
-/// What the ID maps a step holds in memory for its lookups may take (see `HeldMapCache`): the
-/// clinic's steps at 200k patients need 6.3 MB (`patients` and `users`); past the budget a
-/// map is looked up page by page, so the process's peak grows by at most this with the data.
-const HELD_MAPS_BUDGET: usize = 8 << 20;
+/// What the ID maps one step holds in memory for its lookups may take (see `HeldMaps`).
+const HELD_MAPS_BUDGET: usize = 16 << 20;
 
 /// Pages of `reader` read ahead of the writer, decided there too when the step needs nothing
 /// from the target to decide (no lookups), or needs only what other steps committed: then
