@@ -205,7 +205,7 @@ impl MapSnapshot {
     /// returns them in); `false` when it does not. `expected` (entries, key bytes) sizes the
     /// buffers of text keys.
     fn push(&mut self, key: &str, id: &str, expected: (usize, usize)) -> bool {
-        if !self.is_empty() && self.last.as_slice() >= key.as_bytes() {
+        if self.len() > 0 && self.last.as_slice() >= key.as_bytes() {
             return false;
         }
         self.last.clear();
