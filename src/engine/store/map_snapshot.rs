@@ -14,28 +14,19 @@ use crate::engine::value::Value;
 use color_eyre::eyre::{Result, eyre};
 use std::sync::Arc;
 
-/// Bytes one entry costs beyond a text key's bytes: the key's end offset and a UUID; a
-/// numbered entry's key and UUID take as much.
+/// Bytes one entry costs beyond its key's bytes: the key's end offset and a UUID.
 const ENTRY_BYTES: usize = 4 + 16;
 
 /// Rows per page while loading (one page in flight: a few hundred kB).
 const LOAD_PAGE_ROWS: usize = 8192;
 
-/// The entries of one map.
-#[derive(Debug)]
+/// The entries of one map, sorted by key (byte order).
+#[derive(Debug, Default)]
 pub struct MapSnapshot {
-    entries: Entries,
-    /// The last key pushed while loading: each must come after it in byte order.
-    last: Vec<u8>,
-}
-
-#[derive(Debug)]
-enum Entries {
-    /// Keys that are decimal numbers as written by `to_string` (a legacy integer key) below
-    /// 2^32, with UUID ids: 20 bytes an entry, in numeric order once loaded.
-    Numbered(Vec<(u32, [u8; 16])>),
-    /// Any other keys: their bytes in one buffer, in byte order.
-    Texts { keys: Vec<u8>, ends: Vec<u32>, ids: Ids },
+    keys: Vec<u8>,
+    /// `keys[ends[i-1]..ends[i]]` is key `i`.
+    ends: Vec<u32>,
+    ids: Ids,
 }
 
 /// New ids: 16 bytes each while every one is a UUID in its canonical text form (what the
@@ -46,12 +37,9 @@ enum Ids {
     Texts { bytes: Vec<u8>, ends: Vec<u32> },
 }
 
-impl Default for MapSnapshot {
+impl Default for Ids {
     fn default() -> Self {
-        MapSnapshot {
-            entries: Entries::Numbered(Vec::new()),
-            last: Vec::new(),
-        }
+        Ids::Uuids(Vec::new())
     }
 }
 
@@ -161,14 +149,14 @@ impl MapSnapshot {
             None => 0,
         };
         let (entries, key_chars) = (number(0), number(1));
-        // What numbered entries take; text keys take their bytes more (checked as they come).
-        let bytes = entries * ENTRY_BYTES as u64;
+        let bytes = entries * ENTRY_BYTES as u64 + key_chars;
         if bytes > *budget as u64 || key_chars > u64::from(u32::MAX) {
             return Ok(Err(NotHeld::TooBig { entries, bytes }));
         }
         let mut s = MapSnapshot {
-            entries: Entries::Numbered(Vec::with_capacity(entries as usize)),
-            last: Vec::new(),
+            keys: Vec::with_capacity(key_chars as usize),
+            ends: Vec::with_capacity(entries as usize),
+            ids: Ids::Uuids(Vec::with_capacity(entries as usize)),
         };
         let mut pages = db.stream_pages(
             format!("SELECT old_key, new_id FROM {ID_MAP} WHERE map = $1 ORDER BY old_key"),
@@ -185,155 +173,87 @@ impl MapSnapshot {
                 let (Some(Value::Text(key)), Some(Value::Text(id))) = (row.first(), row.get(1)) else {
                     return Err(eyre!("the ID map `{map}` holds an entry that is not text"));
                 };
-                if !s.push(key, id, (entries as usize, key_chars as usize)) {
+                if !s.push(key, id) {
                     return Ok(Err(NotHeld::Unordered));
                 }
                 if s.bytes() > *budget {
+                    // More entries than counted: committed since the count.
                     return Ok(Err(NotHeld::TooBig {
-                        entries,
-                        bytes: (s.bytes() as u64).max(bytes + key_chars),
+                        entries: s.len() as u64,
+                        bytes: s.bytes() as u64,
                     }));
                 }
             }
         }
-        s.finish();
+        s.keys.shrink_to_fit();
+        s.ends.shrink_to_fit();
         *budget -= s.bytes();
         Ok(Ok(s))
     }
 
-    /// Add an entry whose key comes after every key held in byte order (the order the target
-    /// returns them in); `false` when it does not. `expected` (entries, key bytes) sizes the
-    /// buffers of text keys.
-    fn push(&mut self, key: &str, id: &str, expected: (usize, usize)) -> bool {
-        if self.len() > 0 && self.last.as_slice() >= key.as_bytes() {
+    /// Add an entry whose key comes after every key held; `false` when it does not.
+    fn push(&mut self, key: &str, id: &str) -> bool {
+        if let Some(last) = self.len().checked_sub(1)
+            && self.key(last) >= key.as_bytes()
+        {
             return false;
         }
-        self.last.clear();
-        self.last.extend_from_slice(key.as_bytes());
-        if let Entries::Numbered(numbered) = &mut self.entries {
-            if let (Some(n), Some(u)) = (canonical_number(key), canonical_uuid(id)) {
-                numbered.push((n, u));
-                return true;
-            }
-            self.entries = Entries::texts_from(numbered, expected);
-        }
-        if let Entries::Texts { keys, ends, ids } = &mut self.entries {
-            keys.extend_from_slice(key.as_bytes());
-            ends.push(keys.len() as u32);
-            if let Ids::Uuids(uuids) = ids {
-                match canonical_uuid(id) {
-                    Some(u) => {
-                        uuids.push(u);
-                        return true;
-                    }
-                    None => *ids = Ids::texts_from(uuids),
+        self.keys.extend_from_slice(key.as_bytes());
+        self.ends.push(self.keys.len() as u32);
+        if let Ids::Uuids(uuids) = &mut self.ids {
+            match canonical_uuid(id) {
+                Some(u) => {
+                    uuids.push(u);
+                    return true;
                 }
+                None => self.ids = Ids::texts_from(uuids),
             }
-            if let Ids::Texts { bytes, ends } = ids {
-                bytes.extend_from_slice(id.as_bytes());
-                ends.push(bytes.len() as u32);
-            }
+        }
+        if let Ids::Texts { bytes, ends } = &mut self.ids {
+            bytes.extend_from_slice(id.as_bytes());
+            ends.push(bytes.len() as u32);
         }
         true
     }
 
-    /// Loaded: numbered keys into numeric order, buffers to their size.
-    fn finish(&mut self) {
-        self.last = Vec::new();
-        match &mut self.entries {
-            Entries::Numbered(n) => {
-                n.sort_unstable_by_key(|e| e.0);
-                n.shrink_to_fit();
-            }
-            Entries::Texts { keys, ends, ids } => {
-                keys.shrink_to_fit();
-                ends.shrink_to_fit();
-                if let Ids::Texts { bytes, ends } = ids {
-                    bytes.shrink_to_fit();
-                    ends.shrink_to_fit();
-                }
-            }
-        }
-    }
-
     pub fn len(&self) -> usize {
-        match &self.entries {
-            Entries::Numbered(n) => n.len(),
-            Entries::Texts { ends, .. } => ends.len(),
-        }
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.ends.is_empty()
     }
 
     /// What the snapshot holds, in bytes.
     pub fn bytes(&self) -> usize {
-        match &self.entries {
-            Entries::Numbered(n) => n.capacity() * ENTRY_BYTES,
-            Entries::Texts { keys, ends, ids } => {
-                let ids = match ids {
-                    Ids::Uuids(u) => u.capacity() * 16,
-                    Ids::Texts { bytes, ends } => bytes.capacity() + ends.capacity() * 4,
-                };
-                keys.capacity() + ends.capacity() * 4 + ids
-            }
-        }
+        let ids = match &self.ids {
+            Ids::Uuids(u) => u.capacity() * 16,
+            Ids::Texts { bytes, ends } => bytes.capacity() + ends.capacity() * 4,
+        };
+        self.keys.capacity() + self.ends.capacity() * 4 + ids
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.keys[start..self.ends[i] as usize]
     }
 
     /// The new id of `key`, aliases included (an alias maps to the row that was kept).
     pub fn get(&self, key: &str) -> Option<String> {
-        match &self.entries {
-            Entries::Numbered(n) => {
-                // Every key held is a number written as `to_string` writes it: other text
-                // ("007", "+7", " 7") is no key of this map.
-                let k = canonical_number(key)?;
-                let i = n.binary_search_by_key(&k, |e| e.0).ok()?;
-                Some(uuid::Uuid::from_bytes(n[i].1).hyphenated().to_string())
-            }
-            Entries::Texts { keys, ends, ids } => {
-                let key_at = |i: usize| {
-                    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-                    &keys[start..ends[i] as usize]
-                };
-                let (mut lo, mut hi) = (0, ends.len());
-                while lo < hi {
-                    let mid = lo + (hi - lo) / 2;
-                    match key_at(mid).cmp(key.as_bytes()) {
-                        std::cmp::Ordering::Less => lo = mid + 1,
-                        std::cmp::Ordering::Greater => hi = mid,
-                        std::cmp::Ordering::Equal => return Some(ids.get(mid)),
-                    }
-                }
-                None
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.key(mid).cmp(key.as_bytes()) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(self.id(mid)),
             }
         }
+        None
     }
-}
 
-impl Entries {
-    /// Numbered entries held so far (in the order they came, which is their keys' byte
-    /// order) as text keys: a key that is no such number came.
-    fn texts_from(numbered: &[(u32, [u8; 16])], (entries, key_bytes): (usize, usize)) -> Entries {
-        let mut keys = Vec::with_capacity(key_bytes);
-        let mut ends = Vec::with_capacity(entries);
-        let mut uuids = Vec::with_capacity(entries);
-        for (n, u) in numbered {
-            keys.extend_from_slice(n.to_string().as_bytes());
-            ends.push(keys.len() as u32);
-            uuids.push(*u);
-        }
-        Entries::Texts {
-            keys,
-            ends,
-            ids: Ids::Uuids(uuids),
-        }
-    }
-}
-
-impl Ids {
-    fn get(&self, i: usize) -> String {
-        match self {
+    fn id(&self, i: usize) -> String {
+        match &self.ids {
             Ids::Uuids(u) => uuid::Uuid::from_bytes(u[i]).hyphenated().to_string(),
             Ids::Texts { bytes, ends } => {
                 let start = if i == 0 { 0 } else { ends[i - 1] as usize };
@@ -342,7 +262,9 @@ impl Ids {
             }
         }
     }
+}
 
+impl Ids {
     /// The ids held so far as text (the first id that is not a canonical UUID came).
     fn texts_from(uuids: &[[u8; 16]]) -> Ids {
         let mut bytes = Vec::with_capacity(uuids.len() * 36);
@@ -353,17 +275,6 @@ impl Ids {
         }
         Ids::Texts { bytes, ends }
     }
-}
-
-/// `key` as a number when it is one written as `u32::to_string` writes it (no sign, no
-/// leading zero, no space), so that writing it back gives the same text.
-fn canonical_number(key: &str) -> Option<u32> {
-    let b = key.as_bytes();
-    let digits = !b.is_empty() && b.len() <= 10 && b.iter().all(u8::is_ascii_digit);
-    if !digits || (b.len() > 1 && b[0] == b'0') {
-        return None;
-    }
-    key.parse().ok()
 }
 
 /// The 16 bytes of `id` when it is a UUID written as the tool writes one (lowercase,
@@ -384,9 +295,8 @@ mod tests {
     fn held(entries: &[(&str, &str)]) -> MapSnapshot {
         let mut s = MapSnapshot::default();
         for (k, id) in entries {
-            assert!(s.push(k, id, (0, 0)), "{k} in order");
+            assert!(s.push(k, id), "{k} in order");
         }
-        s.finish();
         s
     }
 
@@ -402,41 +312,7 @@ mod tests {
         for missing in ["", "1", "09", "90", "e", "10 "] {
             assert_eq!(s.get(missing), None, "{missing:?}");
         }
-        assert!(
-            matches!(s.entries, Entries::Texts { ids: Ids::Uuids(_), .. }),
-            "canonical UUIDs take 16 bytes"
-        );
-    }
-
-    /// Legacy integer keys with the tool's UUIDs: 20 bytes an entry, found by number; text
-    /// that only reads as the same number is another key.
-    #[test]
-    fn numbered_keys_take_twenty_bytes_and_match_only_their_own_text() {
-        let ids: Vec<String> = (0..5).map(|_| uuid::Uuid::now_v7().to_string()).collect();
-        // The target's order: bytes ("10" before "9").
-        let keys = ["0", "1", "10", "4294967295", "9"];
-        let entries: Vec<(&str, &str)> = keys.iter().zip(&ids).map(|(k, v)| (*k, v.as_str())).collect();
-        let s = held(&entries);
-        assert!(matches!(s.entries, Entries::Numbered(_)));
-        assert_eq!(s.bytes(), 5 * 20);
-        for (k, v) in &entries {
-            assert_eq!(s.get(k).as_deref(), Some(*v), "{k}");
-        }
-        for other in ["01", "+1", " 1", "1 ", "1.0", "4294967296", "-1", "", "2"] {
-            assert_eq!(s.get(other), None, "{other:?}");
-        }
-        // A key that is no such number, after numbered ones: all held as text, same answers.
-        let mut t = MapSnapshot::default();
-        for (k, v) in entries.iter().chain([("MRN-1", ids[0].as_str())].iter()) {
-            assert!(t.push(k, v, (6, 20)));
-        }
-        t.finish();
-        assert!(matches!(t.entries, Entries::Texts { ids: Ids::Uuids(_), .. }));
-        for (k, v) in &entries {
-            assert_eq!(t.get(k).as_deref(), Some(*v), "{k}");
-        }
-        assert_eq!(t.get("MRN-1").as_deref(), Some(ids[0].as_str()));
-        assert_eq!(t.get("01"), None);
+        assert!(matches!(s.ids, Ids::Uuids(_)), "canonical UUIDs take 16 bytes");
     }
 
     #[test]
@@ -444,13 +320,7 @@ mod tests {
         let a = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
         let upper = "0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B";
         let s = held(&[("1", a), ("2", upper), ("3", "P-0001"), ("4", "")]);
-        assert!(matches!(
-            s.entries,
-            Entries::Texts {
-                ids: Ids::Texts { .. },
-                ..
-            }
-        ));
+        assert!(matches!(s.ids, Ids::Texts { .. }));
         assert_eq!(s.get("1").as_deref(), Some(a));
         assert_eq!(
             s.get("2").as_deref(),
@@ -570,14 +440,10 @@ mod tests {
 
     #[test]
     fn a_key_out_of_byte_order_is_refused() {
-        let mut s = MapSnapshot::default();
-        for (k, id) in [("", "w"), ("a", "x"), ("b", "y")] {
-            assert!(s.push(k, id, (0, 0)));
-        }
-        assert!(!s.push("b", "z", (0, 0)), "a repeated key");
-        assert!(!s.push("B", "z", (0, 0)), "an earlier key");
-        assert!(!s.push("", "z", (0, 0)), "the empty key again");
-        assert!(s.push("ba", "z", (0, 0)));
-        assert_eq!(s.len(), 4);
+        let mut s = held(&[("a", "x"), ("b", "y")]);
+        assert!(!s.push("b", "z"), "a repeated key");
+        assert!(!s.push("B", "z"), "an earlier key");
+        assert!(s.push("ba", "z"));
+        assert_eq!(s.len(), 3);
     }
 }
