@@ -4,7 +4,6 @@
 
 use crate::engine::data::spec::{DataStep, FieldSpec, RunValue};
 use crate::engine::db::DbTx;
-use crate::engine::store::map_snapshot::HeldMaps;
 use crate::engine::store::{NewReject, RejectStore};
 use crate::engine::transform::{LookupSpec, OnError, TableLookup, Transform, normalized};
 use crate::engine::validate::{Level, Rule, Validator, is_secret_field};
@@ -336,42 +335,7 @@ impl CompiledStep {
             })
     }
 
-    /// The ID maps this step's lookups and references read, each once.
-    pub fn maps_looked_up(&self) -> Vec<String> {
-        let mut maps: Vec<String> = Vec::new();
-        let named = self
-            .fields
-            .iter()
-            .flat_map(|f| {
-                f.spec
-                    .transforms
-                    .iter()
-                    .filter_map(|t| match t {
-                        Transform::Lookup(LookupSpec::Map(l)) => Some(l.map.clone()),
-                        _ => None,
-                    })
-                    .chain(f.references.iter().map(|r| r.0.clone()))
-            })
-            .chain(self.spec.source.references.iter().map(|r| r.map.clone()));
-        for m in named {
-            if !maps.contains(&m) {
-                maps.push(m);
-            }
-        }
-        maps
-    }
-
     pub async fn prefetch(&self, tx: &mut DbTx, batch: &SourceBatch) -> Result<LookupCache> {
-        self.prefetch_with(tx, batch, None).await
-    }
-
-    /// [`Self::prefetch`], answering the lookups into `held` maps from memory.
-    pub async fn prefetch_with(
-        &self,
-        tx: &mut DbTx,
-        batch: &SourceBatch,
-        held: Option<&HeldMaps>,
-    ) -> Result<LookupCache> {
         let mut wanted: HashMap<String, HashSet<String>> = HashMap::new();
         for f in &self.fields {
             let Some(src) = f.spec.source.as_deref() else { continue };
@@ -428,16 +392,8 @@ impl CompiledStep {
         let mut cache = LookupCache::default();
         for (map, keys) in wanted {
             let keys: Vec<String> = keys.into_iter().collect();
-            let found = match held.and_then(|h| h.get(&map)) {
-                Some(snapshot) => keys
-                    .iter()
-                    .filter_map(|k| snapshot.get(k).map(|id| (k.clone(), id)))
-                    .collect(),
-                None => {
-                    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-                    crate::engine::data::writer::mapped_ids(tx, &map, &refs).await?
-                }
-            };
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let found = crate::engine::data::writer::mapped_ids(tx, &map, &refs).await?;
             let missing: Vec<String> = keys.iter().filter(|k| !found.contains_key(*k)).cloned().collect();
             if !missing.is_empty() {
                 let waiting = RejectStore::open_keys(tx, &map, &missing).await?;

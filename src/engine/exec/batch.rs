@@ -980,7 +980,6 @@ mod tests {
             lock_token: None,
             preflight_counts: Default::default(),
             next_source: Default::default(),
-            held_maps: Default::default(),
         };
         (ctx, rx)
     }

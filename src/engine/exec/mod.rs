@@ -218,8 +218,6 @@ pub struct RunCtx {
     pub preflight_counts: PreflightCounts,
     /// The next step's source stream, opened while this step closes (see [`NextSource`]).
     pub next_source: NextSource,
-    /// ID maps held in memory for the steps' lookups, kept from one step to the next.
-    pub held_maps: crate::engine::store::map_snapshot::HeldMapCache,
 }
 
 /// A view source is computed whole (joined, windowed, sorted) before its first row comes: the

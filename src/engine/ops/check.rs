@@ -305,7 +305,6 @@ async fn steps_load(project: &Project, target: &Db, source: Option<Db>) -> Check
         lock_token: None,
         preflight_counts: Default::default(),
         next_source: Default::default(),
-        held_maps: Default::default(),
     };
     let problems = crate::engine::preflight::check(&ctx, &plan).await;
     if problems.is_empty() {

@@ -70,7 +70,6 @@ async fn run_down_inner(
             lock_token: lock.as_ref().map(|l| l.token().to_string()),
             preflight_counts: Default::default(),
             next_source: Default::default(),
-            held_maps: Default::default(),
         };
         ctx.emit(EngineEvent::Planned {
             run_id: run_id.to_string(),

@@ -118,7 +118,6 @@ async fn run_sync_inner(
         lock_token: None,
         preflight_counts: Default::default(),
         next_source: Default::default(),
-        held_maps: Default::default(),
     };
     let mut pass = 0u64;
     let mut synced = 0usize;
@@ -169,7 +168,6 @@ async fn one_pass(ctx: &RunCtx, steps: &[StepDef], pass: u64) -> PassEnd {
         lock_token: Some(lock.token().to_string()),
         preflight_counts: Default::default(),
         next_source: Default::default(),
-        held_maps: Default::default(),
     };
     let end = pass_locked(&ctx, steps, pass).await;
     if let Err(e) = lock.release().await {

@@ -130,7 +130,6 @@ async fn run_up_locked(
         lock_token: lock_token.clone(),
         preflight_counts: Default::default(),
         next_source: Default::default(),
-        held_maps: Default::default(),
     };
     if opts.dry_run {
         match target.begin_dry_run().await {
@@ -358,10 +357,6 @@ async fn run_step_retrying(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, S
 }
 
 async fn run_step(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> {
-    if step.kind != StepKind::Data {
-        // Its SQL or its merge may write to any ID map (a data step lets its own go itself).
-        ctx.held_maps.forget_all().await;
-    }
     match step.kind {
         StepKind::Schema => schema::apply(ctx, step).await.map(StepResult::Done),
         StepKind::Data => crate::engine::steps::data::run(ctx, step).await,

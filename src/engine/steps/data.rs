@@ -16,7 +16,6 @@ use crate::engine::protocol::Counts;
 use crate::engine::source::Source;
 use crate::engine::source::file::{self, FileSource, records::FileOptions};
 use crate::engine::source::read_ahead::ReadAhead;
-use crate::engine::store::map_snapshot::HeldMaps;
 use crate::engine::store::{BatchCheckpoint, NewReject, RejectStore};
 use crate::engine::value::Value;
 use color_eyre::eyre::Result;
@@ -573,9 +572,6 @@ pub(crate) async fn store_rejects(
     RejectStore::insert(tx, run_id, &c.version, &c.source_name, &res.warnings).await
 }
 
-/// What the ID maps one step holds in memory for its lookups may take (see `HeldMaps`).
-const HELD_MAPS_BUDGET: usize = 16 << 20;
-
 /// Pages of `reader` read ahead of the writer, decided there too when the step needs nothing
 /// from the target to decide (no lookups), or needs only what other steps committed: then
 /// `lookups` (the target; none in a dry run, whose transaction holds uncommitted work) answers
@@ -583,7 +579,7 @@ const HELD_MAPS_BUDGET: usize = 16 << 20;
 fn read_ahead<S: Source>(
     c: &Arc<CompiledStep>,
     writer: Arc<TargetWriter>,
-    lookups: Option<(Db, Arc<HeldMaps>)>,
+    lookups: Option<Db>,
     reader: S,
     start: Option<Value>,
     size: usize,
@@ -599,11 +595,11 @@ fn read_ahead<S: Source>(
         });
     }
     match lookups.filter(|_| c.looks_up_only_elsewhere()) {
-        Some((target, held)) => {
+        Some(target) => {
             let c = c.clone();
             ReadAhead::spawn_with(reader, start, size, move |batch| {
-                let (c, writer, target, held) = (c.clone(), writer.clone(), target.clone(), held.clone());
-                async move { decide_ahead(c, writer, &target, &held, batch).await }
+                let (c, writer, target) = (c.clone(), writer.clone(), target.clone());
+                async move { decide_ahead(c, writer, &target, batch).await }
             })
         }
         None => ReadAhead::spawn_prepared(reader, start, size, |batch| DataPage { batch, decided: None }),
@@ -616,12 +612,11 @@ async fn decide_ahead(
     c: Arc<CompiledStep>,
     writer: Arc<TargetWriter>,
     target: &Db,
-    held: &HeldMaps,
     batch: SourceBatch,
 ) -> Result<DataPage> {
     // Deferred on SQLite: a reader never waits for the writer's open batch (WAL).
     let mut tx = target.begin_read().await?;
-    let cache = c.prefetch_with(&mut tx, &batch, Some(held)).await;
+    let cache = c.prefetch(&mut tx, &batch).await;
     let _ = tx.rollback().await;
     let cache = cache?;
     crate::engine::source::read_ahead::prepare_on_blocking_thread(move || {
@@ -721,19 +716,6 @@ impl BatchStep for DataBatches {
         let opened_ahead = match dry {
             true => None,
             false => ctx.next_source.take(&self.c.version).await,
-        };
-        let lookups = match lookups {
-            Some(target) if !self.c.decides_alone() && self.c.looks_up_only_elsewhere() => {
-                // What other steps committed does not change while this step runs (the run
-                // lock keeps other runs out): those maps can be read once, up front.
-                let held = ctx
-                    .held_maps
-                    .hold(&target, &self.c.maps_looked_up(), HELD_MAPS_BUDGET, &self.c.version)
-                    .await
-                    .map_err(StepError::plain)?;
-                Some((target, Arc::new(held)))
-            }
-            _ => None,
         };
         self.pages = Some(match &self.source {
             Origin::Db(db) => {
@@ -902,14 +884,6 @@ pub async fn run(ctx: &RunCtx, step: &StepDef) -> Result<StepResult, StepError> 
     ));
     c.run_id = Some(ctx.run_id.clone());
     c.sweep_store_temp_files();
-    // A map this step writes to cannot be answered from a copy taken before.
-    match c.spec.sync.is_some() {
-        true => ctx.held_maps.forget_all().await,
-        false => {
-            let own = c.map_name.clone().unwrap_or_else(|| written_log_map(&c.version));
-            ctx.held_maps.forget(&own).await;
-        }
-    }
     let source = Origin::open(ctx, &c).await.map_err(StepError::plain)?;
     let batch_size = ctx.batch_size(c.spec.batch_size);
     let continue_on_error = ctx.continue_on_error(c.spec.continue_on_error);

@@ -10,7 +10,6 @@ pub mod deferred_indexes;
 pub mod deferred_keys;
 pub mod ledger;
 pub mod lock;
-pub mod map_snapshot;
 pub mod reject_tally;
 pub mod runs;
 pub mod sync_marks;

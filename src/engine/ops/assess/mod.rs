@@ -224,7 +224,6 @@ fn step_ctx(
         lock_token: None,
         preflight_counts: Default::default(),
         next_source: Default::default(),
-        held_maps: Default::default(),
     }
 }
 
