@@ -128,7 +128,13 @@ pub async fn connect(url: &DbUrl, project_dir: &Path, role: Role) -> Result<sqlx
         // WAL lets the console read the ledger while a run writes.
         opts = opts
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+            // A checkpoint every 10,000 WAL pages (40 MB on disk) instead of 1,000: it runs in
+            // the committing batch, and an index page that ten batches touch is copied back
+            // once instead of up to ten times. Clinic project at 200k patients, three
+            // interleaved pairs: `accounts` 4.3-4.5 s against 4.6-4.7 s, `persons` 6.7-7.3 s
+            // against 7.3-7.5 s, `link_views` 12.1-12.4 s against 12.6-13.1 s, same peak.
+            .pragma("wal_autocheckpoint", "10000");
     } else {
         opts = opts.read_only(true);
     }
