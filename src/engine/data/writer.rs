@@ -350,7 +350,7 @@ pub async fn insert_id_map(tx: &mut DbTx, version: &str, entries: &[IdMapEntry])
     // right instead of at random places (legacy integer keys as text are far from sorted:
     // "10" comes before "9").
     let mut sorted: Vec<&IdMapEntry> = entries.iter().collect();
-    sorted.sort_unstable_by(|a, b| (a.map.as_str(), a.old_key.as_str()).cmp(&(b.map.as_str(), b.old_key.as_str())));
+    sorted.sort_unstable_by_key(|&e| (e.map.as_str(), e.old_key.as_str()));
     // Borrowed text cells: no value is built per entry (one ID-map row per row written).
     let rows: Vec<[Option<&str>; 5]> = sorted
         .into_iter()

@@ -294,9 +294,7 @@ impl NextSource {
         }
         armed.task.await.ok().flatten()
     }
-}
 
-impl NextSource {
     /// Drop everything armed or opened: an operator's pause must not hold the source.
     pub fn clear(&self) {
         if let Ok(mut armed) = self.armed.lock() {
